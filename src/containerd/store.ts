@@ -1,0 +1,109 @@
+// The local store: what this host holds. One interface, three implementations
+// (containerd over gRPC, an embedded filesystem store, memory for tests).
+import type { Readable } from 'node:stream';
+
+/** An OCI descriptor, as found in manifests and image records. */
+export interface Descriptor {
+  mediaType: string;
+  digest: string;
+  size: number;
+}
+
+export interface BlobInfo {
+  digest: string;
+  size: number;
+  labels: Record<string, string>;
+}
+
+/** A named image: `docker.io/library/app:1` -> the root manifest or index. */
+export interface ImageRecord {
+  name: string;
+  target: Descriptor;
+  labels: Record<string, string>;
+}
+
+/** Inclusive byte range, as in HTTP. */
+export interface ByteRange {
+  start: number;
+  end: number;
+}
+
+export interface BlobReader {
+  /** Size of the whole blob, not of the range. */
+  size: number;
+  stream: Readable;
+}
+
+/**
+ * An upload in progress. Bytes are appended in order; nothing becomes visible
+ * as a blob until commit() has verified digest (and size, when given).
+ */
+export interface Upload {
+  readonly id: string;
+  /** Bytes received so far; after a failed append, the bytes that were kept. */
+  readonly offset: number;
+  append(source: AsyncIterable<Uint8Array>): Promise<number>;
+  /** Verifies and publishes the blob; on mismatch throws DigestMismatchError/SizeMismatchError and publishes nothing. */
+  commit(expected: { digest: string; size?: number }, labels?: Record<string, string>): Promise<BlobInfo>;
+  /** Releases everything the upload held. Safe to call twice. */
+  abort(): Promise<void>;
+}
+
+export type StoreEvent =
+  | { type: 'blob-added' | 'blob-removed'; digest: string }
+  | { type: 'image-added' | 'image-updated' | 'image-removed'; name: string };
+
+export interface ImageStore {
+  list(): Promise<ImageRecord[]>;
+  get(name: string): Promise<ImageRecord | undefined>;
+  /** Creates or updates; afterwards the store keeps everything the target references. */
+  put(record: ImageRecord): Promise<void>;
+  delete(name: string): Promise<boolean>;
+}
+
+export interface Store {
+  readonly kind: 'containerd' | 'fs' | 'memory';
+  stat(digest: string): Promise<BlobInfo | undefined>;
+  /** Throws NotFoundError when absent. `range` must lie within the blob. */
+  open(digest: string, range?: ByteRange): Promise<BlobReader>;
+  beginUpload(): Promise<Upload>;
+  delete(digest: string): Promise<boolean>;
+  blobs(): AsyncIterable<BlobInfo>;
+  readonly images: ImageStore;
+  /** Changes to the store, from this process or others sharing it, until the signal aborts. */
+  events(signal: AbortSignal): AsyncIterable<StoreEvent>;
+  close(): Promise<void>;
+}
+
+export class NotFoundError extends Error {
+  constructor(readonly what: string) {
+    super(`not found: ${what}`);
+    this.name = 'NotFoundError';
+  }
+}
+
+export class DigestMismatchError extends Error {
+  constructor(readonly expected: string, readonly actual: string) {
+    super(`digest mismatch: expected ${expected}, got ${actual}`);
+    this.name = 'DigestMismatchError';
+  }
+}
+
+export class SizeMismatchError extends Error {
+  constructor(readonly expected: number, readonly actual: number) {
+    super(`size mismatch: expected ${expected} bytes, got ${actual}`);
+    this.name = 'SizeMismatchError';
+  }
+}
+
+const DIGEST = /^sha256:[a-f0-9]{64}$/;
+
+/** Only sha256 is accepted: it is what containerd and every registry client use. */
+export function isDigest(value: string): boolean {
+  return DIGEST.test(value);
+}
+
+export function digestHex(digest: string): string {
+  if (!isDigest(digest)) throw new Error(`not a sha256 digest: ${digest}`);
+  return digest.slice('sha256:'.length);
+}
