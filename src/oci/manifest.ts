@@ -40,6 +40,21 @@ function descriptor(value: unknown, where: string): Descriptor {
   return { mediaType: d.mediaType, digest: d.digest, size: d.size };
 }
 
+/** An OCI manifest may omit mediaType: an index is known by its manifests array. */
+function inferMediaType(doc: Record<string, unknown>): string {
+  return Array.isArray(doc.manifests) ? MediaType.ociIndex : MediaType.ociManifest;
+}
+
+/** The media type a stored manifest is served with. */
+export function mediaTypeOf(body: Buffer): string {
+  try {
+    const doc = JSON.parse(body.toString('utf8'));
+    return typeof doc?.mediaType === 'string' ? doc.mediaType : inferMediaType(doc ?? {});
+  } catch {
+    return MediaType.ociManifest;
+  }
+}
+
 /**
  * Parses a manifest or index. `declared` is the Content-Type it came with;
  * the document's own mediaType wins when present, and the two must agree.
@@ -57,8 +72,7 @@ export function parseManifest(body: Buffer, declared?: string): ParsedManifest {
   if (own && declaredType && MANIFEST_MEDIA_TYPES.includes(declaredType) && own !== declaredType) {
     throw new ManifestInvalidError(`mediaType ${own} does not match Content-Type ${declaredType}`);
   }
-  const mediaType = own ?? (declaredType && MANIFEST_MEDIA_TYPES.includes(declaredType) ? declaredType
-    : Array.isArray(doc.manifests) ? MediaType.ociIndex : MediaType.ociManifest);
+  const mediaType = own ?? (declaredType && MANIFEST_MEDIA_TYPES.includes(declaredType) ? declaredType : inferMediaType(doc));
   if (doc.schemaVersion !== 2) throw new ManifestInvalidError('schemaVersion must be 2');
   const subject = doc.subject === undefined ? undefined : descriptor(doc.subject, 'subject');
   if (isIndexMediaType(mediaType)) {

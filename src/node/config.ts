@@ -1,0 +1,88 @@
+// meshd's configuration: command-line flags, then MESHD_* environment variables,
+// then the YAML file given by --config, then defaults.
+import { readFileSync } from 'node:fs';
+import { Command, Option } from 'commander';
+import { parse as parseYaml } from 'yaml';
+import { parseDuration, parseSize } from './size.js';
+
+export type StoreKind = 'auto' | 'containerd' | 'fs';
+
+export interface Config {
+  dataDir: string;
+  store: StoreKind;
+  containerdSocket: string;
+  containerdNamespace: string;
+  registryAddr: string;
+  registryToken?: string;
+  maxUploadSize: number;
+  uploadTimeoutMs: number;
+  logLevel: string;
+}
+
+function option(flags: string, description: string, defaultValue?: string): Option {
+  const long = flags.split(' ')[0].replace(/^--/, '');
+  const opt = new Option(flags, description).env(`MESHD_${long.toUpperCase().replaceAll('-', '_')}`);
+  return defaultValue === undefined ? opt : opt.default(defaultValue);
+}
+
+export function configCommand(): Command {
+  return new Command('meshd')
+    .description('LayerMesh daemon: an OCI registry backed by this host\'s containerd (or an embedded store)')
+    .addOption(option('--config <file>', 'YAML configuration file (keys as the long flags, e.g. data-dir)'))
+    .addOption(option('--data-dir <dir>', 'state directory (embedded store, identity)', '/var/lib/layermesh'))
+    .addOption(option('--store <kind>', 'auto | containerd | fs (auto: containerd when its socket answers)', 'auto').choices(['auto', 'containerd', 'fs']))
+    .addOption(option('--containerd-socket <path>', 'containerd gRPC socket', '/run/containerd/containerd.sock'))
+    .addOption(option('--containerd-namespace <ns>', 'containerd namespace to serve (docker uses moby, kubernetes k8s.io)', 'default'))
+    .addOption(option('--registry-addr <host:port>', 'registry listener for local clients', '127.0.0.1:5000'))
+    .addOption(option('--registry-token <token>', 'token required for pushes and deletes (required when the registry is not on loopback)'))
+    .addOption(option('--max-upload-size <size>', 'largest blob accepted', '64GiB'))
+    .addOption(option('--upload-timeout <duration>', 'abandoned uploads are removed after this idle time', '30m'))
+    .addOption(option('--log-level <level>', 'trace | debug | info | warn | error', 'info'))
+    .showHelpAfterError();
+}
+
+/** Fills options still at their defaults from the YAML file. */
+function applyFile(cmd: Command, file: string): void {
+  let doc: unknown;
+  try {
+    doc = parseYaml(readFileSync(file, 'utf8'));
+  } catch (err) {
+    throw new Error(`reading config file ${file}: ${(err as Error).message}`, { cause: err });
+  }
+  if (doc === null || doc === undefined) return;
+  if (typeof doc !== 'object' || Array.isArray(doc)) throw new Error(`config file ${file}: expected a mapping of option: value`);
+  const known = new Map(cmd.options.map((o) => [o.long!.slice(2), o.attributeName()]));
+  for (const [key, value] of Object.entries(doc)) {
+    const attr = known.get(key);
+    if (!attr || key === 'config') throw new Error(`config file ${file}: unknown option "${key}"`);
+    const source = cmd.getOptionValueSource(attr);
+    if (source === undefined || source === 'default') cmd.setOptionValueWithSource(attr, String(value), 'config');
+  }
+}
+
+export function parseConfig(argv: string[]): Config {
+  const cmd = configCommand();
+  cmd.parse(argv, { from: 'user' });
+  const file = cmd.opts().config as string | undefined;
+  if (file) applyFile(cmd, file);
+  const o = cmd.opts();
+  if (!['auto', 'containerd', 'fs'].includes(o.store)) throw new Error(`--store must be auto, containerd or fs, not "${o.store}"`);
+  return {
+    dataDir: o.dataDir,
+    store: o.store,
+    containerdSocket: o.containerdSocket,
+    containerdNamespace: o.containerdNamespace,
+    registryAddr: o.registryAddr,
+    registryToken: o.registryToken || undefined,
+    maxUploadSize: parseSize(o.maxUploadSize),
+    uploadTimeoutMs: parseDuration(o.uploadTimeout),
+    logLevel: o.logLevel,
+  };
+}
+
+/** Splits HOST:PORT, accepting [v6]:port. */
+export function splitHostPort(addr: string): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(addr);
+  if (!m) throw new Error(`expected HOST:PORT, got "${addr}"`);
+  return { host: m[1] ?? m[2] ?? '127.0.0.1', port: Number(m[3]) };
+}

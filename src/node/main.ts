@@ -1,0 +1,28 @@
+#!/usr/bin/env node
+// meshd: the LayerMesh daemon.
+import { pino } from 'pino';
+import { parseConfig } from './config.js';
+import { startDaemon } from './daemon.js';
+
+const log = pino({ name: 'meshd', level: process.env.MESHD_LOG_LEVEL ?? 'info' });
+
+try {
+  const config = parseConfig(process.argv.slice(2));
+  log.level = config.logLevel;
+  const daemon = await startDaemon(config, log);
+  const shutdown = (signal: string) => {
+    log.info({ signal }, 'signal received');
+    daemon.stop().then(
+      () => process.exit(0),
+      (err) => {
+        log.error({ err }, 'unclean shutdown');
+        process.exit(1);
+      },
+    );
+  };
+  process.once('SIGTERM', () => shutdown('SIGTERM'));
+  process.once('SIGINT', () => shutdown('SIGINT'));
+} catch (err) {
+  log.fatal({ err }, 'meshd cannot start');
+  process.exitCode = 1;
+}

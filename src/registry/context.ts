@@ -1,0 +1,32 @@
+// What every route handler gets.
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { Logger } from 'pino';
+import type { Store } from '../containerd/store.js';
+import type { UploadSessions } from './upload-sessions.js';
+
+export interface RegistryDeps {
+  store: Store;
+  uploads: UploadSessions;
+  log: Logger;
+  /** Largest manifest accepted, in bytes. */
+  maxManifestBytes: number;
+}
+
+export interface RouteContext extends RegistryDeps {
+  req: FastifyRequest;
+  reply: FastifyReply;
+  /** The repository name as the client wrote it. */
+  name: string;
+  /** The store's name for it: `docker.io/library/app`. */
+  repo: string;
+  /** The reference, digest or upload id that follows the route's keyword. */
+  ref: string;
+  query: Record<string, string | undefined>;
+}
+
+export type Handler = (ctx: RouteContext) => Promise<unknown>;
+
+/** The request body as a byte stream (the registry registers no body parsers). */
+export function bodyOf(ctx: RouteContext): AsyncIterable<Uint8Array> {
+  return ctx.req.raw;
+}

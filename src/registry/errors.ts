@@ -1,0 +1,45 @@
+// Errors in the OCI Distribution format: {"errors":[{code,message,detail}]} with the spec's status codes.
+export type ErrorCode =
+  | 'BLOB_UNKNOWN'
+  | 'BLOB_UPLOAD_INVALID'
+  | 'BLOB_UPLOAD_UNKNOWN'
+  | 'DIGEST_INVALID'
+  | 'MANIFEST_BLOB_UNKNOWN'
+  | 'MANIFEST_INVALID'
+  | 'MANIFEST_UNKNOWN'
+  | 'NAME_INVALID'
+  | 'NAME_UNKNOWN'
+  | 'SIZE_INVALID'
+  | 'UNAUTHORIZED'
+  | 'DENIED'
+  | 'UNSUPPORTED'
+  | 'TOOMANYREQUESTS'
+  | 'RANGE_INVALID'
+  | 'UNKNOWN';
+
+export class RegistryError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: ErrorCode,
+    message: string,
+    readonly detail?: unknown,
+    readonly headers: Record<string, string> = {},
+  ) {
+    super(message);
+    this.name = 'RegistryError';
+  }
+
+  body(): { errors: { code: ErrorCode; message: string; detail?: unknown }[] } {
+    return { errors: [{ code: this.code, message: this.message, ...(this.detail === undefined ? {} : { detail: this.detail }) }] };
+  }
+}
+
+export const blobUnknown = (digest: string) => new RegistryError(404, 'BLOB_UNKNOWN', 'blob unknown to registry', { digest });
+export const manifestUnknown = (reference: string) =>
+  new RegistryError(404, 'MANIFEST_UNKNOWN', 'manifest unknown', { reference });
+export const uploadUnknown = (id: string) =>
+  new RegistryError(404, 'BLOB_UPLOAD_UNKNOWN', 'blob upload unknown to registry', { uuid: id });
+export const digestInvalid = (message: string, detail?: unknown) => new RegistryError(400, 'DIGEST_INVALID', message, detail);
+export const nameInvalid = (name: string) =>
+  new RegistryError(400, 'NAME_INVALID', 'invalid repository name', { name });
+export const unsupported = (message: string) => new RegistryError(405, 'UNSUPPORTED', message);

@@ -1,0 +1,115 @@
+// GET/HEAD/PUT/DELETE /v2/<name>/manifests/<tag|digest>
+import { createHash } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { isDigest, type Descriptor, type Store } from '../containerd/store.js';
+import { children, ManifestInvalidError, mediaTypeOf, parseManifest, type ParsedManifest } from '../oci/manifest.js';
+import { readAll } from './body.js';
+import { bodyOf, type RouteContext } from './context.js';
+import { digestInvalid, manifestUnknown, RegistryError } from './errors.js';
+import { digestImageName, isTag, parseImageName, tagImageName } from './names.js';
+import { reachable, readManifest, readSmallBlob } from './references.js';
+import { sourceLabels } from './uploads.js';
+
+/** The manifest a reference names in this repository and its bytes, if this host holds it. */
+async function resolve(ctx: RouteContext): Promise<{ target: Descriptor; body: Buffer } | undefined> {
+  let target: Descriptor | undefined;
+  if (isDigest(ctx.ref)) {
+    const body = await readSmallBlob(ctx.store, ctx.ref);
+    return body && { target: { mediaType: mediaTypeOf(body), digest: ctx.ref, size: body.length }, body };
+  }
+  if (isTag(ctx.ref)) target = (await ctx.store.images.get(tagImageName(ctx.repo, ctx.ref)))?.target;
+  const body = target && (await readSmallBlob(ctx.store, target.digest));
+  return body && { target: target!, body };
+}
+
+export async function getManifest(ctx: RouteContext): Promise<unknown> {
+  const found = await resolve(ctx);
+  if (!found) throw manifestUnknown(ctx.ref);
+  const { target, body } = found;
+  ctx.reply
+    .header('content-type', target.mediaType)
+    .header('docker-content-digest', target.digest)
+    .header('etag', `"${target.digest}"`)
+    .header('content-length', body.length);
+  return ctx.req.method === 'HEAD' ? ctx.reply.send() : ctx.reply.send(body);
+}
+
+function parse(body: Buffer, contentType: string | undefined): ParsedManifest {
+  try {
+    return parseManifest(body, contentType);
+  } catch (err) {
+    if (err instanceof ManifestInvalidError) throw new RegistryError(400, 'MANIFEST_INVALID', err.message);
+    throw err;
+  }
+}
+
+async function storeBlob(store: Store, data: Buffer, digest: string, labels: Record<string, string>): Promise<void> {
+  const upload = await store.beginUpload();
+  try {
+    await upload.append(Readable.from([data]));
+    await upload.commit({ digest, size: data.length }, labels);
+  } catch (err) {
+    await upload.abort();
+    throw err;
+  }
+}
+
+/** Drops `repo@digest` records made redundant by a tag that now keeps these manifests. */
+async function dropDigestRecords(ctx: RouteContext, digests: string[]): Promise<void> {
+  for (const digest of digests) {
+    const name = digestImageName(ctx.repo, digest);
+    const record = await ctx.store.images.get(name);
+    if (!record) continue;
+    const found = await readManifest(ctx.store, digest, record.target.mediaType);
+    // Referrers stay listed by digest, so that the referrers API still finds them.
+    if (!found?.manifest.subject) await ctx.store.images.delete(name);
+  }
+}
+
+export async function putManifest(ctx: RouteContext): Promise<unknown> {
+  const { store, ref } = ctx;
+  if (!isDigest(ref) && !isTag(ref)) {
+    if (/^[a-z0-9]+:/.test(ref)) throw digestInvalid('unsupported digest', { digest: ref });
+    throw new RegistryError(400, 'MANIFEST_INVALID', 'invalid tag', { tag: ref });
+  }
+  const body = await readAll(bodyOf(ctx), ctx.maxManifestBytes);
+  const digest = `sha256:${createHash('sha256').update(body).digest('hex')}`;
+  if (isDigest(ref) && ref !== digest) throw digestInvalid('manifest digest does not match the reference', { reference: ref, digest });
+  const manifest = parse(body, ctx.req.headers['content-type']);
+  for (const child of children(manifest)) {
+    if (!(await store.stat(child.digest))) {
+      throw new RegistryError(400, 'MANIFEST_BLOB_UNKNOWN', 'manifest references a blob this registry does not hold', { digest: child.digest });
+    }
+  }
+  await storeBlob(store, body, digest, sourceLabels(ctx.repo));
+  const target = { mediaType: manifest.mediaType, digest, size: body.length };
+  if (isTag(ref)) {
+    await store.images.put({ name: tagImageName(ctx.repo, ref), target, labels: {} });
+    await dropDigestRecords(ctx, [digest, ...manifest.manifests.map((m) => m.digest)]);
+  } else {
+    await store.images.put({ name: digestImageName(ctx.repo, digest), target, labels: {} });
+  }
+  ctx.log.info({ repo: ctx.repo, reference: ref, digest }, 'manifest pushed');
+  if (manifest.subject) ctx.reply.header('oci-subject', manifest.subject.digest);
+  return ctx.reply
+    .code(201)
+    .header('location', `/v2/${ctx.name}/manifests/${digest}`)
+    .header('docker-content-digest', digest)
+    .header('content-length', 0)
+    .send();
+}
+
+export async function deleteManifest(ctx: RouteContext): Promise<unknown> {
+  const { store, ref } = ctx;
+  if (!isDigest(ref)) {
+    if (!isTag(ref) || !(await store.images.delete(tagImageName(ctx.repo, ref)))) throw manifestUnknown(ref);
+    return ctx.reply.code(202).header('content-length', 0).send();
+  }
+  const records = await store.images.list();
+  const named = records.filter((r) => r.target.digest === ref && parseImageName(r.name).repo === ctx.repo);
+  if (named.length === 0 && !(await store.stat(ref))) throw manifestUnknown(ref);
+  for (const r of named) await store.images.delete(r.name);
+  const remaining = records.filter((r) => !named.includes(r));
+  if (!(await reachable(store, remaining)).has(ref)) await store.delete(ref);
+  return ctx.reply.code(202).header('content-length', 0).send();
+}

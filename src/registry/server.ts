@@ -1,0 +1,99 @@
+// The OCI Distribution API over fastify. Routes are matched here rather than by
+// fastify's router because repository names contain slashes.
+import { timingSafeEqual } from 'node:crypto';
+import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify';
+import { deleteBlob, getBlob } from './blobs.js';
+import type { Handler, RegistryDeps, RouteContext } from './context.js';
+import { catalog, listReferrers, listTags } from './discovery.js';
+import { RegistryError } from './errors.js';
+import { deleteManifest, getManifest, putManifest } from './manifests.js';
+import { repositoryKey } from './names.js';
+import { cancelUpload, finishUpload, patchUpload, startUpload, uploadStatus } from './uploads.js';
+
+type Routes = Partial<Record<string, Handler>>;
+
+const ROUTES: [RegExp, Routes][] = [
+  [/^\/v2\/(.+)\/tags\/list$/, { GET: listTags }],
+  [/^\/v2\/(.+)\/manifests\/([^/]+)$/, { GET: getManifest, HEAD: getManifest, PUT: putManifest, DELETE: deleteManifest }],
+  [/^\/v2\/(.+)\/blobs\/uploads\/?()$/, { POST: startUpload }],
+  [/^\/v2\/(.+)\/blobs\/uploads\/([^/]+)$/, { GET: uploadStatus, PATCH: patchUpload, PUT: finishUpload, DELETE: cancelUpload }],
+  [/^\/v2\/(.+)\/blobs\/([^/]+)$/, { GET: getBlob, HEAD: getBlob, DELETE: deleteBlob }],
+  [/^\/v2\/(.+)\/referrers\/([^/]+)$/, { GET: listReferrers }],
+];
+
+const WRITE_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
+
+export interface RegistryOptions extends RegistryDeps {
+  /** When set, pushes and deletes need `Authorization: Bearer <token>` (or Basic with it as password). */
+  token?: string;
+}
+
+function firstValues(query: unknown): Record<string, string | undefined> {
+  const out: Record<string, string | undefined> = {};
+  for (const [k, v] of Object.entries((query ?? {}) as Record<string, unknown>)) out[k] = Array.isArray(v) ? String(v[0]) : String(v);
+  return out;
+}
+
+function presentedToken(header: string | undefined): string | undefined {
+  if (!header) return undefined;
+  const [scheme, value = ''] = header.split(' ', 2);
+  if (scheme.toLowerCase() === 'bearer') return value;
+  if (scheme.toLowerCase() === 'basic') return Buffer.from(value, 'base64').toString('utf8').split(':').slice(1).join(':');
+  return undefined;
+}
+
+function authorized(token: string, header: string | undefined): boolean {
+  const given = Buffer.from(presentedToken(header) ?? '');
+  const want = Buffer.from(token);
+  return given.length === want.length && timingSafeEqual(given, want);
+}
+
+export function createRegistry(opts: RegistryOptions) {
+  const app = Fastify({ return503OnClosing: true });
+  const log = opts.log;
+  // Bodies are streamed by the handlers themselves: no parser may consume them.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', (_req, _payload, done) => done(null));
+
+  app.addHook('onRequest', async (_req, reply) => {
+    reply.header('docker-distribution-api-version', 'registry/2.0');
+  });
+
+  app.setErrorHandler((err: Error & { statusCode?: number }, req, reply) => {
+    if (err instanceof RegistryError) {
+      if (err.status >= 500) log.error({ err, url: req.url }, 'registry request failed');
+      return reply.code(err.status).headers(err.headers).send(err.body());
+    }
+    const status = err.statusCode && err.statusCode >= 400 ? err.statusCode : 500;
+    if (status >= 500) log.error({ err, method: req.method, url: req.url }, 'registry request failed');
+    return reply.code(status).send({ errors: [{ code: 'UNKNOWN', message: err.message }] });
+  });
+
+  const dispatch = async (req: FastifyRequest, reply: FastifyReply) => {
+    const path = req.url.split('?', 1)[0];
+    if (path === '/v2' || path === '/v2/') return reply.send({});
+    if (path === '/v2/_catalog' && req.method === 'GET') return catalog(context(req, reply, '', ''));
+    for (const [pattern, routes] of ROUTES) {
+      const m = pattern.exec(path);
+      if (!m) continue;
+      const handler = routes[req.method];
+      if (!handler) throw new RegistryError(405, 'UNSUPPORTED', `${req.method} is not supported here`);
+      if (opts.token && WRITE_METHODS.has(req.method) && !authorized(opts.token, req.headers.authorization)) {
+        throw new RegistryError(401, 'UNAUTHORIZED', 'authentication required', undefined, {
+          'www-authenticate': 'Basic realm="layermesh"',
+        });
+      }
+      return handler(context(req, reply, decodeURIComponent(m[1]), decodeURIComponent(m[2] ?? '')));
+    }
+    throw new RegistryError(404, 'UNSUPPORTED', 'no such endpoint', { path });
+  };
+
+  const context = (req: FastifyRequest, reply: FastifyReply, name: string, ref: string): RouteContext => {
+    const query = firstValues(req.query);
+    return { ...opts, req, reply, name, ref, query, repo: name ? repositoryKey(name, query.ns) : '' };
+  };
+
+  app.route({ method: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'], url: '/v2/*', handler: dispatch });
+  app.route({ method: ['GET', 'HEAD'], url: '/v2', handler: dispatch });
+  return app;
+}

@@ -1,0 +1,136 @@
+// Upload sessions of the push API: one store Upload each, owned by one repository,
+// expired when abandoned so that their space is released.
+import type { Logger } from 'pino';
+import {
+  DigestMismatchError,
+  SizeMismatchError,
+  type BlobInfo,
+  type Store,
+  type Upload,
+} from '../containerd/store.js';
+import { digestInvalid, RegistryError, uploadUnknown } from './errors.js';
+
+export interface UploadLimits {
+  /** Largest blob accepted, in bytes. */
+  maxBlobBytes: number;
+  /** An upload untouched for this long is aborted. */
+  idleTimeoutMs: number;
+}
+
+interface Session {
+  repo: string;
+  upload: Upload;
+  lastActive: number;
+  busy: boolean;
+}
+
+export const tooLarge = (limit: number) =>
+  new RegistryError(413, 'SIZE_INVALID', `blob exceeds the upload limit of ${limit} bytes`, { limit });
+
+export class UploadSessions {
+  readonly #sessions = new Map<string, Session>();
+  readonly #sweeper: NodeJS.Timeout;
+
+  constructor(private readonly store: Store, readonly limits: UploadLimits, private readonly log: Logger) {
+    this.#sweeper = setInterval(() => void this.sweep(), Math.max(1000, Math.min(60_000, limits.idleTimeoutMs / 4)));
+    this.#sweeper.unref();
+  }
+
+  get size(): number {
+    return this.#sessions.size;
+  }
+
+  async start(repo: string): Promise<{ id: string; upload: Upload }> {
+    const upload = await this.store.beginUpload();
+    this.#sessions.set(upload.id, { repo, upload, lastActive: Date.now(), busy: false });
+    return { id: upload.id, upload };
+  }
+
+  /** The session, or BLOB_UPLOAD_UNKNOWN when it does not exist for this repository. */
+  get(repo: string, id: string): Upload {
+    const session = this.#sessions.get(id);
+    if (!session || session.repo !== repo) throw uploadUnknown(id);
+    session.lastActive = Date.now();
+    return session.upload;
+  }
+
+  /** Appends a request body at `expectedOffset` (when the client said one). */
+  async append(repo: string, id: string, body: AsyncIterable<Uint8Array>, expectedOffset?: number): Promise<number> {
+    const session = this.#sessions.get(id);
+    if (!session || session.repo !== repo) throw uploadUnknown(id);
+    if (session.busy) throw new RegistryError(416, 'BLOB_UPLOAD_INVALID', 'another request is writing to this upload');
+    if (expectedOffset !== undefined && expectedOffset !== session.upload.offset) {
+      throw new RegistryError(416, 'BLOB_UPLOAD_INVALID', `chunk starts at ${expectedOffset}, upload is at ${session.upload.offset}`, undefined, {
+        range: rangeHeader(session.upload.offset),
+      });
+    }
+    session.busy = true;
+    try {
+      return await session.upload.append(this.#limited(session.upload, body));
+    } catch (err) {
+      if (err instanceof RegistryError && err.code === 'SIZE_INVALID') await this.discard(id);
+      throw err;
+    } finally {
+      session.busy = false;
+      session.lastActive = Date.now();
+    }
+  }
+
+  /** Verifies and publishes the blob; the session ends either way. */
+  async finish(repo: string, id: string, digest: string, labels: Record<string, string>): Promise<BlobInfo> {
+    const upload = this.get(repo, id);
+    this.#sessions.delete(id);
+    try {
+      return await upload.commit({ digest }, labels);
+    } catch (err) {
+      await upload.abort();
+      if (err instanceof DigestMismatchError) throw digestInvalid('provided digest did not match uploaded content', { expected: err.expected, actual: err.actual });
+      if (err instanceof SizeMismatchError) throw new RegistryError(400, 'SIZE_INVALID', err.message);
+      throw err;
+    }
+  }
+
+  async cancel(repo: string, id: string): Promise<void> {
+    this.get(repo, id);
+    await this.discard(id);
+  }
+
+  /** Ends a session if it still exists. */
+  async discard(id: string): Promise<void> {
+    const session = this.#sessions.get(id);
+    this.#sessions.delete(id);
+    await session?.upload.abort();
+  }
+
+  async *#limited(upload: Upload, body: AsyncIterable<Uint8Array>): AsyncIterable<Uint8Array> {
+    let total = upload.offset;
+    for await (const chunk of body) {
+      total += chunk.length;
+      if (total > this.limits.maxBlobBytes) throw tooLarge(this.limits.maxBlobBytes);
+      yield chunk;
+    }
+  }
+
+  async sweep(now = Date.now()): Promise<void> {
+    for (const [id, session] of this.#sessions) {
+      if (session.busy || now - session.lastActive < this.limits.idleTimeoutMs) continue;
+      this.#sessions.delete(id);
+      this.log.info({ upload: id, repo: session.repo, bytes: session.upload.offset }, 'abandoned upload expired');
+      await session.upload.abort().catch((err) => this.log.warn({ err, upload: id }, 'aborting expired upload failed'));
+    }
+  }
+
+  /** Aborts every session: used at shutdown so that nothing partial survives. */
+  async close(): Promise<void> {
+    clearInterval(this.#sweeper);
+    const sessions = [...this.#sessions.entries()];
+    this.#sessions.clear();
+    await Promise.all(sessions.map(([id, s]) =>
+      s.upload.abort().catch((err) => this.log.warn({ err, upload: id }, 'aborting upload at shutdown failed'))));
+  }
+}
+
+/** The `Range` header of an upload holding `offset` bytes (`0-0` when empty, as registries answer). */
+export function rangeHeader(offset: number): string {
+  return `0-${Math.max(0, offset - 1)}`;
+}

@@ -1,0 +1,99 @@
+// The push API for blobs: POST (monolithic, mount, or session start), PATCH, PUT, GET, DELETE of uploads.
+import { isDigest } from '../containerd/store.js';
+import { bodyOf, type RouteContext } from './context.js';
+import { digestInvalid, RegistryError } from './errors.js';
+import { parseContentRange } from './range.js';
+import { rangeHeader, tooLarge } from './upload-sessions.js';
+
+const uploadUrl = (ctx: RouteContext, id: string) => `/v2/${ctx.name}/blobs/uploads/${id}`;
+
+/** Labels that tell containerd where a blob came from (as `ctr pull` records them). */
+export function sourceLabels(repo: string): Record<string, string> {
+  const slash = repo.indexOf('/');
+  return { [`containerd.io/distribution.source.${repo.slice(0, slash)}`]: repo.slice(slash + 1) };
+}
+
+function checkDeclaredLength(ctx: RouteContext): void {
+  const declared = Number(ctx.req.headers['content-length'] ?? 0);
+  if (declared > ctx.uploads.limits.maxBlobBytes) throw tooLarge(ctx.uploads.limits.maxBlobBytes);
+}
+
+function created(ctx: RouteContext, digest: string): unknown {
+  return ctx.reply
+    .code(201)
+    .header('location', `/v2/${ctx.name}/blobs/${digest}`)
+    .header('docker-content-digest', digest)
+    .header('content-length', 0)
+    .send();
+}
+
+function accepted(ctx: RouteContext, id: string, offset: number): unknown {
+  return ctx.reply
+    .code(202)
+    .header('location', uploadUrl(ctx, id))
+    .header('range', rangeHeader(offset))
+    .header('docker-upload-uuid', id)
+    .header('content-length', 0)
+    .send();
+}
+
+export async function startUpload(ctx: RouteContext): Promise<unknown> {
+  const { query, store, uploads } = ctx;
+  if (query.mount) {
+    // The store is content-addressed across repositories: a blob it holds can be mounted anywhere.
+    if (isDigest(query.mount) && (await store.stat(query.mount))) return created(ctx, query.mount);
+  }
+  checkDeclaredLength(ctx);
+  const { id } = await uploads.start(ctx.repo);
+  if (query.digest === undefined) return accepted(ctx, id, 0);
+  if (!isDigest(query.digest)) {
+    await uploads.cancel(ctx.repo, id);
+    throw digestInvalid('invalid digest', { digest: query.digest });
+  }
+  try {
+    await uploads.append(ctx.repo, id, bodyOf(ctx));
+  } catch (err) {
+    // The client never learned this session's id, so it cannot resume it.
+    await uploads.discard(id);
+    throw err;
+  }
+  await uploads.finish(ctx.repo, id, query.digest, sourceLabels(ctx.repo));
+  return created(ctx, query.digest);
+}
+
+export async function patchUpload(ctx: RouteContext): Promise<unknown> {
+  checkDeclaredLength(ctx);
+  const range = parseContentRange(ctx.req.headers['content-range']);
+  const offset = await ctx.uploads.append(ctx.repo, ctx.ref, bodyOf(ctx), range?.start);
+  if (range && offset !== range.end + 1) {
+    throw new RegistryError(416, 'BLOB_UPLOAD_INVALID', `Content-Range ends at ${range.end}, body ended at ${offset - 1}`);
+  }
+  return accepted(ctx, ctx.ref, offset);
+}
+
+export async function finishUpload(ctx: RouteContext): Promise<unknown> {
+  const digest = ctx.query.digest;
+  if (!digest || !isDigest(digest)) {
+    throw digestInvalid('a valid ?digest= is required to complete an upload', { digest });
+  }
+  checkDeclaredLength(ctx);
+  const range = parseContentRange(ctx.req.headers['content-range']);
+  await ctx.uploads.append(ctx.repo, ctx.ref, bodyOf(ctx), range?.start);
+  await ctx.uploads.finish(ctx.repo, ctx.ref, digest, sourceLabels(ctx.repo));
+  return created(ctx, digest);
+}
+
+export async function uploadStatus(ctx: RouteContext): Promise<unknown> {
+  const upload = ctx.uploads.get(ctx.repo, ctx.ref);
+  return ctx.reply
+    .code(204)
+    .header('location', uploadUrl(ctx, ctx.ref))
+    .header('range', rangeHeader(upload.offset))
+    .header('docker-upload-uuid', ctx.ref)
+    .send();
+}
+
+export async function cancelUpload(ctx: RouteContext): Promise<unknown> {
+  await ctx.uploads.cancel(ctx.repo, ctx.ref);
+  return ctx.reply.code(204).send();
+}
