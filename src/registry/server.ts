@@ -60,6 +60,12 @@ export function createRegistry(opts: RegistryOptions) {
   });
 
   app.setErrorHandler((err: Error & { statusCode?: number }, req, reply) => {
+    // An unread request body would be taken for the next request on a kept-alive connection.
+    if (!req.raw.readableEnded) reply.header('connection', 'close');
+    if ((err as NodeJS.ErrnoException).code === 'ECONNRESET') {
+      log.info({ method: req.method, url: req.url }, 'client went away mid-request');
+      return reply.send();
+    }
     if (err instanceof RegistryError) {
       if (err.status >= 500) log.error({ err, url: req.url }, 'registry request failed');
       return reply.code(err.status).headers(err.headers).send(err.body());

@@ -1,0 +1,50 @@
+// Starts a real meshd process (the built dist/), waits until its registry answers.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+
+const MAIN = new URL('../../dist/src/node/main.js', import.meta.url).pathname;
+
+export interface Meshd {
+  url: string;
+  /** host:port, as registry clients want it. */
+  host: string;
+  dataDir: string;
+  proc: ChildProcess;
+  logs: Record<string, unknown>[];
+  /** Sends the signal and resolves with the exit code. */
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+export async function startMeshd(args: string[] = [], opts: { dataDir?: string } = {}): Promise<Meshd> {
+  const dataDir = opts.dataDir ?? (await mkdtemp(join(tmpdir(), 'meshd-test-')));
+  const proc = spawn(process.execPath, [MAIN, '--data-dir', dataDir, '--registry-addr', '127.0.0.1:0', '--log-level', 'debug', ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const logs: Record<string, unknown>[] = [];
+  const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
+  let stderr = '';
+  proc.stderr!.on('data', (d) => (stderr += d));
+  const ready = new Promise<string>((resolve, reject) => {
+    createInterface({ input: proc.stdout! }).on('line', (line) => {
+      try {
+        const entry = JSON.parse(line);
+        logs.push(entry);
+        if (entry.msg === 'meshd ready') resolve(entry.registry);
+      } catch {
+        logs.push({ raw: line });
+      }
+    });
+    void exited.then((code) => reject(new Error(`meshd exited with ${code} before ready: ${stderr}\n${JSON.stringify(logs.slice(-5))}`)));
+  });
+  const url = await ready;
+  const stop = async (signal: NodeJS.Signals = 'SIGTERM') => {
+    if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
+    const code = await exited;
+    if (!opts.dataDir) await rm(dataDir, { recursive: true, force: true });
+    return code;
+  };
+  return { url, host: url.replace(/^http:\/\//, ''), dataDir, proc, logs, stop };
+}

@@ -1,0 +1,103 @@
+// Builds real OCI images offline: an OCI layout directory with gzipped tar layers
+// of random files, optionally a two-platform index.
+import { execFileSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+export interface Blob {
+  mediaType: string;
+  digest: string;
+  size: number;
+}
+
+export interface BuiltImage {
+  /** The OCI layout directory; `oci:<dir>:<tag>` for skopeo. */
+  dir: string;
+  tag: string;
+  /** Root manifest (or index) digest. */
+  digest: string;
+  /** Every blob in the layout, manifests included. */
+  blobs: Blob[];
+  layers: Blob[];
+}
+
+function writeBlob(dir: string, data: Buffer, mediaType: string): Blob {
+  const hex = createHash('sha256').update(data).digest('hex');
+  writeFileSync(join(dir, 'blobs', 'sha256', hex), data);
+  return { mediaType, digest: `sha256:${hex}`, size: data.length };
+}
+
+/** A gzipped tar holding one file of `size` random bytes. */
+function layer(dir: string, size: number, name: string): { blob: Blob; diffId: string } {
+  const work = mkdtempSync(join(tmpdir(), 'layer-'));
+  try {
+    mkdirSync(join(work, 'root', 'data'), { recursive: true });
+    writeFileSync(join(work, 'root', 'data', name), randomBytes(size));
+    execFileSync('tar', ['-C', join(work, 'root'), '--numeric-owner', '--owner=0', '--group=0', '-cf', join(work, 'l.tar'), 'data']);
+    const tar = readFileSync(join(work, 'l.tar'));
+    const diffId = `sha256:${createHash('sha256').update(tar).digest('hex')}`;
+    execFileSync('gzip', ['-1', '-n', join(work, 'l.tar')]);
+    return { blob: writeBlob(dir, readFileSync(join(work, 'l.tar.gz')), 'application/vnd.oci.image.layer.v1.tar+gzip'), diffId };
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+function imageManifest(dir: string, layerSizes: number[], arch: string, tag: string): { manifest: Blob; blobs: Blob[]; layers: Blob[] } {
+  const built = layerSizes.map((size, i) => layer(dir, size, `${tag}-${arch}-${i}.bin`));
+  const config = writeBlob(dir, Buffer.from(JSON.stringify({
+    architecture: arch,
+    os: 'linux',
+    config: { Cmd: ['/bin/sh'] },
+    rootfs: { type: 'layers', diff_ids: built.map((l) => l.diffId) },
+  })), 'application/vnd.oci.image.config.v1+json');
+  const layers = built.map((l) => l.blob);
+  const manifest = writeBlob(dir, Buffer.from(JSON.stringify({
+    schemaVersion: 2,
+    mediaType: 'application/vnd.oci.image.manifest.v1+json',
+    config,
+    layers,
+  })), 'application/vnd.oci.image.manifest.v1+json');
+  return { manifest, blobs: [config, ...layers, manifest], layers };
+}
+
+/**
+ * Builds an image whose layers hold `layerSizes` random bytes each. With
+ * `platforms`, the root is an index with one manifest per architecture.
+ */
+export function buildImage(opts: { layerSizes: number[]; tag?: string; platforms?: string[]; dir?: string }): BuiltImage {
+  const tag = opts.tag ?? 'latest';
+  const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'oci-image-'));
+  mkdirSync(join(dir, 'blobs', 'sha256'), { recursive: true });
+  writeFileSync(join(dir, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
+  let root: Blob;
+  const blobs: Blob[] = [];
+  const layers: Blob[] = [];
+  if (opts.platforms) {
+    const entries = opts.platforms.map((arch) => {
+      const m = imageManifest(dir, opts.layerSizes, arch, tag);
+      blobs.push(...m.blobs);
+      layers.push(...m.layers);
+      return { ...m.manifest, platform: { architecture: arch, os: 'linux' } };
+    });
+    root = writeBlob(dir, Buffer.from(JSON.stringify({
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.index.v1+json',
+      manifests: entries,
+    })), 'application/vnd.oci.image.index.v1+json');
+  } else {
+    const m = imageManifest(dir, opts.layerSizes, 'amd64', tag);
+    blobs.push(...m.blobs);
+    layers.push(...m.layers);
+    root = m.manifest;
+  }
+  blobs.push(root);
+  writeFileSync(join(dir, 'index.json'), JSON.stringify({
+    schemaVersion: 2,
+    manifests: [{ ...root, annotations: { 'org.opencontainers.image.ref.name': tag } }],
+  }));
+  return { dir, tag, digest: root.digest, blobs, layers };
+}
