@@ -30,7 +30,7 @@ async function uploadFiles(): Promise<string[]> {
   return readdir(join(meshd.dataDir, 'store', 'uploads'));
 }
 
-async function pushBlob(data: Buffer, repo = 'app'): Promise<string> {
+async function pushBlob(data: Buffer<ArrayBuffer>, repo = 'app'): Promise<string> {
   const digest = sha(data);
   const res = await api(`/v2/${repo}/blobs/uploads/?digest=${digest}`, { method: 'POST', body: data });
   expect(res.status).toBe(201);

@@ -43,6 +43,7 @@ export class UploadSessions {
   async start(repo: string): Promise<{ id: string; upload: Upload }> {
     const upload = await this.store.beginUpload();
     this.#sessions.set(upload.id, { repo, upload, lastActive: Date.now(), busy: false });
+    this.log.debug({ upload: upload.id, repo }, 'upload started');
     return { id: upload.id, upload };
   }
 

@@ -1,0 +1,133 @@
+// Image records in containerd. put() first labels every manifest/index with containerd's GC references,
+// so that the tag alone keeps config, layers and platform manifests alive, then releases our blob leases.
+import type { Logger } from 'pino';
+import { MANIFEST_MEDIA_TYPES, children, parseManifest, type ParsedManifest } from '../oci/manifest.js';
+import { NotFoundError, isDigest, type Descriptor, type ImageRecord, type ImageStore, type Store } from './store.js';
+import { Code, hasCode, type ContainerdClient } from './containerd-client.js';
+import { BLOB_LEASE_PREFIX, blobLeaseId, deleteLease, listLeaseIds } from './containerd-leases.js';
+
+/** Registries cap manifests at 4 MiB; refuse to buffer anything larger as one. */
+const MAX_MANIFEST_BYTES = 4 << 20;
+
+interface WireImage {
+  name: string;
+  labels: Record<string, string>;
+  target: { mediaType: string; digest: string; size: number } | null;
+}
+
+export class ContainerdImages implements ImageStore {
+  constructor(
+    private readonly client: ContainerdClient,
+    private readonly blobs: Pick<Store, 'stat' | 'open'>,
+    private readonly logger: Logger,
+  ) {}
+
+  async list(): Promise<ImageRecord[]> {
+    const res = await this.client.unary<{ images: WireImage[] }>('images', 'List', { filters: [] }, '');
+    return res.images.map(fromWire);
+  }
+
+  async get(name: string): Promise<ImageRecord | undefined> {
+    try {
+      const res = await this.client.unary<{ image: WireImage }>('images', 'Get', { name }, name);
+      return fromWire(res.image);
+    } catch (err) {
+      if (hasCode(err, Code.NOT_FOUND)) return undefined;
+      throw err;
+    }
+  }
+
+  async put(record: ImageRecord): Promise<void> {
+    const reachable = await this.labelTree(record.target);
+    const image = {
+      name: record.name,
+      labels: record.labels,
+      target: { mediaType: record.target.mediaType, digest: record.target.digest, size: record.target.size },
+    };
+    try {
+      await this.client.unary('images', 'Create', { image }, record.name);
+    } catch (err) {
+      if (!hasCode(err, Code.ALREADY_EXISTS)) throw err;
+      await this.client.unary('images', 'Update', { image, updateMask: { paths: ['target', 'labels'] } }, record.name);
+    }
+    await this.releaseBlobLeases(reachable);
+  }
+
+  async delete(name: string): Promise<boolean> {
+    try {
+      await this.client.unary('images', 'Delete', { name }, name);
+      return true;
+    } catch (err) {
+      if (hasCode(err, Code.NOT_FOUND)) return false;
+      throw err;
+    }
+  }
+
+  /**
+   * Sets `containerd.io/gc.ref.content.*` labels on every manifest and index reachable from the target
+   * and returns every digest they reference. Index children not held here are skipped (an index may
+   * list platforms that were never pulled); their labels are still set, so they are kept once they arrive.
+   */
+  private async labelTree(target: Descriptor): Promise<Set<string>> {
+    const reachable = new Set([target.digest]);
+    const queue: Descriptor[] = [target];
+    for (let d = queue.shift(); d; d = queue.shift()) {
+      if (!MANIFEST_MEDIA_TYPES.includes(d.mediaType)) continue;
+      const manifest = await this.readManifest(d, d === target);
+      if (!manifest) continue;
+      const labels = gcRefLabels(manifest);
+      await this.client.unary('content', 'Update', {
+        info: { digest: d.digest, labels },
+        updateMask: { paths: Object.keys(labels).map((k) => `labels.${k}`) },
+      }, d.digest);
+      for (const child of children(manifest)) {
+        if (reachable.has(child.digest)) continue;
+        reachable.add(child.digest);
+        queue.push(child);
+      }
+    }
+    return reachable;
+  }
+
+  private async readManifest(d: Descriptor, required: boolean): Promise<ParsedManifest | undefined> {
+    const info = await this.blobs.stat(d.digest);
+    if (!info) {
+      if (required) throw new NotFoundError(`manifest ${d.digest}`);
+      this.logger.debug({ digest: d.digest }, 'manifest not held locally; not walking into it');
+      return undefined;
+    }
+    if (info.size > MAX_MANIFEST_BYTES) throw new Error(`${d.digest} is ${info.size} bytes, too large for a ${d.mediaType}`);
+    const { stream } = await this.blobs.open(d.digest);
+    const parts: Buffer[] = [];
+    for await (const chunk of stream) parts.push(chunk as Buffer);
+    return parseManifest(Buffer.concat(parts), d.mediaType);
+  }
+
+  /** Once the tag holds the blobs, the per-blob leases taken at commit time can go. */
+  private async releaseBlobLeases(reachable: Set<string>): Promise<void> {
+    const held = new Set(await listLeaseIds(this.client, BLOB_LEASE_PREFIX));
+    for (const digest of reachable) {
+      if (!isDigest(digest)) continue; // only sha256 blobs are ever committed (and leased) by us
+      const id = blobLeaseId(digest);
+      if (held.has(id)) await deleteLease(this.client, id, this.logger);
+    }
+  }
+}
+
+/** containerd's GC follows these labels from a referenced blob to its children. */
+function gcRefLabels(m: ParsedManifest): Record<string, string> {
+  const labels: Record<string, string> = {};
+  if (m.config) labels['containerd.io/gc.ref.content.config'] = m.config.digest;
+  m.layers.forEach((l, i) => (labels[`containerd.io/gc.ref.content.l.${i}`] = l.digest));
+  m.manifests.forEach((c, i) => (labels[`containerd.io/gc.ref.content.m.${i}`] = c.digest));
+  return labels;
+}
+
+function fromWire(image: WireImage): ImageRecord {
+  const t = image.target;
+  return {
+    name: image.name,
+    labels: { ...image.labels },
+    target: { mediaType: t?.mediaType ?? '', digest: t?.digest ?? '', size: t?.size ?? 0 },
+  };
+}

@@ -1,0 +1,217 @@
+// An upload into containerd: one content.Write stream under an upload lease.
+// Protocol (containerd 1.6): STAT(ref) -> WRITE chunks at offsets, reading every response -> COMMIT with
+// offset = total size (offset 0 would truncate) and the expected digest. Nothing is visible before COMMIT.
+import { randomBytes } from 'node:crypto';
+import type { ClientDuplexStream } from '@grpc/grpc-js';
+import type { Logger } from 'pino';
+import { DigestMismatchError, SizeMismatchError, type BlobInfo, type Upload } from './store.js';
+import { Code, hasCode, type ContainerdClient } from './containerd-client.js';
+import { UPLOAD_LEASE_PREFIX, deleteLease, gcExpireLabels, protectBlob } from './containerd-leases.js';
+
+const CHUNK = 1 << 20;
+/** WRITE messages in flight before we wait for the oldest response. */
+const WINDOW = 4;
+
+interface WriteRequest {
+  action: 'STAT' | 'WRITE' | 'COMMIT';
+  ref: string;
+  offset?: number;
+  total?: number;
+  expected?: string;
+  data?: Uint8Array;
+  labels?: Record<string, string>;
+}
+interface WriteResponse { action: string; offset: number; total: number; digest: string }
+
+export interface UploadHost {
+  readonly client: ContainerdClient;
+  readonly logger: Logger;
+  stat(digest: string): Promise<BlobInfo | undefined>;
+  /** Called after a commit that created the blob (containerd 1.6 emits no event for it). */
+  blobAdded(digest: string): void;
+}
+
+export class ContainerdUpload implements Upload {
+  private confirmed = 0;
+  private channel?: WriteChannel;
+  private finished = false;
+
+  private constructor(private readonly host: UploadHost, readonly id: string) {}
+
+  /** The lease id doubles as the ingest ref. */
+  static async begin(host: UploadHost): Promise<ContainerdUpload> {
+    const id = `${UPLOAD_LEASE_PREFIX}${randomBytes(12).toString('hex')}`;
+    await host.client.unary('leases', 'Create', { id, labels: gcExpireLabels() }, id);
+    return new ContainerdUpload(host, id);
+  }
+
+  get offset(): number {
+    return this.confirmed;
+  }
+
+  async append(source: AsyncIterable<Uint8Array>): Promise<number> {
+    const ch = await this.open();
+    const inflight: Promise<WriteResponse>[] = [];
+    let sent = this.confirmed;
+    try {
+      for await (const data of rechunk(source)) {
+        inflight.push(ch.send({ action: 'WRITE', ref: this.id, offset: sent, data }));
+        sent += data.length;
+        if (inflight.length >= WINDOW) this.confirmed = (await inflight.shift()!).offset;
+      }
+      while (inflight.length) this.confirmed = (await inflight.shift()!).offset;
+      return this.confirmed;
+    } catch (err) {
+      await Promise.allSettled(inflight);
+      await this.resync();
+      throw err;
+    }
+  }
+
+  async commit(expected: { digest: string; size?: number }, labels: Record<string, string> = {}): Promise<BlobInfo> {
+    const ch = await this.open();
+    // containerd answers AlreadyExists for an existing digest *without* checking the bytes we sent
+    // (1.6 contentserver checks Info(expected) before committing), so verify what it holds first.
+    const held = await ch.send({ action: 'STAT', ref: this.id });
+    this.confirmed = held.offset;
+    if (expected.size !== undefined && held.offset !== expected.size) throw new SizeMismatchError(expected.size, held.offset);
+    if (held.digest !== expected.digest) throw new DigestMismatchError(expected.digest, held.digest);
+    let created = true;
+    try {
+      await ch.send({ action: 'COMMIT', ref: this.id, offset: held.offset, total: held.offset, expected: expected.digest, labels });
+    } catch (err) {
+      if (!hasCode(err, Code.ALREADY_EXISTS)) {
+        this.channel = undefined; // a failed commit closes containerd's writer
+        throw commitError(err, expected);
+      }
+      created = false; // containerd dropped our ingest; the blob it already had has the bytes we verified
+    }
+    this.finished = true;
+    this.channel = undefined;
+    await protectBlob(this.host.client, expected.digest);
+    await deleteLease(this.host.client, this.id, this.host.logger);
+    if (created) this.host.blobAdded(expected.digest);
+    const info = await this.host.stat(expected.digest);
+    if (!info) throw new Error(`containerd lost ${expected.digest} right after committing it (socket ${this.host.client.socket})`);
+    return info;
+  }
+
+  async abort(): Promise<void> {
+    if (this.finished) return;
+    this.finished = true;
+    await this.channel?.close();
+    this.channel = undefined;
+    try {
+      await this.host.client.unary('content', 'Abort', { ref: this.id }, this.id);
+    } catch (err) {
+      // NotFound: nothing was ever written under this ref.
+      if (!hasCode(err, Code.NOT_FOUND)) this.host.logger.warn({ err, ref: this.id }, 'containerd abort failed; the lease release below frees the ingest');
+    }
+    await deleteLease(this.host.client, this.id, this.host.logger);
+  }
+
+  /** The live write stream, (re)opened with a STAT that tells us what containerd really holds. */
+  private async open(): Promise<WriteChannel> {
+    if (this.finished) throw new Error(`upload ${this.id} is already committed or aborted`);
+    if (this.channel && !this.channel.failed) return this.channel;
+    for (let attempt = 1; ; attempt++) {
+      const ch = new WriteChannel(this.host.client, this.id);
+      try {
+        this.confirmed = (await ch.send({ action: 'STAT', ref: this.id })).offset;
+        return (this.channel = ch);
+      } catch (err) {
+        // The previous stream may still hold the ref's lock for a moment (Unavailable "ref ... locked").
+        if (!hasCode(err, Code.UNAVAILABLE) || attempt === 5) throw err;
+        await new Promise((r) => setTimeout(r, 50 * attempt));
+      }
+    }
+  }
+
+  /** After a failed append, re-read the offset containerd holds so a resumed append continues from there. */
+  private async resync(): Promise<void> {
+    try {
+      if (this.channel && !this.channel.failed) {
+        this.confirmed = (await this.channel.send({ action: 'STAT', ref: this.id })).offset;
+      } else {
+        await this.open();
+      }
+    } catch (err) {
+      this.host.logger.warn({ err, ref: this.id, offset: this.confirmed }, 'could not re-read upload offset from containerd');
+    }
+  }
+}
+
+/** content.Write as request/response pairs: containerd answers every message, in order. */
+class WriteChannel {
+  private readonly waiting: { resolve(r: WriteResponse): void; reject(e: Error): void }[] = [];
+  private readonly call: ClientDuplexStream<WriteRequest, WriteResponse>;
+  private failure?: Error;
+  private ended: Promise<void>;
+
+  constructor(client: ContainerdClient, ref: string) {
+    this.call = client.bidi<WriteRequest, WriteResponse>('content', 'Write', { lease: ref });
+    this.call.on('data', (res: WriteResponse) => this.waiting.shift()?.resolve(res));
+    this.call.on('error', (err) => this.fail(client.error(`content.Write ${ref}`, err)));
+    this.ended = new Promise((resolve) => this.call.on('status', () => {
+      this.fail(new Error(`containerd closed the write stream of ${ref} (socket ${client.socket})`));
+      resolve();
+    }));
+  }
+
+  get failed(): boolean {
+    return this.failure !== undefined;
+  }
+
+  send(req: WriteRequest): Promise<WriteResponse> {
+    const res = this.failure ? Promise.reject(this.failure) : new Promise<WriteResponse>((resolve, reject) => {
+      this.waiting.push({ resolve, reject });
+      this.call.write(req);
+    });
+    // Pipelined writes fail together; whoever awaits sees the error, the rest must not count as unhandled.
+    res.catch(() => {});
+    return res;
+  }
+
+  /** Ends the stream and waits for containerd to release the ref. */
+  async close(): Promise<void> {
+    if (!this.failed) this.call.end();
+    await this.ended;
+  }
+
+  private fail(err: Error): void {
+    this.failure ??= err;
+    for (const w of this.waiting.splice(0)) w.reject(this.failure);
+  }
+}
+
+/** Re-cuts the source into messages of at most CHUNK bytes (HTTP bodies arrive in small pieces). */
+async function* rechunk(source: AsyncIterable<Uint8Array>): AsyncIterable<Uint8Array> {
+  let parts: Uint8Array[] = [];
+  let length = 0;
+  for await (let chunk of source) {
+    while (length + chunk.length >= CHUNK) {
+      const take = CHUNK - length;
+      parts.push(chunk.subarray(0, take));
+      yield Buffer.concat(parts);
+      parts = [];
+      length = 0;
+      chunk = chunk.subarray(take);
+    }
+    if (chunk.length) {
+      parts.push(chunk);
+      length += chunk.length;
+    }
+  }
+  if (length) yield Buffer.concat(parts);
+}
+
+/** containerd reports verification failures as FailedPrecondition with a message naming both values. */
+function commitError(err: unknown, expected: { digest: string; size?: number }): Error {
+  if (!hasCode(err, Code.FAILED_PRECONDITION)) return err as Error;
+  const msg = (err as Error).message;
+  const digest = /unexpected commit digest (\S+), expected/.exec(msg);
+  if (digest) return new DigestMismatchError(expected.digest, digest[1]);
+  const size = /unexpected commit size (\d+)|failed size validation: (\d+)/.exec(msg);
+  if (size && expected.size !== undefined) return new SizeMismatchError(expected.size, Number(size[1] ?? size[2]));
+  return err as Error;
+}

@@ -1,0 +1,119 @@
+// A private containerd for integration tests: own root, state and sockets in a fresh temp dir.
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { openSync, closeSync } from 'node:fs';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+
+export interface TestContainerd {
+  socket: string;
+  root: string;
+  state: string;
+  stop(): Promise<void>;
+}
+
+/** Runs `ctr --address <socket> ...args` and returns stdout; throws with ctr's stderr on failure. */
+export async function ctr(socket: string, args: string[]): Promise<string> {
+  try {
+    const { stdout } = await run('ctr', ['--address', socket, ...args], { maxBuffer: 64 << 20 });
+    return stdout;
+  } catch (err) {
+    const e = err as Error & { stderr?: string };
+    throw new Error(`ctr ${args.join(' ')} failed: ${e.stderr?.trim() || e.message}`, { cause: err });
+  }
+}
+
+export async function startContainerd(): Promise<TestContainerd> {
+  const dir = await mkdtemp(join(tmpdir(), 'lm-containerd-'));
+  const root = join(dir, 'root');
+  const state = join(dir, 'state');
+  const socket = join(dir, 'containerd.sock'); // short on purpose: unix socket paths are limited to 108 bytes
+  const config = join(dir, 'config.toml');
+  // Top-level disabled_plugins: on 1.6 a per-plugin `disable = true` leaves CRI running.
+  // The overlayfs snapshotter stays, so `ctr images pull` can unpack.
+  await writeFile(config, [
+    'version = 2',
+    `root = ${JSON.stringify(root)}`,
+    `state = ${JSON.stringify(state)}`,
+    'disabled_plugins = ["io.containerd.grpc.v1.cri"]',
+    '[grpc]',
+    `  address = ${JSON.stringify(socket)}`,
+    '[ttrpc]',
+    `  address = ${JSON.stringify(`${socket}.ttrpc`)}`,
+    '[plugins."io.containerd.internal.v1.opt"]',
+    `  path = ${JSON.stringify(join(dir, 'opt'))}`,
+    '',
+  ].join('\n'));
+
+  const logPath = join(dir, 'containerd.log');
+  const log = openSync(logPath, 'a');
+  const child = spawn('containerd', ['--config', config], { stdio: ['ignore', log, log] });
+  closeSync(log);
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  child.once('error', () => {}); // surfaced through `exited` and the log below
+
+  const stop = async () => {
+    await kill(child, exited);
+    await unmountUnder(dir);
+    await rm(dir, { recursive: true, force: true });
+  };
+
+  try {
+    await waitUntilAnswering(socket, child, logPath);
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return { socket, root, state, stop };
+}
+
+async function waitUntilAnswering(socket: string, child: ChildProcess, logPath: string): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    if (child.exitCode !== null || child.signalCode !== null) {
+      throw new Error(`containerd exited (${child.exitCode ?? child.signalCode}): ${await tail(logPath)}`);
+    }
+    try {
+      await ctr(socket, ['version']);
+      return;
+    } catch (err) {
+      if (Date.now() > deadline) throw new Error(`containerd did not answer on ${socket} within 30 s: ${await tail(logPath)}`, { cause: err });
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** SIGTERM, then SIGKILL if it is still running after 10 s. */
+async function kill(child: ChildProcess, exited: Promise<void>): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  child.kill('SIGTERM');
+  const timer = new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 10_000).unref());
+  if ((await Promise.race([exited, timer])) === 'timeout') {
+    child.kill('SIGKILL');
+    await exited;
+  }
+}
+
+/** Unmounts everything mounted below dir (snapshots, shim state), deepest first; lazily when busy. */
+async function unmountUnder(dir: string): Promise<void> {
+  const mountinfo = await readFile('/proc/self/mountinfo', 'utf8');
+  const points = mountinfo.split('\n')
+    .map((line) => line.split(' ')[4]?.replace(/\\040/g, ' '))
+    .filter((p): p is string => !!p && p.startsWith(`${dir}/`))
+    .sort((a, b) => b.length - a.length);
+  for (const point of points) {
+    try {
+      await run('umount', ['-R', point]);
+    } catch {
+      await run('umount', ['-l', point]).catch(() => {}); // may already be gone with its parent
+    }
+  }
+}
+
+async function tail(path: string): Promise<string> {
+  const text = await readFile(path, 'utf8').catch(() => '');
+  return text.split('\n').slice(-20).join('\n');
+}

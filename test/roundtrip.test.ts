@@ -1,0 +1,99 @@
+// The registry round trip with real clients: skopeo pushes, containerd holds, ctr and skopeo pull back.
+import { randomUUID } from 'node:crypto';
+import { readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { ctr } from './helpers/containerd.js';
+import { startMeshd, type Meshd } from './helpers/meshd.js';
+import { buildImage, type BuiltImage } from './helpers/oci-image.js';
+import { skopeo } from './helpers/run.js';
+
+const MiB = 1 << 20;
+
+function pulledDigest(dir: string): string {
+  return JSON.parse(readFileSync(join(dir, 'index.json'), 'utf8')).manifests[0].digest;
+}
+
+describe.each(['containerd', 'fs'] as const)('round trip on the %s store', (kind) => {
+  const socket = inject('containerdSocket');
+  const ns = `meshd-${randomUUID().slice(0, 8)}`;
+  let meshd: Meshd;
+  let image: BuiltImage;
+  let multi: BuiltImage;
+
+  beforeAll(async () => {
+    image = buildImage({ layerSizes: [256 * 1024, 2 * MiB, 6 * MiB], tag: '1' });
+    multi = buildImage({ layerSizes: [64 * 1024, 512 * 1024], tag: 'multi', platforms: ['amd64', 'arm64'] });
+    const args = kind === 'containerd'
+      ? ['--store', 'containerd', '--containerd-socket', socket, '--containerd-namespace', ns]
+      : ['--store', 'fs'];
+    meshd = await startMeshd(args);
+  });
+  afterAll(async () => {
+    await meshd?.stop();
+    for (const i of [image, multi]) if (i) rmSync(i.dir, { recursive: true, force: true });
+  });
+
+  it('takes a multi-layer image from skopeo', async () => {
+    await skopeo(['copy', `oci:${image.dir}:1`, `docker://${meshd.host}/app:1`, '--dest-tls-verify=false']);
+    const tags = await (await fetch(`${meshd.url}/v2/app/tags/list`)).json();
+    expect(tags).toEqual({ name: 'app', tags: ['1'] });
+    if (kind !== 'containerd') return;
+    const images = await ctr(socket, ['-n', ns, 'images', 'ls']);
+    expect(images).toMatch(new RegExp(`docker\\.io/library/app:1\\s+application/vnd\\.oci\\.image\\.manifest\\.v1\\+json\\s+${image.digest}`));
+    const content = await ctr(socket, ['-n', ns, 'content', 'ls']);
+    for (const blob of image.blobs) expect(content).toContain(blob.digest);
+    // Upload leases are released once the image record holds the content.
+    expect(await ctr(socket, ['-n', ns, 'leases', 'ls'])).not.toContain('layermesh');
+    // containerd's GC keeps what the image references: the manifest carries the reference labels.
+    expect(content).toMatch(/containerd\.io\/gc\.ref\.content\.l\.2=sha256:/);
+  });
+
+  it('serves it to ctr pull with identical digests', async () => {
+    const other = `pull-${randomUUID().slice(0, 8)}`;
+    const ref = `${meshd.host}/app:1`;
+    await ctr(socket, ['-n', other, 'images', 'pull', '--plain-http', ref]);
+    expect(await ctr(socket, ['-n', other, 'images', 'ls'])).toMatch(new RegExp(`${ref.replaceAll('.', '\\.')}\\s+\\S+\\s+${image.digest}`));
+    const content = await ctr(socket, ['-n', other, 'content', 'ls']);
+    for (const blob of image.blobs) expect(content).toContain(blob.digest);
+    await ctr(socket, ['-n', other, 'images', 'rm', '--sync', ref]);
+  });
+
+  it('gives skopeo back the same manifest digest', async () => {
+    const out = mkdtempSync(join(tmpdir(), 'skopeo-out-'));
+    try {
+      await skopeo(['copy', `docker://${meshd.host}/app:1`, `oci:${out}:1`, '--src-tls-verify=false']);
+      expect(pulledDigest(out)).toBe(image.digest);
+    } finally {
+      rmSync(out, { recursive: true, force: true });
+    }
+  });
+
+  it('uploads no layer on a second push', async () => {
+    const uploads = () => meshd.logs.filter((l) => l.msg === 'upload started').length;
+    const before = uploads();
+    expect(before).toBeGreaterThanOrEqual(image.layers.length);
+    await skopeo(['copy', `oci:${image.dir}:1`, `docker://${meshd.host}/app:1`, '--dest-tls-verify=false']);
+    expect(uploads()).toBe(before);
+  });
+
+  it('round-trips a multi-platform index', async () => {
+    await skopeo(['copy', '--all', `oci:${multi.dir}:multi`, `docker://${meshd.host}/team/tool:multi`, '--dest-tls-verify=false']);
+    const head = await fetch(`${meshd.url}/v2/team/tool/manifests/multi`, { method: 'HEAD' });
+    expect(head.headers.get('docker-content-digest')).toBe(multi.digest);
+    expect(head.headers.get('content-type')).toBe('application/vnd.oci.image.index.v1+json');
+    const out = mkdtempSync(join(tmpdir(), 'skopeo-out-'));
+    try {
+      await skopeo(['copy', '--all', `docker://${meshd.host}/team/tool:multi`, `oci:${out}:multi`, '--src-tls-verify=false']);
+      expect(pulledDigest(out)).toBe(multi.digest);
+    } finally {
+      rmSync(out, { recursive: true, force: true });
+    }
+    if (kind !== 'containerd') return;
+    // Platform manifests pushed by digest are kept by the tagged index, not by records of their own.
+    const images = await ctr(socket, ['-n', ns, 'images', 'ls', '-q']);
+    expect(images.trim().split('\n').sort()).toEqual(['docker.io/library/app:1', 'docker.io/team/tool:multi']);
+  });
+});
