@@ -178,8 +178,11 @@ describe('ContainerdStore blobs', () => {
   it('deletes blobs', async () => {
     const bytes = randomBytes(1000);
     await put(store, bytes);
+    expect(await ctrNs('leases', 'ls')).toContain(`layermesh-blob-${sha256(bytes).slice('sha256:'.length)}`);
     expect(await store.delete(sha256(bytes))).toBe(true);
     expect(await store.stat(sha256(bytes))).toBeUndefined();
+    // Its protecting lease goes with it.
+    expect(await ctrNs('leases', 'ls')).not.toContain(`layermesh-blob-${sha256(bytes).slice('sha256:'.length)}`);
     expect(await store.delete(sha256(bytes))).toBe(false);
   });
 });

@@ -13,6 +13,7 @@ import { Code, ContainerdClient, hasCode } from './containerd-client.js';
 import { ContainerdImages } from './containerd-images.js';
 import { ContainerdUpload } from './containerd-upload.js';
 import { CLOSE_EVENT, LOCAL_EVENT, containerdEvents } from './containerd-events.js';
+import { blobLeaseId, deleteLease } from './containerd-leases.js';
 
 export interface ContainerdStoreOptions {
   /** containerd's gRPC socket, e.g. /run/containerd/containerd.sock */
@@ -87,6 +88,7 @@ export class ContainerdStore implements Store {
   async delete(digest: string): Promise<boolean> {
     try {
       await this.client.unary('content', 'Delete', { digest }, digest);
+      if (isDigest(digest)) await deleteLease(this.client, blobLeaseId(digest), this.logger);
       return true;
     } catch (err) {
       if (hasCode(err, Code.NOT_FOUND)) return false;

@@ -16,6 +16,7 @@ export interface Config {
   registryToken?: string;
   maxUploadSize: number;
   uploadTimeoutMs: number;
+  shutdownGraceMs: number;
   logLevel: string;
 }
 
@@ -37,6 +38,7 @@ export function configCommand(): Command {
     .addOption(option('--registry-token <token>', 'token required for pushes and deletes (required when the registry is not on loopback)'))
     .addOption(option('--max-upload-size <size>', 'largest blob accepted', '64GiB'))
     .addOption(option('--upload-timeout <duration>', 'abandoned uploads are removed after this idle time', '30m'))
+    .addOption(option('--shutdown-grace <duration>', 'at SIGTERM, in-flight requests get this long before their connections are cut', '10s'))
     .addOption(option('--log-level <level>', 'trace | debug | info | warn | error', 'info'))
     .showHelpAfterError();
 }
@@ -76,6 +78,7 @@ export function parseConfig(argv: string[]): Config {
     registryToken: o.registryToken || undefined,
     maxUploadSize: parseSize(o.maxUploadSize),
     uploadTimeoutMs: parseDuration(o.uploadTimeout),
+    shutdownGraceMs: parseDuration(o.shutdownGrace),
     logLevel: o.logLevel,
   };
 }

@@ -8,8 +8,6 @@ import { openStore } from './open-store.js';
 
 /** Manifests larger than this are refused (the spec asks registries to take at least 4 MB). */
 const MAX_MANIFEST_BYTES = 4 << 20;
-/** In-flight requests get this long to finish at shutdown before their connections are cut. */
-const SHUTDOWN_GRACE_MS = 10_000;
 
 export interface Daemon {
   store: Store;
@@ -51,9 +49,10 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
   const stop = () =>
     (stopping ??= (async () => {
       log.info('meshd stopping');
-      const cut = setTimeout(() => registry.server.closeAllConnections(), SHUTDOWN_GRACE_MS);
+      const cut = setTimeout(() => registry.server.closeAllConnections(), config.shutdownGraceMs);
       await registry.close();
       clearTimeout(cut);
+      // Uploads not finished by now are aborted: nothing partial survives the daemon.
       await uploads.close();
       await store.close();
       log.info('meshd stopped');

@@ -1,0 +1,43 @@
+// Everything the benchmark starts registers its undo here; undone in reverse order on exit, error or Ctrl-C.
+type Undo = () => Promise<unknown> | unknown;
+
+const undos: { label: string; fn: Undo }[] = [];
+let running: Promise<void> | undefined;
+
+/** Registers an undo; the returned function runs it now (once) and unregisters it. */
+export function onCleanup(label: string, fn: Undo): () => Promise<void> {
+  const entry = { label, fn };
+  undos.push(entry);
+  let done: Promise<void> | undefined;
+  return () =>
+    (done ??= (async () => {
+      const i = undos.indexOf(entry);
+      if (i >= 0) undos.splice(i, 1);
+      await fn();
+    })());
+}
+
+export function cleanupAll(): Promise<void> {
+  return (running ??= (async () => {
+    while (undos.length) {
+      const { label, fn } = undos.pop()!;
+      try {
+        await fn();
+      } catch (err) {
+        console.error(`cleanup of ${label} failed: ${(err as Error).message}`);
+      }
+    }
+    running = undefined;
+  })());
+}
+
+/** On SIGINT/SIGTERM/SIGHUP: undo everything, then exit 130/143/129. */
+export function cleanupOnSignals(): void {
+  const codes: Record<string, number> = { SIGINT: 130, SIGTERM: 143, SIGHUP: 129 };
+  for (const [signal, code] of Object.entries(codes)) {
+    process.once(signal, () => {
+      console.error(`\n${signal}: stopping what the benchmark started…`);
+      void cleanupAll().finally(() => process.exit(code));
+    });
+  }
+}

@@ -1,0 +1,34 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { parseConfig } from './config.js';
+
+describe('meshd configuration', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'meshd-config-'));
+  afterEach(() => {
+    delete process.env.MESHD_REGISTRY_ADDR;
+  });
+
+  it('has defaults a local daemon needs', () => {
+    const c = parseConfig([]);
+    expect(c).toMatchObject({ store: 'auto', registryAddr: '127.0.0.1:5000', containerdNamespace: 'default', maxUploadSize: 64 * 1024 ** 3 });
+  });
+
+  it('takes flags over environment over file over defaults', () => {
+    const file = join(dir, 'meshd.yaml');
+    writeFileSync(file, 'registry-addr: 127.0.0.1:7000\nstore: fs\nupload-timeout: 5m\n');
+    expect(parseConfig(['--config', file])).toMatchObject({ registryAddr: '127.0.0.1:7000', store: 'fs', uploadTimeoutMs: 300_000 });
+    process.env.MESHD_REGISTRY_ADDR = '127.0.0.1:7001';
+    expect(parseConfig(['--config', file]).registryAddr).toBe('127.0.0.1:7001');
+    expect(parseConfig(['--config', file, '--registry-addr', '127.0.0.1:7002']).registryAddr).toBe('127.0.0.1:7002');
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('names what is wrong in a config file', () => {
+    const file = join(mkdtempSync(join(tmpdir(), 'meshd-config-')), 'bad.yaml');
+    writeFileSync(file, 'registry-adr: 1\n');
+    expect(() => parseConfig(['--config', file])).toThrow(/unknown option "registry-adr"/);
+    expect(() => parseConfig(['--max-upload-size', 'lots'])).toThrow(/not a size/);
+  });
+});

@@ -1,0 +1,24 @@
+import { describe, expect, it } from 'vitest';
+import { parseContentRange, parseRange } from './range.js';
+
+describe('byte ranges', () => {
+  it('parses the forms clients send', () => {
+    expect(parseRange('bytes=0-99', 1000)).toEqual({ start: 0, end: 99 });
+    expect(parseRange('bytes=900-', 1000)).toEqual({ start: 900, end: 999 });
+    expect(parseRange('bytes=-10', 1000)).toEqual({ start: 990, end: 999 });
+    expect(parseRange('bytes=990-5000', 1000)).toEqual({ start: 990, end: 999 });
+    expect(parseRange(undefined, 1000)).toBeUndefined();
+  });
+
+  it('answers 416 for what cannot be satisfied', () => {
+    for (const bad of ['bytes=1000-', 'bytes=5-4', 'bytes=-0', 'bytes=0-1,5-6', 'items=0-1', 'bytes=-']) {
+      expect(() => parseRange(bad, 1000), bad).toThrow(expect.objectContaining({ status: 416 }));
+    }
+  });
+
+  it('parses upload Content-Range with or without the bytes prefix', () => {
+    expect(parseContentRange('0-99')).toEqual({ start: 0, end: 99 });
+    expect(parseContentRange('bytes 100-199/*')).toEqual({ start: 100, end: 199 });
+    expect(() => parseContentRange('9-1')).toThrow(expect.objectContaining({ status: 416 }));
+  });
+});

@@ -1,0 +1,54 @@
+// SIGTERM stops meshd cleanly: in-flight and idle uploads are aborted and leave nothing partial.
+import { randomUUID } from 'node:crypto';
+import { readdir, rm } from 'node:fs/promises';
+import { request } from 'node:http';
+import { join } from 'node:path';
+import { describe, expect, inject, it } from 'vitest';
+import { ctr } from './helpers/containerd.js';
+import { startMeshd } from './helpers/meshd.js';
+
+describe.each(['containerd', 'fs'] as const)('SIGTERM on the %s store', (kind) => {
+  it('aborts idle and in-flight uploads, exits 0, and leaves no partial content', async () => {
+    const socket = inject('containerdSocket');
+    const ns = `stop-${randomUUID().slice(0, 8)}`;
+    const storeArgs = kind === 'containerd'
+      ? ['--store', 'containerd', '--containerd-socket', socket, '--containerd-namespace', ns]
+      : ['--store', 'fs'];
+    const meshd = await startMeshd([...storeArgs, '--shutdown-grace', '1s'], kind === 'fs' ? { dataDir: `/tmp/meshd-stop-${randomUUID()}` } : {});
+    const api = (path: string, init?: RequestInit) => fetch(`${meshd.url}${path}`, init);
+
+    // One upload holding bytes, idle between chunks.
+    const idle = (await api('/v2/app/blobs/uploads/', { method: 'POST' })).headers.get('location')!;
+    expect((await api(idle, { method: 'PATCH', body: Buffer.alloc(100_000, 1) })).status).toBe(202);
+    // One upload whose chunk is still streaming when the signal comes.
+    const busy = (await api('/v2/app/blobs/uploads/', { method: 'POST' })).headers.get('location')!;
+    const cut = new Promise<string>((resolve) => {
+      const req = request(`${meshd.url}${busy}`, { method: 'PATCH', headers: { 'content-length': 10_000_000 } });
+      req.on('error', (err) => resolve(err.message));
+      req.on('response', (res) => resolve(`answered ${res.statusCode}`));
+      req.write(Buffer.alloc(200_000, 2));
+    });
+    await new Promise((r) => setTimeout(r, 300));
+
+    const started = Date.now();
+    const code = await meshd.stop('SIGTERM');
+    expect(code).toBe(0);
+    expect(Date.now() - started).toBeLessThan(5000);
+    expect(await cut).toMatch(/socket hang up|ECONNRESET/);
+    expect(meshd.logs.some((l) => l.msg === 'meshd stopped')).toBe(true);
+
+    if (kind === 'containerd') {
+      expect((await ctr(socket, ['-n', ns, 'content', 'active'])).trim().split('\n')).toHaveLength(1); // header only
+      expect(await ctr(socket, ['-n', ns, 'leases', 'ls'])).not.toContain('layermesh-upload');
+      expect((await ctr(socket, ['-n', ns, 'content', 'ls'])).trim().split('\n')).toHaveLength(1);
+    } else {
+      expect(await readdir(join(meshd.dataDir, 'store', 'uploads'))).toEqual([]);
+      expect(await readdir(join(meshd.dataDir, 'store', 'blobs', 'sha256'))).toEqual([]);
+      // The same data dir serves again after the restart.
+      const again = await startMeshd(['--store', 'fs'], { dataDir: meshd.dataDir });
+      expect((await fetch(`${again.url}/v2/`)).status).toBe(200);
+      await again.stop();
+      await rm(meshd.dataDir, { recursive: true, force: true });
+    }
+  });
+});
