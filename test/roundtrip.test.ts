@@ -8,7 +8,9 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { ctr } from './helpers/containerd.js';
 import { startMeshd, type Meshd } from './helpers/meshd.js';
 import { buildImage, type BuiltImage } from './helpers/oci-image.js';
-import { skopeo } from './helpers/run.js';
+import { run, skopeo } from './helpers/run.js';
+
+const MESHCTL = new URL('../dist/src/cli/meshctl.js', import.meta.url).pathname;
 
 const MiB = 1 << 20;
 
@@ -49,6 +51,13 @@ describe.each(['containerd', 'fs'] as const)('round trip on the %s store', (kind
     expect(await ctr(socket, ['-n', ns, 'leases', 'ls'])).not.toContain('layermesh');
     // containerd's GC keeps what the image references: the manifest carries the reference labels.
     expect(content).toMatch(/containerd\.io\/gc\.ref\.content\.l\.2=sha256:/);
+  });
+
+  it('is listed by meshctl ls', async () => {
+    const out = await run(process.execPath, [MESHCTL, 'ls', '--registry', meshd.url]);
+    expect(out).toMatch(new RegExp(`^app:1\\s+${image.digest}$`, 'm'));
+    const rows = JSON.parse(await run(process.execPath, [MESHCTL, 'ls', '--json', '--registry', meshd.url]));
+    expect(rows).toEqual([{ name: 'app:1', digest: image.digest, mediaType: 'application/vnd.oci.image.manifest.v1+json' }]);
   });
 
   it('serves it to ctr pull with identical digests', async () => {

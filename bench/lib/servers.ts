@@ -1,0 +1,156 @@
+// The registries under test: meshd (containerd or fs store) and Debian's Go docker-registry,
+// each on 127.0.0.1 with its own temp state, each registered for cleanup.
+import { spawn } from 'node:child_process';
+import { closeSync, openSync } from 'node:fs';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { startContainerd } from '../../test/helpers/containerd.js';
+import { onCleanup } from './cleanup.js';
+import { request } from './http.js';
+import { exited, freePort, pidsWithArg, stopChild } from './procs.js';
+
+const MESHD_MAIN = fileURLToPath(new URL('../../src/node/main.js', import.meta.url));
+
+export interface Server {
+  /** Label in the result table. */
+  name: string;
+  /** http://127.0.0.1:PORT */
+  url: string;
+  /** 127.0.0.1:PORT, as skopeo wants it. */
+  host: string;
+  /** Processes doing the work (for CPU accounting). */
+  pids: number[];
+  stop(): Promise<void>;
+}
+
+async function tempDir(prefix: string): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), prefix));
+  return dir;
+}
+
+/** meshd from dist/, on 127.0.0.1:0; the URL comes from its "meshd ready" log line. */
+export async function startMeshd(name: string, storeArgs: string[]): Promise<Server> {
+  const dataDir = await tempDir('lm-bench-meshd-');
+  const removeDir = onCleanup(`meshd data ${dataDir}`, () => rm(dataDir, { recursive: true, force: true }));
+  const proc = spawn(process.execPath, [MESHD_MAIN, '--data-dir', dataDir, '--registry-addr', '127.0.0.1:0', '--log-level', 'info', ...storeArgs], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const stopProc = onCleanup(`meshd pid ${proc.pid}`, () => stopChild(proc));
+  const recent: string[] = [];
+  const remember = (line: string) => {
+    recent.push(line);
+    if (recent.length > 20) recent.shift();
+  };
+  createInterface({ input: proc.stderr! }).on('line', remember);
+  try {
+    const url = await new Promise<string>((resolve, reject) => {
+      proc.once('error', reject);
+      createInterface({ input: proc.stdout! }).on('line', (line) => {
+        remember(line);
+        try {
+          const entry = JSON.parse(line) as { msg?: string; registry?: string };
+          if (entry.msg === 'meshd ready' && entry.registry) resolve(entry.registry);
+        } catch {
+          // not JSON: kept for the error message
+        }
+      });
+      void exited(proc).then(() => reject(new Error(`meshd (${name}) exited with ${proc.exitCode ?? proc.signalCode} before ready:\n${recent.join('\n')}`)));
+    });
+    return {
+      name,
+      url,
+      host: url.replace(/^http:\/\//, ''),
+      pids: [proc.pid!],
+      stop: async () => {
+        await stopProc();
+        await removeDir();
+      },
+    };
+  } catch (err) {
+    await stopProc();
+    await removeDir();
+    throw err;
+  }
+}
+
+/** A private containerd (CRI off, own root/state/socket) with meshd `--store containerd` on it. */
+export async function startMeshdOnContainerd(name: string): Promise<Server> {
+  const containerd = await startContainerd();
+  const stopContainerd = onCleanup(`containerd ${containerd.socket}`, () => containerd.stop());
+  try {
+    const meshd = await startMeshd(name, ['--store', 'containerd', '--containerd-socket', containerd.socket, '--containerd-namespace', 'bench']);
+    const containerdPids = await pidsWithArg(join(dirname(containerd.socket), 'config.toml'));
+    return {
+      ...meshd,
+      pids: [...meshd.pids, ...containerdPids],
+      stop: async () => {
+        await meshd.stop();
+        await stopContainerd();
+      },
+    };
+  } catch (err) {
+    await stopContainerd();
+    throw err;
+  }
+}
+
+/** Debian's docker-registry (github.com/docker/distribution 2.8): filesystem storage, delete enabled, quiet. */
+export async function startDockerRegistry(name: string): Promise<Server> {
+  const dir = await tempDir('lm-bench-registry-');
+  const removeDir = onCleanup(`docker-registry dir ${dir}`, () => rm(dir, { recursive: true, force: true }));
+  let stopProc: (() => Promise<void>) | undefined;
+  try {
+    const port = await freePort();
+    const config = join(dir, 'config.yml');
+    await writeFile(config, [
+      'version: 0.1',
+      'log:',
+      '  level: error',
+      '  accesslog:',
+      '    disabled: true',
+      'storage:',
+      '  filesystem:',
+      `    rootdirectory: ${JSON.stringify(join(dir, 'data'))}`,
+      '  delete:',
+      '    enabled: true',
+      'http:',
+      `  addr: 127.0.0.1:${port}`,
+      '',
+    ].join('\n'));
+    const logPath = join(dir, 'registry.log');
+    const log = openSync(logPath, 'a');
+    const proc = spawn('docker-registry', ['serve', config], { stdio: ['ignore', log, log] });
+    closeSync(log);
+    proc.once('error', () => {}); // reported through the exit check below
+    stopProc = onCleanup(`docker-registry pid ${proc.pid}`, () => stopChild(proc));
+    const url = `http://127.0.0.1:${port}`;
+    const deadline = Date.now() + 15_000;
+    for (;;) {
+      if (proc.exitCode !== null || proc.signalCode !== null) {
+        const text = await readFile(logPath, 'utf8').catch(() => '');
+        throw new Error(`docker-registry exited (${proc.exitCode ?? proc.signalCode}):\n${text.split('\n').slice(-20).join('\n')}`);
+      }
+      const ok = await request('GET', `${url}/v2/`).then((r) => r.status === 200, () => false);
+      if (ok) break;
+      if (Date.now() > deadline) throw new Error(`docker-registry did not answer on ${url} within 15 s`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    return {
+      name,
+      url,
+      host: `127.0.0.1:${port}`,
+      pids: [proc.pid!],
+      stop: async () => {
+        await stopProc!();
+        await removeDir();
+      },
+    };
+  } catch (err) {
+    await stopProc?.();
+    await removeDir();
+    throw err;
+  }
+}
