@@ -1,7 +1,6 @@
 // The registry round trip with real clients: skopeo pushes, containerd holds, ctr and skopeo pull back.
 import { randomUUID } from 'node:crypto';
-import { readFileSync, rmSync } from 'node:fs';
-import { mkdtempSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
@@ -68,6 +67,20 @@ describe.each(['containerd', 'fs'] as const)('round trip on the %s store', (kind
     const content = await ctr(socket, ['-n', other, 'content', 'ls']);
     for (const blob of image.blobs) expect(content).toContain(blob.digest);
     await ctr(socket, ['-n', other, 'images', 'rm', '--sync', ref]);
+  });
+
+  it('serves containerd as a mirror: ctr pulls docker.io/library/app:1 by its original name', async () => {
+    const hosts = mkdtempSync(join(tmpdir(), 'certs.d-'));
+    const other = `mirror-${randomUUID().slice(0, 8)}`;
+    try {
+      mkdirSync(join(hosts, '_default'));
+      writeFileSync(join(hosts, '_default', 'hosts.toml'), `[host."${meshd.url}"]\n  capabilities = ["pull", "resolve"]\n`);
+      await ctr(socket, ['-n', other, 'images', 'pull', '--hosts-dir', hosts, 'docker.io/library/app:1']);
+      expect(await ctr(socket, ['-n', other, 'images', 'ls'])).toMatch(new RegExp(`docker\\.io/library/app:1\\s+\\S+\\s+${image.digest}`));
+      await ctr(socket, ['-n', other, 'images', 'rm', '--sync', 'docker.io/library/app:1']);
+    } finally {
+      rmSync(hosts, { recursive: true, force: true });
+    }
   });
 
   it('gives skopeo back the same manifest digest', async () => {

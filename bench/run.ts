@@ -1,0 +1,143 @@
+// `npm run bench`: meshd against Debian's Go docker-registry on this machine, loopback only.
+//  1. blob GET throughput (curl into /dev/null) of one large random blob: meshd on containerd, the Go
+//     registry, and meshd on its fs store for information; target: meshd ≥ 0.6× docker-registry;
+//  2. push time of a multi-layer OCI image with `skopeo copy`, fresh registry each round.
+// Prints a table and, last, one JSON line. Exits non-zero only on errors, not on a missed target.
+// Knobs (environment): BENCH_BLOB_MIB=256 BENCH_GET_ROUNDS=5 BENCH_GET_WARMUPS=1
+//                      BENCH_PUSH_ROUNDS=3 BENCH_LAYERS_MIB=40,35,30,25,20 BENCH_SKIP=get|push
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ensurePackages } from '../test/helpers/apt.js';
+import { buildImage } from '../test/helpers/oci-image.js';
+import { cleanupAll, cleanupOnSignals, onCleanup } from './lib/cleanup.js';
+import { startDockerRegistry, startMeshd, startMeshdOnContainerd, type Server } from './lib/servers.js';
+import { MiB, fixed, table } from './lib/stats.js';
+import { benchGet, writeRandomBlob, type GetResult } from './registry-get.js';
+import { benchPush, type PushResult } from './skopeo-push.js';
+
+const GET_TARGET = 0.6;
+const MESHD_CTD = 'meshd (containerd)';
+const MESHD_FS = 'meshd (fs store)';
+const GO_REGISTRY = 'docker-registry (Go)';
+
+function envInt(name: string, fallback: number): number {
+  const v = process.env[name];
+  if (v === undefined || v === '') return fallback;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n <= 0) throw new Error(`${name} must be a positive integer, not "${v}"`);
+  return n;
+}
+
+const say = (line: string) => console.log(line);
+
+async function getPhase(work: string): Promise<{ results: GetResult[]; blobBytes: number }> {
+  const blobBytes = envInt('BENCH_BLOB_MIB', 256) * MiB;
+  const file = join(work, 'blob.bin');
+  say(`writing a ${blobBytes / MiB} MiB random blob…`);
+  const digest = await writeRandomBlob(file, blobBytes);
+  const servers: Server[] = [];
+  try {
+    say('starting docker-registry, containerd + meshd, meshd (fs)…');
+    servers.push(await startMeshdOnContainerd(MESHD_CTD));
+    servers.push(await startDockerRegistry(GO_REGISTRY));
+    servers.push(await startMeshd(MESHD_FS, ['--store', 'fs']));
+    const results = await benchGet(servers, { file, size: blobBytes, digest }, {
+      rounds: envInt('BENCH_GET_ROUNDS', 5),
+      warmups: envInt('BENCH_GET_WARMUPS', 1),
+      repo: 'bench/blob',
+    }, say);
+    return { results, blobBytes };
+  } finally {
+    for (const s of servers.reverse()) await s.stop();
+    await rm(file, { force: true });
+  }
+}
+
+async function pushPhase(work: string): Promise<{ results: PushResult[]; imageBytes: number; layers: number }> {
+  const sizes = (process.env.BENCH_LAYERS_MIB ?? '40,35,30,25,20').split(',').map((s) => Number(s) * MiB);
+  if (sizes.some((s) => !Number.isInteger(s) || s <= 0)) throw new Error('BENCH_LAYERS_MIB must be a comma-separated list of positive MiB counts');
+  say(`building an OCI image: ${sizes.length} layers, ${sizes.map((s) => s / MiB).join('+')} MiB of random data…`);
+  const image = buildImage({ layerSizes: sizes, tag: 'bench', dir: join(work, 'image') });
+  const imageBytes = image.blobs.reduce((n, b) => n + b.size, 0);
+  const results = await benchPush([
+    { name: MESHD_CTD, start: () => startMeshdOnContainerd(MESHD_CTD) },
+    { name: GO_REGISTRY, start: () => startDockerRegistry(GO_REGISTRY) },
+    { name: MESHD_FS, start: () => startMeshd(MESHD_FS, ['--store', 'fs']) },
+  ], image, { rounds: envInt('BENCH_PUSH_ROUNDS', 3), repo: 'bench/app' }, say);
+  return { results, imageBytes, layers: sizes.length };
+}
+
+async function main(): Promise<number> {
+  cleanupOnSignals();
+  const meshdMain = fileURLToPath(new URL('../src/node/main.js', import.meta.url));
+  if (!existsSync(meshdMain)) throw new Error(`${meshdMain} is missing: run \`npm run build\` (npm run bench does)`);
+  await ensurePackages({ containerd: 'containerd', ctr: 'containerd', skopeo: 'skopeo', 'docker-registry': 'docker-registry', curl: 'curl', gzip: 'gzip', tar: 'tar' });
+  const work = await mkdtemp(join(tmpdir(), 'lm-bench-'));
+  onCleanup(`work dir ${work}`, () => rm(work, { recursive: true, force: true }));
+  const skip = process.env.BENCH_SKIP ?? '';
+
+  const get = skip.includes('get') ? undefined : await getPhase(work);
+  const push = skip.includes('push') ? undefined : await pushPhase(work);
+
+  const json: Record<string, unknown> = { bench: 'layermesh-registry', node: process.version };
+  say('');
+  let missed = false;
+  if (get) {
+    const byName = (n: string) => get.results.find((r) => r.name === n)!;
+    const ref = byName(GO_REGISTRY).medianMBps;
+    say(`Blob GET, ${get.blobBytes / MiB} MiB blob, curl -o /dev/null, median of ${get.results[0].rounds.length} rounds (MB = 10^6 bytes)`);
+    say(table([
+      ['registry', 'median MB/s', 'min', 'max', 'server CPU s/GB', '× docker-registry'],
+      ...get.results.map((r) => [r.name, fixed(r.medianMBps, 0), fixed(Math.min(...r.rounds), 0), fixed(Math.max(...r.rounds), 0), fixed(r.cpuSecondsPerGB, 2), fixed(r.medianMBps / ref, 2)]),
+    ]));
+    const ratio = byName(MESHD_CTD).medianMBps / ref;
+    missed = ratio < GET_TARGET;
+    say(`GET ratio meshd(containerd)/docker-registry = ${fixed(ratio, 2)} (target ≥ ${GET_TARGET}): ${missed ? 'TARGET MISSED' : 'target met'}`);
+    say('');
+    json.get = {
+      blobBytes: get.blobBytes,
+      MBps: Object.fromEntries(get.results.map((r) => [r.name, Number(r.medianMBps.toFixed(1))])),
+      roundsMBps: Object.fromEntries(get.results.map((r) => [r.name, r.rounds.map((x) => Number(x.toFixed(1)))])),
+      cpuSecondsPerGB: Object.fromEntries(get.results.map((r) => [r.name, Number(r.cpuSecondsPerGB.toFixed(3))])),
+      ratio: Number(ratio.toFixed(3)),
+      fsRatio: Number((byName(MESHD_FS).medianMBps / ref).toFixed(3)),
+      target: GET_TARGET,
+      met: !missed,
+    };
+  }
+  if (push) {
+    const ref = push.results.find((r) => r.name === GO_REGISTRY)!.medianSeconds;
+    say(`Push, skopeo copy of a ${push.layers}-layer image (${fixed(push.imageBytes / MiB, 0)} MiB), fresh registry per round, median of ${push.results[0].rounds.length} rounds (lower is better)`);
+    say(table([
+      ['registry', 'median seconds', 'min', 'max', 'server CPU s', 'time × docker-registry'],
+      ...push.results.map((r) => [r.name, fixed(r.medianSeconds, 2), fixed(Math.min(...r.rounds), 2), fixed(Math.max(...r.rounds), 2), fixed(r.cpuSeconds, 2), fixed(r.medianSeconds / ref, 2)]),
+    ]));
+    const ratio = push.results.find((r) => r.name === MESHD_CTD)!.medianSeconds / ref;
+    say(`Push time ratio meshd(containerd)/docker-registry = ${fixed(ratio, 2)} (below 1 = meshd faster)`);
+    say('');
+    json.push = {
+      imageBytes: push.imageBytes,
+      layers: push.layers,
+      seconds: Object.fromEntries(push.results.map((r) => [r.name, Number(r.medianSeconds.toFixed(3))])),
+      roundsSeconds: Object.fromEntries(push.results.map((r) => [r.name, r.rounds.map((x) => Number(x.toFixed(3)))])),
+      serverCpuSeconds: Object.fromEntries(push.results.map((r) => [r.name, Number(r.cpuSeconds.toFixed(2))])),
+      timeRatio: Number(ratio.toFixed(3)),
+    };
+  }
+  console.log(JSON.stringify(json));
+  return 0;
+}
+
+let code = 1;
+try {
+  code = await main();
+} catch (err) {
+  console.error(`bench failed: ${(err as Error).stack ?? err}`);
+  code = 1;
+} finally {
+  await cleanupAll();
+}
+process.exit(code);
