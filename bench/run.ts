@@ -5,15 +5,15 @@
 // Prints a table and, last, one JSON line. Exits non-zero only on errors, not on a missed target.
 // Knobs (environment): BENCH_BLOB_MIB=256 BENCH_GET_ROUNDS=5 BENCH_GET_WARMUPS=1
 //                      BENCH_PUSH_ROUNDS=3 BENCH_LAYERS_MIB=40,35,30,25,20 BENCH_SKIP=get|push
+//                      BENCH_MESHD_MAIN=/path/to/dist/src/node/main.js (another meshd build, for A/B)
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { ensurePackages } from '../test/helpers/apt.js';
 import { buildImage } from '../test/helpers/oci-image.js';
 import { cleanupAll, cleanupOnSignals, onCleanup } from './lib/cleanup.js';
-import { startDockerRegistry, startMeshd, startMeshdOnContainerd, type Server } from './lib/servers.js';
+import { MESHD_MAIN, startDockerRegistry, startMeshd, startMeshdOnContainerd, type Server } from './lib/servers.js';
 import { MiB, fixed, table } from './lib/stats.js';
 import { benchGet, writeRandomBlob, type GetResult } from './registry-get.js';
 import { benchPush, type PushResult } from './skopeo-push.js';
@@ -72,8 +72,8 @@ async function pushPhase(work: string): Promise<{ results: PushResult[]; imageBy
 
 async function main(): Promise<number> {
   cleanupOnSignals();
-  const meshdMain = fileURLToPath(new URL('../src/node/main.js', import.meta.url));
-  if (!existsSync(meshdMain)) throw new Error(`${meshdMain} is missing: run \`npm run build\` (npm run bench does)`);
+  if (!existsSync(MESHD_MAIN)) throw new Error(`${MESHD_MAIN} is missing: run \`npm run build\` (npm run bench does)`);
+  say(`meshd: ${MESHD_MAIN}`);
   await ensurePackages({ containerd: 'containerd', ctr: 'containerd', skopeo: 'skopeo', 'docker-registry': 'docker-registry', curl: 'curl', gzip: 'gzip', tar: 'tar' });
   const work = await mkdtemp(join(tmpdir(), 'lm-bench-'));
   onCleanup(`work dir ${work}`, () => rm(work, { recursive: true, force: true }));

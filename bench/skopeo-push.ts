@@ -2,7 +2,7 @@
 // for every round so that nothing is already there; rounds alternate between registries.
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { expectStatus } from './lib/http.js';
+import { MANIFEST_ACCEPT, expectStatus } from './lib/http.js';
 import { cpuSeconds } from './lib/procs.js';
 import { median } from './lib/stats.js';
 import type { Server } from './lib/servers.js';
@@ -49,7 +49,7 @@ export async function benchPush(targets: PushTarget[], image: { dir: string; tag
         await skopeoCopy(image.dir, image.tag, server.host, opts.repo);
         const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
         const cpu = (await cpuSeconds(server.pids)) - cpuBefore;
-        await expectStatus('HEAD', `${server.url}/v2/${opts.repo}/manifests/${image.digest}`, 200);
+        await expectStatus('HEAD', `${server.url}/v2/${opts.repo}/manifests/${image.digest}`, 200, { accept: MANIFEST_ACCEPT });
         times[i].push(seconds);
         cpus[i].push(cpu);
         say(`  push round ${round}/${opts.rounds} ${targets[i].name.padEnd(24)} ${seconds.toFixed(2).padStart(6)} s  (server CPU ${cpu.toFixed(2)} s)`);

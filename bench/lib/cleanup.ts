@@ -31,8 +31,23 @@ export function cleanupAll(): Promise<void> {
   })());
 }
 
-/** On SIGINT/SIGTERM/SIGHUP: undo everything, then exit 130/143/129. */
+/**
+ * On SIGINT/SIGTERM/SIGHUP: undo everything, then exit 130/143/129. An uncaught error (e.g. EPIPE on a
+ * closed stdout when piped into `head`) also undoes everything, then exits 1.
+ */
 export function cleanupOnSignals(): void {
+  const crash = (err: unknown) => {
+    try {
+      console.error(`bench crashed: ${(err as Error)?.stack ?? err}`);
+    } catch {
+      // stderr may be gone as well
+    }
+    void cleanupAll().finally(() => process.exit(1));
+  };
+  process.once('uncaughtException', crash);
+  process.once('unhandledRejection', crash);
+  // Without a listener, a write to a closed pipe throws from inside the stream.
+  process.stdout.on('error', () => {});
   const codes: Record<string, number> = { SIGINT: 130, SIGTERM: 143, SIGHUP: 129 };
   for (const [signal, code] of Object.entries(codes)) {
     process.once(signal, () => {

@@ -50,7 +50,15 @@ export async function pushBlob(base: string, repo: string, file: string, size: n
   return 'POST+PUT';
 }
 
-export async function expectStatus(method: string, url: string, status: number): Promise<void> {
-  const res = await request(method, url);
+/** What a manifest request must accept: distribution 2.8 answers 404 for an OCI manifest not asked for. */
+export const MANIFEST_ACCEPT = [
+  'application/vnd.oci.image.index.v1+json',
+  'application/vnd.oci.image.manifest.v1+json',
+  'application/vnd.docker.distribution.manifest.list.v2+json',
+  'application/vnd.docker.distribution.manifest.v2+json',
+].join(', ');
+
+export async function expectStatus(method: string, url: string, status: number, headers?: Record<string, string>): Promise<void> {
+  const res = await request(method, url, { headers });
   if (res.status !== status) throw new Error(`${method} ${url}: expected ${status}, got ${res.status} ${res.body}`);
 }

@@ -1,18 +1,20 @@
 // The registries under test: meshd (containerd or fs store) and Debian's Go docker-registry,
 // each on 127.0.0.1 with its own temp state, each registered for cleanup.
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { startContainerd } from '../../test/helpers/containerd.js';
 import { onCleanup } from './cleanup.js';
 import { request } from './http.js';
 import { exited, freePort, pidsWithArg, stopChild } from './procs.js';
 
-const MESHD_MAIN = fileURLToPath(new URL('../../src/node/main.js', import.meta.url));
+/** The built meshd; BENCH_MESHD_MAIN points the benchmark at another build (A/B of a change). */
+export const MESHD_MAIN = process.env.BENCH_MESHD_MAIN || fileURLToPath(new URL('../../src/node/main.js', import.meta.url));
 
 export interface Server {
   /** Label in the result table. */
@@ -26,16 +28,27 @@ export interface Server {
   stop(): Promise<void>;
 }
 
-async function tempDir(prefix: string): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), prefix));
-  return dir;
+let loopbackFlags: Promise<string[]> | undefined;
+
+/**
+ * Flags that keep every listener of this meshd build on loopback: builds with libp2p listen on
+ * 0.0.0.0:4001 by default (and two of them would collide), so ask for 127.0.0.1 and a free port.
+ */
+function meshdLoopbackFlags(): Promise<string[]> {
+  return (loopbackFlags ??= promisify(execFile)(process.execPath, [MESHD_MAIN, '--help']).then(
+    ({ stdout }) => (stdout.includes('--p2p-listen') ? ['--p2p-listen', '/ip4/127.0.0.1/tcp/0'] : []),
+    () => [],
+  ));
 }
+
+const tempDir = (prefix: string) => mkdtemp(join(tmpdir(), prefix));
 
 /** meshd from dist/, on 127.0.0.1:0; the URL comes from its "meshd ready" log line. */
 export async function startMeshd(name: string, storeArgs: string[]): Promise<Server> {
+  const loopback = await meshdLoopbackFlags();
   const dataDir = await tempDir('lm-bench-meshd-');
   const removeDir = onCleanup(`meshd data ${dataDir}`, () => rm(dataDir, { recursive: true, force: true }));
-  const proc = spawn(process.execPath, [MESHD_MAIN, '--data-dir', dataDir, '--registry-addr', '127.0.0.1:0', '--log-level', 'info', ...storeArgs], {
+  const proc = spawn(process.execPath, [MESHD_MAIN, '--data-dir', dataDir, '--registry-addr', '127.0.0.1:0', '--log-level', 'info', ...loopback, ...storeArgs], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const stopProc = onCleanup(`meshd pid ${proc.pid}`, () => stopChild(proc));

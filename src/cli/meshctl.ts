@@ -1,52 +1,64 @@
 #!/usr/bin/env node
-// meshctl: inspect a LayerMesh node.
+// meshctl: ask a LayerMesh node what the mesh holds.
 import { Command, Option } from 'commander';
-
-interface ImageRow {
-  name: string;
-  digest: string;
-  mediaType: string;
-}
-
-async function getJson<T>(url: string): Promise<T> {
-  const res = await fetch(url);
-  if (!res.ok) throw new Error(`GET ${url}: ${res.status} ${await res.text()}`);
-  return (await res.json()) as T;
-}
-
-/** Every tagged image the node's registry serves, with its manifest digest. */
-async function listImages(registry: string): Promise<ImageRow[]> {
-  const { repositories } = await getJson<{ repositories: string[] }>(`${registry}/v2/_catalog`);
-  const rows: ImageRow[] = [];
-  for (const repo of repositories) {
-    const { tags } = await getJson<{ tags: string[] }>(`${registry}/v2/${repo}/tags/list`);
-    for (const tag of tags) {
-      const head = await fetch(`${registry}/v2/${repo}/manifests/${tag}`, { method: 'HEAD' });
-      if (!head.ok) continue; // untagged between the two calls
-      rows.push({ name: `${repo}:${tag}`, digest: head.headers.get('docker-content-digest')!, mediaType: head.headers.get('content-type')! });
-    }
-  }
-  return rows;
-}
-
-function table(rows: string[][]): string {
-  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
-  return rows.map((r) => r.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd()).join('\n');
-}
+import { generateSwarmKey } from '../dht/swarm-key.js';
+import type { PeerStatus } from '../dht/router.js';
+import type { WhoHasEntry } from '../node/admin-api.js';
+import { AdminClient } from './admin-client.js';
+import { ms, table } from './table.js';
 
 const program = new Command('meshctl')
-  .description('Inspect a LayerMesh node')
-  .addOption(new Option('--registry <url>', 'the node\'s registry').env('MESHCTL_REGISTRY').default('http://127.0.0.1:5000'))
+  .description('Ask a LayerMesh node what the mesh holds')
+  .addOption(new Option('--node <url>', 'the daemon to ask (its registry listener)').env('MESHCTL_NODE').default('http://127.0.0.1:5000'))
   .option('--json', 'machine-readable output');
+
+const opts = () => program.opts<{ node: string; json?: boolean }>();
+const client = () => new AdminClient(opts().node);
+const print = (json: unknown, human: () => string) => console.log(opts().json ? JSON.stringify(json) : human());
+
+program
+  .command('who-has')
+  .argument('<key>', 'a digest (sha256:<hex>) or an image (registry/repo:tag)')
+  .description('peers that hold a digest or image, nearest first; exit status 1 when nobody has it')
+  .action(async (key: string) => {
+    const res = await client().get<{ key: string; providers: WhoHasEntry[] }>('/_mesh/v1/who-has', { key });
+    print(res, () => res.providers.length === 0 ? `nobody has ${key}` : table(['PEER', 'NAME', 'RTT', 'ADDRESSES'],
+      res.providers.map((p) => [p.self ? `${p.id} (this node)` : p.id, p.name ?? '', ms(p.rttMs), p.addrs.join(' ')])));
+    if (res.providers.length === 0) process.exitCode = 1;
+  });
+
+program
+  .command('peers')
+  .description('connected peers')
+  .action(async () => {
+    const peers = await client().get<PeerStatus[]>('/_mesh/v1/peers');
+    print(peers, () => table(['PEER', 'NAME', 'RTT', 'ADDRESSES'],
+      peers.map((p) => [p.id, p.info?.name ?? '', ms(p.rttMs), p.addrs.join(' ')])));
+  });
 
 program
   .command('ls')
   .description('images this node holds')
   .action(async () => {
-    const { registry, json } = program.opts<{ registry: string; json?: boolean }>();
-    const rows = await listImages(registry.replace(/\/$/, ''));
-    if (json) console.log(JSON.stringify(rows));
-    else console.log(table([['IMAGE', 'DIGEST'], ...rows.map((r) => [r.name, r.digest])]));
+    const images = await client().get<{ name: string; digest: string }[]>('/_mesh/v1/images');
+    print(images, () => table(['IMAGE', 'DIGEST'], images.map((i) => [i.name, i.digest])));
+  });
+
+program
+  .command('status')
+  .description('identity, listeners, store and announcements of the node')
+  .action(async () => {
+    const s = await client().get<Record<string, unknown>>('/_mesh/v1/status');
+    print(s, () => Object.entries(s).map(([k, v]) => `${k.padEnd(14)} ${typeof v === 'object' ? JSON.stringify(v) : v ?? '-'}`).join('\n'));
+  });
+
+program
+  .command('swarm-key')
+  .description('fleet membership keys')
+  .command('generate')
+  .description('print a new swarm key; give the same file to every meshd of the fleet (--swarm-key FILE)')
+  .action(() => {
+    process.stdout.write(generateSwarmKey());
   });
 
 program.parseAsync().catch((err: Error) => {

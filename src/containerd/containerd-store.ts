@@ -76,6 +76,11 @@ export class ContainerdStore implements Store {
     return { size: info.size, stream: file ?? this.readGrpc(digest, start, end) };
   }
 
+  localPath(digest: string): string | undefined {
+    // Shared by all namespaces: callers check with stat() that this namespace has the blob.
+    return this.blobDir && isDigest(digest) ? join(this.blobDir, digestHex(digest)) : undefined;
+  }
+
   beginUpload(): Promise<Upload> {
     return ContainerdUpload.begin({
       client: this.client,

@@ -158,6 +158,10 @@ export class FsStore implements Store {
     return { size: info.size, stream };
   }
 
+  localPath(digest: string): string | undefined {
+    return isDigest(digest) ? this.#blobPath(digest) : undefined;
+  }
+
   async beginUpload(): Promise<Upload> {
     const id = randomUUID();
     const path = join(this.#uploadDir, id);

@@ -90,6 +90,10 @@ export class MemoryStore implements Store {
     return { size: blob.data.length, stream: Readable.from([data]) };
   }
 
+  localPath(): undefined {
+    return undefined;
+  }
+
   async beginUpload(): Promise<Upload> {
     return new MemoryUpload(this);
   }

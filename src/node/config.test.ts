@@ -25,6 +25,20 @@ describe('meshd configuration', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
+  it('takes repeatable options from flags, comma lists and YAML lists', () => {
+    expect(parseConfig(['--bootstrap', '/ip4/10.0.0.1/tcp/4001', '--bootstrap', '/ip4/10.0.0.2/tcp/4001,/ip4/10.0.0.3/tcp/4001']).bootstrap)
+      .toEqual(['/ip4/10.0.0.1/tcp/4001', '/ip4/10.0.0.2/tcp/4001', '/ip4/10.0.0.3/tcp/4001']);
+    expect(parseConfig(['--p2p-listen', '/ip4/127.0.0.1/tcp/0']).p2pListen).toEqual(['/ip4/127.0.0.1/tcp/0']);
+    expect(parseConfig([]).p2pListen).toEqual(['/ip4/0.0.0.0/tcp/4001']);
+    const file = join(mkdtempSync(join(tmpdir(), 'meshd-config-')), 'lists.yaml');
+    writeFileSync(file, 'bootstrap:\n  - /ip4/10.0.0.9/tcp/4001\nlabel: [zone=eu, tier=edge]\nmdns: true\n');
+    expect(parseConfig(['--config', file])).toMatchObject({
+      bootstrap: ['/ip4/10.0.0.9/tcp/4001'],
+      labels: { zone: 'eu', tier: 'edge' },
+      mdns: true,
+    });
+  });
+
   it('names what is wrong in a config file', () => {
     const file = join(mkdtempSync(join(tmpdir(), 'meshd-config-')), 'bad.yaml');
     writeFileSync(file, 'registry-adr: 1\n');

@@ -1,6 +1,7 @@
 // meshd's configuration: command-line flags, then MESHD_* environment variables,
 // then the YAML file given by --config, then defaults.
 import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { Command, Option } from 'commander';
 import { parse as parseYaml } from 'yaml';
 import { parseDuration, parseSize } from './size.js';
@@ -18,12 +19,28 @@ export interface Config {
   uploadTimeoutMs: number;
   shutdownGraceMs: number;
   logLevel: string;
+  nodeName: string;
+  labels: Record<string, string>;
+  p2pListen: string[];
+  bootstrap: string[];
+  mdns: boolean;
+  swarmKeyFile?: string;
+  recordTtlMs: number;
+  reconcileIntervalMs: number;
 }
 
 function option(flags: string, description: string, defaultValue?: string): Option {
   const long = flags.split(' ')[0].replace(/^--/, '');
   const opt = new Option(flags, description).env(`MESHD_${long.toUpperCase().replaceAll('-', '_')}`);
   return defaultValue === undefined ? opt : opt.default(defaultValue);
+}
+
+/** A repeatable option; the environment variable and a single flag value may also list values with commas. */
+function listOption(flags: string, description: string, defaults: string[] = []): Option {
+  const split = (v: string) => v.split(',').map((x) => x.trim()).filter(Boolean);
+  return option(flags, `${description} (repeatable)`)
+    .default(defaults)
+    .argParser((value: string, previous: string[]) => (previous === defaults ? split(value) : [...previous, ...split(value)]));
 }
 
 export function configCommand(): Command {
@@ -40,6 +57,14 @@ export function configCommand(): Command {
     .addOption(option('--upload-timeout <duration>', 'abandoned uploads are removed after this idle time', '30m'))
     .addOption(option('--shutdown-grace <duration>', 'at SIGTERM, in-flight requests get this long before their connections are cut', '10s'))
     .addOption(option('--log-level <level>', 'trace | debug | info | warn | error', 'info'))
+    .addOption(option('--node-name <name>', 'this node\'s name in the mesh', hostname()))
+    .addOption(listOption('--label <key=value>', 'a label of this node, for replication selectors'))
+    .addOption(listOption('--p2p-listen <multiaddr>', 'libp2p listen address', ['/ip4/0.0.0.0/tcp/4001']))
+    .addOption(listOption('--bootstrap <multiaddr>', 'a peer to join through, e.g. /ip4/10.0.0.1/tcp/4001/p2p/12D3Koo...'))
+    .addOption(option('--mdns', 'discover peers on the LAN with mDNS'))
+    .addOption(option('--swarm-key <file>', 'the fleet\'s shared key (meshctl swarm-key generate); without it the mesh is open to anyone'))
+    .addOption(option('--record-ttl <duration>', 'lifetime of announcements; a node that dies disappears from who-has within it', '30m'))
+    .addOption(option('--reconcile-interval <duration>', 'how often the announced keys are checked against the store', '1m'))
     .showHelpAfterError();
 }
 
@@ -58,7 +83,8 @@ function applyFile(cmd: Command, file: string): void {
     const attr = known.get(key);
     if (!attr || key === 'config') throw new Error(`config file ${file}: unknown option "${key}"`);
     const source = cmd.getOptionValueSource(attr);
-    if (source === undefined || source === 'default') cmd.setOptionValueWithSource(attr, String(value), 'config');
+    if (source !== undefined && source !== 'default') continue;
+    cmd.setOptionValueWithSource(attr, Array.isArray(value) ? value.map(String) : typeof value === 'boolean' ? value : String(value), 'config');
   }
 }
 
@@ -80,7 +106,25 @@ export function parseConfig(argv: string[]): Config {
     uploadTimeoutMs: parseDuration(o.uploadTimeout),
     shutdownGraceMs: parseDuration(o.shutdownGrace),
     logLevel: o.logLevel,
+    nodeName: o.nodeName,
+    labels: parseLabels(o.label),
+    p2pListen: o.p2pListen,
+    bootstrap: o.bootstrap,
+    mdns: o.mdns === true || o.mdns === 'true',
+    swarmKeyFile: o.swarmKey || undefined,
+    recordTtlMs: parseDuration(o.recordTtl),
+    reconcileIntervalMs: parseDuration(o.reconcileInterval),
   };
+}
+
+function parseLabels(pairs: string[]): Record<string, string> {
+  const labels: Record<string, string> = {};
+  for (const pair of pairs) {
+    const eq = pair.indexOf('=');
+    if (eq <= 0) throw new Error(`--label expects key=value, got "${pair}"`);
+    labels[pair.slice(0, eq)] = pair.slice(eq + 1);
+  }
+  return labels;
 }
 
 /** Splits HOST:PORT, accepting [v6]:port. */

@@ -1,10 +1,15 @@
 #!/usr/bin/env node
 // meshd: the LayerMesh daemon.
+import '../polyfill.js';
 import { pino } from 'pino';
 import { parseConfig } from './config.js';
 import { startDaemon } from './daemon.js';
 
 const log = pino({ name: 'meshd', level: process.env.MESHD_LOG_LEVEL ?? 'info' });
+// With nobody reading the logs any more (a closed pipe), logging must not stop the daemon, its shutdown included.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code !== 'EPIPE') throw err;
+});
 
 try {
   const config = parseConfig(process.argv.slice(2));

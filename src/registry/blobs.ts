@@ -3,6 +3,7 @@ import { isDigest, NotFoundError } from '../containerd/store.js';
 import { blobUnknown, digestInvalid, RegistryError } from './errors.js';
 import { parseRange } from './range.js';
 import { reachable } from './references.js';
+import { openBlobFile, sendFileRange } from './send-file.js';
 import type { RouteContext } from './context.js';
 
 export async function getBlob(ctx: RouteContext): Promise<unknown> {
@@ -21,6 +22,12 @@ export async function getBlob(ctx: RouteContext): Promise<unknown> {
   }
   reply.header('content-length', range ? range.end - range.start + 1 : info.size);
   if (ctx.req.method === 'HEAD') return reply.send();
+  const path = store.localPath(digest);
+  if (path) {
+    const handle = await openBlobFile(path);
+    if (!handle) throw blobUnknown(digest);
+    return sendFileRange(reply, handle, range?.start ?? 0, range?.end ?? info.size - 1, ctx.log);
+  }
   try {
     const { stream } = await store.open(digest, range);
     return reply.send(stream);

@@ -10,6 +10,8 @@ export interface RegistryDeps {
   log: Logger;
   /** Largest manifest accepted, in bytes. */
   maxManifestBytes: number;
+  /** Called after a manifest is stored under a tag, with the image name as stored. */
+  onPushed?: (image: string, digest: string) => void;
 }
 
 export interface RouteContext extends RegistryDeps {

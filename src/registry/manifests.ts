@@ -84,8 +84,10 @@ export async function putManifest(ctx: RouteContext): Promise<unknown> {
   await storeBlob(store, body, digest, sourceLabels(ctx.repo));
   const target = { mediaType: manifest.mediaType, digest, size: body.length };
   if (isTag(ref)) {
-    await store.images.put({ name: tagImageName(ctx.repo, ref), target, labels: {} });
+    const name = tagImageName(ctx.repo, ref);
+    await store.images.put({ name, target, labels: {} });
     await dropDigestRecords(ctx, [digest, ...manifest.manifests.map((m) => m.digest)]);
+    ctx.onPushed?.(name, digest);
   } else {
     await store.images.put({ name: digestImageName(ctx.repo, digest), target, labels: {} });
   }

@@ -1,0 +1,58 @@
+// `node dist/bench/announce-main.js`: the announce benchmark on its own (see announce.ts).
+// Knobs (environment): BENCH_KEYS=10000 BENCH_SAMPLE=200 BENCH_LOOKUPS=1000 BENCH_MISSES=20 BENCH_BASELINE_KEYS=20
+import '../src/polyfill.js';
+import { benchAnnounce, ANNOUNCE_TARGETS } from './announce.js';
+import { cleanupAll, cleanupOnSignals } from './lib/cleanup.js';
+import { fixed, table } from './lib/stats.js';
+
+function envInt(name: string, fallback: number): number {
+  const v = process.env[name];
+  if (v === undefined || v === '') return fallback;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0) throw new Error(`${name} must be a non-negative integer, not "${v}"`);
+  return n;
+}
+
+const say = (line: string) => console.log(line);
+
+async function main(): Promise<number> {
+  cleanupOnSignals();
+  const r = await benchAnnounce({
+    keys: envInt('BENCH_KEYS', 10_000),
+    sample: envInt('BENCH_SAMPLE', 200),
+    lookups: envInt('BENCH_LOOKUPS', 1_000),
+    misses: envInt('BENCH_MISSES', 20),
+    baselineKeys: envInt('BENCH_BASELINE_KEYS', 20),
+    peersPerProcess: [10, 9],
+  }, say);
+  const t = ANNOUNCE_TARGETS;
+  const met = { wall: r.findableSeconds < t.wallSeconds && r.settledSeconds < t.wallSeconds, cpu: r.announcerCpuSeconds < t.cpuSeconds, lookup: r.lookupMs.p50 < t.lookupP50Ms };
+  say('');
+  say(`Announce ${r.keys} keys on a ${r.nodes}-node mesh (loopback tcp, swarm key)`);
+  say(table([
+    ['measure', 'value', 'target'],
+    ['all peers acknowledged (s)', fixed(r.settledSeconds, 2), `< ${t.wallSeconds}`],
+    ['sampled keys findable elsewhere (s)', fixed(r.findableSeconds, 2), `< ${t.wallSeconds}`],
+    ['announcer CPU (s)', fixed(r.announcerCpuSeconds, 2), `< ${t.cpuSeconds}`],
+    [`lookup p50 (ms, n=${r.lookupMs.count})`, fixed(r.lookupMs.p50, 2), `< ${t.lookupP50Ms}`],
+    ['lookup p99 (ms)', fixed(r.lookupMs.p99, 2), ''],
+    [`absent key lookup p50 (ms, n=${r.missMs.count})`, fixed(r.missMs.p50, 1), ''],
+    ...(r.baseline ? [
+      [`kad-dht provide() one by one, CPU ms/key (n=${r.baseline.keys})`, fixed(r.baseline.cpuMsPerKey, 1), ''],
+      ['kad-dht provide() one by one, wall ms/key', fixed(r.baseline.wallMsPerKey, 1), ''],
+    ] : []),
+  ]));
+  say(`targets: ${Object.entries(met).map(([k, v]) => `${k} ${v ? 'met' : 'MISSED'}`).join(', ')}`);
+  console.log(JSON.stringify({ bench: 'layermesh-announce', node: process.version, ...r, targets: t, met }));
+  return 0;
+}
+
+let code = 1;
+try {
+  code = await main();
+} catch (err) {
+  console.error(`bench failed: ${(err as Error).stack ?? err}`);
+} finally {
+  await cleanupAll();
+}
+process.exit(code);

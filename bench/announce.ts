@@ -1,0 +1,142 @@
+// Announce benchmark: a 20-node mesh on loopback tcp with a swarm key. The announcing node runs alone in
+// one process (its CPU is that process's), the 19 others in two more. It announces random digests in one
+// batch, and we measure:
+//  - wall time until the batch is settled (every peer acknowledged its records) and until each of a sample
+//    of keys is findable from non-announcing nodes, CPU seconds of the announcing process;
+//  - lookup latency (time to the holder) of random announced keys from non-announcing nodes, and of absent keys;
+//  - for reference, kad-dht's own provide() one key at a time on the same mesh.
+import { fork, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { generateSwarmKey } from '../src/dht/swarm-key.js';
+import { onCleanup } from './lib/cleanup.js';
+import { stopChild } from './lib/procs.js';
+import type { WorkerRequest } from './announce-worker.js';
+
+export interface AnnounceBenchOptions {
+  keys: number; // 10,000
+  sample: number; // keys polled until findable: 200
+  lookups: number; // 1,000
+  misses: number; // absent keys looked up: 20
+  baselineKeys: number; // keys provided one by one for reference (0: skip)
+  peersPerProcess: number[]; // [10, 9]
+}
+
+export interface AnnounceBenchResult {
+  nodes: number;
+  keys: number;
+  settledSeconds: number;
+  findableSeconds: number;
+  announcerCpuSeconds: number;
+  lookupMs: { p50: number; p99: number; max: number; count: number };
+  missMs: { p50: number; max: number; count: number };
+  baseline?: { keys: number; cpuMsPerKey: number; wallMsPerKey: number };
+}
+
+export const ANNOUNCE_TARGETS = { wallSeconds: 30, cpuSeconds: 10, lookupP50Ms: 20 };
+
+class Worker {
+  private next = 0;
+  private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  readonly events: Array<Record<string, unknown>> = [];
+
+  constructor(readonly name: string, readonly child: ChildProcess) {
+    child.on('message', (msg: { id?: number; result?: unknown; error?: string; event?: string }) => {
+      if (msg.id === undefined) return void this.events.push(msg);
+      const p = this.pending.get(msg.id);
+      this.pending.delete(msg.id);
+      if (msg.error !== undefined) p?.reject(new Error(`${name}: ${msg.error}`));
+      else p?.resolve(msg.result);
+    });
+    child.on('exit', (code, signal) => {
+      for (const p of this.pending.values()) p.reject(new Error(`${name} exited (${code ?? signal}) with a request pending`));
+      this.pending.clear();
+    });
+  }
+
+  call<T>(req: WorkerRequest): Promise<T> {
+    const id = this.next++;
+    return new Promise<T>((resolve, reject) => {
+      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      this.child.send({ id, req });
+    });
+  }
+}
+
+function startWorker(name: string): Worker {
+  const child = fork(new URL('./announce-worker.js', import.meta.url), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const stop = onCleanup(`announce worker ${name}`, () => stopChild(child, 5_000));
+  child.once('exit', () => void stop());
+  return new Worker(name, child);
+}
+
+function percentile(xs: number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
+}
+
+function pick<T>(xs: T[], n: number): T[] {
+  return Array.from({ length: n }, () => xs[Math.floor(Math.random() * xs.length)]);
+}
+
+const digest = (): string => `sha256:${randomBytes(32).toString('hex')}`;
+
+export async function benchAnnounce(opts: AnnounceBenchOptions, say: (line: string) => void): Promise<AnnounceBenchResult> {
+  const swarmKey = generateSwarmKey();
+  const nodes = 1 + opts.peersPerProcess.reduce((a, b) => a + b, 0);
+  say(`starting ${nodes} nodes (announcer + ${opts.peersPerProcess.join(' + ')}) on loopback tcp with a swarm key…`);
+  const peerWorkers = opts.peersPerProcess.map((_, i) => startWorker(`peers-${i + 1}`));
+  const announcer = startWorker('announcer');
+  const workers = [announcer, ...peerWorkers];
+  try {
+    const first = await peerWorkers[0].call<{ addrs: string[] }>({ cmd: 'start', count: opts.peersPerProcess[0], swarmKey, bootstrap: [], name: 'p1' });
+    await Promise.all(peerWorkers.slice(1).map((w, i) =>
+      w.call({ cmd: 'start', count: opts.peersPerProcess[i + 1], swarmKey, bootstrap: first.addrs, name: `p${i + 2}` })));
+    const { ids } = await announcer.call<{ ids: string[] }>({ cmd: 'start', count: 1, swarmKey, bootstrap: first.addrs, name: 'announcer' });
+    const provider = ids[0];
+    // Everyone reaches the bootstrap node; the announcer finds the rest with its own DHT walk.
+    await Promise.all(workers.map((w) => w.call({ cmd: 'wait-peers', min: 1, timeoutMs: 30_000 })));
+    await new Promise((r) => setTimeout(r, 2_000)); // kad-dht adds peers to its routing table after a ping
+
+    const keys = Array.from({ length: opts.keys }, digest);
+    say(`announcing ${opts.keys} keys…`);
+    const announced = announcer.call<{ t0: number; settledAt: number; cpuMs: number }>({ cmd: 'announce', keys });
+    const sample = pick(keys, opts.sample);
+    const polls = peerWorkers.map((w, i) => w.call<{ at: number }>({
+      cmd: 'poll', provider, keys: sample.filter((_, j) => j % peerWorkers.length === i),
+    }));
+    const [a, ...found] = await Promise.all([announced, ...polls]);
+    const findableAt = Math.max(...found.map((f) => f.at));
+
+    say(`looking up ${opts.lookups} announced keys and ${opts.misses} absent ones from non-announcing nodes…`);
+    const lookupKeys = pick(keys, opts.lookups);
+    const lookups = await Promise.all(peerWorkers.map((w, i) => w.call<{ ms: number[] }>({
+      cmd: 'lookups', provider, keys: lookupKeys.filter((_, j) => j % peerWorkers.length === i),
+    })));
+    const ms = lookups.flatMap((l) => l.ms);
+    const misses = (await peerWorkers[0].call<{ ms: number[] }>({ cmd: 'misses', keys: Array.from({ length: opts.misses }, digest) })).ms;
+
+    let baseline: AnnounceBenchResult['baseline'];
+    if (opts.baselineKeys > 0) {
+      say(`reference: kad-dht provide() of ${opts.baselineKeys} keys one by one…`);
+      const b = await announcer.call<{ cpuMsPerKey: number; wallMsPerKey: number }>({
+        cmd: 'baseline', keys: Array.from({ length: opts.baselineKeys }, digest),
+      });
+      baseline = { keys: opts.baselineKeys, ...b };
+    }
+    return {
+      nodes,
+      keys: opts.keys,
+      settledSeconds: (a.settledAt - a.t0) / 1000,
+      findableSeconds: (findableAt - a.t0) / 1000,
+      announcerCpuSeconds: a.cpuMs / 1000,
+      lookupMs: { p50: percentile(ms, 50), p99: percentile(ms, 99), max: Math.max(...ms), count: ms.length },
+      missMs: { p50: percentile(misses, 50), max: Math.max(...misses), count: misses.length },
+      baseline,
+    };
+  } finally {
+    await Promise.all(workers.map(async (w) => {
+      await Promise.race([w.call({ cmd: 'stop' }).catch(() => {}), new Promise((r) => setTimeout(r, 5_000).unref())]);
+      await stopChild(w.child, 5_000);
+    }));
+  }
+}

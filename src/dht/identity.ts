@@ -1,0 +1,41 @@
+// The node's libp2p identity: an Ed25519 key kept in <dataDir>/peer.key, so the peer id survives restarts
+// (peers, bootstrap lists and provider records refer to it).
+import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys';
+import type { PrivateKey } from '@libp2p/interface';
+
+export const PEER_KEY_FILE = 'peer.key';
+
+/** Loads the key in `<dataDir>/peer.key`, or creates it (mode 0600) when the file does not exist. */
+export async function loadOrCreateIdentity(dataDir: string): Promise<PrivateKey> {
+  const file = join(dataDir, PEER_KEY_FILE);
+  let bytes: Buffer;
+  try {
+    bytes = await readFile(file);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new Error(`cannot read peer key ${file}`, { cause: err });
+    return createIdentity(dataDir, file);
+  }
+  try {
+    return privateKeyFromProtobuf(bytes);
+  } catch (err) {
+    throw new Error(`peer key ${file} is not a libp2p private key (protobuf); move it away to create a new identity`, {
+      cause: err,
+    });
+  }
+}
+
+async function createIdentity(dataDir: string, file: string): Promise<PrivateKey> {
+  const key = await generateKeyPair('Ed25519');
+  await mkdir(dataDir, { recursive: true });
+  // 'wx' never overwrites a key another process created meanwhile; mode applies on creation only.
+  try {
+    await writeFile(file, privateKeyToProtobuf(key), { mode: 0o600, flag: 'wx' });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return loadOrCreateIdentity(dataDir);
+    throw new Error(`cannot write peer key ${file}`, { cause: err });
+  }
+  await chmod(file, 0o600); // the umask may have narrowed it further, never widened: make it exact
+  return key;
+}

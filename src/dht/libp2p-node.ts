@@ -1,0 +1,129 @@
+// Builds the libp2p node of a mesh member: transports, private network, Kademlia, gossip, discovery.
+import { createLibp2p } from 'libp2p';
+import { tcp } from '@libp2p/tcp';
+import { memory } from '@libp2p/memory';
+import { noise } from '@chainsafe/libp2p-noise';
+import { yamux } from '@chainsafe/libp2p-yamux';
+import { identify, type Identify } from '@libp2p/identify';
+import { ping, type Ping } from '@libp2p/ping';
+import { kadDHT, passthroughMapper, type KadDHT } from '@libp2p/kad-dht';
+import { gossipsub, type GossipSub } from '@libp2p/gossipsub';
+import { preSharedKey } from '@libp2p/pnet';
+import { mdns } from '@libp2p/mdns';
+import type { Libp2p, PrivateKey } from '@libp2p/interface';
+import type { Logger } from 'pino';
+import { BootstrapDialer } from './bootstrap-dialer.js';
+import { PathIndexedDatastore } from './indexed-datastore.js';
+import { EVENTS_TOPIC, eventsTopicScoreParams } from './mesh-events.js';
+
+/** Own protocol prefix: a mesh node never speaks to (or joins) the public IPFS DHT. */
+export const KAD_PROTOCOL = '/layermesh/kad/1.0.0';
+
+export interface MeshServices extends Record<string, unknown> {
+  identify: Identify;
+  ping: Ping;
+  dht: KadDHT;
+  pubsub: GossipSub;
+}
+
+export type MeshLibp2p = Libp2p<MeshServices>;
+
+export interface MeshNodeOptions {
+  privateKey: PrivateKey;
+  /** Multiaddrs to listen on: tcp (`/ip4/0.0.0.0/tcp/4001`) or, for in-process simulations, `/memory/<name>`. */
+  listen: string[];
+  /** Multiaddrs of peers to stay connected to (with or without `/p2p/<id>`). */
+  bootstrap: string[];
+  /** Discover peers on the local network by multicast DNS. */
+  mdns: boolean;
+  /** Swarm key file contents (see swarm-key.ts): only holders of the same key can connect. */
+  swarmKey?: Uint8Array;
+  logger: Logger;
+  /** How long provider records stay valid on the peers that store them. */
+  recordTtlMs: number;
+  /** Bootstrap reconnect check interval (and first retry delay); default 2 s, doubling up to 30 s. */
+  bootstrapIntervalMs?: number;
+}
+
+export interface MeshNode {
+  libp2p: MeshLibp2p;
+  recordTtlMs: number;
+  stop(): Promise<void>;
+}
+
+export async function createMeshNode(opts: MeshNodeOptions): Promise<MeshNode> {
+  const inMemory = opts.listen.length > 0 && opts.listen.every((a) => a.startsWith('/memory/'));
+  const log = opts.logger;
+  const libp2p = await createLibp2p<MeshServices>({
+    privateKey: opts.privateKey,
+    addresses: { listen: opts.listen },
+    datastore: new PathIndexedDatastore(),
+    transports: [inMemory ? memory() : tcp()],
+    // pnet runs before Noise: a peer without the key fails the handshake, so not a single protocol message
+    // (identify, DHT, gossip) reaches it. Fine for control traffic; blobs travel over HTTP (see DESIGN.md).
+    connectionProtector: opts.swarmKey === undefined ? undefined : preSharedKey({ psk: opts.swarmKey }),
+    connectionEncrypters: [noise()],
+    streamMuxers: [yamux()],
+    connectionManager: {
+      // Defaults (5 inbound connections per second per IP, 10 pending) refuse a fleet behind one NAT, a
+      // loopback test mesh, or everyone redialing a restarted bootstrap peer at once.
+      inboundConnectionThreshold: 1_000,
+      maxIncomingPendingConnections: 256,
+    },
+    peerDiscovery: opts.mdns ? [mdns({ serviceTag: '_layermesh._udp.local' })] : [],
+    services: {
+      identify: identify(),
+      // kad-dht requires ping: it pings every new peer before adding it to the routing table, and drops the
+      // peer if that ping fails. The default of one outbound ping stream per connection makes it fail whenever
+      // the connection monitor (or anyone) pings at the same moment, leaving the routing table empty.
+      ping: ping({ maxOutboundStreams: 16, maxInboundStreams: 16 }),
+      dht: kadDHT({
+        protocol: KAD_PROTOCOL,
+        clientMode: false, // a LAN peer is dialable; client mode would never answer queries
+        peerInfoMapper: passthroughMapper, // the default drops 127.x/10.x/192.168.x: everything on a LAN
+        reprovide: {
+          validity: opts.recordTtlMs, // drives expiry of records stored for others
+          interval: cleanupInterval(opts.recordTtlMs), // how often expired records are dropped
+          threshold: 0, // our own records are republished in batches by the router, not one walk per key
+        },
+      }),
+      pubsub: gossipsub({
+        globalSignaturePolicy: 'StrictSign',
+        allowPublishToZeroTopicPeers: true, // a lone node may publish; nobody hears it, that is all
+        scoreParams: {
+          IPColocationFactorWeight: 0, // many members may share one IP (NAT, loopback); don't score them down
+          topics: { [EVENTS_TOPIC]: eventsTopicScoreParams },
+        },
+      }),
+    },
+  });
+
+  if (opts.mdns) {
+    libp2p.addEventListener('peer:discovery', (evt) => {
+      libp2p.dial(evt.detail.id).catch((err: Error) => {
+        log.debug({ peer: evt.detail.id.toString(), err: err.message }, 'cannot dial mDNS-discovered peer');
+      });
+    });
+  }
+
+  const dialer = new BootstrapDialer(libp2p, opts.bootstrap, log.child({ part: 'bootstrap' }), {
+    intervalMs: opts.bootstrapIntervalMs ?? 2_000,
+    maxDelayMs: 30_000,
+  });
+  dialer.start();
+  log.info({ peerId: libp2p.peerId.toString(), addrs: libp2p.getMultiaddrs().map(String) }, 'libp2p node started');
+
+  return {
+    libp2p,
+    recordTtlMs: opts.recordTtlMs,
+    async stop() {
+      dialer.stop();
+      await libp2p.stop();
+    },
+  };
+}
+
+/** Expired records linger until the next cleanup pass: run it often relative to the TTL, at most every 10 min. */
+function cleanupInterval(recordTtlMs: number): number {
+  return Math.max(100, Math.min(Math.floor(recordTtlMs / 4), 600_000));
+}

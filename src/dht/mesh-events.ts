@@ -1,0 +1,76 @@
+// Mesh events on gossipsub: one topic, JSON bodies, validated before anyone sees or forwards them.
+import { TopicValidatorResult, type Message, type TopicValidatorFn } from '@libp2p/gossipsub';
+import { createTopicScoreParams } from '@libp2p/gossipsub/score';
+import type { Logger } from 'pino';
+import type { MeshEvent } from './router.js';
+
+export const EVENTS_TOPIC = 'layermesh/events/1';
+
+const MAX_EVENT_BYTES = 4096;
+const MAX_IMAGE_LENGTH = 1024;
+/** OCI digest grammar: algorithm ":" encoded. */
+const DIGEST = /^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$/;
+
+/**
+ * Scores for the events topic. gossipsub's topic defaults expect a busy topic (peers that deliver fewer than
+ * 20 messages per 10 s get penalised), which a topic carrying a few pushes per hour would never be; only
+ * invalid messages count here, so a peer that keeps sending them is eventually cut off.
+ */
+export const eventsTopicScoreParams = createTopicScoreParams({
+  topicWeight: 1,
+  timeInMeshWeight: 0,
+  firstMessageDeliveriesWeight: 0,
+  meshMessageDeliveriesWeight: 0,
+  meshFailurePenaltyWeight: 0,
+  invalidMessageDeliveriesWeight: -10,
+  invalidMessageDeliveriesDecay: 0.5,
+});
+
+export function encodeEvent(event: MeshEvent): Uint8Array {
+  return new TextEncoder().encode(JSON.stringify(event));
+}
+
+/** The event in `data`, or why it is not one. Unknown `type`s are `undefined`: newer members may send them. */
+export function decodeEvent(data: Uint8Array): { event?: MeshEvent; error?: string } {
+  if (data.byteLength > MAX_EVENT_BYTES) return { error: `event of ${data.byteLength} bytes exceeds ${MAX_EVENT_BYTES}` };
+  let value: unknown;
+  try {
+    value = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(data));
+  } catch {
+    return { error: 'event is not UTF-8 JSON' };
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return { error: 'event is not a JSON object' };
+  const v = value as Record<string, unknown>;
+  if (typeof v.type !== 'string') return { error: 'event has no type' };
+  if (v.type !== 'image-pushed') return {};
+  if (typeof v.image !== 'string' || v.image === '' || v.image.length > MAX_IMAGE_LENGTH) return { error: 'bad image' };
+  if (typeof v.digest !== 'string' || !DIGEST.test(v.digest)) return { error: 'bad digest' };
+  if (typeof v.node !== 'string' || v.node === '') return { error: 'bad node' };
+  return { event: { type: v.type, image: v.image, digest: v.digest, node: v.node } };
+}
+
+/**
+ * Accepts well-formed events signed by the node they name; rejects (which also lowers the sender's score)
+ * malformed ones, unsigned ones and those claiming to come from another node; ignores unknown types.
+ */
+export function eventValidator(log: Logger): TopicValidatorFn {
+  return (propagationSource, msg: Message) => {
+    const verdict = checkEventMessage(msg);
+    if (verdict.result === TopicValidatorResult.Reject) {
+      log.warn({ from: propagationSource.toString(), reason: verdict.reason }, 'rejected mesh event');
+    }
+    return verdict.result;
+  };
+}
+
+export function checkEventMessage(msg: Message): { result: TopicValidatorResult; reason?: string; event?: MeshEvent } {
+  if (msg.type !== 'signed') return { result: TopicValidatorResult.Reject, reason: 'unsigned message' };
+  const { event, error } = decodeEvent(msg.data);
+  if (error !== undefined) return { result: TopicValidatorResult.Reject, reason: error };
+  if (event === undefined) return { result: TopicValidatorResult.Ignore, reason: 'unknown event type' };
+  const signer = msg.from.toString();
+  if (event.node !== signer) {
+    return { result: TopicValidatorResult.Reject, reason: `event names node ${event.node} but was signed by ${signer}` };
+  }
+  return { result: TopicValidatorResult.Accept, event };
+}

@@ -1,0 +1,96 @@
+// The DHT servers this node knows, found with as few lookups as possible, so that the closest peers of
+// thousands of keys can be computed locally instead of walking the DHT once per key.
+import type { PeerId } from '@libp2p/interface';
+import type { Logger } from 'pino';
+import { peerKadId, regionTargets } from './kad-keys.js';
+import { KAD_PROTOCOL, type MeshLibp2p } from './libp2p-node.js';
+
+export interface ViewPeer {
+  id: PeerId;
+  kadId: Uint8Array;
+}
+
+/** Beyond 2^8 regions (~5,000 peers at k = 20) a fleet needs a real crawler; this is for fleets below that. */
+const MAX_REGION_BITS = 8;
+const WALK_CONCURRENCY = 4;
+/** A walk that takes longer (e.g. peers connected but not yet in kad-dht's routing table) ends with what it found. */
+const WALK_TIMEOUT_MS = 10_000;
+
+export class NetworkView {
+  private walked = new Map<string, PeerId>();
+  private walkedAt = 0;
+
+  constructor(
+    private readonly libp2p: MeshLibp2p,
+    private readonly k: number,
+    private readonly maxAgeMs: number,
+    private readonly log: Logger,
+  ) {}
+
+  /** Forget a peer that could not be reached (until a later walk finds it again). */
+  forget(peer: string): void {
+    this.walked.delete(peer);
+  }
+
+  /**
+   * Known DHT servers: connected ones plus those the last walks found. The walks are redone when older than
+   * `maxAgeMs` or when `fresh`: one toward our own id, which in a fleet of fewer than k peers returns them
+   * all; in larger fleets, one per region of the key space, with as many regions as it takes for each to
+   * hold about k/2 peers, so every key's k closest peers are among those found.
+   */
+  async peers(signal: AbortSignal, fresh = false): Promise<ViewPeer[]> {
+    const connected = await this.connectedServers();
+    if (connected.length === 0) return [];
+    if (fresh || Date.now() - this.walkedAt > this.maxAgeMs) {
+      await this.walk(AbortSignal.any([signal, AbortSignal.timeout(WALK_TIMEOUT_MS)]));
+      signal.throwIfAborted();
+    }
+    const all = new Map(this.walked);
+    for (const id of connected) all.set(id.toString(), id);
+    all.delete(this.libp2p.peerId.toString());
+    return [...all.values()].map((id) => ({ id, kadId: peerKadId(id) }));
+  }
+
+  private async walk(signal: AbortSignal): Promise<void> {
+    const started = Date.now();
+    const found = new Map<string, PeerId>();
+    let lookups = 1;
+    await this.closestPeers(this.libp2p.peerId.toMultihash().bytes, found, signal);
+    for (let bits = 0; found.size >= this.k; ) {
+      const want = Math.min(MAX_REGION_BITS, Math.ceil(Math.log2(found.size / this.k)) + 1);
+      if (want <= bits) break;
+      bits = want;
+      const targets = regionTargets(bits);
+      lookups += targets.length;
+      for (let i = 0; i < targets.length; i += WALK_CONCURRENCY) {
+        await Promise.all(targets.slice(i, i + WALK_CONCURRENCY).map((t) => this.closestPeers(t, found, signal)));
+      }
+    }
+    this.walked = found;
+    this.walkedAt = Date.now();
+    this.log.debug({ peers: found.size, lookups, ms: this.walkedAt - started }, 'walked the DHT');
+  }
+
+  private async closestPeers(key: Uint8Array, into: Map<string, PeerId>, signal: AbortSignal): Promise<void> {
+    try {
+      for await (const event of this.libp2p.services.dht.getClosestPeers(key, { signal })) {
+        if (event.name === 'FINAL_PEER') into.set(event.peer.id.toString(), event.peer.id);
+      }
+    } catch (err) {
+      this.log.debug({ err: (err as Error).message }, 'DHT walk ended early; using what it found');
+    }
+  }
+
+  private async connectedServers(): Promise<PeerId[]> {
+    const servers: PeerId[] = [];
+    for (const id of this.libp2p.getPeers()) {
+      try {
+        const peer = await this.libp2p.peerStore.get(id);
+        if (peer.protocols.includes(KAD_PROTOCOL)) servers.push(id);
+      } catch {
+        // not identified yet: the next batch will see it
+      }
+    }
+    return servers;
+  }
+}

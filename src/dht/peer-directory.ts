@@ -1,0 +1,104 @@
+// What this node knows about its connected peers: addresses, round-trip time, and the NodeInfo each peer
+// tells about itself over /layermesh/info/1.0.0 (the responder writes its NodeInfo as JSON and closes).
+import { byteStream } from '@libp2p/utils';
+import type { IdentifyResult, PeerId, Stream } from '@libp2p/interface';
+import type { Logger } from 'pino';
+import type { MeshLibp2p } from './libp2p-node.js';
+import type { NodeInfo, PeerStatus } from './router.js';
+
+export const INFO_PROTOCOL = '/layermesh/info/1.0.0';
+const MAX_INFO_BYTES = 64 * 1024;
+const INFO_TIMEOUT_MS = 5_000;
+
+interface Entry {
+  addrs: string[];
+  rttMs?: number;
+  info?: NodeInfo;
+}
+
+export class PeerDirectory {
+  private readonly entries = new Map<string, Entry>();
+  private readonly onIdentify = (evt: CustomEvent<IdentifyResult>): void => this.identified(evt.detail);
+  private readonly onDisconnect = (evt: CustomEvent<PeerId>): void => void this.entries.delete(evt.detail.toString());
+
+  constructor(
+    private readonly libp2p: MeshLibp2p,
+    private readonly nodeInfo: NodeInfo,
+    private readonly log: Logger,
+  ) {}
+
+  async start(): Promise<void> {
+    const body = new TextEncoder().encode(JSON.stringify(this.nodeInfo));
+    await this.libp2p.handle(INFO_PROTOCOL, async (stream: Stream) => {
+      stream.send(body);
+      await stream.close();
+    });
+    this.libp2p.addEventListener('peer:identify', this.onIdentify);
+    this.libp2p.addEventListener('peer:disconnect', this.onDisconnect);
+  }
+
+  stop(): void {
+    this.libp2p.removeEventListener('peer:identify', this.onIdentify);
+    this.libp2p.removeEventListener('peer:disconnect', this.onDisconnect);
+  }
+
+  peers(): PeerStatus[] {
+    return this.libp2p.getPeers().map((id) => {
+      const key = id.toString();
+      const entry = this.entries.get(key);
+      const conns = this.libp2p.getConnections(id);
+      // libp2p's connection monitor measures rtt every 10 s; until then, the ping made on connect.
+      const rttMs = conns.find((c) => c.rtt !== undefined)?.rtt ?? entry?.rttMs;
+      const addrs = entry?.addrs.length ? entry.addrs : conns.map((c) => c.remoteAddr.toString());
+      return { id: key, addrs, ...(rttMs !== undefined && { rttMs }), ...(entry?.info && { info: entry.info }) };
+    });
+  }
+
+  private identified(result: IdentifyResult): void {
+    const key = result.peerId.toString();
+    let entry = this.entries.get(key);
+    if (entry === undefined) this.entries.set(key, (entry = { addrs: [] }));
+    entry.addrs = result.listenAddrs.map(String);
+    if (entry.info === undefined && result.protocols.includes(INFO_PROTOCOL)) {
+      void this.fetch(result.peerId, entry);
+    }
+  }
+
+  // Never rejects: a peer that does not answer simply has no info (and is asked again on its next connection).
+  private async fetch(peer: PeerId, entry: Entry): Promise<void> {
+    const signal = AbortSignal.timeout(INFO_TIMEOUT_MS);
+    try {
+      entry.rttMs = await this.libp2p.services.ping.ping(peer, { signal });
+      const stream = await this.libp2p.dialProtocol(peer, INFO_PROTOCOL, { signal });
+      entry.info = parseNodeInfo(await readAll(stream, signal));
+      this.log.debug({ peer: peer.toString(), info: entry.info, rttMs: entry.rttMs }, 'peer info');
+    } catch (err) {
+      this.log.debug({ peer: peer.toString(), err: (err as Error).message }, 'cannot fetch peer info');
+    }
+  }
+}
+
+async function readAll(stream: Stream, signal: AbortSignal): Promise<Uint8Array> {
+  // byteStream, not the stream's own async iterator: that one never ends when the remote closed its side
+  // before iteration started (which a fast responder does).
+  const bytes = byteStream(stream, { maxBufferSize: MAX_INFO_BYTES });
+  const chunks: Uint8Array[] = [];
+  for (let chunk = await bytes.read({ signal }); chunk !== null; chunk = await bytes.read({ signal })) {
+    chunks.push(chunk.subarray());
+  }
+  return Buffer.concat(chunks);
+}
+
+export function parseNodeInfo(bytes: Uint8Array): NodeInfo {
+  const v = JSON.parse(new TextDecoder().decode(bytes)) as Partial<NodeInfo> | null;
+  const labels = v?.labels;
+  if (
+    typeof v?.name !== 'string' ||
+    typeof labels !== 'object' || labels === null || Array.isArray(labels) ||
+    !Object.values(labels).every((l) => typeof l === 'string') ||
+    !Number.isInteger(v.dataPlanePort) || v.dataPlanePort! < 0 || v.dataPlanePort! > 65535
+  ) {
+    throw new Error('peer info is not a NodeInfo {name, labels, dataPlanePort}');
+  }
+  return { name: v.name, labels: { ...labels }, dataPlanePort: v.dataPlanePort! };
+}

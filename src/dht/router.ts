@@ -1,0 +1,51 @@
+// The mesh's routing boundary: who holds a key, and events to every member.
+// Keys are digests (`sha256:<hex>`) and image names (`docker.io/library/app:1`).
+
+export interface PeerRef {
+  /** libp2p peer id. */
+  id: string;
+  /** libp2p multiaddrs the peer is reachable on. */
+  addrs: string[];
+}
+
+export interface PeerStatus extends PeerRef {
+  /** Last measured round-trip time, when known. */
+  rttMs?: number;
+  /** What the peer told us about itself (name, data plane), when known. */
+  info?: NodeInfo;
+}
+
+/** What a node tells its peers about itself on connect. */
+export interface NodeInfo {
+  name: string;
+  labels: Record<string, string>;
+  /** Port of the peer data plane (HTTP), on the addresses the peer is reachable at; 0 when it has none. */
+  dataPlanePort: number;
+}
+
+export interface MeshEvent {
+  type: 'image-pushed';
+  /** Image name as stored: `docker.io/library/app:1`. */
+  image: string;
+  /** Root manifest or index digest. */
+  digest: string;
+  /** Peer id of the node that holds it. */
+  node: string;
+}
+
+export interface Router {
+  /** This node's peer id. */
+  readonly id: string;
+  /**
+   * Keys this node holds from now on, and keys it no longer holds. Added keys are announced
+   * (batched), all held keys are republished before their records expire, removed keys are not.
+   */
+  announce(change: { add?: Iterable<string>; remove?: Iterable<string> }): void;
+  /** Peers that announce `key`, this node included when it holds it. Ends when the lookup is done or aborted. */
+  findProviders(key: string, signal?: AbortSignal): AsyncIterable<PeerRef>;
+  /** Connected peers. */
+  peers(): PeerStatus[];
+  publish(event: MeshEvent): Promise<void>;
+  /** Validated events from other members. */
+  onEvent(handler: (event: MeshEvent, from: string) => void): void;
+}

@@ -1,0 +1,73 @@
+// The daemon's admin API for meshctl, beside the registry on its (loopback) listener.
+import type { FastifyInstance } from 'fastify';
+import type { Store } from '../containerd/store.js';
+import type { PeerStatus, Router } from '../dht/router.js';
+import { RegistryError } from '../registry/errors.js';
+import type { Announcer } from './announcer.js';
+
+export interface AdminDeps {
+  store: Store;
+  router: Router;
+  announcer: Announcer;
+  node: { name: string; labels: Record<string, string>; swarmKey: boolean };
+  registryUrl: () => string;
+  p2pAddrs: () => string[];
+}
+
+export interface WhoHasEntry {
+  id: string;
+  name?: string;
+  addrs: string[];
+  rttMs?: number;
+  self: boolean;
+}
+
+/** Nearest first: this node, then peers by measured round-trip time, unmeasured last. */
+function nearestFirst(a: WhoHasEntry, b: WhoHasEntry): number {
+  if (a.self !== b.self) return a.self ? -1 : 1;
+  return (a.rttMs ?? Infinity) - (b.rttMs ?? Infinity);
+}
+
+export function registerAdminApi(app: FastifyInstance, deps: AdminDeps): void {
+  const { router } = deps;
+
+  app.get('/_mesh/v1/status', async () => ({
+    id: router.id,
+    name: deps.node.name,
+    labels: deps.node.labels,
+    registry: deps.registryUrl(),
+    p2p: deps.p2pAddrs(),
+    store: deps.store.kind,
+    swarmKey: deps.node.swarmKey,
+    peers: router.peers().length,
+    announcedKeys: deps.announcer.size,
+    lastReconcile: deps.announcer.lastReconcile?.toISOString(),
+  }));
+
+  app.get('/_mesh/v1/peers', async () => router.peers());
+
+  app.get('/_mesh/v1/who-has', async (req) => {
+    const key = (req.query as { key?: string }).key;
+    if (!key) throw new RegistryError(400, 'UNSUPPORTED', 'who-has needs ?key=sha256:<hex> or ?key=registry/repo:tag');
+    const peers = new Map<string, PeerStatus>(router.peers().map((p) => [p.id, p]));
+    const found: WhoHasEntry[] = [];
+    for await (const provider of router.findProviders(key, AbortSignal.timeout(5000))) {
+      if (found.some((f) => f.id === provider.id)) continue;
+      const peer = peers.get(provider.id);
+      const self = provider.id === router.id;
+      found.push({
+        id: provider.id,
+        name: self ? deps.node.name : peer?.info?.name,
+        addrs: self ? deps.p2pAddrs() : provider.addrs.length ? provider.addrs : peer?.addrs ?? [],
+        rttMs: self ? 0 : peer?.rttMs,
+        self,
+      });
+    }
+    return { key, providers: found.sort(nearestFirst) };
+  });
+
+  app.get('/_mesh/v1/images', async () => {
+    const images = await deps.store.images.list();
+    return images.filter((i) => !i.name.includes('@')).map((i) => ({ name: i.name, digest: i.target.digest, mediaType: i.target.mediaType }));
+  });
+}

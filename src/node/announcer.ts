@@ -1,0 +1,105 @@
+// Keeps what the mesh believes this node holds true to the store: every blob digest and
+// every tagged image name. Store events give quick updates; a periodic reconcile by listing
+// catches what events miss (containerd 1.6 emits no event when content is committed).
+import type { Logger } from 'pino';
+import type { Store, StoreEvent } from '../containerd/store.js';
+import type { Router } from '../dht/router.js';
+
+/** Image records by digest (`repo@sha256:…`) keep untagged manifests alive; they are not announced as names. */
+const isTagName = (name: string) => !name.includes('@');
+
+export class Announcer {
+  readonly #held = new Set<string>();
+  readonly #abort = new AbortController();
+  #timer?: NodeJS.Timeout;
+  #pending?: NodeJS.Timeout;
+  #running?: Promise<void>;
+  lastReconcile?: Date;
+
+  constructor(
+    private readonly store: Store,
+    private readonly router: Router,
+    private readonly log: Logger,
+    private readonly intervalMs: number,
+  ) {}
+
+  /** Keys currently announced. */
+  get size(): number {
+    return this.#held.size;
+  }
+
+  async start(): Promise<void> {
+    await this.reconcile();
+    void this.#follow();
+    this.#timer = setInterval(() => this.#schedule(0), this.intervalMs);
+    this.#timer.unref();
+  }
+
+  /** Lists the store and announces the difference. Concurrent calls share one run. */
+  reconcile(): Promise<void> {
+    this.#running ??= this.#reconcile().finally(() => (this.#running = undefined));
+    return this.#running;
+  }
+
+  async #reconcile(): Promise<void> {
+    const now = new Set<string>();
+    for await (const blob of this.store.blobs()) now.add(blob.digest);
+    for (const image of await this.store.images.list()) if (isTagName(image.name)) now.add(image.name);
+    const add = [...now].filter((k) => !this.#held.has(k));
+    const remove = [...this.#held].filter((k) => !now.has(k));
+    this.#apply(add, remove);
+    this.lastReconcile = new Date();
+    if (add.length || remove.length) this.log.info({ added: add.length, removed: remove.length, held: this.#held.size }, 'announcements reconciled');
+  }
+
+  #apply(add: string[], remove: string[]): void {
+    for (const k of add) this.#held.add(k);
+    for (const k of remove) this.#held.delete(k);
+    if (add.length || remove.length) this.router.announce({ add, remove });
+  }
+
+  /** Reconciles soon, once, however many events ask for it. */
+  #schedule(delayMs: number): void {
+    if (this.#pending) return;
+    this.#pending = setTimeout(() => {
+      this.#pending = undefined;
+      this.reconcile().catch((err) => this.log.error({ err }, 'reconcile failed'));
+    }, delayMs);
+  }
+
+  async #follow(): Promise<void> {
+    try {
+      for await (const event of this.store.events(this.#abort.signal)) this.#onEvent(event);
+    } catch (err) {
+      if (this.#abort.signal.aborted) return;
+      this.log.error({ err }, 'store events ended; relying on periodic reconcile');
+    }
+  }
+
+  #onEvent(event: StoreEvent): void {
+    switch (event.type) {
+      case 'blob-added':
+        if (!this.#held.has(event.digest)) this.#apply([event.digest], []);
+        break;
+      case 'blob-removed':
+        if (this.#held.has(event.digest)) this.#apply([], [event.digest]);
+        break;
+      case 'image-added':
+      case 'image-updated':
+        if (isTagName(event.name) && !this.#held.has(event.name)) this.#apply([event.name], []);
+        // The image's content arrived before it, possibly without events of its own.
+        this.#schedule(500);
+        break;
+      case 'image-removed':
+        if (this.#held.has(event.name)) this.#apply([], [event.name]);
+        this.#schedule(500);
+        break;
+    }
+  }
+
+  stop(): void {
+    this.#abort.abort();
+    clearInterval(this.#timer);
+    clearTimeout(this.#pending);
+  }
+}

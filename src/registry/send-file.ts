@@ -1,0 +1,47 @@
+// Sends a byte range of a file as the response body through two reused 1 MiB buffers:
+// the next chunk is read while the previous one is being written. Streaming the file
+// instead allocates a buffer per chunk, and the GC that follows halves throughput.
+import { open, type FileHandle } from 'node:fs/promises';
+import type { FastifyReply } from 'fastify';
+import type { Logger } from 'pino';
+
+const CHUNK = 1 << 20;
+
+/** Opens the file; undefined when it is gone (so the caller can still answer 404). */
+export async function openBlobFile(path: string): Promise<FileHandle | undefined> {
+  try {
+    return await open(path, 'r');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+}
+
+export async function sendFileRange(reply: FastifyReply, handle: FileHandle, start: number, end: number, log: Logger): Promise<void> {
+  reply.hijack();
+  const res = reply.raw;
+  res.writeHead(reply.statusCode, reply.getHeaders() as Record<string, string>);
+  const buffers = [Buffer.allocUnsafeSlow(CHUNK), Buffer.allocUnsafeSlow(CHUNK)];
+  let gone = false;
+  res.once('close', () => (gone = true));
+  let written: Promise<void> = Promise.resolve();
+  try {
+    for (let pos = start, i = 0; pos <= end && !gone; i++) {
+      // Safe to fill: this buffer's last write, two chunks ago, was awaited in the previous round.
+      const buf = buffers[i & 1];
+      const { bytesRead } = await handle.read(buf, 0, Math.min(CHUNK, end - pos + 1), pos);
+      if (bytesRead === 0) throw new Error(`blob file ended at ${pos}, expected ${end + 1} bytes`);
+      await written;
+      pos += bytesRead;
+      const chunk = buf.subarray(0, bytesRead);
+      written = new Promise((resolve, reject) => res.write(chunk, (err) => (err ? reject(err) : resolve())));
+    }
+    await written;
+    res.end();
+  } catch (err) {
+    if (!gone) log.warn({ err }, 'blob response cut short');
+    res.destroy();
+  } finally {
+    await handle.close();
+  }
+}
