@@ -15,6 +15,8 @@ export type WorkerRequest =
   | { cmd: 'lookups'; keys: string[]; provider: string }
   | { cmd: 'misses'; keys: string[] }
   | { cmd: 'baseline'; keys: string[] }
+  | { cmd: 'cpu' }
+  | { cmd: 'conns' }
   | { cmd: 'stop' };
 
 const logger = pino({ level: process.env.BENCH_LOG ?? 'warn' }, pino.destination(2));
@@ -36,7 +38,12 @@ async function handle(req: WorkerRequest): Promise<unknown> {
           recordTtlMs: 3_600_000,
         });
         nodes.push(node);
-        routers.push(await Libp2pRouter.create({ node, nodeInfo: { name: `${req.name}-${i}`, labels: {}, dataPlanePort: 0 }, logger }));
+        routers.push(await Libp2pRouter.create({
+          node,
+          nodeInfo: { name: `${req.name}-${i}`, labels: {}, dataPlanePort: 0 },
+          logger,
+          batchProtocol: process.env.BENCH_ADD_PROVIDER !== '1',
+        }));
       }
       return { ids: routers.map((r) => r.id), addrs: firstAddrs() };
     }
@@ -47,6 +54,12 @@ async function handle(req: WorkerRequest): Promise<unknown> {
         await sleep(100);
       }
       return {};
+    }
+    case 'conns':
+      return { conns: nodes.reduce((n, node) => n + node.libp2p.getConnections().length, 0) };
+    case 'cpu': {
+      const cpu = process.cpuUsage();
+      return { cpuMs: (cpu.user + cpu.system) / 1000 };
     }
     case 'announce': {
       const router = routers[0];

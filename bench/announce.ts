@@ -1,15 +1,16 @@
-// Announce benchmark: a 20-node mesh on loopback tcp with a swarm key. The announcing node runs alone in
-// one process (its CPU is that process's), the 19 others in two more. It announces random digests in one
-// batch, and we measure:
+// Announce benchmark: a 20-node mesh on loopback tcp with a swarm key. The announcing node runs alone in one
+// process (its CPU is that process's), the 19 others in two more. Once the mesh has formed, it announces
+// random digests in one batch, and we measure:
 //  - wall time until the batch is settled (every peer acknowledged its records) and until each of a sample
-//    of keys is findable from non-announcing nodes, CPU seconds of the announcing process;
+//    of keys is findable from non-announcing nodes; CPU seconds of the announcing process (and of the others);
 //  - lookup latency (time to the holder) of random announced keys from non-announcing nodes, and of absent keys;
 //  - for reference, kad-dht's own provide() one key at a time on the same mesh.
+// BENCH_CPU_PROF=<dir> writes a CPU profile of each worker process.
 import { fork, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { generateSwarmKey } from '../src/dht/swarm-key.js';
 import { onCleanup } from './lib/cleanup.js';
-import { stopChild } from './lib/procs.js';
+import { exited, stopChild } from './lib/procs.js';
 import type { WorkerRequest } from './announce-worker.js';
 
 export interface AnnounceBenchOptions {
@@ -23,10 +24,14 @@ export interface AnnounceBenchOptions {
 
 export interface AnnounceBenchResult {
   nodes: number;
+  /** From every node having a peer until the connection count was stable for 3 s. */
+  meshFormSeconds: number;
   keys: number;
   settledSeconds: number;
   findableSeconds: number;
   announcerCpuSeconds: number;
+  /** CPU of the non-announcing processes from the start of the announce until it settled and the sample was found. */
+  peersCpuSeconds: number;
   lookupMs: { p50: number; p99: number; max: number; count: number };
   missMs: { p50: number; max: number; count: number };
   baseline?: { keys: number; cpuMsPerKey: number; wallMsPerKey: number };
@@ -63,7 +68,8 @@ class Worker {
 }
 
 function startWorker(name: string): Worker {
-  const child = fork(new URL('./announce-worker.js', import.meta.url), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const execArgv = process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : [];
+  const child = fork(new URL('./announce-worker.js', import.meta.url), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv });
   const stop = onCleanup(`announce worker ${name}`, () => stopChild(child, 5_000));
   child.once('exit', () => void stop());
   return new Worker(name, child);
@@ -93,12 +99,23 @@ export async function benchAnnounce(opts: AnnounceBenchOptions, say: (line: stri
       w.call({ cmd: 'start', count: opts.peersPerProcess[i + 1], swarmKey, bootstrap: first.addrs, name: `p${i + 2}` })));
     const { ids } = await announcer.call<{ ids: string[] }>({ cmd: 'start', count: 1, swarmKey, bootstrap: first.addrs, name: 'announcer' });
     const provider = ids[0];
-    // Everyone reaches the bootstrap node; the announcer finds the rest with its own DHT walk.
+    // A fleet that has been up a while: kad-dht's self-queries connect the nodes to each other over some
+    // seconds (in a fleet under k, everyone to everyone), each connection a Noise handshake and more.
+    // Announcing in the middle of that would measure mesh formation too; wait until it is over.
     await Promise.all(workers.map((w) => w.call({ cmd: 'wait-peers', min: 1, timeoutMs: 30_000 })));
-    await new Promise((r) => setTimeout(r, 2_000)); // kad-dht adds peers to its routing table after a ping
+    const formed = Date.now();
+    say('waiting for the mesh to form (connection count stable for 3 s)…');
+    for (let last = -1, stableSince = Date.now(); Date.now() - stableSince < 3_000;) {
+      if (Date.now() - formed > 60_000) throw new Error('the mesh did not settle within 60 s');
+      await new Promise((r) => setTimeout(r, 500));
+      const conns = (await Promise.all(workers.map((w) => w.call<{ conns: number }>({ cmd: 'conns' })))).reduce((n, c) => n + c.conns, 0);
+      if (conns !== last) [last, stableSince] = [conns, Date.now()];
+    }
+    const meshFormSeconds = (Date.now() - formed) / 1000;
 
     const keys = Array.from({ length: opts.keys }, digest);
     say(`announcing ${opts.keys} keys…`);
+    const cpuBefore = await Promise.all(peerWorkers.map((w) => w.call<{ cpuMs: number }>({ cmd: 'cpu' })));
     const announced = announcer.call<{ t0: number; settledAt: number; cpuMs: number }>({ cmd: 'announce', keys });
     const sample = pick(keys, opts.sample);
     const polls = peerWorkers.map((w, i) => w.call<{ at: number }>({
@@ -106,6 +123,8 @@ export async function benchAnnounce(opts: AnnounceBenchOptions, say: (line: stri
     }));
     const [a, ...found] = await Promise.all([announced, ...polls]);
     const findableAt = Math.max(...found.map((f) => f.at));
+    const cpuAfter = await Promise.all(peerWorkers.map((w) => w.call<{ cpuMs: number }>({ cmd: 'cpu' })));
+    const peersCpuSeconds = cpuAfter.reduce((n, c, i) => n + (c.cpuMs - cpuBefore[i].cpuMs) / 1000, 0);
 
     say(`looking up ${opts.lookups} announced keys and ${opts.misses} absent ones from non-announcing nodes…`);
     const lookupKeys = pick(keys, opts.lookups);
@@ -125,17 +144,21 @@ export async function benchAnnounce(opts: AnnounceBenchOptions, say: (line: stri
     }
     return {
       nodes,
+      meshFormSeconds,
       keys: opts.keys,
       settledSeconds: (a.settledAt - a.t0) / 1000,
       findableSeconds: (findableAt - a.t0) / 1000,
       announcerCpuSeconds: a.cpuMs / 1000,
+      peersCpuSeconds,
       lookupMs: { p50: percentile(ms, 50), p99: percentile(ms, 99), max: Math.max(...ms), count: ms.length },
       missMs: { p50: percentile(misses, 50), max: Math.max(...misses), count: misses.length },
       baseline,
     };
   } finally {
     await Promise.all(workers.map(async (w) => {
-      await Promise.race([w.call({ cmd: 'stop' }).catch(() => {}), new Promise((r) => setTimeout(r, 5_000).unref())]);
+      // A worker exits by itself once its nodes are stopped; signals are for one that does not.
+      const timeout = new Promise((r) => setTimeout(r, 10_000).unref());
+      await Promise.race([w.call({ cmd: 'stop' }).then(() => exited(w.child)).catch(() => {}), timeout]);
       await stopChild(w.child, 5_000);
     }));
   }

@@ -78,6 +78,16 @@ describe('a mesh of meshd processes', () => {
     expect(human.out).toContain('node1');
   });
 
+  it('lists images across the mesh with the nodes that hold them, and key counts per peer', async () => {
+    const rows = JSON.parse((await meshctl(n3, ['--json', 'ls', '--mesh'])).out);
+    expect(rows).toContainEqual({ name: 'docker.io/library/app:1', digest: image.digest, nodes: [{ id: n1.peerId, name: 'node1' }] });
+    const human = (await meshctl(n3, ['ls', '--mesh'])).out;
+    expect(human).toMatch(new RegExp(`docker\\.io/library/app:1\\s+${image.digest}\\s+node1`));
+    const peers = JSON.parse((await meshctl(n3, ['--json', 'peers'])).out) as { id: string; keys?: number }[];
+    // Node 1 announces every blob of the image and its tag.
+    expect(peers.find((p) => p.id === n1.peerId)?.keys).toBeGreaterThanOrEqual(image.blobs.length + 1);
+  });
+
   it('answers exit status 1 when nobody has a digest', async () => {
     const res = await meshctl(n3, ['who-has', `sha256:${'0'.repeat(64)}`]);
     expect(res.code).toBe(1);

@@ -29,19 +29,24 @@ program
 
 program
   .command('peers')
-  .description('connected peers')
+  .description('connected peers, and how many keys each announces')
   .action(async () => {
-    const peers = await client().get<PeerStatus[]>('/_mesh/v1/peers');
-    print(peers, () => table(['PEER', 'NAME', 'RTT', 'ADDRESSES'],
-      peers.map((p) => [p.id, p.info?.name ?? '', ms(p.rttMs), p.addrs.join(' ')])));
+    const peers = await client().get<(PeerStatus & { keys?: number })[]>('/_mesh/v1/peers');
+    print(peers, () => table(['PEER', 'NAME', 'RTT', 'KEYS', 'ADDRESSES'],
+      peers.map((p) => [p.id, p.info?.name ?? '', ms(p.rttMs), p.keys === undefined ? '-' : String(p.keys), p.addrs.join(' ')])));
   });
 
 program
   .command('ls')
-  .description('images this node holds')
-  .action(async () => {
-    const images = await client().get<{ name: string; digest: string }[]>('/_mesh/v1/images');
-    print(images, () => table(['IMAGE', 'DIGEST'], images.map((i) => [i.name, i.digest])));
+  .description('images this node holds; with --mesh, images across the mesh and the nodes that hold them')
+  .option('--mesh', 'ask every connected node')
+  .action(async (cmd: { mesh?: boolean }) => {
+    if (!cmd.mesh) {
+      const images = await client().get<{ name: string; digest: string }[]>('/_mesh/v1/images');
+      return print(images, () => table(['IMAGE', 'DIGEST'], images.map((i) => [i.name, i.digest])));
+    }
+    const rows = await client().get<{ name: string; digest: string; nodes: { name: string }[] }[]>('/_mesh/v1/images', { mesh: '1' });
+    print(rows, () => table(['IMAGE', 'DIGEST', 'NODES'], rows.map((r) => [r.name, r.digest, r.nodes.map((n) => n.name).join(',')])));
   });
 
 program

@@ -26,7 +26,7 @@ const Message = root.lookupType('Message');
 
 export const MessageType = { ADD_PROVIDER: 2, PING: 5 } as const;
 
-export interface ProviderPeer {
+interface ProviderPeer {
   /** Peer id multihash bytes. */
   id: Uint8Array;
   addrs: Uint8Array[];

@@ -1,5 +1,5 @@
 // Builds the libp2p node of a mesh member: transports, private network, Kademlia, gossip, discovery.
-import { createLibp2p } from 'libp2p';
+import { createLibp2p, type Libp2pOptions } from 'libp2p';
 import { tcp } from '@libp2p/tcp';
 import { memory } from '@libp2p/memory';
 import { noise } from '@chainsafe/libp2p-noise';
@@ -52,9 +52,39 @@ export interface MeshNode {
 }
 
 export async function createMeshNode(opts: MeshNodeOptions): Promise<MeshNode> {
-  const inMemory = opts.listen.length > 0 && opts.listen.every((a) => a.startsWith('/memory/'));
   const log = opts.logger;
-  const libp2p = await createLibp2p<MeshServices>({
+  const libp2p = await createLibp2p<MeshServices>(libp2pOptions(opts)).catch((err: unknown) => {
+    throw new Error(`cannot start libp2p on ${opts.listen.join(', ')}`, { cause: err });
+  });
+
+  if (opts.mdns) {
+    libp2p.addEventListener('peer:discovery', (evt) => {
+      libp2p.dial(evt.detail.id).catch((err: Error) => {
+        log.debug({ peer: evt.detail.id.toString(), err: err.message }, 'cannot dial mDNS-discovered peer');
+      });
+    });
+  }
+
+  const dialer = new BootstrapDialer(libp2p, opts.bootstrap, log.child({ part: 'bootstrap' }), {
+    intervalMs: opts.bootstrapIntervalMs ?? 2_000,
+    maxDelayMs: 30_000,
+  });
+  dialer.start();
+  log.info({ peerId: libp2p.peerId.toString(), addrs: libp2p.getMultiaddrs().map(String) }, 'libp2p node started');
+
+  return {
+    libp2p,
+    recordTtlMs: opts.recordTtlMs,
+    async stop() {
+      dialer.stop();
+      await libp2p.stop();
+    },
+  };
+}
+
+function libp2pOptions(opts: MeshNodeOptions): Libp2pOptions<MeshServices> {
+  const inMemory = opts.listen.length > 0 && opts.listen.every((a) => a.startsWith('/memory/'));
+  return {
     privateKey: opts.privateKey,
     addresses: { listen: opts.listen },
     datastore: new PathIndexedDatastore(),
@@ -84,7 +114,10 @@ export async function createMeshNode(opts: MeshNodeOptions): Promise<MeshNode> {
         reprovide: {
           validity: opts.recordTtlMs, // drives expiry of records stored for others
           interval: cleanupInterval(opts.recordTtlMs), // how often expired records are dropped
-          threshold: 0, // our own records are republished in batches by the router, not one walk per key
+          // Our own records are republished in batches by the router (every TTL/3). kad-dht cannot be told
+          // not to re-provide them itself; with threshold 0 it only does so for a record already expired,
+          // i.e. after this process was paused for over 2/3 of the TTL (a suspended VM), and then one walk per key.
+          threshold: 0,
         },
       }),
       pubsub: gossipsub({
@@ -95,30 +128,6 @@ export async function createMeshNode(opts: MeshNodeOptions): Promise<MeshNode> {
           topics: { [EVENTS_TOPIC]: eventsTopicScoreParams },
         },
       }),
-    },
-  });
-
-  if (opts.mdns) {
-    libp2p.addEventListener('peer:discovery', (evt) => {
-      libp2p.dial(evt.detail.id).catch((err: Error) => {
-        log.debug({ peer: evt.detail.id.toString(), err: err.message }, 'cannot dial mDNS-discovered peer');
-      });
-    });
-  }
-
-  const dialer = new BootstrapDialer(libp2p, opts.bootstrap, log.child({ part: 'bootstrap' }), {
-    intervalMs: opts.bootstrapIntervalMs ?? 2_000,
-    maxDelayMs: 30_000,
-  });
-  dialer.start();
-  log.info({ peerId: libp2p.peerId.toString(), addrs: libp2p.getMultiaddrs().map(String) }, 'libp2p node started');
-
-  return {
-    libp2p,
-    recordTtlMs: opts.recordTtlMs,
-    async stop() {
-      dialer.stop();
-      await libp2p.stop();
     },
   };
 }

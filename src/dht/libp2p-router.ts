@@ -1,5 +1,4 @@
 // The mesh router on libp2p: provider records in kad-dht (announced in batches), events on gossipsub.
-import type { PeerId } from '@libp2p/interface';
 import type { CID } from 'multiformats/cid';
 import type { Logger } from 'pino';
 import { BatchAnnouncer } from './batch-announcer.js';
@@ -8,6 +7,7 @@ import { KAD_PROTOCOL, type MeshNode } from './libp2p-node.js';
 import { checkEventMessage, encodeEvent, decodeEvent, eventValidator, EVENTS_TOPIC } from './mesh-events.js';
 import { NetworkView } from './network-view.js';
 import { PeerDirectory } from './peer-directory.js';
+import { handleProvide, type ProviderStore } from './provide-protocol.js';
 import type { MeshEvent, NodeInfo, PeerRef, PeerStatus, Router } from './router.js';
 import type { Message } from '@libp2p/gossipsub';
 
@@ -23,15 +23,13 @@ export interface Libp2pRouterOptions {
   announceDebounceMs?: number;
   /** How long a walk of the DHT serves batches before the next one walks again; default 60 s. */
   viewMaxAgeMs?: number;
-}
-
-/** The part of kad-dht's provider store the router writes its own records to (not on the KadDHT interface). */
-interface ProviderStore {
-  addProvider(cid: CID, provider: PeerId): Promise<void>;
-  getProviders(cid: CID): Promise<PeerId[]>;
+  /** Send records over /layermesh/provide/1.0.0 to peers that speak it; default true (false: ADD_PROVIDER only). */
+  batchProtocol?: boolean;
 }
 
 const K = 20;
+const RETRY_MIN_MS = 5_000;
+const RETRY_MAX_MS = 300_000;
 
 export class Libp2pRouter implements Router {
   readonly id: string;
@@ -54,8 +52,10 @@ export class Libp2pRouter implements Router {
   /** Peers known to hold every record they should (set by a full round, extended by catch-ups). */
   private covered = new Set<string>();
   private flushTimer?: NodeJS.Timeout;
+  private flushAt = 0;
   private readonly republishTimer: NodeJS.Timeout;
   private work: Promise<void> = Promise.resolve();
+  private retryDelayMs = RETRY_MIN_MS;
 
   private constructor(private readonly node: MeshNode, opts: Libp2pRouterOptions) {
     this.libp2p = node.libp2p;
@@ -63,6 +63,7 @@ export class Libp2pRouter implements Router {
     this.log = opts.logger;
     this.lookupTimeoutMs = opts.lookupTimeoutMs ?? 2_000;
     this.debounceMs = opts.announceDebounceMs ?? 10;
+    // kad-dht's provider store is a public property of its service, though not on the KadDHT interface.
     const dht = this.libp2p.services.dht as unknown as { providers?: ProviderStore };
     if (typeof dht.providers?.addProvider !== 'function' || typeof dht.providers.getProviders !== 'function') {
       throw new Error('the kad-dht service exposes no provider store (addProvider/getProviders); kad-dht version mismatch?');
@@ -72,8 +73,11 @@ export class Libp2pRouter implements Router {
     this.view = new NetworkView(this.libp2p, K, opts.viewMaxAgeMs ?? 60_000, this.log.child({ part: 'view' }));
     this.announcer = new BatchAnnouncer(this.libp2p, this.log.child({ part: 'announce' }), {
       k: K,
-      chunkSize: 2_000,
-      chunkTimeoutMs: 30_000,
+      batchProtocol: opts.batchProtocol ?? true,
+      batchSize: 5_000, // ~50 ms of the receiver's CPU
+      addProviderChunk: 500, // ~75 ms of the receiver's CPU
+      window: 2,
+      requestTimeoutMs: 30_000,
     });
     const republishMs = opts.republishIntervalMs ?? Math.floor(node.recordTtlMs / 3);
     this.republishTimer = setInterval(() => {
@@ -87,6 +91,7 @@ export class Libp2pRouter implements Router {
   static async create(opts: Libp2pRouterOptions): Promise<Libp2pRouter> {
     const router = new Libp2pRouter(opts.node, opts);
     await router.directory.start();
+    await handleProvide(router.libp2p, router.providerStore, router.log.child({ part: 'provide' }));
     const pubsub = router.libp2p.services.pubsub;
     pubsub.topicValidators.set(EVENTS_TOPIC, eventValidator(router.log.child({ part: 'events' })));
     pubsub.addEventListener('message', (evt) => router.deliver(evt.detail));
@@ -117,27 +122,28 @@ export class Libp2pRouter implements Router {
     this.schedule(this.debounceMs);
   }
 
-  /** Resolves once every announce() so far has been carried out (records sent, or failures logged). */
+  /**
+   * Resolves once every announce() so far has been carried out: records sent, or failures logged (their
+   * retries, later, are not waited for).
+   */
   async settled(): Promise<void> {
-    while (this.flushTimer !== undefined) {
+    for (;;) {
+      const current = this.work;
+      await current;
+      const pending = this.added.size > 0 || this.removed.size > 0 || this.republishDue;
+      if (!pending && current === this.work) return;
       await new Promise((r) => setTimeout(r, this.debounceMs));
     }
-    let current;
-    do {
-      current = this.work;
-      await current;
-    } while (current !== this.work);
   }
 
   async *findProviders(key: string, signal?: AbortSignal): AsyncIterable<PeerRef> {
     const cid = keyToCid(key);
     const deadline = AbortSignal.timeout(this.lookupTimeoutMs);
     const stop = signal === undefined ? deadline : AbortSignal.any([signal, deadline]);
-    const seen = new Set<string>();
-    if (this.held.has(key)) {
-      seen.add(this.id);
-      yield { id: this.id, addrs: this.libp2p.getMultiaddrs().map(String) };
-    }
+    // Self comes first when held, and never otherwise: peers may still hold records of a key this node
+    // removed (they expire after the record TTL), and sending anyone to this node for it would be wrong.
+    const seen = new Set<string>([this.id]);
+    if (this.held.has(key)) yield { id: this.id, addrs: this.libp2p.getMultiaddrs().map(String) };
     try {
       // kad-dht reads the local provider store first, then asks the network; alone, it would wait for a peer.
       const found = this.libp2p.getConnections().length === 0
@@ -194,8 +200,12 @@ export class Libp2pRouter implements Router {
     }
   }
 
+  /** Runs a batch in `delayMs`, or sooner if one is already due sooner. */
   private schedule(delayMs: number): void {
-    if (this.flushTimer !== undefined || this.shutdown.signal.aborted) return;
+    const at = Date.now() + delayMs;
+    if (this.shutdown.signal.aborted || (this.flushTimer !== undefined && this.flushAt <= at)) return;
+    clearTimeout(this.flushTimer);
+    this.flushAt = at;
     this.flushTimer = setTimeout(() => {
       this.flushTimer = undefined;
       this.work = this.work.then(() => this.runBatch()).catch((err: unknown) => {
@@ -204,52 +214,57 @@ export class Libp2pRouter implements Router {
     }, delayMs);
   }
 
-  /** Carries out what announce(), the republish timer and newly joined peers asked for since the last batch. */
+  /**
+   * Carries out what announce(), the republish timer and newly joined peers asked for since the last batch.
+   * A peer is "covered" once it has been sent every record it should hold; uncovered peers (new, restarted,
+   * or failed last time) get all held keys, covered ones only the keys added since.
+   */
   private async runBatch(): Promise<void> {
     const signal = this.shutdown.signal;
     const started = Date.now();
-    const removed = this.removed;
-    const added = [...this.added].filter((k) => this.held.has(k));
+    // Take what is pending now: announce() may change it while this batch awaits.
+    const removed = [...this.removed].map(keyToCid);
+    const added = [...this.added].map((k) => this.held.get(k)!);
+    const all = [...this.held.values()];
     const republish = this.republishDue;
     this.removed = new Set();
     this.added = new Set();
     this.republishDue = false;
 
     // Our own store: removed keys go at once (locally); others' copies expire after the record TTL.
-    for (const key of removed) await this.libp2p.services.dht.cancelReprovide(keyToCid(key), { signal });
-    const own = republish ? [...this.held.keys()] : added;
-    for (const key of own) await this.providerStore.addProvider(this.held.get(key)!, this.libp2p.peerId);
+    for (const cid of removed) await this.libp2p.services.dht.cancelReprovide(cid, { signal });
+    const own = republish ? all : added;
+    for (const cid of own) await this.providerStore.addProvider(cid, this.libp2p.peerId);
     // kad-dht answers GET_PROVIDERS with the providers' peer-store addresses and drops providers without
     // any; libp2p keeps none for itself, so without this, peers asking us would never hear about our keys.
     if (own.length > 0) await this.libp2p.peerStore.patch(this.libp2p.peerId, { multiaddrs: this.libp2p.getMultiaddrs() });
 
     const view = await this.view.peers(signal, republish);
-    const all = [...this.held.values()];
-    const newCids = added.map((k) => this.held.get(k)!);
-    let sent = 0;
-    const reached: string[] = [];
-    const failed: string[] = [];
-    const tally = (r: { reached: string[]; failed: string[]; records: number }): void => {
-      sent += r.records;
-      reached.push(...r.reached);
-      failed.push(...r.failed);
-    };
-    if (republish) {
-      tally(await this.announcer.send(all, view));
-      this.covered = new Set(reached);
-    } else {
-      const uncovered = new Set(view.map((p) => p.id.toString()).filter((id) => !this.covered.has(id)));
-      if (uncovered.size > 0) tally(await this.announcer.send(all, view, (p) => uncovered.has(p.id.toString())));
-      tally(await this.announcer.send(newCids, view, (p) => !uncovered.has(p.id.toString())));
-      for (const id of reached) if (uncovered.has(id)) this.covered.add(id);
-    }
+    const ids = view.map((p) => p.id.toString());
+    const uncovered = new Set(republish ? ids : ids.filter((id) => !this.covered.has(id)));
+    const none = { reached: [], failed: [], records: 0 };
+    const results = await Promise.all([
+      uncovered.size > 0 ? this.announcer.send(all, view, signal, (p) => uncovered.has(p.id.toString())) : none,
+      added.length > 0 && uncovered.size < ids.length ? this.announcer.send(added, view, signal, (p) => !uncovered.has(p.id.toString())) : none,
+    ]);
+    if (republish) this.covered = new Set();
+    for (const id of uncovered) this.covered.add(id);
+    const failed = results.flatMap((r) => r.failed);
     for (const id of failed) {
       this.covered.delete(id);
       this.view.forget(id);
     }
-    if (sent > 0 || removed.size > 0 || failed.length > 0) {
+    // Peers that failed are uncovered: catch them up soon, backing off while they keep failing.
+    if (failed.length === 0) {
+      this.retryDelayMs = RETRY_MIN_MS;
+    } else {
+      this.schedule(this.retryDelayMs);
+      this.retryDelayMs = Math.min(this.retryDelayMs * 2, RETRY_MAX_MS);
+    }
+    const records = results.reduce((n, r) => n + r.records, 0);
+    if (records > 0 || removed.length > 0 || failed.length > 0) {
       this.log.info(
-        { added: added.length, removed: removed.size, republish, held: this.held.size, peers: view.length, records: sent, failed: failed.length, ms: Date.now() - started },
+        { added: added.length, removed: removed.length, republish, held: all.length, peers: view.length, records, failed: failed.length, ms: Date.now() - started },
         'provider records announced',
       );
     }

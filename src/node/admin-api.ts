@@ -4,11 +4,13 @@ import type { Store } from '../containerd/store.js';
 import type { PeerStatus, Router } from '../dht/router.js';
 import { RegistryError } from '../registry/errors.js';
 import type { Announcer } from './announcer.js';
+import type { Mesh } from './mesh.js';
 
 export interface AdminDeps {
   store: Store;
   router: Router;
   announcer: Announcer;
+  inventory: Pick<Mesh, 'ownInventory' | 'inventories'>;
   node: { name: string; labels: Record<string, string>; swarmKey: boolean };
   registryUrl: () => string;
   p2pAddrs: () => string[];
@@ -44,7 +46,10 @@ export function registerAdminApi(app: FastifyInstance, deps: AdminDeps): void {
     lastReconcile: deps.announcer.lastReconcile?.toISOString(),
   }));
 
-  app.get('/_mesh/v1/peers', async () => router.peers());
+  app.get('/_mesh/v1/peers', async () => {
+    const inventories = await deps.inventory.inventories();
+    return router.peers().map((p) => ({ ...p, keys: inventories.get(p.id)?.keys }));
+  });
 
   app.get('/_mesh/v1/who-has', async (req) => {
     const key = (req.query as { key?: string }).key;
@@ -66,8 +71,20 @@ export function registerAdminApi(app: FastifyInstance, deps: AdminDeps): void {
     return { key, providers: found.sort(nearestFirst) };
   });
 
-  app.get('/_mesh/v1/images', async () => {
-    const images = await deps.store.images.list();
-    return images.filter((i) => !i.name.includes('@')).map((i) => ({ name: i.name, digest: i.target.digest, mediaType: i.target.mediaType }));
+  app.get('/_mesh/v1/images', async (req) => {
+    const own = await deps.inventory.ownInventory();
+    if ((req.query as { mesh?: string }).mesh === undefined) return own.images;
+    // One row per image and digest, with every node that holds it, this one first.
+    const rows = new Map<string, { name: string; digest: string; nodes: { id: string; name: string }[] }>();
+    const add = (id: string, inv: typeof own) => {
+      for (const image of inv.images) {
+        const key = `${image.name}@${image.digest}`;
+        if (!rows.has(key)) rows.set(key, { ...image, nodes: [] });
+        rows.get(key)!.nodes.push({ id, name: inv.name });
+      }
+    };
+    add(router.id, own);
+    for (const [id, inv] of await deps.inventory.inventories()) add(id, inv);
+    return [...rows.values()].sort((a, b) => a.name.localeCompare(b.name));
   });
 }

@@ -67,12 +67,23 @@ export class Announcer {
     }, delayMs);
   }
 
+  /** Follows store events for as long as the announcer runs, subscribing again when the store restarts. */
   async #follow(): Promise<void> {
-    try {
-      for await (const event of this.store.events(this.#abort.signal)) this.#onEvent(event);
-    } catch (err) {
-      if (this.#abort.signal.aborted) return;
-      this.log.error({ err }, 'store events ended; relying on periodic reconcile');
+    const signal = this.#abort.signal;
+    for (let backoffMs = 500; !signal.aborted; backoffMs = Math.min(backoffMs * 2, 30_000)) {
+      try {
+        for await (const event of this.store.events(signal)) {
+          this.#onEvent(event);
+          backoffMs = 500;
+        }
+      } catch (err) {
+        if (signal.aborted) return;
+        this.log.warn({ err, retryInMs: backoffMs }, 'store events ended; subscribing again');
+      }
+      await new Promise((r) => setTimeout(r, backoffMs).unref());
+      if (signal.aborted) return;
+      // Whatever happened while unsubscribed is found by listing.
+      this.#schedule(0);
     }
   }
 

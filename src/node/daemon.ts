@@ -51,6 +51,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     store,
     router: mesh.router,
     announcer: mesh.announcer,
+    inventory: mesh,
     node: { name: config.nodeName, labels: config.labels, swarmKey: config.swarmKeyFile !== undefined },
     registryUrl: () => registryUrl,
     p2pAddrs: mesh.addrs,

@@ -7,11 +7,15 @@ import { Libp2pRouter } from '../dht/libp2p-router.js';
 import { readSwarmKey } from '../dht/swarm-key.js';
 import { Announcer } from './announcer.js';
 import type { Config } from './config.js';
+import { gatherInventories, localImages, serveInventory, type Inventory } from './inventory.js';
 
 export interface Mesh {
   router: Libp2pRouter;
   announcer: Announcer;
   addrs(): string[];
+  /** This node's inventory, and those of the connected members by peer id. */
+  ownInventory(): Promise<Inventory>;
+  inventories(): Promise<Map<string, Inventory>>;
   stop(): Promise<void>;
 }
 
@@ -39,10 +43,14 @@ export async function joinMesh(config: Config, store: Store, log: Logger): Promi
   router.onEvent((event, from) => log.info({ event, from }, 'mesh event'));
   const announcer = new Announcer(store, router, log.child({ component: 'announcer' }), config.reconcileIntervalMs);
   await announcer.start();
+  const ownInventory = async (): Promise<Inventory> => ({ name: config.nodeName, keys: announcer.size, images: await localImages(store) });
+  await serveInventory(node.libp2p, ownInventory);
   return {
     router,
     announcer,
     addrs: () => node.libp2p.getMultiaddrs().map(String),
+    ownInventory,
+    inventories: () => gatherInventories(node.libp2p, log.child({ component: 'inventory' })),
     stop: async () => {
       announcer.stop();
       await router.stop();

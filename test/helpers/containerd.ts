@@ -26,8 +26,15 @@ export async function ctr(socket: string, args: string[]): Promise<string> {
   }
 }
 
-export async function startContainerd(): Promise<TestContainerd> {
-  const dir = await mkdtemp(join(tmpdir(), 'lm-containerd-'));
+export interface ContainerdPaths {
+  config: string;
+  socket: string;
+  root: string;
+  state: string;
+}
+
+/** Writes `<dir>/config.toml` for a containerd whose root, state and sockets all live in dir (also used by test/fleet). */
+export async function writeContainerdConfig(dir: string): Promise<ContainerdPaths> {
   const root = join(dir, 'root');
   const state = join(dir, 'state');
   const socket = join(dir, 'containerd.sock'); // short on purpose: unix socket paths are limited to 108 bytes
@@ -47,6 +54,12 @@ export async function startContainerd(): Promise<TestContainerd> {
     `  path = ${JSON.stringify(join(dir, 'opt'))}`,
     '',
   ].join('\n'));
+  return { config, socket, root, state };
+}
+
+export async function startContainerd(): Promise<TestContainerd> {
+  const dir = await mkdtemp(join(tmpdir(), 'lm-containerd-'));
+  const { config, socket, root, state } = await writeContainerdConfig(dir);
 
   const logPath = join(dir, 'containerd.log');
   const log = openSync(logPath, 'a');
@@ -98,7 +111,7 @@ async function kill(child: ChildProcess, exited: Promise<void>): Promise<void> {
 }
 
 /** Unmounts everything mounted below dir (snapshots, shim state), deepest first; lazily when busy. */
-async function unmountUnder(dir: string): Promise<void> {
+export async function unmountUnder(dir: string): Promise<void> {
   const mountinfo = await readFile('/proc/self/mountinfo', 'utf8');
   const points = mountinfo.split('\n')
     .map((line) => line.split(' ')[4]?.replace(/\\040/g, ' '))

@@ -88,13 +88,13 @@ export function buildImage(opts: { layerSizes: number[]; tag?: string; platforms
       mediaType: 'application/vnd.oci.image.index.v1+json',
       manifests: entries,
     })), 'application/vnd.oci.image.index.v1+json');
+    blobs.push(root);
   } else {
     const m = imageManifest(dir, opts.layerSizes, 'amd64', tag);
     blobs.push(...m.blobs);
     layers.push(...m.layers);
     root = m.manifest;
   }
-  blobs.push(root);
   writeFileSync(join(dir, 'index.json'), JSON.stringify({
     schemaVersion: 2,
     manifests: [{ ...root, annotations: { 'org.opencontainers.image.ref.name': tag } }],

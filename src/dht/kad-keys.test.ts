@@ -1,0 +1,52 @@
+import { describe, expect, test } from 'vitest';
+import { generateKeyPair } from '@libp2p/crypto/keys';
+import { peerIdFromPrivateKey } from '@libp2p/peer-id';
+import { assignRecords } from './batch-announcer.js';
+import { cidKadId, closestIndexes, keyToCid, peerKadId, prefixOf, regionTargets } from './kad-keys.js';
+import { createHash } from 'node:crypto';
+
+const xor = (a: Uint8Array, b: Uint8Array): bigint => BigInt(`0x${Buffer.from(a.map((x, i) => x ^ b[i])).toString('hex')}`);
+
+describe('kad keys', () => {
+  test('keys are CIDv1(raw, sha256(utf8 key)), as Spegel advertises them', () => {
+    const cid = keyToCid('docker.io/library/app:1');
+    expect(cid.version).toBe(1);
+    expect(cid.code).toBe(0x55);
+    expect(Buffer.from(cid.multihash.digest).toString('hex')).toBe(createHash('sha256').update('docker.io/library/app:1').digest('hex'));
+  });
+
+  test('closestIndexes orders peers by XOR distance, as kad-dht does', () => {
+    const ids = Array.from({ length: 50 }, (_, i) => new Uint8Array(createHash('sha256').update(`peer${i}`).digest()));
+    const target = cidKadId(keyToCid('some key'));
+    const expected = ids.map((id, i) => ({ i, d: xor(target, id) })).sort((x, y) => (x.d < y.d ? -1 : 1)).slice(0, 20).map((x) => x.i);
+    expect(closestIndexes(target, ids, 20)).toEqual(expected);
+  });
+
+  test('regionTargets yields one lookup key per region of the key space', () => {
+    const targets = regionTargets(3);
+    const regions = targets.map((t) => prefixOf(createHash('sha256').update(t).digest(), 3));
+    expect(new Set(regions).size).toBe(8);
+  });
+
+  test('each record goes to its k closest peers; in a fleet under k, to everyone', async () => {
+    const view = await Promise.all(Array.from({ length: 30 }, async () => {
+      const id = peerIdFromPrivateKey(await generateKeyPair('Ed25519'));
+      return { id, kadId: peerKadId(id) };
+    }));
+    const cids = Array.from({ length: 40 }, (_, i) => keyToCid(`key ${i}`));
+    const everyone = new Set(view.map((p) => p.id.toString()));
+
+    const small = assignRecords(cids, view.slice(0, 12), 20, everyone);
+    expect([...small.values()].map((l) => l.length)).toEqual(Array(12).fill(40));
+
+    const large = assignRecords(cids, view, 20, everyone);
+    cids.forEach((cid, i) => {
+      const holders = view.filter((p) => large.get(p.id)?.includes(i)).map((p) => p.id.toString()).sort();
+      const closest = closestIndexes(cidKadId(cid), view.map((p) => p.kadId), 20).map((j) => view[j].id.toString()).sort();
+      expect(holders).toEqual(closest);
+    });
+
+    const onlyOne = assignRecords(cids, view, 20, new Set([view[0].id.toString()]));
+    expect([...onlyOne.keys()].map(String)).toEqual([view[0].id.toString()]);
+  });
+});

@@ -1,0 +1,43 @@
+import { describe, expect, test } from 'vitest';
+import { generateKeyPair } from '@libp2p/crypto/keys';
+import { peerIdFromPrivateKey } from '@libp2p/peer-id';
+import { TopicValidatorResult, type Message } from '@libp2p/gossipsub';
+import { checkEventMessage, decodeEvent, encodeEvent, EVENTS_TOPIC } from './mesh-events.js';
+import type { MeshEvent } from './router.js';
+
+const key = await generateKeyPair('Ed25519');
+const from = peerIdFromPrivateKey(key);
+const event: MeshEvent = { type: 'image-pushed', image: 'docker.io/library/app:1', digest: `sha256:${'ef'.repeat(32)}`, node: from.toString() };
+const signed = (data: Uint8Array): Message => ({ type: 'signed', from, topic: EVENTS_TOPIC, data, sequenceNumber: 1n, signature: new Uint8Array(64), key: key.publicKey });
+const json = (v: unknown) => new TextEncoder().encode(JSON.stringify(v));
+
+describe('mesh events', () => {
+  test('round trip, extra fields dropped', () => {
+    expect(decodeEvent(encodeEvent(event))).toEqual({ event });
+    expect(decodeEvent(json({ ...event, extra: 1 }))).toEqual({ event });
+  });
+
+  test('a well-formed event signed by the node it names is accepted', () => {
+    expect(checkEventMessage(signed(encodeEvent(event)))).toEqual({ result: TopicValidatorResult.Accept, event });
+  });
+
+  test.each([
+    ['not JSON', new TextEncoder().encode('{'), /not UTF-8 JSON/],
+    ['not UTF-8', new Uint8Array([0xff, 0xfe]), /not UTF-8 JSON/],
+    ['an array', json([event]), /not a JSON object/],
+    ['without type', json({ ...event, type: undefined }), /no type/],
+    ['with a bad digest', json({ ...event, digest: 'sha256:' }), /bad digest/],
+    ['without image', json({ ...event, image: '' }), /bad image/],
+    ['too large', json({ ...event, image: 'x'.repeat(5000) }), /exceeds/],
+    ['naming another node', json({ ...event, node: 'someone-else' }), /names node someone-else but was signed by/],
+  ])('an event %s is rejected', (_, data, reason) => {
+    const verdict = checkEventMessage(signed(data));
+    expect(verdict.result).toBe(TopicValidatorResult.Reject);
+    expect(verdict.reason).toMatch(reason);
+  });
+
+  test('unsigned messages are rejected; unknown types are ignored (newer members may send them)', () => {
+    expect(checkEventMessage({ type: 'unsigned', topic: EVENTS_TOPIC, data: encodeEvent(event) }).result).toBe(TopicValidatorResult.Reject);
+    expect(checkEventMessage(signed(json({ type: 'node-draining', node: from.toString() }))).result).toBe(TopicValidatorResult.Ignore);
+  });
+});

@@ -1,0 +1,102 @@
+// The harness's fault tools on a 4-host fleet, each with what a user of the mesh would notice.
+import { rmSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildImage, type BuiltImage } from '../helpers/oci-image.js';
+import { waitFor } from '../helpers/wait.js';
+import { Fleet } from './fleet.js';
+import type { FleetHost } from './host.js';
+
+const peerIds = async (h: FleetHost) => (await h.peers()).map((p) => p.id);
+
+describe('fault tools on a 4-host fleet', () => {
+  let fleet: Fleet | undefined;
+  let image: BuiltImage | undefined;
+  let h1: FleetHost, h2: FleetHost, h3: FleetHost, h4: FleetHost;
+  let name: string;
+
+  beforeAll(async () => {
+    fleet = await Fleet.up(4, { waitFor: 'full-mesh' });
+    [h1, h2, h3, h4] = fleet.hosts;
+    // An image only h2 holds, put straight into h2's containerd.
+    image = buildImage({ layerSizes: [50_000, 80_000], tag: '1' });
+    name = await h2.loadImage(image);
+    await waitFor(`h1 to learn that h2 holds ${name}`, async () => (await h1.whoHas(name)).some((p) => p.id === h2.peerId));
+  });
+  afterAll(async () => {
+    await fleet?.down();
+    if (image) rmSync(image.dir, { recursive: true, force: true });
+  });
+
+  it('killMeshd: peers drop the host; startMeshd brings it back with the same peer id; restartMeshd stops cleanly', async () => {
+    const id = h4.peerId;
+    await h4.killMeshd('SIGKILL');
+    for (const h of [h1, h2, h3]) await waitFor(`${h.name} to drop h4`, async () => !(await peerIds(h)).includes(id));
+    await expect(h4.http('/v2/', { timeoutMs: 2000 })).rejects.toThrow(/curl/);
+
+    await h4.startMeshd();
+    expect(h4.peerId).toBe(id);
+    await fleet!.waitForMesh();
+
+    const pid = h4.meshdPid;
+    await h4.restartMeshd(); // SIGTERM, then the same data dir
+    expect(h4.meshdPid).not.toBe(pid);
+    expect(h4.peerId).toBe(id);
+    const log = await h4.exec('cat', [h4.meshdLog]);
+    expect(log).toContain('"meshd stopped"'); // SIGTERM let it shut down cleanly
+    await fleet!.waitForMesh();
+  });
+
+  it('disconnect: the others lose the host, and it loses them; reconnect: the mesh heals', async () => {
+    await h3.disconnect();
+    // Nothing closes the TCP connections: libp2p's connection monitor has to notice that pings go unanswered.
+    for (const h of [h1, h2, h4]) {
+      await waitFor(`${h.name} to drop the disconnected h3`, async () => !(await peerIds(h)).includes(h3.peerId), { timeoutMs: 45_000, intervalMs: 1000 });
+    }
+    await waitFor('h3 to drop everyone', async () => (await peerIds(h3)).length === 0, { timeoutMs: 30_000, intervalMs: 1000 });
+    expect((await h1.whoHas(name)).map((p) => p.name)).toEqual(['h2']); // the rest of the fleet still answers
+
+    await h3.reconnect();
+    await fleet!.waitForMesh({ timeoutMs: 60_000 }); // h3's bootstrap dialer calls h1 again
+    expect((await h3.whoHas(name)).map((p) => p.id)).toContain(h2.peerId);
+  });
+
+  it("pause: the paused meshd answers nothing, the others still answer who-has; resume: it answers again", async () => {
+    h3.pauseMeshd();
+    try {
+      await expect(h3.http('/v2/', { timeoutMs: 1000 })).rejects.toThrow(/curl/);
+      for (const asker of [h1, h4]) {
+        const started = Date.now();
+        const providers = await asker.whoHas(name);
+        expect(providers.map((p) => p.id), `${asker.name} asking with h3 paused`).toContain(h2.peerId);
+        expect(Date.now() - started, 'who-has with a hung peer').toBeLessThan(10_000);
+      }
+    } finally {
+      h3.resumeMeshd();
+    }
+    expect((await h3.http('/v2/')).status).toBe(200);
+    expect((await h3.whoHas(name)).map((p) => p.id)).toContain(h2.peerId);
+    await fleet!.waitForMesh();
+  });
+
+  it('restartContainerd: meshd on the host keeps serving, and ctr sees old and new images', async () => {
+    const before = h2.containerdPid;
+    await h2.restartContainerd();
+    expect(h2.containerdPid).not.toBe(before);
+
+    expect((await h2.http('/v2/')).status).toBe(200);
+    const manifest = await waitFor('h2 to serve its manifest from the restarted containerd', async () => {
+      const res = await h2.http('/v2/app/manifests/1');
+      return res.status === 200 ? res : undefined;
+    }, { timeoutMs: 15_000 });
+    expect(JSON.parse(manifest.body).layers).toHaveLength(2);
+    // A push after the restart lands in the new containerd.
+    await h2.skopeo(['copy', `oci:${image!.dir}:1`, 'docker://127.0.0.1:5000/app:2', '--dest-tls-verify=false']);
+    const images = (await h2.ctr(['images', 'ls', '-q'])).split('\n');
+    expect(images).toEqual(expect.arrayContaining(['docker.io/library/app:1', 'docker.io/library/app:2']));
+  });
+
+  // meshd subscribes to containerd's events again after the restart: no wait for the next reconcile.
+  it('restartContainerd: a push made after the restart is announced at once', async () => {
+    await waitFor('h1 to learn of the tag pushed after the restart', async () => (await h1.whoHas('docker.io/library/app:2')).some((p) => p.id === h2.peerId), { timeoutMs: 5_000 });
+  });
+});

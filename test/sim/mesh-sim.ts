@@ -1,0 +1,119 @@
+// An in-process mesh: many real libp2p nodes on the memory transport, each with the real
+// announcer over an in-memory store. For figures a 2-core machine cannot reach with real
+// processes. It models routing, batching and lookups; not bandwidth, latency or processes.
+import '../../src/polyfill.js';
+import { createHash, randomBytes } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { generateKeyPair } from '@libp2p/crypto/keys';
+import { pino } from 'pino';
+import { MemoryStore } from '../../src/containerd/memory-store.js';
+import { createMeshNode } from '../../src/dht/libp2p-node.js';
+import { Libp2pRouter } from '../../src/dht/libp2p-router.js';
+import { Announcer } from '../../src/node/announcer.js';
+
+export interface SimFigures {
+  nodes: number;
+  keys: number;
+  /** From the announcer's start until every record is delivered. */
+  announceWallMs: number;
+  /** CPU of the whole process meanwhile (the announcing node and all receivers: an upper bound for the announcer). */
+  announceCpuMs: number;
+  lookups: number;
+  found: number;
+  lookupP50Ms: number;
+  lookupP99Ms: number;
+}
+
+interface SimNode {
+  router: Libp2pRouter;
+  stop(): Promise<void>;
+}
+
+const log = pino({ level: process.env.SIM_LOG ?? 'silent' });
+const TTL_MS = 30 * 60_000;
+
+async function startNode(i: number, run: string, bootstrap: string[]): Promise<SimNode> {
+  const node = await createMeshNode({
+    privateKey: await generateKeyPair('Ed25519'),
+    listen: [`/memory/${run}-${i}`],
+    bootstrap,
+    mdns: false,
+    logger: log,
+    recordTtlMs: TTL_MS,
+  });
+  const router = await Libp2pRouter.create({ node, nodeInfo: { name: `sim-${i}`, labels: {}, dataPlanePort: 0 }, logger: log });
+  return { router, stop: () => router.stop() };
+}
+
+async function fill(store: MemoryStore, count: number): Promise<string[]> {
+  const digests: string[] = [];
+  for (let i = 0; i < count; i++) {
+    const data = randomBytes(16);
+    const digest = `sha256:${createHash('sha256').update(data).digest('hex')}`;
+    const upload = await store.beginUpload();
+    await upload.append(Readable.from([data]));
+    await upload.commit({ digest });
+    digests.push(digest);
+  }
+  return digests;
+}
+
+function percentile(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+}
+
+export async function simulate(opts: { nodes: number; keys: number; lookups: number }): Promise<SimFigures> {
+  const run = randomBytes(4).toString('hex');
+  const nodes: SimNode[] = [];
+  try {
+    nodes.push(await startNode(0, run, []));
+    const first = `/memory/${run}-0/p2p/${nodes[0].router.id}`;
+    for (let i = 1; i < opts.nodes; i++) nodes.push(await startNode(i, run, [first]));
+    // Let the routing tables fill before measuring.
+    const want = Math.min(opts.nodes - 1, 20);
+    const deadline = Date.now() + 30_000;
+    while (nodes.some((n) => n.router.peers().length < Math.min(want, 3)) && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 200));
+    }
+
+    const announcing = nodes[opts.nodes - 1];
+    const store = new MemoryStore();
+    const digests = await fill(store, opts.keys);
+    const announcer = new Announcer(store, announcing.router, log, 3_600_000);
+    const cpu = process.cpuUsage();
+    const started = performance.now();
+    await announcer.start();
+    await announcing.router.settled();
+    const announceWallMs = performance.now() - started;
+    const used = process.cpuUsage(cpu);
+    announcer.stop();
+
+    const times: number[] = [];
+    let found = 0;
+    for (let i = 0; i < opts.lookups; i++) {
+      const asker = nodes[i % (opts.nodes - 1)];
+      const key = digests[Math.floor(Math.random() * digests.length)];
+      const t0 = performance.now();
+      for await (const p of asker.router.findProviders(key, AbortSignal.timeout(5000))) {
+        if (p.id === announcing.router.id) {
+          found++;
+          break;
+        }
+      }
+      times.push(performance.now() - t0);
+    }
+    times.sort((a, b) => a - b);
+    return {
+      nodes: opts.nodes,
+      keys: opts.keys,
+      announceWallMs: Math.round(announceWallMs),
+      announceCpuMs: Math.round((used.user + used.system) / 1000),
+      lookups: opts.lookups,
+      found,
+      lookupP50Ms: Number(percentile(times, 50).toFixed(2)),
+      lookupP99Ms: Number(percentile(times, 99).toFixed(2)),
+    };
+  } finally {
+    await Promise.all(nodes.map((n) => n.stop().catch(() => undefined)));
+  }
+}
