@@ -31,6 +31,7 @@ interface SimNode {
 
 const log = pino({ level: process.env.SIM_LOG ?? 'silent' });
 const TTL_MS = 30 * 60_000;
+const LOOKUP_TIMEOUT_MS = 10_000;
 
 async function startNode(i: number, run: string, bootstrap: string[]): Promise<SimNode> {
   const node = await createMeshNode({
@@ -41,7 +42,13 @@ async function startNode(i: number, run: string, bootstrap: string[]): Promise<S
     logger: log,
     recordTtlMs: TTL_MS,
   });
-  const router = await Libp2pRouter.create({ node, nodeInfo: { name: `sim-${i}`, labels: {}, dataPlanePort: 0 }, logger: log });
+  // All nodes share one event loop here: lookups get longer than a real node's 2 s before they count as failed.
+  const router = await Libp2pRouter.create({
+    node,
+    nodeInfo: { name: `sim-${i}`, labels: {}, dataPlanePort: 0 },
+    logger: log,
+    lookupTimeoutMs: LOOKUP_TIMEOUT_MS,
+  });
   return { router, stop: () => router.stop() };
 }
 
@@ -94,7 +101,7 @@ export async function simulate(opts: { nodes: number; keys: number; lookups: num
       const asker = nodes[i % (opts.nodes - 1)];
       const key = digests[Math.floor(Math.random() * digests.length)];
       const t0 = performance.now();
-      for await (const p of asker.router.findProviders(key, AbortSignal.timeout(5000))) {
+      for await (const p of asker.router.findProviders(key, AbortSignal.timeout(LOOKUP_TIMEOUT_MS))) {
         if (p.id === announcing.router.id) {
           found++;
           break;
