@@ -4,7 +4,7 @@
 //                      BENCH_ADD_PROVIDER=1 (send standard ADD_PROVIDER messages, not /layermesh/provide/1.0.0)
 import '../src/polyfill.js';
 import { benchAnnounce, ANNOUNCE_TARGETS } from './announce.js';
-import { cleanupAll, cleanupOnSignals } from './lib/cleanup.js';
+import { cleanupOnSignals, runBench } from './lib/cleanup.js';
 import { fixed, table } from './lib/stats.js';
 
 function envInt(name: string, fallback: number): number {
@@ -52,12 +52,4 @@ async function main(): Promise<number> {
   return 0;
 }
 
-let code = 1;
-try {
-  code = await main();
-} catch (err) {
-  console.error(`bench failed: ${(err as Error).stack ?? err}`);
-} finally {
-  await cleanupAll();
-}
-process.exit(code);
+await runBench(main);

@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ensurePackages } from '../test/helpers/apt.js';
 import { buildImage } from '../test/helpers/oci-image.js';
-import { cleanupAll, cleanupOnSignals, onCleanup } from './lib/cleanup.js';
+import { cleanupOnSignals, onCleanup, runBench } from './lib/cleanup.js';
 import { MESHD_MAIN, startDockerRegistry, startMeshd, startMeshdOnContainerd, type Server } from './lib/servers.js';
 import { MiB, fixed, table } from './lib/stats.js';
 import { benchGet, writeRandomBlob, type GetResult } from './registry-get.js';
@@ -131,13 +131,4 @@ async function main(): Promise<number> {
   return 0;
 }
 
-let code = 1;
-try {
-  code = await main();
-} catch (err) {
-  console.error(`bench failed: ${(err as Error).stack ?? err}`);
-  code = 1;
-} finally {
-  await cleanupAll();
-}
-process.exit(code);
+await runBench(main);

@@ -56,3 +56,16 @@ export function cleanupOnSignals(): void {
     });
   }
 }
+
+/** Runs a benchmark's main, undoes everything it set up whatever happens, and exits with its code. */
+export async function runBench(main: () => Promise<number>): Promise<never> {
+  let code = 1;
+  try {
+    code = await main();
+  } catch (err) {
+    console.error(`bench failed: ${(err as Error).stack ?? err}`);
+  } finally {
+    await cleanupAll();
+  }
+  process.exit(code);
+}

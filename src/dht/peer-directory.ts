@@ -1,8 +1,8 @@
 // What this node knows about its connected peers: addresses, round-trip time, and the NodeInfo each peer
 // tells about itself over /layermesh/info/1.0.0 (the responder writes its NodeInfo as JSON and closes).
-import { byteStream } from '@libp2p/utils';
-import type { IdentifyResult, PeerId, Stream } from '@libp2p/interface';
+import type { IdentifyResult, PeerId } from '@libp2p/interface';
 import type { Logger } from 'pino';
+import { askJson, serveJson } from './json-protocol.js';
 import type { MeshLibp2p } from './libp2p-node.js';
 import type { NodeInfo, PeerStatus } from './router.js';
 
@@ -28,11 +28,7 @@ export class PeerDirectory {
   ) {}
 
   async start(): Promise<void> {
-    const body = new TextEncoder().encode(JSON.stringify(this.nodeInfo));
-    await this.libp2p.handle(INFO_PROTOCOL, async (stream: Stream) => {
-      stream.send(body);
-      await stream.close();
-    });
+    await serveJson(this.libp2p, INFO_PROTOCOL, () => this.nodeInfo);
     this.libp2p.addEventListener('peer:identify', this.onIdentify);
     this.libp2p.addEventListener('peer:disconnect', this.onDisconnect);
   }
@@ -69,8 +65,7 @@ export class PeerDirectory {
     const signal = AbortSignal.timeout(INFO_TIMEOUT_MS);
     try {
       entry.rttMs = await this.libp2p.services.ping.ping(peer, { signal });
-      const stream = await this.libp2p.dialProtocol(peer, INFO_PROTOCOL, { signal });
-      entry.info = parseNodeInfo(await readAll(stream, signal));
+      entry.info = parseNodeInfo(await askJson(this.libp2p, peer, INFO_PROTOCOL, { signal, maxBytes: MAX_INFO_BYTES }));
       this.log.debug({ peer: peer.toString(), info: entry.info, rttMs: entry.rttMs }, 'peer info');
     } catch (err) {
       this.log.debug({ peer: peer.toString(), err: (err as Error).message }, 'cannot fetch peer info');
@@ -78,19 +73,8 @@ export class PeerDirectory {
   }
 }
 
-async function readAll(stream: Stream, signal: AbortSignal): Promise<Uint8Array> {
-  // byteStream, not the stream's own async iterator: that one never ends when the remote closed its side
-  // before iteration started (which a fast responder does).
-  const bytes = byteStream(stream, { maxBufferSize: MAX_INFO_BYTES });
-  const chunks: Uint8Array[] = [];
-  for (let chunk = await bytes.read({ signal }); chunk !== null; chunk = await bytes.read({ signal })) {
-    chunks.push(chunk.subarray());
-  }
-  return Buffer.concat(chunks);
-}
-
-export function parseNodeInfo(bytes: Uint8Array): NodeInfo {
-  const v = JSON.parse(new TextDecoder().decode(bytes)) as Partial<NodeInfo> | null;
+export function parseNodeInfo(value: unknown): NodeInfo {
+  const v = value as Partial<NodeInfo> | null;
   const labels = v?.labels;
   if (
     typeof v?.name !== 'string' ||
