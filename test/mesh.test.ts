@@ -88,6 +88,17 @@ describe('a mesh of meshd processes', () => {
     expect(peers.find((p) => p.id === n1.peerId)?.keys).toBeGreaterThanOrEqual(image.blobs.length + 1);
   });
 
+  it('reports identity, listeners, store, announced keys and republishing in status', async () => {
+    // Records live 6 s and are republished every 2 s in this test.
+    const status = await waitFor('a republish round', async () => {
+      const s = JSON.parse((await meshctl(n1, ['--json', 'status'])).out);
+      return s.lastRepublish ? s : undefined;
+    });
+    expect(status).toMatchObject({ id: n1.peerId, name: 'node1', store: 'containerd', swarmKey: true, registry: n1.url });
+    expect(status.announcedKeys).toBeGreaterThanOrEqual(image.blobs.length + 1);
+    expect(status.p2p).toContain(n1.p2p[0]);
+  });
+
   it('answers exit status 1 when nobody has a digest', async () => {
     const res = await meshctl(n3, ['who-has', `sha256:${'0'.repeat(64)}`]);
     expect(res.code).toBe(1);

@@ -49,6 +49,8 @@ export class Libp2pRouter implements Router {
   private added = new Set<string>();
   private removed = new Set<string>();
   private republishDue = false;
+  /** When every held key was last sent again to the peers that should hold it. */
+  lastRepublish?: Date;
   /** Peers known to hold every record they should (set by a full round, extended by catch-ups). */
   private covered = new Set<string>();
   private flushTimer?: NodeJS.Timeout;
@@ -247,7 +249,10 @@ export class Libp2pRouter implements Router {
       uncovered.size > 0 ? this.announcer.send(all, view, signal, (p) => uncovered.has(p.id.toString())) : none,
       added.length > 0 && uncovered.size < ids.length ? this.announcer.send(added, view, signal, (p) => !uncovered.has(p.id.toString())) : none,
     ]);
-    if (republish) this.covered = new Set();
+    if (republish) {
+      this.covered = new Set();
+      this.lastRepublish = new Date();
+    }
     for (const id of uncovered) this.covered.add(id);
     const failed = results.flatMap((r) => r.failed);
     for (const id of failed) {

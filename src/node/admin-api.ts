@@ -1,14 +1,15 @@
 // The daemon's admin API for meshctl, beside the registry on its (loopback) listener.
 import type { FastifyInstance } from 'fastify';
 import type { Store } from '../containerd/store.js';
-import type { PeerStatus, Router } from '../dht/router.js';
+import type { Libp2pRouter } from '../dht/libp2p-router.js';
+import type { PeerStatus } from '../dht/router.js';
 import { RegistryError } from '../registry/errors.js';
 import type { Announcer } from './announcer.js';
 import type { Mesh } from './mesh.js';
 
 export interface AdminDeps {
   store: Store;
-  router: Router;
+  router: Libp2pRouter;
   announcer: Announcer;
   inventory: Pick<Mesh, 'ownInventory' | 'inventories'>;
   node: { name: string; labels: Record<string, string>; swarmKey: boolean };
@@ -44,6 +45,7 @@ export function registerAdminApi(app: FastifyInstance, deps: AdminDeps): void {
     peers: router.peers().length,
     announcedKeys: deps.announcer.size,
     lastReconcile: deps.announcer.lastReconcile?.toISOString(),
+    lastRepublish: router.lastRepublish?.toISOString(),
   }));
 
   app.get('/_mesh/v1/peers', async () => {

@@ -46,10 +46,13 @@ describe('a fleet of 4 hosts', () => {
 
   it("keeps each host's traffic on loopback and the fleet's own /24", async () => {
     for (const h of fleet!.hosts) {
-      // No default route: nothing but the fleet's /24 (and the host's own local addresses) is reachable.
+      // No default route: nothing but the fleet's /24, link-local multicast (mDNS) and the host's own addresses.
       const routes = (await h.exec('ip', ['-4', 'route', 'show', 'table', 'all'])).split('\n').map((l) => l.trim())
         .filter((l) => l && !l.startsWith('local ') && !l.startsWith('broadcast '));
-      expect(routes, `${h.name}'s routes`).toEqual([`${fleet!.cidr} dev eth0 proto kernel scope link src ${h.address}`]);
+      expect(routes.sort(), `${h.name}'s routes`).toEqual([
+        `${fleet!.cidr} dev eth0 proto kernel scope link src ${h.address}`,
+        '224.0.0.0/4 dev eth0 scope link',
+      ].sort());
       const addrs = (await h.exec('ip', ['-o', 'addr', 'show'])).split('\n').filter(Boolean).map((l) => l.split(/\s+/).slice(1, 4).join(' '));
       expect(addrs, `${h.name}'s addresses`).toEqual(['lo inet 127.0.0.1/8', `eth0 inet ${h.address}/24`]);
     }

@@ -22,6 +22,8 @@ export interface FleetOptions {
   logLevel?: string;
   /** Extra meshd arguments, for every host or per host (index from 1). */
   meshdArgs?: string[] | ((index: number) => string[]);
+  /** Whether hosts bootstrap to host 1; default true. Without it they must find each other (`--mdns`). */
+  bootstrap?: boolean;
   /** Shaping of every host's link; default unshaped. */
   shape?: ShapeSpec;
   /**
@@ -242,7 +244,7 @@ export class Fleet {
   }
 
   private meshdArgs(h: FleetHost): string[] {
-    const { recordTtl, reconcileInterval, logLevel, meshdArgs } = this.opts;
+    const { recordTtl, reconcileInterval, logLevel, meshdArgs, bootstrap = true } = this.opts;
     const extra = typeof meshdArgs === 'function' ? meshdArgs(h.index) : meshdArgs ?? [];
     const first = this.hosts[0];
     return [
@@ -255,7 +257,7 @@ export class Fleet {
       '--swarm-key', this.swarmKeyFile,
       '--node-name', h.name,
       '--log-level', logLevel ?? 'info',
-      ...(h !== first && first?.p2p ? ['--bootstrap', first.p2p] : []),
+      ...(bootstrap && h !== first && first?.p2p ? ['--bootstrap', first.p2p] : []),
       ...(recordTtl ? ['--record-ttl', recordTtl] : []),
       ...(reconcileInterval ? ['--reconcile-interval', reconcileInterval] : []),
       ...extra,

@@ -37,6 +37,8 @@ export async function createHostNetwork(run: string, subnet: number, i: number):
   await ip(['-n', ns, 'addr', 'add', `${hostAddress(subnet, i)}/24`, 'dev', 'eth0'], ctx);
   await ip(['-n', ns, 'link', 'set', 'eth0', 'up'], ctx);
   await ip(['-n', ns, 'link', 'set', 'lo', 'up'], ctx);
+  // Multicast (mDNS) needs a route too; link-scoped, so it stays on the fleet's segment like on a real LAN.
+  await ip(['-n', ns, 'route', 'add', '224.0.0.0/4', 'dev', 'eth0', 'scope', 'link'], ctx);
 }
 
 /** Unplugs host i: its veth leaves the bridge and goes down, like a pulled cable. */
