@@ -5,6 +5,9 @@ import { generateSwarmKey } from '../dht/swarm-key.js';
 import type { PeerStatus } from '../dht/router.js';
 import type { WhoHasEntry } from '../node/admin-api.js';
 import { AdminClient } from './admin-client.js';
+import {
+  DEFAULT_CERTS_DIR, DEFAULT_CONTAINERD_CONFIG, DEFAULT_MIRROR_URL, configureMirror, formatConfigureReport, formatRestoreReport, restoreMirror,
+} from './mirror-config.js';
 import { ms, table } from './table.js';
 
 const program = new Command('meshctl')
@@ -64,6 +67,34 @@ program
   .description('print a new swarm key; give the same file to every meshd of the fleet (--swarm-key FILE)')
   .action(() => {
     process.stdout.write(generateSwarmKey());
+  });
+
+const mirror = program
+  .command('mirror')
+  .description('point containerd and dockerd at the local meshd');
+
+mirror
+  .command('configure')
+  .description("write containerd's certs.d/<registry>/hosts.toml (meshd first, the upstream as fallback; what was there is backed up) and print what containerd, ctr and dockerd need")
+  .option('--dir <dir>', "containerd's certs.d directory", DEFAULT_CERTS_DIR)
+  .addOption(new Option('--registry <host...>', 'registries to send through meshd (default: _default, every registry without a directory of its own)').conflicts('all'))
+  .option('--all', '_default and every registry that already has a directory in --dir')
+  .option('--mirror-url <url>', 'the local meshd', DEFAULT_MIRROR_URL)
+  .option('--containerd-config <file>', "containerd's configuration, checked for config_path", DEFAULT_CONTAINERD_CONFIG)
+  .action(async (cmd: { dir: string; registry?: string[]; all?: boolean; mirrorUrl: string; containerdConfig: string }) => {
+    const report = await configureMirror({
+      dir: cmd.dir, registries: cmd.registry, all: cmd.all, mirrorUrl: cmd.mirrorUrl, containerdConfig: cmd.containerdConfig,
+    });
+    print(report, () => formatConfigureReport(report));
+  });
+
+mirror
+  .command('restore')
+  .description('put back the hosts.toml files configure replaced, and remove the ones it added')
+  .option('--dir <dir>', "containerd's certs.d directory", DEFAULT_CERTS_DIR)
+  .action(async (cmd: { dir: string }) => {
+    const report = await restoreMirror({ dir: cmd.dir });
+    print(report, () => formatRestoreReport(report));
   });
 
 program.parseAsync().catch((err: Error) => {

@@ -27,6 +27,9 @@ export interface Config {
   swarmKeyFile?: string;
   recordTtlMs: number;
   reconcileIntervalMs: number;
+  peerAddr: string;
+  mirrorTags: boolean;
+  mirrorTimeoutMs: number;
 }
 
 function option(flags: string, description: string, defaultValue?: string): Option {
@@ -64,6 +67,9 @@ export function configCommand(): Command {
     .addOption(option('--mdns', 'discover peers on the LAN with mDNS'))
     .addOption(option('--swarm-key <file>', 'the fleet\'s shared key (meshctl swarm-key generate); without it the mesh is open to anyone'))
     .addOption(option('--record-ttl <duration>', 'lifetime of announcements; a node that dies disappears from who-has within it', '30m'))
+    .addOption(option('--peer-addr <host:port>', 'peer data plane: serves what this host holds to members of the mesh', '0.0.0.0:5001'))
+    .addOption(option('--no-mirror-tags', 'do not resolve tags through the mesh (only digests)'))
+    .addOption(option('--mirror-timeout <duration>', 'how long finding a holder may take before answering 404', '2s'))
     .addOption(option('--reconcile-interval <duration>', 'how often the announced keys are checked against the store', '1m'))
     .showHelpAfterError();
 }
@@ -114,6 +120,9 @@ export function parseConfig(argv: string[]): Config {
     swarmKeyFile: o.swarmKey || undefined,
     recordTtlMs: parseDuration(o.recordTtl),
     reconcileIntervalMs: parseDuration(o.reconcileInterval),
+    peerAddr: o.peerAddr,
+    mirrorTags: o.mirrorTags !== false && o.mirrorTags !== 'false',
+    mirrorTimeoutMs: parseDuration(o.mirrorTimeout),
   };
 }
 

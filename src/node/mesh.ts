@@ -4,10 +4,10 @@ import type { Store } from '../containerd/store.js';
 import { loadOrCreateIdentity } from '../dht/identity.js';
 import { createMeshNode } from '../dht/libp2p-node.js';
 import { Libp2pRouter } from '../dht/libp2p-router.js';
-import { readSwarmKey } from '../dht/swarm-key.js';
 import { Announcer } from './announcer.js';
 import type { Config } from './config.js';
 import { gatherInventories, localImages, serveInventory, type Inventory } from './inventory.js';
+import type { PeerEndpoint } from '../mirror/mirror.js';
 
 export interface Mesh {
   router: Libp2pRouter;
@@ -16,12 +16,22 @@ export interface Mesh {
   /** This node's inventory, and those of the connected members by peer id. */
   ownInventory(): Promise<Inventory>;
   inventories(): Promise<Map<string, Inventory>>;
+  /** Peers (not this node) holding a key, as data plane endpoints, with their round-trip times. */
+  dataPlanes(key: string, signal: AbortSignal): Promise<PeerEndpoint[]>;
   stop(): Promise<void>;
 }
 
-export async function joinMesh(config: Config, store: Store, log: Logger): Promise<Mesh> {
+const HOLDER_GRACE_MS = 50;
+
+/** The IP of a multiaddr (`/ip4/10.0.0.2/tcp/4001/...`), bracketed for URLs when v6. */
+function ipOf(multiaddr: string): string | undefined {
+  const m = /^\/ip([46])\/([^/]+)\//.exec(multiaddr);
+  return m ? (m[1] === '6' ? `[${m[2]}]` : m[2]) : undefined;
+}
+
+export async function joinMesh(config: Config, store: Store, log: Logger, opts: { swarmKey?: Uint8Array; dataPlanePort: number }): Promise<Mesh> {
   const privateKey = await loadOrCreateIdentity(config.dataDir);
-  const swarmKey = config.swarmKeyFile ? await readSwarmKey(config.swarmKeyFile) : undefined;
+  const { swarmKey } = opts;
   if (!swarmKey) {
     log.warn('no --swarm-key: ANYONE who can reach the p2p port can join this mesh and read what it announces; '
       + 'generate one with `meshctl swarm-key generate` and give it to every node');
@@ -37,7 +47,7 @@ export async function joinMesh(config: Config, store: Store, log: Logger): Promi
   });
   const router = await Libp2pRouter.create({
     node,
-    nodeInfo: { name: config.nodeName, labels: config.labels, dataPlanePort: 0 },
+    nodeInfo: { name: config.nodeName, labels: config.labels, dataPlanePort: opts.dataPlanePort },
     logger: log.child({ component: 'router' }),
   });
   router.onEvent((event, from) => log.info({ event, from }, 'mesh event'));
@@ -51,6 +61,24 @@ export async function joinMesh(config: Config, store: Store, log: Logger): Promi
     addrs: () => node.libp2p.getMultiaddrs().map(String),
     ownInventory,
     inventories: () => gatherInventories(node.libp2p, log.child({ component: 'inventory' })),
+    dataPlanes: async (key, signal) => {
+      const peers = new Map(router.peers().map((p) => [p.id, p]));
+      const found: PeerEndpoint[] = [];
+      // Once one holder is known, others found within a moment are welcome; a full DHT walk is not worth the wait.
+      const enough = new AbortController();
+      let grace: NodeJS.Timeout | undefined;
+      for await (const provider of router.findProviders(key, AbortSignal.any([signal, enough.signal]))) {
+        const peer = peers.get(provider.id);
+        if (provider.id === router.id || !peer?.info?.dataPlanePort || found.some((f) => f.id === provider.id)) continue;
+        // The address this node reaches the peer at (its connection), not whatever it listens on.
+        const conn = node.libp2p.getConnections().find((c) => c.remotePeer.toString() === provider.id);
+        const ip = ipOf(conn?.remoteAddr.toString() ?? '') ?? peer.addrs.map(ipOf).find(Boolean);
+        if (ip) found.push({ id: provider.id, url: `http://${ip}:${peer.info.dataPlanePort}`, rttMs: peer.rttMs });
+        grace ??= setTimeout(() => enough.abort(), HOLDER_GRACE_MS);
+      }
+      clearTimeout(grace);
+      return found;
+    },
     stop: async () => {
       announcer.stop();
       await router.stop();

@@ -1,17 +1,21 @@
 // GET/HEAD/DELETE /v2/<name>/blobs/<digest>
-import { isDigest, NotFoundError } from '../containerd/store.js';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { Logger } from 'pino';
+import { isDigest, NotFoundError, type Store } from '../containerd/store.js';
 import { blobUnknown, digestInvalid, RegistryError } from './errors.js';
 import { parseRange } from './range.js';
 import { reachable } from './references.js';
 import { openBlobFile, sendFileRange } from './send-file.js';
 import type { RouteContext } from './context.js';
 
-export async function getBlob(ctx: RouteContext): Promise<unknown> {
-  const { store, reply, ref: digest } = ctx;
-  if (!isDigest(digest)) throw digestInvalid('invalid digest', { digest });
+/**
+ * Answers GET or HEAD of a blob from the store, with single ranges; false when the store does
+ * not hold it. Shared by the registry and the peer data plane.
+ */
+export async function serveBlob(store: Store, digest: string, req: FastifyRequest, reply: FastifyReply, log: Logger): Promise<boolean> {
   const info = await store.stat(digest);
-  if (!info) throw blobUnknown(digest);
-  const range = parseRange(ctx.req.headers.range, info.size);
+  if (!info) return false;
+  const range = parseRange(req.headers.range, info.size);
   reply
     .header('docker-content-digest', digest)
     .header('accept-ranges', 'bytes')
@@ -21,21 +25,34 @@ export async function getBlob(ctx: RouteContext): Promise<unknown> {
     reply.code(206).header('content-range', `bytes ${range.start}-${range.end}/${info.size}`);
   }
   reply.header('content-length', range ? range.end - range.start + 1 : info.size);
-  if (ctx.req.method === 'HEAD') return reply.send();
+  if (req.method === 'HEAD') {
+    reply.send();
+    return true;
+  }
   const path = store.localPath(digest);
   if (path) {
     const handle = await openBlobFile(path);
-    if (!handle) throw blobUnknown(digest);
-    return sendFileRange(reply, handle, range?.start ?? 0, range?.end ?? info.size - 1, ctx.log);
+    if (!handle) return false; // deleted since stat
+    await sendFileRange(reply, handle, range?.start ?? 0, range?.end ?? info.size - 1, log);
+    return true;
   }
   try {
     const { stream } = await store.open(digest, range);
-    return reply.send(stream);
+    reply.send(stream);
+    return true;
   } catch (err) {
-    // Deleted between stat and open.
-    if (err instanceof NotFoundError) throw blobUnknown(digest);
+    if (err instanceof NotFoundError) return false; // deleted since stat
     throw err;
   }
+}
+
+export async function getBlob(ctx: RouteContext): Promise<unknown> {
+  const { store, req, reply, ref: digest, log } = ctx;
+  if (!isDigest(digest)) throw digestInvalid('invalid digest', { digest });
+  if (await serveBlob(store, digest, req, reply, log)) return;
+  // Not here: fetch it from a peer that holds it, then serve it like any local blob.
+  if (ctx.mirror && (await ctx.mirror.fetchBlob(digest)) && (await serveBlob(store, digest, req, reply, log))) return;
+  throw blobUnknown(digest);
 }
 
 export async function deleteBlob(ctx: RouteContext): Promise<unknown> {

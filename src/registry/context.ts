@@ -1,8 +1,16 @@
 // What every route handler gets.
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
-import type { Store } from '../containerd/store.js';
+import type { Descriptor, Store } from '../containerd/store.js';
 import type { UploadSessions } from './upload-sessions.js';
+
+/** Fills the store from the mesh. Both calls resolve false/undefined quickly when no peer has it. */
+export interface MirrorSource {
+  /** Fetches a blob (or manifest) by digest into the store, verified; true when the store now holds it. */
+  fetchBlob(digest: string): Promise<boolean>;
+  /** The manifest a peer holds under this image name (`docker.io/library/app:1`), fetched into the store. */
+  resolveTag(image: string): Promise<Descriptor | undefined>;
+}
 
 export interface RegistryDeps {
   store: Store;
@@ -10,6 +18,8 @@ export interface RegistryDeps {
   log: Logger;
   /** Largest manifest accepted, in bytes. */
   maxManifestBytes: number;
+  /** What the store lacks, fetched from peers; absent when the registry serves only what the host holds. */
+  mirror?: MirrorSource;
   /** Called after a manifest is stored under a tag, with the image name as stored. */
   onPushed?: (image: string, digest: string) => void;
 }

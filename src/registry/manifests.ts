@@ -10,15 +10,18 @@ import { digestImageName, isTag, parseImageName, tagImageName } from './names.js
 import { reachable, readManifest, readSmallBlob } from './references.js';
 import { sourceLabels } from './uploads.js';
 
-/** The manifest a reference names in this repository and its bytes, if this host holds it. */
+/** The manifest a reference names in this repository and its bytes, from the store or else from the mesh. */
 async function resolve(ctx: RouteContext): Promise<{ target: Descriptor; body: Buffer } | undefined> {
-  let target: Descriptor | undefined;
+  const { store, mirror } = ctx;
   if (isDigest(ctx.ref)) {
-    const body = await readSmallBlob(ctx.store, ctx.ref);
+    let body = await readSmallBlob(store, ctx.ref);
+    if (!body && mirror && (await mirror.fetchBlob(ctx.ref))) body = await readSmallBlob(store, ctx.ref);
     return body && { target: { mediaType: mediaTypeOf(body), digest: ctx.ref, size: body.length }, body };
   }
-  if (isTag(ctx.ref)) target = (await ctx.store.images.get(tagImageName(ctx.repo, ctx.ref)))?.target;
-  const body = target && (await readSmallBlob(ctx.store, target.digest));
+  if (!isTag(ctx.ref)) return undefined;
+  const name = tagImageName(ctx.repo, ctx.ref);
+  const target = (await store.images.get(name))?.target ?? (await mirror?.resolveTag(name));
+  const body = target && (await readSmallBlob(store, target.digest));
   return body && { target: target!, body };
 }
 

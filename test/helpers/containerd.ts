@@ -52,6 +52,10 @@ export async function writeContainerdConfig(dir: string): Promise<ContainerdPath
     `  address = ${JSON.stringify(`${socket}.ttrpc`)}`,
     '[plugins."io.containerd.internal.v1.opt"]',
     `  path = ${JSON.stringify(join(dir, 'opt'))}`,
+    // Tests use namespaces as separate hosts: with the default "shared" policy a namespace silently
+    // takes content another namespace already has, and a mirror test would prove nothing.
+    '[plugins."io.containerd.metadata.v1.bolt"]',
+    '  content_sharing_policy = "isolated"',
     '',
   ].join('\n'));
   return { config, socket, root, state };

@@ -9,6 +9,8 @@ const MAIN = new URL('../../dist/src/node/main.js', import.meta.url).pathname;
 
 export interface Meshd {
   url: string;
+  /** The peer data plane's URL. */
+  peerUrl: string;
   /** libp2p peer id and dialable multiaddrs (with /p2p/<id>). */
   peerId: string;
   p2p: string[];
@@ -23,7 +25,7 @@ export interface Meshd {
 
 export async function startMeshd(args: string[] = [], opts: { dataDir?: string } = {}): Promise<Meshd> {
   const dataDir = opts.dataDir ?? (await mkdtemp(join(tmpdir(), 'meshd-test-')));
-  const defaults = ['--data-dir', dataDir, '--registry-addr', '127.0.0.1:0', '--p2p-listen', '/ip4/127.0.0.1/tcp/0', '--log-level', 'debug'];
+  const defaults = ['--data-dir', dataDir, '--registry-addr', '127.0.0.1:0', '--p2p-listen', '/ip4/127.0.0.1/tcp/0', '--peer-addr', '127.0.0.1:0', '--log-level', 'debug'];
   const proc = spawn(process.execPath, [MAIN, ...defaults, ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -31,7 +33,7 @@ export async function startMeshd(args: string[] = [], opts: { dataDir?: string }
   const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
   let stderr = '';
   proc.stderr!.on('data', (d) => (stderr += d));
-  const ready = new Promise<{ registry: string; peerId: string; p2p: string[] }>((resolve, reject) => {
+  const ready = new Promise<{ registry: string; peer: string; peerId: string; p2p: string[] }>((resolve, reject) => {
     createInterface({ input: proc.stdout! }).on('line', (line) => {
       try {
         const entry = JSON.parse(line);
@@ -43,12 +45,12 @@ export async function startMeshd(args: string[] = [], opts: { dataDir?: string }
     });
     void exited.then((code) => reject(new Error(`meshd exited with ${code} before ready: ${stderr}\n${JSON.stringify(logs.slice(-5))}`)));
   });
-  const { registry: url, peerId, p2p } = await ready;
+  const { registry: url, peer, peerId, p2p } = await ready;
   const stop = async (signal: NodeJS.Signals = 'SIGTERM') => {
     if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
     const code = await exited;
     if (!opts.dataDir) await rm(dataDir, { recursive: true, force: true });
     return code;
   };
-  return { url, peerId, p2p, host: url.replace(/^http:\/\//, ''), dataDir, proc, logs, stop };
+  return { url, peerUrl: peer, peerId, p2p, host: url.replace(/^http:\/\//, ''), dataDir, proc, logs, stop };
 }
