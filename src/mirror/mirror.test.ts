@@ -1,0 +1,133 @@
+// The mirror against test doubles of the peer data plane (real HTTP servers): failover, integrity, stalls, sharing.
+import { createHash, randomBytes } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { pino } from 'pino';
+import { afterEach, describe, expect, it } from 'vitest';
+import { MemoryStore } from '../containerd/memory-store.js';
+import { Mirror, type PeerEndpoint } from './mirror.js';
+import { AUTH_HEADER, peerKey, verifyProof } from './peer-auth.js';
+
+const key = peerKey(new TextEncoder().encode('test fleet'));
+const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+const servers: Server[] = [];
+
+type Handler = (req: IncomingMessage, res: ServerResponse, offset: number) => void;
+
+interface Double extends PeerEndpoint {
+  requests: { offset: number; authorized: boolean }[];
+}
+
+async function peer(id: string, rttMs: number, handler: Handler): Promise<Double> {
+  const requests: Double['requests'] = [];
+  const server = createServer((req, res) => {
+    const offset = Number(/bytes=(\d+)-/.exec(req.headers.range ?? '')?.[1] ?? 0);
+    requests.push({ offset, authorized: verifyProof(key, 'GET', req.url!, req.headers[AUTH_HEADER] as string) });
+    handler(req, res, offset);
+  });
+  servers.push(server);
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return { id, rttMs, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, requests };
+}
+
+/** Serves `data` from the requested offset, as the real data plane does. */
+const serves = (data: Buffer): Handler => (_req, res, offset) => {
+  res.writeHead(offset ? 206 : 200, { 'content-length': data.length - offset });
+  res.end(data.subarray(offset));
+};
+
+function mirror(store: MemoryStore, peers: PeerEndpoint[] | (() => PeerEndpoint[]), stallTimeoutMs = 5000) {
+  const list = typeof peers === 'function' ? peers : () => peers;
+  return new Mirror({ store, findPeers: async () => list(), key, log: pino({ level: 'silent' }), lookupTimeoutMs: 1000, stallTimeoutMs });
+}
+
+async function stored(store: MemoryStore, digest: string): Promise<Buffer | undefined> {
+  if (!(await store.stat(digest))) return undefined;
+  const chunks: Buffer[] = [];
+  for await (const c of (await store.open(digest)).stream) chunks.push(c);
+  return Buffer.concat(chunks);
+}
+
+afterEach(async () => {
+  await Promise.all(servers.splice(0).map((s) => new Promise((r) => {
+    s.close(r);
+    s.closeAllConnections();
+  })));
+});
+
+describe('Mirror', () => {
+  it('fetches from the nearest holder, signing its requests', async () => {
+    const data = randomBytes(300_000);
+    const far = await peer('far', 20, serves(data));
+    const near = await peer('near', 2, serves(data));
+    const store = new MemoryStore();
+    expect(await mirror(store, [far, near]).fetchBlob(sha(data))).toBe(true);
+    expect(near.requests).toEqual([{ offset: 0, authorized: true }]);
+    expect(far.requests).toEqual([]);
+    expect((await stored(store, sha(data)))!.equals(data)).toBe(true);
+  });
+
+  it('continues on another holder from the same byte when a peer dies mid-transfer', async () => {
+    const data = randomBytes(2_000_000);
+    const dying = await peer('dying', 1, (_req, res) => {
+      res.writeHead(200, { 'content-length': data.length });
+      res.write(data.subarray(0, 700_000), () => setTimeout(() => res.socket!.destroy(), 50));
+    });
+    const healthy = await peer('healthy', 5, serves(data));
+    const store = new MemoryStore();
+    expect(await mirror(store, [dying, healthy]).fetchBlob(sha(data))).toBe(true);
+    expect(healthy.requests).toHaveLength(1);
+    expect(healthy.requests[0].offset).toBeGreaterThan(0);
+    expect((await stored(store, sha(data)))!.equals(data)).toBe(true);
+  });
+
+  it('never keeps wrong bytes, takes them from a correct holder instead, and trusts the liar last', async () => {
+    const data = randomBytes(500_000);
+    const corrupted = Buffer.from(data);
+    corrupted[123_456] ^= 0xff;
+    let peers = [await peer('liar', 1, serves(corrupted)), await peer('honest', 9, serves(data))];
+    const store = new MemoryStore();
+    const m = mirror(store, () => peers);
+    expect(await m.fetchBlob(sha(data))).toBe(true);
+    expect((await stored(store, sha(data)))!.equals(data)).toBe(true);
+    // Next blob: the liar, though nearer, is asked after the honest peer.
+    const next = randomBytes(1000);
+    const [liar, honest] = [await peer('liar', 1, serves(next)), await peer('honest', 9, serves(next))];
+    peers = [liar, honest];
+    expect(await m.fetchBlob(sha(next))).toBe(true);
+    expect(honest.requests).toHaveLength(1);
+    expect(liar.requests).toHaveLength(0);
+  });
+
+  it('stores nothing when every holder sends wrong bytes', async () => {
+    const data = randomBytes(10_000);
+    const liar = await peer('liar', 1, serves(randomBytes(10_000)));
+    const store = new MemoryStore();
+    expect(await mirror(store, [liar]).fetchBlob(sha(data))).toBe(false);
+    expect(await store.stat(sha(data))).toBeUndefined();
+  });
+
+  it('leaves a stalled peer for the next holder', async () => {
+    const data = randomBytes(400_000);
+    const stalled = await peer('stalled', 1, (_req, res) => {
+      res.writeHead(200, { 'content-length': data.length });
+      res.write(data.subarray(0, 100_000)); // and nothing more
+    });
+    const healthy = await peer('healthy', 5, serves(data));
+    const store = new MemoryStore();
+    const started = Date.now();
+    expect(await mirror(store, [stalled, healthy], 300).fetchBlob(sha(data))).toBe(true);
+    expect(Date.now() - started).toBeLessThan(3000);
+    expect(healthy.requests[0].offset).toBe(100_000);
+    expect((await stored(store, sha(data)))!.equals(data)).toBe(true);
+  });
+
+  it('shares one transfer between concurrent requests for a blob', async () => {
+    const data = randomBytes(200_000);
+    const holder = await peer('holder', 1, (req, res, offset) => setTimeout(() => serves(data)(req, res, offset), 100));
+    const store = new MemoryStore();
+    const m = mirror(store, [holder]);
+    expect(await Promise.all([m.fetchBlob(sha(data)), m.fetchBlob(sha(data)), m.fetchBlob(sha(data))])).toEqual([true, true, true]);
+    expect(holder.requests).toHaveLength(1);
+  });
+});
