@@ -70,6 +70,27 @@ describe('the mirror', () => {
     expect((await res.json()).errors[0].code).toBe('BLOB_UNKNOWN');
   });
 
+  it('looks only for the registries it is told to mirror, and resolves tags only when allowed', async () => {
+    const common = ['--store', 'containerd', '--containerd-socket', socket, '--swarm-key', keyFile, '--bootstrap', a.p2p[0]];
+    const ghcrOnly = await startMeshd([...common, '--containerd-namespace', `mirror-c-${randomUUID().slice(0, 8)}`, '--mirror-registry', 'ghcr.io']);
+    const noTags = await startMeshd([...common, '--containerd-namespace', `mirror-d-${randomUUID().slice(0, 8)}`, '--no-mirror-tags']);
+    try {
+      for (const node of [ghcrOnly, noTags]) {
+        await waitFor('the new node to know node a', async () =>
+          JSON.parse(await run(process.execPath, [MESHCTL, '--node', node.url, '--json', 'peers'])).some((p: { id: string; info?: unknown }) => p.id === a.peerId && p.info));
+      }
+      const layer = image.layers[0].digest;
+      expect((await fetch(`${ghcrOnly.url}/v2/library/app/blobs/${layer}?ns=docker.io`)).status).toBe(404);
+      expect((await fetch(`${ghcrOnly.url}/v2/library/app/manifests/1?ns=docker.io`)).status).toBe(404);
+      expect((await fetch(`${noTags.url}/v2/library/app/manifests/1?ns=docker.io`)).status).toBe(404);
+      const byDigest = await fetch(`${noTags.url}/v2/library/app/blobs/${layer}?ns=docker.io`);
+      expect(byDigest.status).toBe(200);
+      expect(Buffer.from(await byDigest.arrayBuffer()).length).toBe(image.layers[0].size);
+    } finally {
+      await Promise.all([ghcrOnly.stop(), noTags.stop()]);
+    }
+  });
+
   it('refuses peer requests without a valid membership proof, with no bytes', async () => {
     const path = `/peer/v1/blobs/${image.layers[0].digest}`;
     const none = await fetch(`${a.peerUrl}${path}`);

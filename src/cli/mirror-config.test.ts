@@ -128,16 +128,11 @@ describe('meshctl mirror configure', () => {
     await expect(configure({ mirrorUrl: 'http://127.0.0.1:5000/v2' })).rejects.toThrow(/scheme, host and port/);
   });
 
-  it('names the path it cannot write', async () => {
-    await writeFile(join(tmp, 'file'), '');
-    await expect(configureMirror({ dir: join(tmp, 'file', 'certs.d'), containerdConfig })).rejects.toThrow(
-      `cannot create ${join(tmp, 'file', 'certs.d', '_default')}: a component of the path is not a directory`);
-  });
-
-  it.skipIf(process.getuid?.() === 0)('reports permission denied with the path', async () => {
+  it('names the path it cannot use', async () => {
     await mkdir(dir);
-    await chmod(dir, 0o500);
-    await expect(configure()).rejects.toThrow(`cannot create ${join(dir, '_default')}: permission denied`);
+    await writeFile(join(dir, '_default'), ''); // a file where the registry directory should be
+    await expect(configure()).rejects.toThrow(
+      `cannot read ${join(dir, '_default', 'hosts.toml')}: a component of the path is not a directory`);
   });
 
   it('prints the daemon.json entry and the Docker Hub limit', () => {
@@ -240,5 +235,18 @@ describe('the built CLI', () => {
     await writeFile(join(tmp, 'file'), '');
     const err = await run(process.execPath, [...base, 'configure', '--dir', join(tmp, 'file')]).then(() => undefined, (e: unknown) => e);
     expect(err).toMatchObject({ code: 2, stderr: expect.stringContaining(`meshctl: cannot read ${join(tmp, 'file')}`) });
+  });
+
+  // As root, the CLI runs as nobody (setpriv) to meet a directory it may not write.
+  const root = process.getuid?.() === 0;
+  it.skipIf(root && !['/usr/bin/setpriv', '/bin/setpriv'].some(existsSync))('permission denied names the path', async () => {
+    await mkdir(dir);
+    await chmod(tmp, 0o755);
+    if (!root) await chmod(dir, 0o555);
+    const args = [MESHCTL, 'mirror', 'configure', '--dir', dir, '--containerd-config', containerdConfig];
+    const [cmd, argv] = root ? ['setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, ...args]] : [process.execPath, args];
+    const err = await run(cmd, argv).then(() => undefined, (e: unknown) => e);
+    expect(err).toMatchObject({ code: 2, stderr: `meshctl: cannot create ${join(dir, '_default')}: permission denied (run as root, or choose another --dir)\n` });
+    expect(await readdir(dir)).toEqual([]);
   });
 });

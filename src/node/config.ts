@@ -29,6 +29,7 @@ export interface Config {
   reconcileIntervalMs: number;
   peerAddr: string;
   mirrorTags: boolean;
+  mirrorRegistries: string[];
   mirrorTimeoutMs: number;
 }
 
@@ -68,6 +69,7 @@ export function configCommand(): Command {
     .addOption(option('--swarm-key <file>', 'the fleet\'s shared key (meshctl swarm-key generate); without it the mesh is open to anyone'))
     .addOption(option('--record-ttl <duration>', 'lifetime of announcements; a node that dies disappears from who-has within it', '30m'))
     .addOption(option('--peer-addr <host:port>', 'peer data plane: serves what this host holds to members of the mesh', '0.0.0.0:5001'))
+    .addOption(listOption('--mirror-registry <host>', 'only images of these registries are looked for in the mesh (default: all)'))
     .addOption(option('--no-mirror-tags', 'do not resolve tags through the mesh (only digests)'))
     .addOption(option('--mirror-timeout <duration>', 'how long finding a holder may take before answering 404', '2s'))
     .addOption(option('--reconcile-interval <duration>', 'how often the announced keys are checked against the store', '1m'))
@@ -122,6 +124,7 @@ export function parseConfig(argv: string[]): Config {
     reconcileIntervalMs: parseDuration(o.reconcileInterval),
     peerAddr: o.peerAddr,
     mirrorTags: o.mirrorTags !== false && o.mirrorTags !== 'false',
+    mirrorRegistries: o.mirrorRegistry,
     mirrorTimeoutMs: parseDuration(o.mirrorTimeout),
   };
 }

@@ -86,6 +86,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
       maxManifestBytes: MAX_MANIFEST_BYTES,
       token: config.registryToken,
       mirror: config.mirrorTags ? mirror : { fetchBlob: (d) => mirror.fetchBlob(d), resolveTag: async () => undefined },
+      mirrorRegistries: config.mirrorRegistries,
       onPushed: (image, digest) => {
         mesh.router.publish({ type: 'image-pushed', image, digest, node: mesh.router.id })
           .catch((err) => log.warn({ err, image }, 'could not gossip the push'));
