@@ -1,24 +1,32 @@
 // `npm run bench`: meshd against Debian's Go docker-registry on this machine, loopback only.
 //  1. blob GET throughput (curl into /dev/null) of one large random blob: meshd on containerd, the Go
 //     registry, and meshd on its fs store for information; target: meshd ≥ 0.6× docker-registry;
-//  2. push time of a multi-layer OCI image with `skopeo copy`, fresh registry each round.
+//  2. push time of a multi-layer OCI image with `skopeo copy`, fresh registry each round;
+//  3. pull of the same image by containerd through the mirror (meshd B fetching from peer meshd A)
+//     against containerd pulling it straight from the Go registry; target: mirror throughput
+//     ≥ 0.7× the direct path's (direct time / mirror time), measured with `ctr content fetch`.
 // Prints a table and, last, one JSON line. Exits non-zero only on errors, not on a missed target.
 // Knobs (environment): BENCH_BLOB_MIB=256 BENCH_GET_ROUNDS=5 BENCH_GET_WARMUPS=1
-//                      BENCH_PUSH_ROUNDS=3 BENCH_LAYERS_MIB=40,35,30,25,20 BENCH_SKIP=get|push
+//                      BENCH_PUSH_ROUNDS=3 BENCH_LAYERS_MIB=40,35,30,25,20 BENCH_MIRROR_ROUNDS=3
+//                      BENCH_MIRROR_VARIANTS=fetch,pull BENCH_SKIP=get,push,mirror (any of them)
 //                      BENCH_MESHD_MAIN=/path/to/dist/src/node/main.js (another meshd build, for A/B)
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ensurePackages } from '../test/helpers/apt.js';
-import { buildImage } from '../test/helpers/oci-image.js';
+import { buildImage, type BuiltImage } from '../test/helpers/oci-image.js';
 import { cleanupOnSignals, onCleanup, runBench } from './lib/cleanup.js';
 import { MESHD_MAIN, startDockerRegistry, startMeshd, startMeshdOnContainerd, type Server } from './lib/servers.js';
-import { MiB, fixed, table } from './lib/stats.js';
+import { MB, MiB, fixed, median, table } from './lib/stats.js';
+import { benchMirrorPull, VARIANT_LABEL, type MirrorPullReport, type PullVariant } from './mirror-pull.js';
 import { benchGet, writeRandomBlob, type GetResult } from './registry-get.js';
 import { benchPush, type PushResult } from './skopeo-push.js';
 
 const GET_TARGET = 0.6;
+const MIRROR_TARGET = 0.7;
+/** The variant the mirror target is judged on: bytes into containerd, without the unpack both paths share. */
+const MIRROR_JUDGED: PullVariant = 'fetch';
 const MESHD_CTD = 'meshd (containerd)';
 const MESHD_FS = 'meshd (fs store)';
 const GO_REGISTRY = 'docker-registry (Go)';
@@ -56,11 +64,20 @@ async function getPhase(work: string): Promise<{ results: GetResult[]; blobBytes
   }
 }
 
-async function pushPhase(work: string): Promise<{ results: PushResult[]; imageBytes: number; layers: number }> {
+let builtImage: BuiltImage | undefined;
+
+/** The multi-layer image of the push and mirror phases, built once. */
+function benchImage(work: string): BuiltImage {
+  if (builtImage) return builtImage;
   const sizes = (process.env.BENCH_LAYERS_MIB ?? '40,35,30,25,20').split(',').map((s) => Number(s) * MiB);
   if (sizes.some((s) => !Number.isInteger(s) || s <= 0)) throw new Error('BENCH_LAYERS_MIB must be a comma-separated list of positive MiB counts');
   say(`building an OCI image: ${sizes.length} layers, ${sizes.map((s) => s / MiB).join('+')} MiB of random data…`);
-  const image = buildImage({ layerSizes: sizes, tag: 'bench', dir: join(work, 'image') });
+  return (builtImage = buildImage({ layerSizes: sizes, tag: 'bench', dir: join(work, 'image') }));
+}
+
+async function pushPhase(work: string): Promise<{ results: PushResult[]; imageBytes: number; layers: number }> {
+  const image = benchImage(work);
+  const sizes = image.layers.map((l) => l.size);
   const imageBytes = image.blobs.reduce((n, b) => n + b.size, 0);
   const results = await benchPush([
     { name: MESHD_CTD, start: () => startMeshdOnContainerd(MESHD_CTD) },
@@ -70,17 +87,24 @@ async function pushPhase(work: string): Promise<{ results: PushResult[]; imageBy
   return { results, imageBytes, layers: sizes.length };
 }
 
+async function mirrorPhase(work: string): Promise<MirrorPullReport> {
+  const variants = (process.env.BENCH_MIRROR_VARIANTS ?? 'fetch,pull').split(',').map((v) => v.trim()) as PullVariant[];
+  if (variants.some((v) => !(v in VARIANT_LABEL))) throw new Error('BENCH_MIRROR_VARIANTS must be a comma-separated list of fetch, pull');
+  return benchMirrorPull(benchImage(work), { work, rounds: envInt('BENCH_MIRROR_ROUNDS', 3), variants }, say);
+}
+
 async function main(): Promise<number> {
   cleanupOnSignals();
   if (!existsSync(MESHD_MAIN)) throw new Error(`${MESHD_MAIN} is missing: run \`npm run build\` (npm run bench does)`);
   say(`meshd: ${MESHD_MAIN}`);
-  await ensurePackages({ containerd: 'containerd', ctr: 'containerd', skopeo: 'skopeo', 'docker-registry': 'docker-registry', curl: 'curl', gzip: 'gzip', tar: 'tar' });
+  await ensurePackages({ containerd: 'containerd', ctr: 'containerd', skopeo: 'skopeo', 'docker-registry': 'docker-registry', curl: 'curl', gzip: 'gzip', tar: 'tar', time: 'time' });
   const work = await mkdtemp(join(tmpdir(), 'lm-bench-'));
   onCleanup(`work dir ${work}`, () => rm(work, { recursive: true, force: true }));
   const skip = process.env.BENCH_SKIP ?? '';
 
   const get = skip.includes('get') ? undefined : await getPhase(work);
   const push = skip.includes('push') ? undefined : await pushPhase(work);
+  const mirror = skip.includes('mirror') ? undefined : await mirrorPhase(work);
 
   const json: Record<string, unknown> = { bench: 'layermesh-registry', node: process.version };
   say('');
@@ -125,6 +149,50 @@ async function main(): Promise<number> {
       roundsSeconds: Object.fromEntries(push.results.map((r) => [r.name, r.rounds.map((x) => Number(x.toFixed(3)))])),
       serverCpuSeconds: Object.fromEntries(push.results.map((r) => [r.name, Number(r.cpuSeconds.toFixed(2))])),
       timeRatio: Number(ratio.toFixed(3)),
+    };
+  }
+  if (mirror) {
+    const rounds = mirror.variants[0]?.mirror.length ?? 0;
+    say(`Pull through the mirror, ${mirror.layers}-layer image (${fixed(mirror.imageBytes / MiB, 0)} MiB): containerd ← meshd B ← peer meshd A, against containerd ← docker-registry; fresh client namespace and fresh meshd B per round, median of ${rounds} rounds`);
+    const row = (v: (typeof mirror.variants)[number], path: 'mirror' | 'direct') => {
+      const rs = v[path];
+      const secs = rs.map((r) => r.seconds);
+      const med = median(secs);
+      return [
+        `${VARIANT_LABEL[v.variant]}: ${path === 'mirror' ? 'mirror (B ← A)' : 'direct (docker-registry)'}`,
+        fixed(med, 2), fixed(Math.min(...secs), 2), fixed(Math.max(...secs), 2), fixed(mirror.imageBytes / med / MB, 0),
+        fixed(median(rs.map((r) => r.serverCpu)), 2), fixed(median(rs.map((r) => r.containerdCpu)), 2), fixed(median(rs.map((r) => r.clientCpu)), 2),
+        path === 'mirror' ? fixed(median(rs.map((r) => r.lastBlobInSeconds ?? NaN)), 2) : '',
+      ];
+    };
+    say(table([
+      ['path', 'median s', 'min', 'max', 'MB/s', 'server CPU s', 'containerd CPU s', 'ctr CPU s', 'B has all blobs at s'],
+      ...mirror.variants.flatMap((v) => [row(v, 'mirror'), row(v, 'direct')]),
+    ]));
+    for (const v of mirror.variants) say(`  ${VARIANT_LABEL[v.variant]}: mirror throughput = ${fixed(v.ratio, 2)}× direct`);
+    say(`  raw GET of the largest layer (curl): A's peer data plane ${fixed(mirror.peerPlaneMBps, 0)} MB/s, docker-registry ${fixed(mirror.registryMBps, 0)} MB/s`);
+    const judged = mirror.variants.find((v) => v.variant === MIRROR_JUDGED) ?? mirror.variants[0];
+    const mirrorMissed = judged.ratio < MIRROR_TARGET;
+    say(`Mirror ratio (${VARIANT_LABEL[judged.variant]}) direct time / mirror time = ${fixed(judged.ratio, 2)} (target ≥ ${MIRROR_TARGET}): ${mirrorMissed ? 'TARGET MISSED' : 'target met'}`);
+    say('');
+    const r3 = (x: number) => Number(x.toFixed(3));
+    json.mirror = {
+      imageBytes: mirror.imageBytes,
+      layers: mirror.layers,
+      judgedOn: judged.variant,
+      ratio: r3(judged.ratio),
+      target: MIRROR_TARGET,
+      met: !mirrorMissed,
+      peerPlaneMBps: Number(mirror.peerPlaneMBps.toFixed(1)),
+      registryMBps: Number(mirror.registryMBps.toFixed(1)),
+      variants: Object.fromEntries(mirror.variants.map((v) => [v.variant, {
+        ratio: r3(v.ratio),
+        seconds: { mirror: r3(v.mirrorMedianSeconds), direct: r3(v.directMedianSeconds) },
+        roundsSeconds: { mirror: v.mirror.map((r) => r3(r.seconds)), direct: v.direct.map((r) => r3(r.seconds)) },
+        serverCpuSeconds: { mirror: r3(median(v.mirror.map((r) => r.serverCpu))), direct: r3(median(v.direct.map((r) => r.serverCpu))) },
+        containerdCpuSeconds: { mirror: r3(median(v.mirror.map((r) => r.containerdCpu))), direct: r3(median(v.direct.map((r) => r.containerdCpu))) },
+        lastBlobInSeconds: v.mirror.map((r) => r3(r.lastBlobInSeconds ?? NaN)),
+      }])),
     };
   }
   console.log(JSON.stringify(json));

@@ -12,8 +12,9 @@ export interface Download {
   bytesPerSecond: number;
 }
 
-export async function curlGet(url: string): Promise<Download> {
-  const { stdout } = await exec('curl', ['-sS', '-o', '/dev/null', '-w', '%{http_code} %{size_download} %{time_total} %{speed_download}', url], {
+export async function curlGet(url: string, headers: Record<string, string> = {}): Promise<Download> {
+  const h = Object.entries(headers).flatMap(([k, v]) => ['-H', `${k}: ${v}`]);
+  const { stdout } = await exec('curl', ['-sS', '-o', '/dev/null', '-w', '%{http_code} %{size_download} %{time_total} %{speed_download}', ...h, url], {
     timeout: 300_000,
   });
   const [status, bytes, seconds, speed] = stdout.trim().split(' ').map(Number);

@@ -32,19 +32,36 @@ let loopbackFlags: Promise<string[]> | undefined;
 
 /**
  * Flags that keep every listener of this meshd build on loopback: builds with libp2p listen on
- * 0.0.0.0:4001 by default (and two of them would collide), so ask for 127.0.0.1 and a free port.
+ * 0.0.0.0:4001 by default, builds with the peer data plane on 0.0.0.0:5001 (and two of them would
+ * collide), so ask for 127.0.0.1 and a free port for whichever listeners this build has.
  */
 function meshdLoopbackFlags(): Promise<string[]> {
   return (loopbackFlags ??= promisify(execFile)(process.execPath, [MESHD_MAIN, '--help']).then(
-    ({ stdout }) => (stdout.includes('--p2p-listen') ? ['--p2p-listen', '/ip4/127.0.0.1/tcp/0'] : []),
+    ({ stdout }) => [
+      ...(stdout.includes('--p2p-listen') ? ['--p2p-listen', '/ip4/127.0.0.1/tcp/0'] : []),
+      ...(stdout.includes('--peer-addr') ? ['--peer-addr', '127.0.0.1:0'] : []),
+    ],
     () => [],
   ));
 }
 
 const tempDir = (prefix: string) => mkdtemp(join(tmpdir(), prefix));
 
+/** A meshd with what its "meshd ready" line tells (mesh fields only from builds that have them). */
+export interface MeshdServer extends Server {
+  /** The peer data plane's URL. */
+  peerUrl?: string;
+  peerId?: string;
+  /** Dialable libp2p multiaddrs, with /p2p/<id>. */
+  p2p: string[];
+  /** Its JSON log lines so far (the most recent 5,000). */
+  logs: Record<string, unknown>[];
+}
+
+const MAX_LOG_ENTRIES = 5000;
+
 /** meshd from dist/, on 127.0.0.1:0; the URL comes from its "meshd ready" log line. */
-export async function startMeshd(name: string, storeArgs: string[]): Promise<Server> {
+export async function startMeshd(name: string, storeArgs: string[]): Promise<MeshdServer> {
   const loopback = await meshdLoopbackFlags();
   const dataDir = await tempDir('lm-bench-meshd-');
   const removeDir = onCleanup(`meshd data ${dataDir}`, () => rm(dataDir, { recursive: true, force: true }));
@@ -57,25 +74,33 @@ export async function startMeshd(name: string, storeArgs: string[]): Promise<Ser
     recent.push(line);
     if (recent.length > 20) recent.shift();
   };
+  const logs: Record<string, unknown>[] = [];
   createInterface({ input: proc.stderr! }).on('line', remember);
   try {
-    const url = await new Promise<string>((resolve, reject) => {
+    const ready = await new Promise<{ registry: string; peer?: string; peerId?: string; p2p?: string[] }>((resolve, reject) => {
       proc.once('error', reject);
       createInterface({ input: proc.stdout! }).on('line', (line) => {
         remember(line);
         try {
-          const entry = JSON.parse(line) as { msg?: string; registry?: string };
-          if (entry.msg === 'meshd ready' && entry.registry) resolve(entry.registry);
+          const entry = JSON.parse(line) as { msg?: string; registry?: string; peer?: string; peerId?: string; p2p?: string[] };
+          logs.push(entry);
+          if (logs.length > MAX_LOG_ENTRIES) logs.shift();
+          if (entry.msg === 'meshd ready' && entry.registry) resolve(entry as typeof entry & { registry: string });
         } catch {
           // not JSON: kept for the error message
         }
       });
       void exited(proc).then(() => reject(new Error(`meshd (${name}) exited with ${proc.exitCode ?? proc.signalCode} before ready:\n${recent.join('\n')}`)));
     });
+    const url = ready.registry;
     return {
       name,
       url,
       host: url.replace(/^http:\/\//, ''),
+      peerUrl: ready.peer,
+      peerId: ready.peerId,
+      p2p: ready.p2p ?? [],
+      logs,
       pids: [proc.pid!],
       stop: async () => {
         await stopProc();
@@ -89,23 +114,43 @@ export async function startMeshd(name: string, storeArgs: string[]): Promise<Ser
   }
 }
 
-/** A private containerd (CRI off, own root/state/socket) with meshd `--store containerd` on it. */
-export async function startMeshdOnContainerd(name: string): Promise<Server> {
+export interface PrivateContainerd {
+  socket: string;
+  /** containerd's own process (for CPU accounting). */
+  pids: number[];
+  stop(): Promise<void>;
+}
+
+/**
+ * A private containerd (CRI off, own root/state/socket, namespaces isolated from each other's content,
+ * see writeContainerdConfig), registered for cleanup.
+ */
+export async function startPrivateContainerd(): Promise<PrivateContainerd> {
   const containerd = await startContainerd();
-  const stopContainerd = onCleanup(`containerd ${containerd.socket}`, () => containerd.stop());
+  const stop = onCleanup(`containerd ${containerd.socket}`, () => containerd.stop());
+  try {
+    return { socket: containerd.socket, pids: await pidsWithArg(join(dirname(containerd.socket), 'config.toml')), stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
+
+/** A private containerd with meshd `--store containerd` on it. */
+export async function startMeshdOnContainerd(name: string): Promise<Server> {
+  const containerd = await startPrivateContainerd();
   try {
     const meshd = await startMeshd(name, ['--store', 'containerd', '--containerd-socket', containerd.socket, '--containerd-namespace', 'bench']);
-    const containerdPids = await pidsWithArg(join(dirname(containerd.socket), 'config.toml'));
     return {
       ...meshd,
-      pids: [...meshd.pids, ...containerdPids],
+      pids: [...meshd.pids, ...containerd.pids],
       stop: async () => {
         await meshd.stop();
-        await stopContainerd();
+        await containerd.stop();
       },
     };
   } catch (err) {
-    await stopContainerd();
+    await containerd.stop();
     throw err;
   }
 }

@@ -110,6 +110,7 @@ export class Mirror implements MirrorSource {
           throw new Error(`answered ${res.status}`);
         }
         used.add(peer.id);
+        this.opts.log.info({ digest, peer: peer.id, offset }, 'peer transfer started');
         for await (const chunk of Readable.fromWeb(res.body as import('node:stream/web').ReadableStream<Uint8Array>)) {
           clearTimeout(timer);
           timer = setTimeout(() => stall.abort(new Error('peer stalled')), this.opts.stallTimeoutMs);
