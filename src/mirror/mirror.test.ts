@@ -122,6 +122,20 @@ describe('Mirror', () => {
     expect((await stored(store, sha(data)))!.equals(data)).toBe(true);
   });
 
+  it('asks the next holder too when the nearest is slow to answer, and takes whichever answers first', async () => {
+    const data = randomBytes(100_000);
+    const slow = await peer('slow', 1, (req, res, offset) => setTimeout(() => !res.destroyed && serves(data)(req, res, offset), 3000));
+    const quick = await peer('quick', 9, serves(data));
+    const store = new MemoryStore();
+    const started = Date.now();
+    expect(await mirror(store, [slow, quick]).fetchBlob(sha(data))).toBe(true);
+    // The default hedge delay is 300 ms: far sooner than the slow peer's 3 s.
+    expect(Date.now() - started).toBeLessThan(1500);
+    expect(slow.requests).toHaveLength(1);
+    expect(quick.requests).toHaveLength(1);
+    expect((await stored(store, sha(data)))!.equals(data)).toBe(true);
+  });
+
   it('shares one transfer between concurrent requests for a blob', async () => {
     const data = randomBytes(200_000);
     const holder = await peer('holder', 1, (req, res, offset) => setTimeout(() => serves(data)(req, res, offset), 100));

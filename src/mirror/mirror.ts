@@ -27,11 +27,22 @@ export interface MirrorOptions {
 }
 
 const MAX_MANIFEST_BYTES = 4 << 20;
+/** Hedge delay until enough answer times are known, and its floor. */
+const HEDGE_DEFAULT_MS = 300;
+const HEDGE_MIN_MS = 20;
+
+interface Opened {
+  peer: PeerEndpoint;
+  body: Readable;
+  abort(): void;
+}
 
 export class Mirror implements MirrorSource {
   readonly #inflight = new Map<string, Promise<boolean>>();
   /** Peers that sent wrong bytes, by id: they go last from then on. */
   readonly #strikes = new Map<string, number>();
+  /** How long recent peers took to answer (ms), for the hedge delay. */
+  readonly #answerTimes: number[] = [];
 
   constructor(private readonly opts: MirrorOptions) {}
 
@@ -100,20 +111,16 @@ export class Mirror implements MirrorSource {
   /** The blob's bytes from the first holder that answers, continuing on the next from the same offset. */
   async *#bytes(digest: string, candidates: PeerEndpoint[], used: Set<string>): AsyncIterable<Uint8Array> {
     let offset = 0;
-    for (const peer of candidates) {
-      const stall = new AbortController();
-      let timer = setTimeout(() => stall.abort(new Error('peer stalled')), this.opts.stallTimeoutMs);
+    const untried = [...candidates];
+    for (let opened = await this.#open(digest, untried, offset); opened; opened = await this.#open(digest, untried, offset)) {
+      const { peer, body, abort } = opened;
+      used.add(peer.id);
+      this.opts.log.info({ digest, peer: peer.id, offset }, 'peer transfer started');
+      let timer = setTimeout(abort, this.opts.stallTimeoutMs);
       try {
-        const res = await this.#get(peer, `/peer/v1/blobs/${digest}`, { range: offset, signal: stall.signal });
-        if (res.status !== (offset ? 206 : 200) || !res.body) {
-          await res.body?.cancel();
-          throw new Error(`answered ${res.status}`);
-        }
-        used.add(peer.id);
-        this.opts.log.info({ digest, peer: peer.id, offset }, 'peer transfer started');
-        for await (const chunk of Readable.fromWeb(res.body as import('node:stream/web').ReadableStream<Uint8Array>)) {
+        for await (const chunk of body) {
           clearTimeout(timer);
-          timer = setTimeout(() => stall.abort(new Error('peer stalled')), this.opts.stallTimeoutMs);
+          timer = setTimeout(abort, this.opts.stallTimeoutMs);
           offset += chunk.length;
           yield chunk;
         }
@@ -125,5 +132,65 @@ export class Mirror implements MirrorSource {
       }
     }
     throw new Error(`no holder of ${digest} could send it (${candidates.length} tried)`);
+  }
+
+  /**
+   * Asks holders (taken from `untried`, nearest first) for the blob from `offset`. When the one asked
+   * has not answered within the hedge delay, the next is asked too; the first good answer wins and
+   * the others are cancelled. Undefined when every holder failed.
+   */
+  #open(digest: string, untried: PeerEndpoint[], offset: number): Promise<Opened | undefined> {
+    const path = `/peer/v1/blobs/${digest}`;
+    return new Promise((resolve) => {
+      const asked: AbortController[] = [];
+      let pending = 0;
+      let won = false;
+      let hedge: NodeJS.Timeout | undefined;
+      const ask = () => {
+        clearTimeout(hedge);
+        const peer = untried.shift();
+        if (!peer) {
+          if (pending === 0 && !won) resolve(undefined);
+          return;
+        }
+        pending++;
+        const ctl = new AbortController();
+        asked.push(ctl);
+        const started = performance.now();
+        const noAnswer = setTimeout(() => ctl.abort(new Error('no answer')), this.opts.stallTimeoutMs);
+        hedge = setTimeout(ask, this.#hedgeDelayMs());
+        this.#get(peer, path, { range: offset, signal: ctl.signal })
+          .then(async (res) => {
+            clearTimeout(noAnswer);
+            if (res.status !== (offset ? 206 : 200) || !res.body) {
+              await res.body?.cancel();
+              throw new Error(`answered ${res.status}`);
+            }
+            if (won) return void (await res.body.cancel());
+            won = true;
+            clearTimeout(hedge);
+            this.#answerTimes.push(performance.now() - started);
+            if (this.#answerTimes.length > 100) this.#answerTimes.shift();
+            for (const other of asked) if (other !== ctl) other.abort(new Error('another holder answered first'));
+            const body = Readable.fromWeb(res.body as import('node:stream/web').ReadableStream<Uint8Array>);
+            resolve({ peer, body, abort: () => ctl.abort(new Error('peer stalled')) });
+          })
+          .catch((err: Error) => {
+            clearTimeout(noAnswer);
+            pending--;
+            if (won) return;
+            this.opts.log.warn({ digest, peer: peer.id, offset, err: err.message }, 'peer did not serve; asking the next holder');
+            ask();
+          });
+      };
+      ask();
+    });
+  }
+
+  /** Like Spegel: ask the next holder once the first is slower than nearly all answers seen so far. */
+  #hedgeDelayMs(): number {
+    if (this.#answerTimes.length < 10) return HEDGE_DEFAULT_MS;
+    const sorted = [...this.#answerTimes].sort((a, b) => a - b);
+    return Math.max(HEDGE_MIN_MS, sorted[Math.floor(sorted.length * 0.95)]);
   }
 }
