@@ -38,7 +38,7 @@ const serves = (data: Buffer): Handler => (_req, res, offset) => {
 
 function mirror(store: MemoryStore, peers: PeerEndpoint[] | (() => PeerEndpoint[]), stallTimeoutMs = 5000) {
   const list = typeof peers === 'function' ? peers : () => peers;
-  return new Mirror({ store, findPeers: async () => list(), key, log: pino({ level: 'silent' }), lookupTimeoutMs: 1000, stallTimeoutMs });
+  return new Mirror({ store, findPeers: async () => list(), key, log: pino({ level: 'silent' }), lookupTimeoutMs: 1000, stallTimeoutMs, resolveTags: true });
 }
 
 async function stored(store: MemoryStore, digest: string): Promise<Buffer | undefined> {
@@ -134,6 +134,42 @@ describe('Mirror', () => {
     expect(slow.requests).toHaveLength(1);
     expect(quick.requests).toHaveLength(1);
     expect((await stored(store, sha(data)))!.equals(data)).toBe(true);
+  });
+
+  it('streams a blob to its first reader as it arrives, and keeps it', async () => {
+    const data = randomBytes(3_000_000);
+    const holder = await peer('holder', 1, serves(data));
+    const store = new MemoryStore();
+    const m = mirror(store, [holder]);
+    const live = await m.streamBlob(sha(data));
+    if (live === undefined || live === 'busy') throw new Error(`expected a live blob, got ${live}`);
+    expect(live.size).toBe(data.length);
+    expect(await m.streamBlob(sha(data))).toBe('busy');
+    const chunks: Buffer[] = [];
+    for await (const c of live.stream) chunks.push(c);
+    expect(Buffer.concat(chunks).equals(data)).toBe(true);
+    expect(await m.fetchBlob(sha(data))).toBe(true);
+    expect((await stored(store, sha(data)))!.equals(data)).toBe(true);
+  });
+
+  it('cuts a live response short when the bytes do not match, and keeps nothing', async () => {
+    const data = randomBytes(1_000_000);
+    const corrupted = Buffer.from(data);
+    corrupted[999_000] ^= 1;
+    const liar = await peer('liar', 1, serves(corrupted));
+    const store = new MemoryStore();
+    const live = await mirror(store, [liar]).streamBlob(sha(data));
+    if (live === undefined || live === 'busy') throw new Error(`expected a live blob, got ${live}`);
+    let received = 0;
+    await expect((async () => {
+      for await (const c of live.stream) received += c.length;
+    })()).rejects.toThrow(/did not match/);
+    expect(received).toBeLessThan(data.length);
+    expect(await store.stat(sha(data))).toBeUndefined();
+  });
+
+  it('answers undefined at once when nobody holds the blob', async () => {
+    expect(await mirror(new MemoryStore(), []).streamBlob(sha(randomBytes(10)))).toBeUndefined();
   });
 
   it('shares one transfer between concurrent requests for a blob', async () => {

@@ -1,7 +1,8 @@
-// What this host lacks, fetched from the peers that hold it: nearest first, verified against
+// What this host lacks, fetched from the peers that hold it: nearest first, hedged, verified against
 // the digest before anything is kept, continuing on another holder from the same byte when a
-// transfer breaks. Concurrent requests for one blob share one transfer.
-import { Readable } from 'node:stream';
+// transfer breaks. The first client reads the bytes as they arrive; concurrent requests for the
+// blob share the one transfer and are served from the store once it is complete.
+import { PassThrough, Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { DigestMismatchError, isDigest, type Descriptor, type Store } from '../containerd/store.js';
 import type { MirrorSource } from '../registry/context.js';
@@ -24,6 +25,8 @@ export interface MirrorOptions {
   lookupTimeoutMs: number;
   /** A peer that sends no byte for this long is given up for the next one. */
   stallTimeoutMs: number;
+  /** Whether image names are looked up in the mesh (else only digests). */
+  resolveTags: boolean;
 }
 
 const MAX_MANIFEST_BYTES = 4 << 20;
@@ -34,7 +37,54 @@ const HEDGE_MIN_MS = 20;
 interface Opened {
   peer: PeerEndpoint;
   body: Readable;
+  /** Size of the whole blob, as the peer states it (the digest check is what makes it trustworthy). */
+  total: number | undefined;
   abort(): void;
+}
+
+/** A blob arriving from a peer, as one client reads it. */
+export interface LiveBlob {
+  size: number;
+  stream: Readable;
+}
+
+interface Live {
+  client: HeldBackStream;
+  sized(size: number | undefined): void;
+}
+
+/**
+ * What one client reads while a blob arrives: every chunk, except that the last is held back until
+ * the digest is verified. Wrong bytes therefore never complete a response: it is cut short instead.
+ */
+class HeldBackStream {
+  readonly stream = new PassThrough();
+  #held?: Uint8Array;
+  #gone = false;
+
+  constructor() {
+    this.stream.once('close', () => (this.#gone = true));
+  }
+
+  /** Writes the previous chunk and holds this one; waits while the client is slower than the peer. */
+  async push(chunk: Uint8Array): Promise<void> {
+    const previous = this.#held;
+    this.#held = chunk;
+    if (previous === undefined || this.#gone || this.stream.write(previous)) return;
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        this.stream.off('drain', done).off('close', done);
+        resolve();
+      };
+      this.stream.on('drain', done).on('close', done);
+    });
+  }
+
+  finish(verified: boolean): void {
+    if (this.#gone) return;
+    if (verified) this.stream.end(this.#held);
+    else this.stream.destroy(new Error('the blob from the mesh did not match its digest'));
+  }
 }
 
 export class Mirror implements MirrorSource {
@@ -45,6 +95,22 @@ export class Mirror implements MirrorSource {
   readonly #answerTimes: number[] = [];
 
   constructor(private readonly opts: MirrorOptions) {}
+
+  async streamBlob(digest: string): Promise<LiveBlob | 'busy' | undefined> {
+    if (!isDigest(digest)) return undefined;
+    if (this.#inflight.has(digest)) return 'busy';
+    let sized!: (size: number | undefined) => void;
+    const size = new Promise<number | undefined>((resolve) => (sized = resolve));
+    const client = new HeldBackStream();
+    const fetching = this.#fetch(digest, { client, sized }).finally(() => {
+      this.#inflight.delete(digest);
+      sized(undefined);
+    });
+    this.#inflight.set(digest, fetching);
+    const total = await size;
+    if (total === undefined) return (await fetching) ? 'busy' : undefined;
+    return { size: total, stream: client.stream };
+  }
 
   fetchBlob(digest: string): Promise<boolean> {
     if (!isDigest(digest)) return Promise.resolve(false);
@@ -57,6 +123,7 @@ export class Mirror implements MirrorSource {
   }
 
   async resolveTag(image: string): Promise<Descriptor | undefined> {
+    if (!this.opts.resolveTags) return undefined;
     for (const peer of await this.#holders(image)) {
       try {
         const res = await this.#get(peer, `/peer/v1/images?name=${encodeURIComponent(image)}`);
@@ -83,17 +150,22 @@ export class Mirror implements MirrorSource {
     return fetch(`${peer.url}${path}`, { headers, signal: init.signal ?? AbortSignal.timeout(this.opts.stallTimeoutMs) });
   }
 
-  async #fetch(digest: string): Promise<boolean> {
+  /** Fetches into the store; `live`, when given, gets the first attempt's bytes as they arrive. */
+  async #fetch(digest: string, live?: Live): Promise<boolean> {
     let candidates = await this.#holders(digest);
     while (candidates.length > 0) {
       const upload = await this.opts.store.beginUpload();
       const used = new Set<string>();
       try {
-        await upload.append(this.#bytes(digest, candidates, used));
+        await upload.append(this.#bytes(digest, candidates, used, live));
         await upload.commit({ digest });
+        live?.client.finish(true);
         this.opts.log.info({ digest, bytes: upload.offset, from: [...used] }, 'fetched from the mesh');
         return true;
       } catch (err) {
+        // The live client's response is cut short: its last bytes were held back, so it never completes.
+        live?.client.finish(false);
+        live = undefined;
         await upload.abort();
         if (!(err instanceof DigestMismatchError)) {
           this.opts.log.warn({ digest, err: (err as Error).message }, 'no peer could serve the blob');
@@ -109,11 +181,12 @@ export class Mirror implements MirrorSource {
   }
 
   /** The blob's bytes from the first holder that answers, continuing on the next from the same offset. */
-  async *#bytes(digest: string, candidates: PeerEndpoint[], used: Set<string>): AsyncIterable<Uint8Array> {
+  async *#bytes(digest: string, candidates: PeerEndpoint[], used: Set<string>, live?: Live): AsyncIterable<Uint8Array> {
     let offset = 0;
     const untried = [...candidates];
     for (let opened = await this.#open(digest, untried, offset); opened; opened = await this.#open(digest, untried, offset)) {
       const { peer, body, abort } = opened;
+      if (offset === 0) live?.sized(opened.total);
       used.add(peer.id);
       this.opts.log.info({ digest, peer: peer.id, offset }, 'peer transfer started');
       let timer = setTimeout(abort, this.opts.stallTimeoutMs);
@@ -122,6 +195,7 @@ export class Mirror implements MirrorSource {
           clearTimeout(timer);
           timer = setTimeout(abort, this.opts.stallTimeoutMs);
           offset += chunk.length;
+          await live?.client.push(chunk);
           yield chunk;
         }
         return;
@@ -173,7 +247,8 @@ export class Mirror implements MirrorSource {
             if (this.#answerTimes.length > 100) this.#answerTimes.shift();
             for (const other of asked) if (other !== ctl) other.abort(new Error('another holder answered first'));
             const body = Readable.fromWeb(res.body as import('node:stream/web').ReadableStream<Uint8Array>);
-            resolve({ peer, body, abort: () => ctl.abort(new Error('peer stalled')) });
+            const total = Number(/\/(\d+)$/.exec(res.headers.get('content-range') ?? '')?.[1] ?? res.headers.get('content-length') ?? NaN);
+            resolve({ peer, body, total: Number.isSafeInteger(total) ? total : undefined, abort: () => ctl.abort(new Error('peer stalled')) });
           })
           .catch((err: Error) => {
             clearTimeout(noAnswer);

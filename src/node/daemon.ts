@@ -75,6 +75,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
       log: log.child({ component: 'mirror' }),
       lookupTimeoutMs: config.mirrorTimeoutMs,
       stallTimeoutMs: PEER_STALL_MS,
+      resolveTags: config.mirrorTags,
     });
     const uploads = new UploadSessions(store, { maxBlobBytes: config.maxUploadSize, idleTimeoutMs: config.uploadTimeoutMs }, log.child({ component: 'uploads' }));
     // Uploads not finished when the registry has closed are aborted: nothing partial survives the daemon.
@@ -85,7 +86,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
       log: log.child({ component: 'registry' }),
       maxManifestBytes: MAX_MANIFEST_BYTES,
       token: config.registryToken,
-      mirror: config.mirrorTags ? mirror : { fetchBlob: (d) => mirror.fetchBlob(d), resolveTag: async () => undefined },
+      mirror,
       mirrorRegistries: config.mirrorRegistries,
       onPushed: (image, digest) => {
         mesh.router.publish({ type: 'image-pushed', image, digest, node: mesh.router.id })

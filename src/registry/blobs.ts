@@ -50,8 +50,20 @@ export async function getBlob(ctx: RouteContext): Promise<unknown> {
   const { store, req, reply, ref: digest, log } = ctx;
   if (!isDigest(digest)) throw digestInvalid('invalid digest', { digest });
   if (await serveBlob(store, digest, req, reply, log)) return;
-  // Not here: fetch it from a peer that holds it, then serve it like any local blob.
-  if (ctx.mirror && (await ctx.mirror.fetchBlob(digest)) && (await serveBlob(store, digest, req, reply, log))) return;
+  if (!ctx.mirror) throw blobUnknown(digest);
+  // Not here. A whole GET reads the blob as it arrives from a peer; anything else waits for it.
+  if (req.method === 'GET' && !req.headers.range) {
+    const live = await ctx.mirror.streamBlob(digest);
+    if (live === undefined) throw blobUnknown(digest);
+    if (live !== 'busy') {
+      return reply
+        .header('docker-content-digest', digest)
+        .header('content-type', 'application/octet-stream')
+        .header('content-length', live.size)
+        .send(live.stream);
+    }
+  }
+  if ((await ctx.mirror.fetchBlob(digest)) && (await serveBlob(store, digest, req, reply, log))) return;
   throw blobUnknown(digest);
 }
 

@@ -1,4 +1,5 @@
 // What every route handler gets.
+import type { Readable } from 'node:stream';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import type { Descriptor, Store } from '../containerd/store.js';
@@ -6,6 +7,11 @@ import type { UploadSessions } from './upload-sessions.js';
 
 /** Fills the store from the mesh. Both calls resolve false/undefined quickly when no peer has it. */
 export interface MirrorSource {
+  /**
+   * Starts fetching a blob into the store and gives its bytes as they arrive, the last ones only once
+   * verified: undefined when nobody holds it, 'busy' when a fetch of it is already under way.
+   */
+  streamBlob(digest: string): Promise<{ size: number; stream: Readable } | 'busy' | undefined>;
   /** Fetches a blob (or manifest) by digest into the store, verified; true when the store now holds it. */
   fetchBlob(digest: string): Promise<boolean>;
   /** The manifest a peer holds under this image name (`docker.io/library/app:1`), fetched into the store. */
