@@ -8,7 +8,7 @@ import { bodyOf, type RouteContext } from './context.js';
 import { digestInvalid, manifestUnknown, RegistryError } from './errors.js';
 import { digestImageName, isTag, parseImageName, tagImageName } from './names.js';
 import { reachable, readManifest, readSmallBlob } from './references.js';
-import { sourceLabels } from './uploads.js';
+import { created, sourceLabels } from './uploads.js';
 
 /** The manifest a reference names in this repository and its bytes, from the store or else from the mesh. */
 async function resolve(ctx: RouteContext): Promise<{ target: Descriptor; body: Buffer } | undefined> {
@@ -96,12 +96,7 @@ export async function putManifest(ctx: RouteContext): Promise<unknown> {
   }
   ctx.log.info({ repo: ctx.repo, reference: ref, digest }, 'manifest pushed');
   if (manifest.subject) ctx.reply.header('oci-subject', manifest.subject.digest);
-  return ctx.reply
-    .code(201)
-    .header('location', `/v2/${ctx.name}/manifests/${digest}`)
-    .header('docker-content-digest', digest)
-    .header('content-length', 0)
-    .send();
+  return created(ctx, digest, 'manifests');
 }
 
 export async function deleteManifest(ctx: RouteContext): Promise<unknown> {

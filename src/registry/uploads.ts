@@ -18,10 +18,11 @@ function checkDeclaredLength(ctx: RouteContext): void {
   if (declared > ctx.uploads.limits.maxBlobBytes) throw tooLarge(ctx.uploads.limits.maxBlobBytes);
 }
 
-function created(ctx: RouteContext, digest: string): unknown {
+/** 201 for a stored blob or manifest, with where to fetch it. */
+export function created(ctx: RouteContext, digest: string, kind: 'blobs' | 'manifests' = 'blobs'): unknown {
   return ctx.reply
     .code(201)
-    .header('location', `/v2/${ctx.name}/blobs/${digest}`)
+    .header('location', `/v2/${ctx.name}/${kind}/${digest}`)
     .header('docker-content-digest', digest)
     .header('content-length', 0)
     .send();
