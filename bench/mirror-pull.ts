@@ -13,7 +13,8 @@ import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { generateSwarmKey, parseSwarmKey } from '../src/dht/swarm-key.js';
+import { peerKey, proof } from '../src/mirror/peer-auth.js';
 import { ctr } from '../test/helpers/containerd.js';
 import type { BuiltImage } from '../test/helpers/oci-image.js';
 import { waitFor } from '../test/helpers/wait.js';
@@ -23,9 +24,6 @@ import { cpuSeconds } from './lib/procs.js';
 import { startDockerRegistry, startMeshd, startPrivateContainerd, type MeshdServer, type PrivateContainerd, type Server } from './lib/servers.js';
 import { MB, median } from './lib/stats.js';
 import { skopeoCopy } from './skopeo-push.js';
-
-/** meshctl of the same build as the bench (it only generates the swarm key). */
-const MESHCTL = fileURLToPath(new URL('../src/cli/meshctl.js', import.meta.url));
 
 export type PullVariant = 'fetch' | 'pull';
 export type PullPath = 'mirror' | 'direct';
@@ -43,7 +41,10 @@ export interface PullRound {
   containerdCpu: number;
   /** CPU seconds of the ctr client itself. */
   clientCpu: number;
-  /** Mirror only: seconds from the start of the pull until meshd B had the last blob from A. */
+  /**
+   * Mirror only: seconds from the start of the pull until meshd B had stored the last blob from A
+   * (later than the pull's end when B streams blobs through and stores them after).
+   */
   lastBlobInSeconds?: number;
 }
 
@@ -92,7 +93,7 @@ async function dropNamespace(socket: string, ns: string): Promise<void> {
   if (images.length) await ctr(socket, ['-n', ns, 'images', 'rm', '--sync', ...images]).catch(() => '');
   const leases = await lines(['leases', 'ls', '-q']);
   if (leases.length) await ctr(socket, ['-n', ns, 'leases', 'rm', '--sync', ...leases]).catch(() => '');
-  const content = (await lines(['content', 'ls', '-q']));
+  const content = await lines(['content', 'ls', '-q']);
   if (content.length) await ctr(socket, ['-n', ns, 'content', 'rm', ...content]).catch(() => '');
   await ctr(socket, ['namespaces', 'rm', ns]).catch(() => ''); // refused if anything is left: harmless
 }
@@ -134,8 +135,8 @@ async function startNodeB(s: Setup): Promise<{ b: MeshdServer; ns: string }> {
       const peers = JSON.parse(res.body) as { id: string; info?: { dataPlanePort?: number } }[];
       return peers.some((p) => p.id === s.a.peerId && p.info?.dataPlanePort);
     }, { timeoutMs: 30_000, intervalMs: 100 });
-    // B's start (DHT bootstrap, first reconcile) must not overlap the measured pull.
-    await settle([...b.pids, ...s.a.pids]);
+    // B's start (DHT bootstrap, first reconcile) and the previous round's GC must not overlap the measured pull.
+    await settle([...b.pids, ...s.a.pids, ...s.containerd.pids]);
     return { b, ns };
   } catch (err) {
     await b.stop();
@@ -179,11 +180,16 @@ async function pullOnce(s: Setup, variant: PullVariant, path: PullPath): Promise
     if (missing.length) throw new Error(`${path} ${variant}: the client namespace lacks ${missing.map((b) => b.digest).join(', ')}`);
     const round: PullRound = { seconds, serverCpu, containerdCpu, clientCpu };
     if (nodeB) {
-      // ... and every one of them came from A's data plane, in this round.
-      const fetched = nodeB.b.logs.filter((l) => l.msg === 'fetched from the mesh');
-      const notFromA = s.image.blobs.filter((b) => !fetched.some((l) => l.digest === b.digest));
-      if (notFromA.length) throw new Error(`meshd B did not fetch ${notFromA.map((b) => b.digest).join(', ')} from the mesh`);
-      round.lastBlobInSeconds = (Math.max(...fetched.map((l) => Number(l.time))) - startedAt) / 1000;
+      // ... and every one of them came from A's data plane, in this round (B may still be storing the
+      // last ones when the client is done, if it streams them through).
+      const b = nodeB.b;
+      const fetched = () => b.logs.filter((l) => l.msg === 'fetched from the mesh');
+      const notFromA = () => s.image.blobs.filter((blob) => !fetched().some((l) => l.digest === blob.digest));
+      await waitFor('meshd B to have fetched every blob from A', () => notFromA().length === 0, { timeoutMs: 30_000, intervalMs: 50 })
+        .catch(() => {
+          throw new Error(`meshd B did not fetch ${notFromA().map((blob) => blob.digest).join(', ')} from the mesh`);
+        });
+      round.lastBlobInSeconds = (Math.max(...fetched().map((l) => Number(l.time))) - startedAt) / 1000;
     }
     return round;
   } finally {
@@ -198,10 +204,6 @@ async function pullOnce(s: Setup, variant: PullVariant, path: PullPath): Promise
 
 /** curl of one blob: from A's peer data plane (signed like meshd signs) and from docker-registry. */
 async function rawGets(s: Setup, rounds: number): Promise<{ peer: number; registry: number }> {
-  const [{ peerKey, proof }, { parseSwarmKey }] = await Promise.all([
-    import('../src/mirror/peer-auth.js'),
-    import('../src/dht/swarm-key.js'),
-  ]);
   const key = peerKey(parseSwarmKey(await readFile(s.keyFile, 'utf8')));
   const blob = [...s.image.layers].sort((x, y) => y.size - x.size)[0];
   const peer: number[] = [];
@@ -230,14 +232,7 @@ export async function benchMirrorPull(
     const containerd = await startPrivateContainerd();
     stops.push(() => containerd.stop());
     const keyFile = join(work, 'swarm.key');
-    const key = await new Promise<string>((resolve, reject) => {
-      const p = spawn(process.execPath, [MESHCTL, 'swarm-key', 'generate'], { stdio: ['ignore', 'pipe', 'inherit'] });
-      let out = '';
-      p.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-      p.once('error', reject);
-      p.once('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`meshctl swarm-key generate exited with ${code}`))));
-    });
-    await writeFile(keyFile, key, { mode: 0o600 });
+    await writeFile(keyFile, generateSwarmKey(), { mode: 0o600 }); // what `meshctl swarm-key generate` prints
     const a = await startMeshd('meshd A', [
       '--store', 'containerd', '--containerd-socket', containerd.socket, '--containerd-namespace', `bench-a-${suffix()}`,
       '--swarm-key', keyFile, '--node-name', 'a',
