@@ -29,7 +29,9 @@ export async function reachable(store: Store, records: ImageRecord[]): Promise<S
     if (seen.has(d.digest)) continue;
     seen.add(d.digest);
     if (!MANIFEST_MEDIA_TYPES.includes(d.mediaType)) continue;
-    const found = await readManifest(store, d.digest, d.mediaType).catch(() => undefined);
+    // Absent children (platforms not pulled) are leaves; a stored manifest that does not parse fails the
+    // walk, since guessing it references nothing could let a delete remove what it needs.
+    const found = await readManifest(store, d.digest, d.mediaType);
     if (found) queue.push(...children(found.manifest));
   }
   return seen;
