@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { parseConfig } from './config.js';
 
 describe('meshd configuration', () => {
@@ -9,6 +9,7 @@ describe('meshd configuration', () => {
   afterEach(() => {
     delete process.env.MESHD_REGISTRY_ADDR;
   });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   it('has defaults a local daemon needs', () => {
     const c = parseConfig([]);
@@ -22,7 +23,6 @@ describe('meshd configuration', () => {
     process.env.MESHD_REGISTRY_ADDR = '127.0.0.1:7001';
     expect(parseConfig(['--config', file]).registryAddr).toBe('127.0.0.1:7001');
     expect(parseConfig(['--config', file, '--registry-addr', '127.0.0.1:7002']).registryAddr).toBe('127.0.0.1:7002');
-    rmSync(dir, { recursive: true, force: true });
   });
 
   it('takes repeatable options from flags, comma lists and YAML lists', () => {
@@ -30,7 +30,7 @@ describe('meshd configuration', () => {
       .toEqual(['/ip4/10.0.0.1/tcp/4001', '/ip4/10.0.0.2/tcp/4001', '/ip4/10.0.0.3/tcp/4001']);
     expect(parseConfig(['--p2p-listen', '/ip4/127.0.0.1/tcp/0']).p2pListen).toEqual(['/ip4/127.0.0.1/tcp/0']);
     expect(parseConfig([]).p2pListen).toEqual(['/ip4/0.0.0.0/tcp/4001']);
-    const file = join(mkdtempSync(join(tmpdir(), 'meshd-config-')), 'lists.yaml');
+    const file = join(dir, 'lists.yaml');
     writeFileSync(file, 'bootstrap:\n  - /ip4/10.0.0.9/tcp/4001\nlabel: [zone=eu, tier=edge]\nmdns: true\n');
     expect(parseConfig(['--config', file])).toMatchObject({
       bootstrap: ['/ip4/10.0.0.9/tcp/4001'],
@@ -40,7 +40,7 @@ describe('meshd configuration', () => {
   });
 
   it('names what is wrong in a config file', () => {
-    const file = join(mkdtempSync(join(tmpdir(), 'meshd-config-')), 'bad.yaml');
+    const file = join(dir, 'bad.yaml');
     writeFileSync(file, 'registry-adr: 1\n');
     expect(() => parseConfig(['--config', file])).toThrow(/unknown option "registry-adr"/);
     expect(() => parseConfig(['--max-upload-size', 'lots'])).toThrow(/not a size/);

@@ -1,6 +1,6 @@
 // The peer serving a large blob dies (SIGKILL) mid-transfer: the pull still completes, from the
 // other holder, with the right digest. Shaped links make the transfer slow enough to kill.
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildImage, type BuiltImage } from '../helpers/oci-image.js';
@@ -22,6 +22,7 @@ describe('mirror failover between real hosts', () => {
   }, 180_000);
   afterAll(async () => {
     await fleet?.down();
+    if (image) rmSync(image.dir, { recursive: true, force: true });
   });
 
   it('completes a pull from the other holder when the serving peer is killed mid-blob', async () => {

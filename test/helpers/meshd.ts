@@ -45,7 +45,10 @@ export async function startMeshd(args: string[] = [], opts: { dataDir?: string }
     });
     void exited.then((code) => reject(new Error(`meshd exited with ${code} before ready: ${stderr}\n${JSON.stringify(logs.slice(-5))}`)));
   });
-  const { registry: url, peer, peerId, p2p } = await ready;
+  const { registry: url, peer, peerId, p2p } = await ready.catch(async (err) => {
+    if (!opts.dataDir) await rm(dataDir, { recursive: true, force: true });
+    throw err;
+  });
   const stop = async (signal: NodeJS.Signals = 'SIGTERM') => {
     if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
     const code = await exited;
