@@ -32,6 +32,16 @@ export function hasCode(err: unknown, code: grpc.status): boolean {
   return err instanceof ContainerdError && err.code === code;
 }
 
+/** The call's result, or undefined when containerd says the thing does not exist. */
+export async function unlessNotFound<T>(call: Promise<T>): Promise<T | undefined> {
+  try {
+    return await call;
+  } catch (err) {
+    if (hasCode(err, grpc.status.NOT_FOUND)) return undefined;
+    throw err;
+  }
+}
+
 export interface CallOptions {
   /** Sent as `containerd-lease`: what the call creates is held by that lease. */
   lease?: string;

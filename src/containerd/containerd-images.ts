@@ -3,7 +3,7 @@
 import type { Logger } from 'pino';
 import { MANIFEST_MEDIA_TYPES, children, parseManifest, type ParsedManifest } from '../oci/manifest.js';
 import { NotFoundError, isDigest, type Descriptor, type ImageRecord, type ImageStore, type Store } from './store.js';
-import { Code, hasCode, type ContainerdClient } from './containerd-client.js';
+import { Code, hasCode, unlessNotFound, type ContainerdClient } from './containerd-client.js';
 import { BLOB_LEASE_PREFIX, blobLeaseId, deleteLease, listLeaseIds } from './containerd-leases.js';
 
 /** Registries cap manifests at 4 MiB; refuse to buffer anything larger as one. */
@@ -28,13 +28,8 @@ export class ContainerdImages implements ImageStore {
   }
 
   async get(name: string): Promise<ImageRecord | undefined> {
-    try {
-      const res = await this.client.unary<{ image: WireImage }>('images', 'Get', { name }, name);
-      return fromWire(res.image);
-    } catch (err) {
-      if (hasCode(err, Code.NOT_FOUND)) return undefined;
-      throw err;
-    }
+    const res = await unlessNotFound(this.client.unary<{ image: WireImage }>('images', 'Get', { name }, name));
+    return res && fromWire(res.image);
   }
 
   async put(record: ImageRecord): Promise<void> {
@@ -54,13 +49,7 @@ export class ContainerdImages implements ImageStore {
   }
 
   async delete(name: string): Promise<boolean> {
-    try {
-      await this.client.unary('images', 'Delete', { name }, name);
-      return true;
-    } catch (err) {
-      if (hasCode(err, Code.NOT_FOUND)) return false;
-      throw err;
-    }
+    return (await unlessNotFound(this.client.unary('images', 'Delete', { name }, name).then(() => true))) ?? false;
   }
 
   /**

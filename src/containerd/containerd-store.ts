@@ -9,7 +9,7 @@ import type { Logger } from 'pino';
 import {
   NotFoundError, digestHex, isDigest, type BlobInfo, type BlobReader, type ByteRange, type Store, type StoreEvent, type Upload,
 } from './store.js';
-import { Code, ContainerdClient, hasCode } from './containerd-client.js';
+import { ContainerdClient, unlessNotFound } from './containerd-client.js';
 import { ContainerdImages } from './containerd-images.js';
 import { ContainerdUpload } from './containerd-upload.js';
 import { CLOSE_EVENT, LOCAL_EVENT, containerdEvents } from './containerd-events.js';
@@ -53,13 +53,8 @@ export class ContainerdStore implements Store {
   }
 
   async stat(digest: string): Promise<BlobInfo | undefined> {
-    try {
-      const res = await this.client.unary<{ info: WireInfo }>('content', 'Info', { digest }, digest);
-      return toBlobInfo(res.info);
-    } catch (err) {
-      if (hasCode(err, Code.NOT_FOUND)) return undefined;
-      throw err;
-    }
+    const res = await unlessNotFound(this.client.unary<{ info: WireInfo }>('content', 'Info', { digest }, digest));
+    return res && toBlobInfo(res.info);
   }
 
   async open(digest: string, range?: ByteRange): Promise<BlobReader> {
@@ -91,14 +86,9 @@ export class ContainerdStore implements Store {
   }
 
   async delete(digest: string): Promise<boolean> {
-    try {
-      await this.client.unary('content', 'Delete', { digest }, digest);
-      if (isDigest(digest)) await deleteLease(this.client, blobLeaseId(digest), this.logger);
-      return true;
-    } catch (err) {
-      if (hasCode(err, Code.NOT_FOUND)) return false;
-      throw err;
-    }
+    const deleted = await unlessNotFound(this.client.unary('content', 'Delete', { digest }, digest).then(() => true));
+    if (deleted && isDigest(digest)) await deleteLease(this.client, blobLeaseId(digest), this.logger);
+    return deleted ?? false;
   }
 
   async *blobs(): AsyncIterable<BlobInfo> {
