@@ -2,9 +2,10 @@
 // and undo it. Every hosts.toml written here starts with MARKER; files without it belong to someone else and are
 // backed up before being replaced, and restored byte for byte.
 import { constants } from 'node:fs';
-import { copyFile, mkdir, readdir, readFile, rename, rmdir, stat, unlink, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readdir, readFile, rename, rmdir, stat, unlink } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { parse, stringify, type TomlTable } from 'smol-toml';
+import { writeAtomically } from '../util/atomic-file.js';
 
 export const DEFAULT_CERTS_DIR = '/etc/containerd/certs.d';
 export const DEFAULT_MIRROR_URL = 'http://127.0.0.1:5000';
@@ -137,18 +138,6 @@ async function registryDirs(dir: string): Promise<string[]> {
     if (s?.isDirectory()) dirs.push(name);
   }
   return dirs;
-}
-
-/** Writes next to the target and renames over it, so a reader never sees half a file. */
-async function writeAtomic(path: string, content: string): Promise<void> {
-  const tmp = `${path}.layermesh-tmp-${process.pid}`;
-  await attempt('write', tmp, () => writeFile(tmp, content, { mode: 0o644 }));
-  try {
-    await rename(tmp, path);
-  } catch (err) {
-    await unlink(tmp).catch(() => {});
-    throw fsError(err, 'replace', path);
-  }
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -376,7 +365,7 @@ export async function configureMirror(opts: ConfigureOptions = {}): Promise<Conf
       // COPYFILE_EXCL: an existing backup is never overwritten.
       await attempt('back up to', backupPath, () => copyFile(p.path, backupPath, constants.COPYFILE_EXCL));
     }
-    await writeAtomic(p.path, p.content);
+    await attempt('write', p.path, () => writeAtomically(p.path, p.content));
   }
 
   // A registry with a directory of its own does not use _default: say which ones escape the mirror.
