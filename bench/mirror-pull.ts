@@ -6,7 +6,9 @@
 //   - meshd A (namespace of its own, holds the image), docker-registry (holds the same image);
 //   - for every mirror round a fresh meshd B (fresh data dir and namespace, bootstrap to A, same swarm
 //     key), so that each round really transfers every blob from A; B's start is not timed;
-//   - every pull goes into a fresh client namespace, removed afterwards.
+//   - the mirror path pulls into B's namespace, as on a real host where containerd pulls into the
+//     namespace its meshd serves (B then sees the client's copy and stores none of its own); the direct
+//     path pulls into a fresh namespace; both are removed afterwards.
 // Two variants, rounds alternating between the paths: `ctr content fetch` (bytes into containerd only)
 // and `ctr images pull` (fetch, then unpack into the default snapshotter, the same work for both paths).
 import { spawn } from 'node:child_process';
@@ -147,7 +149,7 @@ async function startNodeB(s: Setup): Promise<{ b: MeshdServer; ns: string }> {
 
 async function pullOnce(s: Setup, variant: PullVariant, path: PullPath): Promise<PullRound> {
   const { socket } = s.containerd;
-  const clientNs = `bench-client-${suffix()}`;
+  let clientNs = `bench-client-${suffix()}`;
   const timeFile = join(s.work, `time-${clientNs}`);
   const verb = variant === 'pull' ? ['images', 'pull'] : ['content', 'fetch'];
   let nodeB: { b: MeshdServer; ns: string } | undefined;
@@ -156,6 +158,7 @@ async function pullOnce(s: Setup, variant: PullVariant, path: PullPath): Promise
     let serverPids: number[];
     if (path === 'mirror') {
       nodeB = await startNodeB(s);
+      clientNs = nodeB.ns;
       const hosts = join(s.work, `hosts-${clientNs}`);
       await mkdir(join(hosts, '_default'), { recursive: true });
       // Only meshd B: if it could not serve, the pull would fail (nothing listens on 127.0.0.1:9).
@@ -194,11 +197,8 @@ async function pullOnce(s: Setup, variant: PullVariant, path: PullPath): Promise
     return round;
   } finally {
     await rm(timeFile, { force: true });
+    if (nodeB) await nodeB.b.stop();
     await dropNamespace(socket, clientNs);
-    if (nodeB) {
-      await nodeB.b.stop();
-      await dropNamespace(socket, nodeB.ns);
-    }
   }
 }
 

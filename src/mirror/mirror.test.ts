@@ -3,10 +3,14 @@ import { createHash, randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { pino } from 'pino';
-import { afterEach, describe, expect, it } from 'vitest';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { MemoryStore } from '../containerd/memory-store.js';
 import { Mirror, type PeerEndpoint } from './mirror.js';
 import { AUTH_HEADER, peerKey, verifyProof } from './peer-auth.js';
+import { Spools } from './spools.js';
 
 const key = peerKey(new TextEncoder().encode('test fleet'));
 const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
@@ -36,9 +40,25 @@ const serves = (data: Buffer): Handler => (_req, res, offset) => {
   res.end(data.subarray(offset));
 };
 
+let spoolDir: string;
+let spools: Spools;
+beforeEach(async () => {
+  spoolDir = await mkdtemp(join(tmpdir(), 'mirror-test-'));
+  spools = await Spools.open(spoolDir);
+});
+
 function mirror(store: MemoryStore, peers: PeerEndpoint[] | (() => PeerEndpoint[]), stallTimeoutMs = 5000) {
   const list = typeof peers === 'function' ? peers : () => peers;
-  return new Mirror({ store, findPeers: async () => list(), key, log: pino({ level: 'silent' }), lookupTimeoutMs: 1000, stallTimeoutMs, resolveTags: true });
+  return new Mirror({
+    store, spools, findPeers: async () => list(), key, log: pino({ level: 'silent' }),
+    lookupTimeoutMs: 1000, stallTimeoutMs, resolveTags: true, clientCommitGraceMs: 200,
+  });
+}
+
+async function readAll(stream: AsyncIterable<Buffer>): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const c of stream) chunks.push(c);
+  return Buffer.concat(chunks);
 }
 
 async function stored(store: MemoryStore, digest: string): Promise<Buffer | undefined> {
@@ -49,6 +69,7 @@ async function stored(store: MemoryStore, digest: string): Promise<Buffer | unde
 }
 
 afterEach(async () => {
+  await rm(spoolDir, { recursive: true, force: true });
   await Promise.all(servers.splice(0).map((s) => new Promise((r) => {
     s.close(r);
     s.closeAllConnections();
@@ -136,20 +157,41 @@ describe('Mirror', () => {
     expect((await stored(store, sha(data)))!.equals(data)).toBe(true);
   });
 
-  it('streams a blob to its first reader as it arrives, and keeps it', async () => {
+  it('streams a blob to every reader as it arrives from one transfer, and keeps it', async () => {
     const data = randomBytes(3_000_000);
     const holder = await peer('holder', 1, serves(data));
     const store = new MemoryStore();
     const m = mirror(store, [holder]);
-    const live = await m.streamBlob(sha(data));
-    if (live === undefined || live === 'busy') throw new Error(`expected a live blob, got ${live}`);
-    expect(live.size).toBe(data.length);
-    expect(await m.streamBlob(sha(data))).toBe('busy');
-    const chunks: Buffer[] = [];
-    for await (const c of live.stream) chunks.push(c);
-    expect(Buffer.concat(chunks).equals(data)).toBe(true);
+    const [first, second] = await Promise.all([m.streamBlob(sha(data)), m.streamBlob(sha(data))]);
+    expect(first?.size).toBe(data.length);
+    expect(second?.size).toBe(data.length);
+    const [a, b] = await Promise.all([readAll(first!.stream), readAll(second!.stream)]);
+    expect(a.equals(data) && b.equals(data)).toBe(true);
+    expect(holder.requests).toHaveLength(1);
+    // Nobody else stored it, so after the grace the mirror keeps its own copy; the spool file is gone.
     expect(await m.fetchBlob(sha(data))).toBe(true);
     expect((await stored(store, sha(data)))!.equals(data)).toBe(true);
+    expect(await readdir(spoolDir)).toEqual([]);
+  });
+
+  it('does not store a second copy of a blob the reading client stored itself', async () => {
+    const data = randomBytes(500_000);
+    const holder = await peer('holder', 1, serves(data));
+    const store = new MemoryStore();
+    const m = mirror(store, [holder]);
+    const live = await m.streamBlob(sha(data));
+    // The client (think: this host's containerd) stores what it read, as a pull does.
+    const upload = await store.beginUpload();
+    await upload.append(live!.stream);
+    await upload.commit({ digest: sha(data) });
+    const commits: string[] = [];
+    const beginUpload = store.beginUpload.bind(store);
+    store.beginUpload = async () => {
+      commits.push('mirror');
+      return beginUpload();
+    };
+    expect(await m.fetchBlob(sha(data))).toBe(true);
+    expect(commits).toEqual([]);
   });
 
   it('cuts a live response short when the bytes do not match, and keeps nothing', async () => {
@@ -159,11 +201,11 @@ describe('Mirror', () => {
     const liar = await peer('liar', 1, serves(corrupted));
     const store = new MemoryStore();
     const live = await mirror(store, [liar]).streamBlob(sha(data));
-    if (live === undefined || live === 'busy') throw new Error(`expected a live blob, got ${live}`);
+    if (!live) throw new Error('expected a live blob');
     let received = 0;
     await expect((async () => {
       for await (const c of live.stream) received += c.length;
-    })()).rejects.toThrow(/did not match/);
+    })()).rejects.toThrow(/did not match|ended/);
     expect(received).toBeLessThan(data.length);
     expect(await store.stat(sha(data))).toBeUndefined();
   });

@@ -1,12 +1,15 @@
 // What this host lacks, fetched from the peers that hold it: nearest first, hedged, verified against
 // the digest before anything is kept, continuing on another holder from the same byte when a
-// transfer breaks. The first client reads the bytes as they arrive; concurrent requests for the
-// blob share the one transfer and are served from the store once it is complete.
-import { PassThrough, Readable } from 'node:stream';
+// transfer breaks. Bytes land in a spool file that every reader (local clients, peers) reads as it
+// grows; once verified, the blob goes into the store unless the local client has already put it there.
+import { finished } from 'node:stream/promises';
+import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { DigestMismatchError, isDigest, type Descriptor, type Store } from '../containerd/store.js';
 import type { MirrorSource } from '../registry/context.js';
-import { AUTH_HEADER, proof } from './peer-auth.js';
+import { peerRequest, readSmall, type PeerResponse } from './peer-client.js';
+import type { Spool } from './spool.js';
+import type { Spools } from './spools.js';
 
 export interface PeerEndpoint {
   id: string;
@@ -17,6 +20,7 @@ export interface PeerEndpoint {
 
 export interface MirrorOptions {
   store: Store;
+  spools: Spools;
   /** Holders of a key other than this node, as data plane endpoints. */
   findPeers(key: string, signal: AbortSignal): Promise<PeerEndpoint[]>;
   key: Buffer;
@@ -27,18 +31,24 @@ export interface MirrorOptions {
   stallTimeoutMs: number;
   /** Whether image names are looked up in the mesh (else only digests). */
   resolveTags: boolean;
+  /**
+   * After a local client has read a blob, how long its containerd may take to show it (it commits
+   * what it pulled) before this node stores its own copy. Default 1 s.
+   */
+  clientCommitGraceMs?: number;
 }
 
 const MAX_MANIFEST_BYTES = 4 << 20;
 /** Hedge delay until enough answer times are known, and its floor. */
 const HEDGE_DEFAULT_MS = 300;
 const HEDGE_MIN_MS = 20;
+const COMMIT_POLL_MS = 25;
 
 interface Opened {
   peer: PeerEndpoint;
   body: Readable;
   /** Size of the whole blob, as the peer states it (the digest check is what makes it trustworthy). */
-  total: number | undefined;
+  total: number;
   abort(): void;
 }
 
@@ -48,47 +58,17 @@ export interface LiveBlob {
   stream: Readable;
 }
 
-interface Live {
-  client: HeldBackStream;
-  sized(size: number | undefined): void;
-}
-
-/**
- * What one client reads while a blob arrives: every chunk, except that the last is held back until
- * the digest is verified. Wrong bytes therefore never complete a response: it is cut short instead.
- */
-class HeldBackStream {
-  readonly stream = new PassThrough();
-  #held?: Uint8Array;
-  #gone = false;
-
-  constructor() {
-    this.stream.once('close', () => (this.#gone = true));
-  }
-
-  /** Writes the previous chunk and holds this one; waits while the client is slower than the peer. */
-  async push(chunk: Uint8Array): Promise<void> {
-    const previous = this.#held;
-    this.#held = chunk;
-    if (previous === undefined || this.#gone || this.stream.write(previous)) return;
-    await new Promise<void>((resolve) => {
-      const done = () => {
-        this.stream.off('drain', done).off('close', done);
-        resolve();
-      };
-      this.stream.on('drain', done).on('close', done);
-    });
-  }
-
-  finish(verified: boolean): void {
-    if (this.#gone) return;
-    if (verified) this.stream.end(this.#held);
-    else this.stream.destroy(new Error('the blob from the mesh did not match its digest'));
-  }
+/** One blob on its way from the mesh into this node, shared by everyone who asks for it meanwhile. */
+interface Transfer {
+  spool: Promise<Spool>;
+  /** True once the store holds the blob. */
+  done: Promise<boolean>;
+  /** Local clients reading it; the store copy waits for them (they may store it themselves). */
+  clients: Promise<unknown>[];
 }
 
 export class Mirror implements MirrorSource {
-  readonly #inflight = new Map<string, Promise<boolean>>();
+  readonly #transfers = new Map<string, Transfer>();
   /** Peers that sent wrong bytes, by id: they go last from then on. */
   readonly #strikes = new Map<string, number>();
   /** How long recent peers took to answer (ms), for the hedge delay. */
@@ -96,39 +76,48 @@ export class Mirror implements MirrorSource {
 
   constructor(private readonly opts: MirrorOptions) {}
 
-  async streamBlob(digest: string): Promise<LiveBlob | 'busy' | undefined> {
+  async streamBlob(digest: string): Promise<LiveBlob | undefined> {
     if (!isDigest(digest)) return undefined;
-    if (this.#inflight.has(digest)) return 'busy';
-    let sized!: (size: number | undefined) => void;
-    const size = new Promise<number | undefined>((resolve) => (sized = resolve));
-    const client = new HeldBackStream();
-    const fetching = this.#fetch(digest, { client, sized }).finally(() => {
-      this.#inflight.delete(digest);
-      sized(undefined);
-    });
-    this.#inflight.set(digest, fetching);
-    const total = await size;
-    if (total === undefined) return (await fetching) ? 'busy' : undefined;
-    return { size: total, stream: client.stream };
+    const transfer = this.#transfer(digest);
+    const spool = await transfer.spool;
+    const size = await spool.sized();
+    if (size === undefined) return undefined;
+    const stream = spool.reader();
+    transfer.clients.push(finished(stream).catch(() => undefined));
+    return { size, stream };
   }
 
   fetchBlob(digest: string): Promise<boolean> {
-    if (!isDigest(digest)) return Promise.resolve(false);
-    let pending = this.#inflight.get(digest);
-    if (!pending) {
-      pending = this.#fetch(digest).finally(() => this.#inflight.delete(digest));
-      this.#inflight.set(digest, pending);
+    return isDigest(digest) ? this.#transfer(digest).done : Promise.resolve(false);
+  }
+
+  #transfer(digest: string): Transfer {
+    let transfer = this.#transfers.get(digest);
+    if (!transfer) {
+      const spool = this.opts.spools.create(digest);
+      const clients: Promise<unknown>[] = [];
+      const done = spool
+        .then((s) => this.#fetch(s, clients))
+        .catch((err: Error) => {
+          this.opts.log.error({ digest, err }, 'fetching from the mesh failed');
+          return false;
+        })
+        .finally(() => this.#transfers.delete(digest));
+      transfer = { spool, done, clients };
+      this.#transfers.set(digest, transfer);
     }
-    return pending;
+    return transfer;
   }
 
   async resolveTag(image: string): Promise<Descriptor | undefined> {
     if (!this.opts.resolveTags) return undefined;
     for (const peer of await this.#holders(image)) {
       try {
-        const res = await this.#get(peer, `/peer/v1/images?name=${encodeURIComponent(image)}`);
-        if (!res.ok) continue;
-        const target = (await res.json()) as Descriptor;
+        const path = `/peer/v1/images?name=${encodeURIComponent(image)}`;
+        const res = await peerRequest(peer.url, path, this.opts.key, { signal: AbortSignal.timeout(this.opts.stallTimeoutMs) });
+        const answer = await readSmall(res, 64 << 10);
+        if (res.status !== 200) continue;
+        const target = JSON.parse(answer.toString()) as Descriptor;
         if (!isDigest(target.digest) || target.size > MAX_MANIFEST_BYTES) continue;
         if (await this.fetchBlob(target.digest)) return { mediaType: target.mediaType, digest: target.digest, size: target.size };
       } catch (err) {
@@ -144,29 +133,31 @@ export class Mirror implements MirrorSource {
     return peers.sort((a, b) => strikes(a) - strikes(b) || (a.rttMs ?? Infinity) - (b.rttMs ?? Infinity));
   }
 
-  #get(peer: PeerEndpoint, path: string, init: { range?: number; signal?: AbortSignal } = {}): Promise<Response> {
-    const headers: Record<string, string> = { [AUTH_HEADER]: proof(this.opts.key, 'GET', path) };
-    if (init.range) headers.range = `bytes=${init.range}-`;
-    return fetch(`${peer.url}${path}`, { headers, signal: init.signal ?? AbortSignal.timeout(this.opts.stallTimeoutMs) });
+  /** Receives the blob into its spool and then into the store; false when no holder sent the right bytes. */
+  async #fetch(spool: Spool, clients: Promise<unknown>[]): Promise<boolean> {
+    const { digest } = spool;
+    try {
+      if (await this.opts.store.stat(digest)) return true; // arrived meanwhile (the transfer before just ended)
+      if (!(await this.#receive(spool))) return false;
+      await this.#keep(spool, clients);
+      return true;
+    } finally {
+      await this.opts.spools.remove(spool);
+    }
   }
 
-  /** Fetches into the store; `live`, when given, gets the first attempt's bytes as they arrive. */
-  async #fetch(digest: string, live?: Live): Promise<boolean> {
+  async #receive(spool: Spool): Promise<boolean> {
+    const { digest } = spool;
     let candidates = await this.#holders(digest);
     while (candidates.length > 0) {
-      const upload = await this.opts.store.beginUpload();
       const used = new Set<string>();
       try {
-        await upload.append(this.#bytes(digest, candidates, used, live));
-        await upload.commit({ digest });
-        live?.client.finish(true);
-        this.opts.log.info({ digest, bytes: upload.offset, from: [...used] }, 'fetched from the mesh');
+        for await (const chunk of this.#bytes(spool, candidates, used)) await spool.append(chunk);
+        await spool.flush();
+        spool.verify();
+        this.opts.log.info({ digest, bytes: spool.written, from: [...used] }, 'fetched from the mesh');
         return true;
       } catch (err) {
-        // The live client's response is cut short: its last bytes were held back, so it never completes.
-        live?.client.finish(false);
-        live = undefined;
-        await upload.abort();
         if (!(err instanceof DigestMismatchError)) {
           this.opts.log.warn({ digest, err: (err as Error).message }, 'no peer could serve the blob');
           return false;
@@ -174,33 +165,59 @@ export class Mirror implements MirrorSource {
         // Wrong bytes: whoever sent them is not asked again for this blob, and goes last for others.
         for (const id of used) this.#strikes.set(id, (this.#strikes.get(id) ?? 0) + 1);
         this.opts.log.warn({ digest, peers: [...used], actual: err.actual }, 'peer sent bytes that do not match the digest');
+        await spool.restart();
         candidates = candidates.filter((c) => !used.has(c.id));
       }
     }
     return false;
   }
 
-  /** The blob's bytes from the first holder that answers, continuing on the next from the same offset. */
-  async *#bytes(digest: string, candidates: PeerEndpoint[], used: Set<string>, live?: Live): AsyncIterable<Uint8Array> {
-    let offset = 0;
+  /**
+   * Puts the verified blob into the store. A local client that read it is usually this host's own
+   * containerd, which stores what it pulled: a second copy from here would double the work, so
+   * the store is given a moment to show the client's copy first.
+   */
+  async #keep(spool: Spool, clients: Promise<unknown>[]): Promise<void> {
+    const { store } = this.opts;
+    if (clients.length > 0) {
+      await Promise.all(clients);
+      const deadline = Date.now() + (this.opts.clientCommitGraceMs ?? 1000);
+      while (Date.now() < deadline) {
+        if (await store.stat(spool.digest)) return void this.opts.log.debug({ digest: spool.digest }, 'the local client stored the blob');
+        await new Promise((r) => setTimeout(r, COMMIT_POLL_MS));
+      }
+    }
+    if (await store.stat(spool.digest)) return;
+    this.opts.log.debug({ digest: spool.digest }, 'storing the blob from its spool');
+    const upload = await store.beginUpload();
+    try {
+      await upload.append(spool.reader());
+      await upload.commit({ digest: spool.digest, size: spool.written });
+    } catch (err) {
+      await upload.abort();
+      throw err;
+    }
+  }
+
+  /** The blob's bytes from the first holder that answers, continuing on the next from the spool's end. */
+  async *#bytes(spool: Spool, candidates: PeerEndpoint[], used: Set<string>): AsyncIterable<Uint8Array> {
+    const { digest } = spool;
     const untried = [...candidates];
-    for (let opened = await this.#open(digest, untried, offset); opened; opened = await this.#open(digest, untried, offset)) {
+    for (let opened = await this.#open(digest, untried, 0); opened; opened = await this.#open(digest, untried, spool.received)) {
       const { peer, body, abort } = opened;
-      if (offset === 0) live?.sized(opened.total);
+      spool.setSize(opened.total);
       used.add(peer.id);
-      this.opts.log.info({ digest, peer: peer.id, offset }, 'peer transfer started');
+      this.opts.log.info({ digest, peer: peer.id, offset: spool.received }, 'peer transfer started');
       let timer = setTimeout(abort, this.opts.stallTimeoutMs);
       try {
         for await (const chunk of body) {
           clearTimeout(timer);
           timer = setTimeout(abort, this.opts.stallTimeoutMs);
-          offset += chunk.length;
-          await live?.client.push(chunk);
           yield chunk;
         }
         return;
       } catch (err) {
-        this.opts.log.warn({ digest, peer: peer.id, offset, err: (err as Error).message }, 'peer transfer failed; trying the next holder');
+        this.opts.log.warn({ digest, peer: peer.id, offset: spool.received, err: (err as Error).message }, 'peer transfer failed; trying the next holder');
       } finally {
         clearTimeout(timer);
       }
@@ -233,22 +250,21 @@ export class Mirror implements MirrorSource {
         const started = performance.now();
         const noAnswer = setTimeout(() => ctl.abort(new Error('no answer')), this.opts.stallTimeoutMs);
         hedge = setTimeout(ask, this.#hedgeDelayMs());
-        this.#get(peer, path, { range: offset, signal: ctl.signal })
-          .then(async (res) => {
+        peerRequest(peer.url, path, this.opts.key, { from: offset, signal: ctl.signal })
+          .then((res) => {
             clearTimeout(noAnswer);
-            if (res.status !== (offset ? 206 : 200) || !res.body) {
-              await res.body?.cancel();
-              throw new Error(`answered ${res.status}`);
+            const total = totalSize(res);
+            if (res.status !== (offset ? 206 : 200) || total === undefined) {
+              res.body.destroy();
+              throw new Error(`answered ${res.status}${total === undefined ? ' without a size' : ''}`);
             }
-            if (won) return void (await res.body.cancel());
+            if (won) return void res.body.destroy();
             won = true;
             clearTimeout(hedge);
             this.#answerTimes.push(performance.now() - started);
             if (this.#answerTimes.length > 100) this.#answerTimes.shift();
             for (const other of asked) if (other !== ctl) other.abort(new Error('another holder answered first'));
-            const body = Readable.fromWeb(res.body as import('node:stream/web').ReadableStream<Uint8Array>);
-            const total = Number(/\/(\d+)$/.exec(res.headers.get('content-range') ?? '')?.[1] ?? res.headers.get('content-length') ?? NaN);
-            resolve({ peer, body, total: Number.isSafeInteger(total) ? total : undefined, abort: () => ctl.abort(new Error('peer stalled')) });
+            resolve({ peer, body: res.body, total, abort: () => ctl.abort(new Error('peer stalled')) });
           })
           .catch((err: Error) => {
             clearTimeout(noAnswer);
@@ -268,4 +284,10 @@ export class Mirror implements MirrorSource {
     const sorted = [...this.#answerTimes].sort((a, b) => a - b);
     return Math.max(HEDGE_MIN_MS, sorted[Math.floor(sorted.length * 0.95)]);
   }
+}
+
+/** The whole blob's size from a peer's answer: Content-Range's total for a range, else Content-Length. */
+function totalSize(res: PeerResponse): number | undefined {
+  const total = Number(/\/(\d+)$/.exec(res.headers['content-range'] ?? '')?.[1] ?? res.headers['content-length'] ?? NaN);
+  return Number.isSafeInteger(total) ? total : undefined;
 }

@@ -1,15 +1,21 @@
-// The peer data plane: what this host holds locally, for other members, over HTTP.
-// It never asks another peer (no loops by construction) and answers only requests that prove membership.
+// The peer data plane: what this host holds locally, for other members, over HTTP: blobs in the store,
+// and blobs still arriving here (from their spool, as far as they have arrived: that is how a fan-out
+// becomes a tree instead of every node pulling from the first). It never asks another peer (no loops by
+// construction) and answers only requests that prove membership.
 import Fastify from 'fastify';
 import type { Logger } from 'pino';
 import { isDigest, type Store } from '../containerd/store.js';
-import { serveBlob } from '../registry/blobs.js';
+import { blobHeaders, serveBlob } from '../registry/blobs.js';
 import { AUTH_HEADER, verifyProof } from './peer-auth.js';
+import type { Spools } from './spools.js';
 
 const notFound = (what: string) => ({ errors: [{ code: 'BLOB_UNKNOWN', message: `${what} not held here` }] });
 
-export function createPeerServer(opts: { store: Store; key: Buffer; log: Logger }) {
-  const { store, key, log } = opts;
+/** Header of an answer from a blob still arriving: how many bytes this node has so far. */
+export const PARTIAL_HEADER = 'x-layermesh-partial';
+
+export function createPeerServer(opts: { store: Store; spools: Spools; key: Buffer; log: Logger }) {
+  const { store, spools, key, log } = opts;
   const app = Fastify({ return503OnClosing: true });
 
   app.addHook('onRequest', async (req, reply) => {
@@ -24,7 +30,13 @@ export function createPeerServer(opts: { store: Store; key: Buffer; log: Logger 
     url: '/peer/v1/blobs/:digest',
     handler: async (req, reply) => {
       const { digest } = req.params as { digest: string };
-      if (!isDigest(digest) || !(await serveBlob(store, digest, req, reply, log))) return reply.code(404).send(notFound(digest));
+      if (!isDigest(digest)) return reply.code(404).send(notFound(digest));
+      if (await serveBlob(store, digest, req, reply, log)) return;
+      const spool = spools.get(digest);
+      if (spool?.size === undefined) return reply.code(404).send(notFound(digest));
+      const range = blobHeaders(req, reply, digest, spool.size);
+      reply.header(PARTIAL_HEADER, spool.written);
+      return reply.send(req.method === 'HEAD' ? undefined : spool.reader(range?.start, range?.end));
     },
   });
 

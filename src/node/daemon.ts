@@ -1,11 +1,13 @@
 // meshd's lifecycle: open the store, serve the peer data plane, join the mesh, serve the registry; stop cleanly.
 import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Store } from '../containerd/store.js';
 import { readSwarmKey } from '../dht/swarm-key.js';
 import { Mirror } from '../mirror/mirror.js';
 import { peerKey } from '../mirror/peer-auth.js';
 import { createPeerServer } from '../mirror/peer-server.js';
+import { Spools } from '../mirror/spools.js';
 import { createRegistry } from '../registry/server.js';
 import { UploadSessions } from '../registry/upload-sessions.js';
 import { registerAdminApi } from './admin-api.js';
@@ -61,7 +63,8 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     const store = await openStore(config, log);
     closers.push(() => store.close());
 
-    const peerServer = createPeerServer({ store, key, log: log.child({ component: 'peer-server' }) });
+    const spools = await Spools.open(join(config.dataDir, 'spool'));
+    const peerServer = createPeerServer({ store, spools, key, log: log.child({ component: 'peer-server' }) });
     const peer = await listen(peerServer, config.peerAddr, 'peer data plane');
     closers.push(() => peerServer.close());
 
@@ -70,6 +73,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
 
     const mirror = new Mirror({
       store,
+      spools,
       findPeers: (k, signal) => mesh.dataPlanes(k, signal),
       key,
       log: log.child({ component: 'mirror' }),

@@ -1,7 +1,7 @@
 // GET/HEAD/DELETE /v2/<name>/blobs/<digest>
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
-import { isDigest, NotFoundError, type Store } from '../containerd/store.js';
+import { isDigest, NotFoundError, type ByteRange, type Store } from '../containerd/store.js';
 import { blobUnknown, digestInvalid, RegistryError } from './errors.js';
 import { parseRange } from './range.js';
 import { reachable } from './references.js';
@@ -15,16 +15,7 @@ import type { RouteContext } from './context.js';
 export async function serveBlob(store: Store, digest: string, req: FastifyRequest, reply: FastifyReply, log: Logger): Promise<boolean> {
   const info = await store.stat(digest);
   if (!info) return false;
-  const range = parseRange(req.headers.range, info.size);
-  reply
-    .header('docker-content-digest', digest)
-    .header('accept-ranges', 'bytes')
-    .header('content-type', 'application/octet-stream')
-    .header('etag', `"${digest}"`);
-  if (range) {
-    reply.code(206).header('content-range', `bytes ${range.start}-${range.end}/${info.size}`);
-  }
-  reply.header('content-length', range ? range.end - range.start + 1 : info.size);
+  const range = blobHeaders(req, reply, digest, info.size);
   if (req.method === 'HEAD') {
     reply.send();
     return true;
@@ -46,6 +37,19 @@ export async function serveBlob(store: Store, digest: string, req: FastifyReques
   }
 }
 
+/** Sets the headers of a blob answer (206 and Content-Range for a range) and returns the range asked for. */
+export function blobHeaders(req: FastifyRequest, reply: FastifyReply, digest: string, size: number): ByteRange | undefined {
+  const range = parseRange(req.headers.range, size);
+  reply
+    .header('docker-content-digest', digest)
+    .header('accept-ranges', 'bytes')
+    .header('content-type', 'application/octet-stream')
+    .header('etag', `"${digest}"`);
+  if (range) reply.code(206).header('content-range', `bytes ${range.start}-${range.end}/${size}`);
+  reply.header('content-length', range ? range.end - range.start + 1 : size);
+  return range;
+}
+
 export async function getBlob(ctx: RouteContext): Promise<unknown> {
   const { store, req, reply, ref: digest, log } = ctx;
   if (!isDigest(digest)) throw digestInvalid('invalid digest', { digest });
@@ -54,16 +58,18 @@ export async function getBlob(ctx: RouteContext): Promise<unknown> {
   // Not here. A whole GET reads the blob as it arrives from a peer; anything else waits for it.
   if (req.method === 'GET' && !req.headers.range) {
     const live = await ctx.mirror.streamBlob(digest);
-    if (live === undefined) throw blobUnknown(digest);
-    if (live !== 'busy') {
+    if (live) {
       return reply
         .header('docker-content-digest', digest)
         .header('content-type', 'application/octet-stream')
         .header('content-length', live.size)
         .send(live.stream);
     }
+  } else {
+    await ctx.mirror.fetchBlob(digest);
   }
-  if ((await ctx.mirror.fetchBlob(digest)) && (await serveBlob(store, digest, req, reply, log))) return;
+  // Also when the mirror found nothing: the blob may have been stored meanwhile.
+  if (await serveBlob(store, digest, req, reply, log)) return;
   throw blobUnknown(digest);
 }
 

@@ -8,10 +8,10 @@ import type { UploadSessions } from './upload-sessions.js';
 /** Fills the store from the mesh. Both calls resolve false/undefined quickly when no peer has it. */
 export interface MirrorSource {
   /**
-   * Starts fetching a blob into the store and gives its bytes as they arrive, the last ones only once
-   * verified: undefined when nobody holds it, 'busy' when a fetch of it is already under way.
+   * Fetches a blob into the store (or joins the fetch under way) and gives its bytes as they arrive,
+   * the last ones only once verified: undefined when nobody holds it.
    */
-  streamBlob(digest: string): Promise<{ size: number; stream: Readable } | 'busy' | undefined>;
+  streamBlob(digest: string): Promise<{ size: number; stream: Readable } | undefined>;
   /** Fetches a blob (or manifest) by digest into the store, verified; true when the store now holds it. */
   fetchBlob(digest: string): Promise<boolean>;
   /** The manifest a peer holds under this image name (`docker.io/library/app:1`), fetched into the store. */

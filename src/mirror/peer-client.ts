@@ -1,0 +1,47 @@
+// Requests to other members' data planes, signed with the membership proof. node:http with kept-alive
+// connections: for bulk bytes it costs about half the CPU of fetch (undici) on this kind of machine.
+import { Agent, request, type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
+import { AUTH_HEADER, proof } from './peer-auth.js';
+
+const agent = new Agent({ keepAlive: true, maxSockets: 32 });
+
+export interface PeerResponse {
+  status: number;
+  headers: IncomingHttpHeaders;
+  body: IncomingMessage;
+}
+
+export interface PeerRequest {
+  method?: 'GET' | 'HEAD';
+  /** First byte wanted (a `Range: bytes=<from>-` request when above 0). */
+  from?: number;
+  headers?: Record<string, string>;
+  signal: AbortSignal;
+}
+
+export function peerRequest(baseUrl: string, path: string, key: Buffer, init: PeerRequest): Promise<PeerResponse> {
+  const method = init.method ?? 'GET';
+  const headers: Record<string, string> = { ...init.headers, [AUTH_HEADER]: proof(key, method, path) };
+  if (init.from) headers.range = `bytes=${init.from}-`;
+  return new Promise((resolve, reject) => {
+    const req = request(`${baseUrl}${path}`, { method, headers, agent, signal: init.signal }, (res) =>
+      resolve({ status: res.statusCode ?? 0, headers: res.headers, body: res }));
+    req.once('error', reject);
+    req.end();
+  });
+}
+
+/** Reads a small body whole (JSON answers), refusing more than `limit` bytes. */
+export async function readSmall(res: PeerResponse, limit: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let length = 0;
+  for await (const chunk of res.body as AsyncIterable<Buffer>) {
+    length += chunk.length;
+    if (length > limit) {
+      res.body.destroy();
+      throw new Error(`peer answer larger than ${limit} bytes`);
+    }
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks);
+}

@@ -1,0 +1,86 @@
+// The spool: readers follow a blob as it arrives, and never receive a complete blob that is wrong.
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { DigestMismatchError } from '../containerd/store.js';
+import { Spools } from './spools.js';
+
+const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+let dir: string;
+let spools: Spools;
+
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'spool-test-'));
+  spools = await Spools.open(dir);
+});
+afterEach(() => rm(dir, { recursive: true, force: true }));
+
+/** Collects what a reader has delivered so far, and whether it ended. */
+function follow(stream: NodeJS.ReadableStream) {
+  const got = { bytes: [] as Buffer[], ended: false, error: undefined as Error | undefined };
+  stream.on('data', (c: Buffer) => got.bytes.push(c));
+  stream.on('end', () => (got.ended = true));
+  stream.on('error', (err: Error) => (got.error = err));
+  return Object.assign(got, { data: () => Buffer.concat(got.bytes) });
+}
+const tick = () => new Promise((r) => setTimeout(r, 20));
+
+describe('Spool', () => {
+  it('delivers bytes as they arrive and the last byte only once verified', async () => {
+    const data = randomBytes(100_000);
+    const spool = await spools.create(sha(data));
+    spool.setSize(data.length);
+    const reader = follow(spool.reader());
+    await spool.append(data.subarray(0, 60_000));
+    await spool.flush();
+    await tick();
+    expect(reader.data().length).toBe(59_999);
+    await spool.append(data.subarray(60_000));
+    await spool.flush();
+    await tick();
+    expect(reader.data().length).toBe(data.length - 1);
+    expect(reader.ended).toBe(false);
+    spool.verify();
+    await tick();
+    expect(reader.ended).toBe(true);
+    expect(reader.data().equals(data)).toBe(true);
+    // A range of a partial copy, as the peer data plane serves it.
+    const range = follow(spool.reader(10, 19));
+    await tick();
+    expect(range.data().equals(data.subarray(10, 20))).toBe(true);
+  });
+
+  it('fails its readers when the bytes turn out wrong, and starts over clean', async () => {
+    const data = randomBytes(50_000);
+    const spool = await spools.create(sha(data));
+    spool.setSize(data.length);
+    const reader = follow(spool.reader());
+    await spool.append(randomBytes(50_000));
+    await spool.flush();
+    expect(() => spool.verify()).toThrow(DigestMismatchError);
+    await spool.restart();
+    await tick();
+    expect(reader.error?.message).toMatch(/did not match/);
+    expect(reader.data().length).toBeLessThan(data.length);
+    const again = follow(spool.reader());
+    await spool.append(data);
+    await spool.flush();
+    spool.verify();
+    await tick();
+    expect(again.data().equals(data)).toBe(true);
+  });
+
+  it('fails waiting readers when the transfer is given up, and removes its file', async () => {
+    const data = randomBytes(10_000);
+    const spool = await spools.create(sha(data));
+    spool.setSize(data.length);
+    const reader = follow(spool.reader());
+    await spool.append(data.subarray(0, 5000));
+    await spools.remove(spool);
+    await tick();
+    expect(reader.error).toBeDefined();
+    expect(spools.get(sha(data))).toBeUndefined();
+  });
+});
