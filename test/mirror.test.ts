@@ -28,7 +28,8 @@ describe('the mirror', () => {
   beforeAll(async () => {
     writeFileSync(keyFile, await run(process.execPath, [MESHCTL, 'swarm-key', 'generate']));
     image = buildImage({ layerSizes: [512 * 1024, 3 * MiB, 8 * MiB], tag: '1' });
-    const common = ['--store', 'containerd', '--containerd-socket', socket, '--swarm-key', keyFile, '--reconcile-interval', '1s'];
+    // No replication: the image must stay on node a only, so that b can only get it through its mirror.
+    const common = ['--store', 'containerd', '--containerd-socket', socket, '--swarm-key', keyFile, '--reconcile-interval', '1s', '--replicate', 'none'];
     a = await startMeshd([...common, '--containerd-namespace', nsA, '--node-name', 'a']);
     b = await startMeshd([...common, '--containerd-namespace', nsB, '--node-name', 'b', '--bootstrap', a.p2p[0]]);
     await skopeo(['copy', `oci:${image.dir}:1`, `docker://${a.host}/app:1`, '--dest-tls-verify=false']);

@@ -41,15 +41,22 @@ program
 
 program
   .command('ls')
-  .description('images this node holds; with --mesh, images across the mesh and the nodes that hold them')
+  .description('images this node holds; with --mesh, images across the mesh, the nodes that hold them and those still fetching them')
   .option('--mesh', 'ask every connected node')
   .action(async (cmd: { mesh?: boolean }) => {
     if (!cmd.mesh) {
       const images = await client().get<{ name: string; digest: string }[]>('/_mesh/v1/images');
       return print(images, () => table(['IMAGE', 'DIGEST'], images.map((i) => [i.name, i.digest])));
     }
-    const rows = await client().get<{ name: string; digest: string; nodes: { name: string }[] }[]>('/_mesh/v1/images', { mesh: '1' });
-    print(rows, () => table(['IMAGE', 'DIGEST', 'NODES'], rows.map((r) => [r.name, r.digest, r.nodes.map((n) => n.name).join(',')])));
+    type Row = { name: string; digest: string; nodes: { name: string }[]; fetching?: { name: string; bytes: number; total: number }[] };
+    const rows = await client().get<Row[]>('/_mesh/v1/images', { mesh: '1' });
+    const percent = (f: { bytes: number; total: number }) => `${f.total ? Math.floor((100 * f.bytes) / f.total) : 0}%`;
+    print(rows, () => table(['IMAGE', 'DIGEST', 'COMPLETE ON', 'FETCHING'], rows.map((r) => [
+      r.name,
+      r.digest,
+      r.nodes.map((n) => n.name).join(',') || '-',
+      (r.fetching ?? []).map((f) => `${f.name} ${percent(f)}`).join(',') || '-',
+    ])));
   });
 
 program

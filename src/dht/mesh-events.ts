@@ -46,7 +46,10 @@ export function decodeEvent(data: Uint8Array): { event?: MeshEvent; error?: stri
   if (typeof v.image !== 'string' || v.image === '' || v.image.length > MAX_IMAGE_LENGTH) return { error: 'bad image' };
   if (typeof v.digest !== 'string' || !DIGEST.test(v.digest)) return { error: 'bad digest' };
   if (typeof v.node !== 'string' || v.node === '') return { error: 'bad node' };
-  return { event: { type: v.type, image: v.image, digest: v.digest, node: v.node } };
+  if (v.replicate !== undefined && (typeof v.replicate !== 'string' || v.replicate.length > MAX_IMAGE_LENGTH)) return { error: 'bad replicate' };
+  const event: MeshEvent = { type: v.type, image: v.image, digest: v.digest, node: v.node };
+  if (v.replicate !== undefined) event.replicate = v.replicate;
+  return { event };
 }
 
 /**

@@ -31,6 +31,8 @@ export interface MeshEvent {
   digest: string;
   /** Peer id of the node that holds it. */
   node: string;
+  /** Replication policy for this push, replacing each node's own (`all`, `none`, a selector). */
+  replicate?: string;
 }
 
 export interface Router {

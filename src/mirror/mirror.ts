@@ -36,13 +36,34 @@ export interface MirrorOptions {
    * what it pulled) before this node stores its own copy. Default 1 s.
    */
   clientCommitGraceMs?: number;
+  /** The data plane of a member known by peer id (holders named by a push's gossip). */
+  endpointOf?(peerId: string): PeerEndpoint | undefined;
+  /** Called when a blob starts arriving here (this node can serve it from now on); the result when it ends. */
+  partialHolder?(digest: string): () => void;
+  /** How long a patient fetch keeps looking for a holder with a free slot. Default 10 min. */
+  patienceMs?: number;
 }
+
+export interface FetchOptions {
+  /** Peer ids known to hold the blob, asked besides those the DHT names. */
+  from?: string[];
+  /**
+   * Replication, not a waiting client: holders may answer "busy" (they already serve this blob to
+   * someone, see the peer data plane) and the fetch then waits for a free holder, partial copies
+   * included, which turns a fan-out into a chain of streaming copies instead of a herd on one node.
+   */
+  patient?: boolean;
+}
+
+/** Request header of a patient fetch. */
+export const PATIENT_HEADER = 'x-layermesh-patient';
 
 const MAX_MANIFEST_BYTES = 4 << 20;
 /** Hedge delay until enough answer times are known, and its floor. */
 const HEDGE_DEFAULT_MS = 300;
 const HEDGE_MIN_MS = 20;
 const COMMIT_POLL_MS = 25;
+const DEFAULT_PATIENCE_MS = 10 * 60_000;
 
 interface Opened {
   peer: PeerEndpoint;
@@ -60,6 +81,7 @@ export interface LiveBlob {
 
 /** One blob on its way from the mesh into this node, shared by everyone who asks for it meanwhile. */
 interface Transfer {
+  options: FetchOptions;
   spool: Promise<Spool>;
   /** True once the store holds the blob. */
   done: Promise<boolean>;
@@ -87,23 +109,28 @@ export class Mirror implements MirrorSource {
     return { size, stream };
   }
 
-  fetchBlob(digest: string): Promise<boolean> {
-    return isDigest(digest) ? this.#transfer(digest).done : Promise.resolve(false);
+  fetchBlob(digest: string, options: FetchOptions = {}): Promise<boolean> {
+    return isDigest(digest) ? this.#transfer(digest, options).done : Promise.resolve(false);
   }
 
-  #transfer(digest: string): Transfer {
+  /** Blobs arriving now, with how much of each is here: for progress. */
+  arriving(): Map<string, number> {
+    return new Map(this.opts.spools.list().map((s) => [s.digest, s.received]));
+  }
+
+  #transfer(digest: string, options: FetchOptions = {}): Transfer {
     let transfer = this.#transfers.get(digest);
     if (!transfer) {
       const spool = this.opts.spools.create(digest);
       const clients: Promise<unknown>[] = [];
       const done = spool
-        .then((s) => this.#fetch(s, clients))
+        .then((s) => this.#fetch(s, clients, options))
         .catch((err: Error) => {
           this.opts.log.error({ digest, err }, 'fetching from the mesh failed');
           return false;
         })
         .finally(() => this.#transfers.delete(digest));
-      transfer = { spool, done, clients };
+      transfer = { options, spool, done, clients };
       this.#transfers.set(digest, transfer);
     }
     return transfer;
@@ -127,49 +154,66 @@ export class Mirror implements MirrorSource {
     return undefined;
   }
 
-  async #holders(key: string): Promise<PeerEndpoint[]> {
+  async #holders(key: string, from: string[] = []): Promise<PeerEndpoint[]> {
     const peers = await this.opts.findPeers(key, AbortSignal.timeout(this.opts.lookupTimeoutMs));
+    for (const id of from) {
+      const known = peers.some((p) => p.id === id) ? undefined : this.opts.endpointOf?.(id);
+      if (known) peers.push(known);
+    }
     const strikes = (p: PeerEndpoint) => this.#strikes.get(p.id) ?? 0;
     return peers.sort((a, b) => strikes(a) - strikes(b) || (a.rttMs ?? Infinity) - (b.rttMs ?? Infinity));
   }
 
   /** Receives the blob into its spool and then into the store; false when no holder sent the right bytes. */
-  async #fetch(spool: Spool, clients: Promise<unknown>[]): Promise<boolean> {
+  async #fetch(spool: Spool, clients: Promise<unknown>[], options: FetchOptions): Promise<boolean> {
     const { digest } = spool;
+    if (await this.opts.store.stat(digest)) {
+      await this.opts.spools.remove(spool);
+      return true; // arrived meanwhile (the transfer before just ended)
+    }
+    const released = this.opts.partialHolder?.(digest);
     try {
-      if (await this.opts.store.stat(digest)) return true; // arrived meanwhile (the transfer before just ended)
-      if (!(await this.#receive(spool))) return false;
+      if (!(await this.#receive(spool, options))) return false;
       await this.#keep(spool, clients);
       return true;
     } finally {
       await this.opts.spools.remove(spool);
+      released?.();
     }
   }
 
-  async #receive(spool: Spool): Promise<boolean> {
+  async #receive(spool: Spool, options: FetchOptions): Promise<boolean> {
     const { digest } = spool;
-    let candidates = await this.#holders(digest);
-    while (candidates.length > 0) {
-      const used = new Set<string>();
-      try {
-        for await (const chunk of this.#bytes(spool, candidates, used)) await spool.append(chunk);
-        await spool.flush();
-        spool.verify();
-        this.opts.log.info({ digest, bytes: spool.written, from: [...used] }, 'fetched from the mesh');
-        return true;
-      } catch (err) {
-        if (!(err instanceof DigestMismatchError)) {
-          this.opts.log.warn({ digest, err: (err as Error).message }, 'no peer could serve the blob');
-          return false;
+    const giveUpAt = Date.now() + (options.patient ? this.opts.patienceMs ?? DEFAULT_PATIENCE_MS : 0);
+    const liars = new Set<string>();
+    for (;;) {
+      const candidates = (await this.#holders(digest, options.from)).filter((c) => !liars.has(c.id));
+      if (candidates.length > 0) {
+        const used = new Set<string>();
+        try {
+          for await (const chunk of this.#bytes(spool, candidates, used, options)) await spool.append(chunk);
+          await spool.flush();
+          spool.verify();
+          this.opts.log.info({ digest, bytes: spool.written, from: [...used] }, 'fetched from the mesh');
+          return true;
+        } catch (err) {
+          if (err instanceof DigestMismatchError) {
+            // Wrong bytes: whoever sent them is not asked again for this blob, and goes last for others.
+            for (const id of used) {
+              this.#strikes.set(id, (this.#strikes.get(id) ?? 0) + 1);
+              liars.add(id);
+            }
+            this.opts.log.warn({ digest, peers: [...used], actual: err.actual }, 'peer sent bytes that do not match the digest');
+            await spool.restart();
+            continue;
+          }
+          this.opts.log.warn({ digest, err: (err as Error).message, patient: options.patient === true }, 'no peer could serve the blob');
         }
-        // Wrong bytes: whoever sent them is not asked again for this blob, and goes last for others.
-        for (const id of used) this.#strikes.set(id, (this.#strikes.get(id) ?? 0) + 1);
-        this.opts.log.warn({ digest, peers: [...used], actual: err.actual }, 'peer sent bytes that do not match the digest');
-        await spool.restart();
-        candidates = candidates.filter((c) => !used.has(c.id));
       }
+      if (Date.now() >= giveUpAt) return false;
+      // Holders were busy or not yet known: look again soon, at a moment that differs from node to node.
+      await new Promise((r) => setTimeout(r, 150 + Math.random() * 350));
     }
-    return false;
   }
 
   /**
@@ -200,10 +244,11 @@ export class Mirror implements MirrorSource {
   }
 
   /** The blob's bytes from the first holder that answers, continuing on the next from the spool's end. */
-  async *#bytes(spool: Spool, candidates: PeerEndpoint[], used: Set<string>): AsyncIterable<Uint8Array> {
+  async *#bytes(spool: Spool, candidates: PeerEndpoint[], used: Set<string>, options: FetchOptions): AsyncIterable<Uint8Array> {
     const { digest } = spool;
     const untried = [...candidates];
-    for (let opened = await this.#open(digest, untried, 0); opened; opened = await this.#open(digest, untried, spool.received)) {
+    const open = () => this.#open(digest, untried, spool.received, options.patient === true);
+    for (let opened = await open(); opened; opened = await open()) {
       const { peer, body, abort } = opened;
       spool.setSize(opened.total);
       used.add(peer.id);
@@ -230,8 +275,9 @@ export class Mirror implements MirrorSource {
    * has not answered within the hedge delay, the next is asked too; the first good answer wins and
    * the others are cancelled. Undefined when every holder failed.
    */
-  #open(digest: string, untried: PeerEndpoint[], offset: number): Promise<Opened | undefined> {
+  #open(digest: string, untried: PeerEndpoint[], offset: number, patient: boolean): Promise<Opened | undefined> {
     const path = `/peer/v1/blobs/${digest}`;
+    const headers = patient ? { [PATIENT_HEADER]: '1' } : undefined;
     return new Promise((resolve) => {
       const asked: AbortController[] = [];
       let pending = 0;
@@ -250,7 +296,7 @@ export class Mirror implements MirrorSource {
         const started = performance.now();
         const noAnswer = setTimeout(() => ctl.abort(new Error('no answer')), this.opts.stallTimeoutMs);
         hedge = setTimeout(ask, this.#hedgeDelayMs());
-        peerRequest(peer.url, path, this.opts.key, { from: offset, signal: ctl.signal })
+        peerRequest(peer.url, path, this.opts.key, { from: offset, headers, signal: ctl.signal })
           .then((res) => {
             clearTimeout(noAnswer);
             const total = totalSize(res);

@@ -76,14 +76,17 @@ export function registerAdminApi(app: FastifyInstance, deps: AdminDeps): void {
   app.get('/_mesh/v1/images', async (req) => {
     const own = await deps.inventory.ownInventory();
     if ((req.query as { mesh?: string }).mesh === undefined) return own.images;
-    // One row per image and digest, with every node that holds it, this one first.
-    const rows = new Map<string, { name: string; digest: string; nodes: { id: string; name: string }[] }>();
+    // One row per image and digest: the nodes that hold it whole (this one first), and those copying it.
+    type Row = { name: string; digest: string; nodes: { id: string; name: string }[]; fetching: { id: string; name: string; bytes: number; total: number }[] };
+    const rows = new Map<string, Row>();
+    const row = (name: string, digest: string) => {
+      const key = `${name}@${digest}`;
+      if (!rows.has(key)) rows.set(key, { name, digest, nodes: [], fetching: [] });
+      return rows.get(key)!;
+    };
     const add = (id: string, inv: typeof own) => {
-      for (const image of inv.images) {
-        const key = `${image.name}@${image.digest}`;
-        if (!rows.has(key)) rows.set(key, { ...image, nodes: [] });
-        rows.get(key)!.nodes.push({ id, name: inv.name });
-      }
+      for (const image of inv.images) row(image.name, image.digest).nodes.push({ id, name: inv.name });
+      for (const f of inv.fetching ?? []) row(f.image, f.digest).fetching.push({ id, name: inv.name, bytes: f.bytes, total: f.total });
     };
     add(router.id, own);
     for (const [id, inv] of await deps.inventory.inventories()) add(id, inv);

@@ -10,6 +10,8 @@ const isTagName = (name: string) => !name.includes('@');
 
 export class Announcer {
   readonly #held = new Set<string>();
+  /** Keys announced though not (yet) in the store: blobs arriving here, which this node already serves. */
+  readonly #arriving = new Map<string, number>();
   readonly #abort = new AbortController();
   #timer?: NodeJS.Timeout;
   #pending?: NodeJS.Timeout;
@@ -45,6 +47,7 @@ export class Announcer {
     const now = new Set<string>();
     for await (const blob of this.store.blobs()) now.add(blob.digest);
     for (const image of await this.store.images.list()) if (isTagName(image.name)) now.add(image.name);
+    for (const key of this.#arriving.keys()) now.add(key);
     const add = [...now].filter((k) => !this.#held.has(k));
     const remove = [...this.#held].filter((k) => !now.has(k));
     this.#apply(add, remove);
@@ -56,6 +59,24 @@ export class Announcer {
     for (const k of add) this.#held.add(k);
     for (const k of remove) this.#held.delete(k);
     if (add.length || remove.length) this.router.announce({ add, remove });
+  }
+
+  /**
+   * Announces a key the store does not hold yet (a blob arriving here). The returned function ends
+   * that; the key stays announced only if the store holds it by then.
+   */
+  announceArriving(key: string): () => void {
+    this.#arriving.set(key, (this.#arriving.get(key) ?? 0) + 1);
+    if (!this.#held.has(key)) this.#apply([key], []);
+    let ended = false;
+    return () => {
+      if (ended) return;
+      ended = true;
+      const left = (this.#arriving.get(key) ?? 1) - 1;
+      if (left > 0) this.#arriving.set(key, left);
+      else this.#arriving.delete(key);
+      this.#schedule(0);
+    };
   }
 
   /** Reconciles soon, once, however many events ask for it. */

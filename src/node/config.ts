@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { Command, Option } from 'commander';
 import { parse as parseYaml } from 'yaml';
+import { parseReplicationPolicy, type ReplicationPolicy } from './replication-policy.js';
 import { parseDuration, parseSize } from './size.js';
 
 export type StoreKind = 'auto' | 'containerd' | 'fs';
@@ -31,6 +32,7 @@ export interface Config {
   mirrorTags: boolean;
   mirrorRegistries: string[];
   mirrorTimeoutMs: number;
+  replicate: ReplicationPolicy;
 }
 
 function option(flags: string, description: string, defaultValue?: string): Option {
@@ -72,6 +74,7 @@ export function configCommand(): Command {
     .addOption(listOption('--mirror-registry <host>', 'only images of these registries are looked for in the mesh (default: all)'))
     .addOption(option('--no-mirror-tags', 'do not resolve tags through the mesh (only digests)'))
     .addOption(option('--mirror-timeout <duration>', 'how long finding a holder may take before answering 404', '2s'))
+    .addOption(option('--replicate <policy>', 'which images pushed to other nodes this node copies: all | none | name=GLOB,label.KEY=GLOB,image=GLOB', 'all'))
     .addOption(option('--reconcile-interval <duration>', 'how often the announced keys are checked against the store', '1m'))
     .showHelpAfterError();
 }
@@ -126,6 +129,7 @@ export function parseConfig(argv: string[]): Config {
     mirrorTags: o.mirrorTags !== false && o.mirrorTags !== 'false',
     mirrorRegistries: o.mirrorRegistry,
     mirrorTimeoutMs: parseDuration(o.mirrorTimeout),
+    replicate: parseReplicationPolicy(o.replicate),
   };
 }
 

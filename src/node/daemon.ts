@@ -14,6 +14,8 @@ import { registerAdminApi } from './admin-api.js';
 import { splitHostPort, type Config } from './config.js';
 import { joinMesh, type Mesh } from './mesh.js';
 import { openStore } from './open-store.js';
+import { parseReplicationPolicy } from './replication-policy.js';
+import { Replicator } from './replicator.js';
 
 /** Manifests larger than this are refused (the spec asks registries to take at least 4 MB). */
 const MAX_MANIFEST_BYTES = 4 << 20;
@@ -68,7 +70,13 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     const peer = await listen(peerServer, config.peerAddr, 'peer data plane');
     closers.push(() => peerServer.close());
 
-    const mesh = await joinMesh(config, store, log, { swarmKey, dataPlanePort: peer.port });
+    // The inventory reports the replicator's progress; the replicator needs the mirror, which needs the mesh.
+    let replicator: Replicator | undefined;
+    const mesh = await joinMesh(config, store, log, {
+      swarmKey,
+      dataPlanePort: peer.port,
+      fetching: async () => (await replicator?.progress()) ?? [],
+    });
     closers.push(() => mesh.stop());
 
     const mirror = new Mirror({
@@ -80,7 +88,18 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
       lookupTimeoutMs: config.mirrorTimeoutMs,
       stallTimeoutMs: PEER_STALL_MS,
       resolveTags: config.mirrorTags,
+      endpointOf: (id) => mesh.endpointOf(id),
+      partialHolder: (digest) => mesh.announcer.announceArriving(digest),
     });
+    replicator = new Replicator({
+      store,
+      fetch: (digest, options) => mirror.fetchBlob(digest, options),
+      arriving: () => mirror.arriving(),
+      policy: config.replicate,
+      self: { name: config.nodeName, labels: config.labels },
+      log: log.child({ component: 'replicator' }),
+    });
+    mesh.router.onEvent((event) => replicator?.onEvent(event));
     const uploads = new UploadSessions(store, { maxBlobBytes: config.maxUploadSize, idleTimeoutMs: config.uploadTimeoutMs }, log.child({ component: 'uploads' }));
     // Uploads not finished when the registry has closed are aborted: nothing partial survives the daemon.
     closers.push(() => uploads.close());
@@ -92,10 +111,11 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
       token: config.registryToken,
       mirror,
       mirrorRegistries: config.mirrorRegistries,
-      onPushed: (image, digest) => {
-        mesh.router.publish({ type: 'image-pushed', image, digest, node: mesh.router.id })
+      onPushed: (image, digest, { replicate }) => {
+        mesh.router.publish({ type: 'image-pushed', image, digest, node: mesh.router.id, ...(replicate !== undefined && { replicate }) })
           .catch((err) => log.warn({ err, image }, 'could not gossip the push'));
       },
+      checkPushOptions: ({ replicate }) => void (replicate !== undefined && parseReplicationPolicy(replicate)),
     });
     let registryUrl = '';
     registerAdminApi(registry, {

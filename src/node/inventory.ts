@@ -15,11 +15,21 @@ export interface InventoryImage {
   digest: string;
 }
 
+/** An image being copied to a node: bytes of its blobs there so far, of `total`. */
+export interface InventoryFetch {
+  image: string;
+  digest: string;
+  bytes: number;
+  total: number;
+}
+
 export interface Inventory {
   name: string;
   /** Keys this node announces. */
   keys: number;
   images: InventoryImage[];
+  /** Absent from nodes of older versions. */
+  fetching?: InventoryFetch[];
 }
 
 /** Tagged images of the store (records by digest only keep untagged manifests alive). */
@@ -34,7 +44,9 @@ export async function serveInventory(libp2p: MeshLibp2p, own: () => Promise<Inve
 function isInventory(v: unknown): v is Inventory {
   const i = v as Inventory;
   return typeof i?.name === 'string' && Number.isInteger(i.keys) && Array.isArray(i.images)
-    && i.images.every((x) => typeof x?.name === 'string' && typeof x?.digest === 'string');
+    && i.images.every((x) => typeof x?.name === 'string' && typeof x?.digest === 'string')
+    && (i.fetching === undefined || (Array.isArray(i.fetching) && i.fetching.every((f) =>
+      typeof f?.image === 'string' && typeof f?.digest === 'string' && Number.isSafeInteger(f.bytes) && Number.isSafeInteger(f.total))));
 }
 
 /** Every connected member's inventory; members that do not answer in time are left out (and logged). */

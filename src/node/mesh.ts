@@ -6,7 +6,7 @@ import { createMeshNode } from '../dht/libp2p-node.js';
 import { Libp2pRouter } from '../dht/libp2p-router.js';
 import { Announcer } from './announcer.js';
 import type { Config } from './config.js';
-import { gatherInventories, localImages, serveInventory, type Inventory } from './inventory.js';
+import { gatherInventories, localImages, serveInventory, type Inventory, type InventoryFetch } from './inventory.js';
 import type { PeerEndpoint } from '../mirror/mirror.js';
 
 export interface Mesh {
@@ -18,6 +18,8 @@ export interface Mesh {
   inventories(): Promise<Map<string, Inventory>>;
   /** Peers (not this node) holding a key, as data plane endpoints, with their round-trip times. */
   dataPlanes(key: string, signal: AbortSignal): Promise<PeerEndpoint[]>;
+  /** A connected member's data plane. */
+  endpointOf(peerId: string): PeerEndpoint | undefined;
   stop(): Promise<void>;
 }
 
@@ -29,7 +31,14 @@ function ipOf(multiaddr: string): string | undefined {
   return m ? (m[1] === '6' ? `[${m[2]}]` : m[2]) : undefined;
 }
 
-export async function joinMesh(config: Config, store: Store, log: Logger, opts: { swarmKey?: Uint8Array; dataPlanePort: number }): Promise<Mesh> {
+export interface JoinOptions {
+  swarmKey?: Uint8Array;
+  dataPlanePort: number;
+  /** Images being copied here, for the inventory. */
+  fetching(): Promise<InventoryFetch[]>;
+}
+
+export async function joinMesh(config: Config, store: Store, log: Logger, opts: JoinOptions): Promise<Mesh> {
   const privateKey = await loadOrCreateIdentity(config.dataDir);
   const { swarmKey } = opts;
   if (!swarmKey) {
@@ -53,7 +62,20 @@ export async function joinMesh(config: Config, store: Store, log: Logger, opts: 
   router.onEvent((event, from) => log.info({ event, from }, 'mesh event'));
   const announcer = new Announcer(store, router, log.child({ component: 'announcer' }), config.reconcileIntervalMs);
   await announcer.start();
-  const ownInventory = async (): Promise<Inventory> => ({ name: config.nodeName, keys: announcer.size, images: await localImages(store) });
+  const ownInventory = async (): Promise<Inventory> => ({
+    name: config.nodeName,
+    keys: announcer.size,
+    images: await localImages(store),
+    fetching: await opts.fetching(),
+  });
+  const endpointOf = (id: string): PeerEndpoint | undefined => {
+    const peer = router.peers().find((p) => p.id === id);
+    if (!peer?.info?.dataPlanePort) return undefined;
+    // The address this node reaches the peer at (its connection), not whatever it listens on.
+    const conn = node.libp2p.getConnections().find((c) => c.remotePeer.toString() === id);
+    const ip = ipOf(conn?.remoteAddr.toString() ?? '') ?? peer.addrs.map(ipOf).find(Boolean);
+    return ip ? { id, url: `http://${ip}:${peer.info.dataPlanePort}`, rttMs: peer.rttMs } : undefined;
+  };
   await serveInventory(node.libp2p, ownInventory);
   return {
     router,
@@ -61,19 +83,17 @@ export async function joinMesh(config: Config, store: Store, log: Logger, opts: 
     addrs: () => node.libp2p.getMultiaddrs().map(String),
     ownInventory,
     inventories: () => gatherInventories(node.libp2p, log.child({ component: 'inventory' })),
+    endpointOf,
     dataPlanes: async (key, signal) => {
-      const peers = new Map(router.peers().map((p) => [p.id, p]));
       const found: PeerEndpoint[] = [];
       // Once one holder is known, others found within a moment are welcome; a full DHT walk is not worth the wait.
       const enough = new AbortController();
       let grace: NodeJS.Timeout | undefined;
       for await (const provider of router.findProviders(key, AbortSignal.any([signal, enough.signal]))) {
-        const peer = peers.get(provider.id);
-        if (provider.id === router.id || !peer?.info?.dataPlanePort || found.some((f) => f.id === provider.id)) continue;
-        // The address this node reaches the peer at (its connection), not whatever it listens on.
-        const conn = node.libp2p.getConnections().find((c) => c.remotePeer.toString() === provider.id);
-        const ip = ipOf(conn?.remoteAddr.toString() ?? '') ?? peer.addrs.map(ipOf).find(Boolean);
-        if (ip) found.push({ id: provider.id, url: `http://${ip}:${peer.info.dataPlanePort}`, rttMs: peer.rttMs });
+        if (provider.id === router.id || found.some((f) => f.id === provider.id)) continue;
+        const endpoint = endpointOf(provider.id);
+        if (!endpoint) continue;
+        found.push(endpoint);
         grace ??= setTimeout(() => enough.abort(), HOLDER_GRACE_MS);
       }
       clearTimeout(grace);

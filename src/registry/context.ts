@@ -27,7 +27,16 @@ export interface RegistryDeps {
   /** What the store lacks, fetched from peers; absent when the registry serves only what the host holds. */
   mirror?: MirrorSource;
   /** Called after a manifest is stored under a tag, with the image name as stored. */
-  onPushed?: (image: string, digest: string) => void;
+  onPushed?: (image: string, digest: string, options: PushOptions) => void;
+  /** Checks a push's options before anything is stored; throws with the reason when they are invalid. */
+  checkPushOptions?: (options: PushOptions) => void;
+}
+
+/** Header of a manifest PUT: how the mesh replicates this push, replacing each node's own policy. */
+export const REPLICATE_HEADER = 'x-layermesh-replicate';
+
+export interface PushOptions {
+  replicate?: string;
 }
 
 export interface RouteContext extends RegistryDeps {

@@ -4,7 +4,7 @@ import { Readable } from 'node:stream';
 import { isDigest, type Descriptor, type Store } from '../containerd/store.js';
 import { children, ManifestInvalidError, mediaTypeOf, parseManifest, type ParsedManifest } from '../oci/manifest.js';
 import { readAll } from './body.js';
-import { bodyOf, type RouteContext } from './context.js';
+import { bodyOf, REPLICATE_HEADER, type PushOptions, type RouteContext } from './context.js';
 import { digestInvalid, manifestUnknown, RegistryError } from './errors.js';
 import { digestImageName, isTag, parseImageName, tagImageName } from './names.js';
 import { reachable, readManifest, readSmallBlob } from './references.js';
@@ -69,6 +69,17 @@ async function dropDigestRecords(ctx: RouteContext, digests: string[]): Promise<
   }
 }
 
+function pushOptions(ctx: RouteContext): PushOptions {
+  const replicate = ctx.req.headers[REPLICATE_HEADER];
+  const options: PushOptions = typeof replicate === 'string' ? { replicate } : {};
+  try {
+    ctx.checkPushOptions?.(options);
+  } catch (err) {
+    throw new RegistryError(400, 'MANIFEST_INVALID', (err as Error).message, { header: REPLICATE_HEADER });
+  }
+  return options;
+}
+
 export async function putManifest(ctx: RouteContext): Promise<unknown> {
   const { store, ref } = ctx;
   if (!isDigest(ref) && !isTag(ref)) {
@@ -79,6 +90,7 @@ export async function putManifest(ctx: RouteContext): Promise<unknown> {
   const digest = `sha256:${createHash('sha256').update(body).digest('hex')}`;
   if (isDigest(ref) && ref !== digest) throw digestInvalid('manifest digest does not match the reference', { reference: ref, digest });
   const manifest = parse(body, ctx.req.headers['content-type']);
+  const options = pushOptions(ctx);
   for (const child of children(manifest)) {
     if (!(await store.stat(child.digest))) {
       throw new RegistryError(400, 'MANIFEST_BLOB_UNKNOWN', 'manifest references a blob this registry does not hold', { digest: child.digest });
@@ -90,7 +102,7 @@ export async function putManifest(ctx: RouteContext): Promise<unknown> {
     const name = tagImageName(ctx.repo, ref);
     await store.images.put({ name, target, labels: {} });
     await dropDigestRecords(ctx, [digest, ...manifest.manifests.map((m) => m.digest)]);
-    ctx.onPushed?.(name, digest);
+    ctx.onPushed?.(name, digest, options);
   } else {
     await store.images.put({ name: digestImageName(ctx.repo, digest), target, labels: {} });
   }

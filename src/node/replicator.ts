@@ -1,0 +1,112 @@
+// Copies the images pushed to other nodes when this node's replication policy (or the push's own)
+// accepts them: manifests first, then every blob through the mirror, patiently (holders may be busy,
+// copies still arriving elsewhere count as holders), then the image record under the same name.
+// From then on this node holds the image and announces it like anything else in its store.
+import type { Logger } from 'pino';
+import type { Descriptor, Store } from '../containerd/store.js';
+import type { MeshEvent } from '../dht/router.js';
+import type { FetchOptions } from '../mirror/mirror.js';
+import { children, isIndexMediaType, MANIFEST_MEDIA_TYPES, type ParsedManifest } from '../oci/manifest.js';
+import { readManifest } from '../registry/references.js';
+import type { InventoryFetch } from './inventory.js';
+import { parseReplicationPolicy, type NodeIdentity, type ReplicationPolicy } from './replication-policy.js';
+
+export interface ReplicatorDeps {
+  store: Store;
+  fetch(digest: string, options: FetchOptions): Promise<boolean>;
+  /** Blobs arriving now and the bytes of each that are here. */
+  arriving(): Map<string, number>;
+  policy: ReplicationPolicy;
+  self: NodeIdentity;
+  log: Logger;
+}
+
+/** Blobs fetched at once per image: enough to keep a link busy, few enough not to split it into slivers. */
+const PARALLEL_BLOBS = 6;
+
+interface Active {
+  digest: string;
+  blobs: Descriptor[];
+}
+
+export class Replicator {
+  readonly #active = new Map<string, Active>();
+
+  constructor(private readonly deps: ReplicatorDeps) {}
+
+  /** Acts on a push gossiped by another node. */
+  onEvent(event: MeshEvent): void {
+    const { log, self } = this.deps;
+    let policy = this.deps.policy;
+    if (event.replicate !== undefined) {
+      try {
+        policy = parseReplicationPolicy(event.replicate);
+      } catch (err) {
+        log.warn({ image: event.image, err: (err as Error).message }, 'push carries an unreadable replication policy; using this node\'s own');
+      }
+    }
+    if (!policy.accepts(event.image, self)) {
+      log.info({ image: event.image, policy: policy.text }, 'not replicating: the policy does not select this node');
+      return;
+    }
+    if (this.#active.get(event.image)?.digest === event.digest) return;
+    this.replicate(event.image, event.digest, [event.node]).catch((err: Error) =>
+      log.error({ image: event.image, digest: event.digest, err: err.message }, 'replication failed'));
+  }
+
+  /** Copies `image` (root manifest `digest`) from the mesh; `from` names peers known to hold it. */
+  async replicate(image: string, digest: string, from: string[]): Promise<void> {
+    const { store, log } = this.deps;
+    if ((await store.images.get(image))?.target.digest === digest) return;
+    const active: Active = { digest, blobs: [] };
+    this.#active.set(image, active);
+    const started = performance.now();
+    try {
+      const root = await this.#manifest({ digest }, from);
+      const manifests = [root];
+      if (isIndexMediaType(root.manifest.mediaType)) {
+        for (const child of root.manifest.manifests) manifests.push(await this.#manifest(child, from));
+      }
+      active.blobs = manifests.flatMap((m) => children(m.manifest)).filter((d) => !MANIFEST_MEDIA_TYPES.includes(d.mediaType));
+      await inParallel(active.blobs, PARALLEL_BLOBS, (blob) => this.#fetch(blob.digest, from));
+      // A later push of the same name may have started meanwhile: the newest one names the image.
+      if (this.#active.get(image) !== active) return;
+      const target = { mediaType: root.manifest.mediaType, digest, size: root.body.length };
+      await store.images.put({ name: image, target, labels: {} });
+      const bytes = active.blobs.reduce((n, b) => n + b.size, 0);
+      log.info({ image, digest, blobs: active.blobs.length, bytes, seconds: (performance.now() - started) / 1000 }, 'replicated');
+    } finally {
+      if (this.#active.get(image) === active) this.#active.delete(image);
+    }
+  }
+
+  /** Images being copied here now, with the bytes of their blobs that are here. */
+  async progress(): Promise<InventoryFetch[]> {
+    const arriving = this.deps.arriving();
+    return Promise.all([...this.#active].map(async ([image, { digest, blobs }]) => {
+      let bytes = 0;
+      for (const blob of blobs) bytes += arriving.get(blob.digest) ?? ((await this.deps.store.stat(blob.digest)) ? blob.size : 0);
+      return { image, digest, bytes, total: blobs.reduce((n, b) => n + b.size, 0) };
+    }));
+  }
+
+  async #manifest(desc: { digest: string }, from: string[]): Promise<{ body: Buffer; manifest: ParsedManifest }> {
+    await this.#fetch(desc.digest, from);
+    const found = await readManifest(this.deps.store, desc.digest);
+    if (!found) throw new Error(`manifest ${desc.digest} vanished from the store`);
+    return found;
+  }
+
+  async #fetch(digest: string, from: string[]): Promise<void> {
+    if (!(await this.deps.fetch(digest, { from, patient: true }))) throw new Error(`no holder sent ${digest}`);
+  }
+}
+
+/** Runs `work` on every item, at most `limit` at a time; fails with the first failure. */
+async function inParallel<T>(items: T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) await work(items[next++]);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+}

@@ -1,0 +1,89 @@
+// Push once, have it everywhere: an image pushed to one host of a six-host fleet ends up, verified, in
+// the containerd of every host whose replication policy takes it, and nowhere else. While it spreads,
+// `meshctl ls --mesh` shows who is still fetching; a push may carry its own policy.
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildImage, type BuiltImage } from '../helpers/oci-image.js';
+import { Fleet, REGISTRY_ADDR, waitFor, type FleetHost } from './index.js';
+
+const MiB = 1 << 20;
+
+/** Host 5 is a database host, host 6 takes nothing; the rest are web hosts. */
+const roles = (i: number) => (i === 6 ? ['--replicate', 'none'] : ['--label', i === 5 ? 'role=db' : 'role=web']);
+
+async function holdsWhole(host: FleetHost, image: BuiltImage, name: string): Promise<boolean> {
+  const [images, content] = await Promise.all([host.ctr(['images', 'ls']), host.ctr(['content', 'ls', '-q'])]);
+  return images.split('\n').some((l) => l.startsWith(`${name} `) && l.includes(image.digest))
+    && image.blobs.every((b) => content.includes(b.digest));
+}
+
+describe('replication of a push through the fleet', () => {
+  let fleet: Fleet;
+  let image: BuiltImage;
+
+  beforeAll(async () => {
+    fleet = await Fleet.up(6, { meshdArgs: roles, waitFor: 'full-mesh' });
+    image = buildImage({ layerSizes: [12 * MiB, 8 * MiB, 4 * MiB, 256 * 1024], tag: '1' });
+  }, 240_000);
+  afterAll(async () => {
+    await fleet?.down();
+    if (image) rmSync(image.dir, { recursive: true, force: true });
+  });
+
+  it('copies a push to every host whose policy takes it, with identical digests, showing progress meanwhile', async () => {
+    const [h1, ...others] = fleet.hosts;
+    const name = 'docker.io/library/app:1';
+    // Slow links, so that the copies are still under way when `ls --mesh` looks.
+    for (const h of fleet.hosts) await h.shape({ rateMbit: 100 });
+    await h1.skopeo(['copy', `oci:${image.dir}:1`, `docker://${REGISTRY_ADDR}/app:1`, '--dest-tls-verify=false']);
+
+    const seen = await waitFor('ls --mesh to show hosts still fetching the image', async () => {
+      const rows = JSON.parse((await h1.meshctl(['--json', 'ls', '--mesh'])).stdout) as { name: string; fetching: { name: string; bytes: number; total: number }[] }[];
+      const fetching = rows.find((r) => r.name === name)?.fetching ?? [];
+      return fetching.some((f) => f.bytes < f.total) ? fetching : undefined;
+    }, { timeoutMs: 30_000, intervalMs: 100 });
+    const total = image.layers.reduce((n, l) => n + l.size, 0) + image.blobs.find((b) => b.mediaType.includes('config'))!.size;
+    expect(seen.every((f) => f.total === total)).toBe(true);
+
+    const takers = others.filter((h) => h.index !== 6);
+    for (const h of takers) await waitFor(`${h.name} to hold the whole image`, () => holdsWhole(h, image, name), { timeoutMs: 60_000 });
+    for (const h of fleet.hosts) await h.unshape();
+
+    // Every taker announces it, and ls --mesh lists the five complete copies and nobody fetching.
+    const rows = await waitFor('ls --mesh to list every copy', async () => {
+      const all = JSON.parse((await others[0].meshctl(['--json', 'ls', '--mesh'])).stdout) as { name: string; nodes: { name: string }[]; fetching: unknown[] }[];
+      const row = all.find((r) => r.name === name);
+      return row && row.nodes.length === 5 && row.fetching.length === 0 ? row : undefined;
+    });
+    expect(rows.nodes.map((n) => n.name).sort()).toEqual(fleet.hosts.filter((h) => h.index !== 6).map((h) => h.name).sort());
+
+    // The `none` host took nothing: no image, no blob.
+    const h6 = fleet.hosts[5];
+    expect(await h6.ctr(['images', 'ls', '-q'])).not.toContain(name);
+    const content = await h6.ctr(['content', 'ls', '-q']);
+    expect(image.blobs.filter((b) => content.includes(b.digest))).toEqual([]);
+  });
+
+  it('lets a push carry its own policy: only the hosts it selects copy it', async () => {
+    const [h1] = fleet.hosts;
+    const name = 'docker.io/library/app:web-only';
+    // The same manifest under a new tag, pushed with the header pussh --replicate sends.
+    const manifest = join(image.dir, 'blobs', 'sha256', image.digest.slice('sha256:'.length));
+    const mediaType = image.blobs.find((b) => b.digest === image.digest)!.mediaType;
+    const status = await h1.exec('curl', ['-s', '-o', '/dev/null', '-w', '%{http_code}', '-X', 'PUT', '-H', `content-type: ${mediaType}`,
+      '-H', 'x-layermesh-replicate: label.role=web,name=h2,name=h3', '--data-binary', `@${manifest}`,
+      `http://${REGISTRY_ADDR}/v2/app/manifests/web-only`]);
+    expect(status).toBe('201');
+    const [, h2, h3, h4, h5, h6] = fleet.hosts;
+    for (const h of [h2, h3]) await waitFor(`${h.name} to copy the web-only push`, () => holdsWhole(h, image, name), { timeoutMs: 60_000 });
+    // h4 is a web host but not named; h5 is not a web host; h6's own `none` is replaced by the push's policy, which does not select it.
+    await new Promise((r) => setTimeout(r, 2000));
+    for (const h of [h4, h5, h6]) expect(await h.ctr(['images', 'ls', '-q'])).not.toContain(name);
+
+    const bad = await h1.exec('curl', ['-s', '-X', 'PUT', '-H', `content-type: ${mediaType}`, '-H', 'x-layermesh-replicate: role=web',
+      '--data-binary', `@${manifest}`, `http://${REGISTRY_ADDR}/v2/app/manifests/bad-policy`]);
+    expect(JSON.parse(bad).errors[0]).toMatchObject({ code: 'MANIFEST_INVALID' });
+    expect(bad).toContain('label.KEY=GLOB');
+  });
+});
