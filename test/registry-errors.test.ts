@@ -1,10 +1,13 @@
 // Every error path of the push and pull API, against a real meshd on the embedded store.
 import { createHash, randomBytes } from 'node:crypto';
+import { rmSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startMeshd, type Meshd } from './helpers/meshd.js';
+import { buildImage } from './helpers/oci-image.js';
+import { skopeo } from './helpers/run.js';
 
 const sha = (data: Buffer) => `sha256:${createHash('sha256').update(data).digest('hex')}`;
 
@@ -243,6 +246,22 @@ describe('push token', () => {
       expect((await fetch(`${guarded.url}/v2/app/blobs/${sha(data)}`)).status).toBe(200);
     } finally {
       await guarded.stop();
+    }
+  });
+
+  it('lets skopeo push with the token as password, and pull without it', async () => {
+    const guarded = await startMeshd(['--store', 'fs', '--registry-token', 's3cret']);
+    const image = buildImage({ layerSizes: [2000, 3000], tag: '1' });
+    try {
+      const ref = `docker://${guarded.host}/guarded:1`;
+      await expect(skopeo(['copy', '--dest-tls-verify=false', `oci:${image.dir}:1`, ref])).rejects.toThrow(/unauthorized/);
+      await expect(skopeo(['copy', '--dest-tls-verify=false', '--dest-creds', 'any:wrong', `oci:${image.dir}:1`, ref])).rejects.toThrow(/unauthorized/);
+      await skopeo(['copy', '--dest-tls-verify=false', '--dest-creds', 'any:s3cret', `oci:${image.dir}:1`, ref]);
+      const raw = await skopeo(['inspect', '--raw', '--tls-verify=false', `docker://${guarded.host}/guarded@${image.digest}`]);
+      expect(sha(Buffer.from(raw))).toBe(image.digest);
+    } finally {
+      await guarded.stop();
+      rmSync(image.dir, { recursive: true, force: true });
     }
   });
 

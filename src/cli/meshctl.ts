@@ -1,5 +1,7 @@
 #!/usr/bin/env node
 // meshctl: ask a LayerMesh node what the mesh holds.
+import { realpathSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { Command, Option } from 'commander';
 import { generateSwarmKey } from '../dht/swarm-key.js';
 import type { PeerStatus } from '../dht/router.js';
@@ -10,7 +12,8 @@ import {
 } from './mirror-config.js';
 import { ms, table } from './table.js';
 
-const program = new Command('meshctl')
+/** The command tree; exported so tests can check command lines against it (see test/compose.test.ts). */
+export const program = new Command('meshctl')
   .description('Ask a LayerMesh node what the mesh holds')
   .addOption(new Option('--node <url>', 'the daemon to ask (its registry listener)').env('MESHCTL_NODE').default('http://127.0.0.1:5000'))
   .option('--json', 'machine-readable output');
@@ -104,7 +107,10 @@ mirror
     print(report, () => formatRestoreReport(report));
   });
 
-program.parseAsync().catch((err: Error) => {
-  console.error(`meshctl: ${err.message}`);
-  process.exitCode = 2;
-});
+// Runs only as the command (directly or through the npm bin symlink), not when a test imports the program.
+if (process.argv[1] && realpathSync(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  program.parseAsync().catch((err: Error) => {
+    console.error(`meshctl: ${err.message}`);
+    process.exitCode = 2;
+  });
+}

@@ -29,7 +29,7 @@ export interface Daemon {
   stop(): Promise<void>;
 }
 
-function isLoopback(host: string): boolean {
+export function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '::1' || host.startsWith('127.');
 }
 

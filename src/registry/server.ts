@@ -79,7 +79,12 @@ export function createRegistry(opts: RegistryOptions) {
 
   const dispatch = async (req: FastifyRequest, reply: FastifyReply) => {
     const path = req.url.split('?', 1)[0];
-    if (path === '/v2' || path === '/v2/') return reply.send({});
+    if (path === '/v2' || path === '/v2/') {
+      // skopeo, podman and buildah send credentials only to registries that announced a challenge when pinged
+      // here; pulls stay anonymous, so the challenge rides on the 200 (allowed by RFC 7235 §4.1).
+      if (opts.token) reply.header('www-authenticate', 'Basic realm="layermesh"');
+      return reply.send({});
+    }
     if (path === '/v2/_catalog' && req.method === 'GET') return catalog(context(req, reply, '', ''));
     for (const [pattern, routes] of ROUTES) {
       const m = pattern.exec(path);
