@@ -155,6 +155,27 @@ export async function startMeshdOnContainerd(name: string): Promise<Server> {
   }
 }
 
+/** docker-registry's config: filesystem storage under dir/data, delete enabled, quiet; returns its path. */
+export async function writeDockerRegistryConfig(dir: string, addr: string): Promise<string> {
+  const config = join(dir, 'config.yml');
+  await writeFile(config, [
+    'version: 0.1',
+    'log:',
+    '  level: error',
+    '  accesslog:',
+    '    disabled: true',
+    'storage:',
+    '  filesystem:',
+    `    rootdirectory: ${JSON.stringify(join(dir, 'data'))}`,
+    '  delete:',
+    '    enabled: true',
+    'http:',
+    `  addr: ${addr}`,
+    '',
+  ].join('\n'));
+  return config;
+}
+
 /** Debian's docker-registry (github.com/docker/distribution 2.8): filesystem storage, delete enabled, quiet. */
 export async function startDockerRegistry(name: string): Promise<Server> {
   const dir = await tempDir('lm-bench-registry-');
@@ -162,22 +183,7 @@ export async function startDockerRegistry(name: string): Promise<Server> {
   let stopProc: (() => Promise<void>) | undefined;
   try {
     const port = await freePort();
-    const config = join(dir, 'config.yml');
-    await writeFile(config, [
-      'version: 0.1',
-      'log:',
-      '  level: error',
-      '  accesslog:',
-      '    disabled: true',
-      'storage:',
-      '  filesystem:',
-      `    rootdirectory: ${JSON.stringify(join(dir, 'data'))}`,
-      '  delete:',
-      '    enabled: true',
-      'http:',
-      `  addr: 127.0.0.1:${port}`,
-      '',
-    ].join('\n'));
+    const config = await writeDockerRegistryConfig(dir, `127.0.0.1:${port}`);
     const logPath = join(dir, 'registry.log');
     const log = openSync(logPath, 'a');
     const proc = spawn('docker-registry', ['serve', config], { stdio: ['ignore', log, log] });

@@ -80,9 +80,12 @@ export function parseNodeInfo(value: unknown): NodeInfo {
     typeof v?.name !== 'string' ||
     typeof labels !== 'object' || labels === null || Array.isArray(labels) ||
     !Object.values(labels).every((l) => typeof l === 'string') ||
-    !Number.isInteger(v.dataPlanePort) || v.dataPlanePort! < 0 || v.dataPlanePort! > 65535
+    !Number.isInteger(v.dataPlanePort) || v.dataPlanePort! < 0 || v.dataPlanePort! > 65535 ||
+    (v.replicate !== undefined && typeof v.replicate !== 'string')
   ) {
-    throw new Error('peer info is not a NodeInfo {name, labels, dataPlanePort}');
+    throw new Error('peer info is not a NodeInfo {name, labels, dataPlanePort, replicate?}');
   }
-  return { name: v.name, labels: { ...labels }, dataPlanePort: v.dataPlanePort! };
+  const info: NodeInfo = { name: v.name, labels: { ...labels }, dataPlanePort: v.dataPlanePort! };
+  if (v.replicate !== undefined) info.replicate = v.replicate;
+  return info;
 }

@@ -21,6 +21,8 @@ export interface NodeInfo {
   labels: Record<string, string>;
   /** Port of the peer data plane (HTTP), on the addresses the peer is reachable at; 0 when it has none. */
   dataPlanePort: number;
+  /** The node's replication policy, so that every node can tell which others copy a push. */
+  replicate?: string;
 }
 
 export interface MeshEvent {

@@ -7,7 +7,7 @@ import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { DigestMismatchError, isDigest, type Descriptor, type Store } from '../containerd/store.js';
 import type { MirrorSource } from '../registry/context.js';
-import { peerRequest, readSmall, type PeerResponse } from './peer-client.js';
+import { PATIENT_HEADER, peerRequest, readSmall, TRY_HEADER, type PeerResponse } from './peer-client.js';
 import type { Spool } from './spool.js';
 import type { Spools } from './spools.js';
 
@@ -36,8 +36,10 @@ export interface MirrorOptions {
    * what it pulled) before this node stores its own copy. Default 1 s.
    */
   clientCommitGraceMs?: number;
-  /** The data plane of a member known by peer id (holders named by a push's gossip). */
+  /** The data plane of a member known by peer id (holders named by a push's gossip or by a busy holder). */
   endpointOf?(peerId: string): PeerEndpoint | undefined;
+  /** This node's peer id, sent with patient fetches so that busy holders can redirect others to it. */
+  selfId?: string;
   /** Called when a blob starts arriving here (this node can serve it from now on); the result when it ends. */
   partialHolder?(digest: string): () => void;
   /** How long a patient fetch keeps looking for a holder with a free slot. Default 10 min. */
@@ -55,8 +57,6 @@ export interface FetchOptions {
   patient?: boolean;
 }
 
-/** Request header of a patient fetch. */
-export const PATIENT_HEADER = 'x-layermesh-patient';
 
 const MAX_MANIFEST_BYTES = 4 << 20;
 /** Hedge delay until enough answer times are known, and its floor. */
@@ -154,14 +154,19 @@ export class Mirror implements MirrorSource {
     return undefined;
   }
 
-  async #holders(key: string, from: string[] = []): Promise<PeerEndpoint[]> {
-    const peers = await this.opts.findPeers(key, AbortSignal.timeout(this.opts.lookupTimeoutMs));
+  /**
+   * Holders of a key: those named in `from` first, in that order, then what the DHT knows, nearest
+   * first. Named holders are tried alone at first (`namedOnly`): a DHT walk is not worth the wait then.
+   */
+  async #holders(key: string, from: string[] = [], namedOnly = false): Promise<PeerEndpoint[]> {
+    const peers = namedOnly && from.length > 0 ? [] : await this.opts.findPeers(key, AbortSignal.timeout(this.opts.lookupTimeoutMs));
     for (const id of from) {
       const known = peers.some((p) => p.id === id) ? undefined : this.opts.endpointOf?.(id);
       if (known) peers.push(known);
     }
     const strikes = (p: PeerEndpoint) => this.#strikes.get(p.id) ?? 0;
-    return peers.sort((a, b) => strikes(a) - strikes(b) || (a.rttMs ?? Infinity) - (b.rttMs ?? Infinity));
+    const named = (p: PeerEndpoint) => (from.includes(p.id) ? from.indexOf(p.id) : from.length);
+    return peers.sort((a, b) => strikes(a) - strikes(b) || named(a) - named(b) || (a.rttMs ?? Infinity) - (b.rttMs ?? Infinity));
   }
 
   /** Receives the blob into its spool and then into the store; false when no holder sent the right bytes. */
@@ -186,8 +191,8 @@ export class Mirror implements MirrorSource {
     const { digest } = spool;
     const giveUpAt = Date.now() + (options.patient ? this.opts.patienceMs ?? DEFAULT_PATIENCE_MS : 0);
     const liars = new Set<string>();
-    for (;;) {
-      const candidates = (await this.#holders(digest, options.from)).filter((c) => !liars.has(c.id));
+    for (let attempt = 0; ; attempt++) {
+      const candidates = (await this.#holders(digest, options.from, attempt === 0)).filter((c) => !liars.has(c.id));
       if (candidates.length > 0) {
         const used = new Set<string>();
         try {
@@ -212,7 +217,7 @@ export class Mirror implements MirrorSource {
       }
       if (Date.now() >= giveUpAt) return false;
       // Holders were busy or not yet known: look again soon, at a moment that differs from node to node.
-      await new Promise((r) => setTimeout(r, 150 + Math.random() * 350));
+      await new Promise((r) => setTimeout(r, 50 + Math.random() * 150));
     }
   }
 
@@ -277,9 +282,10 @@ export class Mirror implements MirrorSource {
    */
   #open(digest: string, untried: PeerEndpoint[], offset: number, patient: boolean): Promise<Opened | undefined> {
     const path = `/peer/v1/blobs/${digest}`;
-    const headers = patient ? { [PATIENT_HEADER]: '1' } : undefined;
+    const headers = patient ? { [PATIENT_HEADER]: this.opts.selfId ?? '' } : undefined;
+    const asked = new Set<string>();
     return new Promise((resolve) => {
-      const asked: AbortController[] = [];
+      const controllers: AbortController[] = [];
       let pending = 0;
       let won = false;
       let hedge: NodeJS.Timeout | undefined;
@@ -292,14 +298,17 @@ export class Mirror implements MirrorSource {
         }
         pending++;
         const ctl = new AbortController();
-        asked.push(ctl);
+        controllers.push(ctl);
+        asked.add(peer.id);
         const started = performance.now();
         const noAnswer = setTimeout(() => ctl.abort(new Error('no answer')), this.opts.stallTimeoutMs);
-        hedge = setTimeout(ask, this.#hedgeDelayMs());
+        // A patient fetch waits for the holder it was sent to (it may wait for its own copy to begin).
+        if (!patient) hedge = setTimeout(ask, this.#hedgeDelayMs());
         peerRequest(peer.url, path, this.opts.key, { from: offset, headers, signal: ctl.signal })
           .then((res) => {
             clearTimeout(noAnswer);
             const total = totalSize(res);
+            if (res.status === 503) this.#redirect(res, untried, asked);
             if (res.status !== (offset ? 206 : 200) || total === undefined) {
               res.body.destroy();
               throw new Error(`answered ${res.status}${total === undefined ? ' without a size' : ''}`);
@@ -309,7 +318,7 @@ export class Mirror implements MirrorSource {
             clearTimeout(hedge);
             this.#answerTimes.push(performance.now() - started);
             if (this.#answerTimes.length > 100) this.#answerTimes.shift();
-            for (const other of asked) if (other !== ctl) other.abort(new Error('another holder answered first'));
+            for (const other of controllers) if (other !== ctl) other.abort(new Error('another holder answered first'));
             resolve({ peer, body: res.body, total, abort: () => ctl.abort(new Error('peer stalled')) });
           })
           .catch((err: Error) => {
@@ -322,6 +331,17 @@ export class Mirror implements MirrorSource {
       };
       ask();
     });
+  }
+
+  /** A busy holder names the peers it is sending the blob to: they are asked next, before everyone else. */
+  #redirect(res: PeerResponse, untried: PeerEndpoint[], asked: Set<string>): void {
+    const ids = String(res.headers[TRY_HEADER] ?? '').split(',').filter((id) => id && !asked.has(id) && id !== this.opts.selfId);
+    const next = ids.map((id) => untried.find((p) => p.id === id) ?? this.opts.endpointOf?.(id)).filter((p): p is PeerEndpoint => p !== undefined);
+    for (const p of next.reverse()) {
+      const at = untried.indexOf(p);
+      if (at >= 0) untried.splice(at, 1);
+      untried.unshift(p);
+    }
   }
 
   /** Like Spegel: ask the next holder once the first is slower than nearly all answers seen so far. */

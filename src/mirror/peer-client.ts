@@ -5,6 +5,21 @@ import { AUTH_HEADER, proof } from './peer-auth.js';
 
 const agent = new Agent({ keepAlive: true, maxSockets: 32 });
 
+/**
+ * Request header of a replicating (patient) fetch, carrying the requester's peer id: a holder already
+ * sending a large blob may answer 503 instead, naming in TRY_HEADER the peers it is sending it to
+ * (they hold the first part already and serve it as it arrives).
+ */
+export const PATIENT_HEADER = 'x-layermesh-patient';
+export const TRY_HEADER = 'x-layermesh-try';
+/**
+ * A blob at least this large is sent to one patient peer at a time (the others are redirected to the
+ * copies it is feeding) and replicated along a pipeline of nodes; smaller ones are not worth queueing.
+ */
+export const PIPELINE_MIN_BYTES = 4 << 20;
+/** Header of an answer from a blob still arriving: how many bytes the holder has so far. */
+export const PARTIAL_HEADER = 'x-layermesh-partial';
+
 export interface PeerResponse {
   status: number;
   headers: IncomingHttpHeaders;

@@ -7,33 +7,53 @@ import type { Logger } from 'pino';
 import { isDigest, type Store } from '../containerd/store.js';
 import { blobHeaders, serveBlob } from '../registry/blobs.js';
 import { AUTH_HEADER, verifyProof } from './peer-auth.js';
-import { PATIENT_HEADER } from './mirror.js';
+import { PARTIAL_HEADER, PATIENT_HEADER, PIPELINE_MIN_BYTES, TRY_HEADER } from './peer-client.js';
+import type { Spool } from './spool.js';
 import type { Spools } from './spools.js';
 
 const notFound = (what: string) => ({ errors: [{ code: 'BLOB_UNKNOWN', message: `${what} not held here` }] });
 
-/** Header of an answer from a blob still arriving: how many bytes this node has so far. */
-export const PARTIAL_HEADER = 'x-layermesh-partial';
 /**
- * A blob at least this large is sent to one patient (replicating) peer at a time: the others are told
- * to come back, and find the copies that are arriving at the first one meanwhile. Local pulls are
- * never refused; small blobs cost too little to queue for.
+ * A patient peer asking for a blob this node does not have yet is the next in a replication pipeline,
+ * asking before this node's own copy begins to arrive (which waits for the node before it, and so on):
+ * it is kept waiting this long before it is sent elsewhere.
  */
-const ONE_AT_A_TIME_BYTES = 4 << 20;
+const AWAIT_COPY_MS = 10_000;
+const AWAIT_POLL_MS = 20;
 
 export function createPeerServer(opts: { store: Store; spools: Spools; key: Buffer; log: Logger }) {
   const { store, spools, key, log } = opts;
   const app = Fastify({ return503OnClosing: true });
-  const sending = new Map<string, number>();
+  // Per blob, the answers being sent now, and to which patient peers (by peer id). Local pulls are never
+  // refused; a large blob goes to one patient peer at a time, the others are sent to the copies it feeds.
+  const sending = new Map<string, { count: number; to: string[] }>();
+  const patientPeer = (req: FastifyRequest) => req.headers[PATIENT_HEADER] as string | undefined;
   const busy = (digest: string, size: number, req: FastifyRequest) =>
-    req.method === 'GET' && req.headers[PATIENT_HEADER] !== undefined && size >= ONE_AT_A_TIME_BYTES && (sending.get(digest) ?? 0) > 0;
-  const count = (digest: string, reply: FastifyReply) => {
-    sending.set(digest, (sending.get(digest) ?? 0) + 1);
+    req.method === 'GET' && patientPeer(req) !== undefined && size >= PIPELINE_MIN_BYTES && (sending.get(digest)?.count ?? 0) > 0;
+  const count = (digest: string, req: FastifyRequest, reply: FastifyReply) => {
+    const entry = sending.get(digest) ?? { count: 0, to: [] };
+    sending.set(digest, entry);
+    const peer = patientPeer(req);
+    entry.count++;
+    if (peer) entry.to.push(peer);
     reply.raw.once('close', () => {
-      const left = (sending.get(digest) ?? 1) - 1;
-      if (left > 0) sending.set(digest, left);
-      else sending.delete(digest);
+      entry.count--;
+      if (peer) entry.to.splice(entry.to.indexOf(peer), 1);
+      if (entry.count === 0) sending.delete(digest);
     });
+  };
+
+  /** The blob's size and, when it is still arriving, its spool; a patient peer may wait for it to begin. */
+  const held = async (digest: string, patient: boolean): Promise<{ size: number; spool?: Spool } | undefined> => {
+    const deadline = Date.now() + (patient ? AWAIT_COPY_MS : 0);
+    for (;;) {
+      const stored = await store.stat(digest);
+      if (stored) return { size: stored.size };
+      const spool = spools.get(digest);
+      if (spool?.size !== undefined) return { size: spool.size, spool };
+      if (Date.now() >= deadline) return undefined;
+      await new Promise((r) => setTimeout(r, AWAIT_POLL_MS));
+    }
   };
 
   app.addHook('onRequest', async (req, reply) => {
@@ -49,13 +69,14 @@ export function createPeerServer(opts: { store: Store; spools: Spools; key: Buff
     handler: async (req, reply) => {
       const { digest } = req.params as { digest: string };
       if (!isDigest(digest)) return reply.code(404).send(notFound(digest));
-      const spool = spools.get(digest);
-      const size = (await store.stat(digest))?.size ?? spool?.size;
-      if (size === undefined) return reply.code(404).send(notFound(digest));
+      const found = await held(digest, patientPeer(req) !== undefined);
+      if (!found) return reply.code(404).send(notFound(digest));
+      const { size, spool } = found;
       if (busy(digest, size, req)) {
-        return reply.code(503).header('retry-after', '1').send({ errors: [{ code: 'TOOMANYREQUESTS', message: `already sending ${digest}` }] });
+        return reply.code(503).header('retry-after', '1').header(TRY_HEADER, sending.get(digest)!.to.join(','))
+          .send({ errors: [{ code: 'TOOMANYREQUESTS', message: `already sending ${digest}` }] });
       }
-      if (req.method === 'GET') count(digest, reply);
+      if (req.method === 'GET') count(digest, req, reply);
       if (await serveBlob(store, digest, req, reply, log)) return;
       if (spool?.size === undefined) return reply.code(404).send(notFound(digest));
       const range = blobHeaders(req, reply, digest, spool.size);

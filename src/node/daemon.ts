@@ -89,10 +89,16 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
       stallTimeoutMs: PEER_STALL_MS,
       resolveTags: config.mirrorTags,
       endpointOf: (id) => mesh.endpointOf(id),
+      selfId: mesh.router.id,
       partialHolder: (digest) => mesh.announcer.announceArriving(digest),
     });
     replicator = new Replicator({
       store,
+      selfId: mesh.router.id,
+      members: () => [
+        { id: mesh.router.id, name: config.nodeName, labels: config.labels, replicate: config.replicate.text },
+        ...mesh.router.peers().flatMap((p) => (p.info ? [{ id: p.id, ...p.info }] : [])),
+      ],
       fetch: (digest, options) => mirror.fetchBlob(digest, options),
       arriving: () => mirror.arriving(),
       policy: config.replicate,

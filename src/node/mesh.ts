@@ -56,7 +56,7 @@ export async function joinMesh(config: Config, store: Store, log: Logger, opts: 
   });
   const router = await Libp2pRouter.create({
     node,
-    nodeInfo: { name: config.nodeName, labels: config.labels, dataPlanePort: opts.dataPlanePort },
+    nodeInfo: { name: config.nodeName, labels: config.labels, dataPlanePort: opts.dataPlanePort, replicate: config.replicate.text },
     logger: log.child({ component: 'router' }),
   });
   router.onEvent((event, from) => log.info({ event, from }, 'mesh event'));

@@ -1,18 +1,37 @@
 // Copies the images pushed to other nodes when this node's replication policy (or the push's own)
-// accepts them: manifests first, then every blob through the mirror, patiently (holders may be busy,
-// copies still arriving elsewhere count as holders), then the image record under the same name.
-// From then on this node holds the image and announces it like anything else in its store.
+// accepts them: manifests first, then every blob through the mirror, then the image record under the
+// same name. From then on this node holds the image and announces it like anything else in its store.
+//
+// Fan-out without a herd: every node knows the others' names, labels and policies, so every node
+// computes the same set of takers, and for each blob the same order of them (by a hash of blob and
+// peer id, different for every blob). Each taker streams the blob from the one before it, which serves
+// it from its partial copy as it arrives; the first takes it from the node pushed to. So every blob
+// travels a pipeline through the fleet, every link carries each blob about once, and the node pushed
+// to sends each blob once. When the one before is gone, the mirror falls back to any holder. Small
+// blobs (configs, manifests) come straight from the node pushed to: a pipeline would only add hops.
+import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Descriptor, Store } from '../containerd/store.js';
 import type { MeshEvent } from '../dht/router.js';
 import type { FetchOptions } from '../mirror/mirror.js';
+import { PIPELINE_MIN_BYTES } from '../mirror/peer-client.js';
 import { children, isIndexMediaType, MANIFEST_MEDIA_TYPES, type ParsedManifest } from '../oci/manifest.js';
 import { readManifest } from '../registry/references.js';
 import type { InventoryFetch } from './inventory.js';
 import { parseReplicationPolicy, type NodeIdentity, type ReplicationPolicy } from './replication-policy.js';
 
+/** A member of the mesh as the replicator sees it (this node included). */
+export interface Member extends NodeIdentity {
+  id: string;
+  /** Its replication policy as it announced it; absent means `all`. */
+  replicate?: string;
+}
+
 export interface ReplicatorDeps {
   store: Store;
+  selfId: string;
+  /** Every member known now, this node included. */
+  members(): Member[];
   fetch(digest: string, options: FetchOptions): Promise<boolean>;
   /** Blobs arriving now and the bytes of each that are here. */
   arriving(): Map<string, number>;
@@ -36,39 +55,43 @@ export class Replicator {
 
   /** Acts on a push gossiped by another node. */
   onEvent(event: MeshEvent): void {
-    const { log, self } = this.deps;
-    let policy = this.deps.policy;
-    if (event.replicate !== undefined) {
-      try {
-        policy = parseReplicationPolicy(event.replicate);
-      } catch (err) {
-        log.warn({ image: event.image, err: (err as Error).message }, 'push carries an unreadable replication policy; using this node\'s own');
-      }
+    const { log, self, selfId } = this.deps;
+    const override = event.replicate === undefined ? undefined : readablePolicy(event.replicate);
+    if (event.replicate !== undefined && !override) {
+      log.warn({ image: event.image, replicate: event.replicate }, 'push carries an unreadable replication policy; each node uses its own');
     }
+    const policy = override ?? this.deps.policy;
     if (!policy.accepts(event.image, self)) {
       log.info({ image: event.image, policy: policy.text }, 'not replicating: the policy does not select this node');
       return;
     }
     if (this.#active.get(event.image)?.digest === event.digest) return;
-    this.replicate(event.image, event.digest, [event.node]).catch((err: Error) =>
+    const takers = this.deps.members()
+      .filter((m) => m.id !== event.node && (m.id === selfId || (override ?? readablePolicy(m.replicate ?? 'all'))?.accepts(event.image, m)))
+      .map((m) => m.id);
+    this.replicate(event.image, event.digest, event.node, takers).catch((err: Error) =>
       log.error({ image: event.image, digest: event.digest, err: err.message }, 'replication failed'));
   }
 
-  /** Copies `image` (root manifest `digest`) from the mesh; `from` names peers known to hold it. */
-  async replicate(image: string, digest: string, from: string[]): Promise<void> {
+  /**
+   * Copies `image` (root manifest `digest`) from the mesh. `origin` holds it whole; `takers` are the
+   * nodes copying it too (this one included), which decide where each blob is taken from.
+   */
+  async replicate(image: string, digest: string, origin: string, takers: string[] = []): Promise<void> {
     const { store, log } = this.deps;
     if ((await store.images.get(image))?.target.digest === digest) return;
     const active: Active = { digest, blobs: [] };
     this.#active.set(image, active);
     const started = performance.now();
     try {
-      const root = await this.#manifest({ digest }, from);
+      const root = await this.#manifest({ digest }, [origin]);
       const manifests = [root];
       if (isIndexMediaType(root.manifest.mediaType)) {
-        for (const child of root.manifest.manifests) manifests.push(await this.#manifest(child, from));
+        for (const child of root.manifest.manifests) manifests.push(await this.#manifest(child, [origin]));
       }
       active.blobs = manifests.flatMap((m) => children(m.manifest)).filter((d) => !MANIFEST_MEDIA_TYPES.includes(d.mediaType));
-      await inParallel(active.blobs, PARALLEL_BLOBS, (blob) => this.#fetch(blob.digest, from));
+      await inParallel(active.blobs, PARALLEL_BLOBS, (blob) =>
+        this.#fetch(blob.digest, blob.size >= PIPELINE_MIN_BYTES ? [this.#upstream(blob.digest, origin, takers), origin] : [origin]));
       // A later push of the same name may have started meanwhile: the newest one names the image.
       if (this.#active.get(image) !== active) return;
       const target = { mediaType: root.manifest.mediaType, digest, size: root.body.length };
@@ -90,6 +113,14 @@ export class Replicator {
     }));
   }
 
+  /** The node this one takes a blob from: the taker before it in the blob's order, or the origin. */
+  #upstream(digest: string, origin: string, takers: string[]): string {
+    const rank = (id: string) => createHash('sha256').update(`${digest}\n${id}`).digest('hex');
+    const order = takers.map((id) => ({ id, rank: rank(id) })).sort((a, b) => (a.rank < b.rank ? -1 : 1));
+    const at = order.findIndex((t) => t.id === this.deps.selfId);
+    return at > 0 ? order[at - 1].id : origin;
+  }
+
   async #manifest(desc: { digest: string }, from: string[]): Promise<{ body: Buffer; manifest: ParsedManifest }> {
     await this.#fetch(desc.digest, from);
     const found = await readManifest(this.deps.store, desc.digest);
@@ -99,6 +130,14 @@ export class Replicator {
 
   async #fetch(digest: string, from: string[]): Promise<void> {
     if (!(await this.deps.fetch(digest, { from, patient: true }))) throw new Error(`no holder sent ${digest}`);
+  }
+}
+
+function readablePolicy(text: string): ReplicationPolicy | undefined {
+  try {
+    return parseReplicationPolicy(text);
+  } catch {
+    return undefined;
   }
 }
 
