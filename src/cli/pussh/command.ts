@@ -11,7 +11,7 @@ import { parseHostPort, parseImageRef, parsePlatform, parseSshTarget, type Image
 import { ConnectionError, RegistryClient } from './registry-client.js';
 import { DEFAULT_CONTAINERD_SOCKET } from './source-containerd.js';
 import type { ImageSource } from './source.js';
-import { openTunnel, type Tunnel } from './ssh-tunnel.js';
+import { openTunnel, sshSaid, type Tunnel } from './ssh-tunnel.js';
 
 export const DEFAULT_REMOTE_REGISTRY = '127.0.0.1:5000';
 
@@ -149,7 +149,10 @@ async function pushToHost(job: HostJob): Promise<HostResult> {
       stats = await pushImage(client, job.source, plan, { repo: ref.remoteName, tag: ref.tag, replicate: opts.replicate }, { parallel, listener: out });
     } catch (err) {
       // The tunnel died under us: ssh's words say why.
-      if (err instanceof ConnectionError) throw new PusshError('ssh-unreachable', `connection to ${target.display} lost: ${err.message}\n${tunnel.stderr().trim()}`);
+      if (err instanceof ConnectionError) {
+        const said = sshSaid(tunnel.stderr());
+        throw new PusshError('ssh-unreachable', `connection to ${target.display} lost: ${err.message}${said ? `\n${said}` : ''}`);
+      }
       throw err;
     }
     return { host: target.display, ok: true, digest: plan.root.digest, stats, seconds: (Date.now() - started) / 1000 };
@@ -194,7 +197,10 @@ export async function runPussh(argv: string[], ctx: RunContext = {}): Promise<nu
   let targets: SshTarget[];
   let source: ImageSource | undefined;
   const tunnels = new Set<Tunnel>();
+  let interrupted = false;
   const onSignal = (signal: NodeJS.Signals) => {
+    // The pushes now fail as their tunnels close: that is no news to the user who pressed Ctrl-C.
+    interrupted = true;
     stderr.write(`\npussh: ${signal}: closing ssh tunnels\n`);
     void Promise.allSettled([...tunnels].map((t) => t.close()).concat(source ? [source.close()] : []))
       .finally(() => process.exit(signal === 'SIGINT' ? 130 : 143));
@@ -218,6 +224,7 @@ export async function runPussh(argv: string[], ctx: RunContext = {}): Promise<nu
     const interactive = !!process.stdin.isTTY && targets.length === 1;
     const results = await Promise.all(targets.map((target) =>
       pushToHost({ target, output, source: source!, plan, ref, opts, interactive, tunnels })));
+    if (interrupted) return new Promise<number>(() => {}); // the signal handler exits
     output.finish(image, results.filter((r) => r.ok));
     for (const r of results) if (!r.ok) stderr.write(`pussh: ${summaryLine(image, r)}\n`);
     if (opts.json) {

@@ -59,8 +59,13 @@ export function sshArgs(opts: TunnelOptions, socketPath: string): string[] {
 }
 
 /** Turns what ssh said when it gave up into the error the user needs. */
+/** What ssh said, less the "permanently added" notice that --no-host-key-check causes on every connection. */
+export function sshSaid(stderr: string): string {
+  return stderr.trim().split('\n').filter((l) => l && !/^Warning: Permanently added/.test(l)).join('\n');
+}
+
 export function sshFailure(target: SshTarget, stderr: string, exit: string): PusshError {
-  const said = stderr.trim().split('\n').filter((l) => l && !/^Warning: Permanently added/.test(l)).join('\n') || `ssh exited with ${exit}`;
+  const said = sshSaid(stderr) || `ssh exited with ${exit}`;
   const on = `ssh to ${target.display}`;
   if (/Permission denied|Too many authentication failures|no more authentication methods|Authentication failed/i.test(said)) {
     return new PusshError('ssh-auth', `${on}: authentication failed (check the user, -i/--ssh-key or your ssh agent):\n${said}`);
