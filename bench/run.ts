@@ -4,11 +4,13 @@
 //  2. push time of a multi-layer OCI image with `skopeo copy`, fresh registry each round;
 //  3. pull of the same image by containerd through the mirror (meshd B fetching from peer meshd A)
 //     against containerd pulling it straight from the Go registry; target: mirror throughput
-//     ≥ 0.7× the direct path's (direct time / mirror time), measured with `ctr content fetch`.
+//     ≥ 0.7× the direct path's (direct time / mirror time), measured with `ctr content fetch`;
+//  4. bytes on the wire of pussh after a one-layer change, against `docker save | ssh` of the image.
 // Prints a table and, last, one JSON line. Exits non-zero only on errors, not on a missed target.
 // Knobs (environment): BENCH_BLOB_MIB=256 BENCH_GET_ROUNDS=5 BENCH_GET_WARMUPS=1
 //                      BENCH_PUSH_ROUNDS=3 BENCH_LAYERS_MIB=40,35,30,25,20 BENCH_MIRROR_ROUNDS=3
-//                      BENCH_MIRROR_VARIANTS=fetch,pull BENCH_SKIP=get,push,mirror (any of them)
+//                      BENCH_MIRROR_VARIANTS=fetch,pull BENCH_PUSSH_LAYERS_MIB=30,50,15,5
+//                      BENCH_SKIP=get,push,mirror,pussh (any of them)
 //                      BENCH_MESHD_MAIN=/path/to/dist/src/node/main.js (another meshd build, for A/B)
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -21,6 +23,7 @@ import { MESHD_MAIN, startDockerRegistry, startMeshd, startMeshdOnContainerd, ty
 import { MB, MiB, fixed, median, table } from './lib/stats.js';
 import { benchMirrorPull, VARIANT_LABEL, type MirrorPullReport, type PullVariant } from './mirror-pull.js';
 import { benchGet, writeRandomBlob, type GetResult } from './registry-get.js';
+import { benchPusshIncremental, type PusshIncrementalReport } from './pussh-incremental.js';
 import { benchPush, type PushResult } from './skopeo-push.js';
 
 const GET_TARGET = 0.6;
@@ -93,11 +96,18 @@ async function mirrorPhase(work: string): Promise<MirrorPullReport> {
   return benchMirrorPull(benchImage(work), { work, rounds: envInt('BENCH_MIRROR_ROUNDS', 3), variants }, say);
 }
 
+async function pusshPhase(work: string): Promise<PusshIncrementalReport> {
+  // Base system, runtime, dependencies, application: the application layer is the one that changes.
+  const sizes = (process.env.BENCH_PUSSH_LAYERS_MIB ?? '30,50,15,5').split(',').map((s) => Number(s) * MiB);
+  if (sizes.some((s) => !Number.isInteger(s) || s <= 0)) throw new Error('BENCH_PUSSH_LAYERS_MIB must be a comma-separated list of positive MiB counts');
+  return benchPusshIncremental(work, { layerSizes: sizes }, say);
+}
+
 async function main(): Promise<number> {
   cleanupOnSignals();
   if (!existsSync(MESHD_MAIN)) throw new Error(`${MESHD_MAIN} is missing: run \`npm run build\` (npm run bench does)`);
   say(`meshd: ${MESHD_MAIN}`);
-  await ensurePackages({ containerd: 'containerd', ctr: 'containerd', skopeo: 'skopeo', 'docker-registry': 'docker-registry', curl: 'curl', gzip: 'gzip', tar: 'tar', time: 'time' });
+  await ensurePackages({ containerd: 'containerd', ctr: 'containerd', skopeo: 'skopeo', 'docker-registry': 'docker-registry', curl: 'curl', gzip: 'gzip', tar: 'tar', time: 'time', ssh: 'openssh-client' });
   const work = await mkdtemp(join(tmpdir(), 'lm-bench-'));
   onCleanup(`work dir ${work}`, () => rm(work, { recursive: true, force: true }));
   const skip = process.env.BENCH_SKIP ?? '';
@@ -105,6 +115,7 @@ async function main(): Promise<number> {
   const get = skip.includes('get') ? undefined : await getPhase(work);
   const push = skip.includes('push') ? undefined : await pushPhase(work);
   const mirror = skip.includes('mirror') ? undefined : await mirrorPhase(work);
+  const pussh = skip.includes('pussh') ? undefined : await pusshPhase(work);
 
   const json: Record<string, unknown> = { bench: 'layermesh-registry', node: process.version };
   say('');
@@ -193,6 +204,30 @@ async function main(): Promise<number> {
         containerdCpuSeconds: { mirror: r3(median(v.mirror.map((r) => r.containerdCpu))), direct: r3(median(v.direct.map((r) => r.containerdCpu))) },
         lastBlobInSeconds: v.mirror.map((r) => r3(r.lastBlobInSeconds ?? NaN)),
       }])),
+    };
+  }
+  if (pussh) {
+    const mib = (b: number) => fixed(b / MiB, 2);
+    say(`pussh after a one-layer change: ${pussh.layers}-layer image (${fixed(pussh.imageBytes / MiB, 0)} MiB), top layer (${fixed(pussh.changedLayerBytes / MiB, 0)} MiB) replaced; bytes counted on the ssh connection (both directions, encrypted)`);
+    say(table([
+      ['', 'MiB on the wire', 'seconds'],
+      ['pussh, first push (everything)', mib(pussh.firstPushWireBytes), ''],
+      ['pussh, after the change', mib(pussh.pusshWireBytes), fixed(pussh.pusshSeconds, 2)],
+      [`docker save | ssh (archive ${mib(pussh.archiveBytes)} MiB)`, mib(pussh.saveWireBytes), fixed(pussh.saveSeconds, 2)],
+    ]));
+    say(`  pussh reported ${mib(pussh.pusshReportedBytes)} MiB sent; the remote meshd committed ${mib(pussh.remoteReceivedBytes)} MiB of blobs`);
+    say(`pussh wire bytes / docker save | ssh wire bytes = ${fixed(pussh.ratio, 3)}`);
+    say('');
+    json.pussh = {
+      imageBytes: pussh.imageBytes,
+      layers: pussh.layers,
+      changedLayerBytes: pussh.changedLayerBytes,
+      wireBytes: { firstPush: pussh.firstPushWireBytes, pussh: pussh.pusshWireBytes, dockerSaveSsh: pussh.saveWireBytes },
+      archiveBytes: pussh.archiveBytes,
+      pusshReportedBytes: pussh.pusshReportedBytes,
+      remoteReceivedBytes: pussh.remoteReceivedBytes,
+      seconds: { pussh: Number(pussh.pusshSeconds.toFixed(3)), dockerSaveSsh: Number(pussh.saveSeconds.toFixed(3)) },
+      ratio: Number(pussh.ratio.toFixed(4)),
     };
   }
   console.log(JSON.stringify(json));

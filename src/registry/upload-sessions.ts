@@ -82,7 +82,9 @@ export class UploadSessions {
     const upload = this.get(repo, id);
     this.#sessions.delete(id);
     try {
-      return await upload.commit({ digest }, labels);
+      const info = await upload.commit({ digest }, labels);
+      this.log.debug({ upload: id, repo, digest, bytes: upload.offset }, 'upload committed');
+      return info;
     } catch (err) {
       await upload.abort();
       if (err instanceof DigestMismatchError) throw digestInvalid('provided digest did not match uploaded content', { expected: err.expected, actual: err.actual });

@@ -1,10 +1,10 @@
 // One fleet host: a network namespace with its own containerd and meshd. Commands run inside the namespace,
 // so `127.0.0.1:5000` is this host's meshd. Fault tools act on this host only.
 import { randomBytes } from 'node:crypto';
-import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { WhoHasEntry } from '../../src/node/admin-api.js';
 import type { PeerStatus } from '../../src/dht/router.js';
+import { importLayout } from '../helpers/containerd.js';
 import type { BuiltImage } from '../helpers/oci-image.js';
 import { startContainerdIn, startMeshdIn } from './daemons.js';
 import { exec, tryExec, type ExecOptions, type ExecResult } from './exec.js';
@@ -144,14 +144,7 @@ export class FleetHost {
    * holds: `<repo>:<tag>`, e.g. `docker.io/library/app:1`.
    */
   async loadImage(image: BuiltImage, { repo = 'docker.io/library/app', unpack = false }: { repo?: string; unpack?: boolean } = {}): Promise<string> {
-    const archive = join(this.dir, `import-${randomBytes(4).toString('hex')}.tar`);
-    try {
-      await exec('tar', ['-C', image.dir, '-cf', archive, '.'], { context: `host ${this.name}: load image` });
-      await this.ctr(['images', 'import', '--base-name', repo, '--all-platforms', ...(unpack ? [] : ['--no-unpack']), archive]);
-    } finally {
-      await rm(archive, { force: true });
-    }
-    return `${repo}:${image.tag}`;
+    return importLayout(image, { repo, unpack, scratchDir: this.dir, ctr: (args) => this.ctr(args) });
   }
 
   // ---- link shaping ----

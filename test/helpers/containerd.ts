@@ -1,5 +1,6 @@
 // A private containerd for integration tests: own root, state and sockets in a fresh temp dir.
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { openSync, closeSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -133,4 +134,36 @@ export async function unmountUnder(dir: string): Promise<void> {
 async function tail(path: string): Promise<string> {
   const text = await readFile(path, 'utf8').catch(() => '');
   return text.split('\n').slice(-20).join('\n');
+}
+
+/**
+ * Imports an OCI layout (test/helpers/oci-image.ts) with `ctr images import`, not through meshd, so that a
+ * test's setup does not depend on the code under test. `ctr` runs ctr with these arguments (here, or inside
+ * a fleet host); the layout's tar is made in scratchDir. Returns the name containerd holds: `<repo>:<tag>`.
+ */
+export async function importLayout(image: { dir: string; tag: string }, opts: {
+  repo?: string; unpack?: boolean; scratchDir: string; ctr: (args: string[]) => Promise<unknown>;
+}): Promise<string> {
+  const repo = opts.repo ?? 'docker.io/library/app';
+  const archive = join(opts.scratchDir, `import-${randomBytes(4).toString('hex')}.tar`);
+  try {
+    await run('tar', ['-C', image.dir, '-cf', archive, '.']);
+    await opts.ctr(['images', 'import', '--base-name', repo, '--all-platforms', ...(opts.unpack ? [] : ['--no-unpack']), archive]);
+  } finally {
+    await rm(archive, { force: true });
+  }
+  return `${repo}:${image.tag}`;
+}
+
+/** Removes a namespace of the test containerd with everything in it (images, leases, content). */
+export async function removeNamespace(socket: string, ns: string): Promise<void> {
+  const list = async (args: string[]) => (await ctr(socket, ['-n', ns, ...args])).split('\n').map((l) => l.trim()).filter(Boolean);
+  const names = await list(['images', 'ls', '-q']).catch(() => undefined);
+  if (names === undefined) return; // no such namespace
+  if (names.length) await ctr(socket, ['-n', ns, 'images', 'rm', ...names]);
+  const leases = await list(['leases', 'ls', '-q']);
+  if (leases.length) await ctr(socket, ['-n', ns, 'leases', 'rm', ...leases]);
+  const content = await list(['content', 'ls', '-q']);
+  if (content.length) await ctr(socket, ['-n', ns, 'content', 'rm', ...content]);
+  await ctr(socket, ['namespaces', 'rm', ns]);
 }

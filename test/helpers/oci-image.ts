@@ -2,7 +2,7 @@
 // of random files, optionally a two-platform index.
 import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -100,4 +100,28 @@ export function buildImage(opts: { layerSizes: number[]; tag?: string; platforms
     manifests: [{ ...root, annotations: { 'org.opencontainers.image.ref.name': tag } }],
   }));
   return { dir, tag, digest: root.digest, blobs, layers };
+}
+
+/**
+ * A new layout (in `dir`, default a fresh temp dir) holding `image` with layer `index` replaced by a layer of
+ * `size` fresh random bytes, tagged `tag`: the other layers keep their digests, config and manifest change.
+ * Single-platform images only.
+ */
+export function withChangedLayer(image: BuiltImage, opts: { index: number; size: number; tag: string; dir?: string }): BuiltImage {
+  const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'oci-image-'));
+  cpSync(image.dir, dir, { recursive: true });
+  const read = (digest: string) => JSON.parse(readFileSync(join(dir, 'blobs', 'sha256', digest.slice('sha256:'.length)), 'utf8'));
+  const manifest = read(image.digest);
+  if (!Array.isArray(manifest.layers)) throw new Error('withChangedLayer takes a single-platform image');
+  const config = read(manifest.config.digest);
+  const fresh = layer(dir, opts.size, `${opts.tag}-changed-${opts.index}.bin`);
+  config.rootfs.diff_ids[opts.index] = fresh.diffId;
+  const layers: Blob[] = manifest.layers.map((l: Blob, i: number) => (i === opts.index ? fresh.blob : l));
+  const newConfig = writeBlob(dir, Buffer.from(JSON.stringify(config)), manifest.config.mediaType);
+  const root = writeBlob(dir, Buffer.from(JSON.stringify({ ...manifest, config: newConfig, layers })), image.blobs.find((b) => b.digest === image.digest)!.mediaType);
+  writeFileSync(join(dir, 'index.json'), JSON.stringify({
+    schemaVersion: 2,
+    manifests: [{ ...root, annotations: { 'org.opencontainers.image.ref.name': opts.tag } }],
+  }));
+  return { dir, tag: opts.tag, digest: root.digest, blobs: [newConfig, ...layers, root], layers };
 }

@@ -1,0 +1,156 @@
+// The push protocol against meshd's own registry, in process (memory store): what crosses the wire, in
+// which order, and what the user is told when the registry says no.
+import { createHash, randomBytes } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { pino } from 'pino';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { MemoryStore } from '../../containerd/memory-store.js';
+import type { Descriptor } from '../../containerd/store.js';
+import { createRegistry } from '../../registry/server.js';
+import { UploadSessions } from '../../registry/upload-sessions.js';
+import { RegistryRejectedError } from './errors.js';
+import { planPush, type PlannedBlob } from './plan.js';
+import { pushImage, REPLICATE_HEADER, type BlobOutcome, type PushListener } from './push.js';
+import { parsePlatform } from './refs.js';
+import { RegistryClient } from './registry-client.js';
+import type { ImageSource } from './source.js';
+
+const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+
+/** An image held in memory: blobs by digest and its root. */
+class MemorySource implements ImageSource {
+  readonly description = 'memory';
+  readonly blobs = new Map<string, Buffer>();
+  root!: Descriptor;
+
+  add(mediaType: string, data: Buffer): Descriptor & { platform?: unknown } {
+    this.blobs.set(sha(data), data);
+    return { mediaType, digest: sha(data), size: data.length };
+  }
+
+  manifest(layers: Buffer[], arch = 'amd64'): Descriptor {
+    const config = this.add('application/vnd.oci.image.config.v1+json', Buffer.from(JSON.stringify({ os: 'linux', architecture: arch, n: randomBytes(4).toString('hex') })));
+    return this.add('application/vnd.oci.image.manifest.v1+json', Buffer.from(JSON.stringify({
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      config,
+      layers: layers.map((l) => this.add('application/vnd.oci.image.layer.v1.tar', l)),
+    })));
+  }
+
+  async has(digest: string) {
+    return this.blobs.has(digest);
+  }
+
+  async open(digest: string) {
+    const b = this.blobs.get(digest);
+    if (!b) throw new Error(`no ${digest}`);
+    return Readable.from([b]);
+  }
+
+  async close() {}
+}
+
+class Recorder implements PushListener {
+  readonly outcomes = new Map<string, BlobOutcome>();
+  bytes = 0;
+  blobStart() {}
+  blobBytes(_b: PlannedBlob, n: number) {
+    this.bytes += n;
+  }
+  blobDone(b: PlannedBlob, outcome: BlobOutcome) {
+    this.outcomes.set(b.descriptor.digest, outcome);
+  }
+}
+
+let store: MemoryStore;
+let app: ReturnType<typeof createRegistry>;
+let client: RegistryClient;
+let requests: { method: string; url: string; replicate?: string }[];
+
+async function startRegistry(token?: string) {
+  store = new MemoryStore();
+  const log = pino({ level: 'silent' });
+  app = createRegistry({ store, uploads: new UploadSessions(store, { maxBlobBytes: 1 << 30, idleTimeoutMs: 60_000 }, log), log, maxManifestBytes: 4 << 20, token });
+  requests = [];
+  app.addHook('onRequest', async (req) => {
+    const replicate = req.headers[REPLICATE_HEADER];
+    requests.push({ method: req.method, url: req.url, ...(replicate ? { replicate: String(replicate) } : {}) });
+  });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const port = (app.server.address() as { port: number }).port;
+  client = new RegistryClient({ host: '127.0.0.1', port, authority: `127.0.0.1:${port}` });
+}
+
+beforeEach(() => startRegistry());
+afterEach(async () => {
+  client.close();
+  await app.close();
+});
+
+describe('pushImage', () => {
+  it('sends every blob once, then the manifest by tag with the replication header', async () => {
+    const src = new MemorySource();
+    const layers = [randomBytes(5000), randomBytes(7000), randomBytes(3000)];
+    src.root = src.manifest(layers);
+    const rec = new Recorder();
+    const stats = await pushImage(client, src, await planPush(src), { repo: 'app', tag: '1', replicate: 'all' }, { parallel: 2, listener: rec });
+    expect(stats.layers).toEqual({ total: 3, sent: 3, skipped: 0, mounted: 0 });
+    expect(rec.bytes).toBe(15_000 + src.blobs.get([...rec.outcomes.keys()].find((d) => ![...layers.map(sha)].includes(d))!)!.length);
+    expect((await store.images.get('docker.io/library/app:1'))?.target.digest).toBe(src.root.digest);
+    const manifestPuts = requests.filter((r) => r.method === 'PUT' && r.url.includes('/manifests/'));
+    expect(manifestPuts).toEqual([{ method: 'PUT', url: '/v2/app/manifests/1', replicate: 'all' }]);
+    expect(requests.filter((r) => r.replicate)).toHaveLength(1);
+  });
+
+  it('sends only what changed on a second push', async () => {
+    const src = new MemorySource();
+    const kept = [randomBytes(5000), randomBytes(6000)];
+    src.root = src.manifest(kept);
+    await pushImage(client, src, await planPush(src), { repo: 'app', tag: '1' }, { parallel: 4, listener: new Recorder() });
+    const changed = randomBytes(4000);
+    src.root = src.manifest([kept[0], changed]);
+    requests.length = 0;
+    const rec = new Recorder();
+    const stats = await pushImage(client, src, await planPush(src), { repo: 'app', tag: '2' }, { parallel: 4, listener: rec });
+    expect(stats.layers).toEqual({ total: 2, sent: 1, skipped: 1, mounted: 0 });
+    expect(stats.blobsSent).toBe(2); // the changed layer and the new config
+    expect(rec.outcomes.get(sha(changed))).toBe('sent');
+    expect(rec.outcomes.get(sha(kept[0]))).toBe('exists');
+    // Each blob is asked for with HEAD before anything is sent.
+    expect(requests.filter((r) => r.method === 'HEAD' && r.url.includes('/blobs/'))).toHaveLength(3);
+  });
+
+  it('pushes an index whole, platform manifests before it, or one platform with its tag naming that manifest', async () => {
+    const src = new MemorySource();
+    const amd = src.manifest([randomBytes(1000)], 'amd64');
+    const arm = src.manifest([randomBytes(1000)], 'arm64');
+    src.root = src.add('application/vnd.oci.image.index.v1+json', Buffer.from(JSON.stringify({
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.index.v1+json',
+      manifests: [{ ...amd, platform: { os: 'linux', architecture: 'amd64' } }, { ...arm, platform: { os: 'linux', architecture: 'arm64' } }],
+    })));
+    await pushImage(client, src, await planPush(src), { repo: 'multi', tag: 'all' }, { parallel: 4, listener: new Recorder() });
+    const puts = requests.filter((r) => r.method === 'PUT' && r.url.includes('/manifests/')).map((r) => r.url);
+    expect(puts).toEqual([`/v2/multi/manifests/${amd.digest}`, `/v2/multi/manifests/${arm.digest}`, '/v2/multi/manifests/all']);
+    expect((await store.images.get('docker.io/library/multi:all'))?.target.digest).toBe(src.root.digest);
+
+    await startRegistry();
+    const plan = await planPush(src, parsePlatform('linux/arm64'));
+    expect(plan.platform).toBe('linux/arm64');
+    await pushImage(client, src, plan, { repo: 'multi', tag: 'arm' }, { parallel: 4, listener: new Recorder() });
+    expect((await store.images.get('docker.io/library/multi:arm'))?.target.digest).toBe(arm.digest);
+    expect(await store.stat(amd.digest)).toBeUndefined();
+    await expect(planPush(src, parsePlatform('linux/s390x'))).rejects.toThrow(/no linux\/s390x \(it has linux\/amd64, linux\/arm64\)/);
+  });
+
+  it("reports the registry's error code and message when it refuses", async () => {
+    await startRegistry('secret');
+    const src = new MemorySource();
+    src.root = src.manifest([randomBytes(100)]);
+    const err = await pushImage(client, src, await planPush(src), { repo: 'app', tag: '1' }, { parallel: 2, listener: new Recorder() }).catch((e) => e);
+    expect(err).toBeInstanceOf(RegistryRejectedError);
+    expect(err).toMatchObject({ kind: 'push-rejected', status: 401, code: 'UNAUTHORIZED' });
+    expect(err.message).toMatch(/--token/);
+  });
+});

@@ -1,0 +1,153 @@
+// A real OpenSSH server for tests: its own host key, config, port and authorized key, all in a temp dir.
+// pussh runs the system ssh client against it exactly as it would against a remote host.
+import { execFile, spawn } from 'node:child_process';
+import { closeSync, openSync } from 'node:fs';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { delimiter, join } from 'node:path';
+import { promisify } from 'node:util';
+import { ensurePackages } from './apt.js';
+import { freePort } from './ports.js';
+
+const exec = promisify(execFile);
+
+export interface SshKeys {
+  dir: string;
+  /** The key sshd accepts. */
+  clientKey: string;
+  /** A key sshd does not accept. */
+  wrongKey: string;
+  hostKey: string;
+  authorizedKeys: string;
+}
+
+export interface Sshd {
+  host: string;
+  port: number;
+  /** `root@127.0.0.1:<port>`, as pussh takes it. */
+  target: string;
+  keys: SshKeys;
+  log: string;
+  stop(): Promise<void>;
+}
+
+export async function ensureOpenSsh(): Promise<string> {
+  await ensurePackages({ sshd: 'openssh-server', ssh: 'openssh-client', 'ssh-keygen': 'openssh-client' });
+  // sshd re-executes itself and insists on an absolute path; its privilege separation needs /run/sshd.
+  await mkdir('/run/sshd', { recursive: true, mode: 0o755 });
+  for (const dir of (process.env.PATH ?? '').split(delimiter).concat(['/usr/sbin'])) {
+    const path = join(dir, 'sshd');
+    if (await exec(path, ['-V']).then(() => true, (err: { stderr?: string }) => /OpenSSH/.test(err.stderr ?? ''))) return path;
+  }
+  throw new Error('sshd not found after installing openssh-server');
+}
+
+async function keygen(path: string): Promise<void> {
+  await exec('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'layermesh-test', '-f', path]);
+}
+
+/** Host key, an accepted client key and a refused one, in dir. */
+export async function makeSshKeys(dir: string): Promise<SshKeys> {
+  const keys = {
+    dir,
+    clientKey: join(dir, 'client_key'),
+    wrongKey: join(dir, 'wrong_key'),
+    hostKey: join(dir, 'host_key'),
+    authorizedKeys: join(dir, 'authorized_keys'),
+  };
+  await Promise.all([keygen(keys.clientKey), keygen(keys.wrongKey), keygen(keys.hostKey)]);
+  await writeFile(keys.authorizedKeys, await readFile(`${keys.clientKey}.pub`));
+  return keys;
+}
+
+/** An sshd_config that needs nothing of the system's: no PAM, no strict modes, our files only. */
+export async function writeSshdConfig(path: string, opts: { listen: string; port: number; keys: SshKeys; pidFile: string }): Promise<void> {
+  await writeFile(path, [
+    `Port ${opts.port}`,
+    `ListenAddress ${opts.listen}`,
+    `HostKey ${opts.keys.hostKey}`,
+    `PidFile ${opts.pidFile}`,
+    `AuthorizedKeysFile ${opts.keys.authorizedKeys}`,
+    'UsePAM no',
+    'StrictModes no',
+    'PubkeyAuthentication yes',
+    'PasswordAuthentication no',
+    'KbdInteractiveAuthentication no',
+    'PermitRootLogin prohibit-password',
+    'AllowTcpForwarding yes',
+    'X11Forwarding no',
+    'PrintMotd no',
+    'UseDNS no',
+    'LogLevel VERBOSE',
+    '',
+  ].join('\n'));
+}
+
+/** Resolves once something on host:port greets like an SSH server. */
+export async function waitForSsh(host: string, port: number, alive: () => boolean | Promise<boolean>, logFile: string, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const greeted = await new Promise<boolean>((resolve) => {
+      const sock = connect({ host, port }, () => {});
+      sock.setTimeout(1000, () => sock.destroy());
+      sock.once('data', (d) => {
+        resolve(d.toString('latin1').startsWith('SSH-2.0'));
+        sock.destroy();
+      });
+      sock.once('error', () => resolve(false));
+      sock.once('close', () => resolve(false));
+    });
+    if (greeted) return;
+    const log = () => readFile(logFile, 'utf8').catch(() => '');
+    if (!(await alive())) throw new Error(`sshd exited before it answered on ${host}:${port}:\n${await log()}`);
+    if (Date.now() > deadline) throw new Error(`sshd did not answer on ${host}:${port} within ${timeoutMs} ms:\n${await log()}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** sshd on 127.0.0.1 with a fresh port; stop() ends it and removes its directory. */
+export async function startSshd(): Promise<Sshd> {
+  const sshd = await ensureOpenSsh();
+  const dir = await mkdtemp(join(tmpdir(), 'lm-sshd-'));
+  try {
+    const keys = await makeSshKeys(dir);
+    const log = join(dir, 'sshd.log');
+    for (let attempt = 1; ; attempt++) {
+      const port = await freePort();
+      const config = join(dir, 'sshd_config');
+      await writeSshdConfig(config, { listen: '127.0.0.1', port, keys, pidFile: join(dir, 'sshd.pid') });
+      const out = openSync(log, 'a');
+      // Own process group, so that stop() also ends the per-connection processes sshd forks.
+      const proc = spawn(sshd, ['-D', '-e', '-f', config], { stdio: ['ignore', out, out], detached: true });
+      closeSync(out);
+      proc.once('error', () => {});
+      const exited = new Promise<void>((r) => proc.once('exit', () => r()));
+      const alive = () => proc.exitCode === null && proc.signalCode === null;
+      const stop = async () => {
+        if (alive()) {
+          try {
+            process.kill(-proc.pid!, 'SIGTERM');
+          } catch {
+            proc.kill('SIGTERM');
+          }
+          await exited;
+        }
+        await rm(dir, { recursive: true, force: true });
+      };
+      try {
+        await waitForSsh('127.0.0.1', port, alive, log);
+        return { host: '127.0.0.1', port, target: `root@127.0.0.1:${port}`, keys, log, stop };
+      } catch (err) {
+        if (alive()) proc.kill('SIGKILL');
+        await exited;
+        // Another process may have taken the port between freePort() and sshd's bind.
+        if (attempt < 3 && /Address already in use/.test((err as Error).message)) continue;
+        throw err;
+      }
+    }
+  } catch (err) {
+    await rm(dir, { recursive: true, force: true });
+    throw err;
+  }
+}
