@@ -13,6 +13,7 @@ import { buildImage, type BuiltImage } from '../test/helpers/oci-image.js';
 import { Fleet, type FleetHost } from '../test/fleet/index.js';
 import { waitFor } from '../test/helpers/wait.js';
 import { onCleanup } from './lib/cleanup.js';
+import { cpuSeconds } from './lib/procs.js';
 import { writeDockerRegistryConfig } from './lib/servers.js';
 import { MiB } from './lib/stats.js';
 
@@ -31,6 +32,8 @@ export interface FanoutReport {
   idealSeconds: number;
   meshSeconds: number;
   centralSeconds: number;
+  /** CPU seconds all hosts' meshd and containerd used during the mesh run: near cores × meshSeconds means CPU-bound. */
+  meshCpuSeconds: number;
   /** Blob copies each host sent to others during the mesh run (host 1 first). */
   sentByHost: Record<string, number>;
 }
@@ -50,9 +53,11 @@ function imageBytes(image: BuiltImage): number {
 }
 
 /** The mesh run: seconds from the end of the push to h1 until every other host logged the replica. */
-async function meshRun(fleet: Fleet, image: BuiltImage, say: (l: string) => void): Promise<{ seconds: number; sent: Record<string, number> }> {
+async function meshRun(fleet: Fleet, image: BuiltImage, say: (l: string) => void): Promise<{ seconds: number; cpuSeconds: number; sent: Record<string, number> }> {
   const [h1, ...others] = fleet.hosts;
   const name = `docker.io/${REPO}:${image.tag}`;
+  const pids = fleet.hosts.flatMap((h) => [h.meshdPid, h.containerdPid]);
+  const cpuBefore = await cpuSeconds(pids);
   await h1.skopeo(['copy', `oci:${image.dir}:${image.tag}`, `docker://127.0.0.1:5000/${REPO}:${image.tag}`, '--dest-tls-verify=false']);
   const pushed = Date.now();
   say(`  pushed to ${h1.name}; waiting for ${others.length} hosts to replicate…`);
@@ -65,6 +70,7 @@ async function meshRun(fleet: Fleet, image: BuiltImage, say: (l: string) => void
     }
     return times;
   }, { timeoutMs: 600_000, intervalMs: 200 });
+  const cpu = (await cpuSeconds(pids)) - cpuBefore;
   // Each host really holds every blob (containerd verified what meshd committed).
   for (const h of others) {
     const content = await h.ctr(['content', 'ls', '-q']);
@@ -81,7 +87,7 @@ async function meshRun(fleet: Fleet, image: BuiltImage, say: (l: string) => void
       if (source) sent[source]++;
     }
   }
-  return { seconds: (Math.max(...done) - pushed) / 1000, sent };
+  return { seconds: (Math.max(...done) - pushed) / 1000, cpuSeconds: cpu, sent };
 }
 
 /** The central run: a Go registry in host 1 serving the image, every other host fetching it at once. */
@@ -126,7 +132,7 @@ export async function benchFanout(opts: FanoutOptions, say: (l: string) => void)
     say('central: every other host pulls from one docker-registry on h1');
     const centralSeconds = await centralRun(fleet, images[1], say);
     say(`  all hosts hold it after ${centralSeconds.toFixed(1)} s`);
-    return { hosts: opts.hosts, imageBytes: bytes, rateMbit: opts.rateMbit, idealSeconds, meshSeconds: mesh.seconds, centralSeconds, sentByHost: mesh.sent };
+    return { hosts: opts.hosts, imageBytes: bytes, rateMbit: opts.rateMbit, idealSeconds, meshSeconds: mesh.seconds, meshCpuSeconds: mesh.cpuSeconds, centralSeconds, sentByHost: mesh.sent };
   } finally {
     await down();
     for (const image of images) await rm(image.dir, { recursive: true, force: true });

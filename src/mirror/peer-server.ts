@@ -20,6 +20,7 @@ const notFound = (what: string) => ({ errors: [{ code: 'BLOB_UNKNOWN', message: 
  */
 const AWAIT_COPY_MS = 10_000;
 const AWAIT_POLL_MS = 20;
+const STORE_EVERY_ROUNDS = 10;
 
 export function createPeerServer(opts: { store: Store; spools: Spools; key: Buffer; log: Logger }) {
   const { store, spools, key, log } = opts;
@@ -46,12 +47,16 @@ export function createPeerServer(opts: { store: Store; spools: Spools; key: Buff
   /** The blob's size and, when it is still arriving, its spool; a patient peer may wait for it to begin. */
   const held = async (digest: string, patient: boolean): Promise<{ size: number; spool?: Spool } | undefined> => {
     const deadline = Date.now() + (patient ? AWAIT_COPY_MS : 0);
-    for (;;) {
-      const stored = await store.stat(digest);
+    for (let round = 0; ; round++) {
+      // The store is asked less often than the spools: each ask is a call to containerd.
+      const stored = round % STORE_EVERY_ROUNDS === 0 ? await store.stat(digest) : undefined;
       if (stored) return { size: stored.size };
       const spool = spools.get(digest);
       if (spool?.size !== undefined) return { size: spool.size, spool };
-      if (Date.now() >= deadline) return undefined;
+      if (Date.now() >= deadline) {
+        const last = round % STORE_EVERY_ROUNDS === 0 ? undefined : await store.stat(digest);
+        return last && { size: last.size };
+      }
       await new Promise((r) => setTimeout(r, AWAIT_POLL_MS));
     }
   };

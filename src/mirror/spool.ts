@@ -11,6 +11,11 @@ import { DigestMismatchError, digestHex } from '../containerd/store.js';
 const READ_CHUNK = 1 << 20;
 /** Arriving bytes are written to the file in pieces this large: a write per network chunk (64 KiB) cost 15 % of a transfer's CPU. */
 const WRITE_CHUNK = 1 << 20;
+/**
+ * ... but not held longer than this: on a slow link 1 MiB takes seconds, and a node further down a
+ * replication pipeline reads only what is in the file. Each hop would add that delay.
+ */
+const MAX_HOLD_MS = 20;
 
 export class Spool {
   /** Bytes in the file, in order from offset 0. */
@@ -25,6 +30,7 @@ export class Spool {
   /** Arrived bytes not yet in the file (readers see them once written). */
   #pending = Buffer.allocUnsafe(WRITE_CHUNK);
   #pendingLength = 0;
+  #lastFlush = performance.now();
   #waiters: (() => void)[] = [];
   #sized: Promise<number | undefined>;
   #resolveSized!: (size: number | undefined) => void;
@@ -57,6 +63,7 @@ export class Spool {
       used += n;
       if (this.#pendingLength === WRITE_CHUNK) await this.flush();
     }
+    if (this.#pendingLength > 0 && performance.now() - this.#lastFlush > MAX_HOLD_MS) await this.flush();
   }
 
   /** Bytes received, including those not yet written: where a transfer resumes. */
@@ -66,6 +73,7 @@ export class Spool {
 
   /** Writes what has arrived so far to the file, for readers. */
   async flush(): Promise<void> {
+    this.#lastFlush = performance.now();
     if (this.#pendingLength === 0) return;
     await this.file.write(this.#pending, 0, this.#pendingLength, this.written);
     this.written += this.#pendingLength;
