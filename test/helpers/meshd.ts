@@ -4,8 +4,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-
-const MAIN = new URL('../../dist/src/node/main.js', import.meta.url).pathname;
+import { builtEntryPoints } from '../fleet/layout.js';
 
 export interface Meshd {
   url: string;
@@ -26,7 +25,8 @@ export interface Meshd {
 export async function startMeshd(args: string[] = [], opts: { dataDir?: string } = {}): Promise<Meshd> {
   const dataDir = opts.dataDir ?? (await mkdtemp(join(tmpdir(), 'meshd-test-')));
   const defaults = ['--data-dir', dataDir, '--registry-addr', '127.0.0.1:0', '--p2p-listen', '/ip4/127.0.0.1/tcp/0', '--peer-addr', '127.0.0.1:0', '--log-level', 'debug'];
-  const proc = spawn(process.execPath, [MAIN, ...defaults, ...args], {
+  // Found from the repository root, so this works from test/helpers and from its build in dist/test/helpers.
+  const proc = spawn(process.execPath, [builtEntryPoints().meshd, ...defaults, ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const logs: Record<string, unknown>[] = [];
