@@ -4,7 +4,7 @@
 //  2. push time of a multi-layer OCI image with `skopeo copy`, fresh registry each round;
 //  3. pull of the same image by containerd through the mirror (meshd B fetching from peer meshd A)
 //     against containerd pulling it straight from the Go registry; target: mirror throughput
-//     ≥ 0.7× the direct path's (direct time / mirror time), measured with `ctr content fetch`;
+//     ≥ 0.7× the direct path's (direct time / mirror time) with `ctr images pull` (also printed: `ctr content fetch`);
 //  4. bytes on the wire of pussh after a one-layer change, against `docker save | ssh` of the image.
 // Prints a table and, last, one JSON line. Exits non-zero only on errors, not on a missed target.
 // Knobs (environment): BENCH_BLOB_MIB=256 BENCH_GET_ROUNDS=5 BENCH_GET_WARMUPS=1
@@ -28,8 +28,8 @@ import { benchPush, type PushResult } from './skopeo-push.js';
 
 const GET_TARGET = 0.6;
 const MIRROR_TARGET = 0.7;
-/** The variant the mirror target is judged on: bytes into containerd, without the unpack both paths share. */
-const MIRROR_JUDGED: PullVariant = 'fetch';
+/** The variant the mirror target is judged on: `ctr images pull` on both paths, as the issue states it (`fetch`, bytes only without the unpack, is printed too and is stricter). */
+const MIRROR_JUDGED: PullVariant = 'pull';
 const MESHD_CTD = 'meshd (containerd)';
 const MESHD_FS = 'meshd (fs store)';
 const GO_REGISTRY = 'docker-registry (Go)';
