@@ -33,7 +33,7 @@ export interface FanoutReport {
   meshSeconds: number;
   centralSeconds: number;
   /** CPU seconds all hosts' meshd and containerd used during the mesh run: near cores × meshSeconds means CPU-bound. */
-  meshCpuSeconds: number;
+  meshCpuSeconds: { meshd: number; containerd: number };
   /** Blob copies each host sent to others during the mesh run (host 1 first). */
   sentByHost: Record<string, number>;
 }
@@ -53,11 +53,14 @@ function imageBytes(image: BuiltImage): number {
 }
 
 /** The mesh run: seconds from the end of the push to h1 until every other host logged the replica. */
-async function meshRun(fleet: Fleet, image: BuiltImage, say: (l: string) => void): Promise<{ seconds: number; cpuSeconds: number; sent: Record<string, number> }> {
+async function meshRun(fleet: Fleet, image: BuiltImage, say: (l: string) => void): Promise<{ seconds: number; cpuSeconds: { meshd: number; containerd: number }; sent: Record<string, number> }> {
   const [h1, ...others] = fleet.hosts;
   const name = `docker.io/${REPO}:${image.tag}`;
-  const pids = fleet.hosts.flatMap((h) => [h.meshdPid, h.containerdPid]);
-  const cpuBefore = await cpuSeconds(pids);
+  const cpu = async () => ({
+    meshd: await cpuSeconds(fleet.hosts.map((h) => h.meshdPid)),
+    containerd: await cpuSeconds(fleet.hosts.map((h) => h.containerdPid)),
+  });
+  const cpuBefore = await cpu();
   await h1.skopeo(['copy', `oci:${image.dir}:${image.tag}`, `docker://127.0.0.1:5000/${REPO}:${image.tag}`, '--dest-tls-verify=false']);
   const pushed = Date.now();
   say(`  pushed to ${h1.name}; waiting for ${others.length} hosts to replicate…`);
@@ -70,7 +73,7 @@ async function meshRun(fleet: Fleet, image: BuiltImage, say: (l: string) => void
     }
     return times;
   }, { timeoutMs: 600_000, intervalMs: 200 });
-  const cpu = (await cpuSeconds(pids)) - cpuBefore;
+  const cpuAfter = await cpu();
   // Each host really holds every blob (containerd verified what meshd committed).
   for (const h of others) {
     const content = await h.ctr(['content', 'ls', '-q']);
@@ -87,7 +90,7 @@ async function meshRun(fleet: Fleet, image: BuiltImage, say: (l: string) => void
       if (source) sent[source]++;
     }
   }
-  return { seconds: (Math.max(...done) - pushed) / 1000, cpuSeconds: cpu, sent };
+  return { seconds: (Math.max(...done) - pushed) / 1000, cpuSeconds: { meshd: cpuAfter.meshd - cpuBefore.meshd, containerd: cpuAfter.containerd - cpuBefore.containerd }, sent };
 }
 
 /** The central run: a Go registry in host 1 serving the image, every other host fetching it at once. */
