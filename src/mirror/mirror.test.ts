@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { MemoryStore } from '../containerd/memory-store.js';
-import { Mirror, type PeerEndpoint } from './mirror.js';
+import { Mirror, type PeerEndpoint, type UpstreamSource } from './mirror.js';
 import { AUTH_HEADER, peerKey, verifyProof } from './peer-auth.js';
 import { Spools } from './spools.js';
 
@@ -221,5 +221,68 @@ describe('Mirror', () => {
     const m = mirror(store, [holder]);
     expect(await Promise.all([m.fetchBlob(sha(data)), m.fetchBlob(sha(data)), m.fetchBlob(sha(data))])).toEqual([true, true, true]);
     expect(holder.requests).toHaveLength(1);
+  });
+});
+
+describe('Mirror with an upstream', () => {
+  /** An upstream double serving `data` (or `served`, to lie) for one digest, counting the requests. */
+  function upstream(data: Buffer, served = data) {
+    const opened: { repo: string; digest: string; manifest: boolean }[] = [];
+    const source: UpstreamSource = {
+      resolveTag: async () => undefined,
+      open: async (repo, digest, manifest) => {
+        opened.push({ repo, digest, manifest });
+        if (digest !== sha(data)) return undefined;
+        return { size: served.length, body: (async function* () { for (let i = 0; i < served.length; i += 65536) { await new Promise((r) => setImmediate(r)); yield served.subarray(i, i + 65536); } })() };
+      },
+    };
+    return { source, opened };
+  }
+  const withUpstream = (store: MemoryStore, source: UpstreamSource, peers: PeerEndpoint[] = []) => new Mirror({
+    store, spools, findPeers: async () => peers, key, log: pino({ level: 'silent' }),
+    lookupTimeoutMs: 1000, stallTimeoutMs: 5000, resolveTags: true, clientCommitGraceMs: 50, upstream: source,
+  });
+  const origin = { repo: 'docker.io/library/app' };
+
+  it('asks the mesh first and the upstream only when no peer has it', async () => {
+    const data = randomBytes(100_000);
+    const up = upstream(data);
+    const store = new MemoryStore();
+    expect(await withUpstream(store, up.source, [await peer('p', 1, serves(data))]).fetchBlob(sha(data), { origin })).toBe(true);
+    expect(up.opened).toEqual([]);
+    const other = new MemoryStore();
+    expect(await withUpstream(other, up.source).fetchBlob(sha(data), { origin })).toBe(true);
+    expect(up.opened).toEqual([{ repo: 'docker.io/library/app', digest: sha(data), manifest: false }]);
+    expect((await stored(other, sha(data)))!.equals(data)).toBe(true);
+  });
+
+  it('shares one upstream transfer between concurrent readers and keeps the blob', async () => {
+    const data = randomBytes(1_500_000);
+    const up = upstream(data);
+    const store = new MemoryStore();
+    const m = withUpstream(store, up.source);
+    const [a, b] = await Promise.all([m.streamBlob(sha(data), origin), m.streamBlob(sha(data), origin)]);
+    const [ra, rb] = await Promise.all([readAll(a!.stream), readAll(b!.stream)]);
+    expect(ra.equals(data) && rb.equals(data)).toBe(true);
+    expect(up.opened).toHaveLength(1);
+    expect(await m.fetchBlob(sha(data), { origin })).toBe(true);
+    expect((await stored(store, sha(data)))!.equals(data)).toBe(true);
+  });
+
+  it('never completes a response of wrong upstream bytes and keeps nothing', async () => {
+    const data = randomBytes(300_000);
+    const wrong = Buffer.from(data);
+    wrong[wrong.length - 1] ^= 0xff;
+    const store = new MemoryStore();
+    const live = await withUpstream(store, upstream(data, wrong).source).streamBlob(sha(data), origin);
+    await expect(readAll(live!.stream)).rejects.toThrow();
+    expect(await store.stat(sha(data))).toBeUndefined();
+  });
+
+  it('does not ask the upstream without an origin (replication)', async () => {
+    const data = randomBytes(1000);
+    const up = upstream(data);
+    expect(await withUpstream(new MemoryStore(), up.source).fetchBlob(sha(data))).toBe(false);
+    expect(up.opened).toEqual([]);
   });
 });

@@ -2,11 +2,16 @@
 // the digest before anything is kept, continuing on another holder from the same byte when a
 // transfer breaks. Bytes land in a spool file that every reader (local clients, peers) reads as it
 // grows; once verified, the blob goes into the store unless the local client has already put it there.
+// With an upstream (`--upstream`), what no peer holds is pulled through from the image's own registry
+// into the same spool: verified, shared and stored exactly like bytes from a peer.
 import { finished } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { DigestMismatchError, isDigest, type Descriptor, type Store } from '../containerd/store.js';
-import type { MirrorSource } from '../registry/context.js';
+import type { MirrorSource, Origin } from '../registry/context.js';
+import { parseImageName } from '../registry/names.js';
+import { readSmallBlob } from '../registry/references.js';
+import { mediaTypeOf } from '../oci/manifest.js';
 import { PATIENT_HEADER, peerRequest, readSmall, TRY_HEADER, type PeerResponse } from './peer-client.js';
 import type { Spool } from './spool.js';
 import type { Spools } from './spools.js';
@@ -44,6 +49,14 @@ export interface MirrorOptions {
   partialHolder?(digest: string): () => void;
   /** How long a patient fetch keeps looking for a holder with a free slot. Default 10 min. */
   patienceMs?: number;
+  /** The last resort when no peer holds it (`--upstream`): the image's own registry. */
+  upstream?: UpstreamSource;
+}
+
+/** What the mirror needs of an upstream registry (see upstream.ts). */
+export interface UpstreamSource {
+  resolveTag(repo: string, tag: string): Promise<Descriptor | undefined>;
+  open(repo: string, digest: string, manifest: boolean): Promise<{ size?: number; body: AsyncIterable<Uint8Array> } | undefined>;
 }
 
 export interface FetchOptions {
@@ -55,6 +68,8 @@ export interface FetchOptions {
    * included, which turns a fan-out into a chain of streaming copies instead of a herd on one node.
    */
   patient?: boolean;
+  /** The repository a client asked for it in: where the upstream is asked when no peer has it. */
+  origin?: Origin;
 }
 
 
@@ -98,9 +113,9 @@ export class Mirror implements MirrorSource {
 
   constructor(private readonly opts: MirrorOptions) {}
 
-  async streamBlob(digest: string): Promise<LiveBlob | undefined> {
+  async streamBlob(digest: string, origin?: Origin): Promise<LiveBlob | undefined> {
     if (!isDigest(digest)) return undefined;
-    const transfer = this.#transfer(digest);
+    const transfer = this.#transfer(digest, { origin });
     const spool = await transfer.spool;
     const size = await spool.sized();
     if (size === undefined) return undefined;
@@ -120,7 +135,10 @@ export class Mirror implements MirrorSource {
 
   #transfer(digest: string, options: FetchOptions = {}): Transfer {
     let transfer = this.#transfers.get(digest);
+    // Joining a transfer begun without an origin (replication) still lets it fall back to the upstream.
+    if (transfer && options.origin) transfer.options.origin ??= options.origin;
     if (!transfer) {
+      options = { ...options };
       const spool = this.opts.spools.create(digest);
       const clients: Promise<unknown>[] = [];
       const done = spool
@@ -137,6 +155,26 @@ export class Mirror implements MirrorSource {
   }
 
   async resolveTag(image: string): Promise<Descriptor | undefined> {
+    return (await this.#resolveInMesh(image)) ?? (await this.#resolveUpstream(image));
+  }
+
+  /**
+   * A tag upstream names a digest; the manifest is then fetched by digest and verified like any blob.
+   * No image record is made: containerd records the image it pulled itself, and a record here would
+   * pin the tag to this digest (the store is asked first) long after the upstream has moved it.
+   */
+  async #resolveUpstream(image: string): Promise<Descriptor | undefined> {
+    const { upstream, store } = this.opts;
+    const { repo, tag } = parseImageName(image);
+    if (!upstream || !tag) return undefined;
+    const target = await upstream.resolveTag(repo, tag);
+    if (!target || target.size > MAX_MANIFEST_BYTES) return undefined;
+    if (!(await this.fetchBlob(target.digest, { origin: { repo, manifest: true } }))) return undefined;
+    const body = await readSmallBlob(store, target.digest);
+    return body && { mediaType: mediaTypeOf(body), digest: target.digest, size: body.length };
+  }
+
+  async #resolveInMesh(image: string): Promise<Descriptor | undefined> {
     if (!this.opts.resolveTags) return undefined;
     for (const peer of await this.#holders(image)) {
       try {
@@ -178,7 +216,8 @@ export class Mirror implements MirrorSource {
     }
     const released = this.opts.partialHolder?.(digest);
     try {
-      if (!(await this.#receive(spool, options))) return false;
+      const received = (await this.#receive(spool, options)) || (await this.#pullThrough(spool, options.origin));
+      if (!received) return false;
       await this.#keep(spool, clients);
       return true;
     } finally {
@@ -219,6 +258,35 @@ export class Mirror implements MirrorSource {
       // Holders were busy or not yet known: look again soon, at a moment that differs from node to node.
       await new Promise((r) => setTimeout(r, 50 + Math.random() * 150));
     }
+  }
+
+  /** Receives the blob from the upstream registry into the spool, verified; false when it cannot. */
+  async #pullThrough(spool: Spool, origin: Origin | undefined): Promise<boolean> {
+    const { upstream, log } = this.opts;
+    if (!upstream || !origin) return false;
+    const { digest } = spool;
+    // A peer transfer that broke part-way: the upstream sends the blob whole, from the start.
+    if (spool.received > 0) await spool.restart();
+    const opened = await upstream.open(origin.repo, digest, origin.manifest === true);
+    if (!opened) return false;
+    const limit = origin.manifest ? MAX_MANIFEST_BYTES : Infinity;
+    if (opened.size !== undefined) spool.setSize(opened.size);
+    try {
+      for await (const chunk of opened.body) {
+        await spool.append(chunk);
+        if (spool.received > Math.min(limit, opened.size ?? Infinity)) throw new Error('the upstream sent more bytes than it stated');
+      }
+      await spool.flush();
+      spool.verify();
+    } catch (err) {
+      // Nothing is kept: the spool is removed, and its readers never see the last byte.
+      const mismatch = err instanceof DigestMismatchError;
+      log.warn({ digest, repo: origin.repo, err: (err as Error).message, ...(mismatch && { actual: err.actual }) },
+        mismatch ? 'the upstream registry sent bytes that do not match the digest' : 'pulling through from the upstream registry failed');
+      return false;
+    }
+    log.info({ digest, repo: origin.repo, bytes: spool.written }, 'pulled through from the upstream registry');
+    return true;
   }
 
   /**

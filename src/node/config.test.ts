@@ -45,4 +45,11 @@ describe('meshd configuration', () => {
     expect(() => parseConfig(['--config', file])).toThrow(/unknown option "registry-adr"/);
     expect(() => parseConfig(['--max-upload-size', 'lots'])).toThrow(/not a size/);
   });
+  it('takes the upstream options, off by default', () => {
+    expect(parseConfig([])).toMatchObject({ upstream: false, upstreamEndpoints: {}, upstreamAuthFile: undefined, upstreamTimeoutMs: 30_000 });
+    const c = parseConfig(['--upstream', '--upstream-endpoint', 'docker.io=http://127.0.0.1:5555', '--upstream-endpoint', 'ghcr.io=https://mirror.example/', '--upstream-auth', '/etc/auth.json']);
+    expect(c).toMatchObject({ upstream: true, upstreamEndpoints: { 'docker.io': 'http://127.0.0.1:5555', 'ghcr.io': 'https://mirror.example/' }, upstreamAuthFile: '/etc/auth.json' });
+    expect(() => parseConfig(['--upstream-endpoint', 'docker.io'])).toThrow(/REGISTRY=/);
+    expect(() => parseConfig(['--upstream-endpoint', 'docker.io=ftp://x'])).toThrow(/REGISTRY=/);
+  });
 });

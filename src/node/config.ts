@@ -32,6 +32,13 @@ export interface Config {
   mirrorTags: boolean;
   mirrorRegistries: string[];
   mirrorTimeoutMs: number;
+  /** Pull what the mesh lacks through from the image's own registry. */
+  upstream: boolean;
+  /** Where a registry is really reached, by registry host: `docker.io` → `http://10.0.0.5:5000`. */
+  upstreamEndpoints: Record<string, string>;
+  /** Credentials for upstream registries, in Docker's config.json format. */
+  upstreamAuthFile?: string;
+  upstreamTimeoutMs: number;
   replicate: ReplicationPolicy;
 }
 
@@ -74,6 +81,10 @@ export function configCommand(): Command {
     .addOption(listOption('--mirror-registry <host>', 'only images of these registries are looked for in the mesh (default: all)'))
     .addOption(option('--no-mirror-tags', 'do not resolve tags through the mesh (only digests)'))
     .addOption(option('--mirror-timeout <duration>', 'how long finding a holder may take before answering 404', '2s'))
+    .addOption(option('--upstream', 'pull what no peer holds through from the image\'s own registry (only registries mirrored per --mirror-registry)'))
+    .addOption(listOption('--upstream-endpoint <registry=url>', 'where a registry is really reached, e.g. docker.io=http://10.0.0.5:5000 (default https://<registry>; docker.io: https://registry-1.docker.io)'))
+    .addOption(option('--upstream-auth <file>', 'credentials for upstream registries, in Docker\'s config.json format'))
+    .addOption(option('--upstream-timeout <duration>', 'how long an upstream answer may take to begin, or its body may pause', '30s'))
     .addOption(option('--replicate <policy>', 'which images pushed to other nodes this node copies: all | none | name=GLOB,label.KEY=GLOB,image=GLOB', 'all'))
     .addOption(option('--reconcile-interval <duration>', 'how often the announced keys are checked against the store', '1m'))
     .showHelpAfterError();
@@ -129,6 +140,10 @@ export function parseConfig(argv: string[]): Config {
     mirrorTags: o.mirrorTags !== false && o.mirrorTags !== 'false',
     mirrorRegistries: o.mirrorRegistry,
     mirrorTimeoutMs: parseDuration(o.mirrorTimeout),
+    upstream: o.upstream === true || o.upstream === 'true',
+    upstreamEndpoints: parseEndpoints(o.upstreamEndpoint),
+    upstreamAuthFile: o.upstreamAuth || undefined,
+    upstreamTimeoutMs: parseDuration(o.upstreamTimeout),
     replicate: parseReplicationPolicy(o.replicate),
   };
 }
@@ -141,6 +156,17 @@ function parseLabels(pairs: string[]): Record<string, string> {
     labels[pair.slice(0, eq)] = pair.slice(eq + 1);
   }
   return labels;
+}
+
+function parseEndpoints(pairs: string[]): Record<string, string> {
+  const endpoints: Record<string, string> = {};
+  for (const pair of pairs) {
+    const eq = pair.indexOf('=');
+    const url = pair.slice(eq + 1);
+    if (eq <= 0 || !/^https?:\/\/[^/]+\/?$/.test(url)) throw new Error(`--upstream-endpoint expects REGISTRY=http(s)://HOST[:PORT], got "${pair}"`);
+    endpoints[pair.slice(0, eq)] = url;
+  }
+  return endpoints;
 }
 
 /** Splits HOST:PORT, accepting [v6]:port. */

@@ -8,6 +8,8 @@ import { Mirror } from '../mirror/mirror.js';
 import { peerKey } from '../mirror/peer-auth.js';
 import { createPeerServer } from '../mirror/peer-server.js';
 import { Spools } from '../mirror/spools.js';
+import { Upstream } from '../mirror/upstream.js';
+import { readDockerConfig } from '../mirror/upstream-auth.js';
 import { createRegistry } from '../registry/server.js';
 import { UploadSessions } from '../registry/upload-sessions.js';
 import { registerAdminApi } from './admin-api.js';
@@ -62,6 +64,15 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     await mkdir(config.dataDir, { recursive: true });
     const swarmKey = config.swarmKeyFile ? await readSwarmKey(config.swarmKeyFile) : undefined;
     const key = peerKey(swarmKey);
+    // Read first: a wrong credentials file should stop the daemon before anything starts listening.
+    const upstream = config.upstream
+      ? new Upstream({
+          endpoints: config.upstreamEndpoints,
+          credentials: config.upstreamAuthFile ? await readDockerConfig(config.upstreamAuthFile) : undefined,
+          timeoutMs: config.upstreamTimeoutMs,
+          log: log.child({ component: 'upstream' }),
+        })
+      : undefined;
     const store = await openStore(config, log);
     closers.push(() => store.close());
 
@@ -91,6 +102,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
       endpointOf: (id) => mesh.endpointOf(id),
       selfId: mesh.router.id,
       partialHolder: (digest) => mesh.announcer.announceArriving(digest),
+      upstream,
     });
     replicator = new Replicator({
       store,

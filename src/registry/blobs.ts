@@ -57,7 +57,7 @@ export async function getBlob(ctx: RouteContext): Promise<unknown> {
   if (!ctx.mirror) throw blobUnknown(digest);
   // Not here. A whole GET reads the blob as it arrives from a peer; anything else waits for it.
   if (req.method === 'GET' && !req.headers.range) {
-    const live = await ctx.mirror.streamBlob(digest);
+    const live = await ctx.mirror.streamBlob(digest, { repo: ctx.repo });
     if (live) {
       return reply
         .header('docker-content-digest', digest)
@@ -66,7 +66,7 @@ export async function getBlob(ctx: RouteContext): Promise<unknown> {
         .send(live.stream);
     }
   } else {
-    await ctx.mirror.fetchBlob(digest);
+    await ctx.mirror.fetchBlob(digest, { origin: { repo: ctx.repo } });
   }
   // Also when the mirror found nothing: the blob may have been stored meanwhile.
   if (await serveBlob(store, digest, req, reply, log)) return;

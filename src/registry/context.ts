@@ -5,15 +5,24 @@ import type { Logger } from 'pino';
 import type { Descriptor, Store } from '../containerd/store.js';
 import type { UploadSessions } from './upload-sessions.js';
 
-/** Fills the store from the mesh. Both calls resolve false/undefined quickly when no peer has it. */
+/** Where a client asked for a digest: the repository (`docker.io/library/app`), and whether as a manifest. */
+export interface Origin {
+  repo: string;
+  manifest?: boolean;
+}
+
+/**
+ * Fills the store from the mesh (and, with `--upstream`, from the image's own registry). Every call
+ * resolves false/undefined quickly when nobody has it. The origin says where the upstream is asked.
+ */
 export interface MirrorSource {
   /**
    * Fetches a blob into the store (or joins the fetch under way) and gives its bytes as they arrive,
    * the last ones only once verified: undefined when nobody holds it.
    */
-  streamBlob(digest: string): Promise<{ size: number; stream: Readable } | undefined>;
+  streamBlob(digest: string, origin?: Origin): Promise<{ size: number; stream: Readable } | undefined>;
   /** Fetches a blob (or manifest) by digest into the store, verified; true when the store now holds it. */
-  fetchBlob(digest: string): Promise<boolean>;
+  fetchBlob(digest: string, options?: { origin?: Origin }): Promise<boolean>;
   /** The manifest a peer holds under this image name (`docker.io/library/app:1`), fetched into the store. */
   resolveTag(image: string): Promise<Descriptor | undefined>;
 }

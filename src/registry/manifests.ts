@@ -15,7 +15,7 @@ async function resolve(ctx: RouteContext): Promise<{ target: Descriptor; body: B
   const { store, mirror } = ctx;
   if (isDigest(ctx.ref)) {
     let body = await readSmallBlob(store, ctx.ref);
-    if (!body && mirror && (await mirror.fetchBlob(ctx.ref))) body = await readSmallBlob(store, ctx.ref);
+    if (!body && mirror && (await mirror.fetchBlob(ctx.ref, { origin: { repo: ctx.repo, manifest: true } }))) body = await readSmallBlob(store, ctx.ref);
     return body && { target: { mediaType: mediaTypeOf(body), digest: ctx.ref, size: body.length }, body };
   }
   if (!isTag(ctx.ref)) return undefined;

@@ -1,0 +1,169 @@
+// Manifests and blobs from an image's upstream registry over the OCI distribution API, for
+// `--upstream` pull-through. Only fetching and auth live here: the mirror verifies and stores.
+// Node's fetch (undici) is enough: a pull-through is network-bound.
+import { createHash } from 'node:crypto';
+import type { Logger } from 'pino';
+import { isDigest, type Descriptor } from '../containerd/store.js';
+import { MANIFEST_MEDIA_TYPES } from '../oci/manifest.js';
+import { basicHeader, credentialsFor, parseChallenge, type Challenge, type Credentials } from './upstream-auth.js';
+
+export interface UpstreamOptions {
+  /** Where a registry is really reached (`docker.io` → `http://10.0.0.5:5000`); others: `https://<registry>`. */
+  endpoints?: Record<string, string>;
+  /** Credentials by registry host, from a config.json. */
+  credentials?: Map<string, Credentials>;
+  /** How long an answer may take to begin, and how long its body may pause. */
+  timeoutMs: number;
+  log: Logger;
+}
+
+/** A blob or manifest as it arrives; `body` throws when the upstream stalls or breaks. */
+export interface UpstreamBody {
+  size?: number;
+  body: AsyncIterable<Uint8Array>;
+}
+
+const ACCEPT = MANIFEST_MEDIA_TYPES.join(', ');
+const MAX_MANIFEST_BYTES = 4 << 20;
+/** Tokens without `expires_in` last 60 s (distribution's token spec); renewed a little early. */
+const DEFAULT_TOKEN_S = 60;
+const TOKEN_MARGIN_MS = 5_000;
+
+/** Splits a store repository key (`docker.io/library/app`) into registry and path. */
+function split(repo: string): { registry: string; path: string } {
+  const slash = repo.indexOf('/');
+  return { registry: repo.slice(0, slash), path: repo.slice(slash + 1) };
+}
+
+export class Upstream {
+  /** Authorization per registry and repository, with when it stops being good. */
+  readonly #auth = new Map<string, { header: string; until: number }>();
+
+  constructor(private readonly opts: UpstreamOptions) {}
+
+  endpoint(registry: string): string {
+    const configured = this.opts.endpoints?.[registry];
+    if (configured) return configured.replace(/\/+$/, '');
+    return registry === 'docker.io' ? 'https://registry-1.docker.io' : `https://${registry}`;
+  }
+
+  /** The manifest a tag names upstream (its digest, by HEAD; by GET when HEAD gives none). */
+  async resolveTag(repo: string, tag: string): Promise<Descriptor | undefined> {
+    const head = await this.#request(repo, `manifests/${tag}`, 'HEAD', { accept: ACCEPT });
+    if (!head?.ok) return undefined;
+    const digest = head.headers.get('docker-content-digest') ?? '';
+    const size = Number(head.headers.get('content-length'));
+    const mediaType = head.headers.get('content-type')?.split(';')[0].trim() ?? '';
+    if (isDigest(digest) && Number.isSafeInteger(size)) return { mediaType, digest, size };
+    const got = await this.#request(repo, `manifests/${tag}`, 'GET', { accept: ACCEPT });
+    if (!got?.ok) return void (await got?.body?.cancel());
+    const body = Buffer.from(await got.arrayBuffer());
+    if (body.length > MAX_MANIFEST_BYTES) return undefined;
+    // The digest is what the bytes hash to; the manifest is then fetched by it and verified.
+    return { mediaType: got.headers.get('content-type')?.split(';')[0].trim() ?? '', digest: `sha256:${createHash('sha256').update(body).digest('hex')}`, size: body.length };
+  }
+
+  /** A manifest or blob by digest; undefined when the upstream does not have it or cannot be reached. */
+  async open(repo: string, digest: string, manifest: boolean): Promise<UpstreamBody | undefined> {
+    const ctl = new AbortController();
+    const res = await this.#request(repo, `${manifest ? 'manifests' : 'blobs'}/${digest}`, 'GET', manifest ? { accept: ACCEPT } : {}, ctl);
+    if (!res?.ok || !res.body) {
+      await res?.body?.cancel();
+      return undefined;
+    }
+    const length = Number(res.headers.get('content-length') ?? NaN);
+    return { size: Number.isSafeInteger(length) ? length : undefined, body: this.#guarded(res.body, ctl) };
+  }
+
+  /** The body, aborted when no byte comes for the timeout. */
+  async *#guarded(body: AsyncIterable<Uint8Array>, ctl: AbortController): AsyncIterable<Uint8Array> {
+    const stall = () => ctl.abort(new Error(`upstream sent nothing for ${this.opts.timeoutMs} ms`));
+    let timer = setTimeout(stall, this.opts.timeoutMs);
+    try {
+      for await (const chunk of body) {
+        clearTimeout(timer);
+        timer = setTimeout(stall, this.opts.timeoutMs);
+        yield chunk;
+      }
+    } finally {
+      clearTimeout(timer);
+      ctl.abort(); // the consumer stopped early: release the connection
+    }
+  }
+
+  /**
+   * One request with the authorization this repository needs: the cached one, else what the
+   * upstream's challenge asks for. Undefined (logged) when the upstream cannot be reached; a 401 is
+   * returned as is after a clear warning.
+   */
+  async #request(repo: string, rest: string, method: string, headers: Record<string, string>, ctl = new AbortController()): Promise<Response | undefined> {
+    const { registry, path } = split(repo);
+    const url = `${this.endpoint(registry)}/v2/${path}/${rest}`;
+    const key = `${registry}/${path}`;
+    // Compressed answers would change the bytes whose digest is checked and the stated length.
+    const base = { ...headers, 'accept-encoding': 'identity' };
+    try {
+      const cached = this.#auth.get(key);
+      const auth = cached && cached.until > Date.now() ? cached.header : undefined;
+      let res = await this.#fetch(url, method, auth ? { ...base, authorization: auth } : base, ctl);
+      if (res.status !== 401) return res;
+      await res.body?.cancel();
+      const challenge = parseChallenge(res.headers.get('www-authenticate'));
+      const fresh = challenge && (await this.#authorize(registry, key, challenge));
+      if (fresh) {
+        res = await this.#fetch(url, method, { ...base, authorization: fresh }, ctl);
+        if (res.status !== 401) return res;
+        await res.body?.cancel();
+      }
+      this.opts.log.warn({ registry, scope: challenge?.params.scope ?? `repository:${path}:pull`, url, credentials: credentialsFor(this.#credentials, registry) !== undefined },
+        'the upstream registry refused access (check --upstream-auth)');
+      return res;
+    } catch (err) {
+      this.opts.log.warn({ registry, url, err: (err as Error).message }, 'the upstream registry could not be reached');
+      return undefined;
+    }
+  }
+
+  get #credentials(): Map<string, Credentials> {
+    return this.opts.credentials ?? new Map();
+  }
+
+  /** Answers a challenge: a token from the realm (Bearer) or the credentials (Basic); cached per repository. */
+  async #authorize(registry: string, key: string, challenge: Challenge): Promise<string | undefined> {
+    const creds = credentialsFor(this.#credentials, registry);
+    if (challenge.scheme === 'basic') {
+      if (!creds) return undefined;
+      const header = basicHeader(creds);
+      this.#auth.set(key, { header, until: Infinity });
+      return header;
+    }
+    if (challenge.scheme !== 'bearer' || !challenge.params.realm) return undefined;
+    const realm = new URL(challenge.params.realm);
+    if (challenge.params.service) realm.searchParams.set('service', challenge.params.service);
+    if (challenge.params.scope) realm.searchParams.set('scope', challenge.params.scope);
+    // Anonymous when no credentials are filed: public images on Docker Hub still need a token.
+    const res = await this.#fetch(realm.toString(), 'GET', creds ? { authorization: basicHeader(creds) } : {}, new AbortController());
+    if (!res.ok) {
+      await res.body?.cancel();
+      this.opts.log.warn({ registry, realm: realm.origin + realm.pathname, scope: challenge.params.scope, status: res.status }, 'the upstream token service refused a token');
+      return undefined;
+    }
+    const answer = (await res.json()) as { token?: string; access_token?: string; expires_in?: number };
+    const token = answer.token ?? answer.access_token;
+    if (!token) return undefined;
+    const header = `Bearer ${token}`;
+    this.#auth.set(key, { header, until: Date.now() + (answer.expires_in ?? DEFAULT_TOKEN_S) * 1000 - TOKEN_MARGIN_MS });
+    return header;
+  }
+
+  /** fetch with a deadline for the answer to begin (the body's pauses are guarded by #guarded). */
+  async #fetch(url: string, method: string, headers: Record<string, string>, ctl: AbortController): Promise<Response> {
+    const timer = setTimeout(() => ctl.abort(new Error(`no answer within ${this.opts.timeoutMs} ms`)), this.opts.timeoutMs);
+    try {
+      // Registries redirect blob GETs to their storage: followed (fetch drops Authorization across origins).
+      return await fetch(url, { method, headers, signal: ctl.signal, redirect: 'follow' });
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}
