@@ -39,6 +39,13 @@ describe('meshd configuration', () => {
     });
   });
 
+  it('reads the example config shipped in config/meshd.yaml', () => {
+    const file = new URL('../../config/meshd.yaml', import.meta.url).pathname;
+    const config = parseConfig(['--config', file]);
+    expect(config).toMatchObject({ registryAddr: '127.0.0.1:5000', peerAddr: '0.0.0.0:5001', p2pListen: ['/ip4/0.0.0.0/tcp/4001'] });
+    expect(config.replicate.text).toBe('all');
+  });
+
   it('names what is wrong in a config file', () => {
     const file = join(dir, 'bad.yaml');
     writeFileSync(file, 'registry-adr: 1\n');
