@@ -22,6 +22,14 @@ export const PIPELINE_MIN_BYTES = 256 << 10;
 /** Header of an answer from a blob still arriving: how many bytes the holder has so far. */
 export const PARTIAL_HEADER = 'x-layermesh-partial';
 
+/** A member's data plane. */
+export interface PeerEndpoint {
+  id: string;
+  /** Base URL of the peer's data plane. */
+  url: string;
+  rttMs?: number;
+}
+
 export interface PeerResponse {
   status: number;
   headers: IncomingHttpHeaders;

@@ -7,7 +7,7 @@ import { Libp2pRouter } from '../dht/libp2p-router.js';
 import { Announcer } from './announcer.js';
 import type { Config } from './config.js';
 import { gatherInventories, localImages, serveInventory, type Inventory, type InventoryFetch } from './inventory.js';
-import type { PeerEndpoint } from '../mirror/mirror.js';
+import type { PeerEndpoint } from '../mirror/peer-client.js';
 
 export interface Mesh {
   router: Libp2pRouter;

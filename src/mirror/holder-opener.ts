@@ -1,0 +1,117 @@
+// Opening a blob on one of its holders: nearest first, hedged like Spegel (when the one asked is slower
+// than nearly all answers so far, the next is asked too and the first good answer wins), and
+// redirected by busy holders to the peers they are feeding.
+import type { Readable } from 'node:stream';
+import type { Logger } from 'pino';
+import { PATIENT_HEADER, peerRequest, TRY_HEADER, type PeerEndpoint, type PeerResponse } from './peer-client.js';
+
+/** Hedge delay until enough answer times are known, and its floor. */
+const HEDGE_DEFAULT_MS = 300;
+const HEDGE_MIN_MS = 20;
+
+export interface HolderOpenerOptions {
+  key: Buffer;
+  log: Logger;
+  /** A holder that has not answered within this long is given up. */
+  stallTimeoutMs: number;
+  /** This node's peer id, sent with patient requests. */
+  selfId?: string;
+  endpointOf?(peerId: string): PeerEndpoint | undefined;
+}
+
+export interface Opened {
+  peer: PeerEndpoint;
+  body: Readable;
+  /** Size of the whole blob, as the peer states it (the digest check is what makes it trustworthy). */
+  total: number;
+  abort(): void;
+}
+
+export class HolderOpener {
+  /** How long recent holders took to answer (ms), for the hedge delay. */
+  readonly #answerTimes: number[] = [];
+
+  constructor(private readonly opts: HolderOpenerOptions) {}
+
+  /**
+   * Asks holders (taken from `untried`, nearest first) for the blob from `offset`. When the one asked
+   * has not answered within the hedge delay, the next is asked too; the first good answer wins and
+   * the others are cancelled. Undefined when every holder failed.
+   */
+  open(digest: string, untried: PeerEndpoint[], offset: number, patient: boolean): Promise<Opened | undefined> {
+    const path = `/peer/v1/blobs/${digest}`;
+    const headers = patient ? { [PATIENT_HEADER]: this.opts.selfId ?? '' } : undefined;
+    const asked = new Set<string>();
+    return new Promise((resolve) => {
+      const controllers: AbortController[] = [];
+      let pending = 0;
+      let won = false;
+      let hedge: NodeJS.Timeout | undefined;
+      const ask = () => {
+        clearTimeout(hedge);
+        const peer = untried.shift();
+        if (!peer) {
+          if (pending === 0 && !won) resolve(undefined);
+          return;
+        }
+        pending++;
+        const ctl = new AbortController();
+        controllers.push(ctl);
+        asked.add(peer.id);
+        const started = performance.now();
+        const noAnswer = setTimeout(() => ctl.abort(new Error('no answer')), this.opts.stallTimeoutMs);
+        // A patient fetch waits for the holder it was sent to (it may wait for its own copy to begin).
+        if (!patient) hedge = setTimeout(ask, this.#hedgeDelayMs());
+        peerRequest(peer.url, path, this.opts.key, { from: offset, headers, signal: ctl.signal })
+          .then((res) => {
+            clearTimeout(noAnswer);
+            const total = totalSize(res);
+            if (res.status === 503) this.#redirect(res, untried, asked);
+            if (res.status !== (offset ? 206 : 200) || total === undefined) {
+              res.body.destroy();
+              throw new Error(`answered ${res.status}${total === undefined ? ' without a size' : ''}`);
+            }
+            if (won) return void res.body.destroy();
+            won = true;
+            clearTimeout(hedge);
+            this.#answerTimes.push(performance.now() - started);
+            if (this.#answerTimes.length > 100) this.#answerTimes.shift();
+            for (const other of controllers) if (other !== ctl) other.abort(new Error('another holder answered first'));
+            resolve({ peer, body: res.body, total, abort: () => ctl.abort(new Error('peer stalled')) });
+          })
+          .catch((err: Error) => {
+            clearTimeout(noAnswer);
+            pending--;
+            if (won) return;
+            this.opts.log.warn({ digest, peer: peer.id, offset, err: err.message }, 'peer did not serve; asking the next holder');
+            ask();
+          });
+      };
+      ask();
+    });
+  }
+
+  /** A busy holder names the peers it is sending the blob to: they are asked next, before everyone else. */
+  #redirect(res: PeerResponse, untried: PeerEndpoint[], asked: Set<string>): void {
+    const ids = String(res.headers[TRY_HEADER] ?? '').split(',').filter((id) => id && !asked.has(id) && id !== this.opts.selfId);
+    const next = ids.map((id) => untried.find((p) => p.id === id) ?? this.opts.endpointOf?.(id)).filter((p): p is PeerEndpoint => p !== undefined);
+    for (const p of next.reverse()) {
+      const at = untried.indexOf(p);
+      if (at >= 0) untried.splice(at, 1);
+      untried.unshift(p);
+    }
+  }
+
+  /** Like Spegel: ask the next holder once the first is slower than nearly all answers seen so far. */
+  #hedgeDelayMs(): number {
+    if (this.#answerTimes.length < 10) return HEDGE_DEFAULT_MS;
+    const sorted = [...this.#answerTimes].sort((a, b) => a - b);
+    return Math.max(HEDGE_MIN_MS, sorted[Math.floor(sorted.length * 0.95)]);
+  }
+}
+
+/** The whole blob's size from a peer's answer: Content-Range's total for a range, else Content-Length. */
+function totalSize(res: PeerResponse): number | undefined {
+  const total = Number(/\/(\d+)$/.exec(res.headers['content-range'] ?? '')?.[1] ?? res.headers['content-length'] ?? NaN);
+  return Number.isSafeInteger(total) ? total : undefined;
+}
