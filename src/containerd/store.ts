@@ -1,5 +1,6 @@
 // The local store: what this host holds. One interface, three implementations
 // (containerd over gRPC, an embedded filesystem store, memory for tests).
+import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 
 /** An OCI descriptor, as found in manifests and image records. */
@@ -107,6 +108,11 @@ const DIGEST = /^sha256:[a-f0-9]{64}$/;
 /** Only sha256 is accepted: it is what containerd and every registry client use. */
 export function isDigest(value: string): boolean {
   return DIGEST.test(value);
+}
+
+/** The digest of bytes held whole in memory (manifests, configs). */
+export function digestOf(bytes: Uint8Array): string {
+  return `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
 }
 
 export function digestHex(digest: string): string {

@@ -9,11 +9,13 @@ import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { DigestMismatchError, isDigest, type Descriptor, type Store } from '../containerd/store.js';
 import type { MirrorSource, Origin } from '../registry/context.js';
+import { readAll } from '../registry/body.js';
 import { parseImageName } from '../registry/names.js';
 import { readSmallBlob } from '../registry/references.js';
 import { mediaTypeOf } from '../oci/manifest.js';
 import { HolderOpener } from './holder-opener.js';
-import { peerRequest, readSmall, type PeerEndpoint } from './peer-client.js';
+import { untilStalled } from './until-stalled.js';
+import { peerRequest, type PeerEndpoint } from './peer-client.js';
 import type { Spool } from './spool.js';
 import type { Spools } from './spools.js';
 
@@ -165,7 +167,7 @@ export class Mirror implements MirrorSource {
       try {
         const path = `/peer/v1/images?name=${encodeURIComponent(image)}`;
         const res = await peerRequest(peer.url, path, this.opts.key, { signal: AbortSignal.timeout(this.opts.stallTimeoutMs) });
-        const answer = await readSmall(res, 64 << 10);
+        const answer = await readAll(res.body, 64 << 10);
         if (res.status !== 200) continue;
         const target = JSON.parse(answer.toString()) as Descriptor;
         if (!isDigest(target.digest) || target.size > MAX_MANIFEST_BYTES) continue;
@@ -311,18 +313,11 @@ export class Mirror implements MirrorSource {
       spool.setSize(opened.total);
       used.add(peer.id);
       this.opts.log.info({ digest, peer: peer.id, offset: spool.received }, 'peer transfer started');
-      let timer = setTimeout(abort, this.opts.stallTimeoutMs);
       try {
-        for await (const chunk of body) {
-          clearTimeout(timer);
-          timer = setTimeout(abort, this.opts.stallTimeoutMs);
-          yield chunk;
-        }
+        yield* untilStalled(body, this.opts.stallTimeoutMs, abort);
         return;
       } catch (err) {
         this.opts.log.warn({ digest, peer: peer.id, offset: spool.received, err: (err as Error).message }, 'peer transfer failed; trying the next holder');
-      } finally {
-        clearTimeout(timer);
       }
     }
     throw new Error(`no holder of ${digest} could send it (${candidates.length} tried)`);

@@ -55,18 +55,3 @@ export function peerRequest(baseUrl: string, path: string, key: Buffer, init: Pe
     req.end();
   });
 }
-
-/** Reads a small body whole (JSON answers), refusing more than `limit` bytes. */
-export async function readSmall(res: PeerResponse, limit: number): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  let length = 0;
-  for await (const chunk of res.body as AsyncIterable<Buffer>) {
-    length += chunk.length;
-    if (length > limit) {
-      res.body.destroy();
-      throw new Error(`peer answer larger than ${limit} bytes`);
-    }
-    chunks.push(chunk);
-  }
-  return Buffer.concat(chunks);
-}

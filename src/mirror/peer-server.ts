@@ -48,15 +48,15 @@ export function createPeerServer(opts: { store: Store; spools: Spools; key: Buff
   const held = async (digest: string, patient: boolean): Promise<{ size: number; spool?: Spool } | undefined> => {
     const deadline = Date.now() + (patient ? AWAIT_COPY_MS : 0);
     for (let round = 0; ; round++) {
+      const last = Date.now() >= deadline;
       // The store is asked less often than the spools: each ask is a call to containerd.
-      const stored = round % STORE_EVERY_ROUNDS === 0 ? await store.stat(digest) : undefined;
-      if (stored) return { size: stored.size };
+      if (last || round % STORE_EVERY_ROUNDS === 0) {
+        const stored = await store.stat(digest);
+        if (stored) return { size: stored.size };
+      }
       const spool = spools.get(digest);
       if (spool?.size !== undefined) return { size: spool.size, spool };
-      if (Date.now() >= deadline) {
-        const last = round % STORE_EVERY_ROUNDS === 0 ? undefined : await store.stat(digest);
-        return last && { size: last.size };
-      }
+      if (last) return undefined;
       await new Promise((r) => setTimeout(r, AWAIT_POLL_MS));
     }
   };

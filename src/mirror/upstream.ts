@@ -1,10 +1,10 @@
 // Manifests and blobs from an image's upstream registry over the OCI distribution API, for
 // `--upstream` pull-through. Only fetching and auth live here: the mirror verifies and stores.
 // Node's fetch (undici) is enough: a pull-through is network-bound.
-import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
-import { isDigest, type Descriptor } from '../containerd/store.js';
+import { digestOf, isDigest, type Descriptor } from '../containerd/store.js';
 import { MANIFEST_MEDIA_TYPES } from '../oci/manifest.js';
+import { untilStalled } from './until-stalled.js';
 import { basicHeader, credentialsFor, parseChallenge, type Challenge, type Credentials } from './upstream-auth.js';
 
 export interface UpstreamOptions {
@@ -60,7 +60,7 @@ export class Upstream {
     const body = Buffer.from(await got.arrayBuffer());
     if (body.length > MAX_MANIFEST_BYTES) return undefined;
     // The digest is what the bytes hash to; the manifest is then fetched by it and verified.
-    return { mediaType: got.headers.get('content-type')?.split(';')[0].trim() ?? '', digest: `sha256:${createHash('sha256').update(body).digest('hex')}`, size: body.length };
+    return { mediaType: got.headers.get('content-type')?.split(';')[0].trim() ?? '', digest: digestOf(body), size: body.length };
   }
 
   /** A manifest or blob by digest; undefined when the upstream does not have it or cannot be reached. */
@@ -77,16 +77,9 @@ export class Upstream {
 
   /** The body, aborted when no byte comes for the timeout. */
   async *#guarded(body: AsyncIterable<Uint8Array>, ctl: AbortController): AsyncIterable<Uint8Array> {
-    const stall = () => ctl.abort(new Error(`upstream sent nothing for ${this.opts.timeoutMs} ms`));
-    let timer = setTimeout(stall, this.opts.timeoutMs);
     try {
-      for await (const chunk of body) {
-        clearTimeout(timer);
-        timer = setTimeout(stall, this.opts.timeoutMs);
-        yield chunk;
-      }
+      yield* untilStalled(body, this.opts.timeoutMs, () => ctl.abort(new Error(`upstream sent nothing for ${this.opts.timeoutMs} ms`)));
     } finally {
-      clearTimeout(timer);
       ctl.abort(); // the consumer stopped early: release the connection
     }
   }

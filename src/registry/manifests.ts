@@ -1,7 +1,6 @@
 // GET/HEAD/PUT/DELETE /v2/<name>/manifests/<tag|digest>
-import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
-import { isDigest, type Descriptor, type Store } from '../containerd/store.js';
+import { digestOf, isDigest, type Descriptor, type Store } from '../containerd/store.js';
 import { children, ManifestInvalidError, mediaTypeOf, parseManifest, type ParsedManifest } from '../oci/manifest.js';
 import { readAll } from './body.js';
 import { bodyOf, REPLICATE_HEADER, type PushOptions, type RouteContext } from './context.js';
@@ -87,7 +86,7 @@ export async function putManifest(ctx: RouteContext): Promise<unknown> {
     throw new RegistryError(400, 'MANIFEST_INVALID', 'invalid tag', { tag: ref });
   }
   const body = await readAll(bodyOf(ctx), ctx.maxManifestBytes);
-  const digest = `sha256:${createHash('sha256').update(body).digest('hex')}`;
+  const digest = digestOf(body);
   if (isDigest(ref) && ref !== digest) throw digestInvalid('manifest digest does not match the reference', { reference: ref, digest });
   const manifest = parse(body, ctx.req.headers['content-type']);
   const options = pushOptions(ctx);

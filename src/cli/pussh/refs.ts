@@ -1,4 +1,5 @@
 // The user's words: image references, `[USER@]HOST[:PORT]`, platforms, registry addresses.
+import { isDigest } from '../../containerd/store.js';
 import { RegistryError } from '../../registry/errors.js';
 import { repositoryKey, wireName } from '../../registry/names.js';
 import { PusshError } from './errors.js';
@@ -14,7 +15,6 @@ export interface ImageRef {
   remoteName: string;
 }
 
-const DIGEST = /^sha256:[a-f0-9]{64}$/;
 
 /** `app`, `app:1`, `org/app@sha256:…`, `ghcr.io/org/app:1`; a bare name means `:latest`, as docker says. */
 export function parseImageRef(given: string): ImageRef {
@@ -24,7 +24,7 @@ export function parseImageRef(given: string): ImageRef {
   if (at >= 0) {
     digest = name.slice(at + 1);
     name = name.slice(0, at);
-    if (!DIGEST.test(digest)) throw new PusshError('usage', `${given}: not a sha256 digest after @`);
+    if (!isDigest(digest)) throw new PusshError('usage', `${given}: not a sha256 digest after @`);
   }
   let tag: string | undefined;
   const colon = name.lastIndexOf(':');

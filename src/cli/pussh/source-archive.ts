@@ -11,7 +11,7 @@ import { join, posix } from 'node:path';
 import type { Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { extract as tarExtract } from 'tar-stream';
-import type { Descriptor } from '../../containerd/store.js';
+import { digestOf, type Descriptor } from '../../containerd/store.js';
 import { MediaType } from '../../oci/manifest.js';
 import { PusshError } from './errors.js';
 import { localName, parseImageRef, type ImageRef } from './refs.js';
@@ -136,7 +136,7 @@ function classicSource(files: Map<string, ArchiveFile>, manifestJson: Buffer, de
     config: { mediaType: DOCKER_CONFIG, digest: configFile.digest, size: configFile.size },
     layers,
   }, null, 2));
-  const root = { mediaType: MediaType.dockerManifest, digest: `sha256:${createHash('sha256').update(body).digest('hex')}`, size: body.length };
+  const root = { mediaType: MediaType.dockerManifest, digest: digestOf(body), size: body.length };
   return new FileSource(description, root, (d) => byDigest.get(d)?.file, cleanup, new Map([[root.digest, body]]));
 }
 
