@@ -1,7 +1,7 @@
 // The local store: what this host holds. One interface, three implementations
 // (containerd over gRPC, an embedded filesystem store, memory for tests).
 import { createHash } from 'node:crypto';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 
 /** An OCI descriptor, as found in manifests and image records. */
 export interface Descriptor {
@@ -113,6 +113,18 @@ export function isDigest(value: string): boolean {
 /** The digest of bytes held whole in memory (manifests, configs). */
 export function digestOf(bytes: Uint8Array): string {
   return `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+}
+
+/** Stores bytes held whole in memory (manifests, configs) as the blob `digest`, verified on commit. */
+export async function putBlob(store: Store, bytes: Buffer, digest: string, labels: Record<string, string> = {}): Promise<void> {
+  const upload = await store.beginUpload();
+  try {
+    await upload.append(Readable.from([bytes]));
+    await upload.commit({ digest, size: bytes.length }, labels);
+  } catch (err) {
+    await upload.abort();
+    throw err;
+  }
 }
 
 export function digestHex(digest: string): string {

@@ -1,6 +1,5 @@
 // GET/HEAD/PUT/DELETE /v2/<name>/manifests/<tag|digest>
-import { Readable } from 'node:stream';
-import { digestOf, isDigest, type Descriptor, type Store } from '../containerd/store.js';
+import { digestOf, isDigest, putBlob, type Descriptor } from '../containerd/store.js';
 import { children, ManifestInvalidError, mediaTypeOf, parseManifest, type ParsedManifest } from '../oci/manifest.js';
 import { readAll } from './body.js';
 import { bodyOf, REPLICATE_HEADER, type PushOptions, type RouteContext } from './context.js';
@@ -45,17 +44,6 @@ function parse(body: Buffer, contentType: string | undefined): ParsedManifest {
   }
 }
 
-async function storeBlob(store: Store, data: Buffer, digest: string, labels: Record<string, string>): Promise<void> {
-  const upload = await store.beginUpload();
-  try {
-    await upload.append(Readable.from([data]));
-    await upload.commit({ digest, size: data.length }, labels);
-  } catch (err) {
-    await upload.abort();
-    throw err;
-  }
-}
-
 /** Drops `repo@digest` records made redundant by a tag that now keeps these manifests. */
 async function dropDigestRecords(ctx: RouteContext, digests: string[]): Promise<void> {
   for (const digest of digests) {
@@ -95,7 +83,7 @@ export async function putManifest(ctx: RouteContext): Promise<unknown> {
       throw new RegistryError(400, 'MANIFEST_BLOB_UNKNOWN', 'manifest references a blob this registry does not hold', { digest: child.digest });
     }
   }
-  await storeBlob(store, body, digest, sourceLabels(ctx.repo));
+  await putBlob(store, body, digest, sourceLabels(ctx.repo));
   const target = { mediaType: manifest.mediaType, digest, size: body.length };
   if (isTag(ref)) {
     const name = tagImageName(ctx.repo, ref);
