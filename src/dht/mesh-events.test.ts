@@ -17,6 +17,11 @@ describe('mesh events', () => {
     expect(decodeEvent(json({ ...event, extra: 1 }))).toEqual({ event });
   });
 
+  test('small blobs inlined in an event survive the round trip', () => {
+    const inlined = { ...event, replicate: 'name=web*', inline: { [event.digest]: Buffer.from('{"schemaVersion":2}').toString('base64') } };
+    expect(decodeEvent(encodeEvent(inlined))).toEqual({ event: inlined });
+  });
+
   test('a well-formed event signed by the node it names is accepted', () => {
     expect(checkEventMessage(signed(encodeEvent(event)))).toEqual({ result: TopicValidatorResult.Accept, event });
   });
@@ -28,7 +33,9 @@ describe('mesh events', () => {
     ['without type', json({ ...event, type: undefined }), /no type/],
     ['with a bad digest', json({ ...event, digest: 'sha256:' }), /bad digest/],
     ['without image', json({ ...event, image: '' }), /bad image/],
-    ['too large', json({ ...event, image: 'x'.repeat(5000) }), /exceeds/],
+    ['too large', json({ ...event, inline: { [event.digest]: 'A'.repeat(70_000) } }), /exceeds/],
+    ['with inline bytes that are not base64', json({ ...event, inline: { [event.digest]: 'not base64!' } }), /bad inline/],
+    ['with inline bytes under a bad digest', json({ ...event, inline: { 'sha256:': 'AAAA' } }), /bad inline/],
     ['naming another node', json({ ...event, node: 'someone-else' }), /names node someone-else but was signed by/],
   ])('an event %s is rejected', (_, data, reason) => {
     const verdict = checkEventMessage(signed(data));

@@ -6,10 +6,12 @@ import type { MeshEvent } from './router.js';
 
 export const EVENTS_TOPIC = 'layermesh/events/1';
 
-const MAX_EVENT_BYTES = 4096;
+/** Room for an event with its inlined small blobs (see MeshEvent.inline). */
+export const MAX_EVENT_BYTES = 64 << 10;
 const MAX_IMAGE_LENGTH = 1024;
 /** OCI digest grammar: algorithm ":" encoded. */
 const DIGEST = /^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$/;
+const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 
 /**
  * Scores for the events topic. gossipsub's topic defaults expect a busy topic (peers that deliver fewer than
@@ -47,9 +49,16 @@ export function decodeEvent(data: Uint8Array): { event?: MeshEvent; error?: stri
   if (typeof v.digest !== 'string' || !DIGEST.test(v.digest)) return { error: 'bad digest' };
   if (typeof v.node !== 'string' || v.node === '') return { error: 'bad node' };
   if (v.replicate !== undefined && (typeof v.replicate !== 'string' || v.replicate.length > MAX_IMAGE_LENGTH)) return { error: 'bad replicate' };
+  if (v.inline !== undefined && !isInline(v.inline)) return { error: 'bad inline blobs' };
   const event: MeshEvent = { type: v.type, image: v.image, digest: v.digest, node: v.node };
   if (v.replicate !== undefined) event.replicate = v.replicate;
+  if (v.inline !== undefined) event.inline = v.inline;
   return { event };
+}
+
+function isInline(value: unknown): value is Record<string, string> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
+  return Object.entries(value).every(([digest, bytes]) => DIGEST.test(digest) && typeof bytes === 'string' && BASE64.test(bytes));
 }
 
 /**

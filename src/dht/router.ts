@@ -35,6 +35,11 @@ export interface MeshEvent {
   node: string;
   /** Replication policy for this push, replacing each node's own (`all`, `none`, a selector). */
   replicate?: string;
+  /**
+   * Small blobs of the image (root manifest first, then configs and child manifests), base64 by digest,
+   * so that takers start on the layers at once instead of asking the origin first. Verified like any blob.
+   */
+  inline?: Record<string, string>;
 }
 
 export interface Router {

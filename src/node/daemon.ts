@@ -16,6 +16,7 @@ import { registerAdminApi } from './admin-api.js';
 import { splitHostPort, type Config } from './config.js';
 import { joinMesh, type Mesh } from './mesh.js';
 import { openStore } from './open-store.js';
+import { pushEvent } from './push-event.js';
 import { parseReplicationPolicy } from './replication-policy.js';
 import { Replicator } from './replicator.js';
 
@@ -130,7 +131,8 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
       mirror,
       mirrorRegistries: config.mirrorRegistries,
       onPushed: (image, digest, { replicate }) => {
-        mesh.router.publish({ type: 'image-pushed', image, digest, node: mesh.router.id, ...(replicate !== undefined && { replicate }) })
+        pushEvent(store, { image, digest, node: mesh.router.id, ...(replicate !== undefined && { replicate }) })
+          .then((event) => mesh.router.publish(event))
           .catch((err) => log.warn({ err, image }, 'could not gossip the push'));
       },
       checkPushOptions: ({ replicate }) => void (replicate !== undefined && parseReplicationPolicy(replicate)),

@@ -11,11 +11,11 @@
 // blobs (configs, manifests) come straight from the node pushed to: a pipeline would only add hops.
 import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
-import type { Descriptor, Store } from '../containerd/store.js';
+import { digestOf, putBlob, type Descriptor, type Store } from '../containerd/store.js';
 import type { MeshEvent } from '../dht/router.js';
 import type { FetchOptions } from '../mirror/mirror.js';
 import { PIPELINE_MIN_BYTES } from '../mirror/peer-client.js';
-import { children, isIndexMediaType, MANIFEST_MEDIA_TYPES, type ParsedManifest } from '../oci/manifest.js';
+import { children, isIndexMediaType, MANIFEST_MEDIA_TYPES, parseManifest, type ParsedManifest } from '../oci/manifest.js';
 import { readManifest } from '../registry/references.js';
 import type { InventoryFetch } from './inventory.js';
 import { parseReplicationPolicy, type NodeIdentity, type ReplicationPolicy } from './replication-policy.js';
@@ -69,29 +69,38 @@ export class Replicator {
     const takers = this.deps.members()
       .filter((m) => m.id !== event.node && (m.id === selfId || (override ?? readablePolicy(m.replicate ?? 'all'))?.accepts(event.image, m)))
       .map((m) => m.id);
-    this.replicate(event.image, event.digest, event.node, takers).catch((err: Error) =>
+    this.replicate(event.image, event.digest, event.node, { takers, inline: event.inline }).catch((err: Error) =>
       log.error({ image: event.image, digest: event.digest, err: err.message }, 'replication failed'));
   }
 
   /**
    * Copies `image` (root manifest `digest`) from the mesh. `origin` holds it whole; `takers` are the
-   * nodes copying it too (this one included), which decide where each blob is taken from.
+   * nodes copying it too (this one included), which decide where each blob is taken from; `inline`
+   * has small blobs that came with the push's gossip (base64 by digest), kept when they verify.
    */
-  async replicate(image: string, digest: string, origin: string, takers: string[] = []): Promise<void> {
+  async replicate(image: string, digest: string, origin: string, { takers = [], inline = {} }: { takers?: string[]; inline?: Record<string, string> } = {}): Promise<void> {
     const { store, log } = this.deps;
     if ((await store.images.get(image))?.target.digest === digest) return;
     const active: Active = { digest, blobs: [] };
     this.#active.set(image, active);
     const started = performance.now();
+    const given = this.#verified(inline);
+    // Inlined blobs go into the store while the layers arrive; the image record waits for both.
+    const storing: Promise<void>[] = [];
+    const keep = (blob: string, bytes: Buffer) => void storing.push(this.#put(blob, bytes));
     try {
-      const root = await this.#manifest({ digest }, [origin]);
+      const root = await this.#manifest({ digest }, origin, given, keep);
       const manifests = [root];
       if (isIndexMediaType(root.manifest.mediaType)) {
-        for (const child of root.manifest.manifests) manifests.push(await this.#manifest(child, [origin]));
+        for (const child of root.manifest.manifests) manifests.push(await this.#manifest(child, origin, given, keep));
       }
       active.blobs = manifests.flatMap((m) => children(m.manifest)).filter((d) => !MANIFEST_MEDIA_TYPES.includes(d.mediaType));
-      await inParallel(active.blobs, PARALLEL_BLOBS, (blob) =>
-        this.#fetch(blob.digest, blob.size >= PIPELINE_MIN_BYTES ? [this.#upstream(blob.digest, origin, takers), origin] : [origin]));
+      await inParallel(active.blobs, PARALLEL_BLOBS, async (blob) => {
+        const bytes = given.get(blob.digest);
+        if (bytes) return keep(blob.digest, bytes);
+        await this.#fetch(blob.digest, blob.size >= PIPELINE_MIN_BYTES ? [this.#upstream(blob.digest, origin, takers), origin] : [origin]);
+      });
+      await Promise.all(storing);
       // A later push of the same name may have started meanwhile: the newest one names the image.
       if (this.#active.get(image) !== active) return;
       const target = { mediaType: root.manifest.mediaType, digest, size: root.body.length };
@@ -121,11 +130,33 @@ export class Replicator {
     return at > 0 ? order[at - 1].id : origin;
   }
 
-  async #manifest(desc: { digest: string }, from: string[]): Promise<{ body: Buffer; manifest: ParsedManifest }> {
-    await this.#fetch(desc.digest, from);
-    const found = await readManifest(this.deps.store, desc.digest);
+  /** A manifest from the push's gossip when it came with it, else from the origin through the mirror. */
+  async #manifest(desc: { digest: string; mediaType?: string }, origin: string, given: Map<string, Buffer>, keep: (digest: string, bytes: Buffer) => void): Promise<{ body: Buffer; manifest: ParsedManifest }> {
+    const body = given.get(desc.digest);
+    if (body) {
+      const manifest = parseManifest(body, desc.mediaType);
+      keep(desc.digest, body);
+      return { body, manifest };
+    }
+    await this.#fetch(desc.digest, [origin]);
+    const found = await readManifest(this.deps.store, desc.digest, desc.mediaType);
     if (!found) throw new Error(`manifest ${desc.digest} vanished from the store`);
     return found;
+  }
+
+  /** The inlined blobs whose bytes match their digest; the others are fetched like the rest. */
+  #verified(inline: Record<string, string>): Map<string, Buffer> {
+    const given = new Map<string, Buffer>();
+    for (const [digest, base64] of Object.entries(inline)) {
+      const bytes = Buffer.from(base64, 'base64');
+      if (digestOf(bytes) === digest) given.set(digest, bytes);
+      else this.deps.log.warn({ digest, actual: digestOf(bytes) }, 'a blob inlined in the push gossip does not match its digest; fetching it instead');
+    }
+    return given;
+  }
+
+  async #put(digest: string, bytes: Buffer): Promise<void> {
+    if (!(await this.deps.store.stat(digest))) await putBlob(this.deps.store, bytes, digest);
   }
 
   async #fetch(digest: string, from: string[]): Promise<void> {

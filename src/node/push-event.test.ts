@@ -1,0 +1,67 @@
+import { describe, expect, test } from 'vitest';
+import { digestOf, putBlob } from '../containerd/store.js';
+import { MemoryStore } from '../containerd/memory-store.js';
+import { MediaType } from '../oci/manifest.js';
+import { pushEvent } from './push-event.js';
+
+const node = '12D3KooWorigin';
+
+async function put(store: MemoryStore, bytes: Buffer): Promise<{ digest: string; size: number }> {
+  const digest = digestOf(bytes);
+  await putBlob(store, bytes, digest);
+  return { digest, size: bytes.length };
+}
+
+async function image(store: MemoryStore, configBytes: number, layers: Buffer[]): Promise<{ digest: string; size: number; config: string; layers: string[] }> {
+  const config = await put(store, Buffer.alloc(configBytes, '{'));
+  const stored = await Promise.all(layers.map((l) => put(store, l)));
+  const manifest = Buffer.from(JSON.stringify({
+    schemaVersion: 2,
+    mediaType: MediaType.ociManifest,
+    config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...config },
+    layers: stored.map((l) => ({ mediaType: 'application/vnd.oci.image.layer.v1.tar', ...l })),
+  }));
+  return { ...(await put(store, manifest)), config: config.digest, layers: stored.map((l) => l.digest) };
+}
+
+const decoded = (inline: Record<string, string> | undefined) =>
+  Object.fromEntries(Object.entries(inline ?? {}).map(([d, b]) => [d, digestOf(Buffer.from(b, 'base64'))]));
+
+describe('push events', () => {
+  test('carry the manifest, the config and small layers, each under its own digest', async () => {
+    const store = new MemoryStore();
+    const img = await image(store, 700, [Buffer.alloc(100, 1), Buffer.alloc(200 << 10, 2)]);
+    const event = await pushEvent(store, { image: 'docker.io/library/app:1', digest: img.digest, node });
+    expect(event).toMatchObject({ type: 'image-pushed', image: 'docker.io/library/app:1', digest: img.digest, node });
+    const inline = decoded(event.inline);
+    expect(Object.keys(inline).sort()).toEqual([img.digest, img.config, img.layers[0]].sort());
+    for (const [digest, actual] of Object.entries(inline)) expect(actual).toBe(digest);
+  });
+
+  test('stay small: what does not fit is left to the takers to fetch', async () => {
+    const store = new MemoryStore();
+    const img = await image(store, 60 << 10, []);
+    const event = await pushEvent(store, { image: 'docker.io/library/app:2', digest: img.digest, node, replicate: 'none' });
+    expect(Object.keys(event.inline ?? {})).toEqual([img.digest]);
+    expect(event.replicate).toBe('none');
+  });
+
+  test('an index brings its platform manifests along', async () => {
+    const store = new MemoryStore();
+    const amd = await image(store, 300, []);
+    const arm = await image(store, 400, []);
+    const index = Buffer.from(JSON.stringify({
+      schemaVersion: 2,
+      mediaType: MediaType.ociIndex,
+      manifests: [amd, arm].map((m) => ({ mediaType: MediaType.ociManifest, digest: m.digest, size: m.size })),
+    }));
+    const { digest } = await put(store, index);
+    const event = await pushEvent(store, { image: 'docker.io/library/multi:1', digest, node });
+    expect(Object.keys(event.inline ?? {}).sort()).toEqual([digest, amd.digest, arm.digest, amd.config, arm.config].sort());
+  });
+
+  test('a root the store does not hold goes out without inline blobs', async () => {
+    const event = await pushEvent(new MemoryStore(), { image: 'docker.io/library/app:3', digest: `sha256:${'0'.repeat(64)}`, node });
+    expect(event.inline).toBeUndefined();
+  });
+});

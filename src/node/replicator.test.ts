@@ -1,0 +1,88 @@
+import { pino } from 'pino';
+import { describe, expect, test } from 'vitest';
+import { MemoryStore } from '../containerd/memory-store.js';
+import { digestOf, putBlob } from '../containerd/store.js';
+import { MediaType } from '../oci/manifest.js';
+import { pushEvent } from './push-event.js';
+import { parseReplicationPolicy } from './replication-policy.js';
+import { Replicator } from './replicator.js';
+
+const ORIGIN = 'origin-peer';
+const SELF = 'self-peer';
+
+/** An image in `origin`'s store: a config and one layer of each given size. */
+async function pushedImage(origin: MemoryStore, layerSizes: number[]) {
+  const blobs = new Map<string, Buffer>();
+  const add = async (bytes: Buffer) => {
+    const digest = digestOf(bytes);
+    blobs.set(digest, bytes);
+    await putBlob(origin, bytes, digest);
+    return { digest, size: bytes.length };
+  };
+  const config = await add(Buffer.from('{"architecture":"amd64"}'));
+  const layers = [];
+  for (const [i, size] of layerSizes.entries()) layers.push(await add(Buffer.alloc(size, i + 1)));
+  const manifest = await add(Buffer.from(JSON.stringify({
+    schemaVersion: 2,
+    mediaType: MediaType.ociManifest,
+    config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...config },
+    layers: layers.map((l) => ({ mediaType: 'application/vnd.oci.image.layer.v1.tar', ...l })),
+  })));
+  return { manifest, config, layers, blobs };
+}
+
+/** A replicator on a fresh store whose "mesh" copies blobs from `blobs`, recording what it was asked for. */
+function taker(blobs: Map<string, Buffer>) {
+  const store = new MemoryStore();
+  const fetched: string[] = [];
+  const replicator = new Replicator({
+    store,
+    selfId: SELF,
+    members: () => [{ id: SELF, name: 'self', labels: {} }, { id: ORIGIN, name: 'origin', labels: {} }],
+    fetch: async (digest) => {
+      fetched.push(digest);
+      const bytes = blobs.get(digest);
+      if (bytes) await putBlob(store, bytes, digest);
+      return bytes !== undefined;
+    },
+    arriving: () => new Map(),
+    policy: parseReplicationPolicy('all'),
+    self: { name: 'self', labels: {} },
+    log: pino({ level: 'silent' }),
+  });
+  return { store, fetched, replicator };
+}
+
+describe('replicator', () => {
+  test('takes the small blobs from the push gossip and fetches only the layers', async () => {
+    const origin = new MemoryStore();
+    const img = await pushedImage(origin, [300 << 10, 1000]);
+    const event = await pushEvent(origin, { image: 'docker.io/library/app:1', digest: img.manifest.digest, node: ORIGIN });
+    const { store, fetched, replicator } = taker(img.blobs);
+    await replicator.replicate(event.image, event.digest, ORIGIN, { takers: [SELF], inline: event.inline });
+    expect(fetched).toEqual([img.layers[0].digest]);
+    for (const digest of img.blobs.keys()) expect((await store.stat(digest))?.digest).toBe(digest);
+    expect((await store.images.get('docker.io/library/app:1'))?.target.digest).toBe(img.manifest.digest);
+  });
+
+  test('an inlined blob that does not match its digest is fetched instead, never stored', async () => {
+    const origin = new MemoryStore();
+    const img = await pushedImage(origin, [1000]);
+    const forged = Buffer.from('{"architecture":"evil"}').toString('base64');
+    const inline = { [img.manifest.digest]: img.blobs.get(img.manifest.digest)!.toString('base64'), [img.config.digest]: forged };
+    const { store, fetched, replicator } = taker(img.blobs);
+    await replicator.replicate('docker.io/library/app:2', img.manifest.digest, ORIGIN, { takers: [SELF], inline });
+    expect(fetched.sort()).toEqual([img.config.digest, img.layers[0].digest].sort());
+    const { stream } = await store.open(img.config.digest);
+    expect(digestOf(Buffer.concat(await stream.toArray()))).toBe(img.config.digest);
+  });
+
+  test('without inlined blobs, the manifest comes from the mesh first', async () => {
+    const origin = new MemoryStore();
+    const img = await pushedImage(origin, [1000]);
+    const { store, fetched, replicator } = taker(img.blobs);
+    await replicator.replicate('docker.io/library/app:3', img.manifest.digest, ORIGIN);
+    expect(fetched[0]).toBe(img.manifest.digest);
+    expect((await store.images.get('docker.io/library/app:3'))?.target.digest).toBe(img.manifest.digest);
+  });
+});
