@@ -129,6 +129,47 @@ describe('Mirror', () => {
     expect(await store.stat(sha(data))).toBeUndefined();
   });
 
+  it('stores a replicated blob as it arrives, and nothing of wrong bytes', async () => {
+    const data = randomBytes(600_000);
+    const corrupted = Buffer.from(data);
+    corrupted[599_999] ^= 0xff;
+    const liar = await peer('liar', 1, serves(corrupted));
+    // The honest holder sends half, pauses, then the rest: by then the store must have received bytes.
+    let inStore = 0;
+    let inStoreMidway = 0;
+    const honest = await peer('honest', 9, (_req, res) => {
+      res.writeHead(200, { 'content-length': data.length });
+      res.write(data.subarray(0, 300_000));
+      setTimeout(() => {
+        inStoreMidway = inStore;
+        res.end(data.subarray(300_000));
+      }, 300);
+    });
+    const store = new MemoryStore();
+    const begin = store.beginUpload.bind(store);
+    store.beginUpload = async () => {
+      const upload = await begin();
+      const append = upload.append.bind(upload);
+      upload.append = (source) => append((async function* () {
+        for await (const chunk of source) {
+          inStore += chunk.length;
+          yield chunk;
+        }
+      })());
+      return upload;
+    };
+    const m = new Mirror({
+      store, spools, findPeers: async () => [], key, log: pino({ level: 'silent' }), endpointOf: (id) => (id === 'liar' ? liar : id === 'honest' ? honest : undefined),
+      lookupTimeoutMs: 1000, stallTimeoutMs: 5000, resolveTags: true, patienceMs: 0,
+    });
+    expect(await m.fetchBlob(sha(data), { from: ['liar'], patient: true })).toBe(false);
+    expect(await store.stat(sha(data))).toBeUndefined();
+    expect(await m.fetchBlob(sha(data), { from: ['liar', 'honest'], patient: true })).toBe(true);
+    expect((await stored(store, sha(data)))!.equals(data)).toBe(true);
+    expect(inStoreMidway).toBeGreaterThan(0);
+    expect(await readdir(spoolDir)).toEqual([]);
+  });
+
   it('leaves a stalled peer for the next holder', async () => {
     const data = randomBytes(400_000);
     const stalled = await peer('stalled', 1, (_req, res) => {

@@ -202,13 +202,20 @@ export class Mirror implements MirrorSource {
       return true; // arrived meanwhile (the transfer before just ended)
     }
     const released = this.opts.partialHolder?.(digest);
+    // Replication wants a copy here in any case: it goes into the store as the bytes arrive, so that
+    // the copy is done moments after the last byte instead of a whole second pass later.
+    const early = options.patient ? this.#store(spool).then(() => true, (err: Error) => {
+      this.opts.log.debug({ digest, err: err.message }, 'storing while arriving did not work out; storing from the spool');
+      return false;
+    }) : undefined;
     try {
       const received = (await this.#receive(spool, options)) || (await this.#pullThrough(spool, options.origin));
       if (!received) return false;
-      await this.#keep(spool, clients);
+      if (!(await early)) await this.#keep(spool, clients);
       return true;
     } finally {
       await this.opts.spools.remove(spool);
+      await early; // its reader fails with the spool: the store keeps nothing of a failed transfer
       released?.();
     }
   }
@@ -293,7 +300,12 @@ export class Mirror implements MirrorSource {
     }
     if (await store.stat(spool.digest)) return;
     this.opts.log.debug({ digest: spool.digest }, 'storing the blob from its spool');
-    const upload = await store.beginUpload();
+    await this.#store(spool);
+  }
+
+  /** Writes the spool into the store as it arrives; the commit verifies the digest again. */
+  async #store(spool: Spool): Promise<void> {
+    const upload = await this.opts.store.beginUpload();
     try {
       await upload.append(spool.reader());
       await upload.commit({ digest: spool.digest, size: spool.written });
