@@ -101,9 +101,10 @@ export class Libp2pRouter implements Router {
     router.libp2p.addEventListener('peer:identify', (evt) => {
       // A new DHT server gets the records it should hold (catch-up) with the next batch.
       const peer = evt.detail.peerId.toString();
-      if (evt.detail.protocols.includes(KAD_PROTOCOL) && !router.covered.has(peer) && router.held.size > 0) {
-        router.schedule(1_000);
-      }
+      if (!evt.detail.protocols.includes(KAD_PROTOCOL)) return;
+      if (!router.covered.has(peer) && router.held.size > 0) router.schedule(1_000);
+      // Even a node that holds nothing yet knows its view before its first announcement (a push) needs it.
+      router.view.warm(router.shutdown.signal);
     });
     router.libp2p.addEventListener('peer:disconnect', (evt) => router.covered.delete(evt.detail.toString()));
     return router;

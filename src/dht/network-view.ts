@@ -19,6 +19,7 @@ const WALK_TIMEOUT_MS = 10_000;
 export class NetworkView {
   private walked = new Map<string, PeerId>();
   private walkedAt = 0;
+  private walking?: Promise<void>;
 
   constructor(
     private readonly libp2p: MeshLibp2p,
@@ -33,22 +34,40 @@ export class NetworkView {
   }
 
   /**
-   * Known DHT servers: connected ones plus those the last walks found. The walks are redone when older than
-   * `maxAgeMs` or when `fresh`: one toward our own id, which in a fleet of fewer than k peers returns them
-   * all; in larger fleets, one per region of the key space, with as many regions as it takes for each to
-   * hold about k/2 peers, so every key's k closest peers are among those found.
+   * Known DHT servers: connected ones plus those the last walks found. A walk goes toward our own id,
+   * which in a fleet of fewer than k peers returns them all; in larger fleets, one per region of the key
+   * space, with as many regions as it takes for each to hold about k/2 peers, so every key's k closest
+   * peers are among those found. It is awaited when asked for (`fresh`) or when there has been none yet;
+   * a view older than `maxAgeMs` is refreshed in the background (announcing with a view a minute old
+   * beats waiting for a walk, and a push must not start a walk on every node at once).
    */
   async peers(signal: AbortSignal, fresh = false): Promise<ViewPeer[]> {
     const connected = await this.connectedServers();
     if (connected.length === 0) return [];
-    if (fresh || Date.now() - this.walkedAt > this.maxAgeMs) {
-      await this.walk(AbortSignal.any([signal, AbortSignal.timeout(WALK_TIMEOUT_MS)]));
+    if (fresh || this.walkedAt === 0) {
+      await this.refresh(signal);
       signal.throwIfAborted();
+    } else {
+      this.warm(signal);
     }
     const all = new Map(this.walked);
     for (const id of connected) all.set(id.toString(), id);
     all.delete(this.libp2p.peerId.toString());
     return [...all.values()].map((id) => ({ id, kadId: peerKadId(id) }));
+  }
+
+  /** Starts a walk in the background when the view is stale (or there is none): a peer joined, say. */
+  warm(signal: AbortSignal): void {
+    if (Date.now() - this.walkedAt > this.maxAgeMs) void this.refresh(signal);
+  }
+
+  /**
+   * Walks the DHT; callers meanwhile share the walk under way (`signal` is the node's: it ends when the
+   * node stops). It never fails: a walk cut short ends with what it found.
+   */
+  private refresh(signal: AbortSignal): Promise<void> {
+    this.walking ??= this.walk(AbortSignal.any([signal, AbortSignal.timeout(WALK_TIMEOUT_MS)])).finally(() => (this.walking = undefined));
+    return this.walking;
   }
 
   private async walk(signal: AbortSignal): Promise<void> {
