@@ -28,6 +28,23 @@ function follow(stream: NodeJS.ReadableStream) {
 const tick = () => new Promise((r) => setTimeout(r, 20));
 
 describe('Spool', () => {
+  it('hands readers what arrived within moments, even when nothing more arrives for a while', async () => {
+    const data = randomBytes(200_000);
+    const spool = await spools.create(sha(data));
+    spool.setSize(data.length);
+    const reader = follow(spool.reader());
+    await spool.append(data.subarray(0, 1000)); // no flush asked for, and no next chunk to trigger one
+    await spool.append(data.subarray(1000, 50_000));
+    await new Promise((r) => setTimeout(r, 100));
+    expect(reader.data().equals(data.subarray(0, 49_999))).toBe(true); // all but the byte held back
+    await spool.append(data.subarray(50_000));
+    await spool.flush();
+    spool.verify();
+    await tick();
+    expect(reader.ended && reader.data().equals(data)).toBe(true);
+    await spools.remove(spool);
+  });
+
   it('delivers bytes as they arrive and the last byte only once verified', async () => {
     const data = randomBytes(100_000);
     const spool = await spools.create(sha(data));
