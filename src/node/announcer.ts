@@ -23,6 +23,7 @@ export class Announcer {
     private readonly router: Router,
     private readonly log: Logger,
     private readonly intervalMs: number,
+    private readonly arrivingDelayMs = 1000,
   ) {}
 
   /** Keys currently announced. */
@@ -62,16 +63,22 @@ export class Announcer {
   }
 
   /**
-   * Announces a key the store does not hold yet (a blob arriving here). The returned function ends
-   * that; the key stays announced only if the store holds it by then.
+   * Announces a key the store does not hold yet (a blob arriving here), once it has been arriving for
+   * `arrivingDelayMs`: small blobs are done before anyone could use the record, and a push would
+   * otherwise have every node announce every blob in the same instant (replication does not need these
+   * records: takers know their sources). The returned function ends that; the key stays announced only
+   * if the store holds it by then.
    */
   announceArriving(key: string): () => void {
     this.#arriving.set(key, (this.#arriving.get(key) ?? 0) + 1);
-    if (!this.#held.has(key)) this.#apply([key], []);
+    const timer = setTimeout(() => {
+      if (this.#arriving.has(key) && !this.#held.has(key)) this.#apply([key], []);
+    }, this.arrivingDelayMs);
     let ended = false;
     return () => {
       if (ended) return;
       ended = true;
+      clearTimeout(timer);
       const left = (this.#arriving.get(key) ?? 1) - 1;
       if (left > 0) this.#arriving.set(key, left);
       else this.#arriving.delete(key);

@@ -1,0 +1,43 @@
+import { pino } from 'pino';
+import { afterEach, describe, expect, test } from 'vitest';
+import { MemoryStore } from '../containerd/memory-store.js';
+import { digestOf, putBlob } from '../containerd/store.js';
+import { MemoryMesh } from '../dht/memory-router.js';
+import { waitFor } from '../../test/helpers/wait.js';
+import { Announcer } from './announcer.js';
+
+const running: Announcer[] = [];
+afterEach(() => running.splice(0).forEach((a) => a.stop()));
+
+async function announcer(arrivingDelayMs: number) {
+  const store = new MemoryStore();
+  const router = new MemoryMesh().join();
+  const a = new Announcer(store, router, pino({ level: 'silent' }), 60_000, arrivingDelayMs);
+  running.push(a);
+  await a.start();
+  return { store, router, a };
+}
+
+describe('Announcer', () => {
+  test('announces a blob still arriving after the delay, and withdraws it when the transfer fails', async () => {
+    const { router, a } = await announcer(100);
+    const digest = digestOf(Buffer.from('arriving'));
+    const release = a.announceArriving(digest);
+    expect(router.held.has(digest)).toBe(false);
+    await waitFor('the arriving blob to be announced', () => router.held.has(digest), { timeoutMs: 2000, intervalMs: 10 });
+    release();
+    await waitFor('the record to be withdrawn', () => !router.held.has(digest), { timeoutMs: 2000, intervalMs: 10 });
+  });
+
+  test('a blob that arrives within the delay is announced once, as held', async () => {
+    const { store, router, a } = await announcer(300);
+    const bytes = Buffer.from('quick');
+    const digest = digestOf(bytes);
+    const release = a.announceArriving(digest);
+    await putBlob(store, bytes, digest);
+    release();
+    await waitFor('the stored blob to be announced', () => router.held.has(digest), { timeoutMs: 2000, intervalMs: 10 });
+    await new Promise((r) => setTimeout(r, 400)); // past the delay: nothing changes
+    expect(router.held.has(digest)).toBe(true);
+  });
+});
