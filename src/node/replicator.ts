@@ -94,7 +94,11 @@ export class Replicator {
     const given = this.#verified(inline);
     // Inlined blobs go into the store while the layers arrive; the image record waits for both.
     const storing: Promise<void>[] = [];
-    const keep = (blob: string, bytes: Buffer) => void storing.push(this.#put(blob, bytes));
+    const keep = (blob: string, bytes: Buffer) => {
+      const put = this.#put(blob, bytes);
+      put.catch(() => undefined); // awaited below; a layer failing first must not leave it unhandled
+      storing.push(put);
+    };
     try {
       const root = await this.#manifest({ digest }, origin, given, keep);
       const manifests = [root];
