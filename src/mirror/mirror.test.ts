@@ -170,6 +170,31 @@ describe('Mirror', () => {
     expect(await readdir(spoolDir)).toEqual([]);
   });
 
+  it('answers "verified" before the store has committed, and a second fetch waits for the stored copy', async () => {
+    const data = randomBytes(400_000);
+    const holder = await peer('holder', 1, serves(data));
+    const store = new MemoryStore();
+    const begin = store.beginUpload.bind(store);
+    store.beginUpload = async () => {
+      const upload = await begin();
+      const commit = upload.commit.bind(upload);
+      upload.commit = async (...args) => {
+        await new Promise((r) => setTimeout(r, 300)); // a busy containerd
+        return commit(...args);
+      };
+      return upload;
+    };
+    const m = new Mirror({
+      store, spools, findPeers: async () => [], key, log: pino({ level: 'silent' }), endpointOf: (id) => (id === 'holder' ? holder : undefined),
+      lookupTimeoutMs: 1000, stallTimeoutMs: 5000, resolveTags: true,
+    });
+    expect(await m.fetchBlob(sha(data), { from: ['holder'], patient: true, untilVerified: true })).toBe(true);
+    expect(await store.stat(sha(data))).toBeUndefined();
+    expect(await m.fetchBlob(sha(data), { from: ['holder'], patient: true })).toBe(true);
+    expect((await stored(store, sha(data)))!.equals(data)).toBe(true);
+    expect(holder.requests).toHaveLength(1);
+  });
+
   it('leaves a stalled peer for the next holder', async () => {
     const data = randomBytes(400_000);
     const stalled = await peer('stalled', 1, (_req, res) => {

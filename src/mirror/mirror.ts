@@ -66,6 +66,12 @@ export interface FetchOptions {
   patient?: boolean;
   /** The repository a client asked for it in: where the upstream is asked when no peer has it. */
   origin?: Origin;
+  /**
+   * Resolve once the bytes are here and verified, while they are still being stored: a replication
+   * pipeline moves on to its next blob without waiting for the store's commit. Fetching the digest
+   * again waits for the stored copy.
+   */
+  untilVerified?: boolean;
 }
 
 
@@ -83,6 +89,8 @@ export interface LiveBlob {
 interface Transfer {
   options: FetchOptions;
   spool: Promise<Spool>;
+  /** True once the bytes are verified (the store's copy may be under way); false when nobody sent them. */
+  verified: Promise<boolean>;
   /** True once the store holds the blob. */
   done: Promise<boolean>;
   /** Local clients reading it; the store copy waits for them (they may store it themselves). */
@@ -112,7 +120,9 @@ export class Mirror implements MirrorSource {
   }
 
   fetchBlob(digest: string, options: FetchOptions = {}): Promise<boolean> {
-    return isDigest(digest) ? this.#transfer(digest, options).done : Promise.resolve(false);
+    if (!isDigest(digest)) return Promise.resolve(false);
+    const transfer = this.#transfer(digest, options);
+    return options.untilVerified ? transfer.verified : transfer.done;
   }
 
   /** Blobs arriving now, with how much of each is here: for progress. */
@@ -128,14 +138,17 @@ export class Mirror implements MirrorSource {
       options = { ...options };
       const spool = this.opts.spools.create(digest);
       const clients: Promise<unknown>[] = [];
+      let verify!: (ok: boolean) => void;
+      const verified = new Promise<boolean>((resolve) => (verify = resolve));
       const done = spool
-        .then((s) => this.#fetch(s, clients, options))
+        .then((s) => this.#fetch(s, clients, options, () => verify(true)))
         .catch((err: Error) => {
           this.opts.log.error({ digest, err }, 'fetching from the mesh failed');
           return false;
         })
         .finally(() => this.#transfers.delete(digest));
-      transfer = { options, spool, done, clients };
+      void done.then(verify); // when it ends before verification (failed, or found in the store)
+      transfer = { options, spool, verified, done, clients };
       this.#transfers.set(digest, transfer);
     }
     return transfer;
@@ -195,7 +208,7 @@ export class Mirror implements MirrorSource {
   }
 
   /** Receives the blob into its spool and then into the store; false when no holder sent the right bytes. */
-  async #fetch(spool: Spool, clients: Promise<unknown>[], options: FetchOptions): Promise<boolean> {
+  async #fetch(spool: Spool, clients: Promise<unknown>[], options: FetchOptions, verified: () => void): Promise<boolean> {
     const { digest } = spool;
     if (await this.opts.store.stat(digest)) {
       await this.opts.spools.remove(spool);
@@ -211,6 +224,7 @@ export class Mirror implements MirrorSource {
     try {
       const received = (await this.#receive(spool, options)) || (await this.#pullThrough(spool, options.origin));
       if (!received) return false;
+      verified();
       if (!(await early)) await this.#keep(spool, clients);
       return true;
     } finally {

@@ -92,13 +92,13 @@ export class Replicator {
     this.#active.set(image, active);
     const started = performance.now();
     const given = this.#verified(inline);
-    // Inlined blobs go into the store while the layers arrive; the image record waits for both.
+    // Inlined blobs and verified layers go into the store while other layers arrive; the image record waits for all.
     const storing: Promise<void>[] = [];
-    const keep = (blob: string, bytes: Buffer) => {
-      const put = this.#put(blob, bytes);
-      put.catch(() => undefined); // awaited below; a layer failing first must not leave it unhandled
-      storing.push(put);
+    const pending = (work: Promise<void>) => {
+      work.catch(() => undefined); // awaited below; a layer failing first must not leave it unhandled
+      storing.push(work);
     };
+    const keep = (blob: string, bytes: Buffer) => pending(this.#put(blob, bytes));
     try {
       const root = await this.#manifest({ digest }, origin, given, keep);
       const manifests = [root];
@@ -116,7 +116,11 @@ export class Replicator {
       const upstream = this.#upstream(digest, origin, takers);
       await Promise.all([
         inParallel(wanted.filter((b) => b.size < PIPELINE_MIN_BYTES), PARALLEL_SMALL, (blob) => this.#fetch(blob.digest, [origin])),
-        inParallel(wanted.filter((b) => b.size >= PIPELINE_MIN_BYTES), PARALLEL_PIPELINED, (blob) => this.#fetch(blob.digest, [upstream, origin])),
+        // A pipeline slot is free once a layer's bytes are verified; its stored copy is awaited below.
+        inParallel(wanted.filter((b) => b.size >= PIPELINE_MIN_BYTES), PARALLEL_PIPELINED, async (blob) => {
+          await this.#fetch(blob.digest, [upstream, origin], true);
+          pending(this.#fetch(blob.digest, [upstream, origin]));
+        }),
       ]);
       await Promise.all(storing);
       // A later push of the same name may have started meanwhile: the newest one names the image.
@@ -177,8 +181,8 @@ export class Replicator {
     if (!(await this.deps.store.stat(digest))) await putBlob(this.deps.store, bytes, digest);
   }
 
-  async #fetch(digest: string, from: string[]): Promise<void> {
-    if (!(await this.deps.fetch(digest, { from, patient: true }))) throw new Error(`no holder sent ${digest}`);
+  async #fetch(digest: string, from: string[], untilVerified = false): Promise<void> {
+    if (!(await this.deps.fetch(digest, { from, patient: true, untilVerified }))) throw new Error(`no holder sent ${digest}`);
   }
 }
 
