@@ -49,14 +49,13 @@ export function createPeerServer(opts: { store: Store; spools: Spools; key: Buff
     const deadline = Date.now() + (patient ? AWAIT_COPY_MS : 0);
     for (let round = 0; ; round++) {
       const last = Date.now() >= deadline;
-      // Spools first: in a pipeline the blob is usually still arriving, and each ask of the store is a
-      // call to containerd, made less often.
-      const spool = spools.get(digest);
-      if (spool?.size !== undefined) return { size: spool.size, spool };
+      // The store is asked less often than the spools: each ask is a call to containerd.
       if (last || round % STORE_EVERY_ROUNDS === 0) {
         const stored = await store.stat(digest);
         if (stored) return { size: stored.size };
       }
+      const spool = spools.get(digest);
+      if (spool?.size !== undefined) return { size: spool.size, spool };
       if (last) return undefined;
       await new Promise((r) => setTimeout(r, AWAIT_POLL_MS));
     }
@@ -83,11 +82,9 @@ export function createPeerServer(opts: { store: Store; spools: Spools; key: Buff
           .send({ errors: [{ code: 'TOOMANYREQUESTS', message: `already sending ${digest}` }] });
       }
       if (req.method === 'GET') count(digest, req, reply);
-      if (!spool) {
-        if (await serveBlob(store, digest, req, reply, log)) return;
-        return reply.code(404).send(notFound(digest)); // deleted since
-      }
-      const range = blobHeaders(req, reply, digest, size);
+      if (await serveBlob(store, digest, req, reply, log)) return;
+      if (spool?.size === undefined) return reply.code(404).send(notFound(digest));
+      const range = blobHeaders(req, reply, digest, spool.size);
       reply.header(PARTIAL_HEADER, spool.written);
       return reply.send(req.method === 'HEAD' ? undefined : spool.reader(range?.start, range?.end));
     },
