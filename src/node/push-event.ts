@@ -13,18 +13,18 @@ const INLINE_BUDGET = 48 << 10;
 export async function pushEvent(store: Store, event: Omit<MeshEvent, 'type' | 'inline'>): Promise<MeshEvent> {
   const inline: Record<string, string> = {};
   let room = INLINE_BUDGET;
-  /** The blob's bytes, inlined, if they fit in what is left of the budget. */
-  const add = async (digest: string, size: number): Promise<Buffer | undefined> => {
+  /** The blob's bytes (read from the store unless given), inlined, if they fit in what is left of the budget. */
+  const add = async (digest: string, size: number, known?: Buffer): Promise<Buffer | undefined> => {
     const encoded = Math.ceil(size / 3) * 4;
     if (encoded > room || digest in inline) return undefined;
-    const bytes = await readSmallBlob(store, digest);
+    const bytes = known ?? (await readSmallBlob(store, digest));
     if (bytes?.length !== size) return undefined;
     room -= encoded;
     inline[digest] = bytes.toString('base64');
     return bytes;
   };
   const root = await readSmallBlob(store, event.digest);
-  if (root && (await add(event.digest, root.length))) {
+  if (root && (await add(event.digest, root.length, root))) {
     const manifests = [parseManifest(root)];
     if (isIndexMediaType(manifests[0].mediaType)) {
       for (const child of manifests[0].manifests) {

@@ -47,7 +47,7 @@ export interface ReplicatorDeps {
 
 /** Small blobs fetched at once from the node pushed to. */
 const PARALLEL_SMALL = 6;
-/** Pipelined layers in flight at once: the next one starts while the last is being committed. */
+/** Pipelined layers in flight at once: one stream per link, and the next layer asked for while the other flows. */
 const PARALLEL_PIPELINED = 2;
 
 interface Active {
