@@ -10,7 +10,9 @@ import type { RouteContext } from './context.js';
 
 /**
  * Answers GET or HEAD of a blob from the store, with single ranges; false when the store does
- * not hold it. Shared by the registry and the peer data plane.
+ * not hold it. Shared by the registry and the peer data plane. Handlers return the reply when this
+ * is true: fastify ends an async handler's reply itself, empty, when it resolves to undefined after
+ * an await, even with a stream already given to send().
  */
 export async function serveBlob(store: Store, digest: string, req: FastifyRequest, reply: FastifyReply, log: Logger): Promise<boolean> {
   const info = await store.stat(digest);
@@ -53,7 +55,7 @@ export function blobHeaders(req: FastifyRequest, reply: FastifyReply, digest: st
 export async function getBlob(ctx: RouteContext): Promise<unknown> {
   const { store, req, reply, ref: digest, log } = ctx;
   if (!isDigest(digest)) throw digestInvalid('invalid digest', { digest });
-  if (await serveBlob(store, digest, req, reply, log)) return;
+  if (await serveBlob(store, digest, req, reply, log)) return reply;
   if (!ctx.mirror) throw blobUnknown(digest);
   // Not here. A whole GET reads the blob as it arrives from a peer; anything else waits for it.
   if (req.method === 'GET' && !req.headers.range) {
@@ -69,7 +71,7 @@ export async function getBlob(ctx: RouteContext): Promise<unknown> {
     await ctx.mirror.fetchBlob(digest, { origin: { repo: ctx.repo } });
   }
   // Also when the mirror found nothing: the blob may have been stored meanwhile.
-  if (await serveBlob(store, digest, req, reply, log)) return;
+  if (await serveBlob(store, digest, req, reply, log)) return reply;
   throw blobUnknown(digest);
 }
 
