@@ -170,7 +170,7 @@ describe('Mirror', () => {
     expect(await readdir(spoolDir)).toEqual([]);
   });
 
-  it('answers "verified" before the store has committed, and a second fetch waits for the stored copy', async () => {
+  it('answers "verified" before the store has committed, and "stored" once it has', async () => {
     const data = randomBytes(400_000);
     const holder = await peer('holder', 1, serves(data));
     const store = new MemoryStore();
@@ -188,9 +188,10 @@ describe('Mirror', () => {
       store, spools, findPeers: async () => [], key, log: pino({ level: 'silent' }), endpointOf: (id) => (id === 'holder' ? holder : undefined),
       lookupTimeoutMs: 1000, stallTimeoutMs: 5000, resolveTags: true,
     });
-    expect(await m.fetchBlob(sha(data), { from: ['holder'], patient: true, untilVerified: true })).toBe(true);
+    const fetching = m.fetching(sha(data), { from: ['holder'], patient: true });
+    expect(await fetching.verified).toBe(true);
     expect(await store.stat(sha(data))).toBeUndefined();
-    expect(await m.fetchBlob(sha(data), { from: ['holder'], patient: true })).toBe(true);
+    expect(await fetching.stored).toBe(true);
     expect((await stored(store, sha(data)))!.equals(data)).toBe(true);
     expect(holder.requests).toHaveLength(1);
   });

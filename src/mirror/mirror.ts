@@ -13,6 +13,7 @@ import { readAll } from '../registry/body.js';
 import { parseImageName } from '../registry/names.js';
 import { readSmallBlob } from '../registry/references.js';
 import { mediaTypeOf } from '../oci/manifest.js';
+import { BlobSequence, type BlobSource } from './blob-sequence.js';
 import { HolderOpener } from './holder-opener.js';
 import { untilStalled } from './until-stalled.js';
 import { peerRequest, type PeerEndpoint } from './peer-client.js';
@@ -66,12 +67,19 @@ export interface FetchOptions {
   patient?: boolean;
   /** The repository a client asked for it in: where the upstream is asked when no peer has it. */
   origin?: Origin;
+  /** The blob's bytes as a holder already sends them (a replication sequence), tried before any other holder. */
+  source?: BlobSource;
+}
+
+/** A blob on its way here, as its fetcher sees it. */
+export interface Fetching {
   /**
-   * Resolve once the bytes are here and verified, while they are still being stored: a replication
-   * pipeline moves on to its next blob without waiting for the store's commit. Fetching the digest
-   * again waits for the stored copy.
+   * True once the bytes are here and verified, while they may still be going into the store: a
+   * replication pipeline moves on to its next blob without waiting for the store's commit.
    */
-  untilVerified?: boolean;
+  verified: Promise<boolean>;
+  /** True once the store holds the blob; false when no holder sent the right bytes. */
+  stored: Promise<boolean>;
 }
 
 
@@ -86,13 +94,9 @@ export interface LiveBlob {
 }
 
 /** One blob on its way from the mesh into this node, shared by everyone who asks for it meanwhile. */
-interface Transfer {
+interface Transfer extends Fetching {
   options: FetchOptions;
   spool: Promise<Spool>;
-  /** True once the bytes are verified (the store's copy may be under way); false when nobody sent them. */
-  verified: Promise<boolean>;
-  /** True once the store holds the blob. */
-  done: Promise<boolean>;
   /** Local clients reading it; the store copy waits for them (they may store it themselves). */
   clients: Promise<unknown>[];
 }
@@ -120,9 +124,21 @@ export class Mirror implements MirrorSource {
   }
 
   fetchBlob(digest: string, options: FetchOptions = {}): Promise<boolean> {
-    if (!isDigest(digest)) return Promise.resolve(false);
-    const transfer = this.#transfer(digest, options);
-    return options.untilVerified ? transfer.verified : transfer.done;
+    return this.fetching(digest, options).stored;
+  }
+
+  /** Fetches the blob into the store, or joins the transfer already under way (its options stay). */
+  fetching(digest: string, options: FetchOptions = {}): Fetching {
+    if (!isDigest(digest)) return { verified: Promise.resolve(false), stored: Promise.resolve(false) };
+    const { verified, stored } = this.#transfer(digest, options);
+    return { verified, stored };
+  }
+
+  /** `blobs` from one holder on one stream, in this order (see BlobSequence). */
+  openSequence(peerId: string, blobs: Descriptor[]): Promise<BlobSequence> {
+    const peer = this.opts.endpointOf?.(peerId);
+    if (!peer) return Promise.reject(new Error(`no data plane known for ${peerId}`));
+    return BlobSequence.open(peer, blobs, this.opts.key, this.opts.stallTimeoutMs);
   }
 
   /** Blobs arriving now, with how much of each is here: for progress. */
@@ -140,15 +156,15 @@ export class Mirror implements MirrorSource {
       const clients: Promise<unknown>[] = [];
       let verify!: (ok: boolean) => void;
       const verified = new Promise<boolean>((resolve) => (verify = resolve));
-      const done = spool
+      const stored = spool
         .then((s) => this.#fetch(s, clients, options, () => verify(true)))
         .catch((err: Error) => {
           this.opts.log.error({ digest, err }, 'fetching from the mesh failed');
           return false;
         })
         .finally(() => this.#transfers.delete(digest));
-      void done.then(verify); // when it ends before verification (failed, or found in the store)
-      transfer = { options, spool, verified, done, clients };
+      void stored.then(verify); // when it ends before verification (failed, or found in the store)
+      transfer = { options, spool, verified, stored, clients };
       this.#transfers.set(digest, transfer);
     }
     return transfer;
@@ -238,25 +254,17 @@ export class Mirror implements MirrorSource {
     const { digest } = spool;
     const giveUpAt = Date.now() + (options.patient ? this.opts.patienceMs ?? DEFAULT_PATIENCE_MS : 0);
     const liars = new Set<string>();
+    if (options.source && (await this.#fromSource(spool, options.source, liars))) return true;
     for (let attempt = 0; ; attempt++) {
       const candidates = (await this.#holders(digest, options.from, attempt === 0)).filter((c) => !liars.has(c.id));
       if (candidates.length > 0) {
         const used = new Set<string>();
         try {
-          for await (const chunk of this.#bytes(spool, candidates, used, options)) await spool.append(chunk);
-          await spool.flush();
-          spool.verify();
-          this.opts.log.info({ digest, bytes: spool.written, from: [...used] }, 'fetched from the mesh');
+          await this.#fill(spool, this.#bytes(spool, candidates, used, options), used);
           return true;
         } catch (err) {
           if (err instanceof DigestMismatchError) {
-            // Wrong bytes: whoever sent them is not asked again for this blob, and goes last for others.
-            for (const id of used) {
-              this.#strikes.set(id, (this.#strikes.get(id) ?? 0) + 1);
-              liars.add(id);
-            }
-            this.opts.log.warn({ digest, peers: [...used], actual: err.actual }, 'peer sent bytes that do not match the digest');
-            await spool.restart();
+            await this.#mismatched(spool, [...used], err, liars);
             continue;
           }
           this.opts.log.warn({ digest, err: (err as Error).message, patient: options.patient === true }, 'no peer could serve the blob');
@@ -266,6 +274,37 @@ export class Mirror implements MirrorSource {
       // Holders were busy or not yet known: look again soon, at a moment that differs from node to node.
       await new Promise((r) => setTimeout(r, 50 + Math.random() * 150));
     }
+  }
+
+  /** Reads the blob from a holder's sequence; false when it broke (what came is kept) or lied (nothing is). */
+  async #fromSource(spool: Spool, source: BlobSource, liars: Set<string>): Promise<boolean> {
+    spool.setSize(source.size);
+    try {
+      await this.#fill(spool, source.bytes, [source.peer]);
+      return true;
+    } catch (err) {
+      if (err instanceof DigestMismatchError) await this.#mismatched(spool, [source.peer], err, liars);
+      else this.opts.log.warn({ digest: spool.digest, peer: source.peer, offset: spool.received, err: (err as Error).message }, 'asking holders for the rest');
+      return false;
+    }
+  }
+
+  /** Appends the bytes to the spool and verifies them (DigestMismatchError when wrong). */
+  async #fill(spool: Spool, bytes: AsyncIterable<Uint8Array>, from: Iterable<string>): Promise<void> {
+    for await (const chunk of bytes) await spool.append(chunk);
+    await spool.flush();
+    spool.verify();
+    this.opts.log.info({ digest: spool.digest, bytes: spool.written, from: [...from] }, 'fetched from the mesh');
+  }
+
+  /** Wrong bytes: whoever sent them is not asked again for this blob and goes last for others; the spool starts over. */
+  async #mismatched(spool: Spool, peers: string[], err: DigestMismatchError, liars: Set<string>): Promise<void> {
+    for (const id of peers) {
+      this.#strikes.set(id, (this.#strikes.get(id) ?? 0) + 1);
+      liars.add(id);
+    }
+    this.opts.log.warn({ digest: spool.digest, peers, actual: err.actual }, 'peer sent bytes that do not match the digest');
+    await spool.restart();
   }
 
   /** Receives the blob from the upstream registry into the spool, verified; false when it cannot. */

@@ -19,6 +19,12 @@ export const TRY_HEADER = 'x-layermesh-try';
  * node's uplink the bottleneck of the whole fan-out.
  */
 export const PIPELINE_MIN_BYTES = 256 << 10;
+/**
+ * A patient peer asking for a blob this node does not have yet is the next in a replication pipeline,
+ * asking before this node's own copy begins to arrive (which waits for the node before it, and so on):
+ * it is kept waiting this long before it is sent elsewhere.
+ */
+export const AWAIT_COPY_MS = 10_000;
 /** Header of an answer from a blob still arriving: how many bytes the holder has so far. */
 export const PARTIAL_HEADER = 'x-layermesh-partial';
 
@@ -37,7 +43,9 @@ export interface PeerResponse {
 }
 
 export interface PeerRequest {
-  method?: 'GET' | 'HEAD';
+  method?: 'GET' | 'HEAD' | 'POST';
+  /** A JSON body (POST). */
+  body?: string;
   /** First byte wanted (a `Range: bytes=<from>-` request when above 0). */
   from?: number;
   headers?: Record<string, string>;
@@ -48,10 +56,11 @@ export function peerRequest(baseUrl: string, path: string, key: Buffer, init: Pe
   const method = init.method ?? 'GET';
   const headers: Record<string, string> = { ...init.headers, [AUTH_HEADER]: proof(key, method, path) };
   if (init.from) headers.range = `bytes=${init.from}-`;
+  if (init.body !== undefined) headers['content-type'] = 'application/json';
   return new Promise((resolve, reject) => {
     const req = request(`${baseUrl}${path}`, { method, headers, agent, signal: init.signal }, (res) =>
       resolve({ status: res.statusCode ?? 0, headers: res.headers, body: res }));
     req.once('error', reject);
-    req.end();
+    req.end(init.body);
   });
 }

@@ -2,28 +2,53 @@
 // and blobs still arriving here (from their spool, as far as they have arrived: that is how a fan-out
 // becomes a tree instead of every node pulling from the first). It never asks another peer (no loops by
 // construction) and answers only requests that prove membership.
-import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify';
+import { Readable } from 'node:stream';
+import Fastify, { type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
-import { isDigest, type Store } from '../containerd/store.js';
+import { isDigest, type Descriptor, type Store } from '../containerd/store.js';
+import { SEQUENCE_PATH } from './blob-sequence.js';
 import { blobHeaders, serveBlob } from '../registry/blobs.js';
 import { AUTH_HEADER, verifyProof } from './peer-auth.js';
-import { PARTIAL_HEADER, PATIENT_HEADER, PIPELINE_MIN_BYTES, TRY_HEADER } from './peer-client.js';
+import { AWAIT_COPY_MS, PARTIAL_HEADER, PATIENT_HEADER, PIPELINE_MIN_BYTES, TRY_HEADER } from './peer-client.js';
 import type { Spool } from './spool.js';
 import type { Spools } from './spools.js';
 
 const notFound = (what: string) => ({ errors: [{ code: 'BLOB_UNKNOWN', message: `${what} not held here` }] });
 
-/**
- * A patient peer asking for a blob this node does not have yet is the next in a replication pipeline,
- * asking before this node's own copy begins to arrive (which waits for the node before it, and so on):
- * it is kept waiting this long before it is sent elsewhere.
- */
-const AWAIT_COPY_MS = 10_000;
 const AWAIT_POLL_MS = 20;
 const STORE_EVERY_ROUNDS = 10;
+/** Blobs one sequence may ask for. */
+const MAX_SEQUENCE = 10_000;
 
-export function createPeerServer(opts: { store: Store; spools: Spools; key: Buffer; log: Logger }) {
-  const { store, spools, key, log } = opts;
+interface Held {
+  size: number;
+  /** Set when the blob is still arriving. */
+  spool?: Spool;
+}
+
+/** The blobs a sequence request asks for, or undefined when its body is not a list of digests and sizes. */
+function sequenceAsked(body: unknown): Descriptor[] | undefined {
+  const blobs = (body as { blobs?: unknown } | undefined)?.blobs;
+  if (!Array.isArray(blobs) || blobs.length === 0 || blobs.length > MAX_SEQUENCE) return undefined;
+  const asked: Descriptor[] = [];
+  for (const { digest, size } of blobs as Partial<Descriptor>[]) {
+    if (typeof digest !== 'string' || !isDigest(digest) || !Number.isSafeInteger(size) || size! < 0) return undefined;
+    asked.push({ mediaType: 'application/octet-stream', digest, size: size! });
+  }
+  return asked;
+}
+
+export interface PeerServerOptions {
+  store: Store;
+  spools: Spools;
+  key: Buffer;
+  log: Logger;
+  /** How long a patient peer may wait for this node's copy of a blob to begin. Default AWAIT_COPY_MS. */
+  awaitCopyMs?: number;
+}
+
+export function createPeerServer(opts: PeerServerOptions) {
+  const { store, spools, key, log, awaitCopyMs = AWAIT_COPY_MS } = opts;
   const app = Fastify({ return503OnClosing: true });
   // Per blob, the answers being sent now, and to which patient peers (by peer id). Local pulls are never
   // refused; a large blob goes to one patient peer at a time, the others are sent to the copies it feeds.
@@ -31,22 +56,22 @@ export function createPeerServer(opts: { store: Store; spools: Spools; key: Buff
   const patientPeer = (req: FastifyRequest) => req.headers[PATIENT_HEADER] as string | undefined;
   const busy = (digest: string, size: number, req: FastifyRequest) =>
     req.method === 'GET' && patientPeer(req) !== undefined && size >= PIPELINE_MIN_BYTES && (sending.get(digest)?.count ?? 0) > 0;
-  const count = (digest: string, req: FastifyRequest, reply: FastifyReply) => {
+  /** Counts an answer sending `digest` until the returned function is called. */
+  const track = (digest: string, peer: string | undefined) => {
     const entry = sending.get(digest) ?? { count: 0, to: [] };
     sending.set(digest, entry);
-    const peer = patientPeer(req);
     entry.count++;
     if (peer) entry.to.push(peer);
-    reply.raw.once('close', () => {
+    return () => {
       entry.count--;
       if (peer) entry.to.splice(entry.to.indexOf(peer), 1);
       if (entry.count === 0) sending.delete(digest);
-    });
+    };
   };
 
   /** The blob's size and, when it is still arriving, its spool; a patient peer may wait for it to begin. */
-  const held = async (digest: string, patient: boolean): Promise<{ size: number; spool?: Spool } | undefined> => {
-    const deadline = Date.now() + (patient ? AWAIT_COPY_MS : 0);
+  const held = async (digest: string, patient: boolean): Promise<Held | undefined> => {
+    const deadline = Date.now() + (patient ? awaitCopyMs : 0);
     for (let round = 0; ; round++) {
       const last = Date.now() >= deadline;
       // The store is asked less often than the spools: each ask is a call to containerd.
@@ -81,13 +106,40 @@ export function createPeerServer(opts: { store: Store; spools: Spools; key: Buff
         return reply.code(503).header('retry-after', '1').header(TRY_HEADER, sending.get(digest)!.to.join(','))
           .send({ errors: [{ code: 'TOOMANYREQUESTS', message: `already sending ${digest}` }] });
       }
-      if (req.method === 'GET') count(digest, req, reply);
-      if (await serveBlob(store, digest, req, reply, log)) return;
+      if (req.method === 'GET') reply.raw.once('close', track(digest, patientPeer(req)));
+      if (await serveBlob(store, digest, req, reply, log)) return reply;
       if (spool?.size === undefined) return reply.code(404).send(notFound(digest));
       const range = blobHeaders(req, reply, digest, spool.size);
       reply.header(PARTIAL_HEADER, spool.written);
       return reply.send(req.method === 'HEAD' ? undefined : spool.reader(range?.start, range?.end));
     },
+  });
+
+  /** The blobs asked for, in order, while this node holds them; the stream ends at the first it does not. */
+  async function* inOrder(blobs: Descriptor[], first: Held, peer: string | undefined): AsyncGenerator<Uint8Array> {
+    let found: Held | undefined = first;
+    for (const [i, { digest, size }] of blobs.entries()) {
+      if (i > 0) found = await held(digest, true);
+      if (found?.size !== size) {
+        log.info({ digest, peer, sent: i, of: blobs.length }, 'ending a sequence at a blob not held here; the peer takes the rest elsewhere');
+        return;
+      }
+      const release = track(digest, peer);
+      try {
+        yield* found.spool ? found.spool.reader() : (await store.open(digest)).stream;
+      } finally {
+        release();
+      }
+    }
+  }
+
+  app.post(SEQUENCE_PATH, async (req, reply) => {
+    const blobs = sequenceAsked(req.body);
+    if (!blobs) return reply.code(400).send({ errors: [{ code: 'DIGEST_INVALID', message: 'expected {"blobs": [{"digest", "size"}, ...]}' }] });
+    // Answered once the first blob can be sent: a node further down a pipeline may wait for its copy to begin.
+    const first = await held(blobs[0].digest, true);
+    if (first?.size !== blobs[0].size) return reply.code(404).send(notFound(blobs[0].digest));
+    return reply.header('content-type', 'application/octet-stream').send(Readable.from(inOrder(blobs, first, patientPeer(req))));
   });
 
   app.get('/peer/v1/images', async (req, reply) => {

@@ -1,3 +1,4 @@
+import { Readable } from 'node:stream';
 import { pino } from 'pino';
 import { describe, expect, test } from 'vitest';
 import { MemoryStore } from '../containerd/memory-store.js';
@@ -31,27 +32,41 @@ async function pushedImage(origin: MemoryStore, layerSizes: number[]) {
   return { manifest, config, layers, blobs };
 }
 
-/** A replicator on a fresh store whose "mesh" copies blobs from `blobs`, recording what it transferred. */
-function taker(blobs: Map<string, Buffer>) {
+/**
+ * A replicator on a fresh store whose "mesh" copies blobs from `blobs`, recording what it transferred
+ * and, when the node before sends sequences (`sequences`), what it asked for on them.
+ */
+function taker(blobs: Map<string, Buffer>, sequences = false) {
   const store = new MemoryStore();
   const fetched: string[] = [];
+  const asked: { peer: string; digests: string[] }[] = [];
+  const fromSequence: string[] = [];
   const replicator = new Replicator({
     store,
     selfId: SELF,
     members: () => [{ id: SELF, name: 'self', labels: {} }, { id: ORIGIN, name: 'origin', labels: {} }],
-    fetch: async (digest) => {
-      if (await store.stat(digest)) return true; // as the mirror: nothing crosses the network for it
-      fetched.push(digest);
-      const bytes = blobs.get(digest);
-      if (bytes) await putBlob(store, bytes, digest);
-      return bytes !== undefined;
+    fetch: (digest, { source }) => {
+      if (source) fromSequence.push(digest);
+      const stored = (async () => {
+        if (await store.stat(digest)) return true; // as the mirror: nothing crosses the network for it
+        fetched.push(digest);
+        const bytes = blobs.get(digest);
+        if (bytes) await putBlob(store, bytes, digest);
+        return bytes !== undefined;
+      })();
+      return { verified: stored, stored };
+    },
+    openSequence: async (peer, wanted) => {
+      if (!sequences) throw new Error('no sequences here');
+      asked.push({ peer, digests: wanted.map((b) => b.digest) });
+      return { next: async (blob) => ({ peer, size: blob.size, bytes: Readable.from([]) }), close: () => undefined };
     },
     arriving: () => new Map(),
     policy: parseReplicationPolicy('all'),
     self: { name: 'self', labels: {} },
     log: pino({ level: 'silent' }),
   });
-  return { store, fetched, replicator };
+  return { store, fetched, replicator, asked, fromSequence };
 }
 
 describe('replicator', () => {
@@ -85,5 +100,18 @@ describe('replicator', () => {
     await replicator.replicate('docker.io/library/app:3', img.manifest.digest, ORIGIN);
     expect(fetched[0]).toBe(img.manifest.digest);
     expect((await store.images.get('docker.io/library/app:3'))?.target.digest).toBe(img.manifest.digest);
+  });
+
+  test('asks the node before for every layer on one sequence, in the manifest\'s order', async () => {
+    const origin = new MemoryStore();
+    const img = await pushedImage(origin, [300 << 10, 1000, 500 << 10, 400 << 10]);
+    const event = await pushEvent(origin, { image: 'docker.io/library/app:4', digest: img.manifest.digest, node: ORIGIN });
+    const { store, fetched, replicator, asked, fromSequence } = taker(img.blobs, true);
+    await replicator.replicate(event.image, event.digest, ORIGIN, { takers: [SELF], inline: event.inline });
+    const large = [img.layers[0], img.layers[2], img.layers[3]].map((l) => l.digest);
+    expect(asked).toEqual([{ peer: ORIGIN, digests: large }]);
+    expect(fromSequence).toEqual(large);
+    expect(fetched).toEqual(large); // the small layer came inlined in the gossip
+    expect((await store.images.get(event.image))?.target.digest).toBe(img.manifest.digest);
   });
 });

@@ -1,0 +1,149 @@
+// Sequences of blobs from the real peer data plane (fastify on loopback) into a real mirror: one stream
+// for many blobs, partial copies streamed as they arrive, and every blob still verified and stored.
+import { randomBytes } from 'node:crypto';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { afterEach, describe, expect, it } from 'vitest';
+import { MemoryStore } from '../containerd/memory-store.js';
+import { digestOf, putBlob, type Descriptor } from '../containerd/store.js';
+import { SEQUENCE_PATH } from './blob-sequence.js';
+import { Mirror } from './mirror.js';
+import { peerKey } from './peer-auth.js';
+import type { PeerEndpoint } from './peer-client.js';
+import { createPeerServer } from './peer-server.js';
+import { Spools } from './spools.js';
+
+const key = peerKey(new TextEncoder().encode('sequence test'));
+const log = pino({ level: process.env.TEST_LOG ?? 'silent' });
+const cleanups: (() => Promise<unknown>)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+async function spoolsIn(): Promise<Spools> {
+  const dir = await mkdtemp(join(tmpdir(), 'sequence-test-'));
+  cleanups.push(() => rm(dir, { recursive: true, force: true }));
+  return Spools.open(dir);
+}
+
+/** A real peer data plane on loopback, counting the requests it answers by path. */
+async function holder(id: string, store: MemoryStore, spools?: Spools) {
+  const app = createPeerServer({ store, spools: spools ?? (await spoolsIn()), key, log, awaitCopyMs: 500 });
+  const requests: string[] = [];
+  app.addHook('onRequest', async (req) => void requests.push(req.url));
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  cleanups.push(() => app.close());
+  const { port } = app.server.address() as AddressInfo;
+  return { endpoint: { id, url: `http://127.0.0.1:${port}` } as PeerEndpoint, requests };
+}
+
+async function blobsIn(store: MemoryStore, sizes: number[]): Promise<{ desc: Descriptor; bytes: Buffer }[]> {
+  return Promise.all(sizes.map(async (size) => {
+    const bytes = randomBytes(size);
+    const digest = digestOf(bytes);
+    await putBlob(store, bytes, digest);
+    return { desc: { mediaType: 'application/octet-stream', digest, size }, bytes };
+  }));
+}
+
+async function taker(peers: PeerEndpoint[]) {
+  const store = new MemoryStore();
+  const mirror = new Mirror({
+    store, spools: await spoolsIn(), findPeers: async () => [], key, log, lookupTimeoutMs: 500, stallTimeoutMs: 2000,
+    resolveTags: false, endpointOf: (id) => peers.find((p) => p.id === id), patienceMs: 2000,
+  });
+  /** Fetches `blobs` one after another from the sequence `from` sends, as replication does. */
+  const fetchInOrder = async (from: string, blobs: Descriptor[], fallback: string[] = [from]) => {
+    const sequence = await mirror.openSequence(from, blobs);
+    try {
+      for (const blob of blobs) {
+        const fetching = mirror.fetching(blob.digest, { from: fallback, patient: true, source: await sequence.next(blob) });
+        expect(await fetching.verified).toBe(true);
+        expect(await fetching.stored).toBe(true);
+      }
+    } finally {
+      sequence.close();
+    }
+  };
+  const holds = async (bytes: Buffer) => Buffer.concat(await (await store.open(digestOf(bytes))).stream.toArray()).equals(bytes);
+  return { store, mirror, fetchInOrder, holds };
+}
+
+describe('blob sequences', () => {
+  it('sends many blobs on one request, each verified and stored', async () => {
+    const origin = new MemoryStore();
+    const blobs = await blobsIn(origin, [300_000, 1, 2 << 20, 70_000]);
+    const { endpoint, requests } = await holder('origin', origin);
+    const t = await taker([endpoint]);
+    await t.fetchInOrder('origin', blobs.map((b) => b.desc));
+    for (const b of blobs) expect(await t.holds(b.bytes)).toBe(true);
+    expect(requests).toEqual([SEQUENCE_PATH]);
+  });
+
+  it('streams a blob the holder is still receiving, and waits for one whose copy has not begun', async () => {
+    const [early, late] = await blobsIn(new MemoryStore(), [500_000, 400_000]);
+    const spools = await spoolsIn();
+    const { endpoint } = await holder('relay', new MemoryStore(), spools);
+    const t = await taker([endpoint]);
+    const relayed = (async () => {
+      for (const { desc, bytes } of [early, late]) {
+        await new Promise((r) => setTimeout(r, 100)); // the relay's own copy begins after the request
+        const spool = await spools.create(desc.digest);
+        spool.setSize(desc.size);
+        for (let at = 0; at < bytes.length; at += 100_000) {
+          await spool.append(bytes.subarray(at, at + 100_000));
+          await spool.flush();
+          await new Promise((r) => setTimeout(r, 20));
+        }
+        spool.verify();
+        await new Promise((r) => setTimeout(r, 50)); // readers finish before the spool goes
+        await spools.remove(spool);
+      }
+    })();
+    await t.fetchInOrder('relay', [early.desc, late.desc]);
+    await relayed;
+    expect(await t.holds(early.bytes)).toBe(true);
+    expect(await t.holds(late.bytes)).toBe(true);
+  });
+
+  it('takes what the holder does not have from other holders, from where the sequence ended', async () => {
+    const full = new MemoryStore();
+    const blobs = await blobsIn(full, [300_000, 400_000, 300_000]);
+    const partial = new MemoryStore();
+    await putBlob(partial, blobs[0].bytes, blobs[0].desc.digest);
+    const short = await holder('short', partial);
+    const whole = await holder('whole', full);
+    const t = await taker([short.endpoint, whole.endpoint]);
+    await t.fetchInOrder('short', blobs.map((b) => b.desc), ['short', 'whole']);
+    for (const b of blobs) expect(await t.holds(b.bytes)).toBe(true);
+    expect(short.requests.filter((r) => r === SEQUENCE_PATH)).toHaveLength(1);
+  });
+
+  it('never keeps a blob the sequence sent wrong: it comes from another holder, and the sequence goes on', async () => {
+    const full = new MemoryStore();
+    const blobs = await blobsIn(full, [300_000, 300_000]);
+    // A member sending garbage for the first blob and the right bytes for the second.
+    const liar: Server = createServer((req, res) => {
+      res.writeHead(req.url === SEQUENCE_PATH ? 200 : 404);
+      res.end(req.url === SEQUENCE_PATH ? Buffer.concat([randomBytes(300_000), blobs[1].bytes]) : undefined);
+    });
+    await new Promise<void>((r) => liar.listen(0, '127.0.0.1', r));
+    cleanups.push(() => new Promise((r) => liar.close(r)));
+    const liarEndpoint = { id: 'liar', url: `http://127.0.0.1:${(liar.address() as AddressInfo).port}` };
+    const whole = await holder('whole', full);
+    const t = await taker([liarEndpoint, whole.endpoint]);
+    await t.fetchInOrder('liar', blobs.map((b) => b.desc), ['liar', 'whole']);
+    for (const b of blobs) expect(await t.holds(b.bytes)).toBe(true);
+    expect(whole.requests).toEqual([`/peer/v1/blobs/${blobs[0].desc.digest}`]);
+  });
+
+  it('refuses a request that does not list digests and sizes', async () => {
+    const { endpoint } = await holder('origin', new MemoryStore());
+    const t = await taker([endpoint]);
+    await expect(t.mirror.openSequence('origin', [{ mediaType: '', digest: 'sha256:nothex', size: 1 }])).rejects.toThrow(/answered 400/);
+  });
+});

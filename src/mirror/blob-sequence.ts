@@ -1,0 +1,106 @@
+// Several blobs from one holder on one stream, back to back in the order asked (the peer data plane's
+// /peer/v1/sequence). A replication pipeline asks the node before it for all of an image's layers at
+// once: a request per layer crossed the full queues of both links before its first byte came back
+// (100–300 ms at 25 Mbit/s), and a second layer in flight to hide that was a second stream on every
+// link. The holder ends the stream early when it cannot send the next blob; nothing here is trusted:
+// the mirror verifies every blob and takes what the stream did not bring from other holders.
+import type { Descriptor } from '../containerd/store.js';
+import { AWAIT_COPY_MS, peerRequest, type PeerEndpoint } from './peer-client.js';
+import { untilStalled } from './until-stalled.js';
+
+export const SEQUENCE_PATH = '/peer/v1/sequence';
+
+/** One blob's bytes as they come from a holder, for the mirror to verify (see FetchOptions.source). */
+export interface BlobSource {
+  peer: string;
+  size: number;
+  bytes: AsyncIterable<Uint8Array>;
+}
+
+/** Blobs coming one after another from one holder. */
+export interface SourceSequence {
+  /** The next blob (the next one asked for), once the one before has been read or skipped; undefined once broken. */
+  next(blob: Descriptor): Promise<BlobSource | undefined>;
+  close(err?: Error): void;
+}
+
+export class BlobSequence implements SourceSequence {
+  /** Bytes of the blob being read that its reader has not taken: skipped before the next blob. */
+  #left = 0;
+  #rest?: Buffer;
+  #broken?: Error;
+
+  private constructor(
+    readonly peer: string,
+    private readonly chunks: AsyncIterator<Uint8Array>,
+    private readonly abort: (err: Error) => void,
+  ) {}
+
+  /** Asks `peer` for `blobs` in this order; throws when it does not answer with the first. */
+  static async open(peer: PeerEndpoint, blobs: Descriptor[], key: Buffer, stallTimeoutMs: number): Promise<BlobSequence> {
+    const ctl = new AbortController();
+    // The holder answers once it can send the first blob, which it may wait for.
+    const noAnswer = setTimeout(() => ctl.abort(new Error('no answer')), stallTimeoutMs + AWAIT_COPY_MS);
+    try {
+      const res = await peerRequest(peer.url, SEQUENCE_PATH, key, {
+        method: 'POST',
+        body: JSON.stringify({ blobs: blobs.map(({ digest, size }) => ({ digest, size })) }),
+        signal: ctl.signal,
+      });
+      if (res.status !== 200) {
+        res.body.destroy();
+        throw new Error(`${peer.id} answered ${res.status} to a sequence of ${blobs.length} blobs`);
+      }
+      const stalled = () => ctl.abort(new Error(`no byte from ${peer.id} for ${stallTimeoutMs} ms`));
+      return new BlobSequence(peer.id, untilStalled(res.body, stallTimeoutMs, stalled)[Symbol.asyncIterator](), (err) => ctl.abort(err));
+    } finally {
+      clearTimeout(noAnswer);
+    }
+  }
+
+  async next(blob: Descriptor): Promise<BlobSource | undefined> {
+    try {
+      while (this.#left > 0 && !this.#broken) await this.#take(this.#left);
+    } catch (err) {
+      this.close(err as Error);
+    }
+    if (this.#broken) return undefined;
+    this.#left = blob.size;
+    return { peer: this.peer, size: blob.size, bytes: this.#bytes(blob.digest) };
+  }
+
+  close(err = new Error('sequence closed')): void {
+    if (this.#broken) return;
+    this.#broken = err;
+    this.abort(err);
+    // Ends the stall guard; a read under way fails with the abort, and that failure is this close.
+    this.chunks.return?.().catch(() => undefined);
+  }
+
+  async *#bytes(digest: string): AsyncGenerator<Uint8Array> {
+    try {
+      while (this.#left > 0) yield await this.#take(this.#left);
+    } catch (err) {
+      this.close(err as Error);
+      throw new Error(`the sequence from ${this.peer} broke in ${digest}: ${(err as Error).message}`);
+    }
+  }
+
+  /** Up to `max` bytes of the blob being read. */
+  async #take(max: number): Promise<Uint8Array> {
+    if (this.#broken) throw this.#broken;
+    let chunk: Uint8Array | undefined = this.#rest;
+    this.#rest = undefined;
+    if (!chunk) {
+      const { value, done } = await this.chunks.next();
+      if (done) throw new Error('the holder ended the sequence');
+      chunk = value;
+    }
+    if (chunk.length > max) {
+      this.#rest = Buffer.from(chunk.buffer, chunk.byteOffset + max, chunk.length - max);
+      chunk = chunk.subarray(0, max);
+    }
+    this.#left -= chunk.length;
+    return chunk;
+  }
+}
