@@ -23,6 +23,7 @@ export const PROVIDE_PROTOCOL = '/layermesh/provide/1.0.0';
 /** Bounds one request: 20,000 keys of 34 bytes plus addresses fit. */
 const MAX_MESSAGE_BYTES = 1 << 20;
 const MAX_ADDRS = 64;
+const REMERGE_MS = 60_000;
 
 const root = protobuf.Root.fromJSON({
   nested: {
@@ -46,6 +47,8 @@ export interface ProviderStore {
 
 /** Serves the protocol: stores the records a peer sends about itself. */
 export async function handleProvide(libp2p: MeshLibp2p, store: ProviderStore, log: Logger): Promise<void> {
+  const merged = new Map<string, { addrs: string; at: number }>();
+  libp2p.addEventListener('peer:disconnect', (evt) => merged.delete(evt.detail.toString()));
   await libp2p.handle(PROVIDE_PROTOCOL, async (stream: Stream, connection: Connection) => {
     const provider = connection.remotePeer;
     const lp = lpStream(stream, { maxDataLength: MAX_MESSAGE_BYTES });
@@ -53,8 +56,15 @@ export async function handleProvide(libp2p: MeshLibp2p, store: ProviderStore, lo
     try {
       const batch = ProvideBatch.decode((await lp.read({ signal })).subarray()) as unknown as { keys: Uint8Array[]; addrs: Uint8Array[] };
       if (batch.addrs.length === 0 || batch.addrs.length > MAX_ADDRS) throw new Error(`${batch.addrs.length} provider addresses`);
-      // Like ADD_PROVIDER: a record is only useful with the addresses to reach its provider.
-      await libp2p.peerStore.merge(provider, { multiaddrs: batch.addrs.map((a) => multiaddr(a)) });
+      // Like ADD_PROVIDER: a record is only useful with the addresses to reach its provider. The merge
+      // is most of a small request's cost (a replicating node announces each layer as it lands), so
+      // the same addresses from the same peer are merged once a minute at most.
+      const addrs = batch.addrs.map((a) => Buffer.from(a).toString('hex')).join();
+      const last = merged.get(provider.toString());
+      if (last?.addrs !== addrs || Date.now() - last.at > REMERGE_MS) {
+        await libp2p.peerStore.merge(provider, { multiaddrs: batch.addrs.map((a) => multiaddr(a)) });
+        merged.set(provider.toString(), { addrs, at: Date.now() });
+      }
       for (const key of batch.keys) await store.addProvider(CID.createV1(raw.code, Digest.decode(key)), provider);
       await lp.write(ProvideAck.encode({ stored: batch.keys.length }).finish(), { signal });
       await stream.close({ signal });

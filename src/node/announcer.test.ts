@@ -40,4 +40,25 @@ describe('Announcer', () => {
     await new Promise((r) => setTimeout(r, 400)); // past the delay: nothing changes
     expect(router.held.has(digest)).toBe(true);
   });
+
+  test('a blob that stops arriving is settled by asking the store about it, not by listing the store', async () => {
+    const { store, router, a } = await announcer(1000);
+    let listings = 0;
+    const blobs = store.blobs.bind(store);
+    store.blobs = () => {
+      listings++;
+      return blobs();
+    };
+    for (let i = 0; i < 20; i++) {
+      const bytes = Buffer.from(`layer ${i}`);
+      const release = a.announceArriving(digestOf(bytes));
+      await putBlob(store, bytes, digestOf(bytes));
+      release();
+    }
+    const gone = digestOf(Buffer.from('failed'));
+    a.announceArriving(gone)();
+    await waitFor('all stored blobs to be announced', () => router.held.size === 20, { timeoutMs: 2000, intervalMs: 10 });
+    expect(router.held.has(gone)).toBe(false);
+    expect(listings).toBe(0);
+  });
 });

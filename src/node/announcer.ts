@@ -80,10 +80,20 @@ export class Announcer {
       ended = true;
       clearTimeout(timer);
       const left = (this.#arriving.get(key) ?? 1) - 1;
-      if (left > 0) this.#arriving.set(key, left);
-      else this.#arriving.delete(key);
-      this.#schedule(0);
+      if (left > 0) return void this.#arriving.set(key, left);
+      this.#arriving.delete(key);
+      this.#settle(key).catch((err: Error) => {
+        this.log.warn({ key, err: err.message }, 'could not ask the store about a blob that stopped arriving; the next reconcile will');
+      });
     };
+  }
+
+  /** A key no longer arriving stays announced only if the store holds it: one question, not a listing of the store. */
+  async #settle(key: string): Promise<void> {
+    const stored = (await this.store.stat(key)) !== undefined;
+    if (this.#arriving.has(key)) return; // arriving again meanwhile
+    if (stored && !this.#held.has(key)) this.#apply([key], []);
+    if (!stored && this.#held.has(key)) this.#apply([], [key]);
   }
 
   /** Reconciles soon, once, however many events ask for it. */
