@@ -1,7 +1,9 @@
 // Push once, have it everywhere: an image pushed to one host of a six-host fleet ends up, verified, in
 // the containerd of every host whose replication policy takes it, and nowhere else. While it spreads,
-// `meshctl ls --mesh` shows who is still fetching; a push may carry its own policy.
-import { rmSync } from 'node:fs';
+// `meshctl ls --mesh` shows who is still fetching; a push may carry its own policy; a host dying in the
+// middle of the pipeline leaves the hosts after it to take the rest from others.
+import { createHash } from 'node:crypto';
+import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildImage, type BuiltImage } from '../helpers/oci-image.js';
@@ -86,5 +88,31 @@ describe('replication of a push through the fleet', () => {
       '--data-binary', `@${manifest}`, `http://${REGISTRY_ADDR}/v2/app/manifests/bad-policy`]);
     expect(JSON.parse(bad).errors[0]).toMatchObject({ code: 'MANIFEST_INVALID' });
     expect(bad).toContain('label.KEY=GLOB');
+  });
+
+  it('finishes on every other host when the host feeding the pipeline dies half-way', async () => {
+    const [h1] = fleet.hosts;
+    const name = 'docker.io/library/app:2';
+    const image2 = buildImage({ layerSizes: [10 * MiB, 6 * MiB, 6 * MiB], tag: '2' });
+    // Takers are ordered by a hash of image and peer id (see replicator.ts): the first takes the layers
+    // from h1 and feeds the second, which feeds the third, and so on.
+    const rank = (h: FleetHost) => createHash('sha256').update(`${image2.digest}\n${h.peerId}`).digest('hex');
+    const [first, ...rest] = fleet.hosts.filter((h) => h.index !== 1 && h.index !== 6).sort((a, b) => (rank(a) < rank(b) ? -1 : 1));
+    try {
+      for (const h of fleet.hosts) await h.shape({ rateMbit: 50 });
+      await h1.skopeo(['copy', `oci:${image2.dir}:2`, `docker://${REGISTRY_ADDR}/app:2`, '--dest-tls-verify=false']);
+      await waitFor(`${rest[0].name} to be taking the layers from ${first.name}`, async () => {
+        const rows = JSON.parse((await h1.meshctl(['--json', 'ls', '--mesh'])).stdout) as { name: string; fetching: { name: string; bytes: number }[] }[];
+        return rows.find((r) => r.name === name)?.fetching.some((f) => f.name === rest[0].name && f.bytes > 2 * MiB);
+      }, { timeoutMs: 30_000, intervalMs: 100 });
+      await first.killMeshd();
+      for (const h of rest) await waitFor(`${h.name} to hold the whole image`, () => holdsWhole(h, image2, name), { timeoutMs: 60_000 });
+      // The second lost its stream in the middle of a layer and took the rest of it from another holder.
+      expect(readFileSync(rest[0].meshdLog, 'utf8')).toMatch(/"peer":"[^"]+","offset":[1-9]\d*,"err":"the sequence from [^"]+ broke/);
+    } finally {
+      for (const h of fleet.hosts) await h.unshape();
+      if (!first.meshdPid) await first.startMeshd();
+      rmSync(image2.dir, { recursive: true, force: true });
+    }
   });
 });
