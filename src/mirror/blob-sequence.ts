@@ -5,7 +5,7 @@
 // link. The holder ends the stream early when it cannot send the next blob; nothing here is trusted:
 // the mirror verifies every blob and takes what the stream did not bring from other holders.
 import type { Descriptor } from '../containerd/store.js';
-import { AWAIT_COPY_MS, peerRequest, type PeerEndpoint } from './peer-client.js';
+import { AWAIT_COPY_MS, PATIENT_HEADER, peerRequest, type PeerEndpoint } from './peer-client.js';
 import { untilStalled } from './until-stalled.js';
 
 export const SEQUENCE_PATH = '/peer/v1/sequence';
@@ -36,8 +36,12 @@ export class BlobSequence implements SourceSequence {
     private readonly abort: (err: Error) => void,
   ) {}
 
-  /** Asks `peer` for `blobs` in this order; throws when it does not answer with the first. */
-  static async open(peer: PeerEndpoint, blobs: Descriptor[], key: Buffer, stallTimeoutMs: number): Promise<BlobSequence> {
+  /**
+   * Asks `peer` for `blobs` in this order; throws when it does not answer with the first. `selfId`
+   * tells the holder who it feeds: others asking it for these blobs meanwhile are sent here.
+   */
+  static async open(peer: PeerEndpoint, blobs: Descriptor[], opts: { key: Buffer; stallTimeoutMs: number; selfId?: string }): Promise<BlobSequence> {
+    const { key, stallTimeoutMs, selfId } = opts;
     const ctl = new AbortController();
     // The holder answers once it can send the first blob, which it may wait for.
     const noAnswer = setTimeout(() => ctl.abort(new Error('no answer')), stallTimeoutMs + AWAIT_COPY_MS);
@@ -45,6 +49,7 @@ export class BlobSequence implements SourceSequence {
       const res = await peerRequest(peer.url, SEQUENCE_PATH, key, {
         method: 'POST',
         body: JSON.stringify({ blobs: blobs.map(({ digest, size }) => ({ digest, size })) }),
+        headers: { [PATIENT_HEADER]: selfId ?? '' },
         signal: ctl.signal,
       });
       if (res.status !== 200) {

@@ -138,7 +138,7 @@ export class Mirror implements MirrorSource {
   openSequence(peerId: string, blobs: Descriptor[]): Promise<BlobSequence> {
     const peer = this.opts.endpointOf?.(peerId);
     if (!peer) return Promise.reject(new Error(`no data plane known for ${peerId}`));
-    return BlobSequence.open(peer, blobs, this.opts.key, this.opts.stallTimeoutMs);
+    return BlobSequence.open(peer, blobs, { key: this.opts.key, stallTimeoutMs: this.opts.stallTimeoutMs, selfId: this.opts.selfId });
   }
 
   /** Blobs arriving now, with how much of each is here: for progress. */
