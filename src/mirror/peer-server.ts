@@ -82,7 +82,7 @@ export function createPeerServer(opts: PeerServerOptions) {
       const spool = spools.get(digest);
       if (spool?.size !== undefined) return { size: spool.size, spool };
       if (last) return undefined;
-      await new Promise((r) => setTimeout(r, AWAIT_POLL_MS));
+      await spools.sized(digest, AWAIT_POLL_MS);
     }
   };
 

@@ -100,4 +100,24 @@ describe('Spool', () => {
     expect(reader.error).toBeDefined();
     expect(spools.get(sha(data))).toBeUndefined();
   });
+
+  it('wakes whoever waits for a digest as soon as its spool states a size, not at the timeout', async () => {
+    const digest = sha(Buffer.from('soon'));
+    const started = performance.now();
+    const waited = spools.sized(digest, 5000);
+    await tick();
+    const spool = await spools.create(digest);
+    setTimeout(() => spool.setSize(4), 30);
+    await waited;
+    expect(performance.now() - started).toBeLessThan(1000);
+    // A spool that ends without a size wakes nobody early.
+    await spools.remove(spool);
+    const failed = await spools.create(digest);
+    const again = performance.now();
+    const waitedAgain = spools.sized(digest, 200);
+    failed.fail(new Error('no holder'));
+    await waitedAgain;
+    expect(performance.now() - again).toBeGreaterThanOrEqual(190);
+    await spools.remove(failed);
+  });
 });

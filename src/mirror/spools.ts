@@ -5,6 +5,8 @@ import { Spool } from './spool.js';
 
 export class Spools {
   readonly #active = new Map<string, Spool>();
+  /** Wake-ups of those waiting for a digest's spool to state its size (see sized()). */
+  readonly #waiting = new Map<string, Set<() => void>>();
 
   private constructor(private readonly dir: string) {}
 
@@ -23,7 +25,27 @@ export class Spools {
     if (this.#active.has(digest)) throw new Error(`a transfer of ${digest} is already under way`);
     const spool = await Spool.create(this.dir, digest);
     this.#active.set(digest, spool);
+    const waiting = this.#waiting.get(digest);
+    if (waiting) void spool.sized().then((size) => size !== undefined && waiting.forEach((wake) => wake()));
     return spool;
+  }
+
+  /**
+   * Resolves once a spool of `digest` states its size (it can be read from then on), or after `ms`:
+   * a peer waiting for this node's copy to begin gets its first bytes without a polling delay.
+   */
+  async sized(digest: string, ms: number): Promise<void> {
+    let wake!: () => void;
+    const woken = new Promise<void>((resolve) => (wake = resolve));
+    const timer = setTimeout(wake, ms);
+    const waiting = this.#waiting.get(digest) ?? new Set();
+    this.#waiting.set(digest, waiting.add(wake));
+    // A spool that ends without a size wakes nobody: the caller would only find it again.
+    void this.#active.get(digest)?.sized().then((size) => size !== undefined && wake());
+    await woken;
+    clearTimeout(timer);
+    waiting.delete(wake);
+    if (waiting.size === 0) this.#waiting.delete(digest);
   }
 
   async remove(spool: Spool): Promise<void> {
