@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { pino } from 'pino';
 import { describe, expect, test } from 'vitest';
@@ -41,12 +42,14 @@ function taker(blobs: Map<string, Buffer>, sequences = false) {
   const fetched: string[] = [];
   const asked: { peer: string; digests: string[] }[] = [];
   const fromSequence: string[] = [];
+  const askedFirst = new Map<string, string>();
   const replicator = new Replicator({
     store,
     selfId: SELF,
     members: () => [{ id: SELF, name: 'self', labels: {} }, { id: ORIGIN, name: 'origin', labels: {} }],
-    fetch: (digest, { source }) => {
+    fetch: (digest, { source, from }) => {
       if (source) fromSequence.push(digest);
+      askedFirst.set(digest, from?.[0] ?? '');
       const stored = (async () => {
         if (await store.stat(digest)) return true; // as the mirror: nothing crosses the network for it
         fetched.push(digest);
@@ -66,7 +69,7 @@ function taker(blobs: Map<string, Buffer>, sequences = false) {
     self: { name: 'self', labels: {} },
     log: pino({ level: 'silent' }),
   });
-  return { store, fetched, replicator, asked, fromSequence };
+  return { store, fetched, replicator, asked, fromSequence, askedFirst };
 }
 
 describe('replicator', () => {
@@ -112,6 +115,19 @@ describe('replicator', () => {
     expect(asked).toEqual([{ peer: ORIGIN, digests: large }]);
     expect(fromSequence).toEqual(large);
     expect(fetched).toEqual(large); // the small layer came inlined in the gossip
+    expect((await store.images.get(event.image))?.target.digest).toBe(img.manifest.digest);
+  });
+
+  test('when the node before sends no sequence, the layers are asked of the node pushed to first', async () => {
+    const origin = new MemoryStore();
+    const img = await pushedImage(origin, [300 << 10, 400 << 10]);
+    const event = await pushEvent(origin, { image: 'docker.io/library/app:5', digest: img.manifest.digest, node: ORIGIN });
+    // A taker ordered before this one (see Replicator#upstream): the node this one would take the layers from.
+    const rank = (id: string) => createHash('sha256').update(`${event.digest}\n${id}`).digest('hex');
+    const before = ['peer-a', 'peer-b', 'peer-c', 'peer-d'].find((id) => rank(id) < rank(SELF))!;
+    const { store, replicator, askedFirst } = taker(img.blobs);
+    await replicator.replicate(event.image, event.digest, ORIGIN, { takers: [before, SELF], inline: event.inline });
+    expect(img.layers.map((l) => askedFirst.get(l.digest))).toEqual([ORIGIN, ORIGIN]);
     expect((await store.images.get(event.image))?.target.digest).toBe(img.manifest.digest);
   });
 });

@@ -188,9 +188,11 @@ export class Replicator {
    */
   async #pipeline(layers: Descriptor[], upstream: string, origin: string, pending: (storing: Promise<void>) => void): Promise<void> {
     const sequence = await this.#sequence(upstream, layers);
+    // A node before that sent nothing (it does not take the image after all, or is gone) is not waited for again.
+    const from = sequence || upstream === origin ? [upstream, origin] : [origin, upstream];
     try {
       await inParallel(layers, sequence ? 1 : PARALLEL_PIPELINED, async (blob) => {
-        const { verified, stored } = this.deps.fetch(blob.digest, { from: [upstream, origin], patient: true, source: await sequence?.next(blob) });
+        const { verified, stored } = this.deps.fetch(blob.digest, { from, patient: true, source: await sequence?.next(blob) });
         pending(arrived(stored, blob.digest));
         await arrived(verified, blob.digest);
       });
