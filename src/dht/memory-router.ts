@@ -1,7 +1,7 @@
 // In-memory twin of the libp2p router for unit tests and simulations: members of one MemoryMesh see each
 // other's keys and events at once (no network, no record TTL: a removed key is gone immediately).
 import { decodeEvent, encodeEvent } from './mesh-events.js';
-import type { MeshEvent, NodeInfo, PeerRef, PeerStatus, Router } from './router.js';
+import type { AnnounceChange, MeshEvent, NodeInfo, PeerRef, PeerStatus, Router } from './router.js';
 
 export interface MemberOptions {
   id?: string;
@@ -33,7 +33,7 @@ export class MemoryRouter implements Router {
     readonly info?: NodeInfo,
   ) {}
 
-  announce(change: { add?: Iterable<string>; remove?: Iterable<string> }): void {
+  announce(change: AnnounceChange): void {
     for (const key of change.remove ?? []) this.held.delete(key);
     for (const key of change.add ?? []) this.held.add(key);
   }

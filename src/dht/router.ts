@@ -42,6 +42,13 @@ export interface MeshEvent {
   inline?: Record<string, string>;
 }
 
+export interface AnnounceChange {
+  add?: Iterable<string>;
+  remove?: Iterable<string>;
+  /** Announce now, with whatever is pending, rather than after the pause between batches (an image name completing a push). */
+  urgent?: boolean;
+}
+
 export interface Router {
   /** This node's peer id. */
   readonly id: string;
@@ -49,7 +56,7 @@ export interface Router {
    * Keys this node holds from now on, and keys it no longer holds. Added keys are announced
    * (batched), all held keys are republished before their records expire, removed keys are not.
    */
-  announce(change: { add?: Iterable<string>; remove?: Iterable<string> }): void;
+  announce(change: AnnounceChange): void;
   /** Peers that announce `key`, this node included when it holds it. Ends when the lookup is done or aborted. */
   findProviders(key: string, signal?: AbortSignal): AsyncIterable<PeerRef>;
   /** Connected peers. */

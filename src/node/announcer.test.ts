@@ -61,4 +61,20 @@ describe('Announcer', () => {
     expect(router.held.has(gone)).toBe(false);
     expect(listings).toBe(0);
   });
+
+  test('an image name goes out urgently (a client elsewhere may pull it next), blobs do not', async () => {
+    const { store, router } = await announcer(1000);
+    const urgent = new Map<string, boolean>();
+    const announce = router.announce.bind(router);
+    router.announce = (change) => {
+      for (const key of change.add ?? []) urgent.set(key, change.urgent === true);
+      announce(change);
+    };
+    const bytes = Buffer.from('{"schemaVersion":2}');
+    await putBlob(store, bytes, digestOf(bytes));
+    await store.images.put({ name: 'docker.io/library/app:1', target: { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: digestOf(bytes), size: bytes.length }, labels: {} });
+    await waitFor('the name to be announced', () => urgent.has('docker.io/library/app:1'), { timeoutMs: 2000, intervalMs: 10 });
+    expect(urgent.get('docker.io/library/app:1')).toBe(true);
+    expect(urgent.get(digestOf(bytes))).toBe(false);
+  });
 });

@@ -2,7 +2,7 @@
 // every tagged image name. Store events give quick updates; a periodic reconcile by listing
 // catches what events miss (containerd 1.6 emits no event when content is committed).
 import type { Logger } from 'pino';
-import type { Store, StoreEvent } from '../containerd/store.js';
+import { isDigest, type Store, type StoreEvent } from '../containerd/store.js';
 import type { Router } from '../dht/router.js';
 
 /** Image records by digest (`repo@sha256:…`) keep untagged manifests alive; they are not announced as names. */
@@ -59,7 +59,8 @@ export class Announcer {
   #apply(add: string[], remove: string[]): void {
     for (const k of add) this.#held.add(k);
     for (const k of remove) this.#held.delete(k);
-    if (add.length || remove.length) this.router.announce({ add, remove });
+    // An image name completes a push or a copy: a client on another host may pull it the next moment.
+    if (add.length || remove.length) this.router.announce({ add, remove, urgent: add.some((k) => !isDigest(k)) });
   }
 
   /**
