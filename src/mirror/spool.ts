@@ -156,7 +156,7 @@ export class Spool {
     const file = await open(this.path, 'r');
     try {
       for (let pos = start; ; ) {
-        if (generation !== this.#generation) throw new Error(`the blob from the mesh did not match ${this.digest}`);
+        if (generation !== this.#generation) throw this.#restarted();
         const last = end ?? (this.size ?? Infinity) - 1;
         if (pos > last) return;
         if (this.#failed && !this.verified) throw this.#failed;
@@ -165,7 +165,8 @@ export class Spool {
         if (pos < available) {
           const buf = Buffer.allocUnsafe(Math.min(READ_CHUNK, available - pos));
           const { bytesRead } = await file.read(buf, 0, buf.length, pos);
-          if (bytesRead === 0) throw new Error(`spool of ${this.digest} shrank under a reader`);
+          // A restart truncates the file: a read under way then finds nothing where bytes were.
+          if (bytesRead === 0) throw generation !== this.#generation ? this.#restarted() : new Error(`spool of ${this.digest} shrank under a reader`);
           pos += bytesRead;
           yield buf.subarray(0, bytesRead);
         } else {
@@ -175,6 +176,10 @@ export class Spool {
     } finally {
       await file.close();
     }
+  }
+
+  #restarted(): Error {
+    return new Error(`the blob from the mesh did not match ${this.digest}`);
   }
 
   #wake(): void {
