@@ -2,16 +2,19 @@
 //   <root>/blobs/sha256/<hex>      verified blobs, published by rename
 //   <root>/uploads/<id>            uploads in progress (cleared at start: a crash leaves nothing behind)
 //   <root>/images/<name>.json      image records
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, open, readdir, readFile, rename, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, rm, stat, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { writeAtomically } from '../util/atomic-file.js';
 import { ChangeFeed } from './change-feed.js';
 import { HashingUpload } from './hashing-upload.js';
+import { OrphanSweeper } from './orphan-sweeper.js';
 import {
   NotFoundError,
+  UploadClosedError,
+  asStoreFull,
   digestHex,
   isDigest,
   type BlobInfo,
@@ -25,6 +28,7 @@ import {
 } from './store.js';
 
 const READ_CHUNK = 1 << 20;
+const DEFAULT_ORPHAN_DELAY_MS = 10_000;
 
 async function fsyncDir(dir: string): Promise<void> {
   const handle = await open(dir, 'r');
@@ -37,37 +41,58 @@ async function fsyncDir(dir: string): Promise<void> {
 
 class FsUpload extends HashingUpload implements Upload {
   #closed = false;
+  #handle?: FileHandle;
 
   constructor(
     readonly id: string,
     private readonly path: string,
-    private readonly handle: FileHandle,
     private readonly publish: (digest: string, tmp: string) => Promise<BlobInfo>,
   ) {
     super();
   }
 
-  protected async write(data: Buffer): Promise<void> {
-    if (this.#closed) throw new Error(`upload ${this.id} is closed`);
-    await this.handle.write(data, 0, data.length, this.offset);
+  // A descriptor is held only while a request appends: idle sessions cost none.
+  protected async opened(): Promise<void> {
+    if (this.#closed) throw new UploadClosedError(this.id);
+    this.#handle = await open(this.path, 'r+').catch((err) => {
+      throw (err as NodeJS.ErrnoException).code === 'ENOENT' ? new UploadClosedError(this.id) : err;
+    });
+  }
+
+  protected async closed(): Promise<void> {
+    const handle = this.#handle;
+    this.#handle = undefined;
+    await handle?.close();
+  }
+
+  protected async write(data: Buffer, position: number): Promise<number> {
+    if (this.#closed || !this.#handle) throw new UploadClosedError(this.id);
+    try {
+      return (await this.#handle.write(data, 0, data.length, position)).bytesWritten;
+    } catch (err) {
+      throw asStoreFull(err, `writing upload ${this.id}`);
+    }
   }
 
   async commit(expected: { digest: string; size?: number }): Promise<BlobInfo> {
+    if (this.#closed) throw new UploadClosedError(this.id);
     const digest = this.verify(expected);
-    await this.handle.sync();
-    await this.#close();
+    this.#closed = true;
+    const handle = await open(this.path, 'r+');
+    try {
+      // The hash covers what the kernel acknowledged; the file must hold exactly that, durably.
+      const { size } = await handle.stat();
+      if (size !== this.offset) throw new Error(`upload ${this.id} holds ${size} bytes on disk, ${this.offset} were written`);
+      await handle.sync().catch((err) => { throw asStoreFull(err, `syncing upload ${this.id}`); });
+    } finally {
+      await handle.close();
+    }
     return this.publish(digest, this.path);
   }
 
   async abort(): Promise<void> {
-    await this.#close();
-    await rm(this.path, { force: true });
-  }
-
-  async #close(): Promise<void> {
-    if (this.#closed) return;
     this.#closed = true;
-    await this.handle.close();
+    await rm(this.path, { force: true });
   }
 }
 
@@ -78,16 +103,21 @@ export class FsStore implements Store {
   readonly #uploadDir: string;
   readonly #imageDir: string;
 
-  private constructor(readonly root: string, private readonly log: Logger) {
+  readonly #orphans: OrphanSweeper;
+
+  private constructor(readonly root: string, private readonly log: Logger, orphanDelayMs: number) {
+    this.#orphans = new OrphanSweeper(this, orphanDelayMs, log);
     this.#blobDir = join(root, 'blobs', 'sha256');
     this.#uploadDir = join(root, 'uploads');
     this.#imageDir = join(root, 'images');
   }
 
-  static async open(root: string, log: Logger): Promise<FsStore> {
-    const store = new FsStore(root, log);
+  /** `orphanDelayMs`: how long after an image is deleted the blobs only it referenced are removed. */
+  static async open(root: string, log: Logger, orphanDelayMs = DEFAULT_ORPHAN_DELAY_MS): Promise<FsStore> {
+    const store = new FsStore(root, log, orphanDelayMs);
     await rm(store.#uploadDir, { recursive: true, force: true });
     await Promise.all([store.#blobDir, store.#uploadDir, store.#imageDir].map((d) => mkdir(d, { recursive: true })));
+    await store.#migrateImageNames();
     return store;
   }
 
@@ -95,8 +125,20 @@ export class FsStore implements Store {
     return join(this.#blobDir, digestHex(digest));
   }
 
+  /** Named by a hash: image names may be longer than a file name can be. */
   #imagePath(name: string): string {
-    return join(this.#imageDir, `${encodeURIComponent(name)}.json`);
+    return join(this.#imageDir, `${createHash('sha256').update(name).digest('hex')}.json`);
+  }
+
+  /** Records written under their encoded name by earlier versions move to their hashed name. */
+  async #migrateImageNames(): Promise<void> {
+    for (const file of await readdir(this.#imageDir)) {
+      if (!file.endsWith('.json') || /^[0-9a-f]{64}\.json$/.test(file)) continue;
+      const old = join(this.#imageDir, file);
+      const record = await this.#readImage(old);
+      if (record) await writeAtomically(this.#imagePath(record.name), JSON.stringify(record));
+      await rm(old, { force: true });
+    }
   }
 
   readonly images: ImageStore = {
@@ -109,13 +151,17 @@ export class FsStore implements Store {
     put: async (record) => {
       const path = this.#imagePath(record.name);
       const existed = (await this.#readImage(path)) !== undefined;
-      await writeAtomically(path, JSON.stringify(record));
+      await writeAtomically(path, JSON.stringify(record)).catch((err) => { throw asStoreFull(err, `recording image ${record.name}`); });
       this.#feed.emit({ type: existed ? 'image-updated' : 'image-added', name: record.name });
     },
     delete: async (name) => {
-      const existed = await unlinkIfPresent(this.#imagePath(name));
-      if (existed) this.#feed.emit({ type: 'image-removed', name });
-      return existed;
+      const path = this.#imagePath(name);
+      const record = await this.#readImage(path);
+      const existed = await unlinkIfPresent(path);
+      if (!existed) return false;
+      this.#feed.emit({ type: 'image-removed', name });
+      if (record) await this.#orphans.removed(record.target);
+      return true;
     },
   };
 
@@ -153,22 +199,30 @@ export class FsStore implements Store {
   async beginUpload(): Promise<Upload> {
     const id = randomUUID();
     const path = join(this.#uploadDir, id);
-    const handle = await open(path, 'wx');
-    return new FsUpload(id, path, handle, (digest, tmp) => this.#publish(digest, tmp));
+    await writeFile(path, '', { flag: 'wx' }).catch((err) => { throw asStoreFull(err, 'starting an upload'); });
+    return new FsUpload(id, path, (digest, tmp) => this.#publish(digest, tmp));
   }
 
   async #publish(digest: string, tmp: string): Promise<BlobInfo> {
     const target = this.#blobPath(digest);
     const existing = await this.stat(digest);
-    if (existing) {
+    if (existing && (await this.#intact(digest))) {
       await rm(tmp, { force: true });
       return existing;
     }
+    if (existing) this.log.warn({ digest }, 'stored blob did not match its digest; replaced by the verified upload');
     await rename(tmp, target);
     await fsyncDir(this.#blobDir);
     this.log.debug({ digest }, 'blob stored');
     this.#feed.emit({ type: 'blob-added', digest });
     return (await this.stat(digest))!;
+  }
+
+  /** Whether the stored file re-hashes to its digest: asked only when the same blob is pushed again. */
+  async #intact(digest: string): Promise<boolean> {
+    const hash = createHash('sha256');
+    for await (const chunk of createReadStream(this.#blobPath(digest), { highWaterMark: READ_CHUNK })) hash.update(chunk as Buffer);
+    return `sha256:${hash.digest('hex')}` === digest;
   }
 
   async delete(digest: string): Promise<boolean> {
@@ -189,7 +243,9 @@ export class FsStore implements Store {
     return this.#feed.events(signal);
   }
 
-  async close(): Promise<void> {}
+  async close(): Promise<void> {
+    this.#orphans.close();
+  }
 }
 
 async function unlinkIfPresent(path: string): Promise<boolean> {

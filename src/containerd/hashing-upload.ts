@@ -1,5 +1,5 @@
-// The part of an upload that every non-containerd store shares: ordered
-// appends through a running sha256, and the checks made before publishing.
+// The part of an upload that every non-containerd store shares: ordered appends through a running
+// sha256 that sees exactly the bytes the backing store acknowledged, and the checks made before publishing.
 import { createHash, type Hash } from 'node:crypto';
 import { DigestMismatchError, SizeMismatchError, isDigest } from './store.js';
 
@@ -14,8 +14,15 @@ export abstract class HashingUpload {
     return this.#offset;
   }
 
-  /** Persists bytes that follow everything written so far. */
-  protected abstract write(data: Buffer): Promise<void>;
+  /**
+   * Persists a prefix of `data` at `position` (everything written so far precedes it) and returns how
+   * many bytes it wrote: fewer than asked is a short write, and the rest is offered again.
+   */
+  protected abstract write(data: Buffer, position: number): Promise<number>;
+
+  /** Called around each append: a file-backed upload holds its descriptor only while one runs. */
+  protected async opened(): Promise<void> {}
+  protected async closed(): Promise<void> {}
 
   async append(source: AsyncIterable<Uint8Array>): Promise<number> {
     let pending: Buffer[] = [];
@@ -25,10 +32,16 @@ export abstract class HashingUpload {
       const data = pending.length === 1 ? pending[0] : Buffer.concat(pending, pendingBytes);
       pending = [];
       pendingBytes = 0;
-      await this.write(data);
-      this.#hash.update(data);
-      this.#offset += data.length;
+      for (let done = 0; done < data.length; ) {
+        const written = await this.write(data.subarray(done), this.#offset);
+        if (!(written > 0)) throw new Error(`the store wrote nothing at offset ${this.#offset}`);
+        // Only what was acknowledged is hashed and counted: a resumed upload continues from there.
+        this.#hash.update(data.subarray(done, done + written));
+        this.#offset += written;
+        done += written;
+      }
     };
+    await this.opened();
     try {
       for await (const chunk of source) {
         pending.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk));
@@ -37,7 +50,11 @@ export abstract class HashingUpload {
       }
     } finally {
       // Bytes that did arrive before a broken connection are kept, so the client can resume after them.
-      await flush();
+      try {
+        await flush();
+      } finally {
+        await this.closed();
+      }
     }
     return this.#offset;
   }

@@ -5,6 +5,7 @@ import { ChangeFeed } from './change-feed.js';
 import { HashingUpload } from './hashing-upload.js';
 import {
   NotFoundError,
+  UploadClosedError,
   type BlobInfo,
   type BlobReader,
   type ByteRange,
@@ -29,9 +30,10 @@ class MemoryUpload extends HashingUpload implements Upload {
     super();
   }
 
-  protected async write(data: Buffer): Promise<void> {
-    if (this.#done) throw new Error(`upload ${this.id} is closed`);
+  protected async write(data: Buffer): Promise<number> {
+    if (this.#done) throw new UploadClosedError(this.id);
     this.#chunks.push(data);
+    return data.length;
   }
 
   async commit(expected: { digest: string; size?: number }, labels: Record<string, string> = {}): Promise<BlobInfo> {

@@ -103,6 +103,28 @@ export class SizeMismatchError extends Error {
   }
 }
 
+/** The disk holding the store is full: the upload is released and the client told so (HTTP 507). */
+export class StoreFullError extends Error {
+  constructor(readonly what: string, options?: { cause?: unknown }) {
+    super(`no space left on the store's disk while ${what}`, options);
+    this.name = 'StoreFullError';
+  }
+}
+
+/** An upload that was ended (committed, aborted, expired) while a request still used it. */
+export class UploadClosedError extends Error {
+  constructor(readonly id: string) {
+    super(`upload ${id} has ended`);
+    this.name = 'UploadClosedError';
+  }
+}
+
+/** ENOSPC and EDQUOT as a StoreFullError; anything else unchanged. */
+export function asStoreFull(err: unknown, what: string): unknown {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  return code === 'ENOSPC' || code === 'EDQUOT' ? new StoreFullError(what, { cause: err }) : err;
+}
+
 const DIGEST = /^sha256:[a-f0-9]{64}$/;
 
 /** Only sha256 is accepted: it is what containerd and every registry client use. */

@@ -11,7 +11,7 @@ import { DigestMismatchError, isDigest, type Descriptor, type Store } from '../c
 import type { MirrorSource, Origin } from '../registry/context.js';
 import { readAll } from '../registry/body.js';
 import { parseImageName } from '../registry/names.js';
-import { readSmallBlob } from '../registry/references.js';
+import { readSmallBlob } from '../oci/references.js';
 import { mediaTypeOf } from '../oci/manifest.js';
 import { BlobSequence, type BlobSource } from './blob-sequence.js';
 import { HolderOpener } from './holder-opener.js';

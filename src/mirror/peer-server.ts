@@ -17,8 +17,11 @@ const notFound = (what: string) => ({ errors: [{ code: 'BLOB_UNKNOWN', message: 
 
 const AWAIT_POLL_MS = 20;
 const STORE_EVERY_ROUNDS = 10;
-/** Blobs one sequence may ask for. */
-const MAX_SEQUENCE = 10_000;
+/** What one sequence may ask for: distinct blobs, so a small request cannot make a member send one blob over and over. */
+export const MAX_SEQUENCE_BLOBS = 1000;
+export const MAX_SEQUENCE_BYTES = 64 * 1024 ** 3;
+/** Longest image name asked for: a repository of 255 characters and a tag or digest. */
+const MAX_IMAGE_NAME = 400;
 
 interface Held {
   size: number;
@@ -26,16 +29,26 @@ interface Held {
   spool?: Spool;
 }
 
-/** The blobs a sequence request asks for, or undefined when its body is not a list of digests and sizes. */
-function sequenceAsked(body: unknown): Descriptor[] | undefined {
-  const blobs = (body as { blobs?: unknown } | undefined)?.blobs;
-  if (!Array.isArray(blobs) || blobs.length === 0 || blobs.length > MAX_SEQUENCE) return undefined;
-  const asked: Descriptor[] = [];
-  for (const { digest, size } of blobs as Partial<Descriptor>[]) {
-    if (typeof digest !== 'string' || !isDigest(digest) || !Number.isSafeInteger(size) || size! < 0) return undefined;
-    asked.push({ mediaType: 'application/octet-stream', digest, size: size! });
+const badRequest = (message: string) => ({ errors: [{ code: 'DIGEST_INVALID', message }] });
+
+/** The blobs a sequence request asks for, or why the request is refused. */
+function sequenceAsked(body: unknown): Descriptor[] | string {
+  const blobs = (body as { blobs?: unknown } | null | undefined)?.blobs;
+  if (!Array.isArray(blobs) || blobs.length === 0) return 'expected {"blobs": [{"digest", "size"}, ...]}';
+  if (blobs.length > MAX_SEQUENCE_BLOBS) return `a sequence asks for at most ${MAX_SEQUENCE_BLOBS} blobs`;
+  const asked = new Map<string, Descriptor>();
+  let bytes = 0;
+  for (const entry of blobs as unknown[]) {
+    const { digest, size } = (entry ?? {}) as Partial<Descriptor>;
+    if (typeof digest !== 'string' || !isDigest(digest) || !Number.isSafeInteger(size) || size! < 0) {
+      return 'every entry needs a sha256 digest and a size';
+    }
+    if (asked.has(digest)) return `${digest} is asked for twice`;
+    bytes += size!;
+    asked.set(digest, { mediaType: 'application/octet-stream', digest, size: size! });
   }
-  return asked;
+  if (bytes > MAX_SEQUENCE_BYTES) return `a sequence asks for at most ${MAX_SEQUENCE_BYTES} bytes`;
+  return [...asked.values()];
 }
 
 export interface PeerServerOptions {
@@ -86,6 +99,14 @@ export function createPeerServer(opts: PeerServerOptions) {
     }
   };
 
+  app.setErrorHandler((err: Error & { statusCode?: number }, req, reply) => {
+    const status = err.statusCode && err.statusCode >= 400 ? err.statusCode : 500;
+    if (status < 500) return reply.code(status).send({ errors: [{ code: 'UNKNOWN', message: err.message }] });
+    // Details (paths, causes) go to the log only.
+    log.error({ err, method: req.method, url: req.url, from: req.ip }, 'peer request failed');
+    return reply.code(status).send({ errors: [{ code: 'UNKNOWN', message: `internal error (request ${req.id})` }] });
+  });
+
   app.addHook('onRequest', async (req, reply) => {
     if (!verifyProof(key, req.method, req.url, req.headers[AUTH_HEADER] as string | undefined)) {
       log.warn({ method: req.method, url: req.url, from: req.ip }, 'peer request without a valid membership proof');
@@ -135,7 +156,7 @@ export function createPeerServer(opts: PeerServerOptions) {
 
   app.post(SEQUENCE_PATH, async (req, reply) => {
     const blobs = sequenceAsked(req.body);
-    if (!blobs) return reply.code(400).send({ errors: [{ code: 'DIGEST_INVALID', message: 'expected {"blobs": [{"digest", "size"}, ...]}' }] });
+    if (typeof blobs === 'string') return reply.code(400).send(badRequest(blobs));
     // Answered once the first blob can be sent: a node further down a pipeline may wait for its copy to begin.
     const first = await held(blobs[0].digest, true);
     if (first?.size !== blobs[0].size) return reply.code(404).send(notFound(blobs[0].digest));
@@ -143,8 +164,11 @@ export function createPeerServer(opts: PeerServerOptions) {
   });
 
   app.get('/peer/v1/images', async (req, reply) => {
-    const name = (req.query as { name?: string }).name ?? '';
-    const record = name ? await store.images.get(name) : undefined;
+    const name = (req.query as { name?: unknown }).name;
+    if (typeof name !== 'string' || name.length > MAX_IMAGE_NAME || !/^[\x21-\x7e]+$/.test(name)) {
+      return reply.code(400).send({ errors: [{ code: 'NAME_INVALID', message: `expected ?name=<image name of at most ${MAX_IMAGE_NAME} characters>` }] });
+    }
+    const record = await store.images.get(name);
     return record ? record.target : reply.code(404).send(notFound(name));
   });
 

@@ -5,7 +5,7 @@ import { hostname } from 'node:os';
 import { Command, Option } from 'commander';
 import { parse as parseYaml } from 'yaml';
 import { parseReplicationPolicy, type ReplicationPolicy } from './replication-policy.js';
-import { parseDuration, parseSize } from './size.js';
+import { parseCount, parseDuration, parseSize } from './size.js';
 
 export type StoreKind = 'auto' | 'containerd' | 'fs';
 
@@ -18,6 +18,9 @@ export interface Config {
   registryToken?: string;
   maxUploadSize: number;
   uploadTimeoutMs: number;
+  maxUploads: number;
+  gcDelayMs: number;
+  maxUploadsPerClient: number;
   shutdownGraceMs: number;
   logLevel: string;
   nodeName: string;
@@ -68,6 +71,9 @@ export function configCommand(): Command {
     .addOption(option('--registry-token <token>', 'token required for pushes and deletes (required when the registry is not on loopback)'))
     .addOption(option('--max-upload-size <size>', 'largest blob accepted', '64GiB'))
     .addOption(option('--upload-timeout <duration>', 'abandoned uploads are removed after this idle time', '30m'))
+    .addOption(option('--gc-delay <duration>', 'embedded store: blobs only a deleted image referenced are removed this long after the delete', '10s'))
+    .addOption(option('--max-uploads <n>', 'upload sessions open at once; past it a client gets 429', '1000'))
+    .addOption(option('--max-uploads-per-client <n>', 'upload sessions one client address may hold open at once', '100'))
     .addOption(option('--shutdown-grace <duration>', 'at SIGTERM, in-flight requests get this long before their connections are cut', '10s'))
     .addOption(option('--log-level <level>', 'trace | debug | info | warn | error', 'info'))
     .addOption(option('--node-name <name>', 'this node\'s name in the mesh', hostname()))
@@ -126,6 +132,9 @@ export function parseConfig(argv: string[]): Config {
     registryToken: o.registryToken || undefined,
     maxUploadSize: parseSize(o.maxUploadSize),
     uploadTimeoutMs: parseDuration(o.uploadTimeout),
+    gcDelayMs: parseDuration(o.gcDelay),
+    maxUploads: parseCount(o.maxUploads, '--max-uploads'),
+    maxUploadsPerClient: parseCount(o.maxUploadsPerClient, '--max-uploads-per-client'),
     shutdownGraceMs: parseDuration(o.shutdownGrace),
     logLevel: o.logLevel,
     nodeName: o.nodeName,

@@ -120,7 +120,10 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
       log: log.child({ component: 'replicator' }),
     });
     mesh.router.onEvent((event) => replicator?.onEvent(event));
-    const uploads = new UploadSessions(store, { maxBlobBytes: config.maxUploadSize, idleTimeoutMs: config.uploadTimeoutMs }, log.child({ component: 'uploads' }));
+    const uploads = new UploadSessions(store, {
+      maxBlobBytes: config.maxUploadSize, idleTimeoutMs: config.uploadTimeoutMs,
+      maxSessions: config.maxUploads, maxSessionsPerClient: config.maxUploadsPerClient,
+    }, log.child({ component: 'uploads' }));
     // Uploads not finished when the registry has closed are aborted: nothing partial survives the daemon.
     closers.push(() => uploads.close());
     const registry = createRegistry({

@@ -21,5 +21,5 @@ export async function openStore(config: Config, log: Logger): Promise<Store> {
   }
   const root = join(config.dataDir, 'store');
   log.info({ root }, 'using the embedded filesystem store');
-  return FsStore.open(root, log.child({ store: 'fs' }));
+  return FsStore.open(root, log.child({ store: 'fs' }), config.gcDelayMs);
 }

@@ -5,7 +5,7 @@
 import type { Store } from '../containerd/store.js';
 import type { MeshEvent } from '../dht/router.js';
 import { children, isIndexMediaType, MANIFEST_MEDIA_TYPES, parseManifest } from '../oci/manifest.js';
-import { readSmallBlob } from '../registry/references.js';
+import { readSmallBlob } from '../oci/references.js';
 
 /** Inlined bytes per event, base64: well inside the events' size limit (mesh-events.ts). */
 const INLINE_BUDGET = 48 << 10;

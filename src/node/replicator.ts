@@ -23,7 +23,7 @@ import type { SourceSequence } from '../mirror/blob-sequence.js';
 import type { FetchOptions, Fetching } from '../mirror/mirror.js';
 import { PIPELINE_MIN_BYTES } from '../mirror/peer-client.js';
 import { children, isIndexMediaType, MANIFEST_MEDIA_TYPES, parseManifest, type ParsedManifest } from '../oci/manifest.js';
-import { readManifest } from '../registry/references.js';
+import { readManifest } from '../oci/references.js';
 import type { InventoryFetch } from './inventory.js';
 import { parseReplicationPolicy, type NodeIdentity, type ReplicationPolicy } from './replication-policy.js';
 

@@ -15,3 +15,10 @@ export function parseDuration(text: string): number {
   const scale = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] ?? 's']!;
   return Math.floor(Number(m[1]) * scale);
 }
+
+/** A positive whole number given as an option. */
+export function parseCount(text: string, option: string): number {
+  const n = Number(text);
+  if (!Number.isSafeInteger(n) || n < 1) throw new Error(`${option} must be a whole number of at least 1, not "${text}"`);
+  return n;
+}

@@ -15,7 +15,7 @@ it('sends a blob whole, and a range of it, from a store without local files', as
   const log = pino({ level: 'silent' });
   const bytes = randomBytes(200_000);
   await putBlob(store, bytes, digestOf(bytes));
-  app = createRegistry({ store, uploads: new UploadSessions(store, { maxBlobBytes: 1 << 20, idleTimeoutMs: 60_000 }, log), log, maxManifestBytes: 4 << 20 });
+  app = createRegistry({ store, uploads: new UploadSessions(store, { maxBlobBytes: 1 << 20, idleTimeoutMs: 60_000, maxSessions: 100, maxSessionsPerClient: 10 }, log), log, maxManifestBytes: 4 << 20 });
   await app.listen({ host: '127.0.0.1', port: 0 });
   const url = `http://127.0.0.1:${(app.server.address() as { port: number }).port}/v2/app/blobs/${digestOf(bytes)}`;
   const whole = await fetch(url);

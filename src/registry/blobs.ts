@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import { isDigest, NotFoundError, type ByteRange, type Store } from '../containerd/store.js';
 import { blobUnknown, digestInvalid, RegistryError } from './errors.js';
 import { parseRange } from './range.js';
-import { reachable } from './references.js';
+import { reachable } from '../oci/references.js';
 import { openBlobFile, sendFileRange } from './send-file.js';
 import type { RouteContext } from './context.js';
 

@@ -4,7 +4,7 @@ import { MediaType } from '../oci/manifest.js';
 import type { RouteContext } from './context.js';
 import { digestInvalid, RegistryError } from './errors.js';
 import { parseImageName, wireName } from './names.js';
-import { readSmallBlob } from './references.js';
+import { readSmallBlob } from '../oci/references.js';
 
 /** Applies `n` and `last` to a sorted list, with the Link header for the next page. */
 function paginate(ctx: RouteContext, all: string[], path: string): string[] {
@@ -40,6 +40,15 @@ interface Referrer {
   annotations?: Record<string, string>;
 }
 
+/** A stored document as JSON; undefined when absent or not JSON (whatever is stored, the listing goes on). */
+function jsonOf(body: Buffer | undefined): { subject?: { digest?: unknown }; artifactType?: string; config?: { mediaType?: string }; annotations?: Record<string, string> } | undefined {
+  try {
+    return body && JSON.parse(body.toString('utf8'));
+  } catch {
+    return undefined;
+  }
+}
+
 export async function listReferrers(ctx: RouteContext): Promise<unknown> {
   const subject = ctx.ref;
   if (!isDigest(subject)) throw digestInvalid('invalid digest', { digest: subject });
@@ -47,8 +56,7 @@ export async function listReferrers(ctx: RouteContext): Promise<unknown> {
   const found = new Map<string, Referrer>();
   for (const { target } of records) {
     if (found.has(target.digest)) continue;
-    const body = await readSmallBlob(ctx.store, target.digest);
-    const doc = body && JSON.parse(body.toString('utf8'));
+    const doc = jsonOf(await readSmallBlob(ctx.store, target.digest));
     if (doc?.subject?.digest !== subject) continue;
     const artifactType = doc.artifactType ?? doc.config?.mediaType;
     found.set(target.digest, { mediaType: target.mediaType, digest: target.digest, size: target.size, artifactType, annotations: doc.annotations });

@@ -1,4 +1,6 @@
 // Errors in the OCI Distribution format: {"errors":[{code,message,detail}]} with the spec's status codes.
+import { StoreFullError, UploadClosedError } from '../containerd/store.js';
+
 export type ErrorCode =
   | 'BLOB_UNKNOWN'
   | 'BLOB_UPLOAD_INVALID'
@@ -43,3 +45,13 @@ export const digestInvalid = (message: string, detail?: unknown) => new Registry
 export const nameInvalid = (name: string) =>
   new RegistryError(400, 'NAME_INVALID', 'invalid repository name', { name });
 export const unsupported = (message: string) => new RegistryError(405, 'UNSUPPORTED', message);
+
+/** The HTTP face of an error: registry errors as they are, the store's domain errors mapped; undefined for the rest. */
+export function asRegistryError(err: unknown): RegistryError | undefined {
+  if (err instanceof RegistryError) return err;
+  if (err instanceof StoreFullError) return new RegistryError(507, 'UNKNOWN', err.message);
+  if (err instanceof UploadClosedError) return uploadUnknown(err.id);
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  if (code === 'ENOSPC' || code === 'EDQUOT') return new RegistryError(507, 'UNKNOWN', "no space left on the registry's disk");
+  return undefined;
+}

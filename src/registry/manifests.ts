@@ -5,21 +5,24 @@ import { readAll } from './body.js';
 import { bodyOf, REPLICATE_HEADER, type PushOptions, type RouteContext } from './context.js';
 import { digestInvalid, manifestUnknown, RegistryError } from './errors.js';
 import { digestImageName, isTag, parseImageName, tagImageName } from './names.js';
-import { reachable, readManifest, readSmallBlob } from './references.js';
+import { reachable, readManifest, readSmallBlob } from '../oci/references.js';
 import { created, sourceLabels } from './uploads.js';
 
 /** The manifest a reference names in this repository and its bytes, from the store or else from the mesh. */
 async function resolve(ctx: RouteContext): Promise<{ target: Descriptor; body: Buffer } | undefined> {
-  const { store, mirror } = ctx;
+  const { store, mirror, maxManifestBytes: limit } = ctx;
   if (isDigest(ctx.ref)) {
-    let body = await readSmallBlob(store, ctx.ref);
-    if (!body && mirror && (await mirror.fetchBlob(ctx.ref, { origin: { repo: ctx.repo, manifest: true } }))) body = await readSmallBlob(store, ctx.ref);
+    const held = await store.stat(ctx.ref);
+    // Known by its size, before anything is read: a layer asked for as a manifest is not one.
+    if (held && held.size > limit) return undefined;
+    let body = held && (await readSmallBlob(store, ctx.ref, limit));
+    if (!held && mirror && (await mirror.fetchBlob(ctx.ref, { origin: { repo: ctx.repo, manifest: true } }))) body = await readSmallBlob(store, ctx.ref, limit);
     return body && { target: { mediaType: mediaTypeOf(body), digest: ctx.ref, size: body.length }, body };
   }
   if (!isTag(ctx.ref)) return undefined;
   const name = tagImageName(ctx.repo, ctx.ref);
   const target = (await store.images.get(name))?.target ?? (await mirror?.resolveTag(name));
-  const body = target && (await readSmallBlob(store, target.digest));
+  const body = target && (await readSmallBlob(store, target.digest, limit));
   return body && { target: target!, body };
 }
 
@@ -67,6 +70,29 @@ function pushOptions(ctx: RouteContext): PushOptions {
   return options;
 }
 
+/** Every blob a manifest references is held, with the size it claims; what an index lists is a manifest. */
+async function checkReferences(ctx: RouteContext, manifest: ParsedManifest): Promise<void> {
+  for (const child of children(manifest)) {
+    const held = await ctx.store.stat(child.digest);
+    if (!held) {
+      throw new RegistryError(400, 'MANIFEST_BLOB_UNKNOWN', 'manifest references a blob this registry does not hold', { digest: child.digest });
+    }
+    if (held.size !== child.size) {
+      throw new RegistryError(400, 'MANIFEST_INVALID', `descriptor of ${child.digest} says ${child.size} bytes; the blob has ${held.size}`, { digest: child.digest });
+    }
+  }
+  for (const entry of manifest.manifests) {
+    const body = await readSmallBlob(ctx.store, entry.digest, ctx.maxManifestBytes);
+    try {
+      if (!body) throw new ManifestInvalidError('too large to be a manifest');
+      parseManifest(body, entry.mediaType);
+    } catch (err) {
+      if (!(err instanceof ManifestInvalidError)) throw err;
+      throw new RegistryError(400, 'MANIFEST_INVALID', `index entry ${entry.digest} is not a manifest: ${err.message}`, { digest: entry.digest });
+    }
+  }
+}
+
 export async function putManifest(ctx: RouteContext): Promise<unknown> {
   const { store, ref } = ctx;
   if (!isDigest(ref) && !isTag(ref)) {
@@ -78,11 +104,7 @@ export async function putManifest(ctx: RouteContext): Promise<unknown> {
   if (isDigest(ref) && ref !== digest) throw digestInvalid('manifest digest does not match the reference', { reference: ref, digest });
   const manifest = parse(body, ctx.req.headers['content-type']);
   const options = pushOptions(ctx);
-  for (const child of children(manifest)) {
-    if (!(await store.stat(child.digest))) {
-      throw new RegistryError(400, 'MANIFEST_BLOB_UNKNOWN', 'manifest references a blob this registry does not hold', { digest: child.digest });
-    }
-  }
+  await checkReferences(ctx, manifest);
   await putBlob(store, body, digest, sourceLabels(ctx.repo));
   const target = { mediaType: manifest.mediaType, digest, size: body.length };
   if (isTag(ref)) {
@@ -107,8 +129,9 @@ export async function deleteManifest(ctx: RouteContext): Promise<unknown> {
   const records = await store.images.list();
   const named = records.filter((r) => r.target.digest === ref && parseImageName(r.name).repo === ctx.repo);
   if (named.length === 0 && !(await store.stat(ref))) throw manifestUnknown(ref);
+  // Everything that can fail before anything changes: a delete is all or nothing.
+  const keep = await reachable(store, records.filter((r) => !named.includes(r)));
   for (const r of named) await store.images.delete(r.name);
-  const remaining = records.filter((r) => !named.includes(r));
-  if (!(await reachable(store, remaining)).has(ref)) await store.delete(ref);
+  if (!keep.has(ref)) await store.delete(ref);
   return ctx.reply.code(202).header('content-length', 0).send();
 }

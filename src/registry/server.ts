@@ -5,7 +5,7 @@ import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify';
 import { deleteBlob, getBlob } from './blobs.js';
 import type { Handler, RegistryDeps, RouteContext } from './context.js';
 import { catalog, listReferrers, listTags } from './discovery.js';
-import { RegistryError } from './errors.js';
+import { asRegistryError, RegistryError } from './errors.js';
 import { deleteManifest, getManifest, putManifest } from './manifests.js';
 import { repositoryKey } from './names.js';
 import { cancelUpload, finishUpload, patchUpload, startUpload, uploadStatus } from './uploads.js';
@@ -68,13 +68,16 @@ export function createRegistry(opts: RegistryOptions) {
       log.info({ method: req.method, url: req.url }, 'client went away mid-request');
       return reply.send();
     }
-    if (err instanceof RegistryError) {
-      if (err.status >= 500) log.error({ err, url: req.url }, 'registry request failed');
-      return reply.code(err.status).headers(err.headers).send(err.body());
+    const known = asRegistryError(err);
+    if (known) {
+      if (known.status >= 500) log.error({ err, url: req.url }, 'registry request failed');
+      return reply.code(known.status).headers(known.headers).send(known.body());
     }
     const status = err.statusCode && err.statusCode >= 400 ? err.statusCode : 500;
-    if (status >= 500) log.error({ err, method: req.method, url: req.url }, 'registry request failed');
-    return reply.code(status).send({ errors: [{ code: 'UNKNOWN', message: err.message }] });
+    if (status < 500) return reply.code(status).send({ errors: [{ code: 'UNKNOWN', message: err.message }] });
+    // The details (paths, causes) go to the log only: a response never shows the server's insides.
+    log.error({ err, method: req.method, url: req.url, request: req.id }, 'registry request failed');
+    return reply.code(status).send({ errors: [{ code: 'UNKNOWN', message: `internal error (request ${req.id}; details are in meshd's log)` }] });
   });
 
   const dispatch = async (req: FastifyRequest, reply: FastifyReply) => {

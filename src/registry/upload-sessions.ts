@@ -1,24 +1,33 @@
-// Upload sessions of the push API: one store Upload each, owned by one repository,
-// expired when abandoned so that their space is released.
+// Upload sessions of the push API: one store Upload each, owned by one repository and one client
+// address, capped per client and in total, expired when abandoned so that their space is released.
 import type { Logger } from 'pino';
 import {
   DigestMismatchError,
   SizeMismatchError,
+  StoreFullError,
+  UploadClosedError,
   type BlobInfo,
   type Store,
   type Upload,
 } from '../containerd/store.js';
-import { digestInvalid, RegistryError, uploadUnknown } from './errors.js';
+import { asRegistryError, digestInvalid, RegistryError, uploadUnknown } from './errors.js';
 
 export interface UploadLimits {
   /** Largest blob accepted, in bytes. */
   maxBlobBytes: number;
   /** An upload untouched for this long is aborted. */
   idleTimeoutMs: number;
+  /** Sessions open at once, in all and per client address: past them a client gets 429. */
+  maxSessions: number;
+  maxSessionsPerClient: number;
 }
+
+/** Seconds a client over a session cap is told to wait. */
+const RETRY_AFTER_S = 10;
 
 interface Session {
   repo: string;
+  client: string;
   upload: Upload;
   lastActive: number;
   busy: boolean;
@@ -27,8 +36,12 @@ interface Session {
 export const tooLarge = (limit: number) =>
   new RegistryError(413, 'SIZE_INVALID', `blob exceeds the upload limit of ${limit} bytes`, { limit });
 
+const tooManySessions = (message: string) =>
+  new RegistryError(429, 'TOOMANYREQUESTS', message, undefined, { 'retry-after': String(RETRY_AFTER_S) });
+
 export class UploadSessions {
   readonly #sessions = new Map<string, Session>();
+  readonly #perClient = new Map<string, number>();
   readonly #sweeper: NodeJS.Timeout;
 
   constructor(private readonly store: Store, readonly limits: UploadLimits, private readonly log: Logger) {
@@ -40,11 +53,32 @@ export class UploadSessions {
     return this.#sessions.size;
   }
 
-  async start(repo: string): Promise<{ id: string; upload: Upload }> {
-    const upload = await this.store.beginUpload();
-    this.#sessions.set(upload.id, { repo, upload, lastActive: Date.now(), busy: false });
-    this.log.debug({ upload: upload.id, repo }, 'upload started');
+  /** Opens a session for `client` (its address), or 429 when a cap is reached. */
+  async start(repo: string, client: string): Promise<{ id: string; upload: Upload }> {
+    const { maxSessions, maxSessionsPerClient } = this.limits;
+    if (this.#sessions.size >= maxSessions) {
+      this.log.warn({ client, sessions: this.#sessions.size }, 'upload refused: the registry holds its maximum of upload sessions');
+      throw tooManySessions(`the registry holds its maximum of ${maxSessions} upload sessions; finish or cancel some`);
+    }
+    if ((this.#perClient.get(client) ?? 0) >= maxSessionsPerClient) {
+      throw tooManySessions(`this client holds its maximum of ${maxSessionsPerClient} upload sessions; finish or cancel some`);
+    }
+    const upload = await this.store.beginUpload().catch((err) => { throw asRegistryError(err) ?? err; });
+    this.#sessions.set(upload.id, { repo, client, upload, lastActive: Date.now(), busy: false });
+    this.#perClient.set(client, (this.#perClient.get(client) ?? 0) + 1);
+    this.log.debug({ upload: upload.id, repo, client }, 'upload started');
     return { id: upload.id, upload };
+  }
+
+  /** Forgets a session (the caller ends its upload). */
+  #remove(id: string): Session | undefined {
+    const session = this.#sessions.get(id);
+    if (!session) return undefined;
+    this.#sessions.delete(id);
+    const left = (this.#perClient.get(session.client) ?? 1) - 1;
+    if (left > 0) this.#perClient.set(session.client, left);
+    else this.#perClient.delete(session.client);
+    return session;
   }
 
   /** The session, or BLOB_UPLOAD_UNKNOWN when it does not exist for this repository. */
@@ -67,8 +101,18 @@ export class UploadSessions {
     }
     session.busy = true;
     try {
-      return await session.upload.append(this.#limited(session.upload, body));
+      const offset = await session.upload.append(this.#limited(session.upload, body));
+      if (!this.#sessions.has(id)) throw uploadUnknown(id); // cancelled while this request wrote
+      return offset;
     } catch (err) {
+      // Cancelled or expired while this request wrote to it.
+      if (err instanceof UploadClosedError) throw uploadUnknown(id);
+      // A full disk or an oversized blob ends the session at once, releasing its space.
+      if (err instanceof StoreFullError) {
+        await this.discard(id);
+        this.log.warn({ upload: id, repo, bytes: session.upload.offset }, 'upload failed: the disk is full');
+        throw asRegistryError(err)!;
+      }
       if (err instanceof RegistryError && err.code === 'SIZE_INVALID') await this.discard(id);
       throw err;
     } finally {
@@ -80,7 +124,7 @@ export class UploadSessions {
   /** Verifies and publishes the blob; the session ends either way. */
   async finish(repo: string, id: string, digest: string, labels: Record<string, string>): Promise<BlobInfo> {
     const upload = this.get(repo, id);
-    this.#sessions.delete(id);
+    this.#remove(id);
     try {
       const info = await upload.commit({ digest }, labels);
       this.log.debug({ upload: id, repo, digest, bytes: upload.offset }, 'upload committed');
@@ -100,9 +144,7 @@ export class UploadSessions {
 
   /** Ends a session if it still exists. */
   async discard(id: string): Promise<void> {
-    const session = this.#sessions.get(id);
-    this.#sessions.delete(id);
-    await session?.upload.abort();
+    await this.#remove(id)?.upload.abort();
   }
 
   async *#limited(upload: Upload, body: AsyncIterable<Uint8Array>): AsyncIterable<Uint8Array> {
@@ -117,7 +159,7 @@ export class UploadSessions {
   async sweep(now = Date.now()): Promise<void> {
     for (const [id, session] of this.#sessions) {
       if (session.busy || now - session.lastActive < this.limits.idleTimeoutMs) continue;
-      this.#sessions.delete(id);
+      this.#remove(id);
       this.log.info({ upload: id, repo: session.repo, bytes: session.upload.offset }, 'abandoned upload expired');
       await session.upload.abort().catch((err) => this.log.warn({ err, upload: id }, 'aborting expired upload failed'));
     }
@@ -128,6 +170,7 @@ export class UploadSessions {
     clearInterval(this.#sweeper);
     const sessions = [...this.#sessions.entries()];
     this.#sessions.clear();
+    this.#perClient.clear();
     await Promise.all(sessions.map(([id, s]) =>
       s.upload.abort().catch((err) => this.log.warn({ err, upload: id }, 'aborting upload at shutdown failed'))));
   }

@@ -45,7 +45,7 @@ export async function startUpload(ctx: RouteContext): Promise<unknown> {
     if (isDigest(query.mount) && (await store.stat(query.mount))) return created(ctx, query.mount);
   }
   checkDeclaredLength(ctx);
-  const { id } = await uploads.start(ctx.repo);
+  const { id } = await uploads.start(ctx.repo, ctx.req.ip);
   if (query.digest === undefined) return accepted(ctx, id, 0);
   if (!isDigest(query.digest)) {
     await uploads.cancel(ctx.repo, id);

@@ -71,7 +71,7 @@ let requests: { method: string; url: string; replicate?: string }[];
 async function startRegistry(token?: string) {
   store = new MemoryStore();
   const log = pino({ level: 'silent' });
-  app = createRegistry({ store, uploads: new UploadSessions(store, { maxBlobBytes: 1 << 30, idleTimeoutMs: 60_000 }, log), log, maxManifestBytes: 4 << 20, token });
+  app = createRegistry({ store, uploads: new UploadSessions(store, { maxBlobBytes: 1 << 30, idleTimeoutMs: 60_000, maxSessions: 100, maxSessionsPerClient: 10 }, log), log, maxManifestBytes: 4 << 20, token });
   requests = [];
   app.addHook('onRequest', async (req) => {
     const replicate = req.headers[REPLICATE_HEADER];

@@ -1,0 +1,52 @@
+// What image records reference: the walk behind safe deletes and referrers.
+import type { ImageRecord, Store } from '../containerd/store.js';
+import { children, ManifestInvalidError, MANIFEST_MEDIA_TYPES, parseManifest, type ParsedManifest } from './manifest.js';
+
+/** Largest manifest read back from the store. */
+const MAX_STORED_MANIFEST = 16 << 20;
+
+/**
+ * The bytes of a small blob held by the store; undefined if absent or larger than `limit`. The size is
+ * known before anything is read, so asking for a large layer as a manifest costs no memory.
+ */
+export async function readSmallBlob(store: Store, digest: string, limit = MAX_STORED_MANIFEST): Promise<Buffer | undefined> {
+  const info = await store.stat(digest);
+  if (!info || info.size > limit) return undefined;
+  const { stream } = await store.open(digest);
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for await (const chunk of stream as AsyncIterable<Buffer>) {
+    total += chunk.length;
+    if (total > info.size) throw new Error(`the store gave more than the ${info.size} bytes of ${digest}`);
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks, total);
+}
+
+/** Reads and parses a manifest held by the store; undefined if absent. Throws ManifestInvalidError. */
+export async function readManifest(store: Store, digest: string, mediaType?: string): Promise<{ body: Buffer; manifest: ParsedManifest } | undefined> {
+  const body = await readSmallBlob(store, digest);
+  return body && { body, manifest: parseManifest(body, mediaType) };
+}
+
+/**
+ * Every digest reachable from the records (targets, configs, layers, index children). A child that is
+ * absent (a platform not pulled) or does not parse as the manifest it claims to be is a leaf: whatever
+ * is stored, the walk ends.
+ */
+export async function reachable(store: Store, records: ImageRecord[]): Promise<Set<string>> {
+  const seen = new Set<string>();
+  const queue = records.map((r) => r.target);
+  while (queue.length > 0) {
+    const d = queue.pop()!;
+    if (seen.has(d.digest)) continue;
+    seen.add(d.digest);
+    if (!MANIFEST_MEDIA_TYPES.includes(d.mediaType)) continue;
+    const found = await readManifest(store, d.digest, d.mediaType).catch((err) => {
+      if (err instanceof ManifestInvalidError) return undefined;
+      throw err;
+    });
+    if (found) queue.push(...children(found.manifest));
+  }
+  return seen;
+}
