@@ -1,11 +1,13 @@
-// A full disk under a real meshd on the embedded store: its data dir on a 40 MiB tmpfs. Every blob
-// that ever got 201 must re-hash to its digest, a full disk must answer 507 and free the upload at
-// once, and once space is freed (by deleting an image) pushes must work again.
+// A full disk under a real meshd, on each store: the embedded store's data dir, or a private
+// containerd's content dir, on a 40 MiB tmpfs. Every blob that ever got 201 must re-hash to its
+// digest, a full disk must answer 507 and free the upload at once, and once space is freed (by
+// deleting an image) pushes must work again.
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, readdir, readFile, rm, statfs } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, statfs } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startContainerd, type TestContainerd } from './helpers/containerd.js';
 import { startMeshd, type Meshd } from './helpers/meshd.js';
 import { run } from './helpers/run.js';
 import { waitFor } from './helpers/wait.js';
@@ -13,6 +15,10 @@ import { waitFor } from './helpers/wait.js';
 const MiB = 1 << 20;
 const sha = (data: Buffer) => `sha256:${createHash('sha256').update(data).digest('hex')}`;
 
+/** Where the store keeps blobs and uploads, on the small tmpfs at `dir`. */
+interface Layout { dir: string; blobs: string; uploads: string }
+
+let layout: Layout;
 let dir: string;
 let meshd: Meshd;
 /** Every digest the registry answered 201 for, and still holds. */
@@ -38,7 +44,7 @@ async function expectEveryAcceptedBlobIntact(): Promise<void> {
   for (const digest of accepted) {
     const served = Buffer.from(await (await api(`/v2/fill/blobs/${digest}`)).arrayBuffer());
     expect(sha(served), `served ${digest}`).toBe(digest);
-    const onDisk = await readFile(join(dir, 'store', 'blobs', 'sha256', digest.slice(7)));
+    const onDisk = await readFile(join(layout.blobs, digest.slice(7)));
     expect(sha(onDisk), `stored ${digest}`).toBe(digest);
   }
 }
@@ -80,18 +86,56 @@ async function deleteTag(tag: string, layers: { digest: string }[]): Promise<voi
     (await Promise.all(layers.map(async (l) => (await api(`/v2/fill/blobs/${l.digest}`, { method: 'HEAD' })).status === 404))).every(Boolean));
 }
 
-beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'lm-disk-full-'));
-  await run('mount', ['-t', 'tmpfs', '-o', 'size=40m', 'tmpfs', dir]);
-  meshd = await startMeshd(['--store', 'fs', '--gc-delay', '1s', '--log-level', 'info'], { dataDir: dir });
-});
-afterAll(async () => {
-  await meshd?.stop();
-  await run('umount', [dir]).catch(() => undefined);
-  await rm(dir, { recursive: true, force: true });
-});
+const mountTmpfs = async (at: string) => {
+  await mkdir(at, { recursive: true });
+  await run('mount', ['-t', 'tmpfs', '-o', 'size=40m', 'tmpfs', at]);
+};
 
-describe('a full disk', () => {
+const stores: [string, () => Promise<{ layout: Layout; meshd: Meshd; stop(): Promise<void> }>][] = [
+  ['the embedded store', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'lm-disk-full-'));
+    await mountTmpfs(dir);
+    const stop = async () => {
+      await run('umount', [dir]).catch(() => undefined);
+      await rm(dir, { recursive: true, force: true });
+    };
+    const layout = { dir, blobs: join(dir, 'store', 'blobs', 'sha256'), uploads: join(dir, 'store', 'uploads') };
+    try {
+      return { layout, meshd: await startMeshd(['--store', 'fs', '--gc-delay', '1s', '--log-level', 'info'], { dataDir: dir }), stop };
+    } catch (err) {
+      await stop();
+      throw err;
+    }
+  }],
+  ['containerd', async () => {
+    let content = '';
+    const containerd: TestContainerd = await startContainerd({ prepare: async ({ root }) => {
+      content = join(root, 'io.containerd.content.v1.content');
+      await mountTmpfs(content);
+    } });
+    const layout = { dir: content, blobs: join(content, 'blobs', 'sha256'), uploads: join(content, 'ingest') };
+    try {
+      const meshd = await startMeshd(['--store', 'containerd', '--containerd-socket', containerd.socket, '--log-level', 'info']);
+      return { layout, meshd, stop: () => containerd.stop() };
+    } catch (err) {
+      await containerd.stop();
+      throw err;
+    }
+  }],
+];
+
+describe.each(stores)('a full disk under %s', (_, start) => {
+  let stop: () => Promise<void>;
+  beforeAll(async () => {
+    accepted.clear();
+    ({ layout, meshd, stop } = await start());
+    dir = layout.dir;
+  });
+  afterAll(async () => {
+    await meshd?.stop();
+    await stop?.();
+  });
+
   it('never stores a wrong byte from concurrent monolithic pushes, and answers 507 for what does not fit', async () => {
     for (let round = 0; round < 3; round++) {
       const filler = await fill(8 * MiB);
@@ -103,7 +147,7 @@ describe('a full disk', () => {
       expect(results.some((r) => r.status === 507), `round ${round}: two 8 MiB blobs fit in 8 MiB`).toBe(true);
       await expectEveryAcceptedBlobIntact();
       // A failed upload leaves nothing behind, at once.
-      expect(await readdir(join(dir, 'store', 'uploads'))).toEqual([]);
+      expect(await readdir(layout.uploads).catch(() => [])).toEqual([]);
       expect((await api('/v2/')).status).toBe(200);
       await deleteTag(`round${round}`, await tagImage(`round${round}`, filler));
     }
@@ -124,7 +168,7 @@ describe('a full disk', () => {
       if (status !== 202) await expectDiskFull(res);
     }
     expect(status).toBe(507);
-    expect(await readdir(join(dir, 'store', 'uploads'))).toEqual([]);
+    expect(await readdir(layout.uploads).catch(() => [])).toEqual([]);
     expect(await free()).toBeGreaterThanOrEqual(before - MiB);
     const resumed = await api(`${location}?digest=${sha(data)}`, { method: 'PUT', body: data.subarray(offset) });
     expect(resumed.status).toBe(404);

@@ -3,6 +3,7 @@
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { fileURLToPath } from 'node:url';
+import { StoreFullError } from './store.js';
 
 const PROTO_DIR = fileURLToPath(new URL('./proto/', import.meta.url));
 const PROTO_FILES = ['content.proto', 'images.proto', 'leases.proto', 'events.proto', 'introspection.proto', 'version.proto'];
@@ -104,6 +105,8 @@ export class ContainerdClient {
     if (err instanceof ContainerdError) return err;
     const code = (err as Partial<grpc.ServiceError>)?.code;
     if (typeof code !== 'number') return err instanceof Error ? err : new Error(String(err));
+    // containerd passes the errno of a failed write on only as text.
+    if (/no space left on device|disk quota exceeded/i.test((err as Error).message)) return new StoreFullError(`containerd ${op}`, { cause: err });
     return new ContainerdError(op, code, this.socket, err);
   }
 

@@ -62,7 +62,10 @@ export interface RouteContext extends RegistryDeps {
 
 export type Handler = (ctx: RouteContext) => Promise<unknown>;
 
-/** The request body as a byte stream (the registry registers no body parsers). */
+/**
+ * The request body as a byte stream (the registry registers no body parsers). A handler that stops
+ * reading early leaves the rest unread rather than destroyed, so the error can still reach the client.
+ */
 export function bodyOf(ctx: RouteContext): AsyncIterable<Uint8Array> {
-  return ctx.req.raw;
+  return ctx.req.raw.iterator({ destroyOnReturn: false });
 }

@@ -1,6 +1,9 @@
 // The OCI Distribution API over fastify. Routes are matched here rather than by
 // fastify's router because repository names contain slashes.
 import { timingSafeEqual } from 'node:crypto';
+import { once } from 'node:events';
+import type { IncomingMessage } from 'node:http';
+import { setTimeout } from 'node:timers/promises';
 import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify';
 import { deleteBlob, getBlob } from './blobs.js';
 import type { Handler, RegistryDeps, RouteContext } from './context.js';
@@ -50,6 +53,22 @@ function authorized(token: string, header: string | undefined): boolean {
   return given.length === want.length && timingSafeEqual(given, want);
 }
 
+/** Bytes of a failed request's body read and dropped so that its client sees the answer. */
+const DRAIN_LIMIT = 16 << 20;
+const DRAIN_TIMEOUT_MS = 5000;
+
+async function drained(body: IncomingMessage): Promise<boolean> {
+  if (body.readableEnded) return true;
+  const declared = Number(body.headers['content-length']);
+  if (body.destroyed || !(declared <= DRAIN_LIMIT)) return false;
+  body.resume();
+  const ended = await Promise.race([
+    once(body, 'end').then(() => true, () => false),
+    setTimeout(DRAIN_TIMEOUT_MS, false),
+  ]);
+  return ended && body.readableEnded;
+}
+
 export function createRegistry(opts: RegistryOptions) {
   const app = Fastify({ return503OnClosing: true });
   const log = opts.log;
@@ -61,9 +80,11 @@ export function createRegistry(opts: RegistryOptions) {
     reply.header('docker-distribution-api-version', 'registry/2.0');
   });
 
-  app.setErrorHandler((err: Error & { statusCode?: number }, req, reply) => {
-    // An unread request body would be taken for the next request on a kept-alive connection.
-    if (!req.raw.readableEnded) reply.header('connection', 'close');
+  app.setErrorHandler(async (err: Error & { statusCode?: number }, req, reply) => {
+    // A client still sending its body reads the answer only once it has sent it: a small rest is read
+    // and dropped. A large one is not; the connection closes, as an unread body would be taken for the
+    // next request on it.
+    if (!(await drained(req.raw))) reply.header('connection', 'close');
     if ((err as NodeJS.ErrnoException).code === 'ECONNRESET') {
       log.info({ method: req.method, url: req.url }, 'client went away mid-request');
       return reply.send();

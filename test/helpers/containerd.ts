@@ -62,9 +62,17 @@ export async function writeContainerdConfig(dir: string): Promise<ContainerdPath
   return { config, socket, root, state };
 }
 
-export async function startContainerd(): Promise<TestContainerd> {
+/** `prepare` runs before containerd starts, e.g. to mount a small tmpfs under its root; stop() unmounts it. */
+export async function startContainerd(opts: { prepare?: (paths: ContainerdPaths) => Promise<void> } = {}): Promise<TestContainerd> {
   const dir = await mkdtemp(join(tmpdir(), 'lm-containerd-'));
   const { config, socket, root, state } = await writeContainerdConfig(dir);
+  try {
+    await opts.prepare?.({ config, socket, root, state });
+  } catch (err) {
+    await unmountUnder(dir);
+    await rm(dir, { recursive: true, force: true });
+    throw err;
+  }
 
   const logPath = join(dir, 'containerd.log');
   const log = openSync(logPath, 'a');
