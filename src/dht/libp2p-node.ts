@@ -13,6 +13,7 @@ import { mdns } from '@libp2p/mdns';
 import type { Libp2p, PrivateKey } from '@libp2p/interface';
 import type { Logger } from 'pino';
 import { BootstrapDialer } from './bootstrap-dialer.js';
+import { inboundFailureLog, type InboundFailureLog } from './inbound-failures.js';
 import { PathIndexedDatastore } from './indexed-datastore.js';
 import { EVENTS_TOPIC, eventsTopicScoreParams } from './mesh-events.js';
 
@@ -53,7 +54,8 @@ export interface MeshNode {
 
 export async function createMeshNode(opts: MeshNodeOptions): Promise<MeshNode> {
   const log = opts.logger;
-  const libp2p = await createLibp2p<MeshServices>(libp2pOptions(opts)).catch((err: unknown) => {
+  const inbound = inboundFailureLog(log.child({ part: 'inbound' }), { swarmKey: opts.swarmKey !== undefined });
+  const libp2p = await createLibp2p<MeshServices>(libp2pOptions(opts, inbound)).catch((err: unknown) => {
     throw new Error(`cannot start libp2p on ${opts.listen.join(', ')}`, { cause: err });
   });
 
@@ -77,12 +79,13 @@ export async function createMeshNode(opts: MeshNodeOptions): Promise<MeshNode> {
     recordTtlMs: opts.recordTtlMs,
     async stop() {
       dialer.stop();
+      inbound.close();
       await libp2p.stop();
     },
   };
 }
 
-function libp2pOptions(opts: MeshNodeOptions): Libp2pOptions<MeshServices> {
+function libp2pOptions(opts: MeshNodeOptions, inbound: InboundFailureLog): Libp2pOptions<MeshServices> {
   const inMemory = opts.listen.length > 0 && opts.listen.every((a) => a.startsWith('/memory/'));
   return {
     privateKey: opts.privateKey,
@@ -94,6 +97,7 @@ function libp2pOptions(opts: MeshNodeOptions): Libp2pOptions<MeshServices> {
     connectionProtector: opts.swarmKey === undefined ? undefined : preSharedKey({ psk: opts.swarmKey }),
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
+    connectionGater: inbound.gater, // denies nothing: logs inbound connections that fail their handshake
     connectionManager: {
       // Defaults (5 inbound connections per second per IP, 10 pending) refuse a fleet behind one NAT, a
       // loopback test mesh, or everyone redialing a restarted bootstrap peer at once.

@@ -1,0 +1,85 @@
+// Logs inbound p2p connections that never became libp2p connections: garbage on the port, an HTTP client, a peer
+// without the swarm key, a handshake that timed out. libp2p resets them and says nothing above debug level.
+import type { ConnectionGater, MultiaddrConnection, StreamCloseEvent } from '@libp2p/interface';
+import type { Multiaddr } from '@multiformats/multiaddr';
+import type { Logger } from 'pino';
+import { LogRateLimiter, type LogRateLimiterOptions } from '../util/log-rate-limiter.js';
+
+export interface InboundFailureLog {
+  /** Install as libp2p's `connectionGater`: it denies nothing, it only watches. */
+  gater: ConnectionGater;
+  /** Stop logging (before the node stops: stopping aborts handshakes still under way, which is no peer's fault). */
+  close(): void;
+}
+
+/**
+ * libp2p v3 emits no event for an inbound connection whose upgrade fails. The connection gater is the documented
+ * hook that sees every inbound connection the connection manager accepted (with its remote address) before the
+ * upgrade, and again once it is upgraded; a connection that closes in between failed, and the upgrade error is the
+ * `error` of its 'close' event (the tcp listener aborts the connection with it).
+ */
+export function inboundFailureLog(log: Logger, opts: { swarmKey: boolean; limits?: LogRateLimiterOptions }): InboundFailureLog {
+  const limiter = new LogRateLimiter(opts.limits);
+  // Behind pnet, a peer with another key (or none) looks like garbage to multistream-select: say so.
+  const hint = opts.swarmKey ? { hint: 'not a member: a peer without this swarm key, or not a libp2p peer' } : {};
+  const pending = new WeakMap<MultiaddrConnection, (evt: StreamCloseEvent) => void>();
+  let closed = false;
+
+  const settle = (maConn: MultiaddrConnection): void => {
+    const onClose = pending.get(maConn);
+    if (onClose === undefined) return;
+    pending.delete(maConn);
+    maConn.removeEventListener('close', onClose);
+  };
+
+  const report = (remoteAddr: Multiaddr, evt: StreamCloseEvent): void => {
+    if (closed) return;
+    const { ip, remote } = addressOf(remoteAddr);
+    const admitted = limiter.admit(ip);
+    if (admitted === undefined) return;
+    const reason = evt.error === undefined ? 'closed by the remote during the handshake' : describe(evt.error);
+    const counts = {
+      ...(admitted.suppressed > 0 ? { suppressed: admitted.suppressed } : {}),
+      ...(admitted.suppressedOthers > 0 ? { suppressedOthers: admitted.suppressedOthers } : {}),
+    };
+    log.warn({ remote, reason, ...hint, ...counts }, 'inbound p2p connection failed before the libp2p handshake completed');
+  };
+
+  const gater: ConnectionGater = {
+    denyInboundConnection(maConn) {
+      if (closed) return false;
+      const onClose = (evt: StreamCloseEvent) => {
+        pending.delete(maConn);
+        report(maConn.remoteAddr, evt);
+      };
+      pending.set(maConn, onClose);
+      maConn.addEventListener('close', onClose, { once: true });
+      return false;
+    },
+    denyInboundUpgradedConnection(_peer, maConn) {
+      settle(maConn);
+      return false;
+    },
+  };
+
+  return {
+    gater,
+    close() {
+      closed = true;
+    },
+  };
+}
+
+/** `ip` keys the rate limit; `remote` is ip:port for tcp, the multiaddr for anything else. */
+function addressOf(addr: Multiaddr): { ip: string; remote: string } {
+  const parts = addr.getComponents();
+  const ip = parts.find((c) => c.name === 'ip4' || c.name === 'ip6')?.value;
+  const port = parts.find((c) => c.name === 'tcp')?.value;
+  if (ip === undefined) return { ip: addr.toString(), remote: addr.toString() };
+  if (port === undefined) return { ip, remote: addr.toString() };
+  return { ip, remote: ip.includes(':') ? `[${ip}]:${port}` : `${ip}:${port}` };
+}
+
+function describe(err: Error): string {
+  return err.name === 'Error' ? err.message : `${err.name}: ${err.message}`;
+}
