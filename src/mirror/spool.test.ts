@@ -26,6 +26,10 @@ function follow(stream: NodeJS.ReadableStream) {
   return Object.assign(got, { data: () => Buffer.concat(got.bytes) });
 }
 const tick = () => new Promise((r) => setTimeout(r, 20));
+/** Waits until `cond` holds (a loaded machine may take longer than a tick), for at most 2 s. */
+async function until(cond: () => boolean): Promise<void> {
+  for (const deadline = Date.now() + 2000; !cond() && Date.now() < deadline; ) await tick();
+}
 
 describe('Spool', () => {
   it('hands readers what arrived within moments, even when nothing more arrives for a while', async () => {
@@ -40,7 +44,7 @@ describe('Spool', () => {
     await spool.append(data.subarray(50_000));
     await spool.flush();
     spool.verify();
-    await tick();
+    await until(() => reader.ended);
     expect(reader.ended && reader.data().equals(data)).toBe(true);
     await spools.remove(spool);
   });
@@ -52,20 +56,20 @@ describe('Spool', () => {
     const reader = follow(spool.reader());
     await spool.append(data.subarray(0, 60_000));
     await spool.flush();
-    await tick();
+    await until(() => reader.data().length === 59_999);
     expect(reader.data().length).toBe(59_999);
     await spool.append(data.subarray(60_000));
     await spool.flush();
-    await tick();
+    await until(() => reader.data().length === data.length - 1);
     expect(reader.data().length).toBe(data.length - 1);
     expect(reader.ended).toBe(false);
     spool.verify();
-    await tick();
+    await until(() => reader.ended);
     expect(reader.ended).toBe(true);
     expect(reader.data().equals(data)).toBe(true);
     // A range of a partial copy, as the peer data plane serves it.
     const range = follow(spool.reader(10, 19));
-    await tick();
+    await until(() => range.ended);
     expect(range.data().equals(data.subarray(10, 20))).toBe(true);
   });
 
