@@ -1,5 +1,5 @@
 // What image records reference: the walk behind safe deletes and referrers.
-import type { ImageRecord, Store } from '../containerd/store.js';
+import { NotFoundError, type ImageRecord, type Store } from '../containerd/store.js';
 import { children, MANIFEST_MEDIA_TYPES, parseManifest, type ParsedManifest } from '../oci/manifest.js';
 import { readAll } from './body.js';
 
@@ -10,8 +10,12 @@ const MAX_STORED_MANIFEST = 16 << 20;
 export async function readSmallBlob(store: Store, digest: string): Promise<Buffer | undefined> {
   const info = await store.stat(digest);
   if (!info) return undefined;
-  const { stream } = await store.open(digest);
-  return readAll(stream, Math.min(info.size, MAX_STORED_MANIFEST));
+  // Deleted since stat (e.g. by a concurrent manifest delete in another repository): absent as well.
+  const opened = await store.open(digest).catch((err: unknown) => {
+    if (err instanceof NotFoundError) return undefined;
+    throw err;
+  });
+  return opened && readAll(opened.stream, Math.min(info.size, MAX_STORED_MANIFEST));
 }
 
 /** Reads and parses a manifest held by the store; undefined if absent. */
