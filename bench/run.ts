@@ -5,12 +5,14 @@
 //  3. pull of the same image by containerd through the mirror (meshd B fetching from peer meshd A)
 //     against containerd pulling it straight from the Go registry; target: mirror throughput
 //     ≥ 0.7× the direct path's (direct time / mirror time) with `ctr images pull` (also printed: `ctr content fetch`);
-//  4. bytes on the wire of pussh after a one-layer change, against `docker save | ssh` of the image.
-// Prints a table and, last, one JSON line. Exits non-zero only on errors, not on a missed target.
+//  4. bytes on the wire of pussh after a one-layer change, against `docker save | ssh` of the image;
+//  5. re-pushes of a layer right after its manifest was deleted, on containerd (issue 12): must all succeed.
+// Prints a table and, last, one JSON line. Exits non-zero on errors and failed re-pushes, not on a missed target.
 // Knobs (environment): BENCH_BLOB_MIB=256 BENCH_GET_ROUNDS=5 BENCH_GET_WARMUPS=1
 //                      BENCH_PUSH_ROUNDS=3 BENCH_LAYERS_MIB=40,35,30,25,20 BENCH_MIRROR_ROUNDS=3
 //                      BENCH_MIRROR_VARIANTS=fetch,pull BENCH_PUSSH_LAYERS_MIB=30,50,15,5
-//                      BENCH_SKIP=get,push,mirror,pussh (any of them)
+//                      BENCH_REPUSH_ROUNDS=1000 BENCH_REPUSH_LANES=4
+//                      BENCH_SKIP=get,push,mirror,pussh,repush (any of them)
 //                      BENCH_MESHD_MAIN=/path/to/dist/src/node/main.js (another meshd build, for A/B)
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -24,6 +26,7 @@ import { MB, MiB, fixed, median, table } from './lib/stats.js';
 import { benchMirrorPull, VARIANT_LABEL, type MirrorPullReport, type PullVariant } from './mirror-pull.js';
 import { benchGet, writeRandomBlob, type GetResult } from './registry-get.js';
 import { benchPusshIncremental, type PusshIncrementalReport } from './pussh-incremental.js';
+import { benchRepushRace } from './repush-race.js';
 import { benchPush, type PushResult } from './skopeo-push.js';
 
 const GET_TARGET = 0.6;
@@ -116,6 +119,8 @@ async function main(): Promise<number> {
   const push = skip.includes('push') ? undefined : await pushPhase(work);
   const mirror = skip.includes('mirror') ? undefined : await mirrorPhase(work);
   const pussh = skip.includes('pussh') ? undefined : await pusshPhase(work);
+  const repush = skip.includes('repush') ? undefined
+    : await benchRepushRace({ rounds: envInt('BENCH_REPUSH_ROUNDS', 1000), lanes: envInt('BENCH_REPUSH_LANES', 4) }, say);
 
   const json: Record<string, unknown> = { bench: 'layermesh-registry', node: process.version };
   say('');
@@ -230,8 +235,16 @@ async function main(): Promise<number> {
       ratio: Number(pussh.ratio.toFixed(4)),
     };
   }
+  if (repush) {
+    say(`Re-push after a manifest delete, meshd on containerd: ${repush.rounds} rounds in ${repush.lanes} repositories`);
+    say(`  failed rounds: ${repush.failures} (re-push refused: ${repush.repushFailures}), must be 0; ${fixed(repush.seconds, 1)} s, ${fixed(repush.seconds / repush.rounds * 1000, 0)} ms per round, meshd + containerd CPU ${fixed(repush.serverCpuSeconds, 1)} s`);
+    for (const e of repush.examples) say(`  ${e}`);
+    say('');
+    const { examples: _, ...figures } = repush;
+    json.repush = { ...figures, seconds: Number(repush.seconds.toFixed(2)), serverCpuSeconds: Number(repush.serverCpuSeconds.toFixed(2)) };
+  }
   console.log(JSON.stringify(json));
-  return 0;
+  return repush && repush.failures > 0 ? 1 : 0;
 }
 
 await runBench(main);

@@ -25,11 +25,19 @@ export async function ensureLease(client: ContainerdClient, id: string): Promise
   }
 }
 
+/**
+ * Puts a content digest under an existing lease. containerd (1.6 too) records it even when no such blob
+ * exists yet, and then holds the blob from the moment it does.
+ */
+export async function leaseContent(client: ContainerdClient, id: string, digest: string): Promise<void> {
+  await client.unary('leases', 'AddResource', { id, resource: { id: digest, type: 'content' } }, `${id} ${digest}`);
+}
+
 /** Moves the blob under its own lease `layermesh-blob-<hex>`, which images.put releases once a tag holds it. */
 export async function protectBlob(client: ContainerdClient, digest: string): Promise<void> {
   const id = blobLeaseId(digest);
   await ensureLease(client, id);
-  await client.unary('leases', 'AddResource', { id, resource: { id: digest, type: 'content' } }, `${id} ${digest}`);
+  await leaseContent(client, id, digest);
 }
 
 /** Deletes a lease; absent is fine (already released). */

@@ -6,7 +6,7 @@ import type { ClientDuplexStream } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { DigestMismatchError, SizeMismatchError, type BlobInfo, type Upload } from './store.js';
 import { Code, hasCode, type ContainerdClient } from './containerd-client.js';
-import { UPLOAD_LEASE_PREFIX, deleteLease, gcExpireLabels, protectBlob } from './containerd-leases.js';
+import { UPLOAD_LEASE_PREFIX, deleteLease, gcExpireLabels, leaseContent, protectBlob } from './containerd-leases.js';
 
 const CHUNK = 1 << 20;
 /** WRITE messages in flight before we wait for the oldest response. */
@@ -76,6 +76,10 @@ export class ContainerdUpload implements Upload {
     this.confirmed = held.offset;
     if (expected.size !== undefined && held.offset !== expected.size) throw new SizeMismatchError(expected.size, held.offset);
     if (held.digest !== expected.digest) throw new DigestMismatchError(expected.digest, held.digest);
+    // The digest goes under this upload's lease *before* COMMIT: on AlreadyExists 1.6 leaves the existing blob
+    // out of our lease, and an unreferenced one (its manifest just deleted) could be collected before
+    // protectBlob below. This lease is deleted after commit or at abort, so a failed commit leaves nothing.
+    await leaseContent(this.host.client, this.id, expected.digest);
     let created = true;
     try {
       await ch.send({ action: 'COMMIT', ref: this.id, offset: held.offset, total: held.offset, expected: expected.digest, labels });

@@ -1,5 +1,5 @@
 // What image records reference: the walk behind safe deletes and referrers.
-import type { ImageRecord, Store } from '../containerd/store.js';
+import { NotFoundError, type ImageRecord, type Store } from '../containerd/store.js';
 import { children, ManifestInvalidError, MANIFEST_MEDIA_TYPES, parseManifest, type ParsedManifest } from './manifest.js';
 
 /** Largest manifest read back from the store. */
@@ -12,7 +12,13 @@ const MAX_STORED_MANIFEST = 16 << 20;
 export async function readSmallBlob(store: Store, digest: string, limit = MAX_STORED_MANIFEST): Promise<Buffer | undefined> {
   const info = await store.stat(digest);
   if (!info || info.size > limit) return undefined;
-  const { stream } = await store.open(digest);
+  // Deleted since stat (e.g. by a concurrent manifest delete in another repository): absent as well.
+  const opened = await store.open(digest).catch((err: unknown) => {
+    if (err instanceof NotFoundError) return undefined;
+    throw err;
+  });
+  if (!opened) return undefined;
+  const { stream } = opened;
   const chunks: Buffer[] = [];
   let total = 0;
   for await (const chunk of stream as AsyncIterable<Buffer>) {
