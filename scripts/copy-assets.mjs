@@ -2,8 +2,8 @@
 import { copyFile, mkdir, readdir } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 
-const from = fileURLToPath(new URL('../src/containerd/proto/', import.meta.url));
-const to = fileURLToPath(new URL('../dist/src/containerd/proto/', import.meta.url));
+const from = fileURLToPath(new URL('../src/store/containerd/proto/', import.meta.url));
+const to = fileURLToPath(new URL('../dist/src/store/containerd/proto/', import.meta.url));
 
 await mkdir(to, { recursive: true });
 const protos = (await readdir(from)).filter((f) => f.endsWith('.proto'));

@@ -4,7 +4,7 @@
 // (100–300 ms at 25 Mbit/s), and a second layer in flight to hide that was a second stream on every
 // link. The holder ends the stream early when it cannot send the next blob; nothing here is trusted:
 // the mirror verifies every blob and takes what the stream did not bring from other holders.
-import type { Descriptor } from '../containerd/store.js';
+import type { Descriptor } from '../oci/digest.js';
 import { AWAIT_COPY_MS, PATIENT_HEADER, peerRequest, type PeerEndpoint } from './peer-client.js';
 import { untilStalled } from './until-stalled.js';
 

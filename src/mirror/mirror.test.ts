@@ -7,7 +7,7 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { MemoryStore } from '../containerd/memory-store.js';
+import { MemoryStore } from '../store/memory-store.js';
 import { Mirror, type UpstreamSource } from './mirror.js';
 import type { PeerEndpoint } from './peer-client.js';
 import { AUTH_HEADER, peerKey, verifyProof } from './peer-auth.js';

@@ -7,10 +7,11 @@
 import { finished } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
-import { DigestMismatchError, isDigest, type Descriptor, type Store } from '../containerd/store.js';
+import { DigestMismatchError, type Store } from '../store/store.js';
+import { isDigest, type Descriptor } from '../oci/digest.js';
 import type { MirrorSource, Origin } from '../registry/context.js';
-import { readAll } from '../registry/body.js';
-import { parseImageName } from '../registry/names.js';
+import { readBounded } from '../oci/limits.js';
+import { parseImageName } from '../oci/names.js';
 import { readSmallBlob } from '../oci/references.js';
 import { mediaTypeOf } from '../oci/manifest.js';
 import { BlobSequence, type BlobSource } from './blob-sequence.js';
@@ -19,6 +20,7 @@ import { untilStalled } from './until-stalled.js';
 import { peerRequest, type PeerEndpoint } from './peer-client.js';
 import type { Spool } from './spool.js';
 import type { Spools } from './spools.js';
+import { MAX_MANIFEST_BYTES } from '../oci/limits.js';
 
 export interface MirrorOptions {
   store: Store;
@@ -83,7 +85,6 @@ export interface Fetching {
 }
 
 
-const MAX_MANIFEST_BYTES = 4 << 20;
 const COMMIT_POLL_MS = 25;
 const DEFAULT_PATIENCE_MS = 10 * 60_000;
 
@@ -196,7 +197,7 @@ export class Mirror implements MirrorSource {
       try {
         const path = `/peer/v1/images?name=${encodeURIComponent(image)}`;
         const res = await peerRequest(peer.url, path, this.opts.key, { signal: AbortSignal.timeout(this.opts.stallTimeoutMs) });
-        const answer = await readAll(res.body, 64 << 10);
+        const answer = await readBounded(res.body, 64 << 10);
         if (res.status !== 200) continue;
         const target = JSON.parse(answer.toString()) as Descriptor;
         if (!isDigest(target.digest) || target.size > MAX_MANIFEST_BYTES) continue;

@@ -5,7 +5,8 @@
 import { Readable } from 'node:stream';
 import Fastify, { type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
-import { isDigest, type Descriptor, type Store } from '../containerd/store.js';
+import { type Store } from '../store/store.js';
+import { isDigest, type Descriptor } from '../oci/digest.js';
 import { SEQUENCE_PATH } from './blob-sequence.js';
 import { blobHeaders, serveBlob } from '../registry/blobs.js';
 import { AUTH_HEADER, verifyProof } from './peer-auth.js';

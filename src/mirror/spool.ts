@@ -6,7 +6,8 @@ import { createHash, type Hash } from 'node:crypto';
 import { open, rm, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { DigestMismatchError, digestHex } from '../containerd/store.js';
+import { DigestMismatchError } from '../store/store.js';
+import { digestHex } from '../oci/digest.js';
 
 const READ_CHUNK = 1 << 20;
 /**

@@ -2,10 +2,11 @@
 // `--upstream` pull-through. Only fetching and auth live here: the mirror verifies and stores.
 // Node's fetch (undici) is enough: a pull-through is network-bound.
 import type { Logger } from 'pino';
-import { digestOf, isDigest, type Descriptor } from '../containerd/store.js';
+import { digestOf, isDigest, type Descriptor } from '../oci/digest.js';
 import { MANIFEST_MEDIA_TYPES } from '../oci/manifest.js';
 import { untilStalled } from './until-stalled.js';
 import { basicHeader, credentialsFor, parseChallenge, type Challenge, type Credentials } from './upstream-auth.js';
+import { MAX_MANIFEST_BYTES } from '../oci/limits.js';
 
 export interface UpstreamOptions {
   /** Where a registry is really reached (`docker.io` → `http://10.0.0.5:5000`); others: `https://<registry>`. */
@@ -24,7 +25,6 @@ export interface UpstreamBody {
 }
 
 const ACCEPT = MANIFEST_MEDIA_TYPES.join(', ');
-const MAX_MANIFEST_BYTES = 4 << 20;
 /** Tokens without `expires_in` last 60 s (distribution's token spec); renewed a little early. */
 const DEFAULT_TOKEN_S = 60;
 const TOKEN_MARGIN_MS = 5_000;

@@ -1,6 +1,6 @@
 // The daemon's admin API for meshctl, beside the registry on its (loopback) listener.
 import type { FastifyInstance } from 'fastify';
-import type { Store } from '../containerd/store.js';
+import type { Store } from '../store/store.js';
 import type { Libp2pRouter } from '../dht/libp2p-router.js';
 import type { PeerStatus } from '../dht/router.js';
 import { RegistryError } from '../registry/errors.js';

@@ -1,7 +1,8 @@
 import { pino } from 'pino';
 import { afterEach, describe, expect, test } from 'vitest';
-import { MemoryStore } from '../containerd/memory-store.js';
-import { digestOf, putBlob } from '../containerd/store.js';
+import { MemoryStore } from '../store/memory-store.js';
+import { putBlob } from '../store/store.js';
+import { digestOf } from '../oci/digest.js';
 import { MemoryMesh } from '../dht/memory-router.js';
 import { waitFor } from '../../test/helpers/wait.js';
 import { Announcer } from './announcer.js';

@@ -2,7 +2,8 @@
 // every tagged image name. Store events give quick updates; a periodic reconcile by listing
 // catches what events miss (containerd 1.6 emits no event when content is committed).
 import type { Logger } from 'pino';
-import { isDigest, type Store, type StoreEvent } from '../containerd/store.js';
+import { type Store, type StoreEvent } from '../store/store.js';
+import { isDigest } from '../oci/digest.js';
 import type { Router } from '../dht/router.js';
 
 /** Image records by digest (`repo@sha256:…`) keep untagged manifests alive; they are not announced as names. */

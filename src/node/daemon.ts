@@ -2,7 +2,7 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import type { Store } from '../containerd/store.js';
+import type { Store } from '../store/store.js';
 import { readSwarmKey } from '../dht/swarm-key.js';
 import { Mirror } from '../mirror/mirror.js';
 import { peerKey } from '../mirror/peer-auth.js';
@@ -19,9 +19,8 @@ import { openStore } from './open-store.js';
 import { pushEvent } from './push-event.js';
 import { parseReplicationPolicy } from './replication-policy.js';
 import { Replicator } from './replicator.js';
+import { MAX_MANIFEST_BYTES } from '../oci/limits.js';
 
-/** Manifests larger than this are refused (the spec asks registries to take at least 4 MB). */
-const MAX_MANIFEST_BYTES = 4 << 20;
 /** A peer that sends no byte for this long is left for the next holder. */
 const PEER_STALL_MS = 10_000;
 

@@ -2,7 +2,7 @@
 // the images behind `meshctl ls --mesh` and the key counts of `meshctl peers`.
 import type { PeerId } from '@libp2p/interface';
 import type { Logger } from 'pino';
-import type { Store } from '../containerd/store.js';
+import type { Store } from '../store/store.js';
 import { askJson, serveJson } from '../dht/json-protocol.js';
 import type { MeshLibp2p } from '../dht/libp2p-node.js';
 

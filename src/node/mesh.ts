@@ -1,6 +1,6 @@
 // This node's place in the mesh: identity, libp2p node, router, and the announcer that feeds it.
 import type { Logger } from 'pino';
-import type { Store } from '../containerd/store.js';
+import type { Store } from '../store/store.js';
 import { loadOrCreateIdentity } from '../dht/identity.js';
 import { createMeshNode } from '../dht/libp2p-node.js';
 import { Libp2pRouter } from '../dht/libp2p-router.js';

@@ -3,9 +3,9 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { ContainerdStore } from '../containerd/containerd-store.js';
-import { FsStore } from '../containerd/fs-store.js';
-import type { Store } from '../containerd/store.js';
+import { ContainerdStore } from '../store/containerd/store.js';
+import { FsStore } from '../store/fs-store.js';
+import type { Store } from '../store/store.js';
 import type { Config } from './config.js';
 
 export async function openStore(config: Config, log: Logger): Promise<Store> {

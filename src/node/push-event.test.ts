@@ -1,6 +1,7 @@
 import { describe, expect, test } from 'vitest';
-import { digestOf, putBlob } from '../containerd/store.js';
-import { MemoryStore } from '../containerd/memory-store.js';
+import { putBlob } from '../store/store.js';
+import { digestOf } from '../oci/digest.js';
+import { MemoryStore } from '../store/memory-store.js';
 import { MediaType } from '../oci/manifest.js';
 import { pushEvent } from './push-event.js';
 

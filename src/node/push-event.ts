@@ -2,7 +2,7 @@
 // inline: every taker needs them before it can ask for a single layer, and 7 takers asking the origin
 // for them at once cost a round of requests on the busiest node at the busiest moment (half a second
 // on an 8-host fleet). Takers verify each against its digest, like bytes from any peer.
-import type { Store } from '../containerd/store.js';
+import type { Store } from '../store/store.js';
 import type { MeshEvent } from '../dht/router.js';
 import { children, isIndexMediaType, MANIFEST_MEDIA_TYPES, parseManifest } from '../oci/manifest.js';
 import { readSmallBlob } from '../oci/references.js';

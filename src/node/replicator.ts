@@ -17,7 +17,8 @@
 // add hops.
 import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
-import { digestOf, putBlob, type Descriptor, type Store } from '../containerd/store.js';
+import { putBlob, type Store } from '../store/store.js';
+import { digestOf, type Descriptor } from '../oci/digest.js';
 import type { MeshEvent } from '../dht/router.js';
 import type { SourceSequence } from '../mirror/blob-sequence.js';
 import type { FetchOptions, Fetching } from '../mirror/mirror.js';

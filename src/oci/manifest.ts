@@ -1,5 +1,5 @@
 // OCI and Docker manifest formats: what a manifest is and what it references.
-import type { Descriptor } from '../containerd/store.js';
+import type { Descriptor } from './digest.js';
 
 export const MediaType = {
   ociManifest: 'application/vnd.oci.image.manifest.v1+json',

@@ -1,15 +1,14 @@
 // What image records reference: the walk behind safe deletes and referrers.
-import { NotFoundError, type ImageRecord, type Store } from '../containerd/store.js';
+import { NotFoundError, type ImageRecord, type Store } from '../store/store.js';
 import { children, ManifestInvalidError, MANIFEST_MEDIA_TYPES, parseManifest, type ParsedManifest } from './manifest.js';
+import { MAX_STORED_MANIFEST_BYTES } from './limits.js';
 
-/** Largest manifest read back from the store. */
-const MAX_STORED_MANIFEST = 16 << 20;
 
 /**
  * The bytes of a small blob held by the store; undefined if absent or larger than `limit`. The size is
  * known before anything is read, so asking for a large layer as a manifest costs no memory.
  */
-export async function readSmallBlob(store: Store, digest: string, limit = MAX_STORED_MANIFEST): Promise<Buffer | undefined> {
+export async function readSmallBlob(store: Store, digest: string, limit = MAX_STORED_MANIFEST_BYTES): Promise<Buffer | undefined> {
   const info = await store.stat(digest);
   if (!info || info.size > limit) return undefined;
   // Deleted since stat (e.g. by a concurrent manifest delete in another repository): absent as well.

@@ -2,8 +2,9 @@
 import { randomBytes } from 'node:crypto';
 import { pino } from 'pino';
 import { afterEach, expect, it } from 'vitest';
-import { MemoryStore } from '../containerd/memory-store.js';
-import { digestOf, putBlob } from '../containerd/store.js';
+import { MemoryStore } from '../store/memory-store.js';
+import { putBlob } from '../store/store.js';
+import { digestOf } from '../oci/digest.js';
 import { createRegistry } from './server.js';
 import { UploadSessions } from './upload-sessions.js';
 

@@ -1,7 +1,8 @@
 // GET/HEAD/DELETE /v2/<name>/blobs/<digest>
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
-import { isDigest, NotFoundError, type ByteRange, type Store } from '../containerd/store.js';
+import { NotFoundError, type ByteRange, type Store } from '../store/store.js';
+import { isDigest } from '../oci/digest.js';
 import { blobUnknown, digestInvalid, RegistryError } from './errors.js';
 import { parseRange } from './range.js';
 import { reachable } from '../oci/references.js';

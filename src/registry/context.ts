@@ -2,7 +2,8 @@
 import type { Readable } from 'node:stream';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
-import type { Descriptor, Store } from '../containerd/store.js';
+import type { Store } from '../store/store.js';
+import type { Descriptor } from '../oci/digest.js';
 import type { UploadSessions } from './upload-sessions.js';
 
 /** Where a client asked for a digest: the repository (`docker.io/library/app`), and whether as a manifest. */

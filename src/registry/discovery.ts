@@ -1,9 +1,9 @@
 // Content discovery: tags list, catalog, referrers.
-import { isDigest } from '../containerd/store.js';
+import { isDigest } from '../oci/digest.js';
 import { MediaType } from '../oci/manifest.js';
 import type { RouteContext } from './context.js';
 import { digestInvalid, RegistryError } from './errors.js';
-import { parseImageName, wireName } from './names.js';
+import { parseImageName, wireName } from '../oci/names.js';
 import { readSmallBlob } from '../oci/references.js';
 
 /** Applies `n` and `last` to a sorted list, with the Link header for the next page. */

@@ -1,5 +1,7 @@
 // Errors in the OCI Distribution format: {"errors":[{code,message,detail}]} with the spec's status codes.
-import { StoreFullError, UploadClosedError } from '../containerd/store.js';
+import { TooLargeError } from '../oci/limits.js';
+import { NameInvalidError } from '../oci/names.js';
+import { StoreFullError, UploadClosedError } from '../store/store.js';
 
 export type ErrorCode =
   | 'BLOB_UNKNOWN'
@@ -49,6 +51,10 @@ export const unsupported = (message: string) => new RegistryError(405, 'UNSUPPOR
 /** The HTTP face of an error: registry errors as they are, the store's domain errors mapped; undefined for the rest. */
 export function asRegistryError(err: unknown): RegistryError | undefined {
   if (err instanceof RegistryError) return err;
+  if (err instanceof TooLargeError) return new RegistryError(413, 'SIZE_INVALID', `body exceeds ${err.limit} bytes`, { limit: err.limit });
+  if (err instanceof NameInvalidError) {
+    return err.kind === 'tag' ? new RegistryError(400, 'MANIFEST_INVALID', 'invalid tag', { tag: err.value }) : nameInvalid(err.value);
+  }
   if (err instanceof StoreFullError) return new RegistryError(507, 'UNKNOWN', err.message);
   if (err instanceof UploadClosedError) return uploadUnknown(err.id);
   const code = (err as NodeJS.ErrnoException | undefined)?.code;

@@ -1,10 +1,11 @@
 // GET/HEAD/PUT/DELETE /v2/<name>/manifests/<tag|digest>
-import { digestOf, isDigest, putBlob, type Descriptor } from '../containerd/store.js';
+import { putBlob } from '../store/store.js';
+import { digestOf, isDigest, type Descriptor } from '../oci/digest.js';
 import { children, ManifestInvalidError, mediaTypeOf, parseManifest, type ParsedManifest } from '../oci/manifest.js';
-import { readAll } from './body.js';
+import { readBounded } from '../oci/limits.js';
 import { bodyOf, REPLICATE_HEADER, type PushOptions, type RouteContext } from './context.js';
 import { digestInvalid, manifestUnknown, RegistryError } from './errors.js';
-import { digestImageName, isTag, parseImageName, tagImageName } from './names.js';
+import { digestImageName, isTag, parseImageName, tagImageName } from '../oci/names.js';
 import { reachable, readManifest, readSmallBlob } from '../oci/references.js';
 import { created, sourceLabels } from './uploads.js';
 
@@ -99,7 +100,7 @@ export async function putManifest(ctx: RouteContext): Promise<unknown> {
     if (/^[a-z0-9]+:/.test(ref)) throw digestInvalid('unsupported digest', { digest: ref });
     throw new RegistryError(400, 'MANIFEST_INVALID', 'invalid tag', { tag: ref });
   }
-  const body = await readAll(bodyOf(ctx), ctx.maxManifestBytes);
+  const body = await readBounded(bodyOf(ctx), ctx.maxManifestBytes);
   const digest = digestOf(body);
   if (isDigest(ref) && ref !== digest) throw digestInvalid('manifest digest does not match the reference', { reference: ref, digest });
   const manifest = parse(body, ctx.req.headers['content-type']);

@@ -1,5 +1,5 @@
 // Single byte ranges, for GET with Range (206/416) and upload PATCH with Content-Range.
-import type { ByteRange } from '../containerd/store.js';
+import type { ByteRange } from '../store/store.js';
 import { RegistryError } from './errors.js';
 
 const rangeNotSatisfiable = (size: number, header: string) =>

@@ -10,7 +10,7 @@ import type { Handler, RegistryDeps, RouteContext } from './context.js';
 import { catalog, listReferrers, listTags } from './discovery.js';
 import { asRegistryError, RegistryError } from './errors.js';
 import { deleteManifest, getManifest, putManifest } from './manifests.js';
-import { repositoryKey } from './names.js';
+import { repositoryKey } from '../oci/names.js';
 import { cancelUpload, finishUpload, patchUpload, startUpload, uploadStatus } from './uploads.js';
 
 type Routes = Partial<Record<string, Handler>>;

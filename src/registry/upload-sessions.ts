@@ -1,15 +1,7 @@
 // Upload sessions of the push API: one store Upload each, owned by one repository and one client
 // address, capped per client and in total, expired when abandoned so that their space is released.
 import type { Logger } from 'pino';
-import {
-  DigestMismatchError,
-  SizeMismatchError,
-  StoreFullError,
-  UploadClosedError,
-  type BlobInfo,
-  type Store,
-  type Upload,
-} from '../containerd/store.js';
+import { DigestMismatchError, SizeMismatchError, StoreFullError, UploadClosedError, type BlobInfo, type Store, type Upload } from '../store/store.js';
 import { asRegistryError, digestInvalid, RegistryError, uploadUnknown } from './errors.js';
 
 export interface UploadLimits {

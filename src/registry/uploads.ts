@@ -1,5 +1,5 @@
 // The push API for blobs: POST (monolithic, mount, or session start), PATCH, PUT, GET, DELETE of uploads.
-import { isDigest } from '../containerd/store.js';
+import { isDigest } from '../oci/digest.js';
 import { bodyOf, type RouteContext } from './context.js';
 import { digestInvalid, RegistryError } from './errors.js';
 import { parseContentRange } from './range.js';

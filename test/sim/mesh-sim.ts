@@ -6,7 +6,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { generateKeyPair } from '@libp2p/crypto/keys';
 import { pino } from 'pino';
-import { MemoryStore } from '../../src/containerd/memory-store.js';
+import { MemoryStore } from '../../src/store/memory-store.js';
 import { createMeshNode } from '../../src/dht/libp2p-node.js';
 import { Libp2pRouter } from '../../src/dht/libp2p-router.js';
 import { Announcer } from '../../src/node/announcer.js';

@@ -1,6 +1,6 @@
 // What a push sends: every config and layer once, then the manifests, children before parents, the root
 // last. With a platform, only that platform's manifest of an index (and the tag then names it).
-import type { Descriptor } from '../../containerd/store.js';
+import type { Descriptor } from '../../oci/digest.js';
 import { ManifestInvalidError, isIndexMediaType, parseManifest } from '../../oci/manifest.js';
 import { PusshError } from './errors.js';
 import { formatPlatform, platformMatches, type Platform } from './refs.js';

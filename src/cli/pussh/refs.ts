@@ -1,7 +1,6 @@
 // The user's words: image references, `[USER@]HOST[:PORT]`, platforms, registry addresses.
-import { isDigest } from '../../containerd/store.js';
-import { RegistryError } from '../../registry/errors.js';
-import { repositoryKey, wireName } from '../../registry/names.js';
+import { isDigest } from '../../oci/digest.js';
+import { isTag, NameInvalidError, repositoryKey, wireName } from '../../oci/names.js';
 import { PusshError } from './errors.js';
 
 export interface ImageRef {
@@ -37,10 +36,10 @@ export function parseImageRef(given: string): ImageRef {
   try {
     repo = repositoryKey(name);
   } catch (err) {
-    if (err instanceof RegistryError) throw new PusshError('usage', `${given}: not a valid image name`);
+    if (err instanceof NameInvalidError) throw new PusshError('usage', `${given}: not a valid image name`);
     throw err;
   }
-  if (tag !== undefined && !/^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$/.test(tag)) throw new PusshError('usage', `${given}: not a valid tag`);
+  if (tag !== undefined && !isTag(tag)) throw new PusshError('usage', `${given}: not a valid tag`);
   return { given, repo, tag, digest, remoteName: wireName(repo) };
 }
 

@@ -11,7 +11,7 @@ import { join, posix } from 'node:path';
 import type { Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { extract as tarExtract } from 'tar-stream';
-import { digestOf, type Descriptor } from '../../containerd/store.js';
+import { digestOf, type Descriptor } from '../../oci/digest.js';
 import { MediaType } from '../../oci/manifest.js';
 import { PusshError } from './errors.js';
 import { localName, parseImageRef, type ImageRef } from './refs.js';

@@ -3,10 +3,11 @@
 import { existsSync } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { pino, type Logger } from 'pino';
-import { ContainerdStore } from '../../containerd/containerd-store.js';
-import { NotFoundError, type Descriptor } from '../../containerd/store.js';
+import { ContainerdStore } from '../../store/containerd/store.js';
+import { NotFoundError } from '../../store/store.js';
+import { type Descriptor } from '../../oci/digest.js';
 import { mediaTypeOf } from '../../oci/manifest.js';
-import { readAll } from '../../registry/body.js';
+import { MAX_MANIFEST_BYTES, readBounded } from '../../oci/limits.js';
 import { PusshError } from './errors.js';
 import { localName, type ImageRef } from './refs.js';
 import { SourceUnavailableError } from './source-docker.js';
@@ -66,6 +67,6 @@ async function findRoot(store: ContainerdStore, ref: ImageRef): Promise<Descript
   if (!ref.digest) return undefined;
   const info = await store.stat(ref.digest);
   if (!info) return undefined;
-  const body = await readAll((await store.open(ref.digest)).stream, 4 << 20);
+  const body = await readBounded((await store.open(ref.digest)).stream, MAX_MANIFEST_BYTES);
   return { mediaType: mediaTypeOf(body), digest: ref.digest, size: info.size };
 }

@@ -3,8 +3,8 @@
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { Readable } from 'node:stream';
-import type { Descriptor } from '../../containerd/store.js';
-import { readAll } from '../../registry/body.js';
+import type { Descriptor } from '../../oci/digest.js';
+import { MAX_MANIFEST_BYTES, readBounded } from '../../oci/limits.js';
 import { PusshError } from './errors.js';
 
 export interface ImageSource {
@@ -17,11 +17,8 @@ export interface ImageSource {
   close(): Promise<void>;
 }
 
-/** Registries take manifests up to 4 MiB; nothing bigger is read into memory as one. */
-const MAX_MANIFEST_BYTES = 4 << 20;
-
 export async function readBlob(source: ImageSource, digest: string): Promise<Buffer> {
-  return readAll(await source.open(digest), MAX_MANIFEST_BYTES);
+  return readBounded(await source.open(digest), MAX_MANIFEST_BYTES);
 }
 
 export function missingBlob(source: { description: string }, digest: string): PusshError {

@@ -9,7 +9,7 @@ import { Readable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
 import { pack } from 'tar-stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readAll } from '../../registry/body.js';
+import { readBounded } from '../../oci/limits.js';
 import { openSource } from './open-source.js';
 import { planPush } from './plan.js';
 import { parseImageRef } from './refs.js';
@@ -28,7 +28,7 @@ async function tarOf(entries: TarEntry[]): Promise<Buffer> {
     else p.entry({ name: e.name }, e.data!);
   }
   p.finalize();
-  return readAll(p as unknown as AsyncIterable<Uint8Array>, 1 << 30);
+  return readBounded(p as unknown as AsyncIterable<Uint8Array>, 1 << 30);
 }
 
 const layer1 = randomBytes(3000);
@@ -77,7 +77,7 @@ function ociLayoutEntries(): { entries: TarEntry[]; manifestDigest: string } {
 }
 
 async function bytesOf(source: ImageSource, digest: string): Promise<Buffer> {
-  return readAll(await source.open(digest), 1 << 30);
+  return readBounded(await source.open(digest), 1 << 30);
 }
 
 const opened: ImageSource[] = [];

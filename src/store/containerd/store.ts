@@ -6,14 +6,13 @@ import { access, open as openFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import type { Logger } from 'pino';
-import {
-  NotFoundError, digestHex, isDigest, type BlobInfo, type BlobReader, type ByteRange, type Store, type StoreEvent, type Upload,
-} from './store.js';
-import { ContainerdClient, unlessNotFound } from './containerd-client.js';
-import { ContainerdImages } from './containerd-images.js';
-import { ContainerdUpload } from './containerd-upload.js';
-import { CLOSE_EVENT, LOCAL_EVENT, containerdEvents } from './containerd-events.js';
-import { blobLeaseId, deleteLease } from './containerd-leases.js';
+import { NotFoundError, type BlobInfo, type BlobReader, type ByteRange, type Store, type StoreEvent, type Upload } from '../store.js';
+import { digestHex, isDigest } from '../../oci/digest.js';
+import { ContainerdClient, unlessNotFound } from './client.js';
+import { ContainerdImages } from './images.js';
+import { ContainerdUpload } from './upload.js';
+import { CLOSE_EVENT, LOCAL_EVENT, containerdEvents } from './events.js';
+import { blobLeaseId, deleteLease } from './leases.js';
 
 export interface ContainerdStoreOptions {
   /** containerd's gRPC socket, e.g. /run/containerd/containerd.sock */

@@ -4,9 +4,9 @@
 import { randomBytes } from 'node:crypto';
 import type { ClientDuplexStream } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
-import { DigestMismatchError, SizeMismatchError, type BlobInfo, type Upload } from './store.js';
-import { Code, hasCode, type ContainerdClient } from './containerd-client.js';
-import { UPLOAD_LEASE_PREFIX, deleteLease, gcExpireLabels, leaseContent, protectBlob } from './containerd-leases.js';
+import { DigestMismatchError, SizeMismatchError, type BlobInfo, type Upload } from '../store.js';
+import { Code, hasCode, type ContainerdClient } from './client.js';
+import { UPLOAD_LEASE_PREFIX, deleteLease, gcExpireLabels, leaseContent, protectBlob } from './leases.js';
 
 const CHUNK = 1 << 20;
 /** WRITE messages in flight before we wait for the oldest response. */

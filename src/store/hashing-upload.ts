@@ -1,7 +1,8 @@
 // The part of an upload that every non-containerd store shares: ordered appends through a running
 // sha256 that sees exactly the bytes the backing store acknowledged, and the checks made before publishing.
 import { createHash, type Hash } from 'node:crypto';
-import { DigestMismatchError, SizeMismatchError, isDigest } from './store.js';
+import { DigestMismatchError, SizeMismatchError } from './store.js';
+import { isDigest } from '../oci/digest.js';
 
 /** Appends are batched to this size: fewer, larger writes to the backing file. */
 const FLUSH_BYTES = 1 << 20;

@@ -4,11 +4,12 @@ import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { ctr } from '../../test/helpers/containerd.js';
-import { MediaType } from '../oci/manifest.js';
-import { DigestMismatchError, NotFoundError, SizeMismatchError, type Descriptor, type StoreEvent } from './store.js';
-import { Code, ContainerdClient, hasCode } from './containerd-client.js';
-import { ContainerdStore } from './containerd-store.js';
+import { ctr } from '../../../test/helpers/containerd.js';
+import { MediaType } from '../../oci/manifest.js';
+import { DigestMismatchError, NotFoundError, SizeMismatchError, type StoreEvent } from '../store.js';
+import { type Descriptor } from '../../oci/digest.js';
+import { Code, ContainerdClient, hasCode } from './client.js';
+import { ContainerdStore } from './store.js';
 
 const socket = inject('containerdSocket');
 const namespace = `lm-test-${randomBytes(4).toString('hex')}`;

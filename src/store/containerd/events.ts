@@ -2,8 +2,8 @@
 // events this process raises itself (containerd 1.6 emits nothing when content is committed).
 import type { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
-import type { StoreEvent } from './store.js';
-import type { ContainerdClient } from './containerd-client.js';
+import type { StoreEvent } from '../store.js';
+import type { ContainerdClient } from './client.js';
 
 /** Topic -> the payload message it carries (checked against the Any's type URL) and our event. */
 const TOPICS: Record<string, [payload: string, make: (key: string) => StoreEvent]> = {

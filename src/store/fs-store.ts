@@ -11,21 +11,8 @@ import { writeAtomically } from '../util/atomic-file.js';
 import { ChangeFeed } from './change-feed.js';
 import { HashingUpload } from './hashing-upload.js';
 import { OrphanSweeper } from './orphan-sweeper.js';
-import {
-  NotFoundError,
-  UploadClosedError,
-  asStoreFull,
-  digestHex,
-  isDigest,
-  type BlobInfo,
-  type BlobReader,
-  type ByteRange,
-  type ImageRecord,
-  type ImageStore,
-  type Store,
-  type StoreEvent,
-  type Upload,
-} from './store.js';
+import { NotFoundError, UploadClosedError, asStoreFull, type BlobInfo, type BlobReader, type ByteRange, type ImageRecord, type ImageStore, type Store, type StoreEvent, type Upload } from './store.js';
+import { digestHex, isDigest } from '../oci/digest.js';
 
 const READ_CHUNK = 1 << 20;
 const DEFAULT_ORPHAN_DELAY_MS = 10_000;

@@ -3,18 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { ChangeFeed } from './change-feed.js';
 import { HashingUpload } from './hashing-upload.js';
-import {
-  NotFoundError,
-  UploadClosedError,
-  type BlobInfo,
-  type BlobReader,
-  type ByteRange,
-  type ImageRecord,
-  type ImageStore,
-  type Store,
-  type StoreEvent,
-  type Upload,
-} from './store.js';
+import { NotFoundError, UploadClosedError, type BlobInfo, type BlobReader, type ByteRange, type ImageRecord, type ImageStore, type Store, type StoreEvent, type Upload } from './store.js';
 
 interface Blob {
   data: Buffer;

@@ -4,7 +4,14 @@
 //   /v2/ghcr.io/org/app/...  -> ghcr.io/org/app:<tag>          (first component names a registry)
 //   /v2/org/app/...?ns=ghcr.io -> ghcr.io/org/app:<tag>         (containerd asking a mirror)
 // A manifest pushed by digest only is kept as `<repo>@sha256:<hex>` so that containerd's GC keeps it.
-import { nameInvalid, RegistryError } from './errors.js';
+
+/** A repository name or tag the spec does not allow. */
+export class NameInvalidError extends Error {
+  constructor(readonly kind: 'repository' | 'tag', readonly value: string) {
+    super(`invalid ${kind === 'tag' ? 'tag' : 'repository name'}: ${value.length > 80 ? `${value.slice(0, 80)}…` : value}`);
+    this.name = 'NameInvalidError';
+  }
+}
 
 const COMPONENT = '[a-z0-9]+(?:(?:\\.|_|__|-+)[a-z0-9]+)*';
 const REPOSITORY = new RegExp(`^${COMPONENT}(?:/${COMPONENT})*$`);
@@ -17,20 +24,20 @@ export function isTag(reference: string): boolean {
   return TAG.test(reference);
 }
 
-/** The store's name for a repository: `docker.io/library/app`. Throws NAME_INVALID. */
+/** The store's name for a repository: `docker.io/library/app`. Throws NameInvalidError. */
 export function repositoryKey(name: string, ns?: string): string {
-  if (name.length > MAX_NAME) throw nameInvalid(name);
+  if (name.length > MAX_NAME) throw new NameInvalidError('repository', name);
   const [first, ...rest] = name.split('/');
   const explicitHost = rest.length > 0 && (first.includes('.') || first.includes(':') || first === 'localhost');
   const registry = explicitHost ? first : ns || DEFAULT_REGISTRY;
   const path = explicitHost ? rest.join('/') : name;
-  if (!REPOSITORY.test(path) || !REGISTRY_HOST.test(registry)) throw nameInvalid(name);
+  if (!REPOSITORY.test(path) || !REGISTRY_HOST.test(registry)) throw new NameInvalidError('repository', name);
   const qualified = registry === DEFAULT_REGISTRY && !path.includes('/') ? `library/${path}` : path;
   return `${registry}/${qualified}`;
 }
 
 export function tagImageName(repo: string, tag: string): string {
-  if (!isTag(tag)) throw new RegistryError(400, 'MANIFEST_INVALID', 'invalid tag', { tag });
+  if (!isTag(tag)) throw new NameInvalidError('tag', tag);
   return `${repo}:${tag}`;
 }
 

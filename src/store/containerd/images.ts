@@ -1,13 +1,13 @@
 // Image records in containerd. put() first labels every manifest/index with containerd's GC references,
 // so that the tag alone keeps config, layers and platform manifests alive, then releases our blob leases.
 import type { Logger } from 'pino';
-import { MANIFEST_MEDIA_TYPES, children, parseManifest, type ParsedManifest } from '../oci/manifest.js';
-import { NotFoundError, isDigest, type Descriptor, type ImageRecord, type ImageStore, type Store } from './store.js';
-import { Code, hasCode, unlessNotFound, type ContainerdClient } from './containerd-client.js';
-import { BLOB_LEASE_PREFIX, blobLeaseId, deleteLease, listLeaseIds } from './containerd-leases.js';
+import { MANIFEST_MEDIA_TYPES, children, parseManifest, type ParsedManifest } from '../../oci/manifest.js';
+import { NotFoundError, type ImageRecord, type ImageStore, type Store } from '../store.js';
+import { isDigest, type Descriptor } from '../../oci/digest.js';
+import { Code, hasCode, unlessNotFound, type ContainerdClient } from './client.js';
+import { BLOB_LEASE_PREFIX, blobLeaseId, deleteLease, listLeaseIds } from './leases.js';
+import { MAX_MANIFEST_BYTES } from '../../oci/limits.js';
 
-/** Registries cap manifests at 4 MiB; refuse to buffer anything larger as one. */
-const MAX_MANIFEST_BYTES = 4 << 20;
 
 interface WireImage {
   name: string;

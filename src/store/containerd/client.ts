@@ -3,7 +3,7 @@
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { fileURLToPath } from 'node:url';
-import { StoreFullError } from './store.js';
+import { StoreFullError } from '../store.js';
 
 const PROTO_DIR = fileURLToPath(new URL('./proto/', import.meta.url));
 const PROTO_FILES = ['content.proto', 'images.proto', 'leases.proto', 'events.proto', 'introspection.proto', 'version.proto'];

@@ -4,7 +4,8 @@
 // such as the OCI conformance suite delete a manifest's blobs themselves right after the manifest.
 import type { Logger } from 'pino';
 import { reachable } from '../oci/references.js';
-import type { Descriptor, Store } from './store.js';
+import type { Store } from './store.js';
+import type { Descriptor } from '../oci/digest.js';
 
 export class OrphanSweeper {
   /** Digests that a deleted image referenced, with when they may go. */

@@ -1,14 +1,7 @@
 // The local store: what this host holds. One interface, three implementations
 // (containerd over gRPC, an embedded filesystem store, memory for tests).
-import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
-
-/** An OCI descriptor, as found in manifests and image records. */
-export interface Descriptor {
-  mediaType: string;
-  digest: string;
-  size: number;
-}
+import type { Descriptor } from '../oci/digest.js';
 
 export interface BlobInfo {
   digest: string;
@@ -125,18 +118,6 @@ export function asStoreFull(err: unknown, what: string): unknown {
   return code === 'ENOSPC' || code === 'EDQUOT' ? new StoreFullError(what, { cause: err }) : err;
 }
 
-const DIGEST = /^sha256:[a-f0-9]{64}$/;
-
-/** Only sha256 is accepted: it is what containerd and every registry client use. */
-export function isDigest(value: string): boolean {
-  return DIGEST.test(value);
-}
-
-/** The digest of bytes held whole in memory (manifests, configs). */
-export function digestOf(bytes: Uint8Array): string {
-  return `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
-}
-
 /** Stores bytes held whole in memory (manifests, configs) as the blob `digest`, verified on commit. */
 export async function putBlob(store: Store, bytes: Buffer, digest: string, labels: Record<string, string> = {}): Promise<void> {
   const upload = await store.beginUpload();
@@ -147,9 +128,4 @@ export async function putBlob(store: Store, bytes: Buffer, digest: string, label
     await upload.abort();
     throw err;
   }
-}
-
-export function digestHex(digest: string): string {
-  if (!isDigest(digest)) throw new Error(`not a sha256 digest: ${digest}`);
-  return digest.slice('sha256:'.length);
 }

@@ -1,6 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { RegistryError } from './errors.js';
-import { parseImageName, repositoryKey, wireName } from './names.js';
+import { NameInvalidError, parseImageName, repositoryKey, wireName } from './names.js';
 
 describe('repository names', () => {
   it('maps wire names to the names docker and ctr use', () => {
@@ -18,9 +17,9 @@ describe('repository names', () => {
 
   it('rejects what the spec does not allow', () => {
     for (const bad of ['App', 'a/../b', 'a//b', '-a', 'a-', 'a/', '', 'a'.repeat(256), 'a b']) {
-      expect(() => repositoryKey(bad), bad).toThrow(RegistryError);
+      expect(() => repositoryKey(bad), bad).toThrow(NameInvalidError);
     }
-    expect(() => repositoryKey('app', 'not a host')).toThrow(RegistryError);
+    expect(() => repositoryKey('app', 'not a host')).toThrow(NameInvalidError);
   });
 
   it('splits store image names', () => {

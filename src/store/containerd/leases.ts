@@ -1,7 +1,7 @@
 // containerd leases: what keeps uploads and not-yet-tagged blobs from being garbage collected.
 import type { Logger } from 'pino';
-import { digestHex } from './store.js';
-import { Code, hasCode, type ContainerdClient } from './containerd-client.js';
+import { digestHex } from '../../oci/digest.js';
+import { Code, hasCode, type ContainerdClient } from './client.js';
 
 export const UPLOAD_LEASE_PREFIX = 'layermesh-upload-';
 export const BLOB_LEASE_PREFIX = 'layermesh-blob-';
