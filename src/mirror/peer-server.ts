@@ -8,7 +8,8 @@ import type { Logger } from 'pino';
 import { type Store } from '../store/store.js';
 import { isDigest, type Descriptor } from '../oci/digest.js';
 import { SEQUENCE_PATH } from './blob-sequence.js';
-import { blobHeaders, serveBlob } from '../registry/blobs.js';
+import { RangeNotSatisfiableError } from '../http/range.js';
+import { blobHeaders, serveBlob } from '../http/serve-blob.js';
 import { AUTH_HEADER, verifyProof } from './peer-auth.js';
 import { AWAIT_COPY_MS, PARTIAL_HEADER, PATIENT_HEADER, PIPELINE_MIN_BYTES, TRY_HEADER } from './peer-client.js';
 import type { Spool } from './spool.js';
@@ -101,6 +102,9 @@ export function createPeerServer(opts: PeerServerOptions) {
   };
 
   app.setErrorHandler((err: Error & { statusCode?: number }, req, reply) => {
+    if (err instanceof RangeNotSatisfiableError) {
+      return reply.code(416).header('content-range', `bytes */${err.size}`).send({ errors: [{ code: 'RANGE_INVALID', message: err.message }] });
+    }
     const status = err.statusCode && err.statusCode >= 400 ? err.statusCode : 500;
     if (status < 500) return reply.code(status).send({ errors: [{ code: 'UNKNOWN', message: err.message }] });
     // Details (paths, causes) go to the log only.

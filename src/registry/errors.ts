@@ -1,4 +1,5 @@
 // Errors in the OCI Distribution format: {"errors":[{code,message,detail}]} with the spec's status codes.
+import { RangeNotSatisfiableError } from '../http/range.js';
 import { TooLargeError } from '../oci/limits.js';
 import { NameInvalidError } from '../oci/names.js';
 import { StoreFullError, UploadClosedError } from '../store/store.js';
@@ -51,6 +52,9 @@ export const unsupported = (message: string) => new RegistryError(405, 'UNSUPPOR
 /** The HTTP face of an error: registry errors as they are, the store's domain errors mapped; undefined for the rest. */
 export function asRegistryError(err: unknown): RegistryError | undefined {
   if (err instanceof RegistryError) return err;
+  if (err instanceof RangeNotSatisfiableError) {
+    return new RegistryError(416, 'RANGE_INVALID', err.message, undefined, { 'content-range': `bytes */${err.size}` });
+  }
   if (err instanceof TooLargeError) return new RegistryError(413, 'SIZE_INVALID', `body exceeds ${err.limit} bytes`, { limit: err.limit });
   if (err instanceof NameInvalidError) {
     return err.kind === 'tag' ? new RegistryError(400, 'MANIFEST_INVALID', 'invalid tag', { tag: err.value }) : nameInvalid(err.value);

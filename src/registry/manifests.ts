@@ -18,13 +18,24 @@ async function resolve(ctx: RouteContext): Promise<{ target: Descriptor; body: B
     if (held && held.size > limit) return undefined;
     let body = held && (await readSmallBlob(store, ctx.ref, limit));
     if (!held && mirror && (await mirror.fetchBlob(ctx.ref, { origin: { repo: ctx.repo, manifest: true } }))) body = await readSmallBlob(store, ctx.ref, limit);
-    return body && { target: { mediaType: mediaTypeOf(body), digest: ctx.ref, size: body.length }, body };
+    // A blob that is not a manifest (a layer, a config) is not served as one.
+    return body && isManifest(body) ? { target: { mediaType: mediaTypeOf(body), digest: ctx.ref, size: body.length }, body } : undefined;
   }
   if (!isTag(ctx.ref)) return undefined;
   const name = tagImageName(ctx.repo, ctx.ref);
   const target = (await store.images.get(name))?.target ?? (await mirror?.resolveTag(name));
   const body = target && (await readSmallBlob(store, target.digest, limit));
   return body && { target: target!, body };
+}
+
+function isManifest(body: Buffer): boolean {
+  try {
+    parseManifest(body);
+    return true;
+  } catch (err) {
+    if (err instanceof ManifestInvalidError) return false;
+    throw err;
+  }
 }
 
 export async function getManifest(ctx: RouteContext): Promise<unknown> {

@@ -70,7 +70,15 @@ async function drained(body: IncomingMessage): Promise<boolean> {
 }
 
 export function createRegistry(opts: RegistryOptions) {
-  const app = Fastify({ return503OnClosing: true });
+  const app = Fastify({
+    return503OnClosing: true,
+    // A path that is not valid UTF-8 once decoded gets the spec's error format too.
+    frameworkErrors: (err, _req, res) => {
+      const status = err.statusCode && err.statusCode < 500 ? err.statusCode : 400;
+      void (res as FastifyReply).code(status).header('docker-distribution-api-version', 'registry/2.0')
+        .send({ errors: [{ code: status === 400 ? 'NAME_INVALID' : 'UNSUPPORTED', message: err.message }] });
+    },
+  });
   const log = opts.log;
   // Bodies are streamed by the handlers themselves: no parser may consume them.
   app.removeAllContentTypeParsers();

@@ -2,7 +2,7 @@
 import { isDigest } from '../oci/digest.js';
 import { bodyOf, type RouteContext } from './context.js';
 import { digestInvalid, RegistryError } from './errors.js';
-import { parseContentRange } from './range.js';
+import { parseContentRange } from './content-range.js';
 import { rangeHeader, tooLarge } from './upload-sessions.js';
 
 const uploadUrl = (ctx: RouteContext, id: string) => `/v2/${ctx.name}/blobs/uploads/${id}`;

@@ -173,10 +173,18 @@ export class FsStore implements Store {
   }
 
   async open(digest: string, range?: ByteRange): Promise<BlobReader> {
-    const info = await this.stat(digest);
-    if (!info) throw new NotFoundError(digest);
-    const stream = createReadStream(this.#blobPath(digest), { highWaterMark: READ_CHUNK, start: range?.start, end: range?.end });
-    return { size: info.size, stream };
+    if (!isDigest(digest)) throw new NotFoundError(digest);
+    // Opened here, not by the stream: a blob deleted meanwhile is NotFoundError, not a stream error naming its path.
+    const handle = await open(this.#blobPath(digest), 'r').catch((err) => {
+      throw (err as NodeJS.ErrnoException).code === 'ENOENT' ? new NotFoundError(digest) : err;
+    });
+    try {
+      const { size } = await handle.stat();
+      return { size, stream: handle.createReadStream({ highWaterMark: READ_CHUNK, start: range?.start, end: range?.end }) };
+    } catch (err) {
+      await handle.close();
+      throw err;
+    }
   }
 
   localPath(digest: string): string | undefined {

@@ -1,6 +1,6 @@
 // Peer data plane cases: odd blob digests, image names and sequence bodies, signed with a valid membership
 // proof so that they reach the handlers; and some with invalid proofs, which must be answered 401.
-import { isDigest } from '../../src/containerd/store.js';
+import { isDigest } from '../../src/oci/digest.js';
 import { SEQUENCE_PATH } from '../../src/mirror/blob-sequence.js';
 import { AUTH_HEADER, proof } from '../../src/mirror/peer-auth.js';
 import { PATIENT_HEADER } from '../../src/mirror/peer-client.js';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseContentRange, parseRange } from './range.js';
+import { parseRange, RangeNotSatisfiableError } from './range.js';
 
 describe('byte ranges', () => {
   it('parses the forms clients send', () => {
@@ -12,13 +12,7 @@ describe('byte ranges', () => {
 
   it('answers 416 for what cannot be satisfied', () => {
     for (const bad of ['bytes=1000-', 'bytes=5-4', 'bytes=-0', 'bytes=0-1,5-6', 'items=0-1', 'bytes=-']) {
-      expect(() => parseRange(bad, 1000), bad).toThrow(expect.objectContaining({ status: 416 }));
+      expect(() => parseRange(bad, 1000), bad).toThrow(RangeNotSatisfiableError);
     }
-  });
-
-  it('parses upload Content-Range with or without the bytes prefix', () => {
-    expect(parseContentRange('0-99')).toEqual({ start: 0, end: 99 });
-    expect(parseContentRange('bytes 100-199/*')).toEqual({ start: 100, end: 199 });
-    expect(() => parseContentRange('9-1')).toThrow(expect.objectContaining({ status: 416 }));
   });
 });
