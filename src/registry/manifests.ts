@@ -84,16 +84,22 @@ function pushOptions(ctx: RouteContext): PushOptions {
 
 /** Every blob a manifest references is held, with the size it claims; what an index lists is a manifest. */
 async function checkReferences(ctx: RouteContext, manifest: ParsedManifest): Promise<void> {
+  // Each blob once, however often it is listed: a large index of repeated entries costs one look each.
+  const sizes = new Map<string, number>();
   for (const child of children(manifest)) {
-    const held = await ctx.store.stat(child.digest);
-    if (!held) {
+    const known = sizes.get(child.digest) ?? (await ctx.store.stat(child.digest))?.size;
+    if (known === undefined) {
       throw new RegistryError(400, 'MANIFEST_BLOB_UNKNOWN', 'manifest references a blob this registry does not hold', { digest: child.digest });
     }
-    if (held.size !== child.size) {
-      throw new RegistryError(400, 'MANIFEST_INVALID', `descriptor of ${child.digest} says ${child.size} bytes; the blob has ${held.size}`, { digest: child.digest });
+    if (known !== child.size) {
+      throw new RegistryError(400, 'MANIFEST_INVALID', `descriptor of ${child.digest} says ${child.size} bytes; the blob has ${known}`, { digest: child.digest });
     }
+    sizes.set(child.digest, known);
   }
+  const checked = new Set<string>();
   for (const entry of manifest.manifests) {
+    if (checked.has(`${entry.mediaType} ${entry.digest}`)) continue;
+    checked.add(`${entry.mediaType} ${entry.digest}`);
     const body = await readSmallBlob(ctx.store, entry.digest, ctx.maxManifestBytes);
     try {
       if (!body) throw new ManifestInvalidError('too large to be a manifest');
