@@ -11,7 +11,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { MemoryStore } from '../store/memory-store.js';
 import { putBlob } from '../store/store.js';
 import { digestOf, type Descriptor } from '../oci/digest.js';
-import { SEQUENCE_PATH } from './blob-sequence.js';
+import { SEQUENCE_PATH } from './peer-protocol.js';
 import { Mirror } from './mirror.js';
 import { peerKey } from './peer-auth.js';
 import type { PeerEndpoint } from './peer-client.js';

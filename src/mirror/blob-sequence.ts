@@ -5,10 +5,10 @@
 // link. The holder ends the stream early when it cannot send the next blob; nothing here is trusted:
 // the mirror verifies every blob and takes what the stream did not bring from other holders.
 import type { Descriptor } from '../oci/digest.js';
-import { AWAIT_COPY_MS, PATIENT_HEADER, peerRequest, type PeerEndpoint } from './peer-client.js';
+import { peerRequest, type PeerEndpoint } from './peer-client.js';
+import { AWAIT_COPY_MS, PATIENT_HEADER, SEQUENCE_PATH } from './peer-protocol.js';
 import { untilStalled } from './until-stalled.js';
 
-export const SEQUENCE_PATH = '/peer/v1/sequence';
 
 /** One blob's bytes as they come from a holder, for the mirror to verify (see FetchOptions.source). */
 export interface BlobSource {

@@ -3,7 +3,8 @@
 // redirected by busy holders to the peers they are feeding.
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
-import { PATIENT_HEADER, peerRequest, TRY_HEADER, type PeerEndpoint, type PeerResponse } from './peer-client.js';
+import { peerRequest, type PeerEndpoint, type PeerResponse } from './peer-client.js';
+import { BLOB_PATH, PATIENT_HEADER, TRY_HEADER } from './peer-protocol.js';
 
 /** Hedge delay until enough answer times are known, and its floor. */
 const HEDGE_DEFAULT_MS = 300;
@@ -39,7 +40,7 @@ export class HolderOpener {
    * the others are cancelled. Undefined when every holder failed.
    */
   open(digest: string, untried: PeerEndpoint[], offset: number, patient: boolean): Promise<Opened | undefined> {
-    const path = `/peer/v1/blobs/${digest}`;
+    const path = `${BLOB_PATH}${digest}`;
     const headers = patient ? { [PATIENT_HEADER]: this.opts.selfId ?? '' } : undefined;
     const asked = new Set<string>();
     return new Promise((resolve) => {

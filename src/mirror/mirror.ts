@@ -18,6 +18,7 @@ import { BlobSequence, type BlobSource } from './blob-sequence.js';
 import { HolderOpener } from './holder-opener.js';
 import { untilStalled } from './until-stalled.js';
 import { peerRequest, type PeerEndpoint } from './peer-client.js';
+import { IMAGES_PATH } from './peer-protocol.js';
 import type { Spool } from './spool.js';
 import type { Spools } from './spools.js';
 import { MAX_MANIFEST_BYTES } from '../oci/limits.js';
@@ -195,7 +196,7 @@ export class Mirror implements MirrorSource {
     if (!this.opts.resolveTags) return undefined;
     for (const peer of await this.#holders(image)) {
       try {
-        const path = `/peer/v1/images?name=${encodeURIComponent(image)}`;
+        const path = `${IMAGES_PATH}?name=${encodeURIComponent(image)}`;
         const res = await peerRequest(peer.url, path, this.opts.key, { signal: AbortSignal.timeout(this.opts.stallTimeoutMs) });
         const answer = await readBounded(res.body, 64 << 10);
         if (res.status !== 200) continue;

@@ -7,11 +7,10 @@ import Fastify, { type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { type Store } from '../store/store.js';
 import { isDigest, type Descriptor } from '../oci/digest.js';
-import { SEQUENCE_PATH } from './blob-sequence.js';
 import { RangeNotSatisfiableError } from '../http/range.js';
 import { blobHeaders, serveBlob } from '../http/serve-blob.js';
 import { AUTH_HEADER, verifyProof } from './peer-auth.js';
-import { AWAIT_COPY_MS, PARTIAL_HEADER, PATIENT_HEADER, PIPELINE_MIN_BYTES, TRY_HEADER } from './peer-client.js';
+import { AWAIT_COPY_MS, BLOB_PATH, IMAGES_PATH, MAX_SEQUENCE_BLOBS, MAX_SEQUENCE_BYTES, PATIENT_HEADER, PIPELINE_MIN_BYTES, SEQUENCE_PATH, TRY_HEADER } from './peer-protocol.js';
 import type { Spool } from './spool.js';
 import type { Spools } from './spools.js';
 
@@ -19,9 +18,6 @@ const notFound = (what: string) => ({ errors: [{ code: 'BLOB_UNKNOWN', message: 
 
 const AWAIT_POLL_MS = 20;
 const STORE_EVERY_ROUNDS = 10;
-/** What one sequence may ask for: distinct blobs, so a small request cannot make a member send one blob over and over. */
-export const MAX_SEQUENCE_BLOBS = 1000;
-export const MAX_SEQUENCE_BYTES = 64 * 1024 ** 3;
 /** Longest image name asked for: a repository of 255 characters and a tag or digest. */
 const MAX_IMAGE_NAME = 400;
 
@@ -121,7 +117,7 @@ export function createPeerServer(opts: PeerServerOptions) {
 
   app.route({
     method: ['GET', 'HEAD'],
-    url: '/peer/v1/blobs/:digest',
+    url: `${BLOB_PATH}:digest`,
     handler: async (req, reply) => {
       const { digest } = req.params as { digest: string };
       if (!isDigest(digest)) return reply.code(404).send(notFound(digest));
@@ -136,7 +132,6 @@ export function createPeerServer(opts: PeerServerOptions) {
       if (await serveBlob(store, digest, req, reply, log)) return reply;
       if (spool?.size === undefined) return reply.code(404).send(notFound(digest));
       const range = blobHeaders(req, reply, digest, spool.size);
-      reply.header(PARTIAL_HEADER, spool.written);
       return reply.send(req.method === 'HEAD' ? undefined : spool.reader(range?.start, range?.end));
     },
   });
@@ -168,7 +163,7 @@ export function createPeerServer(opts: PeerServerOptions) {
     return reply.header('content-type', 'application/octet-stream').send(Readable.from(inOrder(blobs, first, patientPeer(req))));
   });
 
-  app.get('/peer/v1/images', async (req, reply) => {
+  app.get(IMAGES_PATH, async (req, reply) => {
     const name = (req.query as { name?: unknown }).name;
     if (typeof name !== 'string' || name.length > MAX_IMAGE_NAME || !/^[\x21-\x7e]+$/.test(name)) {
       return reply.code(400).send({ errors: [{ code: 'NAME_INVALID', message: `expected ?name=<image name of at most ${MAX_IMAGE_NAME} characters>` }] });

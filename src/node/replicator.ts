@@ -22,7 +22,7 @@ import { digestOf, type Descriptor } from '../oci/digest.js';
 import type { MeshEvent } from '../dht/router.js';
 import type { SourceSequence } from '../mirror/blob-sequence.js';
 import type { FetchOptions, Fetching } from '../mirror/mirror.js';
-import { PIPELINE_MIN_BYTES } from '../mirror/peer-client.js';
+import { PIPELINE_MIN_BYTES } from '../mirror/peer-protocol.js';
 import { children, isIndexMediaType, MANIFEST_MEDIA_TYPES, parseManifest, type ParsedManifest } from '../oci/manifest.js';
 import { readManifest } from '../oci/references.js';
 import type { InventoryFetch } from './inventory.js';

@@ -1,9 +1,9 @@
 // Peer data plane cases: odd blob digests, image names and sequence bodies, signed with a valid membership
 // proof so that they reach the handlers; and some with invalid proofs, which must be answered 401.
 import { isDigest } from '../../src/oci/digest.js';
-import { SEQUENCE_PATH } from '../../src/mirror/blob-sequence.js';
+import { SEQUENCE_PATH } from '../../src/mirror/peer-protocol.js';
 import { AUTH_HEADER, proof } from '../../src/mirror/peer-auth.js';
-import { PATIENT_HEADER } from '../../src/mirror/peer-client.js';
+import { PATIENT_HEADER } from '../../src/mirror/peer-protocol.js';
 import type { FuzzRequest } from './http.js';
 import { malformedUri, oddDigest, oddHeaders } from './inputs.js';
 import type { Rng } from './prng.js';
