@@ -12,7 +12,7 @@ import { generateSwarmKey, parseSwarmKey } from './swarm-key.js';
 
 interface LogLine {
   level: number;
-  part?: string;
+  component?: string;
   msg: string;
   remote?: string;
   reason?: string;
@@ -72,7 +72,7 @@ function sendGarbage(to: { host: string; port: number }, data: Uint8Array, from 
 }
 
 const httpRequest = (i: number) => new TextEncoder().encode(`GET /v2/${i} HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: curl/8.0\r\nAccept: */*\r\n\r\n`);
-const warnings = (lines: LogLine[], ip: string) => lines.filter((l) => l.level === WARN && l.part === 'inbound' && l.remote?.startsWith(`${ip}:`));
+const warnings = (lines: LogLine[], ip: string) => lines.filter((l) => l.level === WARN && l.component === 'p2p.inbound' && l.remote?.startsWith(`${ip}:`));
 
 async function until(what: string, cond: () => boolean, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -107,7 +107,7 @@ describe.each([
     // A flood from 100 addresses is capped as a whole.
     await Promise.all(Array.from({ length: 100 }, (_, i) => sendGarbage(tcp, randomBytes(2048), `127.0.1.${i + 1}`)));
     await new Promise((r) => setTimeout(r, 200));
-    const inbound = lines.filter((l) => l.part === 'inbound');
+    const inbound = lines.filter((l) => l.component === 'p2p.inbound');
     expect(inbound.length).toBeGreaterThan(1);
     expect(inbound.length).toBeLessThanOrEqual(20);
 

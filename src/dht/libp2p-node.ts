@@ -54,7 +54,7 @@ export interface MeshNode {
 
 export async function createMeshNode(opts: MeshNodeOptions): Promise<MeshNode> {
   const log = opts.logger;
-  const inbound = inboundFailureLog(log.child({ part: 'inbound' }), { swarmKey: opts.swarmKey !== undefined });
+  const inbound = inboundFailureLog(log.child({ component: 'p2p.inbound' }), { swarmKey: opts.swarmKey !== undefined });
   const libp2p = await createLibp2p<MeshServices>(libp2pOptions(opts, inbound)).catch((err: unknown) => {
     throw new Error(`cannot start libp2p on ${opts.listen.join(', ')}`, { cause: err });
   });
@@ -67,7 +67,7 @@ export async function createMeshNode(opts: MeshNodeOptions): Promise<MeshNode> {
     });
   }
 
-  const dialer = new BootstrapDialer(libp2p, opts.bootstrap, log.child({ part: 'bootstrap' }), {
+  const dialer = new BootstrapDialer(libp2p, opts.bootstrap, log.child({ component: 'p2p.bootstrap' }), {
     intervalMs: opts.bootstrapIntervalMs ?? 2_000,
     maxDelayMs: 30_000,
   });

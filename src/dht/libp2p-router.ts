@@ -79,9 +79,9 @@ export class Libp2pRouter implements Router {
       throw new Error('the kad-dht service exposes no provider store (addProvider/getProviders); kad-dht version mismatch?');
     }
     this.providerStore = dht.providers;
-    this.directory = new PeerDirectory(this.libp2p, opts.nodeInfo, this.log.child({ part: 'peers' }));
-    this.view = new NetworkView(this.libp2p, K, opts.viewMaxAgeMs ?? 60_000, this.log.child({ part: 'view' }));
-    this.announcer = new BatchAnnouncer(this.libp2p, this.log.child({ part: 'announce' }), {
+    this.directory = new PeerDirectory(this.libp2p, opts.nodeInfo, this.log.child({ component: 'router.peers' }));
+    this.view = new NetworkView(this.libp2p, K, opts.viewMaxAgeMs ?? 60_000, this.log.child({ component: 'router.view' }));
+    this.announcer = new BatchAnnouncer(this.libp2p, this.log.child({ component: 'router.announce' }), {
       k: K,
       batchProtocol: opts.batchProtocol ?? true,
       batchSize: 5_000, // ~50 ms of the receiver's CPU
@@ -101,9 +101,9 @@ export class Libp2pRouter implements Router {
   static async create(opts: Libp2pRouterOptions): Promise<Libp2pRouter> {
     const router = new Libp2pRouter(opts.node, opts);
     await router.directory.start();
-    await handleProvide(router.libp2p, router.providerStore, router.log.child({ part: 'provide' }));
+    await handleProvide(router.libp2p, router.providerStore, router.log.child({ component: 'router.provide' }));
     const pubsub = router.libp2p.services.pubsub;
-    pubsub.topicValidators.set(EVENTS_TOPIC, eventValidator(router.log.child({ part: 'events' })));
+    pubsub.topicValidators.set(EVENTS_TOPIC, eventValidator(router.log.child({ component: 'router.events' })));
     pubsub.addEventListener('message', (evt) => router.deliver(evt.detail));
     pubsub.subscribe(EVENTS_TOPIC);
     router.libp2p.addEventListener('peer:identify', (evt) => {

@@ -10,7 +10,7 @@ import type { Config } from './config.js';
 
 export async function openStore(config: Config, log: Logger): Promise<Store> {
   const connect = () =>
-    ContainerdStore.connect({ socket: config.containerdSocket, namespace: config.containerdNamespace, logger: log.child({ store: 'containerd' }) });
+    ContainerdStore.connect({ socket: config.containerdSocket, namespace: config.containerdNamespace, logger: log.child({ component: 'store' }) });
   if (config.store === 'containerd') return connect();
   if (config.store === 'auto' && existsSync(config.containerdSocket)) {
     try {
@@ -21,5 +21,5 @@ export async function openStore(config: Config, log: Logger): Promise<Store> {
   }
   const root = join(config.dataDir, 'store');
   log.info({ root }, 'using the embedded filesystem store');
-  return FsStore.open(root, log.child({ store: 'fs' }), config.gcDelayMs);
+  return FsStore.open(root, log.child({ component: 'store' }), config.gcDelayMs);
 }

@@ -43,7 +43,7 @@ export class ContainerdStore implements Store {
   }
 
   static async connect(opts: ContainerdStoreOptions): Promise<ContainerdStore> {
-    const logger = opts.logger.child({ store: 'containerd', socket: opts.socket, namespace: opts.namespace });
+    const logger = opts.logger.child({ socket: opts.socket, namespace: opts.namespace });
     const client = await ContainerdClient.connect(opts.socket, opts.namespace);
     const root = opts.contentRoot ?? await findContentRoot(client, logger);
     const blobDir = root === undefined ? undefined : await readableBlobDir(root, logger);
