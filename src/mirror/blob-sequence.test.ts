@@ -62,7 +62,7 @@ async function taker(peers: PeerEndpoint[]) {
     const sequence = await mirror.openSequence(from, blobs);
     try {
       for (const blob of blobs) {
-        const fetching = mirror.fetching(blob.digest, { from: fallback, patient: true, source: await sequence.next(blob) });
+        const fetching = mirror.fetch(blob.digest, { from: fallback, patient: true, source: await sequence.next(blob) });
         expect(await fetching.verified).toBe(true);
         expect(await fetching.stored).toBe(true);
       }

@@ -83,7 +83,7 @@ describe('Mirror', () => {
     const far = await peer('far', 20, serves(data));
     const near = await peer('near', 2, serves(data));
     const store = new MemoryStore();
-    expect(await mirror(store, [far, near]).fetchBlob(sha(data))).toBe(true);
+    expect(await mirror(store, [far, near]).fetch(sha(data)).stored).toBe(true);
     expect(near.requests).toEqual([{ offset: 0, authorized: true }]);
     expect(far.requests).toEqual([]);
     expect((await stored(store, sha(data)))!.equals(data)).toBe(true);
@@ -97,7 +97,7 @@ describe('Mirror', () => {
     });
     const healthy = await peer('healthy', 5, serves(data));
     const store = new MemoryStore();
-    expect(await mirror(store, [dying, healthy]).fetchBlob(sha(data))).toBe(true);
+    expect(await mirror(store, [dying, healthy]).fetch(sha(data)).stored).toBe(true);
     expect(healthy.requests).toHaveLength(1);
     expect(healthy.requests[0].offset).toBeGreaterThan(0);
     expect((await stored(store, sha(data)))!.equals(data)).toBe(true);
@@ -110,13 +110,13 @@ describe('Mirror', () => {
     let peers = [await peer('liar', 1, serves(corrupted)), await peer('honest', 9, serves(data))];
     const store = new MemoryStore();
     const m = mirror(store, () => peers);
-    expect(await m.fetchBlob(sha(data))).toBe(true);
+    expect(await m.fetch(sha(data)).stored).toBe(true);
     expect((await stored(store, sha(data)))!.equals(data)).toBe(true);
     // Next blob: the liar, though nearer, is asked after the honest peer.
     const next = randomBytes(1000);
     const [liar, honest] = [await peer('liar', 1, serves(next)), await peer('honest', 9, serves(next))];
     peers = [liar, honest];
-    expect(await m.fetchBlob(sha(next))).toBe(true);
+    expect(await m.fetch(sha(next)).stored).toBe(true);
     expect(honest.requests).toHaveLength(1);
     expect(liar.requests).toHaveLength(0);
   });
@@ -125,7 +125,7 @@ describe('Mirror', () => {
     const data = randomBytes(10_000);
     const liar = await peer('liar', 1, serves(randomBytes(10_000)));
     const store = new MemoryStore();
-    expect(await mirror(store, [liar]).fetchBlob(sha(data))).toBe(false);
+    expect(await mirror(store, [liar]).fetch(sha(data)).stored).toBe(false);
     expect(await store.stat(sha(data))).toBeUndefined();
   });
 
@@ -162,9 +162,9 @@ describe('Mirror', () => {
       store, spools, findPeers: async () => [], key, log: pino({ level: 'silent' }), endpointOf: (id) => (id === 'liar' ? liar : id === 'honest' ? honest : undefined),
       lookupTimeoutMs: 1000, stallTimeoutMs: 5000, resolveTags: true, patienceMs: 0,
     });
-    expect(await m.fetchBlob(sha(data), { from: ['liar'], patient: true })).toBe(false);
+    expect(await m.fetch(sha(data), { from: ['liar'], patient: true }).stored).toBe(false);
     expect(await store.stat(sha(data))).toBeUndefined();
-    expect(await m.fetchBlob(sha(data), { from: ['liar', 'honest'], patient: true })).toBe(true);
+    expect(await m.fetch(sha(data), { from: ['liar', 'honest'], patient: true }).stored).toBe(true);
     expect((await stored(store, sha(data)))!.equals(data)).toBe(true);
     expect(inStoreMidway).toBeGreaterThan(0);
     expect(await readdir(spoolDir)).toEqual([]);
@@ -188,7 +188,7 @@ describe('Mirror', () => {
       store, spools, findPeers: async () => [], key, log: pino({ level: 'silent' }), endpointOf: (id) => (id === 'holder' ? holder : undefined),
       lookupTimeoutMs: 1000, stallTimeoutMs: 5000, resolveTags: true,
     });
-    const fetching = m.fetching(sha(data), { from: ['holder'], patient: true });
+    const fetching = m.fetch(sha(data), { from: ['holder'], patient: true });
     expect(await fetching.verified).toBe(true);
     expect(await store.stat(sha(data))).toBeUndefined();
     expect(await fetching.stored).toBe(true);
@@ -205,7 +205,7 @@ describe('Mirror', () => {
     const healthy = await peer('healthy', 5, serves(data));
     const store = new MemoryStore();
     const started = Date.now();
-    expect(await mirror(store, [stalled, healthy], 300).fetchBlob(sha(data))).toBe(true);
+    expect(await mirror(store, [stalled, healthy], 300).fetch(sha(data)).stored).toBe(true);
     expect(Date.now() - started).toBeLessThan(3000);
     expect(healthy.requests[0].offset).toBe(100_000);
     expect((await stored(store, sha(data)))!.equals(data)).toBe(true);
@@ -217,7 +217,7 @@ describe('Mirror', () => {
     const quick = await peer('quick', 9, serves(data));
     const store = new MemoryStore();
     const started = Date.now();
-    expect(await mirror(store, [slow, quick]).fetchBlob(sha(data))).toBe(true);
+    expect(await mirror(store, [slow, quick]).fetch(sha(data)).stored).toBe(true);
     // The default hedge delay is 300 ms: far sooner than the slow peer's 3 s.
     expect(Date.now() - started).toBeLessThan(1500);
     expect(slow.requests).toHaveLength(1);
@@ -230,14 +230,14 @@ describe('Mirror', () => {
     const holder = await peer('holder', 1, serves(data));
     const store = new MemoryStore();
     const m = mirror(store, [holder]);
-    const [first, second] = await Promise.all([m.streamBlob(sha(data)), m.streamBlob(sha(data))]);
+    const [first, second] = await Promise.all([m.stream(sha(data)), m.stream(sha(data))]);
     expect(first?.size).toBe(data.length);
     expect(second?.size).toBe(data.length);
     const [a, b] = await Promise.all([readAll(first!.stream), readAll(second!.stream)]);
     expect(a.equals(data) && b.equals(data)).toBe(true);
     expect(holder.requests).toHaveLength(1);
     // Nobody else stored it, so after the grace the mirror keeps its own copy; the spool file is gone.
-    expect(await m.fetchBlob(sha(data))).toBe(true);
+    expect(await m.fetch(sha(data)).stored).toBe(true);
     expect((await stored(store, sha(data)))!.equals(data)).toBe(true);
     expect(await readdir(spoolDir)).toEqual([]);
   });
@@ -247,7 +247,7 @@ describe('Mirror', () => {
     const holder = await peer('holder', 1, serves(data));
     const store = new MemoryStore();
     const m = mirror(store, [holder]);
-    const live = await m.streamBlob(sha(data));
+    const live = await m.stream(sha(data));
     // The client (think: this host's containerd) stores what it read, as a pull does.
     const upload = await store.beginUpload();
     await upload.append(live!.stream);
@@ -258,7 +258,7 @@ describe('Mirror', () => {
       commits.push('mirror');
       return beginUpload();
     };
-    expect(await m.fetchBlob(sha(data))).toBe(true);
+    expect(await m.fetch(sha(data)).stored).toBe(true);
     expect(commits).toEqual([]);
   });
 
@@ -268,7 +268,7 @@ describe('Mirror', () => {
     corrupted[999_000] ^= 1;
     const liar = await peer('liar', 1, serves(corrupted));
     const store = new MemoryStore();
-    const live = await mirror(store, [liar]).streamBlob(sha(data));
+    const live = await mirror(store, [liar]).stream(sha(data));
     if (!live) throw new Error('expected a live blob');
     let received = 0;
     await expect((async () => {
@@ -279,7 +279,7 @@ describe('Mirror', () => {
   });
 
   it('answers undefined at once when nobody holds the blob', async () => {
-    expect(await mirror(new MemoryStore(), []).streamBlob(sha(randomBytes(10)))).toBeUndefined();
+    expect(await mirror(new MemoryStore(), []).stream(sha(randomBytes(10)))).toBeUndefined();
   });
 
   it('shares one transfer between concurrent requests for a blob', async () => {
@@ -287,7 +287,7 @@ describe('Mirror', () => {
     const holder = await peer('holder', 1, (req, res, offset) => setTimeout(() => serves(data)(req, res, offset), 100));
     const store = new MemoryStore();
     const m = mirror(store, [holder]);
-    expect(await Promise.all([m.fetchBlob(sha(data)), m.fetchBlob(sha(data)), m.fetchBlob(sha(data))])).toEqual([true, true, true]);
+    expect(await Promise.all([m.fetch(sha(data)).stored, m.fetch(sha(data)).stored, m.fetch(sha(data)).stored])).toEqual([true, true, true]);
     expect(holder.requests).toHaveLength(1);
   });
 });
@@ -316,10 +316,10 @@ describe('Mirror with an upstream', () => {
     const data = randomBytes(100_000);
     const up = upstream(data);
     const store = new MemoryStore();
-    expect(await withUpstream(store, up.source, [await peer('p', 1, serves(data))]).fetchBlob(sha(data), { origin })).toBe(true);
+    expect(await withUpstream(store, up.source, [await peer('p', 1, serves(data))]).fetch(sha(data), { requestedIn: origin }).stored).toBe(true);
     expect(up.opened).toEqual([]);
     const other = new MemoryStore();
-    expect(await withUpstream(other, up.source).fetchBlob(sha(data), { origin })).toBe(true);
+    expect(await withUpstream(other, up.source).fetch(sha(data), { requestedIn: origin }).stored).toBe(true);
     expect(up.opened).toEqual([{ repo: 'docker.io/library/app', digest: sha(data), manifest: false }]);
     expect((await stored(other, sha(data)))!.equals(data)).toBe(true);
   });
@@ -329,11 +329,11 @@ describe('Mirror with an upstream', () => {
     const up = upstream(data);
     const store = new MemoryStore();
     const m = withUpstream(store, up.source);
-    const [a, b] = await Promise.all([m.streamBlob(sha(data), origin), m.streamBlob(sha(data), origin)]);
+    const [a, b] = await Promise.all([m.stream(sha(data), origin), m.stream(sha(data), origin)]);
     const [ra, rb] = await Promise.all([readAll(a!.stream), readAll(b!.stream)]);
     expect(ra.equals(data) && rb.equals(data)).toBe(true);
     expect(up.opened).toHaveLength(1);
-    expect(await m.fetchBlob(sha(data), { origin })).toBe(true);
+    expect(await m.fetch(sha(data), { requestedIn: origin }).stored).toBe(true);
     expect((await stored(store, sha(data)))!.equals(data)).toBe(true);
   });
 
@@ -342,7 +342,7 @@ describe('Mirror with an upstream', () => {
     const wrong = Buffer.from(data);
     wrong[wrong.length - 1] ^= 0xff;
     const store = new MemoryStore();
-    const live = await withUpstream(store, upstream(data, wrong).source).streamBlob(sha(data), origin);
+    const live = await withUpstream(store, upstream(data, wrong).source).stream(sha(data), origin);
     await expect(readAll(live!.stream)).rejects.toThrow();
     expect(await store.stat(sha(data))).toBeUndefined();
   });
@@ -350,7 +350,7 @@ describe('Mirror with an upstream', () => {
   it('does not ask the upstream without an origin (replication)', async () => {
     const data = randomBytes(1000);
     const up = upstream(data);
-    expect(await withUpstream(new MemoryStore(), up.source).fetchBlob(sha(data))).toBe(false);
+    expect(await withUpstream(new MemoryStore(), up.source).fetch(sha(data)).stored).toBe(false);
     expect(up.opened).toEqual([]);
   });
 });

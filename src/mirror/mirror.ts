@@ -9,7 +9,7 @@ import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { DigestMismatchError, type Store } from '../store/store.js';
 import { isDigest, type Descriptor } from '../oci/digest.js';
-import type { MirrorSource, Origin } from '../registry/context.js';
+import type { ReadThrough, RequestedIn } from '../store/read-through.js';
 import { readBounded } from '../oci/limits.js';
 import { parseImageName } from '../oci/names.js';
 import { readSmallBlob } from '../oci/references.js';
@@ -69,7 +69,7 @@ export interface FetchOptions {
    */
   patient?: boolean;
   /** The repository a client asked for it in: where the upstream is asked when no peer has it. */
-  origin?: Origin;
+  requestedIn?: RequestedIn;
   /** The blob's bytes as a holder already sends them (a replication sequence), tried before any other holder. */
   source?: BlobSource;
 }
@@ -103,7 +103,7 @@ interface Transfer extends Fetching {
   clients: Promise<unknown>[];
 }
 
-export class Mirror implements MirrorSource {
+export class Mirror implements ReadThrough {
   readonly #transfers = new Map<string, Transfer>();
   /** Peers that sent wrong bytes, by id: they go last from then on. */
   readonly #strikes = new Map<string, number>();
@@ -114,9 +114,10 @@ export class Mirror implements MirrorSource {
     this.#opener = new HolderOpener(opts);
   }
 
-  async streamBlob(digest: string, origin?: Origin): Promise<LiveBlob | undefined> {
+  /** The blob's bytes as they arrive here (the last ones only once verified); undefined when nobody holds it. */
+  async stream(digest: string, requestedIn?: RequestedIn): Promise<LiveBlob | undefined> {
     if (!isDigest(digest)) return undefined;
-    const transfer = this.#transfer(digest, { origin });
+    const transfer = this.#transfer(digest, { requestedIn });
     const spool = await transfer.spool;
     const size = await spool.sized();
     if (size === undefined) return undefined;
@@ -125,12 +126,8 @@ export class Mirror implements MirrorSource {
     return { size, stream };
   }
 
-  fetchBlob(digest: string, options: FetchOptions = {}): Promise<boolean> {
-    return this.fetching(digest, options).stored;
-  }
-
   /** Fetches the blob into the store, or joins the transfer already under way (its options stay). */
-  fetching(digest: string, options: FetchOptions = {}): Fetching {
+  fetch(digest: string, options: FetchOptions = {}): Fetching {
     if (!isDigest(digest)) return { verified: Promise.resolve(false), stored: Promise.resolve(false) };
     const { verified, stored } = this.#transfer(digest, options);
     return { verified, stored };
@@ -150,8 +147,8 @@ export class Mirror implements MirrorSource {
 
   #transfer(digest: string, options: FetchOptions = {}): Transfer {
     let transfer = this.#transfers.get(digest);
-    // Joining a transfer begun without an origin (replication) still lets it fall back to the upstream.
-    if (transfer && options.origin) transfer.options.origin ??= options.origin;
+    // Joining a transfer begun without a repository (replication) still lets it fall back to the upstream.
+    if (transfer && options.requestedIn) transfer.options.requestedIn ??= options.requestedIn;
     if (!transfer) {
       options = { ...options };
       const spool = this.opts.spools.create(digest);
@@ -159,7 +156,7 @@ export class Mirror implements MirrorSource {
       let verify!: (ok: boolean) => void;
       const verified = new Promise<boolean>((resolve) => (verify = resolve));
       const stored = spool
-        .then((s) => this.#fetch(s, clients, options, () => verify(true)))
+        .then((s) => this.#receiveAndStore(s, clients, options, () => verify(true)))
         .catch((err: Error) => {
           this.opts.log.error({ digest, err }, 'fetching from the mesh failed');
           return false;
@@ -187,7 +184,7 @@ export class Mirror implements MirrorSource {
     if (!upstream || !tag) return undefined;
     const target = await upstream.resolveTag(repo, tag);
     if (!target || target.size > MAX_MANIFEST_BYTES) return undefined;
-    if (!(await this.fetchBlob(target.digest, { origin: { repo, manifest: true } }))) return undefined;
+    if (!(await this.fetch(target.digest, { requestedIn: { repo, manifest: true } }).stored)) return undefined;
     const body = await readSmallBlob(store, target.digest);
     return body && { mediaType: mediaTypeOf(body), digest: target.digest, size: body.length };
   }
@@ -202,7 +199,7 @@ export class Mirror implements MirrorSource {
         if (res.status !== 200) continue;
         const target = JSON.parse(answer.toString()) as Descriptor;
         if (!isDigest(target.digest) || target.size > MAX_MANIFEST_BYTES) continue;
-        if (await this.fetchBlob(target.digest)) return { mediaType: target.mediaType, digest: target.digest, size: target.size };
+        if (await this.fetch(target.digest).stored) return { mediaType: target.mediaType, digest: target.digest, size: target.size };
       } catch (err) {
         this.opts.log.warn({ peer: peer.id, image, err: (err as Error).message }, 'peer could not resolve tag');
       }
@@ -226,7 +223,7 @@ export class Mirror implements MirrorSource {
   }
 
   /** Receives the blob into its spool and then into the store; false when no holder sent the right bytes. */
-  async #fetch(spool: Spool, clients: Promise<unknown>[], options: FetchOptions, verified: () => void): Promise<boolean> {
+  async #receiveAndStore(spool: Spool, clients: Promise<unknown>[], options: FetchOptions, verified: () => void): Promise<boolean> {
     const { digest } = spool;
     if (await this.opts.store.stat(digest)) {
       await this.opts.spools.remove(spool);
@@ -240,7 +237,7 @@ export class Mirror implements MirrorSource {
       return false;
     }) : undefined;
     try {
-      const received = (await this.#receive(spool, options)) || (await this.#pullThrough(spool, options.origin));
+      const received = (await this.#receive(spool, options)) || (await this.#pullThrough(spool, options.requestedIn));
       if (!received) return false;
       verified();
       if (!(await early)) await this.#keep(spool, clients);
@@ -310,15 +307,15 @@ export class Mirror implements MirrorSource {
   }
 
   /** Receives the blob from the upstream registry into the spool, verified; false when it cannot. */
-  async #pullThrough(spool: Spool, origin: Origin | undefined): Promise<boolean> {
+  async #pullThrough(spool: Spool, requestedIn: RequestedIn | undefined): Promise<boolean> {
     const { upstream, log } = this.opts;
-    if (!upstream || !origin) return false;
+    if (!upstream || !requestedIn) return false;
     const { digest } = spool;
     // A peer transfer that broke part-way: the upstream sends the blob whole, from the start.
     if (spool.received > 0) await spool.restart();
-    const opened = await upstream.open(origin.repo, digest, origin.manifest === true);
+    const opened = await upstream.open(requestedIn.repo, digest, requestedIn.manifest === true);
     if (!opened) return false;
-    const limit = origin.manifest ? MAX_MANIFEST_BYTES : Infinity;
+    const limit = requestedIn.manifest ? MAX_MANIFEST_BYTES : Infinity;
     if (opened.size !== undefined) spool.setSize(opened.size);
     try {
       for await (const chunk of opened.body) {
@@ -330,11 +327,11 @@ export class Mirror implements MirrorSource {
     } catch (err) {
       // Nothing is kept: the spool is removed, and its readers never see the last byte.
       const mismatch = err instanceof DigestMismatchError;
-      log.warn({ digest, repo: origin.repo, err: (err as Error).message, ...(mismatch && { actual: err.actual }) },
+      log.warn({ digest, repo: requestedIn.repo, err: (err as Error).message, ...(mismatch && { actual: err.actual }) },
         mismatch ? 'the upstream registry sent bytes that do not match the digest' : 'pulling through from the upstream registry failed');
       return false;
     }
-    log.info({ digest, repo: origin.repo, bytes: spool.written }, 'pulled through from the upstream registry');
+    log.info({ digest, repo: requestedIn.repo, bytes: spool.written }, 'pulled through from the upstream registry');
     return true;
   }
 

@@ -111,7 +111,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
         { id: mesh.router.id, name: config.nodeName, labels: config.labels, replicate: config.replicate.text },
         ...mesh.router.peers().flatMap((p) => (p.info ? [{ id: p.id, ...p.info }] : [])),
       ],
-      fetch: (digest, options) => mirror.fetching(digest, options),
+      fetch: (digest, options) => mirror.fetch(digest, options),
       openSequence: (peerId, blobs) => mirror.openSequence(peerId, blobs),
       arriving: () => mirror.arriving(),
       policy: config.replicate,

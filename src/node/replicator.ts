@@ -86,11 +86,11 @@ export class Replicator {
   }
 
   /**
-   * Copies `image` (root manifest `digest`) from the mesh. `origin` holds it whole; `takers` are the
+   * Copies `image` (root manifest `digest`) from the mesh. `pushedTo` holds it whole; `takers` are the
    * nodes copying it too (this one included), which decide where each blob is taken from; `inline`
    * has small blobs that came with the push's gossip (base64 by digest), kept when they verify.
    */
-  async replicate(image: string, digest: string, origin: string, { takers = [], inline = {} }: { takers?: string[]; inline?: Record<string, string> } = {}): Promise<void> {
+  async replicate(image: string, digest: string, pushedTo: string, { takers = [], inline = {} }: { takers?: string[]; inline?: Record<string, string> } = {}): Promise<void> {
     const { store, log } = this.deps;
     if ((await store.images.get(image))?.target.digest === digest) return;
     const active: Active = { digest, blobs: [] };
@@ -105,10 +105,10 @@ export class Replicator {
     };
     const keep = (blob: string, bytes: Buffer) => pending(this.#put(blob, bytes));
     try {
-      const root = await this.#manifest({ digest }, origin, given, keep);
+      const root = await this.#manifest({ digest }, pushedTo, given, keep);
       const manifests = [root];
       if (isIndexMediaType(root.manifest.mediaType)) {
-        for (const child of root.manifest.manifests) manifests.push(await this.#manifest(child, origin, given, keep));
+        for (const child of root.manifest.manifests) manifests.push(await this.#manifest(child, pushedTo, given, keep));
       }
       active.blobs = manifests.flatMap((m) => children(m.manifest)).filter((d) => !MANIFEST_MEDIA_TYPES.includes(d.mediaType));
       // Once each (platforms of an index share layers), in the manifests' order: the same on every taker.
@@ -118,11 +118,11 @@ export class Replicator {
         if (bytes) keep(blob.digest, bytes);
       }
       const wanted = blobs.filter((b) => !given.has(b.digest));
-      const upstream = this.#upstream(digest, origin, takers);
+      const feeder = this.#feeder(digest, pushedTo, takers);
       await Promise.all([
         inParallel(wanted.filter((b) => b.size < PIPELINE_MIN_BYTES), PARALLEL_SMALL, (blob) =>
-          arrived(this.deps.fetch(blob.digest, { from: [origin], patient: true }).stored, blob.digest)),
-        this.#pipeline(wanted.filter((b) => b.size >= PIPELINE_MIN_BYTES), upstream, origin, pending),
+          arrived(this.deps.fetch(blob.digest, { from: [pushedTo], patient: true }).stored, blob.digest)),
+        this.#pipeline(wanted.filter((b) => b.size >= PIPELINE_MIN_BYTES), feeder, pushedTo, pending),
       ]);
       await Promise.all(storing);
       // A later push of the same name may have started meanwhile: the newest one names the image.
@@ -146,23 +146,23 @@ export class Replicator {
     }));
   }
 
-  /** The node this one takes the layers of image `digest` from: the taker before it, or the origin. */
-  #upstream(digest: string, origin: string, takers: string[]): string {
+  /** The node this one takes the layers of image `digest` from: the taker before it, or the node pushed to. */
+  #feeder(digest: string, pushedTo: string, takers: string[]): string {
     const rank = (id: string) => createHash('sha256').update(`${digest}\n${id}`).digest('hex');
     const order = takers.map((id) => ({ id, rank: rank(id) })).sort((a, b) => (a.rank < b.rank ? -1 : 1));
     const at = order.findIndex((t) => t.id === this.deps.selfId);
-    return at > 0 ? order[at - 1].id : origin;
+    return at > 0 ? order[at - 1].id : pushedTo;
   }
 
-  /** A manifest from the push's gossip when it came with it, else from the origin through the mirror. */
-  async #manifest(desc: { digest: string; mediaType?: string }, origin: string, given: Map<string, Buffer>, keep: (digest: string, bytes: Buffer) => void): Promise<{ body: Buffer; manifest: ParsedManifest }> {
+  /** A manifest from the push's gossip when it came with it, else from the node pushed to, through the mirror. */
+  async #manifest(desc: { digest: string; mediaType?: string }, pushedTo: string, given: Map<string, Buffer>, keep: (digest: string, bytes: Buffer) => void): Promise<{ body: Buffer; manifest: ParsedManifest }> {
     const body = given.get(desc.digest);
     if (body) {
       const manifest = parseManifest(body, desc.mediaType);
       keep(desc.digest, body);
       return { body, manifest };
     }
-    await arrived(this.deps.fetch(desc.digest, { from: [origin], patient: true }).stored, desc.digest);
+    await arrived(this.deps.fetch(desc.digest, { from: [pushedTo], patient: true }).stored, desc.digest);
     const found = await readManifest(this.deps.store, desc.digest, desc.mediaType);
     if (!found) throw new Error(`manifest ${desc.digest} vanished from the store`);
     return found;
@@ -187,10 +187,10 @@ export class Replicator {
    * Takes the layers from the node before, all on one stream when it can, each as soon as it is
    * verified; their stored copies go to `pending`.
    */
-  async #pipeline(layers: Descriptor[], upstream: string, origin: string, pending: (storing: Promise<void>) => void): Promise<void> {
-    const sequence = await this.#sequence(upstream, layers);
+  async #pipeline(layers: Descriptor[], feeder: string, pushedTo: string, pending: (storing: Promise<void>) => void): Promise<void> {
+    const sequence = await this.#sequence(feeder, layers);
     // A node before that sent nothing (it does not take the image after all, or is gone) is not waited for again.
-    const from = sequence || upstream === origin ? [upstream, origin] : [origin, upstream];
+    const from = sequence || feeder === pushedTo ? [feeder, pushedTo] : [pushedTo, feeder];
     try {
       await inParallel(layers, sequence ? 1 : PARALLEL_PIPELINED, async (blob) => {
         const { verified, stored } = this.deps.fetch(blob.digest, { from, patient: true, source: await sequence?.next(blob) });
@@ -203,12 +203,12 @@ export class Replicator {
   }
 
   /** The layers on one stream from the node before, or undefined (they are then fetched one by one). */
-  async #sequence(upstream: string, layers: Descriptor[]): Promise<SourceSequence | undefined> {
+  async #sequence(feeder: string, layers: Descriptor[]): Promise<SourceSequence | undefined> {
     if (layers.length === 0) return undefined;
     try {
-      return await this.deps.openSequence(upstream, layers);
+      return await this.deps.openSequence(feeder, layers);
     } catch (err) {
-      this.deps.log.warn({ peer: upstream, layers: layers.length, err: (err as Error).message }, 'the node before sends no sequence; fetching layer by layer');
+      this.deps.log.warn({ peer: feeder, layers: layers.length, err: (err as Error).message }, 'the node before sends no sequence; fetching layer by layer');
       return undefined;
     }
   }

@@ -12,7 +12,7 @@ export async function getBlob(ctx: RouteContext): Promise<unknown> {
   if (!ctx.mirror) throw blobUnknown(digest);
   // Not here. A whole GET reads the blob as it arrives from a peer; anything else waits for it.
   if (req.method === 'GET' && !req.headers.range) {
-    const live = await ctx.mirror.streamBlob(digest, { repo: ctx.repo });
+    const live = await ctx.mirror.stream(digest, { repo: ctx.repo });
     if (live) {
       return reply
         .header('docker-content-digest', digest)
@@ -21,7 +21,7 @@ export async function getBlob(ctx: RouteContext): Promise<unknown> {
         .send(live.stream);
     }
   } else {
-    await ctx.mirror.fetchBlob(digest, { origin: { repo: ctx.repo } });
+    await ctx.mirror.fetch(digest, { requestedIn: { repo: ctx.repo } }).stored;
   }
   // Also when the mirror found nothing: the blob may have been stored meanwhile.
   if (await serveBlob(store, digest, req, reply, log)) return reply;

@@ -17,7 +17,7 @@ async function resolve(ctx: RouteContext): Promise<{ target: Descriptor; body: B
     // Known by its size, before anything is read: a layer asked for as a manifest is not one.
     if (held && held.size > limit) return undefined;
     let body = held && (await readSmallBlob(store, ctx.ref, limit));
-    if (!held && mirror && (await mirror.fetchBlob(ctx.ref, { origin: { repo: ctx.repo, manifest: true } }))) body = await readSmallBlob(store, ctx.ref, limit);
+    if (!held && mirror && (await mirror.fetch(ctx.ref, { requestedIn: { repo: ctx.repo, manifest: true } }).stored)) body = await readSmallBlob(store, ctx.ref, limit);
     // A blob that is not a manifest (a layer, a config) is not served as one.
     return body && isManifest(body) ? { target: { mediaType: mediaTypeOf(body), digest: ctx.ref, size: body.length }, body } : undefined;
   }
