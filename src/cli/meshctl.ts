@@ -4,8 +4,7 @@ import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Command, Option } from 'commander';
 import { generateSwarmKey } from '../dht/swarm-key.js';
-import type { PeerStatus } from '../dht/router.js';
-import type { WhoHasEntry } from '../node/admin-api.js';
+import type { ImageEntry, MeshImageRow, NodeStatus, PeerEntry, WhoHasAnswer } from '../api/admin-types.js';
 import { AdminClient } from './admin-client.js';
 import {
   DEFAULT_CERTS_DIR, DEFAULT_CONTAINERD_CONFIG, DEFAULT_MIRROR_URL, configureMirror, formatConfigureReport, formatRestoreReport, restoreMirror,
@@ -27,7 +26,7 @@ program
   .argument('<key>', 'a digest (sha256:<hex>) or an image (registry/repo:tag)')
   .description('peers that hold a digest or image, nearest first; exit status 1 when nobody has it')
   .action(async (key: string) => {
-    const res = await client().get<{ key: string; providers: WhoHasEntry[] }>('/_mesh/v1/who-has', { key });
+    const res = await client().get<WhoHasAnswer>('/_mesh/v1/who-has', { key });
     print(res, () => res.providers.length === 0 ? `nobody has ${key}` : table(['PEER', 'NAME', 'RTT', 'ADDRESSES'],
       res.providers.map((p) => [p.self ? `${p.id} (this node)` : p.id, p.name ?? '', ms(p.rttMs), p.addrs.join(' ')])));
     if (res.providers.length === 0) process.exitCode = 1;
@@ -37,7 +36,7 @@ program
   .command('peers')
   .description('connected peers, and how many keys each announces')
   .action(async () => {
-    const peers = await client().get<(PeerStatus & { keys?: number })[]>('/_mesh/v1/peers');
+    const peers = await client().get<PeerEntry[]>('/_mesh/v1/peers');
     print(peers, () => table(['PEER', 'NAME', 'RTT', 'KEYS', 'ADDRESSES'],
       peers.map((p) => [p.id, p.info?.name ?? '', ms(p.rttMs), p.keys === undefined ? '-' : String(p.keys), p.addrs.join(' ')])));
   });
@@ -48,11 +47,10 @@ program
   .option('--mesh', 'ask every connected node')
   .action(async (cmd: { mesh?: boolean }) => {
     if (!cmd.mesh) {
-      const images = await client().get<{ name: string; digest: string }[]>('/_mesh/v1/images');
+      const images = await client().get<ImageEntry[]>('/_mesh/v1/images');
       return print(images, () => table(['IMAGE', 'DIGEST'], images.map((i) => [i.name, i.digest])));
     }
-    type Row = { name: string; digest: string; nodes: { name: string }[]; fetching?: { name: string; bytes: number; total: number }[] };
-    const rows = await client().get<Row[]>('/_mesh/v1/images', { mesh: '1' });
+    const rows = await client().get<MeshImageRow[]>('/_mesh/v1/images', { mesh: '1' });
     const percent = (f: { bytes: number; total: number }) => `${f.total ? Math.floor((100 * f.bytes) / f.total) : 0}%`;
     print(rows, () => table(['IMAGE', 'DIGEST', 'COMPLETE ON', 'FETCHING'], rows.map((r) => [
       r.name,
@@ -66,7 +64,7 @@ program
   .command('status')
   .description('identity, listeners, store and announcements of the node')
   .action(async () => {
-    const s = await client().get<Record<string, unknown>>('/_mesh/v1/status');
+    const s = await client().get<NodeStatus>('/_mesh/v1/status');
     print(s, () => Object.entries(s).map(([k, v]) => `${k.padEnd(14)} ${typeof v === 'object' ? JSON.stringify(v) : v ?? '-'}`).join('\n'));
   });
 
