@@ -6,9 +6,7 @@ import { Command, Option } from 'commander';
 import { generateSwarmKey } from '../dht/swarm-key.js';
 import type { ImageEntry, MeshImageRow, NodeStatus, PeerEntry, WhoHasAnswer } from '../api/admin-types.js';
 import { AdminClient } from './admin-client.js';
-import {
-  DEFAULT_CERTS_DIR, DEFAULT_CONTAINERD_CONFIG, DEFAULT_MIRROR_URL, configureMirror, formatConfigureReport, formatRestoreReport, restoreMirror,
-} from './mirror-config.js';
+import { addMirrorCommand } from './mirror-config/command.js';
 import { ms, table } from './table.js';
 
 /** The command tree; exported so tests can check command lines against it (see test/compose.test.ts). */
@@ -77,33 +75,7 @@ program
     process.stdout.write(generateSwarmKey());
   });
 
-const mirror = program
-  .command('mirror')
-  .description('point containerd and dockerd at the local meshd');
-
-mirror
-  .command('configure')
-  .description("write containerd's certs.d/<registry>/hosts.toml (meshd first, the upstream as fallback; what was there is backed up) and print what containerd, ctr and dockerd need")
-  .option('--dir <dir>', "containerd's certs.d directory", DEFAULT_CERTS_DIR)
-  .addOption(new Option('--registry <host...>', 'registries to send through meshd (default: _default, every registry without a directory of its own)').conflicts('all'))
-  .option('--all', '_default and every registry that already has a directory in --dir')
-  .option('--mirror-url <url>', 'the local meshd', DEFAULT_MIRROR_URL)
-  .option('--containerd-config <file>', "containerd's configuration, checked for config_path", DEFAULT_CONTAINERD_CONFIG)
-  .action(async (cmd: { dir: string; registry?: string[]; all?: boolean; mirrorUrl: string; containerdConfig: string }) => {
-    const report = await configureMirror({
-      dir: cmd.dir, registries: cmd.registry, all: cmd.all, mirrorUrl: cmd.mirrorUrl, containerdConfig: cmd.containerdConfig,
-    });
-    print(report, () => formatConfigureReport(report));
-  });
-
-mirror
-  .command('restore')
-  .description('put back the hosts.toml files configure replaced, and remove the ones it added')
-  .option('--dir <dir>', "containerd's certs.d directory", DEFAULT_CERTS_DIR)
-  .action(async (cmd: { dir: string }) => {
-    const report = await restoreMirror({ dir: cmd.dir });
-    print(report, () => formatRestoreReport(report));
-  });
+addMirrorCommand(program, print);
 
 // Runs only as the command (directly or through the npm bin symlink), not when a test imports the program.
 if (process.argv[1] && realpathSync(process.argv[1]) === fileURLToPath(import.meta.url)) {
