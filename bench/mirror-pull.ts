@@ -23,7 +23,7 @@ import type { BuiltImage } from '../test/helpers/oci-image.js';
 import { waitFor } from '../test/helpers/wait.js';
 import { curlGet } from './lib/curl.js';
 import { request } from './lib/http.js';
-import { cpuSeconds } from './lib/procs.js';
+import { cpuSeconds } from '../test/helpers/procfs.js';
 import { startDockerRegistry, startMeshd, startPrivateContainerd, type MeshdServer, type PrivateContainerd, type Server } from './lib/servers.js';
 import { MB, median } from './lib/stats.js';
 import { skopeoCopy } from './skopeo-push.js';

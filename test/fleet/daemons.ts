@@ -3,7 +3,8 @@
 import { mkdir, open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ctr, writeContainerdConfig, type ContainerdPaths } from '../helpers/containerd.js';
-import { isAlive, spawnInNetns, stopPid, tail } from './processes.js';
+import { isAlive } from '../helpers/procfs.js';
+import { spawnInNetns, stopPid, tail } from './processes.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

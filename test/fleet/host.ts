@@ -8,7 +8,8 @@ import type { BuiltImage } from '../helpers/oci-image.js';
 import { startContainerdIn, startMeshdIn } from './daemons.js';
 import { exec, tryExec, type ExecOptions, type ExecResult } from './exec.js';
 import { disconnectHost, reconnectHost } from './network.js';
-import { isAlive, rssKb, sendSignal, spawnInNetns, stopPid } from './processes.js';
+import { isAlive, rssKb } from '../helpers/procfs.js';
+import { sendSignal, spawnInNetns, stopPid } from './processes.js';
 import { applyShaping, clearShaping, type ShapeSpec } from './shaping.js';
 import type { HostState } from './state.js';
 
