@@ -13,7 +13,7 @@ import { buildImage, type BuiltImage } from '../test/helpers/oci-image.js';
 import { Fleet, type FleetHost } from '../test/fleet/index.js';
 import { waitFor } from '../test/helpers/wait.js';
 import { onCleanup } from './lib/cleanup.js';
-import { cpuSeconds } from './lib/procs.js';
+import { cpuSeconds } from '../test/helpers/procfs.js';
 import { writeDockerRegistryConfig } from './lib/servers.js';
 import { MiB } from './lib/stats.js';
 

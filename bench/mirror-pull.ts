@@ -15,6 +15,7 @@ import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { PeerEntry } from '../src/api/admin-types.js';
 import { generateSwarmKey, parseSwarmKey } from '../src/dht/swarm-key.js';
 import { peerKey, proof } from '../src/mirror/peer-auth.js';
 import { ctr } from '../test/helpers/containerd.js';
@@ -22,7 +23,7 @@ import type { BuiltImage } from '../test/helpers/oci-image.js';
 import { waitFor } from '../test/helpers/wait.js';
 import { curlGet } from './lib/curl.js';
 import { request } from './lib/http.js';
-import { cpuSeconds } from './lib/procs.js';
+import { cpuSeconds } from '../test/helpers/procfs.js';
 import { startDockerRegistry, startMeshd, startPrivateContainerd, type MeshdServer, type PrivateContainerd, type Server } from './lib/servers.js';
 import { MB, median } from './lib/stats.js';
 import { skopeoCopy } from './skopeo-push.js';
@@ -134,7 +135,7 @@ async function startNodeB(s: Setup): Promise<{ b: MeshdServer; ns: string }> {
   try {
     await waitFor('meshd B to know meshd A and its data plane', async () => {
       const res = await request('GET', `${b.url}/_mesh/v1/peers`);
-      const peers = JSON.parse(res.body) as { id: string; info?: { dataPlanePort?: number } }[];
+      const peers = JSON.parse(res.body) as PeerEntry[];
       return peers.some((p) => p.id === s.a.peerId && p.info?.dataPlanePort);
     }, { timeoutMs: 30_000, intervalMs: 100 });
     // B's start (DHT bootstrap, first reconcile) and the previous round's GC must not overlap the measured pull.

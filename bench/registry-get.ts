@@ -5,7 +5,7 @@ import { createReadStream } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { curlDigest, curlGet } from './lib/curl.js';
 import { pushBlob } from './lib/http.js';
-import { cpuSeconds } from './lib/procs.js';
+import { cpuSeconds } from '../test/helpers/procfs.js';
 import { MB, median } from './lib/stats.js';
 import type { Server } from './lib/servers.js';
 

@@ -2,7 +2,7 @@
 // the same layer again and read it back (test/helpers/repush.ts), on meshd over a private containerd.
 // containerd's GC runs amid the rounds; every re-push must answer 201 and serve the right bytes.
 import { repushRound } from '../test/helpers/repush.js';
-import { cpuSeconds } from './lib/procs.js';
+import { cpuSeconds } from '../test/helpers/procfs.js';
 import { startMeshdOnContainerd } from './lib/servers.js';
 
 export interface RepushRaceReport {

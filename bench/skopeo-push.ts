@@ -3,7 +3,7 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { MANIFEST_ACCEPT, expectStatus } from './lib/http.js';
-import { cpuSeconds } from './lib/procs.js';
+import { cpuSeconds } from '../test/helpers/procfs.js';
 import { median } from './lib/stats.js';
 import type { Server } from './lib/servers.js';
 

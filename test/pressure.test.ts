@@ -2,12 +2,13 @@
 // large "manifest" reads at once, uploads cancelled mid-write, odd names and indexes, and odd requests
 // to the peer data plane. Each must get a clear 4xx and leave meshd serving everyone else.
 import { createHash, randomBytes } from 'node:crypto';
-import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { readdir, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { peerKey, proof, AUTH_HEADER } from '../src/mirror/peer-auth.js';
 import { startMeshd, type Meshd } from './helpers/meshd.js';
+import { rssKb } from './helpers/procfs.js';
 import { waitFor } from './helpers/wait.js';
 
 const MiB = 1 << 20;
@@ -37,7 +38,7 @@ function startUploadFrom(on: Meshd, localAddress: string): Promise<{ status: num
 }
 
 const openDescriptors = async (of: Meshd) => (await readdir(`/proc/${of.proc.pid}/fd`)).length;
-const rssBytes = async () => Number(/VmRSS:\s+(\d+) kB/.exec(await readFile(`/proc/${meshd.proc.pid}/status`, 'utf8'))![1]) * 1024;
+const rssBytes = async () => (await rssKb(meshd.proc.pid!)) * 1024;
 
 async function peer(path: string, init: RequestInit = {}): Promise<Response> {
   const method = init.method ?? 'GET';

@@ -14,7 +14,7 @@ import { run, skopeo } from './helpers/run.js';
 import { ensureOpenSsh, startSshd, waitForSsh, writeSshdConfig, type Sshd } from './helpers/sshd.js';
 import { waitFor } from './helpers/wait.js';
 import { Fleet } from './fleet/index.js';
-import { isAlive } from './fleet/processes.js';
+import { isAlive } from './helpers/procfs.js';
 
 const PUSSH = new URL('../dist/src/cli/pussh.js', import.meta.url).pathname;
 const KiB = 1024;

@@ -5,13 +5,13 @@ import { closeSync, openSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { startContainerd } from '../../test/helpers/containerd.js';
+import { loopbackListeners, spawnMeshd } from '../../test/helpers/meshd.js';
 import { onCleanup } from './cleanup.js';
 import { request } from './http.js';
-import { exited, freePort, pidsWithArg, stopChild } from './procs.js';
+import { freePort, pidsWithArg, stopChild } from './procs.js';
 
 /** The built meshd; BENCH_MESHD_MAIN points the benchmark at another build (A/B of a change). */
 export const MESHD_MAIN = process.env.BENCH_MESHD_MAIN || fileURLToPath(new URL('../../src/node/main.js', import.meta.url));
@@ -37,11 +37,8 @@ let loopbackFlags: Promise<string[]> | undefined;
  */
 function meshdLoopbackFlags(): Promise<string[]> {
   return (loopbackFlags ??= promisify(execFile)(process.execPath, [MESHD_MAIN, '--help']).then(
-    ({ stdout }) => [
-      ...(stdout.includes('--p2p-listen') ? ['--p2p-listen', '/ip4/127.0.0.1/tcp/0'] : []),
-      ...(stdout.includes('--peer-addr') ? ['--peer-addr', '127.0.0.1:0'] : []),
-    ],
-    () => [],
+    ({ stdout }) => loopbackListeners((flag) => flag === '--registry-addr' || stdout.includes(flag)),
+    () => loopbackListeners((flag) => flag === '--registry-addr'),
   ));
 }
 
@@ -60,38 +57,17 @@ export interface MeshdServer extends Server {
 
 const MAX_LOG_ENTRIES = 5000;
 
-/** meshd from dist/, on 127.0.0.1:0; the URL comes from its "meshd ready" log line. */
+/** meshd from dist/ (or BENCH_MESHD_MAIN), on 127.0.0.1:0; the URL comes from its "meshd ready" log line. */
 export async function startMeshd(name: string, storeArgs: string[]): Promise<MeshdServer> {
   const loopback = await meshdLoopbackFlags();
   const dataDir = await tempDir('lm-bench-meshd-');
   const removeDir = onCleanup(`meshd data ${dataDir}`, () => rm(dataDir, { recursive: true, force: true }));
-  const proc = spawn(process.execPath, [MESHD_MAIN, '--data-dir', dataDir, '--registry-addr', '127.0.0.1:0', '--log-level', 'info', ...loopback, ...storeArgs], {
-    stdio: ['ignore', 'pipe', 'pipe'],
+  const { proc, logs, ready: whenReady } = spawnMeshd(['--data-dir', dataDir, '--log-level', 'info', ...loopback, ...storeArgs], {
+    main: MESHD_MAIN, name: `meshd (${name})`, maxLogs: MAX_LOG_ENTRIES,
   });
   const stopProc = onCleanup(`meshd pid ${proc.pid}`, () => stopChild(proc));
-  const recent: string[] = [];
-  const remember = (line: string) => {
-    recent.push(line);
-    if (recent.length > 20) recent.shift();
-  };
-  const logs: Record<string, unknown>[] = [];
-  createInterface({ input: proc.stderr! }).on('line', remember);
   try {
-    const ready = await new Promise<{ registry: string; peer?: string; peerId?: string; p2p?: string[] }>((resolve, reject) => {
-      proc.once('error', reject);
-      createInterface({ input: proc.stdout! }).on('line', (line) => {
-        remember(line);
-        try {
-          const entry = JSON.parse(line) as { msg?: string; registry?: string; peer?: string; peerId?: string; p2p?: string[] };
-          logs.push(entry);
-          if (logs.length > MAX_LOG_ENTRIES) logs.shift();
-          if (entry.msg === 'meshd ready' && entry.registry) resolve(entry as typeof entry & { registry: string });
-        } catch {
-          // not JSON: kept for the error message
-        }
-      });
-      void exited(proc).then(() => reject(new Error(`meshd (${name}) exited with ${proc.exitCode ?? proc.signalCode} before ready:\n${recent.join('\n')}`)));
-    });
+    const ready = await whenReady;
     const url = ready.registry;
     return {
       name,

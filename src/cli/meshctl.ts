@@ -4,12 +4,9 @@ import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Command, Option } from 'commander';
 import { generateSwarmKey } from '../dht/swarm-key.js';
-import type { PeerStatus } from '../dht/router.js';
-import type { WhoHasEntry } from '../node/admin-api.js';
+import type { ImageEntry, MeshImageRow, NodeStatus, PeerEntry, WhoHasAnswer } from '../api/admin-types.js';
 import { AdminClient } from './admin-client.js';
-import {
-  DEFAULT_CERTS_DIR, DEFAULT_CONTAINERD_CONFIG, DEFAULT_MIRROR_URL, configureMirror, formatConfigureReport, formatRestoreReport, restoreMirror,
-} from './mirror-config.js';
+import { addMirrorCommand } from './mirror-config/command.js';
 import { ms, table } from './table.js';
 
 /** The command tree; exported so tests can check command lines against it (see test/compose.test.ts). */
@@ -27,7 +24,7 @@ program
   .argument('<key>', 'a digest (sha256:<hex>) or an image (registry/repo:tag)')
   .description('peers that hold a digest or image, nearest first; exit status 1 when nobody has it')
   .action(async (key: string) => {
-    const res = await client().get<{ key: string; providers: WhoHasEntry[] }>('/_mesh/v1/who-has', { key });
+    const res = await client().get<WhoHasAnswer>('/_mesh/v1/who-has', { key });
     print(res, () => res.providers.length === 0 ? `nobody has ${key}` : table(['PEER', 'NAME', 'RTT', 'ADDRESSES'],
       res.providers.map((p) => [p.self ? `${p.id} (this node)` : p.id, p.name ?? '', ms(p.rttMs), p.addrs.join(' ')])));
     if (res.providers.length === 0) process.exitCode = 1;
@@ -37,7 +34,7 @@ program
   .command('peers')
   .description('connected peers, and how many keys each announces')
   .action(async () => {
-    const peers = await client().get<(PeerStatus & { keys?: number })[]>('/_mesh/v1/peers');
+    const peers = await client().get<PeerEntry[]>('/_mesh/v1/peers');
     print(peers, () => table(['PEER', 'NAME', 'RTT', 'KEYS', 'ADDRESSES'],
       peers.map((p) => [p.id, p.info?.name ?? '', ms(p.rttMs), p.keys === undefined ? '-' : String(p.keys), p.addrs.join(' ')])));
   });
@@ -48,11 +45,10 @@ program
   .option('--mesh', 'ask every connected node')
   .action(async (cmd: { mesh?: boolean }) => {
     if (!cmd.mesh) {
-      const images = await client().get<{ name: string; digest: string }[]>('/_mesh/v1/images');
+      const images = await client().get<ImageEntry[]>('/_mesh/v1/images');
       return print(images, () => table(['IMAGE', 'DIGEST'], images.map((i) => [i.name, i.digest])));
     }
-    type Row = { name: string; digest: string; nodes: { name: string }[]; fetching?: { name: string; bytes: number; total: number }[] };
-    const rows = await client().get<Row[]>('/_mesh/v1/images', { mesh: '1' });
+    const rows = await client().get<MeshImageRow[]>('/_mesh/v1/images', { mesh: '1' });
     const percent = (f: { bytes: number; total: number }) => `${f.total ? Math.floor((100 * f.bytes) / f.total) : 0}%`;
     print(rows, () => table(['IMAGE', 'DIGEST', 'COMPLETE ON', 'FETCHING'], rows.map((r) => [
       r.name,
@@ -66,7 +62,7 @@ program
   .command('status')
   .description('identity, listeners, store and announcements of the node')
   .action(async () => {
-    const s = await client().get<Record<string, unknown>>('/_mesh/v1/status');
+    const s = await client().get<NodeStatus>('/_mesh/v1/status');
     print(s, () => Object.entries(s).map(([k, v]) => `${k.padEnd(14)} ${typeof v === 'object' ? JSON.stringify(v) : v ?? '-'}`).join('\n'));
   });
 
@@ -79,33 +75,7 @@ program
     process.stdout.write(generateSwarmKey());
   });
 
-const mirror = program
-  .command('mirror')
-  .description('point containerd and dockerd at the local meshd');
-
-mirror
-  .command('configure')
-  .description("write containerd's certs.d/<registry>/hosts.toml (meshd first, the upstream as fallback; what was there is backed up) and print what containerd, ctr and dockerd need")
-  .option('--dir <dir>', "containerd's certs.d directory", DEFAULT_CERTS_DIR)
-  .addOption(new Option('--registry <host...>', 'registries to send through meshd (default: _default, every registry without a directory of its own)').conflicts('all'))
-  .option('--all', '_default and every registry that already has a directory in --dir')
-  .option('--mirror-url <url>', 'the local meshd', DEFAULT_MIRROR_URL)
-  .option('--containerd-config <file>', "containerd's configuration, checked for config_path", DEFAULT_CONTAINERD_CONFIG)
-  .action(async (cmd: { dir: string; registry?: string[]; all?: boolean; mirrorUrl: string; containerdConfig: string }) => {
-    const report = await configureMirror({
-      dir: cmd.dir, registries: cmd.registry, all: cmd.all, mirrorUrl: cmd.mirrorUrl, containerdConfig: cmd.containerdConfig,
-    });
-    print(report, () => formatConfigureReport(report));
-  });
-
-mirror
-  .command('restore')
-  .description('put back the hosts.toml files configure replaced, and remove the ones it added')
-  .option('--dir <dir>', "containerd's certs.d directory", DEFAULT_CERTS_DIR)
-  .action(async (cmd: { dir: string }) => {
-    const report = await restoreMirror({ dir: cmd.dir });
-    print(report, () => formatRestoreReport(report));
-  });
+addMirrorCommand(program, print);
 
 // Runs only as the command (directly or through the npm bin symlink), not when a test imports the program.
 if (process.argv[1] && realpathSync(process.argv[1]) === fileURLToPath(import.meta.url)) {

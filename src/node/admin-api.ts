@@ -3,6 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Store } from '../store/store.js';
 import type { Libp2pRouter } from '../dht/libp2p-router.js';
 import type { PeerStatus } from '../dht/router.js';
+import type { ImageEntry, MeshImageRow, NodeStatus, PeerEntry, WhoHasAnswer, WhoHasEntry } from '../api/admin-types.js';
 import { RegistryError } from '../registry/errors.js';
 import type { Announcer } from './announcer.js';
 import type { Mesh } from './mesh.js';
@@ -17,14 +18,6 @@ export interface AdminDeps {
   p2pAddrs: () => string[];
 }
 
-export interface WhoHasEntry {
-  id: string;
-  name?: string;
-  addrs: string[];
-  rttMs?: number;
-  self: boolean;
-}
-
 /** Nearest first: this node, then peers by measured round-trip time, unmeasured last. */
 function nearestFirst(a: WhoHasEntry, b: WhoHasEntry): number {
   if (a.self !== b.self) return a.self ? -1 : 1;
@@ -34,7 +27,7 @@ function nearestFirst(a: WhoHasEntry, b: WhoHasEntry): number {
 export function registerAdminApi(app: FastifyInstance, deps: AdminDeps): void {
   const { router } = deps;
 
-  app.get('/_mesh/v1/status', async () => ({
+  app.get('/_mesh/v1/status', async (): Promise<NodeStatus> => ({
     id: router.id,
     name: deps.node.name,
     labels: deps.node.labels,
@@ -48,12 +41,12 @@ export function registerAdminApi(app: FastifyInstance, deps: AdminDeps): void {
     lastRepublish: router.lastRepublish?.toISOString(),
   }));
 
-  app.get('/_mesh/v1/peers', async () => {
+  app.get('/_mesh/v1/peers', async (): Promise<PeerEntry[]> => {
     const inventories = await deps.inventory.inventories();
     return router.peers().map((p) => ({ ...p, keys: inventories.get(p.id)?.keys }));
   });
 
-  app.get('/_mesh/v1/who-has', async (req) => {
+  app.get('/_mesh/v1/who-has', async (req): Promise<WhoHasAnswer> => {
     const key = (req.query as { key?: string }).key;
     if (!key) throw new RegistryError(400, 'UNSUPPORTED', 'who-has needs ?key=sha256:<hex> or ?key=registry/repo:tag');
     const peers = new Map<string, PeerStatus>(router.peers().map((p) => [p.id, p]));
@@ -73,12 +66,11 @@ export function registerAdminApi(app: FastifyInstance, deps: AdminDeps): void {
     return { key, providers: found.sort(nearestFirst) };
   });
 
-  app.get('/_mesh/v1/images', async (req) => {
+  app.get('/_mesh/v1/images', async (req): Promise<ImageEntry[] | MeshImageRow[]> => {
     const own = await deps.inventory.ownInventory();
     if ((req.query as { mesh?: string }).mesh === undefined) return own.images;
     // One row per image and digest: the nodes that hold it whole (this one first), and those copying it.
-    type Row = { name: string; digest: string; nodes: { id: string; name: string }[]; fetching: { id: string; name: string; bytes: number; total: number }[] };
-    const rows = new Map<string, Row>();
+    const rows = new Map<string, MeshImageRow>();
     const row = (name: string, digest: string) => {
       const key = `${name}@${digest}`;
       if (!rows.has(key)) rows.set(key, { name, digest, nodes: [], fetching: [] });

@@ -3,6 +3,7 @@
 import type { PeerId } from '@libp2p/interface';
 import type { Logger } from 'pino';
 import type { Store } from '../store/store.js';
+import type { ImageEntry, ImageFetch } from '../api/admin-types.js';
 import { askJson, serveJson } from '../dht/json-protocol.js';
 import type { MeshLibp2p } from '../dht/libp2p-node.js';
 
@@ -10,30 +11,17 @@ export const INVENTORY_PROTOCOL = '/layermesh/inventory/1.0.0';
 const MAX_BYTES = 16 << 20;
 const TIMEOUT_MS = 5_000;
 
-export interface InventoryImage {
-  name: string;
-  digest: string;
-}
-
-/** An image being copied to a node: bytes of its blobs there so far, of `total`. */
-export interface InventoryFetch {
-  image: string;
-  digest: string;
-  bytes: number;
-  total: number;
-}
-
 export interface Inventory {
   name: string;
   /** Keys this node announces. */
   keys: number;
-  images: InventoryImage[];
+  images: ImageEntry[];
   /** Absent from nodes of older versions. */
-  fetching?: InventoryFetch[];
+  fetching?: ImageFetch[];
 }
 
 /** Tagged images of the store (records by digest only keep untagged manifests alive). */
-export async function localImages(store: Store): Promise<InventoryImage[]> {
+export async function localImages(store: Store): Promise<ImageEntry[]> {
   return (await store.images.list()).filter((i) => !i.name.includes('@')).map((i) => ({ name: i.name, digest: i.target.digest }));
 }
 

@@ -6,7 +6,8 @@ import { createMeshNode } from '../dht/libp2p-node.js';
 import { Libp2pRouter } from '../dht/libp2p-router.js';
 import { Announcer } from './announcer.js';
 import type { Config } from './config.js';
-import { gatherInventories, localImages, serveInventory, type Inventory, type InventoryFetch } from './inventory.js';
+import type { ImageFetch } from '../api/admin-types.js';
+import { gatherInventories, localImages, serveInventory, type Inventory } from './inventory.js';
 import type { PeerEndpoint } from '../mirror/peer-client.js';
 
 export interface Mesh {
@@ -35,7 +36,7 @@ export interface JoinOptions {
   swarmKey?: Uint8Array;
   dataPlanePort: number;
   /** Images being copied here, for the inventory. */
-  fetching(): Promise<InventoryFetch[]>;
+  fetching(): Promise<ImageFetch[]>;
 }
 
 export async function joinMesh(config: Config, store: Store, log: Logger, opts: JoinOptions): Promise<Mesh> {

@@ -25,7 +25,7 @@ import type { FetchOptions, Fetching } from '../mirror/mirror.js';
 import { PIPELINE_MIN_BYTES } from '../mirror/peer-protocol.js';
 import { children, isIndexMediaType, MANIFEST_MEDIA_TYPES, parseManifest, type ParsedManifest } from '../oci/manifest.js';
 import { readManifest } from '../oci/references.js';
-import type { InventoryFetch } from './inventory.js';
+import type { ImageFetch } from '../api/admin-types.js';
 import { parseReplicationPolicy, type NodeIdentity, type ReplicationPolicy } from './replication-policy.js';
 
 /** A member of the mesh as the replicator sees it (this node included). */
@@ -137,7 +137,7 @@ export class Replicator {
   }
 
   /** Images being copied here now, with the bytes of their blobs that are here. */
-  async progress(): Promise<InventoryFetch[]> {
+  async progress(): Promise<ImageFetch[]> {
     const arriving = this.deps.arriving();
     return Promise.all([...this.#active].map(async ([image, { digest, blobs }]) => {
       let bytes = 0;

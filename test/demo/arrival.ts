@@ -5,19 +5,12 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { MeshImageRow } from '../../src/api/admin-types.js';
 import type { Blob, BuiltImage } from '../helpers/oci-image.js';
 import type { DemoHost } from './demo-fleet.js';
 
 export const MiB = 1 << 20;
 export const mib = (bytes: number) => (bytes / MiB).toFixed(1);
-
-/** One row of `meshctl --json ls --mesh` (GET /_mesh/v1/images?mesh=1). */
-export interface MeshRow {
-  name: string;
-  digest: string;
-  nodes: { name: string }[];
-  fetching: { name: string; bytes: number; total: number }[];
-}
 
 export interface HostView {
   name: string;
@@ -48,7 +41,7 @@ export async function hashHeld(host: DemoHost, digest: string): Promise<string> 
 export async function look(hosts: DemoHost[], observer: DemoHost, image: BuiltImage, name: string): Promise<HostView[]> {
   const payload = image.blobs.filter((b) => b.digest !== image.digest); // config and layers: what replication copies
   // The mesh's view is best effort: a busy peer may miss one inventory round; the stores still answer.
-  const rows = await observer.admin<MeshRow[]>('/_mesh/v1/images?mesh=1').catch(() => [] as MeshRow[]);
+  const rows = await observer.admin<MeshImageRow[]>('/_mesh/v1/images?mesh=1').catch(() => [] as MeshImageRow[]);
   const row = rows.find((r) => r.name === name && r.digest === image.digest);
   return Promise.all(hosts.map(async (h) => {
     const held = await heldBlobs(h, payload);

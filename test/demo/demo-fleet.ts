@@ -5,6 +5,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { PeerEntry } from '../../src/api/admin-types.js';
 import { generateSwarmKey } from '../../src/dht/swarm-key.js';
 import { ensurePackages } from '../helpers/apt.js';
 import { startMeshd, type Meshd } from '../helpers/meshd.js';
@@ -191,7 +192,7 @@ export class LoopbackDemo implements DemoFleet {
     this.hosts = [h1, ...rest];
     await waitFor('every meshd to see the two others', async () => {
       for (const h of this.hosts) {
-        const seen = new Set((await h.admin<{ info?: { name?: string } }[]>('/_mesh/v1/peers')).map((p) => p.info?.name));
+        const seen = new Set((await h.admin<PeerEntry[]>('/_mesh/v1/peers')).map((p) => p.info?.name));
         const missing = this.hosts.filter((o) => o !== h && !seen.has(o.name)).map((o) => o.name);
         if (missing.length) throw new Error(`${h.name} lacks ${missing.join(',')}`);
       }

@@ -5,6 +5,7 @@
 import '../../src/polyfill.js';
 import { rmSync } from 'node:fs';
 import { Command, InvalidArgumentError } from 'commander';
+import type { ImageEntry, WhoHasAnswer } from '../../src/api/admin-types.js';
 import { buildImage, type BuiltImage } from '../helpers/oci-image.js';
 import { waitFor } from '../helpers/wait.js';
 import { ArrivalView, hashHeld, look, MiB, mib, type Screen } from './arrival.js';
@@ -93,7 +94,7 @@ async function story(demo: DemoFleet, keep: (image: BuiltImage) => void): Promis
   const layer = image.layers[0];
   t = performance.now();
   const names = await waitFor(`h3's who-has ${layer.digest} to name h1, h2 and h3`, async () => {
-    const res = await h3.admin<{ providers: { name?: string }[] }>(`/_mesh/v1/who-has?key=${layer.digest}`);
+    const res = await h3.admin<WhoHasAnswer>(`/_mesh/v1/who-has?key=${layer.digest}`);
     const found = res.providers.map((p) => p.name ?? '?');
     if (!demo.hosts.every((h) => found.includes(h.name))) throw new Error(`it names ${found.join(', ') || 'nobody'}`);
     return found;
@@ -106,7 +107,7 @@ async function story(demo: DemoFleet, keep: (image: BuiltImage) => void): Promis
 
   heading('verifying every copy');
   for (const h of demo.hosts) {
-    const images = await h.admin<{ name: string; digest: string }[]>('/_mesh/v1/images');
+    const images = await h.admin<ImageEntry[]>('/_mesh/v1/images');
     const record = images.find((i) => i.name === IMAGE_NAME);
     if (record?.digest !== image.digest) throw new Error(`${h.name}'s image ${IMAGE_NAME} is ${record?.digest ?? 'missing'}, not ${image.digest}`);
     for (const b of image.blobs) {

@@ -2,11 +2,12 @@
 // next `up` for runs whose owner crashed. Only things named after the run (lm-<run>-…) or living in its
 // directory are touched, and the result is checked: what remains is reported, never silently left.
 import { existsSync } from 'node:fs';
-import { readFile, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { unmountUnder } from '../helpers/containerd.js';
+import { cmdline, mountPoints } from '../helpers/procfs.js';
 import { runNames } from './layout.js';
 import { removeRunNetwork, runLinks, runNamespaces } from './network.js';
-import { cmdline, netnsPids, pidsMentioning, stopPid } from './processes.js';
+import { netnsPids, pidsMentioning, stopPid } from './processes.js';
 import { listRuns, ownerAlive, readState, releaseStaleClaims, releaseSubnet } from './state.js';
 
 /** Processes of the run: everything inside its namespaces, and whatever names a file in its directory. */
@@ -19,8 +20,7 @@ export async function runPids(run: string): Promise<number[]> {
 
 async function runMounts(run: string): Promise<string[]> {
   const { dir } = runNames(run);
-  const info = await readFile('/proc/self/mountinfo', 'utf8');
-  return info.split('\n').map((l) => l.split(' ')[4]?.replace(/\\040/g, ' ')).filter((p): p is string => !!p && (p === dir || p.startsWith(`${dir}/`)));
+  return (await mountPoints()).filter((p) => p === dir || p.startsWith(`${dir}/`));
 }
 
 /** What of the run still exists, one readable line per thing; empty when the run is gone entirely. */

@@ -7,7 +7,7 @@ import { hasCommand } from '../helpers/apt.js';
 import { leftovers, removeLeftoverRuns, removeRun } from './cleanup.js';
 import { Fleet } from './fleet.js';
 import { builtEntryPoints, MAX_HOSTS, STATE_ROOT } from './layout.js';
-import { isAlive } from './processes.js';
+import { isAlive } from '../helpers/procfs.js';
 import type { ShapeSpec } from './shaping.js';
 import { listRuns, ownerAlive, type FleetState } from './state.js';
 

@@ -3,7 +3,9 @@
 import { mkdir, open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ctr, writeContainerdConfig, type ContainerdPaths } from '../helpers/containerd.js';
-import { isAlive, spawnInNetns, stopPid, tail } from './processes.js';
+import { readyLine } from '../helpers/meshd.js';
+import { isAlive } from '../helpers/procfs.js';
+import { spawnInNetns, stopPid, tail } from './processes.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -65,17 +67,11 @@ export async function startMeshdIn(ns: string, meshdMain: string, args: string[]
   }
 }
 
+/** The "meshd ready" line among the lines written so far (one cut in the middle is read again on the next round). */
 function findReady(text: string): Omit<MeshdReady, 'pid'> | undefined {
   for (const line of text.split('\n')) {
-    if (!line.includes('"meshd ready"')) continue;
-    try {
-      const entry = JSON.parse(line) as { msg?: string; peerId?: string; p2p?: string[]; registry?: string };
-      if (entry.msg === 'meshd ready' && entry.peerId && entry.p2p && entry.registry) {
-        return { peerId: entry.peerId, p2p: entry.p2p, registry: entry.registry };
-      }
-    } catch {
-      // a line cut in the middle: read again on the next round
-    }
+    const entry = readyLine(line);
+    if (entry?.peerId && entry.p2p) return { peerId: entry.peerId, p2p: entry.p2p, registry: entry.registry };
   }
   return undefined;
 }

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { exec, tryExec } from './exec.js';
 import { Fleet } from './fleet.js';
 import { repoRoot, runNames } from './layout.js';
-import { isAlive } from './processes.js';
+import { isAlive } from '../helpers/procfs.js';
 import { leftovers } from './cleanup.js';
 
 /** Everything of run that the system's own tools still show; [] when the run left nothing behind. */

@@ -2,14 +2,14 @@
 // so `127.0.0.1:5000` is this host's meshd. Fault tools act on this host only.
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import type { WhoHasEntry } from '../../src/node/admin-api.js';
-import type { PeerStatus } from '../../src/dht/router.js';
+import type { PeerEntry, WhoHasAnswer, WhoHasEntry } from '../../src/api/admin-types.js';
 import { importLayout } from '../helpers/containerd.js';
 import type { BuiltImage } from '../helpers/oci-image.js';
 import { startContainerdIn, startMeshdIn } from './daemons.js';
 import { exec, tryExec, type ExecOptions, type ExecResult } from './exec.js';
 import { disconnectHost, reconnectHost } from './network.js';
-import { isAlive, rssKb, sendSignal, spawnInNetns, stopPid } from './processes.js';
+import { isAlive, rssKb } from '../helpers/procfs.js';
+import { sendSignal, spawnInNetns, stopPid } from './processes.js';
 import { applyShaping, clearShaping, type ShapeSpec } from './shaping.js';
 import type { HostState } from './state.js';
 
@@ -122,13 +122,13 @@ export class FleetHost {
   }
 
   /** Connected peers, as `meshctl --json peers` reports them. */
-  peers(): Promise<PeerStatus[]> {
-    return this.meshctlJson<PeerStatus[]>(['peers']);
+  peers(): Promise<PeerEntry[]> {
+    return this.meshctlJson<PeerEntry[]>(['peers']);
   }
 
   /** Providers of a digest or image tag, nearest first, as `meshctl --json who-has` reports them. */
   async whoHas(key: string): Promise<WhoHasEntry[]> {
-    return (await this.meshctlJson<{ providers: WhoHasEntry[] }>(['who-has', key])).providers;
+    return (await this.meshctlJson<WhoHasAnswer>(['who-has', key])).providers;
   }
 
   /** GET on the host's registry or admin API (`/v2/`, `/_mesh/v1/status`) with curl inside the host. */

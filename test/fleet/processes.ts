@@ -3,7 +3,8 @@
 // file, so they outlive the CLI that started them and Ctrl-C in a terminal reaches only the CLI.
 import { spawn } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
-import { readdir, readFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
+import { isAlive, pidsWhere } from '../helpers/procfs.js';
 import { exec } from './exec.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -29,35 +30,9 @@ export function spawnInNetns(ns: string, cmd: string, args: string[], logFile: s
   }
 }
 
-/** The kernel's start time of pid (field 22 of /proc/<pid>/stat), undefined when it does not run. */
-export async function processStartTime(pid: number): Promise<string | undefined> {
-  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => undefined);
-  if (stat === undefined) return undefined;
-  // The command name (field 2) may hold spaces and parentheses: count fields after its closing parenthesis.
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  if (fields[0] === 'Z' || fields[0] === 'X') return undefined; // dead, waiting to be reaped
-  return fields[19];
-}
-
-export async function isAlive(pid: number): Promise<boolean> {
-  return (await processStartTime(pid)) !== undefined;
-}
-
-export async function cmdline(pid: number): Promise<string[]> {
-  const raw = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
-  return raw.split('\0').filter(Boolean);
-}
-
 /** Live processes whose command line mentions a path below dir: the daemons (and shims) of one run. */
-export async function pidsMentioning(dir: string): Promise<number[]> {
-  const pids: number[] = [];
-  for (const entry of await readdir('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    const pid = Number(entry);
-    if (pid === process.pid) continue;
-    if ((await cmdline(pid)).some((arg) => arg.includes(`${dir}/`) || arg === dir) && (await isAlive(pid))) pids.push(pid);
-  }
-  return pids;
+export function pidsMentioning(dir: string): Promise<number[]> {
+  return pidsWhere(async (argv, pid) => argv.some((arg) => arg.includes(`${dir}/`) || arg === dir) && (await isAlive(pid)));
 }
 
 /** Processes inside network namespace ns (every process of a fleet host runs in one). */
@@ -98,13 +73,6 @@ export async function stopPid(pid: number, what: string, { sig = 'SIGTERM', grac
   if (await waitGone(pid, graceMs)) return;
   signal(pid, 'SIGKILL');
   if (!(await waitGone(pid, 5_000))) throw new Error(`${what} (pid ${pid}) did not exit after SIGKILL`);
-}
-
-/** Resident memory in KiB (VmRSS), 0 when the process is gone. */
-export async function rssKb(pid: number): Promise<number> {
-  const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '');
-  const m = /^VmRSS:\s+(\d+) kB/m.exec(status);
-  return m ? Number(m[1]) : 0;
 }
 
 /** The last lines of a log file, for error messages. */

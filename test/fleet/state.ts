@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isRunId, MARKER, runNames, STATE_ROOT } from './layout.js';
-import { processStartTime } from './processes.js';
+import { processStartTime } from '../helpers/procfs.js';
 
 export interface HostState {
   index: number;

@@ -6,6 +6,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { mountPoints } from './procfs.js';
 
 const run = promisify(execFile);
 
@@ -125,11 +126,7 @@ async function kill(child: ChildProcess, exited: Promise<void>): Promise<void> {
 
 /** Unmounts everything mounted below dir (snapshots, shim state), deepest first; lazily when busy. */
 export async function unmountUnder(dir: string): Promise<void> {
-  const mountinfo = await readFile('/proc/self/mountinfo', 'utf8');
-  const points = mountinfo.split('\n')
-    .map((line) => line.split(' ')[4]?.replace(/\\040/g, ' '))
-    .filter((p): p is string => !!p && p.startsWith(`${dir}/`))
-    .sort((a, b) => b.length - a.length);
+  const points = (await mountPoints()).filter((p) => p.startsWith(`${dir}/`)).sort((a, b) => b.length - a.length);
   for (const point of points) {
     try {
       await run('umount', ['-R', point]);

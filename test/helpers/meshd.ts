@@ -1,10 +1,99 @@
-// Starts a real meshd process (the built dist/), waits until its registry answers.
+// Starting a real meshd process and knowing when it is ready: its JSON "meshd ready" log line tells the URLs
+// and the peer id. spawnMeshd is the one launcher of the tests, the demo and the benchmarks (bench/lib/servers.ts);
+// readyLine reads that line wherever it was written (the fleet's log files). startMeshd is the tests' meshd:
+// the built dist/, every listener on 127.0.0.1, a temporary data dir.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { builtEntryPoints } from '../fleet/layout.js';
+
+/** What meshd's "meshd ready" log line tells; the mesh fields only from builds that have a mesh. */
+export interface MeshdReadyLine {
+  /** The registry's URL (and the admin API's). */
+  registry: string;
+  /** The peer data plane's URL. */
+  peer?: string;
+  peerId?: string;
+  /** Dialable libp2p multiaddrs, with /p2p/<id>. */
+  p2p?: string[];
+}
+
+/** The "meshd ready" entry of a log line; undefined for any other line, or one cut short. */
+export function readyLine(line: string): MeshdReadyLine | undefined {
+  if (!line.includes('"meshd ready"')) return undefined;
+  try {
+    const entry = JSON.parse(line) as { msg?: unknown } & Partial<MeshdReadyLine>;
+    return entry.msg === 'meshd ready' && typeof entry.registry === 'string' ? (entry as MeshdReadyLine) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Flags that put each listener of meshd on 127.0.0.1 with a free port; `has` keeps those a build knows. */
+export function loopbackListeners(has: (flag: string) => boolean = () => true): string[] {
+  const flags: [string, string][] = [['--registry-addr', '127.0.0.1:0'], ['--p2p-listen', '/ip4/127.0.0.1/tcp/0'], ['--peer-addr', '127.0.0.1:0']];
+  return flags.filter(([flag]) => has(flag)).flat();
+}
+
+export interface SpawnedMeshd {
+  proc: ChildProcess;
+  /** Its log lines so far, parsed ({ raw } for a line that is not JSON); the most recent `maxLogs`. */
+  logs: Record<string, unknown>[];
+  /** What its "meshd ready" line tells; rejects, with its stderr and last log lines, when it exits (or cannot start) first. */
+  ready: Promise<MeshdReadyLine>;
+  /** Its exit code (null after a signal), once it has exited. */
+  exited: Promise<number | null>;
+}
+
+export interface SpawnOptions {
+  /** The daemon's entry point: by default the build in dist/. */
+  main?: string;
+  /** How error messages name it. */
+  name?: string;
+  /** How many log entries to keep (the oldest go first); all by default. */
+  maxLogs?: number;
+}
+
+const RECENT_LINES = 20;
+const STDERR_BYTES = 16 << 10;
+
+/** Starts `node <main> args`; what it says it is ready comes as `ready`. Stopping it is the caller's. */
+export function spawnMeshd(args: string[], { main = builtEntryPoints().meshd, name = 'meshd', maxLogs = Infinity }: SpawnOptions = {}): SpawnedMeshd {
+  const proc = spawn(process.execPath, [main, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const exited = new Promise<number | null>((resolve) => {
+    proc.once('exit', (code) => resolve(code));
+    proc.once('error', () => proc.pid === undefined && resolve(null)); // it never started
+  });
+  const logs: Record<string, unknown>[] = [];
+  const recent: string[] = [];
+  let stderr = ''; // its beginning: where a bad option is named
+  proc.stderr!.on('data', (d: Buffer) => {
+    if (stderr.length < STDERR_BYTES) stderr += d.toString().slice(0, STDERR_BYTES - stderr.length);
+  });
+  const ready = new Promise<MeshdReadyLine>((resolve, reject) => {
+    createInterface({ input: proc.stdout! }).on('line', (line) => {
+      recent.push(line);
+      if (recent.length > RECENT_LINES) recent.shift();
+      try {
+        logs.push(JSON.parse(line) as Record<string, unknown>);
+      } catch {
+        logs.push({ raw: line });
+      }
+      if (logs.length > maxLogs) logs.shift();
+      const entry = readyLine(line);
+      if (entry) resolve(entry);
+    });
+    proc.once('error', reject);
+    // 'close' comes after the last line of its output: the error message has all of it.
+    proc.once('close', (code, signal) => {
+      const output = [stderr.trimEnd(), ...recent].filter(Boolean).join('\n');
+      reject(new Error(`${name} exited with ${code ?? signal} before ready:\n${output}`));
+    });
+  });
+  return { proc, logs, ready, exited };
+}
 
 export interface Meshd {
   url: string;
@@ -22,38 +111,27 @@ export interface Meshd {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
+/** The built meshd on 127.0.0.1, logging at debug; its data dir is a new temporary one (removed on stop) unless given. */
 export async function startMeshd(args: string[] = [], opts: { dataDir?: string } = {}): Promise<Meshd> {
   const dataDir = opts.dataDir ?? (await mkdtemp(join(tmpdir(), 'meshd-test-')));
-  const defaults = ['--data-dir', dataDir, '--registry-addr', '127.0.0.1:0', '--p2p-listen', '/ip4/127.0.0.1/tcp/0', '--peer-addr', '127.0.0.1:0', '--log-level', 'debug'];
-  // Found from the repository root, so this works from test/helpers and from its build in dist/test/helpers.
-  const proc = spawn(process.execPath, [builtEntryPoints().meshd, ...defaults, ...args], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const logs: Record<string, unknown>[] = [];
-  const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
-  let stderr = '';
-  proc.stderr!.on('data', (d) => (stderr += d));
-  const ready = new Promise<{ registry: string; peer: string; peerId: string; p2p: string[] }>((resolve, reject) => {
-    createInterface({ input: proc.stdout! }).on('line', (line) => {
-      try {
-        const entry = JSON.parse(line);
-        logs.push(entry);
-        if (entry.msg === 'meshd ready') resolve(entry);
-      } catch {
-        logs.push({ raw: line });
-      }
-    });
-    void exited.then((code) => reject(new Error(`meshd exited with ${code} before ready: ${stderr}\n${JSON.stringify(logs.slice(-5))}`)));
-  });
-  const { registry: url, peer, peerId, p2p } = await ready.catch(async (err) => {
-    if (!opts.dataDir) await rm(dataDir, { recursive: true, force: true });
-    throw err;
-  });
+  const meshd = spawnMeshd(['--data-dir', dataDir, ...loopbackListeners(), '--log-level', 'debug', ...args]);
+  const { proc } = meshd;
   const stop = async (signal: NodeJS.Signals = 'SIGTERM') => {
     if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
-    const code = await exited;
+    const code = await meshd.exited;
     if (!opts.dataDir) await rm(dataDir, { recursive: true, force: true });
     return code;
   };
-  return { url, peerUrl: peer, peerId, p2p, host: url.replace(/^http:\/\//, ''), dataDir, proc, logs, stop };
+  let ready: MeshdReadyLine;
+  try {
+    ready = await meshd.ready;
+    if (ready.peer === undefined || ready.peerId === undefined || ready.p2p === undefined) {
+      throw new Error(`meshd is ready without its mesh (no peer, peerId or p2p in ${JSON.stringify(ready)})`);
+    }
+  } catch (err) {
+    await stop('SIGKILL');
+    throw err;
+  }
+  const { registry: url, peer, peerId, p2p } = ready;
+  return { url, peerUrl: peer, peerId, p2p, host: url.replace(/^http:\/\//, ''), dataDir, proc, logs: meshd.logs, stop };
 }

@@ -7,13 +7,16 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { parse } from 'smol-toml';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import {
-  BACKUP_SUFFIX, MARKER, checkContainerdConfig, configureMirror, dockerdAdvice, formatConfigureReport, formatRestoreReport,
-  inspectContainerdConfig, restoreMirror, validateRegistry,
-} from './mirror-config.js';
+import { configureMirror } from './configure.js';
+import { checkContainerdConfig, inspectContainerdConfig } from './containerd-config.js';
+import { dockerdAdvice } from './dockerd.js';
+import { MirrorConfigError, MirrorConflictError, MirrorFsError, MirrorUsageError } from './errors.js';
+import { formatConfigureReport, formatRestoreReport } from './format.js';
+import { BACKUP_SUFFIX, MARKER, validateRegistry } from './hosts-toml.js';
+import { restoreMirror } from './restore.js';
 
 const MESHD = 'http://127.0.0.1:5000';
-const MESHCTL = new URL('../../dist/src/cli/meshctl.js', import.meta.url).pathname;
+const MESHCTL = new URL('../../../dist/src/cli/meshctl.js', import.meta.url).pathname;
 
 // Someone else's hosts.toml, with bytes a rewrite would not preserve (CRLF, comment, no final newline).
 const FOREIGN = '# ours, hands off\r\nserver = "https://registry.internal:5000"\r\nca = "ca.crt"\r\n\r\n' +
@@ -133,6 +136,23 @@ describe('meshctl mirror configure', () => {
     await writeFile(join(dir, '_default'), ''); // a file where the registry directory should be
     await expect(configure()).rejects.toThrow(
       `cannot read ${join(dir, '_default', 'hosts.toml')}: a component of the path is not a directory`);
+  });
+
+  it('fails only with MirrorConfigErrors: usage, file system (with path and code), conflict', async () => {
+    const failure = (p: Promise<unknown>) => p.then(() => undefined, (e: unknown) => e);
+    expect(await failure(configure({ registries: ['a/b'] }))).toBeInstanceOf(MirrorUsageError);
+    expect(await failure(configure({ all: true, registries: ['docker.io'] }))).toBeInstanceOf(MirrorUsageError);
+    await mkdir(dir);
+    await writeFile(join(dir, '_default'), '');
+    expect(await failure(configure())).toMatchObject({ path: join(dir, '_default', 'hosts.toml'), code: 'ENOTDIR' });
+    expect(await failure(restoreMirror({ dir: join(dir, '_default') }))).toBeInstanceOf(MirrorFsError);
+    await mkdir(join(dir, 'docker.io'));
+    await writeFile(hostsOf('docker.io'), FOREIGN);
+    await writeFile(hostsOf('docker.io') + BACKUP_SUFFIX, 'server = "https://old"\n');
+    const conflict = await failure(configure({ registries: ['docker.io'] }));
+    expect(conflict).toBeInstanceOf(MirrorConflictError);
+    expect(conflict).toBeInstanceOf(MirrorConfigError);
+    expect((conflict as MirrorConflictError).problems).toHaveLength(1);
   });
 
   it('prints the daemon.json entry and the Docker Hub limit', () => {

@@ -1,0 +1,52 @@
+// File access in a certs.d directory. Failures are MirrorFsErrors naming the path; the helpers that only feed
+// notes (listing certificates, removing a directory left empty) are best effort and say so in their result.
+import { readdir, readFile, rmdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { MirrorFsError } from './errors.js';
+
+/** Runs fn, turning its failure into a MirrorFsError: "cannot <action> <path>: <why>". */
+export async function attempt<T>(action: string, path: string, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    throw new MirrorFsError(action, path, err);
+  }
+}
+
+/** The file's bytes, or undefined when it does not exist. */
+export async function readIfExists(path: string): Promise<Buffer | undefined> {
+  try {
+    return await readFile(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new MirrorFsError('read', path, err);
+  }
+}
+
+/** Subdirectories of the certs.d directory (registries with a directory of their own); [] when it does not exist. */
+export async function registryDirs(dir: string): Promise<string[]> {
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw new MirrorFsError('read', dir, err);
+  }
+  const dirs: string[] = [];
+  for (const name of names.sort()) {
+    const s = await stat(join(dir, name)).catch(() => undefined); // gone meanwhile, or not ours to look at
+    if (s?.isDirectory()) dirs.push(name);
+  }
+  return dirs;
+}
+
+/** Certificate and key files in a registry directory (containerd loads them while it has no hosts.toml); [] when unreadable. */
+export async function certificateFiles(registryDir: string): Promise<string[]> {
+  return (await readdir(registryDir).catch(() => [] as string[])).filter((f) => /\.(crt|cert|key)$/.test(f));
+}
+
+/** Removes the directory when it is empty; whether it did. */
+export async function removeIfEmpty(dir: string): Promise<boolean> {
+  if ((await readdir(dir).catch(() => ['?'])).length > 0) return false;
+  return rmdir(dir).then(() => true, () => false);
+}
