@@ -33,7 +33,7 @@ async function spoolsIn(): Promise<Spools> {
 
 /** A real peer data plane on loopback, counting the requests it answers by path. */
 async function holder(id: string, store: MemoryStore, spools?: Spools) {
-  const app = createPeerServer({ store, spools: spools ?? (await spoolsIn()), key, log, awaitCopyMs: 500 });
+  const app = createPeerServer({ store, spools: spools ?? (await spoolsIn()), membershipKey: key, log, awaitCopyMs: 500 });
   const requests: string[] = [];
   app.addHook('onRequest', async (req) => void requests.push(req.url));
   await app.listen({ host: '127.0.0.1', port: 0 });
@@ -54,7 +54,7 @@ async function blobsIn(store: MemoryStore, sizes: number[]): Promise<{ desc: Des
 async function taker(peers: PeerEndpoint[]) {
   const store = new MemoryStore();
   const mirror = new Mirror({
-    store, spools: await spoolsIn(), findPeers: async () => [], key, log, lookupTimeoutMs: 500, stallTimeoutMs: 2000,
+    store, spools: await spoolsIn(), findPeers: async () => [], membershipKey: key, log, lookupTimeoutMs: 500, stallTimeoutMs: 2000,
     resolveTags: false, endpointOf: (id) => peers.find((p) => p.id === id), patienceMs: 2000,
   });
   /** Fetches `blobs` one after another from the sequence `from` sends, as replication does. */

@@ -8,7 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { MemoryStore } from '../store/memory-store.js';
-import { Mirror, type UpstreamSource } from './mirror.js';
+import { Mirror } from './mirror.js';
+import type { UpstreamSource } from './pull-through.js';
 import type { PeerEndpoint } from './peer-client.js';
 import { AUTH_HEADER, peerKey, verifyProof } from './peer-auth.js';
 import { Spools } from './spools.js';
@@ -51,7 +52,7 @@ beforeEach(async () => {
 function mirror(store: MemoryStore, peers: PeerEndpoint[] | (() => PeerEndpoint[]), stallTimeoutMs = 5000) {
   const list = typeof peers === 'function' ? peers : () => peers;
   return new Mirror({
-    store, spools, findPeers: async () => list(), key, log: pino({ level: 'silent' }),
+    store, spools, findPeers: async () => list(), membershipKey: key, log: pino({ level: 'silent' }),
     lookupTimeoutMs: 1000, stallTimeoutMs, resolveTags: true, clientCommitGraceMs: 200,
   });
 }
@@ -159,7 +160,7 @@ describe('Mirror', () => {
       return upload;
     };
     const m = new Mirror({
-      store, spools, findPeers: async () => [], key, log: pino({ level: 'silent' }), endpointOf: (id) => (id === 'liar' ? liar : id === 'honest' ? honest : undefined),
+      store, spools, findPeers: async () => [], membershipKey: key, log: pino({ level: 'silent' }), endpointOf: (id) => (id === 'liar' ? liar : id === 'honest' ? honest : undefined),
       lookupTimeoutMs: 1000, stallTimeoutMs: 5000, resolveTags: true, patienceMs: 0,
     });
     expect(await m.fetch(sha(data), { from: ['liar'], patient: true }).stored).toBe(false);
@@ -185,7 +186,7 @@ describe('Mirror', () => {
       return upload;
     };
     const m = new Mirror({
-      store, spools, findPeers: async () => [], key, log: pino({ level: 'silent' }), endpointOf: (id) => (id === 'holder' ? holder : undefined),
+      store, spools, findPeers: async () => [], membershipKey: key, log: pino({ level: 'silent' }), endpointOf: (id) => (id === 'holder' ? holder : undefined),
       lookupTimeoutMs: 1000, stallTimeoutMs: 5000, resolveTags: true,
     });
     const fetching = m.fetch(sha(data), { from: ['holder'], patient: true });
@@ -307,7 +308,7 @@ describe('Mirror with an upstream', () => {
     return { source, opened };
   }
   const withUpstream = (store: MemoryStore, source: UpstreamSource, peers: PeerEndpoint[] = []) => new Mirror({
-    store, spools, findPeers: async () => peers, key, log: pino({ level: 'silent' }),
+    store, spools, findPeers: async () => peers, membershipKey: key, log: pino({ level: 'silent' }),
     lookupTimeoutMs: 1000, stallTimeoutMs: 5000, resolveTags: true, clientCommitGraceMs: 50, upstream: source,
   });
   const origin = { repo: 'docker.io/library/app' };

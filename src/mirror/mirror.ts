@@ -10,25 +10,24 @@ import type { Logger } from 'pino';
 import { DigestMismatchError, type Store } from '../store/store.js';
 import { isDigest, type Descriptor } from '../oci/digest.js';
 import type { ReadThrough, RequestedIn } from '../store/read-through.js';
-import { readBounded } from '../oci/limits.js';
-import { parseImageName } from '../oci/names.js';
-import { readSmallBlob } from '../oci/references.js';
-import { mediaTypeOf } from '../oci/manifest.js';
 import { BlobSequence, type BlobSource } from './blob-sequence.js';
 import { HolderOpener } from './holder-opener.js';
 import { untilStalled } from './until-stalled.js';
-import { peerRequest, type PeerEndpoint } from './peer-client.js';
-import { IMAGES_PATH } from './peer-protocol.js';
+import type { PeerEndpoint } from './peer-client.js';
+import { Holders } from './holders.js';
+import { pullThrough, type UpstreamSource } from './pull-through.js';
+import { keepSpool, storeSpool } from './store-writer.js';
+import { TagResolver } from './tag-resolver.js';
 import type { Spool } from './spool.js';
 import type { Spools } from './spools.js';
-import { MAX_MANIFEST_BYTES } from '../oci/limits.js';
 
 export interface MirrorOptions {
   store: Store;
   spools: Spools;
   /** Holders of a key other than this node, as data plane endpoints. */
   findPeers(key: string, signal: AbortSignal): Promise<PeerEndpoint[]>;
-  key: Buffer;
+  /** Proves this node's membership to the data planes it asks (see peer-auth.ts). */
+  membershipKey: Buffer;
   log: Logger;
   /** How long finding holders may take; nobody found by then means "not in the mesh". */
   lookupTimeoutMs: number;
@@ -51,12 +50,6 @@ export interface MirrorOptions {
   patienceMs?: number;
   /** The last resort when no peer holds it (`--upstream`): the image's own registry. */
   upstream?: UpstreamSource;
-}
-
-/** What the mirror needs of an upstream registry (see upstream.ts). */
-export interface UpstreamSource {
-  resolveTag(repo: string, tag: string): Promise<Descriptor | undefined>;
-  open(repo: string, digest: string, manifest: boolean): Promise<{ size?: number; body: AsyncIterable<Uint8Array> } | undefined>;
 }
 
 export interface FetchOptions {
@@ -86,7 +79,6 @@ export interface Fetching {
 }
 
 
-const COMMIT_POLL_MS = 25;
 const DEFAULT_PATIENCE_MS = 10 * 60_000;
 
 /** A blob arriving from a peer, as one client reads it. */
@@ -105,13 +97,19 @@ interface Transfer extends Fetching {
 
 export class Mirror implements ReadThrough {
   readonly #transfers = new Map<string, Transfer>();
-  /** Peers that sent wrong bytes, by id: they go last from then on. */
-  readonly #strikes = new Map<string, number>();
+  readonly #holders: Holders;
+  readonly #tags: TagResolver;
 
   readonly #opener: HolderOpener;
 
   constructor(private readonly opts: MirrorOptions) {
     this.#opener = new HolderOpener(opts);
+    this.#holders = new Holders(opts);
+    this.#tags = new TagResolver({
+      ...opts,
+      holders: this.#holders,
+      fetch: (digest, requestedIn) => this.fetch(digest, { requestedIn }).stored,
+    });
   }
 
   /** The blob's bytes as they arrive here (the last ones only once verified); undefined when nobody holds it. */
@@ -133,11 +131,16 @@ export class Mirror implements ReadThrough {
     return { verified, stored };
   }
 
+  /** The manifest an image name names, from the peers that announce it or the upstream, fetched into the store. */
+  resolveTag(image: string): Promise<Descriptor | undefined> {
+    return this.#tags.resolve(image);
+  }
+
   /** `blobs` from one holder on one stream, in this order (see BlobSequence). */
   openSequence(peerId: string, blobs: Descriptor[]): Promise<BlobSequence> {
     const peer = this.opts.endpointOf?.(peerId);
     if (!peer) return Promise.reject(new Error(`no data plane known for ${peerId}`));
-    return BlobSequence.open(peer, blobs, { key: this.opts.key, stallTimeoutMs: this.opts.stallTimeoutMs, selfId: this.opts.selfId });
+    return BlobSequence.open(peer, blobs, { key: this.opts.membershipKey, stallTimeoutMs: this.opts.stallTimeoutMs, selfId: this.opts.selfId });
   }
 
   /** Blobs arriving now, with how much of each is here: for progress. */
@@ -169,59 +172,6 @@ export class Mirror implements ReadThrough {
     return transfer;
   }
 
-  async resolveTag(image: string): Promise<Descriptor | undefined> {
-    return (await this.#resolveInMesh(image)) ?? (await this.#resolveUpstream(image));
-  }
-
-  /**
-   * A tag upstream names a digest; the manifest is then fetched by digest and verified like any blob.
-   * No image record is made: containerd records the image it pulled itself, and a record here would
-   * pin the tag to this digest (the store is asked first) long after the upstream has moved it.
-   */
-  async #resolveUpstream(image: string): Promise<Descriptor | undefined> {
-    const { upstream, store } = this.opts;
-    const { repo, tag } = parseImageName(image);
-    if (!upstream || !tag) return undefined;
-    const target = await upstream.resolveTag(repo, tag);
-    if (!target || target.size > MAX_MANIFEST_BYTES) return undefined;
-    if (!(await this.fetch(target.digest, { requestedIn: { repo, manifest: true } }).stored)) return undefined;
-    const body = await readSmallBlob(store, target.digest);
-    return body && { mediaType: mediaTypeOf(body), digest: target.digest, size: body.length };
-  }
-
-  async #resolveInMesh(image: string): Promise<Descriptor | undefined> {
-    if (!this.opts.resolveTags) return undefined;
-    for (const peer of await this.#holders(image)) {
-      try {
-        const path = `${IMAGES_PATH}?name=${encodeURIComponent(image)}`;
-        const res = await peerRequest(peer.url, path, this.opts.key, { signal: AbortSignal.timeout(this.opts.stallTimeoutMs) });
-        const answer = await readBounded(res.body, 64 << 10);
-        if (res.status !== 200) continue;
-        const target = JSON.parse(answer.toString()) as Descriptor;
-        if (!isDigest(target.digest) || target.size > MAX_MANIFEST_BYTES) continue;
-        if (await this.fetch(target.digest).stored) return { mediaType: target.mediaType, digest: target.digest, size: target.size };
-      } catch (err) {
-        this.opts.log.warn({ peer: peer.id, image, err: (err as Error).message }, 'peer could not resolve tag');
-      }
-    }
-    return undefined;
-  }
-
-  /**
-   * Holders of a key: those named in `from` first, in that order, then what the DHT knows, nearest
-   * first. Named holders are tried alone at first (`namedOnly`): a DHT walk is not worth the wait then.
-   */
-  async #holders(key: string, from: string[] = [], namedOnly = false): Promise<PeerEndpoint[]> {
-    const peers = namedOnly && from.length > 0 ? [] : await this.opts.findPeers(key, AbortSignal.timeout(this.opts.lookupTimeoutMs));
-    for (const id of from) {
-      const known = peers.some((p) => p.id === id) ? undefined : this.opts.endpointOf?.(id);
-      if (known) peers.push(known);
-    }
-    const strikes = (p: PeerEndpoint) => this.#strikes.get(p.id) ?? 0;
-    const named = (p: PeerEndpoint) => (from.includes(p.id) ? from.indexOf(p.id) : from.length);
-    return peers.sort((a, b) => strikes(a) - strikes(b) || named(a) - named(b) || (a.rttMs ?? Infinity) - (b.rttMs ?? Infinity));
-  }
-
   /** Receives the blob into its spool and then into the store; false when no holder sent the right bytes. */
   async #receiveAndStore(spool: Spool, clients: Promise<unknown>[], options: FetchOptions, verified: () => void): Promise<boolean> {
     const { digest } = spool;
@@ -232,15 +182,15 @@ export class Mirror implements ReadThrough {
     const released = this.opts.partialHolder?.(digest);
     // Replication wants a copy here in any case: it goes into the store as the bytes arrive, so that
     // the copy is done moments after the last byte instead of a whole second pass later.
-    const early = options.patient ? this.#store(spool).then(() => true, (err: Error) => {
+    const early = options.patient ? storeSpool(this.opts.store, spool).then(() => true, (err: Error) => {
       this.opts.log.debug({ digest, err: err.message }, 'storing while arriving did not work out; storing from the spool');
       return false;
     }) : undefined;
     try {
-      const received = (await this.#receive(spool, options)) || (await this.#pullThrough(spool, options.requestedIn));
+      const received = (await this.#receive(spool, options)) || (await pullThrough(spool, this.opts.upstream, options.requestedIn, this.opts.log));
       if (!received) return false;
       verified();
-      if (!(await early)) await this.#keep(spool, clients);
+      if (!(await early)) await keepSpool(this.opts.store, spool, clients, this.opts.clientCommitGraceMs ?? 1000, this.opts.log);
       return true;
     } finally {
       await this.opts.spools.remove(spool);
@@ -255,7 +205,7 @@ export class Mirror implements ReadThrough {
     const liars = new Set<string>();
     if (options.source && (await this.#fromSource(spool, options.source, liars))) return true;
     for (let attempt = 0; ; attempt++) {
-      const candidates = (await this.#holders(digest, options.from, attempt === 0)).filter((c) => !liars.has(c.id));
+      const candidates = (await this.#holders.of(digest, options.from, attempt === 0)).filter((c) => !liars.has(c.id));
       if (candidates.length > 0) {
         const used = new Set<string>();
         try {
@@ -299,72 +249,11 @@ export class Mirror implements ReadThrough {
   /** Wrong bytes: whoever sent them is not asked again for this blob and goes last for others; the spool starts over. */
   async #mismatched(spool: Spool, peers: string[], err: DigestMismatchError, liars: Set<string>): Promise<void> {
     for (const id of peers) {
-      this.#strikes.set(id, (this.#strikes.get(id) ?? 0) + 1);
+      this.#holders.strike(id);
       liars.add(id);
     }
     this.opts.log.warn({ digest: spool.digest, peers, actual: err.actual }, 'peer sent bytes that do not match the digest');
     await spool.restart();
-  }
-
-  /** Receives the blob from the upstream registry into the spool, verified; false when it cannot. */
-  async #pullThrough(spool: Spool, requestedIn: RequestedIn | undefined): Promise<boolean> {
-    const { upstream, log } = this.opts;
-    if (!upstream || !requestedIn) return false;
-    const { digest } = spool;
-    // A peer transfer that broke part-way: the upstream sends the blob whole, from the start.
-    if (spool.received > 0) await spool.restart();
-    const opened = await upstream.open(requestedIn.repo, digest, requestedIn.manifest === true);
-    if (!opened) return false;
-    const limit = requestedIn.manifest ? MAX_MANIFEST_BYTES : Infinity;
-    if (opened.size !== undefined) spool.setSize(opened.size);
-    try {
-      for await (const chunk of opened.body) {
-        await spool.append(chunk);
-        if (spool.received > Math.min(limit, opened.size ?? Infinity)) throw new Error('the upstream sent more bytes than it stated');
-      }
-      await spool.flush();
-      spool.verify();
-    } catch (err) {
-      // Nothing is kept: the spool is removed, and its readers never see the last byte.
-      const mismatch = err instanceof DigestMismatchError;
-      log.warn({ digest, repo: requestedIn.repo, err: (err as Error).message, ...(mismatch && { actual: err.actual }) },
-        mismatch ? 'the upstream registry sent bytes that do not match the digest' : 'pulling through from the upstream registry failed');
-      return false;
-    }
-    log.info({ digest, repo: requestedIn.repo, bytes: spool.written }, 'pulled through from the upstream registry');
-    return true;
-  }
-
-  /**
-   * Puts the verified blob into the store. A local client that read it is usually this host's own
-   * containerd, which stores what it pulled: a second copy from here would double the work, so
-   * the store is given a moment to show the client's copy first.
-   */
-  async #keep(spool: Spool, clients: Promise<unknown>[]): Promise<void> {
-    const { store } = this.opts;
-    if (clients.length > 0) {
-      await Promise.all(clients);
-      const deadline = Date.now() + (this.opts.clientCommitGraceMs ?? 1000);
-      while (Date.now() < deadline) {
-        if (await store.stat(spool.digest)) return void this.opts.log.debug({ digest: spool.digest }, 'the local client stored the blob');
-        await new Promise((r) => setTimeout(r, COMMIT_POLL_MS));
-      }
-    }
-    if (await store.stat(spool.digest)) return;
-    this.opts.log.debug({ digest: spool.digest }, 'storing the blob from its spool');
-    await this.#store(spool);
-  }
-
-  /** Writes the spool into the store as it arrives; the commit verifies the digest again. */
-  async #store(spool: Spool): Promise<void> {
-    const upload = await this.opts.store.beginUpload();
-    try {
-      await upload.append(spool.reader());
-      await upload.commit({ digest: spool.digest, size: spool.written });
-    } catch (err) {
-      await upload.abort();
-      throw err;
-    }
   }
 
   /** The blob's bytes from the first holder that answers, continuing on the next from the spool's end. */

@@ -52,14 +52,15 @@ function sequenceAsked(body: unknown): Descriptor[] | string {
 export interface PeerServerOptions {
   store: Store;
   spools: Spools;
-  key: Buffer;
+  /** Proves membership: requests without a proof made with it are refused. */
+  membershipKey: Buffer;
   log: Logger;
   /** How long a patient peer may wait for this node's copy of a blob to begin. Default AWAIT_COPY_MS. */
   awaitCopyMs?: number;
 }
 
 export function createPeerServer(opts: PeerServerOptions) {
-  const { store, spools, key, log, awaitCopyMs = AWAIT_COPY_MS } = opts;
+  const { store, spools, membershipKey, log, awaitCopyMs = AWAIT_COPY_MS } = opts;
   const app = Fastify({ return503OnClosing: true });
   // Per blob, the answers being sent now, and to which patient peers (by peer id). Local pulls are never
   // refused; a large blob goes to one patient peer at a time, the others are sent to the copies it feeds.
@@ -109,7 +110,7 @@ export function createPeerServer(opts: PeerServerOptions) {
   });
 
   app.addHook('onRequest', async (req, reply) => {
-    if (!verifyProof(key, req.method, req.url, req.headers[AUTH_HEADER] as string | undefined)) {
+    if (!verifyProof(membershipKey, req.method, req.url, req.headers[AUTH_HEADER] as string | undefined)) {
       log.warn({ method: req.method, url: req.url, from: req.ip }, 'peer request without a valid membership proof');
       return reply.code(401).send({ errors: [{ code: 'UNAUTHORIZED', message: 'not a member of this mesh' }] });
     }

@@ -63,7 +63,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
   try {
     await mkdir(config.dataDir, { recursive: true });
     const swarmKey = config.swarmKeyFile ? await readSwarmKey(config.swarmKeyFile) : undefined;
-    const key = peerKey(swarmKey);
+    const membershipKey = peerKey(swarmKey);
     // Read first: a wrong credentials file should stop the daemon before anything starts listening.
     const upstream = config.upstream
       ? new Upstream({
@@ -77,24 +77,18 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     closers.push(() => store.close());
 
     const spools = await Spools.open(join(config.dataDir, 'spool'));
-    const peerServer = createPeerServer({ store, spools, key, log: log.child({ component: 'peer-server' }) });
+    const peerServer = createPeerServer({ store, spools, membershipKey, log: log.child({ component: 'peer-server' }) });
     const peer = await listen(peerServer, config.peerAddr, 'peer data plane');
     closers.push(() => peerServer.close());
 
-    // The inventory reports the replicator's progress; the replicator needs the mirror, which needs the mesh.
-    let replicator: Replicator | undefined;
-    const mesh = await joinMesh(config, store, log, {
-      swarmKey,
-      dataPlanePort: peer.port,
-      fetching: async () => (await replicator?.progress()) ?? [],
-    });
+    const mesh = await joinMesh(config, store, log, { swarmKey, dataPlanePort: peer.port });
     closers.push(() => mesh.stop());
 
     const mirror = new Mirror({
       store,
       spools,
       findPeers: (k, signal) => mesh.dataPlanes(k, signal),
-      key,
+      membershipKey,
       log: log.child({ component: 'mirror' }),
       lookupTimeoutMs: config.mirrorTimeoutMs,
       stallTimeoutMs: PEER_STALL_MS,
@@ -104,7 +98,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
       partialHolder: (digest) => mesh.announcer.announceArriving(digest),
       upstream,
     });
-    replicator = new Replicator({
+    const replicator = new Replicator({
       store,
       selfId: mesh.router.id,
       members: () => [
@@ -118,7 +112,9 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
       self: { name: config.nodeName, labels: config.labels },
       log: log.child({ component: 'replicator' }),
     });
-    mesh.router.onEvent((event) => replicator?.onEvent(event));
+    mesh.router.onEvent((event) => replicator.onEvent(event));
+    // Members see the replicator's progress in this node's inventory.
+    await mesh.serveInventory(() => replicator.progress());
     const uploads = new UploadSessions(store, {
       maxBlobBytes: config.maxUploadSize, idleTimeoutMs: config.uploadTimeoutMs,
       maxSessions: config.maxUploads, maxSessionsPerClient: config.maxUploadsPerClient,

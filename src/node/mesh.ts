@@ -17,6 +17,8 @@ export interface Mesh {
   /** This node's inventory, and those of the connected members by peer id. */
   ownInventory(): Promise<Inventory>;
   inventories(): Promise<Map<string, Inventory>>;
+  /** Starts answering members' inventory requests, with the images being copied here as `fetching` reports them. */
+  serveInventory(fetching: () => Promise<ImageFetch[]>): Promise<void>;
   /** Peers (not this node) holding a key, as data plane endpoints, with their round-trip times. */
   dataPlanes(key: string, signal: AbortSignal): Promise<PeerEndpoint[]>;
   /** A connected member's data plane. */
@@ -35,8 +37,6 @@ function ipOf(multiaddr: string): string | undefined {
 export interface JoinOptions {
   swarmKey?: Uint8Array;
   dataPlanePort: number;
-  /** Images being copied here, for the inventory. */
-  fetching(): Promise<ImageFetch[]>;
 }
 
 export async function joinMesh(config: Config, store: Store, log: Logger, opts: JoinOptions): Promise<Mesh> {
@@ -63,11 +63,12 @@ export async function joinMesh(config: Config, store: Store, log: Logger, opts: 
   router.onEvent((event, from) => log.info({ event, from }, 'mesh event'));
   const announcer = new Announcer(store, router, log.child({ component: 'announcer' }), config.reconcileIntervalMs);
   await announcer.start();
+  let fetching = async (): Promise<ImageFetch[]> => [];
   const ownInventory = async (): Promise<Inventory> => ({
     name: config.nodeName,
     keys: announcer.size,
     images: await localImages(store),
-    fetching: await opts.fetching(),
+    fetching: await fetching(),
   });
   const endpointOf = (id: string): PeerEndpoint | undefined => {
     const peer = router.peers().find((p) => p.id === id);
@@ -77,13 +78,16 @@ export async function joinMesh(config: Config, store: Store, log: Logger, opts: 
     const ip = ipOf(conn?.remoteAddr.toString() ?? '') ?? peer.addrs.map(ipOf).find(Boolean);
     return ip ? { id, url: `http://${ip}:${peer.info.dataPlanePort}`, rttMs: peer.rttMs } : undefined;
   };
-  await serveInventory(node.libp2p, ownInventory);
   return {
     router,
     announcer,
     addrs: () => node.libp2p.getMultiaddrs().map(String),
     ownInventory,
     inventories: () => gatherInventories(node.libp2p, log.child({ component: 'inventory' })),
+    serveInventory: (progress) => {
+      fetching = progress;
+      return serveInventory(node.libp2p, ownInventory);
+    },
     endpointOf,
     dataPlanes: async (key, signal) => {
       const found: PeerEndpoint[] = [];

@@ -1,0 +1,42 @@
+// What no peer holds, from the image's own registry (`--upstream`), into the same spool as bytes from a
+// peer: verified, shared and stored exactly like them.
+import type { Logger } from 'pino';
+import type { Descriptor } from '../oci/digest.js';
+import { MAX_MANIFEST_BYTES } from '../oci/limits.js';
+import type { RequestedIn } from '../store/read-through.js';
+import { DigestMismatchError } from '../store/store.js';
+import type { Spool } from './spool.js';
+
+/** What the mirror needs of an upstream registry (see upstream.ts). */
+export interface UpstreamSource {
+  resolveTag(repo: string, tag: string): Promise<Descriptor | undefined>;
+  open(repo: string, digest: string, manifest: boolean): Promise<{ size?: number; body: AsyncIterable<Uint8Array> } | undefined>;
+}
+
+/** Receives the blob from the upstream registry into the spool, verified; false when it cannot. */
+export async function pullThrough(spool: Spool, upstream: UpstreamSource | undefined, requestedIn: RequestedIn | undefined, log: Logger): Promise<boolean> {
+  if (!upstream || !requestedIn) return false;
+  const { digest } = spool;
+  // A peer transfer that broke part-way: the upstream sends the blob whole, from the start.
+  if (spool.received > 0) await spool.restart();
+  const opened = await upstream.open(requestedIn.repo, digest, requestedIn.manifest === true);
+  if (!opened) return false;
+  const limit = requestedIn.manifest ? MAX_MANIFEST_BYTES : Infinity;
+  if (opened.size !== undefined) spool.setSize(opened.size);
+  try {
+    for await (const chunk of opened.body) {
+      await spool.append(chunk);
+      if (spool.received > Math.min(limit, opened.size ?? Infinity)) throw new Error('the upstream sent more bytes than it stated');
+    }
+    await spool.flush();
+    spool.verify();
+  } catch (err) {
+    // Nothing is kept: the spool is removed, and its readers never see the last byte.
+    const mismatch = err instanceof DigestMismatchError;
+    log.warn({ digest, repo: requestedIn.repo, err: (err as Error).message, ...(mismatch && { actual: err.actual }) },
+      mismatch ? 'the upstream registry sent bytes that do not match the digest' : 'pulling through from the upstream registry failed');
+    return false;
+  }
+  log.info({ digest, repo: requestedIn.repo, bytes: spool.written }, 'pulled through from the upstream registry');
+  return true;
+}
