@@ -7,6 +7,7 @@ import { KAD_PROTOCOL, type MeshNode } from './libp2p-node.js';
 import { checkEventMessage, encodeEvent, decodeEvent, eventValidator, EVENTS_TOPIC } from './mesh-events.js';
 import { NetworkView } from './network-view.js';
 import { PeerDirectory } from './peer-directory.js';
+import { dhtProviders, storedProviders } from './provider-lookup.js';
 import { handleProvide, type ProviderStore } from './provide-protocol.js';
 import type { AnnounceChange, MeshEvent, NodeInfo, PeerRef, PeerStatus, Router } from './router.js';
 import type { Message } from '@libp2p/gossipsub';
@@ -158,8 +159,8 @@ export class Libp2pRouter implements Router {
     try {
       // kad-dht reads the local provider store first, then asks the network; alone, it would wait for a peer.
       const found = this.libp2p.getConnections().length === 0
-        ? this.localProviders(cid, stop)
-        : this.networkProviders(cid, stop);
+        ? storedProviders(this.libp2p, this.providerStore, cid, stop)
+        : dhtProviders(this.libp2p, cid, stop);
       for await (const ref of found) {
         if (seen.has(ref.id)) continue;
         seen.add(ref.id);
@@ -286,26 +287,4 @@ export class Libp2pRouter implements Router {
     }
   }
 
-  private async *localProviders(cid: CID, signal: AbortSignal): AsyncIterable<PeerRef> {
-    for (const id of await this.providerStore.getProviders(cid)) {
-      signal.throwIfAborted();
-      try {
-        const peer = await this.libp2p.peerStore.get(id);
-        yield { id: id.toString(), addrs: unique(peer.addresses.map((a) => a.multiaddr.toString())) };
-      } catch {
-        // a provider whose addresses we never learned is of no use
-      }
-    }
-  }
-
-  private async *networkProviders(cid: CID, signal: AbortSignal): AsyncIterable<PeerRef> {
-    for await (const event of this.libp2p.services.dht.findProviders(cid, { signal })) {
-      if (event.name !== 'PROVIDER') continue;
-      for (const info of event.providers) yield { id: info.id.toString(), addrs: unique(info.multiaddrs.map(String)) };
-    }
-  }
-}
-
-function unique(addrs: string[]): string[] {
-  return [...new Set(addrs)];
 }
