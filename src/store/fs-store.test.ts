@@ -5,11 +5,24 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { Readable } from 'node:stream';
 import { afterAll, describe, expect, it } from 'vitest';
+import { storeConformance } from './conformance.js';
 import { FsStore } from './fs-store.js';
 import { DigestMismatchError } from './store.js';
 
 const log = pino({ level: 'silent' });
 const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+
+storeConformance('fs', async () => {
+  const root = mkdtempSync(join(tmpdir(), 'fs-store-'));
+  const store = await FsStore.open(root, log);
+  return {
+    store,
+    close: async () => {
+      await store.close();
+      rmSync(root, { recursive: true, force: true });
+    },
+  };
+});
 
 describe('FsStore', () => {
   const root = mkdtempSync(join(tmpdir(), 'fs-store-'));

@@ -6,6 +6,7 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { ctr } from '../../../test/helpers/containerd.js';
 import { MediaType } from '../../oci/manifest.js';
+import { storeConformance } from '../conformance.js';
 import { DigestMismatchError, NotFoundError, SizeMismatchError, type StoreEvent } from '../store.js';
 import { type Descriptor } from '../../oci/digest.js';
 import { Code, ContainerdClient, hasCode } from './client.js';
@@ -53,6 +54,12 @@ beforeAll(async () => {
 afterAll(async () => {
   await store?.close();
   await grpcStore?.close();
+});
+
+// A fresh namespace per test: with isolated content sharing it starts empty.
+storeConformance('containerd', async () => {
+  const store = await ContainerdStore.connect({ socket, namespace: `lm-conf-${randomBytes(6).toString('hex')}`, logger });
+  return { store, close: () => store.close() };
 });
 
 describe('ContainerdStore blobs', () => {

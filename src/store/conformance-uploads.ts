@@ -1,0 +1,97 @@
+// Conformance cases for uploads: appends, resumption, verification on commit, ending, concurrent writers.
+import { randomBytes } from 'node:crypto';
+import { expect, it } from 'vitest';
+import { content, digests, pieces, put, sha256, withStore, type OpenStore } from './conformance-kit.js';
+import { DigestMismatchError, SizeMismatchError } from './store.js';
+
+export function uploadCases(open: OpenStore): void {
+  const data = randomBytes(2 * (1 << 20) + 777);
+
+  it('appends in several calls and counts the offset after each', withStore(open, async (store) => {
+    const upload = await store.beginUpload();
+    expect(upload.offset).toBe(0);
+    const cuts = [0, 10, 1 << 20, (1 << 20) + 1, data.length];
+    for (let i = 1; i < cuts.length; i++) {
+      const part = data.subarray(cuts[i - 1], cuts[i]);
+      expect(await upload.append(pieces(part, 100_000))).toBe(cuts[i]);
+      expect(upload.offset).toBe(cuts[i]);
+    }
+    expect(await store.stat(sha256(data))).toBeUndefined(); // nothing is visible before commit
+    expect(await upload.commit({ digest: sha256(data), size: data.length })).toMatchObject({ digest: sha256(data), size: data.length });
+    expect((await content(store, sha256(data))).equals(data)).toBe(true);
+  }));
+
+  it('publishes nothing when the digest or the size is wrong', withStore(open, async (store) => {
+    const upload = await store.beginUpload();
+    await upload.append(pieces(data, 65_536));
+    const wrong = sha256(Buffer.from('something else'));
+    await expect(upload.commit({ digest: wrong })).rejects.toBeInstanceOf(DigestMismatchError);
+    await expect(upload.commit({ digest: wrong, size: data.length })).rejects.toBeInstanceOf(DigestMismatchError);
+    await expect(upload.commit({ digest: sha256(data), size: data.length - 1 })).rejects.toBeInstanceOf(SizeMismatchError);
+    await expect(upload.commit({ digest: sha256(data), size: data.length + 1 })).rejects.toBeInstanceOf(SizeMismatchError);
+    expect(await store.stat(wrong)).toBeUndefined();
+    expect(await store.stat(sha256(data))).toBeUndefined();
+    expect(await digests(store)).toEqual([]);
+    await upload.abort();
+  }));
+
+  it('refuses different bytes under the digest of a blob it holds, and keeps that blob', withStore(open, async (store) => {
+    const held = randomBytes(4000);
+    await put(store, held);
+    const upload = await store.beginUpload();
+    await upload.append(pieces(randomBytes(4000), 1000));
+    await expect(upload.commit({ digest: sha256(held) })).rejects.toBeInstanceOf(DigestMismatchError);
+    await upload.abort();
+    expect((await content(store, sha256(held))).equals(held)).toBe(true);
+  }));
+
+  it('commits a blob it already holds', withStore(open, async (store) => {
+    const first = await put(store, data);
+    const again = await put(store, data);
+    expect(again).toMatchObject({ digest: first.digest, size: first.size });
+    expect(await digests(store)).toEqual([sha256(data)]);
+    expect((await content(store, sha256(data))).equals(data)).toBe(true);
+  }));
+
+  it('publishes nothing on abort; abort twice is safe', withStore(open, async (store) => {
+    const upload = await store.beginUpload();
+    await upload.append(pieces(data, 65_536));
+    await upload.abort();
+    await upload.abort();
+    expect(await store.stat(sha256(data))).toBeUndefined();
+    expect(await digests(store)).toEqual([]);
+    const unused = await store.beginUpload();
+    await unused.abort(); // nothing ever appended
+  }));
+
+}
+
+export function concurrencyCases(open: OpenStore): void {
+  it('commits several uploads of different blobs at once', withStore(open, async (store) => {
+    const blobs = Array.from({ length: 6 }, (_, i) => randomBytes(300_000 + i * 150_001));
+    await Promise.all(blobs.map((b) => put(store, b)));
+    expect(await digests(store)).toEqual(blobs.map(sha256).sort());
+    for (const b of blobs) expect((await content(store, sha256(b))).equals(b)).toBe(true);
+  }));
+
+  it('commits several uploads of the same blob at once', withStore(open, async (store) => {
+    const bytes = randomBytes(1_500_000);
+    const infos = await Promise.all([put(store, bytes), put(store, bytes), put(store, bytes)]);
+    for (const info of infos) expect(info).toMatchObject({ digest: sha256(bytes), size: bytes.length });
+    expect(await digests(store)).toEqual([sha256(bytes)]);
+    expect((await content(store, sha256(bytes))).equals(bytes)).toBe(true);
+  }));
+
+  it('serves reads while other blobs are written and deleted', withStore(open, async (store) => {
+    const kept = randomBytes(1_200_000);
+    await put(store, kept);
+    const churn = Array.from({ length: 4 }, () => randomBytes(200_000));
+    const reads = Array.from({ length: 8 }, async () => expect((await content(store, sha256(kept))).equals(kept)).toBe(true));
+    const writes = churn.map(async (b) => {
+      await put(store, b);
+      expect(await store.delete(sha256(b))).toBe(true);
+    });
+    await Promise.all([...reads, ...writes]);
+    expect(await digests(store)).toEqual([sha256(kept)]);
+  }));
+}
