@@ -45,6 +45,13 @@ function blobCases(open: OpenStore): void {
     }
   }));
 
+  it('rejects a range that does not lie within the blob', withStore(open, async (store) => {
+    await put(store, data);
+    for (const [start, end] of [[0, data.length], [data.length, data.length], [10, 5], [-1, 3]]) {
+      await expect(store.open(digest, { start, end }), `${start}-${end}`).rejects.toBeInstanceOf(RangeError);
+    }
+  }));
+
   it('reports an absent blob', withStore(open, async (store) => {
     expect(await store.stat(digest)).toBeUndefined();
     await expect(store.open(digest)).rejects.toBeInstanceOf(NotFoundError);

@@ -11,7 +11,7 @@ import { writeAtomically } from '../util/atomic-file.js';
 import { ChangeFeed } from './change-feed.js';
 import { HashingUpload } from './hashing-upload.js';
 import { OrphanSweeper } from './orphan-sweeper.js';
-import { NotFoundError, UploadClosedError, asStoreFull, type BlobInfo, type BlobReader, type ByteRange, type ImageRecord, type ImageStore, type Store, type StoreEvent, type Upload } from './store.js';
+import { NotFoundError, UploadClosedError, asStoreFull, checkRange, type BlobInfo, type BlobReader, type ByteRange, type ImageRecord, type ImageStore, type Store, type StoreEvent, type Upload } from './store.js';
 import { digestHex, isDigest } from '../oci/digest.js';
 
 const READ_CHUNK = 1 << 20;
@@ -180,6 +180,7 @@ export class FsStore implements Store {
     });
     try {
       const { size } = await handle.stat();
+      checkRange(digest, size, range);
       return { size, stream: handle.createReadStream({ highWaterMark: READ_CHUNK, start: range?.start, end: range?.end }) };
     } catch (err) {
       await handle.close();

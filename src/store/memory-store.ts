@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { ChangeFeed } from './change-feed.js';
 import { HashingUpload } from './hashing-upload.js';
-import { NotFoundError, UploadClosedError, type BlobInfo, type BlobReader, type ByteRange, type ImageRecord, type ImageStore, type Store, type StoreEvent, type Upload } from './store.js';
+import { NotFoundError, UploadClosedError, checkRange, type BlobInfo, type BlobReader, type ByteRange, type ImageRecord, type ImageStore, type Store, type StoreEvent, type Upload } from './store.js';
 
 interface Blob {
   data: Buffer;
@@ -77,6 +77,7 @@ export class MemoryStore implements Store {
   async open(digest: string, range?: ByteRange): Promise<BlobReader> {
     const blob = this.#blobs.get(digest);
     if (!blob) throw new NotFoundError(digest);
+    checkRange(digest, blob.data.length, range);
     const data = range ? blob.data.subarray(range.start, range.end + 1) : blob.data;
     return { size: blob.data.length, stream: Readable.from([data]) };
   }

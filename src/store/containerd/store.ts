@@ -6,7 +6,7 @@ import { access, open as openFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import type { Logger } from 'pino';
-import { NotFoundError, type BlobInfo, type BlobReader, type ByteRange, type Store, type StoreEvent, type Upload } from '../store.js';
+import { NotFoundError, checkRange, type BlobInfo, type BlobReader, type ByteRange, type Store, type StoreEvent, type Upload } from '../store.js';
 import { digestHex, isDigest } from '../../oci/digest.js';
 import { ContainerdClient, unlessNotFound } from './client.js';
 import { ContainerdImages } from './images.js';
@@ -60,10 +60,8 @@ export class ContainerdStore implements Store {
     // Info first even for direct reads: the file on disk is shared by all namespaces, the blob may not be ours.
     const info = await this.stat(digest);
     if (!info) throw new NotFoundError(`blob ${digest}`);
+    checkRange(digest, info.size, range);
     const { start, end } = range ?? { start: 0, end: info.size - 1 };
-    if (range && !(Number.isSafeInteger(start) && Number.isSafeInteger(end) && start >= 0 && start <= end && end < info.size)) {
-      throw new RangeError(`range ${start}-${end} is outside ${digest} (${info.size} bytes)`);
-    }
     if (info.size === 0) return { size: 0, stream: Readable.from([]) };
     // Files are named by sha256 hex only; anything else (e.g. a sha512 blob pulled by others) goes over gRPC.
     const file = this.blobDir && isDigest(digest) ? await this.readFile(digest, start, end) : undefined;
