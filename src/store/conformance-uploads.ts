@@ -2,7 +2,7 @@
 import { randomBytes } from 'node:crypto';
 import { expect, it } from 'vitest';
 import { content, digests, pieces, put, sha256, withStore, type OpenStore } from './conformance-kit.js';
-import { DigestMismatchError, SizeMismatchError } from './store.js';
+import { DigestMismatchError, SizeMismatchError, UploadClosedError } from './store.js';
 
 export function uploadCases(open: OpenStore): void {
   const data = randomBytes(2 * (1 << 20) + 777);
@@ -64,6 +64,43 @@ export function uploadCases(open: OpenStore): void {
     await unused.abort(); // nothing ever appended
   }));
 
+  it('refuses appends and commits once the upload has ended', withStore(open, async (store) => {
+    const bytes = randomBytes(1000);
+    const aborted = await store.beginUpload();
+    await aborted.append(pieces(bytes, 100));
+    await aborted.abort();
+    await expect(aborted.append(pieces(bytes, 100))).rejects.toBeInstanceOf(UploadClosedError);
+    await expect(aborted.commit({ digest: sha256(bytes), size: bytes.length })).rejects.toBeInstanceOf(UploadClosedError);
+    expect(await store.stat(sha256(bytes))).toBeUndefined();
+
+    const committed = await store.beginUpload();
+    await committed.append(pieces(bytes, 100));
+    await committed.commit({ digest: sha256(bytes) });
+    await expect(committed.append(pieces(bytes, 100))).rejects.toBeInstanceOf(UploadClosedError);
+    await expect(committed.commit({ digest: sha256(bytes) })).rejects.toBeInstanceOf(UploadClosedError);
+    await committed.abort(); // after commit: nothing to release, and the blob stays
+    expect((await content(store, sha256(bytes))).equals(bytes)).toBe(true);
+  }));
+
+  it('fails an append that runs while the upload is aborted with UploadClosedError', withStore(open, async (store) => {
+    const upload = await store.beginUpload();
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    let started!: () => void;
+    const waiting = new Promise<void>((resolve) => (started = resolve));
+    async function* slow() {
+      yield data.subarray(0, 1000);
+      started();
+      await gate;
+      yield data.subarray(1000, 2000);
+    }
+    const appending = upload.append(slow());
+    await waiting;
+    await upload.abort();
+    release();
+    await expect(appending).rejects.toBeInstanceOf(UploadClosedError);
+    expect(await digests(store)).toEqual([]);
+  }));
 }
 
 export function concurrencyCases(open: OpenStore): void {

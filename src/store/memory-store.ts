@@ -26,6 +26,8 @@ class MemoryUpload extends HashingUpload implements Upload {
   }
 
   async commit(expected: { digest: string; size?: number }, labels: Record<string, string> = {}): Promise<BlobInfo> {
+    // After abort the chunks are gone: committing would publish an empty blob under the digest.
+    if (this.#done) throw new UploadClosedError(this.id);
     const digest = this.verify(expected);
     this.#done = true;
     return this.store.put(digest, Buffer.concat(this.#chunks), labels);
