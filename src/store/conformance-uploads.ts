@@ -1,5 +1,6 @@
 // Conformance cases for uploads: appends, resumption, verification on commit, ending, concurrent writers.
 import { randomBytes } from 'node:crypto';
+import { Readable } from 'node:stream';
 import { expect, it } from 'vitest';
 import { content, digests, pieces, put, sha256, withStore, type OpenStore } from './conformance-kit.js';
 import { DigestMismatchError, SizeMismatchError, UploadClosedError } from './store.js';
@@ -18,6 +19,21 @@ export function uploadCases(open: OpenStore): void {
     }
     expect(await store.stat(sha256(data))).toBeUndefined(); // nothing is visible before commit
     expect(await upload.commit({ digest: sha256(data), size: data.length })).toMatchObject({ digest: sha256(data), size: data.length });
+    expect((await content(store, sha256(data))).equals(data)).toBe(true);
+  }));
+
+  it('keeps and counts the bytes that arrived before a source failed, and resumes after them', withStore(open, async (store) => {
+    const upload = await store.beginUpload();
+    const before = (1 << 20) + 300_000; // more than one write unit, and a part of the next
+    async function* broken() {
+      yield data.subarray(0, 300_000);
+      yield data.subarray(300_000, before);
+      throw new Error('connection reset');
+    }
+    await expect(upload.append(broken())).rejects.toThrow('connection reset');
+    expect(upload.offset).toBe(before);
+    expect(await upload.append(Readable.from([data.subarray(before)]))).toBe(data.length);
+    await upload.commit({ digest: sha256(data), size: data.length });
     expect((await content(store, sha256(data))).equals(data)).toBe(true);
   }));
 

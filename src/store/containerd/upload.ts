@@ -194,19 +194,26 @@ class WriteChannel {
 async function* rechunk(source: AsyncIterable<Uint8Array>): AsyncIterable<Uint8Array> {
   let parts: Uint8Array[] = [];
   let length = 0;
-  for await (let chunk of source) {
-    while (length + chunk.length >= CHUNK) {
-      const take = CHUNK - length;
-      parts.push(chunk.subarray(0, take));
-      yield Buffer.concat(parts);
-      parts = [];
-      length = 0;
-      chunk = chunk.subarray(take);
+  try {
+    for await (let chunk of source) {
+      while (length + chunk.length >= CHUNK) {
+        const take = CHUNK - length;
+        parts.push(chunk.subarray(0, take));
+        yield Buffer.concat(parts);
+        parts = [];
+        length = 0;
+        chunk = chunk.subarray(take);
+      }
+      if (chunk.length) {
+        parts.push(chunk);
+        length += chunk.length;
+      }
     }
-    if (chunk.length) {
-      parts.push(chunk);
-      length += chunk.length;
-    }
+  } catch (err) {
+    // The bytes that arrived before a broken source are sent too, as the other stores keep them:
+    // the client resumes after them rather than after the last full message.
+    if (length) yield Buffer.concat(parts);
+    throw err;
   }
   if (length) yield Buffer.concat(parts);
 }
