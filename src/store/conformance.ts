@@ -58,6 +58,14 @@ function blobCases(open: OpenStore): void {
     expect(await store.delete(digest)).toBe(false);
   }));
 
+  it('reports strings that are no sha256 digest as absent', withStore(open, async (store) => {
+    for (const odd of ['nonsense', 'sha256:xyz', `sha256:${'A'.repeat(64)}`, `sha512:${'a'.repeat(128)}`, '']) {
+      expect(await store.stat(odd), odd).toBeUndefined();
+      await expect(store.open(odd), odd).rejects.toBeInstanceOf(NotFoundError);
+      expect(await store.delete(odd), odd).toBe(false);
+    }
+  }));
+
   it('deletes a blob; deleting it again is false', withStore(open, async (store) => {
     const other = randomBytes(1000);
     await put(store, data);

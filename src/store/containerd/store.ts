@@ -8,7 +8,7 @@ import { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { NotFoundError, checkRange, type BlobInfo, type BlobReader, type ByteRange, type Store, type StoreEvent, type Upload } from '../store.js';
 import { digestHex, isDigest } from '../../oci/digest.js';
-import { ContainerdClient, unlessNotFound } from './client.js';
+import { Code, ContainerdClient, hasCode, unlessNotFound } from './client.js';
 import { ContainerdImages } from './images.js';
 import { ContainerdUpload } from './upload.js';
 import { CLOSE_EVENT, LOCAL_EVENT, containerdEvents } from './events.js';
@@ -52,7 +52,7 @@ export class ContainerdStore implements Store {
   }
 
   async stat(digest: string): Promise<BlobInfo | undefined> {
-    const res = await unlessNotFound(this.client.unary<{ info: WireInfo }>('content', 'Info', { digest }, digest));
+    const res = await unlessNoBlob(this.client.unary<{ info: WireInfo }>('content', 'Info', { digest }, digest));
     return res && toBlobInfo(res.info);
   }
 
@@ -83,7 +83,7 @@ export class ContainerdStore implements Store {
   }
 
   async delete(digest: string): Promise<boolean> {
-    const deleted = await unlessNotFound(this.client.unary('content', 'Delete', { digest }, digest).then(() => true));
+    const deleted = await unlessNoBlob(this.client.unary('content', 'Delete', { digest }, digest).then(() => true));
     if (deleted && isDigest(digest)) await deleteLease(this.client, blobLeaseId(digest), this.logger);
     return deleted ?? false;
   }
@@ -164,6 +164,16 @@ async function readableBlobDir(root: string, logger: Logger): Promise<string | u
   } catch (err) {
     logger.warn({ dir: probe, err: (err as Error).message }, 'content directory not readable; reading blobs over gRPC (slower)');
     return undefined;
+  }
+}
+
+/** The result, or undefined when there is no such blob: containerd answers InvalidArgument for a string that is no digest. */
+async function unlessNoBlob<T>(call: Promise<T>): Promise<T | undefined> {
+  try {
+    return await unlessNotFound(call);
+  } catch (err) {
+    if (hasCode(err, Code.INVALID_ARGUMENT)) return undefined;
+    throw err;
   }
 }
 
