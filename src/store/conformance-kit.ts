@@ -71,9 +71,9 @@ export const record = (name: string, target: Descriptor, labels: Record<string, 
 
 /**
  * Subscribes and returns once events are known to flow: containerd confirms no subscription, so a
- * probe image is written until its event shows. Probe events are left out of `seen`.
+ * probe image is written until its event shows. Probe events are left out.
  */
-export async function subscribe(store: Store): Promise<{ seen: StoreEvent[]; stop(): Promise<void> }> {
+export async function subscribe(store: Store): Promise<{ settle(count: number): Promise<StoreEvent[]> }> {
   const controller = new AbortController();
   const probe = `probe.example/events:${randomBytes(4).toString('hex')}`;
   const seen: StoreEvent[] = [];
@@ -91,10 +91,13 @@ export async function subscribe(store: Store): Promise<{ seen: StoreEvent[]; sto
     await sleep(100);
   }
   return {
-    seen,
-    stop: async () => {
+    /** Waits for `count` events and a little more (anything extra would show), then unsubscribes. */
+    settle: async (count) => {
+      for (let waited = 0; seen.length < count && waited < 10_000; waited += 50) await sleep(50);
+      await sleep(200);
       controller.abort();
       await done;
+      return seen;
     },
   };
 }

@@ -91,6 +91,8 @@ export class FsStore implements Store {
   readonly #imageDir: string;
 
   readonly #orphans: OrphanSweeper;
+  /** The last commit of each digest being published. */
+  readonly #publishing = new Map<string, Promise<void>>();
 
   private constructor(readonly root: string, private readonly log: Logger, orphanDelayMs: number) {
     this.#orphans = new OrphanSweeper(this, orphanDelayMs, log);
@@ -199,7 +201,19 @@ export class FsStore implements Store {
     return new FsUpload(id, path, (digest, tmp) => this.#publish(digest, tmp));
   }
 
+  /** Commits of one blob take turns: the first publishes it, the others find it there (one blob-added). */
   async #publish(digest: string, tmp: string): Promise<BlobInfo> {
+    const turn = (this.#publishing.get(digest) ?? Promise.resolve()).then(() => this.#publishOnce(digest, tmp));
+    const settled = turn.then(() => {}, () => {});
+    this.#publishing.set(digest, settled);
+    try {
+      return await turn;
+    } finally {
+      if (this.#publishing.get(digest) === settled) this.#publishing.delete(digest);
+    }
+  }
+
+  async #publishOnce(digest: string, tmp: string): Promise<BlobInfo> {
     const target = this.#blobPath(digest);
     const existing = await this.stat(digest);
     if (existing && (await this.#intact(digest))) {
