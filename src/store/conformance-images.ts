@@ -128,4 +128,12 @@ export function eventCases(open: OpenStore): void {
     await put(store, randomBytes(10));
     expect(seen).toEqual([]);
   }));
+
+  it('ends the iteration when the store closes', withStore(open, async (store) => {
+    const done = (async () => {
+      for await (const e of store.events(new AbortController().signal)) void e;
+    })();
+    await store.close(); // the harness closes it again: close twice is safe
+    await expect(done).resolves.toBeUndefined();
+  }));
 }

@@ -254,6 +254,7 @@ export class FsStore implements Store {
   }
 
   async close(): Promise<void> {
+    this.#feed.close();
     this.#orphans.close();
   }
 }

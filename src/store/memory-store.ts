@@ -106,5 +106,7 @@ export class MemoryStore implements Store {
     return this.#feed.events(signal);
   }
 
-  async close(): Promise<void> {}
+  async close(): Promise<void> {
+    this.#feed.close();
+  }
 }

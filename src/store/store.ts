@@ -70,7 +70,7 @@ export interface Store {
   delete(digest: string): Promise<boolean>;
   blobs(): AsyncIterable<BlobInfo>;
   readonly images: ImageStore;
-  /** Changes to the store, from this process or others sharing it, until the signal aborts. */
+  /** Changes to the store, from this process or others sharing it, until the signal aborts or the store closes. */
   events(signal: AbortSignal): AsyncIterable<StoreEvent>;
   close(): Promise<void>;
 }
