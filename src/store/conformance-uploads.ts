@@ -77,6 +77,7 @@ export function uploadCases(open: OpenStore): void {
     expect(await store.stat(sha256(data))).toBeUndefined();
     expect(await digests(store)).toEqual([]);
     const unused = await store.beginUpload();
+    expect(unused.id).not.toBe(upload.id);
     await unused.abort(); // nothing ever appended
   }));
 

@@ -95,6 +95,11 @@ function blobCases(open: OpenStore): void {
     for (const b of blobs) await put(store, b);
     expect(await digests(store)).toEqual(blobs.map(sha256).sort());
     for await (const info of store.blobs()) expect(info.size).toBe(blobs.find((b) => sha256(b) === info.digest)!.length);
+    for await (const info of store.blobs()) {
+      expect(info.digest).toMatch(/^sha256:/);
+      break; // a consumer may stop early
+    }
+    expect(await digests(store)).toHaveLength(blobs.length);
   }));
 
   it('stays usable after readers stop early and destroy their streams', withStore(open, async (store) => {
