@@ -68,7 +68,7 @@ export function imageCases(open: OpenStore): void {
 
 // What the events promise alike on every store: blob-added for each blob this store's own commits create
 // (none for a commit of a blob already held), blob-removed for delete(), and image-added/-updated/-removed
-// for image records, in order, until the signal aborts. Honest differences: containerd 1.6 emits no
+// for image records, in order, until the signal aborts or the store closes. Honest differences: containerd 1.6 emits no
 // content event of its own, so there blob-added comes only from commits made through this process,
 // while image and delete events also arrive for changes made by others sharing the namespace; neither
 // containerd's GC nor fs's orphan sweeper is covered here (containerd's GC raises no event on 1.6).
