@@ -1,49 +1,45 @@
-import { randomBytes, createHash } from 'node:crypto';
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+// The store conformance suite on the fs store, and what only this store does: files, crash leftovers,
+// records that survive a restart, older record names, freeing the blobs of deleted images.
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
-import { Readable } from 'node:stream';
 import { afterAll, describe, expect, it } from 'vitest';
+import { storeConformance } from './conformance.js';
+import { digests, pieces, put, putImage, record, sha256 } from './conformance-kit.js';
 import { FsStore } from './fs-store.js';
-import { DigestMismatchError } from './store.js';
 
 const log = pino({ level: 'silent' });
-const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+
+storeConformance('fs', async () => {
+  const root = mkdtempSync(join(tmpdir(), 'fs-store-'));
+  const store = await FsStore.open(root, log);
+  return {
+    store,
+    close: async () => {
+      await store.close();
+      rmSync(root, { recursive: true, force: true });
+    },
+  };
+});
 
 describe('FsStore', () => {
   const root = mkdtempSync(join(tmpdir(), 'fs-store-'));
   afterAll(() => rmSync(root, { recursive: true, force: true }));
 
-  it('publishes a blob only after its digest is verified', async () => {
+  it('keeps an upload in one file until commit, and removes it on abort', async () => {
     const store = await FsStore.open(root, log);
     const data = randomBytes(3 << 20);
     const upload = await store.beginUpload();
-    await upload.append(Readable.from([data.subarray(0, 1 << 20), data.subarray(1 << 20)]));
-    expect(await store.stat(sha(data))).toBeUndefined();
-    await expect(upload.commit({ digest: sha(Buffer.from('x')) })).rejects.toThrow(DigestMismatchError);
+    await upload.append(pieces(data, 1 << 20));
+    expect(readdirSync(join(root, 'uploads'))).toEqual([upload.id]);
     expect(readdirSync(join(root, 'blobs', 'sha256'))).toEqual([]);
     await upload.abort();
     expect(readdirSync(join(root, 'uploads'))).toEqual([]);
-  });
-
-  it('keeps what arrived before a broken source, so the upload can resume', async () => {
-    const store = await FsStore.open(root, log);
-    const data = randomBytes(100_000);
-    const upload = await store.beginUpload();
-    async function* broken() {
-      yield data.subarray(0, 40_000);
-      throw new Error('connection reset');
-    }
-    await expect(upload.append(broken())).rejects.toThrow('connection reset');
-    expect(upload.offset).toBe(40_000);
-    await upload.append(Readable.from([data.subarray(40_000)]));
-    const info = await upload.commit({ digest: sha(data), size: data.length });
-    expect(info.size).toBe(100_000);
-    const { stream } = await store.open(sha(data), { start: 39_990, end: 40_009 });
-    const chunks: Buffer[] = [];
-    for await (const c of stream) chunks.push(c);
-    expect(Buffer.concat(chunks).equals(data.subarray(39_990, 40_010))).toBe(true);
+    await put(store, data);
+    expect(store.localPath(sha256(data))).toBe(join(root, 'blobs', 'sha256', sha256(data).slice('sha256:'.length)));
+    expect(readdirSync(join(root, 'uploads'))).toEqual([]);
   });
 
   it('drops partial uploads left by a crash when it opens', async () => {
@@ -54,11 +50,51 @@ describe('FsStore', () => {
 
   it('keeps image records across reopen', async () => {
     const store = await FsStore.open(root, log);
-    const target = { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: sha(Buffer.from('m')), size: 1 };
+    const target = { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: sha256(Buffer.from('m')), size: 1 };
     await store.images.put({ name: 'docker.io/library/app:1', target, labels: {} });
     const again = await FsStore.open(root, log);
     expect(await again.images.get('docker.io/library/app:1')).toEqual({ name: 'docker.io/library/app:1', target, labels: {} });
     expect(await again.images.delete('docker.io/library/app:1')).toBe(true);
     expect(await again.images.list()).toEqual([]);
+  });
+
+  it('moves records written under their encoded name by earlier versions to their hashed name', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'fs-store-'));
+    try {
+      const target = { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: sha256(Buffer.from('m')), size: 1 };
+      const name = 'localhost:5000/team/app:1';
+      mkdirSync(join(dir, 'images'), { recursive: true });
+      writeFileSync(join(dir, 'images', `${encodeURIComponent(name)}.json`), JSON.stringify(record(name, target)));
+      const store = await FsStore.open(dir, log);
+      expect(await store.images.get(name)).toEqual(record(name, target));
+      expect(readdirSync(join(dir, 'images'))).toEqual([`${createHash('sha256').update(name).digest('hex')}.json`]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('frees the blobs only a deleted image referenced, after the delay', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'fs-store-'));
+    const store = await FsStore.open(dir, log, 1000);
+    try {
+      const gone = await putImage(store);
+      const kept = await putImage(store);
+      const loose = randomBytes(100);
+      await put(store, loose);
+      await store.images.put(record('example/gone:1', gone));
+      await store.images.put(record('example/kept:1', kept));
+      await store.images.put(record('example/kept:2', gone)); // still names `gone` after the first goes
+      await store.images.delete('example/gone:1');
+      await store.images.delete('example/kept:2');
+      expect(await store.stat(gone.digest)).toBeDefined(); // not at once: a push in flight may reference it
+      // Then the sweep removes gone's manifest, config and layer, one after the other.
+      await expect.poll(async () => (await digests(store)).length, { timeout: 10_000 }).toBe(4);
+      expect(await store.stat(gone.digest)).toBeUndefined();
+      expect(await store.stat(kept.digest)).toBeDefined();
+      expect(await store.stat(sha256(loose))).toBeDefined();
+    } finally {
+      await store.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -11,7 +11,7 @@ import { writeAtomically } from '../util/atomic-file.js';
 import { ChangeFeed } from './change-feed.js';
 import { HashingUpload } from './hashing-upload.js';
 import { OrphanSweeper } from './orphan-sweeper.js';
-import { NotFoundError, UploadClosedError, asStoreFull, type BlobInfo, type BlobReader, type ByteRange, type ImageRecord, type ImageStore, type Store, type StoreEvent, type Upload } from './store.js';
+import { NotFoundError, UploadClosedError, asStoreFull, checkRange, type BlobInfo, type BlobReader, type ByteRange, type ImageRecord, type ImageStore, type Store, type StoreEvent, type Upload } from './store.js';
 import { digestHex, isDigest } from '../oci/digest.js';
 
 const READ_CHUNK = 1 << 20;
@@ -91,6 +91,8 @@ export class FsStore implements Store {
   readonly #imageDir: string;
 
   readonly #orphans: OrphanSweeper;
+  /** The last commit of each digest being published. */
+  readonly #publishing = new Map<string, Promise<void>>();
 
   private constructor(readonly root: string, private readonly log: Logger, orphanDelayMs: number) {
     this.#orphans = new OrphanSweeper(this, orphanDelayMs, log);
@@ -180,6 +182,7 @@ export class FsStore implements Store {
     });
     try {
       const { size } = await handle.stat();
+      checkRange(digest, size, range);
       return { size, stream: handle.createReadStream({ highWaterMark: READ_CHUNK, start: range?.start, end: range?.end }) };
     } catch (err) {
       await handle.close();
@@ -198,7 +201,19 @@ export class FsStore implements Store {
     return new FsUpload(id, path, (digest, tmp) => this.#publish(digest, tmp));
   }
 
+  /** Commits of one blob take turns: the first publishes it, the others find it there (one blob-added). */
   async #publish(digest: string, tmp: string): Promise<BlobInfo> {
+    const turn = (this.#publishing.get(digest) ?? Promise.resolve()).then(() => this.#publishOnce(digest, tmp));
+    const settled = turn.then(() => {}, () => {});
+    this.#publishing.set(digest, settled);
+    try {
+      return await turn;
+    } finally {
+      if (this.#publishing.get(digest) === settled) this.#publishing.delete(digest);
+    }
+  }
+
+  async #publishOnce(digest: string, tmp: string): Promise<BlobInfo> {
     const target = this.#blobPath(digest);
     const existing = await this.stat(digest);
     if (existing && (await this.#intact(digest))) {
@@ -239,6 +254,7 @@ export class FsStore implements Store {
   }
 
   async close(): Promise<void> {
+    this.#feed.close();
     this.#orphans.close();
   }
 }

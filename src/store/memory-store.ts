@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { ChangeFeed } from './change-feed.js';
 import { HashingUpload } from './hashing-upload.js';
-import { NotFoundError, UploadClosedError, type BlobInfo, type BlobReader, type ByteRange, type ImageRecord, type ImageStore, type Store, type StoreEvent, type Upload } from './store.js';
+import { NotFoundError, UploadClosedError, checkRange, type BlobInfo, type BlobReader, type ByteRange, type ImageRecord, type ImageStore, type Store, type StoreEvent, type Upload } from './store.js';
 
 interface Blob {
   data: Buffer;
@@ -26,6 +26,8 @@ class MemoryUpload extends HashingUpload implements Upload {
   }
 
   async commit(expected: { digest: string; size?: number }, labels: Record<string, string> = {}): Promise<BlobInfo> {
+    // After abort the chunks are gone: committing would publish an empty blob under the digest.
+    if (this.#done) throw new UploadClosedError(this.id);
     const digest = this.verify(expected);
     this.#done = true;
     return this.store.put(digest, Buffer.concat(this.#chunks), labels);
@@ -77,6 +79,7 @@ export class MemoryStore implements Store {
   async open(digest: string, range?: ByteRange): Promise<BlobReader> {
     const blob = this.#blobs.get(digest);
     if (!blob) throw new NotFoundError(digest);
+    checkRange(digest, blob.data.length, range);
     const data = range ? blob.data.subarray(range.start, range.end + 1) : blob.data;
     return { size: blob.data.length, stream: Readable.from([data]) };
   }
@@ -103,5 +106,7 @@ export class MemoryStore implements Store {
     return this.#feed.events(signal);
   }
 
-  async close(): Promise<void> {}
+  async close(): Promise<void> {
+    this.#feed.close();
+  }
 }

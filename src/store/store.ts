@@ -58,7 +58,7 @@ export interface ImageStore {
 export interface Store {
   readonly kind: 'containerd' | 'fs' | 'memory';
   stat(digest: string): Promise<BlobInfo | undefined>;
-  /** Throws NotFoundError when absent. `range` must lie within the blob. */
+  /** Throws NotFoundError when absent, RangeError when `range` does not lie within the blob. */
   open(digest: string, range?: ByteRange): Promise<BlobReader>;
   /**
    * The local file holding a blob this store has, when it keeps blobs as files this process
@@ -70,7 +70,7 @@ export interface Store {
   delete(digest: string): Promise<boolean>;
   blobs(): AsyncIterable<BlobInfo>;
   readonly images: ImageStore;
-  /** Changes to the store, from this process or others sharing it, until the signal aborts. */
+  /** Changes to the store, from this process or others sharing it, until the signal aborts or the store closes. */
   events(signal: AbortSignal): AsyncIterable<StoreEvent>;
   close(): Promise<void>;
 }
@@ -109,6 +109,15 @@ export class UploadClosedError extends Error {
   constructor(readonly id: string) {
     super(`upload ${id} has ended`);
     this.name = 'UploadClosedError';
+  }
+}
+
+/** The check behind Store.open's RangeError, shared so that every store draws the line alike. */
+export function checkRange(digest: string, size: number, range: ByteRange | undefined): void {
+  if (!range) return;
+  const { start, end } = range;
+  if (!(Number.isSafeInteger(start) && Number.isSafeInteger(end) && start >= 0 && start <= end && end < size)) {
+    throw new RangeError(`range ${start}-${end} is outside ${digest} (${size} bytes)`);
   }
 }
 

@@ -6,9 +6,9 @@ import { access, open as openFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import type { Logger } from 'pino';
-import { NotFoundError, type BlobInfo, type BlobReader, type ByteRange, type Store, type StoreEvent, type Upload } from '../store.js';
+import { NotFoundError, checkRange, type BlobInfo, type BlobReader, type ByteRange, type Store, type StoreEvent, type Upload } from '../store.js';
 import { digestHex, isDigest } from '../../oci/digest.js';
-import { ContainerdClient, unlessNotFound } from './client.js';
+import { Code, ContainerdClient, hasCode, unlessNotFound } from './client.js';
 import { ContainerdImages } from './images.js';
 import { ContainerdUpload } from './upload.js';
 import { CLOSE_EVENT, LOCAL_EVENT, containerdEvents } from './events.js';
@@ -52,7 +52,7 @@ export class ContainerdStore implements Store {
   }
 
   async stat(digest: string): Promise<BlobInfo | undefined> {
-    const res = await unlessNotFound(this.client.unary<{ info: WireInfo }>('content', 'Info', { digest }, digest));
+    const res = await unlessNoBlob(this.client.unary<{ info: WireInfo }>('content', 'Info', { digest }, digest));
     return res && toBlobInfo(res.info);
   }
 
@@ -60,10 +60,8 @@ export class ContainerdStore implements Store {
     // Info first even for direct reads: the file on disk is shared by all namespaces, the blob may not be ours.
     const info = await this.stat(digest);
     if (!info) throw new NotFoundError(`blob ${digest}`);
+    checkRange(digest, info.size, range);
     const { start, end } = range ?? { start: 0, end: info.size - 1 };
-    if (range && !(Number.isSafeInteger(start) && Number.isSafeInteger(end) && start >= 0 && start <= end && end < info.size)) {
-      throw new RangeError(`range ${start}-${end} is outside ${digest} (${info.size} bytes)`);
-    }
     if (info.size === 0) return { size: 0, stream: Readable.from([]) };
     // Files are named by sha256 hex only; anything else (e.g. a sha512 blob pulled by others) goes over gRPC.
     const file = this.blobDir && isDigest(digest) ? await this.readFile(digest, start, end) : undefined;
@@ -85,7 +83,7 @@ export class ContainerdStore implements Store {
   }
 
   async delete(digest: string): Promise<boolean> {
-    const deleted = await unlessNotFound(this.client.unary('content', 'Delete', { digest }, digest).then(() => true));
+    const deleted = await unlessNoBlob(this.client.unary('content', 'Delete', { digest }, digest).then(() => true));
     if (deleted && isDigest(digest)) await deleteLease(this.client, blobLeaseId(digest), this.logger);
     return deleted ?? false;
   }
@@ -166,6 +164,16 @@ async function readableBlobDir(root: string, logger: Logger): Promise<string | u
   } catch (err) {
     logger.warn({ dir: probe, err: (err as Error).message }, 'content directory not readable; reading blobs over gRPC (slower)');
     return undefined;
+  }
+}
+
+/** The result, or undefined when there is no such blob: containerd answers InvalidArgument for a string that is no digest. */
+async function unlessNoBlob<T>(call: Promise<T>): Promise<T | undefined> {
+  try {
+    return await unlessNotFound(call);
+  } catch (err) {
+    if (hasCode(err, Code.INVALID_ARGUMENT)) return undefined;
+    throw err;
   }
 }
 

@@ -4,7 +4,7 @@
 import { randomBytes } from 'node:crypto';
 import type { ClientDuplexStream } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
-import { DigestMismatchError, SizeMismatchError, type BlobInfo, type Upload } from '../store.js';
+import { DigestMismatchError, SizeMismatchError, UploadClosedError, type BlobInfo, type Upload } from '../store.js';
 import { Code, hasCode, type ContainerdClient } from './client.js';
 import { UPLOAD_LEASE_PREFIX, deleteLease, gcExpireLabels, leaseContent, protectBlob } from './leases.js';
 
@@ -63,6 +63,8 @@ export class ContainerdUpload implements Upload {
       return this.confirmed;
     } catch (err) {
       await Promise.allSettled(inflight);
+      // Ended meanwhile (abort closed the stream): the request lost its upload, containerd did not fail.
+      if (this.finished) throw new UploadClosedError(this.id);
       await this.resync();
       throw err;
     }
@@ -116,7 +118,7 @@ export class ContainerdUpload implements Upload {
 
   /** The live write stream, (re)opened with a STAT that tells us what containerd really holds. */
   private async open(): Promise<WriteChannel> {
-    if (this.finished) throw new Error(`upload ${this.id} is already committed or aborted`);
+    if (this.finished) throw new UploadClosedError(this.id);
     if (this.channel && !this.channel.failed) return this.channel;
     for (let attempt = 1; ; attempt++) {
       const ch = new WriteChannel(this.host.client, this.id);
@@ -192,19 +194,26 @@ class WriteChannel {
 async function* rechunk(source: AsyncIterable<Uint8Array>): AsyncIterable<Uint8Array> {
   let parts: Uint8Array[] = [];
   let length = 0;
-  for await (let chunk of source) {
-    while (length + chunk.length >= CHUNK) {
-      const take = CHUNK - length;
-      parts.push(chunk.subarray(0, take));
-      yield Buffer.concat(parts);
-      parts = [];
-      length = 0;
-      chunk = chunk.subarray(take);
+  try {
+    for await (let chunk of source) {
+      while (length + chunk.length >= CHUNK) {
+        const take = CHUNK - length;
+        parts.push(chunk.subarray(0, take));
+        yield Buffer.concat(parts);
+        parts = [];
+        length = 0;
+        chunk = chunk.subarray(take);
+      }
+      if (chunk.length) {
+        parts.push(chunk);
+        length += chunk.length;
+      }
     }
-    if (chunk.length) {
-      parts.push(chunk);
-      length += chunk.length;
-    }
+  } catch (err) {
+    // The bytes that arrived before a broken source are sent too, as the other stores keep them:
+    // the client resumes after them rather than after the last full message.
+    if (length) yield Buffer.concat(parts);
+    throw err;
   }
   if (length) yield Buffer.concat(parts);
 }
