@@ -1,19 +1,22 @@
 // Blobs over HTTP, as the registry and the peer data plane both answer them: GET or HEAD, whole or one range.
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
-import { NotFoundError, type ByteRange, type Store } from '../store/store.js';
+import { NotFoundError, type BlobReader, type ByteRange, type RequestedIn, type Store } from '../store/store.js';
 import { parseRange } from './range.js';
 import { openBlobFile, sendFileRange } from './send-file.js';
 
 /**
- * Answers GET or HEAD of a blob from the store, with single ranges; false when the store does
- * not hold it. Shared by the registry and the peer data plane. Handlers return the reply when this
- * is true: fastify ends an async handler's reply itself, empty, when it resolves to undefined after
- * an await, even with a stream already given to send().
+ * Answers GET or HEAD of a blob from the store, with single ranges; false when the store does not have
+ * it. Shared by the registry and the peer data plane. With `requestedIn`, a store that reaches beyond
+ * this host (the mirror) may bring what it lacks. Handlers return the reply when this is true: fastify
+ * ends an async handler's reply itself, empty, when it resolves to undefined after an await, even with
+ * a stream already given to send().
  */
-export async function serveBlob(store: Store, digest: string, req: FastifyRequest, reply: FastifyReply, log: Logger): Promise<boolean> {
+export async function serveBlob(
+  store: Store, digest: string, req: FastifyRequest, reply: FastifyReply, log: Logger, requestedIn?: RequestedIn,
+): Promise<boolean> {
   const info = await store.stat(digest);
-  if (!info) return false;
+  if (!info) return requestedIn ? serveArriving(store, digest, req, reply, requestedIn) : false;
   const range = blobHeaders(req, reply, digest, info.size);
   if (req.method === 'HEAD') {
     reply.send();
@@ -32,6 +35,43 @@ export async function serveBlob(store: Store, digest: string, req: FastifyReques
     return true;
   } catch (err) {
     if (err instanceof NotFoundError) return false; // deleted since stat
+    throw err;
+  }
+}
+
+/**
+ * A blob this host lacks, as the store opens it: a whole GET is sent as it arrives (its last bytes only once
+ * verified); HEAD and ranges are answered once the blob is here and verified.
+ */
+async function serveArriving(store: Store, digest: string, req: FastifyRequest, reply: FastifyReply, requestedIn: RequestedIn): Promise<boolean> {
+  const whole = await openIfPresent(store, digest, undefined, requestedIn);
+  if (!whole) return false;
+  let range: ByteRange | undefined;
+  try {
+    range = parseRange(req.headers.range, whole.size);
+  } catch (err) {
+    whole.stream.destroy();
+    throw err;
+  }
+  if (req.method === 'GET' && !range) {
+    blobHeaders(req, reply, digest, whole.size);
+    reply.send(whole.stream);
+    return true;
+  }
+  whole.stream.destroy();
+  const held = await openIfPresent(store, digest, range ?? (whole.size > 0 ? { start: 0, end: 0 } : undefined), requestedIn);
+  if (!held) return false;
+  if (req.method === 'HEAD') held.stream.destroy();
+  blobHeaders(req, reply, digest, whole.size);
+  reply.send(req.method === 'HEAD' ? undefined : held.stream);
+  return true;
+}
+
+async function openIfPresent(store: Store, digest: string, range: ByteRange | undefined, requestedIn: RequestedIn): Promise<BlobReader | undefined> {
+  try {
+    return await store.open(digest, range, requestedIn);
+  } catch (err) {
+    if (err instanceof NotFoundError) return undefined;
     throw err;
   }
 }

@@ -9,7 +9,7 @@ import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { DigestMismatchError, type Store } from '../store/store.js';
 import { isDigest, type Descriptor } from '../oci/digest.js';
-import type { ReadThrough, RequestedIn } from '../store/read-through.js';
+import type { RequestedIn } from '../store/store.js';
 import { BlobSequence, type BlobSource } from './blob-sequence.js';
 import { HolderOpener } from './holder-opener.js';
 import { untilStalled } from './until-stalled.js';
@@ -95,7 +95,7 @@ interface Transfer extends Fetching {
   clients: Promise<unknown>[];
 }
 
-export class Mirror implements ReadThrough {
+export class Mirror {
   readonly #transfers = new Map<string, Transfer>();
   readonly #holders: Holders;
   readonly #tags: TagResolver;

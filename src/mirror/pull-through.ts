@@ -3,7 +3,7 @@
 import type { Logger } from 'pino';
 import type { Descriptor } from '../oci/digest.js';
 import { MAX_MANIFEST_BYTES } from '../oci/limits.js';
-import type { RequestedIn } from '../store/read-through.js';
+import type { RequestedIn } from '../store/store.js';
 import { DigestMismatchError } from '../store/store.js';
 import type { Spool } from './spool.js';
 

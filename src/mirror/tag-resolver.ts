@@ -7,7 +7,7 @@ import { MAX_MANIFEST_BYTES, readBounded } from '../oci/limits.js';
 import { mediaTypeOf } from '../oci/manifest.js';
 import { parseImageName } from '../oci/names.js';
 import { readSmallBlob } from '../oci/references.js';
-import type { RequestedIn } from '../store/read-through.js';
+import type { RequestedIn } from '../store/store.js';
 import type { Store } from '../store/store.js';
 import type { Holders } from './holders.js';
 import { peerRequest } from './peer-client.js';

@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import type { Store } from '../store/store.js';
 import { readSwarmKey } from '../dht/swarm-key.js';
 import { Mirror } from '../mirror/mirror.js';
+import { mirrorStore } from '../mirror/mirror-store.js';
 import { peerKey } from '../mirror/peer-auth.js';
 import { createPeerServer } from '../mirror/peer-server.js';
 import { Spools } from '../mirror/spools.js';
@@ -122,13 +123,12 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     // Uploads not finished when the registry has closed are aborted: nothing partial survives the daemon.
     closers.push(() => uploads.close());
     const registry = createRegistry({
-      store,
+      // The registry reads through the mirror: what this host lacks comes from the mesh (and the upstream).
+      store: mirrorStore(store, mirror, { registries: config.mirrorRegistries }),
       uploads,
       log: log.child({ component: 'registry' }),
       maxManifestBytes: MAX_MANIFEST_BYTES,
       token: config.registryToken,
-      mirror,
-      mirrorRegistries: config.mirrorRegistries,
       onPushed: (image, digest, { replicate }) => {
         pushEvent(store, { image, digest, node: mesh.router.id, ...(replicate !== undefined && { replicate }) })
           .then((event) => mesh.router.publish(event))

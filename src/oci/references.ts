@@ -1,28 +1,33 @@
 // What image records reference: the walk behind safe deletes and referrers.
-import { NotFoundError, type ImageRecord, type Store } from '../store/store.js';
+import { NotFoundError, type ImageRecord, type RequestedIn, type Store } from '../store/store.js';
 import { children, ManifestInvalidError, MANIFEST_MEDIA_TYPES, parseManifest, type ParsedManifest } from './manifest.js';
 import { MAX_STORED_MANIFEST_BYTES } from './limits.js';
 
 
 /**
- * The bytes of a small blob held by the store; undefined if absent or larger than `limit`. The size is
- * known before anything is read, so asking for a large layer as a manifest costs no memory.
+ * The bytes of a small blob in the store; undefined if absent or larger than `limit`. The size is known
+ * before anything is read, so asking for a large layer as a manifest costs no memory. With `requestedIn`,
+ * a store that reaches beyond this host (the mirror) may bring what it lacks.
  */
-export async function readSmallBlob(store: Store, digest: string, limit = MAX_STORED_MANIFEST_BYTES): Promise<Buffer | undefined> {
+export async function readSmallBlob(store: Store, digest: string, limit = MAX_STORED_MANIFEST_BYTES, requestedIn?: RequestedIn): Promise<Buffer | undefined> {
   const info = await store.stat(digest);
-  if (!info || info.size > limit) return undefined;
+  if (info ? info.size > limit : !requestedIn) return undefined;
   // Deleted since stat (e.g. by a concurrent manifest delete in another repository): absent as well.
-  const opened = await store.open(digest).catch((err: unknown) => {
+  const opened = await store.open(digest, undefined, requestedIn).catch((err: unknown) => {
     if (err instanceof NotFoundError) return undefined;
     throw err;
   });
   if (!opened) return undefined;
-  const { stream } = opened;
+  const { size, stream } = opened;
+  if (size > limit) {
+    stream.destroy();
+    return undefined;
+  }
   const chunks: Buffer[] = [];
   let total = 0;
   for await (const chunk of stream as AsyncIterable<Buffer>) {
     total += chunk.length;
-    if (total > info.size) throw new Error(`the store gave more than the ${info.size} bytes of ${digest}`);
+    if (total > size) throw new Error(`the store gave more than the ${size} bytes of ${digest}`);
     chunks.push(chunk);
   }
   return Buffer.concat(chunks, total);

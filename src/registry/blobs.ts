@@ -8,23 +8,7 @@ import { blobUnknown, digestInvalid, RegistryError } from './errors.js';
 export async function getBlob(ctx: RouteContext): Promise<unknown> {
   const { store, req, reply, ref: digest, log } = ctx;
   if (!isDigest(digest)) throw digestInvalid('invalid digest', { digest });
-  if (await serveBlob(store, digest, req, reply, log)) return reply;
-  if (!ctx.mirror) throw blobUnknown(digest);
-  // Not here. A whole GET reads the blob as it arrives from a peer; anything else waits for it.
-  if (req.method === 'GET' && !req.headers.range) {
-    const live = await ctx.mirror.stream(digest, { repo: ctx.repo });
-    if (live) {
-      return reply
-        .header('docker-content-digest', digest)
-        .header('content-type', 'application/octet-stream')
-        .header('content-length', live.size)
-        .send(live.stream);
-    }
-  } else {
-    await ctx.mirror.fetch(digest, { requestedIn: { repo: ctx.repo } }).stored;
-  }
-  // Also when the mirror found nothing: the blob may have been stored meanwhile.
-  if (await serveBlob(store, digest, req, reply, log)) return reply;
+  if (await serveBlob(store, digest, req, reply, log, { repo: ctx.repo })) return reply;
   throw blobUnknown(digest);
 }
 

@@ -2,7 +2,6 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import type { Store } from '../store/store.js';
-import type { ReadThrough } from '../store/read-through.js';
 import type { UploadSessions } from './upload-sessions.js';
 
 export interface RegistryDeps {
@@ -11,8 +10,6 @@ export interface RegistryDeps {
   log: Logger;
   /** Largest manifest accepted, in bytes. */
   maxManifestBytes: number;
-  /** What the store lacks, fetched from peers; absent when the registry serves only what the host holds. */
-  mirror?: ReadThrough;
   /** Called after a manifest is stored under a tag, with the image name as stored. */
   onPushed?: (image: string, digest: string, options: PushOptions) => void;
   /** Checks a push's options before anything is stored; throws with the reason when they are invalid. */

@@ -11,20 +11,16 @@ import { created, sourceLabels } from './uploads.js';
 
 /** The manifest a reference names in this repository and its bytes, from the store or else from the mesh. */
 async function resolve(ctx: RouteContext): Promise<{ target: Descriptor; body: Buffer } | undefined> {
-  const { store, mirror, maxManifestBytes: limit } = ctx;
+  const { store, maxManifestBytes: limit } = ctx;
+  const requestedIn = { repo: ctx.repo, manifest: true };
   if (isDigest(ctx.ref)) {
-    const held = await store.stat(ctx.ref);
-    // Known by its size, before anything is read: a layer asked for as a manifest is not one.
-    if (held && held.size > limit) return undefined;
-    let body = held && (await readSmallBlob(store, ctx.ref, limit));
-    if (!held && mirror && (await mirror.fetch(ctx.ref, { requestedIn: { repo: ctx.repo, manifest: true } }).stored)) body = await readSmallBlob(store, ctx.ref, limit);
+    const body = await readSmallBlob(store, ctx.ref, limit, requestedIn);
     // A blob that is not a manifest (a layer, a config) is not served as one.
     return body && isManifest(body) ? { target: { mediaType: mediaTypeOf(body), digest: ctx.ref, size: body.length }, body } : undefined;
   }
   if (!isTag(ctx.ref)) return undefined;
-  const name = tagImageName(ctx.repo, ctx.ref);
-  const target = (await store.images.get(name))?.target ?? (await mirror?.resolveTag(name));
-  const body = target && (await readSmallBlob(store, target.digest, limit));
+  const target = (await store.images.get(tagImageName(ctx.repo, ctx.ref)))?.target;
+  const body = target && (await readSmallBlob(store, target.digest, limit, requestedIn));
   return body && { target: target!, body };
 }
 

@@ -29,8 +29,6 @@ const WRITE_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
 export interface RegistryOptions extends RegistryDeps {
   /** When set, pushes and deletes need `Authorization: Bearer <token>` (or Basic with it as password). */
   token?: string;
-  /** Registries whose images are looked for in the mesh (`docker.io`, `ghcr.io`); empty: all. */
-  mirrorRegistries?: string[];
 }
 
 function firstValues(query: unknown): Record<string, string | undefined> {
@@ -136,8 +134,7 @@ export function createRegistry(opts: RegistryOptions) {
   const context = (req: FastifyRequest, reply: FastifyReply, name: string, ref: string): RouteContext => {
     const query = firstValues(req.query);
     const repo = name ? repositoryKey(name, query.ns) : '';
-    const mirrored = !opts.mirrorRegistries?.length || opts.mirrorRegistries.includes(repo.slice(0, repo.indexOf('/')));
-    return { ...opts, req, reply, name, ref, query, repo, mirror: mirrored ? opts.mirror : undefined };
+    return { ...opts, req, reply, name, ref, query, repo };
   };
 
   app.route({ method: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'], url: '/v2/*', handler: dispatch });

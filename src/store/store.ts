@@ -3,6 +3,12 @@
 import { Readable } from 'node:stream';
 import type { Descriptor } from '../oci/digest.js';
 
+/** Where a client asked for a digest: the repository (`docker.io/library/app`), and whether as a manifest. */
+export interface RequestedIn {
+  repo: string;
+  manifest?: boolean;
+}
+
 export interface BlobInfo {
   digest: string;
   size: number;
@@ -49,6 +55,7 @@ export type StoreEvent =
 
 export interface ImageStore {
   list(): Promise<ImageRecord[]>;
+  /** The record of a name; a store that reaches beyond this host (the mirror) may resolve a tag it lacks there. */
   get(name: string): Promise<ImageRecord | undefined>;
   /** Creates or updates; afterwards the store keeps everything the target references. */
   put(record: ImageRecord): Promise<void>;
@@ -57,9 +64,14 @@ export interface ImageStore {
 
 export interface Store {
   readonly kind: 'containerd' | 'fs' | 'memory';
+  /** What this host holds: never reaches beyond it. */
   stat(digest: string): Promise<BlobInfo | undefined>;
-  /** Throws NotFoundError when absent, RangeError when `range` does not lie within the blob. */
-  open(digest: string, range?: ByteRange): Promise<BlobReader>;
+  /**
+   * Throws NotFoundError when absent, RangeError when `range` does not lie within the blob. `requestedIn` names
+   * the repository a client asked for it in: a store that reaches beyond this host (the mirror) may then bring
+   * it from there, and give its bytes as they arrive.
+   */
+  open(digest: string, range?: ByteRange, requestedIn?: RequestedIn): Promise<BlobReader>;
   /**
    * The local file holding a blob this store has, when it keeps blobs as files this process
    * may read: the registry sends those with reused buffers (per-chunk allocations cost half the
