@@ -14,7 +14,7 @@ import { digestOf, type Descriptor } from '../oci/digest.js';
 import { SEQUENCE_PATH } from './peer-protocol.js';
 import { Mirror } from './mirror.js';
 import { peerKey } from './peer-auth.js';
-import type { PeerEndpoint } from './peer-client.js';
+import type { DataPlane } from '../dht/membership.js';
 import { createPeerServer } from './peer-server.js';
 import { Spools } from './spools.js';
 
@@ -39,7 +39,7 @@ async function holder(id: string, store: MemoryStore, spools?: Spools) {
   await app.listen({ host: '127.0.0.1', port: 0 });
   cleanups.push(() => app.close());
   const { port } = app.server.address() as AddressInfo;
-  return { endpoint: { id, url: `http://127.0.0.1:${port}` } as PeerEndpoint, requests };
+  return { endpoint: { id, url: `http://127.0.0.1:${port}` } as DataPlane, requests };
 }
 
 async function blobsIn(store: MemoryStore, sizes: number[]): Promise<{ desc: Descriptor; bytes: Buffer }[]> {
@@ -51,11 +51,12 @@ async function blobsIn(store: MemoryStore, sizes: number[]): Promise<{ desc: Des
   }));
 }
 
-async function taker(peers: PeerEndpoint[]) {
+async function taker(peers: DataPlane[]) {
   const store = new MemoryStore();
   const mirror = new Mirror({
-    store, spools: await spoolsIn(), findPeers: async () => [], membershipKey: key, log, lookupTimeoutMs: 500, stallTimeoutMs: 2000,
-    resolveTags: false, endpointOf: (id) => peers.find((p) => p.id === id), patienceMs: 2000,
+    store, spools: await spoolsIn(), membershipKey: key, log, lookupTimeoutMs: 500, stallTimeoutMs: 2000,
+    members: { self: 'taker', holders: async () => [], dataPlaneOf: (id) => peers.find((p) => p.id === id) },
+    resolveTags: false, patienceMs: 2000,
   });
   /** Fetches `blobs` one after another from the sequence `from` sends, as replication does. */
   const fetchInOrder = async (from: string, blobs: Descriptor[], fallback: string[] = [from]) => {

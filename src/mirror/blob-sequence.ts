@@ -5,7 +5,8 @@
 // link. The holder ends the stream early when it cannot send the next blob; nothing here is trusted:
 // the mirror verifies every blob and takes what the stream did not bring from other holders.
 import type { Descriptor } from '../oci/digest.js';
-import { peerRequest, type PeerEndpoint } from './peer-client.js';
+import { peerRequest } from './peer-client.js';
+import type { DataPlane } from '../dht/membership.js';
 import { AWAIT_COPY_MS, PATIENT_HEADER, SEQUENCE_PATH } from './peer-protocol.js';
 import { untilStalled } from './until-stalled.js';
 
@@ -40,7 +41,7 @@ export class BlobSequence implements SourceSequence {
    * Asks `peer` for `blobs` in this order; throws when it does not answer with the first. `selfId`
    * tells the holder who it feeds: others asking it for these blobs meanwhile are sent here.
    */
-  static async open(peer: PeerEndpoint, blobs: Descriptor[], opts: { key: Buffer; stallTimeoutMs: number; selfId?: string }): Promise<BlobSequence> {
+  static async open(peer: DataPlane, blobs: Descriptor[], opts: { key: Buffer; stallTimeoutMs: number; selfId?: string }): Promise<BlobSequence> {
     const { key, stallTimeoutMs, selfId } = opts;
     const ctl = new AbortController();
     // The holder answers once it can send the first blob, which it may wait for.

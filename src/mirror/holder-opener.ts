@@ -3,7 +3,8 @@
 // redirected by busy holders to the peers they are feeding.
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
-import { peerRequest, type PeerEndpoint, type PeerResponse } from './peer-client.js';
+import { peerRequest, type PeerResponse } from './peer-client.js';
+import type { DataPlane, HolderDirectory } from '../dht/membership.js';
 import { BLOB_PATH, PATIENT_HEADER, TRY_HEADER } from './peer-protocol.js';
 
 /** Hedge delay until enough answer times are known, and its floor. */
@@ -15,13 +16,12 @@ export interface HolderOpenerOptions {
   log: Logger;
   /** A holder that has not answered within this long is given up. */
   stallTimeoutMs: number;
-  /** This node's peer id, sent with patient requests. */
-  selfId?: string;
-  endpointOf?(peerId: string): PeerEndpoint | undefined;
+  /** This node's peer id goes with patient requests; busy holders name members to ask instead. */
+  members: Pick<HolderDirectory, 'self' | 'dataPlaneOf'>;
 }
 
 export interface Opened {
-  peer: PeerEndpoint;
+  peer: DataPlane;
   body: Readable;
   /** Size of the whole blob, as the peer states it (the digest check is what makes it trustworthy). */
   total: number;
@@ -39,9 +39,9 @@ export class HolderOpener {
    * has not answered within the hedge delay, the next is asked too; the first good answer wins and
    * the others are cancelled. Undefined when every holder failed.
    */
-  open(digest: string, untried: PeerEndpoint[], offset: number, patient: boolean): Promise<Opened | undefined> {
+  open(digest: string, untried: DataPlane[], offset: number, patient: boolean): Promise<Opened | undefined> {
     const path = `${BLOB_PATH}${digest}`;
-    const headers = patient ? { [PATIENT_HEADER]: this.opts.selfId ?? '' } : undefined;
+    const headers = patient ? { [PATIENT_HEADER]: this.opts.members.self } : undefined;
     const asked = new Set<string>();
     return new Promise((resolve) => {
       const controllers: AbortController[] = [];
@@ -93,9 +93,9 @@ export class HolderOpener {
   }
 
   /** A busy holder names the peers it is sending the blob to: they are asked next, before everyone else. */
-  #redirect(res: PeerResponse, untried: PeerEndpoint[], asked: Set<string>): void {
-    const ids = String(res.headers[TRY_HEADER] ?? '').split(',').filter((id) => id && !asked.has(id) && id !== this.opts.selfId);
-    const next = ids.map((id) => untried.find((p) => p.id === id) ?? this.opts.endpointOf?.(id)).filter((p): p is PeerEndpoint => p !== undefined);
+  #redirect(res: PeerResponse, untried: DataPlane[], asked: Set<string>): void {
+    const ids = String(res.headers[TRY_HEADER] ?? '').split(',').filter((id) => id && !asked.has(id) && id !== this.opts.members.self);
+    const next = ids.map((id) => untried.find((p) => p.id === id) ?? this.opts.members.dataPlaneOf(id)).filter((p): p is DataPlane => p !== undefined);
     for (const p of next.reverse()) {
       const at = untried.indexOf(p);
       if (at >= 0) untried.splice(at, 1);

@@ -1,12 +1,9 @@
 // Which peers to ask for a key, in order: the ones a caller names, then what the DHT knows, nearest
 // first; peers that sent wrong bytes go last from then on.
-import type { PeerEndpoint } from './peer-client.js';
+import type { DataPlane, HolderDirectory } from '../dht/membership.js';
 
 export interface HolderSources {
-  /** Holders of a key other than this node, as data plane endpoints. */
-  findPeers(key: string, signal: AbortSignal): Promise<PeerEndpoint[]>;
-  /** The data plane of a member known by peer id. */
-  endpointOf?(peerId: string): PeerEndpoint | undefined;
+  members: Pick<HolderDirectory, 'holders' | 'dataPlaneOf'>;
   /** How long finding holders may take; nobody found by then means "not in the mesh". */
   lookupTimeoutMs: number;
 }
@@ -21,15 +18,15 @@ export class Holders {
    * Holders of a key: those named in `from` first, in that order, then what the DHT knows, nearest
    * first. Named holders are tried alone at first (`namedOnly`): a DHT walk is not worth the wait then.
    */
-  async of(key: string, from: string[] = [], namedOnly = false): Promise<PeerEndpoint[]> {
-    const { findPeers, endpointOf, lookupTimeoutMs } = this.sources;
-    const peers = namedOnly && from.length > 0 ? [] : await findPeers(key, AbortSignal.timeout(lookupTimeoutMs));
+  async of(key: string, from: string[] = [], namedOnly = false): Promise<DataPlane[]> {
+    const { members, lookupTimeoutMs } = this.sources;
+    const peers = namedOnly && from.length > 0 ? [] : await members.holders(key, AbortSignal.timeout(lookupTimeoutMs));
     for (const id of from) {
-      const known = peers.some((p) => p.id === id) ? undefined : endpointOf?.(id);
+      const known = peers.some((p) => p.id === id) ? undefined : members.dataPlaneOf(id);
       if (known) peers.push(known);
     }
-    const strikes = (p: PeerEndpoint) => this.#strikes.get(p.id) ?? 0;
-    const named = (p: PeerEndpoint) => (from.includes(p.id) ? from.indexOf(p.id) : from.length);
+    const strikes = (p: DataPlane) => this.#strikes.get(p.id) ?? 0;
+    const named = (p: DataPlane) => (from.includes(p.id) ? from.indexOf(p.id) : from.length);
     return peers.sort((a, b) => strikes(a) - strikes(b) || named(a) - named(b) || (a.rttMs ?? Infinity) - (b.rttMs ?? Infinity));
   }
 

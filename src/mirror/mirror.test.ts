@@ -10,7 +10,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { MemoryStore } from '../store/memory-store.js';
 import { Mirror } from './mirror.js';
 import type { UpstreamSource } from './pull-through.js';
-import type { PeerEndpoint } from './peer-client.js';
+import type { DataPlane } from '../dht/membership.js';
 import { AUTH_HEADER, peerKey, verifyProof } from './peer-auth.js';
 import { Spools } from './spools.js';
 
@@ -20,7 +20,7 @@ const servers: Server[] = [];
 
 type Handler = (req: IncomingMessage, res: ServerResponse, offset: number) => void;
 
-interface Double extends PeerEndpoint {
+interface Double extends DataPlane {
   requests: { offset: number; authorized: boolean }[];
 }
 
@@ -49,10 +49,10 @@ beforeEach(async () => {
   spools = await Spools.open(spoolDir);
 });
 
-function mirror(store: MemoryStore, peers: PeerEndpoint[] | (() => PeerEndpoint[]), stallTimeoutMs = 5000) {
+function mirror(store: MemoryStore, peers: DataPlane[] | (() => DataPlane[]), stallTimeoutMs = 5000) {
   const list = typeof peers === 'function' ? peers : () => peers;
   return new Mirror({
-    store, spools, findPeers: async () => list(), membershipKey: key, log: pino({ level: 'silent' }),
+    store, spools, members: { self: 'self', holders: async () => list(), dataPlaneOf: () => undefined }, membershipKey: key, log: pino({ level: 'silent' }),
     lookupTimeoutMs: 1000, stallTimeoutMs, resolveTags: true, clientCommitGraceMs: 200,
   });
 }
@@ -160,7 +160,8 @@ describe('Mirror', () => {
       return upload;
     };
     const m = new Mirror({
-      store, spools, findPeers: async () => [], membershipKey: key, log: pino({ level: 'silent' }), endpointOf: (id) => (id === 'liar' ? liar : id === 'honest' ? honest : undefined),
+      store, spools, membershipKey: key, log: pino({ level: 'silent' }),
+      members: { self: 'self', holders: async () => [], dataPlaneOf: (id) => (id === 'liar' ? liar : id === 'honest' ? honest : undefined) },
       lookupTimeoutMs: 1000, stallTimeoutMs: 5000, resolveTags: true, patienceMs: 0,
     });
     expect(await m.fetch(sha(data), { from: ['liar'], patient: true }).stored).toBe(false);
@@ -186,7 +187,8 @@ describe('Mirror', () => {
       return upload;
     };
     const m = new Mirror({
-      store, spools, findPeers: async () => [], membershipKey: key, log: pino({ level: 'silent' }), endpointOf: (id) => (id === 'holder' ? holder : undefined),
+      store, spools, membershipKey: key, log: pino({ level: 'silent' }),
+      members: { self: 'self', holders: async () => [], dataPlaneOf: (id) => (id === 'holder' ? holder : undefined) },
       lookupTimeoutMs: 1000, stallTimeoutMs: 5000, resolveTags: true,
     });
     const fetching = m.fetch(sha(data), { from: ['holder'], patient: true });
@@ -307,8 +309,8 @@ describe('Mirror with an upstream', () => {
     };
     return { source, opened };
   }
-  const withUpstream = (store: MemoryStore, source: UpstreamSource, peers: PeerEndpoint[] = []) => new Mirror({
-    store, spools, findPeers: async () => peers, membershipKey: key, log: pino({ level: 'silent' }),
+  const withUpstream = (store: MemoryStore, source: UpstreamSource, peers: DataPlane[] = []) => new Mirror({
+    store, spools, members: { self: 'self', holders: async () => peers, dataPlaneOf: () => undefined }, membershipKey: key, log: pino({ level: 'silent' }),
     lookupTimeoutMs: 1000, stallTimeoutMs: 5000, resolveTags: true, clientCommitGraceMs: 50, upstream: source,
   });
   const origin = { repo: 'docker.io/library/app' };

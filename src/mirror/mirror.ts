@@ -13,7 +13,7 @@ import type { RequestedIn } from '../store/store.js';
 import { BlobSequence, type BlobSource } from './blob-sequence.js';
 import { HolderOpener } from './holder-opener.js';
 import { untilStalled } from './until-stalled.js';
-import type { PeerEndpoint } from './peer-client.js';
+import type { DataPlane, HolderDirectory } from '../dht/membership.js';
 import { Holders } from './holders.js';
 import { pullThrough, type UpstreamSource } from './pull-through.js';
 import { keepSpool, storeSpool } from './store-writer.js';
@@ -24,8 +24,8 @@ import type { Spools } from './spools.js';
 export interface MirrorOptions {
   store: Store;
   spools: Spools;
-  /** Holders of a key other than this node, as data plane endpoints. */
-  findPeers(key: string, signal: AbortSignal): Promise<PeerEndpoint[]>;
+  /** Who holds a key and where members' data planes are; this node's id goes with patient fetches, so that busy holders can redirect others to it. */
+  members: HolderDirectory;
   /** Proves this node's membership to the data planes it asks (see peer-auth.ts). */
   membershipKey: Buffer;
   log: Logger;
@@ -40,10 +40,6 @@ export interface MirrorOptions {
    * what it pulled) before this node stores its own copy. Default 1 s.
    */
   clientCommitGraceMs?: number;
-  /** The data plane of a member known by peer id (holders named by a push's gossip or by a busy holder). */
-  endpointOf?(peerId: string): PeerEndpoint | undefined;
-  /** This node's peer id, sent with patient fetches so that busy holders can redirect others to it. */
-  selfId?: string;
   /** Called when a blob starts arriving here (this node can serve it from now on); the result when it ends. */
   partialHolder?(digest: string): () => void;
   /** How long a patient fetch keeps looking for a holder with a free slot. Default 10 min. */
@@ -138,9 +134,9 @@ export class Mirror {
 
   /** `blobs` from one holder on one stream, in this order (see BlobSequence). */
   openSequence(peerId: string, blobs: Descriptor[]): Promise<BlobSequence> {
-    const peer = this.opts.endpointOf?.(peerId);
+    const peer = this.opts.members.dataPlaneOf(peerId);
     if (!peer) return Promise.reject(new Error(`no data plane known for ${peerId}`));
-    return BlobSequence.open(peer, blobs, { key: this.opts.membershipKey, stallTimeoutMs: this.opts.stallTimeoutMs, selfId: this.opts.selfId });
+    return BlobSequence.open(peer, blobs, { key: this.opts.membershipKey, stallTimeoutMs: this.opts.stallTimeoutMs, selfId: this.opts.members.self });
   }
 
   /** Blobs arriving now, with how much of each is here: for progress. */
@@ -257,7 +253,7 @@ export class Mirror {
   }
 
   /** The blob's bytes from the first holder that answers, continuing on the next from the spool's end. */
-  async *#bytes(spool: Spool, candidates: PeerEndpoint[], used: Set<string>, options: FetchOptions): AsyncIterable<Uint8Array> {
+  async *#bytes(spool: Spool, candidates: DataPlane[], used: Set<string>, options: FetchOptions): AsyncIterable<Uint8Array> {
     const { digest } = spool;
     const untried = [...candidates];
     const open = () => this.#opener.open(digest, untried, spool.received, options.patient === true);

@@ -6,14 +6,6 @@ import { AUTH_HEADER, proof } from './peer-auth.js';
 const agent = new Agent({ keepAlive: true, maxSockets: 32 });
 
 
-/** A member's data plane. */
-export interface PeerEndpoint {
-  id: string;
-  /** Base URL of the peer's data plane. */
-  url: string;
-  rttMs?: number;
-}
-
 export interface PeerResponse {
   status: number;
   headers: IncomingHttpHeaders;

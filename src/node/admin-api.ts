@@ -1,18 +1,19 @@
 // The daemon's admin API for meshctl, beside the registry on its (loopback) listener.
 import type { FastifyInstance } from 'fastify';
 import type { Store } from '../store/store.js';
-import type { Libp2pRouter } from '../dht/libp2p-router.js';
-import type { PeerStatus } from '../dht/router.js';
+import type { Inventory, Membership } from '../dht/membership.js';
+import type { PeerStatus, Router } from '../dht/router.js';
 import type { ImageEntry, MeshImageRow, NodeStatus, PeerEntry, WhoHasAnswer, WhoHasEntry } from '../api/admin-types.js';
 import { RegistryError } from '../registry/errors.js';
 import type { Announcer } from './announcer.js';
-import type { Mesh } from './mesh.js';
 
 export interface AdminDeps {
   store: Store;
-  router: Libp2pRouter;
+  router: Pick<Router, 'id' | 'findProviders'> & { readonly lastRepublish?: Date };
+  membership: Pick<Membership, 'peers' | 'inventories'>;
   announcer: Announcer;
-  inventory: Pick<Mesh, 'ownInventory' | 'inventories'>;
+  /** This node's inventory, as members see it. */
+  ownInventory(): Promise<Inventory>;
   node: { name: string; labels: Record<string, string>; swarmKey: boolean };
   registryUrl: () => string;
   p2pAddrs: () => string[];
@@ -25,7 +26,7 @@ function nearestFirst(a: WhoHasEntry, b: WhoHasEntry): number {
 }
 
 export function registerAdminApi(app: FastifyInstance, deps: AdminDeps): void {
-  const { router } = deps;
+  const { router, membership } = deps;
 
   app.get('/_mesh/v1/status', async (): Promise<NodeStatus> => ({
     id: router.id,
@@ -35,21 +36,21 @@ export function registerAdminApi(app: FastifyInstance, deps: AdminDeps): void {
     p2p: deps.p2pAddrs(),
     store: deps.store.kind,
     swarmKey: deps.node.swarmKey,
-    peers: router.peers().length,
+    peers: membership.peers().length,
     announcedKeys: deps.announcer.size,
     lastReconcile: deps.announcer.lastReconcile?.toISOString(),
     lastRepublish: router.lastRepublish?.toISOString(),
   }));
 
   app.get('/_mesh/v1/peers', async (): Promise<PeerEntry[]> => {
-    const inventories = await deps.inventory.inventories();
-    return router.peers().map((p) => ({ ...p, keys: inventories.get(p.id)?.keys }));
+    const inventories = await membership.inventories();
+    return membership.peers().map((p) => ({ ...p, keys: inventories.get(p.id)?.keys }));
   });
 
   app.get('/_mesh/v1/who-has', async (req): Promise<WhoHasAnswer> => {
     const key = (req.query as { key?: string }).key;
     if (!key) throw new RegistryError(400, 'UNSUPPORTED', 'who-has needs ?key=sha256:<hex> or ?key=registry/repo:tag');
-    const peers = new Map<string, PeerStatus>(router.peers().map((p) => [p.id, p]));
+    const peers = new Map<string, PeerStatus>(membership.peers().map((p) => [p.id, p]));
     const found: WhoHasEntry[] = [];
     for await (const provider of router.findProviders(key, AbortSignal.timeout(5000))) {
       if (found.some((f) => f.id === provider.id)) continue;
@@ -67,7 +68,7 @@ export function registerAdminApi(app: FastifyInstance, deps: AdminDeps): void {
   });
 
   app.get('/_mesh/v1/images', async (req): Promise<ImageEntry[] | MeshImageRow[]> => {
-    const own = await deps.inventory.ownInventory();
+    const own = await deps.ownInventory();
     if ((req.query as { mesh?: string }).mesh === undefined) return own.images;
     // One row per image and digest: the nodes that hold it whole (this one first), and those copying it.
     const rows = new Map<string, MeshImageRow>();
@@ -81,7 +82,7 @@ export function registerAdminApi(app: FastifyInstance, deps: AdminDeps): void {
       for (const f of inv.fetching ?? []) row(f.image, f.digest).fetching.push({ id, name: inv.name, bytes: f.bytes, total: f.total });
     };
     add(router.id, own);
-    for (const [id, inv] of await deps.inventory.inventories()) add(id, inv);
+    for (const [id, inv] of await membership.inventories()) add(id, inv);
     return [...rows.values()].sort((a, b) => a.name.localeCompare(b.name));
   });
 }

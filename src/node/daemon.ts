@@ -17,8 +17,7 @@ import { registerAdminApi } from './admin-api.js';
 import { splitHostPort, type Config } from './config.js';
 import { joinMesh, type Mesh } from './mesh.js';
 import { openStore } from './open-store.js';
-import { pushEvent } from './push-event.js';
-import { parseReplicationPolicy } from './replication-policy.js';
+import { pushGossip } from './push-event.js';
 import { Replicator } from './replicator.js';
 import { MAX_MANIFEST_BYTES } from '../oci/limits.js';
 
@@ -88,14 +87,12 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     const mirror = new Mirror({
       store,
       spools,
-      findPeers: (k, signal) => mesh.dataPlanes(k, signal),
       membershipKey,
       log: log.child({ component: 'mirror' }),
       lookupTimeoutMs: config.mirrorTimeoutMs,
       stallTimeoutMs: PEER_STALL_MS,
       resolveTags: config.mirrorTags,
-      endpointOf: (id) => mesh.endpointOf(id),
-      selfId: mesh.router.id,
+      members: mesh.membership,
       partialHolder: (digest) => mesh.announcer.announceArriving(digest),
       upstream,
     });
@@ -104,7 +101,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
       selfId: mesh.router.id,
       members: () => [
         { id: mesh.router.id, name: config.nodeName, labels: config.labels, replicate: config.replicate.text },
-        ...mesh.router.peers().flatMap((p) => (p.info ? [{ id: p.id, ...p.info }] : [])),
+        ...mesh.membership.peers().flatMap((p) => (p.info ? [{ id: p.id, ...p.info }] : [])),
       ],
       fetch: (digest, options) => mirror.fetch(digest, options),
       openSequence: (peerId, blobs) => mirror.openSequence(peerId, blobs),
@@ -129,19 +126,15 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
       log: log.child({ component: 'registry' }),
       maxManifestBytes: MAX_MANIFEST_BYTES,
       token: config.registryToken,
-      onPushed: (image, digest, { replicate }) => {
-        pushEvent(store, { image, digest, node: mesh.router.id, ...(replicate !== undefined && { replicate }) })
-          .then((event) => mesh.router.publish(event))
-          .catch((err) => log.warn({ err, image }, 'could not gossip the push'));
-      },
-      checkPushOptions: ({ replicate }) => void (replicate !== undefined && parseReplicationPolicy(replicate)),
+      pushes: pushGossip(store, mesh.router, log),
     });
     let registryUrl = '';
     registerAdminApi(registry, {
       store,
       router: mesh.router,
+      membership: mesh.membership,
       announcer: mesh.announcer,
-      inventory: mesh,
+      ownInventory: () => mesh.ownInventory(),
       node: { name: config.nodeName, labels: config.labels, swarmKey: swarmKey !== undefined },
       registryUrl: () => registryUrl,
       p2pAddrs: mesh.addrs,

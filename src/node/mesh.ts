@@ -6,32 +6,25 @@ import { createMeshNode } from '../dht/libp2p-node.js';
 import { Libp2pRouter } from '../dht/libp2p-router.js';
 import { Announcer } from './announcer.js';
 import type { Config } from './config.js';
-import type { ImageFetch } from '../api/admin-types.js';
-import { gatherInventories, localImages, serveInventory, type Inventory } from './inventory.js';
-import type { PeerEndpoint } from '../mirror/peer-client.js';
+import type { ImageEntry, ImageFetch } from '../api/admin-types.js';
+import { libp2pMembership } from '../dht/libp2p-membership.js';
+import type { Inventory, Membership } from '../dht/membership.js';
 
 export interface Mesh {
   router: Libp2pRouter;
+  membership: Membership;
   announcer: Announcer;
   addrs(): string[];
-  /** This node's inventory, and those of the connected members by peer id. */
+  /** This node's inventory, as members see it. */
   ownInventory(): Promise<Inventory>;
-  inventories(): Promise<Map<string, Inventory>>;
   /** Starts answering members' inventory requests, with the images being copied here as `fetching` reports them. */
   serveInventory(fetching: () => Promise<ImageFetch[]>): Promise<void>;
-  /** Peers (not this node) holding a key, as data plane endpoints, with their round-trip times. */
-  dataPlanes(key: string, signal: AbortSignal): Promise<PeerEndpoint[]>;
-  /** A connected member's data plane. */
-  endpointOf(peerId: string): PeerEndpoint | undefined;
   stop(): Promise<void>;
 }
 
-const HOLDER_GRACE_MS = 50;
-
-/** The IP of a multiaddr (`/ip4/10.0.0.2/tcp/4001/...`), bracketed for URLs when v6. */
-function ipOf(multiaddr: string): string | undefined {
-  const m = /^\/ip([46])\/([^/]+)\//.exec(multiaddr);
-  return m ? (m[1] === '6' ? `[${m[2]}]` : m[2]) : undefined;
+/** Tagged images of the store (records by digest only keep untagged manifests alive). */
+async function localImages(store: Store): Promise<ImageEntry[]> {
+  return (await store.images.list()).filter((i) => !i.name.includes('@')).map((i) => ({ name: i.name, digest: i.target.digest }));
 }
 
 export interface JoinOptions {
@@ -63,6 +56,7 @@ export async function joinMesh(config: Config, store: Store, log: Logger, opts: 
   router.onEvent((event, from) => log.info({ event, from }, 'mesh event'));
   const announcer = new Announcer(store, router, log.child({ component: 'announcer' }), config.reconcileIntervalMs);
   await announcer.start();
+  const membership = libp2pMembership(node.libp2p, router, log.child({ component: 'membership' }));
   let fetching = async (): Promise<ImageFetch[]> => [];
   const ownInventory = async (): Promise<Inventory> => ({
     name: config.nodeName,
@@ -70,39 +64,15 @@ export async function joinMesh(config: Config, store: Store, log: Logger, opts: 
     images: await localImages(store),
     fetching: await fetching(),
   });
-  const endpointOf = (id: string): PeerEndpoint | undefined => {
-    const peer = router.peers().find((p) => p.id === id);
-    if (!peer?.info?.dataPlanePort) return undefined;
-    // The address this node reaches the peer at (its connection), not whatever it listens on.
-    const conn = node.libp2p.getConnections().find((c) => c.remotePeer.toString() === id);
-    const ip = ipOf(conn?.remoteAddr.toString() ?? '') ?? peer.addrs.map(ipOf).find(Boolean);
-    return ip ? { id, url: `http://${ip}:${peer.info.dataPlanePort}`, rttMs: peer.rttMs } : undefined;
-  };
   return {
     router,
+    membership,
     announcer,
     addrs: () => node.libp2p.getMultiaddrs().map(String),
     ownInventory,
-    inventories: () => gatherInventories(node.libp2p, log.child({ component: 'inventory' })),
     serveInventory: (progress) => {
       fetching = progress;
-      return serveInventory(node.libp2p, ownInventory);
-    },
-    endpointOf,
-    dataPlanes: async (key, signal) => {
-      const found: PeerEndpoint[] = [];
-      // Once one holder is known, others found within a moment are welcome; a full DHT walk is not worth the wait.
-      const enough = new AbortController();
-      let grace: NodeJS.Timeout | undefined;
-      for await (const provider of router.findProviders(key, AbortSignal.any([signal, enough.signal]))) {
-        if (provider.id === router.id || found.some((f) => f.id === provider.id)) continue;
-        const endpoint = endpointOf(provider.id);
-        if (!endpoint) continue;
-        found.push(endpoint);
-        grace ??= setTimeout(() => enough.abort(), HOLDER_GRACE_MS);
-      }
-      clearTimeout(grace);
-      return found;
+      return membership.serveInventory(ownInventory);
     },
     stop: async () => {
       announcer.stop();

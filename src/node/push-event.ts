@@ -2,8 +2,11 @@
 // inline: every taker needs them before it can ask for a single layer, and 7 takers asking the origin
 // for them at once cost a round of requests on the busiest node at the busiest moment (half a second
 // on an 8-host fleet). Takers verify each against its digest, like bytes from any peer.
+import type { Logger } from 'pino';
+import type { MeshEvent, Router } from '../dht/router.js';
+import type { PushListener } from '../registry/context.js';
 import type { Store } from '../store/store.js';
-import type { MeshEvent } from '../dht/router.js';
+import { parseReplicationPolicy } from './replication-policy.js';
 import { children, isIndexMediaType, MANIFEST_MEDIA_TYPES, parseManifest } from '../oci/manifest.js';
 import { readSmallBlob } from '../oci/references.js';
 
@@ -37,4 +40,16 @@ export async function pushEvent(store: Store, event: Omit<MeshEvent, 'type' | 'i
     for (const blob of small) if (!(await add(blob.digest, blob.size)) && !(blob.digest in inline)) break;
   }
   return { type: 'image-pushed', ...event, ...(Object.keys(inline).length > 0 && { inline }) };
+}
+
+/** The registry's push listener on a mesh node: checks a push's replication policy, and gossips each push. */
+export function pushGossip(store: Store, router: Pick<Router, 'id' | 'publish'>, log: Logger): PushListener {
+  return {
+    check: ({ replicate }) => void (replicate !== undefined && parseReplicationPolicy(replicate)),
+    pushed: (image, digest, { replicate }) => {
+      pushEvent(store, { image, digest, node: router.id, ...(replicate !== undefined && { replicate }) })
+        .then((event) => router.publish(event))
+        .catch((err) => log.warn({ err, image }, 'could not gossip the push'));
+    },
+  };
 }

@@ -10,10 +10,16 @@ export interface RegistryDeps {
   log: Logger;
   /** Largest manifest accepted, in bytes. */
   maxManifestBytes: number;
-  /** Called after a manifest is stored under a tag, with the image name as stored. */
-  onPushed?: (image: string, digest: string, options: PushOptions) => void;
+  /** Told of every push by tag (replication listens here). */
+  pushes?: PushListener;
+}
+
+/** What hears of pushes, as distribution's notification listeners do. */
+export interface PushListener {
   /** Checks a push's options before anything is stored; throws with the reason when they are invalid. */
-  checkPushOptions?: (options: PushOptions) => void;
+  check(options: PushOptions): void;
+  /** A manifest was stored under a tag, with the image name as stored. */
+  pushed(image: string, digest: string, options: PushOptions): void;
 }
 
 /** Header of a manifest PUT: how the mesh replicates this push, replacing each node's own policy. */

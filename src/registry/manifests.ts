@@ -71,7 +71,7 @@ function pushOptions(ctx: RouteContext): PushOptions {
   const replicate = ctx.req.headers[REPLICATE_HEADER];
   const options: PushOptions = typeof replicate === 'string' ? { replicate } : {};
   try {
-    ctx.checkPushOptions?.(options);
+    ctx.pushes?.check(options);
   } catch (err) {
     throw new RegistryError(400, 'MANIFEST_INVALID', (err as Error).message, { header: REPLICATE_HEADER });
   }
@@ -125,7 +125,7 @@ export async function putManifest(ctx: RouteContext): Promise<unknown> {
     const name = tagImageName(ctx.repo, ref);
     await store.images.put({ name, target, labels: {} });
     await dropDigestRecords(ctx, [digest, ...manifest.manifests.map((m) => m.digest)]);
-    ctx.onPushed?.(name, digest, options);
+    ctx.pushes?.pushed(name, digest, options);
   } else {
     await store.images.put({ name: digestImageName(ctx.repo, digest), target, labels: {} });
   }

@@ -1,0 +1,62 @@
+// Membership on libp2p: peers and their node info from the router, data planes at the address of the
+// connection to each member, holders from DHT lookups, inventories over /layermesh/inventory/1.0.0.
+import type { PeerId } from '@libp2p/interface';
+import type { Logger } from 'pino';
+import { askJson, serveJson } from './json-protocol.js';
+import type { MeshLibp2p } from './libp2p-node.js';
+import { holdersOf, type DataPlane, type Inventory, type Membership } from './membership.js';
+import type { Router } from './router.js';
+
+export const INVENTORY_PROTOCOL = '/layermesh/inventory/1.0.0';
+const INVENTORY_MAX_BYTES = 16 << 20;
+const INVENTORY_TIMEOUT_MS = 5_000;
+
+/** The IP of a multiaddr (`/ip4/10.0.0.2/tcp/4001/...`), bracketed for URLs when v6. */
+function ipOf(multiaddr: string): string | undefined {
+  const m = /^\/ip([46])\/([^/]+)\//.exec(multiaddr);
+  return m ? (m[1] === '6' ? `[${m[2]}]` : m[2]) : undefined;
+}
+
+function isInventory(v: unknown): v is Inventory {
+  const i = v as Inventory;
+  return typeof i?.name === 'string' && Number.isInteger(i.keys) && Array.isArray(i.images)
+    && i.images.every((x) => typeof x?.name === 'string' && typeof x?.digest === 'string')
+    && (i.fetching === undefined || (Array.isArray(i.fetching) && i.fetching.every((f) =>
+      typeof f?.image === 'string' && typeof f?.digest === 'string' && Number.isSafeInteger(f.bytes) && Number.isSafeInteger(f.total))));
+}
+
+export function libp2pMembership(libp2p: MeshLibp2p, router: Router, log: Logger): Membership {
+  const dataPlaneOf = (id: string): DataPlane | undefined => {
+    const peer = router.peers().find((p) => p.id === id);
+    if (!peer?.info?.dataPlanePort) return undefined;
+    // The address this node reaches the peer at (its connection), not whatever it listens on.
+    const conn = libp2p.getConnections().find((c) => c.remotePeer.toString() === id);
+    const ip = ipOf(conn?.remoteAddr.toString() ?? '') ?? peer.addrs.map(ipOf).find(Boolean);
+    return ip ? { id, url: `http://${ip}:${peer.info.dataPlanePort}`, rttMs: peer.rttMs } : undefined;
+  };
+
+  return {
+    self: router.id,
+    peers: () => router.peers(),
+    dataPlaneOf,
+    holders: (key, signal) => {
+      const enough = new AbortController();
+      return holdersOf(router.findProviders(key, AbortSignal.any([signal, enough.signal])), router.id, dataPlaneOf, enough);
+    },
+    inventories: async () => {
+      const signal = AbortSignal.timeout(INVENTORY_TIMEOUT_MS);
+      const out = new Map<string, Inventory>();
+      await Promise.all(libp2p.getPeers().map(async (peer: PeerId) => {
+        try {
+          const inv = await askJson(libp2p, peer, INVENTORY_PROTOCOL, { signal, maxBytes: INVENTORY_MAX_BYTES });
+          if (!isInventory(inv)) throw new Error('not an inventory');
+          out.set(peer.toString(), inv);
+        } catch (err) {
+          log.warn({ peer: peer.toString(), err: (err as Error).message }, 'peer did not give its inventory');
+        }
+      }));
+      return out;
+    },
+    serveInventory: (own) => serveJson(libp2p, INVENTORY_PROTOCOL, own),
+  };
+}

@@ -1,0 +1,48 @@
+// In-memory twin of Membership on a MemoryMesh: members see each other at once, their data planes at the
+// URLs given when they join, and each other's inventories as served.
+import { holdersOf, type DataPlane, type Inventory, type Membership } from './membership.js';
+import type { MemoryMesh, MemoryRouter } from './memory-router.js';
+
+const served = new WeakMap<MemoryMesh, Map<string, () => Promise<Inventory>>>();
+
+export class MemoryMembership implements Membership {
+  readonly #inventories: Map<string, () => Promise<Inventory>>;
+
+  /** `dataPlanes`: the data plane URL of each member that has one, by peer id. */
+  constructor(mesh: MemoryMesh, private readonly router: MemoryRouter, private readonly dataPlanes: Map<string, string> = new Map()) {
+    if (!served.has(mesh)) served.set(mesh, new Map());
+    this.#inventories = served.get(mesh)!;
+  }
+
+  get self(): string {
+    return this.router.id;
+  }
+
+  peers() {
+    return this.router.peers();
+  }
+
+  dataPlaneOf(id: string): DataPlane | undefined {
+    const peer = this.router.peers().find((p) => p.id === id);
+    const url = this.dataPlanes.get(id);
+    return peer && url ? { id, url, rttMs: peer.rttMs } : undefined;
+  }
+
+  holders(key: string, signal: AbortSignal): Promise<DataPlane[]> {
+    const enough = new AbortController();
+    return holdersOf(this.router.findProviders(key, AbortSignal.any([signal, enough.signal])), this.self, (id) => this.dataPlaneOf(id), enough);
+  }
+
+  async inventories(): Promise<Map<string, Inventory>> {
+    const out = new Map<string, Inventory>();
+    for (const { id } of this.router.peers()) {
+      const own = this.#inventories.get(id);
+      if (own) out.set(id, await own());
+    }
+    return out;
+  }
+
+  async serveInventory(own: () => Promise<Inventory>): Promise<void> {
+    this.#inventories.set(this.self, own);
+  }
+}
