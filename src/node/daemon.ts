@@ -98,14 +98,8 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     });
     const replicator = new Replicator({
       store,
-      selfId: mesh.router.id,
-      members: () => [
-        { id: mesh.router.id, name: config.nodeName, labels: config.labels, replicate: config.replicate.text },
-        ...mesh.membership.peers().flatMap((p) => (p.info ? [{ id: p.id, ...p.info }] : [])),
-      ],
-      fetch: (digest, options) => mirror.fetch(digest, options),
-      openSequence: (peerId, blobs) => mirror.openSequence(peerId, blobs),
-      arriving: () => mirror.arriving(),
+      membership: mesh.membership,
+      mirror,
       policy: config.replicate,
       self: { name: config.nodeName, labels: config.labels },
       log: log.child({ component: 'replicator' }),

@@ -46,26 +46,27 @@ function taker(blobs: Map<string, Buffer>, sequences = false) {
   const askedFirst = new Map<string, string>();
   const replicator = new Replicator({
     store,
-    selfId: SELF,
-    members: () => [{ id: SELF, name: 'self', labels: {} }, { id: ORIGIN, name: 'origin', labels: {} }],
-    fetch: (digest, { source, from }) => {
-      if (source) fromSequence.push(digest);
-      askedFirst.set(digest, from?.[0] ?? '');
-      const stored = (async () => {
-        if (await store.stat(digest)) return true; // as the mirror: nothing crosses the network for it
-        fetched.push(digest);
-        const bytes = blobs.get(digest);
-        if (bytes) await putBlob(store, bytes, digest);
-        return bytes !== undefined;
-      })();
-      return { verified: stored, stored };
+    membership: { self: SELF, peers: () => [{ id: ORIGIN, addrs: [], info: { name: 'origin', labels: {}, dataPlanePort: 5001 } }] },
+    mirror: {
+      fetch: (digest, { source, from }) => {
+        if (source) fromSequence.push(digest);
+        askedFirst.set(digest, from?.[0] ?? '');
+        const stored = (async () => {
+          if (await store.stat(digest)) return true; // as the mirror: nothing crosses the network for it
+          fetched.push(digest);
+          const bytes = blobs.get(digest);
+          if (bytes) await putBlob(store, bytes, digest);
+          return bytes !== undefined;
+        })();
+        return { verified: stored, stored };
+      },
+      openSequence: async (peer, wanted) => {
+        if (!sequences) throw new Error('no sequences here');
+        asked.push({ peer, digests: wanted.map((b) => b.digest) });
+        return { next: async (blob) => ({ peer, size: blob.size, bytes: Readable.from([]) }), close: () => undefined };
+      },
+      arriving: () => new Map(),
     },
-    openSequence: async (peer, wanted) => {
-      if (!sequences) throw new Error('no sequences here');
-      asked.push({ peer, digests: wanted.map((b) => b.digest) });
-      return { next: async (blob) => ({ peer, size: blob.size, bytes: Readable.from([]) }), close: () => undefined };
-    },
-    arriving: () => new Map(),
     policy: parseReplicationPolicy('all'),
     self: { name: 'self', labels: {} },
     log: pino({ level: 'silent' }),

@@ -19,6 +19,7 @@ import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
 import { putBlob, type Store } from '../store/store.js';
 import { digestOf, type Descriptor } from '../oci/digest.js';
+import type { Membership } from '../dht/membership.js';
 import type { MeshEvent } from '../dht/router.js';
 import type { SourceSequence } from '../mirror/blob-sequence.js';
 import type { FetchOptions, Fetching } from '../mirror/mirror.js';
@@ -35,17 +36,22 @@ export interface Member extends NodeIdentity {
   replicate?: string;
 }
 
-export interface ReplicatorDeps {
-  store: Store;
-  selfId: string;
-  /** Every member known now, this node included. */
-  members(): Member[];
+/** The part of the mirror that replication takes its bytes through. */
+export interface ReplicationSource {
   fetch(digest: string, options: FetchOptions): Fetching;
   /** `blobs` from `peer` on one stream, in this order. */
   openSequence(peer: string, blobs: Descriptor[]): Promise<SourceSequence>;
   /** Blobs arriving now and the bytes of each that are here. */
   arriving(): Map<string, number>;
+}
+
+export interface ReplicatorDeps {
+  store: Store;
+  /** This node's id, and the members it is connected to with what they told of themselves. */
+  membership: Pick<Membership, 'self' | 'peers'>;
+  mirror: ReplicationSource;
   policy: ReplicationPolicy;
+  /** This node as replication policies see it. */
   self: NodeIdentity;
   log: Logger;
 }
@@ -65,9 +71,19 @@ export class Replicator {
 
   constructor(private readonly deps: ReplicatorDeps) {}
 
+  /** Every member known now, this node included. */
+  #members(): Member[] {
+    const { membership, self, policy } = this.deps;
+    return [
+      { id: membership.self, ...self, replicate: policy.text },
+      ...membership.peers().flatMap((p) => (p.info ? [{ id: p.id, ...p.info }] : [])),
+    ];
+  }
+
   /** Acts on a push gossiped by another node. */
   onEvent(event: MeshEvent): void {
-    const { log, self, selfId } = this.deps;
+    const { log, self } = this.deps;
+    const selfId = this.deps.membership.self;
     const override = event.replicate === undefined ? undefined : readablePolicy(event.replicate);
     if (event.replicate !== undefined && !override) {
       log.warn({ image: event.image, replicate: event.replicate }, 'push carries an unreadable replication policy; each node uses its own');
@@ -78,7 +94,7 @@ export class Replicator {
       return;
     }
     if (this.#active.get(event.image)?.digest === event.digest) return;
-    const takers = this.deps.members()
+    const takers = this.#members()
       .filter((m) => m.id !== event.node && (m.id === selfId || (override ?? readablePolicy(m.replicate ?? 'all'))?.accepts(event.image, m)))
       .map((m) => m.id);
     this.replicate(event.image, event.digest, event.node, { takers, inline: event.inline }).catch((err: Error) =>
@@ -121,7 +137,7 @@ export class Replicator {
       const feeder = this.#feeder(digest, pushedTo, takers);
       await Promise.all([
         inParallel(wanted.filter((b) => b.size < PIPELINE_MIN_BYTES), PARALLEL_SMALL, (blob) =>
-          arrived(this.deps.fetch(blob.digest, { from: [pushedTo], patient: true }).stored, blob.digest)),
+          arrived(this.deps.mirror.fetch(blob.digest, { from: [pushedTo], patient: true }).stored, blob.digest)),
         this.#pipeline(wanted.filter((b) => b.size >= PIPELINE_MIN_BYTES), feeder, pushedTo, pending),
       ]);
       await Promise.all(storing);
@@ -138,7 +154,7 @@ export class Replicator {
 
   /** Images being copied here now, with the bytes of their blobs that are here. */
   async progress(): Promise<ImageFetch[]> {
-    const arriving = this.deps.arriving();
+    const arriving = this.deps.mirror.arriving();
     return Promise.all([...this.#active].map(async ([image, { digest, blobs }]) => {
       let bytes = 0;
       for (const blob of blobs) bytes += arriving.get(blob.digest) ?? ((await this.deps.store.stat(blob.digest)) ? blob.size : 0);
@@ -150,7 +166,7 @@ export class Replicator {
   #feeder(digest: string, pushedTo: string, takers: string[]): string {
     const rank = (id: string) => createHash('sha256').update(`${digest}\n${id}`).digest('hex');
     const order = takers.map((id) => ({ id, rank: rank(id) })).sort((a, b) => (a.rank < b.rank ? -1 : 1));
-    const at = order.findIndex((t) => t.id === this.deps.selfId);
+    const at = order.findIndex((t) => t.id === this.deps.membership.self);
     return at > 0 ? order[at - 1].id : pushedTo;
   }
 
@@ -162,7 +178,7 @@ export class Replicator {
       keep(desc.digest, body);
       return { body, manifest };
     }
-    await arrived(this.deps.fetch(desc.digest, { from: [pushedTo], patient: true }).stored, desc.digest);
+    await arrived(this.deps.mirror.fetch(desc.digest, { from: [pushedTo], patient: true }).stored, desc.digest);
     const found = await readManifest(this.deps.store, desc.digest, desc.mediaType);
     if (!found) throw new Error(`manifest ${desc.digest} vanished from the store`);
     return found;
@@ -193,7 +209,7 @@ export class Replicator {
     const from = sequence || feeder === pushedTo ? [feeder, pushedTo] : [pushedTo, feeder];
     try {
       await inParallel(layers, sequence ? 1 : PARALLEL_PIPELINED, async (blob) => {
-        const { verified, stored } = this.deps.fetch(blob.digest, { from, patient: true, source: await sequence?.next(blob) });
+        const { verified, stored } = this.deps.mirror.fetch(blob.digest, { from, patient: true, source: await sequence?.next(blob) });
         pending(arrived(stored, blob.digest));
         await arrived(verified, blob.digest);
       });
@@ -206,7 +222,7 @@ export class Replicator {
   async #sequence(feeder: string, layers: Descriptor[]): Promise<SourceSequence | undefined> {
     if (layers.length === 0) return undefined;
     try {
-      return await this.deps.openSequence(feeder, layers);
+      return await this.deps.mirror.openSequence(feeder, layers);
     } catch (err) {
       this.deps.log.warn({ peer: feeder, layers: layers.length, err: (err as Error).message }, 'the node before sends no sequence; fetching layer by layer');
       return undefined;
