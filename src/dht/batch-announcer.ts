@@ -1,5 +1,5 @@
-// Announces many keys at once. kad-dht's provide() walks the DHT for every key (100-220 ms of CPU each on a
-// 20-node mesh); here one view of the network serves the whole batch: each key's k closest peers are
+// Announces many keys at once. kad-dht's provide() walks the DHT for every key, at a high CPU cost each;
+// here one view of the network serves the whole batch: each key's k closest peers are
 // computed locally and each peer receives all of its records in a few messages: over
 // /layermesh/provide/1.0.0 when it speaks it (provide-protocol.ts), else as standard kad-dht ADD_PROVIDER
 // messages, many per stream. Either way the records land in the peers' kad-dht provider stores, where the

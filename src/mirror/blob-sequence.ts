@@ -1,8 +1,7 @@
 // Several blobs from one holder on one stream, back to back in the order asked (the peer data plane's
 // /peer/v1/sequence). A replication pipeline asks the node before it for all of an image's layers at
-// once: a request per layer crossed the full queues of both links before its first byte came back
-// (100–300 ms at 25 Mbit/s), and a second layer in flight to hide that was a second stream on every
-// link. The holder ends the stream early when it cannot send the next blob; nothing here is trusted:
+// once: a request per layer crossed the full queues of both links before its first byte came back, and
+// a second layer in flight to hide that was a second stream on every link. The holder ends the stream early when it cannot send the next blob; nothing here is trusted:
 // the mirror verifies every blob and takes what the stream did not bring from other holders.
 import type { Descriptor } from '../oci/digest.js';
 import { peerRequest } from './peer-client.js';

@@ -17,8 +17,8 @@ export const TRY_HEADER = 'x-layermesh-try';
 /**
  * A blob at least this large is sent to one patient peer at a time (the others are redirected to the
  * copies it is feeding) and replicated along a pipeline of nodes; smaller ones (configs, manifests) are
- * not worth queueing. Measured: at 4 MiB, the 2 MiB layers sent straight to every node made the pushed
- * node's uplink the bottleneck of the whole fan-out.
+ * not worth queueing. A much higher threshold sends mid-sized layers straight to every node and makes the
+ * pushed node's uplink the bottleneck of the whole fan-out.
  */
 export const PIPELINE_MIN_BYTES = 256 << 10;
 /**
