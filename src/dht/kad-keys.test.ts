@@ -1,7 +1,7 @@
 import { describe, expect, test } from 'vitest';
 import { generateKeyPair } from '@libp2p/crypto/keys';
 import { peerIdFromPrivateKey } from '@libp2p/peer-id';
-import { assignRecords } from './batch-announcer.js';
+import { assignRecords } from './provider-batches.js';
 import { cidKadId, closestIndexes, keyToCid, peerKadId, prefixOf, regionTargets } from './kad-keys.js';
 import { createHash } from 'node:crypto';
 

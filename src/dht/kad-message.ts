@@ -1,4 +1,4 @@
-// The few kad-dht wire messages the batch announcer sends itself: ADD_PROVIDER and PING, length-prefixed
+// The few kad-dht wire messages the provider batches send themselves: ADD_PROVIDER and PING, length-prefixed
 // protobuf exactly as any kad-dht peer reads them (field numbers are those of the libp2p Kademlia spec's
 // dht.proto: Message.type = 1, key = 2, providerPeers = 9; Peer.id = 1, addrs = 2).
 import protobuf from 'protobufjs';

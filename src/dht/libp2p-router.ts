@@ -1,7 +1,7 @@
 // The mesh router on libp2p: provider records in kad-dht (announced in batches), events on gossipsub.
 import type { CID } from 'multiformats/cid';
 import type { Logger } from 'pino';
-import { BatchAnnouncer } from './batch-announcer.js';
+import { ProviderBatches } from './provider-batches.js';
 import { keyToCid } from './kad-keys.js';
 import { KAD_PROTOCOL, type MeshNode } from './libp2p-node.js';
 import { checkEventMessage, encodeEvent, decodeEvent, eventValidator, EVENTS_TOPIC } from './mesh-events.js';
@@ -46,7 +46,7 @@ export class Libp2pRouter implements Router {
   private readonly providerStore: ProviderStore;
   private readonly directory: PeerDirectory;
   private readonly view: NetworkView;
-  private readonly announcer: BatchAnnouncer;
+  private readonly batches: ProviderBatches;
   private readonly handlers: Array<(event: MeshEvent, from: string) => void> = [];
   private readonly shutdown = new AbortController();
   private readonly lookupTimeoutMs: number;
@@ -82,7 +82,7 @@ export class Libp2pRouter implements Router {
     this.providerStore = dht.providers;
     this.directory = new PeerDirectory(this.libp2p, opts.nodeInfo, this.log.child({ component: 'router.peers' }));
     this.view = new NetworkView(this.libp2p, K, opts.viewMaxAgeMs ?? 60_000, this.log.child({ component: 'router.view' }));
-    this.announcer = new BatchAnnouncer(this.libp2p, this.log.child({ component: 'router.announce' }), {
+    this.batches = new ProviderBatches(this.libp2p, this.log.child({ component: 'router.announce' }), {
       k: K,
       batchProtocol: opts.batchProtocol ?? true,
       batchSize: 5_000, // ~50 ms of the receiver's CPU
@@ -258,8 +258,8 @@ export class Libp2pRouter implements Router {
     const uncovered = new Set(republish ? ids : ids.filter((id) => !this.covered.has(id)));
     const none = { reached: [], failed: [], records: 0 };
     const results = await Promise.all([
-      uncovered.size > 0 ? this.announcer.send(all, view, signal, (p) => uncovered.has(p.id.toString())) : none,
-      added.length > 0 && uncovered.size < ids.length ? this.announcer.send(added, view, signal, (p) => !uncovered.has(p.id.toString())) : none,
+      uncovered.size > 0 ? this.batches.send(all, view, signal, (p) => uncovered.has(p.id.toString())) : none,
+      added.length > 0 && uncovered.size < ids.length ? this.batches.send(added, view, signal, (p) => !uncovered.has(p.id.toString())) : none,
     ]);
     if (republish) {
       this.covered = new Set();

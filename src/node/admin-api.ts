@@ -5,13 +5,13 @@ import type { Inventory, Membership } from '../dht/membership.js';
 import type { PeerStatus, Router } from '../dht/router.js';
 import type { ImageEntry, MeshImageRow, NodeStatus, PeerEntry, WhoHasAnswer, WhoHasEntry } from '../api/admin-types.js';
 import { RegistryError } from '../registry/errors.js';
-import type { Announcer } from './announcer.js';
+import type { Holdings } from './holdings.js';
 
 export interface AdminDeps {
   store: Store;
   router: Pick<Router, 'id' | 'findProviders'> & { readonly lastRepublish?: Date };
   membership: Pick<Membership, 'peers' | 'inventories'>;
-  announcer: Announcer;
+  holdings: Holdings;
   /** This node's inventory, as members see it. */
   ownInventory(): Promise<Inventory>;
   node: { name: string; labels: Record<string, string>; swarmKey: boolean };
@@ -37,8 +37,8 @@ export function registerAdminApi(app: FastifyInstance, deps: AdminDeps): void {
     store: deps.store.kind,
     swarmKey: deps.node.swarmKey,
     peers: membership.peers().length,
-    announcedKeys: deps.announcer.size,
-    lastReconcile: deps.announcer.lastReconcile?.toISOString(),
+    announcedKeys: deps.holdings.size,
+    lastReconcile: deps.holdings.lastReconcile?.toISOString(),
     lastRepublish: router.lastRepublish?.toISOString(),
   }));
 

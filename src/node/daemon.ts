@@ -93,7 +93,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
       stallTimeoutMs: PEER_STALL_MS,
       resolveTags: config.mirrorTags,
       members: mesh.membership,
-      partialHolder: (digest) => mesh.announcer.announceArriving(digest),
+      partialHolder: (digest) => mesh.holdings.announceArriving(digest),
       upstream,
     });
     const replicator = new Replicator({
@@ -127,7 +127,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
       store,
       router: mesh.router,
       membership: mesh.membership,
-      announcer: mesh.announcer,
+      holdings: mesh.holdings,
       ownInventory: () => mesh.ownInventory(),
       node: { name: config.nodeName, labels: config.labels, swarmKey: swarmKey !== undefined },
       registryUrl: () => registryUrl,

@@ -18,7 +18,7 @@ import { MAX_MANIFEST_BYTES } from '../oci/limits.js';
 import { createRegistry } from '../registry/server.js';
 import { UploadSessions } from '../registry/upload-sessions.js';
 import { MemoryStore } from '../store/memory-store.js';
-import { Announcer } from './announcer.js';
+import { Holdings } from './holdings.js';
 import { pushGossip } from './push-event.js';
 import { parseReplicationPolicy } from './replication-policy.js';
 import { Replicator } from './replicator.js';
@@ -38,11 +38,11 @@ async function node(id: string, replicate: string) {
   planes.set(id, await peerServer.listen({ host: '127.0.0.1', port: 0 }));
   const router = mesh.join({ id, info: { name: id, labels: {}, dataPlanePort: 1, replicate } });
   const membership = new MemoryMembership(mesh, router, planes);
-  const announcer = new Announcer(store, router, log, 60_000, 0);
-  await announcer.start();
+  const holdings = new Holdings(store, router, log, 60_000, 0);
+  await holdings.start();
   const mirror = new Mirror({
     store, spools, members: membership, membershipKey: key, log, lookupTimeoutMs: 1000, stallTimeoutMs: 5000, resolveTags: true,
-    clientCommitGraceMs: 50, partialHolder: (digest) => announcer.announceArriving(digest),
+    clientCommitGraceMs: 50, partialHolder: (digest) => holdings.announceArriving(digest),
   });
   const policy = parseReplicationPolicy(replicate);
   const replicator = new Replicator({ store, membership, mirror, policy, self: { name: id, labels: {} }, log });
@@ -52,7 +52,7 @@ async function node(id: string, replicate: string) {
     store: mirrorStore(store, mirror), uploads: new UploadSessions(store, limits, log), log,
     maxManifestBytes: MAX_MANIFEST_BYTES, pushes: pushGossip(store, router, log),
   });
-  closers.push(() => registry.close(), () => peerServer.close(), async () => announcer.stop());
+  closers.push(() => registry.close(), () => peerServer.close(), async () => holdings.stop());
   return { store, registry };
 }
 

@@ -1,10 +1,10 @@
-// This node's place in the mesh: identity, libp2p node, router, and the announcer that feeds it.
+// This node's place in the mesh: identity, libp2p node, router, and the holdings that feeds it.
 import type { Logger } from 'pino';
 import type { Store } from '../store/store.js';
 import { loadOrCreateIdentity } from '../dht/identity.js';
 import { createMeshNode } from '../dht/libp2p-node.js';
 import { Libp2pRouter } from '../dht/libp2p-router.js';
-import { Announcer } from './announcer.js';
+import { Holdings } from './holdings.js';
 import type { Config } from './config.js';
 import type { ImageEntry, ImageFetch } from '../api/admin-types.js';
 import { libp2pMembership } from '../dht/libp2p-membership.js';
@@ -13,7 +13,7 @@ import type { Inventory, Membership } from '../dht/membership.js';
 export interface Mesh {
   router: Libp2pRouter;
   membership: Membership;
-  announcer: Announcer;
+  holdings: Holdings;
   addrs(): string[];
   /** This node's inventory, as members see it. */
   ownInventory(): Promise<Inventory>;
@@ -54,20 +54,20 @@ export async function joinMesh(config: Config, store: Store, log: Logger, opts: 
     logger: log.child({ component: 'router' }),
   });
   router.onEvent((event, from) => log.info({ event, from }, 'mesh event'));
-  const announcer = new Announcer(store, router, log.child({ component: 'announcer' }), config.reconcileIntervalMs);
-  await announcer.start();
+  const holdings = new Holdings(store, router, log.child({ component: 'holdings' }), config.reconcileIntervalMs);
+  await holdings.start();
   const membership = libp2pMembership(node.libp2p, router, log.child({ component: 'membership' }));
   let fetching = async (): Promise<ImageFetch[]> => [];
   const ownInventory = async (): Promise<Inventory> => ({
     name: config.nodeName,
-    keys: announcer.size,
+    keys: holdings.size,
     images: await localImages(store),
     fetching: await fetching(),
   });
   return {
     router,
     membership,
-    announcer,
+    holdings,
     addrs: () => node.libp2p.getMultiaddrs().map(String),
     ownInventory,
     serveInventory: (progress) => {
@@ -75,7 +75,7 @@ export async function joinMesh(config: Config, store: Store, log: Logger, opts: 
       return membership.serveInventory(ownInventory);
     },
     stop: async () => {
-      announcer.stop();
+      holdings.stop();
       await router.stop();
     },
   };

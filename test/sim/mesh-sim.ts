@@ -1,5 +1,5 @@
 // An in-process mesh: many real libp2p nodes on the memory transport, each with the real
-// announcer over an in-memory store. For figures a 2-core machine cannot reach with real
+// holdings over an in-memory store. For figures a 2-core machine cannot reach with real
 // processes. It models routing, batching and lookups; not bandwidth, latency or processes.
 import '../../src/polyfill.js';
 import { createHash, randomBytes } from 'node:crypto';
@@ -9,14 +9,14 @@ import { pino } from 'pino';
 import { MemoryStore } from '../../src/store/memory-store.js';
 import { createMeshNode } from '../../src/dht/libp2p-node.js';
 import { Libp2pRouter } from '../../src/dht/libp2p-router.js';
-import { Announcer } from '../../src/node/announcer.js';
+import { Holdings } from '../../src/node/holdings.js';
 
 export interface SimFigures {
   nodes: number;
   keys: number;
-  /** From the announcer's start until every record is delivered. */
+  /** From the holdings's start until every record is delivered. */
   announceWallMs: number;
-  /** CPU of the whole process meanwhile (the announcing node and all receivers: an upper bound for the announcer). */
+  /** CPU of the whole process meanwhile (the announcing node and all receivers: an upper bound for the holdings). */
   announceCpuMs: number;
   lookups: number;
   found: number;
@@ -86,14 +86,14 @@ export async function simulate(opts: { nodes: number; keys: number; lookups: num
     const announcing = nodes[opts.nodes - 1];
     const store = new MemoryStore();
     const digests = await fill(store, opts.keys);
-    const announcer = new Announcer(store, announcing.router, log, 3_600_000);
+    const holdings = new Holdings(store, announcing.router, log, 3_600_000);
     const cpu = process.cpuUsage();
     const started = performance.now();
-    await announcer.start();
+    await holdings.start();
     await announcing.router.settled();
     const announceWallMs = performance.now() - started;
     const used = process.cpuUsage(cpu);
-    announcer.stop();
+    holdings.stop();
 
     const times: number[] = [];
     let found = 0;

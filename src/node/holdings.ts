@@ -9,7 +9,7 @@ import type { Router } from '../dht/router.js';
 /** Image records by digest (`repo@sha256:…`) keep untagged manifests alive; they are not announced as names. */
 const isTagName = (name: string) => !name.includes('@');
 
-export class Announcer {
+export class Holdings {
   readonly #held = new Set<string>();
   /** Keys announced though not (yet) in the store: blobs arriving here, which this node already serves. */
   readonly #arriving = new Map<string, number>();
@@ -107,7 +107,7 @@ export class Announcer {
     }, delayMs);
   }
 
-  /** Follows store events for as long as the announcer runs, subscribing again when the store restarts. */
+  /** Follows store events for as long as the holdings runs, subscribing again when the store restarts. */
   async #follow(): Promise<void> {
     const signal = this.#abort.signal;
     for (let backoffMs = 500; !signal.aborted; backoffMs = Math.min(backoffMs * 2, 30_000)) {

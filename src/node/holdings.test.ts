@@ -5,23 +5,23 @@ import { putBlob } from '../store/store.js';
 import { digestOf } from '../oci/digest.js';
 import { MemoryMesh } from '../dht/memory-router.js';
 import { waitFor } from '../../test/helpers/wait.js';
-import { Announcer } from './announcer.js';
+import { Holdings } from './holdings.js';
 
-const running: Announcer[] = [];
+const running: Holdings[] = [];
 afterEach(() => running.splice(0).forEach((a) => a.stop()));
 
-async function announcer(arrivingDelayMs: number) {
+async function holdings(arrivingDelayMs: number) {
   const store = new MemoryStore();
   const router = new MemoryMesh().join();
-  const a = new Announcer(store, router, pino({ level: 'silent' }), 60_000, arrivingDelayMs);
+  const a = new Holdings(store, router, pino({ level: 'silent' }), 60_000, arrivingDelayMs);
   running.push(a);
   await a.start();
   return { store, router, a };
 }
 
-describe('Announcer', () => {
+describe('Holdings', () => {
   test('announces a blob still arriving after the delay, and withdraws it when the transfer fails', async () => {
-    const { router, a } = await announcer(100);
+    const { router, a } = await holdings(100);
     const digest = digestOf(Buffer.from('arriving'));
     const release = a.announceArriving(digest);
     expect(router.held.has(digest)).toBe(false);
@@ -31,7 +31,7 @@ describe('Announcer', () => {
   });
 
   test('a blob that arrives within the delay is announced once, as held', async () => {
-    const { store, router, a } = await announcer(300);
+    const { store, router, a } = await holdings(300);
     const bytes = Buffer.from('quick');
     const digest = digestOf(bytes);
     const release = a.announceArriving(digest);
@@ -43,7 +43,7 @@ describe('Announcer', () => {
   });
 
   test('a blob that stops arriving is settled by asking the store about it, not by listing the store', async () => {
-    const { store, router, a } = await announcer(1000);
+    const { store, router, a } = await holdings(1000);
     let listings = 0;
     const blobs = store.blobs.bind(store);
     store.blobs = () => {
@@ -64,7 +64,7 @@ describe('Announcer', () => {
   });
 
   test('an image name goes out urgently (a client elsewhere may pull it next), blobs do not', async () => {
-    const { store, router } = await announcer(1000);
+    const { store, router } = await holdings(1000);
     const urgent = new Map<string, boolean>();
     const announce = router.announce.bind(router);
     router.announce = (change) => {

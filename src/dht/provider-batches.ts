@@ -16,7 +16,7 @@ import { PROVIDE_PROTOCOL, sendProvide } from './provide-protocol.js';
 const RETRY_DELAYS_MS = [500, 2_000];
 const P2P_CODE = 0x01a5;
 
-export interface BatchAnnouncerOptions {
+export interface ProviderBatchesOptions {
   /** Replication: how many closest peers store each record (kad-dht's k). */
   k: number;
   /** Use /layermesh/provide/1.0.0 with peers that speak it (false: ADD_PROVIDER only, for comparison). */
@@ -46,11 +46,11 @@ export interface SendResult {
 
 type Request = (signal: AbortSignal) => Promise<void>;
 
-export class BatchAnnouncer {
+export class ProviderBatches {
   constructor(
     private readonly libp2p: MeshLibp2p,
     private readonly log: Logger,
-    private readonly opts: BatchAnnouncerOptions,
+    private readonly opts: ProviderBatchesOptions,
   ) {}
 
   /**
