@@ -4,6 +4,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { readdir, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
+import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { peerKey, proof, AUTH_HEADER } from '../src/mirror/peer-auth.js';
@@ -100,6 +101,30 @@ describe('upload sessions', () => {
       expect((await at()).status).toBe(202);
       expect(await readdir(join(own.dataDir, 'store', 'uploads'))).toHaveLength(2);
     } finally {
+      await own.stop();
+    }
+  });
+});
+
+describe('connections', () => {
+  it('are capped per listener: a client holding many open leaves meshd its descriptors and serves again once they close', async () => {
+    const own = await startMeshd(['--store', 'fs', '--max-connections', '20', '--log-level', 'info']);
+    const sockets: Socket[] = [];
+    try {
+      const before = await openDescriptors(own);
+      const { hostname, port } = new URL(own.url);
+      const closedByServer: boolean[] = [];
+      for (let i = 0; i < 60; i++) {
+        const socket = connect(Number(port), hostname);
+        const at = sockets.push(socket) - 1;
+        socket.on('close', () => (closedByServer[at] = true)).on('error', () => undefined);
+      }
+      await waitFor('the connections past the cap to be refused', () => closedByServer.filter(Boolean).length >= 40, { timeoutMs: 5000 });
+      expect(await openDescriptors(own)).toBeLessThan(before + 25);
+      for (const s of sockets) s.destroy();
+      await waitFor('meshd to serve again', async () => (await fetch(`${own.url}/v2/`)).status === 200, { timeoutMs: 5000 });
+    } finally {
+      for (const s of sockets) s.destroy();
       await own.stop();
     }
   });

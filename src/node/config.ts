@@ -19,6 +19,7 @@ export interface Config {
   maxUploadSize: number;
   uploadTimeoutMs: number;
   maxUploads: number;
+  maxConnections: number;
   gcDelayMs: number;
   maxUploadsPerClient: number;
   shutdownGraceMs: number;
@@ -72,6 +73,7 @@ export function configCommand(): Command {
     .addOption(option('--max-upload-size <size>', 'largest blob accepted', '64GiB'))
     .addOption(option('--upload-timeout <duration>', 'abandoned uploads are removed after this idle time', '30m'))
     .addOption(option('--gc-delay <duration>', 'embedded store: blobs only a deleted image referenced are removed this long after the delete', '10s'))
+    .addOption(option('--max-connections <n>', 'open connections each listener (registry, peer data plane) accepts; past it new ones are refused', '4096'))
     .addOption(option('--max-uploads <n>', 'upload sessions open at once; past it a client gets 429', '1000'))
     .addOption(option('--max-uploads-per-client <n>', 'upload sessions one client address may hold open at once', '100'))
     .addOption(option('--shutdown-grace <duration>', 'at SIGTERM, in-flight requests get this long before their connections are cut', '10s'))
@@ -133,6 +135,7 @@ export function parseConfig(argv: string[]): Config {
     maxUploadSize: parseSize(o.maxUploadSize),
     uploadTimeoutMs: parseDuration(o.uploadTimeout),
     gcDelayMs: parseDuration(o.gcDelay),
+    maxConnections: parseCount(o.maxConnections, '--max-connections'),
     maxUploads: parseCount(o.maxUploads, '--max-uploads'),
     maxUploadsPerClient: parseCount(o.maxUploadsPerClient, '--max-uploads-per-client'),
     shutdownGraceMs: parseDuration(o.shutdownGrace),

@@ -37,9 +37,13 @@ export function isLoopback(host: string): boolean {
 
 type Server = { listen(o: { host: string; port: number }): Promise<string>; server: import('node:http').Server };
 
-/** Listens and returns the bound URL (port 0 picks a free port). */
-async function listen(app: Server, addr: string, what: string): Promise<{ url: string; port: number }> {
+/**
+ * Listens and returns the bound URL (port 0 picks a free port). Past `maxConnections` open connections new
+ * ones are refused, so that no client can use up the descriptors meshd needs for its store and its peers.
+ */
+async function listen(app: Server, addr: string, what: string, maxConnections: number): Promise<{ url: string; port: number }> {
   const { host, port } = splitHostPort(addr);
+  app.server.maxConnections = maxConnections;
   try {
     await app.listen({ host, port });
   } catch (err) {
@@ -78,7 +82,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
 
     const spools = await Spools.open(join(config.dataDir, 'spool'));
     const peerServer = createPeerServer({ store, spools, membershipKey, log: log.child({ component: 'peer-server' }) });
-    const peer = await listen(peerServer, config.peerAddr, 'peer data plane');
+    const peer = await listen(peerServer, config.peerAddr, 'peer data plane', config.maxConnections);
     closers.push(() => peerServer.close());
 
     const mesh = await joinMesh(config, store, log, { swarmKey, dataPlanePort: peer.port });
@@ -133,7 +137,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
       registryUrl: () => registryUrl,
       p2pAddrs: mesh.addrs,
     });
-    registryUrl = (await listen(registry, config.registryAddr, 'registry')).url;
+    registryUrl = (await listen(registry, config.registryAddr, 'registry', config.maxConnections)).url;
     closers.push(async () => {
       const cut = setTimeout(() => registry.server.closeAllConnections(), config.shutdownGraceMs);
       await registry.close();
