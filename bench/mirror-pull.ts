@@ -211,7 +211,7 @@ async function rawGets(s: Setup, rounds: number): Promise<{ peer: number; regist
   const registry: number[] = [];
   for (let i = 0; i < rounds; i++) {
     const path = `/peer/v1/blobs/${blob.digest}`;
-    const p = await curlGet(`${s.a.peerUrl}${path}`, { 'x-layermesh-auth': proof(key, 'GET', path) });
+    const p = await curlGet(`${s.a.peerUrl}${path}`, { 'x-layermesh-auth': proof(key, { method: 'GET', path, target: s.a.peerId ?? '' }) });
     const r = await curlGet(`${s.registry.url}/v2/bench/app/blobs/${blob.digest}`);
     if (p.bytes !== blob.size || r.bytes !== blob.size) throw new Error(`raw GET of ${blob.digest}: peer plane ${p.status} ${p.bytes} B, registry ${r.status} ${r.bytes} B`);
     peer.push(p.bytesPerSecond / MB);

@@ -73,7 +73,7 @@ async function fuzz(plane: Plane, seed: number, indices: number[], findings: Fin
       };
       const rng = new Rng(caseSeed(seed, plane, i));
       if (plane === 'registry') await registryCase({ rng, w: world, send: sendOne });
-      else await peerCase({ rng, w: world, send: sendOne, key });
+      else await peerCase({ rng, w: world, send: sendOne, key, target: meshd.peerId });
     }
   };
   await Promise.all(Array.from({ length: CONCURRENCY }, worker));

@@ -98,16 +98,23 @@ describe('the mirror', () => {
     expect(none.status).toBe(401);
     expect(await none.text()).not.toContain('\u0000');
     const wrongKey = peerKey(parseSwarmKey(await run(process.execPath, [MESHCTL, 'swarm-key', 'generate'])));
-    const wrong = await fetch(`${a.peerUrl}${path}`, { headers: { 'x-layermesh-auth': proof(wrongKey, 'GET', path) } });
+    const wrong = await fetch(`${a.peerUrl}${path}`, { headers: { 'x-layermesh-auth': proof(wrongKey, { method: 'GET', path, target: a.peerId }) } });
     expect(wrong.status).toBe(401);
     const right = peerKey(parseSwarmKey(await run('cat', [keyFile])));
-    const stale = await fetch(`${a.peerUrl}${path}`, { headers: { 'x-layermesh-auth': proof(right, 'GET', path, Date.now() - 10 * 60_000) } });
+    const stale = await fetch(`${a.peerUrl}${path}`, { headers: { 'x-layermesh-auth': proof(right, { method: 'GET', path, target: a.peerId }, Date.now() - 10 * 60_000) } });
     expect(stale.status).toBe(401);
-    const otherPath = await fetch(`${a.peerUrl}${path}`, { headers: { 'x-layermesh-auth': proof(right, 'GET', '/peer/v1/blobs/other') } });
+    const otherPath = await fetch(`${a.peerUrl}${path}`, { headers: { 'x-layermesh-auth': proof(right, { method: 'GET', path: '/peer/v1/blobs/other', target: a.peerId }) } });
     expect(otherPath.status).toBe(401);
-    const ok = await fetch(`${a.peerUrl}${path}`, { headers: { 'x-layermesh-auth': proof(right, 'GET', path) } });
+    const header = proof(right, { method: 'GET', path, target: a.peerId });
+    const ok = await fetch(`${a.peerUrl}${path}`, { headers: { 'x-layermesh-auth': header } });
     expect(ok.status).toBe(200);
     expect(Number(ok.headers.get('content-length'))).toBe(image.layers[0].size);
     await ok.arrayBuffer();
+    // A captured proof is good once, and only on the node it was made for.
+    for (const url of [a.peerUrl, b.peerUrl]) {
+      const replayed = await fetch(`${url}${path}`, { headers: { 'x-layermesh-auth': header } });
+      expect(replayed.status).toBe(401);
+      expect((await replayed.arrayBuffer()).byteLength).toBeLessThan(1000);
+    }
   });
 });

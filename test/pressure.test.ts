@@ -43,7 +43,7 @@ const rssBytes = async () => (await rssKb(meshd.proc.pid!)) * 1024;
 
 async function peer(path: string, init: RequestInit = {}): Promise<Response> {
   const method = init.method ?? 'GET';
-  const headers = { ...(init.headers as Record<string, string>), [AUTH_HEADER]: proof(peerKey(undefined), method, path) };
+  const headers = { ...(init.headers as Record<string, string>), [AUTH_HEADER]: proof(peerKey(undefined), { method, path, target: meshd.peerId, body: init.body as string | undefined }) };
   return fetch(`${meshd.peerUrl}${path}`, { ...init, headers });
 }
 

@@ -33,7 +33,7 @@ async function spoolsIn(): Promise<Spools> {
 
 /** A real peer data plane on loopback, counting the requests it answers by path. */
 async function holder(id: string, store: MemoryStore, spools?: Spools) {
-  const app = createPeerServer({ store, spools: spools ?? (await spoolsIn()), membershipKey: key, log, awaitCopyMs: 500 });
+  const app = createPeerServer({ store, spools: spools ?? (await spoolsIn()), membershipKey: key, selfId: id, log, awaitCopyMs: 500 });
   const requests: string[] = [];
   app.addHook('onRequest', async (req) => void requests.push(req.url));
   await app.listen({ host: '127.0.0.1', port: 0 });

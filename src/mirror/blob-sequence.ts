@@ -46,7 +46,7 @@ export class BlobSequence implements SourceSequence {
     // The holder answers once it can send the first blob, which it may wait for.
     const noAnswer = setTimeout(() => ctl.abort(new Error('no answer')), stallTimeoutMs + AWAIT_COPY_MS);
     try {
-      const res = await peerRequest(peer.url, SEQUENCE_PATH, key, {
+      const res = await peerRequest(peer, SEQUENCE_PATH, key, {
         method: 'POST',
         body: JSON.stringify({ blobs: blobs.map(({ digest, size }) => ({ digest, size })) }),
         headers: { [PATIENT_HEADER]: selfId ?? '' },

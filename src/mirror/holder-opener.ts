@@ -63,7 +63,7 @@ export class HolderOpener {
         const noAnswer = setTimeout(() => ctl.abort(new Error('no answer')), this.opts.stallTimeoutMs);
         // A patient fetch waits for the holder it was sent to (it may wait for its own copy to begin).
         if (!patient) hedge = setTimeout(ask, this.#hedgeDelayMs());
-        peerRequest(peer.url, path, this.opts.membershipKey, { from: offset, headers, signal: ctl.signal })
+        peerRequest(peer, path, this.opts.membershipKey, { from: offset, headers, signal: ctl.signal })
           .then((res) => {
             clearTimeout(noAnswer);
             const total = totalSize(res);

@@ -11,7 +11,7 @@ import { MemoryStore } from '../store/memory-store.js';
 import { Mirror } from './mirror.js';
 import type { UpstreamSource } from './pull-through.js';
 import type { DataPlane } from '../dht/membership.js';
-import { AUTH_HEADER, peerKey, verifyProof } from './peer-auth.js';
+import { AUTH_HEADER, peerKey, ProofChecker } from './peer-auth.js';
 import { Spools } from './spools.js';
 
 const key = peerKey(new TextEncoder().encode('test fleet'));
@@ -26,9 +26,10 @@ interface Double extends DataPlane {
 
 async function peer(id: string, rttMs: number, handler: Handler): Promise<Double> {
   const requests: Double['requests'] = [];
+  const proofs = new ProofChecker(key, id);
   const server = createServer((req, res) => {
     const offset = Number(/bytes=(\d+)-/.exec(req.headers.range ?? '')?.[1] ?? 0);
-    requests.push({ offset, authorized: verifyProof(key, 'GET', req.url!, req.headers[AUTH_HEADER] as string) });
+    requests.push({ offset, authorized: proofs.verify({ method: 'GET', path: req.url! }, req.headers[AUTH_HEADER] as string) });
     handler(req, res, offset);
   });
   servers.push(server);

@@ -3,13 +3,13 @@
 // becomes a tree instead of every node pulling from the first). It never asks another peer (no loops by
 // construction) and answers only requests that prove membership.
 import { Readable } from 'node:stream';
-import Fastify, { type FastifyRequest } from 'fastify';
+import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { type Store } from '../store/store.js';
 import { isDigest, type Descriptor } from '../oci/digest.js';
 import { RangeNotSatisfiableError } from '../http/range.js';
 import { blobHeaders, serveBlob } from '../http/serve-blob.js';
-import { AUTH_HEADER, verifyProof } from './peer-auth.js';
+import { AUTH_HEADER, ProofChecker } from './peer-auth.js';
 import { AWAIT_COPY_MS, BLOB_PATH, IMAGES_PATH, MAX_SEQUENCE_BLOBS, MAX_SEQUENCE_BYTES, PATIENT_HEADER, PIPELINE_MIN_BYTES, SEQUENCE_PATH, TRY_HEADER } from './peer-protocol.js';
 import type { Spool } from './spool.js';
 import type { Spools } from './spools.js';
@@ -49,11 +49,23 @@ function sequenceAsked(body: unknown): Descriptor[] | string {
   return [...asked.values()];
 }
 
+/** A request body as JSON; undefined when it is none or not JSON. */
+function jsonOf(body: unknown): unknown {
+  if (!Buffer.isBuffer(body)) return undefined;
+  try {
+    return JSON.parse(body.toString('utf8'));
+  } catch {
+    return undefined;
+  }
+}
+
 export interface PeerServerOptions {
   store: Store;
   spools: Spools;
   /** Proves membership: requests without a proof made with it are refused. */
   membershipKey: Buffer;
+  /** This node's peer id: proofs made for another node are refused. */
+  selfId: string;
   log: Logger;
   /** How long a patient peer may wait for this node's copy of a blob to begin. Default AWAIT_COPY_MS. */
   awaitCopyMs?: number;
@@ -61,6 +73,7 @@ export interface PeerServerOptions {
 
 export function createPeerServer(opts: PeerServerOptions) {
   const { store, spools, membershipKey, log, awaitCopyMs = AWAIT_COPY_MS } = opts;
+  const proofs = new ProofChecker(membershipKey, opts.selfId);
   const app = Fastify({ return503OnClosing: true });
   // Per blob, the answers being sent now, and to which patient peers (by peer id). Local pulls are never
   // refused; a large blob goes to one patient peer at a time, the others are sent to the copies it feeds.
@@ -109,11 +122,25 @@ export function createPeerServer(opts: PeerServerOptions) {
     return reply.code(status).send({ errors: [{ code: 'UNKNOWN', message: `internal error (request ${req.id})` }] });
   });
 
+  // A proof covers the body too: bodies are kept as sent, whatever their type, and a request with one is
+  // checked once it is read; the handler parses it only then.
+  const raw = new WeakMap<FastifyRequest, Buffer>();
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', { parseAs: 'buffer' }, (req, body, done) => {
+    raw.set(req, body as Buffer);
+    done(null, body);
+  });
+  const refuse = (req: FastifyRequest, reply: FastifyReply) => {
+    log.warn({ method: req.method, url: req.url, from: req.ip }, 'peer request without a valid membership proof');
+    return reply.code(401).send({ errors: [{ code: 'UNAUTHORIZED', message: 'not a member of this mesh' }] });
+  };
+  const proven = (req: FastifyRequest, body?: Buffer) =>
+    proofs.verify({ method: req.method, path: req.url, body }, req.headers[AUTH_HEADER] as string | undefined);
   app.addHook('onRequest', async (req, reply) => {
-    if (!verifyProof(membershipKey, req.method, req.url, req.headers[AUTH_HEADER] as string | undefined)) {
-      log.warn({ method: req.method, url: req.url, from: req.ip }, 'peer request without a valid membership proof');
-      return reply.code(401).send({ errors: [{ code: 'UNAUTHORIZED', message: 'not a member of this mesh' }] });
-    }
+    if (req.method !== 'POST' && !proven(req)) return refuse(req, reply);
+  });
+  app.addHook('preHandler', async (req, reply) => {
+    if (req.method === 'POST' && !proven(req, raw.get(req))) return refuse(req, reply);
   });
 
   app.route({
@@ -156,7 +183,7 @@ export function createPeerServer(opts: PeerServerOptions) {
   }
 
   app.post(SEQUENCE_PATH, async (req, reply) => {
-    const blobs = sequenceAsked(req.body);
+    const blobs = sequenceAsked(jsonOf(req.body));
     if (typeof blobs === 'string') return reply.code(400).send(badRequest(blobs));
     // Answered once the first blob can be sent: a node further down a pipeline may wait for its copy to begin.
     const first = await held(blobs[0].digest, true);

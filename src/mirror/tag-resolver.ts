@@ -40,7 +40,7 @@ export class TagResolver {
     for (const peer of await holders.of(image)) {
       try {
         const path = `${IMAGES_PATH}?name=${encodeURIComponent(image)}`;
-        const res = await peerRequest(peer.url, path, membershipKey, { signal: AbortSignal.timeout(stallTimeoutMs) });
+        const res = await peerRequest(peer, path, membershipKey, { signal: AbortSignal.timeout(stallTimeoutMs) });
         const answer = await readBounded(res.body, 64 << 10);
         if (res.status !== 200) continue;
         const target = JSON.parse(answer.toString()) as Descriptor;

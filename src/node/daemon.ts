@@ -1,7 +1,9 @@
 // meshd's lifecycle: open the store, serve the peer data plane, join the mesh, serve the registry; stop cleanly.
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { peerIdFromPrivateKey } from '@libp2p/peer-id';
 import type { Logger } from 'pino';
+import { loadOrCreateIdentity } from '../dht/identity.js';
 import type { Store } from '../store/store.js';
 import { readSwarmKey } from '../dht/swarm-key.js';
 import { Mirror } from '../mirror/mirror.js';
@@ -80,12 +82,13 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     const store = await openStore(config, log);
     closers.push(() => store.close());
 
+    const privateKey = await loadOrCreateIdentity(config.dataDir);
     const spools = await Spools.open(join(config.dataDir, 'spool'));
-    const peerServer = createPeerServer({ store, spools, membershipKey, log: log.child({ component: 'peer-server' }) });
+    const peerServer = createPeerServer({ store, spools, membershipKey, selfId: peerIdFromPrivateKey(privateKey).toString(), log: log.child({ component: 'peer-server' }) });
     const peer = await listen(peerServer, config.peerAddr, 'peer data plane', config.maxConnections);
     closers.push(() => peerServer.close());
 
-    const mesh = await joinMesh(config, store, log, { swarmKey, dataPlanePort: peer.port });
+    const mesh = await joinMesh(config, store, log, { swarmKey, privateKey, dataPlanePort: peer.port });
     closers.push(() => mesh.stop());
 
     const mirror = new Mirror({

@@ -34,7 +34,7 @@ let dir: string;
 async function node(id: string, replicate: string) {
   const store = new MemoryStore();
   const spools = await Spools.open(join(dir, id));
-  const peerServer = createPeerServer({ store, spools, membershipKey: key, log });
+  const peerServer = createPeerServer({ store, spools, membershipKey: key, selfId: id, log });
   planes.set(id, await peerServer.listen({ host: '127.0.0.1', port: 0 }));
   const router = mesh.join({ id, info: { name: id, labels: {}, dataPlanePort: 1, replicate } });
   const membership = new MemoryMembership(mesh, router, planes);

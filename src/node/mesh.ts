@@ -1,7 +1,7 @@
 // This node's place in the mesh: identity, libp2p node, router, and the holdings that feeds it.
+import type { PrivateKey } from '@libp2p/interface';
 import type { Logger } from 'pino';
 import type { Store } from '../store/store.js';
-import { loadOrCreateIdentity } from '../dht/identity.js';
 import { createMeshNode } from '../dht/libp2p-node.js';
 import { Libp2pRouter } from '../dht/libp2p-router.js';
 import { Holdings } from './holdings.js';
@@ -28,13 +28,14 @@ async function localImages(store: Store): Promise<ImageEntry[]> {
 }
 
 export interface JoinOptions {
+  /** This node's libp2p identity (its peer id names it to the members). */
+  privateKey: PrivateKey;
   swarmKey?: Uint8Array;
   dataPlanePort: number;
 }
 
 export async function joinMesh(config: Config, store: Store, log: Logger, opts: JoinOptions): Promise<Mesh> {
-  const privateKey = await loadOrCreateIdentity(config.dataDir);
-  const { swarmKey } = opts;
+  const { swarmKey, privateKey } = opts;
   if (!swarmKey) {
     log.warn('no --swarm-key: ANYONE who can reach the p2p port can join this mesh and read what it announces; '
       + 'generate one with `meshctl swarm-key generate` and give it to every node');

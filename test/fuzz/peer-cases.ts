@@ -15,11 +15,14 @@ export interface PeerCtx {
   w: World;
   send: Send;
   key: Buffer;
+  /** The peer id of the node under test: proofs are made for it. */
+  target: string;
 }
 
 /** Signed for `signAs` (default the method itself: a HEAD may be signed as its GET). */
-function signed(key: Buffer, method: string, path: string, extra: Partial<FuzzRequest> = {}, signAs = method): FuzzRequest {
-  const headers = { ...extra.headers, [AUTH_HEADER]: proof(key, signAs, path) };
+function signed({ key, target }: Pick<PeerCtx, 'key' | 'target'>, method: string, path: string, extra: Partial<FuzzRequest> = {}, signAs = method): FuzzRequest {
+  const body = extra.body && Buffer.concat(extra.body);
+  const headers = { ...extra.headers, [AUTH_HEADER]: proof(key, { method: signAs, path, target, body }) };
   return { method, path, ...extra, headers, malformed: extra.malformed || malformedUri(path) };
 }
 
@@ -63,7 +66,7 @@ function sequenceBody(rng: Rng, w: World): { body: string } {
   ]);
 }
 
-async function blobs({ rng, w, send, key }: PeerCtx): Promise<void> {
+async function blobs({ rng, w, send, key, target }: PeerCtx): Promise<void> {
   const method = rng.pick(['GET', 'HEAD']);
   const isHeld = rng.chance(0.5);
   const blob = rng.pick(w.blobs);
@@ -78,25 +81,25 @@ async function blobs({ rng, w, send, key }: PeerCtx): Promise<void> {
   if (isHeld && rng.chance(0.4)) headers[PATIENT_HEADER] = `12D3KooFuzz${rng.hex(8)}`;
   // GETs of the 16 MiB blob are few: each one sends it whole.
   if (method === 'GET' && digest === w.big.digest && rng.chance(0.8)) headers.range = 'bytes=0-1023';
-  await send(signed(key, method, path, { headers }, method === 'HEAD' && rng.chance(0.5) ? 'GET' : method));
+  await send(signed({ key, target }, method, path, { headers }, method === 'HEAD' && rng.chance(0.5) ? 'GET' : method));
 }
 
-async function images({ rng, w, send, key }: PeerCtx): Promise<void> {
+async function images({ rng, w, send, key, target }: PeerCtx): Promise<void> {
   const path = `/peer/v1/images?${oddImageName(rng, w)}`;
-  await send(signed(key, rng.chance(0.9) ? 'GET' : 'HEAD', path));
+  await send(signed({ key, target }, rng.chance(0.9) ? 'GET' : 'HEAD', path));
 }
 
-async function sequence({ rng, w, send, key }: PeerCtx): Promise<void> {
+async function sequence({ rng, w, send, key, target }: PeerCtx): Promise<void> {
   const { body } = sequenceBody(rng, w);
   const type = rng.weighted<string | undefined>([[12, 'application/json'], [1, undefined], [1, () => rng.pick(['text/plain', 'application/octet-stream',
     'application/json; charset=utf-16', 'application/x-www-form-urlencoded', 'Application/JSON', 'application/vnd.oci.image.index.v1+json'])]]);
   const headers: Record<string, string> = type === undefined ? {} : { 'content-type': type };
   if (rng.chance(0.2)) headers[PATIENT_HEADER] = `12D3KooFuzz${rng.hex(8)}`;
-  await send(signed(key, 'POST', SEQUENCE_PATH, { body: [Buffer.from(body)], headers }));
+  await send(signed({ key, target }, 'POST', SEQUENCE_PATH, { body: [Buffer.from(body)], headers }));
 }
 
 /** A request to any path of the data plane without a valid proof: 401, whatever it asks. */
-async function unproven({ rng, w, send, key }: PeerCtx): Promise<void> {
+async function unproven({ rng, w, send, key, target }: PeerCtx): Promise<void> {
   const method = rng.pick(['GET', 'HEAD', 'POST']);
   const path = rng.pick([`/peer/v1/blobs/${rng.pick(w.blobs).digest}`, `/peer/v1/images?name=${encodeURIComponent(w.images[0])}`, SEQUENCE_PATH, '/peer/v1/nope']);
   const now = Date.now();
@@ -104,23 +107,24 @@ async function unproven({ rng, w, send, key }: PeerCtx): Promise<void> {
   const auth = rng.weighted<string | undefined>([
     [2, undefined],
     [1, () => rng.pick(['', 'garbage', `${now}.`, `.${'a'.repeat(64)}`, `${now}.${'g'.repeat(64)}`, `12345678901234567.${'a'.repeat(64)}`])],
-    [2, () => proof(rng.bytes(32), method, path)],
-    [2, () => proof(key, method, path, now - rng.int(61_000, 10 ** 9))],
-    [1, () => proof(key, method, path, now + rng.int(61_000, 10 ** 9))],
-    [2, () => proof(key, method, rng.pick(['/peer/v1/images', `${path}x`, `${path}?x=1`, path.toUpperCase()]))],
-    [1, () => proof(key, other, path)],
-    [1, () => proof(key, method, path).toUpperCase()],
-    [1, () => `${proof(key, method, path)}, ${proof(key, method, path)}`],
+    [2, () => proof(rng.bytes(32), { method, path, target })],
+    [2, () => proof(key, { method, path, target }, now - rng.int(61_000, 10 ** 9))],
+    [1, () => proof(key, { method, path, target }, now + rng.int(61_000, 10 ** 9))],
+    [2, () => proof(key, { method, path: rng.pick(['/peer/v1/images', `${path}x`, `${path}?x=1`, path.toUpperCase()]), target })],
+    [2, () => proof(key, { method, path, target: `${target}x` })],
+    [1, () => proof(key, { method: other, path, target })],
+    [1, () => proof(key, { method, path, target }).toUpperCase()],
+    [1, () => `${proof(key, { method, path, target })}, ${proof(key, { method, path, target })}`],
   ]);
   const headers: Record<string, string> = auth === undefined ? {} : { [AUTH_HEADER]: auth };
   await send({ method, path, headers, expect: 401, body: method === 'POST' ? [Buffer.from(JSON.stringify({ blobs: [descriptor(w.blobs[0])] }))] : undefined });
 }
 
 /** Other routes and methods, with a valid proof. */
-async function elsewhere({ rng, send, key }: PeerCtx): Promise<void> {
+async function elsewhere({ rng, send, key, target }: PeerCtx): Promise<void> {
   const method = rng.pick(['GET', 'PUT', 'DELETE', 'PATCH', 'POST']);
   const path = rng.pick(['/peer/v1/nope', '/peer/v1/', '/', '/v2/', `${SEQUENCE_PATH}/x`, '/peer/v1/images/x', '/peer/v2/blobs/x', '/peer/v1/blobs']);
-  await send(signed(key, method, path, method === 'GET' ? {} : { body: [Buffer.from('{}')], headers: { 'content-type': 'application/json' } }));
+  await send(signed({ key, target }, method, path, method === 'GET' ? {} : { body: [Buffer.from('{}')], headers: { 'content-type': 'application/json' } }));
 }
 
 export async function peerCase(ctx: PeerCtx): Promise<void> {
