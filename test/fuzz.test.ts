@@ -7,7 +7,7 @@
 import { createHash } from 'node:crypto';
 import { appendFileSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { tmpdir, homedir } from 'node:os';
 import { join, relative } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateSwarmKey, parseSwarmKey } from '../src/dht/swarm-key.js';
@@ -97,7 +97,7 @@ beforeAll(async () => {
   key = peerKey(parseSwarmKey(await readFile(join(root, 'swarm.key'))));
   before = { tmp: new Set(await readdir(tmpdir())), cwd: new Set(await readdir(process.cwd())), root: await walk(root, '') };
   meshd = await startMeshd(['--store', 'fs', '--swarm-key', join(root, 'swarm.key'), '--log-level', 'info'], { dataDir: join(root, 'data') });
-  own = [root, meshd.dataDir, process.cwd()];
+  own = [root, meshd.dataDir, process.cwd(), homedir()].filter((d) => d.length > 1);
   world = await seedWorld(meshd.url);
 }, 60_000);
 

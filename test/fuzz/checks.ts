@@ -1,4 +1,5 @@
 // What every answer must satisfy, and a short report of what did not: grouped by problem and request shape.
+import { MAX_MANIFEST_BYTES } from '../../src/oci/limits.js';
 import type { FuzzRequest, Outcome } from './http.js';
 
 export interface Exchange {
@@ -9,12 +10,9 @@ export interface Exchange {
   out: Outcome;
 }
 
-/** The registry refuses to store larger manifests, so it must never serve one. */
-const MAX_MANIFEST_BYTES = 4 << 20;
+/** Paths found on any machine; this run's own directories (data dir, checkout, home) are given to leak(). */
 const PATH_MARKERS: [string, RegExp][] = [
-  ['/work/', /\/work\//],
   ['/tmp/', /\/tmp\//],
-  ['/root/', /\/root\//],
   ['/home/', /\/home\//],
   ['node_modules', /node_modules/],
   ['stack frame', /(?:\\n|\n)\s*at \S|\bat (?:file:|node:)|\bat \S+ \((?:file:|node:|\/)/],
