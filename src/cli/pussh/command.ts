@@ -104,7 +104,7 @@ async function reachRegistry(client: RegistryClient, tunnel: Tunnel, host: SshTa
         throw new PusshError('failed', `sshd on ${host.display} does not allow port forwarding (AllowTcpForwarding in its sshd_config): ${reason}`);
       }
       throw new PusshError('no-meshd', `no meshd answers on ${remote} on ${host.display}${reason ? ` (ssh: ${reason})` : ''}.\n` +
-        `Install and start meshd there (README, section "pussh": bash scripts/install.sh, then run meshd), ` +
+        `Install and start meshd there (docs/pussh.md: bash scripts/install.sh, then run meshd), ` +
         'or give --remote-registry HOST:PORT if its registry listens elsewhere (meshd --registry-addr).');
     }
   }
