@@ -33,7 +33,6 @@ const tooManySessions = (message: string) =>
 
 export class UploadSessions {
   readonly #sessions = new Map<string, Session>();
-  readonly #perClient = new Map<string, number>();
   readonly #sweeper: NodeJS.Timeout;
 
   constructor(private readonly store: Store, readonly limits: UploadLimits, private readonly log: Logger) {
@@ -52,25 +51,13 @@ export class UploadSessions {
       this.log.warn({ client, sessions: this.#sessions.size }, 'upload refused: the registry holds its maximum of upload sessions');
       throw tooManySessions(`the registry holds its maximum of ${maxSessions} upload sessions; finish or cancel some`);
     }
-    if ((this.#perClient.get(client) ?? 0) >= maxSessionsPerClient) {
+    if ([...this.#sessions.values()].filter((s) => s.client === client).length >= maxSessionsPerClient) {
       throw tooManySessions(`this client holds its maximum of ${maxSessionsPerClient} upload sessions; finish or cancel some`);
     }
     const upload = await this.store.beginUpload().catch((err) => { throw asRegistryError(err) ?? err; });
     this.#sessions.set(upload.id, { repo, client, upload, lastActive: Date.now(), busy: false });
-    this.#perClient.set(client, (this.#perClient.get(client) ?? 0) + 1);
     this.log.debug({ upload: upload.id, repo, client }, 'upload started');
     return { id: upload.id, upload };
-  }
-
-  /** Forgets a session (the caller ends its upload). */
-  #remove(id: string): Session | undefined {
-    const session = this.#sessions.get(id);
-    if (!session) return undefined;
-    this.#sessions.delete(id);
-    const left = (this.#perClient.get(session.client) ?? 1) - 1;
-    if (left > 0) this.#perClient.set(session.client, left);
-    else this.#perClient.delete(session.client);
-    return session;
   }
 
   /** The session, or BLOB_UPLOAD_UNKNOWN when it does not exist for this repository. */
@@ -116,7 +103,7 @@ export class UploadSessions {
   /** Verifies and publishes the blob; the session ends either way. */
   async finish(repo: string, id: string, digest: string, labels: Record<string, string>): Promise<BlobInfo> {
     const upload = this.get(repo, id);
-    this.#remove(id);
+    this.#sessions.delete(id);
     try {
       const info = await upload.commit({ digest }, labels);
       this.log.debug({ upload: id, repo, digest, bytes: upload.offset }, 'upload committed');
@@ -136,7 +123,9 @@ export class UploadSessions {
 
   /** Ends a session if it still exists. */
   async discard(id: string): Promise<void> {
-    await this.#remove(id)?.upload.abort();
+    const session = this.#sessions.get(id);
+    this.#sessions.delete(id);
+    await session?.upload.abort();
   }
 
   async *#limited(upload: Upload, body: AsyncIterable<Uint8Array>): AsyncIterable<Uint8Array> {
@@ -151,7 +140,7 @@ export class UploadSessions {
   async sweep(now = Date.now()): Promise<void> {
     for (const [id, session] of this.#sessions) {
       if (session.busy || now - session.lastActive < this.limits.idleTimeoutMs) continue;
-      this.#remove(id);
+      this.#sessions.delete(id);
       this.log.info({ upload: id, repo: session.repo, bytes: session.upload.offset }, 'abandoned upload expired');
       await session.upload.abort().catch((err) => this.log.warn({ err, upload: id }, 'aborting expired upload failed'));
     }
@@ -162,7 +151,6 @@ export class UploadSessions {
     clearInterval(this.#sweeper);
     const sessions = [...this.#sessions.entries()];
     this.#sessions.clear();
-    this.#perClient.clear();
     await Promise.all(sessions.map(([id, s]) =>
       s.upload.abort().catch((err) => this.log.warn({ err, upload: id }, 'aborting upload at shutdown failed'))));
   }
