@@ -1,7 +1,7 @@
 // Embedded filesystem store, used where there is no containerd:
 //   <root>/blobs/sha256/<hex>      verified blobs, published by rename
 //   <root>/uploads/<id>            uploads in progress (cleared at start: a crash leaves nothing behind)
-//   <root>/images/<name>.json      image records
+//   <root>/images/<sha256 of name>.json   image records (named by hash: names can be longer than a file name)
 import { createHash, randomUUID } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, rm, stat, unlink, writeFile, type FileHandle } from 'node:fs/promises';
