@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { Access } from '../registry/access.js';
 import { createRegistry } from '../registry/server.js';
 import { UploadSessions } from '../registry/upload-sessions.js';
 import { MemoryStore } from '../store/memory-store.js';
@@ -52,6 +53,7 @@ beforeEach(async () => {
   registry = createRegistry({
     store: mirrorStore(local, mirror, { registries: ['docker.io'] }),
     uploads: new UploadSessions(local, limits, log), log, maxManifestBytes: 4 << 20,
+    access: new Access({ writeGroup: 'layermesh', log }),
   });
 });
 

@@ -16,6 +16,11 @@ export interface Config {
   containerdNamespace: string;
   registryAddr: string;
   registryToken?: string;
+  registryTokenFile?: string;
+  /** Networks whose clients may read without the token. */
+  registryAllow: string[];
+  /** Local users of this group may write, as root may. */
+  writeGroup: string;
   maxUploadSize: number;
   uploadTimeoutMs: number;
   maxUploads: number;
@@ -69,7 +74,10 @@ export function configCommand(): Command {
     .addOption(option('--containerd-socket <path>', 'containerd gRPC socket', '/run/containerd/containerd.sock'))
     .addOption(option('--containerd-namespace <ns>', 'containerd namespace to serve (docker uses moby, kubernetes k8s.io)', 'default'))
     .addOption(option('--registry-addr <host:port>', 'registry listener for local clients', '127.0.0.1:5000'))
-    .addOption(option('--registry-token <token>', 'token required for pushes and deletes (required when the registry is not on loopback)'))
+    .addOption(option('--registry-token <token>', 'token that lets any client read and write (prefer --registry-token-file: a command line is visible to every user)'))
+    .addOption(option('--registry-token-file <file>', 'file holding the registry token (must not be readable by every user)'))
+    .addOption(listOption('--registry-allow <cidr>', 'networks whose clients read without the token, e.g. 10.0.0.0/8 (loopback always reads)'))
+    .addOption(option('--write-group <group>', 'local users of this group may push, tag and delete without the token, as root may', 'layermesh'))
     .addOption(option('--max-upload-size <size>', 'largest blob accepted', '64GiB'))
     .addOption(option('--upload-timeout <duration>', 'abandoned uploads are removed after this idle time', '30m'))
     .addOption(option('--gc-delay <duration>', 'embedded store: blobs only a deleted image referenced are removed this long after the delete', '10s'))
@@ -132,6 +140,9 @@ export function parseConfig(argv: string[]): Config {
     containerdNamespace: o.containerdNamespace,
     registryAddr: o.registryAddr,
     registryToken: o.registryToken || undefined,
+    registryTokenFile: o.registryTokenFile || undefined,
+    registryAllow: o.registryAllow,
+    writeGroup: o.writeGroup,
     maxUploadSize: parseSize(o.maxUploadSize),
     uploadTimeoutMs: parseDuration(o.uploadTimeout),
     gcDelayMs: parseDuration(o.gcDelay),

@@ -13,7 +13,9 @@ import { createPeerServer } from '../mirror/peer-server.js';
 import { Spools } from '../mirror/spools.js';
 import { Upstream } from '../mirror/upstream.js';
 import { readDockerConfig } from '../mirror/upstream-auth.js';
+import { Access, blockListOf, isLoopback } from '../registry/access.js';
 import { createRegistry } from '../registry/server.js';
+import { readSecretFile } from '../util/secret-file.js';
 import { UploadSessions } from '../registry/upload-sessions.js';
 import { registerAdminApi } from './admin-api.js';
 import { splitHostPort, type Config } from './config.js';
@@ -31,10 +33,6 @@ export interface Daemon {
   mesh: Mesh;
   registryUrl: string;
   stop(): Promise<void>;
-}
-
-export function isLoopback(host: string): boolean {
-  return host === 'localhost' || host === '::1' || host.startsWith('127.');
 }
 
 type Server = { listen(o: { host: string; port: number }): Promise<string>; server: import('node:http').Server };
@@ -56,11 +54,23 @@ async function listen(app: Server, addr: string, what: string, maxConnections: n
   return { url: `http://${host.includes(':') ? `[${host}]` : host}:${bound}`, port: bound };
 }
 
-export async function startDaemon(config: Config, log: Logger): Promise<Daemon> {
+/** The registry token, from the flag or its file; and a registry off loopback must not be open to all. */
+async function registryToken(config: Config): Promise<string | undefined> {
+  if (config.registryToken && config.registryTokenFile) throw new Error('give --registry-token or --registry-token-file, not both');
+  const token = config.registryTokenFile
+    ? (await readSecretFile(config.registryTokenFile, 'registry token file')).toString('utf8').trim()
+    : config.registryToken;
+  if (config.registryTokenFile && !token) throw new Error(`registry token file ${config.registryTokenFile} is empty`);
+  blockListOf(config.registryAllow); // a mistyped network stops the daemon here, not at the first request
   const { host } = splitHostPort(config.registryAddr);
-  if (!isLoopback(host) && !config.registryToken) {
-    throw new Error(`--registry-addr ${config.registryAddr} is not loopback: set --registry-token so that only you can push`);
+  if (!isLoopback(host) && !token && config.registryAllow.length === 0) {
+    throw new Error(`--registry-addr ${config.registryAddr} is not loopback: set --registry-token-file (or --registry-allow for networks that may pull) so that the registry is not open to every host`);
   }
+  return token;
+}
+
+export async function startDaemon(config: Config, log: Logger): Promise<Daemon> {
+  const token = await registryToken(config);
   // What has started, stopped in reverse order at shutdown or when a later step fails.
   const closers: (() => Promise<void>)[] = [];
   const closeAll = async () => {
@@ -126,7 +136,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
       uploads,
       log: log.child({ component: 'registry' }),
       maxManifestBytes: MAX_MANIFEST_BYTES,
-      token: config.registryToken,
+      access: new Access({ token, allow: config.registryAllow, writeGroup: config.writeGroup, log: log.child({ component: 'access' }) }),
       pushes: pushGossip(store, mesh.router, log),
     });
     let registryUrl = '';

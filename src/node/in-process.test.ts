@@ -15,6 +15,7 @@ import { peerKey } from '../mirror/peer-auth.js';
 import { createPeerServer } from '../mirror/peer-server.js';
 import { Spools } from '../mirror/spools.js';
 import { MAX_MANIFEST_BYTES } from '../oci/limits.js';
+import { Access } from '../registry/access.js';
 import { createRegistry } from '../registry/server.js';
 import { UploadSessions } from '../registry/upload-sessions.js';
 import { MemoryStore } from '../store/memory-store.js';
@@ -51,6 +52,8 @@ async function node(id: string, replicate: string) {
   const registry = createRegistry({
     store: mirrorStore(store, mirror), uploads: new UploadSessions(store, limits, log), log,
     maxManifestBytes: MAX_MANIFEST_BYTES, pushes: pushGossip(store, router, log),
+    // Requests are injected, not sent over a socket: they come from a local root.
+    access: new Access({ writeGroup: 'layermesh', log, localUid: async () => 0 }),
   });
   closers.push(() => registry.close(), () => peerServer.close(), async () => holdings.stop());
   return { store, registry };
