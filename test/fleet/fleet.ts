@@ -20,8 +20,8 @@ export interface FleetOptions {
   reconcileInterval?: string;
   /** meshd --log-level; default info. Logs are in <host dir>/meshd.log. */
   logLevel?: string;
-  /** Extra meshd arguments, for every host or per host (index from 1). */
-  meshdArgs?: string[] | ((index: number) => string[]);
+  /** Extra meshd arguments, for every host or per host (index from 1; `addressOf` any host's fleet address). */
+  meshdArgs?: string[] | ((index: number, addressOf: (index: number) => string) => string[]);
   /** Whether hosts bootstrap to host 1; default true. Without it they must find each other (`--mdns`). */
   bootstrap?: boolean;
   /** Shaping of every host's link; default unshaped. */
@@ -245,7 +245,7 @@ export class Fleet {
 
   private meshdArgs(h: FleetHost): string[] {
     const { recordTtl, reconcileInterval, logLevel, meshdArgs, bootstrap = true } = this.opts;
-    const extra = typeof meshdArgs === 'function' ? meshdArgs(h.index) : meshdArgs ?? [];
+    const extra = typeof meshdArgs === 'function' ? meshdArgs(h.index, (i) => hostAddress(this.subnet, i)) : meshdArgs ?? [];
     const first = this.hosts[0];
     return [
       '--store', 'containerd',
