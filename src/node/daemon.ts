@@ -14,10 +14,13 @@ import { Spools } from '../mirror/spools.js';
 import { Upstream } from '../mirror/upstream.js';
 import { readDockerConfig } from '../mirror/upstream-auth.js';
 import { Access, blockListOf, isLoopback } from '../registry/access.js';
+import type { PushListener } from '../registry/context.js';
 import { createRegistry } from '../registry/server.js';
 import { readSecretFile } from '../util/secret-file.js';
 import { UploadSessions } from '../registry/upload-sessions.js';
 import { registerAdminApi } from './admin-api.js';
+import { EventLog } from './event-log.js';
+import { registerStatusPage } from './status-page.js';
 import { splitHostPort, type Config } from './config.js';
 import { joinMesh, type Mesh } from './mesh.js';
 import { openStore } from './open-store.js';
@@ -67,6 +70,11 @@ async function registryToken(config: Config): Promise<string | undefined> {
     throw new Error(`--registry-addr ${config.registryAddr} is not loopback: set --registry-token-file (or --registry-allow for networks that may pull) so that the registry is not open to every host`);
   }
   return token;
+}
+
+/** A push listener that also notes each push in the event log. */
+function recorded(pushes: PushListener, events: EventLog, node: string): PushListener {
+  return { check: pushes.check, pushed: (image, digest, o) => (events.record({ kind: 'pushed', image, digest, node }), pushes.pushed(image, digest, o)) };
 }
 
 export async function startDaemon(config: Config, log: Logger): Promise<Daemon> {
@@ -121,7 +129,12 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
       self: { name: config.nodeName, labels: config.labels },
       log: log.child({ component: 'replicator' }),
     });
-    mesh.router.onEvent((event) => replicator.onEvent(event));
+    const events = new EventLog();
+    const nameOf = (id: string) => (id === mesh.router.id ? config.nodeName : mesh.router.peers().find((p) => p.id === id)?.info?.name ?? id);
+    mesh.router.onEvent((event) => {
+      events.record({ kind: 'pushed', image: event.image, digest: event.digest, node: nameOf(event.node) });
+      replicator.onEvent(event);
+    });
     // Members see the replicator's progress in this node's inventory.
     await mesh.serveInventory(() => replicator.progress());
     const uploads = new UploadSessions(store, {
@@ -137,8 +150,9 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
       log: log.child({ component: 'registry' }),
       maxManifestBytes: MAX_MANIFEST_BYTES,
       access: new Access({ token, allow: config.registryAllow, writeGroup: config.writeGroup, log: log.child({ component: 'access' }) }),
-      pushes: pushGossip(store, mesh.router, log),
+      pushes: recorded(pushGossip(store, mesh.router, log), events, config.nodeName),
     });
+    registerStatusPage(registry, events);
     let registryUrl = '';
     registerAdminApi(registry, {
       store,
