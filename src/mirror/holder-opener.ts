@@ -6,6 +6,7 @@ import type { Logger } from 'pino';
 import { peerRequest, type PeerResponse } from './peer-client.js';
 import type { DataPlane, HolderDirectory } from '../dht/membership.js';
 import { BLOB_PATH, PATIENT_HEADER, TRY_HEADER } from './peer-protocol.js';
+import { hedges } from './metrics.js';
 
 /** Hedge delay until enough answer times are known, and its floor. */
 const HEDGE_DEFAULT_MS = 300;
@@ -62,7 +63,7 @@ export class HolderOpener {
         const started = performance.now();
         const noAnswer = setTimeout(() => ctl.abort(new Error('no answer')), this.opts.stallTimeoutMs);
         // A patient fetch waits for the holder it was sent to (it may wait for its own copy to begin).
-        if (!patient) hedge = setTimeout(ask, this.#hedgeDelayMs());
+        if (!patient) hedge = setTimeout(() => (untried.length > 0 && hedges.inc(), ask()), this.#hedgeDelayMs());
         peerRequest(peer, path, this.opts.membershipKey, { from: offset, headers, signal: ctl.signal })
           .then((res) => {
             clearTimeout(noAnswer);

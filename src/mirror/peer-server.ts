@@ -11,6 +11,7 @@ import { RangeNotSatisfiableError } from '../http/range.js';
 import { blobHeaders, serveBlob } from '../http/serve-blob.js';
 import { AUTH_HEADER, ProofChecker } from './peer-auth.js';
 import { AWAIT_COPY_MS, BLOB_PATH, IMAGES_PATH, MAX_SEQUENCE_BLOBS, MAX_SEQUENCE_BYTES, PATIENT_HEADER, PIPELINE_MIN_BYTES, SEQUENCE_PATH, TRY_HEADER } from './peer-protocol.js';
+import { peerSentBytes } from './metrics.js';
 import type { Spool } from './spool.js';
 import type { Spools } from './spools.js';
 
@@ -156,7 +157,10 @@ export function createPeerServer(opts: PeerServerOptions) {
         return reply.code(503).header('retry-after', '1').header(TRY_HEADER, sending.get(digest)!.to.join(','))
           .send({ errors: [{ code: 'TOOMANYREQUESTS', message: `already sending ${digest}` }] });
       }
-      if (req.method === 'GET') reply.raw.once('close', track(digest, patientPeer(req)));
+      if (req.method === 'GET') {
+        reply.raw.once('close', track(digest, patientPeer(req)));
+        reply.raw.once('finish', () => peerSentBytes.inc(Number(reply.getHeader('content-length')) || 0));
+      }
       if (await serveBlob(store, digest, req, reply, log)) return reply;
       if (spool?.size === undefined) return reply.code(404).send(notFound(digest));
       const range = blobHeaders(req, reply, digest, spool.size);
@@ -176,6 +180,7 @@ export function createPeerServer(opts: PeerServerOptions) {
       const release = track(digest, peer);
       try {
         yield* found.spool ? found.spool.reader() : (await store.open(digest)).stream;
+        peerSentBytes.inc(size);
       } finally {
         release();
       }

@@ -21,6 +21,7 @@ import { UploadSessions } from '../registry/upload-sessions.js';
 import { registerAdminApi } from './admin-api.js';
 import { EventLog } from './event-log.js';
 import { registerStatusPage } from './status-page.js';
+import { registerMetrics } from './metrics.js';
 import { splitHostPort, type Config } from './config.js';
 import { joinMesh, type Mesh } from './mesh.js';
 import { openStore } from './open-store.js';
@@ -153,6 +154,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
       pushes: recorded(pushGossip(store, mesh.router, log), events, config.nodeName),
     });
     registerStatusPage(registry, events);
+    registerMetrics(registry, { router: mesh.router, holdings: mesh.holdings });
     let registryUrl = '';
     registerAdminApi(registry, {
       store,
