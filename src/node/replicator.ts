@@ -28,6 +28,7 @@ import { children, isIndexMediaType, MANIFEST_MEDIA_TYPES, parseManifest, type P
 import { readManifest } from '../oci/references.js';
 import type { ImageFetch } from '../api/admin-types.js';
 import { parseReplicationPolicy, type NodeIdentity, type ReplicationPolicy } from './replication-policy.js';
+import { replicatedBytes, replications, replicationSeconds, replicationsInProgress } from './replication-metrics.js';
 
 /** A member of the mesh as the replicator sees it (this node included). */
 export interface Member extends NodeIdentity {
@@ -112,6 +113,8 @@ export class Replicator {
     const active: Active = { digest, blobs: [] };
     this.#active.set(image, active);
     const started = performance.now();
+    replicationsInProgress.inc();
+    let outcome = 'failed';
     const given = this.#verified(inline);
     // Inlined blobs and verified layers go into the store while other layers arrive; the image record waits for all.
     const storing: Promise<void>[] = [];
@@ -142,12 +145,21 @@ export class Replicator {
       ]);
       await Promise.all(storing);
       // A later push of the same name may have started meanwhile: the newest one names the image.
-      if (this.#active.get(image) !== active) return;
+      if (this.#active.get(image) !== active) {
+        outcome = 'superseded';
+        return;
+      }
       const target = { mediaType: root.manifest.mediaType, digest, size: root.body.length };
       await store.images.put({ name: image, target, labels: {} });
       const bytes = active.blobs.reduce((n, b) => n + b.size, 0);
-      log.info({ image, digest, blobs: active.blobs.length, bytes, seconds: (performance.now() - started) / 1000 }, 'replicated');
+      const seconds = (performance.now() - started) / 1000;
+      replicatedBytes.inc(bytes);
+      replicationSeconds.observe(seconds);
+      outcome = 'replicated';
+      log.info({ image, digest, blobs: active.blobs.length, bytes, seconds }, 'replicated');
     } finally {
+      replicationsInProgress.dec();
+      replications.inc({ outcome });
       if (this.#active.get(image) === active) this.#active.delete(image);
     }
   }

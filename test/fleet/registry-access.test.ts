@@ -37,8 +37,8 @@ describe('a registry off loopback', () => {
     elsewhere = buildImage({ layerSizes: [300 << 10], tag: '1' });
     fleet = await Fleet.up(3, {
       waitFor: 'full-mesh',
-      meshdArgs: (i, addressOf) => i === 1
-        ? ['--registry-addr', '0.0.0.0:5000', '--registry-token-file', tokenFile, '--registry-allow', `${addressOf(3)}/32`]
+      meshdArgs: (i, net) => i === 1
+        ? ['--registry-addr', '0.0.0.0:5000', '--registry-token-file', tokenFile, '--registry-allow', `${net.addressOf(3)}/32`]
         : [],
     });
     const [h1, , h3] = fleet.hosts;
