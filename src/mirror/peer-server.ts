@@ -11,6 +11,7 @@ import { type Store } from '../store/store.js';
 import { isDigest, type Descriptor } from '../oci/digest.js';
 import { RangeNotSatisfiableError } from '../http/range.js';
 import { blobHeaders, serveBlob } from '../http/serve-blob.js';
+import { LogRateLimiter } from '../util/log-rate-limiter.js';
 import { AUTH_HEADER, ProofChecker } from './peer-auth.js';
 import { peerIdOfCertificate, TLS_VERSION, type PeerTls } from './peer-tls.js';
 import { AWAIT_COPY_MS, BLOB_PATH, IMAGES_PATH, MAX_SEQUENCE_BLOBS, MAX_SEQUENCE_BYTES, PATIENT_HEADER, PIPELINE_MIN_BYTES, SEQUENCE_PATH, TRY_HEADER } from './peer-protocol.js';
@@ -86,9 +87,13 @@ export function createPeerServer(opts: PeerServerOptions) {
     https: opts.tls ? { key: opts.tls.key, cert: opts.tls.cert, requestCert: true, rejectUnauthorized: false, minVersion: TLS_VERSION } : null,
   });
   if (opts.tls) {
+    // Anyone who reaches the port can fail a handshake: a line per address now and then, not per attempt.
+    const limiter = new LogRateLimiter();
     app.server.on('tlsClientError', (err: NodeJS.ErrnoException, socket: TLSSocket) => {
+      const admitted = limiter.admit(socket.remoteAddress ?? '');
+      if (!admitted) return;
       const plain = err.code === 'ERR_SSL_HTTP_REQUEST' || /http request/i.test(err.message);
-      log.warn({ from: socket.remoteAddress, err: err.message },
+      log.warn({ from: socket.remoteAddress, err: err.message, suppressed: admitted.suppressed + admitted.suppressedOthers },
         plain ? 'plain HTTP on the TLS peer data plane: does the client run with --peer-plaintext? both ends must agree' : 'TLS handshake with a peer failed');
     });
   }
