@@ -83,7 +83,7 @@ export function createPeerServer(opts: PeerServerOptions) {
   const app = Fastify({
     return503OnClosing: true,
     // Clients are asked for their certificate, to tell in the log which member asked; membership itself is
-    // proven by every request's proof, which the chain of a self-signed certificate could not do.
+    // proven by each request's proof, since anyone can make a self-signed certificate.
     https: opts.tls ? { key: opts.tls.key, cert: opts.tls.cert, requestCert: true, rejectUnauthorized: false, minVersion: TLS_VERSION } : null,
   });
   if (opts.tls) {
