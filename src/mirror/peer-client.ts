@@ -10,6 +10,8 @@ import { AUTH_HEADER, proof } from './peer-auth.js';
 import { peerIdOfCertificate, TLS_VERSION, type PeerTls } from './peer-tls.js';
 
 const MAX_SOCKETS = 32;
+/** A handshake not done by then is abandoned: the request that wanted it may be long gone, its socket must not linger. */
+const HANDSHAKE_TIMEOUT_MS = 10_000;
 
 export interface PeerResponse {
   status: number;
@@ -45,11 +47,14 @@ class PinnedAgent extends HttpsAgent {
 
   override createConnection(options: RequestOptions, done?: (err: Error | null, socket: Duplex) => void): undefined {
     const socket = connect(options as Parameters<typeof connect>[0]);
+    const where = `${options.host}:${options.port}`;
     const fail = (err: Error) => done?.(err, socket);
     socket.once('error', fail);
+    socket.setTimeout(HANDSHAKE_TIMEOUT_MS, () => socket.destroy(new Error(`TLS handshake with ${where} took over ${HANDSHAKE_TIMEOUT_MS} ms`)));
     socket.once('secureConnect', () => {
       socket.off('error', fail);
-      const err = this.#check(socket, `${options.host}:${options.port}`);
+      socket.setTimeout(0);
+      const err = this.#check(socket, where);
       if (err) {
         socket.destroy();
         return fail(err);
@@ -59,15 +64,15 @@ class PinnedAgent extends HttpsAgent {
     return undefined;
   }
 
-  #check(socket: TLSSocket, url: string): Error | undefined {
+  #check(socket: TLSSocket, where: string): Error | undefined {
     const id = this.peerId;
     const cert = socket.getPeerX509Certificate();
-    if (!cert) return new WrongPeerError(`peer ${id} at ${url} presented no certificate`);
+    if (!cert) return new WrongPeerError(`peer ${id} at ${where} presented no certificate`);
     try {
       const presented = peerIdOfCertificate(cert);
-      if (presented !== id) return new WrongPeerError(`peer at ${url} is ${presented}, not ${id} as expected: connection refused`);
+      if (presented !== id) return new WrongPeerError(`peer at ${where} is ${presented}, not ${id} as expected: connection refused`);
     } catch (err) {
-      return new WrongPeerError(`peer at ${url} is not ${id}: ${(err as Error).message}`, { cause: err });
+      return new WrongPeerError(`peer at ${where} is not ${id}: ${(err as Error).message}`, { cause: err });
     }
     return undefined;
   }
