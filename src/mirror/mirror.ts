@@ -18,6 +18,7 @@ import { Holders } from './holders.js';
 import { pullThrough, type UpstreamSource } from './pull-through.js';
 import { failovers, fetchedBytes, mirrorRequests, peersStruck } from './metrics.js';
 import { keepSpool, storeSpool } from './store-writer.js';
+import type { PeerClient } from './peer-client.js';
 import { TagResolver } from './tag-resolver.js';
 import type { Spool } from './spool.js';
 import type { Spools } from './spools.js';
@@ -27,8 +28,8 @@ export interface MirrorOptions {
   spools: Spools;
   /** Who holds a key and where members' data planes are; this node's id goes with patient fetches, so that busy holders can redirect others to it. */
   members: HolderDirectory;
-  /** Proves this node's membership to the data planes it asks (see peer-auth.ts). */
-  membershipKey: Buffer;
+  /** Asks members' data planes, proving this node's membership (see peer-auth.ts) and their identity (peer-tls.ts). */
+  peers: PeerClient;
   log: Logger;
   /** How long finding holders may take; nobody found by then means "not in the mesh". */
   lookupTimeoutMs: number;
@@ -137,7 +138,7 @@ export class Mirror {
   openSequence(peerId: string, blobs: Descriptor[]): Promise<BlobSequence> {
     const peer = this.opts.members.dataPlaneOf(peerId);
     if (!peer) return Promise.reject(new Error(`no data plane known for ${peerId}`));
-    return BlobSequence.open(peer, blobs, { key: this.opts.membershipKey, stallTimeoutMs: this.opts.stallTimeoutMs, selfId: this.opts.members.self });
+    return BlobSequence.open(peer, blobs, { peers: this.opts.peers, stallTimeoutMs: this.opts.stallTimeoutMs, selfId: this.opts.members.self });
   }
 
   /** Blobs arriving now, with how much of each is here: for progress. */

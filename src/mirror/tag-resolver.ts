@@ -10,7 +10,7 @@ import { readSmallBlob } from '../oci/references.js';
 import type { RequestedIn } from '../store/store.js';
 import type { Store } from '../store/store.js';
 import type { Holders } from './holders.js';
-import { peerRequest } from './peer-client.js';
+import type { PeerClient } from './peer-client.js';
 import { IMAGES_PATH } from './peer-protocol.js';
 import type { UpstreamSource } from './pull-through.js';
 
@@ -19,7 +19,7 @@ export interface TagResolverDeps {
   holders: Holders;
   /** Fetches a blob into the store; true once it is there. */
   fetch(digest: string, requestedIn?: RequestedIn): Promise<boolean>;
-  membershipKey: Buffer;
+  peers: PeerClient;
   stallTimeoutMs: number;
   /** Whether image names are looked up in the mesh (else only digests). */
   resolveTags: boolean;
@@ -35,12 +35,12 @@ export class TagResolver {
   }
 
   async #inMesh(image: string): Promise<Descriptor | undefined> {
-    const { resolveTags, holders, membershipKey, stallTimeoutMs, log } = this.deps;
+    const { resolveTags, holders, peers, stallTimeoutMs, log } = this.deps;
     if (!resolveTags) return undefined;
     for (const peer of await holders.of(image)) {
       try {
         const path = `${IMAGES_PATH}?name=${encodeURIComponent(image)}`;
-        const res = await peerRequest(peer, path, membershipKey, { signal: AbortSignal.timeout(stallTimeoutMs) });
+        const res = await peers.request(peer, path, { signal: AbortSignal.timeout(stallTimeoutMs) });
         const answer = await readBounded(res.body, 64 << 10);
         if (res.status !== 200) continue;
         const target = JSON.parse(answer.toString()) as Descriptor;

@@ -38,6 +38,8 @@ export interface Config {
   recordTtlMs: number;
   reconcileIntervalMs: number;
   peerAddr: string;
+  /** The peer data plane in plain HTTP instead of TLS (every member must agree). */
+  peerPlaintext: boolean;
   mirrorTags: boolean;
   mirrorRegistries: string[];
   mirrorTimeoutMs: number;
@@ -94,6 +96,7 @@ export function configCommand(): Command {
     .addOption(option('--swarm-key <file>', 'the fleet\'s shared key (meshctl swarm-key generate); without it the mesh is open to anyone'))
     .addOption(option('--record-ttl <duration>', 'lifetime of announcements; a node that dies disappears from who-has within it', '30m'))
     .addOption(option('--peer-addr <host:port>', 'peer data plane: serves what this host holds to members of the mesh', '0.0.0.0:5001'))
+    .addOption(option('--peer-plaintext', 'serve and ask the peer data plane in plain HTTP, unencrypted (only where the network is trusted; every member must use it)'))
     .addOption(listOption('--mirror-registry <host>', 'only images of these registries are looked for in the mesh (default: all)'))
     .addOption(option('--no-mirror-tags', 'do not resolve tags through the mesh (only digests)'))
     .addOption(option('--mirror-timeout <duration>', 'how long finding a holder may take before answering 404', '2s'))
@@ -160,6 +163,7 @@ export function parseConfig(argv: string[]): Config {
     recordTtlMs: parseDuration(o.recordTtl),
     reconcileIntervalMs: parseDuration(o.reconcileInterval),
     peerAddr: o.peerAddr,
+    peerPlaintext: o.peerPlaintext === true || o.peerPlaintext === 'true',
     mirrorTags: o.mirrorTags !== false && o.mirrorTags !== 'false',
     mirrorRegistries: o.mirrorRegistry,
     mirrorTimeoutMs: parseDuration(o.mirrorTimeout),

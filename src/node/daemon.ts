@@ -4,12 +4,15 @@ import { join } from 'node:path';
 import { peerIdFromPrivateKey } from '@libp2p/peer-id';
 import type { Logger } from 'pino';
 import { loadOrCreateIdentity } from '../dht/identity.js';
+import { dataPlaneUrl } from '../dht/membership.js';
 import type { Store } from '../store/store.js';
 import { readSwarmKey } from '../dht/swarm-key.js';
 import { Mirror } from '../mirror/mirror.js';
 import { mirrorStore } from '../mirror/mirror-store.js';
 import { peerKey } from '../mirror/peer-auth.js';
+import { PeerClient } from '../mirror/peer-client.js';
 import { createPeerServer } from '../mirror/peer-server.js';
+import { peerTls } from '../mirror/peer-tls.js';
 import { Spools } from '../mirror/spools.js';
 import { Upstream } from '../mirror/upstream.js';
 import { readDockerConfig } from '../mirror/upstream-auth.js';
@@ -39,13 +42,13 @@ export interface Daemon {
   stop(): Promise<void>;
 }
 
-type Server = { listen(o: { host: string; port: number }): Promise<string>; server: import('node:http').Server };
+type Server = { listen(o: { host: string; port: number }): Promise<string>; server: import('node:net').Server };
 
 /**
- * Listens and returns the bound URL (port 0 picks a free port). Past `maxConnections` open connections new
+ * Listens and returns the bound host (bracketed when v6) and port (port 0 picks a free port). Past `maxConnections` open connections new
  * ones are refused, so that no client can use up the descriptors meshd needs for its store and its peers.
  */
-async function listen(app: Server, addr: string, what: string, maxConnections: number): Promise<{ url: string; port: number }> {
+async function listen(app: Server, addr: string, what: string, maxConnections: number): Promise<{ host: string; port: number }> {
   const { host, port } = splitHostPort(addr);
   app.server.maxConnections = maxConnections;
   try {
@@ -55,7 +58,7 @@ async function listen(app: Server, addr: string, what: string, maxConnections: n
   }
   const address = app.server.address();
   const bound = typeof address === 'object' && address ? address.port : port;
-  return { url: `http://${host.includes(':') ? `[${host}]` : host}:${bound}`, port: bound };
+  return { host: host.includes(':') ? `[${host}]` : host, port: bound };
 }
 
 /** The registry token, from the flag or its file; and a registry off loopback must not be open to all. */
@@ -103,7 +106,13 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
 
     const privateKey = await loadOrCreateIdentity(config.dataDir);
     const spools = await Spools.open(join(config.dataDir, 'spool'));
-    const peerServer = createPeerServer({ store, spools, membershipKey, selfId: peerIdFromPrivateKey(privateKey).toString(), log: log.child({ component: 'peer-server' }) });
+    // The data plane's certificate carries the identity key: members reach this node's peer id, not an address.
+    const tls = config.peerPlaintext ? undefined : await peerTls(privateKey);
+    if (!tls) {
+      log.warn({ peerAddr: config.peerAddr }, 'peer data plane is NOT encrypted (--peer-plaintext): blob bytes and image names cross the '
+        + 'network in clear and members are not authenticated by their key; every member must run with --peer-plaintext too');
+    }
+    const peerServer = createPeerServer({ store, spools, membershipKey, tls, selfId: peerIdFromPrivateKey(privateKey).toString(), log: log.child({ component: 'peer-server' }) });
     const peer = await listen(peerServer, config.peerAddr, 'peer data plane', config.maxConnections);
     closers.push(() => peerServer.close());
 
@@ -113,7 +122,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     const mirror = new Mirror({
       store,
       spools,
-      membershipKey,
+      peers: new PeerClient(membershipKey, tls),
       log: log.child({ component: 'mirror' }),
       lookupTimeoutMs: config.mirrorTimeoutMs,
       stallTimeoutMs: PEER_STALL_MS,
@@ -166,13 +175,14 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
       registryUrl: () => registryUrl,
       p2pAddrs: mesh.addrs,
     });
-    registryUrl = (await listen(registry, config.registryAddr, 'registry', config.maxConnections)).url;
+    const bound = await listen(registry, config.registryAddr, 'registry', config.maxConnections);
+    registryUrl = `http://${bound.host}:${bound.port}`;
     closers.push(async () => {
       const cut = setTimeout(() => registry.server.closeAllConnections(), config.shutdownGraceMs);
       await registry.close();
       clearTimeout(cut);
     });
-    log.info({ registry: registryUrl, peer: peer.url, store: store.kind, peerId: mesh.router.id, p2p: mesh.addrs() }, 'meshd ready');
+    log.info({ registry: registryUrl, peer: dataPlaneUrl(peer.host, peer.port, config.peerPlaintext), store: store.kind, peerId: mesh.router.id, p2p: mesh.addrs() }, 'meshd ready');
 
     let stopping: Promise<void> | undefined;
     const stop = () =>

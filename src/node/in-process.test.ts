@@ -12,6 +12,7 @@ import { MemoryMesh } from '../dht/memory-router.js';
 import { Mirror } from '../mirror/mirror.js';
 import { mirrorStore } from '../mirror/mirror-store.js';
 import { peerKey } from '../mirror/peer-auth.js';
+import { PeerClient } from '../mirror/peer-client.js';
 import { createPeerServer } from '../mirror/peer-server.js';
 import { Spools } from '../mirror/spools.js';
 import { MAX_MANIFEST_BYTES } from '../oci/limits.js';
@@ -42,7 +43,7 @@ async function node(id: string, replicate: string) {
   const holdings = new Holdings(store, router, log, 60_000, 0);
   await holdings.start();
   const mirror = new Mirror({
-    store, spools, members: membership, membershipKey: key, log, lookupTimeoutMs: 1000, stallTimeoutMs: 5000, resolveTags: true,
+    store, spools, members: membership, peers: new PeerClient(key), log, lookupTimeoutMs: 1000, stallTimeoutMs: 5000, resolveTags: true,
     clientCommitGraceMs: 50, partialHolder: (digest) => holdings.announceArriving(digest),
   });
   const policy = parseReplicationPolicy(replicate);
