@@ -69,6 +69,21 @@ program
   });
 
 program
+  .command('limit')
+  .description('bandwidth limits of the node (bytes per second); with options, changes them now and across restarts')
+  .option('--upload <rate>', 'what its data plane sends, e.g. 50MB; off for none')
+  .option('--download <rate>', 'what it fetches from peers and upstream registries')
+  .option('--replication <rate>', 'background replication alone, within the download limit')
+  .action(async (cmd: Record<'upload' | 'download' | 'replication', string | undefined>) => {
+    const changes = Object.fromEntries(Object.entries(cmd).filter(([, v]) => v !== undefined)) as Record<string, string>;
+    const limits = Object.keys(changes).length > 0
+      ? await client().put<Record<string, number>>('/_mesh/v1/limits', changes)
+      : await client().get<Record<string, number>>('/_mesh/v1/limits');
+    const rate = (n?: number) => (n === undefined ? 'none' : `${(n / 1e6).toFixed(n % 1e6 ? 1 : 0)} MB/s`);
+    print(limits, () => ['upload', 'download', 'replication'].map((k) => `${k.padEnd(12)} ${rate(limits[k])}`).join('\n'));
+  });
+
+program
   .command('swarm-key')
   .description('fleet membership keys')
   .command('generate')

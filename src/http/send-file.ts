@@ -3,6 +3,7 @@
 // instead allocates a buffer per chunk, and the garbage collection that follows costs much of the
 // throughput (docs: Benchmarks).
 import { open, type FileHandle } from 'node:fs/promises';
+import { Readable } from 'node:stream';
 import type { FastifyReply } from 'fastify';
 import type { Logger } from 'pino';
 
@@ -18,7 +19,21 @@ export async function openBlobFile(path: string): Promise<FileHandle | undefined
   }
 }
 
-export async function sendFileRange(reply: FastifyReply, handle: FileHandle, start: number, end: number, log: Logger): Promise<void> {
+/** Waits until `bytes` more may be sent (a bandwidth limit). */
+export type Pace = (bytes: number) => Promise<void>;
+
+/** The stream's chunks, each once `pace` lets it go; the stream itself without a pace. */
+export function paced(stream: Readable, pace: Pace | undefined): Readable {
+  if (!pace) return stream;
+  return Readable.from((async function* () {
+    for await (const chunk of stream as AsyncIterable<Buffer>) {
+      await pace(chunk.length);
+      yield chunk;
+    }
+  })());
+}
+
+export async function sendFileRange(reply: FastifyReply, handle: FileHandle, start: number, end: number, log: Logger, pace?: Pace): Promise<void> {
   reply.hijack();
   const res = reply.raw;
   res.writeHead(reply.statusCode, reply.getHeaders() as Record<string, string>);
@@ -33,6 +48,7 @@ export async function sendFileRange(reply: FastifyReply, handle: FileHandle, sta
       const { bytesRead } = await handle.read(buf, 0, Math.min(CHUNK, end - pos + 1), pos);
       if (bytesRead === 0) throw new Error(`blob file ended at ${pos}, expected ${end + 1} bytes`);
       await written;
+      await pace?.(bytesRead);
       pos += bytesRead;
       const chunk = buf.subarray(0, bytesRead);
       written = new Promise((resolve, reject) => res.write(chunk, (err) => (err ? reject(err) : resolve())));

@@ -3,20 +3,26 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { NotFoundError, type BlobReader, type ByteRange, type RequestedIn, type Store } from '../store/store.js';
 import { parseRange } from './range.js';
-import { openBlobFile, sendFileRange } from './send-file.js';
+import { openBlobFile, paced, sendFileRange, type Pace } from './send-file.js';
 
 /** Where a blob served came from: this host's store, or the mesh (it arrived for this request). */
 export type ServedFrom = 'local' | 'mesh';
 
+export interface ServeOptions {
+  /** The repository a client asked in: a store that reaches beyond this host (the mirror) may bring what it lacks. */
+  requestedIn?: RequestedIn;
+  /** Waits before each chunk of the body is sent (a bandwidth limit). */
+  pace?: Pace;
+}
+
 /**
  * Answers GET or HEAD of a blob from the store, with single ranges; false when the store does not have
- * it, else where it came from. Shared by the registry and the peer data plane. With `requestedIn`, a store that reaches beyond
- * this host (the mirror) may bring what it lacks. Handlers return the reply when this is true: fastify
+ * it, else where it came from. Shared by the registry and the peer data plane. Handlers return the reply when this is true: fastify
  * ends an async handler's reply itself, empty, when it resolves to undefined after an await, even with
  * a stream already given to send().
  */
 export async function serveBlob(
-  store: Store, digest: string, req: FastifyRequest, reply: FastifyReply, log: Logger, requestedIn?: RequestedIn,
+  store: Store, digest: string, req: FastifyRequest, reply: FastifyReply, log: Logger, { requestedIn, pace }: ServeOptions = {},
 ): Promise<ServedFrom | false> {
   const info = await store.stat(digest);
   if (!info) return requestedIn && (await serveArriving(store, digest, req, reply, requestedIn)) ? 'mesh' : false;
@@ -29,12 +35,12 @@ export async function serveBlob(
   if (path) {
     const handle = await openBlobFile(path);
     if (!handle) return false; // deleted since stat
-    await sendFileRange(reply, handle, range?.start ?? 0, range?.end ?? info.size - 1, log);
+    await sendFileRange(reply, handle, range?.start ?? 0, range?.end ?? info.size - 1, log, pace);
     return 'local';
   }
   try {
     const { stream } = await store.open(digest, range);
-    reply.send(stream);
+    reply.send(paced(stream, pace));
     return 'local';
   } catch (err) {
     if (err instanceof NotFoundError) return false; // deleted since stat

@@ -5,6 +5,7 @@
 // rest of the download limit. Limits change at run time (meshctl limit).
 import { TokenBucket } from 'limiter';
 import { Counter } from 'prom-client';
+import type { UpstreamSource } from './pull-through.js';
 
 export type Traffic = 'upload' | 'download' | 'replication';
 
@@ -68,4 +69,15 @@ export class Bandwidth {
     const waited = performance.now() - started;
     if (waited >= 1) limiterWaitSeconds.inc({ limit: traffic }, waited / 1000);
   }
+}
+
+/** An upstream registry whose blob bodies come within the download limit. */
+export function limitedUpstream(upstream: UpstreamSource, bandwidth: Bandwidth): UpstreamSource {
+  return {
+    resolveTag: (repo, tag) => upstream.resolveTag(repo, tag),
+    open: async (repo, digest, manifest) => {
+      const opened = await upstream.open(repo, digest, manifest);
+      return opened && { ...opened, body: bandwidth.throttle('download', opened.body) };
+    },
+  };
 }

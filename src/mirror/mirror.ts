@@ -20,6 +20,7 @@ import { failovers, fetchedBytes, mirrorRequests, peersStruck } from './metrics.
 import { keepSpool, storeSpool } from './store-writer.js';
 import type { PeerClient } from './peer-client.js';
 import { TagResolver } from './tag-resolver.js';
+import { limitedUpstream, type Bandwidth, type Traffic } from './bandwidth.js';
 import type { Spool } from './spool.js';
 import type { Spools } from './spools.js';
 
@@ -48,6 +49,8 @@ export interface MirrorOptions {
   patienceMs?: number;
   /** The last resort when no peer holds it (`--upstream`): the image's own registry. */
   upstream?: UpstreamSource;
+  /** This node's bandwidth limits: downloads from peers and upstream, replication's (patient) fetches under their own. */
+  bandwidth?: Bandwidth;
 }
 
 export interface FetchOptions {
@@ -99,9 +102,11 @@ export class Mirror {
   readonly #tags: TagResolver;
 
   readonly #opener: HolderOpener;
+  readonly #upstream?: UpstreamSource;
 
   constructor(private readonly opts: MirrorOptions) {
     this.#opener = new HolderOpener(opts);
+    this.#upstream = opts.upstream && opts.bandwidth ? limitedUpstream(opts.upstream, opts.bandwidth) : opts.upstream;
     this.#holders = new Holders(opts);
     this.#tags = new TagResolver({
       ...opts,
@@ -187,7 +192,7 @@ export class Mirror {
     }) : undefined;
     try {
       const fromPeer = await this.#receive(spool, options);
-      const received = fromPeer || (await pullThrough(spool, this.opts.upstream, options.requestedIn, this.opts.log));
+      const received = fromPeer || (await pullThrough(spool, this.#upstream, options.requestedIn, this.opts.log));
       if (options.requestedIn) mirrorRequests.inc({ outcome: fromPeer ? 'peer' : received ? 'upstream' : 'not_found' });
       if (!received) return false;
       if (!fromPeer) fetchedBytes.inc({ source: 'upstream' }, spool.written);
@@ -231,13 +236,17 @@ export class Mirror {
   async #fromSource(spool: Spool, source: BlobSource, liars: Set<string>): Promise<boolean> {
     spool.setSize(source.size);
     try {
-      await this.#fill(spool, source.bytes, [source.peer]);
+      await this.#fill(spool, this.#limited('replication', source.bytes), [source.peer]);
       return true;
     } catch (err) {
       if (err instanceof DigestMismatchError) await this.#mismatched(spool, [source.peer], err, liars);
       else this.opts.log.warn({ digest: spool.digest, peer: source.peer, offset: spool.received, err: (err as Error).message }, 'asking holders for the rest');
       return false;
     }
+  }
+
+  #limited(traffic: Traffic, bytes: AsyncIterable<Uint8Array>): AsyncIterable<Uint8Array> {
+    return this.opts.bandwidth ? this.opts.bandwidth.throttle(traffic, bytes) : bytes;
   }
 
   /** Appends the bytes to the spool and verifies them (DigestMismatchError when wrong). */
@@ -271,7 +280,7 @@ export class Mirror {
       used.add(peer.id);
       this.opts.log.info({ digest, peer: peer.id, offset: spool.received }, 'peer transfer started');
       try {
-        yield* untilStalled(body, this.opts.stallTimeoutMs, abort);
+        yield* this.#limited(options.patient ? 'replication' : 'download', untilStalled(body, this.opts.stallTimeoutMs, abort));
         return;
       } catch (err) {
         failovers.inc();

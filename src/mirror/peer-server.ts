@@ -11,6 +11,8 @@ import { type Store } from '../store/store.js';
 import { isDigest, type Descriptor } from '../oci/digest.js';
 import { RangeNotSatisfiableError } from '../http/range.js';
 import { blobHeaders, serveBlob } from '../http/serve-blob.js';
+import { paced } from '../http/send-file.js';
+import type { Bandwidth } from './bandwidth.js';
 import { LogRateLimiter } from '../util/log-rate-limiter.js';
 import { AUTH_HEADER, ProofChecker } from './peer-auth.js';
 import { peerIdOfCertificate, TLS_VERSION, type PeerTls } from './peer-tls.js';
@@ -76,11 +78,15 @@ export interface PeerServerOptions {
   tls?: PeerTls;
   /** How long a patient peer may wait for this node's copy of a blob to begin. Default AWAIT_COPY_MS. */
   awaitCopyMs?: number;
+  /** What is sent goes within the node's upload limit. */
+  bandwidth?: Bandwidth;
 }
 
 export function createPeerServer(opts: PeerServerOptions) {
   const { store, spools, membershipKey, log, awaitCopyMs = AWAIT_COPY_MS } = opts;
   const proofs = new ProofChecker(membershipKey, opts.selfId);
+  const { bandwidth } = opts;
+  const pace = bandwidth && ((bytes: number) => bandwidth.take('upload', bytes));
   const app = Fastify({
     return503OnClosing: true,
     // Clients are asked for their certificate, to tell in the log which member asked; membership itself is
@@ -192,10 +198,10 @@ export function createPeerServer(opts: PeerServerOptions) {
         reply.raw.once('close', track(digest, patientPeer(req)));
         reply.raw.once('finish', () => peerSentBytes.inc(Number(reply.getHeader('content-length')) || 0));
       }
-      if (await serveBlob(store, digest, req, reply, log)) return reply;
+      if (await serveBlob(store, digest, req, reply, log, { pace })) return reply;
       if (spool?.size === undefined) return reply.code(404).send(notFound(digest));
       const range = blobHeaders(req, reply, digest, spool.size);
-      return reply.send(req.method === 'HEAD' ? undefined : spool.reader(range?.start, range?.end));
+      return reply.send(req.method === 'HEAD' ? undefined : paced(spool.reader(range?.start, range?.end), pace));
     },
   });
 
@@ -210,7 +216,8 @@ export function createPeerServer(opts: PeerServerOptions) {
       }
       const release = track(digest, peer);
       try {
-        yield* found.spool ? found.spool.reader() : (await store.open(digest)).stream;
+        const bytes = found.spool ? found.spool.reader() : (await store.open(digest)).stream;
+        yield* bandwidth ? bandwidth.throttle('upload', bytes) : bytes;
         peerSentBytes.inc(size);
       } finally {
         release();

@@ -6,6 +6,8 @@ import { Command, Option } from 'commander';
 import { parse as parseYaml } from 'yaml';
 import { parseReplicationPolicy, type ReplicationPolicy } from './replication-policy.js';
 import { parseCount, parseDuration, parseSize } from './size.js';
+import { parseLimit } from './limits.js';
+import type { BandwidthLimits } from '../mirror/bandwidth.js';
 
 export type StoreKind = 'auto' | 'containerd' | 'fs';
 
@@ -40,6 +42,8 @@ export interface Config {
   peerAddr: string;
   /** The peer data plane in plain HTTP instead of TLS (every member must agree). */
   peerPlaintext: boolean;
+  /** Bytes per second; absent: no limit. */
+  limits: BandwidthLimits;
   mirrorTags: boolean;
   mirrorRegistries: string[];
   mirrorTimeoutMs: number;
@@ -105,6 +109,9 @@ export function configCommand(): Command {
     .addOption(option('--upstream-auth <file>', 'credentials for upstream registries, in Docker\'s config.json format'))
     .addOption(option('--upstream-timeout <duration>', 'how long an upstream answer may take to begin, or its body may pause', '30s'))
     .addOption(option('--replicate <policy>', 'which images pushed to other nodes this node copies: all | none | name=GLOB,label.KEY=GLOB,image=GLOB', 'all'))
+    .addOption(option('--upload-limit <rate>', 'bytes per second the peer data plane sends, e.g. 50MB (all transfers together)'))
+    .addOption(option('--download-limit <rate>', 'bytes per second fetched from peers and upstream registries, e.g. 50MB'))
+    .addOption(option('--replication-limit <rate>', 'bytes per second for background replication alone (within --download-limit), so that pulls get the rest'))
     .addOption(option('--reconcile-interval <duration>', 'how often the announced keys are checked against the store', '1m'))
     .showHelpAfterError();
 }
@@ -164,6 +171,11 @@ export function parseConfig(argv: string[]): Config {
     reconcileIntervalMs: parseDuration(o.reconcileInterval),
     peerAddr: o.peerAddr,
     peerPlaintext: o.peerPlaintext === true || o.peerPlaintext === 'true',
+    limits: {
+      upload: o.uploadLimit === undefined ? undefined : parseLimit(o.uploadLimit),
+      download: o.downloadLimit === undefined ? undefined : parseLimit(o.downloadLimit),
+      replication: o.replicationLimit === undefined ? undefined : parseLimit(o.replicationLimit),
+    },
     mirrorTags: o.mirrorTags !== false && o.mirrorTags !== 'false',
     mirrorRegistries: o.mirrorRegistry,
     mirrorTimeoutMs: parseDuration(o.mirrorTimeout),

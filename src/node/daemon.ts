@@ -25,6 +25,7 @@ import { registerAdminApi } from './admin-api.js';
 import { EventLog } from './event-log.js';
 import { registerStatusPage } from './status-page.js';
 import { registerMetrics } from './metrics.js';
+import { openBandwidth, registerLimitsApi } from './limits.js';
 import { splitHostPort, type Config } from './config.js';
 import { joinMesh, type Mesh } from './mesh.js';
 import { openStore } from './open-store.js';
@@ -112,7 +113,8 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
       log.warn({ peerAddr: config.peerAddr }, 'peer data plane is NOT encrypted (--peer-plaintext): blob bytes and image names cross the '
         + 'network in clear and members are not authenticated by their key; every member must run with --peer-plaintext too');
     }
-    const peerServer = createPeerServer({ store, spools, membershipKey, tls, selfId: peerIdFromPrivateKey(privateKey).toString(), log: log.child({ component: 'peer-server' }) });
+    const bandwidth = await openBandwidth(config.dataDir, config.limits, log.child({ component: 'bandwidth' }));
+    const peerServer = createPeerServer({ store, spools, membershipKey, tls, bandwidth, selfId: peerIdFromPrivateKey(privateKey).toString(), log: log.child({ component: 'peer-server' }) });
     const peer = await listen(peerServer, config.peerAddr, 'peer data plane', config.maxConnections);
     closers.push(() => peerServer.close());
 
@@ -123,6 +125,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
       store,
       spools,
       peers: new PeerClient(membershipKey, tls),
+      bandwidth,
       log: log.child({ component: 'mirror' }),
       lookupTimeoutMs: config.mirrorTimeoutMs,
       stallTimeoutMs: PEER_STALL_MS,
@@ -164,6 +167,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     });
     registerStatusPage(registry, events);
     registerMetrics(registry, { router: mesh.router, holdings: mesh.holdings });
+    registerLimitsApi(registry, bandwidth, config.dataDir, log.child({ component: 'bandwidth' }));
     let registryUrl = '';
     registerAdminApi(registry, {
       store,

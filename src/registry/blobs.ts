@@ -9,7 +9,7 @@ import { blobsServed, sentBytes } from './metrics.js';
 export async function getBlob(ctx: RouteContext): Promise<unknown> {
   const { store, req, reply, ref: digest, log } = ctx;
   if (!isDigest(digest)) throw digestInvalid('invalid digest', { digest });
-  const source = await serveBlob(store, digest, req, reply, log, { repo: ctx.repo });
+  const source = await serveBlob(store, digest, req, reply, log, { requestedIn: { repo: ctx.repo } });
   if (!source) throw blobUnknown(digest);
   blobsServed.inc({ source });
   if (req.method === 'GET') reply.raw.once('finish', () => sentBytes.inc({ source }, Number(reply.getHeader('content-length')) || 0));
