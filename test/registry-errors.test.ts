@@ -1,13 +1,14 @@
 // Every error path of the push and pull API, against a real meshd on the embedded store.
 import { createHash, randomBytes } from 'node:crypto';
-import { rmSync } from 'node:fs';
+import { chmodSync, rmSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startMeshd, type Meshd } from './helpers/meshd.js';
 import { buildImage } from './helpers/oci-image.js';
-import { skopeo } from './helpers/run.js';
+import { curlAs } from './helpers/local-users.js';
+import { run, skopeo } from './helpers/run.js';
 
 const sha = (data: Buffer) => `sha256:${createHash('sha256').update(data).digest('hex')}`;
 
@@ -233,17 +234,18 @@ describe('manifests', () => {
 });
 
 describe('push token', () => {
-  it('requires the token for pushes but not for pulls', async () => {
+  // Root and the write group write without it (test/local-privilege.test.ts); these clients run as nobody.
+  it('lets a user without the privilege write with the token only, and pull without it', async () => {
     const guarded = await startMeshd(['--store', 'fs', '--registry-token', 's3cret']);
     try {
       const data = Buffer.from('guarded');
-      const anon = await fetch(`${guarded.url}/v2/app/blobs/uploads/?digest=${sha(data)}`, { method: 'POST', body: data });
+      const url = `${guarded.url}/v2/app/blobs/uploads/?digest=${sha(data)}`;
+      const anon = await curlAs('nobody', ['-D', '-', '-X', 'POST', '--data-binary', 'guarded', url]);
       expect(anon.status).toBe(401);
-      expect(anon.headers.get('www-authenticate')).toContain('Basic');
-      const auth = { authorization: `Basic ${Buffer.from('any:s3cret').toString('base64')}` };
-      const ok = await fetch(`${guarded.url}/v2/app/blobs/uploads/?digest=${sha(data)}`, { method: 'POST', body: data, headers: auth });
-      expect(ok.status).toBe(201);
-      expect((await fetch(`${guarded.url}/v2/app/blobs/${sha(data)}`)).status).toBe(200);
+      expect(anon.body.toLowerCase()).toContain('www-authenticate: basic realm="layermesh"');
+      expect((await curlAs('nobody', ['-X', 'POST', '-u', 'any:wrong', '--data-binary', 'guarded', url])).status).toBe(401);
+      expect((await curlAs('nobody', ['-X', 'POST', '-u', 'any:s3cret', '--data-binary', 'guarded', url])).status).toBe(201);
+      expect((await curlAs('nobody', [`${guarded.url}/v2/app/blobs/${sha(data)}`])).status).toBe(200);
     } finally {
       await guarded.stop();
     }
@@ -252,11 +254,13 @@ describe('push token', () => {
   it('lets skopeo push with the token as password, and pull without it', async () => {
     const guarded = await startMeshd(['--store', 'fs', '--registry-token', 's3cret']);
     const image = buildImage({ layerSizes: [2000, 3000], tag: '1' });
+    chmodSync(image.dir, 0o755); // read by skopeo running as nobody
+    const asNobody = (args: string[]) => run('runuser', ['-u', 'nobody', '--', 'env', 'HOME=/tmp', 'skopeo', '--insecure-policy', ...args]);
     try {
       const ref = `docker://${guarded.host}/guarded:1`;
-      await expect(skopeo(['copy', '--dest-tls-verify=false', `oci:${image.dir}:1`, ref])).rejects.toThrow(/unauthorized/);
-      await expect(skopeo(['copy', '--dest-tls-verify=false', '--dest-creds', 'any:wrong', `oci:${image.dir}:1`, ref])).rejects.toThrow(/unauthorized/);
-      await skopeo(['copy', '--dest-tls-verify=false', '--dest-creds', 'any:s3cret', `oci:${image.dir}:1`, ref]);
+      await expect(asNobody(['copy', '--dest-tls-verify=false', `oci:${image.dir}:1`, ref])).rejects.toThrow(/unauthorized/);
+      await expect(asNobody(['copy', '--dest-tls-verify=false', '--dest-creds', 'any:wrong', `oci:${image.dir}:1`, ref])).rejects.toThrow(/unauthorized/);
+      await asNobody(['copy', '--dest-tls-verify=false', '--dest-creds', 'any:s3cret', `oci:${image.dir}:1`, ref]);
       const raw = await skopeo(['inspect', '--raw', '--tls-verify=false', `docker://${guarded.host}/guarded@${image.digest}`]);
       expect(sha(Buffer.from(raw))).toBe(image.digest);
     } finally {
