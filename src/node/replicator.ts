@@ -17,7 +17,7 @@
 // add hops.
 import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
-import { putBlob, type Store } from '../store/store.js';
+import { ORIGIN_LABEL, putBlob, type Store } from '../store/store.js';
 import { digestOf, type Descriptor } from '../oci/digest.js';
 import type { Membership } from '../dht/membership.js';
 import type { MeshEvent } from '../dht/router.js';
@@ -144,7 +144,7 @@ export class Replicator {
       // A later push of the same name may have started meanwhile: the newest one names the image.
       if (this.#active.get(image) !== active) return;
       const target = { mediaType: root.manifest.mediaType, digest, size: root.body.length };
-      await store.images.put({ name: image, target, labels: {} });
+      await store.images.put({ name: image, target, labels: { [ORIGIN_LABEL]: 'replicated' } });
       const bytes = active.blobs.reduce((n, b) => n + b.size, 0);
       log.info({ image, digest, blobs: active.blobs.length, bytes, seconds: (performance.now() - started) / 1000 }, 'replicated');
     } finally {
