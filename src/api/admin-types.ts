@@ -83,3 +83,59 @@ export interface FleetEvent {
   node?: string;
   detail?: string;
 }
+
+/** How an image came to a node: pushed to it, copied by replication, or pulled by the host's own clients. */
+export type ImageOrigin = 'pushed' | 'replicated' | 'pulled';
+
+/** One image of GET /_mesh/v1/df. */
+export interface DiskImage {
+  name: string;
+  digest: string;
+  origin: ImageOrigin;
+  /** A container on this host was created from it: never evicted. */
+  pinned: boolean;
+  /** Bytes of every blob it references that this node holds (blobs shared with other images count in each). */
+  bytes: number;
+  /** ISO 8601: when it was last served or pulled (or first seen, if never). */
+  lastUse: string;
+}
+
+/**
+ * GET /_mesh/v1/df: the bytes of the store's blobs, each blob counted once, in the first category that holds
+ * it: pinned (images containers use), pushed, pulled, replicated, then cache (blobs no image references:
+ * what the mirror brought for clients). The categories add up to `total`.
+ */
+export interface DiskUsage {
+  total: number;
+  pinned: number;
+  pushed: number;
+  pulled: number;
+  replicated: number;
+  cache: number;
+  /** The store's filesystem, when the store has one. */
+  filesystem?: { size: number; free: number };
+  /** What the watermarks measure now and where they are, in bytes; absent when none are set. */
+  watermarks?: { measured: number; high: number; low: number };
+  images: DiskImage[];
+}
+
+/** Something eviction, prune or rm removed from a node. */
+export interface EvictedEntry {
+  /** Image name, or the digest of a cached blob. */
+  image: string;
+  digest: string;
+  bytes: number;
+  reason: string;
+  /** Other nodes that held it when it went. */
+  copies?: number;
+}
+
+/** The answer of POST /_mesh/v1/prune and DELETE /_mesh/v1/images. */
+export interface EvictionReport {
+  evicted: EvictedEntry[];
+  freed: number;
+  /** Why something asked for stayed (pinned by a container, nothing evictable left). */
+  kept?: string;
+  /** rm --mesh: the removal was sent to every member. */
+  published?: boolean;
+}
