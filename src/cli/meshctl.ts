@@ -8,6 +8,7 @@ import { generateSwarmKey } from '../dht/swarm-key.js';
 import type { ImageEntry, MeshImageRow, NodeStatus, PeerEntry, WhoHasAnswer } from '../api/admin-types.js';
 import { AdminClient } from './admin-client.js';
 import { addMirrorCommand } from './mirror-config/command.js';
+import { addDiskCommands } from './disk-commands.js';
 import { ms, table } from './table.js';
 
 /** The command tree; exported so tests can check command lines against it (see test/compose.test.ts). */
@@ -80,6 +81,7 @@ program
   });
 
 addMirrorCommand(program, print);
+addDiskCommands(program, client, print);
 
 // Runs only as the command (directly or through the npm bin symlink), not when a test imports the program.
 if (process.argv[1] && realpathSync(process.argv[1]) === fileURLToPath(import.meta.url)) {

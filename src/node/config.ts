@@ -6,6 +6,7 @@ import { Command, Option } from 'commander';
 import { parse as parseYaml } from 'yaml';
 import { parseReplicationPolicy, type ReplicationPolicy } from './replication-policy.js';
 import { parseCount, parseDuration, parseSize } from './size.js';
+import { checkWatermarks, parseWatermark, type Watermark } from './eviction.js';
 
 export type StoreKind = 'auto' | 'containerd' | 'fs';
 
@@ -49,6 +50,13 @@ export interface Config {
   upstreamAuthFile?: string;
   upstreamTimeoutMs: number;
   replicate: ReplicationPolicy;
+  /** Above high, what the mesh brought is evicted down to low. */
+  diskWatermarks?: { high: Watermark; low: Watermark };
+  /** Content fewer other nodes hold is evicted only when nothing else can go. */
+  minCopies: number;
+  /** Images this host's users pushed or pulled may be evicted too. */
+  evictLocal: boolean;
+  diskCheckIntervalMs: number;
 }
 
 function option(flags: string, description: string, defaultValue?: string): Option {
@@ -102,6 +110,11 @@ export function configCommand(): Command {
     .addOption(option('--upstream-auth <file>', 'credentials for upstream registries, in Docker\'s config.json format'))
     .addOption(option('--upstream-timeout <duration>', 'how long an upstream answer may take to begin, or its body may pause', '30s'))
     .addOption(option('--replicate <policy>', 'which images pushed to other nodes this node copies: all | none | name=GLOB,label.KEY=GLOB,image=GLOB', 'all'))
+    .addOption(option('--disk-high <size|percent>', 'above this (bytes the store holds, or % of its filesystem in use) evict what the mesh brought, least recently used first'))
+    .addOption(option('--disk-low <size|percent>', 'eviction stops below this'))
+    .addOption(option('--min-copies <n>', 'evict content fewer other nodes hold only when nothing else can go', '2'))
+    .addOption(option('--evict-local', 'images this host\'s users pushed or pulled may be evicted too'))
+    .addOption(option('--disk-check-interval <duration>', 'how often the disk is measured against --disk-high', '1m'))
     .addOption(option('--reconcile-interval <duration>', 'how often the announced keys are checked against the store', '1m'))
     .showHelpAfterError();
 }
@@ -168,7 +181,23 @@ export function parseConfig(argv: string[]): Config {
     upstreamAuthFile: o.upstreamAuth || undefined,
     upstreamTimeoutMs: parseDuration(o.upstreamTimeout),
     replicate: parseReplicationPolicy(o.replicate),
+    diskWatermarks: diskWatermarks(o.diskHigh, o.diskLow),
+    minCopies: parseMinCopies(o.minCopies),
+    evictLocal: o.evictLocal === true || o.evictLocal === 'true',
+    diskCheckIntervalMs: parseDuration(o.diskCheckInterval),
   };
+}
+
+function diskWatermarks(high: string | undefined, low: string | undefined): Config['diskWatermarks'] {
+  const marks = { high: high ? parseWatermark(high, '--disk-high') : undefined, low: low ? parseWatermark(low, '--disk-low') : undefined };
+  checkWatermarks(marks.high, marks.low);
+  return marks.high && marks.low ? { high: marks.high, low: marks.low } : undefined;
+}
+
+function parseMinCopies(text: string): number {
+  const n = Number(text);
+  if (!Number.isSafeInteger(n) || n < 0) throw new Error(`--min-copies must be a whole number, not "${text}"`);
+  return n;
 }
 
 function parseLabels(pairs: string[]): Record<string, string> {

@@ -152,6 +152,11 @@ export class Replicator {
     }
   }
 
+  /** Names and digests of what is being copied here now: eviction leaves them alone. */
+  inFlight(): Set<string> {
+    return new Set([...this.#active].flatMap(([image, { digest, blobs }]) => [image, digest, ...blobs.map((b) => b.digest)]));
+  }
+
   /** Images being copied here now, with the bytes of their blobs that are here. */
   async progress(): Promise<ImageFetch[]> {
     const arriving = this.deps.mirror.arriving();
