@@ -103,10 +103,19 @@ export class Evictor {
   check(): Promise<EvictionReport> {
     return this.#serial(async () => {
       const held = await survey(this.deps.store);
+      this.#noteArrivals(held);
       const m = this.#measure(categorize(held).total, await filesystemOf(this.deps.store.contentDir));
       if (m.measured <= m.high) return { evicted: [], freed: 0 };
       return this.#evictTo(held, m, 'above the high watermark');
     });
+  }
+
+  /** What was never used counts from when it arrived, within a check's interval: asking notes it. */
+  #noteArrivals({ images, sizes }: Survey): void {
+    const now = Date.now();
+    for (const i of images) this.deps.uses.lastUse([i.record.name, i.record.target.digest], now);
+    const referenced = new Set(images.flatMap((i) => i.blobs));
+    for (const digest of sizes.keys()) if (!referenced.has(digest)) this.deps.uses.lastUse([digest], now);
   }
 
   /** Evicts down to the low mark now. */
