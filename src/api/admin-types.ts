@@ -22,8 +22,8 @@ export interface NodeStatus {
   lastRepublish?: string;
 }
 
-/** One row of GET /_mesh/v1/peers: a connected peer, and how many keys it announces when it said so. */
-export type PeerEntry = PeerStatus & { keys?: number };
+/** One row of GET /_mesh/v1/peers: a connected peer, how many keys it announces and its disk, when it said so. */
+export type PeerEntry = PeerStatus & { keys?: number; disk?: DiskTotals };
 
 /** One provider of GET /_mesh/v1/who-has. */
 export interface WhoHasEntry {
@@ -118,6 +118,9 @@ export interface DiskUsage {
   watermarks?: { measured: number; high: number; low: number };
   images: DiskImage[];
 }
+
+/** df's bytes per category, as members tell them in their inventories (for the status page). */
+export type DiskTotals = Pick<DiskUsage, 'total' | 'pinned' | 'pushed' | 'pulled' | 'replicated' | 'cache'>;
 
 /** Something eviction, prune or rm removed from a node. */
 export interface EvictedEntry {

@@ -151,7 +151,7 @@ export async function startDaemon(config: Config, log: Logger, hooks: DaemonHook
       replicator.onEvent(event);
     });
     // Members see the replicator's progress in this node's inventory.
-    await mesh.serveInventory(() => replicator.progress());
+    await mesh.serveInventory(() => replicator.progress(), () => disk.evictor.totals());
     const uploads = new UploadSessions(store, {
       maxBlobBytes: config.maxUploadSize, idleTimeoutMs: config.uploadTimeoutMs,
       maxSessions: config.maxUploads, maxSessionsPerClient: config.maxUploadsPerClient,

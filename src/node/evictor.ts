@@ -5,7 +5,7 @@
 import type { Logger } from 'pino';
 import type { Router } from '../dht/router.js';
 import type { Store } from '../store/store.js';
-import type { DiskUsage, EvictedEntry, EvictionReport } from '../api/admin-types.js';
+import type { DiskTotals, DiskUsage, EvictedEntry, EvictionReport } from '../api/admin-types.js';
 import { categorize, categoryOf, filesystemOf, survey, type HeldImage, type Survey } from './disk-usage.js';
 import { planEviction, type Candidate, type Planned, type Watermark } from './eviction.js';
 import type { EventLog } from './event-log.js';
@@ -14,6 +14,8 @@ import type { UseLog } from './use-log.js';
 /** How long a lookup of the other holders of one candidate may take; unanswered counts as none. */
 const COPIES_LOOKUP_MS = 3_000;
 const LOOKUPS_AT_ONCE = 4;
+/** Members ask for the df totals with every inventory: one survey of the store answers them for this long. */
+const TOTALS_MAX_AGE_MS = 30_000;
 
 export interface EvictorDeps {
   store: Store;
@@ -47,6 +49,7 @@ interface Measure {
 export class Evictor {
   #queue: Promise<unknown> = Promise.resolve();
   #timer?: NodeJS.Timeout;
+  #totals?: { at: number; value: Promise<DiskTotals | undefined> };
 
   constructor(private readonly deps: EvictorDeps) {}
 
@@ -87,6 +90,19 @@ export class Evictor {
         lastUse: new Date(this.deps.uses.lastUse([i.record.name, i.record.target.digest], now)).toISOString(),
       })),
     };
+  }
+
+  /** df's totals, at most TOTALS_MAX_AGE_MS old; undefined (and logged) when the store could not be surveyed. */
+  totals(): Promise<DiskTotals | undefined> {
+    if (!this.#totals || Date.now() - this.#totals.at > TOTALS_MAX_AGE_MS) {
+      const value = survey(this.deps.store).then(categorize, (err: Error) => {
+        this.deps.log.warn({ err: err.message }, 'could not survey the store for the inventory\'s disk totals');
+        this.#totals = undefined;
+        return undefined;
+      });
+      this.#totals = { at: Date.now(), value };
+    }
+    return this.#totals.value;
   }
 
   /** Byte marks measure what the store holds; percentages, how full its filesystem is. */

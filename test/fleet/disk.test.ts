@@ -5,6 +5,7 @@
 // the mirror and cached; rm --mesh reaches every host, but not a container's image.
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { isDeepStrictEqual } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DiskUsage, EvictionReport, FleetEvent, MeshImageRow } from '../../src/api/admin-types.js';
 import { buildImage, type BuiltImage } from '../helpers/oci-image.js';
@@ -113,6 +114,10 @@ describe('disk: df, watermarks, rm', () => {
     expect(df.total).toBe(df.replicated + df.pulled + df.cache);
     const listed = (await h2.ctr(['content', 'ls'])).split('\n').slice(1).filter(Boolean);
     expect(listed.length).toBe(SHARED.length * 3 + 3 + 1);
+    // Members tell their totals in their inventories (at most half a minute old; h2's changed since the first test).
+    const totals = { total: df.total, pinned: df.pinned, pushed: df.pushed, pulled: df.pulled, replicated: df.replicated, cache: df.cache };
+    await waitFor('h1 to see h2\'s disk totals', async () =>
+      isDeepStrictEqual((await h1.peers()).find((p) => p.id === h2.peerId)?.disk, totals), { timeoutMs: 40_000 });
     const h1df = await h1.meshctlJson<DiskUsage>(['df']);
     expect(h1df.pushed).toBe([...SHARED, 'solo'].reduce((n, t) => n + sizeOf(images.get(t)!), 0));
     expect(h1df.total).toBe(h1df.pushed + h1df.pulled + h1df.replicated + h1df.cache + h1df.pinned);
