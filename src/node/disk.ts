@@ -33,6 +33,10 @@ export interface Disk {
 
 export async function startDisk(config: Config, deps: DiskDeps): Promise<Disk> {
   const log = deps.log.child({ component: 'disk' });
+  const marks = config.diskWatermarks;
+  if (marks && 'percent' in marks.high && !deps.store.contentDir) {
+    throw new Error(`--disk-high ${marks.high.percent}%: this ${deps.store.kind} store has no content directory meshd can see to measure; give sizes (e.g. 50GiB)`);
+  }
   const uses = await UseLog.open(join(config.dataDir, 'last-use.json'), log);
   const evictor = new Evictor({
     store: deps.store,
