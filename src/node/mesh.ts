@@ -63,10 +63,13 @@ export async function joinMesh(config: Config, store: Store, log: Logger, opts: 
   const membership = libp2pMembership(node.libp2p, router, log.child({ component: 'membership' }));
   let fetching = async (): Promise<ImageFetch[]> => [];
   let disk = async (): Promise<DiskTotals | undefined> => undefined;
-  const ownInventory = async (): Promise<Inventory> => {
-    const totals = await disk();
-    return { name: config.nodeName, keys: holdings.size, images: await localImages(store), fetching: await fetching(), ...(totals && { disk: totals }) };
-  };
+  const ownInventory = async (): Promise<Inventory> => ({
+    name: config.nodeName,
+    keys: holdings.size,
+    images: await localImages(store),
+    fetching: await fetching(),
+    disk: await disk(),
+  });
   return {
     router,
     membership,
