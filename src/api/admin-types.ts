@@ -1,6 +1,7 @@
 // What the daemon's admin API (/_mesh/v1/…) and meshctl exchange, as JSON: the one place both sides take the
 // shape of an answer from. Types only; the daemon side is src/node/admin-api.ts, the client side src/cli.
 import type { PeerStatus } from '../dht/router.js';
+import type { Origin } from '../store/store.js';
 
 /** GET /_mesh/v1/status: who the node is, where it listens, what it announces. */
 export interface NodeStatus {
@@ -84,14 +85,12 @@ export interface FleetEvent {
   detail?: string;
 }
 
-/** How an image came to a node: pushed to it, copied by replication, or pulled by the host's own clients. */
-export type ImageOrigin = 'pushed' | 'replicated' | 'pulled';
-
 /** One image of GET /_mesh/v1/df. */
 export interface DiskImage {
   name: string;
   digest: string;
-  origin: ImageOrigin;
+  /** How it came: pushed to this node, copied by replication, or pulled by the host's own clients. */
+  origin: Origin;
   /** A container on this host was created from it: never evicted. */
   pinned: boolean;
   /** Bytes of every blob it references that this node holds (blobs shared with other images count in each). */

@@ -52,6 +52,11 @@ export class UseLog {
     this.#dirty = this.#last.delete(key) || this.#dirty;
   }
 
+  /** Forgets every key not in `held`: what left the store, however it left. */
+  retain(held: Set<string>): void {
+    for (const key of this.#last.keys()) if (!held.has(key)) this.forget(key);
+  }
+
   async save(): Promise<void> {
     if (!this.#dirty) return;
     this.#dirty = false;
