@@ -82,7 +82,10 @@ describe('disk: df, watermarks, rm', () => {
     expect(evicted).toEqual([expect.objectContaining({ image: nameOf('shared-c'), reason: 'above the high watermark', copies: 2, bytes: sizeOf(images.get('c')!) })]);
     const events = JSON.parse((await h3.http('/_mesh/v1/events?since=0')).body) as FleetEvent[];
     expect(events.filter((e) => e.kind === 'evicted').map((e) => e.image)).toEqual([nameOf('shared-c')]);
-    // Evicted images are no longer h3's: inventories (ls --mesh) stop listing it as a holder.
+    // Evicted images are no longer h3's: it stops announcing them, and inventories (ls --mesh) stop listing it as a holder.
+    const layerC = images.get('c')!.layers[0].digest;
+    await waitFor('h3 to stop announcing shared-c', async () =>
+      !(await h3.whoHas(layerC)).some((p) => p.self) && !(await h3.whoHas(nameOf('shared-c'))).some((p) => p.self));
     await waitFor('ls --mesh to drop h3 from shared-c', async () => {
       const rows = await h1.meshctlJson<MeshImageRow[]>(['ls', '--mesh']);
       return !rows.find((r) => r.name === nameOf('shared-c'))?.nodes.some((n) => n.name === h3.name);
