@@ -50,6 +50,7 @@ describe('Evictor on a memory store', () => {
     }
     const cached = await put(store, Buffer.from('a layer the mirror brought'));
     for (const h of others) h.announce({ add: [cached.digest] });
+    inFlight.clear();
     inFlight.add('busy:1');
     uses.touch('solo:1', 500); // the oldest, but nobody else holds it
     uses.touch(cached.digest, 1000);
@@ -90,6 +91,14 @@ describe('Evictor on a memory store', () => {
     expect(removed.freed).toBeGreaterThan(5000);
     expect(await store.images.get('pushed:1')).toBeUndefined();
     expect(await evictor.remove('pushed:1', 'rm')).toMatchObject({ kept: 'pushed:1 is not held here' });
+  });
+
+  it('keeps a blob being copied here for another image when the image sharing it goes', async () => {
+    const old = (await store.images.get('old:1'))!;
+    inFlight.add(old.target.digest);
+    const removed = await evictor.remove('old:1', 'rm');
+    expect(removed.evicted).toHaveLength(1);
+    expect(await store.stat(old.target.digest)).toBeDefined();
   });
 
   it('does nothing on a check below the high mark', async () => {

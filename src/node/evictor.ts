@@ -177,7 +177,8 @@ export class Evictor {
     const evictable = (i: HeldImage) => !i.pinned && !inFlight.has(i.record.name) && !inFlight.has(i.record.target.digest)
       && (categoryOf(i) === 'replicated' || this.deps.evictLocal);
     const candidates: Candidate[] = [];
-    const kept = new Set<string>();
+    // A blob being copied here for a new image may be one an old image shares: it stays.
+    const kept = new Set<string>(inFlight);
     const referenced = new Set<string>();
     for (const i of images) {
       for (const d of i.blobs) referenced.add(d);
@@ -223,7 +224,7 @@ export class Evictor {
     const inFlight = this.deps.inFlight();
     if (inFlight.has(c.key) || inFlight.has(c.digest)) return undefined;
     if (c.kind === 'image') await store.images.delete(c.key);
-    for (const d of p.freedBlobs) await store.delete(d);
+    for (const d of p.freedBlobs) if (!inFlight.has(d)) await store.delete(d);
     this.deps.uses.forget(c.key);
     const entry: EvictedEntry = { image: c.key, digest: c.digest, bytes: p.bytes, reason, copies: c.copies };
     if (p.lastCopies) log.warn({ ...entry, minCopies: this.deps.minCopies }, 'evicting though fewer than --min-copies other nodes hold it: nothing else could go');
@@ -247,7 +248,7 @@ export class Evictor {
         this.deps.log.warn({ image: name, reason }, 'not removing an image a container uses');
         return { evicted: [], freed: 0, kept: `a container on ${this.deps.node} uses ${name}` };
       }
-      const others = new Set(held.images.filter((i) => i !== image).flatMap((i) => i.blobs));
+      const others = new Set([...held.images.filter((i) => i !== image).flatMap((i) => i.blobs), ...this.deps.inFlight()]);
       const freedBlobs = image.blobs.filter((d) => !others.has(d));
       const bytes = freedBlobs.reduce((n, d) => n + held.sizes.get(d)!, 0);
       await this.deps.store.images.delete(name);
