@@ -1,6 +1,7 @@
 // What the daemon's admin API (/_mesh/v1/…) and meshctl exchange, as JSON: the one place both sides take the
 // shape of an answer from. Types only; the daemon side is src/node/admin-api.ts, the client side src/cli.
 import type { PeerStatus } from '../dht/router.js';
+import type { Origin } from '../store/store.js';
 
 /** GET /_mesh/v1/status: who the node is, where it listens, what it announces. */
 export interface NodeStatus {
@@ -22,8 +23,8 @@ export interface NodeStatus {
   lastRepublish?: string;
 }
 
-/** One row of GET /_mesh/v1/peers: a connected peer, and how many keys it announces when it said so. */
-export type PeerEntry = PeerStatus & { keys?: number };
+/** One row of GET /_mesh/v1/peers: a connected peer, how many keys it announces and its disk, when it said so. */
+export type PeerEntry = PeerStatus & { keys?: number; disk?: DiskTotals };
 
 /** One provider of GET /_mesh/v1/who-has. */
 export interface WhoHasEntry {
@@ -82,4 +83,61 @@ export interface FleetEvent {
   /** Name (or peer id) of the node it happened on, or that pushed. */
   node?: string;
   detail?: string;
+}
+
+/** One image of GET /_mesh/v1/df. */
+export interface DiskImage {
+  name: string;
+  digest: string;
+  /** How it came: pushed to this node, copied by replication, or pulled by the host's own clients. */
+  origin: Origin;
+  /** A container on this host was created from it: never evicted. */
+  pinned: boolean;
+  /** Bytes of every blob it references that this node holds (blobs shared with other images count in each). */
+  bytes: number;
+  /** ISO 8601: when it was last served or pulled (or first seen, if never). */
+  lastUse: string;
+}
+
+/**
+ * GET /_mesh/v1/df: the bytes of the store's blobs, each blob counted once, in the first category that holds
+ * it: pinned (images containers use), pushed, pulled, replicated, then cache (blobs no image references:
+ * what the mirror brought for clients). The categories add up to `total`.
+ */
+export interface DiskUsage {
+  total: number;
+  pinned: number;
+  pushed: number;
+  pulled: number;
+  replicated: number;
+  cache: number;
+  /** The store's filesystem, when the store has one. */
+  filesystem?: { size: number; free: number };
+  /** What the watermarks measure now and where they are, in bytes; absent when none are set. */
+  watermarks?: { measured: number; high: number; low: number };
+  images: DiskImage[];
+}
+
+/** df's bytes per category, as members tell them in their inventories (for the status page). */
+export type DiskTotals = Pick<DiskUsage, 'total' | 'pinned' | 'pushed' | 'pulled' | 'replicated' | 'cache'>;
+
+/** Something eviction, prune or rm removed from a node. */
+export interface EvictedEntry {
+  /** Image name, or the digest of a cached blob. */
+  image: string;
+  digest: string;
+  bytes: number;
+  reason: string;
+  /** Other nodes that held it when it went. */
+  copies?: number;
+}
+
+/** The answer of POST /_mesh/v1/prune and DELETE /_mesh/v1/images. */
+export interface EvictionReport {
+  evicted: EvictedEntry[];
+  freed: number;
+  /** Why something asked for stayed (pinned by a container, nothing evictable left). */
+  kept?: string;
+  /** rm --mesh: the removal was sent to every member. */
+  published?: boolean;
 }

@@ -4,20 +4,16 @@ export class AdminClient {
   constructor(private readonly base: string, private readonly token?: string) {}
 
   get<T>(path: string, query: Record<string, string> = {}): Promise<T> {
-    return this.#request<T>('GET', path, query);
+    return this.request<T>('GET', path, query);
   }
 
-  /** A change (writes need root or meshd's write group on the node's loopback, or the token). */
-  put<T>(path: string, query: Record<string, string> = {}): Promise<T> {
-    return this.#request<T>('PUT', path, query);
-  }
-
-  async #request<T>(method: string, path: string, query: Record<string, string>): Promise<T> {
+  /** A call that changes the node (POST, PUT, DELETE): the daemon lets only privileged users or the token make it. */
+  async request<T>(method: string, path: string, query: Record<string, string> = {}): Promise<T> {
     const url = new URL(path, this.base);
     for (const [k, v] of Object.entries(query)) url.searchParams.set(k, v);
     let res: Response;
     try {
-      res = await fetch(url, { method, headers: this.token ? { authorization: `Bearer ${this.token}` } : {} });
+      res = await fetch(url, { method, ...(this.token && { headers: { authorization: `Bearer ${this.token}` } }) });
     } catch (err) {
       throw new Error(`no meshd answers at ${this.base} (${(err as Error & { cause?: Error }).cause?.message ?? (err as Error).message}); is it running? (--node URL)`);
     }

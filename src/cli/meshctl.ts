@@ -8,6 +8,7 @@ import { generateSwarmKey } from '../dht/swarm-key.js';
 import type { ImageEntry, MeshImageRow, NodeStatus, PeerEntry, WhoHasAnswer } from '../api/admin-types.js';
 import { AdminClient } from './admin-client.js';
 import { addMirrorCommand } from './mirror-config/command.js';
+import { addDiskCommands } from './disk-commands.js';
 import { ms, table } from './table.js';
 
 /** The command tree; exported so tests can check command lines against it (see test/compose.test.ts). */
@@ -77,7 +78,7 @@ program
   .action(async (cmd: Record<'upload' | 'download' | 'replication', string | undefined>) => {
     const changes = Object.fromEntries(Object.entries(cmd).filter(([, v]) => v !== undefined)) as Record<string, string>;
     const limits = Object.keys(changes).length > 0
-      ? await client().put<Record<string, number>>('/_mesh/v1/limits', changes)
+      ? await client().request<Record<string, number>>('PUT', '/_mesh/v1/limits', changes)
       : await client().get<Record<string, number>>('/_mesh/v1/limits');
     const rate = (n?: number) => (n === undefined ? 'none' : `${(n / 1e6).toFixed(n % 1e6 ? 1 : 0)} MB/s`);
     print(limits, () => ['upload', 'download', 'replication'].map((k) => `${k.padEnd(12)} ${rate(limits[k])}`).join('\n'));
@@ -95,6 +96,7 @@ program
   });
 
 addMirrorCommand(program, print);
+addDiskCommands(program, client, print);
 
 // Runs only as the command (directly or through the npm bin symlink), not when a test imports the program.
 if (process.argv[1] && realpathSync(process.argv[1]) === fileURLToPath(import.meta.url)) {

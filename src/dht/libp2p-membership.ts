@@ -22,7 +22,8 @@ function isInventory(v: unknown): v is Inventory {
   return typeof i?.name === 'string' && Number.isInteger(i.keys) && Array.isArray(i.images)
     && i.images.every((x) => typeof x?.name === 'string' && typeof x?.digest === 'string')
     && (i.fetching === undefined || (Array.isArray(i.fetching) && i.fetching.every((f) =>
-      typeof f?.image === 'string' && typeof f?.digest === 'string' && Number.isSafeInteger(f.bytes) && Number.isSafeInteger(f.total))));
+      typeof f?.image === 'string' && typeof f?.digest === 'string' && Number.isSafeInteger(f.bytes) && Number.isSafeInteger(f.total))))
+    && (i.disk === undefined || (typeof i.disk === 'object' && i.disk !== null && Object.values(i.disk).every((n) => Number.isSafeInteger(n))));
 }
 
 /** `plaintext`: members' data planes are reached in plain HTTP (--peer-plaintext), else over TLS. */

@@ -10,7 +10,7 @@ import { Libp2pRouter } from './libp2p-router.js';
 import { keyToCid } from './kad-keys.js';
 import { EVENTS_TOPIC } from './mesh-events.js';
 import type { ProviderStore } from './provide-protocol.js';
-import type { MeshEvent, PeerRef } from './router.js';
+import type { GossipEvent, MeshEvent, PeerRef } from './router.js';
 import { generateSwarmKey, parseSwarmKey } from './swarm-key.js';
 
 const logger = pino({ level: process.env.TEST_LOG ?? 'silent' });
@@ -20,7 +20,7 @@ interface Member {
   name: string;
   node: MeshNode;
   router: Libp2pRouter;
-  events: Array<{ event: MeshEvent; from: string }>;
+  events: Array<{ event: GossipEvent; from: string }>;
 }
 
 const members: Member[] = [];

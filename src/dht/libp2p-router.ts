@@ -9,7 +9,7 @@ import { NetworkView } from './network-view.js';
 import { PeerDirectory } from './peer-directory.js';
 import { dhtProviders, storedProviders } from './provider-lookup.js';
 import { handleProvide, type ProviderStore } from './provide-protocol.js';
-import type { AnnounceChange, MeshEvent, NodeInfo, PeerRef, PeerStatus, Router } from './router.js';
+import type { AnnounceChange, GossipEvent, NodeInfo, PeerRef, PeerStatus, Router } from './router.js';
 import { lookupSeconds } from './metrics.js';
 import type { Message } from '@libp2p/gossipsub';
 
@@ -48,7 +48,7 @@ export class Libp2pRouter implements Router {
   private readonly directory: PeerDirectory;
   private readonly view: NetworkView;
   private readonly batches: ProviderBatches;
-  private readonly handlers: Array<(event: MeshEvent, from: string) => void> = [];
+  private readonly handlers: Array<(event: GossipEvent, from: string) => void> = [];
   private readonly shutdown = new AbortController();
   private readonly lookupTimeoutMs: number;
   private readonly debounceMs: number;
@@ -183,7 +183,7 @@ export class Libp2pRouter implements Router {
     return this.directory.peers();
   }
 
-  async publish(event: MeshEvent): Promise<void> {
+  async publish(event: GossipEvent): Promise<void> {
     if (event.node !== this.id) throw new Error(`cannot publish an event for node ${event.node}: members reject events not signed by the node they name`);
     const data = encodeEvent(event);
     const { error } = decodeEvent(data);
@@ -191,7 +191,7 @@ export class Libp2pRouter implements Router {
     await this.libp2p.services.pubsub.publish(EVENTS_TOPIC, data);
   }
 
-  onEvent(handler: (event: MeshEvent, from: string) => void): void {
+  onEvent(handler: (event: GossipEvent, from: string) => void): void {
     this.handlers.push(handler);
   }
 

@@ -1,6 +1,6 @@
 // What a node knows of the fleet's members: who is connected, where their data planes are, who holds a
 // key, and what each holds. One face, on libp2p (libp2p-membership.ts) and in memory (memory-membership.ts).
-import type { ImageEntry, ImageFetch } from '../api/admin-types.js';
+import type { DiskTotals, ImageEntry, ImageFetch } from '../api/admin-types.js';
 import type { PeerStatus } from './router.js';
 
 /** A member's data plane, at the address this node reaches it. */
@@ -24,6 +24,8 @@ export interface Inventory {
   images: ImageEntry[];
   /** Absent from nodes of older versions. */
   fetching?: ImageFetch[];
+  /** Bytes held per df category; absent from nodes of older versions. */
+  disk?: DiskTotals;
 }
 
 export interface Membership {

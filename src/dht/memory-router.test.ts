@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'vitest';
 import { MemoryMesh } from './memory-router.js';
-import type { MeshEvent, PeerRef } from './router.js';
+import type { GossipEvent, MeshEvent, PeerRef } from './router.js';
 
 async function all(it: AsyncIterable<PeerRef>): Promise<string[]> {
   const ids: string[] = [];
@@ -44,7 +44,7 @@ describe('MemoryRouter', () => {
   test('events reach the other members, not the publisher, and only events naming their publisher', async () => {
     const mesh = new MemoryMesh();
     const [a, b, c] = ['a', 'b', 'c'].map((id) => mesh.join({ id }));
-    const got: Record<string, Array<[MeshEvent, string]>> = { a: [], b: [], c: [] };
+    const got: Record<string, Array<[GossipEvent, string]>> = { a: [], b: [], c: [] };
     for (const r of [a, b, c]) r.onEvent((e, from) => got[r.id].push([e, from]));
     const event: MeshEvent = { type: 'image-pushed', image: 'docker.io/library/app:1', digest: DIGEST, node: 'a' };
     await a.publish(event);

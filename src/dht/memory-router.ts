@@ -1,7 +1,7 @@
 // In-memory twin of the libp2p router for unit tests and simulations: members of one MemoryMesh see each
 // other's keys and events at once (no network, no record TTL: a removed key is gone immediately).
 import { decodeEvent, encodeEvent } from './mesh-events.js';
-import type { AnnounceChange, MeshEvent, NodeInfo, PeerRef, PeerStatus, Router } from './router.js';
+import type { AnnounceChange, GossipEvent, NodeInfo, PeerRef, PeerStatus, Router } from './router.js';
 
 export interface MemberOptions {
   id?: string;
@@ -24,7 +24,7 @@ export class MemoryMesh {
 
 export class MemoryRouter implements Router {
   readonly held = new Set<string>();
-  private readonly handlers: Array<(event: MeshEvent, from: string) => void> = [];
+  private readonly handlers: Array<(event: GossipEvent, from: string) => void> = [];
 
   constructor(
     private readonly mesh: MemoryMesh,
@@ -53,7 +53,7 @@ export class MemoryRouter implements Router {
       .map((m) => ({ id: m.id, addrs: [...m.addrs], rttMs: 0, ...(m.info && { info: m.info }) }));
   }
 
-  async publish(event: MeshEvent): Promise<void> {
+  async publish(event: GossipEvent): Promise<void> {
     if (event.node !== this.id) throw new Error(`cannot publish an event for node ${event.node}: members reject events not signed by the node they name`);
     const { event: copy, error } = decodeEvent(encodeEvent(event)); // what the wire would carry
     if (copy === undefined) throw new Error(`invalid mesh event: ${error ?? 'unknown type'}`);
@@ -62,7 +62,7 @@ export class MemoryRouter implements Router {
     }
   }
 
-  onEvent(handler: (event: MeshEvent, from: string) => void): void {
+  onEvent(handler: (event: GossipEvent, from: string) => void): void {
     this.handlers.push(handler);
   }
 
@@ -71,7 +71,7 @@ export class MemoryRouter implements Router {
     this.mesh.members.delete(this.id);
   }
 
-  private deliver(event: MeshEvent, from: string): void {
+  private deliver(event: GossipEvent, from: string): void {
     if (!this.mesh.members.has(this.id)) return;
     for (const handler of this.handlers) handler(event, from);
   }

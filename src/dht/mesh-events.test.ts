@@ -22,6 +22,14 @@ describe('mesh events', () => {
     expect(decodeEvent(encodeEvent(inlined))).toEqual({ event: inlined });
   });
 
+  test('a removal (rm --mesh) names only the image and the node asking; one claiming another node is rejected', () => {
+    const removal = { type: 'image-removed' as const, image: 'docker.io/library/app:1', node: from.toString() };
+    expect(decodeEvent(json({ ...removal, digest: 'ignored' }))).toEqual({ event: removal });
+    expect(decodeEvent(json({ ...removal, image: '' }))).toEqual({ error: 'bad image' });
+    expect(checkEventMessage(signed(encodeEvent(removal)))).toEqual({ result: TopicValidatorResult.Accept, event: removal });
+    expect(checkEventMessage(signed(encodeEvent({ ...removal, node: 'someone-else' }))).result).toBe(TopicValidatorResult.Reject);
+  });
+
   test('a well-formed event signed by the node it names is accepted', () => {
     expect(checkEventMessage(signed(encodeEvent(event)))).toEqual({ result: TopicValidatorResult.Accept, event });
   });

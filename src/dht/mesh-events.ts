@@ -2,7 +2,7 @@
 import { TopicValidatorResult, type Message, type TopicValidatorFn } from '@libp2p/gossipsub';
 import { createTopicScoreParams } from '@libp2p/gossipsub/score';
 import type { Logger } from 'pino';
-import type { MeshEvent } from './router.js';
+import type { GossipEvent, MeshEvent } from './router.js';
 
 export const EVENTS_TOPIC = 'layermesh/events/1';
 
@@ -28,12 +28,12 @@ export const eventsTopicScoreParams = createTopicScoreParams({
   invalidMessageDeliveriesDecay: 0.5,
 });
 
-export function encodeEvent(event: MeshEvent): Uint8Array {
+export function encodeEvent(event: GossipEvent): Uint8Array {
   return new TextEncoder().encode(JSON.stringify(event));
 }
 
 /** The event in `data`, or why it is not one. Unknown `type`s are `undefined`: newer members may send them. */
-export function decodeEvent(data: Uint8Array): { event?: MeshEvent; error?: string } {
+export function decodeEvent(data: Uint8Array): { event?: GossipEvent; error?: string } {
   if (data.byteLength > MAX_EVENT_BYTES) return { error: `event of ${data.byteLength} bytes exceeds ${MAX_EVENT_BYTES}` };
   let value: unknown;
   try {
@@ -44,8 +44,12 @@ export function decodeEvent(data: Uint8Array): { event?: MeshEvent; error?: stri
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return { error: 'event is not a JSON object' };
   const v = value as Record<string, unknown>;
   if (typeof v.type !== 'string') return { error: 'event has no type' };
-  if (v.type !== 'image-pushed') return {};
+  if (v.type !== 'image-pushed' && v.type !== 'image-removed') return {};
   if (typeof v.image !== 'string' || v.image === '' || v.image.length > MAX_IMAGE_LENGTH) return { error: 'bad image' };
+  if (v.type === 'image-removed') {
+    if (typeof v.node !== 'string' || v.node === '') return { error: 'bad node' };
+    return { event: { type: v.type, image: v.image, node: v.node } };
+  }
   if (typeof v.digest !== 'string' || !DIGEST.test(v.digest)) return { error: 'bad digest' };
   if (typeof v.node !== 'string' || v.node === '') return { error: 'bad node' };
   if (v.replicate !== undefined && (typeof v.replicate !== 'string' || v.replicate.length > MAX_IMAGE_LENGTH)) return { error: 'bad replicate' };
@@ -75,7 +79,7 @@ export function eventValidator(log: Logger): TopicValidatorFn {
   };
 }
 
-export function checkEventMessage(msg: Message): { result: TopicValidatorResult; reason?: string; event?: MeshEvent } {
+export function checkEventMessage(msg: Message): { result: TopicValidatorResult; reason?: string; event?: GossipEvent } {
   if (msg.type !== 'signed') return { result: TopicValidatorResult.Reject, reason: 'unsigned message' };
   const { event, error } = decodeEvent(msg.data);
   if (error !== undefined) return { result: TopicValidatorResult.Reject, reason: error };

@@ -42,6 +42,18 @@ export interface MeshEvent {
   inline?: Record<string, string>;
 }
 
+/** A member asks every node to remove an image (meshctl rm --mesh). */
+export interface RemoveEvent {
+  type: 'image-removed';
+  /** Image name as stored. */
+  image: string;
+  /** Peer id of the node asking. */
+  node: string;
+}
+
+/** What travels on the mesh's gossip, signed by the node it names. */
+export type GossipEvent = MeshEvent | RemoveEvent;
+
 export interface AnnounceChange {
   add?: Iterable<string>;
   remove?: Iterable<string>;
@@ -61,7 +73,7 @@ export interface Router {
   findProviders(key: string, signal?: AbortSignal): AsyncIterable<PeerRef>;
   /** Connected peers. */
   peers(): PeerStatus[];
-  publish(event: MeshEvent): Promise<void>;
+  publish(event: GossipEvent): Promise<void>;
   /** Validated events from other members. */
-  onEvent(handler: (event: MeshEvent, from: string) => void): void;
+  onEvent(handler: (event: GossipEvent, from: string) => void): void;
 }

@@ -55,6 +55,8 @@ export function mirrorStore(local: Store, mirror: Mirror, opts: MirrorStoreOptio
     delete: (digest) => local.delete(digest),
     blobs: () => local.blobs(),
     images,
+    contentDir: local.contentDir,
+    ...(local.containerImages && { containerImages: () => local.containerImages!() }),
     events: (signal) => local.events(signal),
     close: () => local.close(),
   };

@@ -44,7 +44,7 @@ export function registerAdminApi(app: FastifyInstance, deps: AdminDeps): void {
 
   app.get('/_mesh/v1/peers', async (): Promise<PeerEntry[]> => {
     const inventories = await membership.inventories();
-    return membership.peers().map((p) => ({ ...p, keys: inventories.get(p.id)?.keys }));
+    return membership.peers().map((p) => ({ ...p, keys: inventories.get(p.id)?.keys, disk: inventories.get(p.id)?.disk }));
   });
 
   app.get('/_mesh/v1/who-has', async (req): Promise<WhoHasAnswer> => {

@@ -16,6 +16,16 @@ describe('meshd configuration', () => {
     expect(c).toMatchObject({ store: 'auto', registryAddr: '127.0.0.1:5000', containerdNamespace: 'default', maxUploadSize: 64 * 1024 ** 3 });
   });
 
+  it('takes disk watermarks as a pair of sizes or of percentages', () => {
+    expect(parseConfig([])).toMatchObject({ diskWatermarks: undefined, minCopies: 2, evictLocal: false, diskCheckIntervalMs: 60_000 });
+    expect(parseConfig(['--disk-high', '80%', '--disk-low', '60%', '--min-copies', '0', '--evict-local']))
+      .toMatchObject({ diskWatermarks: { high: { percent: 80 }, low: { percent: 60 } }, minCopies: 0, evictLocal: true });
+    expect(parseConfig(['--disk-high', '50GiB', '--disk-low', '40GiB']).diskWatermarks).toEqual({ high: { bytes: 50 * 1024 ** 3 }, low: { bytes: 40 * 1024 ** 3 } });
+    expect(() => parseConfig(['--disk-high', '80%'])).toThrow(/go together/);
+    expect(() => parseConfig(['--disk-high', '80%', '--disk-low', '10GiB'])).toThrow(/both be sizes or both/);
+    expect(() => parseConfig(['--disk-high', '80%', '--disk-low', '60%', '--min-copies', 'two'])).toThrow(/--min-copies/);
+  });
+
   it('takes flags over environment over file over defaults', () => {
     const file = join(dir, 'meshd.yaml');
     writeFileSync(file, 'registry-addr: 127.0.0.1:7000\nstore: fs\nupload-timeout: 5m\n');

@@ -8,6 +8,7 @@ import { parseReplicationPolicy, type ReplicationPolicy } from './replication-po
 import { parseCount, parseDuration, parseSize } from './size.js';
 import { parseLimit } from './limits.js';
 import type { BandwidthLimits } from '../mirror/bandwidth.js';
+import { checkWatermarks, parseWatermark, type Watermark } from './eviction.js';
 
 export type StoreKind = 'auto' | 'containerd' | 'fs';
 
@@ -55,6 +56,13 @@ export interface Config {
   upstreamAuthFile?: string;
   upstreamTimeoutMs: number;
   replicate: ReplicationPolicy;
+  /** Above high, what the mesh brought is evicted down to low. */
+  diskWatermarks?: { high: Watermark; low: Watermark };
+  /** Content fewer other nodes hold is evicted only when nothing else can go. */
+  minCopies: number;
+  /** Images this host's users pushed or pulled may be evicted too. */
+  evictLocal: boolean;
+  diskCheckIntervalMs: number;
 }
 
 function option(flags: string, description: string, defaultValue?: string): Option {
@@ -112,6 +120,11 @@ export function configCommand(): Command {
     .addOption(option('--upload-limit <rate>', 'bytes per second the peer data plane sends, e.g. 50MB (all transfers together)'))
     .addOption(option('--download-limit <rate>', 'bytes per second fetched from peers and upstream registries, e.g. 50MB'))
     .addOption(option('--replication-limit <rate>', 'bytes per second for background replication alone (within --download-limit), so that pulls get the rest'))
+    .addOption(option('--disk-high <size|percent>', 'above this (bytes the store holds, or % of its filesystem in use) evict what the mesh brought, least recently used first'))
+    .addOption(option('--disk-low <size|percent>', 'eviction stops below this'))
+    .addOption(option('--min-copies <n>', 'evict content fewer other nodes hold only when nothing else can go', '2'))
+    .addOption(option('--evict-local', 'images this host\'s users pushed or pulled may be evicted too'))
+    .addOption(option('--disk-check-interval <duration>', 'how often the disk is measured against --disk-high', '1m'))
     .addOption(option('--reconcile-interval <duration>', 'how often the announced keys are checked against the store', '1m'))
     .showHelpAfterError();
 }
@@ -184,7 +197,23 @@ export function parseConfig(argv: string[]): Config {
     upstreamAuthFile: o.upstreamAuth || undefined,
     upstreamTimeoutMs: parseDuration(o.upstreamTimeout),
     replicate: parseReplicationPolicy(o.replicate),
+    diskWatermarks: diskWatermarks(o.diskHigh, o.diskLow),
+    minCopies: parseMinCopies(o.minCopies),
+    evictLocal: o.evictLocal === true || o.evictLocal === 'true',
+    diskCheckIntervalMs: parseDuration(o.diskCheckInterval),
   };
+}
+
+function diskWatermarks(high: string | undefined, low: string | undefined): Config['diskWatermarks'] {
+  const marks = { high: high ? parseWatermark(high, '--disk-high') : undefined, low: low ? parseWatermark(low, '--disk-low') : undefined };
+  checkWatermarks(marks.high, marks.low);
+  return marks.high && marks.low ? { high: marks.high, low: marks.low } : undefined;
+}
+
+function parseMinCopies(text: string): number {
+  const n = Number(text);
+  if (!Number.isSafeInteger(n) || n < 0) throw new Error(`--min-copies must be a whole number, not "${text}"`);
+  return n;
 }
 
 function parseLabels(pairs: string[]): Record<string, string> {

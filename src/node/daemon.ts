@@ -31,6 +31,10 @@ import { joinMesh, type Mesh } from './mesh.js';
 import { openStore } from './open-store.js';
 import { pushGossip } from './push-event.js';
 import { Replicator } from './replicator.js';
+import { startDisk } from './disk.js';
+import { registerDiskApi } from './disk-api.js';
+import { trackingUse } from './use-log.js';
+import type { EvictedEntry } from '../api/admin-types.js';
 import { MAX_MANIFEST_BYTES } from '../oci/limits.js';
 
 /** A peer that sends no byte for this long is left for the next holder. */
@@ -82,7 +86,12 @@ function recorded(pushes: PushListener, events: EventLog, node: string): PushLis
   return { check: pushes.check, pushed: (image, digest, o) => (events.record({ kind: 'pushed', image, digest, node }), pushes.pushed(image, digest, o)) };
 }
 
-export async function startDaemon(config: Config, log: Logger): Promise<Daemon> {
+/** Callbacks for what counts events (metrics). */
+export interface DaemonHooks {
+  onEvicted?(entry: EvictedEntry): void;
+}
+
+export async function startDaemon(config: Config, log: Logger, hooks: DaemonHooks = {}): Promise<Daemon> {
   const token = await registryToken(config);
   // What has started, stopped in reverse order at shutdown or when a later step fails.
   const closers: (() => Promise<void>)[] = [];
@@ -144,12 +153,18 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     });
     const events = new EventLog();
     const nameOf = (id: string) => (id === mesh.router.id ? config.nodeName : mesh.router.peers().find((p) => p.id === id)?.info?.name ?? id);
+    const disk = await startDisk(config, {
+      store, router: mesh.router, holdings: mesh.holdings, events, nameOf, log, onEvicted: hooks.onEvicted,
+      inFlight: () => new Set([...replicator.inFlight(), ...mirror.arriving().keys()]),
+    });
+    closers.push(() => disk.close());
     mesh.router.onEvent((event) => {
+      if (event.type === 'image-removed') return disk.onRemoval(event);
       events.record({ kind: 'pushed', image: event.image, digest: event.digest, node: nameOf(event.node) });
       replicator.onEvent(event);
     });
     // Members see the replicator's progress in this node's inventory.
-    await mesh.serveInventory(() => replicator.progress());
+    await mesh.serveInventory(() => replicator.progress(), () => disk.evictor.totals());
     const uploads = new UploadSessions(store, {
       maxBlobBytes: config.maxUploadSize, idleTimeoutMs: config.uploadTimeoutMs,
       maxSessions: config.maxUploads, maxSessionsPerClient: config.maxUploadsPerClient,
@@ -158,7 +173,8 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     closers.push(() => uploads.close());
     const registry = createRegistry({
       // The registry reads through the mirror: what this host lacks comes from the mesh (and the upstream).
-      store: mirrorStore(store, mirror, { registries: config.mirrorRegistries }),
+      // Reads through the use log: eviction takes the least recently used first.
+      store: trackingUse(mirrorStore(store, mirror, { registries: config.mirrorRegistries }), disk.uses),
       uploads,
       log: log.child({ component: 'registry' }),
       maxManifestBytes: MAX_MANIFEST_BYTES,
@@ -168,6 +184,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     registerStatusPage(registry, events);
     registerMetrics(registry, { router: mesh.router, holdings: mesh.holdings });
     registerLimitsApi(registry, bandwidth, config.dataDir, log.child({ component: 'bandwidth' }));
+    registerDiskApi(registry, { evictor: disk.evictor, router: mesh.router, log });
     let registryUrl = '';
     registerAdminApi(registry, {
       store,

@@ -48,7 +48,7 @@ async function node(id: string, replicate: string) {
   });
   const policy = parseReplicationPolicy(replicate);
   const replicator = new Replicator({ store, membership, mirror, policy, self: { name: id, labels: {} }, log });
-  router.onEvent((event) => replicator.onEvent(event));
+  router.onEvent((event) => event.type === 'image-pushed' && replicator.onEvent(event));
   const limits = { maxBlobBytes: 1 << 30, idleTimeoutMs: 60_000, maxSessions: 100, maxSessionsPerClient: 100 };
   const registry = createRegistry({
     store: mirrorStore(store, mirror), uploads: new UploadSessions(store, limits, log), log,

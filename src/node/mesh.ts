@@ -6,7 +6,7 @@ import { createMeshNode } from '../dht/libp2p-node.js';
 import { Libp2pRouter } from '../dht/libp2p-router.js';
 import { Holdings } from './holdings.js';
 import type { Config } from './config.js';
-import type { ImageEntry, ImageFetch } from '../api/admin-types.js';
+import type { DiskTotals, ImageEntry, ImageFetch } from '../api/admin-types.js';
 import { libp2pMembership } from '../dht/libp2p-membership.js';
 import type { Inventory, Membership } from '../dht/membership.js';
 
@@ -17,8 +17,11 @@ export interface Mesh {
   addrs(): string[];
   /** This node's inventory, as members see it. */
   ownInventory(): Promise<Inventory>;
-  /** Starts answering members' inventory requests, with the images being copied here as `fetching` reports them. */
-  serveInventory(fetching: () => Promise<ImageFetch[]>): Promise<void>;
+  /**
+   * Starts answering members' inventory requests, with the images being copied here as `fetching` reports
+   * them, and the bytes held as `disk` does.
+   */
+  serveInventory(fetching: () => Promise<ImageFetch[]>, disk?: () => Promise<DiskTotals | undefined>): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -59,11 +62,13 @@ export async function joinMesh(config: Config, store: Store, log: Logger, opts: 
   await holdings.start();
   const membership = libp2pMembership(node.libp2p, router, log.child({ component: 'membership' }), config.peerPlaintext);
   let fetching = async (): Promise<ImageFetch[]> => [];
+  let disk = async (): Promise<DiskTotals | undefined> => undefined;
   const ownInventory = async (): Promise<Inventory> => ({
     name: config.nodeName,
     keys: holdings.size,
     images: await localImages(store),
     fetching: await fetching(),
+    disk: await disk(),
   });
   return {
     router,
@@ -71,8 +76,9 @@ export async function joinMesh(config: Config, store: Store, log: Logger, opts: 
     holdings,
     addrs: () => node.libp2p.getMultiaddrs().map(String),
     ownInventory,
-    serveInventory: (progress) => {
+    serveInventory: (progress, totals) => {
       fetching = progress;
+      if (totals) disk = totals;
       return membership.serveInventory(ownInventory);
     },
     stop: async () => {

@@ -17,7 +17,7 @@
 // add hops.
 import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
-import { putBlob, type Store } from '../store/store.js';
+import { ORIGIN_LABEL, putBlob, type Store } from '../store/store.js';
 import { digestOf, type Descriptor } from '../oci/digest.js';
 import type { Membership } from '../dht/membership.js';
 import type { MeshEvent } from '../dht/router.js';
@@ -150,7 +150,7 @@ export class Replicator {
         return;
       }
       const target = { mediaType: root.manifest.mediaType, digest, size: root.body.length };
-      await store.images.put({ name: image, target, labels: {} });
+      await store.images.put({ name: image, target, labels: { [ORIGIN_LABEL]: 'replicated' } });
       const bytes = active.blobs.reduce((n, b) => n + b.size, 0);
       const seconds = (performance.now() - started) / 1000;
       replicatedBytes.inc(bytes);
@@ -162,6 +162,11 @@ export class Replicator {
       replications.inc({ outcome });
       if (this.#active.get(image) === active) this.#active.delete(image);
     }
+  }
+
+  /** Names and digests of what is being copied here now: eviction leaves them alone. */
+  inFlight(): Set<string> {
+    return new Set([...this.#active].flatMap(([image, { digest, blobs }]) => [image, digest, ...blobs.map((b) => b.digest)]));
   }
 
   /** Images being copied here now, with the bytes of their blobs that are here. */

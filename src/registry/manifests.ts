@@ -1,5 +1,5 @@
 // GET/HEAD/PUT/DELETE /v2/<name>/manifests/<tag|digest>
-import { putBlob } from '../store/store.js';
+import { ORIGIN_LABEL, putBlob } from '../store/store.js';
 import { digestOf, isDigest, type Descriptor } from '../oci/digest.js';
 import { children, ManifestInvalidError, mediaTypeOf, parseManifest, type ParsedManifest } from '../oci/manifest.js';
 import { readBounded } from '../oci/limits.js';
@@ -123,11 +123,11 @@ export async function putManifest(ctx: RouteContext): Promise<unknown> {
   const target = { mediaType: manifest.mediaType, digest, size: body.length };
   if (isTag(ref)) {
     const name = tagImageName(ctx.repo, ref);
-    await store.images.put({ name, target, labels: {} });
+    await store.images.put({ name, target, labels: { [ORIGIN_LABEL]: 'pushed' } });
     await dropDigestRecords(ctx, [digest, ...manifest.manifests.map((m) => m.digest)]);
     ctx.pushes?.pushed(name, digest, options);
   } else {
-    await store.images.put({ name: digestImageName(ctx.repo, digest), target, labels: {} });
+    await store.images.put({ name: digestImageName(ctx.repo, digest), target, labels: { [ORIGIN_LABEL]: 'pushed' } });
   }
   ctx.log.info({ repo: ctx.repo, reference: ref, digest }, 'manifest pushed');
   if (manifest.subject) ctx.reply.header('oci-subject', manifest.subject.digest);

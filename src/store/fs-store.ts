@@ -110,6 +110,10 @@ export class FsStore implements Store {
     return store;
   }
 
+  get contentDir(): string {
+    return this.#blobDir;
+  }
+
   #blobPath(digest: string): string {
     return join(this.#blobDir, digestHex(digest));
   }

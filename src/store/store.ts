@@ -15,6 +15,19 @@ export interface BlobInfo {
   labels: Record<string, string>;
 }
 
+/**
+ * Label of the image records meshd makes, saying how the image came: `pushed` through the registry, or
+ * `replicated` from another node. Records without it were made by the store's own clients (a pull).
+ */
+export const ORIGIN_LABEL = 'layermesh.origin';
+export type Origin = 'pushed' | 'replicated' | 'pulled';
+
+/** The origin of a record, by its label. */
+export function originOf(record: ImageRecord): Origin {
+  const label = record.labels[ORIGIN_LABEL];
+  return label === 'pushed' || label === 'replicated' ? label : 'pulled';
+}
+
 /** A named image: `docker.io/library/app:1` -> the root manifest or index. */
 export interface ImageRecord {
   name: string;
@@ -82,6 +95,13 @@ export interface Store {
   delete(digest: string): Promise<boolean>;
   blobs(): AsyncIterable<BlobInfo>;
   readonly images: ImageStore;
+  /**
+   * Names of the images that containers on this host were created from (what must stay); absent in
+   * stores that have no containers (fs, memory).
+   */
+  containerImages?(): Promise<Set<string>>;
+  /** A directory on the filesystem that holds the blobs, when there is one: disk watermarks measure it. */
+  readonly contentDir?: string;
   /** Changes to the store, from this process or others sharing it, until the signal aborts or the store closes. */
   events(signal: AbortSignal): AsyncIterable<StoreEvent>;
   close(): Promise<void>;

@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { StoreFullError } from '../store.js';
 
 const PROTO_DIR = fileURLToPath(new URL('./proto/', import.meta.url));
-const PROTO_FILES = ['content.proto', 'images.proto', 'leases.proto', 'events.proto', 'introspection.proto', 'version.proto'];
+const PROTO_FILES = ['content.proto', 'images.proto', 'leases.proto', 'events.proto', 'introspection.proto', 'version.proto', 'containers.proto'];
 
 const SERVICES = {
   content: 'containerd.services.content.v1.Content',
@@ -15,6 +15,7 @@ const SERVICES = {
   events: 'containerd.services.events.v1.Events',
   introspection: 'containerd.services.introspection.v1.Introspection',
   version: 'containerd.services.version.v1.Version',
+  containers: 'containerd.services.containers.v1.Containers',
 } as const;
 export type Service = keyof typeof SERVICES;
 

@@ -51,6 +51,15 @@ export class ContainerdStore implements Store {
     return new ContainerdStore(client, logger, blobDir);
   }
 
+  get contentDir(): string | undefined {
+    return this.blobDir;
+  }
+
+  async containerImages(): Promise<Set<string>> {
+    const res = await this.client.unary<{ containers: { id: string; image: string }[] }>('containers', 'List', { filters: [] }, '');
+    return new Set(res.containers.map((c) => c.image).filter(Boolean));
+  }
+
   async stat(digest: string): Promise<BlobInfo | undefined> {
     const res = await unlessNoBlob(this.client.unary<{ info: WireInfo }>('content', 'Info', { digest }, digest));
     return res && toBlobInfo(res.info);

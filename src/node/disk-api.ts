@@ -1,0 +1,45 @@
+// The admin API's disk routes, beside the registry: df, prune, and rm (this node, or every node with mesh=1).
+// Writes on this listener (POST, DELETE) need the write privilege; the registry's access check sees to that.
+import type { FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import type { Router } from '../dht/router.js';
+import type { DiskUsage, EvictionReport } from '../api/admin-types.js';
+import { digestImageName, parseImageName, repositoryKey, tagImageName } from '../oci/names.js';
+import { RegistryError } from '../registry/errors.js';
+import type { Evictor } from './evictor.js';
+
+export interface DiskApiDeps {
+  evictor: Evictor;
+  router: Pick<Router, 'id' | 'publish'>;
+  log: Logger;
+}
+
+/** The store's name for what a user typed: `app:1` → `docker.io/library/app:1`; no tag means `latest`. */
+export function storeImageName(reference: string): string {
+  const { repo, tag, digest } = parseImageName(reference);
+  const key = repositoryKey(repo);
+  return digest ? digestImageName(key, digest) : tagImageName(key, tag ?? 'latest');
+}
+
+export function registerDiskApi(app: FastifyInstance, { evictor, router, log }: DiskApiDeps): void {
+  app.get('/_mesh/v1/df', async (): Promise<DiskUsage> => evictor.usage());
+
+  app.post('/_mesh/v1/prune', async (): Promise<EvictionReport> => {
+    try {
+      return await evictor.prune();
+    } catch (err) {
+      throw new RegistryError(400, 'UNSUPPORTED', (err as Error).message);
+    }
+  });
+
+  app.delete('/_mesh/v1/images', async (req): Promise<EvictionReport> => {
+    const query = req.query as { name?: string; mesh?: string };
+    if (!query.name) throw new RegistryError(400, 'NAME_INVALID', 'rm needs ?name=IMAGE');
+    const name = storeImageName(query.name); // a NameInvalidError is answered 400 by the registry's error handler
+    const report = await evictor.remove(name, query.mesh === undefined ? 'rm' : 'rm --mesh');
+    if (query.mesh === undefined) return report;
+    await router.publish({ type: 'image-removed', image: name, node: router.id });
+    log.info({ image: name }, 'asked every node to remove the image');
+    return { ...report, published: true };
+  });
+}

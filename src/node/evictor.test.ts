@@ -1,0 +1,109 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { MemoryMesh } from '../dht/memory-router.js';
+import { MemoryStore } from '../store/memory-store.js';
+import { put, putImage, record } from '../store/conformance-kit.js';
+import { ORIGIN_LABEL } from '../store/store.js';
+import type { EvictedEntry } from '../api/admin-types.js';
+import { EventLog } from './event-log.js';
+import { Evictor, type EvictorDeps } from './evictor.js';
+import { UseLog } from './use-log.js';
+
+const log = pino({ level: 'silent' });
+const replicated = { [ORIGIN_LABEL]: 'replicated' };
+
+describe('Evictor on a memory store', () => {
+  let dir: string;
+  let store: MemoryStore;
+  let uses: UseLog;
+  let deps: EvictorDeps;
+  let evictor: Evictor;
+  let counted: EvictedEntry[];
+  let events: EventLog;
+  const inFlight = new Set<string>();
+
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'evictor-'));
+    store = new MemoryStore();
+    Object.assign(store, { containerImages: async () => new Set(['pinned:1']) });
+    uses = await UseLog.open(join(dir, 'last-use.json'), log);
+    const mesh = new MemoryMesh();
+    const self = mesh.join({ id: 'self' });
+    const others = [mesh.join({ id: 'b' }), mesh.join({ id: 'c' })];
+    counted = [];
+    events = new EventLog();
+    deps = {
+      store, router: self, uses, inFlight: () => inFlight, watermarks: { high: { bytes: 1 }, low: { bytes: 0 } },
+      minCopies: 2, evictLocal: false, uploadGraceMs: 0, intervalMs: 60_000, log, events, node: 'self',
+      onEvicted: (e) => counted.push(e), removed: async () => {},
+    };
+    evictor = new Evictor(deps);
+    for (const [name, labels, holders] of [
+      ['old:1', replicated, others], ['new:1', replicated, others], ['solo:1', replicated, []],
+      ['pushed:1', { [ORIGIN_LABEL]: 'pushed' }, others], ['pulled:1', {}, others], ['pinned:1', replicated, others], ['busy:1', replicated, others],
+    ] as const) {
+      await store.images.put(record(name, await putImage(store), labels));
+      for (const h of holders) h.announce({ add: [name] });
+    }
+    const cached = await put(store, Buffer.from('a layer the mirror brought'));
+    for (const h of others) h.announce({ add: [cached.digest] });
+    inFlight.clear();
+    inFlight.add('busy:1');
+    uses.touch('solo:1', 500); // the oldest, but nobody else holds it
+    uses.touch(cached.digest, 1000);
+    uses.touch('old:1', 2000);
+    uses.touch('new:1', 3000);
+  });
+  afterEach(async () => {
+    await uses.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('prunes least recently used first, the last copies last, and leaves pinned, local and busy images', async () => {
+    const before = await evictor.usage();
+    const report = await evictor.prune();
+    expect(report.evicted.map((e) => e.image)).toEqual([expect.stringMatching(/^sha256:/), 'old:1', 'new:1', 'solo:1']);
+    expect(report.evicted.map((e) => e.copies)).toEqual([2, 2, 2, 0]);
+    expect(report.kept).toMatch(/bytes above the low mark remain/);
+    expect((await store.images.list()).map((r) => r.name).sort()).toEqual(['busy:1', 'pinned:1', 'pulled:1', 'pushed:1']);
+    const after = await evictor.usage();
+    expect(before.total - after.total).toBe(report.freed);
+    expect(after).toMatchObject({ replicated: after.images.find((i) => i.name === 'busy:1')!.bytes, cache: 0 });
+    expect(counted).toEqual(report.evicted);
+    expect(events.since(0).map((e) => [e.kind, e.image, e.detail])).toContainEqual(['evicted', 'old:1', 'prune']);
+  });
+
+  it('adds up df categories, each blob once', async () => {
+    const df = await evictor.usage();
+    expect(df.pinned + df.pushed + df.pulled + df.replicated + df.cache).toBe(df.total);
+    expect(df.cache).toBe('a layer the mirror brought'.length);
+    expect(df.images.find((i) => i.name === 'pinned:1')).toMatchObject({ pinned: true, origin: 'replicated' });
+    expect(df.images.find((i) => i.name === 'pulled:1')).toMatchObject({ pinned: false, origin: 'pulled' });
+  });
+
+  it('removes any image on request, but not one a container uses', async () => {
+    expect(await evictor.remove('pinned:1', 'rm')).toMatchObject({ evicted: [], kept: 'a container on self uses pinned:1' });
+    const removed = await evictor.remove('pushed:1', 'rm');
+    expect(removed.evicted).toEqual([expect.objectContaining({ image: 'pushed:1', reason: 'rm' })]);
+    expect(removed.freed).toBeGreaterThan(5000);
+    expect(await store.images.get('pushed:1')).toBeUndefined();
+    expect(await evictor.remove('pushed:1', 'rm')).toMatchObject({ kept: 'pushed:1 is not held here' });
+  });
+
+  it('keeps a blob being copied here for another image when the image sharing it goes', async () => {
+    const old = (await store.images.get('old:1'))!;
+    inFlight.add(old.target.digest);
+    const removed = await evictor.remove('old:1', 'rm');
+    expect(removed.evicted).toHaveLength(1);
+    expect(await store.stat(old.target.digest)).toBeDefined();
+  });
+
+  it('does nothing on a check below the high mark', async () => {
+    const roomy = new Evictor({ ...deps, watermarks: { high: { bytes: 1 << 30 }, low: { bytes: 1 << 29 } } });
+    expect(await roomy.check()).toEqual({ evicted: [], freed: 0 });
+    expect((await store.images.list()).length).toBe(7);
+  });
+});

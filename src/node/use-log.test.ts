@@ -1,0 +1,46 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { MemoryStore } from '../store/memory-store.js';
+import { put, putImage, record } from '../store/conformance-kit.js';
+import { trackingUse, UseLog } from './use-log.js';
+
+const log = pino({ level: 'silent' });
+
+describe('UseLog', () => {
+  let dir: string;
+  beforeEach(async () => (dir = await mkdtemp(join(tmpdir(), 'use-log-'))));
+  afterEach(() => rm(dir, { recursive: true, force: true }));
+
+  it('keeps last uses across a restart, counts the never used from when first asked, forgets what left', async () => {
+    const file = join(dir, 'last-use.json');
+    const uses = await UseLog.open(file, log);
+    uses.touch('app:1', 1000);
+    expect(uses.lastUse(['app:1', 'sha256:aa'], 5000)).toBe(1000);
+    expect(uses.lastUse(['new:1'], 7000)).toBe(7000);
+    expect(uses.lastUse(['new:1'], 9000)).toBe(7000);
+    await uses.close();
+    const again = await UseLog.open(file, log);
+    expect(again.lastUse(['app:1'], 9000)).toBe(1000);
+    again.retain(new Set(['new:1']));
+    expect(again.lastUse(['app:1'], 9000)).toBe(9000);
+    await again.close();
+  });
+
+  it('notes what the registry reads through the store: blobs opened or sent by path, images looked up', async () => {
+    const uses = await UseLog.open(join(dir, 'last-use.json'), log);
+    const store = new MemoryStore();
+    const target = await putImage(store);
+    await store.images.put(record('app:1', target));
+    const blob = await put(store, Buffer.from('layer'));
+    const tracked = trackingUse(store, uses);
+    await tracked.images.get('app:1');
+    (await tracked.open(blob.digest)).stream.destroy();
+    tracked.localPath(target.digest);
+    for (const key of ['app:1', blob.digest, target.digest]) expect(uses.lastUse([key], 1)).toBeGreaterThan(1);
+    expect(uses.lastUse(['absent:1'], 1)).toBe(1);
+    await uses.close();
+  });
+});

@@ -1,0 +1,110 @@
+// When each image and blob was last used (served to a client, pulled), so that eviction takes the least
+// recently used first. Kept in memory, written to the data dir every few seconds when it changed, so that
+// a restart does not make everything look equally old.
+import { readFile } from 'node:fs/promises';
+import type { Logger } from 'pino';
+import { writeAtomically } from '../util/atomic-file.js';
+import type { ImageStore, Store } from '../store/store.js';
+
+const SAVE_EVERY_MS = 5_000;
+
+export class UseLog {
+  readonly #last = new Map<string, number>();
+  #dirty = false;
+  #timer?: NodeJS.Timeout;
+
+  private constructor(private readonly file: string, private readonly log: Logger) {}
+
+  /** Reads the file (absent: nothing used yet) and saves changes from now on. */
+  static async open(file: string, log: Logger): Promise<UseLog> {
+    const uses = new UseLog(file, log);
+    try {
+      for (const [key, time] of Object.entries(JSON.parse(await readFile(file, 'utf8')) as Record<string, number>)) {
+        if (typeof time === 'number') uses.#last.set(key, time);
+      }
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') log.warn({ file, err: (err as Error).message }, 'last-use file unreadable; starting afresh');
+    }
+    uses.#timer = setInterval(() => void uses.save(), SAVE_EVERY_MS);
+    uses.#timer.unref();
+    return uses;
+  }
+
+  /** `key` (an image name or a digest) was used now. */
+  touch(key: string, now = Date.now()): void {
+    this.#last.set(key, now);
+    this.#dirty = true;
+  }
+
+  /**
+   * When any of `keys` was last used; never used ones count from when they were first asked about (an image
+   * just replicated is new, not old).
+   */
+  lastUse(keys: string[], now = Date.now()): number {
+    let last = 0;
+    for (const key of keys) last = Math.max(last, this.#last.get(key) ?? 0);
+    if (last > 0) return last;
+    this.touch(keys[0], now);
+    return now;
+  }
+
+  forget(key: string): void {
+    this.#dirty = this.#last.delete(key) || this.#dirty;
+  }
+
+  /** Forgets every key not in `held`: what left the store, however it left. */
+  retain(held: Set<string>): void {
+    for (const key of this.#last.keys()) if (!held.has(key)) this.forget(key);
+  }
+
+  async save(): Promise<void> {
+    if (!this.#dirty) return;
+    this.#dirty = false;
+    try {
+      await writeAtomically(this.file, JSON.stringify(Object.fromEntries(this.#last)));
+    } catch (err) {
+      this.#dirty = true;
+      this.log.warn({ file: this.file, err: (err as Error).message }, 'could not save last-use times; trying again later');
+    }
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.#timer);
+    await this.save();
+  }
+}
+
+/** The store as the registry uses it, noting each blob read and each image looked up by name as used. */
+export function trackingUse(store: Store, uses: UseLog): Store {
+  const images: ImageStore = {
+    list: () => store.images.list(),
+    put: (record) => store.images.put(record),
+    delete: (name) => store.images.delete(name),
+    get: async (name) => {
+      const record = await store.images.get(name);
+      if (record) uses.touch(name);
+      return record;
+    },
+  };
+  return {
+    kind: store.kind,
+    stat: (digest) => store.stat(digest),
+    open: (digest, range, requestedIn) => {
+      uses.touch(digest);
+      return store.open(digest, range, requestedIn);
+    },
+    // The registry sends blobs held as files through their path: asking for it is a use.
+    localPath: (digest) => {
+      uses.touch(digest);
+      return store.localPath(digest);
+    },
+    beginUpload: () => store.beginUpload(),
+    delete: (digest) => store.delete(digest),
+    blobs: () => store.blobs(),
+    images,
+    contentDir: store.contentDir,
+    ...(store.containerImages && { containerImages: () => store.containerImages!() }),
+    events: (signal) => store.events(signal),
+    close: () => store.close(),
+  };
+}
