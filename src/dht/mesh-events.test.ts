@@ -7,7 +7,7 @@ import type { MeshEvent } from './router.js';
 
 const key = await generateKeyPair('Ed25519');
 const from = peerIdFromPrivateKey(key);
-const event: MeshEvent = { type: 'image-pushed', image: 'docker.io/library/app:1', digest: `sha256:${'ef'.repeat(32)}`, node: from.toString() };
+const event: MeshEvent = { type: 'image-pushed', image: 'docker.io/library/app:1', digest: `sha256:${'ef'.repeat(32)}`, node: from.toString(), clock: 1 };
 const signed = (data: Uint8Array): Message => ({ type: 'signed', from, topic: EVENTS_TOPIC, data, sequenceNumber: 1n, signature: new Uint8Array(64), key: key.publicKey });
 const json = (v: unknown) => new TextEncoder().encode(JSON.stringify(v));
 
@@ -36,6 +36,8 @@ describe('mesh events', () => {
     ['too large', json({ ...event, inline: { [event.digest]: 'A'.repeat(70_000) } }), /exceeds/],
     ['with inline bytes that are not base64', json({ ...event, inline: { [event.digest]: 'not base64!' } }), /bad inline/],
     ['with inline bytes under a bad digest', json({ ...event, inline: { 'sha256:': 'AAAA' } }), /bad inline/],
+    ['without a clock', json({ ...event, clock: undefined }), /bad clock/],
+    ['with a fractional clock', json({ ...event, clock: 1.5 }), /bad clock/],
     ['naming another node', json({ ...event, node: 'someone-else' }), /names node someone-else but was signed by/],
   ])('an event %s is rejected', (_, data, reason) => {
     const verdict = checkEventMessage(signed(data));

@@ -20,7 +20,10 @@ import { splitHostPort, type Config } from './config.js';
 import { joinMesh, type Mesh } from './mesh.js';
 import { openStore } from './open-store.js';
 import { pushGossip } from './push-event.js';
+import { NewestPushes } from './newest-pushes.js';
+import { PushFollower } from './push-follower.js';
 import { Replicator } from './replicator.js';
+import { TagRecords } from './tag-records.js';
 import { MAX_MANIFEST_BYTES } from '../oci/limits.js';
 
 /** A peer that sends no byte for this long is left for the next holder. */
@@ -103,15 +106,26 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
       partialHolder: (digest) => mesh.holdings.announceArriving(digest),
       upstream,
     });
+    // The newest push of each name known here: stamps in the image records, then gossip.
+    const pushes = new NewestPushes(mesh.router.id);
+    await pushes.load(store);
     const replicator = new Replicator({
       store,
+      records: new TagRecords(store, pushes, log.child({ component: 'tags' })),
       membership: mesh.membership,
       mirror,
+      log: log.child({ component: 'replicator' }),
+    });
+    const follower = new PushFollower({
+      store,
+      pushes,
+      replicator,
+      membership: mesh.membership,
       policy: config.replicate,
       self: { name: config.nodeName, labels: config.labels },
       log: log.child({ component: 'replicator' }),
     });
-    mesh.router.onEvent((event) => replicator.onEvent(event));
+    mesh.router.onEvent((event) => follower.onEvent(event));
     // Members see the replicator's progress in this node's inventory.
     await mesh.serveInventory(() => replicator.progress());
     const uploads = new UploadSessions(store, {
@@ -127,7 +141,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
       log: log.child({ component: 'registry' }),
       maxManifestBytes: MAX_MANIFEST_BYTES,
       token: config.registryToken,
-      pushes: pushGossip(store, mesh.router, log),
+      pushes: pushGossip(store, mesh.router, pushes, log),
     });
     let registryUrl = '';
     registerAdminApi(registry, {

@@ -21,7 +21,10 @@ import { MemoryStore } from '../store/memory-store.js';
 import { Holdings } from './holdings.js';
 import { pushGossip } from './push-event.js';
 import { parseReplicationPolicy } from './replication-policy.js';
+import { NewestPushes } from './newest-pushes.js';
+import { PushFollower } from './push-follower.js';
 import { Replicator } from './replicator.js';
+import { TagRecords } from './tag-records.js';
 
 const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 const log = pino({ level: 'silent' });
@@ -44,13 +47,15 @@ async function node(id: string, replicate: string) {
     store, spools, members: membership, membershipKey: key, log, lookupTimeoutMs: 1000, stallTimeoutMs: 5000, resolveTags: true,
     clientCommitGraceMs: 50, partialHolder: (digest) => holdings.announceArriving(digest),
   });
+  const pushes = new NewestPushes(id);
+  const replicator = new Replicator({ store, records: new TagRecords(store, pushes, log), membership, mirror, log });
   const policy = parseReplicationPolicy(replicate);
-  const replicator = new Replicator({ store, membership, mirror, policy, self: { name: id, labels: {} }, log });
-  router.onEvent((event) => replicator.onEvent(event));
+  const follower = new PushFollower({ store, pushes, replicator, membership, policy, self: { name: id, labels: {} }, log });
+  router.onEvent((event) => follower.onEvent(event));
   const limits = { maxBlobBytes: 1 << 30, idleTimeoutMs: 60_000, maxSessions: 100, maxSessionsPerClient: 100 };
   const registry = createRegistry({
     store: mirrorStore(store, mirror), uploads: new UploadSessions(store, limits, log), log,
-    maxManifestBytes: MAX_MANIFEST_BYTES, pushes: pushGossip(store, router, log),
+    maxManifestBytes: MAX_MANIFEST_BYTES, pushes: pushGossip(store, router, pushes, log),
   });
   closers.push(() => registry.close(), () => peerServer.close(), async () => holdings.stop());
   return { store, registry };
