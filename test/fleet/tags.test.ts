@@ -65,7 +65,7 @@ describe('simultaneous pushes of one name', () => {
       const ms = Math.round(performance.now() - pushed);
       rounds.push({ round, pushedTo: pair.map((h) => h.name), apart: Math.round(Math.abs(finished[0] - finished[1])), winner: winner ? pair[built.findIndex((b) => b.digest === winner)].name : `split ${last}`, ms });
     }
-    console.log(`convergence after simultaneous pushes:\n${rounds.map((r) => `round ${r.round + 1}: pushed to ${r.pushedTo.join('+')} (${r.apart} ms apart), won ${r.winner}, all agreed after ${r.ms} ms`).join('\n')}`);
+    console.log(`convergence after simultaneous pushes:\n${rounds.map((r) => `round ${r.round + 1}: pushed to ${r.pushedTo.join('+')} (${r.apart} ms apart), ${r.winner.startsWith('split') ? `still ${r.winner} after ${r.ms} ms` : `won ${r.winner}, all agreed after ${r.ms} ms`}`).join('\n')}`);
     expect(rounds.filter((r) => !r.winner.startsWith('split') && r.ms <= CONVERGE_MS)).toHaveLength(ROUNDS);
 
     // Every holder, as who-has shows it, has the one digest and follows the same push.
