@@ -1,8 +1,9 @@
 // One truth per tag: two hosts of a four-host fleet are pushed different images under one name at the same
-// moment, ten rounds over. After each round, within 5 s, every host's registry names the image after the
+// moment (their manifests PUT at once), ten rounds over. After each round, within 5 s, every host's registry names the image after the
 // same manifest (the newest push's) and its containerd holds that image; `meshctl who-has` shows each
 // holder with the digest and the push it follows.
 import { rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { WhoHasEntry } from '../../src/api/admin-types.js';
 import { buildImage, type BuiltImage } from '../helpers/oci-image.js';
@@ -11,6 +12,11 @@ import { Fleet, REGISTRY_ADDR, type FleetHost } from './index.js';
 const ROUNDS = 10;
 const CONVERGE_MS = 5_000;
 const NAME = 'docker.io/library/same:1';
+
+const blobPath = (image: BuiltImage, digest: string) => join(image.dir, 'blobs', 'sha256', digest.slice('sha256:'.length));
+
+/** curl inside the host; its HTTP status. */
+const curl = (host: FleetHost, args: string[]) => host.exec('curl', ['-s', '-o', '/dev/null', '-w', '%{http_code}', ...args]);
 
 /** The digest the host's registry names `same:1` after, as a client pulling it sees it. */
 async function resolved(host: FleetHost): Promise<string | undefined> {
@@ -44,9 +50,17 @@ describe('simultaneous pushes of one name', () => {
       const pair = [fleet.hosts[round % 4], fleet.hosts[(round + 1 + Math.floor(round / 4)) % 4]];
       const built = pair.map((_, i) => buildImage({ layerSizes: [512 << 10], tag: `r${round}-${i}` }));
       images.push(...built);
-      // How far apart the two pushes finished: the manifests are the last thing skopeo sends.
+      // Each host gets its image's blobs first; then both manifests are PUT at the same moment, so that the two
+      // pushes of the name really race (skopeo's would land up to a second apart on this loaded machine).
+      await Promise.all(pair.map(async (h, i) => {
+        for (const blob of built[i].blobs.filter((b) => b.digest !== built[i].digest)) {
+          expect(await curl(h, ['-X', 'POST', '--data-binary', `@${blobPath(built[i], blob.digest)}`,
+            `http://${REGISTRY_ADDR}/v2/same/blobs/uploads/?digest=${blob.digest}`])).toBe('201');
+        }
+      }));
       const finished = await Promise.all(pair.map(async (h, i) => {
-        await h.skopeo(['copy', `oci:${built[i].dir}:${built[i].tag}`, `docker://${REGISTRY_ADDR}/same:1`, '--dest-tls-verify=false']);
+        expect(await curl(h, ['-X', 'PUT', '-H', 'content-type: application/vnd.oci.image.manifest.v1+json',
+          '--data-binary', `@${blobPath(built[i], built[i].digest)}`, `http://${REGISTRY_ADDR}/v2/same/manifests/1`])).toBe('201');
         return performance.now();
       }));
       const pushed = Math.max(...finished);
