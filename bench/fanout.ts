@@ -7,6 +7,8 @@
 // starts when the push has finished, and stops at the last host's "replicated" log line. Every host
 // keeps its copy in its own containerd; each blob's digest was verified on the way.
 // Central: `ctr content fetch` on hosts 2..N at once, from the registry on host 1's address.
+// Plaintext: the mesh run again on a second fleet whose meshd all run with --peer-plaintext, to measure
+// what TLS on the data plane costs.
 import { copyFile, mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { buildImage, type BuiltImage } from '../test/helpers/oci-image.js';
@@ -34,6 +36,9 @@ export interface FanoutReport {
   centralSeconds: number;
   /** CPU seconds all hosts' meshd and containerd used during the mesh run: near cores × meshSeconds means CPU-bound. */
   meshCpuSeconds: { meshd: number; containerd: number };
+  /** The mesh run with every meshd on --peer-plaintext. */
+  plaintextMeshSeconds: number;
+  plaintextMeshCpuSeconds: { meshd: number; containerd: number };
   /** Blob copies each host sent to others during the mesh run (host 1 first). */
   sentByHost: Record<string, number>;
 }
@@ -114,30 +119,51 @@ async function centralRun(fleet: Fleet, image: BuiltImage, say: (l: string) => v
   }
 }
 
-export async function benchFanout(opts: FanoutOptions, say: (l: string) => void): Promise<FanoutReport> {
-  say(`bringing up a ${opts.hosts}-host fleet, every link ${opts.rateMbit} Mbit/s each way…`);
-  const fleet = await Fleet.up(opts.hosts, { shape: { rateMbit: opts.rateMbit }, waitFor: 'full-mesh' });
+/** Runs `body` on a fleet of its own, brought down afterwards. */
+async function onFleet<T>(opts: FanoutOptions, meshdArgs: string[], say: (l: string) => void, body: (fleet: Fleet) => Promise<T>): Promise<T> {
+  say(`bringing up a ${opts.hosts}-host fleet, every link ${opts.rateMbit} Mbit/s each way${meshdArgs.length ? `, meshd ${meshdArgs.join(' ')}` : ''}…`);
+  const fleet = await Fleet.up(opts.hosts, { shape: { rateMbit: opts.rateMbit }, waitFor: 'full-mesh', meshdArgs });
   const down = onCleanup('fan-out fleet', () => fleet.down());
+  try {
+    return await body(fleet);
+  } finally {
+    await down();
+  }
+}
+
+export async function benchFanout(opts: FanoutOptions, say: (l: string) => void): Promise<FanoutReport> {
   // Two images of the same shape: the central run must not find the mesh run's blobs already on the hosts.
   const images = [buildImage({ layerSizes: opts.layersMiB.map((m) => m * MiB), tag: 'mesh' }), buildImage({ layerSizes: opts.layersMiB.map((m) => m * MiB), tag: 'central' })];
   try {
     const bytes = imageBytes(images[0]);
     const idealSeconds = (bytes * 8) / (opts.rateMbit * 1e6);
     say(`image: ${opts.layersMiB.length} layers, ${(bytes / MiB).toFixed(0)} MiB; ideal S/B = ${idealSeconds.toFixed(1)} s`);
-    say('mesh: push to h1, replication to every other host');
-    const mesh = await meshRun(fleet, images[0], say);
-    say(`  all hosts hold it after ${mesh.seconds.toFixed(1)} s`);
-    if (opts.keepLogsIn) {
-      await mkdir(opts.keepLogsIn, { recursive: true });
-      for (const h of fleet.hosts) await copyFile(h.meshdLog, join(opts.keepLogsIn, `${h.name}.log`));
-      say(`  meshd logs kept in ${opts.keepLogsIn}`);
-    }
-    say('central: every other host pulls from one docker-registry on h1');
-    const centralSeconds = await centralRun(fleet, images[1], say);
-    say(`  all hosts hold it after ${centralSeconds.toFixed(1)} s`);
-    return { hosts: opts.hosts, imageBytes: bytes, rateMbit: opts.rateMbit, idealSeconds, meshSeconds: mesh.seconds, meshCpuSeconds: mesh.cpuSeconds, centralSeconds, sentByHost: mesh.sent };
+    const { mesh, centralSeconds } = await onFleet(opts, [], say, async (fleet) => {
+      say('mesh: push to h1, replication to every other host (data plane over TLS)');
+      const mesh = await meshRun(fleet, images[0], say);
+      say(`  all hosts hold it after ${mesh.seconds.toFixed(1)} s`);
+      if (opts.keepLogsIn) {
+        await mkdir(opts.keepLogsIn, { recursive: true });
+        for (const h of fleet.hosts) await copyFile(h.meshdLog, join(opts.keepLogsIn, `${h.name}.log`));
+        say(`  meshd logs kept in ${opts.keepLogsIn}`);
+      }
+      say('central: every other host pulls from one docker-registry on h1');
+      const centralSeconds = await centralRun(fleet, images[1], say);
+      say(`  all hosts hold it after ${centralSeconds.toFixed(1)} s`);
+      return { mesh, centralSeconds };
+    });
+    // A fleet of its own: fresh containerds, so the same image is transferred again.
+    const plaintext = await onFleet(opts, ['--peer-plaintext'], say, async (fleet) => {
+      say('mesh again, every meshd with --peer-plaintext');
+      const run = await meshRun(fleet, images[0], say);
+      say(`  all hosts hold it after ${run.seconds.toFixed(1)} s`);
+      return run;
+    });
+    return {
+      hosts: opts.hosts, imageBytes: bytes, rateMbit: opts.rateMbit, idealSeconds, meshSeconds: mesh.seconds, meshCpuSeconds: mesh.cpuSeconds,
+      plaintextMeshSeconds: plaintext.seconds, plaintextMeshCpuSeconds: plaintext.cpuSeconds, centralSeconds, sentByHost: mesh.sent,
+    };
   } finally {
-    await down();
     for (const image of images) await rm(image.dir, { recursive: true, force: true });
   }
 }

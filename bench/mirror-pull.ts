@@ -3,15 +3,15 @@
 // the same image straight from Debian's Go docker-registry. Everything on one machine, loopback only:
 //   - one private containerd whose namespaces do not share content (writeContainerdConfig), so that
 //     namespaces act as hosts: A's namespace holds the image, B's and the pulling client's start empty;
-//   - meshd A (namespace of its own, holds the image), docker-registry (holds the same image);
+//   - meshd A (namespace of its own, holds the image), docker-registry (holds the same image), and a
+//     second mesh whose A and B run with --peer-plaintext (its own swarm key), to measure what TLS costs;
 //   - for every mirror round a fresh meshd B (fresh data dir and namespace, bootstrap to A, same swarm
 //     key), so that each round really transfers every blob from A; B's start is not timed;
 //   - the mirror path pulls into B's namespace, as on a real host where containerd pulls into the
 //     namespace its meshd serves (B then sees the client's copy and stores none of its own); the direct
 //     path pulls into a fresh namespace; both are removed afterwards.
-// Two variants, rounds alternating between the paths: `ctr content fetch` (bytes into containerd only)
+// Two variants, rounds rotating through the paths: `ctr content fetch` (bytes into containerd only)
 // and `ctr images pull` (fetch, then unpack into the default snapshotter, the same work for both paths).
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -22,6 +22,7 @@ import { ctr } from '../test/helpers/containerd.js';
 import type { BuiltImage } from '../test/helpers/oci-image.js';
 import { waitFor } from '../test/helpers/wait.js';
 import { curlGet } from './lib/curl.js';
+import { dropNamespace, timedCtr } from './lib/ctr.js';
 import { request } from './lib/http.js';
 import { cpuSeconds } from '../test/helpers/procfs.js';
 import { startDockerRegistry, startMeshd, startPrivateContainerd, type MeshdServer, type PrivateContainerd, type Server } from './lib/servers.js';
@@ -29,7 +30,9 @@ import { MB, median } from './lib/stats.js';
 import { skopeoCopy } from './skopeo-push.js';
 
 export type PullVariant = 'fetch' | 'pull';
-export type PullPath = 'mirror' | 'direct';
+/** `mirror`: over TLS (the default); `plaintext`: both meshd with --peer-plaintext. */
+export type PullPath = 'mirror' | 'plaintext' | 'direct';
+const PATHS: PullPath[] = ['mirror', 'plaintext', 'direct'];
 
 export const VARIANT_LABEL: Record<PullVariant, string> = {
   fetch: 'ctr content fetch (no unpack)',
@@ -38,7 +41,7 @@ export const VARIANT_LABEL: Record<PullVariant, string> = {
 
 export interface PullRound {
   seconds: number;
-  /** CPU seconds of the serving side: meshd A + meshd B, or docker-registry. */
+  /** CPU seconds of the serving side: meshd A + meshd B (TLS or plaintext), or docker-registry. */
   serverCpu: number;
   /** CPU seconds of containerd (it writes the content, and unpacks for `pull`). */
   containerdCpu: number;
@@ -54,52 +57,29 @@ export interface PullRound {
 export interface VariantResult {
   variant: PullVariant;
   mirror: PullRound[];
+  plaintext: PullRound[];
   direct: PullRound[];
   mirrorMedianSeconds: number;
+  plaintextMedianSeconds: number;
   directMedianSeconds: number;
   /** direct time / mirror time: the mirror's throughput as a fraction of the direct path's. */
   ratio: number;
+  /** plaintext time / TLS time: the mirror's throughput over TLS as a fraction of plaintext's. */
+  tlsRatio: number;
 }
 
 export interface MirrorPullReport {
   imageBytes: number;
   layers: number;
   variants: VariantResult[];
-  /** curl of the largest layer from A's peer data plane (with a membership proof), MB/s, median. */
+  /** curl of the largest layer from A's peer data plane (with a membership proof), MB/s, median: over TLS, in plaintext. */
   peerPlaneMBps: number;
+  plaintextPeerPlaneMBps: number;
   /** curl of the same layer from docker-registry, MB/s, median. */
   registryMBps: number;
 }
 
 const say0 = (_: string) => {};
-
-/** `ctr` under /usr/bin/time: wall seconds measured here, the client's CPU from time(1). */
-async function timedCtr(socket: string, args: string[], timeFile: string): Promise<{ seconds: number; clientCpu: number }> {
-  const child = spawn('/usr/bin/time', ['-o', timeFile, '-f', '%U %S', 'ctr', '--address', socket, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let stderr = '';
-  child.stderr!.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
-  const t0 = process.hrtime.bigint();
-  const code = await new Promise<number | null>((resolve, reject) => {
-    child.once('error', reject);
-    child.once('exit', (c) => resolve(c));
-  });
-  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
-  if (code !== 0) throw new Error(`ctr ${args.join(' ')} exited with ${code}: ${stderr.trim()}`);
-  const [user, sys] = (await readFile(timeFile, 'utf8')).trim().split(/\s+/).slice(-2).map(Number);
-  return { seconds, clientCpu: user + sys };
-}
-
-/** Removes a namespace and what is in it (images, leases, then the content and snapshots containerd's GC frees). */
-async function dropNamespace(socket: string, ns: string): Promise<void> {
-  const lines = async (args: string[]) => (await ctr(socket, ['-n', ns, ...args]).catch(() => '')).split('\n').map((l) => l.trim()).filter(Boolean);
-  const images = await lines(['images', 'ls', '-q']);
-  if (images.length) await ctr(socket, ['-n', ns, 'images', 'rm', '--sync', ...images]).catch(() => '');
-  const leases = await lines(['leases', 'ls', '-q']);
-  if (leases.length) await ctr(socket, ['-n', ns, 'leases', 'rm', '--sync', ...leases]).catch(() => '');
-  const content = await lines(['content', 'ls', '-q']);
-  if (content.length) await ctr(socket, ['-n', ns, 'content', 'rm', ...content]).catch(() => '');
-  await ctr(socket, ['namespaces', 'rm', ns]).catch(() => ''); // refused if anything is left: harmless
-}
 
 /** Waits until the processes use less than `maxFraction` of a core over a second (at most `timeoutMs`). */
 async function settle(pids: number[], maxFraction = 0.1, timeoutMs = 15_000): Promise<void> {
@@ -113,10 +93,17 @@ async function settle(pids: number[], maxFraction = 0.1, timeoutMs = 15_000): Pr
 
 const suffix = () => randomBytes(4).toString('hex');
 
-interface Setup {
-  containerd: PrivateContainerd;
+/** One mesh's node A and its swarm key: B nodes of a round join it. */
+interface NodeA {
   keyFile: string;
   a: MeshdServer;
+  /** Extra flags of its nodes (--peer-plaintext). */
+  flags: string[];
+}
+
+interface Setup {
+  containerd: PrivateContainerd;
+  meshes: Record<'mirror' | 'plaintext', NodeA>;
   registry: Server;
   work: string;
   image: BuiltImage;
@@ -126,20 +113,20 @@ interface Setup {
 }
 
 /** A fresh meshd B: its own data dir and namespace, bootstrapped to A; resolves once B knows A's data plane. */
-async function startNodeB(s: Setup): Promise<{ b: MeshdServer; ns: string }> {
+async function startNodeB(s: Setup, { a, keyFile, flags }: NodeA): Promise<{ b: MeshdServer; ns: string }> {
   const ns = `bench-b-${suffix()}`;
   const b = await startMeshd('meshd B', [
     '--store', 'containerd', '--containerd-socket', s.containerd.socket, '--containerd-namespace', ns,
-    '--swarm-key', s.keyFile, '--node-name', 'b', '--bootstrap', s.a.p2p[0],
+    '--swarm-key', keyFile, '--node-name', 'b', '--bootstrap', a.p2p[0], ...flags,
   ]);
   try {
     await waitFor('meshd B to know meshd A and its data plane', async () => {
       const res = await request('GET', `${b.url}/_mesh/v1/peers`);
       const peers = JSON.parse(res.body) as PeerEntry[];
-      return peers.some((p) => p.id === s.a.peerId && p.info?.dataPlanePort);
+      return peers.some((p) => p.id === a.peerId && p.info?.dataPlanePort);
     }, { timeoutMs: 30_000, intervalMs: 100 });
     // B's start (DHT bootstrap, first reconcile) and the previous round's GC must not overlap the measured pull.
-    await settle([...b.pids, ...s.a.pids, ...s.containerd.pids]);
+    await settle([...b.pids, ...a.pids, ...s.containerd.pids]);
     return { b, ns };
   } catch (err) {
     await b.stop();
@@ -157,15 +144,16 @@ async function pullOnce(s: Setup, variant: PullVariant, path: PullPath): Promise
   try {
     let args: string[];
     let serverPids: number[];
-    if (path === 'mirror') {
-      nodeB = await startNodeB(s);
+    if (path !== 'direct') {
+      const mesh = s.meshes[path];
+      nodeB = await startNodeB(s, mesh);
       clientNs = nodeB.ns;
       const hosts = join(s.work, `hosts-${clientNs}`);
       await mkdir(join(hosts, '_default'), { recursive: true });
       // Only meshd B: if it could not serve, the pull would fail (nothing listens on 127.0.0.1:9).
       await writeFile(join(hosts, '_default', 'hosts.toml'), `server = "http://127.0.0.1:9"\n[host."${nodeB.b.url}"]\n  capabilities = ["pull", "resolve"]\n`);
       args = ['-n', clientNs, ...verb, '--hosts-dir', hosts, s.mirrorRef];
-      serverPids = [...s.a.pids, ...nodeB.b.pids];
+      serverPids = [...mesh.a.pids, ...nodeB.b.pids];
     } else {
       await settle([...s.registry.pids, ...s.containerd.pids]);
       args = ['-n', clientNs, ...verb, '--plain-http', s.directRef];
@@ -203,21 +191,38 @@ async function pullOnce(s: Setup, variant: PullVariant, path: PullPath): Promise
   }
 }
 
-/** curl of one blob: from A's peer data plane (signed like meshd signs) and from docker-registry. */
-async function rawGets(s: Setup, rounds: number): Promise<{ peer: number; registry: number }> {
-  const key = peerKey(parseSwarmKey(await readFile(s.keyFile, 'utf8')));
+/** curl of one blob: from each A's peer data plane (signed like meshd signs) and from docker-registry; median MB/s. */
+async function rawGets(s: Setup, rounds: number): Promise<{ peer: number; plaintextPeer: number; registry: number }> {
   const blob = [...s.image.layers].sort((x, y) => y.size - x.size)[0];
-  const peer: number[] = [];
-  const registry: number[] = [];
+  const path = `/peer/v1/blobs/${blob.digest}`;
+  const fromPeer = async ({ a, keyFile }: NodeA) => {
+    const key = peerKey(parseSwarmKey(await readFile(keyFile, 'utf8')));
+    return curlGet(`${a.peerUrl}${path}`, { 'x-layermesh-auth': proof(key, { method: 'GET', path, target: a.peerId ?? '' }) });
+  };
+  const speeds: Record<'peer' | 'plaintextPeer' | 'registry', number[]> = { peer: [], plaintextPeer: [], registry: [] };
   for (let i = 0; i < rounds; i++) {
-    const path = `/peer/v1/blobs/${blob.digest}`;
-    const p = await curlGet(`${s.a.peerUrl}${path}`, { 'x-layermesh-auth': proof(key, { method: 'GET', path, target: s.a.peerId ?? '' }) });
-    const r = await curlGet(`${s.registry.url}/v2/bench/app/blobs/${blob.digest}`);
-    if (p.bytes !== blob.size || r.bytes !== blob.size) throw new Error(`raw GET of ${blob.digest}: peer plane ${p.status} ${p.bytes} B, registry ${r.status} ${r.bytes} B`);
-    peer.push(p.bytesPerSecond / MB);
-    registry.push(r.bytesPerSecond / MB);
+    const got = { peer: await fromPeer(s.meshes.mirror), plaintextPeer: await fromPeer(s.meshes.plaintext), registry: await curlGet(`${s.registry.url}/v2/bench/app/blobs/${blob.digest}`) };
+    for (const [k, d] of Object.entries(got) as [keyof typeof speeds, { status: number; bytes: number; bytesPerSecond: number }][]) {
+      if (d.bytes !== blob.size) throw new Error(`raw GET of ${blob.digest} (${k}): ${d.status}, ${d.bytes} B`);
+      speeds[k].push(d.bytesPerSecond / MB);
+    }
   }
-  return { peer: median(peer), registry: median(registry) };
+  return { peer: median(speeds.peer), plaintextPeer: median(speeds.plaintextPeer), registry: median(speeds.registry) };
+}
+
+/** A node A holding the image, in a mesh of its own (own swarm key). */
+async function startNodeA(containerd: PrivateContainerd, image: BuiltImage, keyFile: string, flags: string[]): Promise<NodeA> {
+  await writeFile(keyFile, generateSwarmKey(), { mode: 0o600 }); // what `meshctl swarm-key generate` prints
+  const a = await startMeshd(`meshd A${flags.length ? ' (plaintext)' : ''}`, [
+    '--store', 'containerd', '--containerd-socket', containerd.socket, '--containerd-namespace', `bench-a-${suffix()}`,
+    '--swarm-key', keyFile, '--node-name', 'a', ...flags,
+  ]);
+  if (!a.peerUrl || !a.peerId || a.p2p.length === 0) {
+    await a.stop();
+    throw new Error('this meshd build has no peer data plane or mesh (no peer/peerId/p2p in its ready line)');
+  }
+  await skopeoCopy(image.dir, image.tag, a.host, 'app');
+  return { a, keyFile, flags };
 }
 
 export async function benchMirrorPull(
@@ -229,53 +234,51 @@ export async function benchMirrorPull(
   await mkdir(work, { recursive: true });
   const stops: (() => Promise<void>)[] = [];
   try {
-    say('starting containerd (isolated namespaces), meshd A, docker-registry…');
+    say('starting containerd (isolated namespaces), meshd A (TLS), meshd A (plaintext), docker-registry…');
     const containerd = await startPrivateContainerd();
     stops.push(() => containerd.stop());
-    const keyFile = join(work, 'swarm.key');
-    await writeFile(keyFile, generateSwarmKey(), { mode: 0o600 }); // what `meshctl swarm-key generate` prints
-    const a = await startMeshd('meshd A', [
-      '--store', 'containerd', '--containerd-socket', containerd.socket, '--containerd-namespace', `bench-a-${suffix()}`,
-      '--swarm-key', keyFile, '--node-name', 'a',
-    ]);
-    stops.push(() => a.stop());
-    if (!a.peerUrl || !a.peerId || a.p2p.length === 0) throw new Error('this meshd build has no peer data plane or mesh (no peer/peerId/p2p in its ready line)');
+    const tls = await startNodeA(containerd, image, join(work, 'swarm.key'), []);
+    stops.push(() => tls.a.stop());
+    const plaintext = await startNodeA(containerd, image, join(work, 'swarm-plaintext.key'), ['--peer-plaintext']);
+    stops.push(() => plaintext.a.stop());
     const registry = await startDockerRegistry('docker-registry (Go)');
     stops.push(() => registry.stop());
-    await skopeoCopy(image.dir, image.tag, a.host, 'app');
     await skopeoCopy(image.dir, image.tag, registry.host, 'bench/app');
     const s: Setup = {
-      containerd, keyFile, a, registry, work, image,
+      containerd, meshes: { mirror: tls, plaintext }, registry, work, image,
       mirrorRef: `docker.io/library/app:${image.tag}`,
       directRef: `${registry.host}/bench/app:${image.tag}`,
     };
     // A must announce the image before a B can find it (its reconcile is immediate at start; pushes are events).
-    await settle([...a.pids, ...containerd.pids]);
+    await settle([...tls.a.pids, ...plaintext.a.pids, ...containerd.pids]);
 
-    const results = new Map<PullVariant, { mirror: PullRound[]; direct: PullRound[] }>(opts.variants.map((v) => [v, { mirror: [], direct: [] }]));
+    const results = new Map<PullVariant, Record<PullPath, PullRound[]>>(opts.variants.map((v) => [v, { mirror: [], plaintext: [], direct: [] }]));
     for (let round = 1; round <= opts.rounds; round++) {
       for (const variant of opts.variants) {
-        const order: PullPath[] = round % 2 ? ['mirror', 'direct'] : ['direct', 'mirror'];
+        const order = PATHS.map((_, i) => PATHS[(i + round) % PATHS.length]);
         for (const path of order) {
           const r = await pullOnce(s, variant, path);
           results.get(variant)![path].push(r);
           const extra = r.lastBlobInSeconds !== undefined ? `, B had the last blob at ${r.lastBlobInSeconds.toFixed(2)} s` : '';
-          say(`  ${variant} round ${round}/${opts.rounds} ${path.padEnd(6)} ${r.seconds.toFixed(2).padStart(6)} s  (server CPU ${r.serverCpu.toFixed(2)} s, containerd ${r.containerdCpu.toFixed(2)} s, ctr ${r.clientCpu.toFixed(2)} s${extra})`);
+          say(`  ${variant} round ${round}/${opts.rounds} ${path.padEnd(9)} ${r.seconds.toFixed(2).padStart(6)} s  (server CPU ${r.serverCpu.toFixed(2)} s, containerd ${r.containerdCpu.toFixed(2)} s, ctr ${r.clientCpu.toFixed(2)} s${extra})`);
         }
       }
     }
-    say('  raw GET of the largest layer: A\'s peer data plane vs docker-registry (curl)…');
+    say('  raw GET of the largest layer: A\'s peer data plane (TLS, plaintext) vs docker-registry (curl)…');
     const raw = await rawGets(s, 3);
     return {
       imageBytes: image.blobs.reduce((n, b) => n + b.size, 0),
       layers: image.layers.length,
       variants: opts.variants.map((variant) => {
-        const { mirror, direct } = results.get(variant)!;
-        const mirrorMedianSeconds = median(mirror.map((r) => r.seconds));
-        const directMedianSeconds = median(direct.map((r) => r.seconds));
-        return { variant, mirror, direct, mirrorMedianSeconds, directMedianSeconds, ratio: directMedianSeconds / mirrorMedianSeconds };
+        const { mirror, plaintext: plain, direct } = results.get(variant)!;
+        const [mirrorMedianSeconds, plaintextMedianSeconds, directMedianSeconds] = [mirror, plain, direct].map((rs) => median(rs.map((r) => r.seconds)));
+        return {
+          variant, mirror, plaintext: plain, direct, mirrorMedianSeconds, plaintextMedianSeconds, directMedianSeconds,
+          ratio: directMedianSeconds / mirrorMedianSeconds, tlsRatio: plaintextMedianSeconds / mirrorMedianSeconds,
+        };
       }),
       peerPlaneMBps: raw.peer,
+      plaintextPeerPlaneMBps: raw.plaintextPeer,
       registryMBps: raw.registry,
     };
   } finally {

@@ -18,4 +18,6 @@ fi
 npm ci --no-audit --no-fund
 npm run build
 npm link --no-audit --no-fund >/dev/null
-echo "installed: $(command -v meshd)"
+# Local users of this group may push to meshd's loopback registry, as root may (docs/security.md).
+getent group layermesh >/dev/null || groupadd --system layermesh
+echo "installed: $(command -v meshd); let a user push with: usermod -aG layermesh USER"

@@ -11,7 +11,7 @@ import { parse as parseYaml } from 'yaml';
 import { program as meshctl } from '../src/cli/meshctl.js';
 import { generateSwarmKey } from '../src/dht/swarm-key.js';
 import { configCommand, parseConfig, splitHostPort, type Config } from '../src/node/config.js';
-import { isLoopback } from '../src/node/daemon.js';
+import { isLoopback } from '../src/registry/access.js';
 import { startMeshd } from './helpers/meshd.js';
 
 const ROOT = new URL('..', import.meta.url).pathname;
@@ -447,7 +447,7 @@ describe('bootstrap by name, as node2 and node3 join node1', () => {
   it('finds a peer through a /dns4/ address without a peer id', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'compose-test-'));
     const key = join(dir, 'swarm.key');
-    writeFileSync(key, generateSwarmKey());
+    writeFileSync(key, generateSwarmKey(), { mode: 0o600 });
     try {
       const first = await startMeshd(['--store', 'fs', '--swarm-key', key]);
       try {

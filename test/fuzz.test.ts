@@ -93,7 +93,7 @@ beforeAll(async () => {
   root = await mkdtemp(join(tmpdir(), 'layermesh-fuzz-'));
   await mkdir(join(root, 'sentinel'));
   await writeFile(join(root, 'sentinel', 'keep'), 'sentinel');
-  await writeFile(join(root, 'swarm.key'), generateSwarmKey());
+  await writeFile(join(root, 'swarm.key'), generateSwarmKey(), { mode: 0o600 });
   key = peerKey(parseSwarmKey(await readFile(join(root, 'swarm.key'))));
   before = { tmp: new Set(await readdir(tmpdir())), cwd: new Set(await readdir(process.cwd())), root: await walk(root, '') };
   meshd = await startMeshd(['--store', 'fs', '--swarm-key', join(root, 'swarm.key'), '--log-level', 'info'], { dataDir: join(root, 'data') });

@@ -51,7 +51,7 @@ describe('a mesh of meshd processes', () => {
   };
 
   beforeAll(async () => {
-    writeFileSync(keyFile, await run(process.execPath, [MESHCTL, 'swarm-key', 'generate']));
+    await run(process.execPath, [MESHCTL, 'swarm-key', 'generate', keyFile]);
     image = buildImage({ layerSizes: [100_000, 200_000, 300_000], tag: '1' });
     n1 = await start(n1Args, { dataDir: n1DataDir });
     n2 = await start(['--store', 'fs', '--swarm-key', keyFile, '--node-name', 'node2', '--bootstrap', n1.p2p[0], ...TTL]);
@@ -126,7 +126,7 @@ describe('a mesh of meshd processes', () => {
 
   it('keeps out nodes with the wrong swarm key or none', async () => {
     const otherKey = join(dir, 'other.key');
-    writeFileSync(otherKey, await run(process.execPath, [MESHCTL, 'swarm-key', 'generate']));
+    writeFileSync(otherKey, await run(process.execPath, [MESHCTL, 'swarm-key', 'generate']), { mode: 0o600 });
     const wrong = await start(['--store', 'fs', '--swarm-key', otherKey, '--bootstrap', n2.p2p[0], ...TTL]);
     const open = await start(['--store', 'fs', '--bootstrap', n2.p2p[0], ...TTL]);
     expect(open.logs.some((l) => l.level === 40 && /no --swarm-key/.test(String(l.msg)))).toBe(true);

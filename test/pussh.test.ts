@@ -15,6 +15,7 @@ import { ensureOpenSsh, startSshd, waitForSsh, writeSshdConfig, type Sshd } from
 import { waitFor } from './helpers/wait.js';
 import { Fleet } from './fleet/index.js';
 import { isAlive } from './helpers/procfs.js';
+import { makeLocalUsers, type LocalUsers } from './helpers/local-users.js';
 
 const PUSSH = new URL('../dist/src/cli/pussh.js', import.meta.url).pathname;
 const KiB = 1024;
@@ -62,6 +63,7 @@ const dirs: string[] = [];
 let sshd: Sshd | undefined;
 let remote: Meshd | undefined;
 let image: BuiltImage;
+let users: LocalUsers | undefined;
 
 /** Flags every push in this file shares: the test key, no known_hosts, the remote meshd's registry port. */
 const ssh = () => ['-i', sshd!.keys.clientKey, '--no-host-key-check', '--remote-registry', remote!.host];
@@ -78,15 +80,20 @@ async function remoteManifest(repo: string, ref: string): Promise<{ digest: stri
 beforeAll(async () => {
   image = buildImage({ layerSizes: [256 * KiB, 512 * KiB, 128 * KiB], tag: '1' });
   dirs.push(image.dir);
+  users = await makeLocalUsers();
   [sshd, remote] = await Promise.all([
     startSshd(),
-    startMeshd(['--store', 'containerd', '--containerd-socket', socket, '--containerd-namespace', remoteNs]),
+    startMeshd(['--store', 'containerd', '--containerd-socket', socket, '--containerd-namespace', remoteNs, '--write-group', users.group]),
   ]);
+  // sshd reads the authorized keys as the user logging in.
+  chmodSync(sshd.keys.dir, 0o755);
+  chmodSync(sshd.keys.authorizedKeys, 0o644);
   await importLayout(image, { scratchDir: tmpdir(), ctr: (args) => ctr(socket, ['-n', localNs, ...args]) });
 });
 
 afterAll(async () => {
   await Promise.allSettled([sshd?.stop(), remote?.stop()]);
+  await users?.remove();
   await removeNamespace(socket, localNs);
   await removeNamespace(socket, remoteNs);
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
@@ -209,6 +216,26 @@ describe('pussh to one host', () => {
     expect(help.stdout).toMatch(/^Usage: docker pussh \[options\] IMAGE \[USER@\]HOST\[:PORT\]/);
     const s = summary(await pussh(['pussh', '--json', ...ssh(), '--from', `oci:${image.dir}:1`, 'plugin/app:1', sshd!.target], { argv0: plugin, env }));
     expect(s.hosts[0].digest).toBe(image.digest);
+  });
+});
+
+describe('pussh as an ssh user who is not root', () => {
+  const tagged = (tag: string) => ctr(socket, ['-n', localNs, 'images', 'tag', 'docker.io/library/app:1', `docker.io/library/app:${tag}`]);
+
+  it("pushes when the user is in meshd's write group", async () => {
+    await tagged('member');
+    const s = summary(await pussh(['--json', ...ssh(), ...local(), 'app:member', `${users!.member}@127.0.0.1:${sshd!.port}`]));
+    expect(s.hosts).toMatchObject([{ ok: true, digest: image.digest }]);
+    expect((await remoteManifest('app', 'member')).digest).toBe(image.digest);
+  });
+
+  it('is refused when the user is not, and says what to do', async () => {
+    await tagged('outsider');
+    const r = await pussh([...ssh(), ...local(), 'app:outsider', `${users!.outsider}@127.0.0.1:${sshd!.port}`]);
+    expect(r.code).toBe(7);
+    expect(r.stderr).toContain(`writes need root or membership of group ${users!.group}`);
+    expect(r.stderr).toMatch(/usermod -aG GROUP USER/);
+    expect((await fetch(`${remote!.url}/v2/app/manifests/outsider`, { method: 'HEAD' })).status).toBe(404);
   });
 });
 

@@ -84,3 +84,16 @@ export interface MeshImageRow {
    */
   conflict?: 'newest' | 'older';
 }
+
+/** One row of GET /_mesh/v1/events?since=SEQ: something that happened, oldest first. */
+export interface FleetEvent {
+  seq: number;
+  /** ISO 8601. */
+  time: string;
+  kind: 'pushed' | 'replicated' | 'replication-failed' | 'evicted';
+  image: string;
+  digest?: string;
+  /** Name (or peer id) of the node it happened on, or that pushed. */
+  node?: string;
+  detail?: string;
+}

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // meshctl: ask a LayerMesh node what the mesh holds.
 import { realpathSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { Command, Option } from 'commander';
 import { generateSwarmKey } from '../dht/swarm-key.js';
@@ -13,10 +14,11 @@ import { age, ms, table } from './table.js';
 export const program = new Command('meshctl')
   .description('Ask a LayerMesh node what the mesh holds')
   .addOption(new Option('--node <url>', 'the daemon to ask (its registry listener)').env('MESHCTL_NODE').default('http://127.0.0.1:5000'))
+  .addOption(new Option('--token <token>', 'the node\'s registry token, when asking it from another host').env('MESHCTL_TOKEN'))
   .option('--json', 'machine-readable output');
 
-const opts = () => program.opts<{ node: string; json?: boolean }>();
-const client = () => new AdminClient(opts().node);
+const opts = () => program.opts<{ node: string; token?: string; json?: boolean }>();
+const client = () => new AdminClient(opts().node, opts().token);
 const print = (json: unknown, human: () => string) => console.log(opts().json ? JSON.stringify(json) : human());
 
 program
@@ -85,9 +87,11 @@ program
   .command('swarm-key')
   .description('fleet membership keys')
   .command('generate')
-  .description('print a new swarm key; give the same file to every meshd of the fleet (--swarm-key FILE)')
-  .action(() => {
-    process.stdout.write(generateSwarmKey());
+  .description('a new swarm key, written to FILE (readable by its owner only) or printed; give the same file to every meshd of the fleet (--swarm-key FILE)')
+  .argument('[file]', 'where to write it; an existing file is never overwritten')
+  .action(async (file?: string) => {
+    if (!file) return void process.stdout.write(generateSwarmKey());
+    await writeFile(file, generateSwarmKey(), { mode: 0o600, flag: 'wx' });
   });
 
 addMirrorCommand(program, print);

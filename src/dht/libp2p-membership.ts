@@ -4,7 +4,7 @@ import type { PeerId } from '@libp2p/interface';
 import type { Logger } from 'pino';
 import { askJson, serveJson } from './json-protocol.js';
 import type { MeshLibp2p } from './libp2p-node.js';
-import { holdersOf, type DataPlane, type Inventory, type Membership } from './membership.js';
+import { dataPlaneUrl, holdersOf, type DataPlane, type Inventory, type Membership } from './membership.js';
 import type { Router } from './router.js';
 import { isTagPush } from '../oci/tag-push.js';
 
@@ -26,14 +26,15 @@ function isInventory(v: unknown): v is Inventory {
       typeof f?.image === 'string' && typeof f?.digest === 'string' && Number.isSafeInteger(f.bytes) && Number.isSafeInteger(f.total))));
 }
 
-export function libp2pMembership(libp2p: MeshLibp2p, router: Router, log: Logger): Membership {
+/** `plaintext`: members' data planes are reached in plain HTTP (--peer-plaintext), else over TLS. */
+export function libp2pMembership(libp2p: MeshLibp2p, router: Router, log: Logger, plaintext: boolean): Membership {
   const dataPlaneOf = (id: string): DataPlane | undefined => {
     const peer = router.peers().find((p) => p.id === id);
     if (!peer?.info?.dataPlanePort) return undefined;
     // The address this node reaches the peer at (its connection), not whatever it listens on.
     const conn = libp2p.getConnections().find((c) => c.remotePeer.toString() === id);
     const ip = ipOf(conn?.remoteAddr.toString() ?? '') ?? peer.addrs.map(ipOf).find(Boolean);
-    return ip ? { id, url: `http://${ip}:${peer.info.dataPlanePort}`, rttMs: peer.rttMs } : undefined;
+    return ip ? { id, url: dataPlaneUrl(ip, peer.info.dataPlanePort, plaintext), rttMs: peer.rttMs } : undefined;
   };
 
   return {

@@ -10,6 +10,7 @@ import { PeerDirectory } from './peer-directory.js';
 import { dhtProviders, storedProviders } from './provider-lookup.js';
 import { handleProvide, type ProviderStore } from './provide-protocol.js';
 import type { AnnounceChange, MeshEvent, NodeInfo, PeerRef, PeerStatus, Router } from './router.js';
+import { lookupSeconds } from './metrics.js';
 import type { Message } from '@libp2p/gossipsub';
 
 export interface Libp2pRouterOptions {
@@ -156,19 +157,25 @@ export class Libp2pRouter implements Router {
     // removed (they expire after the record TTL), and sending anyone to this node for it would be wrong.
     const seen = new Set<string>([this.id]);
     if (this.held.has(key)) yield { id: this.id, addrs: this.libp2p.getMultiaddrs().map(String) };
+    const timer = lookupSeconds.startTimer();
+    let found = false;
     try {
       // kad-dht reads the local provider store first, then asks the network; alone, it would wait for a peer.
-      const found = this.libp2p.getConnections().length === 0
+      const providers = this.libp2p.getConnections().length === 0
         ? storedProviders(this.libp2p, this.providerStore, cid, stop)
         : dhtProviders(this.libp2p, cid, stop);
-      for await (const ref of found) {
+      for await (const ref of providers) {
         if (seen.has(ref.id)) continue;
         seen.add(ref.id);
+        if (!found) timer({ result: 'found' });
+        found = true;
         yield ref;
       }
     } catch (err) {
       if (stop.aborted) return; // deadline or caller: the lookup simply ends
       throw new Error(`finding providers of ${key} failed`, { cause: err });
+    } finally {
+      if (!found) timer({ result: 'none' });
     }
   }
 

@@ -11,6 +11,11 @@ export interface DataPlane {
   rttMs?: number;
 }
 
+/** A member's data plane URL, the one place that says how it is reached: https unless the fleet runs in plaintext. */
+export function dataPlaneUrl(host: string, port: number, plaintext: boolean): string {
+  return `${plaintext ? 'http' : 'https'}://${host}:${port}`;
+}
+
 /** What a member holds, as it answers an inventory request. */
 export interface Inventory {
   name: string;

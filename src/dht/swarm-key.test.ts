@@ -1,4 +1,4 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
@@ -32,10 +32,21 @@ describe('swarm keys', () => {
 
   test('readSwarmKey names the file in its errors', async () => {
     const file = join(dir, 'swarm.key');
-    await writeFile(file, 'garbage');
+    await writeFile(file, 'garbage', { mode: 0o600 });
     await expect(readSwarmKey(file)).rejects.toThrow(`swarm key ${file}: not a swarm key`);
     await expect(readSwarmKey(join(dir, 'missing'))).rejects.toThrow(`cannot read swarm key ${join(dir, 'missing')}`);
     await writeFile(file, generateSwarmKey());
+    expect((await readSwarmKey(file)).byteLength).toBe(95);
+  });
+
+  test('a swarm key every local user can read or change is refused, with the fix', async () => {
+    const file = join(dir, 'open.key');
+    await writeFile(file, generateSwarmKey(), { mode: 0o600 });
+    for (const mode of [0o644, 0o602]) {
+      await chmod(file, mode);
+      await expect(readSwarmKey(file)).rejects.toThrow(`can be read or changed by every user of this host (mode ${mode.toString(8)}): make it private with \`chmod 600 ${file}\``);
+    }
+    await chmod(file, 0o640);
     expect((await readSwarmKey(file)).byteLength).toBe(95);
   });
 });

@@ -4,7 +4,7 @@
 //   <64 hex digits>
 // Every member of a fleet holds the same key; connections from anyone else fail before any protocol runs.
 import { randomBytes } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { readSecretFile } from '../util/secret-file.js';
 
 const HEADER = '/key/swarm/psk/1.0.0/';
 const CODEC = '/base16/';
@@ -33,13 +33,7 @@ export function parseSwarmKey(content: string | Uint8Array, source = 'swarm key'
   return new TextEncoder().encode(`${HEADER}\n${CODEC}\n${lines[2].toLowerCase()}`);
 }
 
-/** Reads and checks a swarm key file. */
+/** Reads and checks a swarm key file; one that every local user can read is refused. */
 export async function readSwarmKey(path: string): Promise<Uint8Array> {
-  let content: Buffer;
-  try {
-    content = await readFile(path);
-  } catch (err) {
-    throw new Error(`cannot read swarm key ${path}`, { cause: err });
-  }
-  return parseSwarmKey(content, `swarm key ${path}`);
+  return parseSwarmKey(await readSecretFile(path, 'swarm key'), `swarm key ${path}`);
 }

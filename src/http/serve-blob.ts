@@ -5,34 +5,37 @@ import { NotFoundError, type BlobReader, type ByteRange, type RequestedIn, type 
 import { parseRange } from './range.js';
 import { openBlobFile, sendFileRange } from './send-file.js';
 
+/** Where a blob served came from: this host's store, or the mesh (it arrived for this request). */
+export type ServedFrom = 'local' | 'mesh';
+
 /**
  * Answers GET or HEAD of a blob from the store, with single ranges; false when the store does not have
- * it. Shared by the registry and the peer data plane. With `requestedIn`, a store that reaches beyond
+ * it, else where it came from. Shared by the registry and the peer data plane. With `requestedIn`, a store that reaches beyond
  * this host (the mirror) may bring what it lacks. Handlers return the reply when this is true: fastify
  * ends an async handler's reply itself, empty, when it resolves to undefined after an await, even with
  * a stream already given to send().
  */
 export async function serveBlob(
   store: Store, digest: string, req: FastifyRequest, reply: FastifyReply, log: Logger, requestedIn?: RequestedIn,
-): Promise<boolean> {
+): Promise<ServedFrom | false> {
   const info = await store.stat(digest);
-  if (!info) return requestedIn ? serveArriving(store, digest, req, reply, requestedIn) : false;
+  if (!info) return requestedIn && (await serveArriving(store, digest, req, reply, requestedIn)) ? 'mesh' : false;
   const range = blobHeaders(req, reply, digest, info.size);
   if (req.method === 'HEAD') {
     reply.send();
-    return true;
+    return 'local';
   }
   const path = store.localPath(digest);
   if (path) {
     const handle = await openBlobFile(path);
     if (!handle) return false; // deleted since stat
     await sendFileRange(reply, handle, range?.start ?? 0, range?.end ?? info.size - 1, log);
-    return true;
+    return 'local';
   }
   try {
     const { stream } = await store.open(digest, range);
     reply.send(stream);
-    return true;
+    return 'local';
   } catch (err) {
     if (err instanceof NotFoundError) return false; // deleted since stat
     throw err;

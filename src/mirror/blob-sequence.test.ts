@@ -14,6 +14,7 @@ import { digestOf, type Descriptor } from '../oci/digest.js';
 import { SEQUENCE_PATH } from './peer-protocol.js';
 import { Mirror } from './mirror.js';
 import { peerKey } from './peer-auth.js';
+import { PeerClient } from './peer-client.js';
 import type { DataPlane } from '../dht/membership.js';
 import { createPeerServer } from './peer-server.js';
 import { Spools } from './spools.js';
@@ -54,7 +55,7 @@ async function blobsIn(store: MemoryStore, sizes: number[]): Promise<{ desc: Des
 async function taker(peers: DataPlane[]) {
   const store = new MemoryStore();
   const mirror = new Mirror({
-    store, spools: await spoolsIn(), membershipKey: key, log, lookupTimeoutMs: 500, stallTimeoutMs: 2000,
+    store, spools: await spoolsIn(), peers: new PeerClient(key), log, lookupTimeoutMs: 500, stallTimeoutMs: 2000,
     members: { self: 'taker', holders: async () => [], dataPlaneOf: (id) => peers.find((p) => p.id === id) },
     resolveTags: false, patienceMs: 2000,
   });

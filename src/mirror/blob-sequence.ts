@@ -4,7 +4,7 @@
 // a second layer in flight to hide that was a second stream on every link. The holder ends the stream early when it cannot send the next blob; nothing here is trusted:
 // the mirror verifies every blob and takes what the stream did not bring from other holders.
 import type { Descriptor } from '../oci/digest.js';
-import { peerRequest } from './peer-client.js';
+import type { PeerClient } from './peer-client.js';
 import type { DataPlane } from '../dht/membership.js';
 import { AWAIT_COPY_MS, PATIENT_HEADER, SEQUENCE_PATH } from './peer-protocol.js';
 import { untilStalled } from './until-stalled.js';
@@ -40,13 +40,13 @@ export class BlobSequence implements SourceSequence {
    * Asks `peer` for `blobs` in this order; throws when it does not answer with the first. `selfId`
    * tells the holder who it feeds: others asking it for these blobs meanwhile are sent here.
    */
-  static async open(peer: DataPlane, blobs: Descriptor[], opts: { key: Buffer; stallTimeoutMs: number; selfId?: string }): Promise<BlobSequence> {
-    const { key, stallTimeoutMs, selfId } = opts;
+  static async open(peer: DataPlane, blobs: Descriptor[], opts: { peers: PeerClient; stallTimeoutMs: number; selfId?: string }): Promise<BlobSequence> {
+    const { peers, stallTimeoutMs, selfId } = opts;
     const ctl = new AbortController();
     // The holder answers once it can send the first blob, which it may wait for.
     const noAnswer = setTimeout(() => ctl.abort(new Error('no answer')), stallTimeoutMs + AWAIT_COPY_MS);
     try {
-      const res = await peerRequest(peer, SEQUENCE_PATH, key, {
+      const res = await peers.request(peer, SEQUENCE_PATH, {
         method: 'POST',
         body: JSON.stringify({ blobs: blobs.map(({ digest, size }) => ({ digest, size })) }),
         headers: { [PATIENT_HEADER]: selfId ?? '' },

@@ -8,12 +8,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { Access } from '../registry/access.js';
 import { createRegistry } from '../registry/server.js';
 import { UploadSessions } from '../registry/upload-sessions.js';
 import { MemoryStore } from '../store/memory-store.js';
 import { Mirror } from './mirror.js';
 import { mirrorStore } from './mirror-store.js';
 import { peerKey } from './peer-auth.js';
+import { PeerClient } from './peer-client.js';
 import { Spools } from './spools.js';
 
 const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
@@ -45,13 +47,14 @@ beforeEach(async () => {
   const endpoint = { id: 'peer', rttMs: 1, url: `http://127.0.0.1:${(peer.address() as AddressInfo).port}` };
   local = new MemoryStore();
   const mirror = new Mirror({
-    store: local, spools: await Spools.open(dir), members: { self: 'self', holders: async () => [endpoint], dataPlaneOf: () => undefined }, membershipKey: peerKey(undefined), log,
+    store: local, spools: await Spools.open(dir), members: { self: 'self', holders: async () => [endpoint], dataPlaneOf: () => undefined }, peers: new PeerClient(peerKey(undefined)), log,
     lookupTimeoutMs: 1000, stallTimeoutMs: 5000, resolveTags: true, clientCommitGraceMs: 50,
   });
   const limits = { maxBlobBytes: 1 << 20, idleTimeoutMs: 60_000, maxSessions: 10, maxSessionsPerClient: 10 };
   registry = createRegistry({
     store: mirrorStore(local, mirror, { registries: ['docker.io'] }),
     uploads: new UploadSessions(local, limits, log), log, maxManifestBytes: 4 << 20,
+    access: new Access({ writeGroup: 'layermesh', log }),
   });
 });
 

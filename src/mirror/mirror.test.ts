@@ -12,6 +12,7 @@ import { Mirror } from './mirror.js';
 import type { UpstreamSource } from './pull-through.js';
 import type { DataPlane } from '../dht/membership.js';
 import { AUTH_HEADER, peerKey, ProofChecker } from './peer-auth.js';
+import { PeerClient } from './peer-client.js';
 import { Spools } from './spools.js';
 
 const key = peerKey(new TextEncoder().encode('test fleet'));
@@ -53,7 +54,7 @@ beforeEach(async () => {
 function mirror(store: MemoryStore, peers: DataPlane[] | (() => DataPlane[]), stallTimeoutMs = 5000) {
   const list = typeof peers === 'function' ? peers : () => peers;
   return new Mirror({
-    store, spools, members: { self: 'self', holders: async () => list(), dataPlaneOf: () => undefined }, membershipKey: key, log: pino({ level: 'silent' }),
+    store, spools, members: { self: 'self', holders: async () => list(), dataPlaneOf: () => undefined }, peers: new PeerClient(key), log: pino({ level: 'silent' }),
     lookupTimeoutMs: 1000, stallTimeoutMs, resolveTags: true, clientCommitGraceMs: 200,
   });
 }
@@ -161,7 +162,7 @@ describe('Mirror', () => {
       return upload;
     };
     const m = new Mirror({
-      store, spools, membershipKey: key, log: pino({ level: 'silent' }),
+      store, spools, peers: new PeerClient(key), log: pino({ level: 'silent' }),
       members: { self: 'self', holders: async () => [], dataPlaneOf: (id) => (id === 'liar' ? liar : id === 'honest' ? honest : undefined) },
       lookupTimeoutMs: 1000, stallTimeoutMs: 5000, resolveTags: true, patienceMs: 0,
     });
@@ -188,7 +189,7 @@ describe('Mirror', () => {
       return upload;
     };
     const m = new Mirror({
-      store, spools, membershipKey: key, log: pino({ level: 'silent' }),
+      store, spools, peers: new PeerClient(key), log: pino({ level: 'silent' }),
       members: { self: 'self', holders: async () => [], dataPlaneOf: (id) => (id === 'holder' ? holder : undefined) },
       lookupTimeoutMs: 1000, stallTimeoutMs: 5000, resolveTags: true,
     });
@@ -311,7 +312,7 @@ describe('Mirror with an upstream', () => {
     return { source, opened };
   }
   const withUpstream = (store: MemoryStore, source: UpstreamSource, peers: DataPlane[] = []) => new Mirror({
-    store, spools, members: { self: 'self', holders: async () => peers, dataPlaneOf: () => undefined }, membershipKey: key, log: pino({ level: 'silent' }),
+    store, spools, members: { self: 'self', holders: async () => peers, dataPlaneOf: () => undefined }, peers: new PeerClient(key), log: pino({ level: 'silent' }),
     lookupTimeoutMs: 1000, stallTimeoutMs: 5000, resolveTags: true, clientCommitGraceMs: 50, upstream: source,
   });
   const origin = { repo: 'docker.io/library/app' };

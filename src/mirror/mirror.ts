@@ -16,7 +16,9 @@ import { untilStalled } from './until-stalled.js';
 import type { DataPlane, HolderDirectory } from '../dht/membership.js';
 import { Holders } from './holders.js';
 import { pullThrough, type UpstreamSource } from './pull-through.js';
+import { failovers, fetchedBytes, mirrorRequests, peersStruck } from './metrics.js';
 import { keepSpool, storeSpool } from './store-writer.js';
+import type { PeerClient } from './peer-client.js';
 import { TagResolver } from './tag-resolver.js';
 import type { Spool } from './spool.js';
 import type { Spools } from './spools.js';
@@ -26,8 +28,8 @@ export interface MirrorOptions {
   spools: Spools;
   /** Who holds a key and where members' data planes are; this node's id goes with patient fetches, so that busy holders can redirect others to it. */
   members: HolderDirectory;
-  /** Proves this node's membership to the data planes it asks (see peer-auth.ts). */
-  membershipKey: Buffer;
+  /** Asks members' data planes, proving this node's membership (see peer-auth.ts) and their identity (peer-tls.ts). */
+  peers: PeerClient;
   log: Logger;
   /** How long finding holders may take; nobody found by then means "not in the mesh". */
   lookupTimeoutMs: number;
@@ -136,7 +138,7 @@ export class Mirror {
   openSequence(peerId: string, blobs: Descriptor[]): Promise<BlobSequence> {
     const peer = this.opts.members.dataPlaneOf(peerId);
     if (!peer) return Promise.reject(new Error(`no data plane known for ${peerId}`));
-    return BlobSequence.open(peer, blobs, { key: this.opts.membershipKey, stallTimeoutMs: this.opts.stallTimeoutMs, selfId: this.opts.members.self });
+    return BlobSequence.open(peer, blobs, { peers: this.opts.peers, stallTimeoutMs: this.opts.stallTimeoutMs, selfId: this.opts.members.self });
   }
 
   /** Blobs arriving now, with how much of each is here: for progress. */
@@ -157,6 +159,7 @@ export class Mirror {
       const stored = spool
         .then((s) => this.#receiveAndStore(s, clients, options, () => verify(true)))
         .catch((err: Error) => {
+          if (options.requestedIn) mirrorRequests.inc({ outcome: 'failed' });
           this.opts.log.error({ digest, err }, 'fetching from the mesh failed');
           return false;
         })
@@ -183,8 +186,11 @@ export class Mirror {
       return false;
     }) : undefined;
     try {
-      const received = (await this.#receive(spool, options)) || (await pullThrough(spool, this.opts.upstream, options.requestedIn, this.opts.log));
+      const fromPeer = await this.#receive(spool, options);
+      const received = fromPeer || (await pullThrough(spool, this.opts.upstream, options.requestedIn, this.opts.log));
+      if (options.requestedIn) mirrorRequests.inc({ outcome: fromPeer ? 'peer' : received ? 'upstream' : 'not_found' });
       if (!received) return false;
+      if (!fromPeer) fetchedBytes.inc({ source: 'upstream' }, spool.written);
       verified();
       if (!(await early)) await keepSpool(this.opts.store, spool, clients, this.opts.clientCommitGraceMs ?? 1000, this.opts.log);
       return true;
@@ -239,11 +245,13 @@ export class Mirror {
     for await (const chunk of bytes) await spool.append(chunk);
     await spool.flush();
     spool.verify();
+    fetchedBytes.inc({ source: 'peer' }, spool.written);
     this.opts.log.info({ digest: spool.digest, bytes: spool.written, from: [...from] }, 'fetched from the mesh');
   }
 
   /** Wrong bytes: whoever sent them is not asked again for this blob and goes last for others; the spool starts over. */
   async #mismatched(spool: Spool, peers: string[], err: DigestMismatchError, liars: Set<string>): Promise<void> {
+    peersStruck.inc(peers.length);
     for (const id of peers) {
       this.#holders.strike(id);
       liars.add(id);
@@ -266,6 +274,7 @@ export class Mirror {
         yield* untilStalled(body, this.opts.stallTimeoutMs, abort);
         return;
       } catch (err) {
+        failovers.inc();
         this.opts.log.warn({ digest, peer: peer.id, offset: spool.received, err: (err as Error).message }, 'peer transfer failed; trying the next holder');
       }
     }

@@ -1,8 +1,10 @@
 // The peer data plane: what this host holds locally, for other members, over HTTP: blobs in the store,
 // and blobs still arriving here (from their spool, as far as they have arrived: that is how a fan-out
 // becomes a tree instead of every node pulling from the first). It never asks another peer (no loops by
-// construction) and answers only requests that prove membership.
+// construction) and answers only requests that prove membership, over TLS with its identity key unless
+// the fleet runs with --peer-plaintext.
 import { Readable } from 'node:stream';
+import type { TLSSocket } from 'node:tls';
 import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { type Store } from '../store/store.js';
@@ -10,8 +12,11 @@ import { isDigest, type Descriptor } from '../oci/digest.js';
 import { pushOf } from '../oci/tag-push.js';
 import { RangeNotSatisfiableError } from '../http/range.js';
 import { blobHeaders, serveBlob } from '../http/serve-blob.js';
+import { LogRateLimiter } from '../util/log-rate-limiter.js';
 import { AUTH_HEADER, ProofChecker } from './peer-auth.js';
+import { peerIdOfCertificate, TLS_VERSION, type PeerTls } from './peer-tls.js';
 import { AWAIT_COPY_MS, BLOB_PATH, IMAGES_PATH, MAX_SEQUENCE_BLOBS, MAX_SEQUENCE_BYTES, PATIENT_HEADER, PIPELINE_MIN_BYTES, SEQUENCE_PATH, TRY_HEADER } from './peer-protocol.js';
+import { peerSentBytes } from './metrics.js';
 import type { Spool } from './spool.js';
 import type { Spools } from './spools.js';
 
@@ -68,6 +73,8 @@ export interface PeerServerOptions {
   /** This node's peer id: proofs made for another node are refused. */
   selfId: string;
   log: Logger;
+  /** This node's certificate: the data plane speaks TLS (1.3 only) and asks clients for theirs. Absent: plain HTTP. */
+  tls?: PeerTls;
   /** How long a patient peer may wait for this node's copy of a blob to begin. Default AWAIT_COPY_MS. */
   awaitCopyMs?: number;
 }
@@ -75,7 +82,32 @@ export interface PeerServerOptions {
 export function createPeerServer(opts: PeerServerOptions) {
   const { store, spools, membershipKey, log, awaitCopyMs = AWAIT_COPY_MS } = opts;
   const proofs = new ProofChecker(membershipKey, opts.selfId);
-  const app = Fastify({ return503OnClosing: true });
+  const app = Fastify({
+    return503OnClosing: true,
+    // Clients are asked for their certificate, to tell in the log which member asked; membership itself is
+    // proven by each request's proof, since anyone can make a self-signed certificate.
+    https: opts.tls ? { key: opts.tls.key, cert: opts.tls.cert, requestCert: true, rejectUnauthorized: false, minVersion: TLS_VERSION } : null,
+  });
+  if (opts.tls) {
+    // Anyone who reaches the port can fail a handshake: a line per address now and then, not per attempt.
+    const limiter = new LogRateLimiter();
+    app.server.on('tlsClientError', (err: NodeJS.ErrnoException, socket: TLSSocket) => {
+      const admitted = limiter.admit(socket.remoteAddress ?? '');
+      if (!admitted) return;
+      const plain = err.code === 'ERR_SSL_HTTP_REQUEST' || /http request/i.test(err.message);
+      log.warn({ from: socket.remoteAddress, err: err.message, suppressed: admitted.suppressed + admitted.suppressedOthers },
+        plain ? 'plain HTTP on the TLS peer data plane: does the client run with --peer-plaintext? both ends must agree' : 'TLS handshake with a peer failed');
+    });
+  }
+  /** The peer id of the client's certificate, for the log. */
+  const clientOf = (req: FastifyRequest): string | undefined => {
+    const cert = opts.tls ? (req.raw.socket as TLSSocket).getPeerX509Certificate() : undefined;
+    try {
+      return cert && peerIdOfCertificate(cert);
+    } catch {
+      return undefined;
+    }
+  };
   // Per blob, the answers being sent now, and to which patient peers (by peer id). Local pulls are never
   // refused; a large blob goes to one patient peer at a time, the others are sent to the copies it feeds.
   const sending = new Map<string, { count: number; to: string[] }>();
@@ -132,7 +164,7 @@ export function createPeerServer(opts: PeerServerOptions) {
     done(null, body);
   });
   const refuse = (req: FastifyRequest, reply: FastifyReply) => {
-    log.warn({ method: req.method, url: req.url, from: req.ip }, 'peer request without a valid membership proof');
+    log.warn({ method: req.method, url: req.url, from: req.ip, client: clientOf(req) }, 'peer request without a valid membership proof');
     return reply.code(401).send({ errors: [{ code: 'UNAUTHORIZED', message: 'not a member of this mesh' }] });
   };
   const proven = (req: FastifyRequest, body?: Buffer) =>
@@ -157,7 +189,10 @@ export function createPeerServer(opts: PeerServerOptions) {
         return reply.code(503).header('retry-after', '1').header(TRY_HEADER, sending.get(digest)!.to.join(','))
           .send({ errors: [{ code: 'TOOMANYREQUESTS', message: `already sending ${digest}` }] });
       }
-      if (req.method === 'GET') reply.raw.once('close', track(digest, patientPeer(req)));
+      if (req.method === 'GET') {
+        reply.raw.once('close', track(digest, patientPeer(req)));
+        reply.raw.once('finish', () => peerSentBytes.inc(Number(reply.getHeader('content-length')) || 0));
+      }
       if (await serveBlob(store, digest, req, reply, log)) return reply;
       if (spool?.size === undefined) return reply.code(404).send(notFound(digest));
       const range = blobHeaders(req, reply, digest, spool.size);
@@ -177,6 +212,7 @@ export function createPeerServer(opts: PeerServerOptions) {
       const release = track(digest, peer);
       try {
         yield* found.spool ? found.spool.reader() : (await store.open(digest)).stream;
+        peerSentBytes.inc(size);
       } finally {
         release();
       }

@@ -12,7 +12,7 @@ import type { Store } from '../store/store.js';
 import type { DataPlane } from '../dht/membership.js';
 import { comparePushes, isTagPush, type TagPush } from '../oci/tag-push.js';
 import type { Holders } from './holders.js';
-import { peerRequest } from './peer-client.js';
+import type { PeerClient } from './peer-client.js';
 import { IMAGES_PATH } from './peer-protocol.js';
 import type { UpstreamSource } from './pull-through.js';
 
@@ -21,7 +21,7 @@ export interface TagResolverDeps {
   holders: Holders;
   /** Fetches a blob into the store; true once it is there. */
   fetch(digest: string, requestedIn?: RequestedIn): Promise<boolean>;
-  membershipKey: Buffer;
+  peers: PeerClient;
   stallTimeoutMs: number;
   /** Whether image names are looked up in the mesh (else only digests). */
   resolveTags: boolean;
@@ -70,7 +70,7 @@ export class TagResolver {
 
   /** The holders' answers: all of them, or those in by ANSWER_GRACE_MS after the first (a stalled holder is not waited for). */
   async #answers(image: string, peers: DataPlane[]): Promise<HolderAnswer[]> {
-    const { membershipKey, stallTimeoutMs, log } = this.deps;
+    const { peers: client, stallTimeoutMs, log } = this.deps;
     const answers: HolderAnswer[] = [];
     const enough = new AbortController();
     let grace: NodeJS.Timeout | undefined;
@@ -78,7 +78,7 @@ export class TagResolver {
     await Promise.all(peers.map(async (peer) => {
       try {
         const path = `${IMAGES_PATH}?name=${encodeURIComponent(image)}`;
-        const res = await peerRequest(peer, path, membershipKey, { signal });
+        const res = await client.request(peer, path, { signal });
         const body = await readBounded(res.body, 64 << 10);
         if (res.status !== 200) return;
         const answer = holderAnswer(JSON.parse(body.toString()));

@@ -4,16 +4,20 @@
 // where chunks are a few KiB.
 export async function* untilStalled<T>(source: AsyncIterable<T>, ms: number, onStall: () => void): AsyncGenerator<T> {
   let last = performance.now();
+  let reading = true;
   const check = setInterval(() => {
-    if (performance.now() - last >= ms) {
+    if (reading && performance.now() - last >= ms) {
       clearInterval(check);
       onStall();
     }
   }, Math.max(1, ms / 4));
   try {
     for await (const chunk of source) {
-      last = performance.now();
+      // Only the source's silence counts: time the reader takes (a bandwidth limit's wait) does not.
+      reading = false;
       yield chunk;
+      reading = true;
+      last = performance.now();
     }
   } finally {
     clearInterval(check);

@@ -46,6 +46,14 @@ describe('meshd configuration', () => {
     expect(config.replicate.text).toBe('all');
   });
 
+  it('keeps the peer data plane on TLS unless --peer-plaintext (flag, environment or file) says otherwise', () => {
+    expect(parseConfig([]).peerPlaintext).toBe(false);
+    expect(parseConfig(['--peer-plaintext']).peerPlaintext).toBe(true);
+    const file = join(dir, 'plaintext.yaml');
+    writeFileSync(file, 'peer-plaintext: true\n');
+    expect(parseConfig(['--config', file]).peerPlaintext).toBe(true);
+  });
+
   it('names what is wrong in a config file', () => {
     const file = join(dir, 'bad.yaml');
     writeFileSync(file, 'registry-adr: 1\n');

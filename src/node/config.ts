@@ -16,6 +16,11 @@ export interface Config {
   containerdNamespace: string;
   registryAddr: string;
   registryToken?: string;
+  registryTokenFile?: string;
+  /** Networks whose clients may read without the token. */
+  registryAllow: string[];
+  /** Local users of this group may write, as root may. */
+  writeGroup: string;
   maxUploadSize: number;
   uploadTimeoutMs: number;
   maxUploads: number;
@@ -33,6 +38,8 @@ export interface Config {
   recordTtlMs: number;
   reconcileIntervalMs: number;
   peerAddr: string;
+  /** The peer data plane in plain HTTP instead of TLS (every member must agree). */
+  peerPlaintext: boolean;
   mirrorTags: boolean;
   mirrorRegistries: string[];
   mirrorTimeoutMs: number;
@@ -69,7 +76,10 @@ export function configCommand(): Command {
     .addOption(option('--containerd-socket <path>', 'containerd gRPC socket', '/run/containerd/containerd.sock'))
     .addOption(option('--containerd-namespace <ns>', 'containerd namespace to serve (docker uses moby, kubernetes k8s.io)', 'default'))
     .addOption(option('--registry-addr <host:port>', 'registry listener for local clients', '127.0.0.1:5000'))
-    .addOption(option('--registry-token <token>', 'token required for pushes and deletes (required when the registry is not on loopback)'))
+    .addOption(option('--registry-token <token>', 'token that lets any client read and write (prefer --registry-token-file: a command line is visible to every user)'))
+    .addOption(option('--registry-token-file <file>', 'file holding the registry token (must not be readable by every user)'))
+    .addOption(listOption('--registry-allow <cidr>', 'networks whose clients read without the token, e.g. 10.0.0.0/8 (loopback always reads)'))
+    .addOption(option('--write-group <group>', 'local users of this group may push, tag and delete without the token, as root may', 'layermesh'))
     .addOption(option('--max-upload-size <size>', 'largest blob accepted', '64GiB'))
     .addOption(option('--upload-timeout <duration>', 'abandoned uploads are removed after this idle time', '30m'))
     .addOption(option('--gc-delay <duration>', 'embedded store: blobs only a deleted image referenced are removed this long after the delete', '10s'))
@@ -86,6 +96,7 @@ export function configCommand(): Command {
     .addOption(option('--swarm-key <file>', 'the fleet\'s shared key (meshctl swarm-key generate); without it the mesh is open to anyone'))
     .addOption(option('--record-ttl <duration>', 'lifetime of announcements; a node that dies disappears from who-has within it', '30m'))
     .addOption(option('--peer-addr <host:port>', 'peer data plane: serves what this host holds to members of the mesh', '0.0.0.0:5001'))
+    .addOption(option('--peer-plaintext', 'serve and ask the peer data plane in plain HTTP, unencrypted (only where the network is trusted; every member must use it)'))
     .addOption(listOption('--mirror-registry <host>', 'only images of these registries are looked for in the mesh (default: all)'))
     .addOption(option('--no-mirror-tags', 'do not resolve tags through the mesh (only digests)'))
     .addOption(option('--mirror-timeout <duration>', 'how long finding a holder may take before answering 404', '2s'))
@@ -132,6 +143,9 @@ export function parseConfig(argv: string[]): Config {
     containerdNamespace: o.containerdNamespace,
     registryAddr: o.registryAddr,
     registryToken: o.registryToken || undefined,
+    registryTokenFile: o.registryTokenFile || undefined,
+    registryAllow: o.registryAllow,
+    writeGroup: o.writeGroup,
     maxUploadSize: parseSize(o.maxUploadSize),
     uploadTimeoutMs: parseDuration(o.uploadTimeout),
     gcDelayMs: parseDuration(o.gcDelay),
@@ -149,6 +163,7 @@ export function parseConfig(argv: string[]): Config {
     recordTtlMs: parseDuration(o.recordTtl),
     reconcileIntervalMs: parseDuration(o.reconcileInterval),
     peerAddr: o.peerAddr,
+    peerPlaintext: o.peerPlaintext === true || o.peerPlaintext === 'true',
     mirrorTags: o.mirrorTags !== false && o.mirrorTags !== 'false',
     mirrorRegistries: o.mirrorRegistry,
     mirrorTimeoutMs: parseDuration(o.mirrorTimeout),

@@ -4,18 +4,27 @@ import { join } from 'node:path';
 import { peerIdFromPrivateKey } from '@libp2p/peer-id';
 import type { Logger } from 'pino';
 import { loadOrCreateIdentity } from '../dht/identity.js';
+import { dataPlaneUrl } from '../dht/membership.js';
 import type { Store } from '../store/store.js';
 import { readSwarmKey } from '../dht/swarm-key.js';
 import { Mirror } from '../mirror/mirror.js';
 import { mirrorStore } from '../mirror/mirror-store.js';
 import { peerKey } from '../mirror/peer-auth.js';
+import { PeerClient } from '../mirror/peer-client.js';
 import { createPeerServer } from '../mirror/peer-server.js';
+import { peerTls } from '../mirror/peer-tls.js';
 import { Spools } from '../mirror/spools.js';
 import { Upstream } from '../mirror/upstream.js';
 import { readDockerConfig } from '../mirror/upstream-auth.js';
+import { Access, blockListOf, isLoopback } from '../registry/access.js';
+import type { PushListener } from '../registry/context.js';
 import { createRegistry } from '../registry/server.js';
+import { readSecretFile } from '../util/secret-file.js';
 import { UploadSessions } from '../registry/upload-sessions.js';
 import { registerAdminApi } from './admin-api.js';
+import { EventLog } from './event-log.js';
+import { registerStatusPage } from './status-page.js';
+import { registerMetrics } from './metrics.js';
 import { splitHostPort, type Config } from './config.js';
 import { joinMesh, type Mesh } from './mesh.js';
 import { openStore } from './open-store.js';
@@ -36,17 +45,13 @@ export interface Daemon {
   stop(): Promise<void>;
 }
 
-export function isLoopback(host: string): boolean {
-  return host === 'localhost' || host === '::1' || host.startsWith('127.');
-}
-
-type Server = { listen(o: { host: string; port: number }): Promise<string>; server: import('node:http').Server };
+type Server = { listen(o: { host: string; port: number }): Promise<string>; server: import('node:net').Server };
 
 /**
- * Listens and returns the bound URL (port 0 picks a free port). Past `maxConnections` open connections new
+ * Listens and returns the bound host (bracketed when v6) and port (port 0 picks a free port). Past `maxConnections` open connections new
  * ones are refused, so that no client can use up the descriptors meshd needs for its store and its peers.
  */
-async function listen(app: Server, addr: string, what: string, maxConnections: number): Promise<{ url: string; port: number }> {
+async function listen(app: Server, addr: string, what: string, maxConnections: number): Promise<{ host: string; port: number }> {
   const { host, port } = splitHostPort(addr);
   app.server.maxConnections = maxConnections;
   try {
@@ -56,14 +61,35 @@ async function listen(app: Server, addr: string, what: string, maxConnections: n
   }
   const address = app.server.address();
   const bound = typeof address === 'object' && address ? address.port : port;
-  return { url: `http://${host.includes(':') ? `[${host}]` : host}:${bound}`, port: bound };
+  return { host: host.includes(':') ? `[${host}]` : host, port: bound };
+}
+
+/** The registry token, from the flag or its file; and a registry off loopback must not be open to all. */
+async function registryToken(config: Config): Promise<string | undefined> {
+  if (config.registryToken && config.registryTokenFile) throw new Error('give --registry-token or --registry-token-file, not both');
+  const token = config.registryTokenFile
+    ? (await readSecretFile(config.registryTokenFile, 'registry token file')).toString('utf8').trim()
+    : config.registryToken;
+  if (config.registryTokenFile && !token) throw new Error(`registry token file ${config.registryTokenFile} is empty`);
+  blockListOf(config.registryAllow); // a mistyped network stops the daemon here, not at the first request
+  const { host } = splitHostPort(config.registryAddr);
+  if (!isLoopback(host) && !token && config.registryAllow.length === 0) {
+    throw new Error(`--registry-addr ${config.registryAddr} is not loopback: set --registry-token-file (or --registry-allow for networks that may pull) so that the registry is not open to every host`);
+  }
+  return token;
+}
+
+/** A push listener that also notes each push in the event log. */
+function recorded(pushes: PushListener, events: EventLog, node: string): PushListener {
+  return {
+    check: pushes.check,
+    labels: pushes.labels,
+    pushed: (image, digest, o, labels) => (events.record({ kind: 'pushed', image, digest, node }), pushes.pushed(image, digest, o, labels)),
+  };
 }
 
 export async function startDaemon(config: Config, log: Logger): Promise<Daemon> {
-  const { host } = splitHostPort(config.registryAddr);
-  if (!isLoopback(host) && !config.registryToken) {
-    throw new Error(`--registry-addr ${config.registryAddr} is not loopback: set --registry-token so that only you can push`);
-  }
+  const token = await registryToken(config);
   // What has started, stopped in reverse order at shutdown or when a later step fails.
   const closers: (() => Promise<void>)[] = [];
   const closeAll = async () => {
@@ -87,7 +113,13 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
 
     const privateKey = await loadOrCreateIdentity(config.dataDir);
     const spools = await Spools.open(join(config.dataDir, 'spool'));
-    const peerServer = createPeerServer({ store, spools, membershipKey, selfId: peerIdFromPrivateKey(privateKey).toString(), log: log.child({ component: 'peer-server' }) });
+    // The data plane's certificate carries the identity key: members reach this node's peer id, not an address.
+    const tls = config.peerPlaintext ? undefined : await peerTls(privateKey);
+    if (!tls) {
+      log.warn({ peerAddr: config.peerAddr }, 'peer data plane is NOT encrypted (--peer-plaintext): blob bytes and image names cross the '
+        + 'network in clear and members are not authenticated by their key; every member must run with --peer-plaintext too');
+    }
+    const peerServer = createPeerServer({ store, spools, membershipKey, tls, selfId: peerIdFromPrivateKey(privateKey).toString(), log: log.child({ component: 'peer-server' }) });
     const peer = await listen(peerServer, config.peerAddr, 'peer data plane', config.maxConnections);
     closers.push(() => peerServer.close());
 
@@ -97,7 +129,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     const mirror = new Mirror({
       store,
       spools,
-      membershipKey,
+      peers: new PeerClient(membershipKey, tls),
       log: log.child({ component: 'mirror' }),
       lookupTimeoutMs: config.mirrorTimeoutMs,
       stallTimeoutMs: PEER_STALL_MS,
@@ -125,7 +157,12 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
       self: { name: config.nodeName, labels: config.labels },
       log: log.child({ component: 'replicator' }),
     });
-    mesh.router.onEvent((event) => follower.onEvent(event));
+    const events = new EventLog();
+    const nameOf = (id: string) => (id === mesh.router.id ? config.nodeName : mesh.router.peers().find((p) => p.id === id)?.info?.name ?? id);
+    mesh.router.onEvent((event) => {
+      events.record({ kind: 'pushed', image: event.image, digest: event.digest, node: nameOf(event.node) });
+      follower.onEvent(event);
+    });
     // Members see the replicator's progress in this node's inventory.
     await mesh.serveInventory(() => replicator.progress());
     const uploads = new UploadSessions(store, {
@@ -140,9 +177,11 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
       uploads,
       log: log.child({ component: 'registry' }),
       maxManifestBytes: MAX_MANIFEST_BYTES,
-      token: config.registryToken,
-      pushes: pushGossip(store, mesh.router, pushes, log),
+      access: new Access({ token, allow: config.registryAllow, writeGroup: config.writeGroup, log: log.child({ component: 'access' }) }),
+      pushes: recorded(pushGossip(store, mesh.router, pushes, log), events, config.nodeName),
     });
+    registerStatusPage(registry, events);
+    registerMetrics(registry, { router: mesh.router, holdings: mesh.holdings });
     let registryUrl = '';
     registerAdminApi(registry, {
       store,
@@ -154,13 +193,14 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
       registryUrl: () => registryUrl,
       p2pAddrs: mesh.addrs,
     });
-    registryUrl = (await listen(registry, config.registryAddr, 'registry', config.maxConnections)).url;
+    const bound = await listen(registry, config.registryAddr, 'registry', config.maxConnections);
+    registryUrl = `http://${bound.host}:${bound.port}`;
     closers.push(async () => {
       const cut = setTimeout(() => registry.server.closeAllConnections(), config.shutdownGraceMs);
       await registry.close();
       clearTimeout(cut);
     });
-    log.info({ registry: registryUrl, peer: peer.url, store: store.kind, peerId: mesh.router.id, p2p: mesh.addrs() }, 'meshd ready');
+    log.info({ registry: registryUrl, peer: dataPlaneUrl(peer.host, peer.port, config.peerPlaintext), store: store.kind, peerId: mesh.router.id, p2p: mesh.addrs() }, 'meshd ready');
 
     let stopping: Promise<void> | undefined;
     const stop = () =>

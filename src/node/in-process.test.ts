@@ -12,9 +12,11 @@ import { MemoryMesh } from '../dht/memory-router.js';
 import { Mirror } from '../mirror/mirror.js';
 import { mirrorStore } from '../mirror/mirror-store.js';
 import { peerKey } from '../mirror/peer-auth.js';
+import { PeerClient } from '../mirror/peer-client.js';
 import { createPeerServer } from '../mirror/peer-server.js';
 import { Spools } from '../mirror/spools.js';
 import { MAX_MANIFEST_BYTES } from '../oci/limits.js';
+import { Access } from '../registry/access.js';
 import { createRegistry } from '../registry/server.js';
 import { UploadSessions } from '../registry/upload-sessions.js';
 import { MemoryStore } from '../store/memory-store.js';
@@ -45,7 +47,7 @@ async function node(mesh: MemoryMesh, id: string, replicate: string) {
   const holdings = new Holdings(store, router, log, 60_000, 0);
   await holdings.start();
   const mirror = new Mirror({
-    store, spools, members: membership, membershipKey: key, log, lookupTimeoutMs: 1000, stallTimeoutMs: 5000, resolveTags: true,
+    store, spools, members: membership, peers: new PeerClient(key), log, lookupTimeoutMs: 1000, stallTimeoutMs: 5000, resolveTags: true,
     clientCommitGraceMs: 50, partialHolder: (digest) => holdings.announceArriving(digest),
   });
   const pushes = new NewestPushes(id);
@@ -57,6 +59,8 @@ async function node(mesh: MemoryMesh, id: string, replicate: string) {
   const registry = createRegistry({
     store: mirrorStore(store, mirror), uploads: new UploadSessions(store, limits, log), log,
     maxManifestBytes: MAX_MANIFEST_BYTES, pushes: pushGossip(store, router, pushes, log),
+    // Requests are injected, not sent over a socket: they come from a local root.
+    access: new Access({ writeGroup: 'layermesh', log, localUid: async () => 0 }),
   });
   closers.push(() => registry.close(), () => peerServer.close(), async () => holdings.stop());
   return { store, registry };

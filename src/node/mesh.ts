@@ -61,7 +61,7 @@ export async function joinMesh(config: Config, store: Store, log: Logger, opts: 
   router.onEvent((event, from) => log.info({ event, from }, 'mesh event'));
   const holdings = new Holdings(store, router, log.child({ component: 'holdings' }), config.reconcileIntervalMs);
   await holdings.start();
-  const membership = libp2pMembership(node.libp2p, router, log.child({ component: 'membership' }));
+  const membership = libp2pMembership(node.libp2p, router, log.child({ component: 'membership' }), config.peerPlaintext);
   let fetching = async (): Promise<ImageFetch[]> => [];
   const ownInventory = async (): Promise<Inventory> => ({
     name: config.nodeName,

@@ -28,6 +28,7 @@ import { readManifest } from '../oci/references.js';
 import type { ImageFetch } from '../api/admin-types.js';
 import type { TagPush } from '../oci/tag-push.js';
 import type { TagRecords } from './tag-records.js';
+import { replicatedBytes, replications, replicationSeconds, replicationsInProgress } from './replication-metrics.js';
 
 /** The part of the mirror that replication takes its bytes through. */
 export interface ReplicationSource {
@@ -88,6 +89,8 @@ export class Replicator {
     const active: Active = { digest, blobs: [] };
     this.#active.set(image, active);
     const started = performance.now();
+    replicationsInProgress.inc();
+    let outcome = 'failed';
     const given = this.#verified(inline);
     // Inlined blobs and verified layers go into the store while other layers arrive; the image record waits for all.
     const storing: Promise<void>[] = [];
@@ -117,13 +120,21 @@ export class Replicator {
         this.#pipeline(wanted.filter((b) => b.size >= PIPELINE_MIN_BYTES), feeder, pushedTo, pending),
       ]);
       await Promise.all(storing);
-      // A later push of the same name may have started meanwhile: the newest one names the image.
-      if (this.#active.get(image) !== active) return;
+      // A later push of the same name may have started meanwhile, or be known by now: the newest one names the image.
       const target = { mediaType: root.manifest.mediaType, digest, size: root.body.length };
-      if (!(await this.deps.records.write(image, target, push))) return;
+      if (this.#active.get(image) !== active || !(await this.deps.records.write(image, target, push))) {
+        outcome = 'superseded';
+        return;
+      }
       const bytes = active.blobs.reduce((n, b) => n + b.size, 0);
-      log.info({ image, digest, blobs: active.blobs.length, bytes, seconds: (performance.now() - started) / 1000 }, 'replicated');
+      const seconds = (performance.now() - started) / 1000;
+      replicatedBytes.inc(bytes);
+      replicationSeconds.observe(seconds);
+      outcome = 'replicated';
+      log.info({ image, digest, blobs: active.blobs.length, bytes, seconds }, 'replicated');
     } finally {
+      replicationsInProgress.dec();
+      replications.inc({ outcome });
       if (this.#active.get(image) === active) this.#active.delete(image);
     }
   }

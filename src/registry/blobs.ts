@@ -4,12 +4,16 @@ import { isDigest } from '../oci/digest.js';
 import { reachable } from '../oci/references.js';
 import type { RouteContext } from './context.js';
 import { blobUnknown, digestInvalid, RegistryError } from './errors.js';
+import { blobsServed, sentBytes } from './metrics.js';
 
 export async function getBlob(ctx: RouteContext): Promise<unknown> {
   const { store, req, reply, ref: digest, log } = ctx;
   if (!isDigest(digest)) throw digestInvalid('invalid digest', { digest });
-  if (await serveBlob(store, digest, req, reply, log, { repo: ctx.repo })) return reply;
-  throw blobUnknown(digest);
+  const source = await serveBlob(store, digest, req, reply, log, { repo: ctx.repo });
+  if (!source) throw blobUnknown(digest);
+  blobsServed.inc({ source });
+  if (req.method === 'GET') reply.raw.once('finish', () => sentBytes.inc({ source }, Number(reply.getHeader('content-length')) || 0));
+  return reply;
 }
 
 export async function deleteBlob(ctx: RouteContext): Promise<unknown> {

@@ -1,10 +1,10 @@
 // The OCI Distribution API over fastify. Routes are matched here rather than by
 // fastify's router because repository names contain slashes.
-import { timingSafeEqual } from 'node:crypto';
 import { once } from 'node:events';
 import type { IncomingMessage } from 'node:http';
 import { setTimeout } from 'node:timers/promises';
 import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify';
+import { type Access, CHALLENGE } from './access.js';
 import { deleteBlob, getBlob } from './blobs.js';
 import type { Handler, RegistryDeps, RouteContext } from './context.js';
 import { catalog, listReferrers, listTags } from './discovery.js';
@@ -24,31 +24,15 @@ const ROUTES: [RegExp, Routes][] = [
   [/^\/v2\/(.+)\/referrers\/([^/]+)$/, { GET: listReferrers }],
 ];
 
-const WRITE_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
-
 export interface RegistryOptions extends RegistryDeps {
-  /** When set, pushes and deletes need `Authorization: Bearer <token>` (or Basic with it as password). */
-  token?: string;
+  /** Who may read and who may write, checked before any route (the admin API's included). */
+  access: Access;
 }
 
 function firstValues(query: unknown): Record<string, string | undefined> {
   const out: Record<string, string | undefined> = {};
   for (const [k, v] of Object.entries((query ?? {}) as Record<string, unknown>)) out[k] = Array.isArray(v) ? String(v[0]) : String(v);
   return out;
-}
-
-function presentedToken(header: string | undefined): string | undefined {
-  if (!header) return undefined;
-  const [scheme, value = ''] = header.split(' ', 2);
-  if (scheme.toLowerCase() === 'bearer') return value;
-  if (scheme.toLowerCase() === 'basic') return Buffer.from(value, 'base64').toString('utf8').split(':').slice(1).join(':');
-  return undefined;
-}
-
-function authorized(token: string, header: string | undefined): boolean {
-  const given = Buffer.from(presentedToken(header) ?? '');
-  const want = Buffer.from(token);
-  return given.length === want.length && timingSafeEqual(given, want);
 }
 
 /** Bytes of a failed request's body read and dropped so that its client sees the answer. */
@@ -82,8 +66,9 @@ export function createRegistry(opts: RegistryOptions) {
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', (_req, _payload, done) => done(null));
 
-  app.addHook('onRequest', async (_req, reply) => {
+  app.addHook('onRequest', async (req, reply) => {
     reply.header('docker-distribution-api-version', 'registry/2.0');
+    await opts.access.check(req);
   });
 
   app.setErrorHandler(async (err: Error & { statusCode?: number }, req, reply) => {
@@ -112,7 +97,7 @@ export function createRegistry(opts: RegistryOptions) {
     if (path === '/v2' || path === '/v2/') {
       // skopeo, podman and buildah send credentials only to registries that announced a challenge when pinged
       // here; pulls stay anonymous, so the challenge rides on the 200 (allowed by RFC 7235 §4.1).
-      if (opts.token) reply.header('www-authenticate', 'Basic realm="layermesh"');
+      if (opts.access.hasToken) reply.headers(CHALLENGE);
       return reply.send({});
     }
     if (path === '/v2/_catalog' && req.method === 'GET') return catalog(context(req, reply, '', ''));
@@ -121,11 +106,6 @@ export function createRegistry(opts: RegistryOptions) {
       if (!m) continue;
       const handler = routes[req.method];
       if (!handler) throw new RegistryError(405, 'UNSUPPORTED', `${req.method} is not supported here`);
-      if (opts.token && WRITE_METHODS.has(req.method) && !authorized(opts.token, req.headers.authorization)) {
-        throw new RegistryError(401, 'UNAUTHORIZED', 'authentication required', undefined, {
-          'www-authenticate': 'Basic realm="layermesh"',
-        });
-      }
       return handler(context(req, reply, decodeURIComponent(m[1]), decodeURIComponent(m[2] ?? '')));
     }
     throw new RegistryError(404, 'UNSUPPORTED', 'no such endpoint', { path });

@@ -3,6 +3,7 @@
 import type { Logger } from 'pino';
 import { DigestMismatchError, SizeMismatchError, StoreFullError, UploadClosedError, type BlobInfo, type Store, type Upload } from '../store/store.js';
 import { asRegistryError, digestInvalid, RegistryError, uploadUnknown } from './errors.js';
+import { uploadsEnded, uploadsInProgress } from './metrics.js';
 
 export interface UploadLimits {
   /** Largest blob accepted, in bytes. */
@@ -56,6 +57,7 @@ export class UploadSessions {
     }
     const upload = await this.store.beginUpload().catch((err) => { throw asRegistryError(err) ?? err; });
     this.#sessions.set(upload.id, { repo, client, upload, lastActive: Date.now(), busy: false });
+    uploadsInProgress.inc();
     this.log.debug({ upload: upload.id, repo, client }, 'upload started');
     return { id: upload.id, upload };
   }
@@ -103,12 +105,14 @@ export class UploadSessions {
   /** Verifies and publishes the blob; the session ends either way. */
   async finish(repo: string, id: string, digest: string, labels: Record<string, string>): Promise<BlobInfo> {
     const upload = this.get(repo, id);
-    this.#sessions.delete(id);
+    this.#remove(id);
     try {
       const info = await upload.commit({ digest }, labels);
+      uploadsEnded.inc({ outcome: 'committed' });
       this.log.debug({ upload: id, repo, digest, bytes: upload.offset }, 'upload committed');
       return info;
     } catch (err) {
+      uploadsEnded.inc({ outcome: 'rejected' });
       await upload.abort();
       if (err instanceof DigestMismatchError) throw digestInvalid('provided digest did not match uploaded content', { expected: err.expected, actual: err.actual });
       if (err instanceof SizeMismatchError) throw new RegistryError(400, 'SIZE_INVALID', err.message);
@@ -118,14 +122,21 @@ export class UploadSessions {
 
   async cancel(repo: string, id: string): Promise<void> {
     this.get(repo, id);
-    await this.discard(id);
+    await this.discard(id, 'cancelled');
   }
 
   /** Ends a session if it still exists. */
-  async discard(id: string): Promise<void> {
-    const session = this.#sessions.get(id);
-    this.#sessions.delete(id);
+  async discard(id: string, outcome: 'cancelled' | 'rejected' = 'rejected'): Promise<void> {
+    const session = this.#remove(id);
+    if (session) uploadsEnded.inc({ outcome });
     await session?.upload.abort();
+  }
+
+  /** Takes a session out of the open ones. */
+  #remove(id: string): Session | undefined {
+    const session = this.#sessions.get(id);
+    if (session && this.#sessions.delete(id)) uploadsInProgress.dec();
+    return session;
   }
 
   async *#limited(upload: Upload, body: AsyncIterable<Uint8Array>): AsyncIterable<Uint8Array> {
@@ -140,7 +151,8 @@ export class UploadSessions {
   async sweep(now = Date.now()): Promise<void> {
     for (const [id, session] of this.#sessions) {
       if (session.busy || now - session.lastActive < this.limits.idleTimeoutMs) continue;
-      this.#sessions.delete(id);
+      this.#remove(id);
+      uploadsEnded.inc({ outcome: 'expired' });
       this.log.info({ upload: id, repo: session.repo, bytes: session.upload.offset }, 'abandoned upload expired');
       await session.upload.abort().catch((err) => this.log.warn({ err, upload: id }, 'aborting expired upload failed'));
     }
@@ -150,7 +162,8 @@ export class UploadSessions {
   async close(): Promise<void> {
     clearInterval(this.#sweeper);
     const sessions = [...this.#sessions.entries()];
-    this.#sessions.clear();
+    for (const [id] of sessions) this.#remove(id);
+    uploadsEnded.inc({ outcome: 'aborted' }, sessions.length);
     await Promise.all(sessions.map(([id, s]) =>
       s.upload.abort().catch((err) => this.log.warn({ err, upload: id }, 'aborting upload at shutdown failed'))));
   }

@@ -13,6 +13,12 @@ import { createBridge, createHostNetwork, subnetsInUse } from './network.js';
 import { isUnshaped, validateShape, type ShapeSpec } from './shaping.js';
 import { claimSubnet, currentOwner, listRuns, writeState, type FleetState } from './state.js';
 
+/** Where a fleet's hosts are: each host's address, and the root namespace's on the bridge. */
+export interface FleetAddresses {
+  addressOf(index: number): string;
+  bridge: string;
+}
+
 export interface FleetOptions {
   /** meshd --record-ttl (e.g. `10s`): how soon a dead host vanishes from who-has. meshd's default otherwise. */
   recordTtl?: string;
@@ -20,8 +26,8 @@ export interface FleetOptions {
   reconcileInterval?: string;
   /** meshd --log-level; default info. Logs are in <host dir>/meshd.log. */
   logLevel?: string;
-  /** Extra meshd arguments, for every host or per host (index from 1). */
-  meshdArgs?: string[] | ((index: number) => string[]);
+  /** Extra meshd arguments, for every host or per host (index from 1; `net`: the fleet's addresses). */
+  meshdArgs?: string[] | ((index: number, net: FleetAddresses) => string[]);
   /** Whether hosts bootstrap to host 1; default true. Without it they must find each other (`--mdns`). */
   bootstrap?: boolean;
   /** Shaping of every host's link; default unshaped. */
@@ -245,7 +251,8 @@ export class Fleet {
 
   private meshdArgs(h: FleetHost): string[] {
     const { recordTtl, reconcileInterval, logLevel, meshdArgs, bootstrap = true } = this.opts;
-    const extra = typeof meshdArgs === 'function' ? meshdArgs(h.index) : meshdArgs ?? [];
+    const net = { addressOf: (i: number) => hostAddress(this.subnet, i), bridge: this.bridgeAddress };
+    const extra = typeof meshdArgs === 'function' ? meshdArgs(h.index, net) : meshdArgs ?? [];
     const first = this.hosts[0];
     return [
       '--store', 'containerd',

@@ -1,6 +1,6 @@
 // The fleet harness's API for tests and benchmarks: `const fleet = await Fleet.up(4)`, `fleet.host(2).…`,
 // `await fleet.down()`. See docs/fleet.md.
-export { Fleet, type FleetOptions } from './fleet.js';
+export { Fleet, type FleetAddresses, type FleetOptions } from './fleet.js';
 export { FleetHost, REGISTRY_ADDR, P2P_PORT } from './host.js';
 export type { ShapeSpec } from './shaping.js';
 export { CommandError, type ExecResult } from './exec.js';

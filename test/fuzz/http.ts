@@ -1,6 +1,7 @@
 // One raw HTTP exchange with a deadline. Paths go out exactly as written (no URL normalisation), a body
 // may go in parts with another request between them, and may be shorter than its Content-Length.
 import { Agent, request, type IncomingHttpHeaders } from 'node:http';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 
 export interface FuzzRequest {
   method: string;
@@ -37,9 +38,12 @@ const KEEP = 64 << 10;
 /** How long a request with a short body waits for an early answer before it hangs up. */
 const SHORT_GRACE_MS = 400;
 
-const agent = new Agent({ keepAlive: true, maxSockets: 64 });
-/** For requests whose body may stay unfinished: their connection must not carry another request. */
-const oneShot = new Agent({ keepAlive: false });
+const agents = { keptAlive: new Agent({ keepAlive: true, maxSockets: 64 }), oneShot: new Agent({ keepAlive: false }) };
+/** The peer data plane speaks TLS; who answers is not what the fuzzer checks. */
+const tlsAgents = {
+  keptAlive: new HttpsAgent({ keepAlive: true, maxSockets: 64, rejectUnauthorized: false }),
+  oneShot: new HttpsAgent({ keepAlive: false, rejectUnauthorized: false }),
+};
 
 export function send(base: string, req: FuzzRequest, timeoutMs: number): Promise<Outcome> {
   return sendOnce(base, req, timeoutMs).then((o) =>
@@ -71,7 +75,10 @@ function sendOnce(base: string, req: FuzzRequest, timeoutMs: number): Promise<Ou
     let r: ReturnType<typeof request>;
     try {
       const unfinished = req.short || parts.length > 1 || req.between !== undefined;
-      r = request({ host: url.hostname, port: url.port, method: req.method, path: req.path, headers, agent: unfinished ? oneShot : agent });
+      // For requests whose body may stay unfinished: their connection must not carry another request.
+      const pick = (a: typeof agents | typeof tlsAgents) => (unfinished ? a.oneShot : a.keptAlive);
+      const options = { host: url.hostname, port: url.port, method: req.method, path: req.path, headers };
+      r = url.protocol === 'https:' ? httpsRequest({ ...options, agent: pick(tlsAgents) }) : request({ ...options, agent: pick(agents) });
     } catch (err) {
       return finish({ error: 'unsendable', detail: (err as Error).message });
     }

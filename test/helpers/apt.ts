@@ -33,10 +33,11 @@ export async function ensurePackages(pkgs: Record<string, string>): Promise<void
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
   try {
     if (!updated) {
-      await run('apt-get', ['update'], { env, maxBuffer: 64 << 20 });
+      await run('apt-get', ['-o', 'DPkg::Lock::Timeout=300', 'update'], { env, maxBuffer: 64 << 20 });
       updated = true;
     }
-    await run('apt-get', ['install', '-y', ...missing], { env, maxBuffer: 64 << 20 });
+    // Another test file (or another run) may hold dpkg's lock: wait for it rather than fail.
+    await run('apt-get', ['-o', 'DPkg::Lock::Timeout=300', 'install', '-y', ...missing], { env, maxBuffer: 64 << 20 });
   } catch (err) {
     const e = err as Error & { stderr?: string };
     throw new Error(`apt-get could not install ${missing.join(', ')}: ${e.stderr?.trim() || e.message}`, { cause: err });

@@ -13,6 +13,7 @@ import { planPush, type PlannedBlob } from './plan.js';
 import { pushImage, REPLICATE_HEADER, type BlobOutcome, type PushListener } from './push.js';
 import { parsePlatform } from './refs.js';
 import { RegistryClient } from './registry-client.js';
+import { Access } from '../../registry/access.js';
 import type { ImageSource } from './source.js';
 
 const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
@@ -68,10 +69,12 @@ let app: ReturnType<typeof createRegistry>;
 let client: RegistryClient;
 let requests: { method: string; url: string; replicate?: string }[];
 
-async function startRegistry(token?: string) {
+/** `asUid`: the uid the registry sees behind each connection, as if pussh ran as that user there. */
+async function startRegistry(token?: string, asUid = 0) {
   store = new MemoryStore();
   const log = pino({ level: 'silent' });
-  app = createRegistry({ store, uploads: new UploadSessions(store, { maxBlobBytes: 1 << 30, idleTimeoutMs: 60_000, maxSessions: 100, maxSessionsPerClient: 10 }, log), log, maxManifestBytes: 4 << 20, token });
+  app = createRegistry({ store, uploads: new UploadSessions(store, { maxBlobBytes: 1 << 30, idleTimeoutMs: 60_000, maxSessions: 100, maxSessionsPerClient: 10 }, log), log, maxManifestBytes: 4 << 20,
+    access: new Access({ token, writeGroup: 'layermesh', log, localUid: async () => asUid }) });
   requests = [];
   app.addHook('onRequest', async (req) => {
     const replicate = req.headers[REPLICATE_HEADER];
@@ -145,7 +148,7 @@ describe('pushImage', () => {
   });
 
   it("reports the registry's error code and message when it refuses", async () => {
-    await startRegistry('secret');
+    await startRegistry('secret', 65534);
     const src = new MemorySource();
     src.root = src.manifest([randomBytes(100)]);
     const err = await pushImage(client, src, await planPush(src), { repo: 'app', tag: '1' }, { parallel: 2, listener: new Recorder() }).catch((e) => e);

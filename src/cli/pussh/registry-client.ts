@@ -149,6 +149,7 @@ function rejected(res: Reply, what: string): RegistryRejectedError {
     // not an OCI error body: keep the text
   }
   if (res.status === 401) message += ' — the remote meshd wants a registry token: pass --token or set PUSSH_TOKEN';
+  if (res.status === 403) message += ' — pussh writes as the ssh user: on that host, add it to meshd\'s write group (`usermod -aG GROUP USER`; its next ssh login has it), or push as root';
   return new RegistryRejectedError(res.status, code, message, what);
 }
 
