@@ -81,7 +81,10 @@ describe('a mesh of meshd processes', () => {
 
   it('lists images across the mesh with the nodes that hold them, and key counts per peer', async () => {
     const rows = JSON.parse((await meshctl(n3, ['--json', 'ls', '--mesh'])).out);
-    expect(rows).toContainEqual({ name: 'docker.io/library/app:1', digest: image.digest, nodes: [{ id: n1.peerId, name: 'node1' }], fetching: [] });
+    expect(rows).toContainEqual({
+      name: 'docker.io/library/app:1', digest: image.digest, nodes: [{ id: n1.peerId, name: 'node1' }], fetching: [],
+      push: { clock: expect.any(Number), node: n1.peerId },
+    });
     const human = (await meshctl(n3, ['ls', '--mesh'])).out;
     expect(human).toMatch(new RegExp(`docker\\.io/library/app:1\\s+${image.digest}\\s+node1\\s+-`));
     const peers = JSON.parse((await meshctl(n3, ['--json', 'peers'])).out) as { id: string; keys?: number }[];

@@ -56,7 +56,8 @@ describe.each(['containerd', 'fs'] as const)('round trip on the %s store', (kind
     const out = await run(process.execPath, [MESHCTL, 'ls', '--node', meshd.url]);
     expect(out).toMatch(new RegExp(`^docker\\.io/library/app:1\\s+${image.digest}$`, 'm'));
     const rows = JSON.parse(await run(process.execPath, [MESHCTL, 'ls', '--json', '--node', meshd.url]));
-    expect(rows).toEqual([{ name: 'docker.io/library/app:1', digest: image.digest }]);
+    // With the stamp of the push (see docs/replication.md, one truth per tag).
+    expect(rows).toEqual([{ name: 'docker.io/library/app:1', digest: image.digest, push: { clock: expect.any(Number), node: expect.any(String) } }]);
   });
 
   it('serves it to ctr pull with identical digests', async () => {

@@ -2,6 +2,7 @@
 // shape of an answer from. Types only; the daemon side is src/node/admin-api.ts, the client side src/cli.
 import type { PeerStatus } from '../dht/router.js';
 import type { Origin } from '../store/store.js';
+import type { TagPush } from '../oci/tag-push.js';
 
 /** GET /_mesh/v1/status: who the node is, where it listens, what it announces. */
 export interface NodeStatus {
@@ -33,6 +34,10 @@ export interface WhoHasEntry {
   addrs: string[];
   rttMs?: number;
   self: boolean;
+  /** For an image name: the manifest the provider names it after, when its inventory said so. */
+  digest?: string;
+  /** For an image name: the push the provider follows (absent: tagged outside the mesh, or an older node). */
+  push?: TagPush;
 }
 
 /** GET /_mesh/v1/who-has?key=…: providers nearest first (this node, then by round-trip time). */
@@ -45,6 +50,8 @@ export interface WhoHasAnswer {
 export interface ImageEntry {
   name: string;
   digest: string;
+  /** The push the node follows for this name; absent for images tagged outside the mesh. */
+  push?: TagPush;
 }
 
 /** An image being copied to a node: bytes of its blobs there so far, of `total`. */
@@ -70,6 +77,13 @@ export interface MeshImageRow {
   digest: string;
   nodes: NodeRef[];
   fetching: (NodeRef & { bytes: number; total: number })[];
+  /** The newest push of this digest under this name among its holders. */
+  push?: TagPush;
+  /**
+   * Set when holders of the name hold different digests: `newest` on the row of the newest push (the one
+   * every node converges on), `older` on the others.
+   */
+  conflict?: 'newest' | 'older';
 }
 
 /** One row of GET /_mesh/v1/events?since=SEQ: something that happened, oldest first. */

@@ -5,11 +5,11 @@ import { writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { Command, Option } from 'commander';
 import { generateSwarmKey } from '../dht/swarm-key.js';
-import type { ImageEntry, MeshImageRow, NodeStatus, PeerEntry, WhoHasAnswer } from '../api/admin-types.js';
+import type { ImageEntry, MeshImageRow, NodeStatus, PeerEntry, WhoHasAnswer, WhoHasEntry } from '../api/admin-types.js';
 import { AdminClient } from './admin-client.js';
 import { addMirrorCommand } from './mirror-config/command.js';
 import { addDiskCommands } from './disk-commands.js';
-import { ms, table } from './table.js';
+import { age, ms, table } from './table.js';
 
 /** The command tree; exported so tests can check command lines against it (see test/compose.test.ts). */
 export const program = new Command('meshctl')
@@ -25,13 +25,24 @@ const print = (json: unknown, human: () => string) => console.log(opts().json ? 
 program
   .command('who-has')
   .argument('<key>', 'a digest (sha256:<hex>) or an image (registry/repo:tag)')
-  .description('peers that hold a digest or image, nearest first; exit status 1 when nobody has it')
+  .description('peers that hold a digest or image, nearest first (for an image: the digest each holds, and the push it follows); '
+    + 'exit status 1 when nobody has it')
   .action(async (key: string) => {
     const res = await client().get<WhoHasAnswer>('/_mesh/v1/who-has', { key });
-    print(res, () => res.providers.length === 0 ? `nobody has ${key}` : table(['PEER', 'NAME', 'RTT', 'ADDRESSES'],
-      res.providers.map((p) => [p.self ? `${p.id} (this node)` : p.id, p.name ?? '', ms(p.rttMs), p.addrs.join(' ')])));
+    print(res, () => res.providers.length === 0 ? `nobody has ${key}` : whoHasTable(res.providers));
     if (res.providers.length === 0) process.exitCode = 1;
   });
+
+function whoHasTable(providers: WhoHasEntry[]): string {
+  const peer = (p: WhoHasEntry) => (p.self ? `${p.id} (this node)` : p.id);
+  if (!providers.some((p) => p.digest)) {
+    return table(['PEER', 'NAME', 'RTT', 'ADDRESSES'], providers.map((p) => [peer(p), p.name ?? '', ms(p.rttMs), p.addrs.join(' ')]));
+  }
+  const nameOf = (id: string) => providers.find((p) => p.id === id)?.name ?? id;
+  const pushed = (p: WhoHasEntry) => (p.push ? `${age(p.push.clock)} to ${nameOf(p.push.node)}` : '-');
+  return table(['PEER', 'NAME', 'RTT', 'DIGEST', 'PUSHED', 'ADDRESSES'],
+    providers.map((p) => [peer(p), p.name ?? '', ms(p.rttMs), p.digest ?? '-', pushed(p), p.addrs.join(' ')]));
+}
 
 program
   .command('peers')
@@ -44,7 +55,8 @@ program
 
 program
   .command('ls')
-  .description('images this node holds; with --mesh, images across the mesh, the nodes that hold them and those still fetching them')
+  .description('images this node holds; with --mesh, images across the mesh, the nodes that hold them and those still fetching them, '
+    + 'and names held under different digests (a conflict, until every node follows the newest push)')
   .option('--mesh', 'ask every connected node')
   .action(async (cmd: { mesh?: boolean }) => {
     if (!cmd.mesh) {
@@ -53,11 +65,14 @@ program
     }
     const rows = await client().get<MeshImageRow[]>('/_mesh/v1/images', { mesh: '1' });
     const percent = (f: { bytes: number; total: number }) => `${f.total ? Math.floor((100 * f.bytes) / f.total) : 0}%`;
-    print(rows, () => table(['IMAGE', 'DIGEST', 'COMPLETE ON', 'FETCHING'], rows.map((r) => [
+    // A name held under two digests shows which push wins (see docs/replication.md).
+    const conflict = (r: MeshImageRow) => (r.conflict === 'newest' ? 'CONFLICT: newest push' : r.conflict === 'older' ? 'CONFLICT: older push' : '-');
+    print(rows, () => table(['IMAGE', 'DIGEST', 'COMPLETE ON', 'FETCHING', 'CONFLICT'], rows.map((r) => [
       r.name,
       r.digest,
       r.nodes.map((n) => n.name).join(',') || '-',
       (r.fetching ?? []).map((f) => `${f.name} ${percent(f)}`).join(',') || '-',
+      conflict(r),
     ])));
   });
 

@@ -8,3 +8,10 @@ export function table(header: string[], rows: string[][]): string {
 export function ms(value: number | undefined): string {
   return value === undefined ? '-' : `${value < 10 ? value.toFixed(1) : Math.round(value)} ms`;
 }
+
+/** How long ago `ms` (epoch milliseconds) was, roughly: `12s`, `5m`, `3h`, `2d`; `in 3s` when it lies ahead (clock skew). */
+export function age(ms: number, now = Date.now()): string {
+  const seconds = Math.round(Math.abs(now - ms) / 1000);
+  const text = seconds < 120 ? `${seconds}s` : seconds < 7200 ? `${Math.round(seconds / 60)}m` : seconds < 172_800 ? `${Math.round(seconds / 3600)}h` : `${Math.round(seconds / 86_400)}d`;
+  return now >= ms ? `${text} ago` : `in ${text}`;
+}

@@ -6,6 +6,7 @@ import { askJson, serveJson } from './json-protocol.js';
 import type { MeshLibp2p } from './libp2p-node.js';
 import { dataPlaneUrl, holdersOf, type DataPlane, type Inventory, type Membership } from './membership.js';
 import type { Router } from './router.js';
+import { isTagPush } from '../oci/tag-push.js';
 
 export const INVENTORY_PROTOCOL = '/layermesh/inventory/1.0.0';
 const INVENTORY_MAX_BYTES = 16 << 20;
@@ -20,7 +21,7 @@ function ipOf(multiaddr: string): string | undefined {
 function isInventory(v: unknown): v is Inventory {
   const i = v as Inventory;
   return typeof i?.name === 'string' && Number.isInteger(i.keys) && Array.isArray(i.images)
-    && i.images.every((x) => typeof x?.name === 'string' && typeof x?.digest === 'string')
+    && i.images.every((x) => typeof x?.name === 'string' && typeof x?.digest === 'string' && (x.push === undefined || isTagPush(x.push)))
     && (i.fetching === undefined || (Array.isArray(i.fetching) && i.fetching.every((f) =>
       typeof f?.image === 'string' && typeof f?.digest === 'string' && Number.isSafeInteger(f.bytes) && Number.isSafeInteger(f.total))))
     && (i.disk === undefined || (typeof i.disk === 'object' && i.disk !== null && Object.values(i.disk).every((n) => Number.isSafeInteger(n))));

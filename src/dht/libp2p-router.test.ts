@@ -89,7 +89,7 @@ async function storesRecord(m: Member, key: string, provider: Member): Promise<b
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const DIGEST = `sha256:${'ab'.repeat(32)}`;
 const TAG = 'docker.io/library/app:1';
-const event = (m: Member, n: number): MeshEvent => ({ type: 'image-pushed', image: `docker.io/library/app:${n}`, digest: DIGEST, node: m.router.id });
+const event = (m: Member, n: number): MeshEvent => ({ type: 'image-pushed', image: `docker.io/library/app:${n}`, digest: DIGEST, node: m.router.id, clock: n });
 
 afterAll(async () => {
   await Promise.allSettled(members.map((m) => m.router.stop()));

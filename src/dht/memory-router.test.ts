@@ -46,7 +46,7 @@ describe('MemoryRouter', () => {
     const [a, b, c] = ['a', 'b', 'c'].map((id) => mesh.join({ id }));
     const got: Record<string, Array<[GossipEvent, string]>> = { a: [], b: [], c: [] };
     for (const r of [a, b, c]) r.onEvent((e, from) => got[r.id].push([e, from]));
-    const event: MeshEvent = { type: 'image-pushed', image: 'docker.io/library/app:1', digest: DIGEST, node: 'a' };
+    const event: MeshEvent = { type: 'image-pushed', image: 'docker.io/library/app:1', digest: DIGEST, node: 'a', clock: 1 };
     await a.publish(event);
     await expect(b.publish(event)).rejects.toThrow(/cannot publish an event for node a/);
     await expect(a.publish({ ...event, digest: 'nope' })).rejects.toThrow(/invalid mesh event: bad digest/);

@@ -7,7 +7,7 @@ import type { MeshEvent } from './router.js';
 
 const key = await generateKeyPair('Ed25519');
 const from = peerIdFromPrivateKey(key);
-const event: MeshEvent = { type: 'image-pushed', image: 'docker.io/library/app:1', digest: `sha256:${'ef'.repeat(32)}`, node: from.toString() };
+const event: MeshEvent = { type: 'image-pushed', image: 'docker.io/library/app:1', digest: `sha256:${'ef'.repeat(32)}`, node: from.toString(), clock: 1 };
 const signed = (data: Uint8Array): Message => ({ type: 'signed', from, topic: EVENTS_TOPIC, data, sequenceNumber: 1n, signature: new Uint8Array(64), key: key.publicKey });
 const json = (v: unknown) => new TextEncoder().encode(JSON.stringify(v));
 
@@ -15,6 +15,10 @@ describe('mesh events', () => {
   test('round trip, extra fields dropped', () => {
     expect(decodeEvent(encodeEvent(event))).toEqual({ event });
     expect(decodeEvent(json({ ...event, extra: 1 }))).toEqual({ event });
+  });
+
+  test('an event from a node older than push clocks counts as the oldest push of its name', () => {
+    expect(decodeEvent(json({ ...event, clock: undefined }))).toEqual({ event: { ...event, clock: 0 } });
   });
 
   test('small blobs inlined in an event survive the round trip', () => {
@@ -44,6 +48,8 @@ describe('mesh events', () => {
     ['too large', json({ ...event, inline: { [event.digest]: 'A'.repeat(70_000) } }), /exceeds/],
     ['with inline bytes that are not base64', json({ ...event, inline: { [event.digest]: 'not base64!' } }), /bad inline/],
     ['with inline bytes under a bad digest', json({ ...event, inline: { 'sha256:': 'AAAA' } }), /bad inline/],
+    ['with a negative clock', json({ ...event, clock: -1 }), /bad clock/],
+    ['with a fractional clock', json({ ...event, clock: 1.5 }), /bad clock/],
     ['naming another node', json({ ...event, node: 'someone-else' }), /names node someone-else but was signed by/],
   ])('an event %s is rejected', (_, data, reason) => {
     const verdict = checkEventMessage(signed(data));

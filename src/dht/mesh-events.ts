@@ -52,9 +52,12 @@ export function decodeEvent(data: Uint8Array): { event?: GossipEvent; error?: st
   }
   if (typeof v.digest !== 'string' || !DIGEST.test(v.digest)) return { error: 'bad digest' };
   if (typeof v.node !== 'string' || v.node === '') return { error: 'bad node' };
+  // Nodes from before push clocks send none: their pushes count as the oldest of their name (a rolling upgrade must not
+  // have them rejected, and so scored down, by the upgraded nodes).
+  if (v.clock !== undefined && (!Number.isSafeInteger(v.clock) || (v.clock as number) < 0)) return { error: 'bad clock' };
   if (v.replicate !== undefined && (typeof v.replicate !== 'string' || v.replicate.length > MAX_IMAGE_LENGTH)) return { error: 'bad replicate' };
   if (v.inline !== undefined && !isInline(v.inline)) return { error: 'bad inline blobs' };
-  const event: MeshEvent = { type: v.type, image: v.image, digest: v.digest, node: v.node };
+  const event: MeshEvent = { type: v.type, image: v.image, digest: v.digest, node: v.node, clock: (v.clock as number | undefined) ?? 0 };
   if (v.replicate !== undefined) event.replicate = v.replicate;
   if (v.inline !== undefined) event.inline = v.inline;
   return { event };

@@ -31,8 +31,10 @@ export interface MeshEvent {
   image: string;
   /** Root manifest or index digest. */
   digest: string;
-  /** Peer id of the node that holds it. */
+  /** Peer id of the node pushed to, which holds it; gossipsub signs the event with its key (see mesh-events.ts). */
   node: string;
+  /** The push's clock (src/oci/tag-push.ts): with `node`, orders the pushes of one name across the mesh. */
+  clock: number;
   /** Replication policy for this push, replacing each node's own (`all`, `none`, a selector). */
   replicate?: string;
   /**

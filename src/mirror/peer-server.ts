@@ -9,6 +9,7 @@ import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { type Store } from '../store/store.js';
 import { isDigest, type Descriptor } from '../oci/digest.js';
+import { pushOf } from '../oci/tag-push.js';
 import { RangeNotSatisfiableError } from '../http/range.js';
 import { blobHeaders, serveBlob } from '../http/serve-blob.js';
 import { paced } from '../http/send-file.js';
@@ -240,7 +241,8 @@ export function createPeerServer(opts: PeerServerOptions) {
       return reply.code(400).send({ errors: [{ code: 'NAME_INVALID', message: `expected ?name=<image name of at most ${MAX_IMAGE_NAME} characters>` }] });
     }
     const record = await store.images.get(name);
-    return record ? record.target : reply.code(404).send(notFound(name));
+    // With the stamp of the push it follows: the asker picks the newest push among the holders' answers.
+    return record ? { ...record.target, push: pushOf(record.labels) } : reply.code(404).send(notFound(name));
   });
 
   return app;

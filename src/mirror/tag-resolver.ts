@@ -1,5 +1,5 @@
 // An image name (`docker.io/library/app:1`) to the manifest it names: asked of the peers that announce
-// the name, else of the image's own registry (`--upstream`). The manifest is then fetched by digest
+// the name (the newest push among their answers), else of the image's own registry (`--upstream`). The manifest is then fetched by digest
 // and verified like any blob.
 import type { Logger } from 'pino';
 import { isDigest, type Descriptor } from '../oci/digest.js';
@@ -9,6 +9,8 @@ import { parseImageName } from '../oci/names.js';
 import { readSmallBlob } from '../oci/references.js';
 import type { RequestedIn } from '../store/store.js';
 import type { Store } from '../store/store.js';
+import type { DataPlane } from '../dht/membership.js';
+import { comparePushes, isTagPush, type TagPush } from '../oci/tag-push.js';
 import type { Holders } from './holders.js';
 import type { PeerClient } from './peer-client.js';
 import { IMAGES_PATH } from './peer-protocol.js';
@@ -27,6 +29,22 @@ export interface TagResolverDeps {
   log: Logger;
 }
 
+/** Once one holder has answered, the others' answers are welcome for this long. */
+const ANSWER_GRACE_MS = 200;
+
+/** A holder's answer: the manifest it names the image after, and the stamp of that push (absent: older than any). */
+interface HolderAnswer {
+  target: Descriptor;
+  push?: TagPush;
+}
+
+function holderAnswer(value: unknown): HolderAnswer | undefined {
+  const v = value as Partial<Descriptor> & { push?: unknown };
+  if (typeof v?.digest !== 'string' || !isDigest(v.digest) || typeof v.mediaType !== 'string') return undefined;
+  if (!Number.isSafeInteger(v.size) || v.size! < 0 || v.size! > MAX_MANIFEST_BYTES) return undefined;
+  return { target: { mediaType: v.mediaType, digest: v.digest, size: v.size! }, ...(isTagPush(v.push) && { push: v.push }) };
+}
+
 export class TagResolver {
   constructor(private readonly deps: TagResolverDeps) {}
 
@@ -34,23 +52,45 @@ export class TagResolver {
     return (await this.#inMesh(image)) ?? (await this.#upstream(image));
   }
 
+  /**
+   * Asks every holder at once which manifest the name is and from which push, and takes the newest push
+   * among the answers (src/oci/tag-push.ts), not the first or nearest: holders that have not caught up
+   * with the newest push yet must not decide what this host's clients get.
+   */
   async #inMesh(image: string): Promise<Descriptor | undefined> {
-    const { resolveTags, holders, peers, stallTimeoutMs, log } = this.deps;
+    const { resolveTags, holders } = this.deps;
     if (!resolveTags) return undefined;
-    for (const peer of await holders.of(image)) {
-      try {
-        const path = `${IMAGES_PATH}?name=${encodeURIComponent(image)}`;
-        const res = await peers.request(peer, path, { signal: AbortSignal.timeout(stallTimeoutMs) });
-        const answer = await readBounded(res.body, 64 << 10);
-        if (res.status !== 200) continue;
-        const target = JSON.parse(answer.toString()) as Descriptor;
-        if (!isDigest(target.digest) || target.size > MAX_MANIFEST_BYTES) continue;
-        if (await this.deps.fetch(target.digest)) return { mediaType: target.mediaType, digest: target.digest, size: target.size };
-      } catch (err) {
-        log.warn({ peer: peer.id, image, err: (err as Error).message }, 'peer could not resolve tag');
-      }
+    const answers = await this.#answers(image, await holders.of(image));
+    answers.sort((a, b) => comparePushes(b.push, a.push));
+    for (const { target } of answers) {
+      if (await this.deps.fetch(target.digest)) return target;
     }
     return undefined;
+  }
+
+  /** The holders' answers: all of them, or those in by ANSWER_GRACE_MS after the first (a stalled holder is not waited for). */
+  async #answers(image: string, peers: DataPlane[]): Promise<HolderAnswer[]> {
+    const { peers: client, stallTimeoutMs, log } = this.deps;
+    const answers: HolderAnswer[] = [];
+    const enough = new AbortController();
+    let grace: NodeJS.Timeout | undefined;
+    const signal = AbortSignal.any([enough.signal, AbortSignal.timeout(stallTimeoutMs)]);
+    await Promise.all(peers.map(async (peer) => {
+      try {
+        const path = `${IMAGES_PATH}?name=${encodeURIComponent(image)}`;
+        const res = await client.request(peer, path, { signal });
+        const body = await readBounded(res.body, 64 << 10);
+        if (res.status !== 200) return;
+        const answer = holderAnswer(JSON.parse(body.toString()));
+        if (!answer) throw new Error('the answer is not a manifest descriptor');
+        answers.push(answer);
+        grace ??= setTimeout(() => enough.abort(), ANSWER_GRACE_MS);
+      } catch (err) {
+        if (!enough.signal.aborted) log.warn({ peer: peer.id, image, err: (err as Error).message }, 'peer could not resolve tag');
+      }
+    }));
+    clearTimeout(grace);
+    return answers;
   }
 
   /**

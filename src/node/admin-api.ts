@@ -4,6 +4,8 @@ import type { Store } from '../store/store.js';
 import type { Inventory, Membership } from '../dht/membership.js';
 import type { PeerStatus, Router } from '../dht/router.js';
 import type { ImageEntry, MeshImageRow, NodeStatus, PeerEntry, WhoHasAnswer, WhoHasEntry } from '../api/admin-types.js';
+import { isDigest } from '../oci/digest.js';
+import { comparePushes } from '../oci/tag-push.js';
 import { RegistryError } from '../registry/errors.js';
 import type { Holdings } from './holdings.js';
 
@@ -51,6 +53,9 @@ export function registerAdminApi(app: FastifyInstance, deps: AdminDeps): void {
     const key = (req.query as { key?: string }).key;
     if (!key) throw new RegistryError(400, 'UNSUPPORTED', 'who-has needs ?key=sha256:<hex> or ?key=registry/repo:tag');
     const peers = new Map<string, PeerStatus>(membership.peers().map((p) => [p.id, p]));
+    // For an image name, what each holder names it after: a push of one name to two nodes may leave them apart for a moment.
+    const images = isDigest(key) ? undefined : imagesNamed(key, deps);
+    images?.catch(() => undefined); // awaited after the lookup
     const found: WhoHasEntry[] = [];
     for await (const provider of router.findProviders(key, AbortSignal.timeout(5000))) {
       if (found.some((f) => f.id === provider.id)) continue;
@@ -64,6 +69,8 @@ export function registerAdminApi(app: FastifyInstance, deps: AdminDeps): void {
         self,
       });
     }
+    const named = await images;
+    for (const entry of found) Object.assign(entry, named?.get(entry.id));
     return { key, providers: found.sort(nearestFirst) };
   });
 
@@ -78,11 +85,38 @@ export function registerAdminApi(app: FastifyInstance, deps: AdminDeps): void {
       return rows.get(key)!;
     };
     const add = (id: string, inv: typeof own) => {
-      for (const image of inv.images) row(image.name, image.digest).nodes.push({ id, name: inv.name });
+      for (const image of inv.images) {
+        const r = row(image.name, image.digest);
+        r.nodes.push({ id, name: inv.name });
+        if (comparePushes(image.push, r.push) > 0) r.push = image.push;
+      }
       for (const f of inv.fetching ?? []) row(f.image, f.digest).fetching.push({ id, name: inv.name, bytes: f.bytes, total: f.total });
     };
     add(router.id, own);
     for (const [id, inv] of await membership.inventories()) add(id, inv);
-    return [...rows.values()].sort((a, b) => a.name.localeCompare(b.name));
+    return markConflicts([...rows.values()]).sort((a, b) => a.name.localeCompare(b.name));
   });
+}
+
+/** Per node (by peer id), the digest it names `image` after and the push it follows. */
+async function imagesNamed(image: string, deps: AdminDeps): Promise<Map<string, Pick<WhoHasEntry, 'digest' | 'push'>>> {
+  const [own, others] = await Promise.all([deps.ownInventory(), deps.membership.inventories()]);
+  const named = new Map<string, Pick<WhoHasEntry, 'digest' | 'push'>>();
+  for (const [id, inv] of [[deps.router.id, own] as const, ...others]) {
+    const entry = inv.images.find((i) => i.name === image);
+    if (entry) named.set(id, { digest: entry.digest, ...(entry.push && { push: entry.push }) });
+  }
+  return named;
+}
+
+/** Names held under different digests across the mesh: the newest push's row is marked `newest`, the others `older`. */
+function markConflicts(rows: MeshImageRow[]): MeshImageRow[] {
+  const byName = new Map<string, MeshImageRow[]>();
+  for (const r of rows) if (r.nodes.length > 0) byName.set(r.name, [...(byName.get(r.name) ?? []), r]);
+  for (const same of byName.values()) {
+    if (same.length < 2) continue;
+    const newest = same.reduce((a, b) => (comparePushes(b.push, a.push) > 0 ? b : a));
+    for (const row of same) row.conflict = row === newest ? 'newest' : 'older';
+  }
+  return rows;
 }

@@ -30,11 +30,14 @@ import { splitHostPort, type Config } from './config.js';
 import { joinMesh, type Mesh } from './mesh.js';
 import { openStore } from './open-store.js';
 import { pushGossip } from './push-event.js';
+import { NewestPushes } from './newest-pushes.js';
+import { PushFollower } from './push-follower.js';
 import { Replicator } from './replicator.js';
 import { startDisk } from './disk.js';
 import { registerDiskApi } from './disk-api.js';
 import { trackingUse } from './use-log.js';
 import type { EvictedEntry } from '../api/admin-types.js';
+import { TagRecords } from './tag-records.js';
 import { MAX_MANIFEST_BYTES } from '../oci/limits.js';
 
 /** A peer that sends no byte for this long is left for the next holder. */
@@ -83,7 +86,11 @@ async function registryToken(config: Config): Promise<string | undefined> {
 
 /** A push listener that also notes each push in the event log. */
 function recorded(pushes: PushListener, events: EventLog, node: string): PushListener {
-  return { check: pushes.check, pushed: (image, digest, o) => (events.record({ kind: 'pushed', image, digest, node }), pushes.pushed(image, digest, o)) };
+  return {
+    check: pushes.check,
+    labels: pushes.labels,
+    pushed: (image, digest, o, labels) => (events.record({ kind: 'pushed', image, digest, node }), pushes.pushed(image, digest, o, labels)),
+  };
 }
 
 /** Callbacks for what counts events (metrics). */
@@ -143,10 +150,21 @@ export async function startDaemon(config: Config, log: Logger, hooks: DaemonHook
       partialHolder: (digest) => mesh.holdings.announceArriving(digest),
       upstream,
     });
+    // The newest push of each name known here: stamps in the image records, then gossip.
+    const pushes = new NewestPushes(mesh.router.id);
+    await pushes.load(store);
     const replicator = new Replicator({
       store,
+      records: new TagRecords(store, pushes, log.child({ component: 'tags' })),
       membership: mesh.membership,
       mirror,
+      log: log.child({ component: 'replicator' }),
+    });
+    const follower = new PushFollower({
+      store,
+      pushes,
+      replicator,
+      membership: mesh.membership,
       policy: config.replicate,
       self: { name: config.nodeName, labels: config.labels },
       log: log.child({ component: 'replicator' }),
@@ -161,7 +179,7 @@ export async function startDaemon(config: Config, log: Logger, hooks: DaemonHook
     mesh.router.onEvent((event) => {
       if (event.type === 'image-removed') return disk.onRemoval(event);
       events.record({ kind: 'pushed', image: event.image, digest: event.digest, node: nameOf(event.node) });
-      replicator.onEvent(event);
+      follower.onEvent(event);
     });
     // Members see the replicator's progress in this node's inventory.
     await mesh.serveInventory(() => replicator.progress(), () => disk.evictor.totals());
@@ -179,7 +197,7 @@ export async function startDaemon(config: Config, log: Logger, hooks: DaemonHook
       log: log.child({ component: 'registry' }),
       maxManifestBytes: MAX_MANIFEST_BYTES,
       access: new Access({ token, allow: config.registryAllow, writeGroup: config.writeGroup, log: log.child({ component: 'access' }) }),
-      pushes: recorded(pushGossip(store, mesh.router, log), events, config.nodeName),
+      pushes: recorded(pushGossip(store, mesh.router, pushes, log), events, config.nodeName),
     });
     registerStatusPage(registry, events);
     registerMetrics(registry, { router: mesh.router, holdings: mesh.holdings });

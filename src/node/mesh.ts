@@ -9,6 +9,7 @@ import type { Config } from './config.js';
 import type { DiskTotals, ImageEntry, ImageFetch } from '../api/admin-types.js';
 import { libp2pMembership } from '../dht/libp2p-membership.js';
 import type { Inventory, Membership } from '../dht/membership.js';
+import { pushOf } from '../oci/tag-push.js';
 
 export interface Mesh {
   router: Libp2pRouter;
@@ -25,9 +26,12 @@ export interface Mesh {
   stop(): Promise<void>;
 }
 
-/** Tagged images of the store (records by digest only keep untagged manifests alive). */
+/** Tagged images of the store (records by digest only keep untagged manifests alive), with the push each follows. */
 async function localImages(store: Store): Promise<ImageEntry[]> {
-  return (await store.images.list()).filter((i) => !i.name.includes('@')).map((i) => ({ name: i.name, digest: i.target.digest }));
+  return (await store.images.list()).filter((i) => !i.name.includes('@')).map((i) => {
+    const push = pushOf(i.labels);
+    return { name: i.name, digest: i.target.digest, ...(push && { push }) };
+  });
 }
 
 export interface JoinOptions {

@@ -32,8 +32,8 @@ describe('push events', () => {
   test('carry the manifest, the config and small layers, each under its own digest', async () => {
     const store = new MemoryStore();
     const img = await image(store, 700, [Buffer.alloc(100, 1), Buffer.alloc(200 << 10, 2)]);
-    const event = await pushEvent(store, { image: 'docker.io/library/app:1', digest: img.digest, node });
-    expect(event).toMatchObject({ type: 'image-pushed', image: 'docker.io/library/app:1', digest: img.digest, node });
+    const event = await pushEvent(store, { image: 'docker.io/library/app:1', digest: img.digest, node, clock: 1 });
+    expect(event).toMatchObject({ type: 'image-pushed', image: 'docker.io/library/app:1', digest: img.digest, node, clock: 1 });
     const inline = decoded(event.inline);
     expect(Object.keys(inline).sort()).toEqual([img.digest, img.config, img.layers[0]].sort());
     for (const [digest, actual] of Object.entries(inline)) expect(actual).toBe(digest);
@@ -42,7 +42,7 @@ describe('push events', () => {
   test('stay small: what does not fit is left to the takers to fetch', async () => {
     const store = new MemoryStore();
     const img = await image(store, 60 << 10, []);
-    const event = await pushEvent(store, { image: 'docker.io/library/app:2', digest: img.digest, node, replicate: 'none' });
+    const event = await pushEvent(store, { image: 'docker.io/library/app:2', digest: img.digest, node, clock: 1, replicate: 'none' });
     expect(Object.keys(event.inline ?? {})).toEqual([img.digest]);
     expect(event.replicate).toBe('none');
   });
@@ -57,12 +57,12 @@ describe('push events', () => {
       manifests: [amd, arm].map((m) => ({ mediaType: MediaType.ociManifest, digest: m.digest, size: m.size })),
     }));
     const { digest } = await put(store, index);
-    const event = await pushEvent(store, { image: 'docker.io/library/multi:1', digest, node });
+    const event = await pushEvent(store, { image: 'docker.io/library/multi:1', digest, node, clock: 1 });
     expect(Object.keys(event.inline ?? {}).sort()).toEqual([digest, amd.digest, arm.digest, amd.config, arm.config].sort());
   });
 
   test('a root the store does not hold goes out without inline blobs', async () => {
-    const event = await pushEvent(new MemoryStore(), { image: 'docker.io/library/app:3', digest: `sha256:${'0'.repeat(64)}`, node });
+    const event = await pushEvent(new MemoryStore(), { image: 'docker.io/library/app:3', digest: `sha256:${'0'.repeat(64)}`, node, clock: 1 });
     expect(event.inline).toBeUndefined();
   });
 });

@@ -9,6 +9,8 @@ import type { Store } from '../store/store.js';
 import { parseReplicationPolicy } from './replication-policy.js';
 import { children, isIndexMediaType, MANIFEST_MEDIA_TYPES, parseManifest } from '../oci/manifest.js';
 import { readSmallBlob } from '../oci/references.js';
+import { pushLabels, pushOf } from '../oci/tag-push.js';
+import type { NewestPushes } from './newest-pushes.js';
 
 /** Inlined bytes per event, base64: well inside the events' size limit (mesh-events.ts). */
 const INLINE_BUDGET = 48 << 10;
@@ -42,12 +44,18 @@ export async function pushEvent(store: Store, event: Omit<MeshEvent, 'type' | 'i
   return { type: 'image-pushed', ...event, ...(Object.keys(inline).length > 0 && { inline }) };
 }
 
-/** The registry's push listener on a mesh node: checks a push's replication policy, and gossips each push. */
-export function pushGossip(store: Store, router: Pick<Router, 'id' | 'publish'>, log: Logger): PushListener {
+/**
+ * The registry's push listener on a mesh node: checks a push's replication policy, stamps each push with a
+ * clock newer than any push of its name known here (on its image record too), and gossips it.
+ */
+export function pushGossip(store: Store, router: Pick<Router, 'id' | 'publish'>, pushes: NewestPushes, log: Logger): PushListener {
   return {
     check: ({ replicate }) => void (replicate !== undefined && parseReplicationPolicy(replicate)),
-    pushed: (image, digest, { replicate }) => {
-      pushEvent(store, { image, digest, node: router.id, ...(replicate !== undefined && { replicate }) })
+    labels: (image, target) => pushLabels(pushes.stamp(image, target.digest)),
+    pushed: (image, digest, { replicate }, labels) => {
+      const clock = pushOf(labels)?.clock;
+      if (clock === undefined) return void log.error({ image, digest }, 'a push without its stamp is not gossiped');
+      pushEvent(store, { image, digest, node: router.id, clock, ...(replicate !== undefined && { replicate }) })
         .then((event) => router.publish(event))
         .catch((err) => log.warn({ err, image }, 'could not gossip the push'));
     },

@@ -7,11 +7,14 @@ import { putBlob } from '../store/store.js';
 import { digestOf } from '../oci/digest.js';
 import { MediaType } from '../oci/manifest.js';
 import { pushEvent } from './push-event.js';
-import { parseReplicationPolicy } from './replication-policy.js';
+import { NewestPushes } from './newest-pushes.js';
+import { TagRecords } from './tag-records.js';
 import { Replicator } from './replicator.js';
 
 const ORIGIN = 'origin-peer';
 const SELF = 'self-peer';
+/** The stamp of the pushes copied here: nothing newer is known to the taker. */
+const push = { clock: 1, node: ORIGIN };
 
 /** An image in `origin`'s store: a config and one layer of each given size. */
 async function pushedImage(origin: MemoryStore, layerSizes: number[]) {
@@ -46,7 +49,8 @@ function taker(blobs: Map<string, Buffer>, sequences = false) {
   const askedFirst = new Map<string, string>();
   const replicator = new Replicator({
     store,
-    membership: { self: SELF, peers: () => [{ id: ORIGIN, addrs: [], info: { name: 'origin', labels: {}, dataPlanePort: 5001 } }] },
+    records: new TagRecords(store, new NewestPushes(SELF), pino({ level: 'silent' })),
+    membership: { self: SELF },
     mirror: {
       fetch: (digest, { source, from }) => {
         if (source) fromSequence.push(digest);
@@ -67,8 +71,6 @@ function taker(blobs: Map<string, Buffer>, sequences = false) {
       },
       arriving: () => new Map(),
     },
-    policy: parseReplicationPolicy('all'),
-    self: { name: 'self', labels: {} },
     log: pino({ level: 'silent' }),
   });
   return { store, fetched, replicator, asked, fromSequence, askedFirst };
@@ -78,9 +80,9 @@ describe('replicator', () => {
   test('takes the small blobs from the push gossip and fetches only the layers', async () => {
     const origin = new MemoryStore();
     const img = await pushedImage(origin, [300 << 10, 1000]);
-    const event = await pushEvent(origin, { image: 'docker.io/library/app:1', digest: img.manifest.digest, node: ORIGIN });
+    const event = await pushEvent(origin, { image: 'docker.io/library/app:1', digest: img.manifest.digest, node: ORIGIN, clock: 1 });
     const { store, fetched, replicator } = taker(img.blobs);
-    await replicator.replicate(event.image, event.digest, ORIGIN, { takers: [SELF], inline: event.inline });
+    await replicator.replicate(event.image, event.digest, ORIGIN, { push, takers: [SELF], inline: event.inline });
     expect(fetched).toEqual([img.layers[0].digest]);
     for (const digest of img.blobs.keys()) expect((await store.stat(digest))?.digest).toBe(digest);
     expect((await store.images.get('docker.io/library/app:1'))?.target.digest).toBe(img.manifest.digest);
@@ -92,7 +94,7 @@ describe('replicator', () => {
     const forged = Buffer.from('{"architecture":"evil"}').toString('base64');
     const inline = { [img.manifest.digest]: img.blobs.get(img.manifest.digest)!.toString('base64'), [img.config.digest]: forged };
     const { store, fetched, replicator } = taker(img.blobs);
-    await replicator.replicate('docker.io/library/app:2', img.manifest.digest, ORIGIN, { takers: [SELF], inline });
+    await replicator.replicate('docker.io/library/app:2', img.manifest.digest, ORIGIN, { push, takers: [SELF], inline });
     expect(fetched.sort()).toEqual([img.config.digest, img.layers[0].digest].sort());
     const { stream } = await store.open(img.config.digest);
     expect(digestOf(Buffer.concat(await stream.toArray()))).toBe(img.config.digest);
@@ -102,7 +104,7 @@ describe('replicator', () => {
     const origin = new MemoryStore();
     const img = await pushedImage(origin, [1000]);
     const { store, fetched, replicator } = taker(img.blobs);
-    await replicator.replicate('docker.io/library/app:3', img.manifest.digest, ORIGIN);
+    await replicator.replicate('docker.io/library/app:3', img.manifest.digest, ORIGIN, { push });
     expect(fetched[0]).toBe(img.manifest.digest);
     expect((await store.images.get('docker.io/library/app:3'))?.target.digest).toBe(img.manifest.digest);
   });
@@ -110,9 +112,9 @@ describe('replicator', () => {
   test('asks the node before for every layer on one sequence, in the manifest\'s order', async () => {
     const origin = new MemoryStore();
     const img = await pushedImage(origin, [300 << 10, 1000, 500 << 10, 400 << 10]);
-    const event = await pushEvent(origin, { image: 'docker.io/library/app:4', digest: img.manifest.digest, node: ORIGIN });
+    const event = await pushEvent(origin, { image: 'docker.io/library/app:4', digest: img.manifest.digest, node: ORIGIN, clock: 1 });
     const { store, fetched, replicator, asked, fromSequence } = taker(img.blobs, true);
-    await replicator.replicate(event.image, event.digest, ORIGIN, { takers: [SELF], inline: event.inline });
+    await replicator.replicate(event.image, event.digest, ORIGIN, { push, takers: [SELF], inline: event.inline });
     const large = [img.layers[0], img.layers[2], img.layers[3]].map((l) => l.digest);
     expect(asked).toEqual([{ peer: ORIGIN, digests: large }]);
     expect(fromSequence).toEqual(large);
@@ -123,12 +125,12 @@ describe('replicator', () => {
   test('when the node before sends no sequence, the layers are asked of the node pushed to first', async () => {
     const origin = new MemoryStore();
     const img = await pushedImage(origin, [300 << 10, 400 << 10]);
-    const event = await pushEvent(origin, { image: 'docker.io/library/app:5', digest: img.manifest.digest, node: ORIGIN });
+    const event = await pushEvent(origin, { image: 'docker.io/library/app:5', digest: img.manifest.digest, node: ORIGIN, clock: 1 });
     // A taker ordered before this one (see Replicator#upstream): the node this one would take the layers from.
     const rank = (id: string) => createHash('sha256').update(`${event.digest}\n${id}`).digest('hex');
     const before = ['peer-a', 'peer-b', 'peer-c', 'peer-d'].find((id) => rank(id) < rank(SELF))!;
     const { store, replicator, askedFirst } = taker(img.blobs);
-    await replicator.replicate(event.image, event.digest, ORIGIN, { takers: [before, SELF], inline: event.inline });
+    await replicator.replicate(event.image, event.digest, ORIGIN, { push, takers: [before, SELF], inline: event.inline });
     expect(img.layers.map((l) => askedFirst.get(l.digest))).toEqual([ORIGIN, ORIGIN]);
     expect((await store.images.get(event.image))?.target.digest).toBe(img.manifest.digest);
   });

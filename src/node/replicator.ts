@@ -1,7 +1,7 @@
-// Copies the images pushed to other nodes when this node's replication policy (or the push's own)
-// accepts them: manifests and configs (inlined in the push's gossip, else from the node pushed to),
-// then every layer through the mirror, then the image record under the same name. From then on this
-// node holds the image and announces it like anything else in its store.
+// Copies an image pushed to another node (push-follower.ts decides which): manifests and configs (inlined
+// in the push's gossip, else from the node pushed to), then every layer through the mirror, then the image
+// record under the same name, if the push is still the newest of that name (tag-records.ts). From then on
+// this node holds the image and announces it like anything else in its store.
 //
 // Fan-out without a herd: every node knows the others' names, labels and policies, so every node
 // computes the same set of takers and the same order of them (by a hash of image and peer id, different
@@ -17,25 +17,18 @@
 // add hops.
 import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
-import { ORIGIN_LABEL, putBlob, type Store } from '../store/store.js';
+import { putBlob, type Store } from '../store/store.js';
 import { digestOf, type Descriptor } from '../oci/digest.js';
 import type { Membership } from '../dht/membership.js';
-import type { MeshEvent } from '../dht/router.js';
 import type { SourceSequence } from '../mirror/blob-sequence.js';
 import type { FetchOptions, Fetching } from '../mirror/mirror.js';
 import { PIPELINE_MIN_BYTES } from '../mirror/peer-protocol.js';
 import { children, isIndexMediaType, MANIFEST_MEDIA_TYPES, parseManifest, type ParsedManifest } from '../oci/manifest.js';
 import { readManifest } from '../oci/references.js';
 import type { ImageFetch } from '../api/admin-types.js';
-import { parseReplicationPolicy, type NodeIdentity, type ReplicationPolicy } from './replication-policy.js';
+import type { TagPush } from '../oci/tag-push.js';
+import type { TagRecords } from './tag-records.js';
 import { replicatedBytes, replications, replicationSeconds, replicationsInProgress } from './replication-metrics.js';
-
-/** A member of the mesh as the replicator sees it (this node included). */
-export interface Member extends NodeIdentity {
-  id: string;
-  /** Its replication policy as it announced it; absent means `all`. */
-  replicate?: string;
-}
 
 /** The part of the mirror that replication takes its bytes through. */
 export interface ReplicationSource {
@@ -46,14 +39,20 @@ export interface ReplicationSource {
   arriving(): Map<string, number>;
 }
 
+export interface ReplicateOptions {
+  /** The push's stamp: the image record is written only while it is the newest push of the name known. */
+  push: TagPush;
+  takers?: string[];
+  inline?: Record<string, string>;
+}
+
 export interface ReplicatorDeps {
   store: Store;
-  /** This node's id, and the members it is connected to with what they told of themselves. */
-  membership: Pick<Membership, 'self' | 'peers'>;
+  /** Writes the image records of copied pushes. */
+  records: TagRecords;
+  /** This node's id. */
+  membership: Pick<Membership, 'self'>;
   mirror: ReplicationSource;
-  policy: ReplicationPolicy;
-  /** This node as replication policies see it. */
-  self: NodeIdentity;
   log: Logger;
 }
 
@@ -72,44 +71,21 @@ export class Replicator {
 
   constructor(private readonly deps: ReplicatorDeps) {}
 
-  /** Every member known now, this node included. */
-  #members(): Member[] {
-    const { membership, self, policy } = this.deps;
-    return [
-      { id: membership.self, ...self, replicate: policy.text },
-      ...membership.peers().flatMap((p) => (p.info ? [{ id: p.id, ...p.info }] : [])),
-    ];
-  }
-
-  /** Acts on a push gossiped by another node. */
-  onEvent(event: MeshEvent): void {
-    const { log, self } = this.deps;
-    const selfId = this.deps.membership.self;
-    const override = event.replicate === undefined ? undefined : readablePolicy(event.replicate);
-    if (event.replicate !== undefined && !override) {
-      log.warn({ image: event.image, replicate: event.replicate }, 'push carries an unreadable replication policy; each node uses its own');
-    }
-    const policy = override ?? this.deps.policy;
-    if (!policy.accepts(event.image, self)) {
-      log.info({ image: event.image, policy: policy.text }, 'not replicating: the policy does not select this node');
-      return;
-    }
-    if (this.#active.get(event.image)?.digest === event.digest) return;
-    const takers = this.#members()
-      .filter((m) => m.id !== event.node && (m.id === selfId || (override ?? readablePolicy(m.replicate ?? 'all'))?.accepts(event.image, m)))
-      .map((m) => m.id);
-    this.replicate(event.image, event.digest, event.node, { takers, inline: event.inline }).catch((err: Error) =>
-      log.error({ image: event.image, digest: event.digest, err: err.message }, 'replication failed'));
+  /** The digest of `image` being copied here now, if any. */
+  copying(image: string): string | undefined {
+    return this.#active.get(image)?.digest;
   }
 
   /**
-   * Copies `image` (root manifest `digest`) from the mesh. `pushedTo` holds it whole; `takers` are the
-   * nodes copying it too (this one included), which decide where each blob is taken from; `inline`
-   * has small blobs that came with the push's gossip (base64 by digest), kept when they verify.
+   * Copies `image` (root manifest `digest`, pushed with stamp `push`) from the mesh. `pushedTo` holds it
+   * whole; `takers` are the nodes copying it too (this one included), which decide where each blob is taken
+   * from; `inline` has small blobs that came with the push's gossip (base64 by digest), kept when they verify.
    */
-  async replicate(image: string, digest: string, pushedTo: string, { takers = [], inline = {} }: { takers?: string[]; inline?: Record<string, string> } = {}): Promise<void> {
+  async replicate(image: string, digest: string, pushedTo: string, { push, takers = [], inline = {} }: ReplicateOptions): Promise<void> {
     const { store, log } = this.deps;
-    if ((await store.images.get(image))?.target.digest === digest) return;
+    const current = await store.images.get(image);
+    // The same image pushed again: only its stamp changes.
+    if (current?.target.digest === digest) return void (await this.deps.records.write(image, current.target, push));
     const active: Active = { digest, blobs: [] };
     this.#active.set(image, active);
     const started = performance.now();
@@ -144,13 +120,12 @@ export class Replicator {
         this.#pipeline(wanted.filter((b) => b.size >= PIPELINE_MIN_BYTES), feeder, pushedTo, pending),
       ]);
       await Promise.all(storing);
-      // A later push of the same name may have started meanwhile: the newest one names the image.
-      if (this.#active.get(image) !== active) {
+      // A later push of the same name may have started meanwhile, or be known by now: the newest one names the image.
+      const target = { mediaType: root.manifest.mediaType, digest, size: root.body.length };
+      if (this.#active.get(image) !== active || !(await this.deps.records.write(image, target, push))) {
         outcome = 'superseded';
         return;
       }
-      const target = { mediaType: root.manifest.mediaType, digest, size: root.body.length };
-      await store.images.put({ name: image, target, labels: { [ORIGIN_LABEL]: 'replicated' } });
       const bytes = active.blobs.reduce((n, b) => n + b.size, 0);
       const seconds = (performance.now() - started) / 1000;
       replicatedBytes.inc(bytes);
@@ -250,14 +225,6 @@ export class Replicator {
 /** Waits for a fetch's outcome: a blob that no holder sent fails the replication. */
 async function arrived(outcome: Promise<boolean>, digest: string): Promise<void> {
   if (!(await outcome)) throw new Error(`no holder sent ${digest}`);
-}
-
-function readablePolicy(text: string): ReplicationPolicy | undefined {
-  try {
-    return parseReplicationPolicy(text);
-  } catch {
-    return undefined;
-  }
 }
 
 /** Runs `work` on every item, at most `limit` at a time; fails with the first failure. */

@@ -1,6 +1,7 @@
 // What every route handler gets.
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
+import type { Descriptor } from '../oci/digest.js';
 import type { Store } from '../store/store.js';
 import type { UploadSessions } from './upload-sessions.js';
 
@@ -18,8 +19,10 @@ export interface RegistryDeps {
 export interface PushListener {
   /** Checks a push's options before anything is stored; throws with the reason when they are invalid. */
   check(options: PushOptions): void;
-  /** A manifest was stored under a tag, with the image name as stored. */
-  pushed(image: string, digest: string, options: PushOptions): void;
+  /** Labels for the image record of a push by tag, asked just before it is stored (the mesh stamps the push there). */
+  labels(image: string, target: Descriptor): Record<string, string>;
+  /** A manifest was stored under a tag, with the image name as stored and the labels its record got. */
+  pushed(image: string, digest: string, options: PushOptions, labels: Record<string, string>): void;
 }
 
 /** Header of a manifest PUT: how the mesh replicates this push, replacing each node's own policy. */

@@ -1,0 +1,71 @@
+import { pino } from 'pino';
+import { describe, expect, test, vi } from 'vitest';
+import type { MeshEvent } from '../dht/router.js';
+import { MemoryStore } from '../store/memory-store.js';
+import { NewestPushes } from './newest-pushes.js';
+import { PushFollower } from './push-follower.js';
+import { parseReplicationPolicy } from './replication-policy.js';
+
+const NAME = 'docker.io/library/same:1';
+const digest = (c: string) => `sha256:${c.repeat(64)}`;
+const event = (clock: number, node: string, d: string, replicate?: string): MeshEvent =>
+  ({ type: 'image-pushed', image: NAME, digest: d, node, clock, ...(replicate && { replicate }) });
+
+/** A follower on `policy` whose replicator only records what it is asked to copy. */
+function follower(policy: string, store = new MemoryStore()) {
+  const copies: { digest: string; from: string; push: unknown }[] = [];
+  const pushes = new NewestPushes('self');
+  const replicator = {
+    copying: () => undefined,
+    replicate: vi.fn(async (_image: string, d: string, from: string, { push }: { push: unknown }) => void copies.push({ digest: d, from, push })),
+  };
+  const f = new PushFollower({
+    store, pushes, replicator, policy: parseReplicationPolicy(policy), self: { name: 'self', labels: {} },
+    membership: { self: 'self', peers: () => [] }, log: pino({ level: 'silent' }),
+  });
+  const settle = () => new Promise((r) => setTimeout(r, 10));
+  return { f, copies, pushes, settle };
+}
+
+describe('push follower', () => {
+  test('copies the newer of two pushes of a name, and ignores the older arriving after it', async () => {
+    const { f, copies, pushes, settle } = follower('all');
+    f.onEvent(event(200, 'b', digest('b')));
+    f.onEvent(event(100, 'a', digest('a')));
+    await settle();
+    expect(copies).toEqual([{ digest: digest('b'), from: 'b', push: { clock: 200, node: 'b' } }]);
+    expect(pushes.get(NAME)?.digest).toBe(digest('b'));
+  });
+
+  test('copies both when the older comes first: the newer one names the image (see TagRecords)', async () => {
+    const { f, copies, settle } = follower('all');
+    f.onEvent(event(100, 'a', digest('a')));
+    f.onEvent(event(100, 'b', digest('b'))); // same clock: peer id b > a
+    await settle();
+    expect(copies.map((c) => c.digest)).toEqual([digest('a'), digest('b')]);
+  });
+
+  test('a node its policy leaves out still follows the newest push of a name it holds', async () => {
+    const store = new MemoryStore();
+    const target = { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: digest('0'), size: 2 };
+    const held = follower('none', store);
+    held.f.onEvent(event(100, 'a', digest('a'))); // not held yet: only remembered
+    await held.settle();
+    expect(held.copies).toEqual([]);
+    expect(held.pushes.get(NAME)?.clock).toBe(100);
+    await store.images.put({ name: NAME, target, labels: {} });
+    held.f.onEvent(event(300, 'b', digest('b'), 'name=someone-else'));
+    await held.settle();
+    expect(held.copies.map((c) => c.digest)).toEqual([digest('b')]);
+  });
+
+  test('a local push stamped after a gossiped one is newer, and the gossiped one arriving late is ignored', async () => {
+    const { f, copies, pushes, settle } = follower('all');
+    pushes.observe(NAME, { clock: Date.now() + 60_000, node: 'clock-ahead', digest: digest('c') });
+    const own = pushes.stamp(NAME, digest('d'));
+    f.onEvent(event(own.clock, 'a', digest('a'))); // same clock, peer id a < self
+    await settle();
+    expect(copies).toEqual([]);
+    expect(pushes.get(NAME)).toEqual(own);
+  });
+});
