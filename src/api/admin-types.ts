@@ -91,7 +91,7 @@ export interface FleetEvent {
   seq: number;
   /** ISO 8601. */
   time: string;
-  kind: 'pushed' | 'replicated' | 'replication-failed' | 'evicted';
+  kind: 'pushed' | 'replicated' | 'superseded' | 'replication-failed' | 'evicted';
   image: string;
   digest?: string;
   /** Name (or peer id) of the node it happened on, or that pushed. */

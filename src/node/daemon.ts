@@ -24,7 +24,7 @@ import { UploadSessions } from '../registry/upload-sessions.js';
 import { registerAdminApi } from './admin-api.js';
 import { EventLog } from './event-log.js';
 import { registerStatusPage } from './status-page.js';
-import { registerMetrics } from './metrics.js';
+import { countEviction, registerMetrics } from './metrics.js';
 import { openBandwidth, registerLimitsApi } from './limits.js';
 import { splitHostPort, type Config } from './config.js';
 import { joinMesh, type Mesh } from './mesh.js';
@@ -36,7 +36,6 @@ import { Replicator } from './replicator.js';
 import { startDisk } from './disk.js';
 import { registerDiskApi } from './disk-api.js';
 import { trackingUse } from './use-log.js';
-import type { EvictedEntry } from '../api/admin-types.js';
 import { TagRecords } from './tag-records.js';
 import { MAX_MANIFEST_BYTES } from '../oci/limits.js';
 
@@ -93,12 +92,8 @@ function recorded(pushes: PushListener, events: EventLog, node: string): PushLis
   };
 }
 
-/** Callbacks for what counts events (metrics). */
-export interface DaemonHooks {
-  onEvicted?(entry: EvictedEntry): void;
-}
 
-export async function startDaemon(config: Config, log: Logger, hooks: DaemonHooks = {}): Promise<Daemon> {
+export async function startDaemon(config: Config, log: Logger): Promise<Daemon> {
   const token = await registryToken(config);
   // What has started, stopped in reverse order at shutdown or when a later step fails.
   const closers: (() => Promise<void>)[] = [];
@@ -153,12 +148,15 @@ export async function startDaemon(config: Config, log: Logger, hooks: DaemonHook
     // The newest push of each name known here: stamps in the image records, then gossip.
     const pushes = new NewestPushes(mesh.router.id);
     await pushes.load(store);
+    const events = new EventLog();
     const replicator = new Replicator({
       store,
       records: new TagRecords(store, pushes, log.child({ component: 'tags' })),
       membership: mesh.membership,
       mirror,
       log: log.child({ component: 'replicator' }),
+      ended: (image, digest, outcome) =>
+        events.record({ kind: outcome === 'failed' ? 'replication-failed' : outcome, image, digest, node: config.nodeName }),
     });
     const follower = new PushFollower({
       store,
@@ -169,10 +167,9 @@ export async function startDaemon(config: Config, log: Logger, hooks: DaemonHook
       self: { name: config.nodeName, labels: config.labels },
       log: log.child({ component: 'replicator' }),
     });
-    const events = new EventLog();
     const nameOf = (id: string) => (id === mesh.router.id ? config.nodeName : mesh.router.peers().find((p) => p.id === id)?.info?.name ?? id);
     const disk = await startDisk(config, {
-      store, router: mesh.router, holdings: mesh.holdings, events, nameOf, log, onEvicted: hooks.onEvicted,
+      store, router: mesh.router, holdings: mesh.holdings, events, nameOf, log, onEvicted: countEviction,
       inFlight: () => new Set([...replicator.inFlight(), ...mirror.arriving().keys()]),
     });
     closers.push(() => disk.close());
@@ -200,7 +197,7 @@ export async function startDaemon(config: Config, log: Logger, hooks: DaemonHook
       pushes: recorded(pushGossip(store, mesh.router, pushes, log), events, config.nodeName),
     });
     registerStatusPage(registry, events);
-    registerMetrics(registry, { router: mesh.router, holdings: mesh.holdings });
+    registerMetrics(registry, { router: mesh.router, holdings: mesh.holdings, disk: () => disk.evictor.totals() });
     registerLimitsApi(registry, bandwidth, config.dataDir, log.child({ component: 'bandwidth' }));
     registerDiskApi(registry, { evictor: disk.evictor, router: mesh.router, log });
     let registryUrl = '';

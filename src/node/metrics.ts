@@ -2,16 +2,29 @@
 // registry (src/*/metrics.ts); what is read off this daemon's objects at scrape time (peers, announcements) and
 // the process's own metrics live in a registry of the daemon's, merged with the default one for each scrape.
 import type { FastifyInstance } from 'fastify';
-import { collectDefaultMetrics, Gauge, register, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, register, Registry } from 'prom-client';
+import type { DiskTotals, EvictedEntry } from '../api/admin-types.js';
 import type { Router } from '../dht/router.js';
 import type { Holdings } from './holdings.js';
 
 export interface MetricsSources {
   router: Pick<Router, 'peers'> & { readonly lastRepublish?: Date };
   holdings: Pick<Holdings, 'size'>;
+  /** df's bytes per category (undefined when the store could not be surveyed). */
+  disk(): Promise<DiskTotals | undefined>;
 }
 
-function daemonRegistry({ router, holdings }: MetricsSources): Registry {
+const evictions = new Counter({ name: 'layermesh_evictions_total', help: 'Images and cached blobs removed by eviction, prune or rm' });
+const evictedBytes = new Counter({ name: 'layermesh_evicted_bytes_total', help: 'Bytes freed by eviction, prune or rm' });
+
+export function countEviction(entry: EvictedEntry): void {
+  evictions.inc();
+  evictedBytes.inc(entry.bytes);
+}
+
+const CATEGORIES = ['pinned', 'pushed', 'pulled', 'replicated', 'cache'] as const;
+
+function daemonRegistry({ router, holdings, disk }: MetricsSources): Registry {
   const own = new Registry();
   collectDefaultMetrics({ register: own });
   new Gauge({
@@ -25,6 +38,14 @@ function daemonRegistry({ router, holdings }: MetricsSources): Registry {
   new Gauge({
     name: 'layermesh_last_republish_timestamp_seconds', help: 'When this node last republished its announcements (Unix time; 0 before the first)', registers: [own],
     collect() { this.set((router.lastRepublish?.getTime() ?? 0) / 1000); },
+  });
+  new Gauge({
+    name: 'layermesh_disk_bytes', help: 'Bytes the store holds, by category as meshctl df counts them: pinned, pushed, pulled, replicated, cache',
+    labelNames: ['category'] as const, registers: [own],
+    async collect() {
+      const totals = await disk();
+      if (totals) for (const category of CATEGORIES) this.set({ category }, totals[category]);
+    },
   });
   return own;
 }

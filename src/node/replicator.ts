@@ -54,7 +54,11 @@ export interface ReplicatorDeps {
   membership: Pick<Membership, 'self'>;
   mirror: ReplicationSource;
   log: Logger;
+  /** Told how each copy ended (the status page's recent events). */
+  ended?(image: string, digest: string, outcome: ReplicationOutcome): void;
 }
+
+export type ReplicationOutcome = 'replicated' | 'superseded' | 'failed';
 
 /** Small blobs fetched at once from the node pushed to. */
 const PARALLEL_SMALL = 6;
@@ -90,7 +94,7 @@ export class Replicator {
     this.#active.set(image, active);
     const started = performance.now();
     replicationsInProgress.inc();
-    let outcome = 'failed';
+    let outcome: ReplicationOutcome = 'failed';
     const given = this.#verified(inline);
     // Inlined blobs and verified layers go into the store while other layers arrive; the image record waits for all.
     const storing: Promise<void>[] = [];
@@ -135,6 +139,7 @@ export class Replicator {
     } finally {
       replicationsInProgress.dec();
       replications.inc({ outcome });
+      this.deps.ended?.(image, digest, outcome);
       if (this.#active.get(image) === active) this.#active.delete(image);
     }
   }

@@ -65,6 +65,9 @@ describe('the status page', () => {
     }
     expect(dom).toMatch(/<h1>LayerMesh <span id="node" class="mono">h1 · /);
     expect(dom).toMatch(new RegExp(`pushed</span> <span class="what">${IMAGE.replaceAll('.', '\\.')} `));
+    // The disk table: what was pushed to h1 is held there as pushed (peers tell theirs every half minute).
+    expect(dom).toMatch(/<td data-node="h1" data-disk="pushed">2\d\.\d MiB<\/td>/);
+    for (const h of fleet.hosts) expect(dom).toContain(`<td>${h.name}</td><td data-node="${h.name}" data-disk="total">`);
     // Both other hosts appear as peers, with a measured round trip.
     for (const h of fleet.hosts.slice(1)) expect(dom).toMatch(new RegExp(`<td>${h.name}</td><td class="mono">[^<]+</td><td class="ok">[\\d.]+ ms</td>`));
 

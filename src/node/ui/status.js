@@ -2,7 +2,7 @@
 const POLL_MS = 1000;
 const $ = (id) => document.getElementById(id);
 const short = (s) => (s.startsWith('sha256:') ? s.slice(7, 19) : s.length > 16 ? `${s.slice(0, 8)}…${s.slice(-6)}` : s);
-const bytes = (n) => (n >= 1 << 20 ? `${(n / (1 << 20)).toFixed(1)} MiB` : `${(n / 1024).toFixed(0)} KiB`);
+const bytes = (n) => (n >= 1 << 30 ? `${(n / (1 << 30)).toFixed(1)} GiB` : n >= 1 << 20 ? `${(n / (1 << 20)).toFixed(1)} MiB` : `${(n / 1024).toFixed(0)} KiB`);
 
 /** A table's rows from arrays of cells; a cell is text or {text, cls, data}. */
 function fill(table, head, rows, empty) {
@@ -33,8 +33,9 @@ let lastSeq = 0;
 const seen = new Map(); // "<node> <image>" -> {bytes, at}: for transfer rates
 
 async function refresh() {
-  const [status, peers, images, events] = await Promise.all([
+  const [status, peers, images, events, df] = await Promise.all([
     get('/_mesh/v1/status'), get('/_mesh/v1/peers'), get('/_mesh/v1/images?mesh=1'), get(`/_mesh/v1/events?since=${lastSeq}`),
+    get('/_mesh/v1/df'),
   ]);
   $('node').textContent = `${status.name} · ${short(status.id)}`;
   $('summary').textContent = `${status.store} store · ${status.peers} peers · ${status.announcedKeys} keys announced` +
@@ -61,6 +62,12 @@ async function refresh() {
     return [f.name, row.name, `${bytes(f.bytes)} of ${bytes(f.total)}`, rate === undefined ? '…' : `${bytes(rate)}/s`];
   }));
   fill($('transfers'), ['node', 'image', 'progress', 'rate'], transfers, 'none');
+
+  const disks = [{ name: status.name, disk: df }, ...peers.map((p) => ({ name: p.info?.name ?? short(p.id), disk: p.disk }))];
+  fill($('disk'), ['node', 'held', 'pinned', 'pushed', 'pulled', 'replicated', 'cache', 'filesystem free'], disks.map(({ name, disk }) =>
+    disk ? [name, ...['total', 'pinned', 'pushed', 'pulled', 'replicated', 'cache'].map((k) => ({ text: bytes(disk[k]), data: { node: name, disk: k } })),
+      disk.filesystem ? bytes(disk.filesystem.free) : '–']
+      : [name, { text: 'not told', cls: 'muted' }]), 'no disk figures');
 
   fill($('peers'), ['name', 'peer id', 'round trip', 'keys', 'addresses'], peers.map((p) => [
     p.info?.name ?? '?', { text: short(p.id), cls: 'mono' },
