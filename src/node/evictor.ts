@@ -14,8 +14,11 @@ import type { UseLog } from './use-log.js';
 /** How long a lookup of the other holders of one candidate may take; unanswered counts as none. */
 const COPIES_LOOKUP_MS = 3_000;
 const LOOKUPS_AT_ONCE = 4;
-/** Members ask for the df totals with every inventory: one survey of the store answers them for this long. */
-const TOTALS_MAX_AGE_MS = 30_000;
+/**
+ * Members ask for the df totals with every inventory (a status page asks every second): one survey of the store
+ * answers them for this long, short enough that a copy just finished shows on the page within a few polls.
+ */
+const TOTALS_MAX_AGE_MS = 5_000;
 
 export interface EvictorDeps {
   store: Store;

@@ -41,6 +41,7 @@ async function refresh() {
   $('summary').textContent = `${status.store} store · ${status.peers} peers · ${status.announcedKeys} keys announced` +
     (status.swarmKey ? '' : ' · no swarm key: the mesh is open');
 
+  peers.sort((a, b) => (a.info?.name ?? a.id).localeCompare(b.info?.name ?? b.id));
   const nodes = [{ id: status.id, name: status.name }, ...peers.map((p) => ({ id: p.id, name: p.info?.name ?? short(p.id) }))];
   fill($('matrix'), ['image', 'digest', ...nodes.map((n) => n.name)], images.map((row) => [
     row.name, { text: short(row.digest), cls: 'mono' },
