@@ -46,6 +46,7 @@ copyFileSync(join(repo, 'config/meshd.yaml'), join(stage, 'etc/layermesh/meshd.y
 
 const deb = buildDeb();
 const tarball = buildTarball();
+rmSync(stage, { recursive: true });
 console.log(`${deb}\n${tarball}`);
 
 /** The packages npm installs without --include=dev, as package-lock.json lists them (nested ones come with their parent). */

@@ -45,13 +45,18 @@ async function withMeshd<T>(root: string, use: (registry: string, peerId: string
   await mkdir(emptyPath, { recursive: true });
   const args = ['--data-dir', join(root, 'var/lib/layermesh'), '--store', 'fs', '--registry-addr', '127.0.0.1:5000', '--peer-addr', '127.0.0.1:5001', '--p2p-listen', '/ip4/127.0.0.1/tcp/4001'];
   const m = spawnMeshd(args, { command: ['ip', 'netns', 'exec', NS, 'env', '-i', `PATH=${emptyPath}`, join(root, 'usr/bin/meshd')], name: 'packaged meshd' });
+  let result: T;
   try {
     const ready = await m.ready;
-    return await use(ready.registry.replace(/^http:\/\//, ''), ready.peerId!);
-  } finally {
-    m.proc.kill('SIGTERM');
-    expect(await m.exited).toBe(0);
+    result = await use(ready.registry.replace(/^http:\/\//, ''), ready.peerId!);
+  } catch (err) {
+    m.proc.kill('SIGKILL');
+    await m.exited;
+    throw err;
   }
+  m.proc.kill('SIGTERM');
+  expect(await m.exited).toBe(0);
+  return result;
 }
 
 const inNs = (cmd: string[]) => run('ip', ['netns', 'exec', NS, ...cmd]);
