@@ -26,6 +26,7 @@ import { EventLog } from './event-log.js';
 import { registerStatusPage } from './status-page.js';
 import { countEviction, registerMetrics } from './metrics.js';
 import { openBandwidth, registerLimitsApi } from './limits.js';
+import type { Bandwidth } from '../mirror/bandwidth.js';
 import { splitHostPort, type Config } from './config.js';
 import { joinMesh, type Mesh } from './mesh.js';
 import { openStore } from './open-store.js';
@@ -46,6 +47,8 @@ export interface Daemon {
   store: Store;
   mesh: Mesh;
   registryUrl: string;
+  /** The bandwidth limits in force (a reload changes them). */
+  bandwidth: Bandwidth;
   stop(): Promise<void>;
 }
 
@@ -227,7 +230,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
         await closeAll();
         log.info('meshd stopped');
       })());
-    return { store, mesh, registryUrl, stop };
+    return { store, mesh, registryUrl, bandwidth, stop };
   } catch (err) {
     await closeAll();
     throw err;

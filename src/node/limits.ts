@@ -1,7 +1,7 @@
 // The node's bandwidth limits: from the flags, unless `meshctl limit` changed them, in which case the change
 // is kept in the data dir and outlives restarts. GET/PUT /_mesh/v1/limits on the admin listener (a PUT is a
 // write: root, the write group or the token).
-import { readFile } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
@@ -30,6 +30,19 @@ export async function openBandwidth(dataDir: string, flags: BandwidthLimits, log
   }
   if (kept) log.warn({ limits: kept, flags, file }, 'bandwidth limits set with meshctl limit are kept over the flags');
   return new Bandwidth(kept ?? flags);
+}
+
+/**
+ * The configuration's limits, at a reload (SIGHUP): they replace those of `meshctl limit`, whose kept copy goes
+ * so that a restart agrees with the file. Returns what changed.
+ */
+export async function applyConfiguredLimits(bandwidth: Bandwidth, dataDir: string, limits: BandwidthLimits): Promise<Partial<Record<Traffic, { from?: number; to?: number }>>> {
+  const before = bandwidth.limits;
+  bandwidth.set(limits);
+  await rm(join(dataDir, FILE), { force: true });
+  const changed: Partial<Record<Traffic, { from?: number; to?: number }>> = {};
+  for (const key of TRAFFIC) if (before[key] !== limits[key]) changed[key] = { from: before[key], to: limits[key] };
+  return changed;
 }
 
 export function registerLimitsApi(app: FastifyInstance, bandwidth: Bandwidth, dataDir: string, log: Logger): void {

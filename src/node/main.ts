@@ -4,6 +4,8 @@ import '../polyfill.js';
 import { pino } from 'pino';
 import { parseConfig } from './config.js';
 import { startDaemon } from './daemon.js';
+import { reloadConfig } from './reload.js';
+import { notifySystemd } from './sd-notify.js';
 
 const log = pino({ name: 'meshd', level: process.env.MESHD_LOG_LEVEL ?? 'info' });
 // With nobody reading the logs any more (a closed pipe), logging must not stop the daemon, its shutdown included.
@@ -12,21 +14,31 @@ process.stdout.on('error', (err: NodeJS.ErrnoException) => {
 });
 
 try {
-  const config = parseConfig(process.argv.slice(2));
+  const argv = process.argv.slice(2);
+  const config = parseConfig(argv);
   log.level = config.logLevel;
   const daemon = await startDaemon(config, log);
+  await notifySystemd('ready', log);
   const shutdown = (signal: string) => {
     log.info({ signal }, 'signal received');
-    daemon.stop().then(
-      () => process.exit(0),
-      (err) => {
-        log.error({ err }, 'unclean shutdown');
-        process.exit(1);
-      },
-    );
+    notifySystemd('stopping', log)
+      .then(() => daemon.stop())
+      .then(
+        () => process.exit(0),
+        (err) => {
+          log.error({ err }, 'unclean shutdown');
+          process.exit(1);
+        },
+      );
   };
   process.once('SIGTERM', () => shutdown('SIGTERM'));
   process.once('SIGINT', () => shutdown('SIGINT'));
+  // One reload at a time, in the order the signals came.
+  let reloading = Promise.resolve();
+  process.on('SIGHUP', () => {
+    log.info({ signal: 'SIGHUP' }, 'reloading the configuration');
+    reloading = reloading.then(() => reloadConfig({ argv, log, bandwidth: daemon.bandwidth, dataDir: config.dataDir }));
+  });
 } catch (err) {
   log.fatal({ err }, 'meshd cannot start');
   process.exitCode = 1;

@@ -54,14 +54,19 @@ export interface SpawnOptions {
   name?: string;
   /** How many log entries to keep (the oldest go first); all by default. */
   maxLogs?: number;
+  /** Its environment: this process's by default. */
+  env?: NodeJS.ProcessEnv;
+  /** What runs it, before `args` (e.g. a packaged wrapper inside a network namespace); by default node and `main`. */
+  command?: string[];
 }
 
 const RECENT_LINES = 20;
 const STDERR_BYTES = 16 << 10;
 
 /** Starts `node <main> args`; what it says it is ready comes as `ready`. Stopping it is the caller's. */
-export function spawnMeshd(args: string[], { main = builtEntryPoints().meshd, name = 'meshd', maxLogs = Infinity }: SpawnOptions = {}): SpawnedMeshd {
-  const proc = spawn(process.execPath, [main, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+export function spawnMeshd(args: string[], { main = builtEntryPoints().meshd, name = 'meshd', maxLogs = Infinity, env, command }: SpawnOptions = {}): SpawnedMeshd {
+  const [program, ...first] = command ?? [process.execPath, main];
+  const proc = spawn(program, [...first, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
   const exited = new Promise<number | null>((resolve) => {
     proc.once('exit', (code) => resolve(code));
     proc.once('error', () => proc.pid === undefined && resolve(null)); // it never started

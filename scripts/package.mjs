@@ -1,0 +1,104 @@
+// Builds the offline packages of LayerMesh from dist/ and node_modules/, with no network:
+// layermesh_<version>_<arch>.deb (dpkg-deb) and layermesh_<version>_<arch>.tar.gz (the same tree, install.sh inside).
+// Both carry the Node.js that runs this script, so that the target needs nothing else (Debian 12's nodejs is 18).
+// Usage: node scripts/package.mjs [--out DIR] [--version V]   (npm run package builds first)
+import { execFileSync } from 'node:child_process';
+import { chmodSync, copyFileSync, cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+
+const repo = fileURLToPath(new URL('..', import.meta.url));
+const pkg = JSON.parse(readFileSync(join(repo, 'package.json'), 'utf8'));
+const { values: opts } = parseArgs({ options: { out: { type: 'string', default: join(repo, 'build') }, version: { type: 'string', default: pkg.version } } });
+// The bundled node decides the architecture: Debian's names for Node's.
+const ARCH = { x64: 'amd64', arm64: 'arm64', arm: 'armhf', ppc64: 'ppc64el', s390x: 's390x' }[process.arch];
+if (!ARCH) throw new Error(`no Debian architecture for Node's ${process.arch}`);
+for (const need of ['dist/src/node/main.js', 'node_modules', 'package-lock.json']) {
+  if (!existsSync(join(repo, need))) throw new Error(`${need} is missing: run npm ci and npm run build first`);
+}
+
+const name = `layermesh_${opts.version}_${ARCH}`;
+const stage = join(opts.out, name);
+const lib = join(stage, 'usr/lib/layermesh');
+rmSync(stage, { recursive: true, force: true });
+mkdirSync(join(lib, 'bin'), { recursive: true });
+
+// The code, and package.json beside it: it makes dist/ ES modules.
+cpSync(join(repo, 'dist'), join(lib, 'dist'), { recursive: true });
+writeFileSync(join(lib, 'package.json'), JSON.stringify({ name: pkg.name, version: opts.version, type: 'module', dependencies: pkg.dependencies }, null, 2));
+writeFileSync(join(lib, 'VERSION'), `${opts.version}\n`);
+copyProductionModules(join(lib, 'node_modules'));
+copyFileSync(process.execPath, join(lib, 'bin/node'));
+chmodSync(join(lib, 'bin/node'), 0o755);
+
+// Wrappers: the bundled node, found beside the wrapper without PATH (so also in an unpacked tree).
+for (const [command, main] of [['meshd', 'src/node/main.js'], ['meshctl', 'src/cli/meshctl.js'], ['pussh', 'src/cli/pussh.js']]) {
+  const wrapper = join(stage, 'usr/bin', command);
+  mkdirSync(join(stage, 'usr/bin'), { recursive: true });
+  writeFileSync(wrapper, `#!/bin/sh\n# ${command}, run by the Node.js that LayerMesh carries.\nhere=\${0%/*}\nexec "$here/../lib/layermesh/bin/node" "$here/../lib/layermesh/dist/${main}" "$@"\n`);
+  chmodSync(wrapper, 0o755);
+}
+mkdirSync(join(stage, 'lib/systemd/system'), { recursive: true });
+copyFileSync(join(repo, 'config/meshd.service'), join(stage, 'lib/systemd/system/meshd.service'));
+mkdirSync(join(stage, 'etc/layermesh'), { recursive: true });
+copyFileSync(join(repo, 'config/meshd.yaml'), join(stage, 'etc/layermesh/meshd.yaml'));
+
+const deb = buildDeb();
+const tarball = buildTarball();
+rmSync(stage, { recursive: true });
+console.log(`${deb}\n${tarball}`);
+
+/** The packages npm installs without --include=dev, as package-lock.json lists them (nested ones come with their parent). */
+function copyProductionModules(to) {
+  const lock = JSON.parse(readFileSync(join(repo, 'package-lock.json'), 'utf8'));
+  let copied = 0;
+  for (const [path, entry] of Object.entries(lock.packages ?? {})) {
+    if (!path.startsWith('node_modules/') || path.slice('node_modules/'.length).includes('node_modules/') || entry.dev) continue;
+    const from = join(repo, path);
+    if (!existsSync(from)) {
+      if (entry.optional) continue; // another platform's binary
+      throw new Error(`${path} is in package-lock.json but not installed: run npm ci`);
+    }
+    cpSync(from, join(to, path.slice('node_modules/'.length)), { recursive: true, verbatimSymlinks: true });
+    copied++;
+  }
+  if (copied === 0) throw new Error('package-lock.json lists no production packages');
+}
+
+function buildDeb() {
+  const debian = join(stage, 'DEBIAN');
+  mkdirSync(debian);
+  const kib = execFileSync('du', ['-sk', '--exclude=DEBIAN', stage], { encoding: 'utf8' }).split('\t')[0];
+  writeFileSync(join(debian, 'control'), [
+    'Package: layermesh',
+    `Version: ${opts.version}`,
+    `Architecture: ${ARCH}`,
+    'Maintainer: LayerMesh <noreply@layermesh.invalid>',
+    `Installed-Size: ${kib}`,
+    // What the bundled node links against (ldd): present on every Debian system.
+    'Depends: libc6 (>= 2.28), libstdc++6, libgcc-s1',
+    'Recommends: containerd',
+    'Section: admin',
+    'Priority: optional',
+    `Description: ${pkg.description}`,
+    ' meshd, meshctl and pussh, with the Node.js runtime they need: nothing is fetched at install time.',
+    '',
+  ].join('\n'));
+  writeFileSync(join(debian, 'conffiles'), '/etc/layermesh/meshd.yaml\n');
+  for (const script of ['postinst', 'prerm', 'postrm']) {
+    copyFileSync(join(repo, 'packaging', script), join(debian, script));
+    chmodSync(join(debian, script), 0o755);
+  }
+  const file = join(opts.out, `${name}.deb`);
+  execFileSync('dpkg-deb', ['--root-owner-group', '-Zgzip', '--build', stage, file], { stdio: ['ignore', 'ignore', 'inherit'] });
+  rmSync(debian, { recursive: true });
+  return file;
+}
+
+function buildTarball() {
+  for (const script of ['install.sh', 'postinst']) copyFileSync(join(repo, 'packaging', script), join(stage, script));
+  const file = join(opts.out, `${name}.tar.gz`);
+  execFileSync('tar', ['-C', opts.out, '--owner=0', '--group=0', '-czf', file, name]);
+  return file;
+}

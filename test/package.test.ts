@@ -1,0 +1,130 @@
+// The offline packages, for real: scripts/package.mjs builds the .deb and the tarball; dpkg installs the .deb
+// into a fresh root (--root, its maintainer scripts run chrootless against DPKG_ROOT), where the packaged meshd
+// runs on its bundled node with no node on PATH, in a network namespace with nothing but loopback; skopeo pushes
+// an image and pulls it back. An upgrade keeps the identity, the content and a changed conffile; a purge removes
+// them. The tarball's install.sh installs the same tree. Heavy: run under flock /tmp/lm-heavy.lock.
+import { randomUUID } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { appendFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ensurePackages } from './helpers/apt.js';
+import { spawnMeshd } from './helpers/meshd.js';
+import { buildImage, type BuiltImage } from './helpers/oci-image.js';
+import { run } from './helpers/run.js';
+import { repoRoot } from './fleet/layout.js';
+
+const VERSION = (JSON.parse(await readFile(join(repoRoot(), 'package.json'), 'utf8')) as { version: string }).version;
+const NS = `lm-pkg-${randomUUID().slice(0, 8)}`;
+let work: string;
+let image: BuiltImage;
+
+/** Builds the packages of `version` into `out`; returns the .deb and the tarball. */
+async function buildPackages(version: string, out: string): Promise<{ deb: string; tarball: string }> {
+  const [deb, tarball] = (await run(process.execPath, [join(repoRoot(), 'scripts/package.mjs'), '--out', out, '--version', version], { timeoutMs: 300_000 })).trim().split('\n');
+  return { deb, tarball };
+}
+
+const dpkg = (root: string, args: string[]) => run('dpkg', [`--root=${root}`, '--force-script-chrootless', '--force-depends', ...args]);
+
+/** A root dpkg can install into: its database and the files groupadd --prefix edits. */
+async function freshRoot(dir: string): Promise<string> {
+  await mkdir(join(dir, 'var/lib/dpkg/info'), { recursive: true });
+  await mkdir(join(dir, 'var/lib/dpkg/updates'), { recursive: true });
+  await mkdir(join(dir, 'etc'), { recursive: true });
+  await writeFile(join(dir, 'var/lib/dpkg/status'), '');
+  await writeFile(join(dir, 'etc/group'), 'root:x:0:\n');
+  await writeFile(join(dir, 'etc/gshadow'), 'root:*::\n');
+  return dir;
+}
+
+/** The installed meshd in the namespace, PATH holding no node; stopped (expecting exit 0) when `use` is done. */
+async function withMeshd<T>(root: string, use: (registry: string, peerId: string) => Promise<T>): Promise<T> {
+  const emptyPath = join(work, 'no-node');
+  await mkdir(emptyPath, { recursive: true });
+  const args = ['--data-dir', join(root, 'var/lib/layermesh'), '--store', 'fs', '--registry-addr', '127.0.0.1:5000', '--peer-addr', '127.0.0.1:5001', '--p2p-listen', '/ip4/127.0.0.1/tcp/4001'];
+  const m = spawnMeshd(args, { command: ['ip', 'netns', 'exec', NS, 'env', '-i', `PATH=${emptyPath}`, join(root, 'usr/bin/meshd')], name: 'packaged meshd' });
+  let result: T;
+  try {
+    const ready = await m.ready;
+    result = await use(ready.registry.replace(/^http:\/\//, ''), ready.peerId!);
+  } catch (err) {
+    m.proc.kill('SIGKILL');
+    await m.exited;
+    throw err;
+  }
+  m.proc.kill('SIGTERM');
+  expect(await m.exited).toBe(0);
+  return result;
+}
+
+const inNs = (cmd: string[]) => run('ip', ['netns', 'exec', NS, ...cmd]);
+const manifestDigest = async (host: string) =>
+  (await inNs(['skopeo', '--insecure-policy', 'inspect', '--tls-verify=false', '--format', '{{.Digest}}', `docker://${host}/app:1`])).trim();
+
+describe('the offline package', () => {
+  beforeAll(async () => {
+    await ensurePackages({ skopeo: 'skopeo', 'dpkg-deb': 'dpkg', ip: 'iproute2', groupadd: 'passwd' });
+    work = await mkdtemp(join(tmpdir(), 'layermesh-package-'));
+    image = buildImage({ layerSizes: [300_000, 50_000], dir: join(work, 'image') });
+    await run('ip', ['netns', 'add', NS]);
+    await inNs(['ip', 'link', 'set', 'lo', 'up']);
+  }, 120_000);
+
+  afterAll(async () => {
+    await run('ip', ['netns', 'del', NS]).catch(() => undefined);
+    if (work) await rm(work, { recursive: true, force: true });
+  });
+
+  it('installs with dpkg, serves offline on its own node, upgrades keeping identity and content, purges', async () => {
+    const first = await buildPackages(VERSION, join(work, 'v1'));
+    expect(first.deb).toMatch(new RegExp(`layermesh_${VERSION.replace(/\./g, '\\.')}_[a-z0-9]+\\.deb$`));
+    const info = await run('dpkg-deb', ['--field', first.deb]);
+    expect(info).toMatch(/^Recommends: containerd$/m);
+    const root = await freshRoot(join(work, 'root'));
+    await dpkg(root, ['-i', first.deb]);
+    expect(await readFile(join(root, 'etc/group'), 'utf8')).toMatch(/^layermesh:x:\d+:$/m);
+    expect(existsSync(join(root, 'var/lib/layermesh'))).toBe(true);
+    expect(await dpkg(root, ['--status', 'layermesh'])).toMatch(/^Conffiles:\n \/etc\/layermesh\/meshd\.yaml [0-9a-f]{32}$/m);
+    await appendFile(join(root, 'etc/layermesh/meshd.yaml'), '# changed by the admin\n');
+
+    const before = await withMeshd(root, async (host, peerId) => {
+      await inNs(['skopeo', '--insecure-policy', 'copy', '--dest-tls-verify=false', `oci:${image.dir}:${image.tag}`, `docker://${host}/app:1`]);
+      await inNs(['skopeo', '--insecure-policy', 'copy', '--src-tls-verify=false', `docker://${host}/app:1`, `oci:${join(work, 'pulled')}:1`]);
+      expect(await manifestDigest(host)).toBe(image.digest);
+      return peerId;
+    });
+
+    const second = await buildPackages(`${VERSION}+1`, join(work, 'v2'));
+    await dpkg(root, ['-i', second.deb]);
+    expect((await readFile(join(root, 'usr/lib/layermesh/VERSION'), 'utf8')).trim()).toBe(`${VERSION}+1`);
+    expect(await readFile(join(root, 'etc/layermesh/meshd.yaml'), 'utf8')).toContain('# changed by the admin');
+    await withMeshd(root, async (host, peerId) => {
+      expect(peerId).toBe(before);
+      expect(await manifestDigest(host)).toBe(image.digest);
+    });
+
+    await dpkg(root, ['--purge', 'layermesh']);
+    expect(existsSync(join(root, 'var/lib/layermesh'))).toBe(false);
+    expect(existsSync(join(root, 'usr/bin/meshd'))).toBe(false);
+    expect(existsSync(join(root, 'etc/layermesh/meshd.yaml'))).toBe(false);
+
+    // The tarball: the same tree, installed by its install.sh with no dpkg; a second run keeps the configuration.
+    const unpacked = join(work, 'tar');
+    await mkdir(unpacked);
+    await run('tar', ['-C', unpacked, '-xzf', second.tarball]);
+    const tarRoot = await freshRoot(join(work, 'tar-root'));
+    const installer = join(unpacked, `layermesh_${VERSION}+1_${info.match(/^Architecture: (\S+)$/m)![1]}`, 'install.sh');
+    const install = () => run('env', [`DPKG_ROOT=${tarRoot}`, installer]);
+    expect(await install()).toContain(`(${VERSION}+1)`);
+    await appendFile(join(tarRoot, 'etc/layermesh/meshd.yaml'), '# changed by the admin\n');
+    await install();
+    expect(await readFile(join(tarRoot, 'etc/layermesh/meshd.yaml'), 'utf8')).toContain('# changed by the admin');
+    expect(await readFile(join(tarRoot, 'etc/group'), 'utf8')).toMatch(/^layermesh:x:\d+:$/m);
+    await withMeshd(tarRoot, async (host) => {
+      const limits = await inNs(['env', '-i', `PATH=${join(work, 'no-node')}`, join(tarRoot, 'usr/bin/meshctl'), '--node', `http://${host}`, '--json', 'limit']);
+      expect(JSON.parse(limits)).toEqual({});
+    });
+  }, 600_000);
+});
