@@ -11,9 +11,15 @@ import { configureMirror } from '../src/cli/mirror-config/configure.js';
 import { restoreMirror } from '../src/cli/mirror-config/restore.js';
 import type { Restarter } from '../src/cli/mirror-config/restart.js';
 import { ctr, startContainerd, type TestContainerd } from './helpers/containerd.js';
+import { criPull } from './helpers/cri.js';
+import { startMeshd, type Meshd } from './helpers/meshd.js';
+import { buildImage, type BuiltImage } from './helpers/oci-image.js';
+import { skopeo } from './helpers/run.js';
 
 const exec = promisify(execFile);
 let containerd: TestContainerd | undefined;
+let meshd: Meshd | undefined;
+let image: BuiltImage | undefined;
 let work: string;
 
 /** The config.toml containerd itself reads, merged with its defaults (`containerd config dump`). */
@@ -43,29 +49,35 @@ const restart: Restarter = async () => {
 
 beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), 'lm-zero-touch-'));
-  containerd = await startContainerd({ cri: true });
+  [containerd, meshd] = await Promise.all([startContainerd({ cri: true }), startMeshd(['--store', 'fs'])]);
+  image = buildImage({ layerSizes: [64 * 1024, 128 * 1024], tag: '1', dir: join(work, 'image') });
+  await skopeo(['copy', `oci:${image.dir}:1`, `docker://${meshd.host}/app:1`, '--dest-tls-verify=false']);
 });
 afterAll(async () => {
-  await containerd?.stop();
+  await Promise.allSettled([containerd?.stop(), meshd?.stop()]);
   await rm(work, { recursive: true, force: true });
 });
 
 describe('meshctl mirror configure on a containerd without config_path', () => {
-  it('adds it, restarts containerd, whose CRI then reads hosts.toml from certs.d; restore puts the config back', async () => {
+  it('adds it, restarts containerd, whose CRI then pulls through meshd; restore puts the config back', async () => {
     const dir = join(work, 'certs.d');
     const original = await readFile(containerd!.config, 'utf8');
     expect(await effectiveConfigPath()).toBe('');
     expect(await criStatus()).toBe('ok');
     expect(await criStartedWith()).toBe('');
 
-    const report = await configureMirror({ dir, containerdConfig: containerd!.config, mirrorUrl: 'http://127.0.0.1:5050', restart });
+    const report = await configureMirror({ dir, containerdConfig: containerd!.config, mirrorUrl: meshd!.url, restart });
     expect(report.containerd.state).toBe('unset');
     expect(report.containerdEdit.action).toBe('set');
     expect(report.restart).toEqual({ restarted: true, detail: 'the test containerd, stopped and started again' });
     expect(await effectiveConfigPath()).toBe(dir);
     expect(await criStatus()).toBe('ok');
     expect(await criStartedWith()).toBe(dir);
-    expect(await readFile(join(dir, '_default', 'hosts.toml'), 'utf8')).toContain('[host."http://127.0.0.1:5050"]');
+    expect(await readFile(join(dir, '_default', 'hosts.toml'), 'utf8')).toContain(`[host."${meshd!.url}"]`);
+    // As kubelet pulls: CRI resolves docker.io through hosts.toml to meshd, the only place that has this image.
+    await criPull(containerd!.socket, 'docker.io/library/app:1');
+    expect(await ctr(containerd!.socket, ['-n', 'k8s.io', 'images', 'ls'])).toMatch(new RegExp(`docker\\.io/library/app:1\\s+\\S+\\s+${image!.digest}`));
+    // The image's layers are random bytes: no registry but this meshd has that digest.
 
     const restored = await restoreMirror({ dir, containerdConfig: containerd!.config, restart });
     expect(restored.containerd?.action).toBe('restored');
