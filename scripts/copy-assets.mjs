@@ -1,5 +1,6 @@
-// Copies files the build does not emit (containerd's .proto files, the status page) next to the compiled code.
-import { copyFile, mkdir, readdir } from 'node:fs/promises';
+// Copies files the build does not emit (containerd's .proto files, the status page) next to the compiled code,
+// and makes the package's commands executable (tsc writes 0644; `docker pussh` runs the file itself).
+import { chmod, copyFile, mkdir, readdir } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 
 for (const [dir, suffixes] of [['store/containerd/proto', ['.proto']], ['node/ui', ['.html', '.js']]]) {
@@ -10,3 +11,8 @@ for (const [dir, suffixes] of [['store/containerd/proto', ['.proto']], ['node/ui
   for (const file of files) await copyFile(from + file, to + file);
   console.log(`copied ${files.length} files to dist/src/${dir}`);
 }
+
+for (const bin of ['src/node/main.js', 'src/cli/meshctl.js', 'src/cli/pussh.js']) {
+  await chmod(fileURLToPath(new URL(`../dist/${bin}`, import.meta.url)), 0o755);
+}
+console.log('made the commands in dist executable');

@@ -204,7 +204,6 @@ describe('pussh to one host', () => {
   it('runs as the Docker CLI plugin docker-pussh', async () => {
     const plugins = mkdtempSync(join(tmpdir(), 'cli-plugins-'));
     dirs.push(plugins);
-    chmodSync(PUSSH, 0o755);
     const plugin = join(plugins, 'docker-pussh');
     symlinkSync(PUSSH, plugin);
     // What the Docker CLI asks every plugin before listing or running it.

@@ -14,6 +14,9 @@ export interface TestContainerd {
   socket: string;
   root: string;
   state: string;
+  config: string;
+  /** Stops it and starts it again with the same config file, which it reads again. */
+  restart(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -36,7 +39,7 @@ export interface ContainerdPaths {
 }
 
 /** Writes `<dir>/config.toml` for a containerd whose root, state and sockets all live in dir (also used by test/fleet). */
-export async function writeContainerdConfig(dir: string): Promise<ContainerdPaths> {
+export async function writeContainerdConfig(dir: string, opts: { cri?: boolean } = {}): Promise<ContainerdPaths> {
   const root = join(dir, 'root');
   const state = join(dir, 'state');
   const socket = join(dir, 'containerd.sock'); // short on purpose: unix socket paths are limited to 108 bytes
@@ -47,7 +50,7 @@ export async function writeContainerdConfig(dir: string): Promise<ContainerdPath
     'version = 2',
     `root = ${JSON.stringify(root)}`,
     `state = ${JSON.stringify(state)}`,
-    'disabled_plugins = ["io.containerd.grpc.v1.cri"]',
+    ...(opts.cri ? [] : ['disabled_plugins = ["io.containerd.grpc.v1.cri"]']),
     '[grpc]',
     `  address = ${JSON.stringify(socket)}`,
     '[ttrpc]',
@@ -63,10 +66,13 @@ export async function writeContainerdConfig(dir: string): Promise<ContainerdPath
   return { config, socket, root, state };
 }
 
-/** `prepare` runs before containerd starts, e.g. to mount a small tmpfs under its root; stop() unmounts it. */
-export async function startContainerd(opts: { prepare?: (paths: ContainerdPaths) => Promise<void> } = {}): Promise<TestContainerd> {
+/**
+ * `prepare` runs before containerd starts, e.g. to mount a small tmpfs under its root; stop() unmounts it.
+ * `cri` keeps the CRI plugin (disabled otherwise), for tests of what CRI reads from the config.
+ */
+export async function startContainerd(opts: { prepare?: (paths: ContainerdPaths) => Promise<void>; cri?: boolean } = {}): Promise<TestContainerd> {
   const dir = await mkdtemp(join(tmpdir(), 'lm-containerd-'));
-  const { config, socket, root, state } = await writeContainerdConfig(dir);
+  const { config, socket, root, state } = await writeContainerdConfig(dir, { cri: opts.cri });
   try {
     await opts.prepare?.({ config, socket, root, state });
   } catch (err) {
@@ -76,25 +82,34 @@ export async function startContainerd(opts: { prepare?: (paths: ContainerdPaths)
   }
 
   const logPath = join(dir, 'containerd.log');
-  const log = openSync(logPath, 'a');
-  const child = spawn('containerd', ['--config', config], { stdio: ['ignore', log, log] });
-  closeSync(log);
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  child.once('error', () => {}); // surfaced through `exited` and the log below
+  const launch = () => {
+    const log = openSync(logPath, 'a');
+    const child = spawn('containerd', ['--config', config], { stdio: ['ignore', log, log] });
+    closeSync(log);
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    child.once('error', () => {}); // surfaced through `exited` and the log below
+    return { child, exited };
+  };
+  let running = launch();
 
   const stop = async () => {
-    await kill(child, exited);
+    await kill(running.child, running.exited);
     await unmountUnder(dir);
     await rm(dir, { recursive: true, force: true });
   };
+  const restart = async () => {
+    await kill(running.child, running.exited);
+    running = launch();
+    await waitUntilAnswering(socket, running.child, logPath);
+  };
 
   try {
-    await waitUntilAnswering(socket, child, logPath);
+    await waitUntilAnswering(socket, running.child, logPath);
   } catch (err) {
     await stop();
     throw err;
   }
-  return { socket, root, state, stop };
+  return { socket, root, state, config, restart, stop };
 }
 
 async function waitUntilAnswering(socket: string, child: ChildProcess, logPath: string): Promise<void> {

@@ -8,8 +8,10 @@ import { parse, type TomlTable } from 'smol-toml';
 import { writeAtomically } from '../../util/atomic-file.js';
 import { attempt, certificateFiles, readIfExists, registryDirs } from './certs-dir.js';
 import { checkContainerdConfig, DEFAULT_CONTAINERD_CONFIG, type ContainerdCheck } from './containerd-config.js';
+import { setConfigPath, type ContainerdEdit } from './containerd-edit.js';
 import { dockerdAdvice, type DockerdAdvice } from './dockerd.js';
 import { MirrorConflictError, MirrorUsageError } from './errors.js';
+import type { Restarter, RestartResult } from './restart.js';
 import {
   BACKUP_SUFFIX, DEFAULT_CERTS_DIR, DEFAULT_MIRROR_URL, DEFAULT_REGISTRY, HOSTS_FILE, isOurs, normalizeMirrorUrl, renderHostsToml,
   upstreamOf, validateRegistry,
@@ -23,6 +25,10 @@ export interface ConfigureOptions {
   all?: boolean;
   mirrorUrl?: string;
   containerdConfig?: string;
+  /** leave containerd's config.toml alone (only report what it needs) */
+  noContainerdConfig?: boolean;
+  /** restarts containerd after its config.toml changed */
+  restart?: Restarter;
 }
 
 export interface ConfiguredFile {
@@ -41,7 +47,12 @@ export interface ConfigureReport {
   mirrorUrl: string;
   files: ConfiguredFile[];
   notes: string[];
+  /** config.toml as found */
   containerd: ContainerdCheck;
+  /** what configure changed in it */
+  containerdEdit: ContainerdEdit;
+  /** --restart: what happened */
+  restart?: RestartResult;
   ctr: string;
   dockerd: DockerdAdvice;
 }
@@ -104,12 +115,20 @@ export async function configureMirror(opts: ConfigureOptions = {}): Promise<Conf
   }
 
   const containerdConfig = opts.containerdConfig ?? DEFAULT_CONTAINERD_CONFIG;
+  const containerd = await checkContainerdConfig(containerdConfig, dir);
+  const containerdEdit = opts.noContainerdConfig ? { action: 'none' as const, reason: '--no-containerd-config' } : await setConfigPath(containerd, dir);
+  const changed = containerdEdit.action !== 'none';
+  const restart = !opts.restart ? undefined
+    : changed ? await opts.restart(containerdConfig)
+    : { restarted: false, detail: `${containerdConfig} did not change: containerd not restarted` };
   return {
     dir,
     mirrorUrl,
     files: plans.map(({ content: _c, backupNeeded: _b, ...f }) => f),
     notes,
-    containerd: await checkContainerdConfig(containerdConfig, dir),
+    containerd,
+    containerdEdit,
+    ...(restart ? { restart } : {}),
     ctr: `ctr images pull --hosts-dir ${dir} docker.io/library/app:1`,
     dockerd: dockerdAdvice(mirrorUrl),
   };

@@ -17,13 +17,25 @@ export function formatConfigureReport(r: ConfigureReport): string {
     if (f.action === 'replaced') out.push(`  the file that was there is saved as ${f.backup}`);
   }
   for (const n of r.notes) out.push(`note: ${n}`);
-  out.push('', 'containerd (CRI, Kubernetes):', ...containerdLines(r.containerd, r.dir));
-  out.push('', 'ctr:', `  ${r.ctr}`);
+  out.push('', 'containerd (CRI, Kubernetes):', ...(r.containerdEdit.action === 'none'
+    ? containerdLines(r.containerd, r.dir, !!r.restart)
+    : editLines(r)));
+  if (r.restart) out.push(`  ${r.restart.restarted ? 'restarted containerd:' : 'containerd not restarted:'} ${r.restart.detail}`);
+  out.push('', 'ctr (reads no config_path: give it the directory):', `  ${r.ctr}`);
   out.push('', ...dockerdLines(r.dockerd, r.mirrorUrl));
   return out.join('\n');
 }
 
-function containerdLines(c: ContainerdCheck, dir: string): string[] {
+function editLines(r: ConfigureReport): string[] {
+  const c = r.containerd;
+  const out = r.containerdEdit.action === 'created'
+    ? [`  created ${c.config} with config_path = ${JSON.stringify(r.dir)} under [${c.table}] (there was none)`]
+    : [`  added config_path = ${JSON.stringify(r.dir)} under [${c.table}] in ${c.config}; the original is saved as ${r.containerdEdit.backup}`];
+  if (!r.restart) out.push('  containerd reads it when it starts: restart it (systemctl restart containerd, or meshctl mirror configure --restart)');
+  return out;
+}
+
+function containerdLines(c: ContainerdCheck, dir: string, restarting: boolean): string[] {
   const out: string[] = [];
   if (c.criDisabled) {
     out.push(`  the CRI plugin is disabled in ${c.config}, so config_path has no effect there; ctr and other clients take the directory themselves`);
@@ -46,7 +58,7 @@ function containerdLines(c: ContainerdCheck, dir: string): string[] {
       break;
   }
   if (c.snippet) {
-    out.push(indent(c.snippet), '  then restart containerd (systemctl restart containerd).');
+    out.push(indent(c.snippet), restarting ? '  then restart containerd.' : '  then restart containerd (systemctl restart containerd).');
   }
   for (const k of c.conflicts) out.push(`  containerd refuses config_path while ${k} is set: move it into ${HOSTS_FILE} files and remove it`);
   if (c.imports.length > 0) out.push(`  (files merged through imports are not checked: ${c.imports.join(', ')})`);
@@ -68,13 +80,17 @@ function dockerdLines(d: DockerdAdvice, mirrorUrl: string): string[] {
 }
 
 export function formatRestoreReport(r: RestoreReport): string {
-  if (r.files.length === 0) return `nothing to restore in ${r.dir}`;
-  return r.files.map((f) => {
+  const out = r.files.length === 0 ? [`nothing to restore in ${r.dir}`] : r.files.map((f) => {
     switch (f.action) {
       case 'restored': return `restored ${f.path} ${f.detail}`;
       case 'removed': return `removed ${f.path}${f.dirRemoved ? ` and the empty ${join(r.dir, f.registry)}` : ''}`;
       case 'backup-removed': return `removed ${f.path}${BACKUP_SUFFIX}: ${f.detail}`;
       case 'left': return `left ${f.path}: ${f.detail}`;
     }
-  }).join('\n');
+  });
+  const c = r.containerd;
+  if (c) out.push(c.action === 'left' ? `left ${c.config}: ${c.detail}` : `${c.action} ${c.config}${c.detail ? ` ${c.detail}` : ''}`);
+  if (r.restart) out.push(`${r.restart.restarted ? 'restarted containerd:' : 'containerd not restarted:'} ${r.restart.detail}`);
+  else if (c && c.action !== 'left') out.push('containerd reads it when it starts: restart it (systemctl restart containerd, or --restart)');
+  return out.join('\n');
 }

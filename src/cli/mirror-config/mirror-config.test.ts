@@ -75,7 +75,7 @@ describe('meshctl mirror configure', () => {
     expect(doc.server).toBe('https://registry.internal:5000');
     expect(doc.ca).toBe('ca.crt');
 
-    const restored = await restoreMirror({ dir });
+    const restored = await restoreMirror({ dir, containerdConfig });
     expect(restored.files).toEqual([{ registry: 'docker.io', path: hostsOf('docker.io'), action: 'restored', detail: `from ${backup}` }]);
     expect(await readFile(hostsOf('docker.io'), 'utf8')).toBe(FOREIGN);
     expect(await readdir(join(dir, 'docker.io'))).toEqual(['hosts.toml']);
@@ -96,7 +96,7 @@ describe('meshctl mirror configure', () => {
     expect(moved.files[0].action).toBe('updated');
     expect(Object.keys((parse(await readFile(hostsOf('_default'), 'utf8')) as { host: object }).host))
       .toEqual(['http://127.0.0.1:5999', 'https://cache.internal']);
-    await restoreMirror({ dir });
+    await restoreMirror({ dir, containerdConfig });
     expect(await readFile(hostsOf('_default'), 'utf8')).toBe(FOREIGN);
   });
 
@@ -170,7 +170,7 @@ describe('meshctl mirror restore', () => {
     await mkdir(join(dir, 'quay.io'), { recursive: true });
     await writeFile(hostsOf('quay.io'), FOREIGN);
     await configure({ registries: ['_default', 'ghcr.io'] });
-    const report = await restoreMirror({ dir });
+    const report = await restoreMirror({ dir, containerdConfig });
     expect(report.files).toEqual([
       { registry: '_default', path: hostsOf('_default'), action: 'removed', dirRemoved: true },
       { registry: 'ghcr.io', path: hostsOf('ghcr.io'), action: 'removed', dirRemoved: false },
@@ -247,9 +247,13 @@ describe('the built CLI', () => {
     const json = JSON.parse((await run(process.execPath, [MESHCTL, '--json', 'mirror', 'configure', '--dir', dir,
       '--registry', 'docker.io', '--containerd-config', containerdConfig])).stdout);
     expect(json.files).toEqual([{ registry: 'docker.io', path: hostsOf('docker.io'), action: 'created', fallback: 'https://registry-1.docker.io' }]);
-    expect(json.containerd.state).toBe('missing');
-    const restore = await run(process.execPath, [...base, 'restore', '--dir', dir]);
+    // The first run created the missing config.toml with config_path; restore removes it.
+    expect(human.stdout).toContain(`created ${containerdConfig} with config_path = "${dir}"`);
+    expect(json.containerd.state).toBe('set');
+    const restore = await run(process.execPath, [...base, 'restore', '--dir', dir, '--containerd-config', containerdConfig]);
     expect(restore.stdout).toContain(`removed ${hostsOf('_default')}`);
+    expect(restore.stdout).toContain(`removed ${containerdConfig}`);
+    expect(existsSync(containerdConfig)).toBe(false);
     expect(await readdir(dir)).toEqual([]);
     // Errors: exit status 2 and a message naming the path.
     await writeFile(join(tmp, 'file'), '');

@@ -4,7 +4,10 @@
 import { rename, unlink } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { attempt, readIfExists, registryDirs, removeIfEmpty } from './certs-dir.js';
+import { DEFAULT_CONTAINERD_CONFIG } from './containerd-config.js';
+import { restoreContainerdConfig, type ContainerdRestore } from './containerd-edit.js';
 import { BACKUP_SUFFIX, DEFAULT_CERTS_DIR, HOSTS_FILE, isOurs } from './hosts-toml.js';
+import type { Restarter, RestartResult } from './restart.js';
 
 export interface RestoredFile {
   registry: string;
@@ -23,9 +26,19 @@ export interface RestoredFile {
 export interface RestoreReport {
   dir: string;
   files: RestoredFile[];
+  /** containerd's config.toml, when configure had changed it */
+  containerd?: ContainerdRestore;
+  restart?: RestartResult;
 }
 
-export async function restoreMirror(opts: { dir?: string } = {}): Promise<RestoreReport> {
+export interface RestoreOptions {
+  dir?: string;
+  containerdConfig?: string;
+  /** restarts containerd after its config.toml changed back */
+  restart?: Restarter;
+}
+
+export async function restoreMirror(opts: RestoreOptions = {}): Promise<RestoreReport> {
   const dir = resolve(opts.dir ?? DEFAULT_CERTS_DIR);
   const files: RestoredFile[] = [];
   for (const registry of await registryDirs(dir)) {
@@ -50,5 +63,11 @@ export async function restoreMirror(opts: { dir?: string } = {}): Promise<Restor
         : 'not written by LayerMesh' });
     }
   }
-  return { dir, files };
+  const config = opts.containerdConfig ?? DEFAULT_CONTAINERD_CONFIG;
+  const containerd = await restoreContainerdConfig(config);
+  const changed = containerd !== undefined && containerd.action !== 'left';
+  const restart = !opts.restart ? undefined
+    : changed ? await opts.restart(config)
+    : { restarted: false, detail: `${config} did not change: containerd not restarted` };
+  return { dir, files, ...(containerd ? { containerd } : {}), ...(restart ? { restart } : {}) };
 }

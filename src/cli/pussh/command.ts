@@ -2,6 +2,7 @@
 // ssh tunnel to the meshd already running there.
 import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
+import type { DockerGlobals } from './docker-globals.js';
 import { PusshError, failureOf, EXIT_CODES, type FailureKind } from './errors.js';
 import { openSource } from './open-source.js';
 import { planPush, type PushPlan } from './plan.js';
@@ -34,6 +35,8 @@ interface CliOptions {
 export interface RunContext {
   /** Run by the Docker CLI as `docker pussh`. */
   asDockerPlugin?: boolean;
+  /** Docker's global options, given before `pussh` (plugin mode). */
+  dockerGlobals?: DockerGlobals;
   stdout?: NodeJS.WriteStream;
   stderr?: NodeJS.WriteStream;
   env?: NodeJS.ProcessEnv;
@@ -217,7 +220,7 @@ export async function runPussh(argv: string[], ctx: RunContext = {}): Promise<nu
 
     source = await openSource({
       from: opts.from, ref, containerdSocket: opts.containerdSocket, namespace: opts.namespace,
-      dockerFirst: ctx.asDockerPlugin, env: ctx.env,
+      dockerFirst: ctx.asDockerPlugin, dockerGlobals: ctx.dockerGlobals, env: ctx.env,
     });
     const plan = await planPush(source, platform);
     const output = createOutput({ quiet: opts.quiet, stream: opts.json ? stderr : stdout });

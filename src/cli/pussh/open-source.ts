@@ -1,9 +1,11 @@
 // `--from`: which source to read the image from; `auto` tries the local daemons in turn.
+import { resolveDockerEndpoint } from './docker-endpoint.js';
+import type { DockerGlobals } from './docker-globals.js';
 import { PusshError } from './errors.js';
 import type { ImageRef } from './refs.js';
 import { openDockerArchive } from './source-archive.js';
 import { openContainerd } from './source-containerd.js';
-import { dockerSocket, openDockerDaemon } from './source-docker.js';
+import { openDockerDaemon } from './source-docker.js';
 import { openOciDir } from './source-oci.js';
 import type { ImageSource } from './source.js';
 
@@ -14,6 +16,8 @@ export interface SourceOptions {
   namespace: string;
   /** Run as `docker pussh`: Docker is asked first in auto mode. */
   dockerFirst?: boolean;
+  /** Docker's global options given to `docker` (plugin mode); the daemon is chosen as docker would. */
+  dockerGlobals?: DockerGlobals;
   env?: NodeJS.ProcessEnv;
 }
 
@@ -36,7 +40,7 @@ export async function openSource(opts: SourceOptions): Promise<ImageSource> {
     return openDockerArchive(path, { ref: archiveRef, image: ref });
   }
   const containerd = () => openContainerd(opts.containerdSocket, opts.namespace, ref);
-  const docker = () => openDockerDaemon(dockerSocket(opts.env), ref);
+  const docker = () => openDockerDaemon(resolveDockerEndpoint(opts.dockerGlobals ?? { hosts: [] }, opts.env ?? process.env), ref);
   if (from === 'containerd') return containerd();
   if (from === 'docker') return docker();
   if (from !== 'auto') throw new PusshError('usage', `--from ${from}: expected auto, containerd, docker, oci:DIR[:TAG] or docker-archive:FILE[:REF]`);

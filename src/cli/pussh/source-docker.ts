@@ -1,20 +1,12 @@
 // The local Docker daemon: its image export API (`GET /images/{name}/get`, what `docker save` uses)
 // gives a docker save archive, read like a docker-archive file.
-import { request, type IncomingMessage } from 'node:http';
+import { request as httpRequest, type IncomingMessage, type RequestOptions } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import type { DockerEndpoint } from './docker-endpoint.js';
 import { PusshError } from './errors.js';
 import type { ImageRef } from './refs.js';
 import { archiveSource } from './source-archive.js';
 import type { ImageSource } from './source.js';
-
-export const DEFAULT_DOCKER_SOCKET = '/var/run/docker.sock';
-
-/** The daemon's unix socket: DOCKER_HOST when it is `unix://…`, else the default. */
-export function dockerSocket(env: NodeJS.ProcessEnv = process.env): string {
-  const host = env.DOCKER_HOST;
-  if (!host) return DEFAULT_DOCKER_SOCKET;
-  if (host.startsWith('unix://')) return host.slice('unix://'.length);
-  throw new PusshError('usage', `DOCKER_HOST=${host}: only a local daemon on a unix socket (unix://…) can be read from`);
-}
 
 /** The daemon is not there (no socket, nobody listening): a reason to try another source, not a failure. */
 export class SourceUnavailableError extends PusshError {
@@ -24,13 +16,21 @@ export class SourceUnavailableError extends PusshError {
   }
 }
 
-function get(socketPath: string, path: string): Promise<IncomingMessage> {
+function get(endpoint: DockerEndpoint, path: string): Promise<IncomingMessage> {
   return new Promise((resolve, reject) => {
-    const req = request({ socketPath, path, method: 'GET', headers: { host: 'docker' } }, resolve);
+    const base: RequestOptions = { path, method: 'GET', headers: { host: 'docker' } };
+    const req = endpoint.kind === 'unix'
+      ? httpRequest({ ...base, socketPath: endpoint.socketPath }, resolve)
+      : endpoint.tls
+        ? httpsRequest({
+          ...base, host: endpoint.host, port: endpoint.port,
+          ca: endpoint.tls.ca, cert: endpoint.tls.cert, key: endpoint.tls.key, rejectUnauthorized: endpoint.tls.verify,
+        }, resolve)
+        : httpRequest({ ...base, host: endpoint.host, port: endpoint.port }, resolve);
     req.once('error', (err: NodeJS.ErrnoException) => {
       if (['ENOENT', 'ECONNREFUSED', 'EACCES'].includes(err.code ?? '')) {
-        reject(new SourceUnavailableError(`no Docker daemon answers on ${socketPath} (${err.code})`));
-      } else reject(err);
+        reject(new SourceUnavailableError(`no Docker daemon answers at ${endpoint.description} (${err.code})`));
+      } else reject(new PusshError('failed', `${endpoint.description}: ${err.message}`, { cause: err }));
     });
     req.end();
   });
@@ -47,17 +47,17 @@ async function errorText(res: IncomingMessage): Promise<string> {
   }
 }
 
-export async function openDockerDaemon(socketPath: string, ref: ImageRef): Promise<ImageSource> {
+export async function openDockerDaemon(endpoint: DockerEndpoint, ref: ImageRef): Promise<ImageSource> {
   const name = encodeURIComponent(ref.given);
-  const description = `docker (${socketPath})`;
+  const { description } = endpoint;
   // Asked first so that a missing image is a quick 404 rather than an export that fails.
-  const info = await get(socketPath, `/images/${name}/json`);
+  const info = await get(endpoint, `/images/${name}/json`);
   if (info.statusCode === 404) {
     throw new PusshError('image-not-found', `${description}: no image ${ref.given} (${await errorText(info)})`);
   }
   if (info.statusCode !== 200) throw new PusshError('failed', `${description}: inspecting ${ref.given}: ${await errorText(info)}`);
   info.resume();
-  const res = await get(socketPath, `/images/${name}/get`);
+  const res = await get(endpoint, `/images/${name}/get`);
   if (res.statusCode !== 200) throw new PusshError('failed', `${description}: exporting ${ref.given}: ${await errorText(res)}`);
   return archiveSource(res, description, { image: ref });
 }

@@ -185,7 +185,7 @@ describe('the Docker daemon', () => {
   });
 
   it('exports the image through its API, read like a docker save archive', async () => {
-    const source = keep(await openDockerDaemon(socket, parseImageRef('app:1')));
+    const source = keep(await openDockerDaemon({ kind: 'unix', socketPath: socket, description: `docker (${socket})` }, parseImageRef('app:1')));
     expect(requests).toEqual(['GET /images/app%3A1/json', 'GET /images/app%3A1/get']);
     const plan = await planPush(source);
     expect(plan.blobs.map((b) => b.descriptor.digest)).toEqual([sha(config), sha(layer1), sha(layer2)]);
@@ -195,7 +195,7 @@ describe('the Docker daemon', () => {
   it('is where auto looks when containerd is not there, and a missing image names every place looked', async () => {
     const env = { DOCKER_HOST: `unix://${socket}` };
     const source = keep(await openSource({ from: 'auto', ref: parseImageRef('app:1'), containerdSocket: join(dir, 'no-containerd.sock'), namespace: 'default', env }));
-    expect(source.description).toBe(`docker (${socket})`);
+    expect(source.description).toBe(`docker (unix://${socket}, from DOCKER_HOST)`);
     await expect(openSource({ from: 'auto', ref: parseImageRef('nope:1'), containerdSocket: join(dir, 'no-containerd.sock'), namespace: 'default', env }))
       .rejects.toMatchObject({ kind: 'image-not-found', message: expect.stringMatching(/not found locally:[^]*no containerd socket[^]*No such image: nope:1/) });
   });

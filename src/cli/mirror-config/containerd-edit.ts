@@ -1,0 +1,85 @@
+// Sets config_path in containerd's config.toml when it has none, so that CRI (kubelet, crictl) pulls read the
+// hosts.toml files: the file is edited as text (comments and layout kept), backed up first, and the result is
+// checked by parsing it again. `restore` puts the backup back. ctr does not read config_path: it takes --hosts-dir.
+import { constants } from 'node:fs';
+import { copyFile, readFile, rename, unlink } from 'node:fs/promises';
+import { attempt, readIfExists } from './certs-dir.js';
+import { inspectContainerdConfig, type ContainerdCheck } from './containerd-config.js';
+import { BACKUP_SUFFIX } from './hosts-toml.js';
+import { writeAtomically } from '../../util/atomic-file.js';
+
+/** Marks our edit, so that restore only puts the backup back over a file that still holds it. */
+const EDIT_MARKER = '# LayerMesh: config_path added by `meshctl mirror configure`; `meshctl mirror restore` puts back the original.';
+/** Heads a config.toml we created because there was none: restore removes it. */
+const CREATED_MARKER = '# LayerMesh: written by `meshctl mirror configure` (there was no config.toml); `meshctl mirror restore` removes it.';
+
+export interface ContainerdEdit {
+  /** set: config_path added (backup made); created: the file did not exist; none: nothing written (see reason) */
+  action: 'set' | 'created' | 'none';
+  backup?: string;
+  reason?: string;
+}
+
+const normalize = (header: string) => header.replace(/\s+/g, '');
+
+/** The text with config_path under the check's registry table: after its header, or in a new table at the end. */
+function withConfigPath(text: string, check: ContainerdCheck, dir: string): string {
+  const line = `config_path = ${JSON.stringify(dir)}`;
+  const lines = text.split('\n');
+  const header = lines.findIndex((l) => normalize(l.replace(/#.*$/, '')) === normalize(`[${check.table}]`));
+  if (header >= 0) {
+    const indent = (/^\s*/.exec(lines[header])?.[0] ?? '') + '  ';
+    lines.splice(header + 1, 0, `${indent}${EDIT_MARKER}`, `${indent}${line}`);
+    return lines.join('\n');
+  }
+  return `${text.replace(/\n*$/, '\n')}\n${EDIT_MARKER}\n[${check.table}]\n  ${line}\n`;
+}
+
+/** Adds config_path when the check says it is unset (or the file is missing); anything else is left to the user. */
+export async function setConfigPath(check: ContainerdCheck, dir: string): Promise<ContainerdEdit> {
+  const path = check.config;
+  if (check.criDisabled) return { action: 'none', reason: 'the CRI plugin is disabled: config_path would have no effect' };
+  if (check.conflicts.length > 0) return { action: 'none', reason: `containerd refuses config_path next to ${check.conflicts.join(', ')}` };
+  if (check.state === 'missing') {
+    await attempt('write', path, () => writeAtomically(path, `${CREATED_MARKER}\n${check.snippet}\n`));
+    return { action: 'created' };
+  }
+  if (check.state !== 'unset') {
+    return { action: 'none', reason: check.state === 'set' ? 'already set' : `config_path is ${check.state} there: change it by hand` };
+  }
+  const text = await attempt('read', path, () => readFile(path, 'utf8'));
+  const edited = withConfigPath(text, check, dir);
+  // Written only if containerd would read it as meant: the same check, on the new text, says `set`.
+  const after = inspectContainerdConfig(edited, dir, path);
+  if (after.state !== 'set') return { action: 'none', reason: `could not add config_path to [${check.table}] safely: add it by hand` };
+  const backup = path + BACKUP_SUFFIX;
+  if (await readIfExists(backup)) return { action: 'none', reason: `${backup} already exists: move it away first` };
+  await attempt('back up to', backup, () => copyFile(path, backup, constants.COPYFILE_EXCL));
+  await attempt('write', path, () => writeAtomically(path, edited));
+  return { action: 'set', backup };
+}
+
+export interface ContainerdRestore {
+  config: string;
+  /** restored: the backup is back; removed: the file we created is gone; left: edited since, untouched */
+  action: 'restored' | 'removed' | 'left';
+  detail?: string;
+}
+
+/** Undoes setConfigPath; undefined when there was nothing of ours. */
+export async function restoreContainerdConfig(path: string): Promise<ContainerdRestore | undefined> {
+  const current = (await readIfExists(path))?.toString('utf8');
+  const backup = path + BACKUP_SUFFIX;
+  if (await readIfExists(backup)) {
+    if (current !== undefined && !current.includes(EDIT_MARKER)) {
+      return { config: path, action: 'left', detail: `our config_path is gone from it; ${backup} left for you to compare` };
+    }
+    await attempt('restore', path, () => rename(backup, path));
+    return { config: path, action: 'restored', detail: `from ${backup}` };
+  }
+  if (current?.startsWith(CREATED_MARKER)) {
+    await attempt('remove', path, () => unlink(path));
+    return { config: path, action: 'removed' };
+  }
+  return undefined;
+}

@@ -1,0 +1,78 @@
+// A private Docker daemon for tests: its own socket, data root, exec root and pid file in a temp dir, no
+// bridge and no iptables, so that nothing of the machine's Docker (if any) is touched.
+import { spawn } from 'node:child_process';
+import { closeSync, existsSync, openSync } from 'node:fs';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { request } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ensurePackages } from './apt.js';
+import { mountPoints } from './procfs.js';
+import { run } from './run.js';
+
+/** Debian's docker.io CLI; another docker CLI earlier on PATH (e.g. in /usr/local/bin) is not what we test. */
+export const DOCKER_CLI = existsSync('/usr/bin/docker') ? '/usr/bin/docker' : 'docker';
+
+export interface Dockerd {
+  /** unix:///…/docker.sock */
+  host: string;
+  socket: string;
+  dir: string;
+  log: string;
+  /** Runs the docker CLI against this daemon. */
+  docker(args: string[]): Promise<string>;
+  stop(): Promise<void>;
+}
+
+function pinged(socketPath: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const req = request({ socketPath, path: '/_ping' }, (res) => {
+      res.resume();
+      resolve(res.statusCode === 200);
+    });
+    req.once('error', () => resolve(false));
+    req.end();
+  });
+}
+
+export async function startDockerd(): Promise<Dockerd> {
+  await ensurePackages({ dockerd: 'docker.io' });
+  // Short, since unix socket paths are limited to 108 bytes.
+  const dir = await mkdtemp(join(tmpdir(), 'lm-dockerd-'));
+  const socket = join(dir, 'docker.sock');
+  const host = `unix://${socket}`;
+  const log = join(dir, 'dockerd.log');
+  const out = openSync(log, 'a');
+  // vfs needs no kernel overlay support inside a container; the images here are small.
+  const proc = spawn('dockerd', [
+    '--host', host, '--data-root', join(dir, 'data'), '--exec-root', join(dir, 'exec'), '--pidfile', join(dir, 'docker.pid'),
+    '--bridge=none', '--iptables=false', '--ip-masq=false', '--storage-driver=vfs',
+  ], { stdio: ['ignore', out, out], detached: true });
+  closeSync(out);
+  proc.once('error', () => {});
+  const exited = new Promise<void>((r) => proc.once('exit', () => r()));
+  const alive = () => proc.exitCode === null && proc.signalCode === null;
+  const stop = async () => {
+    if (alive()) {
+      // dockerd ends the containerd it started itself; SIGKILL only if it hangs.
+      process.kill(-proc.pid!, 'SIGTERM');
+      const timer = setTimeout(() => alive() && process.kill(-proc.pid!, 'SIGKILL'), 15_000);
+      await exited;
+      clearTimeout(timer);
+    }
+    for (const m of (await mountPoints()).filter((p) => p.startsWith(dir)).reverse()) await run('umount', ['-l', m]).catch(() => {});
+    await rm(dir, { recursive: true, force: true });
+  };
+  try {
+    const deadline = Date.now() + 60_000;
+    while (!(await pinged(socket))) {
+      if (!alive()) throw new Error(`dockerd exited before it answered:\n${await readFile(log, 'utf8')}`);
+      if (Date.now() > deadline) throw new Error(`dockerd did not answer on ${socket} within 60 s:\n${await readFile(log, 'utf8')}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return { host, socket, dir, log, docker: (args) => run(DOCKER_CLI, ['-H', host, ...args]), stop };
+}
