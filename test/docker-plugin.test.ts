@@ -6,7 +6,7 @@ import { mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DOCKER_CLI, startDockerd, type Dockerd } from './helpers/dockerd.js';
+import { dockerCli, startDockerd, type Dockerd } from './helpers/dockerd.js';
 import { startMeshd, type Meshd } from './helpers/meshd.js';
 import { buildImage, withChangedLayer, type BuiltImage } from './helpers/oci-image.js';
 import { skopeo } from './helpers/run.js';
@@ -29,7 +29,7 @@ const dirs: string[] = [];
 function docker(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Result> {
   const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('DOCKER_')));
   return new Promise((resolve, reject) => {
-    const child = spawn(DOCKER_CLI, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...base, ...env } });
+    const child = spawn(dockerCli(), args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...base, ...env } });
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));

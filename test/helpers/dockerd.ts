@@ -10,8 +10,13 @@ import { ensurePackages } from './apt.js';
 import { mountPoints } from './procfs.js';
 import { run } from './run.js';
 
-/** Debian's docker.io CLI; another docker CLI earlier on PATH (e.g. in /usr/local/bin) is not what we test. */
-export const DOCKER_CLI = existsSync('/usr/bin/docker') ? '/usr/bin/docker' : 'docker';
+/**
+ * Debian's docker.io CLI; another docker CLI earlier on PATH (e.g. in /usr/local/bin) is not what we test. Asked
+ * at each use: on a fresh machine it exists only once startDockerd has installed docker.io.
+ */
+export function dockerCli(): string {
+  return existsSync('/usr/bin/docker') ? '/usr/bin/docker' : 'docker';
+}
 
 export interface Dockerd {
   /** unix:///…/docker.sock */
@@ -74,5 +79,5 @@ export async function startDockerd(): Promise<Dockerd> {
     await stop();
     throw err;
   }
-  return { host, socket, dir, log, docker: (args) => run(DOCKER_CLI, ['-H', host, ...args]), stop };
+  return { host, socket, dir, log, docker: (args) => run(dockerCli(), ['-H', host, ...args]), stop };
 }
