@@ -46,6 +46,9 @@ describe('a registry off loopback', () => {
     await h3.loadImage(elsewhere, { repo: 'docker.io/library/other' });
     await waitFor('host 1 to see that host 3 holds the other image', async () =>
       (await h1.whoHas('docker.io/library/other:1')).some((p) => p.id === h3.peerId));
+    // The mirror asks only holders whose data plane it knows (each peer tells it once connected).
+    await waitFor('host 1 to know host 3\'s data plane', async () =>
+      (await h1.peers()).some((p) => p.id === h3.peerId && (p.info?.dataPlanePort ?? 0) > 0));
   }, 180_000);
 
   afterAll(async () => {
