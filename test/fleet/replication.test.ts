@@ -93,7 +93,9 @@ describe('replication of a push through the fleet', () => {
   it('finishes on every other host when the host feeding the pipeline dies half-way', async () => {
     const [h1] = fleet.hosts;
     const name = 'docker.io/library/app:2';
-    const image2 = buildImage({ layerSizes: [10 * MiB, 6 * MiB, 6 * MiB], tag: '2' });
+    // A first layer long enough (about 4 s at 50 Mbit/s) that the kill lands in it even when this loaded machine
+    // takes a second or two between seeing the progress and killing.
+    const image2 = buildImage({ layerSizes: [24 * MiB, 6 * MiB, 6 * MiB], tag: '2' });
     // Takers are ordered by a hash of image and peer id (see replicator.ts): the first takes the layers
     // from h1 and feeds the second, which feeds the third, and so on.
     const rank = (h: FleetHost) => createHash('sha256').update(`${image2.digest}\n${h.peerId}`).digest('hex');
