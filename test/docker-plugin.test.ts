@@ -1,7 +1,6 @@
 // `docker pussh` as Docker runs it: the Debian docker CLI finds the plugin in a private --config dir and runs it
 // with its own global options; the image comes from a private dockerd, through a real sshd, into a meshd.
 // Heavy (a dockerd and its containerd): run under `flock /tmp/lm-heavy.lock`.
-import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,13 +8,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dockerCli, startDockerd, type Dockerd } from './helpers/dockerd.js';
 import { startMeshd, type Meshd } from './helpers/meshd.js';
 import { buildImage, withChangedLayer, type BuiltImage } from './helpers/oci-image.js';
-import { skopeo } from './helpers/run.js';
+import { outcomeOf, skopeo, type Outcome } from './helpers/run.js';
 import { startSshd, type Sshd } from './helpers/sshd.js';
 
 const PUSSH = new URL('../dist/src/cli/pussh.js', import.meta.url).pathname;
 const KiB = 1024;
 
-interface Result { code: number | null; stdout: string; stderr: string }
 interface Summary { ok: boolean; source: string; digest: string; hosts: { ok: boolean; layers: { total: number; sent: number; skipped: number } }[] }
 
 let dockerd: Dockerd | undefined;
@@ -26,27 +24,15 @@ let image: BuiltImage;
 const dirs: string[] = [];
 
 /** The docker CLI with nothing of the machine's Docker setup: only what each test gives it. */
-function docker(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Result> {
+function docker(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Outcome> {
   const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('DOCKER_')));
-  return new Promise((resolve, reject) => {
-    const child = spawn(dockerCli(), args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...base, ...env } });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));
-    child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 50_000);
-    child.once('error', reject);
-    child.once('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
+  return outcomeOf(dockerCli(), args, { env: { ...base, ...env } });
 }
 
 /** `pussh` arguments for the test sshd and meshd. */
 const pusshArgs = (imageName: string) => ['pussh', '--json', '-i', sshd!.keys.clientKey, '--no-host-key-check', '--remote-registry', meshd!.host, imageName, sshd!.target];
 
-function summary(r: Result): Summary {
+function summary(r: Outcome): Summary {
   expect(r.stderr, 'docker pussh wrote errors').not.toMatch(/^(docker )?pussh:/m);
   expect(r.code, r.stderr).toBe(0);
   return JSON.parse(r.stdout) as Summary;

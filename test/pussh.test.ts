@@ -1,6 +1,5 @@
 // pussh end to end: the real ssh client through a real sshd (its own key, config and port on loopback) to
 // a real meshd, with images read from the test containerd, OCI layouts and docker save archives.
-import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -10,7 +9,7 @@ import { ctr, importLayout, removeNamespace } from './helpers/containerd.js';
 import { startMeshd, type Meshd } from './helpers/meshd.js';
 import { buildImage, withChangedLayer, type BuiltImage } from './helpers/oci-image.js';
 import { freePort } from './helpers/ports.js';
-import { run, skopeo } from './helpers/run.js';
+import { outcomeOf, run, skopeo, type Outcome } from './helpers/run.js';
 import { ensureOpenSsh, startSshd, waitForSsh, writeSshdConfig, type Sshd } from './helpers/sshd.js';
 import { waitFor } from './helpers/wait.js';
 import { Fleet } from './fleet/index.js';
@@ -20,24 +19,9 @@ import { makeLocalUsers, type LocalUsers } from './helpers/local-users.js';
 const PUSSH = new URL('../dist/src/cli/pussh.js', import.meta.url).pathname;
 const KiB = 1024;
 
-interface Result { code: number | null; stdout: string; stderr: string }
 
-function pussh(args: string[], opts: { argv0?: string; env?: NodeJS.ProcessEnv } = {}): Promise<Result> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(opts.argv0 ?? process.execPath, opts.argv0 ? args : [PUSSH, ...args], {
-      stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...opts.env },
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));
-    child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 50_000);
-    child.once('error', reject);
-    child.once('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
+function pussh(args: string[], opts: { argv0?: string; env?: NodeJS.ProcessEnv } = {}): Promise<Outcome> {
+  return outcomeOf(opts.argv0 ?? process.execPath, opts.argv0 ? args : [PUSSH, ...args], { env: { ...process.env, ...opts.env } });
 }
 
 interface Summary {
@@ -48,7 +32,7 @@ interface Summary {
   hosts: { host: string; ok: boolean; digest: string; layers: { total: number; sent: number; skipped: number; mounted: number }; blobsSent: number; bytesSent: number }[];
 }
 
-function summary(r: Result): Summary {
+function summary(r: Outcome): Summary {
   // With --json, progress lines go to stderr; errors start with `pussh:`.
   expect(r.stderr, 'pussh wrote errors').not.toMatch(/^pussh:/m);
   expect(r.code).toBe(0);

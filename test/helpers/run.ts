@@ -1,5 +1,5 @@
 // Runs a command for a test; failures carry its stderr.
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { promisify } from 'node:util';
 
 const exec = promisify(execFile);
@@ -17,4 +17,23 @@ export async function run(cmd: string, args: string[], opts: { timeoutMs?: numbe
 /** skopeo against a plain-HTTP registry, without a system policy file. */
 export function skopeo(args: string[]): Promise<string> {
   return run('skopeo', ['--insecure-policy', ...args]);
+}
+
+export interface Outcome { code: number | null; stdout: string; stderr: string }
+
+/** Runs a command to its end, whatever its exit status, and gives both outputs; killed after `timeoutMs`. */
+export function outcomeOf(cmd: string, args: string[], { env = process.env, timeoutMs = 50_000 }: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<Outcome> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));
+    child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.once('error', reject);
+    child.once('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
 }
