@@ -41,15 +41,15 @@ async function pushedImage(origin: MemoryStore, layerSizes: number[]) {
  * A replicator on a fresh store whose "mesh" copies blobs from `blobs`, recording what it transferred
  * and, when the node before sends sequences (`sequences`), what it asked for on them.
  */
-function taker(blobs: Map<string, Buffer>, sequences = false) {
-  const store = new MemoryStore();
+function taker(blobs: Map<string, Buffer>, { sequences = false, store = new MemoryStore(), fetchMs = 0 } = {}) {
+  const pushes = new NewestPushes(SELF);
   const fetched: string[] = [];
   const asked: { peer: string; digests: string[] }[] = [];
   const fromSequence: string[] = [];
   const askedFirst = new Map<string, string>();
   const replicator = new Replicator({
     store,
-    records: new TagRecords(store, new NewestPushes(SELF), pino({ level: 'silent' })),
+    records: new TagRecords(store, pushes, pino({ level: 'silent' })),
     membership: { self: SELF },
     mirror: {
       fetch: (digest, { source, from }) => {
@@ -58,6 +58,7 @@ function taker(blobs: Map<string, Buffer>, sequences = false) {
         const stored = (async () => {
           if (await store.stat(digest)) return true; // as the mirror: nothing crosses the network for it
           fetched.push(digest);
+          if (fetchMs) await new Promise((r) => setTimeout(r, fetchMs));
           const bytes = blobs.get(digest);
           if (bytes) await putBlob(store, bytes, digest);
           return bytes !== undefined;
@@ -73,7 +74,7 @@ function taker(blobs: Map<string, Buffer>, sequences = false) {
     },
     log: pino({ level: 'silent' }),
   });
-  return { store, fetched, replicator, asked, fromSequence, askedFirst };
+  return { store, fetched, replicator, asked, fromSequence, askedFirst, pushes };
 }
 
 describe('replicator', () => {
@@ -113,7 +114,7 @@ describe('replicator', () => {
     const origin = new MemoryStore();
     const img = await pushedImage(origin, [300 << 10, 1000, 500 << 10, 400 << 10]);
     const event = await pushEvent(origin, { image: 'docker.io/library/app:4', digest: img.manifest.digest, node: ORIGIN, clock: 1 });
-    const { store, fetched, replicator, asked, fromSequence } = taker(img.blobs, true);
+    const { store, fetched, replicator, asked, fromSequence } = taker(img.blobs, { sequences: true });
     await replicator.replicate(event.image, event.digest, ORIGIN, { push, takers: [SELF], inline: event.inline });
     const large = [img.layers[0], img.layers[2], img.layers[3]].map((l) => l.digest);
     expect(asked).toEqual([{ peer: ORIGIN, digests: large }]);
@@ -133,5 +134,28 @@ describe('replicator', () => {
     await replicator.replicate(event.image, event.digest, ORIGIN, { push, takers: [before, SELF], inline: event.inline });
     expect(img.layers.map((l) => askedFirst.get(l.digest))).toEqual([ORIGIN, ORIGIN]);
     expect((await store.images.get(event.image))?.target.digest).toBe(img.manifest.digest);
+  });
+
+  test('of two pushes of a name copied at once, the newer names the image even when the store answers the older last', async () => {
+    const origin = new MemoryStore();
+    const [older, newer] = [await pushedImage(origin, [1000]), await pushedImage(origin, [2000])];
+    const store = new MemoryStore();
+    // containerd answers concurrent calls in any order: here the first look-up of the name comes back last,
+    // while the newer push is still being copied.
+    const get = store.images.get.bind(store.images);
+    let calls = 0;
+    store.images.get = async (name) => {
+      if (calls++ === 0) await new Promise((r) => setTimeout(r, 20));
+      return get(name);
+    };
+    const { replicator, pushes } = taker(new Map([...older.blobs, ...newer.blobs]), { store, fetchMs: 50 });
+    const name = 'docker.io/library/same:1';
+    const stamps = [{ clock: 1, node: 'a' }, { clock: 2, node: 'b' }];
+    const copies = [older, newer].map((img, i) => {
+      pushes.observe(name, { ...stamps[i], digest: img.manifest.digest }); // as the push follower does, in arrival order
+      return replicator.replicate(name, img.manifest.digest, ORIGIN, { push: stamps[i], takers: [SELF] });
+    });
+    await Promise.all(copies);
+    expect((await store.images.get(name))?.target.digest).toBe(newer.manifest.digest);
   });
 });

@@ -85,13 +85,23 @@ export class Replicator {
    * whole; `takers` are the nodes copying it too (this one included), which decide where each blob is taken
    * from; `inline` has small blobs that came with the push's gossip (base64 by digest), kept when they verify.
    */
-  async replicate(image: string, digest: string, pushedTo: string, { push, takers = [], inline = {} }: ReplicateOptions): Promise<void> {
-    const { store, log } = this.deps;
-    const current = await store.images.get(image);
-    // The same image pushed again: only its stamp changes.
-    if (current?.target.digest === digest) return void (await this.deps.records.write(image, current.target, push));
+  async replicate(image: string, digest: string, pushedTo: string, options: ReplicateOptions): Promise<void> {
+    // Claimed before the first await: of two copies of one name, the one asked for last is the one that may
+    // name the image, whatever order the store answers them in.
     const active: Active = { digest, blobs: [] };
     this.#active.set(image, active);
+    try {
+      const current = await this.deps.store.images.get(image);
+      // The same image pushed again: only its stamp changes.
+      if (current?.target.digest === digest) await this.deps.records.write(image, current.target, options.push);
+      else await this.#copy(image, pushedTo, options, active);
+    } finally {
+      if (this.#active.get(image) === active) this.#active.delete(image);
+    }
+  }
+
+  async #copy(image: string, pushedTo: string, { push, takers = [], inline = {} }: ReplicateOptions, active: Active): Promise<void> {
+    const { digest } = active;
     const started = performance.now();
     replicationsInProgress.inc();
     let outcome: ReplicationOutcome = 'failed';
@@ -135,12 +145,11 @@ export class Replicator {
       replicatedBytes.inc(bytes);
       replicationSeconds.observe(seconds);
       outcome = 'replicated';
-      log.info({ image, digest, blobs: active.blobs.length, bytes, seconds }, 'replicated');
+      this.deps.log.info({ image, digest, blobs: active.blobs.length, bytes, seconds }, 'replicated');
     } finally {
       replicationsInProgress.dec();
       replications.inc({ outcome });
       this.deps.ended?.(image, digest, outcome);
-      if (this.#active.get(image) === active) this.#active.delete(image);
     }
   }
 
