@@ -1,0 +1,76 @@
+import { describe, expect, test } from 'vitest';
+import { digestOf } from '../oci/digest.js';
+import { feedersOf, piecesOf, planFor, stripesFor, takerOrder } from './replication-plan.js';
+
+const ORIGIN = 'pushed-to';
+const ids = (n: number) => Array.from({ length: n }, (_, i) => `peer-${i}`);
+const IMAGE = digestOf(Buffer.from('an image'));
+
+/** Every taker's feeder per stripe, as each computes it for itself. */
+function trees(n: number) {
+  const order = takerOrder(IMAGE, ids(n));
+  return { order, feeders: new Map(order.map((id) => [id, feedersOf(order, ORIGIN, id)])) };
+}
+
+/** Hops from the node pushed to down to `id` in stripe `s`; throws on a cycle. */
+function depth(feeders: Map<string, string[]>, id: string, s: number): number {
+  let hops = 0;
+  for (let at = id; at !== ORIGIN; at = feeders.get(at)![s]) {
+    if (++hops > feeders.size) throw new Error(`stripe ${s} loops at ${id}`);
+  }
+  return hops;
+}
+
+describe('replication plan', () => {
+  test.each([1, 2, 3, 8, 13, 100, 1000])('%i takers: every stripe is a tree from the node pushed to, of depth about log_k N', (n) => {
+    const { order, feeders } = trees(n);
+    const k = stripesFor(n);
+    let deepest = 0;
+    for (const id of order) for (let s = 0; s < k; s++) deepest = Math.max(deepest, depth(feeders, id, s));
+    expect(deepest).toBeLessThanOrEqual(k === 1 ? 1 : Math.ceil(Math.log(n) / Math.log(k) + 1e-9) + 1);
+    if (n >= 100) expect(deepest).toBeLessThan(n / 10);
+  });
+
+  test.each([2, 8, 13, 100, 1000])('%i takers: each node sends about one copy, the node pushed to included', (n) => {
+    const { feeders } = trees(n);
+    const k = stripesFor(n);
+    // Stripes sent by each node (each stripe is 1/k of the image).
+    const sent = new Map<string, number>();
+    for (const list of feeders.values()) for (const from of list) sent.set(from, (sent.get(from) ?? 0) + 1);
+    expect(sent.get(ORIGIN)).toBe(k);
+    expect(Math.max(...sent.values())).toBeLessThanOrEqual(k);
+    // And forwards in one tree only.
+    for (const id of feeders.keys()) {
+      const trees = new Set([...feeders.values()].flatMap((list) => list.flatMap((from, s) => (from === id ? [s] : []))));
+      expect(trees.size).toBeLessThanOrEqual(1);
+    }
+  });
+
+  test('a stripe count that splits the takers evenly', () => {
+    expect([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 1000].map(stripesFor)).toEqual([1, 2, 3, 4, 4, 5, 3, 4, 4, 5, 5, 4]);
+  });
+
+  test('the stripes carry every byte of every blob exactly once, small blobs whole', () => {
+    const blobs = [12 << 20, 1000, 300 << 10, 5 << 20, 2000].map((size, i) => ({ mediaType: 'x', digest: digestOf(Buffer.from([i])), size }));
+    const stripes = piecesOf(blobs, 4);
+    for (const blob of blobs) {
+      const pieces = stripes.flat().filter((p) => p.digest === blob.digest).sort((a, b) => a.offset - b.offset);
+      let end = 0;
+      for (const p of pieces) {
+        expect(p.offset).toBe(end);
+        end += p.length;
+      }
+      expect(end).toBe(blob.size);
+      if (blob.size < 512 << 10) expect(pieces).toHaveLength(1);
+    }
+    // The two small blobs go to different stripes; large ones are spread over all four.
+    expect(new Set(stripes.map((s) => s.length)).size).toBeGreaterThan(1);
+    expect(stripes.every((s) => s.some((p) => p.digest === blobs[0].digest))).toBe(true);
+  });
+
+  test('a taker missing from the takers it knows still gets a feeder per stripe', () => {
+    const plan = planFor(IMAGE, [], ORIGIN, ids(8), 'late-joiner');
+    expect(plan.feeders).toHaveLength(stripesFor(9));
+    expect(plan.feeders.every((f) => f !== 'late-joiner')).toBe(true);
+  });
+});

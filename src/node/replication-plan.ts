@@ -1,0 +1,89 @@
+// Who sends what to whom when an image is replicated, computed alike by every taker from the push's digest,
+// the node pushed to and the takers it knows: no coordinator. Each layer is cut into k stripes (byte
+// ranges; a small blob is one stripe whole) and every stripe travels its own k-ary tree of the takers,
+// SplitStream-like: a taker forwards in one stripe's tree only (it is interior there and a leaf in the
+// others), so each node, the one pushed to included, sends about one copy of the image, and the last
+// taker is about log_k N hops from the source instead of N along a single pipeline.
+//
+// Views that differ (a taker another does not know) shift positions in the orders; a taker asked for a
+// stripe it does not forward still serves what it receives, and a feeder that sends nothing is replaced by
+// any holder (the mirror's fallback), so a plan made from a partial view still works, only less evenly.
+import { createHash } from 'node:crypto';
+import type { Descriptor } from '../oci/digest.js';
+
+/** A byte range of a blob, as one stripe carries it. */
+export interface Piece {
+  digest: string;
+  /** The whole blob's size. */
+  size: number;
+  offset: number;
+  length: number;
+}
+
+/** What one taker does: per stripe, the node it takes that stripe from and the pieces the stripe carries. */
+export interface TakerPlan {
+  feeders: string[];
+  pieces: Piece[][];
+}
+
+/** Widest tree: fan-out, and also the number of stripes. */
+const MAX_STRIPES = 4;
+/** Stripes of a blob are at least this long; a smaller blob goes whole in one stripe. */
+export const MIN_STRIPE_BYTES = 256 << 10;
+
+/**
+ * The stripe count for `takers` nodes: the widest (at most MAX_STRIPES) that splits them into groups
+ * differing by at most one, so that every interior node has a full set of children and none has more.
+ */
+export function stripesFor(takers: number): number {
+  if (takers <= MAX_STRIPES) return Math.max(1, takers);
+  for (const k of [4, 5, 3, 6, 2]) if (takers % k <= 1) return k;
+  return MAX_STRIPES;
+}
+
+/** The takers in the order of this image: a hash of digest and peer id, different for every image. */
+export function takerOrder(digest: string, takers: string[]): string[] {
+  const rank = (id: string) => createHash('sha256').update(`${digest}\n${id}`).digest('hex');
+  return [...new Set(takers)].map((id) => ({ id, rank: rank(id) })).sort((a, b) => (a.rank < b.rank ? -1 : 1)).map((t) => t.id);
+}
+
+/**
+ * For each stripe, the node `self` takes it from. Stripe s's tree is a k-ary heap over the takers of
+ * group s (every k-th of the order, from s) followed by all the others; its root takes it from `pushedTo`.
+ */
+export function feedersOf(order: string[], pushedTo: string, self: string): string[] {
+  const k = stripesFor(order.length);
+  const at = order.indexOf(self);
+  if (at < 0) return Array.from({ length: k }, () => pushedTo);
+  return Array.from({ length: k }, (_, s) => {
+    const tree = [...order.filter((_, i) => i % k === s), ...order.filter((_, i) => i % k !== s)];
+    const position = tree.indexOf(self);
+    return position === 0 ? pushedTo : tree[Math.floor((position - 1) / k)];
+  });
+}
+
+/** The pieces each of `k` stripes carries, blob after blob in the given order. */
+export function piecesOf(blobs: Descriptor[], k: number): Piece[][] {
+  const stripes: Piece[][] = Array.from({ length: k }, () => []);
+  let small = 0;
+  for (const { digest, size } of blobs) {
+    const cuts = Math.min(k, Math.floor(size / MIN_STRIPE_BYTES));
+    if (cuts <= 1) {
+      // Whole, in turn over the stripes, so that many small blobs do not all load one tree.
+      stripes[small++ % k].push({ digest, size, offset: 0, length: size });
+      continue;
+    }
+    for (let s = 0; s < cuts; s++) {
+      const offset = Math.floor((size * s) / cuts);
+      stripes[s].push({ digest, size, offset, length: Math.floor((size * (s + 1)) / cuts) - offset });
+    }
+  }
+  return stripes;
+}
+
+/** `self`'s part in replicating image `digest` of `blobs` from `pushedTo` to `takers` (self among them). */
+export function planFor(digest: string, blobs: Descriptor[], pushedTo: string, takers: string[], self: string): TakerPlan {
+  const order = takerOrder(digest, takers.includes(self) ? takers : [...takers, self]);
+  const feeders = feedersOf(order, pushedTo, self);
+  return { feeders, pieces: piecesOf(blobs, feeders.length) };
+}
