@@ -103,6 +103,7 @@ export class Spool {
   /** Appends to lane `i` (the only one unless lanes were chosen). */
   async append(chunk: Uint8Array, i = 0): Promise<void> {
     const lane = this.#lanes[i];
+    if (lane.start + lane.received + chunk.length > lane.end) throw new Error(`more bytes of ${this.digest} than its lane ${i} holds`);
     // A timed flush may be writing the pending bytes: wait until no write is under way or queued.
     for (let write; write !== this.#flushing; ) await (write = this.#flushing);
     if (lane.pending.length === 0) lane.pending = Buffer.allocUnsafe(WRITE_CHUNK);
