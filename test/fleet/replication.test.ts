@@ -1,12 +1,12 @@
 // Push once, have it everywhere: an image pushed to one host of a six-host fleet ends up, verified, in
 // the containerd of every host whose replication policy takes it, and nowhere else. While it spreads,
-// `meshctl ls --mesh` shows who is still fetching; a push may carry its own policy; a host dying in the
-// middle of the pipeline leaves the hosts after it to take the rest from others.
-import { createHash } from 'node:crypto';
+// `meshctl ls --mesh` shows who is still fetching; a push may carry its own policy; a host dying while it
+// feeds a stripe of the layers to others leaves them to take the rest of that stripe from other holders.
 import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildImage, type BuiltImage } from '../helpers/oci-image.js';
+import { feedersOf, takerOrder } from '../../src/node/replication-plan.js';
 import { Fleet, REGISTRY_ADDR, waitFor, type FleetHost } from './index.js';
 
 const MiB = 1 << 20;
@@ -90,27 +90,30 @@ describe('replication of a push through the fleet', () => {
     expect(bad).toContain('label.KEY=GLOB');
   });
 
-  it('finishes on every other host when the host feeding the pipeline dies half-way', async () => {
+  it('finishes on every other host when a host feeding a stripe to others dies half-way', async () => {
     const [h1] = fleet.hosts;
     const name = 'docker.io/library/app:2';
     // A first layer long enough (about 4 s at 50 Mbit/s) that the kill lands in it even when this loaded machine
     // takes a second or two between seeing the progress and killing.
     const image2 = buildImage({ layerSizes: [24 * MiB, 6 * MiB, 6 * MiB], tag: '2' });
-    // Takers are ordered by a hash of image and peer id (see replicator.ts): the first takes the layers
-    // from h1 and feeds the second, which feeds the third, and so on.
-    const rank = (h: FleetHost) => createHash('sha256').update(`${image2.digest}\n${h.peerId}`).digest('hex');
-    const [first, ...rest] = fleet.hosts.filter((h) => h.index !== 1 && h.index !== 6).sort((a, b) => (rank(a) < rank(b) ? -1 : 1));
+    // Every taker computes the same plan (src/node/replication-plan.ts): the first of the image's order takes
+    // stripe 0 from h1 and feeds it to others, `fed` among them.
+    const takers = fleet.hosts.filter((h) => h.index !== 1 && h.index !== 6);
+    const order = takerOrder(image2.digest, takers.map((h) => h.peerId));
+    const first = takers.find((h) => h.peerId === order[0])!;
+    const rest = takers.filter((h) => h !== first);
+    const fed = rest.find((h) => feedersOf(order, h1.peerId, h.peerId)[0] === first.peerId)!;
     try {
       for (const h of fleet.hosts) await h.shape({ rateMbit: 50 });
       await h1.skopeo(['copy', `oci:${image2.dir}:2`, `docker://${REGISTRY_ADDR}/app:2`, '--dest-tls-verify=false']);
-      await waitFor(`${rest[0].name} to be taking the layers from ${first.name}`, async () => {
+      await waitFor(`${fed.name} to be taking stripe 0 from ${first.name}`, async () => {
         const rows = JSON.parse((await h1.meshctl(['--json', 'ls', '--mesh'])).stdout) as { name: string; fetching: { name: string; bytes: number }[] }[];
-        return rows.find((r) => r.name === name)?.fetching.some((f) => f.name === rest[0].name && f.bytes > 2 * MiB);
+        return rows.find((r) => r.name === name)?.fetching.some((f) => f.name === fed.name && f.bytes > 2 * MiB);
       }, { timeoutMs: 30_000, intervalMs: 100 });
       await first.killMeshd();
       for (const h of rest) await waitFor(`${h.name} to hold the whole image`, () => holdsWhole(h, image2, name), { timeoutMs: 60_000 });
-      // The second lost its stream in the middle of a layer and took the rest of it from another holder.
-      expect(readFileSync(rest[0].meshdLog, 'utf8')).toMatch(/"peer":"[^"]+","offset":[1-9]\d*,"err":"the sequence from [^"]+ broke/);
+      // `fed` lost that stream in the middle of a layer and took the rest of the stripe from another holder.
+      expect(readFileSync(fed.meshdLog, 'utf8')).toMatch(/"peer":"[^"]+","offset":[1-9]\d*,"err":"the sequence from [^"]+ broke/);
     } finally {
       for (const h of fleet.hosts) await h.unshape();
       if (!first.meshdPid) await first.startMeshd();
