@@ -35,7 +35,7 @@ async function main(): Promise<number> {
   say(`CPU during the mesh run: every host's meshd ${fixed(r.meshCpuSeconds.meshd, 1)} s + containerd ${fixed(r.meshCpuSeconds.containerd, 1)} s, in ${fixed(r.meshSeconds, 1)} s on ${cpus().length} cores`);
   say(`  with --peer-plaintext: meshd ${fixed(r.plaintextMeshCpuSeconds.meshd, 1)} s + containerd ${fixed(r.plaintextMeshCpuSeconds.containerd, 1)} s, in ${fixed(r.plaintextMeshSeconds, 1)} s`);
   say(`TLS throughput = ${fixed(tlsRatio, 2)}× plaintext (plaintext time / TLS time; target ≥ ${TLS_TARGET}): ${tlsRatio >= TLS_TARGET ? 'target met' : 'TARGET MISSED'}`);
-  say(`blob copies sent per host in the mesh run: ${Object.entries(r.sentByHost).map(([h, n]) => `${h} ${n}`).join(', ')}`);
+  say(`blob copies sent per host in the mesh run: ${Object.entries(r.sentByHost).map(([h, n]) => `${h} ${fixed(n, 1)}`).join(', ')}`);
   say(`mesh / ideal = ${fixed(meshRatio, 2)} (target ≤ ${TARGET}): ${meshRatio <= TARGET ? 'target met' : 'TARGET MISSED'}; mesh is ${fixed(r.centralSeconds / r.meshSeconds, 1)}× faster than the central registry`);
   console.log(JSON.stringify({ bench: 'layermesh-fanout', node: process.version, ...r, meshRatio, centralRatio, tlsRatio, target: TARGET, met: meshRatio <= TARGET }));
   return 0;

@@ -85,14 +85,17 @@ async function meshRun(fleet: Fleet, image: BuiltImage, say: (l: string) => void
     const missing = image.blobs.filter((b) => !content.includes(b.digest));
     if (missing.length) throw new Error(`${h.name} logged the replica but lacks ${missing.map((b) => b.digest).join(', ')}`);
   }
-  // Who sent each blob copy: the holder a host's transfer ended with.
+  // Who sent each blob copy: the holders a host's transfer took it from (the feeders of its stripes), a share each.
   const byId = new Map(fleet.hosts.map((h) => [h.peerId, h.name]));
   const sent: Record<string, number> = Object.fromEntries(fleet.hosts.map((h) => [h.name, 0]));
   for (const h of others) {
     for (const l of await meshdLog(h)) {
       if (l.msg !== 'fetched from the mesh' || !image.blobs.some((b) => b.digest === l.digest)) continue;
-      const source = byId.get(l.from?.at(-1) ?? '');
-      if (source) sent[source]++;
+      const from: string[] = l.from ?? [];
+      for (const id of from) {
+        const source = byId.get(id);
+        if (source) sent[source] += 1 / from.length;
+      }
     }
   }
   return { seconds: (Math.max(...done) - pushed) / 1000, cpuSeconds: { meshd: cpuAfter.meshd - cpuBefore.meshd, containerd: cpuAfter.containerd - cpuBefore.containerd }, sent };

@@ -150,8 +150,10 @@ export class Spool {
 
   /** Hashes the bytes that became contiguous from the start, reading back those written out of order. */
   async #hashContiguous(): Promise<void> {
+    const until = this.written;
+    if (this.#hashed >= until) return;
     const buf = Buffer.allocUnsafe(READ_CHUNK);
-    for (let until = this.written; this.#hashed < until; ) {
+    while (this.#hashed < until) {
       const { bytesRead } = await this.file.read(buf, 0, Math.min(buf.length, until - this.#hashed), this.#hashed);
       if (bytesRead === 0) throw new Error(`spool of ${this.digest} shrank while hashing`);
       this.#hash.update(buf.subarray(0, bytesRead));

@@ -3,7 +3,8 @@
 // ranges; a small blob is one stripe whole) and every stripe travels its own k-ary tree of the takers,
 // SplitStream-like: a taker forwards in one stripe's tree only (it is interior there and a leaf in the
 // others), so each node, the one pushed to included, sends about one copy of the image, and the last
-// taker is about log_k N hops from the source instead of N along a single pipeline.
+// taker is about log_k N hops from the source instead of N along a single pipeline (which is what a few
+// takers get: one stripe).
 //
 // Views that differ (a taker another does not know) shift positions in the orders; a taker asked for a
 // stripe it does not forward still serves what it receives, and a feeder that sends nothing is replaced by
@@ -20,15 +21,21 @@ export interface TakerPlan {
 
 /** Widest tree: fan-out, and also the number of stripes. */
 const MAX_STRIPES = 4;
+/**
+ * Up to this many takers, one stripe: the trees are then a single pipeline through the takers in order.
+ * Stripes cost each node k streams in and out, about a quarter more CPU per byte on the fleet bench, and
+ * a pipeline this short is within a few percent of them (docs/replication.md).
+ */
+const PIPELINE_MAX_TAKERS = 8;
 /** Stripes of a blob are at least this long; a smaller blob goes whole in one stripe. */
 export const MIN_STRIPE_BYTES = 256 << 10;
 
 /**
- * The stripe count for `takers` nodes: the widest (at most MAX_STRIPES) that splits them into groups
- * differing by at most one, so that every interior node has a full set of children and none has more.
+ * The stripe count for `takers` nodes: one for a few; else the widest (at most MAX_STRIPES) that splits
+ * them into groups differing by at most one, so that every interior node has a full set of children.
  */
 export function stripesFor(takers: number): number {
-  if (takers <= MAX_STRIPES) return Math.max(1, takers);
+  if (takers <= PIPELINE_MAX_TAKERS) return 1;
   for (const k of [4, 5, 3, 6, 2]) if (takers % k <= 1) return k;
   return MAX_STRIPES;
 }
