@@ -202,7 +202,7 @@ export function createPeerServer(opts: PeerServerOptions) {
       if (await serveBlob(store, digest, req, reply, log, { pace })) return reply;
       if (spool?.size === undefined) return reply.code(404).send(notFound(digest));
       const range = blobHeaders(req, reply, digest, spool.size);
-      return reply.send(req.method === 'HEAD' ? undefined : paced(spool.reader(range?.start, range?.end), pace));
+      return reply.send(req.method === 'HEAD' ? undefined : paced(spool.reader(range?.start, range?.end, { forPeer: true }), pace));
     },
   });
 
@@ -219,7 +219,7 @@ export function createPeerServer(opts: PeerServerOptions) {
       const range = { start: offset, end: offset + length - 1 };
       const release = track(digest, peer);
       try {
-        const bytes = found.spool ? found.spool.reader(range.start, range.end) : (await store.open(digest, range)).stream;
+        const bytes = found.spool ? found.spool.reader(range.start, range.end, { forPeer: true }) : (await store.open(digest, range)).stream;
         yield* bandwidth ? bandwidth.throttle('upload', bytes) : bytes;
         peerSentBytes.inc(length);
       } finally {

@@ -159,4 +159,21 @@ describe('Spool', () => {
     expect(() => spool.verify()).toThrow(DigestMismatchError);
     await spools.remove(spool);
   });
+
+  it('gives a member reading for another copy the final byte before the verification, a local reader only after', async () => {
+    const data = randomBytes(50_000);
+    const spool = await spools.create(sha(data));
+    spool.setSize(data.length);
+    const local = follow(spool.reader());
+    const peer = follow(spool.reader(0, undefined, { forPeer: true }));
+    await spool.append(data);
+    await spool.flush();
+    await until(() => peer.ended);
+    expect(peer.data().equals(data)).toBe(true);
+    expect(local.data().length).toBe(data.length - 1);
+    spool.verify();
+    await until(() => local.ended);
+    expect(local.data().equals(data)).toBe(true);
+    await spools.remove(spool);
+  });
 });

@@ -205,12 +205,16 @@ export class Spool {
     await rm(this.path, { force: true });
   }
 
-  /** Bytes `start..end` (inclusive; default to the end), delivered as they arrive. */
-  reader(start = 0, end?: number): Readable {
-    return Readable.from(this.#read(start, end), { objectMode: false, highWaterMark: READ_AHEAD });
+  /**
+   * Bytes `start..end` (inclusive; default to the end), delivered as they arrive. `forPeer`: a member that
+   * verifies every blob itself gets the final byte too before this copy is verified, so that no copy down a
+   * replication tree waits for the verification of every copy above it.
+   */
+  reader(start = 0, end?: number, { forPeer = false } = {}): Readable {
+    return Readable.from(this.#read(start, end, forPeer), { objectMode: false, highWaterMark: READ_AHEAD });
   }
 
-  async *#read(start: number, end: number | undefined): AsyncGenerator<Buffer> {
+  async *#read(start: number, end: number | undefined, forPeer: boolean): AsyncGenerator<Buffer> {
     const generation = this.#generation;
     const file = await open(this.path, 'r');
     try {
@@ -222,7 +226,7 @@ export class Spool {
         // Unverified, the blob's final byte stays back: a reader never receives a whole blob that is wrong.
         const here = this.#contiguousFrom(pos);
         const whole = this.size === undefined || here >= this.size;
-        const available = Math.min(last + 1, whole && !this.verified ? here - 1 : here);
+        const available = Math.min(last + 1, whole && !this.verified && !forPeer ? here - 1 : here);
         if (pos < available) {
           const buf = Buffer.allocUnsafe(Math.min(READ_CHUNK, available - pos));
           const { bytesRead } = await file.read(buf, 0, buf.length, pos);
