@@ -1,7 +1,7 @@
 // A time-stepped fluid simulation of replicating one pushed image to a fleet, on the plan meshd computes
 // (src/node/replication-plan.ts, imported, not copied). Host 0 is the node pushed to; hosts 1..N−1 take.
 // Each taker takes each stripe on one stream from the feeder the plan names; a stream carries its stripe's
-// pieces in blob order, and never gets ahead of what its feeder had `hopMs` ago (streaming through).
+// pieces in blob order, and never gets ahead of what its feeder had a hop's lag before (streaming through).
 // Per step, the streams that can move share each host's upload, download and CPU max-min fairly
 // (fair-share.ts). A host that dies stops sending and taking; a stream it fed stalls for `detectMs`, then
 // asks again, from a random live host (not the node pushed to) that is further along that stripe, else
@@ -18,8 +18,9 @@ export interface Calibration {
   startMs: number;
   /** From a stream's request to its first byte, when the feeder has bytes to send (TLS request, answer). */
   requestMs: number;
-  /** How far a child lags its feeder on a stripe (link latency, socket buffers and queues). */
+  /** How far a child lags its feeder on a stripe: a fixed time (latency, the spool's hold), and bytes in buffers and queues. */
   hopMs: number;
+  hopBytes: number;
   /** From a taker's last byte to its copy being whole in its store. */
   finishMs: number;
   /** CPU-seconds per MiB a host spends taking, and sending. */
@@ -27,6 +28,8 @@ export interface Calibration {
   sendCpuSecPerMiB: number;
   /** CPU each host may use (cores). */
   coresPerHost: number;
+  /** CPU a host's daemons use doing nothing (timers, gossip, the DHT): not there for bytes. */
+  idleCoresPerHost: number;
   /** All hosts on one machine of this many cores (the fleet bench), or undefined: a machine each. */
   sharedCores?: number;
 }
@@ -118,9 +121,6 @@ export function simulateReplication(opts: ReplicationSimOptions): ReplicationSim
     feeder[j] = feeders[takerOf(j)][j % k];
     openAt[j] = (c.startMs + c.requestMs) / 1000;
   }
-  // What each stream held hopMs ago, as ring of snapshots taken every step.
-  const lagSteps = Math.max(1, Math.round(c.hopMs / 1000 / dt));
-  const history = Array.from({ length: lagSteps }, () => new Float64Array(streams));
 
   // Deaths: whole hosts, at a random time in the middle of the ideal transfer.
   const alive = new Uint8Array(nodes).fill(1);
@@ -137,8 +137,11 @@ export function simulateReplication(opts: ReplicationSimOptions): ReplicationSim
   const UP = 0, DOWN = nodes, CPU = 2 * nodes, MACHINE = 3 * nodes;
   const capacity = new Float64Array(c.sharedCores === undefined ? 3 * nodes : 3 * nodes + 1);
   const link = (mbit * 1e6 * c.efficiency) / 8;
-  capacity.fill(link, 0, 2 * nodes).fill(c.coresPerHost, CPU, 3 * nodes);
-  if (c.sharedCores !== undefined) capacity[MACHINE] = c.sharedCores;
+  capacity.fill(link, 0, 2 * nodes).fill(Math.max(0, c.coresPerHost - c.idleCoresPerHost), CPU, 3 * nodes);
+  if (c.sharedCores !== undefined) capacity[MACHINE] = Math.max(0, c.sharedCores - nodes * c.idleCoresPerHost);
+  // What each stream held a hop's lag ago: a ring of snapshots taken every step.
+  const lagSteps = Math.max(1, Math.round((c.hopMs / 1000 + c.hopBytes / link) / dt));
+  const history = Array.from({ length: lagSteps }, () => new Float64Array(streams));
   const recvCpu = c.recvCpuSecPerMiB / MiB, sendCpu = c.sendCpuSecPerMiB / MiB;
   const perFlow = 5;
   const flows = {
@@ -181,7 +184,13 @@ export function simulateReplication(opts: ReplicationSimOptions): ReplicationSim
       flows.weights.set([1, 1, sendCpu, recvCpu, sendCpu + recvCpu], at);
     }
     history[step % lagSteps].set(progress);
-    if (flows.count === 0 && deaths.length === 0 && allDone()) break;
+    if (flows.count === 0) {
+      // Nothing moves: on to the next thing that can change that, if any.
+      const next = nextEvent();
+      if (next === Infinity) break;
+      t = Math.max(t, next - dt);
+      continue;
+    }
     maxMinRates(capacity, flows, rate);
     for (let f = 0; f < flows.count; f++) {
       const j = flowStream[f], s = j % k;
@@ -190,10 +199,15 @@ export function simulateReplication(opts: ReplicationSimOptions): ReplicationSim
     }
   }
 
-  /** Every live taker done, and no stream waiting to ask again. */
-  function allDone(): boolean {
-    for (let h = 1; h < nodes; h++) if (alive[h] && remaining[h] > 0) return false;
-    return true;
+  /** When a stream may start or ask again, or a host dies, after now: Infinity if never. */
+  function nextEvent(): number {
+    let next = deaths[0]?.at ?? Infinity;
+    for (let j = 0; j < streams; j++) {
+      if (!alive[takerOf(j)] || progress[j] >= lengths[j % k]) continue;
+      const at = feeder[j] < 0 ? askAgainAt[j] : openAt[j];
+      if (at > t) next = Math.min(next, at);
+    }
+    return next;
   }
 
   /** A random live taker further along stripe s than stream j, else the node pushed to. */
