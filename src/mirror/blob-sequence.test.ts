@@ -61,10 +61,12 @@ async function taker(peers: DataPlane[]) {
   });
   /** Fetches `blobs` one after another from the sequence `from` sends, as replication does. */
   const fetchInOrder = async (from: string, blobs: Descriptor[], fallback: string[] = [from]) => {
-    const sequence = await mirror.openSequence(from, blobs);
+    const pieces = blobs.map(({ digest, size }) => ({ digest, size, offset: 0, length: size }));
+    const sequence = await mirror.openSequence(from, pieces);
     try {
-      for (const blob of blobs) {
-        const fetching = mirror.fetch(blob.digest, { from: fallback, patient: true, source: await sequence.next(blob) });
+      for (const piece of pieces) {
+        const lanes = { size: piece.size, lanes: [{ offset: 0, length: piece.size, source: sequence.next(piece) }] };
+        const fetching = mirror.fetch(piece.digest, { from: fallback, patient: true, lanes });
         expect(await fetching.verified).toBe(true);
         expect(await fetching.stored).toBe(true);
       }
@@ -147,6 +149,45 @@ describe('blob sequences', () => {
   it('refuses a request that does not list digests and sizes', async () => {
     const { endpoint } = await holder('origin', new MemoryStore());
     const t = await taker([endpoint]);
-    await expect(t.mirror.openSequence('origin', [{ mediaType: '', digest: 'sha256:nothex', size: 1 }])).rejects.toThrow(/answered 400/);
+    await expect(t.mirror.openSequence('origin', [{ digest: 'sha256:nothex', size: 1, offset: 0, length: 1 }])).rejects.toThrow(/answered 400/);
+    const [blob] = await blobsIn(new MemoryStore(), [10]);
+    await expect(t.mirror.openSequence('origin', [{ digest: blob.desc.digest, size: 10, offset: 5, length: 6 }])).rejects.toThrow(/answered 400/);
+  });
+
+  it('takes a blob in stripes from two feeders at once, each sending its range of it', async () => {
+    const origin = new MemoryStore();
+    const [blob] = await blobsIn(origin, [3_000_000]);
+    const a = await holder('a', origin);
+    const b = await holder('b', origin);
+    const t = await taker([a.endpoint, b.endpoint]);
+    const { digest, size } = blob.desc;
+    const halves = [{ digest, size, offset: 0, length: 1_000_000 }, { digest, size, offset: 1_000_000, length: 2_000_000 }];
+    const sequences = await Promise.all([t.mirror.openSequence('a', [halves[0]]), t.mirror.openSequence('b', [halves[1]])]);
+    const lanes = halves.map((p, i) => ({ offset: p.offset, length: p.length, source: sequences[i].next(p) }));
+    const fetching = t.mirror.fetch(digest, { from: ['a'], patient: true, lanes: { size, lanes } });
+    expect(await fetching.stored).toBe(true);
+    expect(await t.holds(blob.bytes)).toBe(true);
+    expect([a.requests, b.requests]).toEqual([[SEQUENCE_PATH], [SEQUENCE_PATH]]);
+  });
+
+  it('finishes the stripe of a feeder that breaks off from another holder, as a range from where it stopped', async () => {
+    const origin = new MemoryStore();
+    const [blob] = await blobsIn(origin, [2_000_000]);
+    const { digest, size } = blob.desc;
+    // A feeder that sends the first 300,000 bytes of its stripe and then closes the connection.
+    const quitter: Server = createServer((_req, res) => {
+      res.writeHead(200);
+      res.write(blob.bytes.subarray(1_000_000, 1_300_000), () => res.destroy());
+    });
+    await new Promise<void>((r) => quitter.listen(0, '127.0.0.1', r));
+    cleanups.push(() => new Promise((r) => quitter.close(r)));
+    const whole = await holder('whole', origin);
+    const t = await taker([{ id: 'quitter', url: `http://127.0.0.1:${(quitter.address() as AddressInfo).port}` }, whole.endpoint]);
+    const halves = [{ digest, size, offset: 0, length: 1_000_000 }, { digest, size, offset: 1_000_000, length: 1_000_000 }];
+    const sequences = await Promise.all([t.mirror.openSequence('whole', [halves[0]]), t.mirror.openSequence('quitter', [halves[1]])]);
+    const lanes = halves.map((p, i) => ({ offset: p.offset, length: p.length, source: sequences[i].next(p) }));
+    expect(await t.mirror.fetch(digest, { from: ['whole'], patient: true, lanes: { size, lanes } }).stored).toBe(true);
+    expect(await t.holds(blob.bytes)).toBe(true);
+    expect(whole.requests).toEqual([SEQUENCE_PATH, `/peer/v1/blobs/${digest}`]);
   });
 });

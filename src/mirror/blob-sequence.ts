@@ -3,44 +3,52 @@
 // once: a request per layer crossed the full queues of both links before its first byte came back, and
 // a second layer in flight to hide that was a second stream on every link. The holder ends the stream early when it cannot send the next blob; nothing here is trusted:
 // the mirror verifies every blob and takes what the stream did not bring from other holders.
-import type { Descriptor } from '../oci/digest.js';
 import type { PeerClient } from './peer-client.js';
 import type { DataPlane } from '../dht/membership.js';
-import { AWAIT_COPY_MS, PATIENT_HEADER, SEQUENCE_PATH } from './peer-protocol.js';
+import { AWAIT_COPY_MS, PATIENT_HEADER, SEQUENCE_PATH, type Piece } from './peer-protocol.js';
 import { untilStalled } from './until-stalled.js';
 
 
-/** One blob's bytes as they come from a holder, for the mirror to verify (see FetchOptions.source). */
+/** A blob's bytes, or a range of them, as they come from a holder, for the mirror to verify (see FetchOptions). */
 export interface BlobSource {
   peer: string;
+  /** The whole blob's size. */
   size: number;
+  /** Where in the blob the bytes begin (0 for a whole blob). */
+  offset: number;
+  length: number;
   bytes: AsyncIterable<Uint8Array>;
 }
 
 /** Blobs coming one after another from one holder. */
 export interface SourceSequence {
-  /** The next blob (the next one asked for), once the one before has been read or skipped; undefined once broken. */
-  next(blob: Descriptor): Promise<BlobSource | undefined>;
+  /** The next piece (the next one asked for), once the one before has been read or skipped; undefined once broken. */
+  next(piece: Piece): Promise<BlobSource | undefined>;
   close(err?: Error): void;
 }
 
 export class BlobSequence implements SourceSequence {
-  /** Bytes of the blob being read that its reader has not taken: skipped before the next blob. */
+  /** Bytes of the piece being read that its reader has not taken: skipped before the next piece. */
   #left = 0;
   #rest?: Buffer;
   #broken?: Error;
+  /** Pieces asked for and not yet handed out. */
+  #unasked: number;
 
   private constructor(
     readonly peer: string,
     private readonly chunks: AsyncIterator<Uint8Array>,
     private readonly abort: (err: Error) => void,
-  ) {}
+    pieces: number,
+  ) {
+    this.#unasked = pieces;
+  }
 
   /**
-   * Asks `peer` for `blobs` in this order; throws when it does not answer with the first. `selfId`
+   * Asks `peer` for `pieces` in this order; throws when it does not answer with the first. `selfId`
    * tells the holder who it feeds: others asking it for these blobs meanwhile are sent here.
    */
-  static async open(peer: DataPlane, blobs: Descriptor[], opts: { peers: PeerClient; stallTimeoutMs: number; selfId?: string }): Promise<BlobSequence> {
+  static async open(peer: DataPlane, pieces: Piece[], opts: { peers: PeerClient; stallTimeoutMs: number; selfId?: string }): Promise<BlobSequence> {
     const { peers, stallTimeoutMs, selfId } = opts;
     const ctl = new AbortController();
     // The holder answers once it can send the first blob, which it may wait for.
@@ -48,36 +56,42 @@ export class BlobSequence implements SourceSequence {
     try {
       const res = await peers.request(peer, SEQUENCE_PATH, {
         method: 'POST',
-        body: JSON.stringify({ blobs: blobs.map(({ digest, size }) => ({ digest, size })) }),
+        body: JSON.stringify({ blobs: pieces.map(({ digest, size, offset, length }) => ({ digest, size, offset, length })) }),
         headers: { [PATIENT_HEADER]: selfId ?? '' },
         signal: ctl.signal,
       });
       if (res.status !== 200) {
         res.body.destroy();
-        throw new Error(`${peer.id} answered ${res.status} to a sequence of ${blobs.length} blobs`);
+        throw new Error(`${peer.id} answered ${res.status} to a sequence of ${pieces.length} pieces`);
       }
       const stalled = () => ctl.abort(new Error(`no byte from ${peer.id} for ${stallTimeoutMs} ms`));
-      return new BlobSequence(peer.id, untilStalled(res.body, stallTimeoutMs, stalled)[Symbol.asyncIterator](), (err) => ctl.abort(err));
+      return new BlobSequence(peer.id, untilStalled(res.body, stallTimeoutMs, stalled)[Symbol.asyncIterator](), (err) => ctl.abort(err), pieces.length);
     } finally {
       clearTimeout(noAnswer);
     }
   }
 
-  async next(blob: Descriptor): Promise<BlobSource | undefined> {
+  async next(piece: Piece): Promise<BlobSource | undefined> {
     try {
       while (this.#left > 0 && !this.#broken) await this.#take(this.#left);
     } catch (err) {
       this.close(err as Error);
     }
     if (this.#broken) return undefined;
-    this.#left = blob.size;
-    return { peer: this.peer, size: blob.size, bytes: this.#bytes(blob.digest) };
+    this.#left = piece.length;
+    this.#unasked--;
+    return { peer: this.peer, size: piece.size, offset: piece.offset, length: piece.length, bytes: this.#bytes(piece.digest) };
   }
 
-  close(err = new Error('sequence closed')): void {
+  close(err?: Error): void {
     if (this.#broken) return;
-    this.#broken = err;
-    this.abort(err);
+    this.#broken = err ?? new Error('sequence closed');
+    // Everything asked for was read: the holder has ended the stream, and reading its end keeps the connection.
+    if (!err && this.#unasked === 0 && this.#left === 0 && !this.#rest) {
+      void this.chunks.next().then(({ done }) => done || this.abort(new Error('the holder sent more than asked for')), () => undefined);
+      return;
+    }
+    this.abort(this.#broken);
     // Ends the stall guard; a read under way fails with the abort, and that failure is this close.
     this.chunks.return?.().catch(() => undefined);
   }
@@ -91,7 +105,7 @@ export class BlobSequence implements SourceSequence {
     }
   }
 
-  /** Up to `max` bytes of the blob being read. */
+  /** Up to `max` bytes of the piece being read. */
   async #take(max: number): Promise<Uint8Array> {
     if (this.#broken) throw this.#broken;
     let chunk: Uint8Array | undefined = this.#rest;

@@ -36,11 +36,11 @@ export class HolderOpener {
   constructor(private readonly opts: HolderOpenerOptions) {}
 
   /**
-   * Asks holders (taken from `untried`, nearest first) for the blob from `offset`. When the one asked
+   * Asks holders (taken from `untried`, nearest first) for the blob from `offset` (to `end`, inclusive, when given). When the one asked
    * has not answered within the hedge delay, the next is asked too; the first good answer wins and
    * the others are cancelled. Undefined when every holder failed.
    */
-  open(digest: string, untried: DataPlane[], offset: number, patient: boolean): Promise<Opened | undefined> {
+  open(digest: string, untried: DataPlane[], offset: number, patient: boolean, end?: number): Promise<Opened | undefined> {
     const path = `${BLOB_PATH}${digest}`;
     const headers = patient ? { [PATIENT_HEADER]: this.opts.members.self } : undefined;
     const asked = new Set<string>();
@@ -64,12 +64,12 @@ export class HolderOpener {
         const noAnswer = setTimeout(() => ctl.abort(new Error('no answer')), this.opts.stallTimeoutMs);
         // A patient fetch waits for the holder it was sent to (it may wait for its own copy to begin).
         if (!patient) hedge = setTimeout(() => (untried.length > 0 && hedges.inc(), ask()), this.#hedgeDelayMs());
-        this.opts.peers.request(peer, path, { from: offset, headers, signal: ctl.signal })
+        this.opts.peers.request(peer, path, { from: offset, to: end, headers, signal: ctl.signal })
           .then((res) => {
             clearTimeout(noAnswer);
             const total = totalSize(res);
             if (res.status === 503) this.#redirect(res, untried, asked);
-            if (res.status !== (offset ? 206 : 200) || total === undefined) {
+            if (res.status !== (offset || end !== undefined ? 206 : 200) || total === undefined) {
               res.body.destroy();
               throw new Error(`answered ${res.status}${total === undefined ? ' without a size' : ''}`);
             }

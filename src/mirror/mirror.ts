@@ -6,79 +6,23 @@
 // into the same spool: verified, shared and stored exactly like bytes from a peer.
 import { finished } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
-import type { Logger } from 'pino';
-import { DigestMismatchError, type Store } from '../store/store.js';
+import { DigestMismatchError } from '../store/store.js';
 import { isDigest, type Descriptor } from '../oci/digest.js';
+import type { Piece } from './peer-protocol.js';
 import type { RequestedIn } from '../store/store.js';
-import { BlobSequence, type BlobSource } from './blob-sequence.js';
+import { BlobSequence } from './blob-sequence.js';
+import { fillLanes, type RangeSource } from './lanes.js';
 import { HolderOpener } from './holder-opener.js';
 import { untilStalled } from './until-stalled.js';
-import type { DataPlane, HolderDirectory } from '../dht/membership.js';
+import type { DataPlane } from '../dht/membership.js';
 import { Holders } from './holders.js';
 import { pullThrough, type UpstreamSource } from './pull-through.js';
 import { failovers, fetchedBytes, mirrorRequests, peersStruck } from './metrics.js';
 import { keepSpool, storeSpool } from './store-writer.js';
-import type { PeerClient } from './peer-client.js';
 import { TagResolver } from './tag-resolver.js';
-import { limitedUpstream, type Bandwidth, type Traffic } from './bandwidth.js';
+import { limitedUpstream, type Traffic } from './bandwidth.js';
 import type { Spool } from './spool.js';
-import type { Spools } from './spools.js';
-
-export interface MirrorOptions {
-  store: Store;
-  spools: Spools;
-  /** Who holds a key and where members' data planes are; this node's id goes with patient fetches, so that busy holders can redirect others to it. */
-  members: HolderDirectory;
-  /** Asks members' data planes, proving this node's membership (see peer-auth.ts) and their identity (peer-tls.ts). */
-  peers: PeerClient;
-  log: Logger;
-  /** How long finding holders may take; nobody found by then means "not in the mesh". */
-  lookupTimeoutMs: number;
-  /** A peer that sends no byte for this long is given up for the next one. */
-  stallTimeoutMs: number;
-  /** Whether image names are looked up in the mesh (else only digests). */
-  resolveTags: boolean;
-  /**
-   * After a local client has read a blob, how long its containerd may take to show it (it commits
-   * what it pulled) before this node stores its own copy. Default 1 s.
-   */
-  clientCommitGraceMs?: number;
-  /** Called when a blob starts arriving here (this node can serve it from now on); the result when it ends. */
-  partialHolder?(digest: string): () => void;
-  /** How long a patient fetch keeps looking for a holder with a free slot. Default 10 min. */
-  patienceMs?: number;
-  /** The last resort when no peer holds it (`--upstream`): the image's own registry. */
-  upstream?: UpstreamSource;
-  /** This node's bandwidth limits: downloads from peers and upstream, replication's (patient) fetches under their own. */
-  bandwidth?: Bandwidth;
-}
-
-export interface FetchOptions {
-  /** Peer ids known to hold the blob, asked besides those the DHT names. */
-  from?: string[];
-  /**
-   * Replication, not a waiting client: holders may answer "busy" (they already serve this blob to
-   * someone, see the peer data plane) and the fetch then waits for a free holder, partial copies
-   * included, which turns a fan-out into a chain of streaming copies instead of a herd on one node.
-   */
-  patient?: boolean;
-  /** The repository a client asked for it in: where the upstream is asked when no peer has it. */
-  requestedIn?: RequestedIn;
-  /** The blob's bytes as a holder already sends them (a replication sequence), tried before any other holder. */
-  source?: BlobSource;
-}
-
-/** A blob on its way here, as its fetcher sees it. */
-export interface Fetching {
-  /**
-   * True once the bytes are here and verified, while they may still be going into the store: a
-   * replication pipeline moves on to its next blob without waiting for the store's commit.
-   */
-  verified: Promise<boolean>;
-  /** True once the store holds the blob; false when no holder sent the right bytes. */
-  stored: Promise<boolean>;
-}
-
+import type { FetchOptions, Fetching, MirrorOptions } from './mirror-options.js';
 
 const DEFAULT_PATIENCE_MS = 10 * 60_000;
 
@@ -139,11 +83,11 @@ export class Mirror {
     return this.#tags.resolve(image);
   }
 
-  /** `blobs` from one holder on one stream, in this order (see BlobSequence). */
-  openSequence(peerId: string, blobs: Descriptor[]): Promise<BlobSequence> {
+  /** `pieces` of blobs from one holder on one stream, in this order (see BlobSequence). */
+  openSequence(peerId: string, pieces: Piece[]): Promise<BlobSequence> {
     const peer = this.opts.members.dataPlaneOf(peerId);
     if (!peer) return Promise.reject(new Error(`no data plane known for ${peerId}`));
-    return BlobSequence.open(peer, blobs, { peers: this.opts.peers, stallTimeoutMs: this.opts.stallTimeoutMs, selfId: this.opts.members.self });
+    return BlobSequence.open(peer, pieces, { peers: this.opts.peers, stallTimeoutMs: this.opts.stallTimeoutMs, selfId: this.opts.members.self });
   }
 
   /** Blobs arriving now, with how much of each is here: for progress. */
@@ -210,13 +154,13 @@ export class Mirror {
     const { digest } = spool;
     const giveUpAt = Date.now() + (options.patient ? this.opts.patienceMs ?? DEFAULT_PATIENCE_MS : 0);
     const liars = new Set<string>();
-    if (options.source && (await this.#fromSource(spool, options.source, liars))) return true;
+    if (options.lanes && (await this.#fromLanes(spool, options, liars))) return true;
     for (let attempt = 0; ; attempt++) {
       const candidates = (await this.#holders.of(digest, options.from, attempt === 0)).filter((c) => !liars.has(c.id));
       if (candidates.length > 0) {
         const used = new Set<string>();
         try {
-          await this.#fill(spool, this.#bytes(spool, candidates, used, options), used);
+          await this.#fill(spool, this.#bytes(digest, candidates, used, options, () => spool.received), used);
           return true;
         } catch (err) {
           if (err instanceof DigestMismatchError) {
@@ -232,17 +176,28 @@ export class Mirror {
     }
   }
 
-  /** Reads the blob from a holder's sequence; false when it broke (what came is kept) or lied (nothing is). */
-  async #fromSource(spool: Spool, source: BlobSource, liars: Set<string>): Promise<boolean> {
-    spool.setSize(source.size);
+  /** Takes the blob in the lanes given; false when they did not bring it all (the spool then starts over) or lied. */
+  async #fromLanes(spool: Spool, options: FetchOptions, liars: Set<string>): Promise<boolean> {
+    const used = new Set<string>();
+    const rest: RangeSource = (at, end, used) => this.#rest(spool.digest, options, liars, at, end, used);
     try {
-      await this.#fill(spool, this.#limited('replication', source.bytes), [source.peer]);
+      await fillLanes(spool, options.lanes!, used, { limited: (bytes) => this.#limited('replication', bytes), rest, log: this.opts.log });
+      this.#verify(spool, used);
       return true;
     } catch (err) {
-      if (err instanceof DigestMismatchError) await this.#mismatched(spool, [source.peer], err, liars);
-      else this.opts.log.warn({ digest: spool.digest, peer: source.peer, offset: spool.received, err: (err as Error).message }, 'asking holders for the rest');
+      if (err instanceof DigestMismatchError) await this.#mismatched(spool, [...used], err, liars);
+      else {
+        this.opts.log.warn({ digest: spool.digest, from: [...used], err: (err as Error).message }, 'the stripes did not bring the whole blob; asking holders for all of it');
+        await spool.restart();
+      }
       return false;
     }
+  }
+
+  /** A range of the blob from its holders: what a feeder did not send. */
+  async *#rest(digest: string, options: FetchOptions, liars: Set<string>, ...[at, end, used]: Parameters<RangeSource>): AsyncIterable<Uint8Array> {
+    const candidates = (await this.#holders.of(digest, options.from, true)).filter((c) => !liars.has(c.id));
+    yield* this.#bytes(digest, candidates, used, options, at, end);
   }
 
   #limited(traffic: Traffic, bytes: AsyncIterable<Uint8Array>): AsyncIterable<Uint8Array> {
@@ -253,6 +208,10 @@ export class Mirror {
   async #fill(spool: Spool, bytes: AsyncIterable<Uint8Array>, from: Iterable<string>): Promise<void> {
     for await (const chunk of bytes) await spool.append(chunk);
     await spool.flush();
+    this.#verify(spool, from);
+  }
+
+  #verify(spool: Spool, from: Iterable<string>): void {
     spool.verify();
     fetchedBytes.inc({ source: 'peer' }, spool.written);
     this.opts.log.info({ digest: spool.digest, bytes: spool.written, from: [...from] }, 'fetched from the mesh');
@@ -269,22 +228,21 @@ export class Mirror {
     await spool.restart();
   }
 
-  /** The blob's bytes from the first holder that answers, continuing on the next from the spool's end. */
-  async *#bytes(spool: Spool, candidates: DataPlane[], used: Set<string>, options: FetchOptions): AsyncIterable<Uint8Array> {
-    const { digest } = spool;
+  /** The blob's bytes from the first holder that answers, from `at()` (to `end` when given), continuing on the next from there. */
+  async *#bytes(digest: string, candidates: DataPlane[], used: Set<string>, options: FetchOptions, at: () => number, end?: number): AsyncIterable<Uint8Array> {
     const untried = [...candidates];
-    const open = () => this.#opener.open(digest, untried, spool.received, options.patient === true);
+    const open = () => this.#opener.open(digest, untried, at(), options.patient === true, end);
     for (let opened = await open(); opened; opened = await open()) {
       const { peer, body, abort } = opened;
-      spool.setSize(opened.total);
+      this.opts.spools.get(digest)?.setSize(opened.total);
       used.add(peer.id);
-      this.opts.log.info({ digest, peer: peer.id, offset: spool.received }, 'peer transfer started');
+      this.opts.log.info({ digest, peer: peer.id, offset: at() }, 'peer transfer started');
       try {
         yield* this.#limited(options.patient ? 'replication' : 'download', untilStalled(body, this.opts.stallTimeoutMs, abort));
         return;
       } catch (err) {
         failovers.inc();
-        this.opts.log.warn({ digest, peer: peer.id, offset: spool.received, err: (err as Error).message }, 'peer transfer failed; trying the next holder');
+        this.opts.log.warn({ digest, peer: peer.id, offset: at(), err: (err as Error).message }, 'peer transfer failed; trying the next holder');
       }
     }
     throw new Error(`no holder of ${digest} could send it (${candidates.length} tried)`);

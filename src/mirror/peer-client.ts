@@ -25,6 +25,8 @@ export interface PeerRequest {
   body?: string;
   /** First byte wanted (a `Range: bytes=<from>-` request when above 0). */
   from?: number;
+  /** Last byte wanted (inclusive): a range request up to it. */
+  to?: number;
   headers?: Record<string, string>;
   signal: AbortSignal;
 }
@@ -99,7 +101,7 @@ export class PeerClient {
   request(peer: DataPlane, path: string, init: PeerRequest): Promise<PeerResponse> {
     const method = init.method ?? 'GET';
     const headers: Record<string, string> = { ...init.headers, [AUTH_HEADER]: proof(this.membershipKey, { method, path, target: peer.id, body: init.body }) };
-    if (init.from) headers.range = `bytes=${init.from}-`;
+    if (init.from || init.to !== undefined) headers.range = `bytes=${init.from ?? 0}-${init.to ?? ''}`;
     if (init.body !== undefined) headers['content-type'] = 'application/json';
     const secure = peer.url.startsWith('https:');
     return new Promise((resolve, reject) => {

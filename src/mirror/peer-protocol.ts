@@ -2,7 +2,10 @@
 
 /** Blobs this node holds, whole or as far as they have arrived: GET or HEAD with the membership proof. */
 export const BLOB_PATH = '/peer/v1/blobs/';
-/** Several blobs on one stream, back to back in the order asked: POST {"blobs": [{digest, size}, ...]}. */
+/**
+ * Several blobs on one stream, back to back in the order asked: POST {"blobs": [{digest, size, offset?, length?}, ...]};
+ * with offset and length, only that range of the blob (a stripe of it, see src/node/replication-plan.ts).
+ */
 export const SEQUENCE_PATH = '/peer/v1/sequence';
 /** The manifest this node holds under an image name: GET ?name=<image>. */
 export const IMAGES_PATH = '/peer/v1/images';
@@ -30,3 +33,12 @@ export const AWAIT_COPY_MS = 10_000;
 /** What one sequence may ask for: distinct blobs, so a small request cannot make a member send one blob over and over. */
 export const MAX_SEQUENCE_BLOBS = 1000;
 export const MAX_SEQUENCE_BYTES = 64 * 1024 ** 3;
+
+/** A byte range of a blob, as a sequence asks for it. */
+export interface Piece {
+  digest: string;
+  /** The whole blob's size. */
+  size: number;
+  offset: number;
+  length: number;
+}

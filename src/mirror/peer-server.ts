@@ -8,7 +8,7 @@ import type { TLSSocket } from 'node:tls';
 import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { type Store } from '../store/store.js';
-import { isDigest, type Descriptor } from '../oci/digest.js';
+import { isDigest } from '../oci/digest.js';
 import { pushOf } from '../oci/tag-push.js';
 import { RangeNotSatisfiableError } from '../http/range.js';
 import { blobHeaders, serveBlob } from '../http/serve-blob.js';
@@ -17,7 +17,7 @@ import type { Bandwidth } from './bandwidth.js';
 import { LogRateLimiter } from '../util/log-rate-limiter.js';
 import { AUTH_HEADER, ProofChecker } from './peer-auth.js';
 import { peerIdOfCertificate, TLS_VERSION, type PeerTls } from './peer-tls.js';
-import { AWAIT_COPY_MS, BLOB_PATH, IMAGES_PATH, MAX_SEQUENCE_BLOBS, MAX_SEQUENCE_BYTES, PATIENT_HEADER, PIPELINE_MIN_BYTES, SEQUENCE_PATH, TRY_HEADER } from './peer-protocol.js';
+import { AWAIT_COPY_MS, BLOB_PATH, IMAGES_PATH, MAX_SEQUENCE_BLOBS, MAX_SEQUENCE_BYTES, PATIENT_HEADER, PIPELINE_MIN_BYTES, SEQUENCE_PATH, TRY_HEADER, type Piece } from './peer-protocol.js';
 import { peerSentBytes } from './metrics.js';
 import type { Spool } from './spool.js';
 import type { Spools } from './spools.js';
@@ -37,21 +37,21 @@ interface Held {
 
 const badRequest = (message: string) => ({ errors: [{ code: 'DIGEST_INVALID', message }] });
 
-/** The blobs a sequence request asks for, or why the request is refused. */
-function sequenceAsked(body: unknown): Descriptor[] | string {
+/** The pieces of blobs a sequence request asks for (whole blobs unless a range is given), or why the request is refused. */
+function sequenceAsked(body: unknown): Piece[] | string {
   const blobs = (body as { blobs?: unknown } | null | undefined)?.blobs;
-  if (!Array.isArray(blobs) || blobs.length === 0) return 'expected {"blobs": [{"digest", "size"}, ...]}';
+  if (!Array.isArray(blobs) || blobs.length === 0) return 'expected {"blobs": [{"digest", "size", "offset"?, "length"?}, ...]}';
   if (blobs.length > MAX_SEQUENCE_BLOBS) return `a sequence asks for at most ${MAX_SEQUENCE_BLOBS} blobs`;
-  const asked = new Map<string, Descriptor>();
+  const asked = new Map<string, Piece>();
   let bytes = 0;
+  const count = (n: unknown): n is number => Number.isSafeInteger(n) && (n as number) >= 0;
   for (const entry of blobs as unknown[]) {
-    const { digest, size } = (entry ?? {}) as Partial<Descriptor>;
-    if (typeof digest !== 'string' || !isDigest(digest) || !Number.isSafeInteger(size) || size! < 0) {
-      return 'every entry needs a sha256 digest and a size';
-    }
+    const { digest, size, offset = 0, length = size } = (entry ?? {}) as Partial<Piece>;
+    if (typeof digest !== 'string' || !isDigest(digest) || !count(size)) return 'every entry needs a sha256 digest and a size';
+    if (!count(offset) || !count(length) || offset + length > size) return `the range asked of ${digest} is not within its size`;
     if (asked.has(digest)) return `${digest} is asked for twice`;
-    bytes += size!;
-    asked.set(digest, { mediaType: 'application/octet-stream', digest, size: size! });
+    bytes += length;
+    asked.set(digest, { digest, size, offset, length });
   }
   if (bytes > MAX_SEQUENCE_BYTES) return `a sequence asks for at most ${MAX_SEQUENCE_BYTES} bytes`;
   return [...asked.values()];
@@ -206,20 +206,22 @@ export function createPeerServer(opts: PeerServerOptions) {
     },
   });
 
-  /** The blobs asked for, in order, while this node holds them; the stream ends at the first it does not. */
-  async function* inOrder(blobs: Descriptor[], first: Held, peer: string | undefined): AsyncGenerator<Uint8Array> {
+  /** The pieces asked for, in order, while this node holds their blobs; the stream ends at the first it does not. */
+  async function* inOrder(pieces: Piece[], first: Held, peer: string | undefined): AsyncGenerator<Uint8Array> {
     let found: Held | undefined = first;
-    for (const [i, { digest, size }] of blobs.entries()) {
+    for (const [i, { digest, size, offset, length }] of pieces.entries()) {
       if (i > 0) found = await held(digest, true);
       if (found?.size !== size) {
-        log.info({ digest, peer, sent: i, of: blobs.length }, 'ending a sequence at a blob not held here; the peer takes the rest elsewhere');
+        log.info({ digest, peer, sent: i, of: pieces.length }, 'ending a sequence at a blob not held here; the peer takes the rest elsewhere');
         return;
       }
+      if (length === 0) continue;
+      const range = { start: offset, end: offset + length - 1 };
       const release = track(digest, peer);
       try {
-        const bytes = found.spool ? found.spool.reader() : (await store.open(digest)).stream;
+        const bytes = found.spool ? found.spool.reader(range.start, range.end) : (await store.open(digest, range)).stream;
         yield* bandwidth ? bandwidth.throttle('upload', bytes) : bytes;
-        peerSentBytes.inc(size);
+        peerSentBytes.inc(length);
       } finally {
         release();
       }

@@ -2,6 +2,9 @@
 // local client that asked, a second local request, peers fetching from this partial copy) read it as
 // it grows. Nothing read from a spool is trusted: the final byte is held back until the whole blob
 // has been verified against its digest, so a response of wrong bytes can never complete.
+// A blob may arrive in lanes (byte ranges from different feeders at once, see replication-plan.ts): each
+// lane is written in order from its start, a reader gets the bytes contiguous from where it reads, and the
+// digest is computed over the bytes in order from the start as they become contiguous.
 import { createHash, type Hash } from 'node:crypto';
 import { open, rm, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -24,22 +27,34 @@ const WRITE_CHUNK = 1 << 20;
  */
 const MAX_HOLD_MS = 20;
 
-export class Spool {
-  /** Bytes in the file, in order from offset 0. */
+/** One range of the blob being written in order from its start. */
+class Lane {
+  /** Bytes in the file from `start`. */
   written = 0;
+  pending = Buffer.allocUnsafe(0);
+  pendingLength = 0;
+  lastFlush = performance.now();
+  timer?: NodeJS.Timeout;
+
+  constructor(readonly start: number, readonly end: number) {}
+
+  get received(): number {
+    return this.written + this.pendingLength;
+  }
+}
+
+export class Spool {
   /** The whole blob's size, once a holder stated it. */
   size?: number;
   verified = false;
   #failed?: Error;
   /** Bumped when the bytes so far turn out wrong and the transfer starts over: older readers must stop. */
   #generation = 0;
+  #lanes = [new Lane(0, Infinity)];
   #hash: Hash = createHash('sha256');
-  /** Arrived bytes not yet in the file (readers see them once written). */
-  #pending = Buffer.allocUnsafe(WRITE_CHUNK);
-  #pendingLength = 0;
-  #lastFlush = performance.now();
-  #timer?: NodeJS.Timeout;
-  /** The write under way, if any: appends and flushes wait for it. */
+  /** Bytes from the start that went into the hash. */
+  #hashed = 0;
+  /** Writes happen one after another: appends and flushes wait for the one under way. */
   #flushing: Promise<void> = Promise.resolve();
   #waiters: (() => void)[] = [];
   #sized: Promise<number | undefined>;
@@ -64,69 +79,110 @@ export class Spool {
     this.#resolveSized(this.size);
   }
 
-  async append(chunk: Uint8Array): Promise<void> {
+  /** Receives the blob in these lanes (`[offset, length]`, covering it) instead of in one, before anything arrived. */
+  useLanes(ranges: [offset: number, length: number][]): void {
+    if (this.received > 0) throw new Error('lanes are chosen before any byte arrives');
+    this.#lanes = ranges.map(([offset, length]) => new Lane(offset, offset + length));
+  }
+
+  /** Bytes in the file contiguous from the start. */
+  get written(): number {
+    return this.#contiguousFrom(0);
+  }
+
+  /** Bytes received, including those not yet written: where a transfer in one lane resumes. */
+  get received(): number {
+    return this.#lanes.reduce((n, lane) => n + lane.received, 0);
+  }
+
+  /** Bytes of lane `i` received: where its transfer resumes. */
+  laneReceived(i: number): number {
+    return this.#lanes[i].received;
+  }
+
+  /** Appends to lane `i` (the only one unless lanes were chosen). */
+  async append(chunk: Uint8Array, i = 0): Promise<void> {
+    const lane = this.#lanes[i];
+    if (lane.start + lane.received + chunk.length > lane.end) throw new Error(`more bytes of ${this.digest} than its lane ${i} holds`);
     // A timed flush may be writing the pending bytes: wait until no write is under way or queued.
     for (let write; write !== this.#flushing; ) await (write = this.#flushing);
-    this.#hash.update(chunk);
+    if (lane.pending.length === 0) lane.pending = Buffer.allocUnsafe(WRITE_CHUNK);
     for (let used = 0; used < chunk.length; ) {
-      const n = Math.min(chunk.length - used, WRITE_CHUNK - this.#pendingLength);
-      this.#pending.set(chunk.subarray(used, used + n), this.#pendingLength);
-      this.#pendingLength += n;
+      const n = Math.min(chunk.length - used, WRITE_CHUNK - lane.pendingLength);
+      lane.pending.set(chunk.subarray(used, used + n), lane.pendingLength);
+      lane.pendingLength += n;
       used += n;
-      if (this.#pendingLength === WRITE_CHUNK) await this.flush();
+      if (lane.pendingLength === WRITE_CHUNK) await this.flush();
     }
-    if (this.#pendingLength === 0) return;
-    const held = performance.now() - this.#lastFlush;
+    if (lane.pendingLength === 0) return;
+    const held = performance.now() - lane.lastFlush;
     if (held > MAX_HOLD_MS) await this.flush();
     // Also when nothing more arrives for a while (a sender between bursts): readers get these bytes now.
     // A failed write surfaces in the next append() or flush(), which wait for this one.
-    else this.#timer ??= setTimeout(() => void this.flush().catch(() => undefined), MAX_HOLD_MS - held);
+    else lane.timer ??= setTimeout(() => void this.flush().catch(() => undefined), MAX_HOLD_MS - held);
   }
 
-  /** Bytes received, including those not yet written: where a transfer resumes. */
-  get received(): number {
-    return this.written + this.#pendingLength;
-  }
-
-  /** Writes what has arrived so far to the file, for readers. Writes happen one after another. */
+  /** Writes what has arrived so far to the file, for readers. */
   flush(): Promise<void> {
-    clearTimeout(this.#timer);
-    this.#timer = undefined;
     this.#flushing = this.#flushing.then(() => this.#write());
     return this.#flushing;
   }
 
   async #write(): Promise<void> {
-    this.#lastFlush = performance.now();
-    if (this.#pendingLength === 0) return;
-    await this.file.write(this.#pending, 0, this.#pendingLength, this.written);
-    this.written += this.#pendingLength;
-    this.#pendingLength = 0;
+    for (const lane of this.#lanes) {
+      clearTimeout(lane.timer);
+      lane.timer = undefined;
+      lane.lastFlush = performance.now();
+      if (lane.pendingLength === 0) continue;
+      const at = lane.start + lane.written;
+      const bytes = lane.pending.subarray(0, lane.pendingLength);
+      await this.file.write(bytes, 0, bytes.length, at);
+      if (at === this.#hashed) {
+        this.#hash.update(bytes);
+        this.#hashed += bytes.length;
+      }
+      lane.written += lane.pendingLength;
+      lane.pendingLength = 0;
+    }
+    await this.#hashContiguous();
     this.#wake();
+  }
+
+  /** Hashes the bytes that became contiguous from the start, reading back those written out of order. */
+  async #hashContiguous(): Promise<void> {
+    const buf = Buffer.allocUnsafe(READ_CHUNK);
+    for (let until = this.written; this.#hashed < until; ) {
+      const { bytesRead } = await this.file.read(buf, 0, Math.min(buf.length, until - this.#hashed), this.#hashed);
+      if (bytesRead === 0) throw new Error(`spool of ${this.digest} shrank while hashing`);
+      this.#hash.update(buf.subarray(0, bytesRead));
+      this.#hashed += bytesRead;
+    }
   }
 
   /** Marks the bytes verified, or throws DigestMismatchError (size and hash both have to match). */
   verify(): void {
-    if (this.#pendingLength > 0) throw new Error('verify() before flush()');
+    if (this.#lanes.some((lane) => lane.pendingLength > 0)) throw new Error('verify() before flush()');
+    const written = this.written;
+    if (this.#hashed !== written || (this.size !== undefined && this.size !== written)) {
+      throw new DigestMismatchError(this.digest, `${written} contiguous bytes of ${this.size ?? 'an unknown size'}`);
+    }
     const actual = `sha256:${this.#hash.digest('hex')}`;
     this.#hash = createHash('sha256');
-    if (actual !== this.digest || (this.size !== undefined && this.size !== this.written)) {
-      throw new DigestMismatchError(this.digest, actual);
-    }
+    this.#hashed = 0;
+    if (actual !== this.digest) throw new DigestMismatchError(this.digest, actual);
     this.verified = true;
     this.#wake();
   }
 
-  /** Drops what was received (it was wrong); readers of it fail, new readers see the next attempt. */
+  /** Drops what was received (it was wrong); readers of it fail, new readers see the next attempt, in one lane. */
   async restart(): Promise<void> {
-    clearTimeout(this.#timer);
-    this.#timer = undefined;
+    for (const lane of this.#lanes) clearTimeout(lane.timer);
     await this.#flushing.catch(() => undefined); // whatever it wrote is truncated next
     this.#flushing = Promise.resolve();
     this.#generation++;
-    this.written = 0;
-    this.#pendingLength = 0;
+    this.#lanes = [new Lane(0, Infinity)];
     this.#hash = createHash('sha256');
+    this.#hashed = 0;
     await this.file.truncate(0);
     this.#wake();
   }
@@ -140,7 +196,7 @@ export class Spool {
 
   /** Closes and removes the file; readers that already opened it keep reading their own handle. */
   async dispose(): Promise<void> {
-    clearTimeout(this.#timer);
+    for (const lane of this.#lanes) clearTimeout(lane.timer);
     this.fail(new Error('the transfer has ended'));
     await this.#flushing.catch(() => undefined); // the failure, if any, was the transfer's
     await this.file.close();
@@ -161,8 +217,10 @@ export class Spool {
         const last = end ?? (this.size ?? Infinity) - 1;
         if (pos > last) return;
         if (this.#failed && !this.verified) throw this.#failed;
-        // Unverified, the final byte stays back: a reader never receives a whole blob that is wrong.
-        const available = Math.min(last + 1, this.verified ? this.written : this.written - 1);
+        // Unverified, the blob's final byte stays back: a reader never receives a whole blob that is wrong.
+        const here = this.#contiguousFrom(pos);
+        const whole = this.size === undefined || here >= this.size;
+        const available = Math.min(last + 1, whole && !this.verified ? here - 1 : here);
         if (pos < available) {
           const buf = Buffer.allocUnsafe(Math.min(READ_CHUNK, available - pos));
           const { bytesRead } = await file.read(buf, 0, buf.length, pos);
@@ -177,6 +235,21 @@ export class Spool {
     } finally {
       await file.close();
     }
+  }
+
+  /** Where the bytes written contiguously from `pos` end (`pos` itself when it has not arrived). */
+  #contiguousFrom(pos: number): number {
+    for (let moved = true; moved; ) {
+      moved = false;
+      for (const lane of this.#lanes) {
+        const filled = lane.start + lane.written;
+        if (lane.start <= pos && pos < filled) {
+          moved = filled > pos;
+          pos = filled;
+        }
+      }
+    }
+    return pos;
   }
 
   #restarted(): Error {

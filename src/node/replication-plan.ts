@@ -10,15 +10,7 @@
 // any holder (the mirror's fallback), so a plan made from a partial view still works, only less evenly.
 import { createHash } from 'node:crypto';
 import type { Descriptor } from '../oci/digest.js';
-
-/** A byte range of a blob, as one stripe carries it. */
-export interface Piece {
-  digest: string;
-  /** The whole blob's size. */
-  size: number;
-  offset: number;
-  length: number;
-}
+import type { Piece } from '../mirror/peer-protocol.js';
 
 /** What one taker does: per stripe, the node it takes that stripe from and the pieces the stripe carries. */
 export interface TakerPlan {

@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { pino } from 'pino';
 import { describe, expect, test } from 'vitest';
@@ -10,6 +9,7 @@ import { pushEvent } from './push-event.js';
 import { NewestPushes } from './newest-pushes.js';
 import { TagRecords } from './tag-records.js';
 import { Replicator } from './replicator.js';
+import { planFor } from './replication-plan.js';
 
 const ORIGIN = 'origin-peer';
 const SELF = 'self-peer';
@@ -52,10 +52,11 @@ function taker(blobs: Map<string, Buffer>, { sequences = false, store = new Memo
     records: new TagRecords(store, pushes, pino({ level: 'silent' })),
     membership: { self: SELF },
     mirror: {
-      fetch: (digest, { source, from }) => {
-        if (source) fromSequence.push(digest);
+      fetch: (digest, { lanes, from }) => {
         askedFirst.set(digest, from?.[0] ?? '');
         const stored = (async () => {
+          // As the mirror: a lane whose feeder sends nothing is taken from holders, `from` first.
+          for (const lane of lanes?.lanes ?? []) if (await lane.source) fromSequence.push(digest);
           if (await store.stat(digest)) return true; // as the mirror: nothing crosses the network for it
           fetched.push(digest);
           if (fetchMs) await new Promise((r) => setTimeout(r, fetchMs));
@@ -65,10 +66,10 @@ function taker(blobs: Map<string, Buffer>, { sequences = false, store = new Memo
         })();
         return { verified: stored, stored };
       },
-      openSequence: async (peer, wanted) => {
+      openSequence: async (peer, pieces) => {
         if (!sequences) throw new Error('no sequences here');
-        asked.push({ peer, digests: wanted.map((b) => b.digest) });
-        return { next: async (blob) => ({ peer, size: blob.size, bytes: Readable.from([]) }), close: () => undefined };
+        asked.push({ peer, digests: pieces.map((p) => p.digest) });
+        return { next: async (p) => ({ peer, size: p.size, offset: p.offset, length: p.length, bytes: Readable.from([]) }), close: () => undefined };
       },
       arriving: () => new Map(),
     },
@@ -110,7 +111,7 @@ describe('replicator', () => {
     expect((await store.images.get('docker.io/library/app:3'))?.target.digest).toBe(img.manifest.digest);
   });
 
-  test('asks the node before for every layer on one sequence, in the manifest\'s order', async () => {
+  test('alone, takes every layer from the node pushed to on one sequence, in the manifest\'s order', async () => {
     const origin = new MemoryStore();
     const img = await pushedImage(origin, [300 << 10, 1000, 500 << 10, 400 << 10]);
     const event = await pushEvent(origin, { image: 'docker.io/library/app:4', digest: img.manifest.digest, node: ORIGIN, clock: 1 });
@@ -123,17 +124,28 @@ describe('replicator', () => {
     expect((await store.images.get(event.image))?.target.digest).toBe(img.manifest.digest);
   });
 
-  test('when the node before sends no sequence, the layers are asked of the node pushed to first', async () => {
+  test('when feeders send no sequence, the layers are asked of the node pushed to first', async () => {
     const origin = new MemoryStore();
     const img = await pushedImage(origin, [300 << 10, 400 << 10]);
     const event = await pushEvent(origin, { image: 'docker.io/library/app:5', digest: img.manifest.digest, node: ORIGIN, clock: 1 });
-    // A taker ordered before this one (see Replicator#upstream): the node this one would take the layers from.
-    const rank = (id: string) => createHash('sha256').update(`${event.digest}\n${id}`).digest('hex');
-    const before = ['peer-a', 'peer-b', 'peer-c', 'peer-d'].find((id) => rank(id) < rank(SELF))!;
     const { store, replicator, askedFirst } = taker(img.blobs);
-    await replicator.replicate(event.image, event.digest, ORIGIN, { push, takers: [before, SELF], inline: event.inline });
+    await replicator.replicate(event.image, event.digest, ORIGIN, { push, takers: ['peer-a', 'peer-b', 'peer-c', SELF], inline: event.inline });
     expect(img.layers.map((l) => askedFirst.get(l.digest))).toEqual([ORIGIN, ORIGIN]);
     expect((await store.images.get(event.image))?.target.digest).toBe(img.manifest.digest);
+  });
+
+  test('among several takers, asks each feeder of the plan for its stripe of every layer, each layer once in each', async () => {
+    const origin = new MemoryStore();
+    const img = await pushedImage(origin, [2 << 20, 1 << 20]);
+    const event = await pushEvent(origin, { image: 'docker.io/library/app:6', digest: img.manifest.digest, node: ORIGIN, clock: 1 });
+    const takers = ['peer-a', 'peer-b', 'peer-c', SELF];
+    const { replicator, asked } = taker(img.blobs, { sequences: true });
+    await replicator.replicate(event.image, event.digest, ORIGIN, { push, takers, inline: event.inline });
+    const layers = img.layers.map((l) => ({ mediaType: 'x', ...l }));
+    const plan = planFor(event.digest, layers, ORIGIN, takers, SELF);
+    expect(asked.map((a) => a.peer)).toEqual(plan.feeders);
+    expect(asked.every((a) => a.digests.length === 2)).toBe(true);
+    expect(new Set(plan.feeders).size).toBeGreaterThan(1);
   });
 
   test('of two pushes of a name copied at once, the newer names the image even when the store answers the older last', async () => {

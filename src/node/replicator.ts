@@ -3,26 +3,21 @@
 // record under the same name, if the push is still the newest of that name (tag-records.ts). From then on
 // this node holds the image and announces it like anything else in its store.
 //
-// Fan-out without a herd: every node knows the others' names, labels and policies, so every node
-// computes the same set of takers and the same order of them (by a hash of image and peer id, different
-// for every image). Each taker asks the one before it for all of the image's layers on one stream (a
-// blob sequence, in manifest order), which that node serves from its partial copies as they arrive;
-// the first takes them from the node pushed to. So the image travels a pipeline through the fleet:
-// every link carries it once, as one stream, and the node pushed to sends it once. With an order per
-// layer, links carried several streams at different rates, and every byte a stream holds in socket
-// buffers is delay at each hop, multiplied by the streams sharing the link (fan-out of 8 hosts at
-// 50 Mbit/s: 1.36 × S/B then, 1.25 with one order per image); a request per layer then cost a round
-// trip through full queues each. When the one before is gone, the mirror takes the rest from any
-// holder. Layers under PIPELINE_MIN_BYTES come straight from the node pushed to: a pipeline would only
-// add hops.
-import { createHash } from 'node:crypto';
+// Fan-out without a herd and without a long chain: every taker computes the same plan (replication-plan.ts):
+// each layer cut into stripes, each stripe carried down a k-ary tree of the takers, so each node sends
+// about one copy and the last is log_k N hops from the node pushed to. A taker asks each of its feeders for
+// its stripe of every blob on one stream (a sequence of pieces, in manifest order), which the feeder serves
+// from its partial copy as it arrives; the pieces of a blob land in one spool as lanes (mirror/lanes.ts). A
+// feeder that is gone or breaks off is replaced by any holder for the rest of its stripe.
 import type { Logger } from 'pino';
 import { putBlob, type Store } from '../store/store.js';
 import { digestOf, type Descriptor } from '../oci/digest.js';
 import type { Membership } from '../dht/membership.js';
-import type { SourceSequence } from '../mirror/blob-sequence.js';
-import type { FetchOptions, Fetching } from '../mirror/mirror.js';
-import { PIPELINE_MIN_BYTES } from '../mirror/peer-protocol.js';
+import type { BlobSource, SourceSequence } from '../mirror/blob-sequence.js';
+import type { Lane } from '../mirror/lanes.js';
+import type { FetchOptions, Fetching } from '../mirror/mirror-options.js';
+import type { Piece } from '../mirror/peer-protocol.js';
+import { planFor, type TakerPlan } from './replication-plan.js';
 import { children, isIndexMediaType, MANIFEST_MEDIA_TYPES, parseManifest, type ParsedManifest } from '../oci/manifest.js';
 import { readManifest } from '../oci/references.js';
 import type { ImageFetch } from '../api/admin-types.js';
@@ -33,8 +28,8 @@ import { replicatedBytes, replications, replicationSeconds, replicationsInProgre
 /** The part of the mirror that replication takes its bytes through. */
 export interface ReplicationSource {
   fetch(digest: string, options: FetchOptions): Fetching;
-  /** `blobs` from `peer` on one stream, in this order. */
-  openSequence(peer: string, blobs: Descriptor[]): Promise<SourceSequence>;
+  /** `pieces` of blobs from `peer` on one stream, in this order. */
+  openSequence(peer: string, pieces: Piece[]): Promise<SourceSequence>;
   /** Blobs arriving now and the bytes of each that are here. */
   arriving(): Map<string, number>;
 }
@@ -59,11 +54,6 @@ export interface ReplicatorDeps {
 }
 
 export type ReplicationOutcome = 'replicated' | 'superseded' | 'failed';
-
-/** Small blobs fetched at once from the node pushed to. */
-const PARALLEL_SMALL = 6;
-/** Pipelined layers in flight at once when the node before cannot send them in one sequence. */
-const PARALLEL_PIPELINED = 2;
 
 interface Active {
   digest: string;
@@ -127,12 +117,8 @@ export class Replicator {
         if (bytes) keep(blob.digest, bytes);
       }
       const wanted = blobs.filter((b) => !given.has(b.digest));
-      const feeder = this.#feeder(digest, pushedTo, takers);
-      await Promise.all([
-        inParallel(wanted.filter((b) => b.size < PIPELINE_MIN_BYTES), PARALLEL_SMALL, (blob) =>
-          arrived(this.deps.mirror.fetch(blob.digest, { from: [pushedTo], patient: true }).stored, blob.digest)),
-        this.#pipeline(wanted.filter((b) => b.size >= PIPELINE_MIN_BYTES), feeder, pushedTo, pending),
-      ]);
+      const plan = planFor(digest, wanted, pushedTo, takers, this.deps.membership.self);
+      await this.#striped(wanted, plan, pushedTo, pending);
       await Promise.all(storing);
       // A later push of the same name may have started meanwhile, or be known by now: the newest one names the image.
       const target = { mediaType: root.manifest.mediaType, digest, size: root.body.length };
@@ -168,14 +154,6 @@ export class Replicator {
     }));
   }
 
-  /** The node this one takes the layers of image `digest` from: the taker before it, or the node pushed to. */
-  #feeder(digest: string, pushedTo: string, takers: string[]): string {
-    const rank = (id: string) => createHash('sha256').update(`${digest}\n${id}`).digest('hex');
-    const order = takers.map((id) => ({ id, rank: rank(id) })).sort((a, b) => (a.rank < b.rank ? -1 : 1));
-    const at = order.findIndex((t) => t.id === this.deps.membership.self);
-    return at > 0 ? order[at - 1].id : pushedTo;
-  }
-
   /** A manifest from the push's gossip when it came with it, else from the node pushed to, through the mirror. */
   async #manifest(desc: { digest: string; mediaType?: string }, pushedTo: string, given: Map<string, Buffer>, keep: (digest: string, bytes: Buffer) => void): Promise<{ body: Buffer; manifest: ParsedManifest }> {
     const body = given.get(desc.digest);
@@ -206,46 +184,71 @@ export class Replicator {
   }
 
   /**
-   * Takes the layers from the node before, all on one stream when it can, each as soon as it is
-   * verified; their stored copies go to `pending`.
+   * Takes every blob in its stripes, each stripe from its feeder on one stream; a blob's fetch begins when
+   * the first of its pieces comes up. Each blob's stored copy goes to `pending`.
    */
-  async #pipeline(layers: Descriptor[], feeder: string, pushedTo: string, pending: (storing: Promise<void>) => void): Promise<void> {
-    const sequence = await this.#sequence(feeder, layers);
-    // A node before that sent nothing (it does not take the image after all, or is gone) is not waited for again.
-    const from = sequence || feeder === pushedTo ? [feeder, pushedTo] : [pushedTo, feeder];
-    try {
-      await inParallel(layers, sequence ? 1 : PARALLEL_PIPELINED, async (blob) => {
-        const { verified, stored } = this.deps.mirror.fetch(blob.digest, { from, patient: true, source: await sequence?.next(blob) });
-        pending(arrived(stored, blob.digest));
-        await arrived(verified, blob.digest);
-      });
-    } finally {
-      sequence?.close();
-    }
+  async #striped(blobs: Descriptor[], plan: TakerPlan, pushedTo: string, pending: (storing: Promise<void>) => void): Promise<void> {
+    const fetches = new Map<string, { verified: Promise<void>; lanes: Map<number, (source: BlobSource | undefined) => void> }>();
+    const fetchOf = (blob: Descriptor) => {
+      let entry = fetches.get(blob.digest);
+      if (entry) return entry;
+      const feeds = new Map<number, (source: BlobSource | undefined) => void>();
+      const lanes: Lane[] = plan.pieces.flatMap((pieces, s) => pieces.filter((p) => p.digest === blob.digest).map((p) => ({
+        offset: p.offset, length: p.length, source: new Promise<BlobSource | undefined>((resolve) => feeds.set(s, resolve)),
+      })));
+      const { verified, stored } = this.deps.mirror.fetch(blob.digest, { from: [pushedTo], patient: true, lanes: { size: blob.size, lanes } });
+      pending(arrived(stored, blob.digest));
+      entry = { verified: arrived(verified, blob.digest), lanes: feeds };
+      entry.verified.catch(() => undefined); // awaited below
+      fetches.set(blob.digest, entry);
+      return entry;
+    };
+    const bySize = new Map(blobs.map((b) => [b.digest, b]));
+    await Promise.all(plan.pieces.map(async (pieces, s) => {
+      const sequence = await this.#sequence(plan.feeders[s], pieces);
+      try {
+        for (const piece of pieces) {
+          const fetch = fetchOf(bySize.get(piece.digest)!);
+          const source = await sequence?.next(piece);
+          if (!source) {
+            fetch.lanes.get(s)!(undefined);
+            continue;
+          }
+          // The next piece is asked of the stream once this one is read, or once the blob is here by other means.
+          let read!: () => void;
+          const done = new Promise<void>((resolve) => (read = resolve));
+          fetch.lanes.get(s)!({ ...source, bytes: untilDone(source.bytes, read) });
+          await Promise.race([done, fetch.verified.catch(() => undefined)]);
+        }
+      } finally {
+        sequence?.close();
+      }
+    }));
+    await Promise.all([...fetches.values()].map((f) => f.verified));
   }
 
-  /** The layers on one stream from the node before, or undefined (they are then fetched one by one). */
-  async #sequence(feeder: string, layers: Descriptor[]): Promise<SourceSequence | undefined> {
-    if (layers.length === 0) return undefined;
+  /** The pieces on one stream from their feeder, or undefined (the mirror then takes them from holders). */
+  async #sequence(feeder: string, pieces: Piece[]): Promise<SourceSequence | undefined> {
+    if (pieces.length === 0) return undefined;
     try {
-      return await this.deps.mirror.openSequence(feeder, layers);
+      return await this.deps.mirror.openSequence(feeder, pieces);
     } catch (err) {
-      this.deps.log.warn({ peer: feeder, layers: layers.length, err: (err as Error).message }, 'the node before sends no sequence; fetching layer by layer');
+      this.deps.log.warn({ peer: feeder, pieces: pieces.length, err: (err as Error).message }, 'a feeder sends no sequence; its stripe comes from holders');
       return undefined;
     }
+  }
+}
+
+/** The bytes, calling `done` once they are read to the end or no longer read. */
+async function* untilDone(bytes: AsyncIterable<Uint8Array>, done: () => void): AsyncGenerator<Uint8Array> {
+  try {
+    yield* bytes;
+  } finally {
+    done();
   }
 }
 
 /** Waits for a fetch's outcome: a blob that no holder sent fails the replication. */
 async function arrived(outcome: Promise<boolean>, digest: string): Promise<void> {
   if (!(await outcome)) throw new Error(`no holder sent ${digest}`);
-}
-
-/** Runs `work` on every item, at most `limit` at a time; fails with the first failure. */
-async function inParallel<T>(items: T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) await work(items[next++]);
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
 }
