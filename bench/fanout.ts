@@ -46,7 +46,7 @@ export interface FanoutReport {
 const CENTRAL_PORT = 5050;
 const REPO = 'bench/fanout';
 
-type LogLine = { msg?: string; time?: number; image?: string; digest?: string; from?: string[] };
+type LogLine = { msg?: string; time?: number; image?: string; digest?: string; bytes?: number; from?: string[] };
 
 export async function meshdLog(host: FleetHost): Promise<LogLine[]> {
   const text = await readFile(host.meshdLog, 'utf8');

@@ -1,7 +1,7 @@
 // `node dist/test/sim/calibrate.js` (as root, under the heavy-job lock): the real fleet bench's mesh run
 // (bench/fanout.ts) next to the simulation of the same fleet, per link rate. It also prints what the
 // calibration (calibration.ts) is read from: gossip delay, finish delay, per-hop lag and CPU per MiB.
-// Options: --mbit 25,100 --runs 2 --hosts 8 --layers 24,16,12,8,4 --plan chain|stripes (what meshd runs now).
+// Options: --mbit 25,100 --runs 2 --hosts 8 --layers 24,16,12,8,4 --plan stripes|chain (what meshd runs).
 import '../../src/polyfill.js';
 import { readFile, rm } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -27,6 +27,8 @@ interface Observed {
   finishMs: number;
   /** The first layer's arrival, one host after the one before it (chain order), median. */
   hopLagMs: number;
+  /** Bytes of the blobs after the first over the time they took to arrive, per taker, median; over B. */
+  efficiency: number;
   /**
    * CPU-s per MiB sent, from the host that only sends (the one pushed to), and per MiB taken: the whole
    * fleet's CPU over the bytes all takers took, less what they sent (every byte taken is sent once).
@@ -37,7 +39,7 @@ interface Observed {
   fleetCores: number;
   /** What one host's meshd and containerd use idle, measured before the runs. */
   idleCoresPerHost: number;
-  /** Cores the machine's other processes used meanwhile (other jobs, skopeo's push). */
+  /** Cores the machine's other processes (other jobs, this one) used from the push's end until all were done. */
   otherCores: number;
 }
 
@@ -58,10 +60,14 @@ async function observe(mbit: number, hosts: number, layersMiB: number[], runs: n
     for (let run = 0; run < runs; run++) {
       const image = buildImage({ layerSizes: layersMiB.map((m) => m * MiB), tag: `calibrate-${run}` });
       try {
-        const [busyFrom, fleetFrom, wallFrom] = [await machineBusySeconds(), await fleetCpuNow(), performance.now()];
-        const r = await meshRun(fleet, image, say);
-        const wall = (performance.now() - wallFrom) / 1000;
-        const otherCores = (await machineBusySeconds() - busyFrom - (await fleetCpuNow() - fleetFrom)) / wall;
+        // The machine's and the fleet's CPU every 250 ms, to take what others used from the push's end on.
+        const samples: { at: number; busy: number; fleet: number }[] = [];
+        const sample = async () => samples.push({ at: Date.now(), busy: await machineBusySeconds(), fleet: await fleetCpuNow() });
+        const sampler = setInterval(() => void sample(), 250);
+        const r = await meshRun(fleet, image, say).finally(() => clearInterval(sampler));
+        const from = samples.find((x) => x.at >= r.pushed) ?? samples[0];
+        const to = [...samples].reverse().find((x) => x.at <= r.pushed + r.seconds * 1000) ?? samples.at(-1)!;
+        const otherCores = (to.busy - from.busy - (to.fleet - from.fleet)) / ((to.at - from.at) / 1000);
         const bytes = image.blobs.reduce((n, b) => n + b.size, 0);
         const ideal = (bytes * 8) / (mbit * 1e6);
         const first = image.blobs.reduce((a, b) => (b.size > a.size ? b : a)).digest;
@@ -75,6 +81,8 @@ async function observe(mbit: number, hosts: number, layersMiB: number[], runs: n
             done: at((l) => l.msg === 'replicated' && l.image?.endsWith(`:${image.tag}`) === true),
             lastFetched: Math.max(...fetched.map((l) => l.time ?? NaN)),
             firstLayer: fetched.find((l) => l.digest === first)?.time ?? NaN,
+            // Blobs come one after another on the stream: from the end of the first to the end of the last.
+            rate: (bytes - (fetched[0]?.bytes ?? NaN)) / ((Math.max(...fetched.map((l) => l.time ?? NaN)) - (fetched[0]?.time ?? NaN)) / 1000),
           };
         }));
         const arrivals = perHost.map((h) => h.firstLayer).sort((a, b) => a - b);
@@ -85,6 +93,7 @@ async function observe(mbit: number, hosts: number, layersMiB: number[], runs: n
           gossipMs: median(perHost.map((h) => h.gossip)),
           finishMs: median(perHost.map((h) => h.done - h.lastFetched)),
           hopLagMs: median(arrivals.slice(1).map((t, i) => t - arrivals[i])),
+          efficiency: median(perHost.map((h) => h.rate)) / (mbit * 1e6 / 8),
           // Net of what the hosts would have used idle meanwhile.
           sendCpuSecPerMiB,
           recvCpuSecPerMiB: (fleetCpu - idleCoresPerHost * hosts * r.seconds) / ((hosts - 1) * bytes / MiB) - sendCpuSecPerMiB,
@@ -105,7 +114,7 @@ async function main(): Promise<number> {
     .option('--runs <n>', 'mesh runs per rate', '2')
     .option('--hosts <n>', 'fleet size', '8')
     .option('--layers <list>', 'layer sizes, MiB', '24,16,12,8,4')
-    .option('--plan <plan>', 'the plan meshd runs: chain (pipeline) or stripes', 'chain')
+    .option('--plan <plan>', 'the plan meshd runs: stripes, or chain (the pipeline before them)', 'stripes')
     .parse().opts<{ mbit: string; runs: string; hosts: string; layers: string; plan: 'chain' | 'stripes' }>();
   const layersMiB = o.layers.split(',').map(Number);
   const rows: (Observed & { sim: number; simGivenCores: number })[] = [];
@@ -119,9 +128,12 @@ async function main(): Promise<number> {
       rows.push({ ...real, sim, simGivenCores });
       say(`${mbit} Mbit/s: real ${real.ratio.toFixed(2)} × S/B (${real.seconds.toFixed(1)} s); sim ${sim.toFixed(2)} (${pct(sim, real.ratio)}),`
         + ` ${simGivenCores.toFixed(2)} (${pct(simGivenCores, real.ratio)}) with the ${(FLEET_BENCH.sharedCores! - real.otherCores).toFixed(2)} cores others left`);
-      say(`  gossip ${real.gossipMs.toFixed(0)} ms, finish ${real.finishMs.toFixed(0)} ms, hop lag ${real.hopLagMs.toFixed(0)} ms,`
+      say(`  gossip ${real.gossipMs.toFixed(0)} ms, finish ${real.finishMs.toFixed(0)} ms, hop lag ${real.hopLagMs.toFixed(0)} ms, payload ${real.efficiency.toFixed(3)} × B,`
         + ` CPU-s/MiB send ${real.sendCpuSecPerMiB.toFixed(3)} take ${real.recvCpuSecPerMiB.toFixed(3)}, idle ${real.idleCoresPerHost.toFixed(3)} cores/host; the fleet used ${real.fleetCores.toFixed(2)} cores`);
     }
+    const these = rows.filter((r) => r.mbit === mbit);
+    const [real, given] = [median(these.map((r) => r.ratio)), median(these.map((r) => r.simGivenCores))];
+    say(`${mbit} Mbit/s, median of ${these.length}: real ${real.toFixed(2)}, sim ${sim.toFixed(2)} (${pct(sim, real)}), with the cores others left ${given.toFixed(2)} (${pct(given, real)})`);
   }
   console.log(JSON.stringify({ calibrate: 'layermesh-replication', plan: o.plan, rows }));
   return 0;

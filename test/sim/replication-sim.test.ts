@@ -5,7 +5,7 @@ import { simulateReplication, type Calibration } from './replication-sim.js';
 
 /** Links that carry their rate in payload, no delays, no CPU limit: only the plan and the links count. */
 const IDEAL: Calibration = {
-  efficiency: 1, startMs: 0, requestMs: 0, hopMs: 0, hopBytes: 0, finishMs: 0, recvCpuSecPerMiB: 0, sendCpuSecPerMiB: 0, coresPerHost: Infinity, idleCoresPerHost: 0,
+  efficiency: 1, startMs: 0, requestMs: 0, hopMs: 0, hopBytes: 0, finishMs: 0, recvCpuSecPerMiB: 0, recvCpuSecPerMiBMbit: 0, sendCpuSecPerMiB: 0, coresPerHost: Infinity, idleCoresPerHost: 0,
 };
 const IMAGE = [24, 16, 12, 8, 4];
 

@@ -23,8 +23,12 @@ export interface Calibration {
   hopBytes: number;
   /** From a taker's last byte to its copy being whole in its store. */
   finishMs: number;
-  /** CPU-seconds per MiB a host spends taking, and sending. */
+  /**
+   * CPU-seconds per MiB a host spends taking, and sending; taking costs `recvCpuSecPerMiBMbit / mbit` more
+   * (the slower the link, the fewer bytes each read and write carries).
+   */
   recvCpuSecPerMiB: number;
+  recvCpuSecPerMiBMbit: number;
   sendCpuSecPerMiB: number;
   /** CPU each host may use (cores). */
   coresPerHost: number;
@@ -142,7 +146,7 @@ export function simulateReplication(opts: ReplicationSimOptions): ReplicationSim
   // What each stream held a hop's lag ago: a ring of snapshots taken every step.
   const lagSteps = Math.max(1, Math.round((c.hopMs / 1000 + c.hopBytes / link) / dt));
   const history = Array.from({ length: lagSteps }, () => new Float64Array(streams));
-  const recvCpu = c.recvCpuSecPerMiB / MiB, sendCpu = c.sendCpuSecPerMiB / MiB;
+  const recvCpu = (c.recvCpuSecPerMiB + c.recvCpuSecPerMiBMbit / mbit) / MiB, sendCpu = c.sendCpuSecPerMiB / MiB;
   const perFlow = 5;
   const flows = {
     count: 0, perFlow, cap: new Float64Array(streams), resources: new Int32Array(streams * perFlow), weights: new Float64Array(streams * perFlow),
