@@ -106,7 +106,7 @@ describe('issue 17\'s targets: 64 MiB in 5 layers, 100 Mbit/s, hosts with a mach
     expect(r.done).toBe(r.live);
   }, 30_000);
 
-  // Predicted missed (1.45–1.85 by seed): an orphan's new feeder already sends its full upload to its own
+  // Predicted missed (1.5–1.8 by seed): an orphan's new feeder already sends its full upload to its own
   // children, so its whole subtree slows to k/(k+1) of the rate; a dead root leaves the node pushed to
   // feeding k children of one stripe on top of the other roots.
   it.fails('1 % of 1,000 takers dying mid-way: every live host within 1.5 × S/B', () => {
