@@ -160,6 +160,7 @@ export function simulateReplication(opts: ReplicationSimOptions): ReplicationSim
 
   const limit = idealSeconds * 50 + 60;
   let t = 0;
+  let lastMoved = 0;
   for (let step = 0; t < limit; step++, t += dt) {
     while (deaths.length && deaths[0].at <= t) {
       const { h } = deaths.shift()!;
@@ -189,12 +190,15 @@ export function simulateReplication(opts: ReplicationSimOptions): ReplicationSim
     }
     history[step % lagSteps].set(progress);
     if (flows.count === 0) {
-      // Nothing moves: on to the next thing that can change that, if any.
-      const next = nextEvent();
-      if (next === Infinity) break;
-      t = Math.max(t, next - dt);
+      // Nothing moves. Once the lag has shown every byte that moved, on to the next thing that can change that.
+      if (step - lastMoved > lagSteps) {
+        const next = nextEvent();
+        if (next === Infinity) break;
+        t = Math.max(t, next - dt);
+      }
       continue;
     }
+    lastMoved = step;
     maxMinRates(capacity, flows, rate);
     for (let f = 0; f < flows.count; f++) {
       const j = flowStream[f], s = j % k;
