@@ -46,9 +46,9 @@ export interface FanoutReport {
 const CENTRAL_PORT = 5050;
 const REPO = 'bench/fanout';
 
-type LogLine = { msg?: string; time?: number; image?: string; digest?: string; from?: string[] };
+type LogLine = { msg?: string; time?: number; image?: string; digest?: string; bytes?: number; from?: string[] };
 
-async function meshdLog(host: FleetHost): Promise<LogLine[]> {
+export async function meshdLog(host: FleetHost): Promise<LogLine[]> {
   const text = await readFile(host.meshdLog, 'utf8');
   return text.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as LogLine);
 }
@@ -57,8 +57,17 @@ function imageBytes(image: BuiltImage): number {
   return image.blobs.reduce((n, b) => n + b.size, 0);
 }
 
+export interface MeshRun {
+  seconds: number;
+  cpuSeconds: { meshd: number; containerd: number };
+  sent: Record<string, number>;
+  /** When the push ended (ms since the epoch), and each host's meshd + containerd CPU-s from then until all were done. */
+  pushed: number;
+  cpuAfterPush: Record<string, number>;
+}
+
 /** The mesh run: seconds from the end of the push to h1 until every other host logged the replica. */
-async function meshRun(fleet: Fleet, image: BuiltImage, say: (l: string) => void): Promise<{ seconds: number; cpuSeconds: { meshd: number; containerd: number }; sent: Record<string, number> }> {
+export async function meshRun(fleet: Fleet, image: BuiltImage, say: (l: string) => void): Promise<MeshRun> {
   const [h1, ...others] = fleet.hosts;
   const name = `docker.io/${REPO}:${image.tag}`;
   const cpu = async () => ({
@@ -68,6 +77,8 @@ async function meshRun(fleet: Fleet, image: BuiltImage, say: (l: string) => void
   const cpuBefore = await cpu();
   await h1.skopeo(['copy', `oci:${image.dir}:${image.tag}`, `docker://127.0.0.1:5000/${REPO}:${image.tag}`, '--dest-tls-verify=false']);
   const pushed = Date.now();
+  const hostCpu = () => Promise.all(fleet.hosts.map((h) => cpuSeconds([h.meshdPid, h.containerdPid])));
+  const hostCpuAtPush = await hostCpu();
   say(`  pushed to ${h1.name}; waiting for ${others.length} hosts to replicate…`);
   const done = await waitFor('every host to replicate the pushed image', async () => {
     const times: number[] = [];
@@ -79,6 +90,8 @@ async function meshRun(fleet: Fleet, image: BuiltImage, say: (l: string) => void
     return times;
   }, { timeoutMs: 600_000, intervalMs: 200 });
   const cpuAfter = await cpu();
+  const hostCpuAtEnd = await hostCpu();
+  const cpuAfterPush = Object.fromEntries(fleet.hosts.map((h, i) => [h.name, hostCpuAtEnd[i] - hostCpuAtPush[i]]));
   // Each host really holds every blob (containerd verified what meshd committed).
   for (const h of others) {
     const content = await h.ctr(['content', 'ls', '-q']);
@@ -98,7 +111,7 @@ async function meshRun(fleet: Fleet, image: BuiltImage, say: (l: string) => void
       }
     }
   }
-  return { seconds: (Math.max(...done) - pushed) / 1000, cpuSeconds: { meshd: cpuAfter.meshd - cpuBefore.meshd, containerd: cpuAfter.containerd - cpuBefore.containerd }, sent };
+  return { seconds: (Math.max(...done) - pushed) / 1000, cpuSeconds: { meshd: cpuAfter.meshd - cpuBefore.meshd, containerd: cpuAfter.containerd - cpuBefore.containerd }, sent, pushed, cpuAfterPush };
 }
 
 /** The central run: a Go registry in host 1 serving the image, every other host fetching it at once. */
@@ -123,7 +136,7 @@ async function centralRun(fleet: Fleet, image: BuiltImage, say: (l: string) => v
 }
 
 /** Runs `body` on a fleet of its own, brought down afterwards. */
-async function onFleet<T>(opts: FanoutOptions, meshdArgs: string[], say: (l: string) => void, body: (fleet: Fleet) => Promise<T>): Promise<T> {
+export async function onFleet<T>(opts: FanoutOptions, meshdArgs: string[], say: (l: string) => void, body: (fleet: Fleet) => Promise<T>): Promise<T> {
   say(`bringing up a ${opts.hosts}-host fleet, every link ${opts.rateMbit} Mbit/s each way${meshdArgs.length ? `, meshd ${meshdArgs.join(' ')}` : ''}…`);
   const fleet = await Fleet.up(opts.hosts, { shape: { rateMbit: opts.rateMbit }, waitFor: 'full-mesh', meshdArgs });
   const down = onCleanup('fan-out fleet', () => fleet.down());

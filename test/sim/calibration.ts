@@ -1,0 +1,52 @@
+// The replication simulation's parameters, measured on the fleet bench (bench/fanout.ts: 8 hosts in
+// network namespaces of one 2-core machine, links shaped with htb), 64 MiB in 5 layers, at 25 and 100
+// Mbit/s: delays and the links' payload on the replicator's pipeline (one stream per taker, before stripes),
+// CPU on striped replication. `node dist/test/sim/calibrate.js` measures them again and sets the real runs
+// beside the simulation (docs/benchmarks.md, "Replication simulation").
+import type { Calibration } from './replication-sim.js';
+
+/** Hosts with a machine each: the fleet the issue's targets are about. */
+export const HOSTS: Calibration = {
+  // htb counts whole frames: a full TCP segment carries 1448 payload bytes in 1514 (timestamps on). A plain
+  // HTTP stream over these links got 0.956 × B, and 0.95 with a second stream the other way (its ACKs);
+  // meshd's own streams got less on the fleet bench (FLEET_BENCH), which this assumes is the shared CPU's doing.
+  efficiency: 1448 / 1514,
+  // The push's gossip reached the takers −30 to +115 ms after skopeo returned (their image-pushed log
+  // lines), median about 30; the manifest comes inlined in it.
+  startMs: 30,
+  // Not measured apart (first bytes of a sequence are not logged): a request on a kept-alive TLS connection
+  // and its answer, through two links' queues.
+  requestMs: 50,
+  // Each host's copy of the first layer ended 23–123 ms after the one before it in the chain at 25 Mbit/s
+  // (median 60): the spool holds bytes up to 20 ms (MAX_HOLD_MS in src/mirror/spool.ts) and the rest is
+  // bytes in socket buffers and the queues of two links, about 120 KiB at 25 Mbit/s.
+  hopMs: 20,
+  hopBytes: 120 << 10,
+  // Last blob fetched to 'replicated' (the last commit into containerd and the image record): 200–1300 ms,
+  // the shortest on the least loaded runs; a host of its own is taken to be as quick as those.
+  finishMs: 200,
+  // Striped replication. The node pushed to, which only sends: 0.004–0.014 CPU-s per MiB (meshd and
+  // containerd, net of idle).
+  sendCpuSecPerMiB: 0.008,
+  // The whole fleet's CPU, net of idle, per MiB taken less the sending share: 0.080–0.092 at 25 Mbit/s,
+  // 0.042–0.061 at 100 (medians 0.082 and 0.051), so 0.041 + 1.03 / mbit.
+  recvCpuSecPerMiB: 0.041,
+  recvCpuSecPerMiBMbit: 1.03,
+  // meshd and containerd, two processes (meshd's share, about three quarters, stays under its one thread
+  // at 100 Mbit/s: about 0.5 cores).
+  coresPerHost: 2,
+  // meshd and containerd of one host, 5 s idle before the runs: 0.024–0.041 cores.
+  idleCoresPerHost: 0.03,
+};
+
+/** The fleet bench: all hosts on the 2 cores of one machine. */
+export const FLEET_BENCH: Calibration = {
+  ...HOSTS,
+  sharedCores: 2,
+  // Each taker's bytes after its first blob over the time they took, at 25 Mbit/s, where the CPU binds
+  // least: 0.69–0.79 × B striped (median 0.71), 0.83–0.85 on the pipeline before, 0.956 for a plain TCP
+  // stream on the same links.
+  efficiency: 0.72,
+  // Last blob fetched to 'replicated', median of 13 runs (104–1296 ms).
+  finishMs: 300,
+};

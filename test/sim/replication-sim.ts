@@ -1,0 +1,240 @@
+// A time-stepped fluid simulation of replicating one pushed image to a fleet, on the plan meshd computes
+// (src/node/replication-plan.ts, imported, not copied). Host 0 is the node pushed to; hosts 1..N−1 take.
+// Each taker takes each stripe on one stream from the feeder the plan names; a stream carries its stripe's
+// pieces in blob order, and never gets ahead of what its feeder had a hop's lag before (streaming through).
+// Per step, the streams that can move share each host's upload, download and CPU max-min fairly
+// (fair-share.ts). A host that dies stops sending and taking; a stream it fed stalls for `detectMs`, then
+// asks again, from a random live host (not the node pushed to) that is further along that stripe, else
+// from the node pushed to — as the mirror's fallback and the redirect to a partial copy do.
+// `plan: 'chain'` models the replicator before stripes: one stream per taker from the taker before it.
+import { digestOf, type Descriptor } from '../../src/oci/digest.js';
+import { feedersOf, piecesOf, takerOrder } from '../../src/node/replication-plan.js';
+import { maxMinRates } from './fair-share.js';
+
+export interface Calibration {
+  /** Payload over link rate: the shaper counts frames and headers too. */
+  efficiency: number;
+  /** From the end of the push until a taker asks for its streams (gossip, manifest, planning). */
+  startMs: number;
+  /** From a stream's request to its first byte, when the feeder has bytes to send (TLS request, answer). */
+  requestMs: number;
+  /** How far a child lags its feeder on a stripe: a fixed time (latency, the spool's hold), and bytes in buffers and queues. */
+  hopMs: number;
+  hopBytes: number;
+  /** From a taker's last byte to its copy being whole in its store. */
+  finishMs: number;
+  /**
+   * CPU-seconds per MiB a host spends taking, and sending; taking costs `recvCpuSecPerMiBMbit / mbit` more
+   * (the slower the link, the fewer bytes each read and write carries).
+   */
+  recvCpuSecPerMiB: number;
+  recvCpuSecPerMiBMbit: number;
+  sendCpuSecPerMiB: number;
+  /** CPU each host may use (cores). */
+  coresPerHost: number;
+  /** CPU a host's daemons use doing nothing (timers, gossip, the DHT): not there for bytes. */
+  idleCoresPerHost: number;
+  /** All hosts on one machine of this many cores (the fleet bench), or undefined: a machine each. */
+  sharedCores?: number;
+}
+
+export interface ReplicationSimOptions {
+  /** Hosts, the node pushed to included. */
+  nodes: number;
+  mbit: number;
+  layersMiB: number[];
+  /** Takers that die mid-way, percent (rounded to whole hosts). */
+  deathsPct?: number;
+  seed?: number;
+  plan?: 'stripes' | 'chain';
+  /** Time from a feeder's death until its children ask elsewhere (stall timeout, or a reset connection). */
+  detectMs?: number;
+  dtMs?: number;
+  calibration: Calibration;
+}
+
+export interface ReplicationSimResult {
+  nodes: number;
+  mbit: number;
+  sizeMiB: number;
+  stripes: number;
+  /** Time until every live host holds the whole image, over S/B. */
+  ratio: number;
+  /** The median live taker's time over S/B. */
+  p50Ratio: number;
+  deaths: number;
+  /** Live takers that finished, of all live takers. */
+  done: number;
+  live: number;
+  idealSeconds: number;
+  seconds: number;
+}
+
+const MiB = 1 << 20;
+const PUSHED_TO = 'pushed-to';
+
+/** A small deterministic PRNG (mulberry32), so that a seed gives the same run. */
+export function random(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Per taker (1..N−1) and stripe, the host it takes that stripe from; and each stripe's length. */
+function planOf(nodes: number, blobs: Descriptor[], image: string, plan: 'stripes' | 'chain') {
+  const ids = Array.from({ length: nodes }, (_, h) => (h === 0 ? PUSHED_TO : `taker-${h}`));
+  const host = new Map(ids.map((id, h) => [id, h]));
+  const order = takerOrder(image, ids.slice(1));
+  const feeders: number[][] = ids.map(() => []);
+  if (plan === 'chain') {
+    order.forEach((id, i) => (feeders[host.get(id)!] = [i === 0 ? 0 : host.get(order[i - 1])!]));
+  } else {
+    for (const id of order) feeders[host.get(id)!] = feedersOf(order, PUSHED_TO, id).map((f) => host.get(f)!);
+  }
+  const k = feeders[1].length;
+  const lengths = piecesOf(blobs, k).map((pieces) => pieces.reduce((n, p) => n + p.length, 0));
+  return { k, feeders, lengths };
+}
+
+export function simulateReplication(opts: ReplicationSimOptions): ReplicationSimResult {
+  const { nodes, mbit, layersMiB, calibration: c } = opts;
+  if (!(nodes >= 2)) throw new Error('a replication needs the node pushed to and at least one taker');
+  const seed = opts.seed ?? 1;
+  const dt = (opts.dtMs ?? 5) / 1000;
+  const detect = (opts.detectMs ?? 1000) / 1000;
+  const rand = random(seed);
+  const blobs = layersMiB.map((m, i) => ({ mediaType: 'layer', digest: digestOf(Buffer.from(`${seed}/${i}`)), size: Math.round(m * MiB) }));
+  const sizeBytes = blobs.reduce((n, b) => n + b.size, 0);
+  const idealSeconds = (sizeBytes * 8) / (mbit * 1e6);
+  const { k, feeders, lengths } = planOf(nodes, blobs, digestOf(Buffer.from(`image ${seed}`)), opts.plan ?? 'stripes');
+
+  // Streams: taker h's stripe s is stream (h−1)·k + s.
+  const streams = (nodes - 1) * k;
+  const takerOf = (j: number) => Math.floor(j / k) + 1;
+  const streamOf = (h: number, s: number) => (h - 1) * k + s;
+  const feeder = new Int32Array(streams);
+  const progress = new Float64Array(streams);
+  const openAt = new Float64Array(streams);
+  const askAgainAt = new Float64Array(streams).fill(Infinity);
+  for (let j = 0; j < streams; j++) {
+    feeder[j] = feeders[takerOf(j)][j % k];
+    openAt[j] = (c.startMs + c.requestMs) / 1000;
+  }
+
+  // Deaths: whole hosts, at a random time in the middle of the ideal transfer.
+  const alive = new Uint8Array(nodes).fill(1);
+  const deathCount = Math.round(((opts.deathsPct ?? 0) / 100) * (nodes - 1));
+  const takers = Array.from({ length: nodes - 1 }, (_, i) => i + 1);
+  for (let i = takers.length - 1; i > 0; i--) {
+    const r = Math.floor(rand() * (i + 1));
+    [takers[i], takers[r]] = [takers[r], takers[i]];
+  }
+  const victims = takers.slice(0, deathCount);
+  const deaths = victims.map((h) => ({ h, at: idealSeconds * (0.2 + 0.6 * rand()) })).sort((a, b) => a.at - b.at);
+
+  // Resources: upload, download and CPU of each host, then the machine's CPU when it is shared.
+  const UP = 0, DOWN = nodes, CPU = 2 * nodes, MACHINE = 3 * nodes;
+  const capacity = new Float64Array(c.sharedCores === undefined ? 3 * nodes : 3 * nodes + 1);
+  const link = (mbit * 1e6 * c.efficiency) / 8;
+  capacity.fill(link, 0, 2 * nodes).fill(Math.max(0, c.coresPerHost - c.idleCoresPerHost), CPU, 3 * nodes);
+  if (c.sharedCores !== undefined) capacity[MACHINE] = Math.max(0, c.sharedCores - nodes * c.idleCoresPerHost);
+  // What each stream held a hop's lag ago: a ring of snapshots taken every step.
+  const lagSteps = Math.max(1, Math.round((c.hopMs / 1000 + c.hopBytes / link) / dt));
+  const history = Array.from({ length: lagSteps }, () => new Float64Array(streams));
+  const recvCpu = (c.recvCpuSecPerMiB + c.recvCpuSecPerMiBMbit / mbit) / MiB, sendCpu = c.sendCpuSecPerMiB / MiB;
+  const perFlow = 5;
+  const flows = {
+    count: 0, perFlow, cap: new Float64Array(streams), resources: new Int32Array(streams * perFlow), weights: new Float64Array(streams * perFlow),
+  };
+  const flowStream = new Int32Array(streams);
+  const rate = new Float64Array(streams);
+  const doneAt = new Float64Array(nodes).fill(Infinity);
+  doneAt[0] = 0;
+  const remaining = new Int32Array(nodes).fill(k);
+  remaining[0] = 0;
+
+  const limit = idealSeconds * 50 + 60;
+  let t = 0;
+  let lastMoved = 0;
+  for (let step = 0; t < limit; step++, t += dt) {
+    while (deaths.length && deaths[0].at <= t) {
+      const { h } = deaths.shift()!;
+      alive[h] = 0;
+      for (let j = 0; j < streams; j++) if (feeder[j] === h) (feeder[j] = -1), (askAgainAt[j] = t + detect);
+    }
+    const lagged = history[step % lagSteps];
+    flows.count = 0;
+    for (let j = 0; j < streams; j++) {
+      const s = j % k, h = takerOf(j);
+      if (!alive[h] || progress[j] >= lengths[s]) continue;
+      if (feeder[j] < 0) {
+        if (t < askAgainAt[j]) continue;
+        feeder[j] = fallback(j, s, h);
+        openAt[j] = t + c.requestMs / 1000;
+      }
+      if (t < openAt[j]) continue;
+      const from = feeder[j];
+      const has = from === 0 ? lengths[s] : lagged[streamOf(from, s)];
+      if (has <= progress[j]) continue;
+      const f = flows.count++;
+      flowStream[f] = j;
+      flows.cap[f] = (has - progress[j]) / dt;
+      const at = f * perFlow;
+      flows.resources.set([UP + from, DOWN + h, CPU + from, CPU + h, c.sharedCores === undefined ? -1 : MACHINE], at);
+      flows.weights.set([1, 1, sendCpu, recvCpu, sendCpu + recvCpu], at);
+    }
+    history[step % lagSteps].set(progress);
+    if (flows.count === 0) {
+      // Nothing moves. Once the lag has shown every byte that moved, on to the next thing that can change that.
+      if (step - lastMoved > lagSteps) {
+        const next = nextEvent();
+        if (next === Infinity) break;
+        t = Math.max(t, next - dt);
+      }
+      continue;
+    }
+    lastMoved = step;
+    maxMinRates(capacity, flows, rate);
+    for (let f = 0; f < flows.count; f++) {
+      const j = flowStream[f], s = j % k;
+      progress[j] = Math.min(lengths[s], progress[j] + rate[f] * dt);
+      if (progress[j] >= lengths[s] && --remaining[takerOf(j)] === 0) doneAt[takerOf(j)] = t + dt + c.finishMs / 1000;
+    }
+  }
+
+  /** When a stream may start or ask again, or a host dies, after now: Infinity if never. */
+  function nextEvent(): number {
+    let next = deaths[0]?.at ?? Infinity;
+    for (let j = 0; j < streams; j++) {
+      if (!alive[takerOf(j)] || progress[j] >= lengths[j % k]) continue;
+      const at = feeder[j] < 0 ? askAgainAt[j] : openAt[j];
+      if (at > t) next = Math.min(next, at);
+    }
+    return next;
+  }
+
+  /** A random live taker further along stripe s than stream j, else the node pushed to. */
+  function fallback(j: number, s: number, self: number): number {
+    const ahead: number[] = [];
+    for (let h = 1; h < nodes; h++) if (h !== self && alive[h] && progress[streamOf(h, s)] > progress[j]) ahead.push(h);
+    return ahead.length ? ahead[Math.floor(rand() * ahead.length)] : 0;
+  }
+
+  const times = [...doneAt.slice(1)].filter((_, i) => alive[i + 1]).sort((a, b) => a - b);
+  const last = times.at(-1) ?? 0;
+  return {
+    nodes, mbit, sizeMiB: sizeBytes / MiB, stripes: k,
+    ratio: last / idealSeconds,
+    p50Ratio: (times[Math.floor((times.length - 1) / 2)] ?? 0) / idealSeconds,
+    deaths: deathCount,
+    done: times.filter(Number.isFinite).length,
+    live: times.length,
+    idealSeconds,
+    seconds: last,
+  };
+}
