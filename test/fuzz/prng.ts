@@ -1,4 +1,5 @@
-// Seeded randomness for the fuzzer: mulberry32, one stream per case, so that any case replays alone.
+// Seeded randomness: mulberry32. The fuzzer draws one stream per case, so that any case replays alone; the replication
+// simulation one per run.
 
 export function mulberry32(seed: number): () => number {
   let a = seed >>> 0;

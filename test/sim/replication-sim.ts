@@ -10,6 +10,7 @@
 import { digestOf, type Descriptor } from '../../src/oci/digest.js';
 import { feedersOf, piecesOf, takerOrder } from '../../src/node/replication-plan.js';
 import { maxMinRates } from './fair-share.js';
+import { mulberry32 } from '../fuzz/prng.js';
 
 export interface Calibration {
   /** Payload over link rate: the shaper counts frames and headers too. */
@@ -73,18 +74,6 @@ export interface ReplicationSimResult {
 const MiB = 1 << 20;
 const PUSHED_TO = 'pushed-to';
 
-/** A small deterministic PRNG (mulberry32), so that a seed gives the same run. */
-export function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** Per taker (1..N−1) and stripe, the host it takes that stripe from; and each stripe's length. */
 function planOf(nodes: number, blobs: Descriptor[], image: string, plan: 'stripes' | 'chain') {
   const ids = Array.from({ length: nodes }, (_, h) => (h === 0 ? PUSHED_TO : `taker-${h}`));
@@ -107,7 +96,7 @@ export function simulateReplication(opts: ReplicationSimOptions): ReplicationSim
   const seed = opts.seed ?? 1;
   const dt = (opts.dtMs ?? 5) / 1000;
   const detect = (opts.detectMs ?? 1000) / 1000;
-  const rand = random(seed);
+  const rand = mulberry32(seed);
   const blobs = layersMiB.map((m, i) => ({ mediaType: 'layer', digest: digestOf(Buffer.from(`${seed}/${i}`)), size: Math.round(m * MiB) }));
   const sizeBytes = blobs.reduce((n, b) => n + b.size, 0);
   const idealSeconds = (sizeBytes * 8) / (mbit * 1e6);
