@@ -42,7 +42,7 @@ export interface MeshNodeOptions {
   logger: Logger;
   /** How long provider records stay valid on the peers that store them. */
   recordTtlMs: number;
-  /** Bootstrap reconnect check interval (and first retry delay); default 2 s, doubling up to 30 s. */
+  /** Bootstrap reconnect check interval (and first retry delay); default 2 s, doubling up to 30 s, jittered. */
   bootstrapIntervalMs?: number;
 }
 
@@ -70,6 +70,8 @@ export async function createMeshNode(opts: MeshNodeOptions): Promise<MeshNode> {
   const dialer = new BootstrapDialer(libp2p, opts.bootstrap, log.child({ component: 'p2p.bootstrap' }), {
     intervalMs: opts.bootstrapIntervalMs ?? 2_000,
     maxDelayMs: 30_000,
+    keep: 2, // one can go away; once joined, the DHT connects the node to the rest
+    dialTimeoutMs: 20_000,
   });
   dialer.start();
   log.info({ peerId: libp2p.peerId.toString(), addrs: libp2p.getMultiaddrs().map(String) }, 'libp2p node started');
