@@ -86,12 +86,19 @@ export class BootstrapDialer {
 
   private async tick(): Promise<void> {
     const now = Date.now();
-    const connected = this.targets.filter((t) => this.connected(t)).length;
-    const want = Math.min(this.opts.keep, this.targets.length) - connected;
     // Random order: every node of a fleet reads the same list, and must not all pick its first entries.
-    const due = shuffle(this.targets.filter((t) => t.nextAt <= now && !this.connected(t)), this.random).slice(0, Math.max(0, want));
+    const due = shuffle(this.targets.filter((t) => t.nextAt <= now && !this.connected(t)), this.random).slice(0, this.wanted());
     await Promise.all(due.map((t) => this.dial(t)));
-    this.schedule(this.opts.intervalMs);
+    // A jittered retry falls between two checks: wake for it, or its jitter would be rounded to the interval.
+    const later = Date.now();
+    const retries = this.wanted() > 0 ? this.targets.filter((t) => t.nextAt > later).map((t) => t.nextAt - later) : [];
+    this.schedule(Math.min(this.opts.intervalMs, ...retries));
+  }
+
+  /** How many more bootstrap peers to connect to. */
+  private wanted(): number {
+    const connected = this.targets.filter((t) => this.connected(t)).length;
+    return Math.max(0, Math.min(this.opts.keep, this.targets.length) - connected);
   }
 
   private connected(t: Target): boolean {
