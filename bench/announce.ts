@@ -1,9 +1,10 @@
-// Announce benchmark: a 20-node mesh on loopback tcp with a swarm key. The announcing node runs alone in one
-// process (its CPU is that process's), the 19 others in two more. Once the mesh has formed, it announces
-// random digests in one batch, and we measure:
+// Announce benchmark: a mesh on loopback tcp with a swarm key (20 nodes by default; BENCH_PEERS=50,50,50,49 for
+// 200). The announcing node runs alone in one process (its CPU is that process's), the others in more, as
+// BENCH_PEERS says. Once the mesh has formed, it announces random digests in one batch, and we measure:
 //  - wall time until the batch is settled (every peer acknowledged its records) and until each of a sample
 //    of keys is findable from non-announcing nodes; CPU seconds of the announcing process (and of the others);
-//  - lookup latency (time to the holder) of random announced keys from non-announcing nodes, and of absent keys;
+//  - lookup latency (time to the holder) of random announced keys from every non-announcing node in turn, the
+//    share of lookups that found the holder, and of absent keys; connections per node at the end;
 //  - for reference, kad-dht's own provide() one key at a time on the same mesh.
 // BENCH_CPU_PROF=<dir> writes a CPU profile of each worker process.
 import { fork, type ChildProcess } from 'node:child_process';
@@ -24,6 +25,7 @@ export interface AnnounceBenchOptions {
 
 export interface AnnounceBenchResult {
   nodes: number;
+  processes: number;
   /** From every node having a peer until the connection count was stable for 3 s. */
   meshFormSeconds: number;
   keys: number;
@@ -32,12 +34,20 @@ export interface AnnounceBenchResult {
   announcerCpuSeconds: number;
   /** CPU of the non-announcing processes from the start of the announce until it settled and the sample was found. */
   peersCpuSeconds: number;
+  /** Lookups that found the provider; the others ended (deadline) without it. */
   lookupMs: { p50: number; p99: number; max: number; count: number };
+  foundPercent: number;
+  /** Open connections of each node once the lookups are done. */
+  connsPerNode: { min: number; median: number; max: number };
   missMs: { p50: number; max: number; count: number };
   baseline?: { keys: number; cpuMsPerKey: number; wallMsPerKey: number };
 }
 
-export const ANNOUNCE_TARGETS = { wallSeconds: 30, cpuSeconds: 10, lookupP50Ms: 20 };
+/** Bootstrap peers listed to every node: the first node of each of the first few processes. */
+const SEEDS = 4;
+const JOINS_PER_SECOND = 20;
+
+export const ANNOUNCE_TARGETS = { wallSeconds: 30, cpuSeconds: 10, lookupP50Ms: 20, lookupP99Ms: 100, foundPercent: 100 };
 
 class Worker {
   private next = 0;
@@ -75,6 +85,10 @@ function startWorker(name: string): Worker {
   return new Worker(name, child);
 }
 
+async function connsPerNode(workers: Worker[]): Promise<number[]> {
+  return (await Promise.all(workers.map((w) => w.call<{ conns: number[] }>({ cmd: 'conns' })))).flatMap((c) => c.conns);
+}
+
 function percentile(xs: number[], p: number): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
@@ -94,21 +108,32 @@ export async function benchAnnounce(opts: AnnounceBenchOptions, say: (line: stri
   const announcer = startWorker('announcer');
   const workers = [announcer, ...peerWorkers];
   try {
-    const first = await peerWorkers[0].call<{ addrs: string[] }>({ cmd: 'start', count: opts.peersPerProcess[0], swarmKey, bootstrap: [], name: 'p1' });
-    await Promise.all(peerWorkers.slice(1).map((w, i) =>
-      w.call({ cmd: 'start', count: opts.peersPerProcess[i + 1], swarmKey, bootstrap: first.addrs, name: `p${i + 2}` })));
-    const { ids } = await announcer.call<{ ids: string[] }>({ cmd: 'start', count: 1, swarmKey, bootstrap: first.addrs, name: 'announcer' });
+    // As a fleet lists a few bootstrap peers: the first node of each process (up to SEEDS), each joining the
+    // seeds before it; then every other node, given the whole list, keeps a connection to some of them.
+    const seeds: string[] = [];
+    for (const [i, w] of peerWorkers.entries()) {
+      const seed = await w.call<{ addrs: string[] }>({ cmd: 'start', count: 1, swarmKey, bootstrap: seeds, name: `p${i + 1}` });
+      if (i < SEEDS) seeds.push(seed.addrs[0]);
+    }
+    const [{ ids }] = await Promise.all([
+      announcer.call<{ ids: string[] }>({ cmd: 'start', count: 1, swarmKey, bootstrap: seeds, name: 'announcer' }),
+      // Joins are spread (JOINS_PER_SECOND in all): all these nodes share two cores, where a real fleet's
+      // joins each have a host of their own; a node joining costs dozens of handshakes across the mesh.
+      ...peerWorkers.map((w, i) => w.call({
+        cmd: 'start', count: opts.peersPerProcess[i] - 1, swarmKey, bootstrap: seeds, name: `p${i + 1}`, gapMs: (1_000 * peerWorkers.length) / JOINS_PER_SECOND,
+      })),
+    ]);
     const provider = ids[0];
     // A fleet that has been up a while: kad-dht's self-queries connect the nodes to each other over some
     // seconds (in a fleet under k, everyone to everyone), each connection a Noise handshake and more.
     // Announcing in the middle of that would measure mesh formation too; wait until it is over.
-    await Promise.all(workers.map((w) => w.call({ cmd: 'wait-peers', min: 1, timeoutMs: 30_000 })));
+    await Promise.all(workers.map((w) => w.call({ cmd: 'wait-peers', min: 1, timeoutMs: 60_000 })));
     const formed = Date.now();
     say('waiting for the mesh to form (connection count stable for 3 s)…');
     for (let last = -1, stableSince = Date.now(); Date.now() - stableSince < 3_000;) {
-      if (Date.now() - formed > 60_000) throw new Error('the mesh did not settle within 60 s');
+      if (Date.now() - formed > 120_000) throw new Error('the mesh did not settle within 120 s');
       await new Promise((r) => setTimeout(r, 500));
-      const conns = (await Promise.all(workers.map((w) => w.call<{ conns: number }>({ cmd: 'conns' })))).reduce((n, c) => n + c.conns, 0);
+      const conns = (await connsPerNode(workers)).reduce((a, b) => a + b, 0);
       if (conns !== last) [last, stableSince] = [conns, Date.now()];
     }
     const meshFormSeconds = (Date.now() - formed) / 1000;
@@ -128,10 +153,12 @@ export async function benchAnnounce(opts: AnnounceBenchOptions, say: (line: stri
 
     say(`looking up ${opts.lookups} announced keys and ${opts.misses} absent ones from non-announcing nodes…`);
     const lookupKeys = pick(keys, opts.lookups);
-    const lookups = await Promise.all(peerWorkers.map((w, i) => w.call<{ ms: number[] }>({
+    const lookups = await Promise.all(peerWorkers.map((w, i) => w.call<{ ms: number[]; missed: number }>({
       cmd: 'lookups', provider, keys: lookupKeys.filter((_, j) => j % peerWorkers.length === i),
     })));
     const ms = lookups.flatMap((l) => l.ms);
+    const missed = lookups.reduce((n, l) => n + l.missed, 0);
+    const conns = (await connsPerNode(workers)).sort((a, b) => a - b);
     const misses = (await peerWorkers[0].call<{ ms: number[] }>({ cmd: 'misses', keys: Array.from({ length: opts.misses }, digest) })).ms;
 
     let baseline: AnnounceBenchResult['baseline'];
@@ -144,6 +171,7 @@ export async function benchAnnounce(opts: AnnounceBenchOptions, say: (line: stri
     }
     return {
       nodes,
+      processes: workers.length,
       meshFormSeconds,
       keys: opts.keys,
       settledSeconds: (a.settledAt - a.t0) / 1000,
@@ -151,6 +179,8 @@ export async function benchAnnounce(opts: AnnounceBenchOptions, say: (line: stri
       announcerCpuSeconds: a.cpuMs / 1000,
       peersCpuSeconds,
       lookupMs: { p50: percentile(ms, 50), p99: percentile(ms, 99), max: Math.max(...ms), count: ms.length },
+      foundPercent: (100 * ms.length) / (ms.length + missed),
+      connsPerNode: { min: conns[0], median: percentile(conns, 50), max: conns[conns.length - 1] },
       missMs: { p50: percentile(misses, 50), max: Math.max(...misses), count: misses.length },
       baseline,
     };

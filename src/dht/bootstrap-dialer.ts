@@ -1,9 +1,14 @@
-// Keeps the node connected to its static bootstrap peers. libp2p 3 dials nothing by itself after start, and
-// its reconnect queue gives up after a few tries, so a bootstrap peer that restarts (or boots after us)
-// would otherwise stay unreachable until some other peer introduced it again.
+// Keeps the node connected to some of its static bootstrap peers. libp2p 3 dials nothing by itself after
+// start, and its reconnect queue gives up after a few tries, so a bootstrap peer that restarts (or boots
+// after us) would otherwise stay unreachable until some other peer introduced it again.
+//
+// A fleet starts (or a bootstrap peer comes back) with every node dialing at once: first dials and retries
+// are jittered, so that a few hundred nodes do not hit one peer's event loop in the same instant and time
+// out together, round after round. Only `keep` of the listed peers are kept connected, so that a fleet-wide
+// list of a few bootstrap peers does not give each of them a connection from every node.
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr';
 import { peerIdFromString } from '@libp2p/peer-id';
-import type { Libp2p } from '@libp2p/interface';
+import type { Connection, PeerId } from '@libp2p/interface';
 import type { Logger } from 'pino';
 
 export interface BootstrapDialerOptions {
@@ -11,40 +16,61 @@ export interface BootstrapDialerOptions {
   intervalMs: number;
   /** Upper bound of the doubling retry delay. */
   maxDelayMs: number;
+  /** How many of the listed peers to stay connected to (all of them when fewer are listed). */
+  keep: number;
+  /** Deadline of one dial; a peer busy accepting a whole fleet takes seconds to finish a handshake. */
+  dialTimeoutMs: number;
+  /** Uniform in [0, 1); for tests. */
+  random?: () => number;
+}
+
+/** The part of libp2p the dialer uses. */
+export interface Dialable {
+  peerId: PeerId;
+  dial(addr: Multiaddr, opts: { signal: AbortSignal }): Promise<Connection>;
+  getConnections(peer?: PeerId): Connection[];
 }
 
 interface Target {
   addr: Multiaddr;
   /** From the address's /p2p/ part, or learned from the first successful dial. */
   peerId?: string;
-  delayMs: number;
   nextAt: number;
   failures: number;
 }
 
+/** Delay before the next try after `failures` failures in a row: doubling, capped, then jittered into [d/2, d). */
+export function retryDelayMs(failures: number, opts: Pick<BootstrapDialerOptions, 'intervalMs' | 'maxDelayMs'>, random: () => number): number {
+  const d = Math.min(opts.intervalMs * 2 ** Math.max(0, failures - 1), opts.maxDelayMs);
+  return d / 2 + random() * (d / 2);
+}
+
 export class BootstrapDialer {
   private readonly targets: Target[];
+  private readonly random: () => number;
   private timer?: NodeJS.Timeout;
   private stopped = false;
 
   constructor(
-    private readonly libp2p: Libp2p,
+    private readonly libp2p: Dialable,
     addrs: readonly string[],
     private readonly log: Logger,
     private readonly opts: BootstrapDialerOptions,
   ) {
     const self = libp2p.peerId.toString();
+    this.random = opts.random ?? Math.random;
     this.targets = addrs
       .map((a) => {
         const addr = multiaddr(a);
         const peerId = addr.getComponents().find((c) => c.name === 'p2p')?.value;
-        return { addr, peerId, delayMs: opts.intervalMs, nextAt: 0, failures: 0 };
+        return { addr, peerId, nextAt: 0, failures: 0 };
       })
       .filter((t) => t.peerId !== self); // one fleet-wide list may name this node too
   }
 
   start(): void {
-    if (this.targets.length > 0) this.schedule(0);
+    // The first dial waits up to half an interval: nodes started together spread their handshakes.
+    if (this.targets.length > 0) this.schedule(this.random() * (this.opts.intervalMs / 2));
   }
 
   stop(): void {
@@ -60,9 +86,19 @@ export class BootstrapDialer {
 
   private async tick(): Promise<void> {
     const now = Date.now();
-    const due = this.targets.filter((t) => t.nextAt <= now && !this.connected(t));
+    // Random order: every node of a fleet reads the same list, and must not all pick its first entries.
+    const due = shuffle(this.targets.filter((t) => t.nextAt <= now && !this.connected(t)), this.random).slice(0, this.wanted());
     await Promise.all(due.map((t) => this.dial(t)));
-    this.schedule(this.opts.intervalMs);
+    // A jittered retry falls between two checks: wake for it, or its jitter would be rounded to the interval.
+    const later = Date.now();
+    const retries = this.wanted() > 0 ? this.targets.filter((t) => t.nextAt > later).map((t) => t.nextAt - later) : [];
+    this.schedule(Math.min(this.opts.intervalMs, ...retries));
+  }
+
+  /** How many more bootstrap peers to connect to. */
+  private wanted(): number {
+    const connected = this.targets.filter((t) => this.connected(t)).length;
+    return Math.max(0, Math.min(this.opts.keep, this.targets.length) - connected);
   }
 
   private connected(t: Target): boolean {
@@ -72,20 +108,27 @@ export class BootstrapDialer {
   // Never rejects: a failed dial only moves the target's next attempt further out.
   private async dial(t: Target): Promise<void> {
     try {
-      const conn = await this.libp2p.dial(t.addr, { signal: AbortSignal.timeout(Math.max(5_000, this.opts.intervalMs)) });
+      const conn = await this.libp2p.dial(t.addr, { signal: AbortSignal.timeout(this.opts.dialTimeoutMs) });
       t.peerId = conn.remotePeer.toString();
       if (t.failures > 0) this.log.info({ addr: t.addr.toString(), failures: t.failures }, 'bootstrap peer reachable again');
       t.failures = 0;
-      t.delayMs = this.opts.intervalMs;
       t.nextAt = 0;
     } catch (err) {
       if (this.stopped) return;
       t.failures++;
-      const fields = { addr: t.addr.toString(), failures: t.failures, retryMs: t.delayMs, err: (err as Error).message };
+      const retryMs = Math.round(retryDelayMs(t.failures, this.opts, this.random));
+      const fields = { addr: t.addr.toString(), failures: t.failures, retryMs, err: (err as Error).message };
       if (t.failures === 1) this.log.warn(fields, 'cannot reach bootstrap peer; will keep retrying');
       else this.log.debug(fields, 'bootstrap peer still unreachable');
-      t.nextAt = Date.now() + t.delayMs;
-      t.delayMs = Math.min(t.delayMs * 2, this.opts.maxDelayMs);
+      t.nextAt = Date.now() + retryMs;
     }
   }
+}
+
+function shuffle<T>(xs: T[], random: () => number): T[] {
+  for (let i = xs.length - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1));
+    [xs[i], xs[j]] = [xs[j], xs[i]];
+  }
+  return xs;
 }

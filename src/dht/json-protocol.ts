@@ -21,8 +21,17 @@ export async function askJson(libp2p: MeshLibp2p, peer: PeerId, protocol: string
   // before iteration started (which a fast responder does).
   const bytes = byteStream(stream, { maxBufferSize: opts.maxBytes });
   const chunks: Uint8Array[] = [];
-  for (let chunk = await bytes.read({ signal: opts.signal }); chunk !== null; chunk = await bytes.read({ signal: opts.signal })) {
-    chunks.push(chunk.subarray());
+  try {
+    // The asker sends nothing: closing its side at once lets the stream end on both peers once the answer
+    // is read. Left open, it lasted as long as the connection (one per peer and connection: thousands in
+    // a fleet of hundreds).
+    await stream.close({ signal: opts.signal });
+    for (let chunk = await bytes.read({ signal: opts.signal }); chunk !== null; chunk = await bytes.read({ signal: opts.signal })) {
+      chunks.push(chunk.subarray());
+    }
+  } catch (err) {
+    stream.abort(err as Error);
+    throw err;
   }
   return JSON.parse(Buffer.concat(chunks).toString('utf8'));
 }

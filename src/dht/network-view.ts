@@ -61,6 +61,11 @@ export class NetworkView {
     if (Date.now() - this.walkedAt > this.maxAgeMs) void this.refresh(signal);
   }
 
+  /** Starts the first walk in the background, unless there has been one. */
+  warmFirst(signal: AbortSignal): void {
+    if (this.walkedAt === 0) void this.refresh(signal);
+  }
+
   /**
    * Walks the DHT; callers meanwhile share the walk under way (`signal` is the node's: it ends when the
    * node stops). It never fails: a walk cut short ends with what it found.

@@ -1,0 +1,105 @@
+import { afterEach, describe, expect, test } from 'vitest';
+import { pino } from 'pino';
+import { generateKeyPair } from '@libp2p/crypto/keys';
+import { peerIdFromPrivateKey } from '@libp2p/peer-id';
+import type { Connection, PeerId } from '@libp2p/interface';
+import type { Multiaddr } from '@multiformats/multiaddr';
+import { BootstrapDialer, retryDelayMs, type BootstrapDialerOptions, type Dialable } from './bootstrap-dialer.js';
+
+const log = pino({ level: 'silent' });
+const newPeer = async (): Promise<PeerId> => peerIdFromPrivateKey(await generateKeyPair('Ed25519'));
+const addrOf = (p: PeerId, port: number): string => `/ip4/127.0.0.1/tcp/${port}/p2p/${p.toString()}`;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** A libp2p stand-in: peers listed in `up` accept dials; every dial is recorded with its time. */
+class FakeNet implements Dialable {
+  readonly connected = new Set<string>();
+  readonly dials: Array<{ peer: string; at: number }> = [];
+  readonly up = new Set<string>();
+  constructor(readonly peerId: PeerId) {}
+
+  async dial(addr: Multiaddr): Promise<Connection> {
+    const peer = addr.getComponents().find((c) => c.name === 'p2p')!.value!;
+    this.dials.push({ peer, at: Date.now() });
+    if (!this.up.has(peer)) throw new Error('connection refused');
+    this.connected.add(peer);
+    return { remotePeer: { toString: () => peer } } as unknown as Connection;
+  }
+
+  getConnections(peer?: PeerId): Connection[] {
+    return peer !== undefined && this.connected.has(peer.toString()) ? [{} as Connection] : [];
+  }
+}
+
+const dialers: BootstrapDialer[] = [];
+afterEach(() => dialers.splice(0).forEach((d) => d.stop()));
+
+function start(net: FakeNet, addrs: string[], opts: Partial<BootstrapDialerOptions> = {}): BootstrapDialer {
+  const d = new BootstrapDialer(net, addrs, log, { intervalMs: 40, maxDelayMs: 400, keep: 2, dialTimeoutMs: 1_000, ...opts });
+  dialers.push(d);
+  d.start();
+  return d;
+}
+
+describe('retryDelayMs', () => {
+  const opts = { intervalMs: 2_000, maxDelayMs: 30_000 };
+  test('doubles per failure up to the cap, jittered into the upper half', () => {
+    expect([1, 2, 3, 4, 5, 9].map((f) => retryDelayMs(f, opts, () => 0))).toEqual([1_000, 2_000, 4_000, 8_000, 15_000, 15_000]);
+    expect(retryDelayMs(3, opts, () => 0.999_999)).toBeCloseTo(8_000, 0);
+    expect(retryDelayMs(3, opts, () => 0.5)).toBe(6_000);
+  });
+});
+
+describe('BootstrapDialer', () => {
+  test('stays connected to `keep` of many listed peers, not to all, and not every node to the same ones', async () => {
+    const seeds = await Promise.all(Array.from({ length: 6 }, newPeer));
+    const addrs = seeds.map((s, i) => addrOf(s, 4001 + i));
+    const nets = await Promise.all(Array.from({ length: 8 }, async () => new FakeNet(await newPeer())));
+    for (const net of nets) {
+      seeds.forEach((s) => net.up.add(s.toString()));
+      start(net, addrs);
+    }
+    await sleep(200);
+    for (const net of nets) expect(net.connected.size).toBe(2);
+    const chosen = new Set(nets.map((n) => [...n.connected].sort().join()));
+    expect(chosen.size, 'every node picked the same bootstrap peers').toBeGreaterThan(1);
+  });
+
+  test('dials another listed peer when one of those it keeps goes away', async () => {
+    const seeds = await Promise.all(Array.from({ length: 3 }, newPeer));
+    const net = new FakeNet(await newPeer());
+    seeds.forEach((s) => net.up.add(s.toString()));
+    start(net, seeds.map((s, i) => addrOf(s, 4001 + i)));
+    await sleep(150);
+    const [gone] = [...net.connected];
+    net.connected.delete(gone);
+    net.up.delete(gone);
+    await sleep(150);
+    expect(net.connected.size).toBe(2);
+    expect(net.connected.has(gone)).toBe(false);
+  });
+
+  test('spreads first dials of nodes started together, and backs off from a peer that is down', async () => {
+    const seed = await newPeer();
+    const nets = await Promise.all(Array.from({ length: 20 }, async () => new FakeNet(await newPeer())));
+    const t0 = Date.now();
+    for (const net of nets) start(net, [addrOf(seed, 4001)], { intervalMs: 400, maxDelayMs: 1_600 });
+    await sleep(2_600);
+    const firsts = nets.map((n) => n.dials[0].at - t0);
+    // Within half an interval (timers on a loaded machine fire late, never early).
+    expect(Math.max(...firsts) - Math.min(...firsts), 'first dials not spread over half an interval').toBeGreaterThan(100);
+    // Without backoff, a dial every 400 ms: 6 or 7 in 2.6 s; with it (200–400, 400–800, 800–1600 ms): at most 4.
+    for (const net of nets) expect(net.dials.length).toBeLessThanOrEqual(4);
+    const seconds = nets.map((n) => n.dials[1].at - n.dials[0].at);
+    expect(new Set(seconds.map((s) => Math.round(s / 40))).size, 'retries not jittered').toBeGreaterThan(1);
+  });
+
+  test('never dials itself when the fleet-wide list names it', async () => {
+    const self = await newPeer();
+    const net = new FakeNet(self);
+    net.up.add(self.toString());
+    start(net, [addrOf(self, 4001)]);
+    await sleep(100);
+    expect(net.dials).toEqual([]);
+  });
+});
