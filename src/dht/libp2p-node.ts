@@ -99,11 +99,6 @@ function libp2pOptions(opts: MeshNodeOptions, inbound: InboundFailureLog): Libp2
     connectionProtector: opts.swarmKey === undefined ? undefined : preSharedKey({ psk: opts.swarmKey }),
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
-    // libp2p's default pings every connection every 10 s and drops it when a ping takes over 5 s. A ping
-    // costs ~3 ms of CPU on both ends (a new stream, negotiation, frames through pnet and Noise): most of what
-    // an idle node spends, and with tens of connections per node a 200-node mesh on 2 cores never settled,
-    // its busy nodes dropping connections whose redial made them busier. A dead peer is still dropped.
-    connectionMonitor: { pingInterval: 60_000, pingTimeout: { minTimeout: 20_000 } },
     connectionGater: inbound.gater, // denies nothing: logs inbound connections that fail their handshake
     connectionManager: {
       // Defaults (5 inbound connections per second per IP, 10 pending) refuse a fleet behind one NAT, a
