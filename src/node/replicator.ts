@@ -203,12 +203,12 @@ export class Replicator {
       fetches.set(blob.digest, entry);
       return entry;
     };
-    const bySize = new Map(blobs.map((b) => [b.digest, b]));
+    const byDigest = new Map(blobs.map((b) => [b.digest, b]));
     await Promise.all(plan.pieces.map(async (pieces, s) => {
       const sequence = await this.#sequence(plan.feeders[s], pieces);
       try {
         for (const piece of pieces) {
-          const fetch = fetchOf(bySize.get(piece.digest)!);
+          const fetch = fetchOf(byDigest.get(piece.digest)!);
           const source = await sequence?.next(piece);
           if (!source) {
             fetch.lanes.get(s)!(undefined);

@@ -1,7 +1,6 @@
 // A private Docker daemon for tests: its own socket, data root, exec root and pid file in a temp dir, no
 // bridge and no iptables, so that nothing of the machine's Docker (if any) is touched.
-import { spawn } from 'node:child_process';
-import { closeSync, existsSync, openSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -9,6 +8,7 @@ import { join } from 'node:path';
 import { ensurePackages } from './apt.js';
 import { mountPoints } from './procfs.js';
 import { run } from './run.js';
+import { spawnGroup } from './process-group.js';
 
 /**
  * Debian's docker.io CLI; another docker CLI earlier on PATH (e.g. in /usr/local/bin) is not what we test. Asked
@@ -47,24 +47,14 @@ export async function startDockerd(): Promise<Dockerd> {
   const socket = join(dir, 'docker.sock');
   const host = `unix://${socket}`;
   const log = join(dir, 'dockerd.log');
-  const out = openSync(log, 'a');
   // vfs needs no kernel overlay support inside a container; the images here are small.
-  const proc = spawn('dockerd', [
+  const daemon = spawnGroup('dockerd', [
     '--host', host, '--data-root', join(dir, 'data'), '--exec-root', join(dir, 'exec'), '--pidfile', join(dir, 'docker.pid'),
     '--bridge=none', '--iptables=false', '--ip-masq=false', '--storage-driver=vfs',
-  ], { stdio: ['ignore', out, out], detached: true });
-  closeSync(out);
-  proc.once('error', () => {});
-  const exited = new Promise<void>((r) => proc.once('exit', () => r()));
-  const alive = () => proc.exitCode === null && proc.signalCode === null;
+  ], log);
+  const { alive } = daemon;
   const stop = async () => {
-    if (alive()) {
-      // dockerd ends the containerd it started itself; SIGKILL only if it hangs.
-      process.kill(-proc.pid!, 'SIGTERM');
-      const timer = setTimeout(() => alive() && process.kill(-proc.pid!, 'SIGKILL'), 15_000);
-      await exited;
-      clearTimeout(timer);
-    }
+    await daemon.stop(); // dockerd ends the containerd it started itself; SIGKILL only if it hangs
     for (const m of (await mountPoints()).filter((p) => p.startsWith(dir)).reverse()) await run('umount', ['-l', m]).catch(() => {});
     await rm(dir, { recursive: true, force: true });
   };

@@ -1,7 +1,6 @@
 // A real OpenSSH server for tests: its own host key, config, port and authorized key, all in a temp dir.
 // pussh runs the system ssh client against it exactly as it would against a remote host.
-import { execFile, spawn } from 'node:child_process';
-import { closeSync, openSync } from 'node:fs';
+import { execFile } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -9,6 +8,7 @@ import { delimiter, join } from 'node:path';
 import { promisify } from 'node:util';
 import { ensurePackages } from './apt.js';
 import { freePort } from './ports.js';
+import { spawnGroup } from './process-group.js';
 
 const exec = promisify(execFile);
 
@@ -117,30 +117,18 @@ export async function startSshd(): Promise<Sshd> {
       const port = await freePort();
       const config = join(dir, 'sshd_config');
       await writeSshdConfig(config, { listen: '127.0.0.1', port, keys, pidFile: join(dir, 'sshd.pid') });
-      const out = openSync(log, 'a');
-      // Own process group, so that stop() also ends the per-connection processes sshd forks.
-      const proc = spawn(sshd, ['-D', '-e', '-f', config], { stdio: ['ignore', out, out], detached: true });
-      closeSync(out);
-      proc.once('error', () => {});
-      const exited = new Promise<void>((r) => proc.once('exit', () => r()));
-      const alive = () => proc.exitCode === null && proc.signalCode === null;
+      // Its own process group, so that stop() also ends the per-connection processes sshd forks.
+      const daemon = spawnGroup(sshd, ['-D', '-e', '-f', config], log);
+      const { alive } = daemon;
       const stop = async () => {
-        if (alive()) {
-          try {
-            process.kill(-proc.pid!, 'SIGTERM');
-          } catch {
-            proc.kill('SIGTERM');
-          }
-          await exited;
-        }
+        await daemon.stop();
         await rm(dir, { recursive: true, force: true });
       };
       try {
         await waitForSsh('127.0.0.1', port, alive, log);
         return { host: '127.0.0.1', port, target: `root@127.0.0.1:${port}`, keys, log, stop };
       } catch (err) {
-        if (alive()) proc.kill('SIGKILL');
-        await exited;
+        await daemon.stop(0);
         // Another process may have taken the port between freePort() and sshd's bind.
         if (attempt < 3 && /Address already in use/.test((err as Error).message)) continue;
         throw err;
