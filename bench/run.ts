@@ -116,13 +116,14 @@ async function main(): Promise<number> {
   await ensurePackages({ containerd: 'containerd', ctr: 'containerd', skopeo: 'skopeo', 'docker-registry': 'docker-registry', curl: 'curl', gzip: 'gzip', tar: 'tar', time: 'time', ssh: 'openssh-client' });
   const work = await mkdtemp(join(tmpdir(), 'lm-bench-'));
   onCleanup(`work dir ${work}`, () => rm(work, { recursive: true, force: true }));
-  const skip = process.env.BENCH_SKIP ?? '';
+  // By whole names: "repush" must not skip "push".
+  const skip = new Set((process.env.BENCH_SKIP ?? '').split(',').map((s) => s.trim()));
 
-  const get = skip.includes('get') ? undefined : await getPhase(work);
-  const push = skip.includes('push') ? undefined : await pushPhase(work);
-  const mirror = skip.includes('mirror') ? undefined : await mirrorPhase(work);
-  const pussh = skip.includes('pussh') ? undefined : await pusshPhase(work);
-  const repush = skip.includes('repush') ? undefined
+  const get = skip.has('get') ? undefined : await getPhase(work);
+  const push = skip.has('push') ? undefined : await pushPhase(work);
+  const mirror = skip.has('mirror') ? undefined : await mirrorPhase(work);
+  const pussh = skip.has('pussh') ? undefined : await pusshPhase(work);
+  const repush = skip.has('repush') ? undefined
     : await benchRepushRace({ rounds: envInt('BENCH_REPUSH_ROUNDS', 1000), lanes: envInt('BENCH_REPUSH_LANES', 4) }, say);
 
   const json: Record<string, unknown> = { bench: 'layermesh-registry', node: process.version };
