@@ -95,9 +95,11 @@ export class ContainerdClient {
       this.metadata(opts.lease), {}) as grpc.ClientReadableStream<Res>;
   }
 
+  /** A bidirectional stream; a request written as a Buffer goes out as it is (encoded by the caller). */
   bidi<Req, Res>(svc: Service, name: string, opts: CallOptions = {}): grpc.ClientDuplexStream<Req, Res> {
     const m = this.method(svc, name);
-    return this.client.makeBidiStreamRequest(m.path, m.requestSerialize, m.responseDeserialize,
+    const serialize = (req: object) => (Buffer.isBuffer(req) ? req : m.requestSerialize(req));
+    return this.client.makeBidiStreamRequest(m.path, serialize, m.responseDeserialize,
       this.metadata(opts.lease), {}) as unknown as grpc.ClientDuplexStream<Req, Res>;
   }
 

@@ -7,6 +7,7 @@ import type { Logger } from 'pino';
 import { DigestMismatchError, SizeMismatchError, UploadClosedError, type BlobInfo, type Upload } from '../store.js';
 import { Code, hasCode, type ContainerdClient } from './client.js';
 import { UPLOAD_LEASE_PREFIX, deleteLease, gcExpireLabels, leaseContent, protectBlob } from './leases.js';
+import { WriteMessages } from './write-messages.js';
 
 const CHUNK = 1 << 20;
 /** WRITE messages in flight before we wait for the oldest response. */
@@ -18,7 +19,6 @@ interface WriteRequest {
   offset?: number;
   total?: number;
   expected?: string;
-  data?: Uint8Array;
   labels?: Record<string, string>;
 }
 interface WriteResponse { action: string; offset: number; total: number; digest: string }
@@ -52,12 +52,27 @@ export class ContainerdUpload implements Upload {
   async append(source: AsyncIterable<Uint8Array>): Promise<number> {
     const ch = await this.open();
     const inflight: Promise<WriteResponse>[] = [];
+    // One more buffer than messages in flight: a buffer is refilled only after its message was answered.
+    const messages = new WriteMessages(this.id, CHUNK, WINDOW + 1);
     let sent = this.confirmed;
+    const send = async () => {
+      const { message, length } = messages.take(sent);
+      inflight.push(ch.send(message));
+      sent += length;
+      if (inflight.length >= WINDOW) this.confirmed = (await inflight.shift()!).offset;
+    };
     try {
-      for await (const data of rechunk(source)) {
-        inflight.push(ch.send({ action: 'WRITE', ref: this.id, offset: sent, data }));
-        sent += data.length;
-        if (inflight.length >= WINDOW) this.confirmed = (await inflight.shift()!).offset;
+      try {
+        for await (let chunk of source) {
+          while (chunk.length) {
+            chunk = messages.fill(chunk);
+            if (messages.full) await send();
+          }
+        }
+      } finally {
+        // Also after a broken source: the bytes that arrived are sent, as the other stores keep them, so the
+        // client resumes after them rather than after the last full message.
+        if (messages.pending) await send();
       }
       while (inflight.length) this.confirmed = (await inflight.shift()!).offset;
       return this.confirmed;
@@ -150,12 +165,12 @@ export class ContainerdUpload implements Upload {
 /** content.Write as request/response pairs: containerd answers every message, in order. */
 class WriteChannel {
   private readonly waiting: { resolve(r: WriteResponse): void; reject(e: Error): void }[] = [];
-  private readonly call: ClientDuplexStream<WriteRequest, WriteResponse>;
+  private readonly call: ClientDuplexStream<WriteRequest | Buffer, WriteResponse>;
   private failure?: Error;
   private ended: Promise<void>;
 
   constructor(client: ContainerdClient, ref: string) {
-    this.call = client.bidi<WriteRequest, WriteResponse>('content', 'Write', { lease: ref });
+    this.call = client.bidi<WriteRequest | Buffer, WriteResponse>('content', 'Write', { lease: ref });
     this.call.on('data', (res: WriteResponse) => this.waiting.shift()?.resolve(res));
     this.call.on('error', (err) => this.fail(client.error(`content.Write ${ref}`, err)));
     this.ended = new Promise((resolve) => this.call.on('status', () => {
@@ -168,7 +183,8 @@ class WriteChannel {
     return this.failure !== undefined;
   }
 
-  send(req: WriteRequest): Promise<WriteResponse> {
+  /** A request, or a WRITE message already encoded (WriteMessages). */
+  send(req: WriteRequest | Buffer): Promise<WriteResponse> {
     const res = this.failure ? Promise.reject(this.failure) : new Promise<WriteResponse>((resolve, reject) => {
       this.waiting.push({ resolve, reject });
       this.call.write(req);
@@ -188,34 +204,6 @@ class WriteChannel {
     this.failure ??= err;
     for (const w of this.waiting.splice(0)) w.reject(this.failure);
   }
-}
-
-/** Re-cuts the source into messages of at most CHUNK bytes (HTTP bodies arrive in small pieces). */
-async function* rechunk(source: AsyncIterable<Uint8Array>): AsyncIterable<Uint8Array> {
-  let parts: Uint8Array[] = [];
-  let length = 0;
-  try {
-    for await (let chunk of source) {
-      while (length + chunk.length >= CHUNK) {
-        const take = CHUNK - length;
-        parts.push(chunk.subarray(0, take));
-        yield Buffer.concat(parts);
-        parts = [];
-        length = 0;
-        chunk = chunk.subarray(take);
-      }
-      if (chunk.length) {
-        parts.push(chunk);
-        length += chunk.length;
-      }
-    }
-  } catch (err) {
-    // The bytes that arrived before a broken source are sent too, as the other stores keep them:
-    // the client resumes after them rather than after the last full message.
-    if (length) yield Buffer.concat(parts);
-    throw err;
-  }
-  if (length) yield Buffer.concat(parts);
 }
 
 /** containerd reports verification failures as FailedPrecondition with a message naming both values. */
