@@ -27,19 +27,45 @@ const WRITE_CHUNK = 1 << 20;
  */
 const MAX_HOLD_MS = 20;
 
-/** One range of the blob being written in order from its start. */
+/**
+ * One range of the blob being written in order from its start. Arriving bytes fill a buffer from front to
+ * back and are never overwritten: what was flushed from it stays valid, so a reader at the head of the
+ * spool takes those bytes from memory (no file read, no copy), and the next buffer is a fresh one.
+ */
 class Lane {
   /** Bytes in the file from `start`. */
   written = 0;
-  pending = Buffer.allocUnsafe(0);
-  pendingLength = 0;
+  buf = Buffer.allocUnsafe(0);
+  /** File position of buf[0]. */
+  bufAt: number;
+  /** Bytes of buf received; those before `written` (in file terms) are flushed. */
+  filled = 0;
+  /** The previous buffer, whole and flushed: for readers a little behind the head. */
+  previous?: { at: number; bytes: Buffer };
   lastFlush = performance.now();
   timer?: NodeJS.Timeout;
 
-  constructor(readonly start: number, readonly end: number) {}
+  constructor(readonly start: number, readonly end: number) {
+    this.bufAt = start;
+  }
+
+  /** Bytes received but not yet in the file. */
+  get pendingLength(): number {
+    return this.bufAt + this.filled - (this.start + this.written);
+  }
 
   get received(): number {
     return this.written + this.pendingLength;
+  }
+
+  /** Flushed bytes from file position `pos` that this lane still holds in memory, at most `max`. */
+  inMemory(pos: number, max: number): Buffer | undefined {
+    const held: [at: number, bytes: Buffer][] = [[this.bufAt, this.buf.subarray(0, this.start + this.written - this.bufAt)]];
+    if (this.previous) held.push([this.previous.at, this.previous.bytes]);
+    for (const [at, bytes] of held) {
+      if (at <= pos && pos < at + bytes.length) return bytes.subarray(pos - at, Math.min(bytes.length, pos - at + max));
+    }
+    return undefined;
   }
 }
 
@@ -106,13 +132,19 @@ export class Spool {
     if (lane.start + lane.received + chunk.length > lane.end) throw new Error(`more bytes of ${this.digest} than its lane ${i} holds`);
     // A timed flush may be writing the pending bytes: wait until no write is under way or queued.
     for (let write; write !== this.#flushing; ) await (write = this.#flushing);
-    if (lane.pending.length === 0) lane.pending = Buffer.allocUnsafe(WRITE_CHUNK);
     for (let used = 0; used < chunk.length; ) {
-      const n = Math.min(chunk.length - used, WRITE_CHUNK - lane.pendingLength);
-      lane.pending.set(chunk.subarray(used, used + n), lane.pendingLength);
-      lane.pendingLength += n;
+      if (lane.filled === lane.buf.length) {
+        if (lane.pendingLength > 0) await this.flush();
+        if (lane.buf.length) lane.previous = { at: lane.bufAt, bytes: lane.buf };
+        lane.bufAt = lane.start + lane.written;
+        lane.buf = Buffer.allocUnsafe(WRITE_CHUNK);
+        lane.filled = 0;
+      }
+      const n = Math.min(chunk.length - used, lane.buf.length - lane.filled);
+      lane.buf.set(chunk.subarray(used, used + n), lane.filled);
+      lane.filled += n;
       used += n;
-      if (lane.pendingLength === WRITE_CHUNK) await this.flush();
+      if (lane.filled === lane.buf.length) await this.flush();
     }
     if (lane.pendingLength === 0) return;
     const held = performance.now() - lane.lastFlush;
@@ -133,16 +165,16 @@ export class Spool {
       clearTimeout(lane.timer);
       lane.timer = undefined;
       lane.lastFlush = performance.now();
-      if (lane.pendingLength === 0) continue;
+      const pending = lane.pendingLength;
+      if (pending === 0) continue;
       const at = lane.start + lane.written;
-      const bytes = lane.pending.subarray(0, lane.pendingLength);
+      const bytes = lane.buf.subarray(at - lane.bufAt, at - lane.bufAt + pending);
       await this.file.write(bytes, 0, bytes.length, at);
       if (at === this.#hashed) {
         this.#hash.update(bytes);
         this.#hashed += bytes.length;
       }
-      lane.written += lane.pendingLength;
-      lane.pendingLength = 0;
+      lane.written += pending;
     }
     await this.#hashContiguous();
     this.#wake();
@@ -227,7 +259,11 @@ export class Spool {
         const here = this.#contiguousFrom(pos);
         const whole = this.size === undefined || here >= this.size;
         const available = Math.min(last + 1, whole && !this.verified && !forPeer ? here - 1 : here);
-        if (pos < available) {
+        const inMemory = pos < available ? this.#inMemory(pos, Math.min(READ_CHUNK, available - pos)) : undefined;
+        if (inMemory) {
+          pos += inMemory.length;
+          yield inMemory;
+        } else if (pos < available) {
           const buf = Buffer.allocUnsafe(Math.min(READ_CHUNK, available - pos));
           const { bytesRead } = await file.read(buf, 0, buf.length, pos);
           // A restart truncates the file: a read under way then finds nothing where bytes were.
@@ -241,6 +277,14 @@ export class Spool {
     } finally {
       await file.close();
     }
+  }
+
+  #inMemory(pos: number, max: number): Buffer | undefined {
+    for (const lane of this.#lanes) {
+      const bytes = lane.inMemory(pos, max);
+      if (bytes) return bytes;
+    }
+    return undefined;
   }
 
   /** Where the bytes written contiguously from `pos` end (`pos` itself when it has not arrived). */
