@@ -8,14 +8,16 @@
 //
 // Views that differ (a taker another does not know) shift positions in the orders; a taker asked for a
 // stripe it does not forward still serves what it receives, and a feeder that sends nothing is replaced by
-// any holder (the mirror's fallback), so a plan made from a partial view still works, only less evenly.
+// its stand-ins (standInsOf), then the node pushed to, so a plan made from a partial view still works, only
+// less evenly.
 import { createHash } from 'node:crypto';
 import type { Descriptor } from '../oci/digest.js';
 import type { Piece } from '../mirror/peer-protocol.js';
 
-/** What one taker does: per stripe, the node it takes that stripe from and the pieces the stripe carries. */
+/** What one taker does: per stripe, the node it takes that stripe from, who stands in for it, and the pieces the stripe carries. */
 export interface TakerPlan {
   feeders: string[];
+  standIns: string[][];
   pieces: Piece[][];
 }
 
@@ -46,19 +48,52 @@ export function takerOrder(digest: string, takers: string[]): string[] {
   return [...new Set(takers)].map((id) => ({ id, rank: rank(id) })).sort((a, b) => (a.rank < b.rank ? -1 : 1)).map((t) => t.id);
 }
 
+/** Stripe s's tree as a k-ary heap: the takers of group s (every k-th of the order, from s), then all the others. */
+function treeOf(order: string[], k: number, s: number): string[] {
+  return [...order.filter((_, i) => i % k === s), ...order.filter((_, i) => i % k !== s)];
+}
+
 /**
  * For each stripe, the node `self` takes it from. Stripe s's tree is a k-ary heap over the takers of
- * group s (every k-th of the order, from s) followed by all the others; its root takes it from `pushedTo`.
+ * group s followed by all the others; its root takes it from `pushedTo`.
  */
 export function feedersOf(order: string[], pushedTo: string, self: string): string[] {
   const k = stripesFor(order.length);
   const at = order.indexOf(self);
   if (at < 0) return Array.from({ length: k }, () => pushedTo);
   return Array.from({ length: k }, (_, s) => {
-    const tree = [...order.filter((_, i) => i % k === s), ...order.filter((_, i) => i % k !== s)];
+    const tree = treeOf(order, k, s);
     const position = tree.indexOf(self);
     return position === 0 ? pushedTo : tree[Math.floor((position - 1) / k)];
   });
+}
+
+/**
+ * Whom `self` asks for the rest of stripe `s` when its feeder there stops sending, best first; the node
+ * pushed to comes after these. Every node's upload is full (k children of one stripe), but a feeder that
+ * dies frees one place in the upload of each of its own feeders, one per stripe: its i-th child in stripe
+ * s takes the place its feeder of stripe s+i gave it, so that k orphans find k free places and nobody's
+ * children slow down (a holder chosen otherwise sends k+1 streams, and its whole subtree is late). The
+ * other places follow in case that one is gone too, then the dead feeder's own ancestors; nodes below it
+ * in stripe s are left out, as they wait for the same bytes.
+ */
+export function standInsOf(order: string[], pushedTo: string, self: string, s: number): string[] {
+  const k = stripesFor(order.length);
+  const tree = treeOf(order, k, s);
+  const position = tree.indexOf(self);
+  if (position <= 0) return [];
+  const parent = (at: number) => Math.floor((at - 1) / k);
+  const dead = parent(position);
+  const below = (id: string) => {
+    for (let at = tree.indexOf(id); at > dead; at = parent(at)) if (parent(at) === dead) return true;
+    return false;
+  };
+  const places = feedersOf(order, pushedTo, tree[dead]);
+  const child = (position - 1) % k;
+  const ancestors: string[] = [];
+  for (let at = dead; at > 0; ) ancestors.push(tree[(at = parent(at))]);
+  const candidates = [...places.map((_, i) => places[(s + child + i) % k]), ...ancestors];
+  return [...new Set(candidates)].filter((id) => id !== pushedTo && id !== self && !below(id));
 }
 
 /** The pieces each of `k` stripes carries, blob after blob in the given order. */
@@ -84,5 +119,5 @@ export function piecesOf(blobs: Descriptor[], k: number): Piece[][] {
 export function planFor(digest: string, blobs: Descriptor[], pushedTo: string, takers: string[], self: string): TakerPlan {
   const order = takerOrder(digest, takers.includes(self) ? takers : [...takers, self]);
   const feeders = feedersOf(order, pushedTo, self);
-  return { feeders, pieces: piecesOf(blobs, feeders.length) };
+  return { feeders, standIns: feeders.map((_, s) => standInsOf(order, pushedTo, self, s)), pieces: piecesOf(blobs, feeders.length) };
 }
