@@ -1,6 +1,7 @@
 // A blob taken in lanes: byte ranges covering it, each from a feeder already sending it (replication's
 // stripes, see src/node/replication-plan.ts), all at once into one spool. A lane whose feeder breaks off or
-// sends nothing is finished from other holders, from where it stopped; the whole is verified as usual.
+// sends nothing is finished from other holders, from where it stopped, its stand-ins first; the whole is
+// verified as usual.
 import type { Logger } from 'pino';
 import type { BlobSource } from './blob-sequence.js';
 import type { Spool } from './spool.js';
@@ -10,6 +11,8 @@ export interface Lane {
   offset: number;
   length: number;
   source: Promise<BlobSource | undefined>;
+  /** Who to ask first for what the feeder does not send (replication-plan.ts, standInsOf). */
+  standIns?: string[];
 }
 
 export interface LanedBlob {
@@ -17,8 +20,8 @@ export interface LanedBlob {
   lanes: Lane[];
 }
 
-/** The bytes from `at()` to `end` (inclusive) from other holders, noting in `used` who sent them. */
-export type RangeSource = (at: () => number, end: number, used: Set<string>) => AsyncIterable<Uint8Array>;
+/** The bytes from `at()` to `end` (inclusive) from other holders, `first` asked first, noting in `used` who sent them. */
+export type RangeSource = (at: () => number, end: number, used: Set<string>, first: string[]) => AsyncIterable<Uint8Array>;
 
 export interface LaneDeps {
   /** Feeders' bytes go through this node's bandwidth limit. */
@@ -60,7 +63,7 @@ async function fillLane(spool: Spool, i: number, lane: Lane, used: Set<string>, 
   }
   if (spool.laneReceived(i) === lane.length) return;
   const at = () => lane.offset + spool.laneReceived(i);
-  for await (const chunk of deps.rest(at, lane.offset + lane.length - 1, used)) {
+  for await (const chunk of deps.rest(at, lane.offset + lane.length - 1, used, lane.standIns ?? [])) {
     stop.throwIfAborted();
     await spool.append(chunk, i);
   }
