@@ -4,11 +4,12 @@
 // pieces in blob order, and never gets ahead of what its feeder had a hop's lag before (streaming through).
 // Per step, the streams that can move share each host's upload, download and CPU max-min fairly
 // (fair-share.ts). A host that dies stops sending and taking; a stream it fed stalls for `detectMs`, then
-// asks again, from a random live host (not the node pushed to) that is further along that stripe, else
-// from the node pushed to — as the mirror's fallback and the redirect to a partial copy do.
-// `plan: 'chain'` models the replicator before stripes: one stream per taker from the taker before it.
+// asks again, from the stand-ins the plan names (standInsOf), a dead one costing `detectMs` more, and
+// last from the node pushed to, as the replicator's lanes do.
+// `plan: 'chain'` models the replicator before stripes: one stream per taker from the taker before it,
+// and a stream whose feeder died asks a random live host further along, else the node pushed to.
 import { digestOf, type Descriptor } from '../../src/oci/digest.js';
-import { feedersOf, piecesOf, takerOrder } from '../../src/node/replication-plan.js';
+import { feedersOf, piecesOf, standInsOf, takerOrder } from '../../src/node/replication-plan.js';
 import { maxMinRates } from './fair-share.js';
 import { mulberry32 } from '../fuzz/prng.js';
 
@@ -74,7 +75,10 @@ export interface ReplicationSimResult {
 const MiB = 1 << 20;
 const PUSHED_TO = 'pushed-to';
 
-/** Per taker (1..N−1) and stripe, the host it takes that stripe from; and each stripe's length. */
+/**
+ * Per taker (1..N−1) and stripe, the host it takes that stripe from, and whom it asks instead when that
+ * feeder stops (the node pushed to last); and each stripe's length.
+ */
 function planOf(nodes: number, blobs: Descriptor[], image: string, plan: 'stripes' | 'chain') {
   const ids = Array.from({ length: nodes }, (_, h) => (h === 0 ? PUSHED_TO : `taker-${h}`));
   const host = new Map(ids.map((id, h) => [id, h]));
@@ -87,7 +91,8 @@ function planOf(nodes: number, blobs: Descriptor[], image: string, plan: 'stripe
   }
   const k = feeders[1].length;
   const lengths = piecesOf(blobs, k).map((pieces) => pieces.reduce((n, p) => n + p.length, 0));
-  return { k, feeders, lengths };
+  const standIns = (h: number, s: number) => [...standInsOf(order, PUSHED_TO, ids[h], s).map((id) => host.get(id)!), 0];
+  return { k, feeders, lengths, standIns };
 }
 
 export function simulateReplication(opts: ReplicationSimOptions): ReplicationSimResult {
@@ -100,7 +105,7 @@ export function simulateReplication(opts: ReplicationSimOptions): ReplicationSim
   const blobs = layersMiB.map((m, i) => ({ mediaType: 'layer', digest: digestOf(Buffer.from(`${seed}/${i}`)), size: Math.round(m * MiB) }));
   const sizeBytes = blobs.reduce((n, b) => n + b.size, 0);
   const idealSeconds = (sizeBytes * 8) / (mbit * 1e6);
-  const { k, feeders, lengths } = planOf(nodes, blobs, digestOf(Buffer.from(`image ${seed}`)), opts.plan ?? 'stripes');
+  const { k, feeders, lengths, standIns } = planOf(nodes, blobs, digestOf(Buffer.from(`image ${seed}`)), opts.plan ?? 'stripes');
 
   // Streams: taker h's stripe s is stream (h−1)·k + s.
   const streams = (nodes - 1) * k;
@@ -110,6 +115,8 @@ export function simulateReplication(opts: ReplicationSimOptions): ReplicationSim
   const progress = new Float64Array(streams);
   const openAt = new Float64Array(streams);
   const askAgainAt = new Float64Array(streams).fill(Infinity);
+  /** The stand-ins of an orphaned stream and the next to ask. */
+  const asked: { list: number[]; next: number }[] = [];
   for (let j = 0; j < streams; j++) {
     feeder[j] = feeders[takerOf(j)][j % k];
     openAt[j] = (c.startMs + c.requestMs) / 1000;
@@ -163,7 +170,13 @@ export function simulateReplication(opts: ReplicationSimOptions): ReplicationSim
       if (!alive[h] || progress[j] >= lengths[s]) continue;
       if (feeder[j] < 0) {
         if (t < askAgainAt[j]) continue;
-        feeder[j] = fallback(j, s, h);
+        const next = opts.plan === 'chain' ? anyAhead(j, s, h) : standIn(j, s, h);
+        // A stand-in that is dead too does not answer either: the next one is asked after as long.
+        if (!alive[next]) {
+          askAgainAt[j] = t + detect;
+          continue;
+        }
+        feeder[j] = next;
         openAt[j] = t + c.requestMs / 1000;
       }
       if (t < openAt[j]) continue;
@@ -207,8 +220,14 @@ export function simulateReplication(opts: ReplicationSimOptions): ReplicationSim
     return next;
   }
 
-  /** A random live taker further along stripe s than stream j, else the node pushed to. */
-  function fallback(j: number, s: number, self: number): number {
+  /** The next of taker h's stand-ins for stripe s (replication-plan.ts), the node pushed to once all were asked. */
+  function standIn(j: number, s: number, h: number): number {
+    const list = (asked[j] ??= { list: standIns(h, s), next: 0 });
+    return list.list[Math.min(list.next++, list.list.length - 1)];
+  }
+
+  /** The replicator before stripes: a random live taker further along stripe s than stream j, else the node pushed to. */
+  function anyAhead(j: number, s: number, self: number): number {
     const ahead: number[] = [];
     for (let h = 1; h < nodes; h++) if (h !== self && alive[h] && progress[streamOf(h, s)] > progress[j]) ahead.push(h);
     return ahead.length ? ahead[Math.floor(rand() * ahead.length)] : 0;
