@@ -151,7 +151,7 @@ describe('replicator', () => {
     expect(new Set(plan.feeders).size).toBeGreaterThan(1);
   });
 
-  test('among many takers, a stripe whose feeder stops is asked of the stand-ins the plan names for it', async () => {
+  test('among many takers, each stripe\'s lanes carry the stand-ins the plan names for it, asked when its feeder stops', async () => {
     const origin = new MemoryStore();
     const img = await pushedImage(origin, [2 << 20]);
     const event = await pushEvent(origin, { image: 'docker.io/library/app:7', digest: img.manifest.digest, node: ORIGIN, clock: 1 });
