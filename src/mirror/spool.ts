@@ -36,7 +36,7 @@ class Lane {
   lastFlush = performance.now();
   timer?: NodeJS.Timeout;
 
-  constructor(readonly start: number, readonly end: number) {}
+  constructor(readonly start: number, public end: number) {}
 
   get received(): number {
     return this.written + this.pendingLength;
@@ -83,6 +83,15 @@ export class Spool {
   useLanes(ranges: [offset: number, length: number][]): void {
     if (this.received > 0) throw new Error('lanes are chosen before any byte arrives');
     this.#lanes = ranges.map(([offset, length]) => new Lane(offset, offset + length));
+  }
+
+  /** Ends lane `i` at `at`, where none of its bytes are yet, and makes the rest of its range a lane; returns that lane's index. */
+  splitLane(i: number, at: number): number {
+    const lane = this.#lanes[i];
+    if (at < lane.start + lane.received || at >= lane.end) throw new Error(`lane ${i} of ${this.digest} cannot be split at ${at}`);
+    this.#lanes.push(new Lane(at, lane.end));
+    lane.end = at;
+    return this.#lanes.length - 1;
   }
 
   /** Bytes in the file contiguous from the start. */
