@@ -17,9 +17,18 @@ import type { Piece } from '../mirror/peer-protocol.js';
 /** What one taker does: per stripe, the node it takes that stripe from, who stands in for it, and the pieces the stripe carries. */
 export interface TakerPlan {
   feeders: string[];
-  standIns: string[][];
+  standIns: StandIns[];
   pieces: Piece[][];
 }
+
+/** Whom to ask for the rest of a stripe whose feeder stopped, best first, and how many of them at once (at most all of them). */
+export interface StandIns {
+  ask: string[];
+  atOnce: number;
+}
+
+/** Stand-ins asked at once when no freed place is left for an orphan: each sends a share, none a whole extra stream. */
+const SPREAD = 2;
 
 /** Widest tree: fan-out, and also the number of stripes. */
 const MAX_STRIPES = 4;
@@ -75,13 +84,15 @@ export function feedersOf(order: string[], pushedTo: string, self: string): stri
  * s takes the place its feeder of stripe s+i gave it, so that k orphans find k free places and nobody's
  * children slow down (a holder chosen otherwise sends k+1 streams, and its whole subtree is late). The
  * other places follow in case that one is gone too, then the dead feeder's own ancestors; nodes below it
- * in stripe s are left out, as they wait for the same bytes.
+ * in stripe s are left out, as they wait for the same bytes. When its own place is of no use (the orphan
+ * itself, or below the dead one), whoever it asks sends one stream more than its share: the rest is then
+ * taken from SPREAD stand-ins at once, so that each sends part of a stream and its children slow less.
  */
-export function standInsOf(order: string[], pushedTo: string, self: string, s: number): string[] {
+export function standInsOf(order: string[], pushedTo: string, self: string, s: number): StandIns {
   const k = stripesFor(order.length);
   const tree = treeOf(order, k, s);
   const position = tree.indexOf(self);
-  if (position <= 0) return [];
+  if (position <= 0) return { ask: [], atOnce: 1 };
   const parent = (at: number) => Math.floor((at - 1) / k);
   const dead = parent(position);
   const below = (id: string) => {
@@ -93,7 +104,8 @@ export function standInsOf(order: string[], pushedTo: string, self: string, s: n
   const ancestors: string[] = [];
   for (let at = dead; at > 0; ) ancestors.push(tree[(at = parent(at))]);
   const candidates = [...places.map((_, i) => places[(s + child + i) % k]), ...ancestors];
-  return [...new Set(candidates)].filter((id) => id !== pushedTo && id !== self && !below(id));
+  const ask = [...new Set(candidates)].filter((id) => id !== pushedTo && id !== self && !below(id));
+  return { ask, atOnce: ask[0] === places[(s + child) % k] ? 1 : SPREAD };
 }
 
 /** The pieces each of `k` stripes carries, blob after blob in the given order. */

@@ -91,7 +91,10 @@ function planOf(nodes: number, blobs: Descriptor[], image: string, plan: 'stripe
   }
   const k = feeders[1].length;
   const lengths = piecesOf(blobs, k).map((pieces) => pieces.reduce((n, p) => n + p.length, 0));
-  const standIns = (h: number, s: number) => [...standInsOf(order, PUSHED_TO, ids[h], s).map((id) => host.get(id)!), 0];
+  const standIns = (h: number, s: number) => {
+    const { ask, atOnce } = standInsOf(order, PUSHED_TO, ids[h], s);
+    return { list: [...ask.map((id) => host.get(id)!), 0], atOnce };
+  };
   return { k, feeders, lengths, standIns };
 }
 
@@ -115,8 +118,8 @@ export function simulateReplication(opts: ReplicationSimOptions): ReplicationSim
   const progress = new Float64Array(streams);
   const openAt = new Float64Array(streams);
   const askAgainAt = new Float64Array(streams).fill(Infinity);
-  /** The stand-ins of an orphaned stream and the next to ask. */
-  const asked: { list: number[]; next: number }[] = [];
+  /** The stand-ins of an orphaned stream, how many it takes from at once, and the next to ask. */
+  const asked: { list: number[]; atOnce: number; next: number }[] = [];
   for (let j = 0; j < streams; j++) {
     feeder[j] = feeders[takerOf(j)][j % k];
     openAt[j] = (c.startMs + c.requestMs) / 1000;
@@ -145,10 +148,11 @@ export function simulateReplication(opts: ReplicationSimOptions): ReplicationSim
   const recvCpu = (c.recvCpuSecPerMiB + c.recvCpuSecPerMiBMbit / mbit) / MiB, sendCpu = c.sendCpuSecPerMiB / MiB;
   const perFlow = 5;
   const flows = {
-    count: 0, perFlow, cap: new Float64Array(streams), resources: new Int32Array(streams * perFlow), weights: new Float64Array(streams * perFlow),
+    count: 0, perFlow, cap: new Float64Array(2 * streams), resources: new Int32Array(2 * streams * perFlow), weights: new Float64Array(2 * streams * perFlow),
   };
-  const flowStream = new Int32Array(streams);
-  const rate = new Float64Array(streams);
+  // A stream takes from more than one host at once only when orphaned (a dead host's streams take nothing).
+  const flowStream = new Int32Array(2 * streams);
+  const rate = new Float64Array(2 * streams);
   const doneAt = new Float64Array(nodes).fill(Infinity);
   doneAt[0] = 0;
   const remaining = new Int32Array(nodes).fill(k);
@@ -157,13 +161,14 @@ export function simulateReplication(opts: ReplicationSimOptions): ReplicationSim
   const limit = idealSeconds * 50 + 60;
   let t = 0;
   let lastMoved = 0;
+  let lagged = history[0];
   for (let step = 0; t < limit; step++, t += dt) {
     while (deaths.length && deaths[0].at <= t) {
       const { h } = deaths.shift()!;
       alive[h] = 0;
       for (let j = 0; j < streams; j++) if (feeder[j] === h) (feeder[j] = -1), (askAgainAt[j] = t + detect);
     }
-    const lagged = history[step % lagSteps];
+    lagged = history[step % lagSteps];
     flows.count = 0;
     for (let j = 0; j < streams; j++) {
       const s = j % k, h = takerOf(j);
@@ -180,15 +185,13 @@ export function simulateReplication(opts: ReplicationSimOptions): ReplicationSim
         openAt[j] = t + c.requestMs / 1000;
       }
       if (t < openAt[j]) continue;
-      const from = feeder[j];
-      const has = from === 0 ? lengths[s] : lagged[streamOf(from, s)];
-      if (has <= progress[j]) continue;
-      const f = flows.count++;
-      flowStream[f] = j;
-      flows.cap[f] = (has - progress[j]) / dt;
-      const at = f * perFlow;
-      flows.resources.set([UP + from, DOWN + h, CPU + from, CPU + h, c.sharedCores === undefined ? -1 : MACHINE], at);
-      flows.weights.set([1, 1, sendCpu, recvCpu, sendCpu + recvCpu], at);
+      flowFrom(feeder[j], j, s, h);
+      // Stand-ins asked at once take chunks of the rest in order: the stream moves at the sum of their rates.
+      const spread = asked[j];
+      for (let i = 0, more = (spread?.atOnce ?? 1) - 1; more > 0 && i < spread.list.length; i++) {
+        const x = spread.list[i];
+        if (x !== feeder[j] && x !== 0 && alive[x] && flowFrom(x, j, s, h)) more--;
+      }
     }
     history[step % lagSteps].set(progress);
     if (flows.count === 0) {
@@ -204,9 +207,23 @@ export function simulateReplication(opts: ReplicationSimOptions): ReplicationSim
     maxMinRates(capacity, flows, rate);
     for (let f = 0; f < flows.count; f++) {
       const j = flowStream[f], s = j % k;
+      const before = progress[j];
       progress[j] = Math.min(lengths[s], progress[j] + rate[f] * dt);
-      if (progress[j] >= lengths[s] && --remaining[takerOf(j)] === 0) doneAt[takerOf(j)] = t + dt + c.finishMs / 1000;
+      if (before < lengths[s] && progress[j] >= lengths[s] && --remaining[takerOf(j)] === 0) doneAt[takerOf(j)] = t + dt + c.finishMs / 1000;
     }
+  }
+
+  /** A flow into stream j (taker h, stripe s) from host `from`, when it has bytes the stream lacks. */
+  function flowFrom(from: number, j: number, s: number, h: number): boolean {
+    const has = from === 0 ? lengths[s] : lagged[streamOf(from, s)];
+    if (has <= progress[j]) return false;
+    const f = flows.count++;
+    flowStream[f] = j;
+    flows.cap[f] = (has - progress[j]) / dt;
+    const at = f * perFlow;
+    flows.resources.set([UP + from, DOWN + h, CPU + from, CPU + h, c.sharedCores === undefined ? -1 : MACHINE], at);
+    flows.weights.set([1, 1, sendCpu, recvCpu, sendCpu + recvCpu], at);
+    return true;
   }
 
   /** When a stream may start or ask again, or a host dies, after now: Infinity if never. */
@@ -222,7 +239,7 @@ export function simulateReplication(opts: ReplicationSimOptions): ReplicationSim
 
   /** The next of taker h's stand-ins for stripe s (replication-plan.ts), the node pushed to once all were asked. */
   function standIn(j: number, s: number, h: number): number {
-    const list = (asked[j] ??= { list: standIns(h, s), next: 0 });
+    const list = (asked[j] ??= { ...standIns(h, s), next: 0 });
     return list.list[Math.min(list.next++, list.list.length - 1)];
   }
 
