@@ -109,7 +109,7 @@ describe('issue 17\'s targets: 64 MiB in 5 layers, 100 Mbit/s, hosts with a mach
   // An orphan takes the rest of its stripe from a stand-in whose upload the death freed (replication-plan.ts):
   // nobody sends more than before, and only the orphan's own subtree is late, by the time it took to notice.
   // Some seeds still miss it (docs/benchmarks.md): a dead root, whose stripe only the node pushed to holds,
-  // or a freed place of no use (below the dead node), where one stand-in sends k+1 streams.
+  // or freed places of no use (orphans themselves, or dead too), where stand-ins send more than k streams.
   it('1 % of 1,000 takers dying mid-way: every live host within 1.5 × S/B', () => {
     expect(run(1000, 1).ratio).toBeLessThanOrEqual(1.5);
   }, 30_000);

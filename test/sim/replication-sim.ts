@@ -4,8 +4,8 @@
 // pieces in blob order, and never gets ahead of what its feeder had a hop's lag before (streaming through).
 // Per step, the streams that can move share each host's upload, download and CPU max-min fairly
 // (fair-share.ts). A host that dies stops sending and taking; a stream it fed stalls for `detectMs`, then
-// asks again, from the stand-ins the plan names (standInsOf), a dead one costing `detectMs` more, and
-// last from the node pushed to, as the replicator's lanes do.
+// asks again, from the stand-ins the plan names (standInsOf; several at once where it says so), a dead one
+// costing `detectMs` more, and last from the node pushed to, as the replicator's lanes do.
 // `plan: 'chain'` models the replicator before stripes: one stream per taker from the taker before it,
 // and a stream whose feeder died asks a random live host further along, else the node pushed to.
 import { digestOf, type Descriptor } from '../../src/oci/digest.js';
