@@ -11,7 +11,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { MemoryStore } from '../store/memory-store.js';
 import { putBlob } from '../store/store.js';
 import { digestOf, type Descriptor } from '../oci/digest.js';
-import { SEQUENCE_PATH } from './peer-protocol.js';
+import { BLOB_PATH, PATIENT_HEADER, SEQUENCE_PATH } from './peer-protocol.js';
 import { Mirror } from './mirror.js';
 import { peerKey } from './peer-auth.js';
 import { PeerClient } from './peer-client.js';
@@ -190,4 +190,61 @@ describe('blob sequences', () => {
     expect(await t.holds(blob.bytes)).toBe(true);
     expect(whole.requests).toEqual([SEQUENCE_PATH, `/peer/v1/blobs/${digest}`]);
   });
+
+  it('finishes the stripe of a feeder that breaks off from its stand-in, which serves it even while sending that blob to others', async () => {
+    const origin = new MemoryStore();
+    // Large: an answer nobody reads stays under way only once the sockets' buffers are full.
+    const [blob] = await blobsIn(origin, [16_000_000]);
+    const { digest, size } = blob.desc;
+    const quitter: Server = createServer((_req, res) => {
+      res.writeHead(200);
+      res.write(blob.bytes.subarray(8_000_000, 8_300_000), () => res.destroy());
+    });
+    await new Promise<void>((r) => quitter.listen(0, '127.0.0.1', r));
+    cleanups.push(() => new Promise((r) => quitter.close(r)));
+    const whole = await holder('whole', origin);
+    const standIn = await holder('stand-in', origin);
+    // Another peer takes the blob from the stand-in meanwhile (its answer stays open until read): it is busy with it.
+    const other = new PeerClient(key);
+    const ask = () => other.request(standIn.endpoint, `${BLOB_PATH}${digest}`, { headers: { [PATIENT_HEADER]: 'other' }, signal: AbortSignal.timeout(10_000) });
+    const sending = await ask();
+    cleanups.push(async () => void sending.body.destroy());
+    const asBusy = await ask();
+    asBusy.body.destroy();
+    expect(asBusy.status).toBe(503);
+
+    const t = await taker([{ id: 'quitter', url: `http://127.0.0.1:${(quitter.address() as AddressInfo).port}` }, whole.endpoint, standIn.endpoint]);
+    const halves = [{ digest, size, offset: 0, length: 8_000_000 }, { digest, size, offset: 8_000_000, length: 8_000_000 }];
+    const sequences = await Promise.all([t.mirror.openSequence('whole', [halves[0]]), t.mirror.openSequence('quitter', [halves[1]])]);
+    const lanes = halves.map((p, i) => ({ offset: p.offset, length: p.length, source: sequences[i].next(p), standIns: i === 1 ? ['stand-in'] : [] }));
+    expect(await t.mirror.fetch(digest, { from: ['whole'], patient: true, lanes: { size, lanes } }).stored).toBe(true);
+    expect(await t.holds(blob.bytes)).toBe(true);
+    // The node pushed to (here 'whole') is not asked: the stand-in is, and sends the range though busy.
+    expect(whole.requests).toEqual([SEQUENCE_PATH]);
+    expect(standIn.requests).toEqual([`${BLOB_PATH}${digest}`, `${BLOB_PATH}${digest}`, `${BLOB_PATH}${digest}`]);
+  });
+
+  it('takes the rest of a stripe from two stand-ins at once when the plan says so, chunk after chunk', async () => {
+    const origin = new MemoryStore();
+    const [blob] = await blobsIn(origin, [2_000_000]);
+    const { digest, size } = blob.desc;
+    const quitter: Server = createServer((_req, res) => {
+      res.writeHead(200);
+      res.write(blob.bytes.subarray(1_000_000, 1_300_000), () => res.destroy());
+    });
+    await new Promise<void>((r) => quitter.listen(0, '127.0.0.1', r));
+    cleanups.push(() => new Promise((r) => quitter.close(r)));
+    const [whole, a, b] = await Promise.all(['whole', 'a', 'b'].map((id) => holder(id, origin)));
+    const t = await taker([{ id: 'quitter', url: `http://127.0.0.1:${(quitter.address() as AddressInfo).port}` }, whole.endpoint, a.endpoint, b.endpoint]);
+    const halves = [{ digest, size, offset: 0, length: 1_000_000 }, { digest, size, offset: 1_000_000, length: 1_000_000 }];
+    const sequences = await Promise.all([t.mirror.openSequence('whole', [halves[0]]), t.mirror.openSequence('quitter', [halves[1]])]);
+    const lanes = halves.map((p, i) => ({ offset: p.offset, length: p.length, source: sequences[i].next(p), standIns: i === 1 ? ['a', 'b'] : [], atOnce: 2 }));
+    expect(await t.mirror.fetch(digest, { from: ['whole'], patient: true, lanes: { size, lanes } }).stored).toBe(true);
+    expect(await t.holds(blob.bytes)).toBe(true);
+    // 700,000 bytes left, in chunks of 256 KiB: three requests, shared by the two.
+    expect(whole.requests).toEqual([SEQUENCE_PATH]);
+    expect([...a.requests, ...b.requests]).toEqual(Array(3).fill(`${BLOB_PATH}${digest}`));
+    expect(a.requests.length * b.requests.length).toBeGreaterThan(0);
+  });
 });
+

@@ -1,6 +1,7 @@
 // A blob taken in lanes: byte ranges covering it, each from a feeder already sending it (replication's
 // stripes, see src/node/replication-plan.ts), all at once into one spool. A lane whose feeder breaks off or
-// sends nothing is finished from other holders, from where it stopped; the whole is verified as usual.
+// sends nothing is finished from other holders, from where it stopped, its stand-ins first (several at once
+// when the plan says so, in chunks taken in order); the whole is verified as usual.
 import type { Logger } from 'pino';
 import type { BlobSource } from './blob-sequence.js';
 import type { Spool } from './spool.js';
@@ -10,15 +11,21 @@ export interface Lane {
   offset: number;
   length: number;
   source: Promise<BlobSource | undefined>;
+  /** Who to ask first for what the feeder does not send (replication-plan.ts, standInsOf), and how many of them at once. */
+  standIns?: string[];
+  atOnce?: number;
 }
+
+/** What each of several stand-ins is asked for at a time: small, so that the bytes still arrive nearly in order for whoever reads this copy. */
+const CHUNK_BYTES = 256 << 10;
 
 export interface LanedBlob {
   size: number;
   lanes: Lane[];
 }
 
-/** The bytes from `at()` to `end` (inclusive) from other holders, noting in `used` who sent them. */
-export type RangeSource = (at: () => number, end: number, used: Set<string>) => AsyncIterable<Uint8Array>;
+/** The bytes from `at()` to `end` (inclusive) from other holders, `first` asked first, noting in `used` who sent them. */
+export type RangeSource = (at: () => number, end: number, used: Set<string>, first: string[]) => AsyncIterable<Uint8Array>;
 
 export interface LaneDeps {
   /** Feeders' bytes go through this node's bandwidth limit. */
@@ -59,10 +66,30 @@ async function fillLane(spool: Spool, i: number, lane: Lane, used: Set<string>, 
     }
   }
   if (spool.laneReceived(i) === lane.length) return;
-  const at = () => lane.offset + spool.laneReceived(i);
-  for await (const chunk of deps.rest(at, lane.offset + lane.length - 1, used)) {
+  const ask = lane.standIns ?? [];
+  const end = lane.offset + lane.length;
+  const atOnce = Math.min(lane.atOnce ?? 1, ask.length);
+  if (atOnce <= 1) return restInto(spool, i, lane.offset, end, ask, used, deps, stop);
+  // Chunk after chunk, each to the next stand-in free, in a lane of the spool of its own.
+  let next = lane.offset + spool.laneReceived(i);
+  let tail = i;
+  await Promise.all(Array.from({ length: atOnce }, async (_, w) => {
+    const first = [...ask.slice(w), ...ask.slice(0, w)];
+    while (next < end) {
+      const [from, into] = [next, tail];
+      next = Math.min(end, next + CHUNK_BYTES);
+      if (next < end) tail = spool.splitLane(tail, next);
+      await restInto(spool, into, into === i ? lane.offset : from, next, first, used, deps, stop);
+    }
+  }));
+}
+
+/** Spool lane `i`, from `start` to `end` (exclusive), filled from holders from where it stopped, `first` asked first. */
+async function restInto(spool: Spool, i: number, start: number, end: number, first: string[], used: Set<string>, deps: LaneDeps, stop: AbortSignal): Promise<void> {
+  const at = () => start + spool.laneReceived(i);
+  for await (const chunk of deps.rest(at, end - 1, used, first)) {
     stop.throwIfAborted();
     await spool.append(chunk, i);
   }
-  if (spool.laneReceived(i) !== lane.length) throw new Error(`holders sent ${spool.laneReceived(i)} of the ${lane.length} bytes at ${lane.offset} of ${spool.digest}`);
+  if (at() !== end) throw new Error(`holders sent ${at() - start} of the ${end - start} bytes at ${start} of ${spool.digest}`);
 }

@@ -179,7 +179,7 @@ export class Mirror {
   /** Takes the blob in the lanes given; false when they did not bring it all (the spool then starts over) or lied. */
   async #fromLanes(spool: Spool, options: FetchOptions, liars: Set<string>): Promise<boolean> {
     const used = new Set<string>();
-    const rest: RangeSource = (at, end, used) => this.#rest(spool.digest, options, liars, at, end, used);
+    const rest: RangeSource = (at, end, used, first) => this.#rest(spool.digest, options, liars, at, end, used, first);
     try {
       await fillLanes(spool, options.lanes!, used, { limited: (bytes) => this.#limited('replication', bytes), rest, log: this.opts.log });
       this.#verify(spool, used);
@@ -195,8 +195,8 @@ export class Mirror {
   }
 
   /** A range of the blob from its holders: what a feeder did not send. */
-  async *#rest(digest: string, options: FetchOptions, liars: Set<string>, ...[at, end, used]: Parameters<RangeSource>): AsyncIterable<Uint8Array> {
-    const candidates = (await this.#holders.of(digest, options.from, true)).filter((c) => !liars.has(c.id));
+  async *#rest(digest: string, options: FetchOptions, liars: Set<string>, ...[at, end, used, first]: Parameters<RangeSource>): AsyncIterable<Uint8Array> {
+    const candidates = (await this.#holders.of(digest, [...first, ...(options.from ?? [])], true)).filter((c) => !liars.has(c.id));
     yield* this.#bytes(digest, candidates, used, options, at, end);
   }
 

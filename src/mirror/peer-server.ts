@@ -116,10 +116,13 @@ export function createPeerServer(opts: PeerServerOptions) {
   };
   // Per blob, the answers being sent now, and to which patient peers (by peer id). Local pulls are never
   // refused; a large blob goes to one patient peer at a time, the others are sent to the copies it feeds.
+  // A range with an end is the rest of a stripe whose feeder stopped, asked of this node as its stand-in
+  // (replication-plan.ts): sent on, it would find every node down the tree as busy.
   const sending = new Map<string, { count: number; to: string[] }>();
   const patientPeer = (req: FastifyRequest) => req.headers[PATIENT_HEADER] as string | undefined;
-  const busy = (digest: string, size: number, req: FastifyRequest) =>
-    req.method === 'GET' && patientPeer(req) !== undefined && size >= PIPELINE_MIN_BYTES && (sending.get(digest)?.count ?? 0) > 0;
+  const standingIn = (req: FastifyRequest) => /^bytes=\d+-\d+$/.test(req.headers.range ?? '');
+  const busy = (digest: string, size: number, req: FastifyRequest) => req.method === 'GET' && patientPeer(req) !== undefined
+    && !standingIn(req) && size >= PIPELINE_MIN_BYTES && (sending.get(digest)?.count ?? 0) > 0;
   /** Counts an answer sending `digest` until the returned function is called. */
   const track = (digest: string, peer: string | undefined) => {
     const entry = sending.get(digest) ?? { count: 0, to: [] };

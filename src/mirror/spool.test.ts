@@ -167,6 +167,25 @@ describe('Spool', () => {
     await spools.remove(spool);
   });
 
+  it('splits a lane where its bytes have not arrived yet: the rest is a lane of its own, written at once, the whole verified', async () => {
+    const data = randomBytes(200_000);
+    const spool = await spools.create(sha(data));
+    spool.setSize(data.length);
+    spool.useLanes([[0, 50_000], [50_000, 150_000]]);
+    await spool.append(data.subarray(50_000, 80_000), 1);
+    expect(() => spool.splitLane(1, 70_000)).toThrow(/cannot be split/); // those bytes are here already
+    const rest = spool.splitLane(1, 120_000);
+    await expect(spool.append(data.subarray(80_000, 130_000), 1)).rejects.toThrow(/more bytes/);
+    await spool.append(data.subarray(120_000), rest);
+    await spool.append(data.subarray(80_000, 120_000), 1);
+    await spool.append(data.subarray(0, 50_000), 0);
+    await spool.flush();
+    expect(spool.laneReceived(rest)).toBe(80_000);
+    spool.verify();
+    expect(spool.written).toBe(data.length);
+    await spools.remove(spool);
+  });
+
   it('a lane of wrong bytes fails the verification of the whole', async () => {
     const data = randomBytes(200_000);
     const spool = await spools.create(sha(data));

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { DigestMismatchError } from '../store/store.js';
 import { digestHex } from '../oci/digest.js';
+import { Lane } from './spool-lane.js';
 
 const READ_CHUNK = 1 << 20;
 /**
@@ -26,48 +27,6 @@ const WRITE_CHUNK = 1 << 20;
  * replication pipeline reads only what is in the file. Each hop would add that delay.
  */
 const MAX_HOLD_MS = 20;
-
-/**
- * One range of the blob being written in order from its start. Arriving bytes fill a buffer from front to
- * back and are never overwritten: what was flushed from it stays valid, so a reader at the head of the
- * spool takes those bytes from memory (no file read, no copy), and the next buffer is a fresh one.
- */
-class Lane {
-  /** Bytes in the file from `start`. */
-  written = 0;
-  buf = Buffer.allocUnsafe(0);
-  /** File position of buf[0]. */
-  bufAt: number;
-  /** Bytes of buf received; those before `written` (in file terms) are flushed. */
-  filled = 0;
-  /** The previous buffer, whole and flushed: for readers a little behind the head. */
-  previous?: { at: number; bytes: Buffer };
-  lastFlush = performance.now();
-  timer?: NodeJS.Timeout;
-
-  constructor(readonly start: number, readonly end: number) {
-    this.bufAt = start;
-  }
-
-  /** Bytes received but not yet in the file. */
-  get pendingLength(): number {
-    return this.bufAt + this.filled - (this.start + this.written);
-  }
-
-  get received(): number {
-    return this.written + this.pendingLength;
-  }
-
-  /** Flushed bytes from file position `pos` that this lane still holds in memory, at most `max`. */
-  inMemory(pos: number, max: number): Buffer | undefined {
-    const held: [at: number, bytes: Buffer][] = [[this.bufAt, this.buf.subarray(0, this.start + this.written - this.bufAt)]];
-    if (this.previous) held.push([this.previous.at, this.previous.bytes]);
-    for (const [at, bytes] of held) {
-      if (at <= pos && pos < at + bytes.length) return bytes.subarray(pos - at, Math.min(bytes.length, pos - at + max));
-    }
-    return undefined;
-  }
-}
 
 export class Spool {
   /** The whole blob's size, once a holder stated it. */
@@ -109,6 +68,15 @@ export class Spool {
   useLanes(ranges: [offset: number, length: number][]): void {
     if (this.received > 0) throw new Error('lanes are chosen before any byte arrives');
     this.#lanes = ranges.map(([offset, length]) => new Lane(offset, offset + length));
+  }
+
+  /** Ends lane `i` at `at`, where none of its bytes are yet, and makes the rest of its range a lane; returns that lane's index. */
+  splitLane(i: number, at: number): number {
+    const lane = this.#lanes[i];
+    if (at < lane.start + lane.received || at >= lane.end) throw new Error(`lane ${i} of ${this.digest} cannot be split at ${at}`);
+    this.#lanes.push(new Lane(at, lane.end));
+    lane.end = at;
+    return this.#lanes.length - 1;
   }
 
   /** Bytes in the file contiguous from the start. */

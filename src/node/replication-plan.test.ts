@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'vitest';
 import { digestOf } from '../oci/digest.js';
-import { feedersOf, piecesOf, planFor, stripesFor, takerOrder } from './replication-plan.js';
+import { feedersOf, piecesOf, planFor, standInsOf, stripesFor, takerOrder } from './replication-plan.js';
 
 const ORIGIN = 'pushed-to';
 const ids = (n: number) => Array.from({ length: n }, (_, i) => `peer-${i}`);
@@ -66,6 +66,47 @@ describe('replication plan', () => {
     // The two small blobs go to different stripes; large ones are spread over all four.
     expect(new Set(stripes.map((s) => s.length)).size).toBeGreaterThan(1);
     expect(stripes.every((s) => s.some((p) => p.digest === blobs[0].digest))).toBe(true);
+  });
+
+  // Before stand-ins, every orphan asked the node pushed to (and whom it redirected to): k+1 streams or more every time.
+  test.each([[100, 0.25], [1000, 0.05]])('%i takers: the orphans of a dead feeder take the places its death freed, so nobody sends more than before', (n, unlucky) => {
+    const { order, feeders } = trees(n);
+    const k = stripesFor(n);
+    // Streams each node sends; the dead one's k feeders each send one less.
+    const sending = new Map<string, number>();
+    for (const list of feeders.values()) for (const from of list) sending.set(from, (sending.get(from) ?? 0) + 1);
+    let deaths = 0, spread = 0;
+    for (const dead of order) {
+      const orphans = [...feeders].filter(([, list]) => list.includes(dead));
+      if (orphans.length === 0) continue;
+      deaths++;
+      const load = new Map(sending);
+      for (const from of feeders.get(dead)!) load.set(from, load.get(from)! - 1);
+      let placeless = false;
+      for (const [id, list] of orphans) {
+        const s = list.indexOf(dead);
+        const { ask, atOnce } = standInsOf(order, ORIGIN, id, s);
+        // Never itself, nor a node that takes stripe s through the dead one: that node waits for the same bytes.
+        expect(ask).not.toContain(id);
+        for (const standIn of ask) for (let at = standIn; at !== ORIGIN; at = feeders.get(at)![s]) expect(at).not.toBe(dead);
+        // One that finds no freed place of its own takes its rest from several at once, each sending a share.
+        if (atOnce > 1) placeless = true;
+        else load.set(ask[0] ?? ORIGIN, (load.get(ask[0] ?? ORIGIN) ?? 0) + 1);
+      }
+      if (placeless) spread++;
+      // A dead root's orphans have only the node pushed to.
+      if (feeders.get(dead)!.includes(ORIGIN)) continue;
+      expect(Math.max(...load.values())).toBeLessThanOrEqual(k);
+    }
+    expect(deaths).toBeGreaterThan(n / k - 2);
+    // A freed place is of no use where it is an orphan itself or below the dead node: more often in shallow trees.
+    expect(spread / deaths).toBeLessThan(unlucky);
+  });
+
+  test('in a pipeline, the node after a dead one takes the rest from the node before it', () => {
+    const order = takerOrder(IMAGE, ids(6));
+    expect(standInsOf(order, ORIGIN, order[3], 0)).toEqual({ ask: [order[1], order[0]], atOnce: 1 });
+    expect(standInsOf(order, ORIGIN, order[0], 0).ask).toEqual([]);
   });
 
   test('a taker missing from the takers it knows still gets a feeder per stripe', () => {

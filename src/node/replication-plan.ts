@@ -8,16 +8,27 @@
 //
 // Views that differ (a taker another does not know) shift positions in the orders; a taker asked for a
 // stripe it does not forward still serves what it receives, and a feeder that sends nothing is replaced by
-// any holder (the mirror's fallback), so a plan made from a partial view still works, only less evenly.
+// its stand-ins (standInsOf), then the node pushed to, so a plan made from a partial view still works, only
+// less evenly.
 import { createHash } from 'node:crypto';
 import type { Descriptor } from '../oci/digest.js';
 import type { Piece } from '../mirror/peer-protocol.js';
 
-/** What one taker does: per stripe, the node it takes that stripe from and the pieces the stripe carries. */
+/** What one taker does: per stripe, the node it takes that stripe from, who stands in for it, and the pieces the stripe carries. */
 export interface TakerPlan {
   feeders: string[];
+  standIns: StandIns[];
   pieces: Piece[][];
 }
+
+/** Whom to ask for the rest of a stripe whose feeder stopped, best first, and how many of them at once (at most all of them). */
+export interface StandIns {
+  ask: string[];
+  atOnce: number;
+}
+
+/** Stand-ins asked at once when no freed place is left for an orphan: each sends a share, none a whole extra stream. */
+const SPREAD = 2;
 
 /** Widest tree: fan-out, and also the number of stripes. */
 const MAX_STRIPES = 4;
@@ -46,19 +57,55 @@ export function takerOrder(digest: string, takers: string[]): string[] {
   return [...new Set(takers)].map((id) => ({ id, rank: rank(id) })).sort((a, b) => (a.rank < b.rank ? -1 : 1)).map((t) => t.id);
 }
 
+/** Stripe s's tree as a k-ary heap: the takers of group s (every k-th of the order, from s), then all the others. */
+function treeOf(order: string[], k: number, s: number): string[] {
+  return [...order.filter((_, i) => i % k === s), ...order.filter((_, i) => i % k !== s)];
+}
+
 /**
  * For each stripe, the node `self` takes it from. Stripe s's tree is a k-ary heap over the takers of
- * group s (every k-th of the order, from s) followed by all the others; its root takes it from `pushedTo`.
+ * group s followed by all the others; its root takes it from `pushedTo`.
  */
 export function feedersOf(order: string[], pushedTo: string, self: string): string[] {
   const k = stripesFor(order.length);
   const at = order.indexOf(self);
   if (at < 0) return Array.from({ length: k }, () => pushedTo);
   return Array.from({ length: k }, (_, s) => {
-    const tree = [...order.filter((_, i) => i % k === s), ...order.filter((_, i) => i % k !== s)];
+    const tree = treeOf(order, k, s);
     const position = tree.indexOf(self);
     return position === 0 ? pushedTo : tree[Math.floor((position - 1) / k)];
   });
+}
+
+/**
+ * Whom `self` asks for the rest of stripe `s` when its feeder there stops sending, best first; the node
+ * pushed to comes after these. Every node's upload is full (k children of one stripe), but a feeder that
+ * dies frees one place in the upload of each of its own feeders, one per stripe: its i-th child in stripe
+ * s takes the place its feeder of stripe s+i gave it, so that k orphans find k free places and nobody's
+ * children slow down (a holder chosen otherwise sends k+1 streams, and its whole subtree is late). The
+ * other places follow in case that one is gone too, then the dead feeder's own ancestors; nodes below it
+ * in stripe s are left out, as they wait for the same bytes. When its own place is of no use (the orphan
+ * itself, or below the dead one), whoever it asks sends one stream more than its share: the rest is then
+ * taken from SPREAD stand-ins at once, so that each sends part of a stream and its children slow less.
+ */
+export function standInsOf(order: string[], pushedTo: string, self: string, s: number): StandIns {
+  const k = stripesFor(order.length);
+  const tree = treeOf(order, k, s);
+  const position = tree.indexOf(self);
+  if (position <= 0) return { ask: [], atOnce: 1 };
+  const parent = (at: number) => Math.floor((at - 1) / k);
+  const dead = parent(position);
+  const below = (id: string) => {
+    for (let at = tree.indexOf(id); at > dead; at = parent(at)) if (parent(at) === dead) return true;
+    return false;
+  };
+  const places = feedersOf(order, pushedTo, tree[dead]);
+  const child = (position - 1) % k;
+  const ancestors: string[] = [];
+  for (let at = dead; at > 0; ) ancestors.push(tree[(at = parent(at))]);
+  const candidates = [...places.map((_, i) => places[(s + child + i) % k]), ...ancestors];
+  const ask = [...new Set(candidates)].filter((id) => id !== pushedTo && id !== self && !below(id));
+  return { ask, atOnce: ask[0] === places[(s + child) % k] ? 1 : SPREAD };
 }
 
 /** The pieces each of `k` stripes carries, blob after blob in the given order. */
@@ -84,5 +131,5 @@ export function piecesOf(blobs: Descriptor[], k: number): Piece[][] {
 export function planFor(digest: string, blobs: Descriptor[], pushedTo: string, takers: string[], self: string): TakerPlan {
   const order = takerOrder(digest, takers.includes(self) ? takers : [...takers, self]);
   const feeders = feedersOf(order, pushedTo, self);
-  return { feeders, pieces: piecesOf(blobs, feeders.length) };
+  return { feeders, standIns: feeders.map((_, s) => standInsOf(order, pushedTo, self, s)), pieces: piecesOf(blobs, feeders.length) };
 }

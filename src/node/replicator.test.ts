@@ -47,6 +47,8 @@ function taker(blobs: Map<string, Buffer>, { sequences = false, store = new Memo
   const asked: { peer: string; digests: string[] }[] = [];
   const fromSequence: string[] = [];
   const askedFirst = new Map<string, string>();
+  /** Per blob, each lane's stand-ins: whom the mirror asks when its feeder stops, and how many at once. */
+  const standIns = new Map<string, { ask?: string[]; atOnce?: number }[]>();
   const replicator = new Replicator({
     store,
     records: new TagRecords(store, pushes, pino({ level: 'silent' })),
@@ -54,6 +56,7 @@ function taker(blobs: Map<string, Buffer>, { sequences = false, store = new Memo
     mirror: {
       fetch: (digest, { lanes, from }) => {
         askedFirst.set(digest, from?.[0] ?? '');
+        standIns.set(digest, lanes?.lanes.map((l) => ({ ask: l.standIns, atOnce: l.atOnce })) ?? []);
         const stored = (async () => {
           // As the mirror: a lane whose feeder sends nothing is taken from holders, `from` first.
           for (const lane of lanes?.lanes ?? []) if (await lane.source) fromSequence.push(digest);
@@ -75,7 +78,7 @@ function taker(blobs: Map<string, Buffer>, { sequences = false, store = new Memo
     },
     log: pino({ level: 'silent' }),
   });
-  return { store, fetched, replicator, asked, fromSequence, askedFirst, pushes };
+  return { store, fetched, replicator, asked, fromSequence, askedFirst, standIns, pushes };
 }
 
 describe('replicator', () => {
@@ -146,6 +149,18 @@ describe('replicator', () => {
     expect(asked.map((a) => a.peer)).toEqual(plan.feeders.filter((_, s) => plan.pieces[s].length > 0));
     expect(asked.map((a) => a.digests)).toEqual(plan.pieces.filter((p) => p.length > 0).map((p) => p.map((piece) => piece.digest)));
     expect(new Set(plan.feeders).size).toBeGreaterThan(1);
+  });
+
+  test('among many takers, each stripe\'s lanes carry the stand-ins the plan names for it, asked when its feeder stops', async () => {
+    const origin = new MemoryStore();
+    const img = await pushedImage(origin, [2 << 20]);
+    const event = await pushEvent(origin, { image: 'docker.io/library/app:7', digest: img.manifest.digest, node: ORIGIN, clock: 1 });
+    const takers = Array.from({ length: 40 }, (_, i) => `peer-${i}`).concat(SELF);
+    const { replicator, standIns } = taker(img.blobs);
+    await replicator.replicate(event.image, event.digest, ORIGIN, { push, takers, inline: event.inline });
+    const plan = planFor(event.digest, img.layers.map((l) => ({ mediaType: 'x', ...l })), ORIGIN, takers, SELF);
+    expect(standIns.get(img.layers[0].digest)).toEqual(plan.standIns.filter((_, s) => plan.pieces[s].length > 0));
+    expect(plan.standIns.flatMap((s) => s.ask).length).toBeGreaterThan(0);
   });
 
   test('of two pushes of a name copied at once, the newer names the image even when the store answers the older last', async () => {

@@ -8,7 +8,8 @@
 // about one copy and the last is log_k N hops from the node pushed to. A taker asks each of its feeders for
 // its stripe of every blob on one stream (a sequence of pieces, in manifest order), which the feeder serves
 // from its partial copy as it arrives; the pieces of a blob land in one spool as lanes (mirror/lanes.ts). A
-// feeder that is gone or breaks off is replaced by any holder for the rest of its stripe.
+// feeder that is gone or breaks off is replaced for the rest of its stripe by its stand-ins, nodes whose
+// upload its death freed (replication-plan.ts), then by the node pushed to.
 import type { Logger } from 'pino';
 import { putBlob, type Store } from '../store/store.js';
 import { digestOf, type Descriptor } from '../oci/digest.js';
@@ -194,7 +195,7 @@ export class Replicator {
       if (entry) return entry;
       const feeds = new Map<number, (source: BlobSource | undefined) => void>();
       const lanes: Lane[] = plan.pieces.flatMap((pieces, s) => pieces.filter((p) => p.digest === blob.digest).map((p) => ({
-        offset: p.offset, length: p.length, source: new Promise<BlobSource | undefined>((resolve) => feeds.set(s, resolve)),
+        offset: p.offset, length: p.length, standIns: plan.standIns[s].ask, atOnce: plan.standIns[s].atOnce, source: new Promise<BlobSource | undefined>((resolve) => feeds.set(s, resolve)),
       })));
       const { verified, stored } = this.deps.mirror.fetch(blob.digest, { from: [pushedTo], patient: true, lanes: { size: blob.size, lanes } });
       pending(arrived(stored, blob.digest));

@@ -106,10 +106,11 @@ describe('issue 17\'s targets: 64 MiB in 5 layers, 100 Mbit/s, hosts with a mach
     expect(r.done).toBe(r.live);
   }, 30_000);
 
-  // Predicted missed (1.5–1.8 by seed): an orphan's new feeder already sends its full upload to its own
-  // children, so its whole subtree slows to k/(k+1) of the rate; a dead root leaves the node pushed to
-  // feeding k children of one stripe on top of the other roots.
-  it.fails('1 % of 1,000 takers dying mid-way: every live host within 1.5 × S/B', () => {
+  // An orphan takes the rest of its stripe from a stand-in whose upload the death freed (replication-plan.ts):
+  // nobody sends more than before, and only the orphan's own subtree is late, by the time it took to notice.
+  // Some seeds still miss it (docs/benchmarks.md): a dead root, whose stripe only the node pushed to holds,
+  // or freed places of no use (orphans themselves, or dead too), where stand-ins send more than k streams.
+  it('1 % of 1,000 takers dying mid-way: every live host within 1.5 × S/B', () => {
     expect(run(1000, 1).ratio).toBeLessThanOrEqual(1.5);
   }, 30_000);
 });

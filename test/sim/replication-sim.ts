@@ -4,11 +4,12 @@
 // pieces in blob order, and never gets ahead of what its feeder had a hop's lag before (streaming through).
 // Per step, the streams that can move share each host's upload, download and CPU max-min fairly
 // (fair-share.ts). A host that dies stops sending and taking; a stream it fed stalls for `detectMs`, then
-// asks again, from a random live host (not the node pushed to) that is further along that stripe, else
-// from the node pushed to — as the mirror's fallback and the redirect to a partial copy do.
-// `plan: 'chain'` models the replicator before stripes: one stream per taker from the taker before it.
+// asks again, from the stand-ins the plan names (standInsOf; several at once where it says so), a dead one
+// costing `detectMs` more, and last from the node pushed to, as the replicator's lanes do.
+// `plan: 'chain'` models the replicator before stripes: one stream per taker from the taker before it,
+// and a stream whose feeder died asks a random live host further along, else the node pushed to.
 import { digestOf, type Descriptor } from '../../src/oci/digest.js';
-import { feedersOf, piecesOf, takerOrder } from '../../src/node/replication-plan.js';
+import { feedersOf, piecesOf, standInsOf, takerOrder } from '../../src/node/replication-plan.js';
 import { maxMinRates } from './fair-share.js';
 import { mulberry32 } from '../fuzz/prng.js';
 
@@ -74,7 +75,10 @@ export interface ReplicationSimResult {
 const MiB = 1 << 20;
 const PUSHED_TO = 'pushed-to';
 
-/** Per taker (1..N−1) and stripe, the host it takes that stripe from; and each stripe's length. */
+/**
+ * Per taker (1..N−1) and stripe, the host it takes that stripe from, and whom it asks instead when that
+ * feeder stops (the node pushed to last); and each stripe's length.
+ */
 function planOf(nodes: number, blobs: Descriptor[], image: string, plan: 'stripes' | 'chain') {
   const ids = Array.from({ length: nodes }, (_, h) => (h === 0 ? PUSHED_TO : `taker-${h}`));
   const host = new Map(ids.map((id, h) => [id, h]));
@@ -87,7 +91,11 @@ function planOf(nodes: number, blobs: Descriptor[], image: string, plan: 'stripe
   }
   const k = feeders[1].length;
   const lengths = piecesOf(blobs, k).map((pieces) => pieces.reduce((n, p) => n + p.length, 0));
-  return { k, feeders, lengths };
+  const standIns = (h: number, s: number) => {
+    const { ask, atOnce } = standInsOf(order, PUSHED_TO, ids[h], s);
+    return { list: [...ask.map((id) => host.get(id)!), 0], atOnce };
+  };
+  return { k, feeders, lengths, standIns };
 }
 
 export function simulateReplication(opts: ReplicationSimOptions): ReplicationSimResult {
@@ -100,7 +108,7 @@ export function simulateReplication(opts: ReplicationSimOptions): ReplicationSim
   const blobs = layersMiB.map((m, i) => ({ mediaType: 'layer', digest: digestOf(Buffer.from(`${seed}/${i}`)), size: Math.round(m * MiB) }));
   const sizeBytes = blobs.reduce((n, b) => n + b.size, 0);
   const idealSeconds = (sizeBytes * 8) / (mbit * 1e6);
-  const { k, feeders, lengths } = planOf(nodes, blobs, digestOf(Buffer.from(`image ${seed}`)), opts.plan ?? 'stripes');
+  const { k, feeders, lengths, standIns } = planOf(nodes, blobs, digestOf(Buffer.from(`image ${seed}`)), opts.plan ?? 'stripes');
 
   // Streams: taker h's stripe s is stream (h−1)·k + s.
   const streams = (nodes - 1) * k;
@@ -110,6 +118,8 @@ export function simulateReplication(opts: ReplicationSimOptions): ReplicationSim
   const progress = new Float64Array(streams);
   const openAt = new Float64Array(streams);
   const askAgainAt = new Float64Array(streams).fill(Infinity);
+  /** The stand-ins of an orphaned stream, how many it takes from at once, and the next to ask. */
+  const asked: { list: number[]; atOnce: number; next: number }[] = [];
   for (let j = 0; j < streams; j++) {
     feeder[j] = feeders[takerOf(j)][j % k];
     openAt[j] = (c.startMs + c.requestMs) / 1000;
@@ -138,10 +148,11 @@ export function simulateReplication(opts: ReplicationSimOptions): ReplicationSim
   const recvCpu = (c.recvCpuSecPerMiB + c.recvCpuSecPerMiBMbit / mbit) / MiB, sendCpu = c.sendCpuSecPerMiB / MiB;
   const perFlow = 5;
   const flows = {
-    count: 0, perFlow, cap: new Float64Array(streams), resources: new Int32Array(streams * perFlow), weights: new Float64Array(streams * perFlow),
+    count: 0, perFlow, cap: new Float64Array(2 * streams), resources: new Int32Array(2 * streams * perFlow), weights: new Float64Array(2 * streams * perFlow),
   };
-  const flowStream = new Int32Array(streams);
-  const rate = new Float64Array(streams);
+  // A stream takes from more than one host at once only when orphaned (a dead host's streams take nothing).
+  const flowStream = new Int32Array(2 * streams);
+  const rate = new Float64Array(2 * streams);
   const doneAt = new Float64Array(nodes).fill(Infinity);
   doneAt[0] = 0;
   const remaining = new Int32Array(nodes).fill(k);
@@ -150,32 +161,37 @@ export function simulateReplication(opts: ReplicationSimOptions): ReplicationSim
   const limit = idealSeconds * 50 + 60;
   let t = 0;
   let lastMoved = 0;
+  let lagged = history[0];
   for (let step = 0; t < limit; step++, t += dt) {
     while (deaths.length && deaths[0].at <= t) {
       const { h } = deaths.shift()!;
       alive[h] = 0;
       for (let j = 0; j < streams; j++) if (feeder[j] === h) (feeder[j] = -1), (askAgainAt[j] = t + detect);
     }
-    const lagged = history[step % lagSteps];
+    lagged = history[step % lagSteps];
     flows.count = 0;
     for (let j = 0; j < streams; j++) {
       const s = j % k, h = takerOf(j);
       if (!alive[h] || progress[j] >= lengths[s]) continue;
       if (feeder[j] < 0) {
         if (t < askAgainAt[j]) continue;
-        feeder[j] = fallback(j, s, h);
+        const next = opts.plan === 'chain' ? anyAhead(j, s, h) : standIn(j, s, h);
+        // A stand-in that is dead too does not answer either: the next one is asked after as long.
+        if (!alive[next]) {
+          askAgainAt[j] = t + detect;
+          continue;
+        }
+        feeder[j] = next;
         openAt[j] = t + c.requestMs / 1000;
       }
       if (t < openAt[j]) continue;
-      const from = feeder[j];
-      const has = from === 0 ? lengths[s] : lagged[streamOf(from, s)];
-      if (has <= progress[j]) continue;
-      const f = flows.count++;
-      flowStream[f] = j;
-      flows.cap[f] = (has - progress[j]) / dt;
-      const at = f * perFlow;
-      flows.resources.set([UP + from, DOWN + h, CPU + from, CPU + h, c.sharedCores === undefined ? -1 : MACHINE], at);
-      flows.weights.set([1, 1, sendCpu, recvCpu, sendCpu + recvCpu], at);
+      flowFrom(feeder[j], j, s, h);
+      // Stand-ins asked at once take chunks of the rest in order: the stream moves at the sum of their rates.
+      const spread = asked[j];
+      for (let i = 0, more = (spread?.atOnce ?? 1) - 1; more > 0 && i < spread.list.length; i++) {
+        const x = spread.list[i];
+        if (x !== feeder[j] && x !== 0 && alive[x] && flowFrom(x, j, s, h)) more--;
+      }
     }
     history[step % lagSteps].set(progress);
     if (flows.count === 0) {
@@ -191,9 +207,23 @@ export function simulateReplication(opts: ReplicationSimOptions): ReplicationSim
     maxMinRates(capacity, flows, rate);
     for (let f = 0; f < flows.count; f++) {
       const j = flowStream[f], s = j % k;
+      const before = progress[j];
       progress[j] = Math.min(lengths[s], progress[j] + rate[f] * dt);
-      if (progress[j] >= lengths[s] && --remaining[takerOf(j)] === 0) doneAt[takerOf(j)] = t + dt + c.finishMs / 1000;
+      if (before < lengths[s] && progress[j] >= lengths[s] && --remaining[takerOf(j)] === 0) doneAt[takerOf(j)] = t + dt + c.finishMs / 1000;
     }
+  }
+
+  /** A flow into stream j (taker h, stripe s) from host `from`, when it has bytes the stream lacks. */
+  function flowFrom(from: number, j: number, s: number, h: number): boolean {
+    const has = from === 0 ? lengths[s] : lagged[streamOf(from, s)];
+    if (has <= progress[j]) return false;
+    const f = flows.count++;
+    flowStream[f] = j;
+    flows.cap[f] = (has - progress[j]) / dt;
+    const at = f * perFlow;
+    flows.resources.set([UP + from, DOWN + h, CPU + from, CPU + h, c.sharedCores === undefined ? -1 : MACHINE], at);
+    flows.weights.set([1, 1, sendCpu, recvCpu, sendCpu + recvCpu], at);
+    return true;
   }
 
   /** When a stream may start or ask again, or a host dies, after now: Infinity if never. */
@@ -207,8 +237,14 @@ export function simulateReplication(opts: ReplicationSimOptions): ReplicationSim
     return next;
   }
 
-  /** A random live taker further along stripe s than stream j, else the node pushed to. */
-  function fallback(j: number, s: number, self: number): number {
+  /** The next of taker h's stand-ins for stripe s (replication-plan.ts), the node pushed to once all were asked. */
+  function standIn(j: number, s: number, h: number): number {
+    const list = (asked[j] ??= { ...standIns(h, s), next: 0 });
+    return list.list[Math.min(list.next++, list.list.length - 1)];
+  }
+
+  /** The replicator before stripes: a random live taker further along stripe s than stream j, else the node pushed to. */
+  function anyAhead(j: number, s: number, self: number): number {
     const ahead: number[] = [];
     for (let h = 1; h < nodes; h++) if (h !== self && alive[h] && progress[streamOf(h, s)] > progress[j]) ahead.push(h);
     return ahead.length ? ahead[Math.floor(rand() * ahead.length)] : 0;
