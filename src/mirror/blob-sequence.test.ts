@@ -1,7 +1,7 @@
 // Sequences of blobs from the real peer data plane (fastify on loopback) into a real mirror: one stream
 // for many blobs, partial copies streamed as they arrive, and every blob still verified and stored.
 import { randomBytes } from 'node:crypto';
-import { createServer, type Server } from 'node:http';
+import { createServer, type RequestListener, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -41,6 +41,22 @@ async function holder(id: string, store: MemoryStore, spools?: Spools) {
   cleanups.push(() => app.close());
   const { port } = app.server.address() as AddressInfo;
   return { endpoint: { id, url: `http://127.0.0.1:${port}` } as DataPlane, requests };
+}
+
+/** A peer answering with `handle`, not meshd's data plane: for peers that misbehave. */
+async function rawPeer(id: string, handle: RequestListener): Promise<DataPlane> {
+  const server: Server = createServer(handle);
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  cleanups.push(() => new Promise((r) => server.close(r)));
+  return { id, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}` };
+}
+
+/** A feeder that sends `bytes` and then closes the connection. */
+function quitting(bytes: Buffer): Promise<DataPlane> {
+  return rawPeer('quitter', (_req, res) => {
+    res.writeHead(200);
+    res.write(bytes, () => res.destroy());
+  });
 }
 
 async function blobsIn(store: MemoryStore, sizes: number[]): Promise<{ desc: Descriptor; bytes: Buffer }[]> {
@@ -132,13 +148,10 @@ describe('blob sequences', () => {
     const full = new MemoryStore();
     const blobs = await blobsIn(full, [300_000, 300_000]);
     // A member sending garbage for the first blob and the right bytes for the second.
-    const liar: Server = createServer((req, res) => {
+    const liarEndpoint = await rawPeer('liar', (req, res) => {
       res.writeHead(req.url === SEQUENCE_PATH ? 200 : 404);
       res.end(req.url === SEQUENCE_PATH ? Buffer.concat([randomBytes(300_000), blobs[1].bytes]) : undefined);
     });
-    await new Promise<void>((r) => liar.listen(0, '127.0.0.1', r));
-    cleanups.push(() => new Promise((r) => liar.close(r)));
-    const liarEndpoint = { id: 'liar', url: `http://127.0.0.1:${(liar.address() as AddressInfo).port}` };
     const whole = await holder('whole', full);
     const t = await taker([liarEndpoint, whole.endpoint]);
     await t.fetchInOrder('liar', blobs.map((b) => b.desc), ['liar', 'whole']);
@@ -174,15 +187,9 @@ describe('blob sequences', () => {
     const origin = new MemoryStore();
     const [blob] = await blobsIn(origin, [2_000_000]);
     const { digest, size } = blob.desc;
-    // A feeder that sends the first 300,000 bytes of its stripe and then closes the connection.
-    const quitter: Server = createServer((_req, res) => {
-      res.writeHead(200);
-      res.write(blob.bytes.subarray(1_000_000, 1_300_000), () => res.destroy());
-    });
-    await new Promise<void>((r) => quitter.listen(0, '127.0.0.1', r));
-    cleanups.push(() => new Promise((r) => quitter.close(r)));
+    const quitter = await quitting(blob.bytes.subarray(1_000_000, 1_300_000));
     const whole = await holder('whole', origin);
-    const t = await taker([{ id: 'quitter', url: `http://127.0.0.1:${(quitter.address() as AddressInfo).port}` }, whole.endpoint]);
+    const t = await taker([quitter, whole.endpoint]);
     const halves = [{ digest, size, offset: 0, length: 1_000_000 }, { digest, size, offset: 1_000_000, length: 1_000_000 }];
     const sequences = await Promise.all([t.mirror.openSequence('whole', [halves[0]]), t.mirror.openSequence('quitter', [halves[1]])]);
     const lanes = halves.map((p, i) => ({ offset: p.offset, length: p.length, source: sequences[i].next(p) }));
@@ -196,12 +203,7 @@ describe('blob sequences', () => {
     // Large: an answer nobody reads stays under way only once the sockets' buffers are full.
     const [blob] = await blobsIn(origin, [16_000_000]);
     const { digest, size } = blob.desc;
-    const quitter: Server = createServer((_req, res) => {
-      res.writeHead(200);
-      res.write(blob.bytes.subarray(8_000_000, 8_300_000), () => res.destroy());
-    });
-    await new Promise<void>((r) => quitter.listen(0, '127.0.0.1', r));
-    cleanups.push(() => new Promise((r) => quitter.close(r)));
+    const quitter = await quitting(blob.bytes.subarray(8_000_000, 8_300_000));
     const whole = await holder('whole', origin);
     const standIn = await holder('stand-in', origin);
     // Another peer takes the blob from the stand-in meanwhile (its answer stays open until read): it is busy with it.
@@ -213,7 +215,7 @@ describe('blob sequences', () => {
     asBusy.body.destroy();
     expect(asBusy.status).toBe(503);
 
-    const t = await taker([{ id: 'quitter', url: `http://127.0.0.1:${(quitter.address() as AddressInfo).port}` }, whole.endpoint, standIn.endpoint]);
+    const t = await taker([quitter, whole.endpoint, standIn.endpoint]);
     const halves = [{ digest, size, offset: 0, length: 8_000_000 }, { digest, size, offset: 8_000_000, length: 8_000_000 }];
     const sequences = await Promise.all([t.mirror.openSequence('whole', [halves[0]]), t.mirror.openSequence('quitter', [halves[1]])]);
     const lanes = halves.map((p, i) => ({ offset: p.offset, length: p.length, source: sequences[i].next(p), standIns: i === 1 ? ['stand-in'] : [] }));
@@ -228,14 +230,9 @@ describe('blob sequences', () => {
     const origin = new MemoryStore();
     const [blob] = await blobsIn(origin, [2_000_000]);
     const { digest, size } = blob.desc;
-    const quitter: Server = createServer((_req, res) => {
-      res.writeHead(200);
-      res.write(blob.bytes.subarray(1_000_000, 1_300_000), () => res.destroy());
-    });
-    await new Promise<void>((r) => quitter.listen(0, '127.0.0.1', r));
-    cleanups.push(() => new Promise((r) => quitter.close(r)));
+    const quitter = await quitting(blob.bytes.subarray(1_000_000, 1_300_000));
     const [whole, a, b] = await Promise.all(['whole', 'a', 'b'].map((id) => holder(id, origin)));
-    const t = await taker([{ id: 'quitter', url: `http://127.0.0.1:${(quitter.address() as AddressInfo).port}` }, whole.endpoint, a.endpoint, b.endpoint]);
+    const t = await taker([quitter, whole.endpoint, a.endpoint, b.endpoint]);
     const halves = [{ digest, size, offset: 0, length: 1_000_000 }, { digest, size, offset: 1_000_000, length: 1_000_000 }];
     const sequences = await Promise.all([t.mirror.openSequence('whole', [halves[0]]), t.mirror.openSequence('quitter', [halves[1]])]);
     const lanes = halves.map((p, i) => ({ offset: p.offset, length: p.length, source: sequences[i].next(p), standIns: i === 1 ? ['a', 'b'] : [], atOnce: 2 }));
