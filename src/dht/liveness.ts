@@ -50,8 +50,8 @@ export class Liveness {
     clearInterval(this.timer);
   }
 
-  /** Pings every open connection once; public for tests. */
-  tick(): void {
+  /** Pings every open connection that has no ping under way. */
+  private tick(): void {
     for (const conn of this.libp2p.getConnections()) {
       if (conn.status !== 'open' || this.pinging.has(conn)) continue;
       const muxer = muxerOf(conn);
