@@ -14,6 +14,7 @@ import type { Libp2p, PrivateKey } from '@libp2p/interface';
 import type { Logger } from 'pino';
 import { BootstrapDialer } from './bootstrap-dialer.js';
 import { inboundFailureLog, type InboundFailureLog } from './inbound-failures.js';
+import { Liveness } from './liveness.js';
 import { PathIndexedDatastore } from './indexed-datastore.js';
 import { EVENTS_TOPIC, eventsTopicScoreParams } from './mesh-events.js';
 
@@ -52,6 +53,9 @@ export interface MeshNode {
   stop(): Promise<void>;
 }
 
+/** A peer gone is dropped within 20 s, as with libp2p's monitor (10 s + its timeout); fleet fault tests wait 45 s. */
+export const LIVENESS = { intervalMs: 10_000, timeoutMs: 10_000 };
+
 export async function createMeshNode(opts: MeshNodeOptions): Promise<MeshNode> {
   const log = opts.logger;
   const inbound = inboundFailureLog(log.child({ component: 'p2p.inbound' }), { swarmKey: opts.swarmKey !== undefined });
@@ -74,6 +78,8 @@ export async function createMeshNode(opts: MeshNodeOptions): Promise<MeshNode> {
     dialTimeoutMs: 20_000,
   });
   dialer.start();
+  const liveness = new Liveness(libp2p, log.child({ component: 'p2p.liveness' }), LIVENESS);
+  liveness.start();
   log.info({ peerId: libp2p.peerId.toString(), addrs: libp2p.getMultiaddrs().map(String) }, 'libp2p node started');
 
   return {
@@ -81,6 +87,7 @@ export async function createMeshNode(opts: MeshNodeOptions): Promise<MeshNode> {
     recordTtlMs: opts.recordTtlMs,
     async stop() {
       dialer.stop();
+      liveness.stop();
       inbound.close();
       await libp2p.stop();
     },
@@ -98,7 +105,10 @@ function libp2pOptions(opts: MeshNodeOptions, inbound: InboundFailureLog): Libp2
     // (identify, DHT, gossip) reaches it. Fine for control traffic; blobs travel over HTTP (see DESIGN.md).
     connectionProtector: opts.swarmKey === undefined ? undefined : preSharedKey({ psk: opts.swarmKey }),
     connectionEncrypters: [noise()],
-    streamMuxers: [yamux()],
+    // Liveness (liveness.ts) pings every connection on its muxer instead of libp2p's connection monitor (a new
+    // stream per ping), and yamux's own keep-alive (every 30 s, never acted upon) would only add to it.
+    streamMuxers: [yamux({ enableKeepAlive: false })],
+    connectionMonitor: { enabled: false },
     connectionGater: inbound.gater, // denies nothing: logs inbound connections that fail their handshake
     connectionManager: {
       // Defaults (5 inbound connections per second per IP, 10 pending) refuse a fleet behind one NAT, a

@@ -43,7 +43,7 @@ export class PeerDirectory {
       const key = id.toString();
       const entry = this.entries.get(key);
       const conns = this.libp2p.getConnections(id);
-      // libp2p's connection monitor measures rtt every 10 s; until then, the ping made on connect.
+      // Liveness (liveness.ts) measures rtt every 10 s; until then, the ping made on connect.
       const rttMs = conns.find((c) => c.rtt !== undefined)?.rtt ?? entry?.rttMs;
       const addrs = entry?.addrs.length ? entry.addrs : conns.map((c) => c.remoteAddr.toString());
       return { id: key, addrs, ...(rttMs !== undefined && { rttMs }), ...(entry?.info && { info: entry.info }) };

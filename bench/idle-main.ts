@@ -1,0 +1,44 @@
+// `node dist/bench/idle-main.js` (as root: network namespaces): the idle benchmark (see idle.ts).
+// Knobs (environment): BENCH_IDLE_HOSTS=8 BENCH_IDLE_SECONDS=300 BENCH_IDLE_SETTLE_SECONDS=30
+//                      BENCH_IDLE_MESHD_ARGS='--log-level debug' (extra meshd arguments, space-separated)
+import '../src/polyfill.js';
+import { benchIdle } from './idle.js';
+import { cleanupOnSignals, runBench } from './lib/cleanup.js';
+import { fixed, median, table } from './lib/stats.js';
+
+/** The issue's target: each idle meshd at most this % of one core. */
+const TARGET_PERCENT = 0.3;
+const say = (line: string) => console.log(line);
+
+function envNumber(name: string, fallback: number): number {
+  const n = Number(process.env[name] ?? fallback);
+  if (!(n >= 0)) throw new Error(`${name} must be a number ≥ 0`);
+  return n;
+}
+
+async function main(): Promise<number> {
+  cleanupOnSignals();
+  const hosts = envNumber('BENCH_IDLE_HOSTS', 8);
+  const windowSeconds = envNumber('BENCH_IDLE_SECONDS', 300);
+  const settleSeconds = envNumber('BENCH_IDLE_SETTLE_SECONDS', 30);
+  const meshdArgs = (process.env.BENCH_IDLE_MESHD_ARGS ?? '').split(' ').filter(Boolean);
+  if (!(hosts >= 2) || !(windowSeconds > 0)) throw new Error('BENCH_IDLE_HOSTS must be ≥ 2 and BENCH_IDLE_SECONDS > 0');
+  const r = await benchIdle({ hosts, windowSeconds, settleSeconds, meshdArgs }, say);
+  const row = (name: string, xs: number[]) => [name, fixed(Math.min(...xs), 3), fixed(median(xs), 3), fixed(Math.max(...xs), 3)];
+  const worst = Math.max(...r.meshdPercent);
+  say('');
+  say(`Idle ${r.hosts}-host fleet, ${fixed(r.windowSeconds, 0)} s window after ${settleSeconds} s of settling: % of one core per process`);
+  say(table([
+    ['process', 'min', 'median', 'max'],
+    row('meshd', r.meshdPercent),
+    row('containerd', r.containerdPercent),
+    row('node -e "setInterval(()=>{},1000)"', [r.nodePercent]),
+  ]));
+  say(`per host: ${r.meshdPercent.map((p, i) => `h${i + 1} ${fixed(p, 3)}`).join(', ')}`);
+  say(`median meshd = ${fixed(median(r.meshdPercent) / median(r.containerdPercent), 1)}× containerd, ${fixed(median(r.meshdPercent) / r.nodePercent, 1)}× bare Node.js`);
+  say(`worst meshd ${fixed(worst, 3)} % (target ≤ ${TARGET_PERCENT} %): ${worst <= TARGET_PERCENT ? 'target met' : 'TARGET MISSED'}`);
+  console.log(JSON.stringify({ bench: 'layermesh-idle', node: process.version, ...r, settleSeconds, meshdArgs, target: TARGET_PERCENT, met: worst <= TARGET_PERCENT }));
+  return 0;
+}
+
+await runBench(main);
