@@ -4,6 +4,7 @@
 // Exits non-zero on errors, not on a missed target.
 // Knobs (environment): BENCH_MEMORY_BLOB_MIB=1024 BENCH_MEMORY_PULLS=100 BENCH_MEMORY_LAYERS_KIB=4096,1024,256
 //                      BENCH_MESHD_MAIN=/path/to/dist/src/node/main.js (another meshd build, for A/B)
+//                      BENCH_MESHD_NODE_FLAGS='--max-semi-space-size=1' (node options of every meshd, for A/B)
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -40,10 +41,10 @@ async function main(): Promise<number> {
   say('');
   say(`Memory (VmRSS, MiB; sampled every 100 ms): a ${fixed(r.blobBytes / MiB, 0)} MiB blob, curl -o /dev/null`);
   say(table([
-    ['process', 'idle', 'peak', 'after', 'MB/s'],
-    ['meshd B, streaming from peer A, then storing its copy', fixed(mib(r.b.idleKb)), fixed(mib(r.b.peakKb)), fixed(mib(r.b.afterKb)), mbps(r.transferSeconds)],
-    ['meshd A, serving it from containerd', '', fixed(mib(r.aPeakKb)), '', ''],
-    ['docker-registry (Go), serving it from disk', fixed(mib(r.registry.idleKb)), fixed(mib(r.registry.peakKb)), '', mbps(r.registry.seconds)],
+    ['process', 'idle', 'peak', 'after', 'MB/s', 'CPU s'],
+    ['meshd B, streaming from peer A, then storing its copy', fixed(mib(r.b.idleKb)), fixed(mib(r.b.peakKb)), fixed(mib(r.b.afterKb)), mbps(r.transferSeconds), fixed(r.b.cpuSeconds, 2)],
+    ['meshd A, serving it from containerd', '', fixed(mib(r.aPeakKb)), '', '', ''],
+    ['docker-registry (Go), serving it from disk', fixed(mib(r.registry.idleKb)), fixed(mib(r.registry.peakKb)), '', mbps(r.registry.seconds), ''],
   ]));
   say('');
   say(`Pulls through meshd B: ${r.pulls.count} distinct images of ${fixed(r.pulls.imageBytes / MiB, 2)} MiB (ctr content fetch), meshd B after a settle`);
@@ -54,8 +55,8 @@ async function main(): Promise<number> {
   say(`growth from pull ${first.pull} to ${last.pull} = ${fixed(growthMib)} MiB (target ≤ ${GROWTH_TARGET_MIB}): ${growthMet ? 'target met' : 'TARGET MISSED'}`);
   const m1 = (kb: number) => Number(mib(kb).toFixed(1));
   console.log(JSON.stringify({
-    bench: 'layermesh-memory', node: process.version, blobBytes: r.blobBytes,
-    meshdB: { idleMiB: m1(r.b.idleKb), peakMiB: m1(r.b.peakKb), afterMiB: m1(r.b.afterKb), seconds: Number(r.transferSeconds.toFixed(2)) },
+    bench: 'layermesh-memory', node: process.version, meshdNodeFlags: process.env.BENCH_MESHD_NODE_FLAGS ?? '', blobBytes: r.blobBytes,
+    meshdB: { idleMiB: m1(r.b.idleKb), peakMiB: m1(r.b.peakKb), afterMiB: m1(r.b.afterKb), seconds: Number(r.transferSeconds.toFixed(2)), cpuSeconds: Number(r.b.cpuSeconds.toFixed(2)) },
     meshdA: { peakMiB: m1(r.aPeakKb) },
     registry: { idleMiB: m1(r.registry.idleKb), peakMiB: m1(r.registry.peakKb), seconds: Number(r.registry.seconds.toFixed(2)) },
     pulls: { count: r.pulls.count, imageBytes: r.pulls.imageBytes, checkpointsMiB: Object.fromEntries(r.pulls.checkpoints.map((c) => [c.pull, m1(c.kb)])), afterEachMiB: r.pulls.afterEachKb.map(m1) },

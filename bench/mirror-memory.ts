@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { generateSwarmKey } from '../src/dht/swarm-key.js';
 import { ctr } from '../test/helpers/containerd.js';
 import { buildImage, type BuiltImage } from '../test/helpers/oci-image.js';
-import { rssKb } from '../test/helpers/procfs.js';
+import { cpuSeconds, rssKb } from '../test/helpers/procfs.js';
 import { waitFor } from '../test/helpers/wait.js';
 import { curlGet } from './lib/curl.js';
 import { pushBlob } from './lib/http.js';
@@ -37,8 +37,8 @@ export interface MemoryReport {
   blobBytes: number;
   /** curl's time for the large blob through B. */
   transferSeconds: number;
-  /** meshd B, KiB: settled after start, peak from the GET until B stored its copy, settled afterwards. */
-  b: { idleKb: number; peakKb: number; afterKb: number };
+  /** meshd B, KiB: settled after start, peak from the GET until B stored its copy, settled afterwards; its CPU seconds meanwhile. */
+  b: { idleKb: number; peakKb: number; afterKb: number; cpuSeconds: number };
   /** meshd A's peak while it served the blob, KiB. */
   aPeakKb: number;
   /** docker-registry serving the same blob from disk to curl, KiB. */
@@ -69,7 +69,7 @@ async function fetchedFromMesh(b: MeshdServer, digests: string[]): Promise<void>
 async function registryReference(blob: { file: string; size: number; digest: string }): Promise<MemoryReport['registry']> {
   const registry = await startDockerRegistry('docker-registry (Go)');
   try {
-    await pushBlob(registry.url, BLOB_REPO, blob.file, blob.size, blob.digest);
+    await pushBlob(registry.url, BLOB_REPO, blob.file, blob.size, blob.digest, { monolithicPost: false });
     await settle(registry.pids);
     const pid = registry.pids[0];
     const idleKb = await rssKb(pid);
@@ -87,13 +87,14 @@ async function registryReference(blob: { file: string; size: number; digest: str
 async function largeBlob(containerd: PrivateContainerd, a: MeshdServer, b: MeshdServer, ns: string, blob: { size: number; digest: string }) {
   const sampleA = sampleRss(a.pids[0]);
   const sampleB = sampleRss(b.pids[0]);
+  const cpuBefore = await cpuSeconds(b.pids);
   const got = await curlGet(`${b.url}/v2/${BLOB_REPO}/blobs/${blob.digest}?ns=docker.io`);
   if (got.status !== 200 || got.bytes !== blob.size) throw new Error(`GET through meshd B: ${got.status}, ${got.bytes} of ${blob.size} B`);
   await fetchedFromMesh(b, [blob.digest]);
   const aPeakKb = await sampleA.stop();
   await waitFor('meshd B to store its copy of the blob', async () => (await ctr(containerd.socket, ['-n', ns, 'content', 'ls', '-q'])).includes(blob.digest),
     { timeoutMs: 120_000, intervalMs: 200 });
-  return { seconds: got.seconds, aPeakKb, peakKb: await sampleB.stop() };
+  return { seconds: got.seconds, aPeakKb, peakKb: await sampleB.stop(), cpuSeconds: (await cpuSeconds(b.pids)) - cpuBefore };
 }
 
 export async function benchMirrorMemory(opts: MemoryOptions, say: (line: string) => void): Promise<MemoryReport> {
@@ -151,7 +152,7 @@ export async function benchMirrorMemory(opts: MemoryOptions, say: (line: string)
     return {
       blobBytes: opts.blobBytes,
       transferSeconds: big.seconds,
-      b: { idleKb, peakKb: big.peakKb, afterKb },
+      b: { idleKb, peakKb: big.peakKb, afterKb, cpuSeconds: big.cpuSeconds },
       aPeakKb: big.aPeakKb,
       registry,
       pulls: { count: opts.pulls, imageBytes: images[0].blobs.reduce((n, x) => n + x.size, 0), afterEachKb, checkpoints },
