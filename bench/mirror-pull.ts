@@ -82,7 +82,7 @@ export interface MirrorPullReport {
 const say0 = (_: string) => {};
 
 /** Waits until the processes use less than `maxFraction` of a core over a second (at most `timeoutMs`). */
-async function settle(pids: number[], maxFraction = 0.1, timeoutMs = 15_000): Promise<void> {
+export async function settle(pids: number[], maxFraction = 0.1, timeoutMs = 15_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     const before = await cpuSeconds(pids);
@@ -94,7 +94,7 @@ async function settle(pids: number[], maxFraction = 0.1, timeoutMs = 15_000): Pr
 const suffix = () => randomBytes(4).toString('hex');
 
 /** One mesh's node A and its swarm key: B nodes of a round join it. */
-interface NodeA {
+export interface NodeA {
   keyFile: string;
   a: MeshdServer;
   /** Extra flags of its nodes (--peer-plaintext). */
@@ -113,10 +113,10 @@ interface Setup {
 }
 
 /** A fresh meshd B: its own data dir and namespace, bootstrapped to A; resolves once B knows A's data plane. */
-async function startNodeB(s: Setup, { a, keyFile, flags }: NodeA): Promise<{ b: MeshdServer; ns: string }> {
+export async function startNodeB(containerd: PrivateContainerd, { a, keyFile, flags }: NodeA): Promise<{ b: MeshdServer; ns: string }> {
   const ns = `bench-b-${suffix()}`;
   const b = await startMeshd('meshd B', [
-    '--store', 'containerd', '--containerd-socket', s.containerd.socket, '--containerd-namespace', ns,
+    '--store', 'containerd', '--containerd-socket', containerd.socket, '--containerd-namespace', ns,
     '--swarm-key', keyFile, '--node-name', 'b', '--bootstrap', a.p2p[0], ...flags,
   ]);
   try {
@@ -126,13 +126,22 @@ async function startNodeB(s: Setup, { a, keyFile, flags }: NodeA): Promise<{ b: 
       return peers.some((p) => p.id === a.peerId && p.info?.dataPlanePort);
     }, { timeoutMs: 30_000, intervalMs: 100 });
     // B's start (DHT bootstrap, first reconcile) and the previous round's GC must not overlap the measured pull.
-    await settle([...b.pids, ...a.pids, ...s.containerd.pids]);
+    await settle([...b.pids, ...a.pids, ...containerd.pids]);
     return { b, ns };
   } catch (err) {
     await b.stop();
-    await dropNamespace(s.containerd.socket, ns);
+    await dropNamespace(containerd.socket, ns);
     throw err;
   }
+}
+
+/** A containerd hosts dir (`ctr --hosts-dir`) that sends every registry's pulls to meshd B only. */
+export async function mirrorHostsDir(work: string, ns: string, meshdUrl: string): Promise<string> {
+  const hosts = join(work, `hosts-${ns}`);
+  await mkdir(join(hosts, '_default'), { recursive: true });
+  // Only meshd B: if it could not serve, the pull would fail (nothing listens on 127.0.0.1:9).
+  await writeFile(join(hosts, '_default', 'hosts.toml'), `server = "http://127.0.0.1:9"\n[host."${meshdUrl}"]\n  capabilities = ["pull", "resolve"]\n`);
+  return hosts;
 }
 
 async function pullOnce(s: Setup, variant: PullVariant, path: PullPath): Promise<PullRound> {
@@ -146,12 +155,9 @@ async function pullOnce(s: Setup, variant: PullVariant, path: PullPath): Promise
     let serverPids: number[];
     if (path !== 'direct') {
       const mesh = s.meshes[path];
-      nodeB = await startNodeB(s, mesh);
+      nodeB = await startNodeB(s.containerd, mesh);
       clientNs = nodeB.ns;
-      const hosts = join(s.work, `hosts-${clientNs}`);
-      await mkdir(join(hosts, '_default'), { recursive: true });
-      // Only meshd B: if it could not serve, the pull would fail (nothing listens on 127.0.0.1:9).
-      await writeFile(join(hosts, '_default', 'hosts.toml'), `server = "http://127.0.0.1:9"\n[host."${nodeB.b.url}"]\n  capabilities = ["pull", "resolve"]\n`);
+      const hosts = await mirrorHostsDir(s.work, clientNs, nodeB.b.url);
       args = ['-n', clientNs, ...verb, '--hosts-dir', hosts, s.mirrorRef];
       serverPids = [...mesh.a.pids, ...nodeB.b.pids];
     } else {
@@ -211,7 +217,7 @@ async function rawGets(s: Setup, rounds: number): Promise<{ peer: number; plaint
 }
 
 /** A node A holding the image, in a mesh of its own (own swarm key). */
-async function startNodeA(containerd: PrivateContainerd, image: BuiltImage, keyFile: string, flags: string[]): Promise<NodeA> {
+export async function startNodeA(containerd: PrivateContainerd, image: BuiltImage, keyFile: string, flags: string[]): Promise<NodeA> {
   await writeFile(keyFile, generateSwarmKey(), { mode: 0o600 }); // what `meshctl swarm-key generate` prints
   const a = await startMeshd(`meshd A${flags.length ? ' (plaintext)' : ''}`, [
     '--store', 'containerd', '--containerd-socket', containerd.socket, '--containerd-namespace', `bench-a-${suffix()}`,

@@ -23,7 +23,7 @@ import { ensurePackages } from '../test/helpers/apt.js';
 import { buildImage, type BuiltImage } from '../test/helpers/oci-image.js';
 import { cleanupOnSignals, onCleanup, runBench } from './lib/cleanup.js';
 import { MESHD_MAIN, startDockerRegistry, startMeshd, startMeshdOnContainerd, type Server } from './lib/servers.js';
-import { MB, MiB, fixed, median, table } from './lib/stats.js';
+import { MB, MiB, envInt, fixed, median, table } from './lib/stats.js';
 import { benchMirrorPull, VARIANT_LABEL, type MirrorPullReport, type PullVariant } from './mirror-pull.js';
 import { benchGet, writeRandomBlob, type GetResult } from './registry-get.js';
 import { benchPusshIncremental, type PusshIncrementalReport } from './pussh-incremental.js';
@@ -39,14 +39,6 @@ const MIRROR_JUDGED: PullVariant = 'pull';
 const MESHD_CTD = 'meshd (containerd)';
 const MESHD_FS = 'meshd (fs store)';
 const GO_REGISTRY = 'docker-registry (Go)';
-
-function envInt(name: string, fallback: number): number {
-  const v = process.env[name];
-  if (v === undefined || v === '') return fallback;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n <= 0) throw new Error(`${name} must be a positive integer, not "${v}"`);
-  return n;
-}
 
 const say = (line: string) => console.log(line);
 

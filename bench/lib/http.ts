@@ -35,12 +35,16 @@ export function request(method: string, url: string, opts: { file?: string; size
 /**
  * Puts the blob stored in `file` into `repo`: a monolithic POST ?digest= when the registry supports it
  * (OCI spec, optional), else POST for a session and one monolithic PUT (what distribution 2.8 needs).
+ * `monolithicPost: false` goes straight to the session: distribution resets the connection while a
+ * large POST body is still being sent (seen with 1 GiB), which fails the push.
  */
-export async function pushBlob(base: string, repo: string, file: string, size: number, digest: string): Promise<'POST' | 'POST+PUT'> {
-  const post = await request('POST', `${base}/v2/${repo}/blobs/uploads/?digest=${digest}`, { file, size });
-  if (post.status === 201) return 'POST';
-  if (post.status !== 202 || !post.headers.location) throw new Error(`POST blob upload to ${base}: ${post.status} ${post.body}`);
-  // The body sent above was ignored; open a fresh session so no half-state is reused.
+export async function pushBlob(base: string, repo: string, file: string, size: number, digest: string, { monolithicPost = true } = {}): Promise<'POST' | 'POST+PUT'> {
+  if (monolithicPost) {
+    const post = await request('POST', `${base}/v2/${repo}/blobs/uploads/?digest=${digest}`, { file, size });
+    if (post.status === 201) return 'POST';
+    if (post.status !== 202 || !post.headers.location) throw new Error(`POST blob upload to ${base}: ${post.status} ${post.body}`);
+  }
+  // A body sent above was ignored; open a fresh session so no half-state is reused.
   const start = await request('POST', `${base}/v2/${repo}/blobs/uploads/`);
   if (start.status !== 202 || !start.headers.location) throw new Error(`POST blob upload to ${base}: ${start.status} ${start.body}`);
   const location = new URL(start.headers.location, base);

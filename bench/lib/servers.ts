@@ -15,6 +15,8 @@ import { freePort, pidsWithArg, stopChild } from './procs.js';
 
 /** The built meshd; BENCH_MESHD_MAIN points the benchmark at another build (A/B of a change). */
 export const MESHD_MAIN = process.env.BENCH_MESHD_MAIN || fileURLToPath(new URL('../../src/node/main.js', import.meta.url));
+/** Node options every meshd runs with (BENCH_MESHD_NODE_FLAGS, space-separated): A/B of V8 settings. */
+const MESHD_NODE_FLAGS = (process.env.BENCH_MESHD_NODE_FLAGS ?? '').split(' ').filter(Boolean);
 
 export interface Server {
   /** Label in the result table. */
@@ -63,7 +65,7 @@ export async function startMeshd(name: string, storeArgs: string[]): Promise<Mes
   const dataDir = await tempDir('lm-bench-meshd-');
   const removeDir = onCleanup(`meshd data ${dataDir}`, () => rm(dataDir, { recursive: true, force: true }));
   const { proc, logs, ready: whenReady } = spawnMeshd(['--data-dir', dataDir, '--log-level', 'info', ...loopback, ...storeArgs], {
-    main: MESHD_MAIN, name: `meshd (${name})`, maxLogs: MAX_LOG_ENTRIES,
+    main: MESHD_MAIN, name: `meshd (${name})`, maxLogs: MAX_LOG_ENTRIES, command: [process.execPath, ...MESHD_NODE_FLAGS, MESHD_MAIN],
   });
   const stopProc = onCleanup(`meshd pid ${proc.pid}`, () => stopChild(proc));
   try {

@@ -1,4 +1,4 @@
-// Small numeric helpers and table printing.
+// Small numeric helpers, numeric knobs from the environment, and table printing.
 export function median(xs: number[]): number {
   if (xs.length === 0) return NaN;
   const s = [...xs].sort((a, b) => a - b);
@@ -22,4 +22,13 @@ export function table(rows: string[][]): string {
       return i === 0 ? `${line}\n${widths.map((w) => '-'.repeat(w)).join('  ')}` : line;
     })
     .join('\n');
+}
+
+/** A positive integer from the environment, `fallback` when unset or empty. */
+export function envInt(name: string, fallback: number): number {
+  const v = process.env[name];
+  if (v === undefined || v === '') return fallback;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n <= 0) throw new Error(`${name} must be a positive integer, not "${v}"`);
+  return n;
 }
