@@ -49,18 +49,18 @@ describe('Spool', () => {
     await spools.remove(spool);
   });
 
-  it('hands readers at the head, a little behind and far behind the same bytes, none overwritten by later arrivals', async () => {
-    const data = randomBytes(3_500_000); // more than three write buffers
+  it('hands a reader following the arrivals and readers starting later the same bytes, none changed by later arrivals', async () => {
+    const data = randomBytes(3_500_000); // several write chunks
     const spool = await spools.create(sha(data));
     spool.setSize(data.length);
-    const head = follow(spool.reader()); // keeps every chunk it got: a reused buffer would show as changed bytes
+    const head = follow(spool.reader()); // keeps every chunk it got: a buffer reused under it would show as changed bytes
     for (let at = 0, i = 0; at < data.length; at += 99_991, i++) {
       await spool.append(data.subarray(at, at + 99_991));
-      if (i % 7 === 0) await tick(); // timed flushes of part of a buffer, which goes on filling afterwards
+      if (i % 7 === 0) await tick(); // timed flushes of part of a write chunk
     }
     await spool.flush();
-    const behind = follow(spool.reader(2_900_000)); // still in memory
-    const farBehind = follow(spool.reader()); // from the file
+    const behind = follow(spool.reader(2_900_000));
+    const farBehind = follow(spool.reader());
     spool.verify();
     await until(() => head.ended && behind.ended && farBehind.ended);
     expect(head.data().equals(data)).toBe(true);

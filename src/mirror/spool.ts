@@ -11,7 +11,6 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { DigestMismatchError } from '../store/store.js';
 import { digestHex } from '../oci/digest.js';
-import { Lane } from './spool-lane.js';
 
 const READ_CHUNK = 1 << 20;
 /**
@@ -27,6 +26,22 @@ const WRITE_CHUNK = 1 << 20;
  * replication pipeline reads only what is in the file. Each hop would add that delay.
  */
 const MAX_HOLD_MS = 20;
+
+/** One range of the blob being written in order from its start. */
+class Lane {
+  /** Bytes in the file from `start`. */
+  written = 0;
+  pending = Buffer.allocUnsafe(0);
+  pendingLength = 0;
+  lastFlush = performance.now();
+  timer?: NodeJS.Timeout;
+
+  constructor(readonly start: number, public end: number) {}
+
+  get received(): number {
+    return this.written + this.pendingLength;
+  }
+}
 
 export class Spool {
   /** The whole blob's size, once a holder stated it. */
@@ -100,19 +115,13 @@ export class Spool {
     if (lane.start + lane.received + chunk.length > lane.end) throw new Error(`more bytes of ${this.digest} than its lane ${i} holds`);
     // A timed flush may be writing the pending bytes: wait until no write is under way or queued.
     for (let write; write !== this.#flushing; ) await (write = this.#flushing);
+    if (lane.pending.length === 0) lane.pending = Buffer.allocUnsafe(WRITE_CHUNK);
     for (let used = 0; used < chunk.length; ) {
-      if (lane.filled === lane.buf.length) {
-        if (lane.pendingLength > 0) await this.flush();
-        if (lane.buf.length) lane.previous = { at: lane.bufAt, bytes: lane.buf };
-        lane.bufAt = lane.start + lane.written;
-        lane.buf = Buffer.allocUnsafe(WRITE_CHUNK);
-        lane.filled = 0;
-      }
-      const n = Math.min(chunk.length - used, lane.buf.length - lane.filled);
-      lane.buf.set(chunk.subarray(used, used + n), lane.filled);
-      lane.filled += n;
+      const n = Math.min(chunk.length - used, WRITE_CHUNK - lane.pendingLength);
+      lane.pending.set(chunk.subarray(used, used + n), lane.pendingLength);
+      lane.pendingLength += n;
       used += n;
-      if (lane.filled === lane.buf.length) await this.flush();
+      if (lane.pendingLength === WRITE_CHUNK) await this.flush();
     }
     if (lane.pendingLength === 0) return;
     const held = performance.now() - lane.lastFlush;
@@ -133,16 +142,16 @@ export class Spool {
       clearTimeout(lane.timer);
       lane.timer = undefined;
       lane.lastFlush = performance.now();
-      const pending = lane.pendingLength;
-      if (pending === 0) continue;
+      if (lane.pendingLength === 0) continue;
       const at = lane.start + lane.written;
-      const bytes = lane.buf.subarray(at - lane.bufAt, at - lane.bufAt + pending);
+      const bytes = lane.pending.subarray(0, lane.pendingLength);
       await this.file.write(bytes, 0, bytes.length, at);
       if (at === this.#hashed) {
         this.#hash.update(bytes);
         this.#hashed += bytes.length;
       }
-      lane.written += pending;
+      lane.written += lane.pendingLength;
+      lane.pendingLength = 0;
     }
     await this.#hashContiguous();
     this.#wake();
@@ -227,11 +236,7 @@ export class Spool {
         const here = this.#contiguousFrom(pos);
         const whole = this.size === undefined || here >= this.size;
         const available = Math.min(last + 1, whole && !this.verified && !forPeer ? here - 1 : here);
-        const inMemory = pos < available ? this.#inMemory(pos, Math.min(READ_CHUNK, available - pos)) : undefined;
-        if (inMemory) {
-          pos += inMemory.length;
-          yield inMemory;
-        } else if (pos < available) {
+        if (pos < available) {
           const buf = Buffer.allocUnsafe(Math.min(READ_CHUNK, available - pos));
           const { bytesRead } = await file.read(buf, 0, buf.length, pos);
           // A restart truncates the file: a read under way then finds nothing where bytes were.
@@ -245,14 +250,6 @@ export class Spool {
     } finally {
       await file.close();
     }
-  }
-
-  #inMemory(pos: number, max: number): Buffer | undefined {
-    for (const lane of this.#lanes) {
-      const bytes = lane.inMemory(pos, max);
-      if (bytes) return bytes;
-    }
-    return undefined;
   }
 
   /** Where the bytes written contiguously from `pos` end (`pos` itself when it has not arrived). */
