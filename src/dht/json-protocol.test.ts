@@ -1,27 +1,13 @@
 import '../polyfill.js';
 import { afterAll, expect, test } from 'vitest';
-import { pino } from 'pino';
-import { generateKeyPair } from '@libp2p/crypto/keys';
-import { createMeshNode, type MeshNode } from './libp2p-node.js';
 import { askJson, serveJson } from './json-protocol.js';
+import type { MeshNode } from './libp2p-node.js';
+import { meshNodes } from '../../test/helpers/mesh-nodes.js';
 
 const PROTOCOL = '/layermesh/test-json/1.0.0';
-const nodes: MeshNode[] = [];
-afterAll(() => Promise.all(nodes.map((n) => n.stop())));
-
-async function node(bootstrap: string[] = []): Promise<MeshNode> {
-  const n = await createMeshNode({
-    privateKey: await generateKeyPair('Ed25519'),
-    listen: ['/ip4/127.0.0.1/tcp/0'],
-    bootstrap,
-    mdns: false,
-    logger: pino({ level: 'silent' }),
-    recordTtlMs: 60_000,
-    bootstrapIntervalMs: 100,
-  });
-  nodes.push(n);
-  return n;
-}
+const nodes = meshNodes();
+afterAll(() => nodes.stopAll());
+const node = (bootstrap?: string[]) => nodes.start(bootstrap);
 
 const open = (n: MeshNode): number =>
   n.libp2p.getConnections().flatMap((c) => c.streams).filter((s) => s.protocol === PROTOCOL).length;

@@ -1,28 +1,15 @@
 import '../polyfill.js';
 import { afterAll, expect, test } from 'vitest';
 import { pino } from 'pino';
-import { generateKeyPair } from '@libp2p/crypto/keys';
 import type { Connection } from '@libp2p/interface';
-import { createMeshNode, LIVENESS, type MeshNode } from './libp2p-node.js';
+import { LIVENESS, type MeshNode } from './libp2p-node.js';
 import { Liveness } from './liveness.js';
+import { meshNodes } from '../../test/helpers/mesh-nodes.js';
 
 const log = pino({ level: 'silent' });
-const nodes: MeshNode[] = [];
-afterAll(() => Promise.all(nodes.map((n) => n.stop())));
-
-async function node(bootstrap: string[] = []): Promise<MeshNode> {
-  const n = await createMeshNode({
-    privateKey: await generateKeyPair('Ed25519'),
-    listen: ['/ip4/127.0.0.1/tcp/0'],
-    bootstrap,
-    mdns: false,
-    logger: log,
-    recordTtlMs: 60_000,
-    bootstrapIntervalMs: 100,
-  });
-  nodes.push(n);
-  return n;
-}
+const nodes = meshNodes();
+afterAll(() => nodes.stopAll());
+const node = (bootstrap?: string[]) => nodes.start(bootstrap);
 
 async function connected(a: MeshNode, b: MeshNode): Promise<Connection> {
   for (;;) {
