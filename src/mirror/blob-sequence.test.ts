@@ -218,7 +218,7 @@ describe('blob sequences', () => {
     const t = await taker([quitter, whole.endpoint, standIn.endpoint]);
     const halves = [{ digest, size, offset: 0, length: 8_000_000 }, { digest, size, offset: 8_000_000, length: 8_000_000 }];
     const sequences = await Promise.all([t.mirror.openSequence('whole', [halves[0]]), t.mirror.openSequence('quitter', [halves[1]])]);
-    const lanes = halves.map((p, i) => ({ offset: p.offset, length: p.length, source: sequences[i].next(p), standIns: i === 1 ? ['stand-in'] : [] }));
+    const lanes = halves.map((p, i) => ({ offset: p.offset, length: p.length, source: sequences[i].next(p), standIns: { ask: i === 1 ? ['stand-in'] : [], atOnce: 1 } }));
     expect(await t.mirror.fetch(digest, { from: ['whole'], patient: true, lanes: { size, lanes } }).stored).toBe(true);
     expect(await t.holds(blob.bytes)).toBe(true);
     // The node pushed to (here 'whole') is not asked: the stand-in is, and sends the range though busy.
@@ -235,7 +235,7 @@ describe('blob sequences', () => {
     const t = await taker([quitter, whole.endpoint, a.endpoint, b.endpoint]);
     const halves = [{ digest, size, offset: 0, length: 1_000_000 }, { digest, size, offset: 1_000_000, length: 1_000_000 }];
     const sequences = await Promise.all([t.mirror.openSequence('whole', [halves[0]]), t.mirror.openSequence('quitter', [halves[1]])]);
-    const lanes = halves.map((p, i) => ({ offset: p.offset, length: p.length, source: sequences[i].next(p), standIns: i === 1 ? ['a', 'b'] : [], atOnce: 2 }));
+    const lanes = halves.map((p, i) => ({ offset: p.offset, length: p.length, source: sequences[i].next(p), standIns: { ask: i === 1 ? ['a', 'b'] : [], atOnce: 2 } }));
     expect(await t.mirror.fetch(digest, { from: ['whole'], patient: true, lanes: { size, lanes } }).stored).toBe(true);
     expect(await t.holds(blob.bytes)).toBe(true);
     // 700,000 bytes left, in chunks of 256 KiB: three requests, shared by the two.

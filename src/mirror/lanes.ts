@@ -11,9 +11,14 @@ export interface Lane {
   offset: number;
   length: number;
   source: Promise<BlobSource | undefined>;
-  /** Who to ask first for what the feeder does not send (replication-plan.ts, standInsOf), and how many of them at once. */
-  standIns?: string[];
-  atOnce?: number;
+  /** Who to ask first for what the feeder does not send (replication-plan.ts, standInsOf). */
+  standIns?: StandIns;
+}
+
+/** Whom to ask for the rest of a stripe whose feeder stopped, best first, and how many of them at once (at most all of them). */
+export interface StandIns {
+  ask: string[];
+  atOnce: number;
 }
 
 /** What each of several stand-ins is asked for at a time: small, so that the bytes still arrive nearly in order for whoever reads this copy. */
@@ -66,9 +71,9 @@ async function fillLane(spool: Spool, i: number, lane: Lane, used: Set<string>, 
     }
   }
   if (spool.laneReceived(i) === lane.length) return;
-  const ask = lane.standIns ?? [];
+  const { ask, atOnce: wanted } = lane.standIns ?? { ask: [], atOnce: 1 };
   const end = lane.offset + lane.length;
-  const atOnce = Math.min(lane.atOnce ?? 1, ask.length);
+  const atOnce = Math.min(wanted, ask.length);
   if (atOnce <= 1) return restInto(spool, i, lane.offset, end, ask, used, deps, stop);
   // Chunk after chunk, each to the next stand-in free, in a lane of the spool of its own.
   let next = lane.offset + spool.laneReceived(i);

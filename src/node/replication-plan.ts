@@ -12,6 +12,7 @@
 // less evenly.
 import { createHash } from 'node:crypto';
 import type { Descriptor } from '../oci/digest.js';
+import type { StandIns } from '../mirror/lanes.js';
 import type { Piece } from '../mirror/peer-protocol.js';
 
 /** What one taker does: per stripe, the node it takes that stripe from, who stands in for it, and the pieces the stripe carries. */
@@ -19,12 +20,6 @@ export interface TakerPlan {
   feeders: string[];
   standIns: StandIns[];
   pieces: Piece[][];
-}
-
-/** Whom to ask for the rest of a stripe whose feeder stopped, best first, and how many of them at once (at most all of them). */
-export interface StandIns {
-  ask: string[];
-  atOnce: number;
 }
 
 /** Stand-ins asked at once when no freed place is left for an orphan: each sends a share, none a whole extra stream. */

@@ -8,6 +8,7 @@ import { MediaType } from '../oci/manifest.js';
 import { pushEvent } from './push-event.js';
 import { NewestPushes } from './newest-pushes.js';
 import { TagRecords } from './tag-records.js';
+import type { StandIns } from '../mirror/lanes.js';
 import { Replicator } from './replicator.js';
 import { planFor } from './replication-plan.js';
 
@@ -48,7 +49,7 @@ function taker(blobs: Map<string, Buffer>, { sequences = false, store = new Memo
   const fromSequence: string[] = [];
   const askedFirst = new Map<string, string>();
   /** Per blob, each lane's stand-ins: whom the mirror asks when its feeder stops, and how many at once. */
-  const standIns = new Map<string, { ask?: string[]; atOnce?: number }[]>();
+  const standIns = new Map<string, (StandIns | undefined)[]>();
   const replicator = new Replicator({
     store,
     records: new TagRecords(store, pushes, pino({ level: 'silent' })),
@@ -56,7 +57,7 @@ function taker(blobs: Map<string, Buffer>, { sequences = false, store = new Memo
     mirror: {
       fetch: (digest, { lanes, from }) => {
         askedFirst.set(digest, from?.[0] ?? '');
-        standIns.set(digest, lanes?.lanes.map((l) => ({ ask: l.standIns, atOnce: l.atOnce })) ?? []);
+        standIns.set(digest, lanes?.lanes.map((l) => l.standIns) ?? []);
         const stored = (async () => {
           // As the mirror: a lane whose feeder sends nothing is taken from holders, `from` first.
           for (const lane of lanes?.lanes ?? []) if (await lane.source) fromSequence.push(digest);

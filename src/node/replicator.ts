@@ -195,7 +195,7 @@ export class Replicator {
       if (entry) return entry;
       const feeds = new Map<number, (source: BlobSource | undefined) => void>();
       const lanes: Lane[] = plan.pieces.flatMap((pieces, s) => pieces.filter((p) => p.digest === blob.digest).map((p) => ({
-        offset: p.offset, length: p.length, standIns: plan.standIns[s].ask, atOnce: plan.standIns[s].atOnce, source: new Promise<BlobSource | undefined>((resolve) => feeds.set(s, resolve)),
+        offset: p.offset, length: p.length, standIns: plan.standIns[s], source: new Promise<BlobSource | undefined>((resolve) => feeds.set(s, resolve)),
       })));
       const { verified, stored } = this.deps.mirror.fetch(blob.digest, { from: [pushedTo], patient: true, lanes: { size: blob.size, lanes } });
       pending(arrived(stored, blob.digest));
