@@ -15,12 +15,12 @@ import { ContainerdStore } from '../src/store/containerd/store.js';
 import { cpuSeconds } from '../test/helpers/procfs.js';
 import { cleanupOnSignals, onCleanup, runBench } from './lib/cleanup.js';
 import { startPrivateContainerd } from './lib/servers.js';
-import { MiB, fixed, median, table } from './lib/stats.js';
+import { MiB, envInt, fixed, median, table } from './lib/stats.js';
 
 interface Sample { seconds: number; writerCpu: number; containerdCpu: number }
 
-const sizeMiB = Number(process.env.BENCH_WRITE_MIB ?? 40);
-const rounds = Number(process.env.BENCH_WRITE_ROUNDS ?? 6);
+const sizeMiB = envInt('BENCH_WRITE_MIB', 40);
+const rounds = envInt('BENCH_WRITE_ROUNDS', 6);
 
 async function randomFile(dir: string, name: string): Promise<{ path: string; digest: string }> {
   const data = randomBytes(sizeMiB * MiB);

@@ -4,23 +4,17 @@
 import '../src/polyfill.js';
 import { benchIdle } from './idle.js';
 import { cleanupOnSignals, runBench } from './lib/cleanup.js';
-import { fixed, median, table } from './lib/stats.js';
+import { envInt, fixed, median, table } from './lib/stats.js';
 
 /** The issue's target: each idle meshd at most this % of one core. */
 const TARGET_PERCENT = 0.3;
 const say = (line: string) => console.log(line);
 
-function envNumber(name: string, fallback: number): number {
-  const n = Number(process.env[name] ?? fallback);
-  if (!(n >= 0)) throw new Error(`${name} must be a number ≥ 0`);
-  return n;
-}
-
 async function main(): Promise<number> {
   cleanupOnSignals();
-  const hosts = envNumber('BENCH_IDLE_HOSTS', 8);
-  const windowSeconds = envNumber('BENCH_IDLE_SECONDS', 300);
-  const settleSeconds = envNumber('BENCH_IDLE_SETTLE_SECONDS', 30);
+  const hosts = envInt('BENCH_IDLE_HOSTS', 8);
+  const windowSeconds = envInt('BENCH_IDLE_SECONDS', 300);
+  const settleSeconds = envInt('BENCH_IDLE_SETTLE_SECONDS', 30, 0);
   const meshdArgs = (process.env.BENCH_IDLE_MESHD_ARGS ?? '').split(' ').filter(Boolean);
   if (!(hosts >= 2) || !(windowSeconds > 0)) throw new Error('BENCH_IDLE_HOSTS must be ≥ 2 and BENCH_IDLE_SECONDS > 0');
   const r = await benchIdle({ hosts, windowSeconds, settleSeconds, meshdArgs }, say);

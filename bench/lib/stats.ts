@@ -24,11 +24,11 @@ export function table(rows: string[][]): string {
     .join('\n');
 }
 
-/** A positive integer from the environment, `fallback` when unset or empty. */
-export function envInt(name: string, fallback: number): number {
+/** An integer of at least `min` from the environment, `fallback` when unset or empty. */
+export function envInt(name: string, fallback: number, min = 1): number {
   const v = process.env[name];
   if (v === undefined || v === '') return fallback;
   const n = Number(v);
-  if (!Number.isInteger(n) || n <= 0) throw new Error(`${name} must be a positive integer, not "${v}"`);
+  if (!Number.isInteger(n) || n < min) throw new Error(`${name} must be an integer of at least ${min}, not "${v}"`);
   return n;
 }
