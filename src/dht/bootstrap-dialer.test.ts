@@ -17,6 +17,8 @@ class FakeNet implements Dialable {
   readonly connected = new Set<string>();
   readonly dials: Array<{ peer: string; at: number }> = [];
   readonly up = new Set<string>();
+  /** Connections to peers that are not bootstrap peers. */
+  others = 0;
   constructor(readonly peerId: PeerId) {}
 
   async dial(addr: Multiaddr): Promise<Connection> {
@@ -28,7 +30,8 @@ class FakeNet implements Dialable {
   }
 
   getConnections(peer?: PeerId): Connection[] {
-    return peer !== undefined && this.connected.has(peer.toString()) ? [{} as Connection] : [];
+    if (peer === undefined) return Array.from({ length: this.connected.size + this.others }, () => ({}) as Connection);
+    return this.connected.has(peer.toString()) ? [{} as Connection] : [];
   }
 }
 
@@ -39,7 +42,7 @@ afterEach(() => {
 });
 
 function start(net: FakeNet, addrs: string[], opts: Partial<BootstrapDialerOptions> = {}): BootstrapDialer {
-  const d = new BootstrapDialer(net, addrs, log, { intervalMs: 40, maxDelayMs: 400, keep: 2, dialTimeoutMs: 1_000, ...opts });
+  const d = new BootstrapDialer(net, addrs, log, { intervalMs: 40, maxDelayMs: 400, keep: 2, enough: 8, dialTimeoutMs: 1_000, ...opts });
   dialers.push(d);
   if (!vi.isFakeTimers()) vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'] });
   d.start();
@@ -68,6 +71,23 @@ describe('BootstrapDialer', () => {
     for (const net of nets) expect(net.connected.size).toBe(2);
     const chosen = new Set(nets.map((n) => [...n.connected].sort().join()));
     expect(chosen.size, 'every node picked the same bootstrap peers').toBeGreaterThan(1);
+  });
+
+  test('leaves bootstrap peers alone once the node has enough connections, and dials them again when it has not', async () => {
+    const seeds = await Promise.all(Array.from({ length: 3 }, newPeer));
+    const net = new FakeNet(await newPeer());
+    seeds.forEach((s) => net.up.add(s.toString()));
+    start(net, seeds.map((s, i) => addrOf(s, 4001 + i)));
+    await sleep(150);
+    expect(net.connected.size).toBe(2);
+    net.others = 7; // 9 connections: a bootstrap peer at its cap closes one, and is not dialed again
+    net.connected.delete([...net.connected][0]);
+    const dials = net.dials.length;
+    await sleep(500);
+    expect(net.dials.length).toBe(dials);
+    net.others = 2; // most of the mesh went away: back to the bootstrap peers
+    await sleep(200);
+    expect(net.connected.size).toBe(2);
   });
 
   test('dials another listed peer when one of those it keeps goes away', async () => {

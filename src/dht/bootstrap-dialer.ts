@@ -5,7 +5,9 @@
 // A fleet starts (or a bootstrap peer comes back) with every node dialing at once: first dials and retries
 // are jittered, so that a few hundred nodes do not hit one peer's event loop in the same instant and time
 // out together, round after round. Only `keep` of the listed peers are kept connected, so that a fleet-wide
-// list of a few bootstrap peers does not give each of them a connection from every node.
+// list of a few bootstrap peers does not give each of them a connection from every node, and only while the
+// node has fewer than `enough` connections: past that it is in the mesh, and a bootstrap peer at its
+// connection cap may close the connection without having it dialed again at once.
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr';
 import { peerIdFromString } from '@libp2p/peer-id';
 import type { Connection, PeerId } from '@libp2p/interface';
@@ -18,6 +20,8 @@ export interface BootstrapDialerOptions {
   maxDelayMs: number;
   /** How many of the listed peers to stay connected to (all of them when fewer are listed). */
   keep: number;
+  /** Connections (to anyone) past which the node is in the mesh and bootstrap peers are left alone. */
+  enough: number;
   /** Deadline of one dial; a peer busy accepting a whole fleet takes seconds to finish a handshake. */
   dialTimeoutMs: number;
   /** Uniform in [0, 1); for tests. */
@@ -97,6 +101,7 @@ export class BootstrapDialer {
 
   /** How many more bootstrap peers to connect to. */
   private wanted(): number {
+    if (this.libp2p.getConnections().length >= this.opts.enough) return 0;
     const connected = this.targets.filter((t) => this.connected(t)).length;
     return Math.max(0, Math.min(this.opts.keep, this.targets.length) - connected);
   }

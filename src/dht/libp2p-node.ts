@@ -13,10 +13,12 @@ import { mdns } from '@libp2p/mdns';
 import type { Libp2p, PrivateKey } from '@libp2p/interface';
 import type { Logger } from 'pino';
 import { BootstrapDialer } from './bootstrap-dialer.js';
+import { ConnectionTrim } from './connection-trim.js';
 import { inboundFailureLog, type InboundFailureLog } from './inbound-failures.js';
 import { Liveness } from './liveness.js';
 import { PathIndexedDatastore } from './indexed-datastore.js';
-import { EVENTS_TOPIC, eventsTopicScoreParams } from './mesh-events.js';
+import { EVENTS_TOPIC, quietTopicScoreParams } from './mesh-events.js';
+import { MEMBERS_TOPIC } from './roster-messages.js';
 
 /** Own protocol prefix: a mesh node never speaks to (or joins) the public IPFS DHT. */
 export const KAD_PROTOCOL = '/layermesh/kad/1.0.0';
@@ -45,6 +47,8 @@ export interface MeshNodeOptions {
   recordTtlMs: number;
   /** Bootstrap reconnect check interval (and first retry delay); default 2 s, doubling up to 30 s, jittered. */
   bootstrapIntervalMs?: number;
+  /** Connections kept open at most; default MAX_CONNECTIONS. */
+  maxConnections?: number;
 }
 
 export interface MeshNode {
@@ -52,6 +56,13 @@ export interface MeshNode {
   recordTtlMs: number;
   stop(): Promise<void>;
 }
+
+/**
+ * Connections kept at most (connection-trim.ts). kad-dht keeps every connection it ever made, so without a cap
+ * a fleet goes all to all: each connection a ping every 10 s, each join a handshake with every member. A fleet
+ * this size or smaller stays fully connected; a larger one knows its members from the roster (roster.ts).
+ */
+export const MAX_CONNECTIONS = 64;
 
 /** A peer gone is dropped within 20 s, as with libp2p's monitor (10 s + its timeout); fleet fault tests wait 45 s. */
 export const LIVENESS = { intervalMs: 10_000, timeoutMs: 10_000 };
@@ -75,9 +86,12 @@ export async function createMeshNode(opts: MeshNodeOptions): Promise<MeshNode> {
     intervalMs: opts.bootstrapIntervalMs ?? 2_000,
     maxDelayMs: 30_000,
     keep: 2, // one can go away; once joined, the DHT connects the node to the rest
+    enough: 8,
     dialTimeoutMs: 20_000,
   });
   dialer.start();
+  const trim = new ConnectionTrim(libp2p, log.child({ component: 'p2p.trim' }), opts.maxConnections ?? MAX_CONNECTIONS);
+  trim.start();
   const liveness = new Liveness(libp2p, log.child({ component: 'p2p.liveness' }), LIVENESS);
   liveness.start();
   log.info({ peerId: libp2p.peerId.toString(), addrs: libp2p.getMultiaddrs().map(String) }, 'libp2p node started');
@@ -87,6 +101,7 @@ export async function createMeshNode(opts: MeshNodeOptions): Promise<MeshNode> {
     recordTtlMs: opts.recordTtlMs,
     async stop() {
       dialer.stop();
+      trim.stop();
       liveness.stop();
       inbound.close();
       await libp2p.stop();
@@ -144,7 +159,7 @@ function libp2pOptions(opts: MeshNodeOptions, inbound: InboundFailureLog): Libp2
         allowPublishToZeroTopicPeers: true, // a lone node may publish; nobody hears it, that is all
         scoreParams: {
           IPColocationFactorWeight: 0, // many members may share one IP (NAT, loopback); don't score them down
-          topics: { [EVENTS_TOPIC]: eventsTopicScoreParams },
+          topics: { [EVENTS_TOPIC]: quietTopicScoreParams, [MEMBERS_TOPIC]: quietTopicScoreParams },
         },
       }),
     },

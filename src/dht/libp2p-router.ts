@@ -6,7 +6,7 @@ import { keyToCid } from './kad-keys.js';
 import { KAD_PROTOCOL, type MeshNode } from './libp2p-node.js';
 import { checkEventMessage, encodeEvent, decodeEvent, eventValidator, EVENTS_TOPIC } from './mesh-events.js';
 import { NetworkView } from './network-view.js';
-import { PeerDirectory } from './peer-directory.js';
+import { Roster, type RosterOptions } from './roster.js';
 import { dhtProviders, storedProviders } from './provider-lookup.js';
 import { handleProvide, type ProviderStore } from './provide-protocol.js';
 import type { AnnounceChange, GossipEvent, NodeInfo, PeerRef, PeerStatus, Router } from './router.js';
@@ -27,6 +27,8 @@ export interface Libp2pRouterOptions {
   viewMaxAgeMs?: number;
   /** Send records over /layermesh/provide/1.0.0 to peers that speak it; default true (false: ADD_PROVIDER only). */
   batchProtocol?: boolean;
+  /** How members tell each other about themselves (roster.ts). */
+  roster?: RosterOptions;
 }
 
 const K = 20;
@@ -45,7 +47,7 @@ export class Libp2pRouter implements Router {
   private readonly libp2p;
   private readonly log: Logger;
   private readonly providerStore: ProviderStore;
-  private readonly directory: PeerDirectory;
+  private readonly roster: Roster;
   private readonly view: NetworkView;
   private readonly batches: ProviderBatches;
   private readonly handlers: Array<(event: GossipEvent, from: string) => void> = [];
@@ -81,7 +83,7 @@ export class Libp2pRouter implements Router {
       throw new Error('the kad-dht service exposes no provider store (addProvider/getProviders); kad-dht version mismatch?');
     }
     this.providerStore = dht.providers;
-    this.directory = new PeerDirectory(this.libp2p, opts.nodeInfo, this.log.child({ component: 'router.peers' }));
+    this.roster = new Roster(this.libp2p, opts.nodeInfo, this.log.child({ component: 'router.roster' }), opts.roster);
     this.view = new NetworkView(this.libp2p, K, opts.viewMaxAgeMs ?? 60_000, this.log.child({ component: 'router.view' }));
     this.batches = new ProviderBatches(this.libp2p, this.log.child({ component: 'router.announce' }), {
       k: K,
@@ -102,7 +104,7 @@ export class Libp2pRouter implements Router {
   /** Builds the router around a started node and starts answering NodeInfo requests and gossip. */
   static async create(opts: Libp2pRouterOptions): Promise<Libp2pRouter> {
     const router = new Libp2pRouter(opts.node, opts);
-    await router.directory.start();
+    await router.roster.start();
     await handleProvide(router.libp2p, router.providerStore, router.log.child({ component: 'router.provide' }));
     const pubsub = router.libp2p.services.pubsub;
     pubsub.topicValidators.set(EVENTS_TOPIC, eventValidator(router.log.child({ component: 'router.events' })));
@@ -182,7 +184,7 @@ export class Libp2pRouter implements Router {
   }
 
   peers(): PeerStatus[] {
-    return this.directory.peers();
+    return this.roster.peers();
   }
 
   async publish(event: GossipEvent): Promise<void> {
@@ -203,7 +205,7 @@ export class Libp2pRouter implements Router {
     clearTimeout(this.flushTimer);
     this.flushTimer = undefined;
     clearInterval(this.republishTimer);
-    this.directory.stop();
+    await this.roster.stop();
     await this.work;
     await this.node.stop();
   }
@@ -289,11 +291,8 @@ export class Libp2pRouter implements Router {
     }
     const records = results.reduce((n, r) => n + r.records, 0);
     if (records > 0 || removed.length > 0 || failed.length > 0) {
-      this.log.info(
-        { added: added.length, removed: removed.length, republish, held: all.length, peers: view.length, records, failed: failed.length, ms: Date.now() - started },
-        'provider records announced',
-      );
+      const fields = { added: added.length, removed: removed.length, republish, held: all.length, peers: view.length, records, failed: failed.length };
+      this.log.info({ ...fields, ms: Date.now() - started }, 'provider records announced');
     }
   }
-
 }

@@ -14,11 +14,11 @@ const DIGEST = /^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$/;
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 
 /**
- * Scores for the events topic. gossipsub's topic defaults expect a busy topic (peers that deliver fewer than
+ * Scores for the mesh's quiet topics (events, members). gossipsub's topic defaults expect a busy topic (peers that deliver fewer than
  * 20 messages per 10 s get penalised), which a topic carrying a few pushes per hour would never be; only
  * invalid messages count here, so a peer that keeps sending them is eventually cut off.
  */
-export const eventsTopicScoreParams = createTopicScoreParams({
+export const quietTopicScoreParams = createTopicScoreParams({
   topicWeight: 1,
   timeInMeshWeight: 0,
   firstMessageDeliveriesWeight: 0,

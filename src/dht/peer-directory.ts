@@ -25,6 +25,8 @@ export class PeerDirectory {
     private readonly libp2p: MeshLibp2p,
     private readonly nodeInfo: NodeInfo,
     private readonly log: Logger,
+    /** Told of each peer's info once it is known (the roster keeps it beyond the connection). */
+    private readonly onInfo: (peer: string, info: NodeInfo, addrs: string[]) => void,
   ) {}
 
   async start(): Promise<void> {
@@ -66,6 +68,7 @@ export class PeerDirectory {
     try {
       entry.rttMs = await this.libp2p.services.ping.ping(peer, { signal });
       entry.info = parseNodeInfo(await askJson(this.libp2p, peer, INFO_PROTOCOL, { signal, maxBytes: MAX_INFO_BYTES }));
+      this.onInfo(peer.toString(), entry.info, entry.addrs);
       this.log.debug({ peer: peer.toString(), info: entry.info, rttMs: entry.rttMs }, 'peer info');
     } catch (err) {
       this.log.debug({ peer: peer.toString(), err: (err as Error).message }, 'cannot fetch peer info');

@@ -73,7 +73,7 @@ export interface Router {
   announce(change: AnnounceChange): void;
   /** Peers that announce `key`, this node included when it holds it. Ends when the lookup is done or aborted. */
   findProviders(key: string, signal?: AbortSignal): AsyncIterable<PeerRef>;
-  /** Connected peers. */
+  /** The members this node knows of: its connected peers, then members it heard of (roster.ts). */
   peers(): PeerStatus[];
   publish(event: GossipEvent): Promise<void>;
   /** Validated events from other members. */

@@ -1,0 +1,120 @@
+// Real libp2p nodes on loopback tcp, each allowed fewer connections than the fleet has members.
+import '../polyfill.js';
+import { afterEach, describe, expect, test } from 'vitest';
+import { pino } from 'pino';
+import { generateKeyPair } from '@libp2p/crypto/keys';
+import { peerIdFromPrivateKey } from '@libp2p/peer-id';
+import { createMeshNode, type MeshNode } from './libp2p-node.js';
+import { Libp2pRouter } from './libp2p-router.js';
+import { MEMBERS_PROTOCOL, MEMBERS_TOPIC } from './roster-messages.js';
+import { serveJson } from './json-protocol.js';
+import { waitFor } from '../../test/helpers/wait.js';
+
+const logger = pino({ level: process.env.TEST_LOG ?? 'silent' });
+interface Member {
+  router: Libp2pRouter;
+  node: MeshNode;
+  id: string;
+}
+const members: Member[] = [];
+
+async function member(name: string, bootstrap: Array<Pick<Member, 'node'>>, opts: { periodMs?: number; maxConnections?: number } = {}): Promise<Member> {
+  const node = await createMeshNode({
+    privateKey: await generateKeyPair('Ed25519'),
+    listen: ['/ip4/127.0.0.1/tcp/0'],
+    bootstrap: bootstrap.flatMap((b) => b.node.libp2p.getMultiaddrs().map(String)),
+    mdns: false,
+    logger: logger.child({ node: name }),
+    recordTtlMs: 60_000,
+    bootstrapIntervalMs: 200,
+    maxConnections: opts.maxConnections ?? 3,
+  });
+  const router = await Libp2pRouter.create({
+    node,
+    nodeInfo: { name, labels: { n: name }, dataPlanePort: 5001 },
+    logger: logger.child({ node: name }),
+    roster: { periodMs: opts.periodMs ?? 1_000 },
+  });
+  const m = { router, node, id: router.id };
+  members.push(m);
+  return m;
+}
+
+const names = (m: Member): string[] => m.router.peers().flatMap((p) => (p.info ? [p.info.name] : [])).sort();
+
+const nodes: MeshNode[] = [];
+
+afterEach(async () => {
+  await Promise.allSettled([...members.splice(0).map((m) => m.router.stop()), ...nodes.splice(0).map((n) => n.stop())]);
+});
+
+describe('the roster', () => {
+  test('every member of eight knows all the others, with their NodeInfo, also those it hangs up on', async () => {
+    const a = await member('a', []);
+    const others = [a];
+    for (const n of 'bcdefgh') others.push(await member(n, [others[others.length - 1]]));
+    const all = others.map((r) => r.id);
+    for (const r of others) {
+      await waitFor(`${names(r).length} members known to one node`, () => names(r).length === 7, { timeoutMs: 40_000 });
+      expect(r.router.peers().map((p) => p.id).sort()).toEqual(all.filter((id) => id !== r.id).sort());
+    }
+    // Closed connections do not make members gone: the peers hear h's GoAway, and h dials each one again to check.
+    const h = others[7];
+    await Promise.all(others.slice(0, 7).map((o) => h.node.libp2p.hangUp(o.node.libp2p.peerId)));
+    await new Promise((r) => setTimeout(r, 1_500));
+    expect(names(h)).toEqual(['a', 'b', 'c', 'd', 'e', 'f', 'g']);
+    const far = h.router.peers().find((p) => p.info?.name === 'a')!;
+    expect(far.info).toEqual({ name: 'a', labels: { n: 'a' }, dataPlanePort: 5001 });
+    expect(far.addrs.some((addr) => addr.startsWith('/ip4/127.0.0.1/tcp/'))).toBe(true);
+  });
+
+  test('a joining node learns the members from its first peer, before anyone announces again', async () => {
+    const slow = { periodMs: 600_000, maxConnections: 64 };
+    const a = await member('a', [], slow);
+    const b = await member('b', [a], slow);
+    const c = await member('c', [b], slow);
+    await waitFor('a, b and c know each other', () => [a, b, c].every((r) => names(r).length === 2));
+    await a.node.libp2p.hangUp(c.node.libp2p.peerId); // d joins through a, which c is no longer connected to
+    const d = await member('d', [a], { ...slow, maxConnections: 1 });
+    await waitFor('d knows a, b and c', () => names(d).join() === 'a,b,c', { timeoutMs: 10_000 });
+  });
+
+  test('a member that stops says so and is dropped by everyone at once', async () => {
+    const slow = { periodMs: 60_000 }; // expiry takes minutes: only the leave can drop d in time
+    const a = await member('a', [], slow);
+    const b = await member('b', [a], slow);
+    const c = await member('c', [b], slow);
+    const d = await member('d', [c], slow);
+    await waitFor('everyone knows everyone', () => [a, b, c, d].every((r) => names(r).length === 3));
+    await d.router.stop();
+    members.splice(members.indexOf(d), 1);
+    for (const r of [a, b, c]) await waitFor('d dropped', () => !names(r).includes('d'), { timeoutMs: 5_000, intervalMs: 20 });
+  });
+
+  test('a member heard of but never connected to, which goes silent, is dropped after a few periods', async () => {
+    // e knows a member nobody else does, and gives it to d, which joins through e.
+    const e = await createMeshNode({ privateKey: await generateKeyPair('Ed25519'), listen: ['/ip4/127.0.0.1/tcp/0'], bootstrap: [], mdns: false, logger, recordTtlMs: 60_000 });
+    nodes.push(e);
+    const silent = peerIdFromPrivateKey(await generateKeyPair('Ed25519')).toString();
+    await serveJson(e.libp2p, MEMBERS_PROTOCOL, () => [{ id: silent, info: { name: 'x', labels: {}, dataPlanePort: 1 }, addrs: ['/ip4/127.0.0.1/tcp/9'], ageMs: 0 }]);
+    const d = await member('d', [{ node: e }]);
+    await waitFor('d lists x', () => names(d).includes('x'), { timeoutMs: 5_000 });
+    const listedAt = Date.now();
+    await waitFor('x dropped', () => !names(d).includes('x'), { timeoutMs: 20_000 });
+    expect(Date.now() - listedAt).toBeGreaterThan(3_000); // 4 periods of at least 1 s
+  });
+
+  test('announcements that are not a NodeInfo with addresses are ignored', async () => {
+    const a = await member('a', [], { maxConnections: 64 });
+    const b = await member('b', [a], { maxConnections: 64 });
+    await waitFor('a and b know each other', () => names(a).length === 1 && names(b).length === 1);
+    const c = await member('c', [a], { periodMs: 600_000, maxConnections: 64 });
+    await waitFor('c known to b', () => names(b).includes('c'));
+    await b.node.libp2p.hangUp(c.node.libp2p.peerId);
+    await c.node.libp2p.services.pubsub.publish(MEMBERS_TOPIC, new TextEncoder().encode(JSON.stringify({ info: { name: 'c2' }, addrs: [] })));
+    await c.node.libp2p.services.pubsub.publish(MEMBERS_TOPIC, new TextEncoder().encode('not json'));
+    await new Promise((r) => setTimeout(r, 1_000));
+    expect(names(b)).toEqual(['a', 'c']);
+    expect(b.router.peers().find((p) => p.info?.name === 'c')?.info?.labels).toEqual({ n: 'c' });
+  });
+});

@@ -1,0 +1,262 @@
+// The fleet's members, beyond the peers this node is connected to. A node keeps a bounded number of
+// connections (MAX_CONNECTIONS in libp2p-node.ts), yet every taker makes its replication plan from the
+// whole fleet. So each member tells everyone about itself on a gossip topic, when it joins and then once a
+// period, and says when it leaves; a joining node asks its first peer for the members that peer knows. A
+// member whose connection was lost (not closed on purpose: a trim, the peer's stop) is dropped as soon
+// as it cannot be dialed; a member not heard of for EXPIRY_PERIODS periods is dropped by everyone.
+import { TopicValidatorResult, type Message, type SubscriptionChangeData } from '@libp2p/gossipsub';
+import type { Connection, PeerId } from '@libp2p/interface';
+import { peerIdFromString } from '@libp2p/peer-id';
+import type { Logger } from 'pino';
+import { askJson, serveJson } from './json-protocol.js';
+import type { MeshLibp2p } from './libp2p-node.js';
+import { wasTrimmed } from './connection-trim.js';
+import { PeerDirectory } from './peer-directory.js';
+import { LEAVE, MAX_ADDRS, MEMBERS_PROTOCOL, MEMBERS_TOPIC, parseListed, parseMessage, type Announcement, type Listed } from './roster-messages.js';
+import type { NodeInfo, PeerStatus } from './router.js';
+
+/** yamux's GoAway code for a connection closed on purpose. */
+const NORMAL_TERMINATION = 0;
+const MAX_LIST_BYTES = 16 << 20;
+const LIST_TIMEOUT_MS = 10_000;
+/**
+ * After its first list, a joining node asks a random peer again, this long after: when a whole fleet starts
+ * at once, the first peer asked knows little yet, and members announce themselves again only a period later.
+ */
+const LIST_AGAIN_MS = [5_000, 30_000];
+/** A member not heard of (and not connected) for this many periods is taken to be gone. */
+const EXPIRY_PERIODS = 4;
+/** The period grows with the fleet, so that a node hears at most two announcements a second. */
+const PERIOD_PER_MEMBER_MS = 500;
+/** A member whose connection keeps getting lost is checked at most this often. */
+const CHECK_GAP_MS = 60_000;
+/** How long a stopping node waits for its leave to go out. */
+const LEAVE_MS = 500;
+
+export interface RosterOptions {
+  /** Least time between two announcements of this node; default 60 s. */
+  periodMs?: number;
+  /** How long the dial that checks on a member whose connection ended may take; default 5 s. */
+  checkTimeoutMs?: number;
+}
+
+interface Member extends Announcement {
+  heardAt: number;
+}
+
+export class Roster {
+  private readonly members = new Map<string, Member>();
+  /** Connected peers: their addresses, round-trip times and NodeInfo. */
+  private readonly directory: PeerDirectory;
+  private readonly checkedAt = new Map<string, number>();
+  private readonly periodMs: number;
+  private readonly checkTimeoutMs: number;
+  private announced = false;
+  private listed = false;
+  private timer?: NodeJS.Timeout;
+  private readonly listTimers: NodeJS.Timeout[] = [];
+  private readonly checksDue = new Map<string, NodeJS.Timeout>();
+  private readonly shutdown = new AbortController();
+  private readonly onSubscription = (evt: CustomEvent<SubscriptionChangeData>): void => {
+    if (!this.announced && evt.detail.subscriptions.some((s) => s.topic === MEMBERS_TOPIC && s.subscribe)) this.announce();
+  };
+  private readonly onMessage = (evt: CustomEvent<Message>): void => this.heard(evt.detail);
+  private readonly onClose = (evt: CustomEvent<Connection>): void => {
+    const conn = evt.detail;
+    if (!closedOnPurpose(conn) && this.libp2p.getConnections(conn.remotePeer).length === 0) void this.check(conn.remotePeer.toString());
+  };
+  private readonly onIdentify = (evt: CustomEvent<{ peerId: PeerId; protocols: string[] }>): void => {
+    if (!this.listed && evt.detail.protocols.includes(MEMBERS_PROTOCOL)) void this.askList(evt.detail.peerId);
+  };
+
+  constructor(
+    private readonly libp2p: MeshLibp2p,
+    private readonly nodeInfo: NodeInfo,
+    private readonly log: Logger,
+    opts: RosterOptions = {},
+  ) {
+    this.directory = new PeerDirectory(libp2p, nodeInfo, log, (peer, info, addrs) => this.heardOf(peer, info, addrs));
+    this.periodMs = opts.periodMs ?? 60_000;
+    this.checkTimeoutMs = opts.checkTimeoutMs ?? 5_000;
+  }
+
+  async start(): Promise<void> {
+    await this.directory.start();
+    await serveJson(this.libp2p, MEMBERS_PROTOCOL, () => this.list());
+    const pubsub = this.libp2p.services.pubsub;
+    pubsub.topicValidators.set(MEMBERS_TOPIC, (_peer, msg) =>
+      msg.type === 'signed' && parseMessage(msg.data) !== undefined ? TopicValidatorResult.Accept : TopicValidatorResult.Reject);
+    pubsub.addEventListener('subscription-change', this.onSubscription);
+    pubsub.addEventListener('message', this.onMessage);
+    pubsub.subscribe(MEMBERS_TOPIC);
+    this.libp2p.addEventListener('connection:close', this.onClose);
+    this.libp2p.addEventListener('peer:identify', this.onIdentify);
+    this.schedule();
+  }
+
+  /** Says this node leaves (briefly waiting for it to go out), and stops listening. */
+  async stop(): Promise<void> {
+    this.shutdown.abort();
+    clearTimeout(this.timer);
+    this.listTimers.forEach(clearTimeout);
+    this.checksDue.forEach(clearTimeout);
+    const pubsub = this.libp2p.services.pubsub;
+    if (this.announced) {
+      await this.publish(LEAVE, AbortSignal.timeout(LEAVE_MS));
+    }
+    pubsub.removeEventListener('subscription-change', this.onSubscription);
+    pubsub.removeEventListener('message', this.onMessage);
+    this.libp2p.removeEventListener('connection:close', this.onClose);
+    this.libp2p.removeEventListener('peer:identify', this.onIdentify);
+    this.directory.stop();
+  }
+
+  /** Connected peers as the directory knows them, then members known only from announcements and lists. */
+  peers(): PeerStatus[] {
+    // A connection just made has no NodeInfo yet (it is being asked for): the member's last one stands meanwhile.
+    const connected = this.directory.peers().map((p) => (p.info ? p : { ...p, info: this.members.get(p.id)?.info }));
+    const ids = new Set(connected.map((p) => p.id));
+    const others = [...this.members].filter(([id]) => !ids.has(id)).map(([id, m]) => ({ id, addrs: m.addrs, info: m.info }));
+    return [...connected, ...others];
+  }
+
+  /** A member this node heard of from the member itself (its announcement, or a connection to it). */
+  heardOf(id: string, info: NodeInfo, addrs: string[]): void {
+    if (!this.members.has(id)) this.log.debug({ peer: id, name: info.name }, 'member joined');
+    this.members.set(id, { info, addrs, heardAt: Date.now() });
+  }
+
+  /** The next announcement and sweep: once a period, jittered, the period growing with the fleet. */
+  private schedule(): void {
+    const period = Math.max(this.periodMs, this.members.size * PERIOD_PER_MEMBER_MS);
+    this.timer = setTimeout(() => {
+      this.sweep(period);
+      this.announce();
+      this.schedule();
+    }, period * (0.9 + Math.random() * 0.2));
+    this.timer.unref();
+  }
+
+  private announce(): void {
+    this.announced = true;
+    const addrs = this.libp2p.getMultiaddrs().map(String);
+    // Loopback addresses name the receiver itself, unless they are all this node has (one machine's test mesh).
+    const routable = addrs.filter((a) => !/^\/ip4\/127\.|^\/ip6\/::1\//.test(a));
+    const own: Announcement = { info: this.nodeInfo, addrs: (routable.length ? routable : addrs).slice(0, MAX_ADDRS) };
+    void this.publish(own);
+  }
+
+  /** Never rejects: a lost announcement is made good by the next one, a lost leave by expiry. */
+  private async publish(message: Announcement | typeof LEAVE, signal?: AbortSignal): Promise<void> {
+    try {
+      const sent = this.libp2p.services.pubsub.publish(MEMBERS_TOPIC, new TextEncoder().encode(JSON.stringify(message)));
+      await (signal ? Promise.race([sent, new Promise((resolve) => signal.addEventListener('abort', resolve))]) : sent);
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'cannot tell the members about this node');
+    }
+  }
+
+  /** Connected members are heard of now; members neither connected nor heard of for EXPIRY_PERIODS periods are dropped. */
+  private sweep(period: number): void {
+    const now = Date.now();
+    for (const p of this.directory.peers()) {
+      if (p.info) this.heardOf(p.id, p.info, p.addrs);
+    }
+    for (const [id, m] of this.members) {
+      if (now - m.heardAt > EXPIRY_PERIODS * period) this.drop(id, `not heard of for ${Math.round((now - m.heardAt) / 1000)} s`);
+    }
+  }
+
+  private heard(msg: Message): void {
+    if (msg.topic !== MEMBERS_TOPIC || msg.type !== 'signed' || msg.from.equals(this.libp2p.peerId)) return;
+    const message = parseMessage(msg.data);
+    const id = msg.from.toString();
+    if (message === undefined) return; // the validator rejected it already
+    if ('leaving' in message) this.drop(id, 'it left');
+    else this.heardOf(id, message.info, message.addrs);
+  }
+
+  /**
+   * A member whose last connection was lost stays only if it can still be dialed. One that was dialed again
+   * less than CHECK_GAP_MS ago (its connections keep getting lost) is checked when that time is up.
+   */
+  private async check(id: string): Promise<void> {
+    const member = this.members.get(id);
+    const wait = (this.checkedAt.get(id) ?? -Infinity) + CHECK_GAP_MS - Date.now();
+    if (member === undefined || this.shutdown.signal.aborted) return;
+    if (wait > 0) {
+      if (!this.checksDue.has(id)) this.checksDue.set(id, setTimeout(() => this.checksDue.delete(id) && void this.check(id), wait).unref());
+      return;
+    }
+    const peer = peerIdFromString(id);
+    if (this.libp2p.getConnections(peer).length > 0) return;
+    try {
+      await this.libp2p.dial(peer, { signal: AbortSignal.any([this.shutdown.signal, AbortSignal.timeout(this.checkTimeoutMs)]) });
+      member.heardAt = Date.now();
+      this.checkedAt.set(id, member.heardAt);
+    } catch (err) {
+      if (!this.shutdown.signal.aborted) this.drop(id, `cannot be dialed: ${(err as Error).message}`);
+    }
+  }
+
+  private drop(id: string, why: string): void {
+    const member = this.members.get(id);
+    if (member === undefined) return;
+    this.members.delete(id);
+    this.checkedAt.delete(id);
+    this.log.info({ peer: id, name: member.info.name, why }, 'member gone');
+  }
+
+  private list(): Listed[] {
+    const now = Date.now();
+    return [...this.members].map(([id, m]) => ({ id, info: m.info, addrs: m.addrs, ageMs: now - m.heardAt }));
+  }
+
+  /** A joining node's first list: the members its first peer knows, with how long ago that peer heard of each. */
+  private async askList(peer: PeerId): Promise<void> {
+    this.listed = true;
+    if (await this.merge(peer)) {
+      for (const ms of LIST_AGAIN_MS) this.listTimers.push(setTimeout(() => void this.askRandomPeer(), ms).unref());
+    } else {
+      this.listed = false; // the next peer identified is asked instead
+    }
+  }
+
+  private async askRandomPeer(): Promise<void> {
+    const peers = this.directory.peers().filter((p) => p.info !== undefined);
+    if (peers.length > 0) await this.merge(peerIdFromString(peers[Math.floor(Math.random() * peers.length)].id));
+  }
+
+  /** Adds what `peer`'s list knows better than this node; false when it gave none. */
+  private async merge(peer: PeerId): Promise<boolean> {
+    try {
+      const value = await askJson(this.libp2p, peer, MEMBERS_PROTOCOL, { signal: AbortSignal.timeout(LIST_TIMEOUT_MS), maxBytes: MAX_LIST_BYTES });
+      if (!Array.isArray(value)) throw new Error('member list is not an array');
+      const now = Date.now();
+      let added = 0;
+      for (const entry of value) {
+        const listed = parseListed(entry);
+        if (listed === undefined || listed.id === this.libp2p.peerId.toString()) continue;
+        const heardAt = now - listed.ageMs;
+        if ((this.members.get(listed.id)?.heardAt ?? -Infinity) >= heardAt) continue;
+        this.members.set(listed.id, { info: listed.info, addrs: listed.addrs, heardAt });
+        added++;
+      }
+      this.log.debug({ peer: peer.toString(), added }, 'member list');
+      return true;
+    } catch (err) {
+      this.log.debug({ peer: peer.toString(), err: (err as Error).message }, 'cannot get the member list');
+      return false;
+    }
+  }
+}
+
+/**
+ * Closed on purpose, not lost: trimmed here, or closed by the peer (its trim or stop: yamux's GoAway with
+ * normal termination, which a killed process never sends). A connection this node drops for want of pings
+ * is lost; yamux cannot tell that from its own closes, hence the trim's record.
+ */
+function closedOnPurpose(conn: Connection): boolean {
+  const muxer = (conn as { muxer?: { remoteGoAway?: number } }).muxer;
+  return wasTrimmed(conn) || muxer?.remoteGoAway === NORMAL_TERMINATION;
+}
