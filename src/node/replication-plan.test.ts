@@ -106,7 +106,7 @@ describe('replication plan', () => {
       }
       if (shares) expect(orphans.every(([id, list]) => standInsOf(order, ORIGIN, id, list.indexOf(dead)).byChunk)).toBe(true);
       if (shares || spread) placeless++;
-      // Two or more without a place of their own take shares instead: several at once is for one alone.
+      // Two or more without a place of their own take shares instead (a root's orphans always): several at once is for one alone.
       expect(spread).toBeLessThanOrEqual(1);
       // Nobody sends more than before, the node pushed to included, but orphans sending each other their shares.
       for (const [id, streams] of load) expect(streams).toBeLessThanOrEqual(orphans.some(([o]) => o === id) ? k + (k - 1) / k + 1e-9 : k + 1e-9);
@@ -116,9 +116,9 @@ describe('replication plan', () => {
     expect(placeless / deaths).toBeLessThan(unlucky);
   });
 
-  test('a dead root\'s orphans take a share each from the node pushed to and the other shares from each other', () => {
-    const { order, feeders } = trees(1000);
-    const k = stripesFor(1000);
+  test.each([14, 100, 1000])('%i takers: a dead root\'s orphans take a share each from the node pushed to and the other shares from each other', (n) => {
+    const { order, feeders } = trees(n);
+    const k = stripesFor(n);
     const root = order[0];
     const orphans = order.filter((id) => feedersOf(order, ORIGIN, id)[0] === root);
     expect(orphans).toHaveLength(k);

@@ -104,7 +104,8 @@ export function standInsOf(order: string[], pushedTo: string, self: string, s: n
   const candidates = [...places.map((_, i) => places[(s + child + i) % k]), ...ancestors];
   const ask = [...new Set(candidates)].filter((id) => id !== pushedTo && id !== self && !below(id));
   const orphans = tree.slice(dead * k + 1, dead * k + k + 1);
-  if (orphans.length > 1 && orphans.filter((_, c) => !useful(places[(s + c) % k])).length > 1) {
+  const placeless = orphans.filter((_, c) => !useful(places[(s + c) % k])).length;
+  if (orphans.length > 1 && (placeless > 1 || (placeless > 0 && dead === 0))) {
     // Fewer useful places than orphans (a dead root has one: the node pushed to). Together they carry one
     // stream: each orphan takes a share of the rest from one of them, chunk by chunk in turn, and the other
     // shares from its fellow orphans, each sending its own share to the others ((k−1)/k² of the image more).
