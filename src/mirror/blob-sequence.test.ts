@@ -68,11 +68,12 @@ async function blobsIn(store: MemoryStore, sizes: number[]): Promise<{ desc: Des
   }));
 }
 
-async function taker(peers: DataPlane[]) {
+/** A replicating node: a mirror, and (`spools` given) a data plane serving what it receives. */
+async function taker(peers: DataPlane[], self = 'taker', spools?: Spools) {
   const store = new MemoryStore();
   const mirror = new Mirror({
-    store, spools: await spoolsIn(), peers: new PeerClient(key), log, lookupTimeoutMs: 500, stallTimeoutMs: 2000,
-    members: { self: 'taker', holders: async () => [], dataPlaneOf: (id) => peers.find((p) => p.id === id) },
+    store, spools: spools ?? (await spoolsIn()), peers: new PeerClient(key), log, lookupTimeoutMs: 500, stallTimeoutMs: 2000,
+    members: { self, holders: async () => [], dataPlaneOf: (id) => peers.find((p) => p.id === id) },
     resolveTags: false, patienceMs: 2000,
   });
   /** Fetches `blobs` one after another from the sequence `from` sends, as replication does. */
@@ -243,5 +244,49 @@ describe('blob sequences', () => {
     expect([...a.requests, ...b.requests]).toEqual(Array(3).fill(`${BLOB_PATH}${digest}`));
     expect(a.requests.length * b.requests.length).toBeGreaterThan(0);
   });
-});
 
+  it('takes the rest of a stripe in shares with the other orphan of a dead root, each sending the other the chunks it took', async () => {
+    const origin = new MemoryStore();
+    const [blob] = await blobsIn(origin, [3_000_000]);
+    const { digest, size } = blob.desc;
+    const peers = [await quitting(blob.bytes.subarray(1_000_000, 1_300_000))];
+    const whole = await holder('whole', origin);
+    const [a, b] = await Promise.all(['a', 'b'].map(async (id) => {
+      const spools = await spoolsIn();
+      const t = await taker(peers, id, spools);
+      return { ...t, ...(await holder(id, t.store, spools)) };
+    }));
+    peers.push(whole.endpoint, a.endpoint, b.endpoint);
+    const halves = [{ digest, size, offset: 0, length: 1_000_000 }, { digest, size, offset: 1_000_000, length: 2_000_000 }];
+    const fetch = async (t: typeof a, byChunk: string[]) => {
+      const sequences = await Promise.all([t.mirror.openSequence('whole', [halves[0]]), t.mirror.openSequence('quitter', [halves[1]])]);
+      const lanes = halves.map((p, i) => ({ offset: p.offset, length: p.length, source: sequences[i].next(p), standIns: i === 1 ? { ask: [], atOnce: 1, byChunk } : undefined }));
+      return t.mirror.fetch(digest, { from: ['whole'], patient: true, lanes: { size, lanes } }).stored;
+    };
+    // a takes the even chunks from the node pushed to, b the odd ones; each the others from the other.
+    expect(await Promise.all([fetch(a, ['whole', 'b']), fetch(b, ['a', 'whole'])])).toEqual([true, true]);
+    expect([await a.holds(blob.bytes), await b.holds(blob.bytes)]).toEqual([true, true]);
+    // 1,700,000 bytes left, chunks 1–7 of 256 KiB from the stripe's start: each sent once by the node pushed to.
+    const ranges = (r: string[]) => r.filter((url) => url === `${BLOB_PATH}${digest}`).length;
+    expect([ranges(whole.requests), ranges(b.requests), ranges(a.requests)]).toEqual([7, 4, 3]);
+  });
+
+  it('takes the rest from the next two stand-ins at once when the first does not answer, without waiting out the stall timeout', async () => {
+    const origin = new MemoryStore();
+    const [blob] = await blobsIn(origin, [2_000_000]);
+    const { digest, size } = blob.desc;
+    const quitter = await quitting(blob.bytes.subarray(1_000_000, 1_300_000));
+    const silent = await rawPeer('silent', () => undefined);
+    const [whole, a, b] = await Promise.all(['whole', 'a', 'b'].map((id) => holder(id, origin)));
+    const t = await taker([quitter, silent, whole.endpoint, a.endpoint, b.endpoint]);
+    const halves = [{ digest, size, offset: 0, length: 1_000_000 }, { digest, size, offset: 1_000_000, length: 1_000_000 }];
+    const sequences = await Promise.all([t.mirror.openSequence('whole', [halves[0]]), t.mirror.openSequence('quitter', [halves[1]])]);
+    const lanes = halves.map((p, i) => ({ offset: p.offset, length: p.length, source: sequences[i].next(p), standIns: { ask: i === 1 ? ['silent', 'a', 'b'] : [], atOnce: 1 } }));
+    const started = performance.now();
+    expect(await t.mirror.fetch(digest, { from: ['whole'], patient: true, lanes: { size, lanes } }).stored).toBe(true);
+    expect(performance.now() - started).toBeLessThan(2000);
+    expect(await t.holds(blob.bytes)).toBe(true);
+    expect(whole.requests).toEqual([SEQUENCE_PATH]);
+    expect(a.requests.length * b.requests.length).toBeGreaterThan(0);
+  });
+});

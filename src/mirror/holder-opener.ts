@@ -38,9 +38,10 @@ export class HolderOpener {
   /**
    * Asks holders (taken from `untried`, nearest first) for the blob from `offset` (to `end`, inclusive, when given). When the one asked
    * has not answered within the hedge delay, the next is asked too; the first good answer wins and
-   * the others are cancelled. Undefined when every holder failed.
+   * the others are cancelled. Undefined when every holder failed. A holder is given up when it has not
+   * answered within `answerWithinMs` (default: the stall timeout).
    */
-  open(digest: string, untried: DataPlane[], offset: number, patient: boolean, end?: number): Promise<Opened | undefined> {
+  open(digest: string, untried: DataPlane[], offset: number, patient: boolean, end?: number, answerWithinMs = this.opts.stallTimeoutMs): Promise<Opened | undefined> {
     const path = `${BLOB_PATH}${digest}`;
     const headers = patient ? { [PATIENT_HEADER]: this.opts.members.self } : undefined;
     const asked = new Set<string>();
@@ -61,7 +62,7 @@ export class HolderOpener {
         controllers.push(ctl);
         asked.add(peer.id);
         const started = performance.now();
-        const noAnswer = setTimeout(() => ctl.abort(new Error('no answer')), this.opts.stallTimeoutMs);
+        const noAnswer = setTimeout(() => ctl.abort(new Error('no answer')), answerWithinMs);
         // A patient fetch waits for the holder it was sent to (it may wait for its own copy to begin).
         if (!patient) hedge = setTimeout(() => (untried.length > 0 && hedges.inc(), ask()), this.#hedgeDelayMs());
         this.opts.peers.request(peer, path, { from: offset, to: end, headers, signal: ctl.signal })

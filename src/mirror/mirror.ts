@@ -179,7 +179,7 @@ export class Mirror {
   /** Takes the blob in the lanes given; false when they did not bring it all (the spool then starts over) or lied. */
   async #fromLanes(spool: Spool, options: FetchOptions, liars: Set<string>): Promise<boolean> {
     const used = new Set<string>();
-    const rest: RangeSource = (at, end, used, first) => this.#rest(spool.digest, options, liars, at, end, used, first);
+    const rest: RangeSource = (at, end, used, first, only) => this.#rest(spool.digest, options, liars, at, end, used, first, only);
     try {
       await fillLanes(spool, options.lanes!, used, { limited: (bytes) => this.#limited('replication', bytes), rest, log: this.opts.log });
       this.#verify(spool, used);
@@ -195,9 +195,10 @@ export class Mirror {
   }
 
   /** A range of the blob from its holders: what a feeder did not send. */
-  async *#rest(digest: string, options: FetchOptions, liars: Set<string>, ...[at, end, used, first]: Parameters<RangeSource>): AsyncIterable<Uint8Array> {
-    const candidates = (await this.#holders.of(digest, [...first, ...(options.from ?? [])], true)).filter((c) => !liars.has(c.id));
-    yield* this.#bytes(digest, candidates, used, options, at, end);
+  async *#rest(digest: string, options: FetchOptions, liars: Set<string>, ...[at, end, used, first, only]: Parameters<RangeSource>): AsyncIterable<Uint8Array> {
+    const named = only ? first : [...first, ...(options.from ?? [])];
+    const candidates = (await this.#holders.of(digest, named, true)).filter((c) => !liars.has(c.id) && (!only || first.includes(c.id)));
+    yield* this.#bytes(digest, candidates, used, options, at, end, only?.answerWithinMs);
   }
 
   #limited(traffic: Traffic, bytes: AsyncIterable<Uint8Array>): AsyncIterable<Uint8Array> {
@@ -229,9 +230,11 @@ export class Mirror {
   }
 
   /** The blob's bytes from the first holder that answers, from `at()` (to `end` when given), continuing on the next from there. */
-  async *#bytes(digest: string, candidates: DataPlane[], used: Set<string>, options: FetchOptions, at: () => number, end?: number): AsyncIterable<Uint8Array> {
+  async *#bytes(
+    digest: string, candidates: DataPlane[], used: Set<string>, options: FetchOptions, at: () => number, end?: number, answerWithinMs?: number,
+  ): AsyncIterable<Uint8Array> {
     const untried = [...candidates];
-    const open = () => this.#opener.open(digest, untried, at(), options.patient === true, end);
+    const open = () => this.#opener.open(digest, untried, at(), options.patient === true, end, answerWithinMs);
     for (let opened = await open(); opened; opened = await open()) {
       const { peer, body, abort } = opened;
       this.opts.spools.get(digest)?.setSize(opened.total);

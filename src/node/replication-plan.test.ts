@@ -68,39 +68,66 @@ describe('replication plan', () => {
     expect(stripes.every((s) => s.some((p) => p.digest === blobs[0].digest))).toBe(true);
   });
 
-  // Before stand-ins, every orphan asked the node pushed to (and whom it redirected to): k+1 streams or more every time.
+  // Before stand-ins, every orphan asked the node pushed to (and whom it redirected to): k+1 streams or more every
+  // time; before shares, a dead root's k orphans all asked it (2k − 1 streams, every tree slowed).
   test.each([[100, 0.25], [1000, 0.05]])('%i takers: the orphans of a dead feeder take the places its death freed, so nobody sends more than before', (n, unlucky) => {
     const { order, feeders } = trees(n);
     const k = stripesFor(n);
     // Streams each node sends; the dead one's k feeders each send one less.
     const sending = new Map<string, number>();
     for (const list of feeders.values()) for (const from of list) sending.set(from, (sending.get(from) ?? 0) + 1);
-    let deaths = 0, spread = 0;
+    let deaths = 0, placeless = 0;
     for (const dead of order) {
       const orphans = [...feeders].filter(([, list]) => list.includes(dead));
       if (orphans.length === 0) continue;
       deaths++;
       const load = new Map(sending);
       for (const from of feeders.get(dead)!) load.set(from, load.get(from)! - 1);
-      let placeless = false;
+      const add = (id: string, streams: number) => load.set(id, (load.get(id) ?? 0) + streams);
+      let shares = false, spread = 0;
       for (const [id, list] of orphans) {
         const s = list.indexOf(dead);
-        const { ask, atOnce } = standInsOf(order, ORIGIN, id, s);
-        // Never itself, nor a node that takes stripe s through the dead one: that node waits for the same bytes.
+        const { ask, atOnce, byChunk } = standInsOf(order, ORIGIN, id, s);
+        // Never itself, nor a node that takes stripe s through the dead one (that node waits for the same
+        // bytes), but for its fellow orphans in shares, which each take their share elsewhere.
         expect(ask).not.toContain(id);
-        for (const standIn of ask) for (let at = standIn; at !== ORIGIN; at = feeders.get(at)![s]) expect(at).not.toBe(dead);
-        // One that finds no freed place of its own takes its rest from several at once, each sending a share.
-        if (atOnce > 1) placeless = true;
-        else load.set(ask[0] ?? ORIGIN, (load.get(ask[0] ?? ORIGIN) ?? 0) + 1);
+        expect(byChunk ?? []).not.toContain(id);
+        const fellow = (x: string) => orphans.some(([o]) => o === x);
+        for (const standIn of [...ask, ...(byChunk ?? []).filter((x) => !fellow(x))]) {
+          for (let at = standIn; at !== ORIGIN; at = feeders.get(at)![s]) expect(at).not.toBe(dead);
+        }
+        if (byChunk) {
+          // Every orphan of that death takes shares, of the same chunks, each its own from a freed place.
+          shares = true;
+          expect(byChunk).toHaveLength(orphans.length);
+          for (const x of byChunk) add(x, 1 / byChunk.length);
+        } else if (atOnce > 1) spread++;
+        else add(ask[0] ?? ORIGIN, 1);
       }
-      if (placeless) spread++;
-      // A dead root's orphans have only the node pushed to.
-      if (feeders.get(dead)!.includes(ORIGIN)) continue;
-      expect(Math.max(...load.values())).toBeLessThanOrEqual(k);
+      if (shares) expect(orphans.every(([id, list]) => standInsOf(order, ORIGIN, id, list.indexOf(dead)).byChunk)).toBe(true);
+      if (shares || spread) placeless++;
+      // Two or more without a place of their own take shares instead (a root's orphans always): several at once is for one alone.
+      expect(spread).toBeLessThanOrEqual(1);
+      // Nobody sends more than before, the node pushed to included, but orphans sending each other their shares.
+      for (const [id, streams] of load) expect(streams).toBeLessThanOrEqual(orphans.some(([o]) => o === id) ? k + (k - 1) / k + 1e-9 : k + 1e-9);
     }
     expect(deaths).toBeGreaterThan(n / k - 2);
     // A freed place is of no use where it is an orphan itself or below the dead node: more often in shallow trees.
-    expect(spread / deaths).toBeLessThan(unlucky);
+    expect(placeless / deaths).toBeLessThan(unlucky);
+  });
+
+  test.each([14, 100, 1000])('%i takers: a dead root\'s orphans take a share each from the node pushed to and the other shares from each other', (n) => {
+    const { order, feeders } = trees(n);
+    const k = stripesFor(n);
+    const root = order[0];
+    const orphans = order.filter((id) => feedersOf(order, ORIGIN, id)[0] === root);
+    expect(orphans).toHaveLength(k);
+    orphans.forEach((id, c) => {
+      const { byChunk } = standInsOf(order, ORIGIN, id, 0);
+      expect(byChunk).toEqual(orphans.map((o) => (o === id ? ORIGIN : o)));
+      expect(byChunk![c]).toBe(ORIGIN);
+    });
+    expect(feeders.get(root)![0]).toBe(ORIGIN);
   });
 
   test('in a pipeline, the node after a dead one takes the rest from the node before it', () => {

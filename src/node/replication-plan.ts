@@ -95,11 +95,23 @@ export function standInsOf(order: string[], pushedTo: string, self: string, s: n
     return false;
   };
   const places = feedersOf(order, pushedTo, tree[dead]);
+  // A place is of use when it holds stripe s as far as anyone: not below the dead node, and the node pushed
+  // to only when the dead node was a root (its stripe's only other holder then).
+  const useful = (id: string) => (id !== pushedTo || dead === 0) && !below(id);
   const child = (position - 1) % k;
   const ancestors: string[] = [];
   for (let at = dead; at > 0; ) ancestors.push(tree[(at = parent(at))]);
   const candidates = [...places.map((_, i) => places[(s + child + i) % k]), ...ancestors];
   const ask = [...new Set(candidates)].filter((id) => id !== pushedTo && id !== self && !below(id));
+  const orphans = tree.slice(dead * k + 1, dead * k + k + 1);
+  const placeless = orphans.filter((_, c) => !useful(places[(s + c) % k])).length;
+  if (orphans.length > 1 && (placeless > 1 || (placeless > 0 && dead === 0))) {
+    // Fewer useful places than orphans (a dead root has one: the node pushed to). Together they carry one
+    // stream: each orphan takes a share of the rest from one of them, chunk by chunk in turn, and the other
+    // shares from its fellow orphans, each sending its own share to the others ((k−1)/k² of the image more).
+    const free = places.filter(useful);
+    return { ask, atOnce: 1, byChunk: orphans.map((id, c) => (id === self ? free[c % free.length] : id)) };
+  }
   return { ask, atOnce: ask[0] === places[(s + child) % k] ? 1 : SPREAD };
 }
 

@@ -81,9 +81,9 @@ describe('replication simulation', () => {
 
 describe('issue 17\'s targets: 64 MiB in 5 layers, 100 Mbit/s, hosts with a machine each (calibration.ts)', () => {
   const runs = new Map<string, ReturnType<typeof simulateReplication>>();
-  const run = (nodes: number, deathsPct = 0) => {
-    const key = `${nodes}/${deathsPct}`;
-    if (!runs.has(key)) runs.set(key, simulateReplication({ nodes, mbit: 100, layersMiB: IMAGE, deathsPct, calibration: HOSTS }));
+  const run = (nodes: number, deathsPct = 0, seed = 1) => {
+    const key = `${nodes}/${deathsPct}/${seed}`;
+    if (!runs.has(key)) runs.set(key, simulateReplication({ nodes, mbit: 100, layersMiB: IMAGE, deathsPct, seed, calibration: HOSTS }));
     return runs.get(key)!;
   };
 
@@ -108,9 +108,16 @@ describe('issue 17\'s targets: 64 MiB in 5 layers, 100 Mbit/s, hosts with a mach
 
   // An orphan takes the rest of its stripe from a stand-in whose upload the death freed (replication-plan.ts):
   // nobody sends more than before, and only the orphan's own subtree is late, by the time it took to notice.
-  // Some seeds still miss it (docs/benchmarks.md): a dead root, whose stripe only the node pushed to holds,
-  // or freed places of no use (orphans themselves, or dead too), where stand-ins send more than k streams.
-  it('1 % of 1,000 takers dying mid-way: every live host within 1.5 × S/B', () => {
-    expect(run(1000, 1).ratio).toBeLessThanOrEqual(1.5);
+  // Seed 17: a stand-in dead too (1.64 when it cost another 1 s to find out and the next one sent k + 1 streams);
+  // seed 24: a dead node whose places all lie below it but one (1.62 when its orphans all asked that one).
+  it.each([1, 17, 24])('seed %i, 1 percent of 1,000 takers dying mid-way: every live host within 1.5 × S/B', (seed) => {
+    expect(run(1000, 1, seed).ratio).toBeLessThanOrEqual(1.5);
+  }, 30_000);
+
+  // Predicted missed (docs/benchmarks.md): a tree's root dies 1.1 s in, its stripe then runs at 0.82 of the rate
+  // in shares (0.6 before), and another death in that tree costs its orphans another 1 s (1.59; 1.73 before).
+  // Passing here means the plan got better at this: make it a plain test then.
+  it.fails('1 % of 1,000 takers dying mid-way (seed 3, a dead root): every live host within 1.5 × S/B', () => {
+    expect(run(1000, 1, 3).ratio).toBeLessThanOrEqual(1.5);
   }, 30_000);
 });

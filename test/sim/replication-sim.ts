@@ -4,12 +4,13 @@
 // pieces in blob order, and never gets ahead of what its feeder had a hop's lag before (streaming through).
 // Per step, the streams that can move share each host's upload, download and CPU max-min fairly
 // (fair-share.ts). A host that dies stops sending and taking; a stream it fed stalls for `detectMs`, then
-// asks again, from the stand-ins the plan names (standInsOf; several at once where it says so), a dead one
-// costing `detectMs` more, and last from the node pushed to, as the replicator's lanes do.
+// asks again, from the stand-ins the plan names (standInsOf; several at once, or in shares, where it says so),
+// a dead one costing STAND_IN_ANSWER_MS more, and last from the node pushed to, as the replicator's lanes do.
 // `plan: 'chain'` models the replicator before stripes: one stream per taker from the taker before it,
 // and a stream whose feeder died asks a random live host further along, else the node pushed to.
 import { digestOf, type Descriptor } from '../../src/oci/digest.js';
 import { feedersOf, piecesOf, standInsOf, takerOrder } from '../../src/node/replication-plan.js';
+import { AFTER_A_STAND_IN, CHUNK_BYTES, STAND_IN_ANSWER_MS } from '../../src/mirror/lanes.js';
 import { maxMinRates } from './fair-share.js';
 import { mulberry32 } from '../fuzz/prng.js';
 
@@ -92,8 +93,8 @@ function planOf(nodes: number, blobs: Descriptor[], image: string, plan: 'stripe
   const k = feeders[1].length;
   const lengths = piecesOf(blobs, k).map((pieces) => pieces.reduce((n, p) => n + p.length, 0));
   const standIns = (h: number, s: number) => {
-    const { ask, atOnce } = standInsOf(order, PUSHED_TO, ids[h], s);
-    return { list: [...ask.map((id) => host.get(id)!), 0], atOnce };
+    const { ask, atOnce, byChunk } = standInsOf(order, PUSHED_TO, ids[h], s);
+    return { list: [...ask.map((id) => host.get(id)!), 0], atOnce, byChunk: byChunk?.map((id) => host.get(id)!) };
   };
   return { k, feeders, lengths, standIns };
 }
@@ -119,7 +120,7 @@ export function simulateReplication(opts: ReplicationSimOptions): ReplicationSim
   const openAt = new Float64Array(streams);
   const askAgainAt = new Float64Array(streams).fill(Infinity);
   /** The stand-ins of an orphaned stream, how many it takes from at once, and the next to ask. */
-  const asked: { list: number[]; atOnce: number; next: number }[] = [];
+  const asked: { list: number[]; atOnce: number; byChunk?: number[]; next: number }[] = [];
   for (let j = 0; j < streams; j++) {
     feeder[j] = feeders[takerOf(j)][j % k];
     openAt[j] = (c.startMs + c.requestMs) / 1000;
@@ -146,7 +147,7 @@ export function simulateReplication(opts: ReplicationSimOptions): ReplicationSim
   const lagSteps = Math.max(1, Math.round((c.hopMs / 1000 + c.hopBytes / link) / dt));
   const history = Array.from({ length: lagSteps }, () => new Float64Array(streams));
   const recvCpu = (c.recvCpuSecPerMiB + c.recvCpuSecPerMiBMbit / mbit) / MiB, sendCpu = c.sendCpuSecPerMiB / MiB;
-  const perFlow = 5;
+  const perFlow = 3 + 2 * k;
   const flows = {
     count: 0, perFlow, cap: new Float64Array(2 * streams), resources: new Int32Array(2 * streams * perFlow), weights: new Float64Array(2 * streams * perFlow),
   };
@@ -166,7 +167,8 @@ export function simulateReplication(opts: ReplicationSimOptions): ReplicationSim
     while (deaths.length && deaths[0].at <= t) {
       const { h } = deaths.shift()!;
       alive[h] = 0;
-      for (let j = 0; j < streams; j++) if (feeder[j] === h) (feeder[j] = -1), (askAgainAt[j] = t + detect);
+      // A stand-in that stops: the rest then comes from the next ones at once (lanes.ts).
+      for (let j = 0; j < streams; j++) if (feeder[j] === h) (feeder[j] = -1), (askAgainAt[j] = t + detect), asked[j] && (asked[j].atOnce = Math.max(asked[j].atOnce, AFTER_A_STAND_IN));
     }
     lagged = history[step % lagSteps];
     flows.count = 0;
@@ -176,18 +178,24 @@ export function simulateReplication(opts: ReplicationSimOptions): ReplicationSim
       if (feeder[j] < 0) {
         if (t < askAgainAt[j]) continue;
         const next = opts.plan === 'chain' ? anyAhead(j, s, h) : standIn(j, s, h);
-        // A stand-in that is dead too does not answer either: the next one is asked after as long.
+        // A stand-in that is dead too does not answer either: given up after STAND_IN_ANSWER_MS (the chain
+        // waits as long as the first took to notice), and the rest then comes from the next ones at once.
         if (!alive[next]) {
-          askAgainAt[j] = t + detect;
+          askAgainAt[j] = t + (opts.plan === 'chain' ? detect : STAND_IN_ANSWER_MS / 1000);
+          if (asked[j]) asked[j].atOnce = Math.max(asked[j].atOnce, AFTER_A_STAND_IN);
           continue;
         }
         feeder[j] = next;
         openAt[j] = t + c.requestMs / 1000;
       }
       if (t < openAt[j]) continue;
+      const spread = asked[j];
+      if (spread?.byChunk) {
+        sharesFrom(spread.byChunk, j, s, h);
+        continue;
+      }
       flowFrom(feeder[j], j, s, h);
       // Stand-ins asked at once take chunks of the rest in order: the stream moves at the sum of their rates.
-      const spread = asked[j];
       for (let i = 0, more = (spread?.atOnce ?? 1) - 1; more > 0 && i < spread.list.length; i++) {
         const x = spread.list[i];
         if (x !== feeder[j] && x !== 0 && alive[x] && flowFrom(x, j, s, h)) more--;
@@ -221,9 +229,33 @@ export function simulateReplication(opts: ReplicationSimOptions): ReplicationSim
     flowStream[f] = j;
     flows.cap[f] = (has - progress[j]) / dt;
     const at = f * perFlow;
+    flows.resources.fill(-1, at, at + perFlow);
     flows.resources.set([UP + from, DOWN + h, CPU + from, CPU + h, c.sharedCores === undefined ? -1 : MACHINE], at);
     flows.weights.set([1, 1, sendCpu, recvCpu, sendCpu + recvCpu], at);
     return true;
+  }
+
+  /**
+   * Stream j taking the rest in shares (standInsOf's byChunk): chunks in turn from each source, a round at
+   * a time, so one flow whose every byte costs each source's upload 1/n. A source other than the node pushed
+   * to holds its share a round ahead of its own stream at most; a dead one is replaced by the node pushed to.
+   */
+  function sharesFrom(sources: number[], j: number, s: number, h: number): void {
+    let has = lengths[s];
+    for (const x of sources) if (x !== 0 && alive[x]) has = Math.min(has, lagged[streamOf(x, s)] + sources.length * CHUNK_BYTES);
+    if (has <= progress[j]) return;
+    const f = flows.count++;
+    flowStream[f] = j;
+    flows.cap[f] = (has - progress[j]) / dt;
+    const at = f * perFlow, n = sources.length;
+    flows.resources.fill(-1, at, at + perFlow), flows.weights.fill(0, at, at + perFlow);
+    flows.resources.set([DOWN + h, CPU + h, c.sharedCores === undefined ? -1 : MACHINE], at);
+    flows.weights.set([1, recvCpu, sendCpu + recvCpu], at);
+    sources.forEach((x, i) => {
+      const from = alive[x] ? x : 0;
+      flows.resources.set([UP + from, CPU + from], at + 3 + 2 * i);
+      flows.weights.set([1 / n, sendCpu / n], at + 3 + 2 * i);
+    });
   }
 
   /** When a stream may start or ask again, or a host dies, after now: Infinity if never. */
