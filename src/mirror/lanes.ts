@@ -142,8 +142,9 @@ async function inShares(spool: Spool, i: number, lane: Lane, byChunk: string[], 
       const source = byChunk[n % byChunk.length];
       const start = into === i ? lane.offset : from;
       const fromShare = failed.has(source) ? Promise.reject(new Error('failed before')) : restInto(spool, into, start, to, [source], used, deps, stop, {});
-      round.push(fromShare.catch(() => {
+      round.push(fromShare.catch((err: Error) => {
         stop.throwIfAborted();
+        if (!failed.has(source)) deps.log.warn({ digest: spool.digest, peer: source, err: err.message }, 'a share of a stripe did not come; its chunks from the stand-ins');
         failed.add(source);
         return restInto(spool, into, start, to, ask, used, deps, stop);
       }));
