@@ -5,26 +5,18 @@
 import '../src/polyfill.js';
 import { benchAnnounce, ANNOUNCE_TARGETS } from './announce.js';
 import { cleanupOnSignals, runBench } from './lib/cleanup.js';
-import { fixed, table } from './lib/stats.js';
-
-function envInt(name: string, fallback: number): number {
-  const v = process.env[name];
-  if (v === undefined || v === '') return fallback;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 0) throw new Error(`${name} must be a non-negative integer, not "${v}"`);
-  return n;
-}
+import { envInt, fixed, table } from './lib/stats.js';
 
 const say = (line: string) => console.log(line);
 
 async function main(): Promise<number> {
   cleanupOnSignals();
   const r = await benchAnnounce({
-    keys: envInt('BENCH_KEYS', 10_000),
-    sample: envInt('BENCH_SAMPLE', 200),
-    lookups: envInt('BENCH_LOOKUPS', 1_000),
-    misses: envInt('BENCH_MISSES', 20),
-    baselineKeys: envInt('BENCH_BASELINE_KEYS', 20),
+    keys: envInt('BENCH_KEYS', 10_000, 0),
+    sample: envInt('BENCH_SAMPLE', 200, 0),
+    lookups: envInt('BENCH_LOOKUPS', 1_000, 0),
+    misses: envInt('BENCH_MISSES', 20, 0),
+    baselineKeys: envInt('BENCH_BASELINE_KEYS', 20, 0),
     peersPerProcess: (process.env.BENCH_PEERS ?? '10,9').split(',').map(Number),
   }, say);
   const t = ANNOUNCE_TARGETS;
