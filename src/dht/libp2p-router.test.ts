@@ -1,6 +1,6 @@
 // Real libp2p nodes on loopback tcp, in this process.
 import '../polyfill.js';
-import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, test, vi } from 'vitest';
 import { pino } from 'pino';
 import { generateKeyPair } from '@libp2p/crypto/keys';
 import { peerIdFromString } from '@libp2p/peer-id';
@@ -127,6 +127,25 @@ describe('a mesh of four members', () => {
     await e.router.settled();
     await until('everyone stores e\'s record', () => storedByAll([a, b, c, d], 'docker.io/library/e:1', e));
     await stop(e);
+  });
+
+  test('with fewer than k members every record is stored here too, so lookups ask no peer', async () => {
+    a.router.announce({ add: [DIGEST] });
+    await a.router.settled();
+    await until('c stores a\'s record', () => storesRecord(c, DIGEST, a));
+    // A whole walk of the DHT (the view's, as at start) shows c fewer than k peers, all connected to it for
+    // longer than their catch-up batches take; until then (a peer just joined) lookups still ask the network.
+    const view = (c.router as unknown as { view: { peers(signal: AbortSignal, fresh: boolean): Promise<unknown>; holdsEveryRecord(): boolean } }).view;
+    await view.peers(AbortSignal.timeout(5_000), true);
+    await until('c connected to everyone for the catch-up time', () => view.holdsEveryRecord(), 15_000);
+    const walk = vi.spyOn(c.node.libp2p.services.dht, 'findProviders');
+    try {
+      expect((await providers(c, DIGEST)).map((p) => p.id)).toEqual([a.router.id]);
+      expect(await providers(c, 'sha256:' + '01'.repeat(32))).toEqual([]);
+      expect(walk).not.toHaveBeenCalled();
+    } finally {
+      walk.mockRestore();
+    }
   });
 
   test('a lookup of a key nobody holds ends with nothing, within the lookup timeout', async () => {

@@ -164,8 +164,8 @@ export class Libp2pRouter implements Router {
     const timer = lookupSeconds.startTimer();
     let found = false;
     try {
-      // kad-dht reads the local provider store first, then asks the network; alone, it would wait for a peer.
-      const providers = this.libp2p.getConnections().length === 0
+      // kad-dht reads the local provider store first, then asks the network; alone, or when every record is here, that is waste.
+      const providers = this.libp2p.getConnections().length === 0 || this.view.holdsEveryRecord()
         ? storedProviders(this.libp2p, this.providerStore, cid, stop)
         : dhtProviders(this.libp2p, cid, stop);
       for await (const ref of providers) {

@@ -15,10 +15,14 @@ const MAX_REGION_BITS = 8;
 const WALK_CONCURRENCY = 4;
 /** A walk that takes longer (e.g. peers connected but not yet in kad-dht's routing table) ends with what it found. */
 const WALK_TIMEOUT_MS = 10_000;
+/** How long after connecting a peer's provider records are taken to be here (its catch-up batch, with room for a retry). */
+const CAUGHT_UP_MS = 5_000;
 
 export class NetworkView {
   private walked = new Map<string, PeerId>();
   private walkedAt = 0;
+  /** Whether the last walk ran to its end (none of its lookups cut short). */
+  private walkedAll = false;
   private walking?: Promise<void>;
 
   constructor(
@@ -56,6 +60,25 @@ export class NetworkView {
     return [...all.values()].map((id) => ({ id, kadId: peerKadId(id) }));
   }
 
+  /**
+   * Whether this node stores every provider record of the fleet, so that asking the network would only cost
+   * every peer a request (and this node a peer-store merge per peer each answer names) to learn nothing new:
+   * the last whole walk found fewer than k other servers, so each announcement goes to every member
+   * (provider-batches.ts); this node is connected to all of them, and has been for longer than a holder takes
+   * to send a newly identified peer its records (the catch-up batch, about 1-2 s after identify).
+   */
+  holdsEveryRecord(now = Date.now()): boolean {
+    if (!this.walkedAll || this.walked.size >= this.k) return false;
+    const since = new Map<string, number>();
+    for (const c of this.libp2p.getConnections()) {
+      const id = c.remotePeer.toString();
+      since.set(id, Math.min(since.get(id) ?? Infinity, c.timeline.open));
+    }
+    const self = this.libp2p.peerId.toString();
+    if (since.size >= this.k || [...this.walked.keys()].some((id) => id !== self && !since.has(id))) return false;
+    return [...since.values()].every((open) => now - open >= CAUGHT_UP_MS);
+  }
+
   /** Starts a walk in the background when the view is stale (or there is none): a peer joined, say. */
   warm(signal: AbortSignal): void {
     if (Date.now() - this.walkedAt > this.maxAgeMs) void this.refresh(signal);
@@ -79,7 +102,7 @@ export class NetworkView {
     const started = Date.now();
     const found = new Map<string, PeerId>();
     let lookups = 1;
-    await this.closestPeers(this.libp2p.peerId.toMultihash().bytes, found, signal);
+    let whole = await this.closestPeers(this.libp2p.peerId.toMultihash().bytes, found, signal);
     for (let bits = 0; found.size >= this.k; ) {
       const want = Math.min(MAX_REGION_BITS, Math.ceil(Math.log2(found.size / this.k)) + 1);
       if (want <= bits) break;
@@ -87,21 +110,26 @@ export class NetworkView {
       const targets = regionTargets(bits);
       lookups += targets.length;
       for (let i = 0; i < targets.length; i += WALK_CONCURRENCY) {
-        await Promise.all(targets.slice(i, i + WALK_CONCURRENCY).map((t) => this.closestPeers(t, found, signal)));
+        const done = await Promise.all(targets.slice(i, i + WALK_CONCURRENCY).map((t) => this.closestPeers(t, found, signal)));
+        whole &&= done.every(Boolean);
       }
     }
     this.walked = found;
     this.walkedAt = Date.now();
+    this.walkedAll = whole && !signal.aborted;
     this.log.debug({ peers: found.size, lookups, ms: this.walkedAt - started }, 'walked the DHT');
   }
 
-  private async closestPeers(key: Uint8Array, into: Map<string, PeerId>, signal: AbortSignal): Promise<void> {
+  /** Adds the closest peers of key to `into`; false when the lookup was cut short. */
+  private async closestPeers(key: Uint8Array, into: Map<string, PeerId>, signal: AbortSignal): Promise<boolean> {
     try {
       for await (const event of this.libp2p.services.dht.getClosestPeers(key, { signal })) {
         if (event.name === 'FINAL_PEER') into.set(event.peer.id.toString(), event.peer.id);
       }
+      return true;
     } catch (err) {
       this.log.debug({ err: (err as Error).message }, 'DHT walk ended early; using what it found');
+      return false;
     }
   }
 
