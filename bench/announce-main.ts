@@ -2,6 +2,7 @@
 // Knobs (environment): BENCH_KEYS=10000 BENCH_SAMPLE=200 BENCH_LOOKUPS=1000 BENCH_MISSES=20 BENCH_BASELINE_KEYS=20
 //                      BENCH_PEERS=10,9 (non-announcing nodes per worker process; 50,50,50,49: the 200-node run)
 //                      BENCH_ADD_PROVIDER=1 (send standard ADD_PROVIDER messages, not /layermesh/provide/1.0.0)
+//                      BENCH_MAX_CONNECTIONS=64 (each node's connection cap)
 import '../src/polyfill.js';
 import { benchAnnounce, ANNOUNCE_TARGETS } from './announce.js';
 import { cleanupOnSignals, runBench } from './lib/cleanup.js';

@@ -3,7 +3,8 @@
 import '../src/polyfill.js';
 import { pino } from 'pino';
 import { generateKeyPair } from '@libp2p/crypto/keys';
-import { createMeshNode, type MeshNode } from '../src/dht/libp2p-node.js';
+import { createMeshNode, MAX_CONNECTIONS, type MeshNode } from '../src/dht/libp2p-node.js';
+import { envInt } from './lib/stats.js';
 import { Libp2pRouter } from '../src/dht/libp2p-router.js';
 import { keyToCid } from '../src/dht/kad-keys.js';
 
@@ -38,6 +39,7 @@ async function handle(req: WorkerRequest): Promise<unknown> {
           swarmKey: new TextEncoder().encode(req.swarmKey),
           logger: logger.child({ node: `${req.name}-${i}` }),
           recordTtlMs: 3_600_000,
+          maxConnections: envInt('BENCH_MAX_CONNECTIONS', MAX_CONNECTIONS),
         });
         nodes.push(node);
         routers.push(await Libp2pRouter.create({
