@@ -46,7 +46,7 @@ function whoHasTable(providers: WhoHasEntry[]): string {
 
 program
   .command('peers')
-  .description('connected peers, and how many keys each announces')
+  .description('the members this node knows (connected peers first), and how many keys each announces')
   .action(async () => {
     const peers = await client().get<PeerEntry[]>('/_mesh/v1/peers');
     print(peers, () => table(['PEER', 'NAME', 'RTT', 'KEYS', 'ADDRESSES'],

@@ -70,6 +70,18 @@ describe('ConnectionTrim', () => {
     expect(conns.filter((c) => c.closed).map((c) => c.peer)).toEqual(['plain']);
   });
 
+  test('leaves connections younger than 30 s alone: a joining node needs its first ones', async () => {
+    const now = Date.now();
+    const conns: FakeConnection[] = [
+      { peer: 'joiner', open: now - 1_000, protocols: GOSSIP },
+      { peer: 'settled', open: now - 60_000, protocols: GOSSIP },
+    ];
+    const trim = new ConnectionTrim(fakeNode(conns, {}), log, 1);
+    await trim.trim();
+    trim.stop();
+    expect(conns.filter((c) => c.closed).map((c) => c.peer)).toEqual(['settled']);
+  });
+
   test('does nothing at or below the cap', async () => {
     const conns: FakeConnection[] = [{ peer: 'a', open: 1, protocols: [] }, { peer: 'b', open: 2, protocols: [] }];
     await new ConnectionTrim(fakeNode(conns, {}), log, 2).trim();

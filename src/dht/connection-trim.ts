@@ -4,7 +4,8 @@
 // other. Here a connection counts as idle when its streams are only gossip, identify and ping, and the
 // idle ones beyond the cap are closed: the least valued (libp2p's peer tags) first, the newest first
 // among equals. Peers tagged keep-alive (kad-dht's closest, which libp2p would dial again at once) are never
-// closed.
+// closed, nor connections younger than GRACE_MS: a joining node's first connections (to a bootstrap peer at
+// its cap) must live long enough for it to find the others.
 import type { Connection, PeerId, PeerStore } from '@libp2p/interface';
 import type { Logger } from 'pino';
 
@@ -12,6 +13,8 @@ import type { Logger } from 'pino';
 const IDLE_PROTOCOLS = [/^\/meshsub\//, /^\/ipfs\/id\//, /^\/ipfs\/ping\//];
 /** Trims wait this long after the connection that went over the cap: lookups open several at once. */
 const SETTLE_MS = 1_000;
+/** Connections this young are not closed; a trim that leaves the node over its cap runs again after this long. */
+const GRACE_MS = 30_000;
 /** A close that takes longer is an abort, which the peer cannot tell from a lost connection (roster.ts). */
 const CLOSE_TIMEOUT_MS = 10_000;
 
@@ -63,13 +66,15 @@ export class ConnectionTrim {
       const surplus = connections.length - this.max;
       if (surplus <= 0) return;
       const candidates: Array<{ conn: Connection; value: number }> = [];
+      const now = Date.now();
       for (const conn of connections) {
-        if (!isIdle(conn)) continue;
+        if (!isIdle(conn) || now - conn.timeline.open < GRACE_MS) continue;
         const value = await this.valueOf(conn.remotePeer);
         if (value !== undefined) candidates.push({ conn, value });
       }
       candidates.sort((a, b) => a.value - b.value || b.conn.timeline.open - a.conn.timeline.open);
       const closing = candidates.slice(0, surplus).map((c) => c.conn);
+      if (closing.length < surplus && this.timer === undefined) this.timer = setTimeout(() => void this.trim(), GRACE_MS);
       this.log.debug({ connections: connections.length, max: this.max, closing: closing.length }, 'trimming connections');
       closing.forEach((conn) => trimmed.add(conn));
       await Promise.all(closing.map((conn) => conn.close({ signal: AbortSignal.timeout(CLOSE_TIMEOUT_MS) }).catch((err: Error) => conn.abort(err))));
