@@ -68,6 +68,19 @@ describe('the roster', () => {
     expect(far.addrs.some((addr) => addr.startsWith('/ip4/127.0.0.1/tcp/'))).toBe(true);
   });
 
+  test('members connected to every member they know announce nothing after joining', async () => {
+    const a = await member('a', []);
+    const b = await member('b', [a]);
+    const c = await member('c', [a]);
+    await waitFor('everyone knows everyone', () => [a, b, c].every((r) => names(r).length === 2));
+    await waitFor('all connected', () => [a, b, c].every((r) => r.node.libp2p.getPeers().length === 2));
+    let heard = 0;
+    a.node.libp2p.services.pubsub.addEventListener('message', (evt) => void (evt.detail.topic === MEMBERS_TOPIC && heard++));
+    await new Promise((r) => setTimeout(r, 4_000)); // periods of 1–1.1 s
+    expect(heard).toBe(0);
+    expect(names(a)).toEqual(['b', 'c']);
+  });
+
   test('a joining node learns the members from its first peer, before anyone announces again', async () => {
     const slow = { periodMs: 600_000, maxConnections: 64 };
     const a = await member('a', [], slow);

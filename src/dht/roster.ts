@@ -1,7 +1,7 @@
 // The fleet's members, beyond the peers this node is connected to. A node keeps a bounded number of
 // connections (MAX_CONNECTIONS in libp2p-node.ts), yet every taker makes its replication plan from the
 // whole fleet. So each member tells everyone about itself on a gossip topic, when it joins and then once a
-// period, and says when it leaves; a joining node asks its first peer for the members that peer knows. A
+// period while it knows members it is not connected to, and says when it leaves; a joining node asks its first peer for the members that peer knows. A
 // member whose connection was lost (not closed on purpose: a trim, the peer's stop) is dropped as soon
 // as it cannot be dialed; a member not heard of for EXPIRY_PERIODS periods is dropped by everyone.
 import { TopicValidatorResult, type Message, type SubscriptionChangeData } from '@libp2p/gossipsub';
@@ -121,7 +121,7 @@ export class Roster {
   }
 
   /** A member this node heard of from the member itself (its announcement, or a connection to it). */
-  heardOf(id: string, info: NodeInfo, addrs: string[]): void {
+  private heardOf(id: string, info: NodeInfo, addrs: string[]): void {
     if (!this.members.has(id)) this.log.debug({ peer: id, name: info.name }, 'member joined');
     this.members.set(id, { info, addrs, heardAt: Date.now() });
   }
@@ -131,7 +131,9 @@ export class Roster {
     const period = Math.max(this.periodMs, this.members.size * PERIOD_PER_MEMBER_MS);
     this.timer = setTimeout(() => {
       this.sweep(period);
-      this.announce();
+      // A node connected to every member it knows needs no announcement (nor do they): a fleet within the cap is quiet.
+      const connected = new Set(this.libp2p.getPeers().map(String));
+      if ([...this.members.keys()].some((id) => !connected.has(id))) this.announce();
       this.schedule();
     }, period * (0.9 + Math.random() * 0.2));
     this.timer.unref();
