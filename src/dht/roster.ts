@@ -1,12 +1,15 @@
 // The fleet's members, beyond the peers this node is connected to. A node keeps a bounded number of
 // connections (MAX_CONNECTIONS in libp2p-node.ts), yet every taker makes its replication plan from the
 // whole fleet. So each member tells everyone about itself on a gossip topic, when it joins and then once a
-// period while it knows members it is not connected to, and says when it leaves; a joining node asks its first peer for the members that peer knows. A
-// member whose connection was lost (not closed on purpose: a trim, the peer's stop) is dropped as soon
-// as it cannot be dialed; a member not heard of for EXPIRY_PERIODS periods is dropped by everyone.
+// period while it knows members it is not connected to, and says when it leaves; a joining node asks its
+// first peer for the members that peer knows. A member whose connection was lost (not closed on purpose: a
+// trim, the peer's stop) is dropped as soon as it cannot be dialed; a member not heard of for
+// EXPIRY_PERIODS periods is dropped by everyone.
 import { TopicValidatorResult, type Message, type SubscriptionChangeData } from '@libp2p/gossipsub';
 import type { Connection, PeerId } from '@libp2p/interface';
 import { peerIdFromString } from '@libp2p/peer-id';
+import { isLoopback } from '@libp2p/utils';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { askJson, serveJson } from './json-protocol.js';
 import type { MeshLibp2p } from './libp2p-node.js';
@@ -102,7 +105,7 @@ export class Roster {
     this.checksDue.forEach(clearTimeout);
     const pubsub = this.libp2p.services.pubsub;
     if (this.announced) {
-      await this.publish(LEAVE, AbortSignal.timeout(LEAVE_MS));
+      await Promise.race([this.publish(LEAVE), sleep(LEAVE_MS, undefined, { ref: false })]);
     }
     pubsub.removeEventListener('subscription-change', this.onSubscription);
     pubsub.removeEventListener('message', this.onMessage);
@@ -141,18 +144,16 @@ export class Roster {
 
   private announce(): void {
     this.announced = true;
-    const addrs = this.libp2p.getMultiaddrs().map(String);
+    const addrs = this.libp2p.getMultiaddrs();
     // Loopback addresses name the receiver itself, unless they are all this node has (one machine's test mesh).
-    const routable = addrs.filter((a) => !/^\/ip4\/127\.|^\/ip6\/::1\//.test(a));
-    const own: Announcement = { info: this.nodeInfo, addrs: (routable.length ? routable : addrs).slice(0, MAX_ADDRS) };
-    void this.publish(own);
+    const routable = addrs.filter((ma) => !isLoopback(ma));
+    void this.publish({ info: this.nodeInfo, addrs: (routable.length ? routable : addrs).slice(0, MAX_ADDRS).map(String) });
   }
 
   /** Never rejects: a lost announcement is made good by the next one, a lost leave by expiry. */
-  private async publish(message: Announcement | typeof LEAVE, signal?: AbortSignal): Promise<void> {
+  private async publish(message: Announcement | typeof LEAVE): Promise<void> {
     try {
-      const sent = this.libp2p.services.pubsub.publish(MEMBERS_TOPIC, new TextEncoder().encode(JSON.stringify(message)));
-      await (signal ? Promise.race([sent, new Promise((resolve) => signal.addEventListener('abort', resolve))]) : sent);
+      await this.libp2p.services.pubsub.publish(MEMBERS_TOPIC, new TextEncoder().encode(JSON.stringify(message)));
     } catch (err) {
       this.log.warn({ err: (err as Error).message }, 'cannot tell the members about this node');
     }
@@ -172,8 +173,8 @@ export class Roster {
   private heard(msg: Message): void {
     if (msg.topic !== MEMBERS_TOPIC || msg.type !== 'signed' || msg.from.equals(this.libp2p.peerId)) return;
     const message = parseMessage(msg.data);
-    const id = msg.from.toString();
     if (message === undefined) return; // the validator rejected it already
+    const id = msg.from.toString();
     if ('leaving' in message) this.drop(id, 'it left');
     else this.heardOf(id, message.info, message.addrs);
   }
