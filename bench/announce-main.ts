@@ -3,6 +3,7 @@
 //                      BENCH_PEERS=10,9 (non-announcing nodes per worker process; 50,50,50,49: the 200-node run)
 //                      BENCH_ADD_PROVIDER=1 (send standard ADD_PROVIDER messages, not /layermesh/provide/1.0.0)
 //                      BENCH_MAX_CONNECTIONS=64 (each node's connection cap)
+//                      BENCH_JOINS_PER_SECOND=20 (nodes joining the mesh per second, all processes together)
 import '../src/polyfill.js';
 import { benchAnnounce, ANNOUNCE_TARGETS } from './announce.js';
 import { cleanupOnSignals, runBench } from './lib/cleanup.js';
@@ -19,6 +20,7 @@ async function main(): Promise<number> {
     misses: envInt('BENCH_MISSES', 20, 0),
     baselineKeys: envInt('BENCH_BASELINE_KEYS', 20, 0),
     peersPerProcess: (process.env.BENCH_PEERS ?? '10,9').split(',').map(Number),
+    joinsPerSecond: envInt('BENCH_JOINS_PER_SECOND', 20, 1),
   }, say);
   const t = ANNOUNCE_TARGETS;
   const met = { wall: r.findableSeconds < t.wallSeconds && r.settledSeconds < t.wallSeconds, cpu: r.announcerCpuSeconds < t.cpuSeconds, lookup: r.lookupMs.p50 < t.lookupP50Ms && r.lookupMs.p99 < t.lookupP99Ms, found: r.foundPercent >= t.foundPercent };
@@ -28,6 +30,7 @@ async function main(): Promise<number> {
   say(table([
     ['measure', 'value', 'target'],
     ['mesh formation before announcing (s)', fixed(r.meshFormSeconds, 1), ''],
+    ['CPU per node while idle once formed (% of a core)', fixed(r.idleCpuPercentPerNode, 2), ''],
     ['all peers acknowledged (s)', fixed(r.settledSeconds, 2), `< ${t.wallSeconds}`],
     ['sampled keys findable elsewhere (s)', fixed(r.findableSeconds, 2), `< ${t.wallSeconds}`],
     ['announcer CPU (s)', fixed(r.announcerCpuSeconds, 2), `< ${t.cpuSeconds}`],

@@ -21,6 +21,7 @@ export interface AnnounceBenchOptions {
   misses: number; // absent keys looked up: 20
   baselineKeys: number; // keys provided one by one for reference (0: skip)
   peersPerProcess: number[]; // [10, 9]
+  joinsPerSecond: number; // across the mesh: 20
 }
 
 export interface AnnounceBenchResult {
@@ -28,6 +29,8 @@ export interface AnnounceBenchResult {
   processes: number;
   /** From every node having a peer until the connection count was stable for 3 s. */
   meshFormSeconds: number;
+  /** CPU of the non-announcing nodes over IDLE_SECONDS once the mesh formed, per node (percent of a core). */
+  idleCpuPercentPerNode: number;
   keys: number;
   settledSeconds: number;
   findableSeconds: number;
@@ -45,7 +48,7 @@ export interface AnnounceBenchResult {
 
 /** Bootstrap peers listed to every node: the first node of each of the first few processes. */
 const SEEDS = 4;
-const JOINS_PER_SECOND = 20;
+const IDLE_SECONDS = 20;
 
 export const ANNOUNCE_TARGETS = { wallSeconds: 30, cpuSeconds: 10, lookupP50Ms: 20, lookupP99Ms: 100, foundPercent: 100 };
 
@@ -89,6 +92,10 @@ async function connsPerNode(workers: Worker[]): Promise<number[]> {
   return (await Promise.all(workers.map((w) => w.call<{ conns: number[] }>({ cmd: 'conns' })))).flatMap((c) => c.conns);
 }
 
+async function peersCpuMs(workers: Worker[]): Promise<number> {
+  return (await Promise.all(workers.map((w) => w.call<{ cpuMs: number }>({ cmd: 'cpu' })))).reduce((n, c) => n + c.cpuMs, 0);
+}
+
 function percentile(xs: number[], p: number): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
@@ -117,10 +124,10 @@ export async function benchAnnounce(opts: AnnounceBenchOptions, say: (line: stri
     }
     const [{ ids }] = await Promise.all([
       announcer.call<{ ids: string[] }>({ cmd: 'start', count: 1, swarmKey, bootstrap: seeds, name: 'announcer' }),
-      // Joins are spread (JOINS_PER_SECOND in all): all these nodes share two cores, where a real fleet's
+      // Joins are spread (joinsPerSecond in all): all these nodes share two cores, where a real fleet's
       // joins each have a host of their own; a node joining costs dozens of handshakes across the mesh.
       ...peerWorkers.map((w, i) => w.call({
-        cmd: 'start', count: opts.peersPerProcess[i] - 1, swarmKey, bootstrap: seeds, name: `p${i + 1}`, gapMs: (1_000 * peerWorkers.length) / JOINS_PER_SECOND,
+        cmd: 'start', count: opts.peersPerProcess[i] - 1, swarmKey, bootstrap: seeds, name: `p${i + 1}`, gapMs: (1_000 * peerWorkers.length) / opts.joinsPerSecond,
       })),
     ]);
     const provider = ids[0];
@@ -137,10 +144,14 @@ export async function benchAnnounce(opts: AnnounceBenchOptions, say: (line: stri
       if (conns !== last) [last, stableSince] = [conns, Date.now()];
     }
     const meshFormSeconds = (Date.now() - formed) / 1000;
+    say(`measuring the formed mesh idle for ${IDLE_SECONDS} s…`);
+    const idleBefore = await peersCpuMs(peerWorkers);
+    await new Promise((r) => setTimeout(r, IDLE_SECONDS * 1000));
+    const idleCpuPercentPerNode = (100 * (await peersCpuMs(peerWorkers) - idleBefore)) / 1000 / IDLE_SECONDS / (nodes - 1);
 
     const keys = Array.from({ length: opts.keys }, digest);
     say(`announcing ${opts.keys} keys…`);
-    const cpuBefore = await Promise.all(peerWorkers.map((w) => w.call<{ cpuMs: number }>({ cmd: 'cpu' })));
+    const cpuBefore = await peersCpuMs(peerWorkers);
     const announced = announcer.call<{ t0: number; settledAt: number; cpuMs: number }>({ cmd: 'announce', keys });
     const sample = pick(keys, opts.sample);
     const polls = peerWorkers.map((w, i) => w.call<{ at: number }>({
@@ -148,8 +159,7 @@ export async function benchAnnounce(opts: AnnounceBenchOptions, say: (line: stri
     }));
     const [a, ...found] = await Promise.all([announced, ...polls]);
     const findableAt = Math.max(...found.map((f) => f.at));
-    const cpuAfter = await Promise.all(peerWorkers.map((w) => w.call<{ cpuMs: number }>({ cmd: 'cpu' })));
-    const peersCpuSeconds = cpuAfter.reduce((n, c, i) => n + (c.cpuMs - cpuBefore[i].cpuMs) / 1000, 0);
+    const peersCpuSeconds = (await peersCpuMs(peerWorkers) - cpuBefore) / 1000;
 
     say(`looking up ${opts.lookups} announced keys and ${opts.misses} absent ones from non-announcing nodes…`);
     const lookupKeys = pick(keys, opts.lookups);
@@ -173,6 +183,7 @@ export async function benchAnnounce(opts: AnnounceBenchOptions, say: (line: stri
       nodes,
       processes: workers.length,
       meshFormSeconds,
+      idleCpuPercentPerNode,
       keys: opts.keys,
       settledSeconds: (a.settledAt - a.t0) / 1000,
       findableSeconds: (findableAt - a.t0) / 1000,
