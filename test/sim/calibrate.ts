@@ -15,7 +15,8 @@ import { simulateReplication } from './replication-sim.js';
 
 const MiB = 1 << 20;
 const say = (line: string) => console.log(line);
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)];
+/** NaN for no values (one taker has no hop before it). */
+const median = (xs: number[]) => (xs.length === 0 ? NaN : [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)]);
 
 interface Observed {
   mbit: number;
