@@ -9,11 +9,13 @@ import type { Calibration } from './replication-sim.js';
 export const HOSTS: Calibration = {
   // htb counts whole frames: a full TCP segment carries 1448 payload bytes in 1514 (timestamps on). A plain
   // HTTP stream over these links got 0.956 × B, and 0.95 with a second stream the other way (its ACKs);
-  // meshd's own streams got less on the fleet bench (FLEET_BENCH), which this assumes is the shared CPU's doing.
+  // meshd's own streams got 0.951–0.955 × B with one taker and the CPU mostly idle, 0.91–0.95 with two, and
+  // much less on the 8-host fleet bench (FLEET_BENCH), whose CPU runs out.
   efficiency: 1448 / 1514,
-  // The push's gossip reached the takers −30 to +115 ms after skopeo returned (their image-pushed log
-  // lines), median about 30; the manifest comes inlined in it.
-  startMs: 30,
+  // The push's gossip reached the takers 11–41 ms after skopeo returned (their image-pushed log lines),
+  // median 18, on fleets of 2 and 3 hosts at 100 Mbit/s whose CPU was mostly idle (calibrate.js --hosts 2|3);
+  // −30 to +115 ms on the 8-host bench, whose CPU is not. The manifest comes inlined in it.
+  startMs: 20,
   // Not measured apart (first bytes of a sequence are not logged): a request on a kept-alive TLS connection
   // and its answer, through two links' queues.
   requestMs: 50,
@@ -22,9 +24,10 @@ export const HOSTS: Calibration = {
   // bytes in socket buffers and the queues of two links, about 120 KiB at 25 Mbit/s.
   hopMs: 20,
   hopBytes: 120 << 10,
-  // Last blob fetched to 'replicated' (the last commit into containerd and the image record): 200–1300 ms,
-  // the shortest on the least loaded runs; a host of its own is taken to be as quick as those.
-  finishMs: 200,
+  // Last blob fetched to 'replicated' (the last commit into containerd and the image record): 67–113 ms on
+  // the same 2- and 3-host fleets (median 80), one stripe. In k stripes the store's copy of the last blob
+  // lags by its k − 1 later pieces, about 20 ms more for the last 4 MiB layer.
+  finishMs: 100,
   // Striped replication. The node pushed to, which only sends: 0.004–0.014 CPU-s per MiB (meshd and
   // containerd, net of idle).
   sendCpuSecPerMiB: 0.008,
@@ -47,6 +50,8 @@ export const FLEET_BENCH: Calibration = {
   // least: 0.69–0.79 × B striped (median 0.71), 0.83–0.85 on the pipeline before, 0.956 for a plain TCP
   // stream on the same links.
   efficiency: 0.72,
+  // The gossip's delay on the 8-host bench, median about 30 ms.
+  startMs: 30,
   // Last blob fetched to 'replicated', median of 13 runs (104–1296 ms).
   finishMs: 300,
 };

@@ -93,12 +93,16 @@ describe('issue 17\'s targets: 64 MiB in 5 layers, 100 Mbit/s, hosts with a mach
     expect(r.ratio).toBeLessThanOrEqual(1.3);
   });
 
-  // Predicted missed (about 1.11–1.14): the frames' headers alone cost 4.6 % of S/B, and the gossip, the
-  // hops (log N of them) and the final commit 0.3–0.4 s more. Passing here means the model or the
-  // calibration changed: make it a plain test then.
-  it.fails.each([8, 100])('%i hosts: the median host within 1.1 × S/B', (nodes) => {
-    expect(run(nodes).p50Ratio).toBeLessThanOrEqual(1.1);
+  it('8 hosts: the median host within 1.1 × S/B', () => {
+    expect(run(8).p50Ratio).toBeLessThanOrEqual(1.1);
   });
+
+  // Predicted missed (1.104 and 1.117): the frames' headers alone cost 4.6 % of S/B, and the gossip, the
+  // request, the final commit and log_3 N hops of lag 0.35–0.45 s more. Passing here means the model or
+  // the calibration changed: make it a plain test then.
+  it.fails.each([100, 1000])('%i hosts: the median host within 1.1 × S/B', (nodes) => {
+    expect(run(nodes).p50Ratio).toBeLessThanOrEqual(1.1);
+  }, 30_000);
 
   it('1 % of 1,000 takers dying mid-way: every live host done', () => {
     const r = run(1000, 1);
