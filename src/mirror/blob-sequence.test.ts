@@ -1,99 +1,14 @@
 // Sequences of blobs from the real peer data plane (fastify on loopback) into a real mirror: one stream
 // for many blobs, partial copies streamed as they arrive, and every blob still verified and stored.
 import { randomBytes } from 'node:crypto';
-import { createServer, type RequestListener, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { MemoryStore } from '../store/memory-store.js';
 import { putBlob } from '../store/store.js';
-import { digestOf, type Descriptor } from '../oci/digest.js';
 import { BLOB_PATH, PATIENT_HEADER, SEQUENCE_PATH } from './peer-protocol.js';
-import { Mirror } from './mirror.js';
-import { peerKey } from './peer-auth.js';
 import { PeerClient } from './peer-client.js';
-import type { DataPlane } from '../dht/membership.js';
-import { createPeerServer } from './peer-server.js';
-import { Spools } from './spools.js';
+import { blobsIn, cleanUp, holder, key, onCleanUp, quitting, rawPeer, spoolsIn, taker } from '../../test/helpers/data-plane.js';
 
-const key = peerKey(new TextEncoder().encode('sequence test'));
-const log = pino({ level: process.env.TEST_LOG ?? 'silent' });
-const cleanups: (() => Promise<unknown>)[] = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
-
-async function spoolsIn(): Promise<Spools> {
-  const dir = await mkdtemp(join(tmpdir(), 'sequence-test-'));
-  cleanups.push(() => rm(dir, { recursive: true, force: true }));
-  return Spools.open(dir);
-}
-
-/** A real peer data plane on loopback, counting the requests it answers by path. */
-async function holder(id: string, store: MemoryStore, spools?: Spools) {
-  const app = createPeerServer({ store, spools: spools ?? (await spoolsIn()), membershipKey: key, selfId: id, log, awaitCopyMs: 500 });
-  const requests: string[] = [];
-  app.addHook('onRequest', async (req) => void requests.push(req.url));
-  await app.listen({ host: '127.0.0.1', port: 0 });
-  cleanups.push(() => app.close());
-  const { port } = app.server.address() as AddressInfo;
-  return { endpoint: { id, url: `http://127.0.0.1:${port}` } as DataPlane, requests };
-}
-
-/** A peer answering with `handle`, not meshd's data plane: for peers that misbehave. */
-async function rawPeer(id: string, handle: RequestListener): Promise<DataPlane> {
-  const server: Server = createServer(handle);
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  cleanups.push(() => new Promise((r) => server.close(r)));
-  return { id, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}` };
-}
-
-/** A feeder that sends `bytes` and then closes the connection. */
-function quitting(bytes: Buffer): Promise<DataPlane> {
-  return rawPeer('quitter', (_req, res) => {
-    res.writeHead(200);
-    res.write(bytes, () => res.destroy());
-  });
-}
-
-async function blobsIn(store: MemoryStore, sizes: number[]): Promise<{ desc: Descriptor; bytes: Buffer }[]> {
-  return Promise.all(sizes.map(async (size) => {
-    const bytes = randomBytes(size);
-    const digest = digestOf(bytes);
-    await putBlob(store, bytes, digest);
-    return { desc: { mediaType: 'application/octet-stream', digest, size }, bytes };
-  }));
-}
-
-/** A replicating node: a mirror, and (`spools` given) a data plane serving what it receives. */
-async function taker(peers: DataPlane[], self = 'taker', spools?: Spools) {
-  const store = new MemoryStore();
-  const mirror = new Mirror({
-    store, spools: spools ?? (await spoolsIn()), peers: new PeerClient(key), log, lookupTimeoutMs: 500, stallTimeoutMs: 2000,
-    members: { self, holders: async () => [], dataPlaneOf: (id) => peers.find((p) => p.id === id) },
-    resolveTags: false, patienceMs: 2000,
-  });
-  /** Fetches `blobs` one after another from the sequence `from` sends, as replication does. */
-  const fetchInOrder = async (from: string, blobs: Descriptor[], fallback: string[] = [from]) => {
-    const pieces = blobs.map(({ digest, size }) => ({ digest, size, offset: 0, length: size }));
-    const sequence = await mirror.openSequence(from, pieces);
-    try {
-      for (const piece of pieces) {
-        const lanes = { size: piece.size, lanes: [{ offset: 0, length: piece.size, source: sequence.next(piece) }] };
-        const fetching = mirror.fetch(piece.digest, { from: fallback, patient: true, lanes });
-        expect(await fetching.verified).toBe(true);
-        expect(await fetching.stored).toBe(true);
-      }
-    } finally {
-      sequence.close();
-    }
-  };
-  const holds = async (bytes: Buffer) => Buffer.concat(await (await store.open(digestOf(bytes))).stream.toArray()).equals(bytes);
-  return { store, mirror, fetchInOrder, holds };
-}
+afterEach(cleanUp);
 
 describe('blob sequences', () => {
   it('sends many blobs on one request, each verified and stored', async () => {
@@ -211,7 +126,7 @@ describe('blob sequences', () => {
     const other = new PeerClient(key);
     const ask = () => other.request(standIn.endpoint, `${BLOB_PATH}${digest}`, { headers: { [PATIENT_HEADER]: 'other' }, signal: AbortSignal.timeout(10_000) });
     const sending = await ask();
-    cleanups.push(async () => void sending.body.destroy());
+    onCleanUp(async () => void sending.body.destroy());
     const asBusy = await ask();
     asBusy.body.destroy();
     expect(asBusy.status).toBe(503);

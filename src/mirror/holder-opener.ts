@@ -5,7 +5,7 @@ import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { PeerClient, PeerResponse } from './peer-client.js';
 import type { DataPlane, HolderDirectory } from '../dht/membership.js';
-import { BLOB_PATH, PATIENT_HEADER, TRY_HEADER } from './peer-protocol.js';
+import { BLOB_PATH, PATIENT_HEADER, TRY_HEADER, WHOLE_HEADER } from './peer-protocol.js';
 import { hedges } from './metrics.js';
 
 /** Hedge delay until enough answer times are known, and its floor. */
@@ -29,6 +29,13 @@ export interface Opened {
   abort(): void;
 }
 
+export interface OpenOptions {
+  patient: boolean;
+  end?: number;
+  answerWithinMs?: number;
+  whole?: boolean;
+}
+
 export class HolderOpener {
   /** How long recent holders took to answer (ms), for the hedge delay. */
   readonly #answerTimes: number[] = [];
@@ -39,11 +46,12 @@ export class HolderOpener {
    * Asks holders (taken from `untried`, nearest first) for the blob from `offset` (to `end`, inclusive, when given). When the one asked
    * has not answered within the hedge delay, the next is asked too; the first good answer wins and
    * the others are cancelled. Undefined when every holder failed. A holder is given up when it has not
-   * answered within `answerWithinMs` (default: the stall timeout).
+   * answered within `answerWithinMs` (default: the stall timeout). `whole`: only from a holder of the whole blob.
    */
-  open(digest: string, untried: DataPlane[], offset: number, patient: boolean, end?: number, answerWithinMs = this.opts.stallTimeoutMs): Promise<Opened | undefined> {
+  open(digest: string, untried: DataPlane[], offset: number, opts: OpenOptions): Promise<Opened | undefined> {
+    const { patient, end, answerWithinMs = this.opts.stallTimeoutMs, whole } = opts;
     const path = `${BLOB_PATH}${digest}`;
-    const headers = patient ? { [PATIENT_HEADER]: this.opts.members.self } : undefined;
+    const headers = { ...(patient ? { [PATIENT_HEADER]: this.opts.members.self } : {}), ...(whole ? { [WHOLE_HEADER]: '1' } : {}) };
     const asked = new Set<string>();
     return new Promise((resolve) => {
       const controllers: AbortController[] = [];

@@ -11,7 +11,7 @@ import { isDigest, type Descriptor } from '../oci/digest.js';
 import type { Piece } from './peer-protocol.js';
 import type { RequestedIn } from '../store/store.js';
 import { BlobSequence } from './blob-sequence.js';
-import { fillLanes, type RangeSource } from './lanes.js';
+import { fillLanes, type Only, type RangeSource } from './lanes.js';
 import { HolderOpener } from './holder-opener.js';
 import { untilStalled } from './until-stalled.js';
 import type { DataPlane } from '../dht/membership.js';
@@ -198,7 +198,7 @@ export class Mirror {
   async *#rest(digest: string, options: FetchOptions, liars: Set<string>, ...[at, end, used, first, only]: Parameters<RangeSource>): AsyncIterable<Uint8Array> {
     const named = only ? first : [...first, ...(options.from ?? [])];
     const candidates = (await this.#holders.of(digest, named, true)).filter((c) => !liars.has(c.id) && (!only || first.includes(c.id)));
-    yield* this.#bytes(digest, candidates, used, options, at, end, only?.answerWithinMs);
+    yield* this.#bytes(digest, candidates, used, options, at, end, only);
   }
 
   #limited(traffic: Traffic, bytes: AsyncIterable<Uint8Array>): AsyncIterable<Uint8Array> {
@@ -231,10 +231,10 @@ export class Mirror {
 
   /** The blob's bytes from the first holder that answers, from `at()` (to `end` when given), continuing on the next from there. */
   async *#bytes(
-    digest: string, candidates: DataPlane[], used: Set<string>, options: FetchOptions, at: () => number, end?: number, answerWithinMs?: number,
+    digest: string, candidates: DataPlane[], used: Set<string>, options: FetchOptions, at: () => number, end?: number, only?: Only,
   ): AsyncIterable<Uint8Array> {
     const untried = [...candidates];
-    const open = () => this.#opener.open(digest, untried, at(), options.patient === true, end, answerWithinMs);
+    const open = () => this.#opener.open(digest, untried, at(), { patient: options.patient === true, end, ...only });
     for (let opened = await open(); opened; opened = await open()) {
       const { peer, body, abort } = opened;
       this.opts.spools.get(digest)?.setSize(opened.total);

@@ -30,6 +30,12 @@ export const PIPELINE_MIN_BYTES = 256 << 10;
  * it is kept waiting this long before it is sent elsewhere.
  */
 export const AWAIT_COPY_MS = 10_000;
+/**
+ * Request header of a range asked only of a holder of the whole blob (a replication's endgame, see
+ * mirror/lanes.ts): a holder still receiving it answers once it is whole, or 404 after AWAIT_WHOLE_MS.
+ */
+export const WHOLE_HEADER = 'x-layermesh-whole';
+export const AWAIT_WHOLE_MS = 5_000;
 /** What one sequence may ask for: distinct blobs, so a small request cannot make a member send one blob over and over. */
 export const MAX_SEQUENCE_BLOBS = 1000;
 export const MAX_SEQUENCE_BYTES = 64 * 1024 ** 3;

@@ -17,7 +17,7 @@ import type { Bandwidth } from './bandwidth.js';
 import { LogRateLimiter } from '../util/log-rate-limiter.js';
 import { AUTH_HEADER, ProofChecker } from './peer-auth.js';
 import { peerIdOfCertificate, TLS_VERSION, type PeerTls } from './peer-tls.js';
-import { AWAIT_COPY_MS, BLOB_PATH, IMAGES_PATH, MAX_SEQUENCE_BLOBS, MAX_SEQUENCE_BYTES, PATIENT_HEADER, PIPELINE_MIN_BYTES, SEQUENCE_PATH, TRY_HEADER, type Piece } from './peer-protocol.js';
+import { AWAIT_COPY_MS, AWAIT_WHOLE_MS, BLOB_PATH, IMAGES_PATH, MAX_SEQUENCE_BLOBS, MAX_SEQUENCE_BYTES, PATIENT_HEADER, PIPELINE_MIN_BYTES, SEQUENCE_PATH, TRY_HEADER, WHOLE_HEADER, type Piece } from './peer-protocol.js';
 import { peerSentBytes } from './metrics.js';
 import type { Spool } from './spool.js';
 import type { Spools } from './spools.js';
@@ -79,12 +79,14 @@ export interface PeerServerOptions {
   tls?: PeerTls;
   /** How long a patient peer may wait for this node's copy of a blob to begin. Default AWAIT_COPY_MS. */
   awaitCopyMs?: number;
+  /** How long a peer asking only a holder of the whole blob (WHOLE_HEADER) may wait for this node's copy to be whole. Default AWAIT_WHOLE_MS. */
+  awaitWholeMs?: number;
   /** What is sent goes within the node's upload limit. */
   bandwidth?: Bandwidth;
 }
 
 export function createPeerServer(opts: PeerServerOptions) {
-  const { store, spools, membershipKey, log, awaitCopyMs = AWAIT_COPY_MS } = opts;
+  const { store, spools, membershipKey, log, awaitCopyMs = AWAIT_COPY_MS, awaitWholeMs = AWAIT_WHOLE_MS } = opts;
   const proofs = new ProofChecker(membershipKey, opts.selfId);
   const { bandwidth } = opts;
   const pace = bandwidth && ((bytes: number) => bandwidth.take('upload', bytes));
@@ -153,6 +155,22 @@ export function createPeerServer(opts: PeerServerOptions) {
     }
   };
 
+  /** The blob's size once this node holds it whole (stored, or verified in its spool), waiting up to `awaitWholeMs`. */
+  const wholeHeld = async (digest: string): Promise<Held | undefined> => {
+    const deadline = Date.now() + awaitWholeMs;
+    for (let round = 0; ; round++) {
+      const last = Date.now() >= deadline;
+      if (last || round % STORE_EVERY_ROUNDS === 0) {
+        const stored = await store.stat(digest);
+        if (stored) return { size: stored.size };
+      }
+      const spool = spools.get(digest);
+      if (spool?.verified && spool.size !== undefined) return { size: spool.size, spool };
+      if (last) return undefined;
+      await new Promise((resolve) => setTimeout(resolve, AWAIT_POLL_MS));
+    }
+  };
+
   app.setErrorHandler((err: Error & { statusCode?: number }, req, reply) => {
     if (err instanceof RangeNotSatisfiableError) {
       return reply.code(416).header('content-range', `bytes */${err.size}`).send({ errors: [{ code: 'RANGE_INVALID', message: err.message }] });
@@ -191,7 +209,7 @@ export function createPeerServer(opts: PeerServerOptions) {
     handler: async (req, reply) => {
       const { digest } = req.params as { digest: string };
       if (!isDigest(digest)) return reply.code(404).send(notFound(digest));
-      const found = await held(digest, patientPeer(req) !== undefined);
+      const found = req.headers[WHOLE_HEADER] ? await wholeHeld(digest) : await held(digest, patientPeer(req) !== undefined);
       if (!found) return reply.code(404).send(notFound(digest));
       const { size, spool } = found;
       if (busy(digest, size, req)) {

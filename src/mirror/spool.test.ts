@@ -186,6 +186,26 @@ describe('Spool', () => {
     await spools.remove(spool);
   });
 
+  it('takes of a chunk only what its lane still holds once the lane was split while the chunk waited for a write', async () => {
+    const data = randomBytes(200_000);
+    const spool = await spools.create(sha(data));
+    spool.setSize(data.length);
+    spool.useLanes([[0, 200_000]]);
+    await spool.append(data.subarray(0, 50_000), 0);
+    const flushing = spool.flush();
+    // Sent on while the flush writes: the lane is split at 120,000 before this chunk goes in.
+    const appending = spool.appendWithin(data.subarray(50_000, 150_000), 0);
+    const rest = spool.splitLane(0, 120_000);
+    await flushing;
+    expect(await appending).toBe(70_000);
+    expect(spool.laneRange(0)).toEqual({ start: 0, end: 120_000 });
+    expect(spool.laneAt(130_000)).toBe(rest);
+    expect(await spool.appendWithin(data.subarray(120_000), rest)).toBe(80_000);
+    await spool.flush();
+    spool.verify();
+    await spools.remove(spool);
+  });
+
   it('a lane of wrong bytes fails the verification of the whole', async () => {
     const data = randomBytes(200_000);
     const spool = await spools.create(sha(data));

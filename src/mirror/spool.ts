@@ -109,26 +109,48 @@ export class Spool {
     return this.#lanes[i].received;
   }
 
+  /** Where lane `i` begins and ends (it ends earlier once split). */
+  laneRange(i: number): { start: number; end: number } {
+    const { start, end } = this.#lanes[i];
+    return { start, end };
+  }
+
+  /** The lane whose range holds byte `at`. */
+  laneAt(at: number): number {
+    return this.#lanes.findIndex((lane) => lane.start <= at && at < lane.end);
+  }
+
   /** Appends to lane `i` (the only one unless lanes were chosen). */
   async append(chunk: Uint8Array, i = 0): Promise<void> {
     const lane = this.#lanes[i];
-    if (lane.start + lane.received + chunk.length > lane.end) throw new Error(`more bytes of ${this.digest} than its lane ${i} holds`);
+    const more = () => new Error(`more bytes of ${this.digest} than its lane ${i} holds`);
+    if (lane.start + lane.received + chunk.length > lane.end) throw more();
+    if ((await this.appendWithin(chunk, i)) < chunk.length) throw more();
+  }
+
+  /**
+   * Appends as much of `chunk` to lane `i` as the lane has room for as it is written (the lane may be split
+   * meanwhile, its end taken by another sender); returns how many bytes that was.
+   */
+  async appendWithin(chunk: Uint8Array, i = 0): Promise<number> {
+    const lane = this.#lanes[i];
     // A timed flush may be writing the pending bytes: wait until no write is under way or queued.
     for (let write; write !== this.#flushing; ) await (write = this.#flushing);
     if (lane.pending.length === 0) lane.pending = Buffer.allocUnsafe(WRITE_CHUNK);
-    for (let used = 0; used < chunk.length; ) {
-      const n = Math.min(chunk.length - used, WRITE_CHUNK - lane.pendingLength);
+    let used = 0;
+    for (let n; used < chunk.length && (n = Math.min(chunk.length - used, WRITE_CHUNK - lane.pendingLength, lane.end - lane.start - lane.received)) > 0; ) {
       lane.pending.set(chunk.subarray(used, used + n), lane.pendingLength);
       lane.pendingLength += n;
       used += n;
       if (lane.pendingLength === WRITE_CHUNK) await this.flush();
     }
-    if (lane.pendingLength === 0) return;
+    if (lane.pendingLength === 0) return used;
     const held = performance.now() - lane.lastFlush;
     if (held > MAX_HOLD_MS) await this.flush();
     // Also when nothing more arrives for a while (a sender between bursts): readers get these bytes now.
     // A failed write surfaces in the next append() or flush(), which wait for this one.
     else lane.timer ??= setTimeout(() => void this.flush().catch(() => undefined), MAX_HOLD_MS - held);
+    return used;
   }
 
   /** Writes what has arrived so far to the file, for readers. */

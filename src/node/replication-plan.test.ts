@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'vitest';
 import { digestOf } from '../oci/digest.js';
-import { feedersOf, piecesOf, planFor, standInsOf, stripesFor, takerOrder } from './replication-plan.js';
+import { feedersOf, helpersOf, piecesOf, planFor, standInsOf, stripesFor, takerOrder } from './replication-plan.js';
 
 const ORIGIN = 'pushed-to';
 const ids = (n: number) => Array.from({ length: n }, (_, i) => `peer-${i}`);
@@ -128,6 +128,45 @@ describe('replication plan', () => {
       expect(byChunk![c]).toBe(ORIGIN);
     });
     expect(feeders.get(root)![0]).toBe(ORIGIN);
+  });
+
+  test.each([100, 1000])('%i takers: in the endgame, only a dead root\'s orphans take every share from the node pushed to, which holds the stripe whole', (n) => {
+    const { order, feeders } = trees(n);
+    const k = stripesFor(n);
+    let roots = 0, others = 0;
+    for (const [id, list] of feeders) {
+      list.forEach((dead, s) => {
+        if (dead === ORIGIN) return;
+        const { byChunk, whole } = standInsOf(order, ORIGIN, id, s);
+        const root = feeders.get(dead)![s] === ORIGIN;
+        if (root) roots++;
+        else if (byChunk) others++;
+        expect(whole).toBe(root ? ORIGIN : undefined);
+      });
+    }
+    expect(roots).toBe(k * k);
+    expect(others).toBeGreaterThan(0);
+  });
+
+  test.each([6, 13, 100, 1000])('%i takers: endgame helpers are a few other takers, none below the taker in its late stripe, picked differently by each', (n) => {
+    const { order, feeders } = trees(n);
+    const k = stripesFor(n);
+    const picked = new Map<string, number>();
+    for (const id of order) {
+      for (let s = 0; s < k; s++) {
+        const helpers = helpersOf(order, id, s);
+        expect(helpers).toEqual(helpersOf(order, id, s));
+        expect(new Set(helpers).size).toBe(helpers.length);
+        // A root has all others below it.
+        if (n >= 100) expect(helpers).toHaveLength(feeders.get(id)![s] === ORIGIN ? 0 : 3);
+        for (const helper of helpers) {
+          picked.set(helper, (picked.get(helper) ?? 0) + 1);
+          // Not the taker, nor a node that takes stripe s through it (it would wait for the same bytes).
+          for (let at = helper; at !== ORIGIN; at = feeders.get(at)![s]) expect(at).not.toBe(id);
+        }
+      }
+    }
+    if (n >= 100) expect(Math.max(...picked.values())).toBeLessThan(6 * k * 3);
   });
 
   test('in a pipeline, the node after a dead one takes the rest from the node before it', () => {

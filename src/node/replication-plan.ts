@@ -15,15 +15,21 @@ import type { Descriptor } from '../oci/digest.js';
 import type { StandIns } from '../mirror/lanes.js';
 import type { Piece } from '../mirror/peer-protocol.js';
 
-/** What one taker does: per stripe, the node it takes that stripe from, who stands in for it, and the pieces the stripe carries. */
+/**
+ * What one taker does: per stripe, the node it takes that stripe from, who stands in for it, whom it asks for
+ * the stripe's last bytes in the endgame, and the pieces the stripe carries.
+ */
 export interface TakerPlan {
   feeders: string[];
   standIns: StandIns[];
+  helpers: string[][];
   pieces: Piece[][];
 }
 
 /** Stand-ins asked at once when no freed place is left for an orphan: each sends a share, none a whole extra stream. */
 const SPREAD = 2;
+/** Takers a late stripe asks for its last bytes in the endgame (helpersOf). */
+const HELPERS = 3;
 
 /** Widest tree: fan-out, and also the number of stripes. */
 const MAX_STRIPES = 4;
@@ -109,10 +115,38 @@ export function standInsOf(order: string[], pushedTo: string, self: string, s: n
     // Fewer useful places than orphans (a dead root has one: the node pushed to). Together they carry one
     // stream: each orphan takes a share of the rest from one of them, chunk by chunk in turn, and the other
     // shares from its fellow orphans, each sending its own share to the others ((k−1)/k² of the image more).
+    // A dead root's only useful place is the node pushed to, which holds the stripe whole: once its other
+    // trees' roots hold their stripes its upload is free, and in the endgame every share comes from it.
     const free = places.filter(useful);
-    return { ask, atOnce: 1, byChunk: orphans.map((id, c) => (id === self ? free[c % free.length] : id)) };
+    const byChunk = orphans.map((id, c) => (id === self ? free[c % free.length] : id));
+    return { ask, atOnce: 1, byChunk, ...(dead === 0 ? { whole: pushedTo } : {}) };
   }
   return { ask, atOnce: ask[0] === places[(s + child) % k] ? 1 : SPREAD };
+}
+
+/**
+ * Whom `self` asks, best first, for the last bytes of stripe s once it holds every other stripe (the endgame,
+ * mirror/lanes.ts): holders that have finished, whose upload is free. Which ones finish first is not known
+ * here: a few takers picked by a hash of `self` and s, so that the late nodes of a subtree ask different ones,
+ * none below `self` in stripe s's tree (they wait for the same bytes); each sends once it holds the blob whole.
+ */
+export function helpersOf(order: string[], self: string, s: number): string[] {
+  const k = stripesFor(order.length);
+  const tree = treeOf(order, k, s);
+  const position = tree.indexOf(self);
+  const below = (at: number) => {
+    while (at > position) at = Math.floor((at - 1) / k);
+    return at === position;
+  };
+  const helpers: string[] = [];
+  for (let round = 0; round < 4 && helpers.length < HELPERS; round++) {
+    const picks = createHash('sha256').update(`${self}\n${s}\n${round}`).digest();
+    for (let i = 0; i < picks.length && helpers.length < HELPERS; i += 4) {
+      const at = picks.readUInt32BE(i) % tree.length;
+      if (!below(at) && !helpers.includes(tree[at])) helpers.push(tree[at]);
+    }
+  }
+  return helpers;
 }
 
 /** The pieces each of `k` stripes carries, blob after blob in the given order. */
@@ -138,5 +172,10 @@ export function piecesOf(blobs: Descriptor[], k: number): Piece[][] {
 export function planFor(digest: string, blobs: Descriptor[], pushedTo: string, takers: string[], self: string): TakerPlan {
   const order = takerOrder(digest, takers.includes(self) ? takers : [...takers, self]);
   const feeders = feedersOf(order, pushedTo, self);
-  return { feeders, standIns: feeders.map((_, s) => standInsOf(order, pushedTo, self, s)), pieces: piecesOf(blobs, feeders.length) };
+  return {
+    feeders,
+    standIns: feeders.map((_, s) => standInsOf(order, pushedTo, self, s)),
+    helpers: feeders.map((_, s) => helpersOf(order, self, s)),
+    pieces: piecesOf(blobs, feeders.length),
+  };
 }

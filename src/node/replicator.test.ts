@@ -8,7 +8,7 @@ import { MediaType } from '../oci/manifest.js';
 import { pushEvent } from './push-event.js';
 import { NewestPushes } from './newest-pushes.js';
 import { TagRecords } from './tag-records.js';
-import type { StandIns } from '../mirror/lanes.js';
+import type { Lane, StandIns } from '../mirror/lanes.js';
 import { Replicator } from './replicator.js';
 import { planFor } from './replication-plan.js';
 
@@ -50,6 +50,7 @@ function taker(blobs: Map<string, Buffer>, { sequences = false, store = new Memo
   const askedFirst = new Map<string, string>();
   /** Per blob, each lane's stand-ins: whom the mirror asks when its feeder stops, and how many at once. */
   const standIns = new Map<string, (StandIns | undefined)[]>();
+  const lanesOf = new Map<string, Lane[]>();
   const replicator = new Replicator({
     store,
     records: new TagRecords(store, pushes, pino({ level: 'silent' })),
@@ -58,6 +59,7 @@ function taker(blobs: Map<string, Buffer>, { sequences = false, store = new Memo
       fetch: (digest, { lanes, from }) => {
         askedFirst.set(digest, from?.[0] ?? '');
         standIns.set(digest, lanes?.lanes.map((l) => l.standIns) ?? []);
+        lanesOf.set(digest, lanes?.lanes ?? []);
         const stored = (async () => {
           // As the mirror: a lane whose feeder sends nothing is taken from holders, `from` first.
           for (const lane of lanes?.lanes ?? []) if (await lane.source) fromSequence.push(digest);
@@ -79,7 +81,7 @@ function taker(blobs: Map<string, Buffer>, { sequences = false, store = new Memo
     },
     log: pino({ level: 'silent' }),
   });
-  return { store, fetched, replicator, asked, fromSequence, askedFirst, standIns, pushes };
+  return { store, fetched, replicator, asked, fromSequence, askedFirst, standIns, lanesOf, pushes };
 }
 
 describe('replicator', () => {
@@ -162,6 +164,33 @@ describe('replicator', () => {
     const plan = planFor(event.digest, img.layers.map((l) => ({ mediaType: 'x', ...l })), ORIGIN, takers, SELF);
     expect(standIns.get(img.layers[0].digest)).toEqual(plan.standIns.filter((_, s) => plan.pieces[s].length > 0));
     expect(plan.standIns.flatMap((s) => s.ask).length).toBeGreaterThan(0);
+  });
+
+  test('among many takers, a stripe\'s lanes are in their endgame, with the plan\'s helpers, once every lane of the other stripes is filled', async () => {
+    const origin = new MemoryStore();
+    const img = await pushedImage(origin, [2 << 20, 2 << 20]);
+    const event = await pushEvent(origin, { image: 'docker.io/library/app:8', digest: img.manifest.digest, node: ORIGIN, clock: 1 });
+    const takers = Array.from({ length: 40 }, (_, i) => `peer-${i}`).concat(SELF);
+    const { replicator, lanesOf } = taker(img.blobs);
+    await replicator.replicate(event.image, event.digest, ORIGIN, { push, takers, inline: event.inline });
+    const plan = planFor(event.digest, img.layers.map((l) => ({ mediaType: 'x', ...l })), ORIGIN, takers, SELF);
+    // Each layer has a lane per stripe, in stripe order.
+    const lanes = img.layers.map((l) => lanesOf.get(l.digest)!);
+    expect(lanes.map((l) => l.length)).toEqual([4, 4]);
+    lanes.forEach((l) => l.forEach((lane, s) => expect(lane.endgame?.helpers).toEqual(plan.helpers[s])));
+    const ready = [0, 1, 2, 3].map((s) => {
+      const state = { ready: false };
+      void lanes[0][s].endgame!.ready.then(() => (state.ready = true));
+      return state;
+    });
+    const settle = () => new Promise((r) => setTimeout(r, 10));
+    for (const s of [1, 2, 3]) lanes[0][s].filled!();
+    for (const s of [1, 2]) lanes[1][s].filled!();
+    await settle();
+    expect(ready.map((r) => r.ready)).toEqual([false, false, false, false]);
+    lanes[1][3].filled!();
+    await settle();
+    expect(ready.map((r) => r.ready)).toEqual([true, false, false, false]);
   });
 
   test('of two pushes of a name copied at once, the newer names the image even when the store answers the older last', async () => {

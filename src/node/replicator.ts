@@ -190,12 +190,14 @@ export class Replicator {
    */
   async #striped(blobs: Descriptor[], plan: TakerPlan, pushedTo: string, pending: (storing: Promise<void>) => void): Promise<void> {
     const fetches = new Map<string, { verified: Promise<void>; lanes: Map<number, (source: BlobSource | undefined) => void> }>();
+    const endgame = endgameOf(plan);
     const fetchOf = (blob: Descriptor) => {
       let entry = fetches.get(blob.digest);
       if (entry) return entry;
       const feeds = new Map<number, (source: BlobSource | undefined) => void>();
       const lanes: Lane[] = plan.pieces.flatMap((pieces, s) => pieces.filter((p) => p.digest === blob.digest).map((p) => ({
         offset: p.offset, length: p.length, standIns: plan.standIns[s], source: new Promise<BlobSource | undefined>((resolve) => feeds.set(s, resolve)),
+        endgame: { ready: endgame.ready[s], helpers: plan.helpers[s] }, filled: () => endgame.filled(s),
       })));
       const { verified, stored } = this.deps.mirror.fetch(blob.digest, { from: [pushedTo], patient: true, lanes: { size: blob.size, lanes } });
       pending(arrived(stored, blob.digest));
@@ -238,6 +240,19 @@ export class Replicator {
       return undefined;
     }
   }
+}
+
+/**
+ * Per stripe, a promise of this taker holding every other stripe (there being others): that stripe's lanes are
+ * then in their endgame (mirror/lanes.ts); `filled(s)` counts a lane of stripe s as here.
+ */
+function endgameOf(plan: TakerPlan): { ready: Promise<void>[]; filled(s: number): void } {
+  const left = plan.pieces.map((pieces) => pieces.length);
+  const resolvers: (() => void)[] = [];
+  const ready = left.map(() => new Promise<void>((resolve) => resolvers.push(resolve)));
+  const check = () => left.forEach((_, s) => left.length > 1 && left.every((n, t) => t === s || n === 0) && resolvers[s]());
+  check();
+  return { ready, filled: (s) => (left[s]--, check()) };
 }
 
 /** The bytes, calling `done` once they are read to the end or no longer read. */

@@ -3,7 +3,33 @@
 // Mbit/s: delays and the links' payload on the replicator's pipeline (one stream per taker, before stripes),
 // CPU on striped replication. `node dist/test/sim/calibrate.js` measures them again and sets the real runs
 // beside the simulation (docs/benchmarks.md, "Replication simulation").
-import type { Calibration } from './replication-sim.js';
+
+export interface Calibration {
+  /** Payload over link rate: the shaper counts frames and headers too. */
+  efficiency: number;
+  /** From the end of the push until a taker asks for its streams (gossip, manifest, planning). */
+  startMs: number;
+  /** From a stream's request to its first byte, when the feeder has bytes to send (TLS request, answer). */
+  requestMs: number;
+  /** How far a child lags its feeder on a stripe: a fixed time (latency, the spool's hold), and bytes in buffers and queues. */
+  hopMs: number;
+  hopBytes: number;
+  /** From a taker's last byte to its copy being whole in its store. */
+  finishMs: number;
+  /**
+   * CPU-seconds per MiB a host spends taking, and sending; taking costs `recvCpuSecPerMiBMbit / mbit` more
+   * (the slower the link, the fewer bytes each read and write carries).
+   */
+  recvCpuSecPerMiB: number;
+  recvCpuSecPerMiBMbit: number;
+  sendCpuSecPerMiB: number;
+  /** CPU each host may use (cores). */
+  coresPerHost: number;
+  /** CPU a host's daemons use doing nothing (timers, gossip, the DHT): not there for bytes. */
+  idleCoresPerHost: number;
+  /** All hosts on one machine of this many cores (the fleet bench), or undefined: a machine each. */
+  sharedCores?: number;
+}
 
 /** Hosts with a machine each: the fleet the issue's targets are about. */
 export const HOSTS: Calibration = {

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { HOSTS } from './calibration.js';
 import { maxMinRates } from './fair-share.js';
-import { simulateReplication, type Calibration } from './replication-sim.js';
+import { simulateReplication } from './replication-sim.js';
+import type { Calibration } from './calibration.js';
 
 /** Links that carry their rate in payload, no delays, no CPU limit: only the plan and the links count. */
 const IDEAL: Calibration = {
@@ -111,15 +112,18 @@ describe('issue 17\'s targets: 64 MiB in 5 layers, 100 Mbit/s, hosts with a mach
   }, 30_000);
 
   // An orphan takes the rest of its stripe from a stand-in whose upload the death freed (replication-plan.ts):
-  // nobody sends more than before, and only the orphan's own subtree is late, by the time it took to notice.
+  // nobody sends more than before, and only the orphan's own subtree is late, by the time it took to notice,
+  // which the endgame makes up in part (mirror/lanes.ts: the late stripe's end from hosts that have finished).
   // Seed 17: a stand-in dead too (1.64 when it cost another 1 s to find out and the next one sent k + 1 streams);
-  // seed 24: a dead node whose places all lie below it but one (1.62 when its orphans all asked that one).
-  it.each([1, 17, 24])('seed %i, 1 percent of 1,000 takers dying mid-way: every live host within 1.5 × S/B', (seed) => {
+  // seed 24: a dead node whose places all lie below it but one (1.62 when its orphans all asked that one);
+  // seed 16: an orphan's stand-in dies while sending, two detections (1.53 without the endgame).
+  it.each([1, 16, 17, 24])('seed %i, 1 percent of 1,000 takers dying mid-way: every live host within 1.5 × S/B', (seed) => {
     expect(run(1000, 1, seed).ratio).toBeLessThanOrEqual(1.5);
   }, 30_000);
 
   // Predicted missed (docs/benchmarks.md): a tree's root dies 1.1 s in, its stripe then runs at 0.82 of the rate
-  // in shares (0.6 before), and another death in that tree costs its orphans another 1 s (1.59; 1.73 before).
+  // in shares until the endgame (then from the node pushed to), and another death in that tree leaves its subtree
+  // late until hosts hold the image whole to help (1.515; 1.59 without the endgame, 1.73 without shares).
   // Passing here means the plan got better at this: make it a plain test then.
   it.fails('1 % of 1,000 takers dying mid-way (seed 3, a dead root): every live host within 1.5 × S/B', () => {
     expect(run(1000, 1, 3).ratio).toBeLessThanOrEqual(1.5);

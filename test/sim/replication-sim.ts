@@ -6,40 +6,17 @@
 // (fair-share.ts). A host that dies stops sending and taking; a stream it fed stalls for `detectMs`, then
 // asks again, from the stand-ins the plan names (standInsOf; several at once, or in shares, where it says so),
 // a dead one costing STAND_IN_ANSWER_MS more, and last from the node pushed to, as the replicator's lanes do.
+// A taker holding every stripe but one is in the endgame (mirror/lanes.ts): that stripe's end also comes from
+// the first of its helpers (helpersOf) that holds the image whole, and shares from the holder the plan names.
 // `plan: 'chain'` models the replicator before stripes: one stream per taker from the taker before it,
 // and a stream whose feeder died asks a random live host further along, else the node pushed to.
-import { digestOf, type Descriptor } from '../../src/oci/digest.js';
-import { feedersOf, piecesOf, standInsOf, takerOrder } from '../../src/node/replication-plan.js';
-import { AFTER_A_STAND_IN, CHUNK_BYTES, STAND_IN_ANSWER_MS } from '../../src/mirror/lanes.js';
+import { digestOf } from '../../src/oci/digest.js';
+import { AFTER_A_STAND_IN, CHUNK_BYTES, ENDGAME_MIN_BYTES, STAND_IN_ANSWER_MS } from '../../src/mirror/lanes.js';
+import { AWAIT_WHOLE_MS } from '../../src/mirror/peer-protocol.js';
 import { maxMinRates } from './fair-share.js';
+import type { Calibration } from './calibration.js';
+import { hostPlan } from './host-plan.js';
 import { mulberry32 } from '../fuzz/prng.js';
-
-export interface Calibration {
-  /** Payload over link rate: the shaper counts frames and headers too. */
-  efficiency: number;
-  /** From the end of the push until a taker asks for its streams (gossip, manifest, planning). */
-  startMs: number;
-  /** From a stream's request to its first byte, when the feeder has bytes to send (TLS request, answer). */
-  requestMs: number;
-  /** How far a child lags its feeder on a stripe: a fixed time (latency, the spool's hold), and bytes in buffers and queues. */
-  hopMs: number;
-  hopBytes: number;
-  /** From a taker's last byte to its copy being whole in its store. */
-  finishMs: number;
-  /**
-   * CPU-seconds per MiB a host spends taking, and sending; taking costs `recvCpuSecPerMiBMbit / mbit` more
-   * (the slower the link, the fewer bytes each read and write carries).
-   */
-  recvCpuSecPerMiB: number;
-  recvCpuSecPerMiBMbit: number;
-  sendCpuSecPerMiB: number;
-  /** CPU each host may use (cores). */
-  coresPerHost: number;
-  /** CPU a host's daemons use doing nothing (timers, gossip, the DHT): not there for bytes. */
-  idleCoresPerHost: number;
-  /** All hosts on one machine of this many cores (the fleet bench), or undefined: a machine each. */
-  sharedCores?: number;
-}
 
 export interface ReplicationSimOptions {
   /** Hosts, the node pushed to included. */
@@ -74,31 +51,6 @@ export interface ReplicationSimResult {
 }
 
 const MiB = 1 << 20;
-const PUSHED_TO = 'pushed-to';
-
-/**
- * Per taker (1..N−1) and stripe, the host it takes that stripe from, and whom it asks instead when that
- * feeder stops (the node pushed to last); and each stripe's length.
- */
-function planOf(nodes: number, blobs: Descriptor[], image: string, plan: 'stripes' | 'chain') {
-  const ids = Array.from({ length: nodes }, (_, h) => (h === 0 ? PUSHED_TO : `taker-${h}`));
-  const host = new Map(ids.map((id, h) => [id, h]));
-  const order = takerOrder(image, ids.slice(1));
-  const feeders: number[][] = ids.map(() => []);
-  if (plan === 'chain') {
-    order.forEach((id, i) => (feeders[host.get(id)!] = [i === 0 ? 0 : host.get(order[i - 1])!]));
-  } else {
-    for (const id of order) feeders[host.get(id)!] = feedersOf(order, PUSHED_TO, id).map((f) => host.get(f)!);
-  }
-  const k = feeders[1].length;
-  const lengths = piecesOf(blobs, k).map((pieces) => pieces.reduce((n, p) => n + p.length, 0));
-  const standIns = (h: number, s: number) => {
-    const { ask, atOnce, byChunk } = standInsOf(order, PUSHED_TO, ids[h], s);
-    return { list: [...ask.map((id) => host.get(id)!), 0], atOnce, byChunk: byChunk?.map((id) => host.get(id)!) };
-  };
-  return { k, feeders, lengths, standIns };
-}
-
 export function simulateReplication(opts: ReplicationSimOptions): ReplicationSimResult {
   const { nodes, mbit, layersMiB, calibration: c } = opts;
   if (!(nodes >= 2)) throw new Error('a replication needs the node pushed to and at least one taker');
@@ -109,18 +61,20 @@ export function simulateReplication(opts: ReplicationSimOptions): ReplicationSim
   const blobs = layersMiB.map((m, i) => ({ mediaType: 'layer', digest: digestOf(Buffer.from(`${seed}/${i}`)), size: Math.round(m * MiB) }));
   const sizeBytes = blobs.reduce((n, b) => n + b.size, 0);
   const idealSeconds = (sizeBytes * 8) / (mbit * 1e6);
-  const { k, feeders, lengths, standIns } = planOf(nodes, blobs, digestOf(Buffer.from(`image ${seed}`)), opts.plan ?? 'stripes');
+  const { k, feeders, lengths, standIns, helpers } = hostPlan(nodes, blobs, digestOf(Buffer.from(`image ${seed}`)), opts.plan ?? 'stripes');
 
   // Streams: taker h's stripe s is stream (h−1)·k + s.
   const streams = (nodes - 1) * k;
   const takerOf = (j: number) => Math.floor(j / k) + 1;
   const streamOf = (h: number, s: number) => (h - 1) * k + s;
   const feeder = new Int32Array(streams);
+  /** Bytes of each stream from its start, and in the endgame from its end (taken from a helper). */
   const progress = new Float64Array(streams);
+  const back = new Float64Array(streams);
   const openAt = new Float64Array(streams);
   const askAgainAt = new Float64Array(streams).fill(Infinity);
   /** The stand-ins of an orphaned stream, how many it takes from at once, and the next to ask. */
-  const asked: { list: number[]; atOnce: number; byChunk?: number[]; next: number }[] = [];
+  const asked: { list: number[]; atOnce: number; byChunk?: number[]; whole?: number; next: number }[] = [];
   for (let j = 0; j < streams; j++) {
     feeder[j] = feeders[takerOf(j)][j % k];
     openAt[j] = (c.startMs + c.requestMs) / 1000;
@@ -153,11 +107,15 @@ export function simulateReplication(opts: ReplicationSimOptions): ReplicationSim
   };
   // A stream takes from more than one host at once only when orphaned (a dead host's streams take nothing).
   const flowStream = new Int32Array(2 * streams);
+  const flowBack = new Uint8Array(2 * streams);
   const rate = new Float64Array(2 * streams);
   const doneAt = new Float64Array(nodes).fill(Infinity);
   doneAt[0] = 0;
   const remaining = new Int32Array(nodes).fill(k);
   remaining[0] = 0;
+  /** When each taker came to hold every stripe but one (the endgame), and its helpers per stream. */
+  const endgameAt = new Float64Array(nodes).fill(Infinity);
+  const helpersOfStream: number[][] = [];
 
   const limit = idealSeconds * 50 + 60;
   let t = 0;
@@ -190,6 +148,11 @@ export function simulateReplication(opts: ReplicationSimOptions): ReplicationSim
       }
       if (t < openAt[j]) continue;
       const spread = asked[j];
+      // Shares in the endgame: every chunk from the holder of the whole stripe (lanes.ts).
+      if (spread?.whole !== undefined && t >= endgameAt[h] + c.requestMs / 1000) {
+        flowFrom(spread.whole, j, s, h);
+        continue;
+      }
       if (spread?.byChunk) {
         sharesFrom(spread.byChunk, j, s, h);
         continue;
@@ -199,6 +162,17 @@ export function simulateReplication(opts: ReplicationSimOptions): ReplicationSim
       for (let i = 0, more = (spread?.atOnce ?? 1) - 1; more > 0 && i < spread.list.length; i++) {
         const x = spread.list[i];
         if (x !== feeder[j] && x !== 0 && alive[x] && flowFrom(x, j, s, h)) more--;
+      }
+    }
+    // The endgame (lanes.ts): a taker's last stripe, while enough is left, also from its end, from a helper
+    // that holds it whole (here the whole image: lanes.ts asks per blob, a little earlier).
+    for (let h = 1; h < nodes; h++) {
+      if (!alive[h] || remaining[h] !== 1 || endgameAt[h] > t) continue;
+      for (let s = 0; s < k; s++) {
+        const j = streamOf(h, s);
+        if (progress[j] >= lengths[s] || lengths[s] - progress[j] - back[j] < ENDGAME_MIN_BYTES) continue;
+        const x = helperOf(j, h, s);
+        if (x >= 0) flowFrom(x, j, s, h, true);
       }
     }
     history[step % lagSteps].set(progress);
@@ -214,19 +188,28 @@ export function simulateReplication(opts: ReplicationSimOptions): ReplicationSim
     lastMoved = step;
     maxMinRates(capacity, flows, rate);
     for (let f = 0; f < flows.count; f++) {
-      const j = flowStream[f], s = j % k;
-      const before = progress[j];
-      progress[j] = Math.min(lengths[s], progress[j] + rate[f] * dt);
-      if (before < lengths[s] && progress[j] >= lengths[s] && --remaining[takerOf(j)] === 0) doneAt[takerOf(j)] = t + dt + c.finishMs / 1000;
+      const j = flowStream[f], s = j % k, h = takerOf(j);
+      if (progress[j] >= lengths[s]) continue;
+      const moved = Math.min(lengths[s] - progress[j] - back[j], rate[f] * dt);
+      if (flowBack[f]) back[j] += moved;
+      else progress[j] += moved;
+      if (progress[j] + back[j] < lengths[s] - 1e-6) continue;
+      progress[j] = lengths[s];
+      if (--remaining[h] === 1) endgameAt[h] = t + dt;
+      if (remaining[h] === 0) doneAt[h] = t + dt + c.finishMs / 1000;
     }
   }
 
-  /** A flow into stream j (taker h, stripe s) from host `from`, when it has bytes the stream lacks. */
-  function flowFrom(from: number, j: number, s: number, h: number): boolean {
-    const has = from === 0 ? lengths[s] : lagged[streamOf(from, s)];
+  /**
+   * A flow into stream j (taker h, stripe s) from host `from`, when it has bytes the stream lacks: from the
+   * stream's front up to what the endgame took from its end, or (`fromEnd`, a helper holding it whole) that.
+   */
+  function flowFrom(from: number, j: number, s: number, h: number, fromEnd = false): boolean {
+    const has = Math.min(from === 0 || fromEnd ? lengths[s] : lagged[streamOf(from, s)], lengths[s] - back[j]);
     if (has <= progress[j]) return false;
     const f = flows.count++;
     flowStream[f] = j;
+    flowBack[f] = fromEnd ? 1 : 0;
     flows.cap[f] = (has - progress[j]) / dt;
     const at = f * perFlow;
     flows.resources.fill(-1, at, at + perFlow);
@@ -241,11 +224,12 @@ export function simulateReplication(opts: ReplicationSimOptions): ReplicationSim
    * to holds its share a round ahead of its own stream at most; a dead one is replaced by the node pushed to.
    */
   function sharesFrom(sources: number[], j: number, s: number, h: number): void {
-    let has = lengths[s];
+    let has = lengths[s] - back[j];
     for (const x of sources) if (x !== 0 && alive[x]) has = Math.min(has, lagged[streamOf(x, s)] + sources.length * CHUNK_BYTES);
     if (has <= progress[j]) return;
     const f = flows.count++;
     flowStream[f] = j;
+    flowBack[f] = 0;
     flows.cap[f] = (has - progress[j]) / dt;
     const at = f * perFlow, n = sources.length;
     flows.resources.fill(-1, at, at + perFlow), flows.weights.fill(0, at, at + perFlow);
@@ -267,6 +251,20 @@ export function simulateReplication(opts: ReplicationSimOptions): ReplicationSim
       if (at > t) next = Math.min(next, at);
     }
     return next;
+  }
+
+  /**
+   * The helper stream j takes its end from now, or -1: asked in turn from the endgame's start, each answering
+   * once it holds the whole image, or after AWAIT_WHOLE_MS that it does not (a dead one: no answer in that and STAND_IN_ANSWER_MS).
+   */
+  function helperOf(j: number, h: number, s: number): number {
+    let asked = endgameAt[h];
+    for (const x of (helpersOfStream[j] ??= helpers(h, s))) {
+      const whole = alive[x] ? doneAt[x] : Infinity;
+      if (whole <= asked + AWAIT_WHOLE_MS / 1000) return Math.max(asked, whole) + c.requestMs / 1000 <= t ? x : -1;
+      asked += (AWAIT_WHOLE_MS + (alive[x] ? 0 : STAND_IN_ANSWER_MS)) / 1000;
+    }
+    return -1;
   }
 
   /** The next of taker h's stand-ins for stripe s (replication-plan.ts), the node pushed to once all were asked. */

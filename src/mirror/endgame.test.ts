@@ -1,0 +1,92 @@
+// A replication's endgame on the real peer data plane (fastify on loopback) into a real mirror: a late lane's
+// end from holders of the whole blob, which answer only once they hold it whole, and every blob still verified.
+import { afterEach, describe, expect, it } from 'vitest';
+import { MemoryStore } from '../store/memory-store.js';
+import { BLOB_PATH, SEQUENCE_PATH, WHOLE_HEADER } from './peer-protocol.js';
+import { PeerClient } from './peer-client.js';
+import { blobsIn, cleanUp, holder, key, quitting, rawPeer, spoolsIn, taker } from '../../test/helpers/data-plane.js';
+
+afterEach(cleanUp);
+
+const inTheEndgame = (helpers: string[]) => ({ ready: Promise.resolve(), helpers });
+
+describe('the endgame', () => {
+  it('takes the back half of a late lane from a helper holding the blob whole while the slow feeder goes on from the front', async () => {
+    const origin = new MemoryStore();
+    const [blob] = await blobsIn(origin, [4_000_000]);
+    const { digest, size } = blob.desc;
+    // Sends its stripe 64 KiB every 40 ms: 3 MB in about 2 s.
+    let slowSent = 0;
+    const slow = await rawPeer('slow', (_req, res) => {
+      res.writeHead(200);
+      const next = () => {
+        if (res.destroyed || slowSent >= 3_000_000) return void res.end();
+        const at = 1_000_000 + slowSent;
+        slowSent += 65_536;
+        res.write(blob.bytes.subarray(at, Math.min(4_000_000, at + 65_536)), () => setTimeout(next, 40));
+      };
+      next();
+    });
+    const [whole, helper] = await Promise.all(['whole', 'helper'].map((id) => holder(id, origin)));
+    const t = await taker([slow, whole.endpoint, helper.endpoint]);
+    const pieces = [{ digest, size, offset: 0, length: 1_000_000 }, { digest, size, offset: 1_000_000, length: 3_000_000 }];
+    const sequences = await Promise.all([t.mirror.openSequence('whole', [pieces[0]]), t.mirror.openSequence('slow', [pieces[1]])]);
+    const lanes = pieces.map((p, i) => ({ offset: p.offset, length: p.length, source: sequences[i].next(p), endgame: inTheEndgame(i === 1 ? ['helper'] : []) }));
+    expect(await t.mirror.fetch(digest, { from: ['whole'], patient: true, lanes: { size, lanes } }).stored).toBe(true);
+    expect(await t.holds(blob.bytes)).toBe(true);
+    // The helper sent the back half, then half of what was left, and so on; the feeder not all of its stripe.
+    const ranges = helper.requests.filter((r) => r === `${BLOB_PATH}${digest}`).length;
+    expect(ranges).toBeGreaterThanOrEqual(2);
+    expect(slowSent).toBeLessThan(3_000_000);
+    expect(whole.requests).toEqual([SEQUENCE_PATH]);
+    for (const s of sequences) s.close();
+  });
+
+  it('asks a helper that holds the blob only in part for its end: it answers once the blob is whole there, or 404 after waiting', async () => {
+    const [blob] = await blobsIn(new MemoryStore(), [600_000]);
+    const { digest, size } = blob.desc;
+    const spools = await spoolsIn();
+    const helper = await holder('helper', new MemoryStore(), spools, { awaitWholeMs: 1000 });
+    const peers = new PeerClient(key);
+    const ask = () => peers.request(helper.endpoint, `${BLOB_PATH}${digest}`, { from: 300_000, to: size - 1, headers: { [WHOLE_HEADER]: '1' }, signal: AbortSignal.timeout(5000) });
+    // Nothing held: not found once the wait is over.
+    const none = await ask();
+    none.body.destroy();
+    expect(none.status).toBe(404);
+    // Arriving: the answer waits for the verification, though the range asked is there before.
+    const spool = await spools.create(digest);
+    spool.setSize(size);
+    await spool.append(blob.bytes.subarray(0, size - 1));
+    await spool.flush();
+    let verifiedAt = Infinity;
+    setTimeout(() => {
+      void spool.append(blob.bytes.subarray(size - 1)).then(() => spool.flush()).then(() => {
+        spool.verify();
+        verifiedAt = performance.now();
+      });
+    }, 300);
+    const res = await ask();
+    expect(res.status).toBe(206);
+    expect(performance.now()).toBeGreaterThanOrEqual(verifiedAt);
+    expect(Buffer.concat(await res.body.toArray()).equals(blob.bytes.subarray(300_000))).toBe(true);
+    await spools.remove(spool);
+  });
+
+  it('takes every share of a dead root\'s stripe from the node pushed to once the taker holds every other stripe', async () => {
+    const origin = new MemoryStore();
+    const [blob] = await blobsIn(origin, [3_000_000]);
+    const { digest, size } = blob.desc;
+    const quitter = await quitting(blob.bytes.subarray(1_000_000, 1_300_000));
+    const [whole, fellow] = await Promise.all(['whole', 'fellow'].map((id) => holder(id, origin)));
+    const t = await taker([quitter, whole.endpoint, fellow.endpoint]);
+    const pieces = [{ digest, size, offset: 0, length: 1_000_000 }, { digest, size, offset: 1_000_000, length: 2_000_000 }];
+    const sequences = await Promise.all([t.mirror.openSequence('whole', [pieces[0]]), t.mirror.openSequence('quitter', [pieces[1]])]);
+    const standIns = { ask: [], atOnce: 1, byChunk: ['whole', 'fellow'], whole: 'whole' };
+    const lanes = pieces.map((p, i) => ({ offset: p.offset, length: p.length, source: sequences[i].next(p), standIns: i === 1 ? standIns : undefined, endgame: inTheEndgame([]) }));
+    expect(await t.mirror.fetch(digest, { from: ['whole'], patient: true, lanes: { size, lanes } }).stored).toBe(true);
+    expect(await t.holds(blob.bytes)).toBe(true);
+    // 1,700,000 bytes left, chunks 1–7 of 256 KiB from the stripe's start: all from the node pushed to, none from the fellow orphan.
+    expect(whole.requests.filter((r) => r === `${BLOB_PATH}${digest}`)).toHaveLength(7);
+    expect(fellow.requests).toEqual([]);
+  });
+});
