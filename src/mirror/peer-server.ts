@@ -138,9 +138,12 @@ export function createPeerServer(opts: PeerServerOptions) {
     };
   };
 
-  /** The blob's size and, when it is still arriving, its spool; a patient peer may wait for it to begin. */
-  const held = async (digest: string, patient: boolean): Promise<Held | undefined> => {
-    const deadline = Date.now() + (patient ? awaitCopyMs : 0);
+  /**
+   * The blob's size and, when it is still arriving, its spool; a patient peer may wait for it to begin. `whole`:
+   * only once this node holds it whole (stored, or verified in its spool), waited for up to `awaitWholeMs`.
+   */
+  const held = async (digest: string, patient: boolean, whole = false): Promise<Held | undefined> => {
+    const deadline = Date.now() + (whole ? awaitWholeMs : patient ? awaitCopyMs : 0);
     for (let round = 0; ; round++) {
       const last = Date.now() >= deadline;
       // The store is asked less often than the spools: each ask is a call to containerd.
@@ -149,25 +152,10 @@ export function createPeerServer(opts: PeerServerOptions) {
         if (stored) return { size: stored.size };
       }
       const spool = spools.get(digest);
-      if (spool?.size !== undefined) return { size: spool.size, spool };
+      if (spool?.size !== undefined && (!whole || spool.verified)) return { size: spool.size, spool };
       if (last) return undefined;
-      await spools.sized(digest, AWAIT_POLL_MS);
-    }
-  };
-
-  /** The blob's size once this node holds it whole (stored, or verified in its spool), waiting up to `awaitWholeMs`. */
-  const wholeHeld = async (digest: string): Promise<Held | undefined> => {
-    const deadline = Date.now() + awaitWholeMs;
-    for (let round = 0; ; round++) {
-      const last = Date.now() >= deadline;
-      if (last || round % STORE_EVERY_ROUNDS === 0) {
-        const stored = await store.stat(digest);
-        if (stored) return { size: stored.size };
-      }
-      const spool = spools.get(digest);
-      if (spool?.verified && spool.size !== undefined) return { size: spool.size, spool };
-      if (last) return undefined;
-      await new Promise((resolve) => setTimeout(resolve, AWAIT_POLL_MS));
+      // A spool's size is told as it comes; its verification is not, so a wait for it is polled.
+      await (whole ? new Promise((resolve) => setTimeout(resolve, AWAIT_POLL_MS)) : spools.sized(digest, AWAIT_POLL_MS));
     }
   };
 
@@ -209,7 +197,7 @@ export function createPeerServer(opts: PeerServerOptions) {
     handler: async (req, reply) => {
       const { digest } = req.params as { digest: string };
       if (!isDigest(digest)) return reply.code(404).send(notFound(digest));
-      const found = req.headers[WHOLE_HEADER] ? await wholeHeld(digest) : await held(digest, patientPeer(req) !== undefined);
+      const found = await held(digest, patientPeer(req) !== undefined, req.headers[WHOLE_HEADER] !== undefined);
       if (!found) return reply.code(404).send(notFound(digest));
       const { size, spool } = found;
       if (busy(digest, size, req)) {
