@@ -22,6 +22,7 @@ export interface AnnounceBenchOptions {
   baselineKeys: number; // keys provided one by one for reference (0: skip)
   peersPerProcess: number[]; // [10, 9]
   joinsPerSecond: number; // across the mesh: 20
+  lookupProcesses: number; // processes looking up at once, each one key at a time: all of them
 }
 
 export interface AnnounceBenchResult {
@@ -37,6 +38,8 @@ export interface AnnounceBenchResult {
   announcerCpuSeconds: number;
   /** CPU of the non-announcing processes from the start of the announce until it settled and the sample was found. */
   peersCpuSeconds: number;
+  /** Processes that looked up at once, each one key at a time. */
+  lookupProcesses: number;
   /** Lookups that found the provider; the others ended (deadline) without it. */
   lookupMs: { p50: number; p99: number; max: number; count: number };
   foundPercent: number;
@@ -163,8 +166,9 @@ export async function benchAnnounce(opts: AnnounceBenchOptions, say: (line: stri
 
     say(`looking up ${opts.lookups} announced keys and ${opts.misses} absent ones from non-announcing nodes…`);
     const lookupKeys = pick(keys, opts.lookups);
-    const lookups = await Promise.all(peerWorkers.map((w, i) => w.call<{ ms: number[]; missed: number }>({
-      cmd: 'lookups', provider, keys: lookupKeys.filter((_, j) => j % peerWorkers.length === i),
+    const lookingUp = peerWorkers.slice(0, Math.min(opts.lookupProcesses, peerWorkers.length));
+    const lookups = await Promise.all(lookingUp.map((w, i) => w.call<{ ms: number[]; missed: number }>({
+      cmd: 'lookups', provider, keys: lookupKeys.filter((_, j) => j % lookingUp.length === i),
     })));
     const ms = lookups.flatMap((l) => l.ms);
     const missed = lookups.reduce((n, l) => n + l.missed, 0);
@@ -189,6 +193,7 @@ export async function benchAnnounce(opts: AnnounceBenchOptions, say: (line: stri
       findableSeconds: (findableAt - a.t0) / 1000,
       announcerCpuSeconds: a.cpuMs / 1000,
       peersCpuSeconds,
+      lookupProcesses: lookingUp.length,
       lookupMs: { p50: percentile(ms, 50), p99: percentile(ms, 99), max: Math.max(...ms), count: ms.length },
       foundPercent: (100 * ms.length) / (ms.length + missed),
       connsPerNode: { min: conns[0], median: percentile(conns, 50), max: conns[conns.length - 1] },
