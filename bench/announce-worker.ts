@@ -58,7 +58,7 @@ async function handle(req: WorkerRequest): Promise<unknown> {
           const counts = routers.map((r, i) => `${r.peers().length}/${nodes[i].libp2p.getConnections().length}`);
           throw new Error(`members/connections of each node: ${counts.join(',')}; some below ${req.min} member(s) after ${req.timeoutMs} ms`);
         }
-        await sleep(500); // every router's peers() walks its roster: polled often, that was 2 % of the mesh's CPU
+        await sleep(500); // every router's peers() walks its roster: polled often, it loads the mesh being measured
       }
       return {};
     }
