@@ -54,6 +54,8 @@ export interface MeshNodeOptions {
 export interface MeshNode {
   libp2p: MeshLibp2p;
   recordTtlMs: number;
+  /** Connections kept at most (MAX_CONNECTIONS unless given). */
+  maxConnections: number;
   stop(): Promise<void>;
 }
 
@@ -90,7 +92,8 @@ export async function createMeshNode(opts: MeshNodeOptions): Promise<MeshNode> {
     dialTimeoutMs: 20_000,
   });
   dialer.start();
-  const trim = new ConnectionTrim(libp2p, log.child({ component: 'p2p.trim' }), opts.maxConnections ?? MAX_CONNECTIONS);
+  const maxConnections = opts.maxConnections ?? MAX_CONNECTIONS;
+  const trim = new ConnectionTrim(libp2p, log.child({ component: 'p2p.trim' }), maxConnections);
   trim.start();
   const liveness = new Liveness(libp2p, log.child({ component: 'p2p.liveness' }), LIVENESS);
   liveness.start();
@@ -99,6 +102,7 @@ export async function createMeshNode(opts: MeshNodeOptions): Promise<MeshNode> {
   return {
     libp2p,
     recordTtlMs: opts.recordTtlMs,
+    maxConnections,
     async stop() {
       dialer.stop();
       trim.stop();

@@ -83,7 +83,7 @@ export class Libp2pRouter implements Router {
       throw new Error('the kad-dht service exposes no provider store (addProvider/getProviders); kad-dht version mismatch?');
     }
     this.providerStore = dht.providers;
-    this.roster = new Roster(this.libp2p, opts.nodeInfo, this.log.child({ component: 'router.roster' }), opts.roster);
+    this.roster = new Roster(this.libp2p, opts.nodeInfo, this.log.child({ component: 'router.roster' }), { maxConnections: opts.node.maxConnections, ...opts.roster });
     this.view = new NetworkView(this.libp2p, K, opts.viewMaxAgeMs ?? 60_000, this.log.child({ component: 'router.view' }));
     this.batches = new ProviderBatches(this.libp2p, this.log.child({ component: 'router.announce' }), {
       k: K,

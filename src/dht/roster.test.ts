@@ -9,6 +9,7 @@ import { Libp2pRouter } from './libp2p-router.js';
 import { MEMBERS_PROTOCOL, MEMBERS_TOPIC } from './roster-messages.js';
 import { serveJson } from './json-protocol.js';
 import { waitFor } from '../../test/helpers/wait.js';
+import { CODE_P2P } from '@multiformats/multiaddr';
 
 const logger = pino({ level: process.env.TEST_LOG ?? 'silent' });
 interface Member {
@@ -115,6 +116,20 @@ describe('the roster', () => {
     const listedAt = Date.now();
     await waitFor('x dropped', () => !names(d).includes('x'), { timeoutMs: 20_000 });
     expect(Date.now() - listedAt).toBeGreaterThan(3_000); // 4 periods of at least 1 s
+  });
+
+  test('a member heard of is dialed while there is room under the cap, and not past it', async () => {
+    // e lists c, a member nobody else is connected to; d joins through e.
+    const c = await member('c', []);
+    const e = await createMeshNode({ privateKey: await generateKeyPair('Ed25519'), listen: ['/ip4/127.0.0.1/tcp/0'], bootstrap: [], mdns: false, logger, recordTtlMs: 60_000 });
+    nodes.push(e);
+    const addrs = c.node.libp2p.getMultiaddrs().map((ma) => ma.decapsulateCode(CODE_P2P).toString());
+    await serveJson(e.libp2p, MEMBERS_PROTOCOL, () => [{ id: c.id, info: { name: 'c', labels: {}, dataPlanePort: 1 }, addrs, ageMs: 0 }]);
+    const full = await member('full', [{ node: e }], { maxConnections: 1 });
+    const d = await member('d', [{ node: e }], { maxConnections: 8 });
+    await waitFor('d connected to c', () => d.node.libp2p.getConnections(c.node.libp2p.peerId).length > 0, { timeoutMs: 5_000 });
+    expect(names(full)).toContain('c');
+    expect(full.node.libp2p.getConnections(c.node.libp2p.peerId)).toHaveLength(0);
   });
 
   test('announcements that are not a NodeInfo with addresses are ignored', async () => {

@@ -2,13 +2,15 @@
 // connections (MAX_CONNECTIONS in libp2p-node.ts), yet every taker makes its replication plan from the
 // whole fleet. So each member tells everyone about itself on a gossip topic, when it joins and then once a
 // period while it knows members it is not connected to, and says when it leaves; a joining node asks its
-// first peer for the members that peer knows. A member whose connection was lost (not closed on purpose: a
-// trim, the peer's stop) is dropped as soon as it cannot be dialed; a member not heard of for
-// EXPIRY_PERIODS periods is dropped by everyone.
+// first peer for the members that peer knows. A member heard of is dialed while the node has room under its
+// connection cap, so that a fleet within the cap is connected all to all. A member whose connection was lost
+// (not closed on purpose: a trim, the peer's stop) is dropped as soon as it cannot be dialed; a member not
+// heard of for EXPIRY_PERIODS periods is dropped by everyone.
 import { TopicValidatorResult, type Message, type SubscriptionChangeData } from '@libp2p/gossipsub';
 import type { Connection, PeerId } from '@libp2p/interface';
 import { peerIdFromString } from '@libp2p/peer-id';
 import { isLoopback } from '@libp2p/utils';
+import { CODE_P2P, multiaddr } from '@multiformats/multiaddr';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { askJson, serveJson } from './json-protocol.js';
@@ -41,6 +43,8 @@ export interface RosterOptions {
   periodMs?: number;
   /** How long the dial that checks on a member whose connection ended may take; default 5 s. */
   checkTimeoutMs?: number;
+  /** The node's connection cap: below it, members heard of are dialed. Default: none are. */
+  maxConnections?: number;
 }
 
 interface Member extends Announcement {
@@ -54,6 +58,8 @@ export class Roster {
   private readonly checkedAt = new Map<string, number>();
   private readonly periodMs: number;
   private readonly checkTimeoutMs: number;
+  private readonly maxConnections: number;
+  private readonly dialing = new Set<string>();
   private announced = false;
   private listed = false;
   private timer?: NodeJS.Timeout;
@@ -81,6 +87,7 @@ export class Roster {
     this.directory = new PeerDirectory(libp2p, nodeInfo, log, (peer, info, addrs) => this.heardOf(peer, info, addrs));
     this.periodMs = opts.periodMs ?? 60_000;
     this.checkTimeoutMs = opts.checkTimeoutMs ?? 5_000;
+    this.maxConnections = opts.maxConnections ?? 0;
   }
 
   async start(): Promise<void> {
@@ -127,6 +134,22 @@ export class Roster {
   private heardOf(id: string, info: NodeInfo, addrs: string[]): void {
     if (!this.members.has(id)) this.log.debug({ peer: id, name: info.name }, 'member joined');
     this.members.set(id, { info, addrs, heardAt: Date.now() });
+    this.connect(id, addrs);
+  }
+
+  /**
+   * Dials a member heard of while this node has room under its cap. Connected, its loss is noticed within the
+   * liveness pings (onClose); known only from announcements, only after EXPIRY_PERIODS periods.
+   */
+  private connect(id: string, addrs: string[]): void {
+    if (this.libp2p.getConnections().length >= this.maxConnections || this.dialing.has(id) || this.shutdown.signal.aborted) return;
+    const peer = peerIdFromString(id);
+    if (this.libp2p.getConnections(peer).length > 0) return;
+    const targets = addrs.map((a) => multiaddr(a).decapsulateCode(CODE_P2P).encapsulate(`/p2p/${id}`));
+    this.dialing.add(id);
+    this.libp2p.dial(targets, { signal: AbortSignal.any([this.shutdown.signal, AbortSignal.timeout(this.checkTimeoutMs)]) })
+      .catch((err: Error) => this.log.debug({ peer: id, err: err.message }, 'cannot dial a member heard of'))
+      .finally(() => this.dialing.delete(id));
   }
 
   /** The next announcement and sweep: once a period, jittered, the period growing with the fleet. */
@@ -243,6 +266,7 @@ export class Roster {
         const heardAt = now - listed.ageMs;
         if ((this.members.get(listed.id)?.heardAt ?? -Infinity) >= heardAt) continue;
         this.members.set(listed.id, { info: listed.info, addrs: listed.addrs, heardAt });
+        this.connect(listed.id, listed.addrs);
         added++;
       }
       this.log.debug({ peer: peer.toString(), added }, 'member list');
