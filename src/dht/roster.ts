@@ -59,7 +59,6 @@ export class Roster {
   private readonly periodMs: number;
   private readonly checkTimeoutMs: number;
   private readonly maxConnections: number;
-  private readonly dialing = new Set<string>();
   private announced = false;
   private listed = false;
   private timer?: NodeJS.Timeout;
@@ -142,14 +141,13 @@ export class Roster {
    * liveness pings (onClose); known only from announcements, only after EXPIRY_PERIODS periods.
    */
   private connect(id: string, addrs: string[]): void {
-    if (this.libp2p.getConnections().length >= this.maxConnections || this.dialing.has(id) || this.shutdown.signal.aborted) return;
+    if (this.libp2p.getConnections().length >= this.maxConnections || this.shutdown.signal.aborted) return;
     const peer = peerIdFromString(id);
     if (this.libp2p.getConnections(peer).length > 0) return;
     const targets = addrs.map((a) => multiaddr(a).decapsulateCode(CODE_P2P).encapsulate(`/p2p/${id}`));
-    this.dialing.add(id);
+    // A dial already under way to the member is joined by libp2p, not repeated.
     this.libp2p.dial(targets, { signal: AbortSignal.any([this.shutdown.signal, AbortSignal.timeout(this.checkTimeoutMs)]) })
-      .catch((err: Error) => this.log.debug({ peer: id, err: err.message }, 'cannot dial a member heard of'))
-      .finally(() => this.dialing.delete(id));
+      .catch((err: Error) => this.log.debug({ peer: id, err: err.message }, 'cannot dial a member heard of'));
   }
 
   /** The next announcement and sweep: once a period, jittered, the period growing with the fleet. */
