@@ -56,9 +56,9 @@ describe('fault tools on a 4-host fleet', () => {
     expect((await h1.whoHas(name)).map((p) => p.name)).toEqual(['h2']); // the rest of the fleet still answers
 
     await h3.reconnect();
-    await fleet!.waitForMesh({ timeoutMs: 60_000 }); // h3's bootstrap dialer calls h1 again
+    await fleet!.waitForMesh({ timeoutMs: 60_000 }); // h3's bootstrap dialer calls h1 again (its retries back off up to 30 s)
     expect((await h3.whoHas(name)).map((p) => p.id)).toContain(h2.peerId);
-  });
+  }, 150_000); // the waits above: about 25 s to drop h3, then up to 60 s to heal
 
   it("pause: the paused meshd answers nothing, the others still answer who-has; resume: it answers again", async () => {
     h3.pauseMeshd();
