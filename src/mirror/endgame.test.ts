@@ -89,4 +89,38 @@ describe('the endgame', () => {
     expect(whole.requests.filter((r) => r === `${BLOB_PATH}${digest}`)).toHaveLength(7);
     expect(fellow.requests).toEqual([]);
   });
+
+  it('moves a slow feeder on to its next piece at once when others brought the rest of this one, on a new stream', async () => {
+    const [big, small] = await blobsIn(new MemoryStore(), [3_000_000, 200_000]);
+    const bytesOf = new Map([big, small].map((b) => [b.desc.digest, b.bytes]));
+    // Sends each sequence asked for 64 KiB every 40 ms: all of `big` would take about 2 s.
+    let sent = 0;
+    const asked: string[][] = [];
+    const slow = await rawPeer('slow', async (req, res) => {
+      const { blobs } = JSON.parse(Buffer.concat(await req.toArray()).toString()) as { blobs: { digest: string }[] };
+      asked.push(blobs.map((b) => b.digest));
+      res.writeHead(200);
+      const stream = Buffer.concat(blobs.map((b) => bytesOf.get(b.digest)!));
+      const next = (at: number) => {
+        if (res.destroyed || at >= stream.length) return void res.end();
+        const chunk = stream.subarray(at, at + 65_536);
+        sent += chunk.length;
+        res.write(chunk, () => setTimeout(() => next(at + chunk.length), 40));
+      };
+      next(0);
+    });
+    const t = await taker([slow]);
+    const pieces = [big, small].map(({ desc: { digest, size } }) => ({ digest, size, offset: 0, length: size }));
+    const sequence = await t.mirror.openSequence('slow', pieces);
+    const first = (await sequence.next(pieces[0]))!;
+    for await (const _ of first.bytes) break; // one chunk, then the rest of `big` comes from elsewhere
+    const started = performance.now();
+    const got: Uint8Array[] = [];
+    for await (const chunk of (await sequence.next(pieces[1]))!.bytes) got.push(chunk);
+    expect(Buffer.concat(got).equals(small.bytes)).toBe(true);
+    expect(performance.now() - started).toBeLessThan(1000);
+    expect(asked).toEqual([[big.desc.digest, small.desc.digest], [small.desc.digest]]);
+    expect(sent).toBeLessThan(1_000_000);
+    sequence.close();
+  });
 });

@@ -51,7 +51,10 @@ export async function holder(id: string, store: MemoryStore, spools?: Spools, op
 export async function rawPeer(id: string, handle: RequestListener): Promise<DataPlane> {
   const server: Server = createServer(handle);
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  cleanups.push(() => new Promise((r) => server.close(r)));
+  cleanups.push(() => new Promise((r) => {
+    server.close(r);
+    server.closeAllConnections(); // kept-alive ones too, whose timeout close() would wait out
+  }));
   return { id, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}` };
 }
 
