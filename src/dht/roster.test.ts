@@ -128,7 +128,8 @@ describe('the roster', () => {
     const full = await member('full', [{ node: e }], { maxConnections: 1 });
     const d = await member('d', [{ node: e }], { maxConnections: 8 });
     await waitFor('d connected to c', () => d.node.libp2p.getConnections(c.node.libp2p.peerId).length > 0, { timeoutMs: 5_000 });
-    expect(names(full)).toContain('c');
+    await waitFor('full to know c', () => names(full).includes('c'), { timeoutMs: 5_000 });
+    await new Promise((r) => setTimeout(r, 500)); // as long as d took to dial c, and more
     expect(full.node.libp2p.getConnections(c.node.libp2p.peerId)).toHaveLength(0);
   });
 
