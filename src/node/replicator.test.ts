@@ -11,6 +11,7 @@ import { TagRecords } from './tag-records.js';
 import type { Lane, StandIns } from '../mirror/lanes.js';
 import { Replicator } from './replicator.js';
 import { planFor } from './replication-plan.js';
+import type { Piece } from '../mirror/peer-protocol.js';
 
 const ORIGIN = 'origin-peer';
 const SELF = 'self-peer';
@@ -40,13 +41,15 @@ async function pushedImage(origin: MemoryStore, layerSizes: number[]) {
 
 /**
  * A replicator on a fresh store whose "mesh" copies blobs from `blobs`, recording what it transferred
- * and, when the node before sends sequences (`sequences`), what it asked for on them.
+ * and, when the node before sends sequences (`sequences`), what it asked for on them. `stuck`: those
+ * sequences never get to a piece (a feeder far behind), and the blobs come by other means.
  */
-function taker(blobs: Map<string, Buffer>, { sequences = false, store = new MemoryStore(), fetchMs = 0 } = {}) {
+function taker(blobs: Map<string, Buffer>, { sequences = false, stuck = false, store = new MemoryStore(), fetchMs = 0 } = {}) {
   const pushes = new NewestPushes(SELF);
   const fetched: string[] = [];
   const asked: { peer: string; digests: string[] }[] = [];
   const fromSequence: string[] = [];
+  const closed: string[] = [];
   const askedFirst = new Map<string, string>();
   /** Per blob, each lane's stand-ins: whom the mirror asks when its feeder stops, and how many at once. */
   const standIns = new Map<string, (StandIns | undefined)[]>();
@@ -62,7 +65,7 @@ function taker(blobs: Map<string, Buffer>, { sequences = false, store = new Memo
         lanesOf.set(digest, lanes?.lanes ?? []);
         const stored = (async () => {
           // As the mirror: a lane whose feeder sends nothing is taken from holders, `from` first.
-          for (const lane of lanes?.lanes ?? []) if (await lane.source) fromSequence.push(digest);
+          for (const lane of stuck ? [] : lanes?.lanes ?? []) if (await lane.source) fromSequence.push(digest);
           if (await store.stat(digest)) return true; // as the mirror: nothing crosses the network for it
           fetched.push(digest);
           if (fetchMs) await new Promise((r) => setTimeout(r, fetchMs));
@@ -75,13 +78,14 @@ function taker(blobs: Map<string, Buffer>, { sequences = false, store = new Memo
       openSequence: async (peer, pieces) => {
         if (!sequences) throw new Error('no sequences here');
         asked.push({ peer, digests: pieces.map((p) => p.digest) });
-        return { next: async (p) => ({ peer, size: p.size, offset: p.offset, length: p.length, bytes: Readable.from([]) }), close: () => undefined };
+        const next = stuck ? () => new Promise<undefined>(() => undefined) : async (p: Piece) => ({ peer, size: p.size, offset: p.offset, length: p.length, bytes: Readable.from([]) });
+        return { next, close: () => void closed.push(peer) };
       },
       arriving: () => new Map(),
     },
     log: pino({ level: 'silent' }),
   });
-  return { store, fetched, replicator, asked, fromSequence, askedFirst, standIns, lanesOf, pushes };
+  return { store, fetched, replicator, asked, fromSequence, askedFirst, standIns, lanesOf, pushes, closed };
 }
 
 describe('replicator', () => {
@@ -164,6 +168,37 @@ describe('replicator', () => {
     const plan = planFor(event.digest, img.layers.map((l) => ({ mediaType: 'x', ...l })), ORIGIN, takers, SELF);
     expect(standIns.get(img.layers[0].digest)).toEqual(plan.standIns.filter((_, s) => plan.pieces[s].length > 0));
     expect(plan.standIns.flatMap((s) => s.ask).length).toBeGreaterThan(0);
+  });
+
+  test('among many takers, asks its feeders only for the layers it lacks, and is in the endgame once those are here', async () => {
+    const origin = new MemoryStore();
+    const img = await pushedImage(origin, [2 << 20, 2 << 20]);
+    const event = await pushEvent(origin, { image: 'docker.io/library/app:10', digest: img.manifest.digest, node: ORIGIN, clock: 1 });
+    const takers = [...'abcdefghij'].map((c) => `peer-${c}`).concat(SELF);
+    const store = new MemoryStore();
+    const [kept, lacking] = img.layers;
+    await putBlob(store, img.blobs.get(kept.digest)!, kept.digest);
+    const { replicator, asked, lanesOf } = taker(img.blobs, { sequences: true, store });
+    await replicator.replicate(event.image, event.digest, ORIGIN, { push, takers, inline: event.inline });
+    const lanes = lanesOf.get(lacking.digest)!;
+    expect(asked.flatMap((a) => a.digests)).toEqual(lanes.map(() => lacking.digest));
+    const ready = { now: false };
+    void lanes[0].endgame!.ready.then(() => (ready.now = true));
+    for (const lane of lanes.slice(1)) lane.filled!();
+    await new Promise((r) => setTimeout(r, 10));
+    expect(ready.now).toBe(true);
+  });
+
+  test('among many takers, a blob that others bring before a feeder\'s stream gets to it does not wait for that feeder', async () => {
+    const origin = new MemoryStore();
+    const img = await pushedImage(origin, [2 << 20, 1 << 20]);
+    const event = await pushEvent(origin, { image: 'docker.io/library/app:9', digest: img.manifest.digest, node: ORIGIN, clock: 1 });
+    const takers = [...'abcdefghij'].map((c) => `peer-${c}`).concat(SELF);
+    const { store, replicator, asked, closed } = taker(img.blobs, { sequences: true, stuck: true });
+    const done = replicator.replicate(event.image, event.digest, ORIGIN, { push, takers, inline: event.inline });
+    expect(await Promise.race([done.then(() => 'replicated'), new Promise((r) => setTimeout(r, 2000, 'waiting for the feeders'))])).toBe('replicated');
+    expect((await store.images.get(event.image))?.target.digest).toBe(img.manifest.digest);
+    expect(new Set(closed)).toEqual(new Set(asked.map((a) => a.peer)));
   });
 
   test('among many takers, a stripe\'s lanes are in their endgame, with the plan\'s helpers, once every lane of the other stripes is filled', async () => {

@@ -190,7 +190,10 @@ export class Replicator {
    */
   async #striped(blobs: Descriptor[], plan: TakerPlan, pushedTo: string, pending: (storing: Promise<void>) => void): Promise<void> {
     const fetches = new Map<string, { verified: Promise<void>; lanes: Map<number, (source: BlobSource | undefined) => void> }>();
-    const endgame = endgameOf(plan);
+    // What this taker holds already (an earlier image's layers) is not asked of its feeders.
+    const held = new Set((await Promise.all(blobs.map(async (b) => ((await this.deps.store.stat(b.digest)) ? b.digest : '')))).filter(Boolean));
+    const taking = plan.pieces.map((pieces) => pieces.filter((p) => !held.has(p.digest)));
+    const endgame = endgameOf(taking);
     const fetchOf = (blob: Descriptor) => {
       let entry = fetches.get(blob.digest);
       if (entry) return entry;
@@ -207,13 +210,16 @@ export class Replicator {
       return entry;
     };
     const byDigest = new Map(blobs.map((b) => [b.digest, b]));
-    await Promise.all(plan.pieces.map(async (pieces, s) => {
+    await Promise.all(taking.map(async (pieces, s) => {
       const sequence = await this.#sequence(plan.feeders[s], pieces);
       try {
         for (const piece of pieces) {
           const fetch = fetchOf(byDigest.get(piece.digest)!);
-          const source = await sequence?.next(piece);
+          // A blob brought by others (the endgame) before the stream got to it leaves the feeder too far
+          // behind to wait for: the stripe's other pieces then come from holders.
+          const source = sequence && (await Promise.race([sequence.next(piece), fetch.verified.then(() => undefined, () => undefined)]));
           if (!source) {
+            sequence?.close();
             fetch.lanes.get(s)!(undefined);
             continue;
           }
@@ -243,11 +249,11 @@ export class Replicator {
 }
 
 /**
- * Per stripe, a promise of this taker holding every other stripe (there being others): that stripe's lanes are
- * then in their endgame (mirror/lanes.ts); `filled(s)` counts a lane of stripe s as here.
+ * Per stripe, a promise of this taker holding every other stripe of the pieces it takes (there being others):
+ * that stripe's lanes are then in their endgame (mirror/lanes.ts); `filled(s)` counts a lane of stripe s as here.
  */
-function endgameOf(plan: TakerPlan): { ready: Promise<void>[]; filled(s: number): void } {
-  const left = plan.pieces.map((pieces) => pieces.length);
+function endgameOf(taking: Piece[][]): { ready: Promise<void>[]; filled(s: number): void } {
+  const left = taking.map((pieces) => pieces.length);
   const resolvers: (() => void)[] = [];
   const ready = left.map(() => new Promise<void>((resolve) => resolvers.push(resolve)));
   const check = () => left.forEach((_, s) => left.length > 1 && left.every((n, t) => t === s || n === 0) && resolvers[s]());
