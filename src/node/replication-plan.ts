@@ -127,23 +127,28 @@ export function standInsOf(order: string[], pushedTo: string, self: string, s: n
 /**
  * Whom `self` asks, best first, for the last bytes of stripe s once it holds every other stripe (the endgame,
  * mirror/lanes.ts): holders that have finished, whose upload is free. Which ones finish first is not known
- * here: a few takers picked by a hash of `self` and s, so that the late nodes of a subtree ask different ones,
- * none below `self` in stripe s's tree (they wait for the same bytes); each sends once it holds the blob whole.
+ * here: a few takers picked by a hash of `self` and s, so that the late nodes of a subtree ask different ones.
+ * None is late with `self` for sure: its feeder in stripe s, or a node that takes stripe s through that feeder
+ * (through `self` when the feeder is the root, below which all are), waits for the same bytes. Each helper
+ * sends once it holds the blob whole.
  */
 export function helpersOf(order: string[], self: string, s: number): string[] {
   const k = stripesFor(order.length);
   const tree = treeOf(order, k, s);
   const position = tree.indexOf(self);
-  const below = (at: number) => {
-    while (at > position) at = Math.floor((at - 1) / k);
-    return at === position;
+  const parent = (at: number) => Math.floor((at - 1) / k);
+  const top = position > k ? parent(position) : position;
+  const late = (at: number) => {
+    if (at === parent(position)) return true;
+    while (at > top) at = parent(at);
+    return at === top;
   };
   const helpers: string[] = [];
   for (let round = 0; round < 4 && helpers.length < HELPERS; round++) {
     const picks = createHash('sha256').update(`${self}\n${s}\n${round}`).digest();
     for (let i = 0; i < picks.length && helpers.length < HELPERS; i += 4) {
       const at = picks.readUInt32BE(i) % tree.length;
-      if (!below(at) && !helpers.includes(tree[at])) helpers.push(tree[at]);
+      if (!late(at) && !helpers.includes(tree[at])) helpers.push(tree[at]);
     }
   }
   return helpers;
