@@ -42,6 +42,35 @@ describe('the endgame', () => {
     for (const s of sequences) s.close();
   });
 
+  it('takes the last bytes of a late lane, too few to halve, from a helper when the feeder would be long about them', async () => {
+    const origin = new MemoryStore();
+    const [blob] = await blobsIn(origin, [1_400_000]);
+    const { digest, size } = blob.desc;
+    // Sends its 400 KB stripe 10 KB every 100 ms: 4 s for all of it.
+    let slowSent = 0;
+    const slow = await rawPeer('slow', (_req, res) => {
+      res.writeHead(200);
+      const next = () => {
+        if (res.destroyed || slowSent >= 400_000) return void res.end();
+        const at = 1_000_000 + slowSent;
+        slowSent += 10_000;
+        res.write(blob.bytes.subarray(at, at + 10_000), () => setTimeout(next, 100));
+      };
+      next();
+    });
+    const [whole, helper] = await Promise.all(['whole', 'helper'].map((id) => holder(id, origin)));
+    const t = await taker([slow, whole.endpoint, helper.endpoint]);
+    const pieces = [{ digest, size, offset: 0, length: 1_000_000 }, { digest, size, offset: 1_000_000, length: 400_000 }];
+    const sequences = await Promise.all([t.mirror.openSequence('whole', [pieces[0]]), t.mirror.openSequence('slow', [pieces[1]])]);
+    const lanes = pieces.map((p, i) => ({ offset: p.offset, length: p.length, source: sequences[i].next(p), endgame: inTheEndgame(i === 1 ? ['helper'] : []) }));
+    const started = performance.now();
+    expect(await t.mirror.fetch(digest, { from: ['whole'], patient: true, lanes: { size, lanes } }).stored).toBe(true);
+    expect(performance.now() - started).toBeLessThan(2000);
+    expect(await t.holds(blob.bytes)).toBe(true);
+    expect(helper.requests).toEqual([`${BLOB_PATH}${digest}`]);
+    for (const s of sequences) s.close();
+  });
+
   it('asks a helper that holds the blob only in part for its end: it answers once the blob is whole there, or 404 after waiting', async () => {
     const [blob] = await blobsIn(new MemoryStore(), [600_000]);
     const { digest, size } = blob.desc;

@@ -24,7 +24,8 @@ export interface Lane {
  * A lane's endgame: once its taker holds every other stripe (`ready`), its download is free for this one, and
  * whoever finished has upload to spare. While ENDGAME_MIN_BYTES or more of the lane are left, the back half of
  * what is left is asked of `helpers` (replication-plan.ts, helpersOf), each sending only once it holds the blob
- * whole, then half of what is left again; the feeder goes on from the front until it meets them.
+ * whole, then half of what is left again; the feeder goes on from the front until it meets them. Less is left
+ * to the feeder unless it is too slow to bring it soon (FEEDER_FINISH_MS).
  */
 export interface Endgame {
   ready: Promise<void>;
@@ -55,8 +56,11 @@ export const AFTER_A_STAND_IN = 2;
  */
 export const STAND_IN_ANSWER_MS = 500;
 
-/** Least a lane has left for its endgame to ask helpers for half of it (see Endgame): less is not worth a request. */
+/** Least a lane has left for its endgame to ask helpers for half of it (see Endgame): less is not worth a request... */
 export const ENDGAME_MIN_BYTES = 2 * CHUNK_BYTES;
+/** ... unless its feeder, at its pace over PACE_WATCH_MS, would take longer than this for it (it may have none to send). */
+export const FEEDER_FINISH_MS = 1000;
+const PACE_WATCH_MS = 250;
 
 export interface LanedBlob {
   size: number;
@@ -152,19 +156,23 @@ async function fillLane(f: Filling, i: number, lane: Lane, late: { now: boolean 
 async function endgame(f: Filling, lane: Lane, { ready, helpers }: Endgame, main: Promise<void>, late: { now: boolean }): Promise<void> {
   const { spool, deps, stop } = f;
   let filled = false;
-  await Promise.race([ready.then(() => (late.now = true)), main.then(() => (filled = true), () => (filled = true))]);
+  const done = main.then(() => (filled = true), () => (filled = true));
+  await Promise.race([ready.then(() => (late.now = true)), done]);
   const answerWithinMs = AWAIT_WHOLE_MS + STAND_IN_ANSWER_MS;
   for (let edge = lane.offset + lane.length; !filled && helpers.length > 0; ) {
     const front = spool.laneAt(edge - 1);
-    const from = spool.laneRange(front).start + spool.laneReceived(front);
-    if (edge - from < ENDGAME_MIN_BYTES) return;
-    const cut = edge - Math.floor((edge - from) / 2);
+    const reached = () => spool.laneRange(front).start + spool.laneReceived(front);
+    let cut = edge - Math.floor((edge - reached()) / 2);
+    if (edge - reached() < ENDGAME_MIN_BYTES) {
+      if (await feederFinishes(reached, edge, done)) continue;
+      cut = reached();
+    }
     let into: number | undefined;
     const at = () => cut + (into === undefined ? 0 : spool.laneReceived(into));
     const bytes = deps.rest(at, edge - 1, f.used, helpers, { whole: true, answerWithinMs })[Symbol.asyncIterator]();
     try {
       // A helper answers once it holds the blob whole, which may be after the feeder has brought the lane.
-      const first = await Promise.race([bytes.next(), main.then(() => undefined, () => undefined)]);
+      const first = await Promise.race([bytes.next(), done.then(() => undefined)]);
       if (!first || first.done) return;
       const under = spool.laneAt(cut);
       if (cut < spool.laneRange(under).start + spool.laneReceived(under)) continue; // the feeder got there first
@@ -236,6 +244,15 @@ async function inShares(f: Filling, i: number, lane: Lane, byChunk: string[], as
     }
     await Promise.all(round);
   }
+}
+
+/** Whether a feeder that has `reached()` brings the bytes up to `edge` soon, at its pace over the next PACE_WATCH_MS. */
+async function feederFinishes(reached: () => number, edge: number, done: Promise<unknown>): Promise<boolean> {
+  const before = reached();
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([new Promise((resolve) => (timer = setTimeout(resolve, PACE_WATCH_MS))), done]);
+  clearTimeout(timer);
+  return edge - reached() <= ((reached() - before) / PACE_WATCH_MS) * FEEDER_FINISH_MS;
 }
 
 /** Bytes lane `i` still lacks, up to its end (which a split may have moved). */

@@ -11,7 +11,7 @@
 // `plan: 'chain'` models the replicator before stripes: one stream per taker from the taker before it,
 // and a stream whose feeder died asks a random live host further along, else the node pushed to.
 import { digestOf } from '../../src/oci/digest.js';
-import { AFTER_A_STAND_IN, CHUNK_BYTES, ENDGAME_MIN_BYTES, STAND_IN_ANSWER_MS } from '../../src/mirror/lanes.js';
+import { AFTER_A_STAND_IN, CHUNK_BYTES, ENDGAME_MIN_BYTES, FEEDER_FINISH_MS, STAND_IN_ANSWER_MS } from '../../src/mirror/lanes.js';
 import { AWAIT_WHOLE_MS } from '../../src/mirror/peer-protocol.js';
 import { maxMinRates } from './fair-share.js';
 import type { Calibration } from './calibration.js';
@@ -109,6 +109,8 @@ export function simulateReplication(opts: ReplicationSimOptions): ReplicationSim
   const flowStream = new Int32Array(2 * streams);
   const flowBack = new Uint8Array(2 * streams);
   const rate = new Float64Array(2 * streams);
+  /** Each stream's rate from the front in the step before: the feeder's pace, for the endgame. */
+  const frontRate = new Float64Array(streams);
   const doneAt = new Float64Array(nodes).fill(Infinity);
   doneAt[0] = 0;
   const remaining = new Int32Array(nodes).fill(k);
@@ -164,13 +166,14 @@ export function simulateReplication(opts: ReplicationSimOptions): ReplicationSim
         if (x !== feeder[j] && x !== 0 && alive[x] && flowFrom(x, j, s, h)) more--;
       }
     }
-    // The endgame (lanes.ts): a taker's last stripe, while enough is left, also from its end, from a helper
-    // that holds it whole (here the whole image: lanes.ts asks per blob, a little earlier).
+    // The endgame (lanes.ts): a taker's last stripe, while enough is left or the feeder is slow about the rest,
+    // also from its end, from a helper that holds it whole (here the whole image: lanes.ts asks per blob, a little earlier).
     for (let h = 1; h < nodes; h++) {
       if (!alive[h] || remaining[h] !== 1 || endgameAt[h] > t) continue;
       for (let s = 0; s < k; s++) {
         const j = streamOf(h, s);
-        if (progress[j] >= lengths[s] || lengths[s] - progress[j] - back[j] < ENDGAME_MIN_BYTES) continue;
+        const left = lengths[s] - progress[j] - back[j];
+        if (progress[j] >= lengths[s] || (left < ENDGAME_MIN_BYTES && left <= (frontRate[j] * FEEDER_FINISH_MS) / 1000)) continue;
         const x = helperOf(j, h, s);
         if (x >= 0) flowFrom(x, j, s, h, true);
       }
@@ -187,6 +190,8 @@ export function simulateReplication(opts: ReplicationSimOptions): ReplicationSim
     }
     lastMoved = step;
     maxMinRates(capacity, flows, rate);
+    frontRate.fill(0);
+    for (let f = 0; f < flows.count; f++) if (!flowBack[f]) frontRate[flowStream[f]] += rate[f];
     for (let f = 0; f < flows.count; f++) {
       const j = flowStream[f], s = j % k, h = takerOf(j);
       if (progress[j] >= lengths[s]) continue;
