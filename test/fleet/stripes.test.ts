@@ -1,18 +1,18 @@
 // Replication in stripes on real processes: a push to one host of a ten-host fleet (nine takers, more than a
 // pipeline is used for) reaches every other host whole and verified, each layer of the image taken as stripes
-// from the feeders that the plan every host computes (src/node/replication-plan.ts) names for it.
+// from the feeders that the plan every host computes (src/node/replication-plan.ts) names for it; and a
+// feeder on a slow link does not hold back the hosts it feeds (the endgame, src/mirror/lanes.ts).
 import { readFileSync, rmSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildImage, type BuiltImage } from '../helpers/oci-image.js';
-import { planFor } from '../../src/node/replication-plan.js';
+import { feedersOf, planFor, stripesFor, takerOrder } from '../../src/node/replication-plan.js';
 import { Fleet, REGISTRY_ADDR, waitFor, type FleetHost } from './index.js';
 
 const MiB = 1 << 20;
-const NAME = 'docker.io/library/striped:1';
 
-async function holdsWhole(host: FleetHost, image: BuiltImage): Promise<boolean> {
+async function holdsWhole(host: FleetHost, image: BuiltImage, name = 'docker.io/library/striped:1'): Promise<boolean> {
   const [images, content] = await Promise.all([host.ctr(['images', 'ls']), host.ctr(['content', 'ls', '-q'])]);
-  return images.split('\n').some((l) => l.startsWith(`${NAME} `) && l.includes(image.digest))
+  return images.split('\n').some((l) => l.startsWith(`${name} `) && l.includes(image.digest))
     && image.blobs.every((b) => content.includes(b.digest));
 }
 
@@ -28,14 +28,16 @@ function fetchedFrom(host: FleetHost, digest: string): string[] | undefined {
 describe('replication in stripes', () => {
   let fleet: Fleet;
   let image: BuiltImage;
+  let late: BuiltImage;
 
   beforeAll(async () => {
     fleet = await Fleet.up(10, { meshdArgs: ['--replicate', 'all'], waitFor: 'full-mesh' });
     image = buildImage({ layerSizes: [6 * MiB, 3 * MiB, 100 * 1024], tag: '1' });
+    late = buildImage({ layerSizes: [8 * MiB, 2 * MiB], tag: '2' });
   }, 300_000);
   afterAll(async () => {
     await fleet?.down();
-    if (image) rmSync(image.dir, { recursive: true, force: true });
+    for (const built of [image, late]) if (built) rmSync(built.dir, { recursive: true, force: true });
   });
 
   it('copies a push to nine takers, each layer in stripes from the feeders of the plan', { timeout: 180_000 }, async () => {
@@ -50,6 +52,32 @@ describe('replication in stripes', () => {
       const from = fetchedFrom(h, layer.digest);
       // Every stripe came from its feeder (a fallback would add the holder it asked instead).
       expect(new Set(from), `${h.name} took ${layer.digest} from ${from?.join(', ')}`).toEqual(new Set(plan.feeders));
+    }
+  });
+
+  it('finishes the hosts a slow feeder feeds from hosts that are done, before the slow one has its own copy', { timeout: 180_000 }, async () => {
+    const [h1, ...takers] = fleet.hosts;
+    const ids = takers.map((h) => h.peerId);
+    const order = takerOrder(late.digest, ids);
+    // The slow host: an interior node of its stripe's tree, feeding k takers of that stripe.
+    const k = stripesFor(ids.length);
+    const slow = takers.find((h) => h.peerId === order[k])!;
+    const fed = takers.filter((h) => feedersOf(order, h1.peerId, h.peerId).includes(slow.peerId));
+    expect(fed.length, 'the slow host feeds others').toBeGreaterThan(0);
+    await slow.shape({ rateMbit: 4 });
+    try {
+      await h1.skopeo(['copy', `oci:${late.dir}:2`, `docker://${REGISTRY_ADDR}/library/late:2`, '--dest-tls-verify=false']);
+      for (const h of fed) await waitFor(`${h.name} to hold the whole image`, () => holdsWhole(h, late, 'docker.io/library/late:2'), { timeoutMs: 60_000 });
+      // 10 MiB at 4 Mbit/s take the slow host 20 s to receive, and as long to send its stripe to the k it feeds.
+      expect(await holdsWhole(slow, late, 'docker.io/library/late:2'), 'the slow host is still receiving').toBe(false);
+      const layer = late.blobs.reduce((a, b) => (b.size > a.size ? b : a));
+      for (const h of fed) {
+        const from = fetchedFrom(h, layer.digest) ?? [];
+        const feeders = feedersOf(order, h1.peerId, h.peerId);
+        expect(from.filter((id) => !feeders.includes(id)), `${h.name} took the end of the slow stripe from a host that had finished`).not.toEqual([]);
+      }
+    } finally {
+      await slow.unshape();
     }
   });
 });
