@@ -45,13 +45,16 @@ export interface MeshdReady {
   registry: string;
 }
 
+/** Node options every fleet meshd runs with (FLEET_MESHD_NODE_FLAGS, space-separated): profiles of a fleet run. */
+const MESHD_NODE_FLAGS = (process.env.FLEET_MESHD_NODE_FLAGS ?? '').split(' ').filter(Boolean);
+
 /**
  * Starts `node <meshd> args` in ns and waits for its "meshd ready" log line. The log file is appended to on
  * every start of the host's meshd; only lines written after this start count.
  */
 export async function startMeshdIn(ns: string, meshdMain: string, args: string[], log: string, { timeoutMs = 60_000, signal }: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<MeshdReady> {
   const offset = await fileSize(log);
-  const pid = spawnInNetns(ns, process.execPath, [meshdMain, ...args], log);
+  const pid = spawnInNetns(ns, process.execPath, [...MESHD_NODE_FLAGS, meshdMain, ...args], log);
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const ready = findReady(await readFrom(log, offset));
