@@ -2,73 +2,58 @@
 // end from holders of the whole blob, which answer only once they hold it whole, and every blob still verified.
 import { afterEach, describe, expect, it } from 'vitest';
 import { MemoryStore } from '../store/memory-store.js';
+import type { Descriptor } from '../oci/digest.js';
 import { BLOB_PATH, SEQUENCE_PATH, WHOLE_HEADER } from './peer-protocol.js';
 import { PeerClient } from './peer-client.js';
-import { blobsIn, cleanUp, holder, key, quitting, rawPeer, spoolsIn, taker } from '../../test/helpers/data-plane.js';
+import { blobsIn, cleanUp, holder, key, quitting, spoolsIn, taker, trickling } from '../../test/helpers/data-plane.js';
 
 afterEach(cleanUp);
 
 const inTheEndgame = (helpers: string[]) => ({ ready: Promise.resolve(), helpers });
 
+/** Fetches a blob in two lanes, up to `at` from 'whole' and the rest from 'slow' in its endgame with `helpers`; true once stored. */
+async function inTwoLanes(t: Awaited<ReturnType<typeof taker>>, { digest, size }: Descriptor, at: number, helpers: string[]): Promise<boolean> {
+  const pieces = [{ digest, size, offset: 0, length: at }, { digest, size, offset: at, length: size - at }];
+  const sequences = await Promise.all([t.mirror.openSequence('whole', [pieces[0]]), t.mirror.openSequence('slow', [pieces[1]])]);
+  const lanes = pieces.map((p, i) => ({ offset: p.offset, length: p.length, source: sequences[i].next(p), endgame: inTheEndgame(i === 1 ? helpers : []) }));
+  try {
+    return await t.mirror.fetch(digest, { from: ['whole'], patient: true, lanes: { size, lanes } }).stored;
+  } finally {
+    for (const s of sequences) s.close();
+  }
+}
+
 describe('the endgame', () => {
   it('takes the back half of a late lane from a helper holding the blob whole while the slow feeder goes on from the front', async () => {
     const origin = new MemoryStore();
     const [blob] = await blobsIn(origin, [4_000_000]);
-    const { digest, size } = blob.desc;
+    const { digest } = blob.desc;
     // Sends its stripe 64 KiB every 40 ms: 3 MB in about 2 s.
-    let slowSent = 0;
-    const slow = await rawPeer('slow', (_req, res) => {
-      res.writeHead(200);
-      const next = () => {
-        if (res.destroyed || slowSent >= 3_000_000) return void res.end();
-        const at = 1_000_000 + slowSent;
-        slowSent += 65_536;
-        res.write(blob.bytes.subarray(at, Math.min(4_000_000, at + 65_536)), () => setTimeout(next, 40));
-      };
-      next();
-    });
+    const slow = await trickling('slow', () => blob.bytes.subarray(1_000_000), 65_536, 40);
     const [whole, helper] = await Promise.all(['whole', 'helper'].map((id) => holder(id, origin)));
-    const t = await taker([slow, whole.endpoint, helper.endpoint]);
-    const pieces = [{ digest, size, offset: 0, length: 1_000_000 }, { digest, size, offset: 1_000_000, length: 3_000_000 }];
-    const sequences = await Promise.all([t.mirror.openSequence('whole', [pieces[0]]), t.mirror.openSequence('slow', [pieces[1]])]);
-    const lanes = pieces.map((p, i) => ({ offset: p.offset, length: p.length, source: sequences[i].next(p), endgame: inTheEndgame(i === 1 ? ['helper'] : []) }));
-    expect(await t.mirror.fetch(digest, { from: ['whole'], patient: true, lanes: { size, lanes } }).stored).toBe(true);
+    const t = await taker([slow.peer, whole.endpoint, helper.endpoint]);
+    expect(await inTwoLanes(t, blob.desc, 1_000_000, ['helper'])).toBe(true);
     expect(await t.holds(blob.bytes)).toBe(true);
     // The helper sent the back half, then half of what was left, and so on; the feeder not all of its stripe.
     const ranges = helper.requests.filter((r) => r === `${BLOB_PATH}${digest}`).length;
     expect(ranges).toBeGreaterThanOrEqual(2);
-    expect(slowSent).toBeLessThan(3_000_000);
+    expect(slow.sent()).toBeLessThan(3_000_000);
     expect(whole.requests).toEqual([SEQUENCE_PATH]);
-    for (const s of sequences) s.close();
   });
 
   it('takes the last bytes of a late lane, too few to halve, from a helper when the feeder would be long about them', async () => {
     const origin = new MemoryStore();
     const [blob] = await blobsIn(origin, [1_400_000]);
-    const { digest, size } = blob.desc;
+    const { digest } = blob.desc;
     // Sends its 400 KB stripe 10 KB every 100 ms: 4 s for all of it.
-    let slowSent = 0;
-    const slow = await rawPeer('slow', (_req, res) => {
-      res.writeHead(200);
-      const next = () => {
-        if (res.destroyed || slowSent >= 400_000) return void res.end();
-        const at = 1_000_000 + slowSent;
-        slowSent += 10_000;
-        res.write(blob.bytes.subarray(at, at + 10_000), () => setTimeout(next, 100));
-      };
-      next();
-    });
+    const slow = await trickling('slow', () => blob.bytes.subarray(1_000_000), 10_000, 100);
     const [whole, helper] = await Promise.all(['whole', 'helper'].map((id) => holder(id, origin)));
-    const t = await taker([slow, whole.endpoint, helper.endpoint]);
-    const pieces = [{ digest, size, offset: 0, length: 1_000_000 }, { digest, size, offset: 1_000_000, length: 400_000 }];
-    const sequences = await Promise.all([t.mirror.openSequence('whole', [pieces[0]]), t.mirror.openSequence('slow', [pieces[1]])]);
-    const lanes = pieces.map((p, i) => ({ offset: p.offset, length: p.length, source: sequences[i].next(p), endgame: inTheEndgame(i === 1 ? ['helper'] : []) }));
+    const t = await taker([slow.peer, whole.endpoint, helper.endpoint]);
     const started = performance.now();
-    expect(await t.mirror.fetch(digest, { from: ['whole'], patient: true, lanes: { size, lanes } }).stored).toBe(true);
+    expect(await inTwoLanes(t, blob.desc, 1_000_000, ['helper'])).toBe(true);
     expect(performance.now() - started).toBeLessThan(2000);
     expect(await t.holds(blob.bytes)).toBe(true);
     expect(helper.requests).toEqual([`${BLOB_PATH}${digest}`]);
-    for (const s of sequences) s.close();
   });
 
   it('asks a helper that holds the blob only in part for its end: it answers once the blob is whole there, or 404 after waiting', async () => {
@@ -123,22 +108,13 @@ describe('the endgame', () => {
     const [big, small] = await blobsIn(new MemoryStore(), [3_000_000, 200_000]);
     const bytesOf = new Map([big, small].map((b) => [b.desc.digest, b.bytes]));
     // Sends each sequence asked for 64 KiB every 40 ms: all of `big` would take about 2 s.
-    let sent = 0;
     const asked: string[][] = [];
-    const slow = await rawPeer('slow', async (req, res) => {
-      const { blobs } = JSON.parse(Buffer.concat(await req.toArray()).toString()) as { blobs: { digest: string }[] };
+    const slow = await trickling('slow', (body) => {
+      const { blobs } = JSON.parse(body.toString()) as { blobs: { digest: string }[] };
       asked.push(blobs.map((b) => b.digest));
-      res.writeHead(200);
-      const stream = Buffer.concat(blobs.map((b) => bytesOf.get(b.digest)!));
-      const next = (at: number) => {
-        if (res.destroyed || at >= stream.length) return void res.end();
-        const chunk = stream.subarray(at, at + 65_536);
-        sent += chunk.length;
-        res.write(chunk, () => setTimeout(() => next(at + chunk.length), 40));
-      };
-      next(0);
-    });
-    const t = await taker([slow]);
+      return Buffer.concat(blobs.map((b) => bytesOf.get(b.digest)!));
+    }, 65_536, 40);
+    const t = await taker([slow.peer]);
     const pieces = [big, small].map(({ desc: { digest, size } }) => ({ digest, size, offset: 0, length: size }));
     const sequence = await t.mirror.openSequence('slow', pieces);
     const first = (await sequence.next(pieces[0]))!;
@@ -149,7 +125,7 @@ describe('the endgame', () => {
     expect(Buffer.concat(got).equals(small.bytes)).toBe(true);
     expect(performance.now() - started).toBeLessThan(1000);
     expect(asked).toEqual([[big.desc.digest, small.desc.digest], [small.desc.digest]]);
-    expect(sent).toBeLessThan(1_000_000);
+    expect(slow.sent()).toBeLessThan(1_000_000);
     sequence.close();
   });
 });

@@ -58,6 +58,23 @@ export async function rawPeer(id: string, handle: RequestListener): Promise<Data
   return { id, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}` };
 }
 
+/** A slow feeder: answers each request with what `bytesFor` makes of its body, `chunk` bytes every `everyMs`; `sent()` counts them. */
+export async function trickling(id: string, bytesFor: (body: Buffer) => Buffer, chunk: number, everyMs: number) {
+  let sent = 0;
+  const peer = await rawPeer(id, async (req, res) => {
+    const bytes = bytesFor(Buffer.concat(await req.toArray()));
+    res.writeHead(200);
+    const next = (at: number) => {
+      if (res.destroyed || at >= bytes.length) return void res.end();
+      const piece = bytes.subarray(at, at + chunk);
+      sent += piece.length;
+      res.write(piece, () => setTimeout(() => next(at + piece.length), everyMs));
+    };
+    next(0);
+  });
+  return { peer, sent: () => sent };
+}
+
 /** A feeder that sends `bytes` and then closes the connection. */
 export function quitting(bytes: Buffer): Promise<DataPlane> {
   return rawPeer('quitter', (_req, res) => {
