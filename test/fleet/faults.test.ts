@@ -68,7 +68,9 @@ describe('fault tools on a 4-host fleet', () => {
         const started = Date.now();
         const providers = await asker.whoHas(name);
         expect(providers.map((p) => p.id), `${asker.name} asking with h3 paused`).toContain(h2.peerId);
-        expect(Date.now() - started, 'who-has with a hung peer').toBeLessThan(10_000);
+        // Its lookup and the names asked of peers give up on a peer after 5 s each, at once; the rest is
+        // meshctl starting, which took 6 s on a loaded CI machine. A hang would be libp2p's own timeouts, 30 s and more.
+        expect(Date.now() - started, 'who-has with a hung peer').toBeLessThan(15_000);
       }
     } finally {
       h3.resumeMeshd();
