@@ -25,6 +25,13 @@ function fetchedFrom(host: FleetHost, digest: string): string[] | undefined {
   return undefined;
 }
 
+/** The holders a host's meshd took a range of a blob from besides its feeders' streams ("peer transfer started" lines). */
+function rangesFrom(host: FleetHost, digest: string): string[] {
+  return readFileSync(host.meshdLog, 'utf8').split('\n')
+    .filter((line) => line.includes('"peer transfer started"') && line.includes(digest))
+    .map((line) => (JSON.parse(line) as { peer: string }).peer);
+}
+
 describe('replication in stripes', () => {
   let fleet: Fleet;
   let image: BuiltImage;
@@ -49,9 +56,12 @@ describe('replication in stripes', () => {
     for (const h of takers) {
       const plan = planFor(image.digest, [], h1.peerId, ids, h.peerId);
       expect(plan.feeders.length, 'nine takers are striped').toBeGreaterThan(1);
-      const from = fetchedFrom(h, layer.digest);
-      // Every stripe came from its feeder (a fallback would add the holder it asked instead).
-      expect(new Set(from), `${h.name} took ${layer.digest} from ${from?.join(', ')}`).toEqual(new Set(plan.feeders));
+      const from = await waitFor(`${h.name}'s log of ${layer.digest}`, async () => fetchedFrom(h, layer.digest));
+      // Every stripe came from its feeder; in the endgame, a feeder slow at the end may leave the rest to the plan's
+      // helpers (a fallback would add a holder outside the plan instead).
+      const allowed = new Set([...plan.feeders, ...plan.helpers.flat()]);
+      expect(plan.feeders.filter((id) => !from.includes(id)), `${h.name} took ${layer.digest} from ${from.join(', ')}`).toEqual([]);
+      expect(from.filter((id) => !allowed.has(id)), `${h.name} took ${layer.digest} from ${from.join(', ')}`).toEqual([]);
     }
   });
 
@@ -71,10 +81,8 @@ describe('replication in stripes', () => {
       // 10 MiB at 4 Mbit/s take the slow host 20 s to receive, and as long to send its stripe to the k it feeds.
       expect(await holdsWhole(slow, late, 'docker.io/library/late:2'), 'the slow host is still receiving').toBe(false);
       for (const h of fed) {
-        await waitFor(`${h.name}'s log of its fetches`, async () => late.blobs.every((b) => fetchedFrom(h, b.digest)));
-        const feeders = feedersOf(order, h1.peerId, h.peerId);
-        const others = late.blobs.flatMap((b) => fetchedFrom(h, b.digest) ?? []).filter((id) => !feeders.includes(id));
-        expect(others, `${h.name} took the end of the slow stripe from a host that had finished`).not.toEqual([]);
+        const helpers = late.layers.flatMap((b) => rangesFrom(h, b.digest)).filter((id) => id !== slow.peerId);
+        expect(helpers, `${h.name} took the end of the slow stripe from a host that had finished`).not.toEqual([]);
       }
     } finally {
       await slow.unshape();
