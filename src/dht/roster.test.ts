@@ -8,6 +8,7 @@ import { createMeshNode, type MeshNode } from './libp2p-node.js';
 import { Libp2pRouter } from './libp2p-router.js';
 import { MEMBERS_PROTOCOL, MEMBERS_TOPIC } from './roster-messages.js';
 import { serveJson } from './json-protocol.js';
+import { INFO_PROTOCOL } from './peer-directory.js';
 import { waitFor } from '../../test/helpers/wait.js';
 import { CODE_P2P } from '@multiformats/multiaddr';
 
@@ -116,6 +117,28 @@ describe('the roster', () => {
     const listedAt = Date.now();
     await waitFor('x dropped', () => !names(d).includes('x'), { timeoutMs: 20_000 });
     expect(Date.now() - listedAt).toBeGreaterThan(3_000); // 4 periods of at least 1 s
+  });
+
+  test('a member dropped is not brought back by a list that heard of it before', async () => {
+    // e, which gives its NodeInfo like a member, lists c as heard of when the test began; d joins through e.
+    const c = await member('c', []);
+    const e = await createMeshNode({ privateKey: await generateKeyPair('Ed25519'), listen: ['/ip4/127.0.0.1/tcp/0'], bootstrap: [], mdns: false, logger, recordTtlMs: 60_000 });
+    nodes.push(e);
+    const began = Date.now();
+    const addrs = c.node.libp2p.getMultiaddrs().map((ma) => ma.decapsulateCode(CODE_P2P).toString());
+    let lists = 0;
+    await serveJson(e.libp2p, MEMBERS_PROTOCOL, () => (lists++, [{ id: c.id, info: { name: 'c', labels: {}, dataPlanePort: 1 }, addrs, ageMs: Date.now() - began }]));
+    await serveJson(e.libp2p, INFO_PROTOCOL, () => ({ name: 'e', labels: {}, dataPlanePort: 1 }));
+    // A period of a minute: what d hears of stays for 4 minutes, as in a fleet.
+    const d = await member('d', [{ node: e }], { maxConnections: 8, periodMs: 60_000 });
+    await waitFor('d connected to c', () => d.node.libp2p.getConnections(c.node.libp2p.peerId).length > 0, { timeoutMs: 5_000 });
+    await c.router.stop();
+    await c.node.stop();
+    await waitFor('d to drop c', () => !names(d).includes('c'), { timeoutMs: 5_000 });
+    // d asks a peer for its list again 5 s after its first (LIST_AGAIN_MS): e is the only one left.
+    await waitFor('d to ask e again', () => lists >= 2, { timeoutMs: 10_000 });
+    await new Promise((r) => setTimeout(r, 200));
+    expect(names(d)).not.toContain('c');
   });
 
   test('a member heard of is dialed while there is room under the cap, and not past it', async () => {

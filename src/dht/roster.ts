@@ -53,6 +53,8 @@ interface Member extends Announcement {
 
 export class Roster {
   private readonly members = new Map<string, Member>();
+  /** When members were dropped lately: a list that heard of one before then does not bring it back. */
+  private readonly goneAt = new Map<string, number>();
   /** Connected peers: their addresses, round-trip times and NodeInfo. */
   private readonly directory: PeerDirectory;
   private readonly checkedAt = new Map<string, number>();
@@ -132,6 +134,7 @@ export class Roster {
   /** A member this node heard of from the member itself (its announcement, or a connection to it). */
   private heardOf(id: string, info: NodeInfo, addrs: string[]): void {
     if (!this.members.has(id)) this.log.debug({ peer: id, name: info.name }, 'member joined');
+    this.goneAt.delete(id);
     this.members.set(id, { info, addrs, heardAt: Date.now() });
     this.connect(id, addrs);
   }
@@ -189,6 +192,8 @@ export class Roster {
     for (const [id, m] of this.members) {
       if (now - m.heardAt > EXPIRY_PERIODS * period) this.drop(id, `not heard of for ${Math.round((now - m.heardAt) / 1000)} s`);
     }
+    // A list's news older than this would have expired on the lister too.
+    for (const [id, at] of this.goneAt) if (now - at > EXPIRY_PERIODS * period) this.goneAt.delete(id);
   }
 
   private heard(msg: Message): void {
@@ -227,6 +232,7 @@ export class Roster {
     const member = this.members.get(id);
     if (member === undefined) return;
     this.members.delete(id);
+    this.goneAt.set(id, Date.now());
     this.checkedAt.delete(id);
     this.log.info({ peer: id, name: member.info.name, why }, 'member gone');
   }
@@ -262,7 +268,7 @@ export class Roster {
         const listed = parseListed(entry);
         if (listed === undefined || listed.id === this.libp2p.peerId.toString()) continue;
         const heardAt = now - listed.ageMs;
-        if ((this.members.get(listed.id)?.heardAt ?? -Infinity) >= heardAt) continue;
+        if ((this.members.get(listed.id)?.heardAt ?? this.goneAt.get(listed.id) ?? -Infinity) >= heardAt) continue;
         this.members.set(listed.id, { info: listed.info, addrs: listed.addrs, heardAt });
         this.connect(listed.id, listed.addrs);
         added++;
