@@ -63,6 +63,9 @@ function treeOf(order: string[], k: number, s: number): string[] {
   return [...order.filter((_, i) => i % k === s), ...order.filter((_, i) => i % k !== s)];
 }
 
+/** Where the node at `at` of a k-ary heap takes its bytes from. */
+const parentIn = (k: number, at: number) => Math.floor((at - 1) / k);
+
 /**
  * For each stripe, the node `self` takes it from. Stripe s's tree is a k-ary heap over the takers of
  * group s followed by all the others; its root takes it from `pushedTo`.
@@ -74,7 +77,7 @@ export function feedersOf(order: string[], pushedTo: string, self: string): stri
   return Array.from({ length: k }, (_, s) => {
     const tree = treeOf(order, k, s);
     const position = tree.indexOf(self);
-    return position === 0 ? pushedTo : tree[Math.floor((position - 1) / k)];
+    return position === 0 ? pushedTo : tree[parentIn(k, position)];
   });
 }
 
@@ -94,7 +97,7 @@ export function standInsOf(order: string[], pushedTo: string, self: string, s: n
   const tree = treeOf(order, k, s);
   const position = tree.indexOf(self);
   if (position <= 0) return { ask: [], atOnce: 1 };
-  const parent = (at: number) => Math.floor((at - 1) / k);
+  const parent = (at: number) => parentIn(k, at);
   const dead = parent(position);
   const below = (id: string) => {
     for (let at = tree.indexOf(id); at > dead; at = parent(at)) if (parent(at) === dead) return true;
@@ -136,7 +139,7 @@ export function helpersOf(order: string[], self: string, s: number): string[] {
   const k = stripesFor(order.length);
   const tree = treeOf(order, k, s);
   const position = tree.indexOf(self);
-  const parent = (at: number) => Math.floor((at - 1) / k);
+  const parent = (at: number) => parentIn(k, at);
   const top = position > k ? parent(position) : position;
   const late = (at: number) => {
     if (at === parent(position)) return true;
