@@ -52,6 +52,8 @@ export interface ImageEntry {
   digest: string;
   /** The push the node follows for this name; absent for images tagged outside the mesh. */
   push?: TagPush;
+  /** The push's own replication policy, when the node it names holds it (the push was to that node) and it carried one. */
+  replicate?: string;
 }
 
 /** An image being copied to a node: bytes of its blobs there so far, of `total`. */

@@ -1,6 +1,7 @@
 // Membership on libp2p: peers and their node info from the router, data planes at the address of the
 // connection to each member, holders from DHT lookups, inventories over /layermesh/inventory/1.0.0.
 import type { PeerId } from '@libp2p/interface';
+import { peerIdFromString } from '@libp2p/peer-id';
 import type { Logger } from 'pino';
 import { askJson, serveJson } from './json-protocol.js';
 import type { MeshLibp2p } from './libp2p-node.js';
@@ -21,7 +22,7 @@ function ipOf(multiaddr: string): string | undefined {
 function isInventory(v: unknown): v is Inventory {
   const i = v as Inventory;
   return typeof i?.name === 'string' && Number.isInteger(i.keys) && Array.isArray(i.images)
-    && i.images.every((x) => typeof x?.name === 'string' && typeof x?.digest === 'string' && (x.push === undefined || isTagPush(x.push)))
+    && i.images.every((x) => typeof x?.name === 'string' && typeof x?.digest === 'string' && (x.push === undefined || isTagPush(x.push)) && (x.replicate === undefined || typeof x.replicate === 'string'))
     && (i.fetching === undefined || (Array.isArray(i.fetching) && i.fetching.every((f) =>
       typeof f?.image === 'string' && typeof f?.digest === 'string' && Number.isSafeInteger(f.bytes) && Number.isSafeInteger(f.total))))
     && (i.disk === undefined || (typeof i.disk === 'object' && i.disk !== null && Object.values(i.disk).every((n) => Number.isSafeInteger(n))));
@@ -38,6 +39,17 @@ export function libp2pMembership(libp2p: MeshLibp2p, router: Router, log: Logger
     return ip ? { id, url: dataPlaneUrl(ip, peer.info.dataPlanePort, plaintext), rttMs: peer.rttMs } : undefined;
   };
 
+  const inventoryOf = async (peer: PeerId, signal: AbortSignal): Promise<Inventory | undefined> => {
+    try {
+      const inv = await askJson(libp2p, peer, INVENTORY_PROTOCOL, { signal, maxBytes: INVENTORY_MAX_BYTES });
+      if (!isInventory(inv)) throw new Error('not an inventory');
+      return inv;
+    } catch (err) {
+      log.warn({ peer: peer.toString(), err: (err as Error).message }, 'peer did not give its inventory');
+      return undefined;
+    }
+  };
+
   return {
     self: router.id,
     peers: () => router.peers(),
@@ -49,16 +61,18 @@ export function libp2pMembership(libp2p: MeshLibp2p, router: Router, log: Logger
     inventories: async () => {
       const signal = AbortSignal.timeout(INVENTORY_TIMEOUT_MS);
       const out = new Map<string, Inventory>();
-      await Promise.all(libp2p.getPeers().map(async (peer: PeerId) => {
-        try {
-          const inv = await askJson(libp2p, peer, INVENTORY_PROTOCOL, { signal, maxBytes: INVENTORY_MAX_BYTES });
-          if (!isInventory(inv)) throw new Error('not an inventory');
-          out.set(peer.toString(), inv);
-        } catch (err) {
-          log.warn({ peer: peer.toString(), err: (err as Error).message }, 'peer did not give its inventory');
-        }
+      await Promise.all(libp2p.getPeers().map(async (peer) => {
+        const inv = await inventoryOf(peer, signal);
+        if (inv) out.set(peer.toString(), inv);
       }));
       return out;
+    },
+    inventoryOf: (id) => inventoryOf(peerIdFromString(id), AbortSignal.timeout(INVENTORY_TIMEOUT_MS)),
+    onMember: (handler) => {
+      libp2p.addEventListener('peer:identify', (evt) => {
+        if (evt.detail.protocols.includes(INVENTORY_PROTOCOL)) handler(evt.detail.peerId.toString());
+      });
+      for (const peer of libp2p.getPeers()) handler(peer.toString());
     },
     serveInventory: (own) => serveJson(libp2p, INVENTORY_PROTOCOL, own),
   };

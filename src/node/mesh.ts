@@ -9,7 +9,7 @@ import type { Config } from './config.js';
 import type { DiskTotals, ImageEntry, ImageFetch } from '../api/admin-types.js';
 import { libp2pMembership } from '../dht/libp2p-membership.js';
 import type { Inventory, Membership } from '../dht/membership.js';
-import { pushOf } from '../oci/tag-push.js';
+import { PUSH_REPLICATE_LABEL, pushOf } from '../oci/tag-push.js';
 
 export interface Mesh {
   router: Libp2pRouter;
@@ -26,11 +26,15 @@ export interface Mesh {
   stop(): Promise<void>;
 }
 
-/** Tagged images of the store (records by digest only keep untagged manifests alive), with the push each follows. */
-async function localImages(store: Store): Promise<ImageEntry[]> {
+/**
+ * Tagged images of the store (records by digest only keep untagged manifests alive), with the push each follows,
+ * and the policy of pushes to this node (`self`) that carried one.
+ */
+async function localImages(store: Store, self: string): Promise<ImageEntry[]> {
   return (await store.images.list()).filter((i) => !i.name.includes('@')).map((i) => {
     const push = pushOf(i.labels);
-    return { name: i.name, digest: i.target.digest, ...(push && { push }) };
+    const replicate = push?.node === self ? i.labels[PUSH_REPLICATE_LABEL] : undefined;
+    return { name: i.name, digest: i.target.digest, ...(push && { push }), ...(replicate !== undefined && { replicate }) };
   });
 }
 
@@ -70,7 +74,7 @@ export async function joinMesh(config: Config, store: Store, log: Logger, opts: 
   const ownInventory = async (): Promise<Inventory> => ({
     name: config.nodeName,
     keys: holdings.size,
-    images: await localImages(store),
+    images: await localImages(store, router.id),
     fetching: await fetching(),
     disk: await disk(),
   });

@@ -1,9 +1,12 @@
+import { pino } from 'pino';
 import { describe, expect, test } from 'vitest';
 import { putBlob } from '../store/store.js';
 import { digestOf } from '../oci/digest.js';
 import { MemoryStore } from '../store/memory-store.js';
 import { MediaType } from '../oci/manifest.js';
-import { pushEvent } from './push-event.js';
+import { PUSH_NODE_LABEL, PUSH_REPLICATE_LABEL, pushOf } from '../oci/tag-push.js';
+import { NewestPushes } from './newest-pushes.js';
+import { pushEvent, pushGossip } from './push-event.js';
 
 const node = '12D3KooWorigin';
 
@@ -64,5 +67,14 @@ describe('push events', () => {
   test('a root the store does not hold goes out without inline blobs', async () => {
     const event = await pushEvent(new MemoryStore(), { image: 'docker.io/library/app:3', digest: `sha256:${'0'.repeat(64)}`, node, clock: 1 });
     expect(event.inline).toBeUndefined();
+  });
+
+  test("a push's record keeps the policy it carried, for members that missed its gossip", () => {
+    const gossip = pushGossip(new MemoryStore(), { id: node, publish: async () => undefined }, new NewestPushes(node), pino({ level: 'silent' }));
+    const target = { mediaType: MediaType.ociManifest, digest: `sha256:${'1'.repeat(64)}`, size: 2 };
+    const carried = gossip.labels('docker.io/library/app:4', target, { replicate: 'label.role=web' });
+    expect(carried).toMatchObject({ [PUSH_NODE_LABEL]: node, [PUSH_REPLICATE_LABEL]: 'label.role=web' });
+    expect(pushOf(carried)).toMatchObject({ node });
+    expect(gossip.labels('docker.io/library/app:5', target, {})).not.toHaveProperty(PUSH_REPLICATE_LABEL);
   });
 });

@@ -9,7 +9,7 @@ import type { Store } from '../store/store.js';
 import { parseReplicationPolicy } from './replication-policy.js';
 import { children, isIndexMediaType, MANIFEST_MEDIA_TYPES, parseManifest } from '../oci/manifest.js';
 import { readSmallBlob } from '../oci/references.js';
-import { pushLabels, pushOf } from '../oci/tag-push.js';
+import { PUSH_REPLICATE_LABEL, pushLabels, pushOf } from '../oci/tag-push.js';
 import type { NewestPushes } from './newest-pushes.js';
 
 /** Inlined bytes per event, base64: well inside the events' size limit (mesh-events.ts). */
@@ -51,7 +51,10 @@ export async function pushEvent(store: Store, event: Omit<MeshEvent, 'type' | 'i
 export function pushGossip(store: Store, router: Pick<Router, 'id' | 'publish'>, pushes: NewestPushes, log: Logger): PushListener {
   return {
     check: ({ replicate }) => void (replicate !== undefined && parseReplicationPolicy(replicate)),
-    labels: (image, target) => pushLabels(pushes.stamp(image, target.digest)),
+    labels: (image, target, { replicate }) => ({
+      ...pushLabels(pushes.stamp(image, target.digest)),
+      ...(replicate !== undefined && { [PUSH_REPLICATE_LABEL]: replicate }),
+    }),
     pushed: (image, digest, { replicate }, labels) => {
       const clock = pushOf(labels)?.clock;
       if (clock === undefined) return void log.error({ image, digest }, 'a push without its stamp is not gossiped');

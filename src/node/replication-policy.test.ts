@@ -30,5 +30,7 @@ describe('replication policy', () => {
   it('refuses what it cannot read, saying what it expects', () => {
     expect(() => parseReplicationPolicy('role=web')).toThrow(/name=GLOB, label.KEY=GLOB or image=GLOB/);
     expect(() => parseReplicationPolicy(' , ')).toThrow(/empty/);
+    // Kept in a label of the push's image record, which containerd bounds.
+    expect(() => parseReplicationPolicy(`name=${'h'.repeat(1020)}`)).toThrow(/longer than 1024/);
   });
 });

@@ -33,7 +33,11 @@ function parseTerm(term: string, policy: string): Term {
   return { kind: m[1] as 'name' | 'image', glob };
 }
 
+/** Longest policy accepted: a push's policy is kept in a label of its image record, which containerd bounds. */
+const MAX_POLICY_LENGTH = 1024;
+
 export function parseReplicationPolicy(text: string): ReplicationPolicy {
+  if (text.length > MAX_POLICY_LENGTH) throw new Error(`replication policy is longer than ${MAX_POLICY_LENGTH} characters`);
   const policy = text.trim();
   if (policy === 'all') return { text: policy, accepts: () => true };
   if (policy === 'none') return { text: policy, accepts: () => false };

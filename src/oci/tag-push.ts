@@ -12,6 +12,8 @@ export interface TagPush {
 
 export const PUSH_CLOCK_LABEL = 'org.layermesh.push.clock';
 export const PUSH_NODE_LABEL = 'org.layermesh.push.node';
+/** On the record of a push to this node that carried its own replication policy: members that missed the push's gossip learn it from here. */
+export const PUSH_REPLICATE_LABEL = 'org.layermesh.push.replicate';
 
 /** Positive when `a` is newer than `b`; a name without a stamp (an image tagged outside the mesh) is older than any. */
 export function comparePushes(a: TagPush | undefined, b: TagPush | undefined): number {

@@ -20,7 +20,7 @@ export interface PushListener {
   /** Checks a push's options before anything is stored; throws with the reason when they are invalid. */
   check(options: PushOptions): void;
   /** Labels for the image record of a push by tag, asked just before it is stored (the mesh stamps the push there). */
-  labels(image: string, target: Descriptor): Record<string, string>;
+  labels(image: string, target: Descriptor, options: PushOptions): Record<string, string>;
   /** A manifest was stored under a tag, with the image name as stored and the labels its record got. */
   pushed(image: string, digest: string, options: PushOptions, labels: Record<string, string>): void;
 }
