@@ -1,3 +1,7 @@
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
 import { describe, expect, test } from 'vitest';
 import { MemoryStore } from '../store/memory-store.js';
 import { putBlob } from '../store/store.js';
@@ -49,5 +53,28 @@ describe('newest pushes', () => {
     await pushes.load(store);
     expect(pushes.get(NAME)).toEqual({ clock: 42, node: 'n2', digest: target.digest });
     expect(pushes.get('docker.io/library/untracked:1')).toBeUndefined();
+  });
+
+  test('keep what they know across a restart in their file, oldest forgotten first', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'pushes-'));
+    try {
+      const file = join(dir, 'pushes.json');
+      const before = new NewestPushes('self', 2);
+      await before.persist(file, pino({ level: 'silent' }));
+      before.observe('a:1', { clock: 1, node: 'n1', digest: digest(1) });
+      before.observe('b:1', { clock: 2, node: 'n1', digest: digest(2) });
+      before.observe('c:1', { clock: 3, node: 'n2', digest: digest(3) }); // a:1 is forgotten
+      await before.save();
+      const after = new NewestPushes('self', 2);
+      await after.persist(file, pino({ level: 'silent' }));
+      expect([after.get('a:1'), after.get('b:1'), after.get('c:1')]).toEqual([undefined, { clock: 2, node: 'n1', digest: digest(2) }, { clock: 3, node: 'n2', digest: digest(3) }]);
+      after.observe('d:1', { clock: 4, node: 'n2', digest: digest(4) });
+      expect(after.get('b:1')).toBeUndefined(); // the oldest before the restart goes first after it too
+      // Written a second after a change without being asked.
+      await new Promise((r) => setTimeout(r, 1_500));
+      expect((JSON.parse(await readFile(file, 'utf8')) as { name: string }[]).map((p) => p.name)).toEqual(['c:1', 'd:1']);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -1,9 +1,13 @@
 // The newest push this node knows of each image name: its own pushes and those gossiped by others, whether
 // or not it copies them. A local push gets a clock newer than any known of its name, and an event older
 // than the newest known is ignored. Held names come back after a restart from the stamps in the image
-// records' labels; names only heard of are kept in memory, bounded.
+// records' labels; all names known, bounded, from a file in the data dir (persist()), so that what this
+// node removed or evicted is not taken for a push it missed (catch-up.ts).
+import { readFile } from 'node:fs/promises';
+import type { Logger } from 'pino';
 import type { Store } from '../store/store.js';
-import { comparePushes, nextClock, pushOf, type TagPush } from '../oci/tag-push.js';
+import { comparePushes, isTagPush, nextClock, pushOf, type TagPush } from '../oci/tag-push.js';
+import { writeAtomically } from '../util/atomic-file.js';
 
 export interface KnownPush extends TagPush {
   /** Root manifest or index digest of the push. */
@@ -12,11 +16,46 @@ export interface KnownPush extends TagPush {
 
 /** Names remembered at most; the least recently pushed are forgotten first. */
 const MAX_NAMES = 10_000;
+/** A change is written this long after it: a burst of pushes is one write. */
+const SAVE_AFTER_MS = 1_000;
+
+interface SavedPush extends KnownPush {
+  name: string;
+}
+
+function isSavedPush(v: unknown): v is SavedPush {
+  const s = v as SavedPush;
+  return isTagPush(s) && typeof s.name === 'string' && typeof s.digest === 'string';
+}
 
 export class NewestPushes {
   readonly #byName = new Map<string, KnownPush>();
+  #persisted?: { file: string; log: Logger; timer?: NodeJS.Timeout };
 
   constructor(readonly self: string, private readonly maxNames = MAX_NAMES) {}
+
+  /** Reads what `file` kept (absent: nothing yet), and writes every change there from now on. */
+  async persist(file: string, log: Logger): Promise<void> {
+    try {
+      const saved: unknown = JSON.parse(await readFile(file, 'utf8'));
+      for (const push of Array.isArray(saved) ? saved : []) if (isSavedPush(push)) this.observe(push.name, push);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') log.warn({ file, err: (err as Error).message }, 'known pushes unreadable; starting afresh');
+    }
+    this.#persisted = { file, log };
+  }
+
+  /** Writes a change not written yet. */
+  async save(): Promise<void> {
+    const persisted = this.#persisted;
+    if (!persisted?.timer) return;
+    clearTimeout(persisted.timer);
+    persisted.timer = undefined;
+    // In the order they arrived, as observe() keeps them: the oldest are forgotten first after a restart too.
+    const saved: SavedPush[] = [...this.#byName].map(([name, push]) => ({ name, ...push }));
+    await writeAtomically(persisted.file, JSON.stringify(saved))
+      .catch((err: Error) => persisted.log.warn({ file: persisted.file, err: err.message }, 'could not write the known pushes'));
+  }
 
   /** Seeds from the stamps of the store's image records. */
   async load(store: Store): Promise<void> {
@@ -36,6 +75,7 @@ export class NewestPushes {
     this.#byName.delete(name); // re-inserted last: the map's order is the order of the pushes' arrival
     this.#byName.set(name, { clock: push.clock, node: push.node, digest: push.digest });
     if (this.#byName.size > this.maxNames) this.#byName.delete(this.#byName.keys().next().value!);
+    if (this.#persisted) this.#persisted.timer ??= setTimeout(() => void this.save(), SAVE_AFTER_MS).unref();
     return true;
   }
 
