@@ -39,6 +39,10 @@ export interface Membership {
   holders(key: string, signal: AbortSignal): Promise<DataPlane[]>;
   /** Every connected member's inventory, by peer id; members that do not answer in time are left out. */
   inventories(): Promise<Map<string, Inventory>>;
+  /** One connected member's inventory; undefined when it does not answer in time. */
+  inventoryOf(id: string): Promise<Inventory | undefined>;
+  /** Calls `handler` with the peer id of each member connected now, and of each that connects later. */
+  onMember(handler: (id: string) => void): void;
   /** Answers members' inventory requests with `own`. */
   serveInventory(own: () => Promise<Inventory>): Promise<void>;
 }

@@ -4,14 +4,19 @@ import { holdersOf, type DataPlane, type Inventory, type Membership } from './me
 import type { MemoryMesh, MemoryRouter } from './memory-router.js';
 
 const served = new WeakMap<MemoryMesh, Map<string, () => Promise<Inventory>>>();
+/** Each member's onMember handlers: a member serving its inventory is a member connecting. */
+const joinHandlers = new WeakMap<MemoryMesh, Map<string, ((id: string) => void)[]>>();
 
 export class MemoryMembership implements Membership {
   readonly #inventories: Map<string, () => Promise<Inventory>>;
+  readonly #joinHandlers: Map<string, ((id: string) => void)[]>;
 
   /** `dataPlanes`: the data plane URL of each member that has one, by peer id. */
   constructor(mesh: MemoryMesh, private readonly router: MemoryRouter, private readonly dataPlanes: Map<string, string> = new Map()) {
     if (!served.has(mesh)) served.set(mesh, new Map());
     this.#inventories = served.get(mesh)!;
+    if (!joinHandlers.has(mesh)) joinHandlers.set(mesh, new Map());
+    this.#joinHandlers = joinHandlers.get(mesh)!;
   }
 
   get self(): string {
@@ -36,13 +41,23 @@ export class MemoryMembership implements Membership {
   async inventories(): Promise<Map<string, Inventory>> {
     const out = new Map<string, Inventory>();
     for (const { id } of this.router.peers()) {
-      const own = this.#inventories.get(id);
-      if (own) out.set(id, await own());
+      const inv = await this.inventoryOf(id);
+      if (inv) out.set(id, inv);
     }
     return out;
   }
 
+  async inventoryOf(id: string): Promise<Inventory | undefined> {
+    return this.router.peers().some((p) => p.id === id) ? this.#inventories.get(id)?.() : undefined;
+  }
+
+  onMember(handler: (id: string) => void): void {
+    this.#joinHandlers.set(this.self, [...(this.#joinHandlers.get(this.self) ?? []), handler]);
+    for (const id of this.#inventories.keys()) if (id !== this.self) handler(id);
+  }
+
   async serveInventory(own: () => Promise<Inventory>): Promise<void> {
     this.#inventories.set(this.self, own);
+    for (const [id, handlers] of this.#joinHandlers) if (id !== this.self) for (const handler of handlers) handler(this.self);
   }
 }

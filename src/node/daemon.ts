@@ -33,6 +33,7 @@ import { openStore } from './open-store.js';
 import { pushGossip } from './push-event.js';
 import { NewestPushes } from './newest-pushes.js';
 import { PushFollower } from './push-follower.js';
+import { catchUpOnJoin } from './catch-up.js';
 import { Replicator } from './replicator.js';
 import { startDisk } from './disk.js';
 import { registerDiskApi } from './disk-api.js';
@@ -150,7 +151,9 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     });
     // The newest push of each name known here: stamps in the image records, then gossip.
     const pushes = new NewestPushes(mesh.router.id);
+    await pushes.persist(join(config.dataDir, 'pushes.json'), log);
     await pushes.load(store);
+    closers.push(() => pushes.save());
     const events = new EventLog();
     const replicator = new Replicator({
       store,
@@ -183,6 +186,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     });
     // Members see the replicator's progress in this node's inventory.
     await mesh.serveInventory(() => replicator.progress(), () => disk.evictor.totals());
+    catchUpOnJoin(mesh.membership, pushes, (event) => follower.onEvent(event), log.child({ component: 'replicator' }));
     const uploads = new UploadSessions(store, {
       maxBlobBytes: config.maxUploadSize, idleTimeoutMs: config.uploadTimeoutMs,
       maxSessions: config.maxUploads, maxSessionsPerClient: config.maxUploadsPerClient,

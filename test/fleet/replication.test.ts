@@ -1,7 +1,8 @@
 // Push once, have it everywhere: an image pushed to one host of a six-host fleet ends up, verified, in
 // the containerd of every host whose replication policy takes it, and nowhere else. While it spreads,
 // `meshctl ls --mesh` shows who is still fetching; a push may carry its own policy; a host dying while it
-// feeds a stripe of the layers to others leaves them to take the rest of that stripe from other holders.
+// feeds a stripe of the layers to others leaves them to take the rest of that stripe from other holders; a
+// host that was down during a push takes it when it is back, and a copy removed on a host stays removed.
 import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -118,6 +119,40 @@ describe('replication of a push through the fleet', () => {
       for (const h of fleet.hosts) await h.unshape();
       if (!first.meshdPid) await first.startMeshd();
       rmSync(image2.dir, { recursive: true, force: true });
+    }
+  });
+
+  it('catches up a host that was down during pushes, each push under its own policy, and brings back no copy a host removed', async () => {
+    const [h1, h2, h3, h4] = fleet.hosts;
+    const image3 = buildImage({ layerSizes: [3 * MiB, 1 * MiB], tag: 'late' });
+    const name = 'docker.io/library/app:late';
+    const named = 'docker.io/library/app:late-h3';
+    try {
+      await h3.killMeshd('SIGTERM');
+      await h1.skopeo(['copy', `oci:${image3.dir}:late`, `docker://${REGISTRY_ADDR}/app:late`, '--dest-tls-verify=false']);
+      // The same image under a second name, pushed with a policy that selects h3 alone.
+      const manifest = join(image3.dir, 'blobs', 'sha256', image3.digest.slice('sha256:'.length));
+      const mediaType = image3.blobs.find((b) => b.digest === image3.digest)!.mediaType;
+      expect(await h1.exec('curl', ['-s', '-o', '/dev/null', '-w', '%{http_code}', '-X', 'PUT', '-H', `content-type: ${mediaType}`,
+        '-H', 'x-layermesh-replicate: name=h3', '--data-binary', `@${manifest}`, `http://${REGISTRY_ADDR}/v2/app/manifests/late-h3`])).toBe('201');
+      for (const h of [h2, h4]) await waitFor(`${h.name} to copy the push`, () => holdsWhole(h, image3, name), { timeoutMs: 60_000 });
+      // h4's operator removes its copy; it restarts while h3 is still down.
+      expect((await h4.meshctl(['rm', name])).code).toBe(0);
+      await h4.restartMeshd();
+
+      await h3.startMeshd();
+      await waitFor('h3 to copy the push it missed', () => holdsWhole(h3, image3, name), { timeoutMs: 60_000 });
+      await waitFor("h3 to copy the push it missed whose policy selects it", () => holdsWhole(h3, image3, named), { timeoutMs: 30_000 });
+      expect(readFileSync(h3.meshdLog, 'utf8')).toContain('following pushes this node missed');
+      // h4 knows it removed app:late and is not selected for app:late-h3: it takes neither, restarted and reconnected.
+      await fleet.waitForMesh();
+      await new Promise((r) => setTimeout(r, 3000));
+      const h4Images = await h4.ctr(['images', 'ls', '-q']);
+      expect(h4Images).not.toContain(name);
+      expect(h4Images).not.toContain(named);
+    } finally {
+      if (!h3.meshdPid) await h3.startMeshd();
+      rmSync(image3.dir, { recursive: true, force: true });
     }
   });
 });

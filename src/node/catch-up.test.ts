@@ -1,0 +1,51 @@
+import { pino } from 'pino';
+import { describe, expect, it } from 'vitest';
+import type { Inventory } from '../dht/membership.js';
+import type { MeshEvent } from '../dht/router.js';
+import { catchUpOnJoin } from './catch-up.js';
+import { NewestPushes } from './newest-pushes.js';
+
+const digest = (n: number) => `sha256:${String(n).repeat(64).slice(0, 64)}`;
+const log = pino({ level: 'silent' });
+
+/** A member `m1` whose inventory is `images`, connecting once the catch-up is set up; the events it leads to. */
+async function joining(images: Inventory['images'], pushes: NewestPushes): Promise<MeshEvent[]> {
+  const followed: MeshEvent[] = [];
+  let member: ((id: string) => void) | undefined;
+  const asked: string[] = [];
+  const membership = {
+    onMember: (handler: (id: string) => void) => void (member = handler),
+    inventoryOf: async (id: string) => (asked.push(id), { name: id, keys: 0, images }),
+  };
+  catchUpOnJoin(membership, pushes, (event) => followed.push(event), log);
+  member!('m1');
+  await expect.poll(() => asked).toEqual(['m1']);
+  await new Promise((r) => setTimeout(r, 10));
+  return followed;
+}
+
+describe('catching up on pushes missed', () => {
+  it("follows the pushes to a member that connects which this node does not know, with each push's own policy", async () => {
+    const pushes = new NewestPushes('self');
+    pushes.observe('known:1', { clock: 5, node: 'm1', digest: digest(1) });
+    pushes.observe('newer-here:1', { clock: 9, node: 'm3', digest: digest(2) });
+    const followed = await joining([
+      { name: 'missed:1', digest: digest(3), push: { clock: 7, node: 'm1' }, replicate: 'label.role=web' },
+      { name: 'missed:2', digest: digest(4), push: { clock: 8, node: 'm1' } },
+      { name: 'known:1', digest: digest(1), push: { clock: 5, node: 'm1' } }, // heard of already
+      { name: 'newer-here:1', digest: digest(5), push: { clock: 6, node: 'm1' } }, // a newer push of it is known
+      { name: 'other:1', digest: digest(6), push: { clock: 9, node: 'm2' } }, // m1 does not vouch for m2's push
+      { name: 'untracked:1', digest: digest(7) }, // tagged outside the mesh
+    ], pushes);
+    expect(followed).toEqual([
+      { type: 'image-pushed', image: 'missed:1', digest: digest(3), node: 'm1', clock: 7, replicate: 'label.role=web' },
+      { type: 'image-pushed', image: 'missed:2', digest: digest(4), node: 'm1', clock: 8 },
+    ]);
+  });
+
+  it('follows nothing a member holds when this node knows every push of it', async () => {
+    const pushes = new NewestPushes('self');
+    pushes.observe('app:1', { clock: 5, node: 'm1', digest: digest(1) });
+    expect(await joining([{ name: 'app:1', digest: digest(1), push: { clock: 5, node: 'm1' } }], pushes)).toEqual([]);
+  });
+});

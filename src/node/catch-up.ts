@@ -1,0 +1,27 @@
+// Pushes this node missed: gossip reaches only the members connected when it is sent, so a node that was
+// not yet started, restarting or cut off never hears of a push made meanwhile. Each member that connects is
+// asked for its inventory, and the pushes to that member which it still names its images after are followed
+// as if their gossip had come now. Only a push's own node vouches for it, as only it signs the push's gossip:
+// its inventory comes over the connection its key secures. What is known here already is left alone.
+import type { Logger } from 'pino';
+import type { Membership } from '../dht/membership.js';
+import type { MeshEvent } from '../dht/router.js';
+import { comparePushes } from '../oci/tag-push.js';
+import type { NewestPushes } from './newest-pushes.js';
+
+export function catchUpOnJoin(
+  membership: Pick<Membership, 'onMember' | 'inventoryOf'>, pushes: Pick<NewestPushes, 'get'>, follow: (event: MeshEvent) => void, log: Logger,
+): void {
+  membership.onMember((id) => void missedPushes(id).catch((err: Error) => log.warn({ peer: id, err: err.message }, 'could not catch up on pushes')));
+
+  async function missedPushes(id: string): Promise<void> {
+    const inventory = await membership.inventoryOf(id);
+    const missed: MeshEvent[] = (inventory?.images ?? []).flatMap(({ name, digest, push, replicate }) =>
+      push?.node === id && comparePushes(push, pushes.get(name)) > 0
+        ? [{ type: 'image-pushed', image: name, digest, node: id, clock: push.clock, ...(replicate !== undefined && { replicate }) }]
+        : []);
+    if (missed.length === 0) return;
+    log.info({ peer: id, images: missed.map((e) => e.image) }, 'following pushes this node missed');
+    for (const event of missed) follow(event);
+  }
+}
