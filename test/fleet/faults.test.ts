@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildImage, type BuiltImage } from '../helpers/oci-image.js';
 import { waitFor } from '../helpers/wait.js';
 import { Fleet } from './fleet.js';
+import { REGISTRY_ADDR } from './index.js';
 import type { FleetHost } from './host.js';
 import type { WhoHasAnswer } from '../../src/api/admin-types.js';
 
@@ -55,10 +56,20 @@ describe('fault tools on a 4-host fleet', () => {
     }
     await waitFor('h3 to drop everyone', async () => (await peerIds(h3)).length === 0, { timeoutMs: 30_000, intervalMs: 1000 });
     expect((await h1.whoHas(name)).map((p) => p.name)).toEqual(['h2']); // the rest of the fleet still answers
+    // A push while h3 is cut off: its gossip cannot reach h3.
+    const pushed = buildImage({ layerSizes: [60_000], tag: 'cut' });
+    try {
+      await h1.skopeo(['copy', `oci:${pushed.dir}:cut`, `docker://${REGISTRY_ADDR}/app:cut`, '--dest-tls-verify=false']);
+      const holds = async (h: FleetHost) => (await h.ctr(['images', 'ls', '-q'])).split('\n').includes('docker.io/library/app:cut');
+      await waitFor('h2 to copy the push', () => holds(h2));
 
-    await h3.reconnect();
-    await fleet!.waitForMesh({ timeoutMs: 60_000 }); // h3's bootstrap dialer calls h1 again (its retries back off up to 30 s)
-    expect((await h3.whoHas(name)).map((p) => p.id)).toContain(h2.peerId);
+      await h3.reconnect();
+      await fleet!.waitForMesh({ timeoutMs: 60_000 }); // h3's bootstrap dialer calls h1 again (its retries back off up to 30 s)
+      expect((await h3.whoHas(name)).map((p) => p.id)).toContain(h2.peerId);
+      await waitFor('h3 to copy the push it missed while cut off', () => holds(h3), { timeoutMs: 30_000 });
+    } finally {
+      rmSync(pushed.dir, { recursive: true, force: true });
+    }
   }, 150_000); // the waits above: about 25 s to drop h3, then up to 60 s to heal
 
   it("pause: the paused meshd answers nothing, the others still answer who-has; resume: it answers again", async () => {
