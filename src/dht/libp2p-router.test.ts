@@ -129,6 +129,24 @@ describe('a mesh of four members', () => {
     await stop(e);
   });
 
+  test('a burst of keys goes out in batches further and further apart, an image name at once', async () => {
+    // A replication adds a key as each layer lands; every batch is a request to each peer.
+    const batches = vi.spyOn(d.router as unknown as { runBatch(): Promise<void> }, 'runBatch');
+    const keys = Array.from({ length: 60 }, (_, i) => `sha256:${i.toString(16).padStart(64, 'e')}`);
+    for (const key of keys) {
+      d.router.announce({ add: [key] });
+      await sleep(100);
+    }
+    // 6 s of keys: batches at 0, 1, 3 and 7 s (a batch a second would be 6 or 7).
+    expect(batches.mock.calls.length).toBeLessThanOrEqual(4);
+    const started = Date.now();
+    d.router.announce({ add: ['docker.io/library/burst:1'], urgent: true });
+    await until('b to store the image name', () => storesRecord(b, 'docker.io/library/burst:1', d));
+    expect(Date.now() - started).toBeLessThan(1_000);
+    await until('b to store every key of the burst', async () => (await Promise.all(keys.map((k) => storesRecord(b, k, d)))).every(Boolean));
+    batches.mockRestore();
+  });
+
   test('with fewer than k members every record is stored here too, so lookups ask no peer', async () => {
     a.router.announce({ add: [DIGEST] });
     await a.router.settled();

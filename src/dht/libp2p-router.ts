@@ -35,10 +35,13 @@ const K = 20;
 /**
  * Batches start at least this far apart: a node replicating an image adds a key as each layer lands,
  * and every batch is a request to each peer that stores records (8 hosts receiving 32 small layers:
- * libp2p and the provide protocol were 40 % of a taker's CPU). Urgent changes (an image name that
- * completes a push or a copy) do not wait: their batch takes everything pending along.
+ * libp2p and the provide protocol were 40 % of a taker's CPU). While added keys keep coming, each batch as
+ * soon as the gap allows, the gap doubles up to BATCH_GAP_MAX_MS; it is back to BATCH_GAP_MS after a quiet gap.
+ * Urgent changes (an image name that completes a push or a copy) do not wait: their batch takes everything
+ * pending along.
  */
 const BATCH_GAP_MS = 1_000;
+const BATCH_GAP_MAX_MS = 8_000;
 const RETRY_MIN_MS = 5_000;
 const RETRY_MAX_MS = 300_000;
 
@@ -67,6 +70,7 @@ export class Libp2pRouter implements Router {
   private flushTimer?: NodeJS.Timeout;
   private flushAt = 0;
   private lastBatchAt = 0;
+  private gapMs = BATCH_GAP_MS;
   private readonly republishTimer: NodeJS.Timeout;
   private work: Promise<void> = Promise.resolve();
   private retryDelayMs = RETRY_MIN_MS;
@@ -223,9 +227,9 @@ export class Libp2pRouter implements Router {
     }
   }
 
-  /** Runs a batch in `delayMs` (and not within BATCH_GAP_MS of the last unless `urgent`), or sooner if one is already due sooner. */
+  /** Runs a batch in `delayMs` (and not within the gap of the last unless `urgent`), or sooner if one is already due sooner. */
   private schedule(delayMs: number, urgent = false): void {
-    const at = Math.max(Date.now() + delayMs, urgent ? 0 : this.lastBatchAt + BATCH_GAP_MS);
+    const at = Math.max(Date.now() + delayMs, urgent ? 0 : this.lastBatchAt + this.gapMs);
     delayMs = at - Date.now();
     if (this.shutdown.signal.aborted || (this.flushTimer !== undefined && this.flushAt <= at)) return;
     clearTimeout(this.flushTimer);
@@ -246,6 +250,8 @@ export class Libp2pRouter implements Router {
   private async runBatch(): Promise<void> {
     const signal = this.shutdown.signal;
     const started = Date.now();
+    const busy = this.added.size > 0 && started - this.lastBatchAt < 2 * this.gapMs;
+    this.gapMs = busy ? Math.min(2 * this.gapMs, BATCH_GAP_MAX_MS) : BATCH_GAP_MS;
     this.lastBatchAt = started;
     // Take what is pending now: announce() may change it while this batch awaits.
     const removed = [...this.removed].map(keyToCid);
