@@ -21,7 +21,7 @@ export function catchUpOnJoin(
         ? [{ type: 'image-pushed', image: name, digest, node: id, clock: push.clock, ...(replicate !== undefined && { replicate }) }]
         : []);
     if (missed.length === 0) return;
-    log.info({ peer: id, images: missed.map((e) => e.image) }, 'following pushes this node missed');
+    log.info({ peer: id, pushes: missed.length, images: missed.slice(0, 10).map((e) => e.image) }, 'following pushes this node missed');
     for (const event of missed) follow(event);
   }
 }
