@@ -73,7 +73,8 @@ describe('the mirror', () => {
   });
 
   it('looks only for the registries it is told to mirror, and resolves tags only when allowed', async () => {
-    const common = ['--store', 'containerd', '--containerd-socket', socket, '--swarm-key', keyFile, '--bootstrap', a.p2p[0]];
+    // Mirrors only: with replication, a node joining after a push copies it (catch-up) and holds it itself.
+    const common = ['--store', 'containerd', '--containerd-socket', socket, '--swarm-key', keyFile, '--bootstrap', a.p2p[0], '--replicate', 'none'];
     const ghcrOnly = await startMeshd([...common, '--containerd-namespace', `mirror-c-${randomUUID().slice(0, 8)}`, '--mirror-registry', 'ghcr.io']);
     const noTags = await startMeshd([...common, '--containerd-namespace', `mirror-d-${randomUUID().slice(0, 8)}`, '--no-mirror-tags']);
     try {

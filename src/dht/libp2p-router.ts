@@ -33,12 +33,9 @@ export interface Libp2pRouterOptions {
 
 const K = 20;
 /**
- * Batches start at least this far apart: a node replicating an image adds a key as each layer lands,
- * and every batch is a request to each peer that stores records (8 hosts receiving 32 small layers:
- * libp2p and the provide protocol were 40 % of a taker's CPU). While added keys keep coming, each batch as
- * soon as the gap allows, the gap doubles up to BATCH_GAP_MAX_MS; it is back to BATCH_GAP_MS after a quiet gap.
- * Urgent changes (an image name that completes a push or a copy) do not wait: their batch takes everything
- * pending along.
+ * Batches start at least this far apart, a replicating node adding a key as each layer lands: every batch is a
+ * request to each peer. While added keys keep coming, the gap doubles up to BATCH_GAP_MAX_MS, back after a quiet
+ * spell. Urgent changes (an image name completing a push or a copy) do not wait, and take all that is pending.
  */
 const BATCH_GAP_MS = 1_000;
 const BATCH_GAP_MAX_MS = 8_000;
@@ -63,8 +60,7 @@ export class Libp2pRouter implements Router {
   private added = new Set<string>();
   private removed = new Set<string>();
   private republishDue = false;
-  /** When every held key was last sent again to the peers that should hold it. */
-  lastRepublish?: Date;
+  lastRepublish?: Date; // every held key last sent again to the peers that should hold it
   /** Peers known to hold every record they should (set by a full round, extended by catch-ups). */
   private covered = new Set<string>();
   private flushTimer?: NodeJS.Timeout;
@@ -243,9 +239,8 @@ export class Libp2pRouter implements Router {
   }
 
   /**
-   * Carries out what announce(), the republish timer and newly joined peers asked for since the last batch.
-   * A peer is "covered" once it has been sent every record it should hold; uncovered peers (new, restarted,
-   * or failed last time) get all held keys, covered ones only the keys added since.
+   * Carries out what announce(), the republish timer and newly joined peers asked for since the last batch. A peer
+   * is "covered" once sent every record it should hold: uncovered peers (new, restarted, or failed last time) get all held keys.
    */
   private async runBatch(): Promise<void> {
     const signal = this.shutdown.signal;
