@@ -1,5 +1,5 @@
 // One truth per tag: two hosts of a four-host fleet are pushed different images under one name at the same
-// moment (their manifests PUT at once), ten rounds over. After each round, within 5 s, every host's registry names the image after the
+// moment (their manifests PUT at once), ten rounds over. After each round, within 10 s, every host's registry names the image after the
 // same manifest (the newest push's) and its containerd holds that image; `meshctl who-has` shows each
 // holder with the digest and the push it follows.
 import { rmSync } from 'node:fs';
@@ -10,7 +10,8 @@ import { buildImage, type BuiltImage } from '../helpers/oci-image.js';
 import { Fleet, REGISTRY_ADDR, type FleetHost } from './index.js';
 
 const ROUNDS = 10;
-const CONVERGE_MS = 5_000;
+/** What it catches is a split that lasts: alone a round takes 1–1.5 s, beside the 10-host stripes fleet on the same 2 cores (as CI may run them) 4–8 s. */
+const CONVERGE_MS = 10_000;
 const NAME = 'docker.io/library/same:1';
 
 const blobPath = (image: BuiltImage, digest: string) => join(image.dir, 'blobs', 'sha256', digest.slice('sha256:'.length));
