@@ -21,6 +21,14 @@ async function holdsWhole(host: FleetHost, image: BuiltImage, name: string): Pro
     && image.blobs.every((b) => content.includes(b.digest));
 }
 
+/** curl arguments that PUT `image`'s manifest as app:`tag` on the host's registry, with the header pussh --replicate sends. */
+function putWithPolicy(image: BuiltImage, tag: string, policy: string): string[] {
+  const manifest = join(image.dir, 'blobs', 'sha256', image.digest.slice('sha256:'.length));
+  const mediaType = image.blobs.find((b) => b.digest === image.digest)!.mediaType;
+  return ['-s', '-X', 'PUT', '-H', `content-type: ${mediaType}`, '-H', `x-layermesh-replicate: ${policy}`, '--data-binary', `@${manifest}`,
+    `http://${REGISTRY_ADDR}/v2/app/manifests/${tag}`];
+}
+
 describe('replication of a push through the fleet', () => {
   let fleet: Fleet;
   let image: BuiltImage;
@@ -73,20 +81,14 @@ describe('replication of a push through the fleet', () => {
     const [h1] = fleet.hosts;
     const name = 'docker.io/library/app:web-only';
     // The same manifest under a new tag, pushed with the header pussh --replicate sends.
-    const manifest = join(image.dir, 'blobs', 'sha256', image.digest.slice('sha256:'.length));
-    const mediaType = image.blobs.find((b) => b.digest === image.digest)!.mediaType;
-    const status = await h1.exec('curl', ['-s', '-o', '/dev/null', '-w', '%{http_code}', '-X', 'PUT', '-H', `content-type: ${mediaType}`,
-      '-H', 'x-layermesh-replicate: label.role=web,name=h2,name=h3', '--data-binary', `@${manifest}`,
-      `http://${REGISTRY_ADDR}/v2/app/manifests/web-only`]);
-    expect(status).toBe('201');
+    expect(await h1.exec('curl', ['-w', '%{http_code}', '-o', '/dev/null', ...putWithPolicy(image, 'web-only', 'label.role=web,name=h2,name=h3')])).toBe('201');
     const [, h2, h3, h4, h5, h6] = fleet.hosts;
     for (const h of [h2, h3]) await waitFor(`${h.name} to copy the web-only push`, () => holdsWhole(h, image, name), { timeoutMs: 60_000 });
     // h4 is a web host but not named; h5 is not a web host; h6's own `none` is replaced by the push's policy, which does not select it.
     await new Promise((r) => setTimeout(r, 2000));
     for (const h of [h4, h5, h6]) expect(await h.ctr(['images', 'ls', '-q'])).not.toContain(name);
 
-    const bad = await h1.exec('curl', ['-s', '-X', 'PUT', '-H', `content-type: ${mediaType}`, '-H', 'x-layermesh-replicate: role=web',
-      '--data-binary', `@${manifest}`, `http://${REGISTRY_ADDR}/v2/app/manifests/bad-policy`]);
+    const bad = await h1.exec('curl', putWithPolicy(image, 'bad-policy', 'role=web'));
     expect(JSON.parse(bad).errors[0]).toMatchObject({ code: 'MANIFEST_INVALID' });
     expect(bad).toContain('label.KEY=GLOB');
   });
@@ -131,10 +133,7 @@ describe('replication of a push through the fleet', () => {
       await h3.killMeshd('SIGTERM');
       await h1.skopeo(['copy', `oci:${image3.dir}:late`, `docker://${REGISTRY_ADDR}/app:late`, '--dest-tls-verify=false']);
       // The same image under a second name, pushed with a policy that selects h3 alone.
-      const manifest = join(image3.dir, 'blobs', 'sha256', image3.digest.slice('sha256:'.length));
-      const mediaType = image3.blobs.find((b) => b.digest === image3.digest)!.mediaType;
-      expect(await h1.exec('curl', ['-s', '-o', '/dev/null', '-w', '%{http_code}', '-X', 'PUT', '-H', `content-type: ${mediaType}`,
-        '-H', 'x-layermesh-replicate: name=h3', '--data-binary', `@${manifest}`, `http://${REGISTRY_ADDR}/v2/app/manifests/late-h3`])).toBe('201');
+      expect(await h1.exec('curl', ['-w', '%{http_code}', '-o', '/dev/null', ...putWithPolicy(image3, 'late-h3', 'name=h3')])).toBe('201');
       for (const h of [h2, h4]) await waitFor(`${h.name} to copy the push`, () => holdsWhole(h, image3, name), { timeoutMs: 60_000 });
       // h4's operator removes its copy; it restarts while h3 is still down.
       expect((await h4.meshctl(['rm', name])).code).toBe(0);
