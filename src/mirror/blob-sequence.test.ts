@@ -168,7 +168,8 @@ describe('blob sequences', () => {
     const whole = await holder('whole', origin);
     const [a, b] = await Promise.all(['a', 'b'].map(async (id) => {
       const spools = await spoolsIn();
-      const t = await taker(peers, id, spools);
+      // A share waits on the other orphan's own copy: a stall timeout that a loaded machine can outlast would send it to `whole`.
+      const t = await taker(peers, id, spools, { stallTimeoutMs: 10_000 });
       return { ...t, ...(await holder(id, t.store, spools)) };
     }));
     peers.push(whole.endpoint, a.endpoint, b.endpoint);

@@ -93,10 +93,10 @@ export async function blobsIn(store: MemoryStore, sizes: number[]): Promise<{ de
 }
 
 /** A replicating node: a mirror, and (`spools` given) a data plane serving what it receives. */
-export async function taker(peers: DataPlane[], self = 'taker', spools?: Spools) {
+export async function taker(peers: DataPlane[], self = 'taker', spools?: Spools, { stallTimeoutMs = 2000 } = {}) {
   const store = new MemoryStore();
   const mirror = new Mirror({
-    store, spools: spools ?? (await spoolsIn()), peers: new PeerClient(key), log, lookupTimeoutMs: 500, stallTimeoutMs: 2000,
+    store, spools: spools ?? (await spoolsIn()), peers: new PeerClient(key), log, lookupTimeoutMs: 500, stallTimeoutMs,
     members: { self, holders: async () => [], dataPlaneOf: (id) => peers.find((p) => p.id === id) },
     resolveTags: false, patienceMs: 2000,
   });
