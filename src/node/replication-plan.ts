@@ -31,8 +31,11 @@ const SPREAD = 2;
 /** Takers a late stripe asks for its last bytes in the endgame (helpersOf). */
 const HELPERS = 3;
 
-/** Widest tree: fan-out, and also the number of stripes. */
-const MAX_STRIPES = 4;
+/**
+ * Stripes beyond PIPELINE_MAX_TAKERS, and the trees' fan-out: the same for every fleet size, so that nodes whose
+ * views differ by a few takers still cut the same stripes. treeOf's spare places hold for 4.
+ */
+const STRIPES = 4;
 /**
  * Up to this many takers, one stripe: the trees are then a single pipeline through the takers in order.
  * Stripes cost each node k streams in and out, about a quarter more CPU per byte on the fleet bench, and
@@ -42,14 +45,9 @@ const PIPELINE_MAX_TAKERS = 8;
 /** Stripes of a blob are at least this long; a smaller blob goes whole in one stripe. */
 export const MIN_STRIPE_BYTES = 256 << 10;
 
-/**
- * The stripe count for `takers` nodes: one for a few; else the widest (at most MAX_STRIPES) that splits
- * them into groups differing by at most one, so that every interior node has a full set of children.
- */
+/** The stripe count for `takers` nodes: one for a few, else STRIPES. */
 export function stripesFor(takers: number): number {
-  if (takers <= PIPELINE_MAX_TAKERS) return 1;
-  for (const k of [4, 5, 3, 6, 2]) if (takers % k <= 1) return k;
-  return MAX_STRIPES;
+  return takers <= PIPELINE_MAX_TAKERS ? 1 : STRIPES;
 }
 
 /** The takers in the order of this image: a hash of digest and peer id, different for every image. */
@@ -58,9 +56,16 @@ export function takerOrder(digest: string, takers: string[]): string[] {
   return [...new Set(takers)].map((id) => ({ id, rank: rank(id) })).sort((a, b) => (a.rank < b.rank ? -1 : 1)).map((t) => t.id);
 }
 
-/** Stripe s's tree as a k-ary heap: the takers of group s (every k-th of the order, from s), then all the others. */
+/**
+ * Stripe s's tree as a k-ary heap: the takers of group s (every k-th of the order, from s), then all the others.
+ * Its interior takes ceil((n − 1) / k) nodes. With r = n mod k ≥ 2, groups r… are one short: their last
+ * interior place, with r − 1 children, goes to the last node of a full group, which has as many children in
+ * its own tree and room for k − r + 1 more (r − 1 ≤ k − r + 1 for k = 4): its upload stays within one copy.
+ */
 function treeOf(order: string[], k: number, s: number): string[] {
-  return [...order.filter((_, i) => i % k === s), ...order.filter((_, i) => i % k !== s)];
+  const r = order.length % k;
+  const spare = r >= 2 && s >= r ? order[order.length - r + ((s - r) % r)] : undefined;
+  return [...order.filter((_, i) => i % k === s), ...(spare ? [spare] : []), ...order.filter((id, i) => i % k !== s && id !== spare)];
 }
 
 /** Where the node at `at` of a k-ary heap takes its bytes from. */
