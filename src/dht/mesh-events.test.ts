@@ -22,7 +22,7 @@ describe('mesh events', () => {
   });
 
   test('small blobs inlined in an event survive the round trip', () => {
-    const inlined = { ...event, replicate: 'name=web*', inline: { [event.digest]: Buffer.from('{"schemaVersion":2}').toString('base64') } };
+    const inlined = { ...event, replicate: 'name=web*', inline: { [event.digest]: Buffer.from('{"schemaVersion":2}').toString('base64') }, takers: ['AbCd-_12', 'zzzzzzzz'] };
     expect(decodeEvent(encodeEvent(inlined))).toEqual({ event: inlined });
   });
 
@@ -49,6 +49,8 @@ describe('mesh events', () => {
     ['with inline bytes that are not base64', json({ ...event, inline: { [event.digest]: 'not base64!' } }), /bad inline/],
     ['with inline bytes under a bad digest', json({ ...event, inline: { 'sha256:': 'AAAA' } }), /bad inline/],
     ['with a negative clock', json({ ...event, clock: -1 }), /bad clock/],
+    ['with takers that are not tags', json({ ...event, takers: ['a-peer-id-in-full'] }), /bad takers/],
+    ['with takers that are not a list', json({ ...event, takers: 'AbCd-_12' }), /bad takers/],
     ['with a fractional clock', json({ ...event, clock: 1.5 }), /bad clock/],
     ['naming another node', json({ ...event, node: 'someone-else' }), /names node someone-else but was signed by/],
   ])('an event %s is rejected', (_, data, reason) => {

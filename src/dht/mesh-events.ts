@@ -12,6 +12,7 @@ const MAX_IMAGE_LENGTH = 1024;
 /** OCI digest grammar: algorithm ":" encoded. */
 const DIGEST = /^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$/;
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
+const TAKER_TAG = /^[A-Za-z0-9_-]{8}$/;
 
 /**
  * Scores for the mesh's quiet topics (events, members). gossipsub's topic defaults expect a busy topic (peers that deliver fewer than
@@ -57,9 +58,11 @@ export function decodeEvent(data: Uint8Array): { event?: GossipEvent; error?: st
   if (v.clock !== undefined && (!Number.isSafeInteger(v.clock) || (v.clock as number) < 0)) return { error: 'bad clock' };
   if (v.replicate !== undefined && (typeof v.replicate !== 'string' || v.replicate.length > MAX_IMAGE_LENGTH)) return { error: 'bad replicate' };
   if (v.inline !== undefined && !isInline(v.inline)) return { error: 'bad inline blobs' };
+  if (v.takers !== undefined && !(Array.isArray(v.takers) && v.takers.every((t) => typeof t === 'string' && TAKER_TAG.test(t)))) return { error: 'bad takers' };
   const event: MeshEvent = { type: v.type, image: v.image, digest: v.digest, node: v.node, clock: (v.clock as number | undefined) ?? 0 };
   if (v.replicate !== undefined) event.replicate = v.replicate;
   if (v.inline !== undefined) event.inline = v.inline;
+  if (v.takers !== undefined) event.takers = v.takers as string[];
   return { event };
 }
 

@@ -42,6 +42,11 @@ export interface MeshEvent {
    * so that takers start on the layers at once instead of asking the origin first. Verified like any blob.
    */
   inline?: Record<string, string>;
+  /**
+   * The takers the node pushed to expects, by tag (replication-plan.ts takerTag), in the image's taker order:
+   * every taker plans on this one list, so that members whose views of the mesh differ still agree on the plan.
+   */
+  takers?: string[];
 }
 
 /** A member asks every node to remove an image (meshctl rm --mesh). */

@@ -201,7 +201,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
       log: log.child({ component: 'registry' }),
       maxManifestBytes: MAX_MANIFEST_BYTES,
       access: new Access({ token, allow: config.registryAllow, writeGroup: config.writeGroup, log: log.child({ component: 'access' }) }),
-      pushes: recorded(pushGossip(store, mesh.router, pushes, log), events, config.nodeName),
+      pushes: recorded(pushGossip(store, mesh.router, pushes, follower.takersOf, log), events, config.nodeName),
     });
     registerStatusPage(registry, events);
     registerMetrics(registry, { router: mesh.router, holdings: mesh.holdings, disk: () => disk.evictor.totals() });

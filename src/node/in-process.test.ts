@@ -58,7 +58,7 @@ async function node(mesh: MemoryMesh, id: string, replicate: string) {
   const limits = { maxBlobBytes: 1 << 30, idleTimeoutMs: 60_000, maxSessions: 100, maxSessionsPerClient: 100 };
   const registry = createRegistry({
     store: mirrorStore(store, mirror), uploads: new UploadSessions(store, limits, log), log,
-    maxManifestBytes: MAX_MANIFEST_BYTES, pushes: pushGossip(store, router, pushes, log),
+    maxManifestBytes: MAX_MANIFEST_BYTES, pushes: pushGossip(store, router, pushes, follower.takersOf, log),
     // Requests are injected, not sent over a socket: they come from a local root.
     access: new Access({ writeGroup: 'layermesh', log, localUid: async () => 0 }),
   });

@@ -7,6 +7,8 @@ import { MediaType } from '../oci/manifest.js';
 import { PUSH_NODE_LABEL, PUSH_REPLICATE_LABEL, pushOf } from '../oci/tag-push.js';
 import { NewestPushes } from './newest-pushes.js';
 import { pushEvent, pushGossip } from './push-event.js';
+import { takerOrder, takerTag } from './replication-plan.js';
+import { decodeEvent, encodeEvent } from '../dht/mesh-events.js';
 
 const node = '12D3KooWorigin';
 
@@ -35,7 +37,7 @@ describe('push events', () => {
   test('carry the manifest, the config and small layers, each under its own digest', async () => {
     const store = new MemoryStore();
     const img = await image(store, 700, [Buffer.alloc(100, 1), Buffer.alloc(200 << 10, 2)]);
-    const event = await pushEvent(store, { image: 'docker.io/library/app:1', digest: img.digest, node, clock: 1 });
+    const event = await pushEvent(store, { image: 'docker.io/library/app:1', digest: img.digest, node, clock: 1 }, []);
     expect(event).toMatchObject({ type: 'image-pushed', image: 'docker.io/library/app:1', digest: img.digest, node, clock: 1 });
     const inline = decoded(event.inline);
     expect(Object.keys(inline).sort()).toEqual([img.digest, img.config, img.layers[0]].sort());
@@ -45,7 +47,7 @@ describe('push events', () => {
   test('stay small: what does not fit is left to the takers to fetch', async () => {
     const store = new MemoryStore();
     const img = await image(store, 60 << 10, []);
-    const event = await pushEvent(store, { image: 'docker.io/library/app:2', digest: img.digest, node, clock: 1, replicate: 'none' });
+    const event = await pushEvent(store, { image: 'docker.io/library/app:2', digest: img.digest, node, clock: 1, replicate: 'none' }, []);
     expect(Object.keys(event.inline ?? {})).toEqual([img.digest]);
     expect(event.replicate).toBe('none');
   });
@@ -60,17 +62,30 @@ describe('push events', () => {
       manifests: [amd, arm].map((m) => ({ mediaType: MediaType.ociManifest, digest: m.digest, size: m.size })),
     }));
     const { digest } = await put(store, index);
-    const event = await pushEvent(store, { image: 'docker.io/library/multi:1', digest, node, clock: 1 });
+    const event = await pushEvent(store, { image: 'docker.io/library/multi:1', digest, node, clock: 1 }, []);
     expect(Object.keys(event.inline ?? {}).sort()).toEqual([digest, amd.digest, arm.digest, amd.config, arm.config].sort());
   });
 
+  test('name the takers, in the image\'s order, by tags that a thousand of fit beside the inlined blobs', async () => {
+    const store = new MemoryStore();
+    const img = await image(store, 700, [Buffer.alloc(100, 1)]);
+    const takers = Array.from({ length: 1000 }, (_, i) => `12D3KooWpeer${i}`);
+    const event = await pushEvent(store, { image: 'docker.io/library/app:6', digest: img.digest, node, clock: 1 }, takers);
+    expect(event.takers).toEqual(takerOrder(img.digest, takers).map(takerTag));
+    expect(new Set(event.takers).size).toBe(1000);
+    expect(Object.keys(event.inline ?? {})).toContain(img.config);
+    expect(decodeEvent(encodeEvent(event)).event).toEqual(event);
+    // No takers known: each plans from its own view.
+    expect((await pushEvent(store, { image: 'docker.io/library/app:7', digest: img.digest, node, clock: 1 }, [])).takers).toBeUndefined();
+  });
+
   test('a root the store does not hold goes out without inline blobs', async () => {
-    const event = await pushEvent(new MemoryStore(), { image: 'docker.io/library/app:3', digest: `sha256:${'0'.repeat(64)}`, node, clock: 1 });
+    const event = await pushEvent(new MemoryStore(), { image: 'docker.io/library/app:3', digest: `sha256:${'0'.repeat(64)}`, node, clock: 1 }, []);
     expect(event.inline).toBeUndefined();
   });
 
   test("a push's record keeps the policy it carried, for members that missed its gossip", () => {
-    const gossip = pushGossip(new MemoryStore(), { id: node, publish: async () => undefined }, new NewestPushes(node), pino({ level: 'silent' }));
+    const gossip = pushGossip(new MemoryStore(), { id: node, publish: async () => undefined }, new NewestPushes(node), () => [], pino({ level: 'silent' }));
     const target = { mediaType: MediaType.ociManifest, digest: `sha256:${'1'.repeat(64)}`, size: 2 };
     const carried = gossip.labels('docker.io/library/app:4', target, { replicate: 'label.role=web' });
     expect(carried).toMatchObject({ [PUSH_NODE_LABEL]: node, [PUSH_REPLICATE_LABEL]: 'label.role=web' });

@@ -5,23 +5,25 @@ import { MemoryStore } from '../store/memory-store.js';
 import { NewestPushes } from './newest-pushes.js';
 import { PushFollower } from './push-follower.js';
 import { parseReplicationPolicy } from './replication-policy.js';
+import { takerOrder, takerTag } from './replication-plan.js';
+import type { ReplicateOptions } from './replicator.js';
 
 const NAME = 'docker.io/library/same:1';
 const digest = (c: string) => `sha256:${c.repeat(64)}`;
 const event = (clock: number, node: string, d: string, replicate?: string): MeshEvent =>
   ({ type: 'image-pushed', image: NAME, digest: d, node, clock, ...(replicate && { replicate }) });
 
-/** A follower on `policy` whose replicator only records what it is asked to copy. */
-function follower(policy: string, store = new MemoryStore()) {
-  const copies: { digest: string; from: string; push: unknown }[] = [];
-  const pushes = new NewestPushes('self');
+/** A follower on `policy`, knowing members `peers`, whose replicator only records what it is asked to copy. */
+function follower(policy: string, store = new MemoryStore(), self = 'self', peers: string[] = []) {
+  const copies: { digest: string; from: string; push: unknown; order?: string[] }[] = [];
+  const pushes = new NewestPushes(self);
   const replicator = {
     copying: () => undefined,
-    replicate: vi.fn(async (_image: string, d: string, from: string, { push }: { push: unknown }) => void copies.push({ digest: d, from, push })),
+    replicate: vi.fn(async (_image: string, d: string, from: string, { push, order }: ReplicateOptions) => void copies.push({ digest: d, from, push, order })),
   };
   const f = new PushFollower({
-    store, pushes, replicator, policy: parseReplicationPolicy(policy), self: { name: 'self', labels: {} },
-    membership: { self: 'self', peers: () => [] }, log: pino({ level: 'silent' }),
+    store, pushes, replicator, policy: parseReplicationPolicy(policy), self: { name: self, labels: {} },
+    membership: { self, peers: () => peers.map((id) => ({ id, addrs: [], info: { name: id, labels: {}, dataPlanePort: 1 } })) }, log: pino({ level: 'silent' }),
   });
   const settle = () => new Promise((r) => setTimeout(r, 10));
   return { f, copies, pushes, settle };
@@ -33,7 +35,7 @@ describe('push follower', () => {
     f.onEvent(event(200, 'b', digest('b')));
     f.onEvent(event(100, 'a', digest('a')));
     await settle();
-    expect(copies).toEqual([{ digest: digest('b'), from: 'b', push: { clock: 200, node: 'b' } }]);
+    expect(copies).toEqual([{ digest: digest('b'), from: 'b', push: { clock: 200, node: 'b' }, order: ['self'] }]);
     expect(pushes.get(NAME)?.digest).toBe(digest('b'));
   });
 
@@ -67,5 +69,23 @@ describe('push follower', () => {
     await settle();
     expect(copies).toEqual([]);
     expect(pushes.get(NAME)).toEqual(own);
+  });
+
+  test('takers whose views of the mesh differ plan on the order the node pushed to sent; without one, each on its own view', async () => {
+    const members = Array.from({ length: 20 }, (_, i) => `peer-${i}`);
+    const sent = takerOrder(digest('c'), members);
+    const push = { ...event(100, 'origin', digest('c')), takers: sent.map(takerTag) };
+    // peer-0 does not know peer-5 yet; peer-1 knows everyone.
+    const a = follower('all', new MemoryStore(), 'peer-0', members.filter((id) => id !== 'peer-0' && id !== 'peer-5'));
+    const b = follower('all', new MemoryStore(), 'peer-1', members.filter((id) => id !== 'peer-1'));
+    for (const f of [a, b]) f.f.onEvent(push);
+    await Promise.all([a.settle(), b.settle()]);
+    expect(b.copies[0].order).toEqual(sent);
+    expect(a.copies[0].order).toEqual(sent.map((id) => (id === 'peer-5' ? takerTag(id) : id)));
+    // The same push without the list: peer-0 plans without peer-5, and everyone after it moves.
+    const own = follower('all', new MemoryStore(), 'peer-0', members.filter((id) => id !== 'peer-0' && id !== 'peer-5'));
+    own.f.onEvent(event(100, 'origin', digest('c')));
+    await own.settle();
+    expect(own.copies[0].order).toEqual(sent.filter((id) => id !== 'peer-5'));
   });
 });

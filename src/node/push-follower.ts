@@ -10,6 +10,7 @@ import type { Store } from '../store/store.js';
 import type { NewestPushes } from './newest-pushes.js';
 import { parseReplicationPolicy, type NodeIdentity, type ReplicationPolicy } from './replication-policy.js';
 import type { Replicator } from './replicator.js';
+import { orderOfTags, takerOrder } from './replication-plan.js';
 
 /** A member of the mesh as replication sees it (this node included). */
 export interface Member extends NodeIdentity {
@@ -17,6 +18,9 @@ export interface Member extends NodeIdentity {
   /** Its replication policy as it announced it; absent means `all`. */
   replicate?: string;
 }
+
+/** The members known here that copy a push of `image` to `pushedTo`, with the push's policy `replicate` if it has one. */
+export type TakersOf = (image: string, pushedTo: string, replicate?: string) => string[];
 
 export interface PushFollowerDeps {
   store: Store;
@@ -60,12 +64,21 @@ export class PushFollower {
       log.info({ image, policy: policy.text }, 'the policy does not select this node, but it holds the name: following its newest push');
     }
     if (replicator.copying(image) === digest) return;
-    const selfId = this.deps.membership.self;
-    const takers = this.#members()
-      .filter((m) => m.id !== event.node && (m.id === selfId || (override ?? readablePolicy(m.replicate ?? 'all'))?.accepts(image, m)))
-      .map((m) => m.id);
-    await replicator.replicate(image, digest, event.node, { push, takers, inline: event.inline });
+    // The plan of the node pushed to when it sent one, so that takers whose views differ plan alike; else this node's own.
+    const order = event.takers
+      ? orderOfTags(event.takers, this.#members().map((m) => m.id))
+      : takerOrder(digest, [...this.takersOf(image, event.node, event.replicate), this.deps.membership.self]);
+    log.info({ image, digest, takers: order.length, plannedBy: event.takers ? 'the node pushed to' : 'this node' }, 'copying a push');
+    await replicator.replicate(image, digest, event.node, { push, order, inline: event.inline });
   }
+
+  /** The members known here that copy a push of `image` to `pushedTo`: each that its policy (the push's, else its own) selects. */
+  takersOf: TakersOf = (image, pushedTo, replicate) => {
+    const override = replicate === undefined ? undefined : readablePolicy(replicate);
+    return this.#members()
+      .filter((m) => m.id !== pushedTo && (override ?? readablePolicy(m.replicate ?? 'all'))?.accepts(image, m))
+      .map((m) => m.id);
+  };
 
   /** Every member known now, this node included. */
   #members(): Member[] {

@@ -183,9 +183,24 @@ describe('replication plan', () => {
     expect(standInsOf(order, ORIGIN, order[0], 0).ask).toEqual([]);
   });
 
-  test('a taker missing from the takers it knows still gets a feeder per stripe', () => {
-    const plan = planFor(IMAGE, [], ORIGIN, ids(12), 'late-joiner');
-    expect(plan.feeders).toHaveLength(stripesFor(13));
-    expect(plan.feeders.every((f) => f !== 'late-joiner')).toBe(true);
+  test.each([5, 12, 100, 1000])('%i takers: those the node pushed to did not know take the stripes from the bottom of the trees, a few streams more each', (n) => {
+    const order = takerOrder(IMAGE, ids(n));
+    const k = stripesFor(n);
+    const { feeders: planned } = trees(n);
+    const asked = new Map<string, number>();
+    for (const list of planned.values()) for (const f of list) asked.set(f, (asked.get(f) ?? 0) + 1);
+    const late = Array.from({ length: Math.ceil(n / 100) + 1 }, (_, i) => planFor(order, [], ORIGIN, `late-${i}`).feeders);
+    for (const feeders of late) {
+      expect(feeders).toHaveLength(k);
+      for (const f of feeders) asked.set(f, (asked.get(f) ?? 0) + 1);
+      if (k === 1) expect(feeders).toEqual([order.at(-1)]); // a pipeline's tail, which sends nothing else
+      // Nodes whose children are leaves: in its tree, no node asks any of their children for that stripe.
+      else feeders.forEach((f, s) => expect([...planned].filter(([, list]) => list[s] === f).every(([child]) => [...planned.values()].every((list) => list[s] !== child))).toBe(true));
+    }
+    expect(asked.get(ORIGIN)).toBe(k);
+    expect(Math.max(...[...asked].filter(([id]) => id !== ORIGIN).map(([, n]) => n))).toBeLessThanOrEqual(k === 1 ? late.length : k + 2);
+  });
+  test('with no takers in the order, the node pushed to feeds', () => {
+    expect(planFor([], [], ORIGIN, 'alone').feeders).toEqual([ORIGIN]);
   });
 });

@@ -50,6 +50,20 @@ export function stripesFor(takers: number): number {
   return takers <= PIPELINE_MAX_TAKERS ? 1 : STRIPES;
 }
 
+/**
+ * A short name of a taker for the push's gossip (MeshEvent.takers): 48 bits of a hash of its peer id, so that
+ * the order of a thousand takers fits in one event.
+ */
+export function takerTag(id: string): string {
+  return createHash('sha256').update(id).digest('base64url').slice(0, 8);
+}
+
+/** The order `tags` name, each the member in `members` that has that tag, or the tag itself for one not known here. */
+export function orderOfTags(tags: string[], members: string[]): string[] {
+  const byTag = new Map(members.map((id) => [takerTag(id), id]));
+  return tags.map((tag) => byTag.get(tag) ?? tag);
+}
+
 /** The takers in the order of this image: a hash of digest and peer id, different for every image. */
 export function takerOrder(digest: string, takers: string[]): string[] {
   const rank = (id: string) => createHash('sha256').update(`${digest}\n${id}`).digest('hex');
@@ -73,12 +87,18 @@ const parentIn = (k: number, at: number) => Math.floor((at - 1) / k);
 
 /**
  * For each stripe, the node `self` takes it from. Stripe s's tree is a k-ary heap over the takers of
- * group s followed by all the others; its root takes it from `pushedTo`.
+ * group s followed by all the others; its root takes it from `pushedTo`. A node not in the order (the node
+ * pushed to did not know it) takes one stripe from a pipeline's tail, whose upload is free; stripes from the
+ * later half of the order, a node per stripe picked by a hash: those are at the bottom of their own trees,
+ * where one stream more slows a few leaves. Taking them from `pushedTo` would slow every tree's root.
  */
 export function feedersOf(order: string[], pushedTo: string, self: string): string[] {
   const k = stripesFor(order.length);
   const at = order.indexOf(self);
-  if (at < 0) return Array.from({ length: k }, () => pushedTo);
+  if (at < 0) {
+    const pick = (s: number) => createHash('sha256').update(`${self}\n${s}`).digest().readUInt32BE(0) % Math.ceil(order.length / 2);
+    return Array.from({ length: k }, (_, s) => order.at(k === 1 ? -1 : -1 - pick(s)) ?? pushedTo);
+  }
   return Array.from({ length: k }, (_, s) => {
     const tree = treeOf(order, k, s);
     const position = tree.indexOf(self);
@@ -181,9 +201,11 @@ export function piecesOf(blobs: Descriptor[], k: number): Piece[][] {
   return stripes;
 }
 
-/** `self`'s part in replicating image `digest` of `blobs` from `pushedTo` to `takers` (self among them). */
-export function planFor(digest: string, blobs: Descriptor[], pushedTo: string, takers: string[], self: string): TakerPlan {
-  const order = takerOrder(digest, takers.includes(self) ? takers : [...takers, self]);
+/**
+ * `self`'s part in replicating `blobs` from `pushedTo` to the takers in `order` (takerOrder). A node not in the
+ * order (the node pushed to did not know it) takes every stripe from `pushedTo`.
+ */
+export function planFor(order: string[], blobs: Descriptor[], pushedTo: string, self: string): TakerPlan {
   const feeders = feedersOf(order, pushedTo, self);
   return {
     feeders,

@@ -10,7 +10,7 @@ import { NewestPushes } from './newest-pushes.js';
 import { TagRecords } from './tag-records.js';
 import type { Lane, StandIns } from '../mirror/lanes.js';
 import { Replicator } from './replicator.js';
-import { planFor } from './replication-plan.js';
+import { planFor, takerOrder } from './replication-plan.js';
 import type { Piece } from '../mirror/peer-protocol.js';
 
 const ORIGIN = 'origin-peer';
@@ -92,9 +92,9 @@ describe('replicator', () => {
   test('takes the small blobs from the push gossip and fetches only the layers', async () => {
     const origin = new MemoryStore();
     const img = await pushedImage(origin, [300 << 10, 1000]);
-    const event = await pushEvent(origin, { image: 'docker.io/library/app:1', digest: img.manifest.digest, node: ORIGIN, clock: 1 });
+    const event = await pushEvent(origin, { image: 'docker.io/library/app:1', digest: img.manifest.digest, node: ORIGIN, clock: 1 }, []);
     const { store, fetched, replicator } = taker(img.blobs);
-    await replicator.replicate(event.image, event.digest, ORIGIN, { push, takers: [SELF], inline: event.inline });
+    await replicator.replicate(event.image, event.digest, ORIGIN, { push, order: [SELF], inline: event.inline });
     expect(fetched).toEqual([img.layers[0].digest]);
     for (const digest of img.blobs.keys()) expect((await store.stat(digest))?.digest).toBe(digest);
     expect((await store.images.get('docker.io/library/app:1'))?.target.digest).toBe(img.manifest.digest);
@@ -106,7 +106,7 @@ describe('replicator', () => {
     const forged = Buffer.from('{"architecture":"evil"}').toString('base64');
     const inline = { [img.manifest.digest]: img.blobs.get(img.manifest.digest)!.toString('base64'), [img.config.digest]: forged };
     const { store, fetched, replicator } = taker(img.blobs);
-    await replicator.replicate('docker.io/library/app:2', img.manifest.digest, ORIGIN, { push, takers: [SELF], inline });
+    await replicator.replicate('docker.io/library/app:2', img.manifest.digest, ORIGIN, { push, order: [SELF], inline });
     expect(fetched.sort()).toEqual([img.config.digest, img.layers[0].digest].sort());
     const { stream } = await store.open(img.config.digest);
     expect(digestOf(Buffer.concat(await stream.toArray()))).toBe(img.config.digest);
@@ -124,9 +124,9 @@ describe('replicator', () => {
   test('alone, takes every layer from the node pushed to on one sequence, in the manifest\'s order', async () => {
     const origin = new MemoryStore();
     const img = await pushedImage(origin, [300 << 10, 1000, 500 << 10, 400 << 10]);
-    const event = await pushEvent(origin, { image: 'docker.io/library/app:4', digest: img.manifest.digest, node: ORIGIN, clock: 1 });
+    const event = await pushEvent(origin, { image: 'docker.io/library/app:4', digest: img.manifest.digest, node: ORIGIN, clock: 1 }, []);
     const { store, fetched, replicator, asked, fromSequence } = taker(img.blobs, { sequences: true });
-    await replicator.replicate(event.image, event.digest, ORIGIN, { push, takers: [SELF], inline: event.inline });
+    await replicator.replicate(event.image, event.digest, ORIGIN, { push, order: [SELF], inline: event.inline });
     const large = [img.layers[0], img.layers[2], img.layers[3]].map((l) => l.digest);
     expect(asked).toEqual([{ peer: ORIGIN, digests: large }]);
     expect(fromSequence).toEqual(large);
@@ -137,9 +137,9 @@ describe('replicator', () => {
   test('when feeders send no sequence, the layers are asked of the node pushed to first', async () => {
     const origin = new MemoryStore();
     const img = await pushedImage(origin, [300 << 10, 400 << 10]);
-    const event = await pushEvent(origin, { image: 'docker.io/library/app:5', digest: img.manifest.digest, node: ORIGIN, clock: 1 });
+    const event = await pushEvent(origin, { image: 'docker.io/library/app:5', digest: img.manifest.digest, node: ORIGIN, clock: 1 }, []);
     const { store, replicator, askedFirst } = taker(img.blobs);
-    await replicator.replicate(event.image, event.digest, ORIGIN, { push, takers: ['peer-a', 'peer-b', 'peer-c', SELF], inline: event.inline });
+    await replicator.replicate(event.image, event.digest, ORIGIN, { push, order: takerOrder(event.digest, ['peer-a', 'peer-b', 'peer-c', SELF]), inline: event.inline });
     expect(img.layers.map((l) => askedFirst.get(l.digest))).toEqual([ORIGIN, ORIGIN]);
     expect((await store.images.get(event.image))?.target.digest).toBe(img.manifest.digest);
   });
@@ -147,12 +147,12 @@ describe('replicator', () => {
   test('among many takers, asks each feeder of the plan for its stripe of the layers, in the manifest\'s order', async () => {
     const origin = new MemoryStore();
     const img = await pushedImage(origin, [2 << 20, 1 << 20]);
-    const event = await pushEvent(origin, { image: 'docker.io/library/app:6', digest: img.manifest.digest, node: ORIGIN, clock: 1 });
+    const event = await pushEvent(origin, { image: 'docker.io/library/app:6', digest: img.manifest.digest, node: ORIGIN, clock: 1 }, []);
     const takers = [...'abcdefghij'].map((c) => `peer-${c}`).concat(SELF);
     const { replicator, asked } = taker(img.blobs, { sequences: true });
-    await replicator.replicate(event.image, event.digest, ORIGIN, { push, takers, inline: event.inline });
+    await replicator.replicate(event.image, event.digest, ORIGIN, { push, order: takerOrder(event.digest, takers), inline: event.inline });
     const layers = img.layers.map((l) => ({ mediaType: 'x', ...l }));
-    const plan = planFor(event.digest, layers, ORIGIN, takers, SELF);
+    const plan = planFor(takerOrder(event.digest, takers), layers, ORIGIN, SELF);
     expect(asked.map((a) => a.peer)).toEqual(plan.feeders.filter((_, s) => plan.pieces[s].length > 0));
     expect(asked.map((a) => a.digests)).toEqual(plan.pieces.filter((p) => p.length > 0).map((p) => p.map((piece) => piece.digest)));
     expect(new Set(plan.feeders).size).toBeGreaterThan(1);
@@ -161,11 +161,11 @@ describe('replicator', () => {
   test('among many takers, each stripe\'s lanes carry the stand-ins the plan names for it, asked when its feeder stops', async () => {
     const origin = new MemoryStore();
     const img = await pushedImage(origin, [2 << 20]);
-    const event = await pushEvent(origin, { image: 'docker.io/library/app:7', digest: img.manifest.digest, node: ORIGIN, clock: 1 });
+    const event = await pushEvent(origin, { image: 'docker.io/library/app:7', digest: img.manifest.digest, node: ORIGIN, clock: 1 }, []);
     const takers = Array.from({ length: 40 }, (_, i) => `peer-${i}`).concat(SELF);
     const { replicator, standIns } = taker(img.blobs);
-    await replicator.replicate(event.image, event.digest, ORIGIN, { push, takers, inline: event.inline });
-    const plan = planFor(event.digest, img.layers.map((l) => ({ mediaType: 'x', ...l })), ORIGIN, takers, SELF);
+    await replicator.replicate(event.image, event.digest, ORIGIN, { push, order: takerOrder(event.digest, takers), inline: event.inline });
+    const plan = planFor(takerOrder(event.digest, takers), img.layers.map((l) => ({ mediaType: 'x', ...l })), ORIGIN, SELF);
     expect(standIns.get(img.layers[0].digest)).toEqual(plan.standIns.filter((_, s) => plan.pieces[s].length > 0));
     expect(plan.standIns.flatMap((s) => s.ask).length).toBeGreaterThan(0);
   });
@@ -173,13 +173,13 @@ describe('replicator', () => {
   test('among many takers, asks its feeders only for the layers it lacks, and is in the endgame once those are here', async () => {
     const origin = new MemoryStore();
     const img = await pushedImage(origin, [2 << 20, 2 << 20]);
-    const event = await pushEvent(origin, { image: 'docker.io/library/app:10', digest: img.manifest.digest, node: ORIGIN, clock: 1 });
+    const event = await pushEvent(origin, { image: 'docker.io/library/app:10', digest: img.manifest.digest, node: ORIGIN, clock: 1 }, []);
     const takers = [...'abcdefghij'].map((c) => `peer-${c}`).concat(SELF);
     const store = new MemoryStore();
     const [kept, lacking] = img.layers;
     await putBlob(store, img.blobs.get(kept.digest)!, kept.digest);
     const { replicator, asked, lanesOf } = taker(img.blobs, { sequences: true, store });
-    await replicator.replicate(event.image, event.digest, ORIGIN, { push, takers, inline: event.inline });
+    await replicator.replicate(event.image, event.digest, ORIGIN, { push, order: takerOrder(event.digest, takers), inline: event.inline });
     const lanes = lanesOf.get(lacking.digest)!;
     expect(asked.flatMap((a) => a.digests)).toEqual(lanes.map(() => lacking.digest));
     const ready = { now: false };
@@ -192,10 +192,10 @@ describe('replicator', () => {
   test('among many takers, a blob that others bring before a feeder\'s stream gets to it does not wait for that feeder', async () => {
     const origin = new MemoryStore();
     const img = await pushedImage(origin, [2 << 20, 1 << 20]);
-    const event = await pushEvent(origin, { image: 'docker.io/library/app:9', digest: img.manifest.digest, node: ORIGIN, clock: 1 });
+    const event = await pushEvent(origin, { image: 'docker.io/library/app:9', digest: img.manifest.digest, node: ORIGIN, clock: 1 }, []);
     const takers = [...'abcdefghij'].map((c) => `peer-${c}`).concat(SELF);
     const { store, replicator, asked, closed } = taker(img.blobs, { sequences: true, stuck: true });
-    const done = replicator.replicate(event.image, event.digest, ORIGIN, { push, takers, inline: event.inline });
+    const done = replicator.replicate(event.image, event.digest, ORIGIN, { push, order: takerOrder(event.digest, takers), inline: event.inline });
     expect(await Promise.race([done.then(() => 'replicated'), new Promise((r) => setTimeout(r, 2000, 'waiting for the feeders'))])).toBe('replicated');
     expect((await store.images.get(event.image))?.target.digest).toBe(img.manifest.digest);
     expect(new Set(closed)).toEqual(new Set(asked.map((a) => a.peer)));
@@ -204,11 +204,11 @@ describe('replicator', () => {
   test('among many takers, a stripe\'s lanes are in their endgame, with the plan\'s helpers, once every lane of the other stripes is filled', async () => {
     const origin = new MemoryStore();
     const img = await pushedImage(origin, [2 << 20, 2 << 20]);
-    const event = await pushEvent(origin, { image: 'docker.io/library/app:8', digest: img.manifest.digest, node: ORIGIN, clock: 1 });
+    const event = await pushEvent(origin, { image: 'docker.io/library/app:8', digest: img.manifest.digest, node: ORIGIN, clock: 1 }, []);
     const takers = Array.from({ length: 40 }, (_, i) => `peer-${i}`).concat(SELF);
     const { replicator, lanesOf } = taker(img.blobs);
-    await replicator.replicate(event.image, event.digest, ORIGIN, { push, takers, inline: event.inline });
-    const plan = planFor(event.digest, img.layers.map((l) => ({ mediaType: 'x', ...l })), ORIGIN, takers, SELF);
+    await replicator.replicate(event.image, event.digest, ORIGIN, { push, order: takerOrder(event.digest, takers), inline: event.inline });
+    const plan = planFor(takerOrder(event.digest, takers), img.layers.map((l) => ({ mediaType: 'x', ...l })), ORIGIN, SELF);
     // Each layer has a lane per stripe, in stripe order.
     const lanes = img.layers.map((l) => lanesOf.get(l.digest)!);
     expect(lanes.map((l) => l.length)).toEqual([4, 4]);
@@ -245,7 +245,7 @@ describe('replicator', () => {
     const stamps = [{ clock: 1, node: 'a' }, { clock: 2, node: 'b' }];
     const copies = [older, newer].map((img, i) => {
       pushes.observe(name, { ...stamps[i], digest: img.manifest.digest }); // as the push follower does, in arrival order
-      return replicator.replicate(name, img.manifest.digest, ORIGIN, { push: stamps[i], takers: [SELF] });
+      return replicator.replicate(name, img.manifest.digest, ORIGIN, { push: stamps[i], order: [SELF] });
     });
     await Promise.all(copies);
     expect((await store.images.get(name))?.target.digest).toBe(newer.manifest.digest);

@@ -38,7 +38,8 @@ export interface ReplicationSource {
 export interface ReplicateOptions {
   /** The push's stamp: the image record is written only while it is the newest push of the name known. */
   push: TagPush;
-  takers?: string[];
+  /** The takers in the image's order (replication-plan.ts takerOrder), this node among them unless the node pushed to did not know it. */
+  order?: string[];
   inline?: Record<string, string>;
 }
 
@@ -73,7 +74,7 @@ export class Replicator {
 
   /**
    * Copies `image` (root manifest `digest`, pushed with stamp `push`) from the mesh. `pushedTo` holds it
-   * whole; `takers` are the nodes copying it too (this one included), which decide where each blob is taken
+   * whole; `order` has the nodes copying it too, which decide where each blob is taken
    * from; `inline` has small blobs that came with the push's gossip (base64 by digest), kept when they verify.
    */
   async replicate(image: string, digest: string, pushedTo: string, options: ReplicateOptions): Promise<void> {
@@ -91,7 +92,7 @@ export class Replicator {
     }
   }
 
-  async #copy(image: string, pushedTo: string, { push, takers = [], inline = {} }: ReplicateOptions, active: Active): Promise<void> {
+  async #copy(image: string, pushedTo: string, { push, order = [], inline = {} }: ReplicateOptions, active: Active): Promise<void> {
     const { digest } = active;
     const started = performance.now();
     replicationsInProgress.inc();
@@ -118,7 +119,7 @@ export class Replicator {
         if (bytes) keep(blob.digest, bytes);
       }
       const wanted = blobs.filter((b) => !given.has(b.digest));
-      const plan = planFor(digest, wanted, pushedTo, takers, this.deps.membership.self);
+      const plan = planFor(order, wanted, pushedTo, this.deps.membership.self);
       await this.#striped(wanted, plan, pushedTo, pending);
       await Promise.all(storing);
       // A later push of the same name may have started meanwhile, or be known by now: the newest one names the image.

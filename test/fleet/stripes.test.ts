@@ -54,7 +54,10 @@ describe('replication in stripes', () => {
     const layer = image.blobs.reduce((a, b) => (b.size > a.size ? b : a));
     const ids = takers.map((h) => h.peerId);
     for (const h of takers) {
-      const plan = planFor(image.digest, [], h1.peerId, ids, h.peerId);
+      // Each planned on the takers the push's gossip named, not on what it knew of the mesh itself.
+      const copying = readFileSync(h.meshdLog, 'utf8').split('\n').find((l) => l.includes('"copying a push"') && l.includes(image.digest));
+      expect(JSON.parse(copying ?? '{}'), `${h.name}'s plan`).toMatchObject({ takers: 9, plannedBy: 'the node pushed to' });
+      const plan = planFor(takerOrder(image.digest, ids), [], h1.peerId, h.peerId);
       expect(plan.feeders.length, 'nine takers are striped').toBeGreaterThan(1);
       const from = await waitFor(`${h.name}'s log of ${layer.digest}`, async () => fetchedFrom(h, layer.digest));
       // Every stripe came from its feeder; in the endgame, a feeder slow at the end may leave the rest to the plan's

@@ -1,9 +1,11 @@
 // `npm run sim` (or `npm run sim -- dht`): the in-process DHT simulation at several mesh sizes, configured by
 // SIM_NODES, SIM_KEYS, SIM_LOOKUPS. `npm run sim -- replication --nodes N ...`: the replication simulation
-// (replication-sim.ts); its last line is one JSON object.
+// (replication-sim.ts); its last line is one JSON object. `npm run sim -- views --nodes N --missing PCT`: how the
+// plans of takers whose views differ agree (views.ts), from their own views and from the node pushed to's order.
 import { Command, InvalidArgumentError } from 'commander';
 import { FLEET_BENCH, HOSTS } from './calibration.js';
 import { simulateReplication } from './replication-sim.js';
+import { planViews } from './views.js';
 
 const number = (what: string, min = 0) => (v: string) => {
   const n = Number(v);
@@ -51,6 +53,16 @@ function replication(o: ReplicationFlags): void {
   console.log(JSON.stringify({ sim: 'layermesh-replication', plan: o.plan, ...r, simSeconds }));
 }
 
+function views({ nodes, missing, seed }: { nodes: number; missing: number; seed: number }): void {
+  const rows = (['own view', 'pushed-to'] as const).map((by) => planViews(nodes, missing, by, seed));
+  for (const r of rows) {
+    console.log(`${r.nodes} hosts, views missing ${r.missingPct} %, planned from ${r.plannedBy}: of ${r.streams} streams ${r.inCycles} in cycles, `
+      + `${r.unknownFeeders} from a feeder not known; ${r.overloaded} takers asked for more than ${r.stripes} streams (at most ${r.maxStreams}); `
+      + `the node pushed to sends ${r.pushedToStreams}`);
+  }
+  console.log(JSON.stringify({ sim: 'layermesh-views', rows }));
+}
+
 const program = new Command('sim').description('LayerMesh simulations');
 program.command('dht', { isDefault: true }).description('the in-process DHT mesh (SIM_NODES, SIM_KEYS, SIM_LOOKUPS)').action(dht);
 program.command('replication').description('replicating one pushed image over the fleet (replication-sim.ts)')
@@ -65,5 +77,10 @@ program.command('replication').description('replicating one pushed image over th
   .option('--dt-ms <ms>', 'time step', number('--dt-ms'), 5)
   .option('--fleet-bench', 'all hosts on one 2-core machine, as in the fleet bench (else a machine each)', false)
   .action(replication);
+program.command('views').description('plans of takers whose views of the mesh differ (views.ts)')
+  .requiredOption('--nodes <n>', 'hosts, the node pushed to included', number('--nodes', 2))
+  .option('--missing <pct>', 'percent of the other takers each node does not know', number('--missing'), 1)
+  .option('--seed <s>', 'random seed', number('--seed'), 1)
+  .action(views);
 await program.parseAsync();
 process.exit(0);
