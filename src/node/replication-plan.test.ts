@@ -199,6 +199,11 @@ describe('replication plan', () => {
     }
     expect(asked.get(ORIGIN)).toBe(k);
     expect(Math.max(...[...asked].filter(([id]) => id !== ORIGIN).map(([, n]) => n))).toBeLessThanOrEqual(k === 1 ? late.length : k + 2);
+    // Should its feeder not answer (one it does not know), others of the same kind stand in before the node pushed to.
+    const { ask } = standInsOf(order, ORIGIN, 'late-0', 0);
+    expect(ask.length).toBeGreaterThan(0);
+    expect(ask).not.toContain(ORIGIN);
+    expect(ask).not.toContain(planFor(order, [], ORIGIN, 'late-0').feeders[0]);
   });
   test('with no takers in the order, the node pushed to feeds', () => {
     expect(planFor([], [], ORIGIN, 'alone').feeders).toEqual([ORIGIN]);

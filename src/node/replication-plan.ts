@@ -86,19 +86,25 @@ function treeOf(order: string[], k: number, s: number): string[] {
 const parentIn = (k: number, at: number) => Math.floor((at - 1) / k);
 
 /**
+ * Where a node not in the order (the node pushed to did not know it) takes stripe s, best first: in a pipeline,
+ * the tail (whose upload is free), then the nodes before it; in stripes, nodes of the later half of the order
+ * picked by a hash, which are at the bottom of their own trees, where one stream more slows a few leaves.
+ * Taking it from `pushedTo` would slow every tree's root.
+ */
+function outsiderFeeders(order: string[], k: number, self: string, s: number): string[] {
+  const half = Math.ceil(order.length / 2);
+  const at = (i: number) => (k === 1 ? i : createHash('sha256').update(`${self}\n${s}\n${i}`).digest().readUInt32BE(0) % half);
+  return [...new Set([0, 1, 2].map((i) => order.at(-1 - at(i))))].filter((id) => id !== undefined);
+}
+
+/**
  * For each stripe, the node `self` takes it from. Stripe s's tree is a k-ary heap over the takers of
- * group s followed by all the others; its root takes it from `pushedTo`. A node not in the order (the node
- * pushed to did not know it) takes one stripe from a pipeline's tail, whose upload is free; stripes from the
- * later half of the order, a node per stripe picked by a hash: those are at the bottom of their own trees,
- * where one stream more slows a few leaves. Taking them from `pushedTo` would slow every tree's root.
+ * group s followed by all the others; its root takes it from `pushedTo`. A node not in the order: outsiderFeeders.
  */
 export function feedersOf(order: string[], pushedTo: string, self: string): string[] {
   const k = stripesFor(order.length);
   const at = order.indexOf(self);
-  if (at < 0) {
-    const pick = (s: number) => createHash('sha256').update(`${self}\n${s}`).digest().readUInt32BE(0) % Math.ceil(order.length / 2);
-    return Array.from({ length: k }, (_, s) => order.at(k === 1 ? -1 : -1 - pick(s)) ?? pushedTo);
-  }
+  if (at < 0) return Array.from({ length: k }, (_, s) => outsiderFeeders(order, k, self, s)[0] ?? pushedTo);
   return Array.from({ length: k }, (_, s) => {
     const tree = treeOf(order, k, s);
     const position = tree.indexOf(self);
@@ -121,7 +127,8 @@ export function standInsOf(order: string[], pushedTo: string, self: string, s: n
   const k = stripesFor(order.length);
   const tree = treeOf(order, k, s);
   const position = tree.indexOf(self);
-  if (position <= 0) return { ask: [], atOnce: 1 };
+  if (position < 0) return { ask: outsiderFeeders(order, k, self, s).slice(1), atOnce: 1 };
+  if (position === 0) return { ask: [], atOnce: 1 };
   const parent = (at: number) => parentIn(k, at);
   const dead = parent(position);
   const below = (id: string) => {

@@ -105,6 +105,12 @@ describe('issue 17\'s targets: 64 MiB in 5 layers, 100 Mbit/s, hosts with a mach
     expect(run(1000).p50Ratio).toBeLessThanOrEqual(1.1);
   }, 30_000);
 
+  it('100 hosts whose views each miss 5 % of the takers, planning on the list the node pushed to sent: every host done', () => {
+    const r = simulateReplication({ nodes: 100, mbit: 100, layersMiB: IMAGE, missingPct: 5, calibration: HOSTS });
+    expect(r.done).toBe(r.live);
+    expect(r.ratio).toBeLessThan(2);
+  });
+
   it('1 % of 1,000 takers dying mid-way: every live host done', () => {
     const r = run(1000, 1);
     expect(r.deaths).toBe(10);

@@ -5,11 +5,11 @@
 // Per step, the streams that can move share each host's upload, download and CPU max-min fairly
 // (fair-share.ts). A host that dies stops sending and taking; a stream it fed stalls for `detectMs`, then
 // asks again, from the stand-ins the plan names (standInsOf; several at once, or in shares, where it says so),
-// a dead one costing STAND_IN_ANSWER_MS more, and last from the node pushed to, as the replicator's lanes do.
-// A taker holding every stripe but one is in the endgame (mirror/lanes.ts): that stripe's end also comes from
-// the first of its helpers (helpersOf) that holds the image whole, and shares from the holder the plan names.
-// `plan: 'chain'` models the replicator before stripes: one stream per taker from the taker before it,
-// and a stream whose feeder died asks a random live host further along, else the node pushed to.
+// a dead one costing STAND_IN_ANSWER_MS more, and last from the node pushed to, as the replicator's lanes do;
+// so does, at once, a stream whose feeder the taker does not know (views that differ, host-plan.ts). A taker
+// holding every stripe but one is in the endgame (mirror/lanes.ts): that stripe's end also comes from the first
+// of its helpers (helpersOf) that holds the image whole, and shares from the holder the plan names.
+// `plan: 'chain'` models the replicator before stripes: one stream per taker from the taker before it.
 import { digestOf } from '../../src/oci/digest.js';
 import { AFTER_A_STAND_IN, CHUNK_BYTES, ENDGAME_MIN_BYTES, FEEDER_FINISH_MS, STAND_IN_ANSWER_MS } from '../../src/mirror/lanes.js';
 import { AWAIT_WHOLE_MS } from '../../src/mirror/peer-protocol.js';
@@ -23,8 +23,9 @@ export interface ReplicationSimOptions {
   nodes: number;
   mbit: number;
   layersMiB: number[];
-  /** Takers that die mid-way, percent (rounded to whole hosts). */
+  /** Takers that die mid-way, and takers each node does not know (host-plan.ts Views), percent. */
   deathsPct?: number;
+  missingPct?: number;
   seed?: number;
   plan?: 'stripes' | 'chain';
   /** Time from a feeder's death until its children ask elsewhere (stall timeout, or a reset connection). */
@@ -61,7 +62,8 @@ export function simulateReplication(opts: ReplicationSimOptions): ReplicationSim
   const blobs = layersMiB.map((m, i) => ({ mediaType: 'layer', digest: digestOf(Buffer.from(`${seed}/${i}`)), size: Math.round(m * MiB) }));
   const sizeBytes = blobs.reduce((n, b) => n + b.size, 0);
   const idealSeconds = (sizeBytes * 8) / (mbit * 1e6);
-  const { k, feeders, lengths, standIns, helpers } = hostPlan(nodes, blobs, digestOf(Buffer.from(`image ${seed}`)), opts.plan ?? 'stripes');
+  const views = opts.missingPct ? { missingPct: opts.missingPct, rand } : undefined;
+  const { k, feeders, lengths, standIns, helpers } = hostPlan(nodes, blobs, digestOf(Buffer.from(`image ${seed}`)), opts.plan ?? 'stripes', views);
 
   // Streams: taker h's stripe s is stream (h−1)·k + s.
   const streams = (nodes - 1) * k;
@@ -78,6 +80,7 @@ export function simulateReplication(opts: ReplicationSimOptions): ReplicationSim
   for (let j = 0; j < streams; j++) {
     feeder[j] = feeders[takerOf(j)][j % k];
     openAt[j] = (c.startMs + c.requestMs) / 1000;
+    if (feeder[j] < 0) askAgainAt[j] = c.startMs / 1000; // a feeder not known here: its stand-ins at once
   }
 
   // Deaths: whole hosts, at a random time in the middle of the ideal transfer.

@@ -29,7 +29,7 @@ async function dht(): Promise<void> {
 }
 
 interface ReplicationFlags {
-  nodes: number; mbit: number; size?: number; layers: string; deaths: number; seed: number;
+  nodes: number; mbit: number; size?: number; layers: string; deaths: number; missing: number; seed: number;
   plan: 'stripes' | 'chain'; detectMs: number; dtMs: number; fleetBench: boolean;
 }
 
@@ -43,7 +43,7 @@ function replication(o: ReplicationFlags): void {
   }
   const started = performance.now();
   const r = simulateReplication({
-    nodes: o.nodes, mbit: o.mbit, layersMiB, deathsPct: o.deaths, seed: o.seed, plan: o.plan, detectMs: o.detectMs, dtMs: o.dtMs,
+    nodes: o.nodes, mbit: o.mbit, layersMiB, deathsPct: o.deaths, missingPct: o.missing, seed: o.seed, plan: o.plan, detectMs: o.detectMs, dtMs: o.dtMs,
     calibration: o.fleetBench ? FLEET_BENCH : HOSTS,
   });
   const simSeconds = (performance.now() - started) / 1000;
@@ -71,6 +71,7 @@ program.command('replication').description('replicating one pushed image over th
   .option('--size <mib>', 'image size in MiB (the layers keep their proportions)', number('--size'))
   .option('--layers <list>', 'layer sizes in MiB, comma-separated', '24,16,12,8,4')
   .option('--deaths <pct>', 'percent of takers that die mid-way', number('--deaths'), 0)
+  .option('--missing <pct>', 'percent of the takers each node does not know (all plan on the list the node pushed to sent)', number('--missing'), 0)
   .option('--seed <s>', 'random seed (order, victims, fallbacks)', number('--seed'), 1)
   .option('--plan <plan>', 'stripes (replication-plan.ts) or chain (one pipeline, the replicator before stripes)', 'stripes')
   .option('--detect-ms <ms>', 'from a feeder\'s death until its children ask elsewhere', number('--detect-ms'), 1000)
