@@ -218,14 +218,19 @@ export class Roster {
       return;
     }
     const peer = peerIdFromString(id);
-    if (this.libp2p.getConnections(peer).length > 0) return;
-    try {
-      await this.libp2p.dial(peer, { signal: AbortSignal.any([this.shutdown.signal, AbortSignal.timeout(this.checkTimeoutMs)]) });
-      member.heardAt = Date.now();
-      this.checkedAt.set(id, member.heardAt);
-    } catch (err) {
-      if (!this.shutdown.signal.aborted) this.drop(id, `cannot be dialed: ${(err as Error).message}`);
+    // Twice: a member dialing this node at the same moment (it heard the same hang-up) can make this dial fail.
+    for (let attempt = 1; this.libp2p.getConnections(peer).length === 0; attempt++) {
+      try {
+        await this.libp2p.dial(peer, { signal: AbortSignal.any([this.shutdown.signal, AbortSignal.timeout(this.checkTimeoutMs)]) });
+      } catch (err) {
+        if (this.shutdown.signal.aborted) return;
+        if (attempt === 2) return this.drop(id, `cannot be dialed: ${(err as Error).message}`);
+        this.log.debug({ peer: id, err: (err as Error).message }, 'a member whose connection ended could not be dialed; once more');
+        await sleep(200 + Math.random() * 500);
+      }
     }
+    member.heardAt = Date.now();
+    this.checkedAt.set(id, member.heardAt);
   }
 
   private drop(id: string, why: string): void {
