@@ -12,6 +12,7 @@ import { join, relative } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateSwarmKey, parseSwarmKey } from '../src/dht/swarm-key.js';
 import { peerKey } from '../src/mirror/peer-auth.js';
+import { BLOB_PATH, IMAGES_PATH, SEQUENCE_PATH } from '../src/mirror/peer-protocol.js';
 import { Findings } from './fuzz/checks.js';
 import { send, type FuzzRequest, type Outcome } from './fuzz/http.js';
 import { peerCase } from './fuzz/peer-cases.js';
@@ -43,6 +44,8 @@ let root: string;
 let own: string[];
 /** Pieces of what was sent (names, digests, ids), to recognise files made from them. */
 const tokens = new Set<string>();
+/** The APIs' own path words: in requests, but not input (and in other tests' temporary names, "sequence-test-…"). */
+const ROUTE_WORDS = new Set([BLOB_PATH, IMAGES_PATH, SEQUENCE_PATH].flatMap((p) => p.split('/')).concat('manifests', 'referrers', '_catalog'));
 let before: { tmp: Set<string>; cwd: Set<string>; root: string[] };
 
 async function walk(dir: string, skip: string): Promise<string[]> {
@@ -65,7 +68,7 @@ async function fuzz(plane: Plane, seed: number, indices: number[], findings: Fin
       const where = `seed=${seed} ${plane}#${i}`;
       const base = plane === 'registry' ? meshd.url : meshd.peerUrl;
       const sendOne = async (req: FuzzRequest): Promise<Outcome> => {
-        for (const t of req.path.split(/[/?&=]/)) if (t.length >= 8) tokens.add(t);
+        for (const t of req.path.split(/[/?&=]/)) if (t.length >= 8 && !ROUTE_WORDS.has(t)) tokens.add(t);
         const out = await send(base, req, DEADLINE_MS);
         findings.add({ plane, where, req, out }, own);
         if (TRACE) trace(where, req, out);
