@@ -210,7 +210,7 @@ export function piecesOf(blobs: Descriptor[], k: number): Piece[][] {
 
 /**
  * `self`'s part in replicating `blobs` from `pushedTo` to the takers in `order` (takerOrder). A node not in the
- * order (the node pushed to did not know it) takes every stripe from `pushedTo`.
+ * order (the node pushed to did not know it) takes its stripes from the bottom of the trees (outsiderFeeders).
  */
 export function planFor(order: string[], blobs: Descriptor[], pushedTo: string, self: string): TakerPlan {
   const feeders = feedersOf(order, pushedTo, self);
