@@ -51,6 +51,9 @@ interface Member extends Announcement {
   heardAt: number;
 }
 
+/** A member's announced addresses, each ending in its id: the peer store may hold none for a peer that only ever dialed in. */
+const dialTargets = (id: string, addrs: string[]) => addrs.map((a) => multiaddr(a).decapsulateCode(CODE_P2P).encapsulate(`/p2p/${id}`));
+
 export class Roster {
   private readonly members = new Map<string, Member>();
   /** When members were dropped lately: a list that heard of one before then does not bring it back. */
@@ -147,9 +150,8 @@ export class Roster {
     if (this.libp2p.getConnections().length >= this.maxConnections || this.shutdown.signal.aborted) return;
     const peer = peerIdFromString(id);
     if (this.libp2p.getConnections(peer).length > 0) return;
-    const targets = addrs.map((a) => multiaddr(a).decapsulateCode(CODE_P2P).encapsulate(`/p2p/${id}`));
     // A dial already under way to the member is joined by libp2p, not repeated.
-    this.libp2p.dial(targets, { signal: AbortSignal.any([this.shutdown.signal, AbortSignal.timeout(this.checkTimeoutMs)]) })
+    this.libp2p.dial(dialTargets(id, addrs), { signal: AbortSignal.any([this.shutdown.signal, AbortSignal.timeout(this.checkTimeoutMs)]) })
       .catch((err: Error) => this.log.debug({ peer: id, err: err.message }, 'cannot dial a member heard of'));
   }
 
@@ -206,8 +208,8 @@ export class Roster {
   }
 
   /**
-   * A member whose last connection was lost stays only if it can still be dialed. One that was dialed again
-   * less than CHECK_GAP_MS ago (its connections keep getting lost) is checked when that time is up.
+   * A member whose last connection was lost stays only if it can still be dialed, twice (a member dialing back at
+   * once can fail the first). One dialed less than CHECK_GAP_MS ago (its connections keep getting lost) waits for that.
    */
   private async check(id: string): Promise<void> {
     const member = this.members.get(id);
@@ -218,10 +220,9 @@ export class Roster {
       return;
     }
     const peer = peerIdFromString(id);
-    // Twice: a member dialing this node at the same moment (it heard the same hang-up) can make this dial fail.
     for (let attempt = 1; this.libp2p.getConnections(peer).length === 0; attempt++) {
       try {
-        await this.libp2p.dial(peer, { signal: AbortSignal.any([this.shutdown.signal, AbortSignal.timeout(this.checkTimeoutMs)]) });
+        await this.libp2p.dial(dialTargets(id, member.addrs), { signal: AbortSignal.any([this.shutdown.signal, AbortSignal.timeout(this.checkTimeoutMs)]) });
       } catch (err) {
         if (this.shutdown.signal.aborted) return;
         if (attempt === 2) return this.drop(id, `cannot be dialed: ${(err as Error).message}`);
