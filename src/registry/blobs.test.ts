@@ -1,29 +1,55 @@
-// Blobs served from a store that keeps no files (containerd over gRPC, memory): streamed, not empty.
+// Blobs served from a store that keeps no files (containerd over gRPC, memory): streamed, not empty; and what
+// every GET sent, counted whichever way the blob was sent.
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { pino } from 'pino';
-import { afterEach, expect, it } from 'vitest';
+import { afterAll, afterEach, expect, it } from 'vitest';
+import { FsStore } from '../store/fs-store.js';
 import { MemoryStore } from '../store/memory-store.js';
-import { putBlob } from '../store/store.js';
+import { putBlob, type Store } from '../store/store.js';
 import { digestOf } from '../oci/digest.js';
 import { Access } from './access.js';
+import { sentBytes } from './metrics.js';
 import { createRegistry } from './server.js';
 import { UploadSessions } from './upload-sessions.js';
 
+const log = pino({ level: 'silent' });
 let app: ReturnType<typeof createRegistry> | undefined;
+const dir = mkdtempSync(join(tmpdir(), 'lm-blobs-'));
 afterEach(async () => app?.close());
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-it('sends a blob whole, and a range of it, from a store without local files', async () => {
-  const store = new MemoryStore();
-  const log = pino({ level: 'silent' });
-  const bytes = randomBytes(200_000);
+/** A registry on the store, holding `bytes`; the blob's URL. */
+async function serve(store: Store, bytes: Buffer): Promise<string> {
   await putBlob(store, bytes, digestOf(bytes));
   app = createRegistry({ store, uploads: new UploadSessions(store, { maxBlobBytes: 1 << 20, idleTimeoutMs: 60_000, maxSessions: 100, maxSessionsPerClient: 10 }, log), log, maxManifestBytes: 4 << 20, access: new Access({ writeGroup: 'layermesh', log }) });
   await app.listen({ host: '127.0.0.1', port: 0 });
-  const url = `http://127.0.0.1:${(app.server.address() as { port: number }).port}/v2/app/blobs/${digestOf(bytes)}`;
+  return `http://127.0.0.1:${(app.server.address() as { port: number }).port}/v2/app/blobs/${digestOf(bytes)}`;
+}
+
+const sentLocal = async () => (await sentBytes.get()).values.find((v) => v.labels.source === 'local')?.value ?? 0;
+
+it('sends a blob whole, and a range of it, from a store without local files', async () => {
+  const bytes = randomBytes(200_000);
+  const url = await serve(new MemoryStore(), bytes);
   const whole = await fetch(url);
   expect(whole.status).toBe(200);
   expect(Buffer.from(await whole.arrayBuffer()).equals(bytes)).toBe(true);
   const range = await fetch(url, { headers: { range: 'bytes=100-199' } });
   expect(range.status).toBe(206);
   expect(Buffer.from(await range.arrayBuffer()).equals(bytes.subarray(100, 200))).toBe(true);
+});
+
+it.each([
+  ['from its file', () => FsStore.open(join(dir, 'fs'), log)],
+  ['streamed', async () => new MemoryStore()],
+])('counts the bytes of every GET of a blob sent %s, once its response ended', async (_how, open) => {
+  const bytes = randomBytes(300_000);
+  const url = await serve(await open(), bytes);
+  const before = await sentLocal();
+  for (let i = 0; i < 3; i++) expect((await (await fetch(url)).arrayBuffer()).byteLength).toBe(bytes.length);
+  await fetch(url, { method: 'HEAD' });
+  await expect.poll(sentLocal).toBe(before + 3 * bytes.length);
 });
