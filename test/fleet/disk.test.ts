@@ -3,7 +3,7 @@
 // arrives and takes it over the high mark, h3 evicts the least recently used image that is neither the
 // container's nor held by too few others. df on h2 adds up what it was sent by replication, pulled through
 // the mirror and cached; rm --mesh reaches every host, but not a container's image.
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -15,10 +15,6 @@ const MiB = 1 << 20;
 const SHARED = ['a', 'b', 'c', 'e'];
 const sizeOf = (image: BuiltImage) => image.blobs.reduce((n, b) => n + b.size, 0);
 const nameOf = (tag: string) => `docker.io/library/app:${tag}`;
-
-function logLines(file: string): Record<string, unknown>[] {
-  return readFileSync(file, 'utf8').split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l));
-}
 
 async function holds(host: FleetHost, tag: string): Promise<boolean> {
   return (await host.ctr(['images', 'ls', '-q'])).split('\n').includes(nameOf(tag));
@@ -78,7 +74,7 @@ describe('disk: df, watermarks, rm', () => {
     expect(df.images.find((i) => i.name === nameOf('shared-b'))).toMatchObject({ origin: 'replicated', pinned: true });
     expect(df.pinned).toBe(sizeOf(images.get('b')!));
 
-    const evicted = logLines(h3.meshdLog).filter((l) => l.msg === 'evicted');
+    const evicted = h3.logLines().filter((l) => l.msg === 'evicted');
     expect(evicted).toEqual([expect.objectContaining({ image: nameOf('shared-c'), reason: 'above the high watermark', copies: 2, bytes: sizeOf(images.get('c')!) })]);
     const events = JSON.parse((await h3.http('/_mesh/v1/events?since=0')).body) as FleetEvent[];
     expect(events.filter((e) => e.kind === 'evicted').map((e) => e.image)).toEqual([nameOf('shared-c')]);
@@ -139,7 +135,7 @@ describe('disk: df, watermarks, rm', () => {
     expect(local.stdout).toContain(`kept: a container on ${h3.name} uses ${nameOf('shared-b')}`);
     await h1.meshctl(['rm', '--mesh', 'app:shared-b']);
     for (const h of [h1, h2]) await waitFor(`${h.name} to remove shared-b`, async () => !(await holds(h, 'shared-b')), { timeoutMs: 20_000 });
-    await waitFor('h3 to say it keeps shared-b', () => logLines(h3.meshdLog).some((l) => l.msg === 'rm --mesh: kept' && l.image === nameOf('shared-b')));
+    await waitFor('h3 to say it keeps shared-b', () => h3.logLines().some((l) => l.msg === 'rm --mesh: kept' && l.image === nameOf('shared-b')));
     expect(await holds(h3, 'shared-b')).toBe(true);
   }, 120_000);
 });

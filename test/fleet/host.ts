@@ -1,6 +1,7 @@
 // One fleet host: a network namespace with its own containerd and meshd. Commands run inside the namespace,
 // so `127.0.0.1:5000` is this host's meshd. Fault tools act on this host only.
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { PeerEntry, WhoHasAnswer, WhoHasEntry } from '../../src/api/admin-types.js';
 import { importLayout } from '../helpers/containerd.js';
@@ -122,6 +123,11 @@ export class FleetHost {
   }
 
   /** Connected peers, as `meshctl --json peers` reports them. */
+  /** meshd's log so far, one object per JSON line. */
+  logLines(): Record<string, unknown>[] {
+    return readFileSync(this.meshdLog, 'utf8').split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l));
+  }
+
   peers(): Promise<PeerEntry[]> {
     return this.meshctlJson<PeerEntry[]>(['peers']);
   }

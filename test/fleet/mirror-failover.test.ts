@@ -1,16 +1,12 @@
 // The peer serving a large blob dies (SIGKILL) mid-transfer: the pull still completes, from the
 // other holder, with the right digest. Shaped links make the transfer slow enough to kill.
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildImage, type BuiltImage } from '../helpers/oci-image.js';
 import { Fleet, waitFor } from './index.js';
 
 const MiB = 1 << 20;
-
-function logLines(file: string): Record<string, unknown>[] {
-  return readFileSync(file, 'utf8').split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l));
-}
 
 describe('mirror failover between real hosts', () => {
   let fleet: Fleet;
@@ -44,7 +40,7 @@ describe('mirror failover between real hosts', () => {
     const pull = h3.spawn('ctr', ['--address', h3.containerdSocket, 'images', 'pull', '--hosts-dir', hosts, name]);
     try {
       const serving = await waitFor('h3 to start fetching the layer from a peer', () =>
-        logLines(h3.meshdLog).find((l) => l.msg === 'peer transfer started' && l.digest === layer)?.peer as string | undefined);
+        h3.logLines().find((l) => l.msg === 'peer transfer started' && l.digest === layer)?.peer as string | undefined);
       await new Promise((r) => setTimeout(r, 1000));
       const victim = serving === h1.peerId ? h1 : h2;
       const other = victim === h1 ? h2 : h1;
@@ -52,10 +48,10 @@ describe('mirror failover between real hosts', () => {
 
       await waitFor('the pull on h3 to complete', async () => (await h3.ctr(['images', 'ls', '-q'])).includes(name), { timeoutMs: 60_000 });
       expect(await h3.ctr(['images', 'ls'])).toContain(image.digest);
-      const fetched = logLines(h3.meshdLog).find((l) => l.msg === 'fetched from the mesh' && l.digest === layer);
+      const fetched = h3.logLines().find((l) => l.msg === 'fetched from the mesh' && l.digest === layer);
       expect(fetched?.from).toEqual([victim.peerId, other.peerId]);
       // The second holder continued from where the first stopped, not from the start.
-      const resumed = logLines(h3.meshdLog).find((l) => l.msg === 'peer transfer started' && l.digest === layer && l.peer === other.peerId);
+      const resumed = h3.logLines().find((l) => l.msg === 'peer transfer started' && l.digest === layer && l.peer === other.peerId);
       expect(resumed?.offset).toBeGreaterThan(0);
       expect(await h3.ctr(['content', 'ls'])).toContain(layer);
     } finally {

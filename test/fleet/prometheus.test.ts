@@ -100,7 +100,10 @@ describe('metrics in Prometheus', () => {
         meshBytes: (await query(base, 'sum(layermesh_registry_sent_bytes_total{host="h3", source="mesh"})'))[0]?.value,
       };
       return isDeepStrictEqual(got, want);
-    }, { timeoutMs: 30_000 }).catch(() => expect(got).toEqual(want));
+    }, { timeoutMs: 30_000 }).catch(() => {
+      const served = h3.logLines().filter((l) => l.digest === layer.digest || Number(l.level) >= 40);
+      expect(got, `h3's log of the pull:\n${served.map((l) => JSON.stringify(l)).join('\n')}`).toEqual(want);
+    });
     const inProgress = await perHost(base, 'layermesh_replications_in_progress');
     expect(inProgress).toEqual({ h1: 0, h2: 0, h3: 0 });
   });
