@@ -118,6 +118,8 @@ export async function startNodeB(containerd: PrivateContainerd, { a, keyFile, fl
   const b = await startMeshd('meshd B', [
     '--store', 'containerd', '--containerd-socket', containerd.socket, '--containerd-namespace', ns,
     '--swarm-key', keyFile, '--node-name', 'b', '--bootstrap', a.p2p[0], ...flags,
+    // B must fetch what its client asks for, not copy A's pushed images as it joins.
+    '--replicate', 'none',
   ]);
   try {
     await waitFor('meshd B to know meshd A and its data plane', async () => {
@@ -127,6 +129,8 @@ export async function startNodeB(containerd: PrivateContainerd, { a, keyFile, fl
     }, { timeoutMs: 30_000, intervalMs: 100 });
     // B's start (DHT bootstrap, first reconcile) and the previous round's GC must not overlap the measured pull.
     await settle([...b.pids, ...a.pids, ...containerd.pids]);
+    const held = (await ctr(containerd.socket, ['-n', ns, 'content', 'ls', '-q'])).trim();
+    if (held) throw new Error(`meshd B holds blobs before the pull, so it would measure nothing: ${held.split('\n').join(', ')}`);
     return { b, ns };
   } catch (err) {
     await b.stop();
