@@ -116,7 +116,7 @@ export async function benchMirrorMemory(opts: MemoryOptions, say: (line: string)
     stops.push(() => containerd.stop());
     const keyFile = join(work, 'swarm.key');
     await writeFile(keyFile, generateSwarmKey(), { mode: 0o600 });
-    const mesh = await startNodeA(containerd, images[0], keyFile, []);
+    const mesh = await startNodeA(containerd, [images[0]], keyFile, []);
     stops.push(() => mesh.a.stop());
     const { a } = mesh;
     await pushBlob(a.url, BLOB_REPO, blob.file, blob.size, blob.digest);

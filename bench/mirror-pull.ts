@@ -6,7 +6,9 @@
 //   - meshd A (namespace of its own, holds the image), docker-registry (holds the same image), and a
 //     second mesh whose A and B run with --peer-plaintext (its own swarm key), to measure what TLS costs;
 //   - for every mirror round a fresh meshd B (fresh data dir and namespace, bootstrap to A, same swarm
-//     key), so that each round really transfers every blob from A; B's start is not timed;
+//     key), so that each round really transfers every blob from A; B's start is not timed, nor its
+//     pull of a 16 MiB warm-up image before the measured one (as a meshd that has been running has
+//     compiled its code; the Go registry on the direct path has been running all along);
 //   - the mirror path pulls into B's namespace, as on a real host where containerd pulls into the
 //     namespace its meshd serves (B then sees the client's copy and stores none of its own); the direct
 //     path pulls into a fresh namespace; both are removed afterwards.
@@ -19,7 +21,7 @@ import type { PeerEntry } from '../src/api/admin-types.js';
 import { generateSwarmKey, parseSwarmKey } from '../src/dht/swarm-key.js';
 import { peerKey, proof } from '../src/mirror/peer-auth.js';
 import { ctr } from '../test/helpers/containerd.js';
-import type { BuiltImage } from '../test/helpers/oci-image.js';
+import { buildImage, type BuiltImage } from '../test/helpers/oci-image.js';
 import { waitFor } from '../test/helpers/wait.js';
 import { curlGet } from './lib/curl.js';
 import { dropNamespace, timedCtr } from './lib/ctr.js';
@@ -110,6 +112,8 @@ interface Setup {
   /** The image as the mirror path pulls it (by its original name) and as the direct path does. */
   mirrorRef: string;
   directRef: string;
+  /** A small image each B pulls through itself before the measured pull, as a running meshd has done. */
+  warmUpRef: string;
 }
 
 /** A fresh meshd B: its own data dir and namespace, bootstrapped to A; resolves once B knows A's data plane. */
@@ -164,6 +168,9 @@ async function pullOnce(s: Setup, variant: PullVariant, path: PullPath): Promise
       const hosts = await mirrorHostsDir(s.work, clientNs, nodeB.b.url);
       args = ['-n', clientNs, ...verb, '--hosts-dir', hosts, s.mirrorRef];
       serverPids = [...mesh.a.pids, ...nodeB.b.pids];
+      // The direct path's server has long been running; a meshd on a host has too: its code is compiled.
+      await ctr(socket, ['-n', clientNs, 'content', 'fetch', '--hosts-dir', hosts, s.warmUpRef]);
+      await settle([...serverPids, ...s.containerd.pids]);
     } else {
       await settle([...s.registry.pids, ...s.containerd.pids]);
       args = ['-n', clientNs, ...verb, '--plain-http', s.directRef];
@@ -220,8 +227,8 @@ async function rawGets(s: Setup, rounds: number): Promise<{ peer: number; plaint
   return { peer: median(speeds.peer), plaintextPeer: median(speeds.plaintextPeer), registry: median(speeds.registry) };
 }
 
-/** A node A holding the image, in a mesh of its own (own swarm key). */
-export async function startNodeA(containerd: PrivateContainerd, image: BuiltImage, keyFile: string, flags: string[]): Promise<NodeA> {
+/** A node A holding the images, in a mesh of its own (own swarm key). */
+export async function startNodeA(containerd: PrivateContainerd, images: BuiltImage[], keyFile: string, flags: string[]): Promise<NodeA> {
   await writeFile(keyFile, generateSwarmKey(), { mode: 0o600 }); // what `meshctl swarm-key generate` prints
   const a = await startMeshd(`meshd A${flags.length ? ' (plaintext)' : ''}`, [
     '--store', 'containerd', '--containerd-socket', containerd.socket, '--containerd-namespace', `bench-a-${suffix()}`,
@@ -231,7 +238,7 @@ export async function startNodeA(containerd: PrivateContainerd, image: BuiltImag
     await a.stop();
     throw new Error('this meshd build has no peer data plane or mesh (no peer/peerId/p2p in its ready line)');
   }
-  await skopeoCopy(image.dir, image.tag, a.host, 'app');
+  for (const image of images) await skopeoCopy(image.dir, image.tag, a.host, 'app');
   return { a, keyFile, flags };
 }
 
@@ -247,9 +254,10 @@ export async function benchMirrorPull(
     say('starting containerd (isolated namespaces), meshd A (TLS), meshd A (plaintext), docker-registry…');
     const containerd = await startPrivateContainerd();
     stops.push(() => containerd.stop());
-    const tls = await startNodeA(containerd, image, join(work, 'swarm.key'), []);
+    const warmUp = buildImage({ layerSizes: [16 << 20], tag: 'warm-up', dir: join(work, 'warm-up') });
+    const tls = await startNodeA(containerd, [image, warmUp], join(work, 'swarm.key'), []);
     stops.push(() => tls.a.stop());
-    const plaintext = await startNodeA(containerd, image, join(work, 'swarm-plaintext.key'), ['--peer-plaintext']);
+    const plaintext = await startNodeA(containerd, [image, warmUp], join(work, 'swarm-plaintext.key'), ['--peer-plaintext']);
     stops.push(() => plaintext.a.stop());
     const registry = await startDockerRegistry('docker-registry (Go)');
     stops.push(() => registry.stop());
@@ -258,6 +266,7 @@ export async function benchMirrorPull(
       containerd, meshes: { mirror: tls, plaintext }, registry, work, image,
       mirrorRef: `docker.io/library/app:${image.tag}`,
       directRef: `${registry.host}/bench/app:${image.tag}`,
+      warmUpRef: `docker.io/library/app:${warmUp.tag}`,
     };
     // A must announce the image before a B can find it (its reconcile is immediate at start; pushes are events).
     await settle([...tls.a.pids, ...plaintext.a.pids, ...containerd.pids]);
