@@ -1,4 +1,5 @@
 // Blobs over HTTP, as the registry and the peer data plane both answer them: GET or HEAD, whole or one range.
+import type { ServerResponse } from 'node:http';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { NotFoundError, type BlobReader, type ByteRange, type RequestedIn, type Store } from '../store/store.js';
@@ -13,6 +14,23 @@ export interface ServeOptions {
   requestedIn?: RequestedIn;
   /** Waits before each chunk of the body is sent (a bandwidth limit). */
   pace?: Pace;
+  /** Told, when a GET's response is over, how many body bytes it carried (see countSent). */
+  onSent?: (bytes: number, from: ServedFrom) => void;
+}
+
+/**
+ * Calls `onSent` once the response is over with the body bytes written to it. Not on 'finish': a client that
+ * hangs up as soon as it has the last byte (curl does) closes the socket before the body's stream has ended,
+ * and 'finish' then never comes.
+ */
+export function countSent(res: ServerResponse, onSent: (bytes: number) => void): void {
+  let bytes = 0;
+  const write = res.write;
+  res.write = function (this: ServerResponse, chunk: Uint8Array | string, ...rest: unknown[]) {
+    bytes += typeof chunk === 'string' ? Buffer.byteLength(chunk) : chunk.length;
+    return (write as (...args: unknown[]) => boolean).call(this, chunk, ...rest);
+  } as ServerResponse['write'];
+  res.once('close', () => onSent(bytes));
 }
 
 /**
@@ -22,10 +40,11 @@ export interface ServeOptions {
  * a stream already given to send().
  */
 export async function serveBlob(
-  store: Store, digest: string, req: FastifyRequest, reply: FastifyReply, log: Logger, { requestedIn, pace }: ServeOptions = {},
+  store: Store, digest: string, req: FastifyRequest, reply: FastifyReply, log: Logger, { requestedIn, pace, onSent }: ServeOptions = {},
 ): Promise<ServedFrom | false> {
+  const count = (from: ServedFrom) => onSent && req.method === 'GET' && countSent(reply.raw, (bytes) => onSent(bytes, from));
   const info = await store.stat(digest);
-  if (!info) return requestedIn && (await serveArriving(store, digest, req, reply, requestedIn)) ? 'mesh' : false;
+  if (!info) return requestedIn && (await serveArriving(store, digest, req, reply, requestedIn, () => count('mesh'))) ? 'mesh' : false;
   const range = blobHeaders(req, reply, digest, info.size);
   if (req.method === 'HEAD') {
     reply.send();
@@ -35,11 +54,13 @@ export async function serveBlob(
   if (path) {
     const handle = await openBlobFile(path);
     if (!handle) return false; // deleted since stat
+    count('local');
     await sendFileRange(reply, handle, range?.start ?? 0, range?.end ?? info.size - 1, log, pace);
     return 'local';
   }
   try {
     const { stream } = await store.open(digest, range);
+    count('local');
     reply.send(paced(stream, pace));
     return 'local';
   } catch (err) {
@@ -52,7 +73,9 @@ export async function serveBlob(
  * A blob this host lacks, as the store opens it: a whole GET is sent as it arrives (its last bytes only once
  * verified); HEAD and ranges are answered once the blob is here and verified.
  */
-async function serveArriving(store: Store, digest: string, req: FastifyRequest, reply: FastifyReply, requestedIn: RequestedIn): Promise<boolean> {
+async function serveArriving(
+  store: Store, digest: string, req: FastifyRequest, reply: FastifyReply, requestedIn: RequestedIn, count: () => void,
+): Promise<boolean> {
   const whole = await openIfPresent(store, digest, undefined, requestedIn);
   if (!whole) return false;
   let range: ByteRange | undefined;
@@ -64,6 +87,7 @@ async function serveArriving(store: Store, digest: string, req: FastifyRequest, 
   }
   if (req.method === 'GET' && !range) {
     blobHeaders(req, reply, digest, whole.size);
+    count();
     reply.send(whole.stream);
     return true;
   }
@@ -72,6 +96,7 @@ async function serveArriving(store: Store, digest: string, req: FastifyRequest, 
   if (!held) return false;
   if (req.method === 'HEAD') held.stream.destroy();
   blobHeaders(req, reply, digest, whole.size);
+  count();
   reply.send(req.method === 'HEAD' ? undefined : held.stream);
   return true;
 }

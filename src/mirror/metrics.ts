@@ -16,7 +16,7 @@ export const fetchedBytes = new Counter({
 
 export const peerSentBytes = new Counter({
   name: 'layermesh_peer_sent_bytes_total',
-  help: 'Blob bytes this node\'s data plane sent to members (whole bodies, counted when they end)',
+  help: 'Blob bytes this node\'s data plane sent to members (counted when a response ends, also one cut short, and as each blob of a sequence is sent whole)',
 });
 
 export const hedges = new Counter({

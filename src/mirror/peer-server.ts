@@ -11,7 +11,7 @@ import { type Store } from '../store/store.js';
 import { isDigest } from '../oci/digest.js';
 import { pushOf } from '../oci/tag-push.js';
 import { RangeNotSatisfiableError } from '../http/range.js';
-import { blobHeaders, serveBlob } from '../http/serve-blob.js';
+import { blobHeaders, countSent, serveBlob } from '../http/serve-blob.js';
 import { paced } from '../http/send-file.js';
 import type { Bandwidth } from './bandwidth.js';
 import { LogRateLimiter } from '../util/log-rate-limiter.js';
@@ -206,7 +206,7 @@ export function createPeerServer(opts: PeerServerOptions) {
       }
       if (req.method === 'GET') {
         reply.raw.once('close', track(digest, patientPeer(req)));
-        reply.raw.once('finish', () => peerSentBytes.inc(Number(reply.getHeader('content-length')) || 0));
+        countSent(reply.raw, (bytes) => peerSentBytes.inc(bytes));
       }
       if (await serveBlob(store, digest, req, reply, log, { pace })) return reply;
       if (spool?.size === undefined) return reply.code(404).send(notFound(digest));

@@ -2,13 +2,15 @@
 // every GET sent, counted whichever way the blob was sent.
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import { pino } from 'pino';
 import { afterAll, afterEach, expect, it } from 'vitest';
 import { FsStore } from '../store/fs-store.js';
 import { MemoryStore } from '../store/memory-store.js';
-import { putBlob, type Store } from '../store/store.js';
+import { putBlob, type BlobReader, type ByteRange, type Store } from '../store/store.js';
 import { digestOf } from '../oci/digest.js';
 import { Access } from './access.js';
 import { sentBytes } from './metrics.js';
@@ -52,4 +54,35 @@ it.each([
   for (let i = 0; i < 3; i++) expect((await (await fetch(url)).arrayBuffer()).byteLength).toBe(bytes.length);
   await fetch(url, { method: 'HEAD' });
   await expect.poll(sentLocal).toBe(before + 3 * bytes.length);
+});
+
+it('counts a blob sent whole to a client that hung up as soon as it had the last byte', async () => {
+  // As the mirror's live reads do, the body ends a moment after its last byte (the spool's file is closed first).
+  class SlowToEnd extends MemoryStore {
+    override async open(digest: string, range?: ByteRange): Promise<BlobReader> {
+      const { size, stream } = await super.open(digest, range);
+      const bytes = Buffer.concat(await stream.toArray());
+      return { size, stream: Readable.from((async function* () {
+        yield bytes;
+        await new Promise((r) => setTimeout(r, 200));
+      })()) };
+    }
+  }
+  const bytes = randomBytes(100_000);
+  const url = new URL(await serve(new SlowToEnd(), bytes));
+  const before = await sentLocal();
+  await new Promise<void>((resolve, reject) => {
+    const socket = connect(Number(url.port), url.hostname, () => socket.write(`GET ${url.pathname} HTTP/1.1\r\nhost: x\r\n\r\n`));
+    let got = Buffer.alloc(0);
+    socket.on('data', (chunk: Buffer) => {
+      got = Buffer.concat([got, chunk]);
+      const head = got.indexOf('\r\n\r\n');
+      if (head >= 0 && got.length - head - 4 >= bytes.length) {
+        socket.end(); // as curl does once it has Content-Length bytes
+        resolve();
+      }
+    });
+    socket.on('error', reject);
+  });
+  await expect.poll(sentLocal, { timeout: 2000 }).toBe(before + bytes.length);
 });

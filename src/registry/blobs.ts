@@ -1,6 +1,5 @@
 // GET/HEAD/DELETE /v2/<name>/blobs/<digest>
-import { finished } from 'node:stream/promises';
-import { serveBlob } from '../http/serve-blob.js';
+import { serveBlob, type ServedFrom } from '../http/serve-blob.js';
 import { isDigest } from '../oci/digest.js';
 import { reachable } from '../oci/references.js';
 import type { RouteContext } from './context.js';
@@ -10,12 +9,10 @@ import { blobsServed, sentBytes } from './metrics.js';
 export async function getBlob(ctx: RouteContext): Promise<unknown> {
   const { store, req, reply, ref: digest, log } = ctx;
   if (!isDigest(digest)) throw digestInvalid('invalid digest', { digest });
-  // Watched from before serving: a file is sent whole before serveBlob returns.
-  const sent = req.method === 'GET' ? finished(reply.raw).then(() => true, () => false) : undefined;
-  const source = await serveBlob(store, digest, req, reply, log, { requestedIn: { repo: ctx.repo } });
+  const onSent = (bytes: number, from: ServedFrom) => sentBytes.inc({ source: from }, bytes);
+  const source = await serveBlob(store, digest, req, reply, log, { requestedIn: { repo: ctx.repo }, onSent });
   if (!source) throw blobUnknown(digest);
   blobsServed.inc({ source });
-  void sent?.then((whole) => whole && sentBytes.inc({ source }, Number(reply.getHeader('content-length')) || 0));
   return reply;
 }
 

@@ -20,6 +20,6 @@ export const blobsServed = new Counter({
 
 export const sentBytes = new Counter({
   name: 'layermesh_registry_sent_bytes_total',
-  help: 'Blob bytes the registry sent to its clients, by where they came from (local, mesh); counted when a response ends',
+  help: 'Blob bytes the registry sent to its clients, by where they came from (local, mesh); counted when a response ends, also one cut short',
   labelNames: ['source'] as const,
 });
