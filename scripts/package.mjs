@@ -36,8 +36,10 @@ chmodSync(join(lib, 'bin/node'), 0o755);
 for (const [command, main] of [['meshd', 'src/node/main.js'], ['meshctl', 'src/cli/meshctl.js'], ['pussh', 'src/cli/pussh.js']]) {
   const wrapper = join(stage, 'usr/bin', command);
   mkdirSync(join(stage, 'usr/bin'), { recursive: true });
-  writeFileSync(wrapper, `#!/bin/sh\n# ${command}, run by the Node.js that LayerMesh carries.\nhere=\${0%/*}\nexec "$here/../lib/layermesh/bin/node" "$here/../lib/layermesh/dist/${main}" "$@"\n`);
+  // The entry point's #! line names node and its options: node is found first where LayerMesh carries it.
+  writeFileSync(wrapper, `#!/bin/sh\n# ${command}, run by the Node.js that LayerMesh carries.\nhere=\${0%/*}\nexport PATH="$here/../lib/layermesh/bin:$PATH"\nexec "$here/../lib/layermesh/dist/${main}" "$@"\n`);
   chmodSync(wrapper, 0o755);
+  chmodSync(join(lib, 'dist', main), 0o755);
 }
 mkdirSync(join(stage, 'lib/systemd/system'), { recursive: true });
 copyFileSync(join(repo, 'config/meshd.service'), join(stage, 'lib/systemd/system/meshd.service'));

@@ -10,10 +10,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensurePackages } from './helpers/apt.js';
-import { spawnMeshd } from './helpers/meshd.js';
+import { nodeOptionsOf, spawnMeshd } from './helpers/meshd.js';
 import { buildImage, type BuiltImage } from './helpers/oci-image.js';
 import { run } from './helpers/run.js';
-import { repoRoot } from './fleet/layout.js';
+import { builtEntryPoints, repoRoot } from './fleet/layout.js';
 
 const VERSION = (JSON.parse(await readFile(join(repoRoot(), 'package.json'), 'utf8')) as { version: string }).version;
 const NS = `lm-pkg-${randomUUID().slice(0, 8)}`;
@@ -48,6 +48,9 @@ async function withMeshd<T>(root: string, use: (registry: string, peerId: string
   let result: T;
   try {
     const ready = await m.ready;
+    // The wrapper runs the carried node with the options on meshd's #! line.
+    const cmdline = (await readFile(`/proc/${m.proc.pid}/cmdline`, 'utf8')).split('\0');
+    expect(cmdline).toEqual(expect.arrayContaining(nodeOptionsOf(builtEntryPoints().meshd)));
     result = await use(ready.registry.replace(/^http:\/\//, ''), ready.peerId!);
   } catch (err) {
     m.proc.kill('SIGKILL');

@@ -3,6 +3,7 @@
 // readyLine reads that line wherever it was written (the fleet's log files). startMeshd is the tests' meshd:
 // the built dist/, every listener on 127.0.0.1, a temporary data dir.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -60,12 +61,18 @@ export interface SpawnOptions {
   command?: string[];
 }
 
+/** The Node.js options meshd's entry point names on its `#!` line (`#!/usr/bin/env -S node OPTIONS`). */
+export function nodeOptionsOf(main: string): string[] {
+  const first = readFileSync(main, 'utf8').split('\n', 1)[0];
+  return /^#!\/usr\/bin\/env -S node (.+)$/.exec(first)?.[1].split(' ') ?? [];
+}
+
 const RECENT_LINES = 20;
 const STDERR_BYTES = 16 << 10;
 
 /** Starts `node <main> args`; what it says it is ready comes as `ready`. Stopping it is the caller's. */
 export function spawnMeshd(args: string[], { main = builtEntryPoints().meshd, name = 'meshd', maxLogs = Infinity, env, command }: SpawnOptions = {}): SpawnedMeshd {
-  const [program, ...first] = command ?? [process.execPath, main];
+  const [program, ...first] = command ?? [process.execPath, ...nodeOptionsOf(main), main];
   const proc = spawn(program, [...first, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
   const exited = new Promise<number | null>((resolve) => {
     proc.once('exit', (code) => resolve(code));
