@@ -8,7 +8,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { startContainerd } from '../../test/helpers/containerd.js';
-import { loopbackListeners, nodeOptionsOf, spawnMeshd } from '../../test/helpers/meshd.js';
+import { loopbackListeners, meshdCommand, spawnMeshd } from '../../test/helpers/meshd.js';
 import { onCleanup } from './cleanup.js';
 import { request } from './http.js';
 import { freePort, pidsWithArg, stopChild } from './procs.js';
@@ -65,7 +65,7 @@ export async function startMeshd(name: string, storeArgs: string[]): Promise<Mes
   const dataDir = await tempDir('lm-bench-meshd-');
   const removeDir = onCleanup(`meshd data ${dataDir}`, () => rm(dataDir, { recursive: true, force: true }));
   const { proc, logs, ready: whenReady } = spawnMeshd(['--data-dir', dataDir, '--log-level', 'info', ...loopback, ...storeArgs], {
-    main: MESHD_MAIN, name: `meshd (${name})`, maxLogs: MAX_LOG_ENTRIES, command: [process.execPath, ...nodeOptionsOf(MESHD_MAIN), ...MESHD_NODE_FLAGS, MESHD_MAIN],
+    main: MESHD_MAIN, name: `meshd (${name})`, maxLogs: MAX_LOG_ENTRIES, command: meshdCommand(MESHD_MAIN, MESHD_NODE_FLAGS),
   });
   const stopProc = onCleanup(`meshd pid ${proc.pid}`, () => stopChild(proc));
   try {

@@ -3,7 +3,7 @@
 import { mkdir, open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ctr, writeContainerdConfig, type ContainerdPaths } from '../helpers/containerd.js';
-import { nodeOptionsOf, readyLine } from '../helpers/meshd.js';
+import { meshdCommand, readyLine } from '../helpers/meshd.js';
 import { isAlive } from '../helpers/procfs.js';
 import { spawnInNetns, stopPid, tail } from './processes.js';
 
@@ -54,7 +54,8 @@ const MESHD_NODE_FLAGS = (process.env.FLEET_MESHD_NODE_FLAGS ?? '').split(' ').f
  */
 export async function startMeshdIn(ns: string, meshdMain: string, args: string[], log: string, { timeoutMs = 60_000, signal }: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<MeshdReady> {
   const offset = await fileSize(log);
-  const pid = spawnInNetns(ns, process.execPath, [...nodeOptionsOf(meshdMain), ...MESHD_NODE_FLAGS, meshdMain, ...args], log);
+  const [node, ...options] = meshdCommand(meshdMain, MESHD_NODE_FLAGS);
+  const pid = spawnInNetns(ns, node, [...options, ...args], log);
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const ready = findReady(await readFrom(log, offset));

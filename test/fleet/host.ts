@@ -122,12 +122,12 @@ export class FleetHost {
     }
   }
 
-  /** Connected peers, as `meshctl --json peers` reports them. */
   /** meshd's log so far, one object per JSON line. */
   logLines(): Record<string, unknown>[] {
     return readFileSync(this.meshdLog, 'utf8').split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l));
   }
 
+  /** Connected peers, as `meshctl --json peers` reports them. */
   peers(): Promise<PeerEntry[]> {
     return this.meshctlJson<PeerEntry[]>(['peers']);
   }

@@ -61,6 +61,11 @@ export interface SpawnOptions {
   command?: string[];
 }
 
+/** How to run `main` with this node: the options its `#!` line names, then `extra` (later ones win), then `main`. */
+export function meshdCommand(main: string, extra: string[] = []): string[] {
+  return [process.execPath, ...nodeOptionsOf(main), ...extra, main];
+}
+
 /** The Node.js options meshd's entry point names on its `#!` line (`#!/usr/bin/env -S node OPTIONS`). */
 export function nodeOptionsOf(main: string): string[] {
   const first = readFileSync(main, 'utf8').split('\n', 1)[0];
@@ -72,7 +77,7 @@ const STDERR_BYTES = 16 << 10;
 
 /** Starts `node <main> args`; what it says it is ready comes as `ready`. Stopping it is the caller's. */
 export function spawnMeshd(args: string[], { main = builtEntryPoints().meshd, name = 'meshd', maxLogs = Infinity, env, command }: SpawnOptions = {}): SpawnedMeshd {
-  const [program, ...first] = command ?? [process.execPath, ...nodeOptionsOf(main), main];
+  const [program, ...first] = command ?? meshdCommand(main);
   const proc = spawn(program, [...first, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
   const exited = new Promise<number | null>((resolve) => {
     proc.once('exit', (code) => resolve(code));
