@@ -42,7 +42,9 @@ export function countSent(res: ServerResponse, onSent: (bytes: number) => void):
 export async function serveBlob(
   store: Store, digest: string, req: FastifyRequest, reply: FastifyReply, log: Logger, { requestedIn, pace, onSent }: ServeOptions = {},
 ): Promise<ServedFrom | false> {
-  const count = (from: ServedFrom) => onSent && req.method === 'GET' && countSent(reply.raw, (bytes) => onSent(bytes, from));
+  const count = (from: ServedFrom) => {
+    if (onSent && req.method === 'GET') countSent(reply.raw, (bytes) => onSent(bytes, from));
+  };
   const info = await store.stat(digest);
   if (!info) return requestedIn && (await serveArriving(store, digest, req, reply, requestedIn, () => count('mesh'))) ? 'mesh' : false;
   const range = blobHeaders(req, reply, digest, info.size);
