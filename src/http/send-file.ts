@@ -1,7 +1,6 @@
-// Sends a byte range of a file as the response body through two reused 1 MiB buffers:
-// the next chunk is read while the previous one is being written. Streaming the file
-// instead allocates a buffer per chunk, and the garbage collection that follows costs much of the
-// throughput (docs: Benchmarks).
+// Sends a response body through two reused 1 MiB buffers: the next chunk is read while the previous
+// one is being written. Streaming a file instead allocates a buffer per chunk, and the garbage
+// collection that follows costs much of the throughput (docs: Benchmarks).
 import { open, type FileHandle } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import type { FastifyReply } from 'fastify';
@@ -33,31 +32,48 @@ export function paced(stream: Readable, pace: Pace | undefined): Readable {
   })());
 }
 
-export async function sendFileRange(reply: FastifyReply, handle: FileHandle, start: number, end: number, log: Logger, pace?: Pace): Promise<void> {
+/**
+ * Sends the chunks as the response body. The source may reuse a chunk's buffer once the chunk after it has been
+ * asked for: each write is done before the next but one begins.
+ */
+export async function sendChunks(reply: FastifyReply, chunks: AsyncIterable<Uint8Array>, log: Logger, pace?: Pace): Promise<void> {
   reply.hijack();
   const res = reply.raw;
   res.writeHead(reply.statusCode, reply.getHeaders() as Record<string, string>);
-  const buffers = [Buffer.allocUnsafeSlow(CHUNK), Buffer.allocUnsafeSlow(CHUNK)];
-  let gone = false;
-  res.once('close', () => (gone = true));
   let written: Promise<void> = Promise.resolve();
   try {
-    for (let pos = start, i = 0; pos <= end && !gone; i++) {
-      // Safe to fill: this buffer's last write, two chunks ago, was awaited in the previous round.
-      const buf = buffers[i & 1];
-      const { bytesRead } = await handle.read(buf, 0, Math.min(CHUNK, end - pos + 1), pos);
-      if (bytesRead === 0) throw new Error(`blob file ended at ${pos}, expected ${end + 1} bytes`);
+    for await (const chunk of chunks) {
       await written;
-      await pace?.(bytesRead);
-      pos += bytesRead;
-      const chunk = buf.subarray(0, bytesRead);
+      // Also when the client left before the first chunk: 'close' was then emitted already.
+      if (res.destroyed) break;
+      await pace?.(chunk.length);
       written = new Promise((resolve, reject) => res.write(chunk, (err) => (err ? reject(err) : resolve())));
+      // Awaited before the next write; when the source fails first, the failure below is the one that counts.
+      written.catch(() => undefined);
     }
     await written;
     res.end();
   } catch (err) {
-    if (!gone) log.warn({ err }, 'blob response cut short');
+    if (!res.destroyed) log.warn({ err }, 'blob response cut short');
     res.destroy();
+  }
+}
+
+/** Bytes `start..end` (inclusive) of the file, read into two buffers taken in turn. */
+async function* fileChunks(handle: FileHandle, start: number, end: number): AsyncGenerator<Buffer> {
+  const buffers = [Buffer.allocUnsafeSlow(CHUNK), Buffer.allocUnsafeSlow(CHUNK)];
+  for (let pos = start, i = 0; pos <= end; i++) {
+    const buf = buffers[i & 1];
+    const { bytesRead } = await handle.read(buf, 0, Math.min(CHUNK, end - pos + 1), pos);
+    if (bytesRead === 0) throw new Error(`blob file ended at ${pos}, expected ${end + 1} bytes`);
+    pos += bytesRead;
+    yield buf.subarray(0, bytesRead);
+  }
+}
+
+export async function sendFileRange(reply: FastifyReply, handle: FileHandle, start: number, end: number, log: Logger, pace?: Pace): Promise<void> {
+  try {
+    await sendChunks(reply, fileChunks(handle, start, end), log, pace);
   } finally {
     await handle.close();
   }

@@ -3,7 +3,6 @@
 // becomes a tree instead of every node pulling from the first). It never asks another peer (no loops by
 // construction) and answers only requests that prove membership, over TLS with its identity key unless
 // the fleet runs with --peer-plaintext.
-import { Readable } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
@@ -12,7 +11,7 @@ import { isDigest } from '../oci/digest.js';
 import { pushOf } from '../oci/tag-push.js';
 import { RangeNotSatisfiableError } from '../http/range.js';
 import { blobHeaders, countSent, serveBlob } from '../http/serve-blob.js';
-import { paced } from '../http/send-file.js';
+import { sendChunks } from '../http/send-file.js';
 import type { Bandwidth } from './bandwidth.js';
 import { LogRateLimiter } from '../util/log-rate-limiter.js';
 import { AUTH_HEADER, ProofChecker } from './peer-auth.js';
@@ -211,7 +210,9 @@ export function createPeerServer(opts: PeerServerOptions) {
       if (await serveBlob(store, digest, req, reply, log, { pace })) return reply;
       if (spool?.size === undefined) return reply.code(404).send(notFound(digest));
       const range = blobHeaders(req, reply, digest, spool.size);
-      return reply.send(req.method === 'HEAD' ? undefined : paced(spool.reader(range?.start, range?.end, { forPeer: true }), pace));
+      if (req.method === 'HEAD') return reply.send();
+      await sendChunks(reply, spool.lend(range?.start, range?.end, { forPeer: true }), log, pace);
+      return reply;
     },
   });
 
@@ -228,7 +229,7 @@ export function createPeerServer(opts: PeerServerOptions) {
       const range = { start: offset, end: offset + length - 1 };
       const release = track(digest, peer);
       try {
-        const bytes = found.spool ? found.spool.reader(range.start, range.end, { forPeer: true }) : (await store.open(digest, range)).stream;
+        const bytes = found.spool ? found.spool.lend(range.start, range.end, { forPeer: true }) : (await store.open(digest, range)).stream;
         yield* bandwidth ? bandwidth.throttle('upload', bytes) : bytes;
         peerSentBytes.inc(length);
       } finally {
@@ -243,7 +244,8 @@ export function createPeerServer(opts: PeerServerOptions) {
     // Answered once the first blob can be sent: a node further down a pipeline may wait for its copy to begin.
     const first = await held(blobs[0].digest, true);
     if (first?.size !== blobs[0].size) return reply.code(404).send(notFound(blobs[0].digest));
-    return reply.header('content-type', 'application/octet-stream').send(Readable.from(inOrder(blobs, first, patientPeer(req))));
+    await sendChunks(reply.header('content-type', 'application/octet-stream'), inOrder(blobs, first, patientPeer(req)), log);
+    return reply;
   });
 
   app.get(IMAGES_PATH, async (req, reply) => {

@@ -13,18 +13,13 @@ import { DigestMismatchError } from '../store/store.js';
 import { digestHex } from '../oci/digest.js';
 
 const READ_CHUNK = 1 << 20;
-/**
- * What a reader holds read but not yet taken. Little: a reader following a growing spool to a peer
- * buffers whatever its socket cannot take yet, and in a replication pipeline every byte held here is
- * delay added at every hop (1 MiB was a quarter of a second per hop at 100 Mbit/s shared by 5 blobs).
- */
+/** Lent buffers are smaller: two stay allocated for as long as the reader runs. */
+const LEND_CHUNK = 256 << 10;
+/** What a reader holds read but not yet taken: little, as every byte held is delay for whoever reads after it. */
 const READ_AHEAD = 64 << 10;
 /** Arriving bytes are written to the file in pieces this large: a write per network chunk (64 KiB) cost 15 % of a transfer's CPU. */
 const WRITE_CHUNK = 1 << 20;
-/**
- * ... but not held longer than this: on a slow link 1 MiB takes seconds, and a node further down a
- * replication pipeline reads only what is in the file. Each hop would add that delay.
- */
+/** ... but not held longer than this: readers (a replication tree's next hop) read only what is in the file. */
 const MAX_HOLD_MS = 20;
 
 /** One range of the blob being written in order from its start. */
@@ -237,19 +232,23 @@ export class Spool {
   }
 
   /**
-   * Bytes `start..end` (inclusive; default to the end), delivered as they arrive. `forPeer`: a member that
-   * verifies every blob itself gets the final byte too before this copy is verified, so that no copy down a
-   * replication tree waits for the verification of every copy above it.
+   * Bytes `start..end` (inclusive; default to the end), delivered as they arrive. `forPeer`: a member that verifies every
+   * blob itself gets the final byte before this copy is verified, so no copy down a tree waits for every copy above it.
    */
   reader(start = 0, end?: number, { forPeer = false } = {}): Readable {
     return Readable.from(this.#read(start, end, forPeer), { objectMode: false, highWaterMark: READ_AHEAD });
   }
 
-  async *#read(start: number, end: number | undefined, forPeer: boolean): AsyncGenerator<Buffer> {
+  /** reader()'s bytes, read into two buffers in turn: each chunk is refilled once the next but one is asked for. */
+  lend(start = 0, end?: number, { forPeer = false } = {}): AsyncGenerator<Buffer> {
+    return this.#read(start, end, forPeer, []);
+  }
+
+  async *#read(start: number, end: number | undefined, forPeer: boolean, lent?: Buffer[]): AsyncGenerator<Buffer> {
     const generation = this.#generation;
     const file = await open(this.path, 'r');
     try {
-      for (let pos = start; ; ) {
+      for (let pos = start, turn = 0; ; ) {
         if (generation !== this.#generation) throw this.#restarted();
         const last = end ?? (this.size ?? Infinity) - 1;
         if (pos > last) return;
@@ -259,8 +258,9 @@ export class Spool {
         const whole = this.size === undefined || here >= this.size;
         const available = Math.min(last + 1, whole && !this.verified && !forPeer ? here - 1 : here);
         if (pos < available) {
-          const buf = Buffer.allocUnsafe(Math.min(READ_CHUNK, available - pos));
-          const { bytesRead } = await file.read(buf, 0, buf.length, pos);
+          const length = Math.min(lent ? LEND_CHUNK : READ_CHUNK, available - pos);
+          const buf = lent ? (lent[turn++ & 1] ??= Buffer.allocUnsafeSlow(Math.min(LEND_CHUNK, last + 1 - start))) : Buffer.allocUnsafe(length);
+          const { bytesRead } = await file.read(buf, 0, length, pos);
           // A restart truncates the file: a read under way then finds nothing where bytes were.
           if (bytesRead === 0) throw generation !== this.#generation ? this.#restarted() : new Error(`spool of ${this.digest} shrank under a reader`);
           pos += bytesRead;

@@ -9,7 +9,7 @@ const COMMIT_POLL_MS = 25;
 export async function storeSpool(store: Store, spool: Spool): Promise<void> {
   const upload = await store.beginUpload();
   try {
-    await upload.append(spool.reader());
+    await upload.append(spool.lend());
     await upload.commit({ digest: spool.digest, size: spool.written });
   } catch (err) {
     await upload.abort();

@@ -37,6 +37,21 @@ export function uploadCases(open: OpenStore): void {
     expect((await content(store, sha256(data))).equals(data)).toBe(true);
   }));
 
+  it('takes each chunk when it comes, so a source may refill its buffer afterwards (as a spool lends them)', withStore(open, async (store) => {
+    const upload = await store.beginUpload();
+    async function* lent() {
+      // Two buffers in turn, each overwritten once the chunk after it has been asked for.
+      const buffers = [Buffer.alloc(100_000), Buffer.alloc(100_000)];
+      for (let at = 0, i = 0; at < data.length; at += 100_000, i++) {
+        const n = data.copy(buffers[i & 1], 0, at, at + 100_000);
+        yield buffers[i & 1].subarray(0, n);
+      }
+    }
+    await upload.append(lent());
+    await upload.commit({ digest: sha256(data), size: data.length });
+    expect((await content(store, sha256(data))).equals(data)).toBe(true);
+  }));
+
   it('publishes nothing when the digest or the size is wrong', withStore(open, async (store) => {
     const upload = await store.beginUpload();
     await upload.append(pieces(data, 65_536));

@@ -17,7 +17,8 @@ export abstract class HashingUpload {
 
   /**
    * Persists a prefix of `data` at `position` (everything written so far precedes it) and returns how
-   * many bytes it wrote: fewer than asked is a short write, and the rest is offered again.
+   * many bytes it wrote: fewer than asked is a short write, and the rest is offered again. `data` is
+   * reused once this returns: keep a copy, not `data`.
    */
   protected abstract write(data: Buffer, position: number): Promise<number>;
 
@@ -26,13 +27,10 @@ export abstract class HashingUpload {
   protected async closed(): Promise<void> {}
 
   async append(source: AsyncIterable<Uint8Array>): Promise<number> {
-    let pending: Buffer[] = [];
+    // Chunks are copied into this buffer, never kept: a source may reuse its buffers (Upload.append).
+    let pending: Buffer | undefined;
     let pendingBytes = 0;
-    const flush = async () => {
-      if (pendingBytes === 0) return;
-      const data = pending.length === 1 ? pending[0] : Buffer.concat(pending, pendingBytes);
-      pending = [];
-      pendingBytes = 0;
+    const flush = async (data: Buffer) => {
       for (let done = 0; done < data.length; ) {
         const written = await this.write(data.subarray(done), this.#offset);
         if (!(written > 0)) throw new Error(`the store wrote nothing at offset ${this.#offset}`);
@@ -45,14 +43,26 @@ export abstract class HashingUpload {
     await this.opened();
     try {
       for await (const chunk of source) {
-        pending.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk));
-        pendingBytes += chunk.length;
-        if (pendingBytes >= FLUSH_BYTES) await flush();
+        if (pendingBytes === 0 && chunk.length >= FLUSH_BYTES) {
+          await flush(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length));
+          continue;
+        }
+        pending ??= Buffer.allocUnsafe(FLUSH_BYTES);
+        for (let used = 0; used < chunk.length; ) {
+          const n = Math.min(chunk.length - used, FLUSH_BYTES - pendingBytes);
+          pending.set(chunk.subarray(used, used + n), pendingBytes);
+          pendingBytes += n;
+          used += n;
+          if (pendingBytes === FLUSH_BYTES) {
+            await flush(pending);
+            pendingBytes = 0;
+          }
+        }
       }
     } finally {
       // Bytes that did arrive before a broken connection are kept, so the client can resume after them.
       try {
-        await flush();
+        if (pending) await flush(pending.subarray(0, pendingBytes));
       } finally {
         await this.closed();
       }

@@ -21,7 +21,7 @@ class MemoryUpload extends HashingUpload implements Upload {
 
   protected async write(data: Buffer): Promise<number> {
     if (this.#done) throw new UploadClosedError(this.id);
-    this.#chunks.push(data);
+    this.#chunks.push(Buffer.from(data));
     return data.length;
   }
 

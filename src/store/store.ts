@@ -55,6 +55,7 @@ export interface Upload {
   readonly id: string;
   /** Bytes received so far; after a failed append, the bytes that were kept. */
   readonly offset: number;
+  /** Appends the source's bytes; each chunk is used up before the next but one is asked for, so a source may reuse buffers (Spool.lend). */
   append(source: AsyncIterable<Uint8Array>): Promise<number>;
   /** Verifies and publishes the blob; on mismatch throws DigestMismatchError/SizeMismatchError and publishes nothing. */
   commit(expected: { digest: string; size?: number }, labels?: Record<string, string>): Promise<BlobInfo>;
