@@ -54,8 +54,8 @@ export abstract class HashingUpload {
           pendingBytes += n;
           used += n;
           if (pendingBytes === FLUSH_BYTES) {
+            pendingBytes = 0; // a write failing part-way must not have these bytes written again below
             await flush(pending);
-            pendingBytes = 0;
           }
         }
       }
