@@ -5,6 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { pino } from 'pino';
 import { afterEach, expect, it } from 'vitest';
+import { waitFor } from '../../test/helpers/wait.js';
 import { sendChunks } from './send-file.js';
 
 const log = pino({ level: 'silent' });
@@ -63,11 +64,6 @@ it('ends quietly when the client has hung up and then the source fails', async (
   const req = get(url).on('error', () => undefined);
   await sleep(50);
   req.destroy();
-  await waitUntil(() => done);
-  await done;
+  await waitFor('the response to end', () => done && done.then(() => true), { intervalMs: 5 });
   await sleep(100); // an unhandled rejection of the failed write would fail the run here (and crash meshd)
 });
-
-async function waitUntil(ready: () => unknown): Promise<void> {
-  while (!ready()) await sleep(5);
-}
