@@ -10,8 +10,9 @@ import { Holdings } from './holdings.js';
 const running: Holdings[] = [];
 afterEach(() => running.splice(0).forEach((a) => a.stop()));
 
-async function holdings(arrivingDelayMs: number) {
+async function holdings(arrivingDelayMs: number, prepare: (store: MemoryStore) => void = () => {}) {
   const store = new MemoryStore();
+  prepare(store);
   const router = new MemoryMesh().join();
   const a = new Holdings(store, router, pino({ level: 'silent' }), 60_000, arrivingDelayMs);
   running.push(a);
@@ -77,5 +78,53 @@ describe('Holdings', () => {
     await waitFor('the name to be announced', () => urgent.has('docker.io/library/app:1'), { timeoutMs: 2000, intervalMs: 10 });
     expect(urgent.get('docker.io/library/app:1')).toBe(true);
     expect(urgent.get(digestOf(bytes))).toBe(false);
+  });
+});
+
+describe('Holdings on a store that raises no content events (containerd 1.6)', () => {
+  const manifest = Buffer.from('{"schemaVersion":2}');
+  const layer = Buffer.from('layer bytes');
+  const image = { name: 'docker.io/library/app:1', target: { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: digestOf(manifest), size: manifest.length }, labels: {} };
+
+  /** Holdings on a store whose blob-added events never come. */
+  const silentContent = () => holdings(1000, (store) => {
+    const events = store.events.bind(store);
+    store.events = async function* (signal) {
+      for await (const e of events(signal)) if (e.type !== 'blob-added') yield e;
+    };
+  });
+
+  test("announces an image's name no earlier than its content", async () => {
+    const { store, router } = await silentContent();
+    const heldWithName: boolean[] = [];
+    const announce = router.announce.bind(router);
+    router.announce = (change) => {
+      announce(change);
+      if ([...(change.add ?? [])].includes(image.name)) heldWithName.push(router.held.has(digestOf(layer)) && router.held.has(digestOf(manifest)));
+    };
+    await putBlob(store, layer, digestOf(layer));
+    await putBlob(store, manifest, digestOf(manifest));
+    await store.images.put(image);
+    await waitFor('the name to be announced', () => heldWithName.length > 0, { timeoutMs: 2000, intervalMs: 10 });
+    expect(heldWithName).toEqual([true]);
+  });
+
+  test('a reconcile asked for while one lists sees what was committed after that listing began', async () => {
+    const { store, router, a } = await silentContent();
+    const blobs = store.blobs.bind(store);
+    let resume!: () => void;
+    const paused = new Promise<void>((r) => (resume = r));
+    store.blobs = async function* () {
+      const listed = [];
+      for await (const blob of blobs()) listed.push(blob);
+      await paused;
+      yield* listed;
+    };
+    const first = a.reconcile();
+    await putBlob(store, layer, digestOf(layer)); // committed after the first run listed
+    const second = a.reconcile();
+    resume();
+    await Promise.all([first, second]);
+    expect(router.held.has(digestOf(layer))).toBe(true);
   });
 });

@@ -17,6 +17,7 @@ export class Holdings {
   #timer?: NodeJS.Timeout;
   #pending?: NodeJS.Timeout;
   #running?: Promise<void>;
+  #next?: Promise<void>;
   lastReconcile?: Date;
 
   constructor(
@@ -39,9 +40,19 @@ export class Holdings {
     this.#timer.unref();
   }
 
-  /** Lists the store and announces the difference. Concurrent calls share one run. */
+  /**
+   * Lists the store and announces the difference. A call while a run lists may come too late for that
+   * run (content committed after it listed): one more run follows, shared by every call made meanwhile.
+   */
   reconcile(): Promise<void> {
-    this.#running ??= this.#reconcile().finally(() => (this.#running = undefined));
+    if (this.#running) {
+      const again = () => {
+        this.#next = undefined;
+        return this.reconcile();
+      };
+      return (this.#next ??= this.#running.then(again, again));
+    }
+    this.#running = this.#reconcile().finally(() => (this.#running = undefined));
     return this.#running;
   }
 
@@ -137,9 +148,10 @@ export class Holdings {
         break;
       case 'image-added':
       case 'image-updated':
-        if (isTagName(event.name) && !this.#held.has(event.name)) this.#apply([event.name], []);
-        // The image's content arrived before it, possibly without events of its own.
-        this.#schedule(500);
+        // The image's content arrived before it, possibly without events of its own (containerd 1.6): the
+        // name goes out with that content, never before it, or a client elsewhere that sees the name
+        // may ask for a blob nobody announces yet.
+        this.#schedule(0);
         break;
       case 'image-removed':
         if (this.#held.has(event.name)) this.#apply([], [event.name]);

@@ -92,8 +92,8 @@ describe('the peer data plane on the wire', () => {
     const [h1, h2, h3] = fleet.hosts;
     const [pulled, pushed] = images;
     const name = await h1.loadImage(pulled, { repo: REPO });
-    await waitFor('h2 to know that h1 holds the pulled layers', async () =>
-      (await h2.whoHas(pulled.layers[0].digest)).some((p) => p.id === h1.peerId));
+    // The name is announced no earlier than the content it names: seeing it, h2 can find every blob.
+    await waitFor('h2 to know that h1 holds the pulled image', async () => (await h2.whoHas(name)).some((p) => p.id === h1.peerId));
     const run = runNames(fleet.run);
     const stop = await capture(run.bridge, join(run.dir, 'bridge.pcap'));
     let pcap: Buffer;
