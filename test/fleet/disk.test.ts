@@ -92,9 +92,12 @@ describe('disk: df, watermarks, rm', () => {
     const [h1, h2] = fleet.hosts;
     // Straight into h1's containerd: no push, so nothing replicates; h2 gets them only by asking.
     const pulled = await h1.loadImage(images.get('pulled')!);
-    await h1.loadImage(images.get('cached')!, { repo: 'docker.io/library/other' });
+    const cached = await h1.loadImage(images.get('cached')!, { repo: 'docker.io/library/other' });
     const cachedLayer = images.get('cached')!.layers[0];
-    await waitFor('h2 to see h1 hold the images', async () => (await h2.whoHas(cachedLayer.digest)).some((p) => p.id === h1.peerId));
+    // A name goes out with its image's content, never before it: seen, every blob can be found.
+    for (const name of [pulled, cached]) {
+      await waitFor(`h2 to see h1 hold ${name}`, async () => (await h2.whoHas(name)).some((p) => p.id === h1.peerId));
+    }
     const blob = await h2.http(`/v2/other/blobs/${cachedLayer.digest}`);
     expect(blob.status).toBe(200);
     // Stored once it has been verified, which may be just after the answer ended.
