@@ -26,8 +26,9 @@ describe('mirror failover between real hosts', () => {
     const layer = image.layers[0].digest;
     const name = await h1.loadImage(image);
     await h2.loadImage(image);
-    await waitFor('h3 to know both holders of the layer', async () => {
-      const ids = (await h3.whoHas(layer)).map((p) => p.id);
+    // The name goes out with the image's content: both holders of it hold the layer, announced.
+    await waitFor('h3 to know both holders of the image', async () => {
+      const ids = (await h3.whoHas(name)).map((p) => p.id);
       return ids.includes(h1.peerId) && ids.includes(h2.peerId);
     });
     // 40 MiB at 80 Mbit/s: about 4 s per holder, time enough to kill the first mid-way.
