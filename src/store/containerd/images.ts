@@ -95,11 +95,10 @@ export class ContainerdImages implements ImageStore {
   /** Once the tag holds the blobs, the per-blob leases taken at commit time can go. */
   private async releaseBlobLeases(reachable: Set<string>): Promise<void> {
     const held = new Set(await listLeaseIds(this.client, BLOB_LEASE_PREFIX));
-    for (const digest of reachable) {
-      if (!isDigest(digest)) continue; // only sha256 blobs are ever committed (and leased) by us
-      const id = blobLeaseId(digest);
-      if (held.has(id)) await deleteLease(this.client, id, this.logger);
-    }
+    // Only sha256 blobs are ever committed (and leased) by us. Released together: a replica counts as held
+    // only once this is done, and one at a time each waited for the round trip of the one before.
+    const ids = [...reachable].filter(isDigest).map(blobLeaseId).filter((id) => held.has(id));
+    await Promise.all(ids.map((id) => deleteLease(this.client, id, this.logger)));
   }
 }
 
