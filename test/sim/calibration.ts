@@ -42,8 +42,9 @@ export const HOSTS: Calibration = {
   // median 18, on fleets of 2 and 3 hosts at 100 Mbit/s whose CPU was mostly idle (calibrate.js --hosts 2|3);
   // −30 to +115 ms on the 8-host bench, whose CPU is not. The manifest comes inlined in it.
   startMs: 20,
-  // Not measured apart (first bytes of a sequence are not logged): a request on a kept-alive TLS connection
-  // and its answer, through two links' queues.
+  // Measured with temporary timing on 2-host fleets (first bytes are not logged): 47–60 ms to the first
+  // byte; about 40 ms to the answer's headers, of them ~15 for a new TLS connection, ~8 for the holder to
+  // check what it holds, ~10 for its first read from the store.
   requestMs: 50,
   // Each host's copy of the first layer ended 23–123 ms after the one before it in the chain at 25 Mbit/s
   // (median 60): the spool holds bytes up to 20 ms (MAX_HOLD_MS in src/mirror/spool.ts) and the rest is
