@@ -127,4 +127,23 @@ describe('Holdings on a store that raises no content events (containerd 1.6)', (
     await Promise.all([first, second]);
     expect(router.held.has(digestOf(layer))).toBe(true);
   });
+
+  test('a reconcile asked for while one lists does not run once the holdings is stopped', async () => {
+    const { store, a } = await silentContent();
+    const blobs = store.blobs.bind(store);
+    let listings = 0;
+    let resume!: () => void;
+    const paused = new Promise<void>((r) => (resume = r));
+    store.blobs = async function* () {
+      listings++;
+      await paused;
+      yield* blobs();
+    };
+    const first = a.reconcile();
+    const second = a.reconcile();
+    a.stop();
+    resume();
+    await Promise.all([first, second]);
+    expect(listings).toBe(1);
+  });
 });

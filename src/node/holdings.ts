@@ -48,7 +48,7 @@ export class Holdings {
     if (this.#running) {
       const again = () => {
         this.#next = undefined;
-        return this.reconcile();
+        return this.#abort.signal.aborted ? undefined : this.reconcile(); // stopped meanwhile: the store may be gone
       };
       return (this.#next ??= this.#running.then(again, again));
     }
