@@ -13,13 +13,24 @@ const addrOf = (p: PeerId, port: number): string => `/ip4/127.0.0.1/tcp/${port}/
 const sleep = (ms: number) => vi.advanceTimersByTimeAsync(ms);
 
 /** A libp2p stand-in: peers listed in `up` accept dials; every dial is recorded with its time. */
-class FakeNet implements Dialable {
+class FakeNet extends EventTarget implements Dialable {
   readonly connected = new Set<string>();
   readonly dials: Array<{ peer: string; at: number }> = [];
   readonly up = new Set<string>();
   /** Connections to peers that are not bootstrap peers. */
   others = 0;
-  constructor(readonly peerId: PeerId) {}
+  /** How often the dialer looked at the connections. */
+  looks = 0;
+  constructor(readonly peerId: PeerId) {
+    super();
+  }
+
+  /** Closes the connection to a bootstrap peer, or `n` others, as libp2p would: with an event. */
+  close(peer: string | { others: number }): void {
+    if (typeof peer === 'string') this.connected.delete(peer);
+    else this.others -= peer.others;
+    this.dispatchEvent(new Event('connection:close'));
+  }
 
   async dial(addr: Multiaddr): Promise<Connection> {
     const peer = addr.getComponents().find((c) => c.name === 'p2p')!.value!;
@@ -30,6 +41,7 @@ class FakeNet implements Dialable {
   }
 
   getConnections(peer?: PeerId): Connection[] {
+    this.looks++;
     if (peer === undefined) return Array.from({ length: this.connected.size + this.others }, () => ({}) as Connection);
     return this.connected.has(peer.toString()) ? [{} as Connection] : [];
   }
@@ -81,13 +93,30 @@ describe('BootstrapDialer', () => {
     await sleep(150);
     expect(net.connected.size).toBe(2);
     net.others = 7; // 9 connections: a bootstrap peer at its cap closes one, and is not dialed again
-    net.connected.delete([...net.connected][0]);
+    net.close([...net.connected][0]);
     const dials = net.dials.length;
     await sleep(500);
     expect(net.dials.length).toBe(dials);
-    net.others = 2; // most of the mesh went away: back to the bootstrap peers
+    net.close({ others: 5 }); // most of the mesh went away: back to the bootstrap peers
     await sleep(200);
     expect(net.connected.size).toBe(2);
+  });
+
+  test('once connected to those it keeps it stops looking, until a connection closes', async () => {
+    const seeds = await Promise.all(Array.from({ length: 2 }, newPeer));
+    const net = new FakeNet(await newPeer());
+    seeds.forEach((s) => net.up.add(s.toString()));
+    start(net, seeds.map((s, i) => addrOf(s, 4001 + i)));
+    await sleep(150);
+    expect(net.connected.size).toBe(2);
+    const looks = net.looks;
+    await sleep(2_000); // 50 intervals
+    expect(net.looks).toBe(looks);
+    const [gone] = [...net.connected];
+    net.close(gone);
+    await sleep(50); // within an interval
+    expect(net.connected.has(gone)).toBe(true);
+    expect(net.dials.filter((d) => d.peer === gone)).toHaveLength(2);
   });
 
   test('dials another listed peer when one of those it keeps goes away', async () => {
@@ -97,8 +126,8 @@ describe('BootstrapDialer', () => {
     start(net, seeds.map((s, i) => addrOf(s, 4001 + i)));
     await sleep(150);
     const [gone] = [...net.connected];
-    net.connected.delete(gone);
     net.up.delete(gone);
+    net.close(gone);
     await sleep(150);
     expect(net.connected.size).toBe(2);
     expect(net.connected.has(gone)).toBe(false);

@@ -7,14 +7,15 @@
 // out together, round after round. Only `keep` of the listed peers are kept connected, so that a fleet-wide
 // list of a few bootstrap peers does not give each of them a connection from every node, and only while the
 // node has fewer than `enough` connections: past that it is in the mesh, and a bootstrap peer at its
-// connection cap may close the connection without having it dialed again at once.
+// connection cap may close the connection without having it dialed again at once. Once it has what it wants,
+// the dialer sleeps until a connection closes: an idle node spends nothing on it.
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr';
 import { peerIdFromString } from '@libp2p/peer-id';
 import type { Connection, PeerId } from '@libp2p/interface';
 import type { Logger } from 'pino';
 
 export interface BootstrapDialerOptions {
-  /** How often to look for disconnected bootstrap peers, and the first retry delay after a failure. */
+  /** How often to look for bootstrap peers to dial while some are wanted, and the first retry delay after a failure. */
   intervalMs: number;
   /** Upper bound of the doubling retry delay. */
   maxDelayMs: number;
@@ -33,12 +34,14 @@ export interface Dialable {
   peerId: PeerId;
   dial(addr: Multiaddr, opts: { signal: AbortSignal }): Promise<Connection>;
   getConnections(peer?: PeerId): Connection[];
+  addEventListener(type: 'connection:close', listener: () => void): void;
+  removeEventListener(type: 'connection:close', listener: () => void): void;
 }
 
 interface Target {
   addr: Multiaddr;
   /** From the address's /p2p/ part, or learned from the first successful dial. */
-  peerId?: string;
+  peerId?: PeerId;
   nextAt: number;
   failures: number;
 }
@@ -52,7 +55,9 @@ export function retryDelayMs(failures: number, opts: Pick<BootstrapDialerOptions
 export class BootstrapDialer {
   private readonly targets: Target[];
   private readonly random: () => number;
+  /** Set while a check is due; undefined while a check runs or the dialer sleeps. */
   private timer?: NodeJS.Timeout;
+  private running = false;
   private stopped = false;
 
   constructor(
@@ -66,36 +71,51 @@ export class BootstrapDialer {
     this.targets = addrs
       .map((a) => {
         const addr = multiaddr(a);
-        const peerId = addr.getComponents().find((c) => c.name === 'p2p')?.value;
-        return { addr, peerId, nextAt: 0, failures: 0 };
+        const id = addr.getComponents().find((c) => c.name === 'p2p')?.value;
+        return { addr, peerId: id === undefined ? undefined : peerIdFromString(id), nextAt: 0, failures: 0 };
       })
-      .filter((t) => t.peerId !== self); // one fleet-wide list may name this node too
+      .filter((t) => t.peerId?.toString() !== self); // one fleet-wide list may name this node too
   }
 
   start(): void {
+    if (this.targets.length === 0) return;
+    this.libp2p.addEventListener('connection:close', this.onClose);
     // The first dial waits up to half an interval: nodes started together spread their handshakes.
-    if (this.targets.length > 0) this.schedule(this.random() * (this.opts.intervalMs / 2));
+    this.schedule(this.random() * (this.opts.intervalMs / 2));
   }
 
   stop(): void {
     this.stopped = true;
     clearTimeout(this.timer);
+    this.libp2p.removeEventListener('connection:close', this.onClose);
   }
+
+  // Only a closed connection can make a bootstrap peer wanted again. Nodes that lose the same peer (it
+  // restarted) look within an interval, each at its own moment.
+  private readonly onClose = (): void => {
+    if (this.timer === undefined && !this.running) this.schedule(this.random() * this.opts.intervalMs);
+  };
 
   private schedule(delayMs: number): void {
     if (this.stopped) return;
-    this.timer = setTimeout(() => void this.tick(), delayMs);
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      void this.tick();
+    }, delayMs);
     this.timer.unref();
   }
 
   private async tick(): Promise<void> {
+    this.running = true;
     const now = Date.now();
     // Random order: every node of a fleet reads the same list, and must not all pick its first entries.
     const due = shuffle(this.targets.filter((t) => t.nextAt <= now && !this.connected(t)), this.random).slice(0, this.wanted());
     await Promise.all(due.map((t) => this.dial(t)));
+    this.running = false;
+    if (this.wanted() === 0) return; // asleep until a connection closes
     // A jittered retry falls between two checks: wake for it, or its jitter would be rounded to the interval.
     const later = Date.now();
-    const retries = this.wanted() > 0 ? this.targets.filter((t) => t.nextAt > later).map((t) => t.nextAt - later) : [];
+    const retries = this.targets.filter((t) => t.nextAt > later).map((t) => t.nextAt - later);
     this.schedule(Math.min(this.opts.intervalMs, ...retries));
   }
 
@@ -107,14 +127,14 @@ export class BootstrapDialer {
   }
 
   private connected(t: Target): boolean {
-    return t.peerId !== undefined && this.libp2p.getConnections(peerIdFromString(t.peerId)).length > 0;
+    return t.peerId !== undefined && this.libp2p.getConnections(t.peerId).length > 0;
   }
 
   // Never rejects: a failed dial only moves the target's next attempt further out.
   private async dial(t: Target): Promise<void> {
     try {
       const conn = await this.libp2p.dial(t.addr, { signal: AbortSignal.timeout(this.opts.dialTimeoutMs) });
-      t.peerId = conn.remotePeer.toString();
+      t.peerId = conn.remotePeer;
       if (t.failures > 0) this.log.info({ addr: t.addr.toString(), failures: t.failures }, 'bootstrap peer reachable again');
       t.failures = 0;
       t.nextAt = 0;
