@@ -61,6 +61,16 @@ function start(net: FakeNet, addrs: string[], opts: Partial<BootstrapDialerOptio
   return d;
 }
 
+/** A node started with `seeds` bootstrap peers, all up, once it has dialed them. */
+async function joined(seeds: number): Promise<FakeNet> {
+  const peers = await Promise.all(Array.from({ length: seeds }, newPeer));
+  const net = new FakeNet(await newPeer());
+  peers.forEach((s) => net.up.add(s.toString()));
+  start(net, peers.map((s, i) => addrOf(s, 4001 + i)));
+  await sleep(150);
+  return net;
+}
+
 describe('retryDelayMs', () => {
   const opts = { intervalMs: 2_000, maxDelayMs: 30_000 };
   test('doubles per failure up to the cap, jittered into the upper half', () => {
@@ -86,11 +96,7 @@ describe('BootstrapDialer', () => {
   });
 
   test('leaves bootstrap peers alone once the node has enough connections, and dials them again when it has not', async () => {
-    const seeds = await Promise.all(Array.from({ length: 3 }, newPeer));
-    const net = new FakeNet(await newPeer());
-    seeds.forEach((s) => net.up.add(s.toString()));
-    start(net, seeds.map((s, i) => addrOf(s, 4001 + i)));
-    await sleep(150);
+    const net = await joined(3);
     expect(net.connected.size).toBe(2);
     net.others = 7; // 9 connections: a bootstrap peer at its cap closes one, and is not dialed again
     net.close([...net.connected][0]);
@@ -103,11 +109,7 @@ describe('BootstrapDialer', () => {
   });
 
   test('once connected to those it keeps it stops looking, until a connection closes', async () => {
-    const seeds = await Promise.all(Array.from({ length: 2 }, newPeer));
-    const net = new FakeNet(await newPeer());
-    seeds.forEach((s) => net.up.add(s.toString()));
-    start(net, seeds.map((s, i) => addrOf(s, 4001 + i)));
-    await sleep(150);
+    const net = await joined(2);
     expect(net.connected.size).toBe(2);
     const looks = net.looks;
     await sleep(2_000); // 50 intervals
@@ -120,11 +122,7 @@ describe('BootstrapDialer', () => {
   });
 
   test('dials another listed peer when one of those it keeps goes away', async () => {
-    const seeds = await Promise.all(Array.from({ length: 3 }, newPeer));
-    const net = new FakeNet(await newPeer());
-    seeds.forEach((s) => net.up.add(s.toString()));
-    start(net, seeds.map((s, i) => addrOf(s, 4001 + i)));
-    await sleep(150);
+    const net = await joined(3);
     const [gone] = [...net.connected];
     net.up.delete(gone);
     net.close(gone);
