@@ -38,7 +38,10 @@ function muxerOf(conn: Connection): PingingMuxer | undefined {
   return typeof muxer?.ping === 'function' ? (muxer as PingingMuxer) : undefined;
 }
 
-/** Heard from within this share of the interval: no ping needed. Half an interval of clock skew is tolerated. */
+/**
+ * Heard from within this share of the interval: no ping needed. Up to a quarter interval of clock skew between two
+ * nodes, one end of an idle connection stays silent; past it both ping, as they did before.
+ */
 const QUIET_SHARE = 0.75;
 
 export class Liveness {
