@@ -66,7 +66,7 @@ export interface MeshNode {
  */
 export const MAX_CONNECTIONS = 64;
 
-/** A peer gone is dropped within 25 s of its last word (liveness.ts: 1.5 intervals + the timeout); fleet fault tests wait 45 s. */
+/** A peer gone is dropped within 27.5 s of its last word, 25 s on an idle connection (liveness.ts); fleet fault tests wait 45 s. */
 export const LIVENESS = { intervalMs: 10_000, timeoutMs: 10_000 };
 
 export async function createMeshNode(opts: MeshNodeOptions): Promise<MeshNode> {

@@ -112,6 +112,20 @@ test("a dialer gone quiet is dropped by the listening end 25 s after its last pi
   expect(conn.aborted?.message).toMatch(/no answer to a ping within 10000 ms/);
 });
 
+test('a peer last heard just too recently to ping at one check is dropped within 1.75 intervals + timeout', async () => {
+  vi.useFakeTimers({ now: 0 });
+  const conn = fakeConn(undefined, 'inbound');
+  const liveness = run([conn]);
+  await vi.advanceTimersByTimeAsync(7_501);
+  conn.hear(); // its last word: 7.499 s old at the check at 15 000, so not pinged then
+  await vi.advanceTimersByTimeAsync(27_498);
+  expect(conn.aborted).toBeUndefined();
+  await vi.advanceTimersByTimeAsync(1);
+  liveness.stop();
+  expect(conn.pings).toEqual([25_000]);
+  expect(conn.aborted).toBeDefined();
+});
+
 test('a slow answer within the timeout is not a failure', async () => {
   vi.useFakeTimers({ now: 0 });
   const conn = fakeConn(12_000);

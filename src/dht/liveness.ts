@@ -9,8 +9,9 @@
 // anything heard from the peer (a ping, an answer, any message) proves it alive. Dialing ends check at
 // multiples of the interval on the wall clock, listening ends half an interval later, so on an idle
 // connection whichever end pinged first goes on pinging and the other, having just heard it, does not. A
-// peer gone is dropped within 1.5 intervals + the timeout of its last word. Every node checks at the same
-// moments, so the pings a node answers arrive while it is awake for its own.
+// peer gone is dropped within 1.75 intervals + the timeout of its last word (1.5 on an idle connection, whose
+// last word came at the other end's check). Every node checks at the same moments, so the pings a node
+// answers arrive while it is awake for its own.
 import type { Connection } from '@libp2p/interface';
 import type { Logger } from 'pino';
 
