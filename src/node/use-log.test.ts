@@ -1,8 +1,8 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { MemoryStore } from '../store/memory-store.js';
 import { put, putImage, record } from '../store/conformance-kit.js';
 import { trackingUse, UseLog } from './use-log.js';
@@ -27,6 +27,26 @@ describe('UseLog', () => {
     again.retain(new Set(['new:1']));
     expect(again.lastUse(['app:1'], 9000)).toBe(9000);
     await again.close();
+  });
+
+  it('sets no timer while nothing changes, and saves a change within seconds', async () => {
+    const file = join(dir, 'last-use.json');
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval'] });
+    try {
+      const uses = await UseLog.open(file, log);
+      expect(vi.getTimerCount(), 'timers of an idle use log').toBe(0);
+      uses.touch('app:1', 1000);
+      uses.touch('app:2', 2000);
+      expect(vi.getTimerCount()).toBe(1);
+      await vi.advanceTimersByTimeAsync(5_000);
+      const saved = async () => JSON.parse(await readFile(file, 'utf8').catch(() => '{}')) as Record<string, number>;
+      while (!(await saved())['app:2']) await new Promise((r) => setImmediate(r));
+      expect(await saved()).toEqual({ 'app:1': 1000, 'app:2': 2000 });
+      expect(vi.getTimerCount(), 'timers once saved').toBe(0);
+      await uses.close();
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('notes what the registry reads through the store: blobs opened or sent by path, images looked up', async () => {

@@ -1,17 +1,19 @@
 // When each image and blob was last used (served to a client, pulled), so that eviction takes the least
-// recently used first. Kept in memory, written to the data dir every few seconds when it changed, so that
-// a restart does not make everything look equally old.
+// recently used first. Kept in memory, written to the data dir a few seconds after it changed, so that
+// a restart does not make everything look equally old. Nothing is scheduled while nothing changes: an idle
+// daemon is not woken for it.
 import { readFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import { writeAtomically } from '../util/atomic-file.js';
 import type { ImageStore, Store } from '../store/store.js';
 
-const SAVE_EVERY_MS = 5_000;
+const SAVE_AFTER_MS = 5_000;
 
 export class UseLog {
   readonly #last = new Map<string, number>();
   #dirty = false;
   #timer?: NodeJS.Timeout;
+  #closed = false;
 
   private constructor(private readonly file: string, private readonly log: Logger) {}
 
@@ -25,15 +27,13 @@ export class UseLog {
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') log.warn({ file, err: (err as Error).message }, 'last-use file unreadable; starting afresh');
     }
-    uses.#timer = setInterval(() => void uses.save(), SAVE_EVERY_MS);
-    uses.#timer.unref();
     return uses;
   }
 
   /** `key` (an image name or a digest) was used now. */
   touch(key: string, now = Date.now()): void {
     this.#last.set(key, now);
-    this.#dirty = true;
+    this.#changed();
   }
 
   /**
@@ -49,7 +49,7 @@ export class UseLog {
   }
 
   forget(key: string): void {
-    this.#dirty = this.#last.delete(key) || this.#dirty;
+    if (this.#last.delete(key)) this.#changed();
   }
 
   /** Forgets every key not in `held`: what left the store, however it left. */
@@ -57,19 +57,26 @@ export class UseLog {
     for (const key of this.#last.keys()) if (!held.has(key)) this.forget(key);
   }
 
+  #changed(): void {
+    this.#dirty = true;
+    if (!this.#closed) this.#timer ??= setTimeout(() => void this.save(), SAVE_AFTER_MS).unref();
+  }
+
   async save(): Promise<void> {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
     if (!this.#dirty) return;
     this.#dirty = false;
     try {
       await writeAtomically(this.file, JSON.stringify(Object.fromEntries(this.#last)));
     } catch (err) {
-      this.#dirty = true;
       this.log.warn({ file: this.file, err: (err as Error).message }, 'could not save last-use times; trying again later');
+      this.#changed();
     }
   }
 
   async close(): Promise<void> {
-    clearInterval(this.#timer);
+    this.#closed = true;
     await this.save();
   }
 }
