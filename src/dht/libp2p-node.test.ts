@@ -1,5 +1,5 @@
 import '../polyfill.js';
-import { afterAll, expect, test } from 'vitest';
+import { afterAll, expect, test, vi } from 'vitest';
 import { pino } from 'pino';
 import type { Connection } from '@libp2p/interface';
 import { LIVENESS, type MeshNode } from './libp2p-node.js';
@@ -74,4 +74,20 @@ test('an idle real connection is pinged from one end only: the other hears those
   expect(total, JSON.stringify(sent)).toBeGreaterThanOrEqual(5);
   expect(total, JSON.stringify(sent)).toBeLessThanOrEqual(12);
   expect(client.libp2p.getConnections(server.libp2p.peerId).map((c) => c.status)).toEqual(['open']);
+});
+
+test('two connected nodes set no repeating timer that wakes them more often than every 5 s', async () => {
+  // gossipsub's heartbeat re-arms a setTimeout each second (it keeps the topic's mesh); the rest may not poll.
+  const intervals = vi.spyOn(globalThis, 'setInterval');
+  try {
+    const server = await node();
+    const client = await node(server.libp2p.getMultiaddrs().map(String));
+    await connected(client, server);
+    await new Promise((r) => setTimeout(r, 1_500));
+    const periods = intervals.mock.calls.map(([, ms]) => ms ?? 0);
+    expect(periods.length, 'setInterval calls seen (kad-dht sets some)').toBeGreaterThan(0);
+    expect(periods.filter((ms) => ms < 5_000), `periods set: ${periods.join(', ')}`).toEqual([]);
+  } finally {
+    intervals.mockRestore();
+  }
 });

@@ -17,7 +17,7 @@ import { ConnectionTrim } from './connection-trim.js';
 import { inboundFailureLog, type InboundFailureLog } from './inbound-failures.js';
 import { Liveness } from './liveness.js';
 import { PathIndexedDatastore } from './indexed-datastore.js';
-import { EVENTS_TOPIC, quietTopicScoreParams } from './mesh-events.js';
+import { EVENTS_TOPIC, peerScoreDecay, quietTopicScoreParams } from './mesh-events.js';
 import { MEMBERS_TOPIC } from './roster-messages.js';
 
 /** Own protocol prefix: a mesh node never speaks to (or joins) the public IPFS DHT. */
@@ -162,6 +162,7 @@ function libp2pOptions(opts: MeshNodeOptions, inbound: InboundFailureLog): Libp2
         globalSignaturePolicy: 'StrictSign',
         allowPublishToZeroTopicPeers: true, // a lone node may publish; nobody hears it, that is all
         scoreParams: {
+          ...peerScoreDecay,
           IPColocationFactorWeight: 0, // many members may share one IP (NAT, loopback); don't score them down
           topics: { [EVENTS_TOPIC]: quietTopicScoreParams, [MEMBERS_TOPIC]: quietTopicScoreParams },
         },

@@ -15,6 +15,14 @@ const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 const TAKER_TAG = /^[A-Za-z0-9_-]{8}$/;
 
 /**
+ * gossipsub's score counters decay once per this interval. Its default, every second, woke an idle node once a
+ * second for nothing to decay; the factors below are per interval, chosen to fade counters as fast per second
+ * as gossipsub's defaults do.
+ */
+const SCORE_DECAY_INTERVAL_MS = 5_000;
+const perInterval = (perSecond: number): number => perSecond ** (SCORE_DECAY_INTERVAL_MS / 1000);
+
+/**
  * Scores for the mesh's quiet topics (events, members). gossipsub's topic defaults expect a busy topic (peers that deliver fewer than
  * 20 messages per 10 s get penalised), which a topic carrying a few pushes per hour would never be; only
  * invalid messages count here, so a peer that keeps sending them is eventually cut off.
@@ -26,8 +34,11 @@ export const quietTopicScoreParams = createTopicScoreParams({
   meshMessageDeliveriesWeight: 0,
   meshFailurePenaltyWeight: 0,
   invalidMessageDeliveriesWeight: -10,
-  invalidMessageDeliveriesDecay: 0.5,
+  invalidMessageDeliveriesDecay: perInterval(0.5),
 });
+
+/** Peer scores: behaviour penalties (gossipsub's protocol violations) fade at its default rate, 0.2 a second. */
+export const peerScoreDecay = { decayInterval: SCORE_DECAY_INTERVAL_MS, behaviourPenaltyDecay: perInterval(0.2) };
 
 export function encodeEvent(event: GossipEvent): Uint8Array {
   return new TextEncoder().encode(JSON.stringify(event));
