@@ -22,14 +22,15 @@ export function countEviction(entry: EvictedEntry): void {
   evictedBytes.inc(entry.bytes);
 }
 
-export const EVENT_LOOP_SAMPLE_MS = 1_000;
+const EVENT_LOOP_SAMPLE_MS = 5_000;
 
 const CATEGORIES = ['pinned', 'pushed', 'pulled', 'replicated', 'cache'] as const;
 
 function daemonRegistry({ router, holdings, disk }: MetricsSources): Registry {
   const own = new Registry();
   // The event loop lag histogram samples on a libuv timer; prom-client's default of every 10 ms woke an idle
-  // daemon 100 times a second, about 1 % of a core on its own. Once a second still shows a blocked loop.
+  // daemon 100 times a second, about 1 % of a core on its own, and each wake costs. Every 5 s still shows a loop
+  // that stays blocked; nodejs_eventloop_lag_seconds measures at each scrape.
   collectDefaultMetrics({ register: own, eventLoopMonitoringPrecision: EVENT_LOOP_SAMPLE_MS });
   new Gauge({
     name: 'layermesh_connected_peers', help: 'Members this node is connected to', registers: [own],

@@ -1,5 +1,5 @@
-// What Linux's /proc tells about a process, by pid: whether it runs, its start time, CPU time, resident memory
-// and command line, and which processes there are. Everything answers "gone" (undefined, 0, []) for a process
+// What Linux's /proc tells about a process, by pid: whether it runs, its start time, CPU time, its main thread's
+// wakes, resident memory and command line, and which processes there are. Everything answers "gone" (undefined, 0, []) for a process
 // that has exited, never an error: callers ask about processes that may exit at any moment.
 import { readdir, readFile } from 'node:fs/promises';
 
@@ -48,6 +48,16 @@ export async function cpuSeconds(pids: number[]): Promise<number> {
     seconds += (stat?.userSeconds ?? 0) + (stat?.systemSeconds ?? 0);
   }
   return seconds;
+}
+
+/**
+ * How often the process's main thread has gone to sleep and been woken since it started (its voluntary context
+ * switches): an idle event loop's wakes, 0 when it is gone.
+ */
+export async function mainThreadWakes(pid: number): Promise<number> {
+  const status = await readFile(`/proc/${pid}/task/${pid}/status`, 'utf8').catch(() => '');
+  const m = /^voluntary_ctxt_switches:\s+(\d+)/m.exec(status);
+  return m ? Number(m[1]) : 0;
 }
 
 /** Resident memory in KiB (VmRSS), 0 when the process is gone. */
