@@ -33,6 +33,7 @@ async function main(): Promise<number> {
     row('containerd', r.containerdPercent),
     row('node -e "setInterval(()=>{},1000)"', [r.nodePercent]),
   ]));
+  say(`main thread wakes per second: meshd median ${fixed(median(r.meshdWakesPerSecond), 2)} (${fixed(Math.min(...r.meshdWakesPerSecond), 2)}–${fixed(Math.max(...r.meshdWakesPerSecond), 2)}), bare Node.js ${fixed(r.nodeWakesPerSecond, 2)}`);
   say(`per host: ${r.meshdPercent.map((p, i) => `h${i + 1} ${fixed(p, 3)}`).join(', ')}`);
   say(`median meshd = ${fixed(median(r.meshdPercent) / median(r.containerdPercent), 1)}× containerd, ${fixed(median(r.meshdPercent) / r.nodePercent, 1)}× bare Node.js`);
   say(`worst meshd ${fixed(worst, 3)} % (target ≤ ${TARGET_PERCENT} %): ${worst <= TARGET_PERCENT ? 'target met' : 'TARGET MISSED'}`);

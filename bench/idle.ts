@@ -1,8 +1,9 @@
 // Idle cost: an N-host fleet with nothing to do, once every meshd sees every other and a settling pause has
 // passed, each meshd's CPU over a window, against references measured over the same window: the hosts'
 // containerd, and a Node.js process that does nothing but a 1 s timer (what any idle Node.js daemon costs).
+// Also how often each meshd's main thread was woken (each wake costs CPU of its own).
 import { Fleet } from '../test/fleet/index.js';
-import { cpuSeconds } from '../test/helpers/procfs.js';
+import { cpuSeconds, mainThreadWakes } from '../test/helpers/procfs.js';
 import { onCleanup } from './lib/cleanup.js';
 
 export interface IdleOptions {
@@ -21,6 +22,9 @@ export interface IdleReport {
   containerdPercent: number[];
   /** The bare Node.js reference (in h1's namespace). */
   nodePercent: number;
+  /** Per host, the meshd main thread's wakes per second over the window; then the reference's. */
+  meshdWakesPerSecond: number[];
+  nodeWakesPerSecond: number;
 }
 
 const sleep = (s: number) => new Promise((r) => setTimeout(r, s * 1000));
@@ -37,6 +41,8 @@ export async function benchIdle(opts: IdleOptions, say: (l: string) => void): Pr
       ...fleet.hosts.map((h) => cpuSeconds([h.meshdPid])),
       ...fleet.hosts.map((h) => cpuSeconds([h.containerdPid])),
       cpuSeconds([reference.pid]),
+      ...fleet.hosts.map((h) => mainThreadWakes(h.meshdPid)),
+      mainThreadWakes(reference.pid),
     ]);
     const before = await sample();
     const started = performance.now();
@@ -47,8 +53,12 @@ export async function benchIdle(opts: IdleOptions, say: (l: string) => void): Pr
     // Still a full mesh at the end: an idle fleet that fell apart would look cheap.
     await fleet.waitForMesh({ timeoutMs: 5_000 });
     const percent = after.map((a, i) => ((a - before[i]) / seconds) * 100);
+    const wakes = after.map((a, i) => (a - before[i]) / seconds);
     const n = fleet.hosts.length;
-    return { hosts: n, windowSeconds: seconds, meshdPercent: percent.slice(0, n), containerdPercent: percent.slice(n, 2 * n), nodePercent: percent[2 * n] };
+    return {
+      hosts: n, windowSeconds: seconds, meshdPercent: percent.slice(0, n), containerdPercent: percent.slice(n, 2 * n), nodePercent: percent[2 * n],
+      meshdWakesPerSecond: wakes.slice(2 * n + 1, 3 * n + 1), nodeWakesPerSecond: wakes[3 * n + 1],
+    };
   } finally {
     await down();
   }
