@@ -9,6 +9,7 @@
 // when every library timer ran each second at its own moment (about 4).
 // bench/idle.ts measures the same over 5 minutes.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { median } from '../../bench/lib/stats.js';
 import { cpuSeconds, mainThreadWakes } from '../helpers/procfs.js';
 import { Fleet } from './fleet.js';
 
@@ -47,10 +48,6 @@ describe('an idle 4-host fleet', () => {
       windows.push(percent.map((p, i) => `${p.toFixed(2)} % ${wakes[i].toFixed(1)}/s`).join(', '));
       before = after;
     }
-    const median = (values: number[]) => {
-      const sorted = [...values].sort((a, b) => a - b);
-      return (sorted[1] + sorted[2]) / 2;
-    };
     const seen = `meshd per host, window by window: ${windows.join(' | ')}`;
     expect(median(quietest), seen).toBeLessThan(MEDIAN_BOUND_PERCENT);
     expect(median(fewestWakes), seen).toBeLessThan(MEDIAN_WAKES_PER_SECOND);

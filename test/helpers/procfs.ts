@@ -54,16 +54,19 @@ export async function cpuSeconds(pids: number[]): Promise<number> {
  * How often the process's main thread has gone to sleep and been woken since it started (its voluntary context
  * switches): an idle event loop's wakes, 0 when it is gone.
  */
-export async function mainThreadWakes(pid: number): Promise<number> {
-  const status = await readFile(`/proc/${pid}/task/${pid}/status`, 'utf8').catch(() => '');
-  const m = /^voluntary_ctxt_switches:\s+(\d+)/m.exec(status);
-  return m ? Number(m[1]) : 0;
+export function mainThreadWakes(pid: number): Promise<number> {
+  return statusNumber(`/proc/${pid}/task/${pid}/status`, 'voluntary_ctxt_switches');
 }
 
 /** Resident memory in KiB (VmRSS), 0 when the process is gone. */
-export async function rssKb(pid: number): Promise<number> {
-  const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '');
-  const m = /^VmRSS:\s+(\d+) kB/m.exec(status);
+export function rssKb(pid: number): Promise<number> {
+  return statusNumber(`/proc/${pid}/status`, 'VmRSS');
+}
+
+/** A numeric field of a status file (its first number), 0 when the file or the field is not there. */
+async function statusNumber(path: string, field: string): Promise<number> {
+  const status = await readFile(path, 'utf8').catch(() => '');
+  const m = new RegExp(`^${field}:\\s+(\\d+)`, 'm').exec(status);
   return m ? Number(m[1]) : 0;
 }
 
