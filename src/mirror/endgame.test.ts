@@ -11,11 +11,15 @@ afterEach(cleanUp);
 
 const inTheEndgame = (helpers: string[]) => ({ ready: Promise.resolve(), helpers });
 
-/** Fetches a blob in two lanes, up to `at` from 'whole' and the rest from 'slow' in its endgame with `helpers`; true once stored. */
-async function inTwoLanes(t: Awaited<ReturnType<typeof taker>>, { digest, size }: Descriptor, at: number, helpers: string[]): Promise<boolean> {
+/**
+ * Fetches a blob in two lanes split at `at`, the first from 'whole' and the second from 'slow' in its endgame
+ * with `helpers` (`slowFirst`: the other way round); true once stored.
+ */
+async function inTwoLanes(t: Awaited<ReturnType<typeof taker>>, { digest, size }: Descriptor, at: number, helpers: string[], slowFirst = false): Promise<boolean> {
   const pieces = [{ digest, size, offset: 0, length: at }, { digest, size, offset: at, length: size - at }];
-  const sequences = await Promise.all([t.mirror.openSequence('whole', [pieces[0]]), t.mirror.openSequence('slow', [pieces[1]])]);
-  const lanes = pieces.map((p, i) => ({ offset: p.offset, length: p.length, source: sequences[i].next(p), endgame: inTheEndgame(i === 1 ? helpers : []) }));
+  const feeders = slowFirst ? ['slow', 'whole'] : ['whole', 'slow'];
+  const sequences = await Promise.all(pieces.map((p, i) => t.mirror.openSequence(feeders[i], [p])));
+  const lanes = pieces.map((p, i) => ({ offset: p.offset, length: p.length, source: sequences[i].next(p), endgame: inTheEndgame(feeders[i] === 'slow' ? helpers : []) }));
   try {
     return await t.mirror.fetch(digest, { from: ['whole'], patient: true, lanes: { size, lanes } }).stored;
   } finally {
@@ -54,6 +58,22 @@ describe('the endgame', () => {
     expect(performance.now() - started).toBeLessThan(2000);
     expect(await t.holds(blob.bytes)).toBe(true);
     expect(helper.requests).toEqual([`${BLOB_PATH}${digest}`]);
+  });
+
+  it('takes all of a late lane from a helper when its feeder has sent none of it yet, in the lanes, without starting over', async () => {
+    const origin = new MemoryStore();
+    const [blob] = await blobsIn(origin, [1_400_000]);
+    const { digest } = blob.desc;
+    // Its 400 KB stripe, the blob's first, 10 KB every 100 ms, and nothing for the first 1.5 s.
+    const slow = await trickling('slow', () => blob.bytes.subarray(0, 400_000), 10_000, 100, { firstAfterMs: 1500 });
+    const [whole, helper] = await Promise.all(['whole', 'helper'].map((id) => holder(id, origin)));
+    const t = await taker([slow.peer, whole.endpoint, helper.endpoint]);
+    expect(await inTwoLanes(t, blob.desc, 400_000, ['helper'], true)).toBe(true);
+    expect(await t.holds(blob.bytes)).toBe(true);
+    expect(helper.requests).toEqual([`${BLOB_PATH}${digest}`]);
+    // Had the lanes failed, the blob would have been asked of 'whole' again, all of it.
+    expect(whole.requests).toEqual([SEQUENCE_PATH]);
+    expect(slow.sent()).toBeLessThanOrEqual(10_000);
   });
 
   it('asks a helper that holds the blob only in part for its end: it answers once the blob is whole there, or 404 after waiting', async () => {

@@ -159,9 +159,11 @@ async function endgame(f: Filling, lane: Lane, { ready, helpers }: Endgame, main
   const done = main.then(() => (filled = true), () => (filled = true));
   await Promise.race([ready.then(() => (late.now = true)), done]);
   const answerWithinMs = AWAIT_WHOLE_MS + STAND_IN_ANSWER_MS;
-  for (let edge = lane.offset + lane.length; !filled && helpers.length > 0; ) {
+  // Each round takes the lane's end down to `edge`: done once that is where the feeder (or a stand-in) is.
+  for (let edge = lane.offset + lane.length; !filled && helpers.length > 0 && edge > lane.offset; ) {
     const front = spool.laneAt(edge - 1);
     const reached = () => spool.laneRange(front).start + spool.laneReceived(front);
+    if (reached() >= edge) return;
     let cut = edge - Math.floor((edge - reached()) / 2);
     if (edge - reached() < ENDGAME_MIN_BYTES) {
       if (await feederFinishes(reached, edge, done)) continue;

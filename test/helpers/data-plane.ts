@@ -58,19 +58,22 @@ export async function rawPeer(id: string, handle: RequestListener): Promise<Data
   return { id, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}` };
 }
 
-/** A slow feeder: answers each request with what `bytesFor` makes of its body, `chunk` bytes every `everyMs`; `sent()` counts them. */
-export async function trickling(id: string, bytesFor: (body: Buffer) => Buffer, chunk: number, everyMs: number) {
+/**
+ * A slow feeder: answers each request with what `bytesFor` makes of its body, `chunk` bytes every `everyMs`,
+ * the first after `firstAfterMs`; `sent()` counts them.
+ */
+export async function trickling(id: string, bytesFor: (body: Buffer) => Buffer, chunk: number, everyMs: number, { firstAfterMs = 0 } = {}) {
   let sent = 0;
   const peer = await rawPeer(id, async (req, res) => {
     const bytes = bytesFor(Buffer.concat(await req.toArray()));
-    res.writeHead(200);
+    res.writeHead(200).flushHeaders();
     const next = (at: number) => {
       if (res.destroyed || at >= bytes.length) return void res.end();
       const piece = bytes.subarray(at, at + chunk);
       sent += piece.length;
       res.write(piece, () => setTimeout(() => next(at + piece.length), everyMs));
     };
-    next(0);
+    setTimeout(() => next(0), firstAfterMs);
   });
   return { peer, sent: () => sent };
 }
