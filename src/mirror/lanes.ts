@@ -5,7 +5,7 @@
 // blob whole meanwhile. The whole is verified as usual.
 import type { Logger } from 'pino';
 import type { BlobSource } from './blob-sequence.js';
-import type { Spool } from './spool.js';
+import { Spool } from './spool.js';
 import { AWAIT_WHOLE_MS } from './peer-protocol.js';
 
 /** One range of a blob and where its bytes come from, once that feeder's stream reaches it. */
@@ -87,11 +87,30 @@ export interface LaneDeps {
 
 /** What every filler of one blob's lanes shares. */
 interface Filling {
-  spool: Spool;
+  spool: LaneSpool;
   used: Set<string>;
   deps: LaneDeps;
-  /** Once one lane fails, the others stop too: the spool starts over, and no lane may write into it after that. */
+  /** Once one lane fails, the others stop too: the spool starts over, and no lane may use it after that. */
   stop: AbortSignal;
+}
+
+/** The spool as its lanes use it. */
+type LaneSpool = Pick<Spool, 'digest' | 'laneAt' | 'laneRange' | 'laneReceived' | 'splitLane' | 'appendWithin'>;
+
+/**
+ * `spool` for lanes that stop once `stop` aborts: any use then throws, so that no lane still running (a stand-in
+ * whose feeder's piece came late, say) writes into, splits or asks holders by the spool the mirror started over.
+ */
+function guarded(spool: Spool, stop: AbortSignal): LaneSpool {
+  const live = <A extends unknown[], R>(op: (...args: A) => R) => (...args: A): R => {
+    stop.throwIfAborted();
+    return op.apply(spool, args);
+  };
+  const { laneAt, laneRange, laneReceived, splitLane, appendWithin } = Spool.prototype;
+  return {
+    digest: spool.digest,
+    laneAt: live(laneAt), laneRange: live(laneRange), laneReceived: live(laneReceived), splitLane: live(splitLane), appendWithin: live(appendWithin),
+  };
 }
 
 /** Fills the spool from the lanes; the peers that sent bytes end up in `used`. Throws when a lane could not be finished. */
@@ -99,7 +118,7 @@ export async function fillLanes(spool: Spool, blob: LanedBlob, used: Set<string>
   spool.setSize(blob.size);
   spool.useLanes(blob.lanes.map((l) => [l.offset, l.length]));
   const stop = new AbortController();
-  const f: Filling = { spool, used, deps, stop: stop.signal };
+  const f: Filling = { spool: guarded(spool, stop.signal), used, deps, stop: stop.signal };
   const results = await Promise.allSettled(blob.lanes.map(async (lane, i) => {
     try {
       const late = { now: false };
@@ -124,7 +143,6 @@ async function fillLane(f: Filling, i: number, lane: Lane, late: { now: boolean 
     f.used.add(source.peer);
     try {
       for await (const chunk of deps.limited(source.bytes)) {
-        stop.throwIfAborted();
         if (!(await put(spool, i, chunk))) break;
       }
     } catch (err) {
@@ -180,7 +198,6 @@ async function endgame(f: Filling, lane: Lane, { ready, helpers }: Endgame, main
       if (cut < spool.laneRange(under).start + spool.laneReceived(under)) continue; // the feeder got there first
       into = spool.splitLane(under, cut);
       for (let next: IteratorResult<Uint8Array> = first; !next.done; next = await bytes.next()) {
-        stop.throwIfAborted();
         if (!(await put(spool, into, next.value))) break;
       }
     } catch (err) {
@@ -258,24 +275,23 @@ async function feederFinishes(reached: () => number, edge: number, done: Promise
 }
 
 /** Bytes lane `i` still lacks, up to its end (which a split may have moved). */
-function left(spool: Spool, i: number): number {
+function left(spool: LaneSpool, i: number): number {
   const { start, end } = spool.laneRange(i);
   return end - start - spool.laneReceived(i);
 }
 
 /** Appends as much of `chunk` as lane `i` still takes; false once it is full (the endgame may have taken its end). */
-async function put(spool: Spool, i: number, chunk: Uint8Array): Promise<boolean> {
+async function put(spool: LaneSpool, i: number, chunk: Uint8Array): Promise<boolean> {
   return (await spool.appendWithin(chunk, i)) === chunk.length && left(spool, i) > 0;
 }
 
 /** Spool lane `i`, up to its end, filled from holders from where it stopped, `first` asked first. */
 async function restInto(f: Filling, i: number, first: string[], only?: Only): Promise<void> {
-  const { spool, deps, stop } = f;
+  const { spool, deps } = f;
   const { start } = spool.laneRange(i);
   const at = () => start + spool.laneReceived(i);
   if (left(spool, i) === 0) return;
   for await (const chunk of deps.rest(at, spool.laneRange(i).end - 1, f.used, first, only)) {
-    stop.throwIfAborted();
     if (!(await put(spool, i, chunk))) break;
   }
   if (left(spool, i) > 0) throw new Error(`holders sent ${at() - start} of the ${spool.laneRange(i).end - start} bytes at ${start} of ${spool.digest}`);
