@@ -5,7 +5,9 @@
 // blob whole meanwhile. The whole is verified as usual.
 import type { Logger } from 'pino';
 import type { BlobSource } from './blob-sequence.js';
-import { Spool } from './spool.js';
+import type { Spool } from './spool.js';
+import { guarded, type LaneSpool } from './lane-spool.js';
+import { unlessAborted } from '../util/unless-aborted.js';
 import { AWAIT_WHOLE_MS } from './peer-protocol.js';
 
 /** One range of a blob and where its bytes come from, once that feeder's stream reaches it. */
@@ -94,23 +96,12 @@ interface Filling {
   stop: AbortSignal;
 }
 
-/** The spool as its lanes use it. */
-type LaneSpool = Pick<Spool, 'digest' | 'laneAt' | 'laneRange' | 'laneReceived' | 'splitLane' | 'appendWithin'>;
-
-/**
- * `spool` for lanes that stop once `stop` aborts: any use then throws, so that no lane still running (a stand-in
- * whose feeder's piece came late, say) writes into, splits or asks holders by the spool the mirror started over.
- */
-function guarded(spool: Spool, stop: AbortSignal): LaneSpool {
-  const live = <A extends unknown[], R>(op: (...args: A) => R) => (...args: A): R => {
-    stop.throwIfAborted();
-    return op.apply(spool, args);
-  };
-  const { laneAt, laneRange, laneReceived, splitLane, appendWithin } = Spool.prototype;
-  return {
-    digest: spool.digest,
-    laneAt: live(laneAt), laneRange: live(laneRange), laneReceived: live(laneReceived), splitLane: live(splitLane), appendWithin: live(appendWithin),
-  };
+/** What the filler of a lane and its endgame share. */
+interface LaneState {
+  /** The taker holds every other stripe (Endgame.ready). */
+  late: boolean;
+  /** Aborted once the endgame took all that the lane's feeder had left: its next bytes (or its piece) are not waited for. */
+  freed: AbortController;
 }
 
 /** Fills the spool from the lanes; the peers that sent bytes end up in `used`. Throws when a lane could not be finished. */
@@ -121,9 +112,9 @@ export async function fillLanes(spool: Spool, blob: LanedBlob, used: Set<string>
   const f: Filling = { spool: guarded(spool, stop.signal), used, deps, stop: stop.signal };
   const results = await Promise.allSettled(blob.lanes.map(async (lane, i) => {
     try {
-      const late = { now: false };
-      const main = fillLane(f, i, lane, late);
-      await Promise.all([main, lane.endgame && endgame(f, lane, lane.endgame, main, late)]);
+      const state: LaneState = { late: false, freed: new AbortController() };
+      const main = fillLane(f, i, lane, state);
+      await Promise.all([main, lane.endgame && endgame(f, i, lane, lane.endgame, main, state)]);
       lane.filled?.();
     } catch (err) {
       stop.abort(err);
@@ -136,24 +127,29 @@ export async function fillLanes(spool: Spool, blob: LanedBlob, used: Set<string>
 }
 
 /** The lane's bytes from its feeder, and what it does not send from the stand-ins, up to where the endgame took the rest. */
-async function fillLane(f: Filling, i: number, lane: Lane, late: { now: boolean }): Promise<void> {
+async function fillLane(f: Filling, i: number, lane: Lane, state: LaneState): Promise<void> {
   const { spool, deps, stop } = f;
-  const source = await lane.source;
+  const freed = state.freed.signal;
+  const source = await unlessAborted(lane.source, freed);
   if (source) {
     f.used.add(source.peer);
+    const chunks = deps.limited(source.bytes)[Symbol.asyncIterator]();
     try {
-      for await (const chunk of deps.limited(source.bytes)) {
-        if (!(await put(spool, i, chunk))) break;
+      for (let next; (next = await unlessAborted(chunks.next(), freed)) && !next.done; ) {
+        if (!(await put(spool, i, next.value))) break;
       }
     } catch (err) {
       stop.throwIfAborted();
       deps.log.warn({ digest: spool.digest, peer: source.peer, offset: lane.offset + spool.laneReceived(i), err: (err as Error).message },
         'a feeder broke off; asking holders for the rest of its stripe');
+    } finally {
+      // Freed, the read under way ends the piece once it comes back (the sequence then goes on to its next piece).
+      void chunks.return?.().catch(() => undefined);
     }
   }
   if (left(spool, i) === 0) return;
   const { ask, atOnce, byChunk, whole } = lane.standIns ?? { ask: [], atOnce: 1 };
-  if (byChunk) return inShares(f, i, lane, byChunk, ask, () => (late.now ? whole : undefined));
+  if (byChunk) return inShares(f, i, lane, byChunk, ask, () => (state.late ? whole : undefined));
   if (atOnce > 1 || ask.length === 0) return fromSeveral(f, i, ask, atOnce);
   // The first stand-in alone; once it fails (or does not answer: a dead host), the rest from the next ones at once.
   try {
@@ -171,11 +167,11 @@ async function fillLane(f: Filling, i: number, lane: Lane, late: { now: boolean 
  * has left, from a helper holding the blob whole, into a lane of the spool of its own, split off only once the
  * bytes come and while the feeder has not reached them; what a helper began and did not send comes from holders.
  */
-async function endgame(f: Filling, lane: Lane, { ready, helpers }: Endgame, main: Promise<void>, late: { now: boolean }): Promise<void> {
+async function endgame(f: Filling, i: number, lane: Lane, { ready, helpers }: Endgame, main: Promise<void>, state: LaneState): Promise<void> {
   const { spool, deps, stop } = f;
   let filled = false;
   const done = main.then(() => (filled = true), () => (filled = true));
-  await Promise.race([ready.then(() => (late.now = true)), done]);
+  await Promise.race([ready.then(() => (state.late = true)), done]);
   const answerWithinMs = AWAIT_WHOLE_MS + STAND_IN_ANSWER_MS;
   // Each round takes the lane's end down to `edge`: done once that is where the feeder (or a stand-in) is.
   for (let edge = lane.offset + lane.length; !filled && helpers.length > 0 && edge > lane.offset; ) {
@@ -197,6 +193,7 @@ async function endgame(f: Filling, lane: Lane, { ready, helpers }: Endgame, main
       const under = spool.laneAt(cut);
       if (cut < spool.laneRange(under).start + spool.laneReceived(under)) continue; // the feeder got there first
       into = spool.splitLane(under, cut);
+      if (under === i && left(spool, i) === 0) state.freed.abort();
       for (let next: IteratorResult<Uint8Array> = first; !next.done; next = await bytes.next()) {
         if (!(await put(spool, into, next.value))) break;
       }
