@@ -141,6 +141,24 @@ describe('the roster', () => {
     expect(names(d)).not.toContain('c');
   });
 
+  test('a joining node whose first peer did not give its list asks again, though it knows no other peer', async () => {
+    // e, which gives its NodeInfo like a member but gossips nothing, fails the first list asked of it, then lists c.
+    const c = await member('c', []);
+    const e = await createMeshNode({ privateKey: await generateKeyPair('Ed25519'), listen: ['/ip4/127.0.0.1/tcp/0'], bootstrap: [], mdns: false, logger, recordTtlMs: 60_000 });
+    nodes.push(e);
+    const addrs = c.node.libp2p.getMultiaddrs().map((ma) => ma.decapsulateCode(CODE_P2P).toString());
+    let lists = 0;
+    await serveJson(e.libp2p, MEMBERS_PROTOCOL, () => {
+      if (++lists === 1) throw new Error('too busy');
+      return [{ id: c.id, info: { name: 'c', labels: {}, dataPlanePort: 1 }, addrs, ageMs: 0 }];
+    });
+    await serveJson(e.libp2p, INFO_PROTOCOL, () => ({ name: 'e', labels: {}, dataPlanePort: 1 }));
+    const d = await member('d', [{ node: e }], { maxConnections: 8, periodMs: 60_000 });
+    // Asked again 5 s after the first (LIST_AGAIN_MS).
+    await waitFor('d to know c', () => names(d).includes('c'), { timeoutMs: 10_000 });
+    expect(lists).toBeGreaterThanOrEqual(2);
+  });
+
   test('a member heard of is dialed while there is room under the cap, and not past it', async () => {
     // e lists c, a member nobody else is connected to; d joins through e.
     const c = await member('c', []);

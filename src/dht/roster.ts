@@ -25,8 +25,9 @@ const NORMAL_TERMINATION = 0;
 const MAX_LIST_BYTES = 16 << 20;
 const LIST_TIMEOUT_MS = 10_000;
 /**
- * After its first list, a joining node asks a random peer again, this long after: when a whole fleet starts
- * at once, the first peer asked knows little yet, and members announce themselves again only a period later.
+ * After it first asked for a list, a joining node asks a random peer again, this long after: when a whole fleet
+ * starts at once, the first peer asked knows little yet (or is too busy to answer), and members announce
+ * themselves again only a period later.
  */
 const LIST_AGAIN_MS = [5_000, 30_000];
 /** A member not heard of (and not connected) for this many periods is taken to be gone. */
@@ -251,11 +252,10 @@ export class Roster {
   /** A joining node's first list: the members its first peer knows, with how long ago that peer heard of each. */
   private async askList(peer: PeerId): Promise<void> {
     this.listed = true;
-    if (await this.merge(peer)) {
-      for (const ms of LIST_AGAIN_MS) this.listTimers.push(setTimeout(() => void this.askRandomPeer(), ms).unref());
-    } else {
-      this.listed = false; // the next peer identified is asked instead
-    }
+    const merged = await this.merge(peer);
+    // Also when that failed: a node connected to its bootstrap peer alone may identify no other peer to ask.
+    if (this.listTimers.length === 0) for (const ms of LIST_AGAIN_MS) this.listTimers.push(setTimeout(() => void this.askRandomPeer(), ms).unref());
+    if (!merged) this.listed = false; // the next peer identified is asked at once
   }
 
   private async askRandomPeer(): Promise<void> {
