@@ -52,12 +52,13 @@ export async function benchIdle(opts: IdleOptions, say: (l: string) => void): Pr
     const seconds = (performance.now() - started) / 1000;
     // Still a full mesh at the end: an idle fleet that fell apart would look cheap.
     await fleet.waitForMesh({ timeoutMs: 5_000 });
-    const percent = after.map((a, i) => ((a - before[i]) / seconds) * 100);
-    const wakes = after.map((a, i) => (a - before[i]) / seconds);
+    // CPU-seconds and wakes alike, per second of the window.
+    const rates = after.map((a, i) => (a - before[i]) / seconds);
     const n = fleet.hosts.length;
+    const percent = (from: number, to: number) => rates.slice(from, to).map((r) => r * 100);
     return {
-      hosts: n, windowSeconds: seconds, meshdPercent: percent.slice(0, n), containerdPercent: percent.slice(n, 2 * n), nodePercent: percent[2 * n],
-      meshdWakesPerSecond: wakes.slice(2 * n + 1, 3 * n + 1), nodeWakesPerSecond: wakes[3 * n + 1],
+      hosts: n, windowSeconds: seconds, meshdPercent: percent(0, n), containerdPercent: percent(n, 2 * n), nodePercent: rates[2 * n] * 100,
+      meshdWakesPerSecond: rates.slice(2 * n + 1, 3 * n + 1), nodeWakesPerSecond: rates[3 * n + 1],
     };
   } finally {
     await down();
