@@ -51,7 +51,7 @@ export function mirrorStore(local: Store, mirror: Mirror, opts: MirrorStoreOptio
     stat: (digest) => local.stat(digest),
     open,
     localPath: (digest) => local.localPath(digest),
-    beginUpload: () => local.beginUpload(),
+    beginUpload: (digest) => local.beginUpload(digest),
     delete: (digest) => local.delete(digest),
     blobs: () => local.blobs(),
     images,

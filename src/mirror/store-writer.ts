@@ -7,7 +7,7 @@ const COMMIT_POLL_MS = 25;
 
 /** Writes the spool into the store as it arrives; the commit verifies the digest again. */
 export async function storeSpool(store: Store, spool: Spool): Promise<void> {
-  const upload = await store.beginUpload();
+  const upload = await store.beginUpload(spool.digest);
   try {
     await upload.append(spool.lend());
     await upload.commit({ digest: spool.digest, size: spool.written });

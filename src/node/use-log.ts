@@ -105,7 +105,7 @@ export function trackingUse(store: Store, uses: UseLog): Store {
       uses.touch(digest);
       return store.localPath(digest);
     },
-    beginUpload: () => store.beginUpload(),
+    beginUpload: (digest) => store.beginUpload(digest),
     delete: (digest) => store.delete(digest),
     blobs: () => store.blobs(),
     images,

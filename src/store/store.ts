@@ -92,7 +92,11 @@ export interface Store {
    * throughput in GC). Undefined otherwise; says nothing about whether the blob exists.
    */
   localPath(digest: string): string | undefined;
-  beginUpload(): Promise<Upload>;
+  /**
+   * A new upload. `digest`, when the caller knows what it will commit (a blob from a peer, a manifest it
+   * holds): a store may then prepare for that blob (containerd: one lease for the upload and the blob).
+   */
+  beginUpload(digest?: string): Promise<Upload>;
   delete(digest: string): Promise<boolean>;
   blobs(): AsyncIterable<BlobInfo>;
   readonly images: ImageStore;
@@ -162,7 +166,7 @@ export function asStoreFull(err: unknown, what: string): unknown {
 
 /** Stores bytes held whole in memory (manifests, configs) as the blob `digest`, verified on commit. */
 export async function putBlob(store: Store, bytes: Buffer, digest: string, labels: Record<string, string> = {}): Promise<void> {
-  const upload = await store.beginUpload();
+  const upload = await store.beginUpload(digest);
   try {
     await upload.append(Readable.from([bytes]));
     await upload.commit({ digest, size: bytes.length }, labels);

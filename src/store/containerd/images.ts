@@ -3,9 +3,9 @@
 import type { Logger } from 'pino';
 import { MANIFEST_MEDIA_TYPES, children, parseManifest, type ParsedManifest } from '../../oci/manifest.js';
 import { NotFoundError, type ImageRecord, type ImageStore, type Store } from '../store.js';
-import { isDigest, type Descriptor } from '../../oci/digest.js';
+import type { Descriptor } from '../../oci/digest.js';
 import { Code, hasCode, unlessNotFound, type ContainerdClient } from './client.js';
-import { BLOB_LEASE_PREFIX, blobLeaseId, deleteLease, listLeaseIds } from './leases.js';
+import { releaseBlobs } from './leases.js';
 import { MAX_MANIFEST_BYTES } from '../../oci/limits.js';
 
 
@@ -45,7 +45,8 @@ export class ContainerdImages implements ImageStore {
       if (!hasCode(err, Code.ALREADY_EXISTS)) throw err;
       await this.client.unary('images', 'Update', { image, updateMask: { paths: ['target', 'labels'] } }, record.name);
     }
-    await this.releaseBlobLeases(reachable);
+    // Once the tag holds the blobs, the leases taken at commit time can go: a replica counts as held only then.
+    await releaseBlobs(this.client, reachable, this.logger);
   }
 
   async delete(name: string): Promise<boolean> {
@@ -92,14 +93,6 @@ export class ContainerdImages implements ImageStore {
     return parseManifest(Buffer.concat(parts), d.mediaType);
   }
 
-  /** Once the tag holds the blobs, the per-blob leases taken at commit time can go. */
-  private async releaseBlobLeases(reachable: Set<string>): Promise<void> {
-    const held = new Set(await listLeaseIds(this.client, BLOB_LEASE_PREFIX));
-    // Only sha256 blobs are ever committed (and leased) by us. Released together: a replica counts as held
-    // only once this is done, and one at a time each waited for the round trip of the one before.
-    const ids = [...reachable].filter(isDigest).map(blobLeaseId).filter((id) => held.has(id));
-    await Promise.all(ids.map((id) => deleteLease(this.client, id, this.logger)));
-  }
 }
 
 /** containerd's GC follows these labels from a referenced blob to its children. */

@@ -1,6 +1,7 @@
 // containerd leases: what keeps uploads and not-yet-tagged blobs from being garbage collected.
+import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
-import { digestHex } from '../../oci/digest.js';
+import { digestHex, isDigest } from '../../oci/digest.js';
 import { Code, hasCode, type ContainerdClient } from './client.js';
 
 export const UPLOAD_LEASE_PREFIX = 'layermesh-upload-';
@@ -8,7 +9,24 @@ export const BLOB_LEASE_PREFIX = 'layermesh-blob-';
 /** Backstop: if this process dies before releasing a lease, containerd's GC drops it after a day. */
 const LEASE_TTL_MS = 24 * 3600_000;
 
+const BLOB_LEASE = new RegExp(`^${BLOB_LEASE_PREFIX}([0-9a-f]{64})(?:-[0-9a-f]+)?$`);
+
 export const blobLeaseId = (digest: string): string => `${BLOB_LEASE_PREFIX}${digestHex(digest)}`;
+
+/**
+ * The lease an upload writes under: when the caller names the digest it will commit, a lease of that blob (its
+ * own, so that uploads of one blob do not share an ingest), which then holds the blob until a tag does.
+ */
+export function uploadLeaseId(digest?: string): string {
+  const unique = randomBytes(12).toString('hex');
+  return digest && isDigest(digest) ? `${blobLeaseId(digest)}-${unique}` : `${UPLOAD_LEASE_PREFIX}${unique}`;
+}
+
+/** The blob a blob lease holds (blobLeaseId, or an upload's of a named digest). */
+export function leasedBlob(id: string): string | undefined {
+  const hex = BLOB_LEASE.exec(id)?.[1];
+  return hex && `sha256:${hex}`;
+}
 
 export function gcExpireLabels(): Record<string, string> {
   // Go parses RFC 3339; keep it to whole seconds.
@@ -50,7 +68,9 @@ export async function deleteLease(client: ContainerdClient, id: string, logger: 
   }
 }
 
-export async function listLeaseIds(client: ContainerdClient, prefix: string): Promise<string[]> {
+/** Deletes the blob leases of the given blobs, all at once (each is a transaction in containerd). */
+export async function releaseBlobs(client: ContainerdClient, digests: Set<string>, logger: Logger): Promise<void> {
   const res = await client.unary<{ leases: { id: string }[] }>('leases', 'List', { filters: [] }, '');
-  return res.leases.map((l) => l.id).filter((id) => id.startsWith(prefix));
+  const ids = res.leases.map((l) => l.id).filter((id) => digests.has(leasedBlob(id) ?? ''));
+  await Promise.all(ids.map((id) => deleteLease(client, id, logger)));
 }

@@ -120,6 +120,32 @@ describe('ContainerdStore blobs', () => {
     expect(await store.stat(sha256(bytes))).toBeUndefined();
   });
 
+  it('holds a blob uploaded under its named digest with the upload\'s own lease: no second lease, none deleted', async () => {
+    const bytes = randomBytes(1000);
+    const upload = await store.beginUpload(sha256(bytes));
+    await upload.append(pieces(bytes, 400));
+    await upload.commit({ digest: sha256(bytes), size: bytes.length });
+    const leases = await ctrNs('leases', 'ls');
+    expect(upload.id.startsWith(`${blobLease(sha256(bytes))}-`)).toBe(true);
+    expect(leases).toContain(upload.id);
+    expect(leases.split('\n').filter((line) => line.includes(blobLease(sha256(bytes))))).toHaveLength(1);
+    await collectGarbage();
+    expect(await store.stat(sha256(bytes))).toBeDefined();
+    expect(await store.delete(sha256(bytes))).toBe(true);
+    expect(await ctrNs('leases', 'ls')).not.toContain(upload.id);
+  });
+
+  it('leaves no lease behind an upload under a named digest whose bytes were not that blob', async () => {
+    const bytes = randomBytes(1000);
+    const claimed = sha256(Buffer.from('what the upload was begun for'));
+    const upload = await store.beginUpload(claimed);
+    await upload.append(pieces(bytes, 400));
+    await expect(upload.commit({ digest: claimed })).rejects.toBeInstanceOf(DigestMismatchError);
+    await upload.abort();
+    expect(await ctrNs('leases', 'ls')).not.toContain(claimed.slice('sha256:'.length));
+    expect(await ctrNs('content', 'active')).not.toContain(upload.id);
+  });
+
   it('deletes the protecting lease with the blob', async () => {
     const bytes = randomBytes(1000);
     await put(store, bytes);
@@ -145,7 +171,10 @@ describe('ContainerdStore images', () => {
   const name = 'registry.example/team/app:1';
 
   it('put labels the tree for containerd GC, writes the record and releases blob leases', async () => {
-    for (const b of [config, ...layers, manifest, index]) await put(store, b);
+    for (const b of [config, layers[0], manifest, index]) await put(store, b);
+    const named = await store.beginUpload(sha256(layers[1]));
+    await named.append(pieces(layers[1], 1000));
+    await named.commit({ digest: sha256(layers[1]) });
     const hexes = [config, ...layers, manifest, index].map((b) => sha256(b).slice('sha256:'.length));
     const leases = () => ctrNs('leases', 'ls');
     for (const hex of hexes) expect(await leases()).toContain(`layermesh-blob-${hex}`);

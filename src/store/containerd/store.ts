@@ -12,7 +12,7 @@ import { Code, ContainerdClient, hasCode, unlessNotFound } from './client.js';
 import { ContainerdImages } from './images.js';
 import { ContainerdUpload } from './upload.js';
 import { CLOSE_EVENT, LOCAL_EVENT, containerdEvents } from './events.js';
-import { blobLeaseId, deleteLease } from './leases.js';
+import { releaseBlobs } from './leases.js';
 
 export interface ContainerdStoreOptions {
   /** containerd's gRPC socket, e.g. /run/containerd/containerd.sock */
@@ -82,8 +82,8 @@ export class ContainerdStore implements Store {
     return this.blobDir && isDigest(digest) ? join(this.blobDir, digestHex(digest)) : undefined;
   }
 
-  beginUpload(): Promise<Upload> {
-    return ContainerdUpload.begin({
+  beginUpload(digest?: string): Promise<Upload> {
+    return ContainerdUpload.begin(digest, {
       client: this.client,
       logger: this.logger,
       stat: (digest) => this.stat(digest),
@@ -93,7 +93,7 @@ export class ContainerdStore implements Store {
 
   async delete(digest: string): Promise<boolean> {
     const deleted = await unlessNoBlob(this.client.unary('content', 'Delete', { digest }, digest).then(() => true));
-    if (deleted && isDigest(digest)) await deleteLease(this.client, blobLeaseId(digest), this.logger);
+    if (deleted) await releaseBlobs(this.client, new Set([digest]), this.logger);
     return deleted ?? false;
   }
 

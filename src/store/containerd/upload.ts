@@ -1,12 +1,12 @@
-// An upload into containerd: one content.Write stream under an upload lease.
+// An upload into containerd: one content.Write stream under a lease of its own, which also holds the blob once
+// committed when the caller named its digest at the start (else the blob moves under its blob lease).
 // Protocol (containerd 1.6): STAT(ref) -> WRITE chunks at offsets, reading every response -> COMMIT with
 // offset = total size (offset 0 would truncate) and the expected digest. Nothing is visible before COMMIT.
-import { randomBytes } from 'node:crypto';
 import type { ClientDuplexStream } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { DigestMismatchError, SizeMismatchError, UploadClosedError, type BlobInfo, type Upload } from '../store.js';
 import { Code, hasCode, type ContainerdClient } from './client.js';
-import { UPLOAD_LEASE_PREFIX, deleteLease, gcExpireLabels, leaseContent, protectBlob } from './leases.js';
+import { deleteLease, gcExpireLabels, leaseContent, leasedBlob, protectBlob, uploadLeaseId } from './leases.js';
 import { WriteMessages } from './write-messages.js';
 
 const CHUNK = 1 << 20;
@@ -39,8 +39,8 @@ export class ContainerdUpload implements Upload {
   private constructor(private readonly host: UploadHost, readonly id: string) {}
 
   /** The lease id doubles as the ingest ref. */
-  static async begin(host: UploadHost): Promise<ContainerdUpload> {
-    const id = `${UPLOAD_LEASE_PREFIX}${randomBytes(12).toString('hex')}`;
+  static async begin(digest: string | undefined, host: UploadHost): Promise<ContainerdUpload> {
+    const id = uploadLeaseId(digest);
     await host.client.unary('leases', 'Create', { id, labels: gcExpireLabels() }, id);
     return new ContainerdUpload(host, id);
   }
@@ -94,8 +94,8 @@ export class ContainerdUpload implements Upload {
     if (expected.size !== undefined && held.offset !== expected.size) throw new SizeMismatchError(expected.size, held.offset);
     if (held.digest !== expected.digest) throw new DigestMismatchError(expected.digest, held.digest);
     // The digest goes under this upload's lease *before* COMMIT: on AlreadyExists 1.6 leaves the existing blob
-    // out of our lease, and an unreferenced one (its manifest just deleted) could be collected before
-    // protectBlob below. This lease is deleted after commit or at abort, so a failed commit leaves nothing.
+    // out of our lease, and an unreferenced one (its manifest just deleted) could be collected before it is
+    // protected. At abort this lease is deleted, so a failed commit leaves nothing.
     await leaseContent(this.host.client, this.id, expected.digest);
     let created = true;
     try {
@@ -109,8 +109,12 @@ export class ContainerdUpload implements Upload {
     }
     this.finished = true;
     this.channel = undefined;
-    await protectBlob(this.host.client, expected.digest);
-    await deleteLease(this.host.client, this.id, this.host.logger);
+    // A lease of this blob already holds it until a tag does; another moves it under its blob lease (two
+    // transactions and a deletion, which sets off containerd's garbage collection).
+    if (leasedBlob(this.id) !== expected.digest) {
+      await protectBlob(this.host.client, expected.digest);
+      await deleteLease(this.host.client, this.id, this.host.logger);
+    }
     if (created) this.host.blobAdded(expected.digest);
     const info = await this.host.stat(expected.digest);
     if (!info) throw new Error(`containerd lost ${expected.digest} right after committing it (socket ${this.host.client.socket})`);
