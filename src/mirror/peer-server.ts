@@ -6,7 +6,7 @@
 import type { TLSSocket } from 'node:tls';
 import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
-import { type Store } from '../store/store.js';
+import { StoreUnavailableError, type Store } from '../store/store.js';
 import { isDigest } from '../oci/digest.js';
 import { pushOf } from '../oci/tag-push.js';
 import { RangeNotSatisfiableError } from '../http/range.js';
@@ -161,6 +161,10 @@ export function createPeerServer(opts: PeerServerOptions) {
   app.setErrorHandler((err: Error & { statusCode?: number }, req, reply) => {
     if (err instanceof RangeNotSatisfiableError) {
       return reply.code(416).header('content-range', `bytes */${err.size}`).send({ errors: [{ code: 'RANGE_INVALID', message: err.message }] });
+    }
+    if (err instanceof StoreUnavailableError) {
+      log.warn({ err, url: req.url, from: req.ip }, 'peer request failed: the store is not answering');
+      return reply.code(503).header('retry-after', String(err.retryAfterSeconds)).send({ errors: [{ code: 'UNAVAILABLE', message: err.message }] });
     }
     const status = err.statusCode && err.statusCode >= 400 ? err.statusCode : 500;
     if (status < 500) return reply.code(status).send({ errors: [{ code: 'UNKNOWN', message: err.message }] });

@@ -2,7 +2,7 @@
 import { RangeNotSatisfiableError } from '../http/range.js';
 import { TooLargeError } from '../oci/limits.js';
 import { NameInvalidError } from '../oci/names.js';
-import { StoreFullError, UploadClosedError } from '../store/store.js';
+import { StoreFullError, StoreUnavailableError, UploadClosedError } from '../store/store.js';
 
 export type ErrorCode =
   | 'BLOB_UNKNOWN'
@@ -19,6 +19,7 @@ export type ErrorCode =
   | 'DENIED'
   | 'UNSUPPORTED'
   | 'TOOMANYREQUESTS'
+  | 'UNAVAILABLE'
   | 'RANGE_INVALID'
   | 'UNKNOWN';
 
@@ -48,6 +49,8 @@ export const digestInvalid = (message: string, detail?: unknown) => new Registry
 export const nameInvalid = (name: string) =>
   new RegistryError(400, 'NAME_INVALID', 'invalid repository name', { name });
 export const unsupported = (message: string) => new RegistryError(405, 'UNSUPPORTED', message);
+const storeUnavailable = (err: StoreUnavailableError) =>
+  new RegistryError(503, 'UNAVAILABLE', err.message, undefined, { 'retry-after': String(err.retryAfterSeconds) });
 
 /** The HTTP face of an error: registry errors as they are, the store's domain errors mapped; undefined for the rest. */
 export function asRegistryError(err: unknown): RegistryError | undefined {
@@ -60,6 +63,7 @@ export function asRegistryError(err: unknown): RegistryError | undefined {
     return err.kind === 'tag' ? new RegistryError(400, 'MANIFEST_INVALID', 'invalid tag', { tag: err.value }) : nameInvalid(err.value);
   }
   if (err instanceof StoreFullError) return new RegistryError(507, 'UNKNOWN', err.message);
+  if (err instanceof StoreUnavailableError) return storeUnavailable(err);
   if (err instanceof UploadClosedError) return uploadUnknown(err.id);
   const code = (err as NodeJS.ErrnoException | undefined)?.code;
   if (code === 'ENOSPC' || code === 'EDQUOT') return new RegistryError(507, 'UNKNOWN', "no space left on the registry's disk");

@@ -141,6 +141,17 @@ export class StoreFullError extends Error {
   }
 }
 
+/** The store does not answer now (its daemon stopped or restarting): the client is told to try again (HTTP 503). */
+export class StoreUnavailableError extends Error {
+  /** A containerd restart takes a few seconds. */
+  readonly retryAfterSeconds = 5;
+
+  constructor(readonly what: string, options?: { cause?: unknown }) {
+    super(`the store did not answer while ${what}; try again`, options);
+    this.name = 'StoreUnavailableError';
+  }
+}
+
 /** An upload that was ended (committed, aborted, expired) while a request still used it. */
 export class UploadClosedError extends Error {
   constructor(readonly id: string) {

@@ -3,7 +3,7 @@
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { fileURLToPath } from 'node:url';
-import { StoreFullError } from '../store.js';
+import { StoreFullError, StoreUnavailableError } from '../store.js';
 
 const PROTO_DIR = fileURLToPath(new URL('./proto/', import.meta.url));
 const PROTO_FILES = ['content.proto', 'images.proto', 'leases.proto', 'events.proto', 'introspection.proto', 'version.proto', 'containers.proto'];
@@ -31,7 +31,8 @@ export class ContainerdError extends Error {
 }
 
 export function hasCode(err: unknown, code: grpc.status): boolean {
-  return err instanceof ContainerdError && err.code === code;
+  const e = err instanceof StoreUnavailableError ? err.cause : err;
+  return e instanceof ContainerdError && e.code === code;
 }
 
 /** The call's result, or undefined when containerd says the thing does not exist. */
@@ -110,7 +111,9 @@ export class ContainerdClient {
     if (typeof code !== 'number') return err instanceof Error ? err : new Error(String(err));
     // containerd passes the errno of a failed write on only as text.
     if (/no space left on device|disk quota exceeded/i.test((err as Error).message)) return new StoreFullError(`containerd ${op}`, { cause: err });
-    return new ContainerdError(op, code, this.socket, err);
+    const failed = new ContainerdError(op, code, this.socket, err);
+    // Not listening (stopped, restarting) or busy: a client may try again.
+    return code === grpc.status.UNAVAILABLE ? new StoreUnavailableError(`containerd ${op}`, { cause: failed }) : failed;
   }
 
   close(): void {
