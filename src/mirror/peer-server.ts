@@ -162,14 +162,13 @@ export function createPeerServer(opts: PeerServerOptions) {
     if (err instanceof RangeNotSatisfiableError) {
       return reply.code(416).header('content-range', `bytes */${err.size}`).send({ errors: [{ code: 'RANGE_INVALID', message: err.message }] });
     }
-    if (err instanceof StoreUnavailableError) {
-      log.warn({ err, url: req.url, from: req.ip }, 'peer request failed: the store is not answering');
-      return reply.code(503).header('retry-after', String(err.retryAfterSeconds)).send({ errors: [{ code: 'UNAVAILABLE', message: err.message }] });
-    }
     const status = err.statusCode && err.statusCode >= 400 ? err.statusCode : 500;
     if (status < 500) return reply.code(status).send({ errors: [{ code: 'UNKNOWN', message: err.message }] });
     // Details (paths, causes) go to the log only.
     log.error({ err, method: req.method, url: req.url, from: req.ip }, 'peer request failed');
+    if (err instanceof StoreUnavailableError) {
+      return reply.code(503).header('retry-after', String(err.retryAfterSeconds)).send({ errors: [{ code: 'UNAVAILABLE', message: err.message }] });
+    }
     return reply.code(status).send({ errors: [{ code: 'UNKNOWN', message: `internal error (request ${req.id})` }] });
   });
 
