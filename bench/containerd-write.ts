@@ -1,6 +1,7 @@
 // Writing blobs into containerd: meshd's upload (content.Write over gRPC from Node, fed in 64 KiB pieces as an
 // HTTP body arrives; as a push, and with the digest named first as the mirror does) against containerd's own Go
-// client, `ctr content ingest`, writing the same sizes into the same private containerd. Prints wall time and CPU per GiB of each writer and of containerd, and the ratios.
+// client, `ctr content ingest`, writing the same sizes into the same private containerd. Prints wall time and CPU
+// per GiB of each writer and of containerd, and the ratios.
 // `node dist/bench/containerd-write.js` (root: starts a private containerd). Knobs: BENCH_WRITE_MIB=40,
 // BENCH_WRITE_ROUNDS=6. The writers alternate; every round writes fresh random bytes.
 import { execFile } from 'node:child_process';

@@ -92,7 +92,6 @@ export class ContainerdImages implements ImageStore {
     for await (const chunk of stream) parts.push(chunk as Buffer);
     return parseManifest(Buffer.concat(parts), d.mediaType);
   }
-
 }
 
 /** containerd's GC follows these labels from a referenced blob to its children. */

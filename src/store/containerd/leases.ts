@@ -4,8 +4,8 @@ import type { Logger } from 'pino';
 import { digestHex, isDigest } from '../../oci/digest.js';
 import { Code, hasCode, type ContainerdClient } from './client.js';
 
-export const UPLOAD_LEASE_PREFIX = 'layermesh-upload-';
-export const BLOB_LEASE_PREFIX = 'layermesh-blob-';
+const UPLOAD_LEASE_PREFIX = 'layermesh-upload-';
+const BLOB_LEASE_PREFIX = 'layermesh-blob-';
 /** Backstop: if this process dies before releasing a lease, containerd's GC drops it after a day. */
 const LEASE_TTL_MS = 24 * 3600_000;
 
