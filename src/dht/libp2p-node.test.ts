@@ -76,18 +76,33 @@ test('an idle real connection is pinged from one end only: the other hears those
   expect(client.libp2p.getConnections(server.libp2p.peerId).map((c) => c.status)).toEqual(['open']);
 });
 
-test('two connected nodes set no repeating timer that wakes them more often than every 5 s', async () => {
-  // gossipsub's heartbeat re-arms a setTimeout each second (it keeps the topic's mesh); the rest may not poll.
+test('two connected nodes arm no timer that wakes them more often than every 5 s, and one 5-s interval at most', async () => {
+  // Each wake of an idle process costs CPU of its own. gossipsub's heartbeat re-arms a setTimeout (every second
+  // by default), kad-dht's close-peer tagging is a setInterval (every 5 s by default); gossipsub's score decay
+  // is the one 5-s interval left.
+  await nodes.stopAll(); // the earlier tests' nodes would arm timers of their own
   const intervals = vi.spyOn(globalThis, 'setInterval');
+  const timeouts = vi.spyOn(globalThis, 'setTimeout');
   try {
     const server = await node();
     const client = await node(server.libp2p.getMultiaddrs().map(String));
     await connected(client, server);
-    await new Promise((r) => setTimeout(r, 1_500));
+    await connected(server, client);
+    const from = timeouts.mock.calls.length;
+    await new Promise((r) => setTimeout(r, 6_000));
+    // Timers armed again and again from one place in the code, over 6 s: a poller arms its callback each time it wakes.
+    const arms = new Map<string, number>();
+    for (const [fn, ms] of timeouts.mock.calls.slice(from)) {
+      if ((ms ?? 0) >= 100) arms.set(String(fn), (arms.get(String(fn)) ?? 0) + 1);
+    }
+    const pollers = [...arms].filter(([, n]) => n > 2 * 2); // two nodes, each at most twice in 6 s
+    expect(pollers.map(([fn, n]) => `${n}× ${fn.slice(0, 80)}`)).toEqual([]);
     const periods = intervals.mock.calls.map(([, ms]) => ms ?? 0);
     expect(periods.length, 'setInterval calls seen (kad-dht sets some)').toBeGreaterThan(0);
     expect(periods.filter((ms) => ms < 5_000), `periods set: ${periods.join(', ')}`).toEqual([]);
+    expect(periods.filter((ms) => ms === 5_000), `periods set: ${periods.join(', ')}`).toHaveLength(2); // one per node
   } finally {
     intervals.mockRestore();
+    timeouts.mockRestore();
   }
 });

@@ -69,10 +69,40 @@ export const MAX_CONNECTIONS = 64;
 /** A peer gone is dropped within 27.5 s of its last word, 25 s on an idle connection (liveness.ts); fleet fault tests wait 45 s. */
 export const LIVENESS = { intervalMs: 10_000, timeoutMs: 10_000 };
 
+/**
+ * gossipsub's heartbeat: mesh upkeep (GRAFT/PRUNE), gossip of recent message ids to peers outside the mesh, scores
+ * recomputed. Its default, every second, was the one timer still waking an idle node each second. Publishing does
+ * not wait for it (a publisher sends to every connected subscriber); a member that missed a push while away asks
+ * for it when it connects again (node/catch-up.ts); a new peer joins the topic's mesh within one heartbeat.
+ */
+export const GOSSIP_HEARTBEAT_MS = 5_000;
+
+/** How often kad-dht looks whether the peers closest to this node changed, to tag them keep-alive (its default 5 s). */
+const CLOSE_TAGGING_MS = 60_000;
+
+/**
+ * kad-dht 16 looks for its closest peers every 5 s, a wake of an idle node for a set that changes only when a
+ * peer joins or leaves; its routing table takes the period, but kad-dht does not pass it on, so it is set
+ * there before the node starts. A later kad-dht that moved it is left as it is, with a warning.
+ */
+function slowCloseTagging(dht: unknown, ms: number, log: Logger): void {
+  const tagger = (dht as { routingTable?: { closestPeerTagger?: { refreshInterval?: unknown } } }).routingTable?.closestPeerTagger;
+  if (typeof tagger?.refreshInterval !== 'number') {
+    log.warn('kad-dht has no close-peer tagger where expected: it tags its closest peers at its own pace');
+    return;
+  }
+  tagger.refreshInterval = ms;
+}
+
 export async function createMeshNode(opts: MeshNodeOptions): Promise<MeshNode> {
   const log = opts.logger;
   const inbound = inboundFailureLog(log.child({ component: 'p2p.inbound' }), { swarmKey: opts.swarmKey !== undefined });
-  const libp2p = await createLibp2p<MeshServices>(libp2pOptions(opts, inbound)).catch((err: unknown) => {
+  const libp2p = await (async () => {
+    const node = await createLibp2p<MeshServices>({ ...libp2pOptions(opts, inbound), start: false });
+    slowCloseTagging(node.services.dht, CLOSE_TAGGING_MS, log);
+    await node.start();
+    return node;
+  })().catch((err: unknown) => {
     throw new Error(`cannot start libp2p on ${opts.listen.join(', ')}`, { cause: err });
   });
 
@@ -160,6 +190,7 @@ function libp2pOptions(opts: MeshNodeOptions, inbound: InboundFailureLog): Libp2
       }),
       pubsub: gossipsub({
         globalSignaturePolicy: 'StrictSign',
+        heartbeatInterval: GOSSIP_HEARTBEAT_MS,
         allowPublishToZeroTopicPeers: true, // a lone node may publish; nobody hears it, that is all
         scoreParams: {
           ...peerScoreDecay,
