@@ -71,7 +71,7 @@ export const LIVENESS = { intervalMs: 10_000, timeoutMs: 10_000 };
 
 /**
  * gossipsub's heartbeat: mesh upkeep (GRAFT/PRUNE), gossip of recent message ids to peers outside the mesh, scores
- * recomputed. Its default, every second, was the one timer still waking an idle node each second. Publishing does
+ * recomputed. At its default, every second, it wakes an idle node each second for nothing. Publishing does
  * not wait for it (a publisher sends to every connected subscriber); a member that missed a push while away asks
  * for it when it connects again (node/catch-up.ts); a new peer joins the topic's mesh within one heartbeat.
  */

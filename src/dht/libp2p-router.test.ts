@@ -220,7 +220,8 @@ describe('a mesh of four members', () => {
   test('malformed events, and events naming another node, are rejected', async () => {
     const pubsub = b.node.libp2p.services.pubsub;
     const before = a.events.length;
-    // Twenty: gossipsub scores a peer once per heartbeat, by when its counters may have decayed once (mesh-events.ts).
+    // Twenty: a's score of b is recomputed once per heartbeat (5 s), and one or two rejections may have decayed to
+    // nothing by then (the counters decay every 5 s, mesh-events.ts); twenty outlast one decay.
     for (let i = 0; i < 20; i++) await pubsub.publish(EVENTS_TOPIC, new TextEncoder().encode(`not json ${i}`));
     await pubsub.publish(EVENTS_TOPIC, new TextEncoder().encode(JSON.stringify(event(c, 2)))); // claims to be c
     await expect(b.router.publish(event(c, 3))).rejects.toThrow(/cannot publish an event for node/);
