@@ -1,7 +1,7 @@
 // containerd stops under a running meshd (a restart, an upgrade): its registry and its data plane say so with
 // 503 and Retry-After, in the spec's error format and without a server path, instead of an internal error.
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -60,7 +60,7 @@ describe('meshd while its containerd is stopped', () => {
 
   it('answers a member asking its data plane with 503 and Retry-After, so that it asks another holder', async () => {
     const path = `/peer/v1/blobs/${sha(blob)}`;
-    const key = peerKey(parseSwarmKey(await run('cat', [keyFile])));
+    const key = peerKey(parseSwarmKey(readFileSync(keyFile, 'utf8')));
     const res = await peerFetch(`${meshd!.peerUrl}${path}`, { headers: { 'x-layermesh-auth': proof(key, { method: 'GET', path, target: meshd!.peerId }) } });
     expectUnavailable(res.status, { get: (name) => (res.headers[name] as string | undefined) ?? null }, res.body.toString());
   });

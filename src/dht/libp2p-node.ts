@@ -97,14 +97,16 @@ function slowCloseTagging(dht: unknown, ms: number, log: Logger): void {
 export async function createMeshNode(opts: MeshNodeOptions): Promise<MeshNode> {
   const log = opts.logger;
   const inbound = inboundFailureLog(log.child({ component: 'p2p.inbound' }), { swarmKey: opts.swarmKey !== undefined });
-  const libp2p = await (async () => {
-    const node = await createLibp2p<MeshServices>({ ...libp2pOptions(opts, inbound), start: false });
-    slowCloseTagging(node.services.dht, CLOSE_TAGGING_MS, log);
-    await node.start();
-    return node;
-  })().catch((err: unknown) => {
+  const cannotStart = (err: unknown): never => {
     throw new Error(`cannot start libp2p on ${opts.listen.join(', ')}`, { cause: err });
-  });
+  };
+  const libp2p = await createLibp2p<MeshServices>({ ...libp2pOptions(opts, inbound), start: false }).catch(cannotStart);
+  slowCloseTagging(libp2p.services.dht, CLOSE_TAGGING_MS, log);
+  try {
+    await libp2p.start();
+  } catch (err) {
+    cannotStart(err);
+  }
 
   if (opts.mdns) {
     libp2p.addEventListener('peer:discovery', (evt) => {
