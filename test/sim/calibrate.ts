@@ -22,14 +22,18 @@ interface Observed {
   mbit: number;
   seconds: number;
   ratio: number;
+  /** The median and the first taker's time until `replicated`, over S/B: how far apart the hosts finish. */
+  p50Ratio: number;
+  firstRatio: number;
   /** Push's end to the gossip's arrival, median over takers. */
   gossipMs: number;
   /** Last blob fetched to 'replicated', median over takers. */
   finishMs: number;
   /** The first layer's arrival, one host after the one before it (chain order), median. */
   hopLagMs: number;
-  /** Bytes of the blobs after the first over the time they took to arrive, per taker, median; over B. */
+  /** Bytes of the blobs after the first over the time they took to arrive, per taker, median and lowest; over B. */
   efficiency: number;
+  lowestEfficiency: number;
   /**
    * CPU-s per MiB sent, from the host that only sends (the one pushed to), and per MiB taken: the whole
    * fleet's CPU over the bytes all takers took, less what they sent (every byte taken is sent once).
@@ -86,15 +90,17 @@ async function observe(mbit: number, hosts: number, layersMiB: number[], runs: n
             rate: (bytes - (fetched[0]?.bytes ?? NaN)) / ((Math.max(...fetched.map((l) => l.time ?? NaN)) - (fetched[0]?.time ?? NaN)) / 1000),
           };
         }));
+        const doneRatios = perHost.map((h) => (h.done - r.pushed) / 1000 / ideal).sort((a, b) => a - b);
+        const efficiencies = perHost.map((h) => h.rate / (mbit * 1e6 / 8));
         const arrivals = perHost.map((h) => h.firstLayer).sort((a, b) => a - b);
         const fleetCpu = Object.values(r.cpuAfterPush).reduce((a, b) => a + b, 0);
         const sendCpuSecPerMiB = (r.cpuAfterPush[fleet.hosts[0].name] - idleCoresPerHost * r.seconds) / (bytes / MiB);
         out.push({
-          mbit, seconds: r.seconds, ratio: r.seconds / ideal,
+          mbit, seconds: r.seconds, ratio: r.seconds / ideal, p50Ratio: median(doneRatios), firstRatio: doneRatios[0],
           gossipMs: median(perHost.map((h) => h.gossip)),
           finishMs: median(perHost.map((h) => h.done - h.lastFetched)),
           hopLagMs: median(arrivals.slice(1).map((t, i) => t - arrivals[i])),
-          efficiency: median(perHost.map((h) => h.rate)) / (mbit * 1e6 / 8),
+          efficiency: median(efficiencies), lowestEfficiency: Math.min(...efficiencies),
           // Net of what the hosts would have used idle meanwhile.
           sendCpuSecPerMiB,
           recvCpuSecPerMiB: (fleetCpu - idleCoresPerHost * hosts * r.seconds) / ((hosts - 1) * bytes / MiB) - sendCpuSecPerMiB,
@@ -118,18 +124,22 @@ async function main(): Promise<number> {
     .option('--plan <plan>', 'the plan meshd runs: stripes, or chain (the pipeline before them)', 'stripes')
     .parse().opts<{ mbit: string; runs: string; hosts: string; layers: string; plan: 'chain' | 'stripes' }>();
   const layersMiB = o.layers.split(',').map(Number);
-  const rows: (Observed & { sim: number; simGivenCores: number })[] = [];
+  const rows: (Observed & { sim: number; simGivenCores: number; simP50GivenCores: number })[] = [];
   const pct = (sim: number, real: number) => `${sim >= real ? '+' : ''}${(100 * (sim / real - 1)).toFixed(0)} %`;
   for (const mbit of o.mbit.split(',').map(Number)) {
-    const simulate = (sharedCores: number) => simulateReplication({ nodes: Number(o.hosts), mbit, layersMiB, plan: o.plan, calibration: { ...FLEET_BENCH, sharedCores } }).ratio;
-    const sim = simulate(FLEET_BENCH.sharedCores!);
+    const simulate = (sharedCores: number) => simulateReplication({ nodes: Number(o.hosts), mbit, layersMiB, plan: o.plan, calibration: { ...FLEET_BENCH, sharedCores } });
+    const sim = simulate(FLEET_BENCH.sharedCores!).ratio;
     for (const real of await observe(mbit, Number(o.hosts), layersMiB, Number(o.runs))) {
       // The same, with only the cores the machine's other processes left to the fleet.
-      const simGivenCores = simulate(FLEET_BENCH.sharedCores! - real.otherCores);
-      rows.push({ ...real, sim, simGivenCores });
+      const given = simulate(FLEET_BENCH.sharedCores! - real.otherCores);
+      const simGivenCores = given.ratio;
+      rows.push({ ...real, sim, simGivenCores, simP50GivenCores: given.p50Ratio });
       say(`${mbit} Mbit/s: real ${real.ratio.toFixed(2)} × S/B (${real.seconds.toFixed(1)} s); sim ${sim.toFixed(2)} (${pct(sim, real.ratio)}),`
         + ` ${simGivenCores.toFixed(2)} (${pct(simGivenCores, real.ratio)}) with the ${(FLEET_BENCH.sharedCores! - real.otherCores).toFixed(2)} cores others left`);
-      say(`  gossip ${real.gossipMs.toFixed(0)} ms, finish ${real.finishMs.toFixed(0)} ms, hop lag ${real.hopLagMs.toFixed(0)} ms, payload ${real.efficiency.toFixed(3)} × B,`
+      say(`  hosts done from ${real.firstRatio.toFixed(2)} to ${real.ratio.toFixed(2)} × S/B, the median host ${real.p50Ratio.toFixed(2)};`
+        + ` simulated, given the cores: from ${given.firstRatio.toFixed(2)}, the median ${given.p50Ratio.toFixed(2)}`);
+      say(`  gossip ${real.gossipMs.toFixed(0)} ms, finish ${real.finishMs.toFixed(0)} ms, hop lag ${real.hopLagMs.toFixed(0)} ms,`
+        + ` payload ${real.efficiency.toFixed(3)} × B (the slowest taker ${real.lowestEfficiency.toFixed(3)}),`
         + ` CPU-s/MiB send ${real.sendCpuSecPerMiB.toFixed(3)} take ${real.recvCpuSecPerMiB.toFixed(3)}, idle ${real.idleCoresPerHost.toFixed(3)} cores/host; the fleet used ${real.fleetCores.toFixed(2)} cores`);
     }
     const these = rows.filter((r) => r.mbit === mbit);

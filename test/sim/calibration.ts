@@ -1,9 +1,8 @@
-// The replication simulation's parameters, measured on the fleet bench (bench/fanout.ts: 8 hosts in
-// network namespaces of one 2-core machine, links shaped with htb), 64 MiB in 5 layers, at 25 and 100
-// Mbit/s: delays and the links' payload on the replicator's pipeline (one stream per taker, before stripes),
-// CPU on striped replication. `node dist/test/sim/calibrate.js` measures them again and sets the real runs
+// The replication simulation's parameters, measured on fleets of network namespaces on one 2-core machine
+// (bench/fanout.ts, links shaped with htb), 64 MiB in 5 layers: HOSTS on fleets of 2 and 3 hosts, whose CPU
+// stays mostly idle, with striped replication's CPU from the 8-host bench of its time; FLEET_BENCH on that
+// bench as it runs today. `node dist/test/sim/calibrate.js` measures them again and sets the real runs
 // beside the simulation (docs/benchmarks.md, "Replication simulation").
-
 export interface Calibration {
   /** Payload over link rate: the shaper counts frames and headers too. */
   efficiency: number;
@@ -69,16 +68,25 @@ export const HOSTS: Calibration = {
   idleCoresPerHost: 0.03,
 };
 
-/** The fleet bench: all hosts on the 2 cores of one machine. */
+/**
+ * The fleet bench: all hosts on the 2 cores of one machine. Its 8 hosts (7 takers) replicate along the
+ * pipeline (one stripe); measured on it with calibrate.js, 8 hosts, four runs at 25 Mbit/s and two at 100.
+ */
 export const FLEET_BENCH: Calibration = {
   ...HOSTS,
   sharedCores: 2,
   // Each taker's bytes after its first blob over the time they took, at 25 Mbit/s, where the CPU binds
-  // least: 0.69–0.79 × B striped (median 0.71), 0.83–0.85 on the pipeline before, 0.956 for a plain TCP
-  // stream on the same links.
-  efficiency: 0.72,
-  // The gossip's delay on the 8-host bench, median about 30 ms.
-  startMs: 30,
-  // Last blob fetched to 'replicated', median of 13 runs (104–1296 ms).
-  finishMs: 300,
+  // least: 0.85–0.90 × B (0.956 for a plain TCP stream on the same links).
+  efficiency: 0.88,
+  // The gossip reached the takers 71–92 ms after the push.
+  startMs: 80,
+  // Last blob fetched to 'replicated': 105–172 ms at 25 Mbit/s, 254–414 at 100, where containerd waits for CPU.
+  finishMs: 200,
+  // Taking: 0.049–0.058 CPU-s per MiB at 25 Mbit/s, 0.038–0.042 at 100.
+  recvCpuSecPerMiB: 0.034,
+  recvCpuSecPerMiBMbit: 0.57,
+  // The node pushed to: 0.008–0.013.
+  sendCpuSecPerMiB: 0.011,
+  // meshd and containerd of one host, 5 s idle before the runs: 0.009–0.013 cores.
+  idleCoresPerHost: 0.01,
 };

@@ -41,8 +41,9 @@ export interface ReplicationSimResult {
   stripes: number;
   /** Time until every live host holds the whole image, over S/B. */
   ratio: number;
-  /** The median live taker's time over S/B. */
+  /** The median and the first live taker's time over S/B. */
   p50Ratio: number;
+  firstRatio: number;
   deaths: number;
   /** Live takers that finished, of all live takers. */
   done: number;
@@ -294,6 +295,7 @@ export function simulateReplication(opts: ReplicationSimOptions): ReplicationSim
     nodes, mbit, sizeMiB: sizeBytes / MiB, stripes: k,
     ratio: last / idealSeconds,
     p50Ratio: (times[Math.floor((times.length - 1) / 2)] ?? 0) / idealSeconds,
+    firstRatio: (times[0] ?? 0) / idealSeconds,
     deaths: deathCount,
     done: times.filter(Number.isFinite).length,
     live: times.length,
