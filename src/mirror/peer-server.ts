@@ -13,6 +13,7 @@ import { RangeNotSatisfiableError } from '../http/range.js';
 import { blobHeaders, countSent, serveBlob } from '../http/serve-blob.js';
 import { sendChunks } from '../http/send-file.js';
 import type { Bandwidth } from './bandwidth.js';
+import { LEVEL_CHUNK, LevelSends, type LevelSender } from './level-sends.js';
 import { LogRateLimiter } from '../util/log-rate-limiter.js';
 import { AUTH_HEADER, ProofChecker } from './peer-auth.js';
 import { peerIdOfCertificate, TLS_VERSION, type PeerTls } from './peer-tls.js';
@@ -219,8 +220,39 @@ export function createPeerServer(opts: PeerServerOptions) {
     },
   });
 
+  const level = new LevelSends();
+  /**
+   * The chunks of a piece, counted; from a blob held whole (`wait`), each once the sequences of other stripes of
+   * the same blobs are not too far behind. A piece still arriving is sent as it comes.
+   */
+  async function* levelled(chunks: AsyncIterable<Uint8Array>, sender: LevelSender, wait: boolean): AsyncGenerator<Uint8Array> {
+    for await (const chunk of chunks) {
+      if (!wait || sender.alone) {
+        yield chunk;
+        sender.sent(chunk.length);
+        continue;
+      }
+      // In pieces that a slow peer's connection takes in well under STALLED_MS.
+      for (let at = 0; at < chunk.length; at += LEVEL_CHUNK) {
+        await sender.turn();
+        const piece = chunk.subarray(at, at + LEVEL_CHUNK);
+        yield piece;
+        sender.sent(piece.length);
+      }
+    }
+  }
+
   /** The pieces asked for, in order, while this node holds their blobs; the stream ends at the first it does not. */
   async function* inOrder(pieces: Piece[], first: Held, peer: string | undefined): AsyncGenerator<Uint8Array> {
+    const sender = level.join(pieces.map((p) => p.digest).join(), pieces[0].offset);
+    try {
+      yield* sequence(pieces, first, peer, sender);
+    } finally {
+      sender.leave();
+    }
+  }
+
+  async function* sequence(pieces: Piece[], first: Held, peer: string | undefined, sender: LevelSender): AsyncGenerator<Uint8Array> {
     let found: Held | undefined = first;
     for (const [i, { digest, size, offset, length }] of pieces.entries()) {
       if (i > 0) found = await held(digest, true);
@@ -233,7 +265,8 @@ export function createPeerServer(opts: PeerServerOptions) {
       const release = track(digest, peer);
       try {
         const bytes = found.spool ? found.spool.lend(range.start, range.end, { forPeer: true }) : (await store.open(digest, range)).stream;
-        yield* bandwidth ? bandwidth.throttle('upload', bytes) : bytes;
+        const counted = levelled(bytes, sender, !found.spool);
+        yield* bandwidth ? bandwidth.throttle('upload', counted) : counted;
         peerSentBytes.inc(length);
       } finally {
         release();

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { MemoryStore } from '../../src/store/memory-store.js';
-import { putBlob } from '../../src/store/store.js';
+import { putBlob, type Store } from '../../src/store/store.js';
 import { digestOf, type Descriptor } from '../../src/oci/digest.js';
 import { Mirror } from '../../src/mirror/mirror.js';
 import { peerKey } from '../../src/mirror/peer-auth.js';
@@ -37,7 +37,7 @@ export async function spoolsIn(): Promise<Spools> {
 }
 
 /** A real peer data plane on loopback, counting the requests it answers by path. */
-export async function holder(id: string, store: MemoryStore, spools?: Spools, opts: Partial<PeerServerOptions> = {}) {
+export async function holder(id: string, store: Store, spools?: Spools, opts: Partial<PeerServerOptions> = {}) {
   const app = createPeerServer({ store, spools: spools ?? (await spoolsIn()), membershipKey: key, selfId: id, log, awaitCopyMs: 500, ...opts });
   const requests: string[] = [];
   app.addHook('onRequest', async (req) => void requests.push(req.url));
@@ -86,7 +86,7 @@ export function quitting(bytes: Buffer): Promise<DataPlane> {
   });
 }
 
-export async function blobsIn(store: MemoryStore, sizes: number[]): Promise<{ desc: Descriptor; bytes: Buffer }[]> {
+export async function blobsIn(store: Store, sizes: number[]): Promise<{ desc: Descriptor; bytes: Buffer }[]> {
   return Promise.all(sizes.map(async (size) => {
     const bytes = randomBytes(size);
     const digest = digestOf(bytes);
