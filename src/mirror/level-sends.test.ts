@@ -1,9 +1,9 @@
-import { afterEach, describe, expect, it } from 'vitest';
-import { blobsIn, cleanUp, holder, key, onCleanUp } from '../../test/helpers/data-plane.js';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
+import { afterEach, describe, expect, it } from 'vitest';
+import { blobsIn, cleanUp, holder, key, onCleanUp } from '../../test/helpers/data-plane.js';
 import { FsStore } from '../store/fs-store.js';
 import { LevelSends } from './level-sends.js';
 import { PeerClient } from './peer-client.js';

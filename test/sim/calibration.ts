@@ -3,6 +3,7 @@
 // stays mostly idle, with striped replication's CPU from the 8-host bench of its time; FLEET_BENCH on that
 // bench as it runs today. `node dist/test/sim/calibrate.js` measures them again and sets the real runs
 // beside the simulation (docs/benchmarks.md, "Replication simulation").
+
 export interface Calibration {
   /** Payload over link rate: the shaper counts frames and headers too. */
   efficiency: number;
