@@ -227,15 +227,11 @@ export function createPeerServer(opts: PeerServerOptions) {
    */
   async function* levelled(chunks: AsyncIterable<Uint8Array>, sender: LevelSender, wait: boolean): AsyncGenerator<Uint8Array> {
     for await (const chunk of chunks) {
-      if (!wait || sender.alone) {
-        yield chunk;
-        sender.sent(chunk.length);
-        continue;
-      }
-      // In pieces that a slow peer's connection takes in well under STALLED_MS.
-      for (let at = 0; at < chunk.length; at += LEVEL_CHUNK) {
-        await sender.turn();
-        const piece = chunk.subarray(at, at + LEVEL_CHUNK);
+      // Levelled in pieces that a slow peer's connection takes in well under STALLED_MS; else whole.
+      const step = wait && !sender.alone ? LEVEL_CHUNK : chunk.length;
+      for (let at = 0; at < chunk.length; at += step) {
+        if (wait) await sender.turn();
+        const piece = chunk.subarray(at, at + step);
         yield piece;
         sender.sent(piece.length);
       }
