@@ -75,12 +75,15 @@ describe('blob sequences', () => {
     expect(whole.requests).toEqual([`/peer/v1/blobs/${blobs[0].desc.digest}`]);
   });
 
-  it('refuses a request that does not list digests and sizes', async () => {
+  it('refuses a request that does not list digests and sizes, or names no count of roots', async () => {
     const { endpoint } = await holder('origin', new MemoryStore());
     const t = await taker([endpoint]);
     await expect(t.mirror.openSequence('origin', [{ digest: 'sha256:nothex', size: 1, offset: 0, length: 1 }])).rejects.toThrow(/answered 400/);
     const [blob] = await blobsIn(new MemoryStore(), [10]);
     await expect(t.mirror.openSequence('origin', [{ digest: blob.desc.digest, size: 10, offset: 5, length: 6 }])).rejects.toThrow(/answered 400/);
+    // A count of trees' roots to be levelled with that is no count.
+    const whole = { digest: blob.desc.digest, size: 10, offset: 0, length: 10 };
+    for (const roots of [0, 65, 1.5]) await expect(t.mirror.openSequence('origin', [whole], roots)).rejects.toThrow(/answered 400/);
   });
 
   it('takes a blob in stripes from two feeders at once, each sending its range of it', async () => {

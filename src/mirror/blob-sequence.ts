@@ -38,6 +38,8 @@ interface Opts {
   peers: PeerClient;
   stallTimeoutMs: number;
   selfId?: string;
+  /** Asked by the root of one of this many trees (peer-protocol.ts, SEQUENCE_PATH). */
+  roots?: number;
 }
 
 /** One stream of pieces from a holder. */
@@ -146,13 +148,13 @@ export class BlobSequence implements SourceSequence {
 
 /** Asks `peer` for `pieces` on one stream; throws when it does not answer with the first. */
 async function ask(peer: DataPlane, pieces: Piece[], opts: Opts, ctl = new AbortController()): Promise<Stream> {
-  const { peers, stallTimeoutMs, selfId } = opts;
+  const { peers, stallTimeoutMs, selfId, roots } = opts;
   // The holder answers once it can send the first blob, which it may wait for.
   const noAnswer = setTimeout(() => ctl.abort(new Error('no answer')), stallTimeoutMs + AWAIT_COPY_MS);
   try {
     const res = await peers.request(peer, SEQUENCE_PATH, {
       method: 'POST',
-      body: JSON.stringify({ blobs: pieces.map(({ digest, size, offset, length }) => ({ digest, size, offset, length })) }),
+      body: JSON.stringify({ blobs: pieces.map(({ digest, size, offset, length }) => ({ digest, size, offset, length })), roots }),
       headers: { [PATIENT_HEADER]: selfId ?? '' },
       signal: ctl.signal,
     });

@@ -4,31 +4,57 @@
 // children within its own upload, so a root fed slowly holds back its whole tree, and every host needs every
 // tree. So such sequences are kept level: each waits, before sending more, while it is more than SLACK_BYTES
 // ahead of the one furthest behind. One that has not moved for STALLED_MS (its peer gone or stuck) no longer
-// holds the others back.
+// holds the others back. Nor do the first ones start alone: a flow that starts while others fill the upload's
+// queue gets a sliver of it for seconds (and its TLS handshake waits behind that queue too), so they wait up
+// to JOIN_WAIT_MS for the sequences of every other stripe to be asked.
+import type { Piece } from './peer-protocol.js';
 
 const SLACK_BYTES = 256 << 10;
 const STALLED_MS = 2000;
+const JOIN_WAIT_MS = 1000;
 /** What a levelled sequence sends at a time: at 1 Mbit/s, half a second's worth. */
 export const LEVEL_CHUNK = 64 << 10;
 
-export class LevelSends {
-  readonly #groups = new Map<string, Set<LevelSender>>();
+/**
+ * Where the sequence of `pieces` asked by one of `roots` trees' roots is levelled: with the others carrying pieces
+ * of the same blob, the largest it carries, of which every stripe has a piece when any blob is cut in k
+ * (replication-plan.ts, piecesOf; small blobs go whole to one stripe each, so the stripes' lists of blobs
+ * differ); its lane is that piece's offset, and the blob is cut in size / length lanes (fewer than the roots when
+ * it is small). None when that blob goes whole: then no blob of the push is cut, and there is nothing to level.
+ */
+export function levelGroupOf(pieces: Piece[], roots: number): { key: string; lane: number; lanes: number } | undefined {
+  const anchor = pieces.reduce((a, b) => (b.size > a.size || (b.size === a.size && b.digest < a.digest) ? b : a));
+  if (anchor.length >= anchor.size) return undefined;
+  return { key: anchor.digest, lane: anchor.offset, lanes: Math.min(roots, Math.round(anchor.size / Math.max(1, anchor.length))) };
+}
 
-  /** A sender of the sequences of `key` (the blobs asked), sending the lane starting at `lane`. */
-  join(key: string, lane: number): LevelSender {
+interface Group {
+  senders: Set<LevelSender>;
+  /** Lanes the blob is cut in, and when the group's first sequence came. */
+  lanes: number;
+  since: number;
+}
+
+export class LevelSends {
+  readonly #groups = new Map<string, Group>();
+
+  /** A sender of a sequence levelled with the others of `key`, sending lane `lane` of the `lanes` the group has. */
+  join({ key, lane, lanes }: { key: string; lane: number; lanes: number }): LevelSender {
     let group = this.#groups.get(key);
-    if (!group) this.#groups.set(key, (group = new Set()));
+    if (!group) this.#groups.set(key, (group = { senders: new Set(), lanes, since: performance.now() }));
+    const { senders } = group;
     const sender = new LevelSender(group, lane, () => {
-      if (group.size === 0) this.#groups.delete(key);
+      if (senders.size === 0) this.#groups.delete(key);
     });
-    group.add(sender);
+    senders.add(sender);
+    for (const other of senders) other.wake();
     return sender;
   }
 
   /** Sequences being kept level now (for tests). */
   get size(): number {
     let n = 0;
-    for (const group of this.#groups.values()) n += group.size;
+    for (const group of this.#groups.values()) n += group.senders.size;
     return n;
   }
 }
@@ -36,30 +62,31 @@ export class LevelSends {
 export class LevelSender {
   #sent = 0;
   #movedAt = performance.now();
+  #joined = false;
   #wake?: () => void;
 
-  constructor(private readonly group: Set<LevelSender>, private readonly lane: number, private readonly onLeave: () => void) {}
+  constructor(private readonly group: Group, private readonly lane: number, private readonly onLeave: () => void) {}
 
-  /** Waits until this sender is no more than SLACK_BYTES ahead of the others on other lanes that still move. */
+  /**
+   * Waits until the sequences of every lane have joined (or JOIN_WAIT_MS since the first did), then until this
+   * sender is no more than SLACK_BYTES ahead of the others on other lanes that still move.
+   */
   async turn(): Promise<void> {
+    while (!this.#joined) {
+      const waited = performance.now() - this.group.since;
+      this.#joined = this.#lanes() >= this.group.lanes || waited >= JOIN_WAIT_MS;
+      if (!this.#joined) await this.#sleep(JOIN_WAIT_MS - waited);
+    }
     for (let behind; (behind = this.#furthestBehind()) !== undefined && this.#sent - behind > SLACK_BYTES; ) {
       // Looked at again when another moves or leaves, or once one behind may count as stalled.
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, STALLED_MS);
-        this.#wake = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-      this.#wake = undefined;
+      await this.#sleep(STALLED_MS);
     }
     this.#movedAt = performance.now();
   }
 
   /** Whether sequences on other lanes share the group: otherwise nothing is levelled. */
   get alone(): boolean {
-    for (const other of this.group) if (other.lane !== this.lane) return false;
-    return true;
+    return this.#lanes() === 1;
   }
 
   sent(bytes: number): void {
@@ -69,15 +96,36 @@ export class LevelSender {
   }
 
   leave(): void {
-    if (!this.group.delete(this)) return;
+    if (!this.group.senders.delete(this)) return;
     this.onLeave();
     this.#wakeOthers();
+  }
+
+  /** Ends a wait in turn(), to look again. */
+  wake(): void {
+    this.#wake?.();
+  }
+
+  /** Until `ms` have passed or another sender wakes this one. */
+  async #sleep(ms: number): Promise<void> {
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      this.#wake = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+    this.#wake = undefined;
+  }
+
+  #lanes(): number {
+    return new Set([...this.group.senders].map((s) => s.lane)).size;
   }
 
   #furthestBehind(): number | undefined {
     const now = performance.now();
     let min: number | undefined;
-    for (const other of this.group) {
+    for (const other of this.group.senders) {
       if (other.lane === this.lane || now - other.#movedAt > STALLED_MS) continue;
       if (min === undefined || other.#sent < min) min = other.#sent;
     }
@@ -85,6 +133,6 @@ export class LevelSender {
   }
 
   #wakeOthers(): void {
-    for (const other of this.group) if (other !== this) other.#wake?.();
+    for (const other of this.group.senders) if (other !== this) other.wake();
   }
 }

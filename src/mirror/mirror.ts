@@ -83,11 +83,11 @@ export class Mirror {
     return this.#tags.resolve(image);
   }
 
-  /** `pieces` of blobs from one holder on one stream, in this order (see BlobSequence). */
-  openSequence(peerId: string, pieces: Piece[]): Promise<BlobSequence> {
+  /** `pieces` of blobs from one holder on one stream, in this order (see BlobSequence); `roots`: see SEQUENCE_PATH. */
+  openSequence(peerId: string, pieces: Piece[], roots?: number): Promise<BlobSequence> {
     const peer = this.opts.members.dataPlaneOf(peerId);
     if (!peer) return Promise.reject(new Error(`no data plane known for ${peerId}`));
-    return BlobSequence.open(peer, pieces, { peers: this.opts.peers, stallTimeoutMs: this.opts.stallTimeoutMs, selfId: this.opts.members.self });
+    return BlobSequence.open(peer, pieces, { peers: this.opts.peers, stallTimeoutMs: this.opts.stallTimeoutMs, selfId: this.opts.members.self, roots });
   }
 
   /** Blobs arriving now, with how much of each is here: for progress. */

@@ -3,10 +3,14 @@
 /** Blobs this node holds, whole or as far as they have arrived: GET or HEAD with the membership proof. */
 export const BLOB_PATH = '/peer/v1/blobs/';
 /**
- * Several blobs on one stream, back to back in the order asked: POST {"blobs": [{digest, size, offset?, length?}, ...]};
- * with offset and length, only that range of the blob (a stripe of it, see src/node/replication-plan.ts).
+ * Several blobs on one stream, back to back in the order asked: POST {"blobs": [{digest, size, offset?, length?}, ...],
+ * "roots"?: k}; with offset and length, only that range of the blob (a stripe of it, see src/node/replication-plan.ts).
+ * With roots, the asker is the root of one of k trees taking its stripe from the node pushed to, which keeps the
+ * k sequences level (level-sends.ts).
  */
 export const SEQUENCE_PATH = '/peer/v1/sequence';
+/** The most trees' roots one sequence may say it is levelled with. */
+export const MAX_ROOTS = 64;
 /** The manifest this node holds under an image name: GET ?name=<image>. */
 export const IMAGES_PATH = '/peer/v1/images';
 

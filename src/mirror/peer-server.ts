@@ -13,11 +13,11 @@ import { RangeNotSatisfiableError } from '../http/range.js';
 import { blobHeaders, countSent, serveBlob } from '../http/serve-blob.js';
 import { sendChunks } from '../http/send-file.js';
 import type { Bandwidth } from './bandwidth.js';
-import { LEVEL_CHUNK, LevelSends, type LevelSender } from './level-sends.js';
+import { LEVEL_CHUNK, LevelSends, levelGroupOf, type LevelSender } from './level-sends.js';
 import { LogRateLimiter } from '../util/log-rate-limiter.js';
 import { AUTH_HEADER, ProofChecker } from './peer-auth.js';
 import { peerIdOfCertificate, TLS_VERSION, type PeerTls } from './peer-tls.js';
-import { AWAIT_COPY_MS, AWAIT_WHOLE_MS, BLOB_PATH, IMAGES_PATH, MAX_SEQUENCE_BLOBS, MAX_SEQUENCE_BYTES, PATIENT_HEADER, PIPELINE_MIN_BYTES, SEQUENCE_PATH, TRY_HEADER, WHOLE_HEADER, type Piece } from './peer-protocol.js';
+import { AWAIT_COPY_MS, AWAIT_WHOLE_MS, BLOB_PATH, IMAGES_PATH, MAX_ROOTS, MAX_SEQUENCE_BLOBS, MAX_SEQUENCE_BYTES, PATIENT_HEADER, PIPELINE_MIN_BYTES, SEQUENCE_PATH, TRY_HEADER, WHOLE_HEADER, type Piece } from './peer-protocol.js';
 import { peerSentBytes } from './metrics.js';
 import type { Spool } from './spool.js';
 import type { Spools } from './spools.js';
@@ -38,8 +38,9 @@ interface Held {
 const badRequest = (message: string) => ({ errors: [{ code: 'DIGEST_INVALID', message }] });
 
 /** The pieces of blobs a sequence request asks for (whole blobs unless a range is given), or why the request is refused. */
-function sequenceAsked(body: unknown): Piece[] | string {
-  const blobs = (body as { blobs?: unknown } | null | undefined)?.blobs;
+function sequenceAsked(body: unknown): { pieces: Piece[]; roots?: number } | string {
+  const { blobs, roots } = (body ?? {}) as { blobs?: unknown; roots?: unknown };
+  if (roots !== undefined && !(Number.isSafeInteger(roots) && (roots as number) >= 1 && (roots as number) <= MAX_ROOTS)) return `roots must be a whole number from 1 to ${MAX_ROOTS}`;
   if (!Array.isArray(blobs) || blobs.length === 0) return 'expected {"blobs": [{"digest", "size", "offset"?, "length"?}, ...]}';
   if (blobs.length > MAX_SEQUENCE_BLOBS) return `a sequence asks for at most ${MAX_SEQUENCE_BLOBS} blobs`;
   const asked = new Map<string, Piece>();
@@ -54,7 +55,7 @@ function sequenceAsked(body: unknown): Piece[] | string {
     asked.set(digest, { digest, size, offset, length });
   }
   if (bytes > MAX_SEQUENCE_BYTES) return `a sequence asks for at most ${MAX_SEQUENCE_BYTES} bytes`;
-  return [...asked.values()];
+  return { pieces: [...asked.values()], roots: roots as number | undefined };
 }
 
 /** A request body as JSON; undefined when it is none or not JSON. */
@@ -222,15 +223,15 @@ export function createPeerServer(opts: PeerServerOptions) {
 
   const level = new LevelSends();
   /**
-   * The chunks of a piece, counted; from a blob held whole (`wait`), each once the sequences of other stripes of
-   * the same blobs are not too far behind. A piece still arriving is sent as it comes.
+   * The chunks of a piece of a blob held whole, counted, each once the sequences of other trees' roots are not too
+   * far behind. (A piece still arriving is sent as it comes.)
    */
-  async function* levelled(chunks: AsyncIterable<Uint8Array>, sender: LevelSender, wait: boolean): AsyncGenerator<Uint8Array> {
+  async function* levelled(chunks: AsyncIterable<Uint8Array>, sender: LevelSender): AsyncGenerator<Uint8Array> {
     for await (const chunk of chunks) {
       // Levelled in pieces that a slow peer's connection takes in well under STALLED_MS; else whole.
-      const step = wait && !sender.alone ? LEVEL_CHUNK : chunk.length;
+      const step = sender.alone ? chunk.length : LEVEL_CHUNK;
       for (let at = 0; at < chunk.length; at += step) {
-        if (wait) await sender.turn();
+        await sender.turn();
         const piece = chunk.subarray(at, at + step);
         yield piece;
         sender.sent(piece.length);
@@ -238,17 +239,21 @@ export function createPeerServer(opts: PeerServerOptions) {
     }
   }
 
-  /** The pieces asked for, in order, while this node holds their blobs; the stream ends at the first it does not. */
-  async function* inOrder(pieces: Piece[], first: Held, peer: string | undefined): AsyncGenerator<Uint8Array> {
-    const sender = level.join(pieces.map((p) => p.digest).join(), pieces[0].offset);
+  /**
+   * The pieces asked for, in order, while this node holds their blobs; the stream ends at the first it does not.
+   * A tree's root (`roots`) is kept level with the other roots.
+   */
+  async function* inOrder(pieces: Piece[], first: Held, peer: string | undefined, roots: number | undefined): AsyncGenerator<Uint8Array> {
+    const group = roots && roots > 1 ? levelGroupOf(pieces, roots) : undefined;
+    const sender = group && level.join(group);
     try {
       yield* sequence(pieces, first, peer, sender);
     } finally {
-      sender.leave();
+      sender?.leave();
     }
   }
 
-  async function* sequence(pieces: Piece[], first: Held, peer: string | undefined, sender: LevelSender): AsyncGenerator<Uint8Array> {
+  async function* sequence(pieces: Piece[], first: Held, peer: string | undefined, sender: LevelSender | undefined): AsyncGenerator<Uint8Array> {
     let found: Held | undefined = first;
     for (const [i, { digest, size, offset, length }] of pieces.entries()) {
       if (i > 0) found = await held(digest, true);
@@ -261,7 +266,7 @@ export function createPeerServer(opts: PeerServerOptions) {
       const release = track(digest, peer);
       try {
         const bytes = found.spool ? found.spool.lend(range.start, range.end, { forPeer: true }) : (await store.open(digest, range)).stream;
-        const counted = levelled(bytes, sender, !found.spool);
+        const counted = sender && !found.spool ? levelled(bytes, sender) : bytes;
         yield* bandwidth ? bandwidth.throttle('upload', counted) : counted;
         peerSentBytes.inc(length);
       } finally {
@@ -271,12 +276,13 @@ export function createPeerServer(opts: PeerServerOptions) {
   }
 
   app.post(SEQUENCE_PATH, async (req, reply) => {
-    const blobs = sequenceAsked(jsonOf(req.body));
-    if (typeof blobs === 'string') return reply.code(400).send(badRequest(blobs));
+    const asked = sequenceAsked(jsonOf(req.body));
+    if (typeof asked === 'string') return reply.code(400).send(badRequest(asked));
+    const { pieces: blobs, roots } = asked;
     // Answered once the first blob can be sent: a node further down a pipeline may wait for its copy to begin.
     const first = await held(blobs[0].digest, true);
     if (first?.size !== blobs[0].size) return reply.code(404).send(notFound(blobs[0].digest));
-    await sendChunks(reply.header('content-type', 'application/octet-stream'), inOrder(blobs, first, patientPeer(req)), log);
+    await sendChunks(reply.header('content-type', 'application/octet-stream'), inOrder(blobs, first, patientPeer(req), roots), log);
     return reply;
   });
 

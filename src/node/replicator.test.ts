@@ -47,7 +47,7 @@ async function pushedImage(origin: MemoryStore, layerSizes: number[]) {
 function taker(blobs: Map<string, Buffer>, { sequences = false, stuck = false, store = new MemoryStore(), fetchMs = 0 } = {}) {
   const pushes = new NewestPushes(SELF);
   const fetched: string[] = [];
-  const asked: { peer: string; digests: string[] }[] = [];
+  const asked: { peer: string; digests: string[]; roots?: number }[] = [];
   const fromSequence: string[] = [];
   const closed: string[] = [];
   const askedFirst = new Map<string, string>();
@@ -75,9 +75,9 @@ function taker(blobs: Map<string, Buffer>, { sequences = false, stuck = false, s
         })();
         return { verified: stored, stored };
       },
-      openSequence: async (peer, pieces) => {
+      openSequence: async (peer, pieces, roots) => {
         if (!sequences) throw new Error('no sequences here');
-        asked.push({ peer, digests: pieces.map((p) => p.digest) });
+        asked.push({ peer, digests: pieces.map((p) => p.digest), roots });
         const next = stuck ? () => new Promise<undefined>(() => undefined) : async (p: Piece) => ({ peer, size: p.size, offset: p.offset, length: p.length, bytes: Readable.from([]) });
         return { next, close: () => void closed.push(peer) };
       },
@@ -156,6 +156,9 @@ describe('replicator', () => {
     expect(asked.map((a) => a.peer)).toEqual(plan.feeders.filter((_, s) => plan.pieces[s].length > 0));
     expect(asked.map((a) => a.digests)).toEqual(plan.pieces.filter((p) => p.length > 0).map((p) => p.map((piece) => piece.digest)));
     expect(new Set(plan.feeders).size).toBeGreaterThan(1);
+    // The root of a tree says so to the node pushed to, which keeps the roots level (mirror/level-sends.ts).
+    expect(plan.feeders).toContain(ORIGIN);
+    expect(asked.map((a) => a.roots)).toEqual(plan.feeders.filter((_, s) => plan.pieces[s].length > 0).map((f) => (f === ORIGIN ? 4 : undefined)));
   });
 
   test('among many takers, each stripe\'s lanes carry the stand-ins the plan names for it, asked when its feeder stops', async () => {

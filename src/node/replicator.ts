@@ -30,7 +30,7 @@ import { replicatedBytes, replications, replicationSeconds, replicationsInProgre
 export interface ReplicationSource {
   fetch(digest: string, options: FetchOptions): Fetching;
   /** `pieces` of blobs from `peer` on one stream, in this order. */
-  openSequence(peer: string, pieces: Piece[]): Promise<SourceSequence>;
+  openSequence(peer: string, pieces: Piece[], roots?: number): Promise<SourceSequence>;
   /** Blobs arriving now and the bytes of each that are here. */
   arriving(): Map<string, number>;
 }
@@ -212,7 +212,9 @@ export class Replicator {
     };
     const byDigest = new Map(blobs.map((b) => [b.digest, b]));
     await Promise.all(taking.map(async (pieces, s) => {
-      const sequence = await this.#sequence(plan.feeders[s], pieces);
+      // A tree's root says so: the node pushed to keeps the roots' sequences level (mirror/level-sends.ts).
+      const roots = plan.feeders[s] === pushedTo && plan.feeders.length > 1 ? plan.feeders.length : undefined;
+      const sequence = await this.#sequence(plan.feeders[s], pieces, roots);
       try {
         for (const piece of pieces) {
           const fetch = fetchOf(byDigest.get(piece.digest)!);
@@ -238,10 +240,10 @@ export class Replicator {
   }
 
   /** The pieces on one stream from their feeder, or undefined (the mirror then takes them from holders). */
-  async #sequence(feeder: string, pieces: Piece[]): Promise<SourceSequence | undefined> {
+  async #sequence(feeder: string, pieces: Piece[], roots?: number): Promise<SourceSequence | undefined> {
     if (pieces.length === 0) return undefined;
     try {
-      return await this.deps.mirror.openSequence(feeder, pieces);
+      return await this.deps.mirror.openSequence(feeder, pieces, roots);
     } catch (err) {
       this.deps.log.warn({ peer: feeder, pieces: pieces.length, err: (err as Error).message }, 'a feeder sends no sequence; its stripe comes from holders');
       return undefined;
