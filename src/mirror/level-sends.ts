@@ -13,7 +13,7 @@ const SLACK_BYTES = 256 << 10;
 const STALLED_MS = 2000;
 const JOIN_WAIT_MS = 1000;
 /** What a levelled sequence sends at a time: at 1 Mbit/s, half a second's worth. */
-export const LEVEL_CHUNK = 64 << 10;
+const LEVEL_CHUNK = 64 << 10;
 
 /**
  * Where the sequence of `pieces` asked by one of `roots` trees' roots is levelled: with the others carrying pieces
@@ -26,6 +26,20 @@ export function levelGroupOf(pieces: Piece[], roots: number): { key: string; lan
   const anchor = pieces.reduce((a, b) => (b.size > a.size || (b.size === a.size && b.digest < a.digest) ? b : a));
   if (anchor.length >= anchor.size) return undefined;
   return { key: anchor.digest, lane: anchor.offset, lanes: Math.min(roots, Math.round(anchor.size / Math.max(1, anchor.length))) };
+}
+
+/** The chunks of a piece of a blob held whole, counted, each once the sequences of the other lanes are not too far behind. */
+export async function* levelled(chunks: AsyncIterable<Uint8Array>, sender: LevelSender): AsyncGenerator<Uint8Array> {
+  for await (const chunk of chunks) {
+    // Levelled in pieces that a slow peer's connection takes in well under STALLED_MS; else whole.
+    const step = sender.alone ? chunk.length : LEVEL_CHUNK;
+    for (let at = 0; at < chunk.length; at += step) {
+      await sender.turn();
+      const piece = chunk.subarray(at, at + step);
+      yield piece;
+      sender.sent(piece.length);
+    }
+  }
 }
 
 interface Group {

@@ -13,7 +13,7 @@ import { RangeNotSatisfiableError } from '../http/range.js';
 import { blobHeaders, countSent, serveBlob } from '../http/serve-blob.js';
 import { sendChunks } from '../http/send-file.js';
 import type { Bandwidth } from './bandwidth.js';
-import { LEVEL_CHUNK, LevelSends, levelGroupOf, type LevelSender } from './level-sends.js';
+import { LevelSends, levelGroupOf, levelled, type LevelSender } from './level-sends.js';
 import { LogRateLimiter } from '../util/log-rate-limiter.js';
 import { AUTH_HEADER, ProofChecker } from './peer-auth.js';
 import { peerIdOfCertificate, TLS_VERSION, type PeerTls } from './peer-tls.js';
@@ -223,23 +223,6 @@ export function createPeerServer(opts: PeerServerOptions) {
 
   const level = new LevelSends();
   /**
-   * The chunks of a piece of a blob held whole, counted, each once the sequences of other trees' roots are not too
-   * far behind. (A piece still arriving is sent as it comes.)
-   */
-  async function* levelled(chunks: AsyncIterable<Uint8Array>, sender: LevelSender): AsyncGenerator<Uint8Array> {
-    for await (const chunk of chunks) {
-      // Levelled in pieces that a slow peer's connection takes in well under STALLED_MS; else whole.
-      const step = sender.alone ? chunk.length : LEVEL_CHUNK;
-      for (let at = 0; at < chunk.length; at += step) {
-        await sender.turn();
-        const piece = chunk.subarray(at, at + step);
-        yield piece;
-        sender.sent(piece.length);
-      }
-    }
-  }
-
-  /**
    * The pieces asked for, in order, while this node holds their blobs; the stream ends at the first it does not.
    * A tree's root (`roots`) is kept level with the other roots.
    */
@@ -266,6 +249,7 @@ export function createPeerServer(opts: PeerServerOptions) {
       const release = track(digest, peer);
       try {
         const bytes = found.spool ? found.spool.lend(range.start, range.end, { forPeer: true }) : (await store.open(digest, range)).stream;
+        // A piece still arriving is sent as it comes.
         const counted = sender && !found.spool ? levelled(bytes, sender) : bytes;
         yield* bandwidth ? bandwidth.throttle('upload', counted) : counted;
         peerSentBytes.inc(length);
