@@ -75,15 +75,20 @@ describe('blob sequences', () => {
     expect(whole.requests).toEqual([`/peer/v1/blobs/${blobs[0].desc.digest}`]);
   });
 
-  it('refuses a request that does not list digests and sizes, or names no count of roots', async () => {
+  it('refuses a request that does not list digests and sizes, or names a level that is none', async () => {
     const { endpoint } = await holder('origin', new MemoryStore());
     const t = await taker([endpoint]);
     await expect(t.mirror.openSequence('origin', [{ digest: 'sha256:nothex', size: 1, offset: 0, length: 1 }])).rejects.toThrow(/answered 400/);
     const [blob] = await blobsIn(new MemoryStore(), [10]);
     await expect(t.mirror.openSequence('origin', [{ digest: blob.desc.digest, size: 10, offset: 5, length: 6 }])).rejects.toThrow(/answered 400/);
-    // A count of trees' roots to be levelled with that is no count.
+    // A level without a push's digest, with a lane beyond its lanes, or more lanes than any plan cuts.
     const whole = { digest: blob.desc.digest, size: 10, offset: 0, length: 10 };
-    for (const roots of [0, 65, 1.5]) await expect(t.mirror.openSequence('origin', [whole], roots)).rejects.toThrow(/answered 400/);
+    const key = blob.desc.digest;
+    for (const level of [{ key: 'app:1', lane: 0, lanes: 2 }, { key, lane: 2, lanes: 2 }, { key, lane: -1, lanes: 2 }, { key, lane: 0.5, lanes: 2 }, { key, lane: 0, lanes: 65 }]) {
+      await expect(t.mirror.openSequence('origin', [whole], level)).rejects.toThrow(/answered 400/);
+    }
+    // A well-formed one is taken: the holder, which lacks the blob, says so.
+    await expect(t.mirror.openSequence('origin', [whole], { key, lane: 1, lanes: 2 })).rejects.toThrow(/answered 404/);
   });
 
   it('takes a blob in stripes from two feeders at once, each sending its range of it', async () => {

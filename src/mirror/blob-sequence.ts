@@ -6,7 +6,7 @@
 // takes what the stream did not bring from other holders.
 import type { PeerClient } from './peer-client.js';
 import type { DataPlane } from '../dht/membership.js';
-import { AWAIT_COPY_MS, PATIENT_HEADER, SEQUENCE_PATH, type Piece } from './peer-protocol.js';
+import { AWAIT_COPY_MS, PATIENT_HEADER, SEQUENCE_PATH, type Piece, type SequenceLevel } from './peer-protocol.js';
 import { untilStalled } from './until-stalled.js';
 
 /** A blob's bytes, or a range of them, as they come from a holder, for the mirror to verify (see FetchOptions). */
@@ -38,8 +38,8 @@ interface Opts {
   peers: PeerClient;
   stallTimeoutMs: number;
   selfId?: string;
-  /** Asked by the root of one of this many trees (peer-protocol.ts, SEQUENCE_PATH). */
-  roots?: number;
+  /** Asked by a tree's root, levelled so with the others (peer-protocol.ts, SEQUENCE_PATH). */
+  level?: SequenceLevel;
 }
 
 /** One stream of pieces from a holder. */
@@ -148,13 +148,13 @@ export class BlobSequence implements SourceSequence {
 
 /** Asks `peer` for `pieces` on one stream; throws when it does not answer with the first. */
 async function ask(peer: DataPlane, pieces: Piece[], opts: Opts, ctl = new AbortController()): Promise<Stream> {
-  const { peers, stallTimeoutMs, selfId, roots } = opts;
+  const { peers, stallTimeoutMs, selfId, level } = opts;
   // The holder answers once it can send the first blob, which it may wait for.
   const noAnswer = setTimeout(() => ctl.abort(new Error('no answer')), stallTimeoutMs + AWAIT_COPY_MS);
   try {
     const res = await peers.request(peer, SEQUENCE_PATH, {
       method: 'POST',
-      body: JSON.stringify({ blobs: pieces.map(({ digest, size, offset, length }) => ({ digest, size, offset, length })), roots }),
+      body: JSON.stringify({ blobs: pieces.map(({ digest, size, offset, length }) => ({ digest, size, offset, length })), level }),
       headers: { [PATIENT_HEADER]: selfId ?? '' },
       signal: ctl.signal,
     });

@@ -5,10 +5,9 @@ import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { blobsIn, cleanUp, holder, key, onCleanUp } from '../../test/helpers/data-plane.js';
 import { FsStore } from '../store/fs-store.js';
-import { piecesOf } from '../node/replication-plan.js';
-import { LevelSends, levelGroupOf } from './level-sends.js';
+import { LevelSends } from './level-sends.js';
 import { PeerClient } from './peer-client.js';
-import { SEQUENCE_PATH } from './peer-protocol.js';
+import { SEQUENCE_PATH, type SequenceLevel } from './peer-protocol.js';
 
 const KiB = 1024;
 /** Whether the promise settled within `ms`. */
@@ -68,39 +67,32 @@ describe('LevelSends', () => {
     await alone.turn();
     expect(performance.now() - started).toBeGreaterThan(900);
   });
-
-  it('levels the stripes of one push together although small blobs make their lists of blobs differ', () => {
-    const blobs = [12 << 20, 100 << 10, 8 << 20, 300 << 10].map((size, i) => ({ mediaType: 'layer', digest: `sha256:${String(i).repeat(64)}`, size }));
-    const groups = piecesOf(blobs, 4).map((pieces) => levelGroupOf(pieces, 4)!);
-    expect(new Set(groups.map((g) => g.key)).size).toBe(1);
-    expect(new Set(groups.map((g) => g.lane)).size).toBe(4);
-    expect(groups.every((g) => g.lanes === 4)).toBe(true);
-    // A largest blob cut in two: two lanes to wait for. Nothing cut: nothing to level, and no root waits.
-    const small = [600 << 10, 100 << 10].map((size, i) => ({ mediaType: 'layer', digest: `sha256:${String(i).repeat(64)}`, size }));
-    expect(piecesOf(small, 4).filter((p) => p.length).map((pieces) => levelGroupOf(pieces, 4)?.lanes)).toEqual([2, 2]);
-    expect(piecesOf(small.slice(1), 4).filter((p) => p.length).map((pieces) => levelGroupOf(pieces, 4))).toEqual([undefined]);
-  });
 });
 
 describe('a holder sending the stripes of a blob to the trees\' roots', () => {
   afterEach(cleanUp);
 
-  // Two halves of a 64 MiB blob asked as two sequences, one read slowly: how far apart they are after 2 s.
-  async function halvesApart(roots: number | undefined): Promise<{ fastBytes: number; slowBytes: number }> {
+  // Two stripes asked as two sequences, one read slowly: how far apart they are after 2 s. Each is half of
+  // a 64 MiB blob, or with `otherBlobs` the first half of a 32 MiB blob of its own (a root holding the other's).
+  async function halvesApart(level: Omit<SequenceLevel, 'lane'> | undefined, otherBlobs = false): Promise<{ fastBytes: number; slowBytes: number }> {
     const dir = await mkdtemp(join(tmpdir(), 'level-sends-'));
     onCleanUp(() => rm(dir, { recursive: true, force: true }));
     const store = await FsStore.open(dir, pino({ level: 'silent' }));
     onCleanUp(() => store.close());
-    const [{ desc }] = await blobsIn(store, [64 << 20]);
+    const blobs = (await blobsIn(store, otherBlobs ? [64 << 20, 64 << 20] : [64 << 20])).map((b) => b.desc);
     const { endpoint } = await holder('origin', store);
     const client = new PeerClient(key);
     const abort = new AbortController();
     onCleanUp(async () => abort.abort());
-    const half = desc.size / 2;
-    const ask = (offset: number) => client.request(endpoint, SEQUENCE_PATH, {
-      method: 'POST', body: JSON.stringify({ blobs: [{ digest: desc.digest, size: desc.size, offset, length: half }], roots }), signal: abort.signal,
-    });
-    const [fast, slow] = await Promise.all([ask(0), ask(half)]);
+    const half = 32 << 20;
+    const ask = (lane: number) => {
+      const { digest, size } = blobs[lane % blobs.length];
+      const offset = otherBlobs ? 0 : lane * half;
+      return client.request(endpoint, SEQUENCE_PATH, {
+        method: 'POST', body: JSON.stringify({ blobs: [{ digest, size, offset, length: half }], level: level && { ...level, lane } }), signal: abort.signal,
+      });
+    };
+    const [fast, slow] = await Promise.all([ask(0), ask(1)]);
     let fastBytes = 0, slowBytes = 0;
     fast.body.on('data', (chunk: Buffer) => void (fastBytes += chunk.length));
     slow.body.on('data', (chunk: Buffer) => {
@@ -116,9 +108,14 @@ describe('a holder sending the stripes of a blob to the trees\' roots', () => {
 
   it('keeps the one read fast within reach of the one read slowly, over real connections, when they are trees\' roots', async () => {
     // Levelled, the fast one is ahead of the slow one by no more than the slack and what the sockets' buffers hold.
-    const levelled = await halvesApart(2);
+    const push = { key: `sha256:${'a'.repeat(64)}`, lanes: 2 };
+    const levelled = await halvesApart(push);
     expect(levelled.slowBytes).toBeGreaterThan(1 << 20);
     expect(levelled.fastBytes).toBeLessThan(levelled.slowBytes + (16 << 20));
+    // Roots of one push asking different blobs (one holds the largest already) are levelled with each other too.
+    const apart = await halvesApart(push, true);
+    expect(apart.slowBytes).toBeGreaterThan(1 << 20);
+    expect(apart.fastBytes).toBeLessThan(apart.slowBytes + (16 << 20));
     // Others (a node's children in one tree, stand-ins) are not held back: the fast one has its 32 MiB at once.
     const free = await halvesApart(undefined);
     expect(free.fastBytes).toBe(32 << 20);

@@ -6,27 +6,15 @@
 // ahead of the one furthest behind. One that has not moved for STALLED_MS (its peer gone or stuck) no longer
 // holds the others back. Nor do the first ones start alone: a flow that starts while others fill the upload's
 // queue gets a sliver of it for seconds (and its TLS handshake waits behind that queue too), so they wait up
-// to JOIN_WAIT_MS for the sequences of every other stripe to be asked.
-import type { Piece } from './peer-protocol.js';
+// to JOIN_WAIT_MS for the sequences of every other stripe to be asked. Each root names its group (the push),
+// its lane and how many there are (peer-protocol.ts, SequenceLevel).
+import type { SequenceLevel } from './peer-protocol.js';
 
 const SLACK_BYTES = 256 << 10;
 const STALLED_MS = 2000;
 const JOIN_WAIT_MS = 1000;
 /** What a levelled sequence sends at a time: at 1 Mbit/s, half a second's worth. */
 const LEVEL_CHUNK = 64 << 10;
-
-/**
- * Where the sequence of `pieces` asked by one of `roots` trees' roots is levelled: with the others carrying pieces
- * of the same blob, the largest it carries, of which every stripe has a piece when any blob is cut in k
- * (replication-plan.ts, piecesOf; small blobs go whole to one stripe each, so the stripes' lists of blobs
- * differ); its lane is that piece's offset, and the blob is cut in size / length lanes (fewer than the roots when
- * it is small). None when that blob goes whole: then no blob of the push is cut, and there is nothing to level.
- */
-export function levelGroupOf(pieces: Piece[], roots: number): { key: string; lane: number; lanes: number } | undefined {
-  const anchor = pieces.reduce((a, b) => (b.size > a.size || (b.size === a.size && b.digest < a.digest) ? b : a));
-  if (anchor.length >= anchor.size) return undefined;
-  return { key: anchor.digest, lane: anchor.offset, lanes: Math.min(roots, Math.round(anchor.size / Math.max(1, anchor.length))) };
-}
 
 /** The chunks of a piece of a blob held whole, counted, each once the sequences of the other lanes are not too far behind. */
 export async function* levelled(chunks: AsyncIterable<Uint8Array>, sender: LevelSender): AsyncGenerator<Uint8Array> {
@@ -53,7 +41,7 @@ export class LevelSends {
   readonly #groups = new Map<string, Group>();
 
   /** A sender of a sequence levelled with the others of `key`, sending lane `lane` of the `lanes` the group has. */
-  join({ key, lane, lanes }: { key: string; lane: number; lanes: number }): LevelSender {
+  join({ key, lane, lanes }: SequenceLevel): LevelSender {
     let group = this.#groups.get(key);
     if (!group) this.#groups.set(key, (group = { senders: new Set(), lanes, since: performance.now() }));
     const { senders } = group;

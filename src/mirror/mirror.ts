@@ -8,7 +8,7 @@ import { finished } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
 import { DigestMismatchError } from '../store/store.js';
 import { isDigest, type Descriptor } from '../oci/digest.js';
-import type { Piece } from './peer-protocol.js';
+import type { Piece, SequenceLevel } from './peer-protocol.js';
 import type { RequestedIn } from '../store/store.js';
 import { BlobSequence } from './blob-sequence.js';
 import { fillLanes, type Only, type RangeSource } from './lanes.js';
@@ -83,11 +83,11 @@ export class Mirror {
     return this.#tags.resolve(image);
   }
 
-  /** `pieces` of blobs from one holder on one stream, in this order (see BlobSequence); `roots`: see SEQUENCE_PATH. */
-  openSequence(peerId: string, pieces: Piece[], roots?: number): Promise<BlobSequence> {
+  /** `pieces` of blobs from one holder on one stream, in this order (see BlobSequence); `level`: see SEQUENCE_PATH. */
+  openSequence(peerId: string, pieces: Piece[], level?: SequenceLevel): Promise<BlobSequence> {
     const peer = this.opts.members.dataPlaneOf(peerId);
     if (!peer) return Promise.reject(new Error(`no data plane known for ${peerId}`));
-    return BlobSequence.open(peer, pieces, { peers: this.opts.peers, stallTimeoutMs: this.opts.stallTimeoutMs, selfId: this.opts.members.self, roots });
+    return BlobSequence.open(peer, pieces, { peers: this.opts.peers, stallTimeoutMs: this.opts.stallTimeoutMs, selfId: this.opts.members.self, level });
   }
 
   /** Blobs arriving now, with how much of each is here: for progress. */

@@ -4,13 +4,19 @@
 export const BLOB_PATH = '/peer/v1/blobs/';
 /**
  * Several blobs on one stream, back to back in the order asked: POST {"blobs": [{digest, size, offset?, length?}, ...],
- * "roots"?: k}; with offset and length, only that range of the blob (a stripe of it, see src/node/replication-plan.ts).
- * With roots, the asker is the root of one of k trees taking its stripe from the node pushed to, which keeps the
- * k sequences level (level-sends.ts).
+ * "level"?: SequenceLevel}; with offset and length, only that range of the blob (a stripe of it, see
+ * src/node/replication-plan.ts). With level, the asker is a tree's root taking its stripe from the node pushed to,
+ * which keeps the roots' sequences level (level-sends.ts).
  */
 export const SEQUENCE_PATH = '/peer/v1/sequence';
-/** The most trees' roots one sequence may say it is levelled with. */
-export const MAX_ROOTS = 64;
+/** The sequences of one push's trees' roots: `key` the pushed manifest's digest, `lane` the stripe, of `lanes` levelled together. */
+export interface SequenceLevel {
+  key: string;
+  lane: number;
+  lanes: number;
+}
+/** The most lanes a levelled sequence may name. */
+export const MAX_LANES = 64;
 /** The manifest this node holds under an image name: GET ?name=<image>. */
 export const IMAGES_PATH = '/peer/v1/images';
 

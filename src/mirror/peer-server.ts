@@ -13,11 +13,11 @@ import { RangeNotSatisfiableError } from '../http/range.js';
 import { blobHeaders, countSent, serveBlob } from '../http/serve-blob.js';
 import { sendChunks } from '../http/send-file.js';
 import type { Bandwidth } from './bandwidth.js';
-import { LevelSends, levelGroupOf, levelled, type LevelSender } from './level-sends.js';
+import { LevelSends, levelled, type LevelSender } from './level-sends.js';
 import { LogRateLimiter } from '../util/log-rate-limiter.js';
 import { AUTH_HEADER, ProofChecker } from './peer-auth.js';
 import { peerIdOfCertificate, TLS_VERSION, type PeerTls } from './peer-tls.js';
-import { AWAIT_COPY_MS, AWAIT_WHOLE_MS, BLOB_PATH, IMAGES_PATH, MAX_ROOTS, MAX_SEQUENCE_BLOBS, MAX_SEQUENCE_BYTES, PATIENT_HEADER, PIPELINE_MIN_BYTES, SEQUENCE_PATH, TRY_HEADER, WHOLE_HEADER, type Piece } from './peer-protocol.js';
+import { AWAIT_COPY_MS, AWAIT_WHOLE_MS, BLOB_PATH, IMAGES_PATH, MAX_LANES, MAX_SEQUENCE_BLOBS, MAX_SEQUENCE_BYTES, PATIENT_HEADER, PIPELINE_MIN_BYTES, SEQUENCE_PATH, TRY_HEADER, WHOLE_HEADER, type Piece, type SequenceLevel } from './peer-protocol.js';
 import { peerSentBytes } from './metrics.js';
 import type { Spool } from './spool.js';
 import type { Spools } from './spools.js';
@@ -38,9 +38,9 @@ interface Held {
 const badRequest = (message: string) => ({ errors: [{ code: 'DIGEST_INVALID', message }] });
 
 /** The pieces of blobs a sequence request asks for (whole blobs unless a range is given), or why the request is refused. */
-function sequenceAsked(body: unknown): { pieces: Piece[]; roots?: number } | string {
-  const { blobs, roots } = (body ?? {}) as { blobs?: unknown; roots?: unknown };
-  if (roots !== undefined && !(Number.isSafeInteger(roots) && (roots as number) >= 1 && (roots as number) <= MAX_ROOTS)) return `roots must be a whole number from 1 to ${MAX_ROOTS}`;
+function sequenceAsked(body: unknown): { pieces: Piece[]; level?: SequenceLevel } | string {
+  const { blobs, level } = (body ?? {}) as { blobs?: unknown; level?: Partial<SequenceLevel> };
+  if (level !== undefined && !isLevel(level)) return `level must be {"key": a sha256 digest, "lane", "lanes"}, 0 <= lane < lanes <= ${MAX_LANES}`;
   if (!Array.isArray(blobs) || blobs.length === 0) return 'expected {"blobs": [{"digest", "size", "offset"?, "length"?}, ...]}';
   if (blobs.length > MAX_SEQUENCE_BLOBS) return `a sequence asks for at most ${MAX_SEQUENCE_BLOBS} blobs`;
   const asked = new Map<string, Piece>();
@@ -55,7 +55,12 @@ function sequenceAsked(body: unknown): { pieces: Piece[]; roots?: number } | str
     asked.set(digest, { digest, size, offset, length });
   }
   if (bytes > MAX_SEQUENCE_BYTES) return `a sequence asks for at most ${MAX_SEQUENCE_BYTES} bytes`;
-  return { pieces: [...asked.values()], roots: roots as number | undefined };
+  return { pieces: [...asked.values()], level };
+}
+
+function isLevel(level: Partial<SequenceLevel> | null): level is SequenceLevel {
+  const { key, lane, lanes } = level ?? {};
+  return typeof key === 'string' && isDigest(key) && Number.isSafeInteger(lane) && Number.isSafeInteger(lanes) && lane! >= 0 && lane! < lanes! && lanes! <= MAX_LANES;
 }
 
 /** A request body as JSON; undefined when it is none or not JSON. */
@@ -224,11 +229,10 @@ export function createPeerServer(opts: PeerServerOptions) {
   const level = new LevelSends();
   /**
    * The pieces asked for, in order, while this node holds their blobs; the stream ends at the first it does not.
-   * A tree's root (`roots`) is kept level with the other roots.
+   * A tree's root (`lane`) is kept level with the other roots.
    */
-  async function* inOrder(pieces: Piece[], first: Held, peer: string | undefined, roots: number | undefined): AsyncGenerator<Uint8Array> {
-    const group = roots && roots > 1 ? levelGroupOf(pieces, roots) : undefined;
-    const sender = group && level.join(group);
+  async function* inOrder(pieces: Piece[], first: Held, peer: string | undefined, lane: SequenceLevel | undefined): AsyncGenerator<Uint8Array> {
+    const sender = lane && level.join(lane);
     try {
       yield* sequence(pieces, first, peer, sender);
     } finally {
@@ -262,11 +266,11 @@ export function createPeerServer(opts: PeerServerOptions) {
   app.post(SEQUENCE_PATH, async (req, reply) => {
     const asked = sequenceAsked(jsonOf(req.body));
     if (typeof asked === 'string') return reply.code(400).send(badRequest(asked));
-    const { pieces: blobs, roots } = asked;
+    const { pieces: blobs, level: lane } = asked;
     // Answered once the first blob can be sent: a node further down a pipeline may wait for its copy to begin.
     const first = await held(blobs[0].digest, true);
     if (first?.size !== blobs[0].size) return reply.code(404).send(notFound(blobs[0].digest));
-    await sendChunks(reply.header('content-type', 'application/octet-stream'), inOrder(blobs, first, patientPeer(req), roots), log);
+    await sendChunks(reply.header('content-type', 'application/octet-stream'), inOrder(blobs, first, patientPeer(req), lane), log);
     return reply;
   });
 

@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'vitest';
 import { digestOf } from '../oci/digest.js';
-import { feedersOf, helpersOf, piecesOf, planFor, standInsOf, stripesFor, takerOrder } from './replication-plan.js';
+import { feedersOf, helpersOf, levelOf, piecesOf, planFor, standInsOf, stripesFor, takerOrder } from './replication-plan.js';
 
 const ORIGIN = 'pushed-to';
 const ids = (n: number) => Array.from({ length: n }, (_, i) => `peer-${i}`);
@@ -68,6 +68,20 @@ describe('replication plan', () => {
     // The two small blobs go to different stripes; large ones are spread over all four.
     expect(new Set(stripes.map((s) => s.length)).size).toBeGreaterThan(1);
     expect(stripes.every((s) => s.some((p) => p.digest === blobs[0].digest))).toBe(true);
+  });
+
+  test('the trees\' roots level their sequences as one push, also when one holds the largest blob already', () => {
+    const blobs = [12 << 20, 100 << 10, 8 << 20, 600 << 10].map((size, i) => ({ mediaType: 'x', digest: digestOf(Buffer.from([i])), size }));
+    const stripes = piecesOf(blobs, 4);
+    const levels = stripes.map((pieces, s) => levelOf(IMAGE, stripes, pieces, s));
+    expect(levels).toEqual([0, 1, 2, 3].map((lane) => ({ key: IMAGE, lane, lanes: 4 })));
+    // A root that holds the 12 MiB layer takes the rest of its stripe in the same group, waiting for the same lanes.
+    const lacking = stripes[2].filter((p) => p.digest !== blobs[0].digest);
+    expect(levelOf(IMAGE, stripes, lacking, 2)).toEqual({ key: IMAGE, lane: 2, lanes: 4 });
+    // Taking only a blob cut in two, it waits for two lanes; taking nothing cut (a small layer changed), for none.
+    const onlyHalves = stripes[1].filter((p) => p.digest === blobs[3].digest);
+    expect(levelOf(IMAGE, stripes, onlyHalves, 1)).toEqual({ key: IMAGE, lane: 1, lanes: 2 });
+    expect(levelOf(IMAGE, stripes, stripes[1].filter((p) => p.digest === blobs[1].digest), 1)).toBeUndefined();
   });
 
   // Before stand-ins, every orphan asked the node pushed to (and whom it redirected to): k+1 streams or more every

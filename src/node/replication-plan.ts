@@ -13,7 +13,7 @@
 import { createHash } from 'node:crypto';
 import type { Descriptor } from '../oci/digest.js';
 import type { StandIns } from '../mirror/lanes.js';
-import type { Piece } from '../mirror/peer-protocol.js';
+import type { Piece, SequenceLevel } from '../mirror/peer-protocol.js';
 
 /**
  * What one taker does: per stripe, the node it takes that stripe from, who stands in for it, whom it asks for
@@ -206,6 +206,19 @@ export function piecesOf(blobs: Descriptor[], k: number): Piece[][] {
     }
   }
   return stripes;
+}
+
+/**
+ * How a tree's root levels its sequence of stripe `s` (`taking`: the pieces of it it lacks) with the other roots'
+ * at the node pushed to (mirror/level-sends.ts): in the group of the push's manifest `push`, on lane s, waiting
+ * for as many lanes as stripes carry a piece of the largest cut blob it takes (the other roots, lacking what it
+ * lacks, ask for theirs at the same time). None when it takes no cut blob: then there is nothing to keep level.
+ */
+export function levelOf(push: string, stripes: Piece[][], taking: Piece[], s: number): SequenceLevel | undefined {
+  const cut = taking.filter((p) => p.length < p.size);
+  if (cut.length === 0) return undefined;
+  const largest = cut.reduce((a, b) => (b.size > a.size ? b : a)).digest;
+  return { key: push, lane: s, lanes: stripes.filter((pieces) => pieces.some((p) => p.digest === largest)).length };
 }
 
 /**

@@ -11,7 +11,7 @@ import { TagRecords } from './tag-records.js';
 import type { Lane, StandIns } from '../mirror/lanes.js';
 import { Replicator } from './replicator.js';
 import { planFor, takerOrder } from './replication-plan.js';
-import type { Piece } from '../mirror/peer-protocol.js';
+import type { Piece, SequenceLevel } from '../mirror/peer-protocol.js';
 
 const ORIGIN = 'origin-peer';
 const SELF = 'self-peer';
@@ -47,7 +47,7 @@ async function pushedImage(origin: MemoryStore, layerSizes: number[]) {
 function taker(blobs: Map<string, Buffer>, { sequences = false, stuck = false, store = new MemoryStore(), fetchMs = 0 } = {}) {
   const pushes = new NewestPushes(SELF);
   const fetched: string[] = [];
-  const asked: { peer: string; digests: string[]; roots?: number }[] = [];
+  const asked: { peer: string; digests: string[]; level?: SequenceLevel }[] = [];
   const fromSequence: string[] = [];
   const closed: string[] = [];
   const askedFirst = new Map<string, string>();
@@ -75,9 +75,9 @@ function taker(blobs: Map<string, Buffer>, { sequences = false, stuck = false, s
         })();
         return { verified: stored, stored };
       },
-      openSequence: async (peer, pieces, roots) => {
+      openSequence: async (peer, pieces, level) => {
         if (!sequences) throw new Error('no sequences here');
-        asked.push({ peer, digests: pieces.map((p) => p.digest), roots });
+        asked.push({ peer, digests: pieces.map((p) => p.digest), level });
         const next = stuck ? () => new Promise<undefined>(() => undefined) : async (p: Piece) => ({ peer, size: p.size, offset: p.offset, length: p.length, bytes: Readable.from([]) });
         return { next, close: () => void closed.push(peer) };
       },
@@ -158,7 +158,8 @@ describe('replicator', () => {
     expect(new Set(plan.feeders).size).toBeGreaterThan(1);
     // The root of a tree says so to the node pushed to, which keeps the roots level (mirror/level-sends.ts).
     expect(plan.feeders).toContain(ORIGIN);
-    expect(asked.map((a) => a.roots)).toEqual(plan.feeders.filter((_, s) => plan.pieces[s].length > 0).map((f) => (f === ORIGIN ? 4 : undefined)));
+    const levels = plan.feeders.map((f, s) => (f === ORIGIN ? { key: img.manifest.digest, lane: s, lanes: 4 } : undefined));
+    expect(asked.map((a) => a.level)).toEqual(levels.filter((_, s) => plan.pieces[s].length > 0));
   });
 
   test('among many takers, each stripe\'s lanes carry the stand-ins the plan names for it, asked when its feeder stops', async () => {

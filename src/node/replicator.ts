@@ -17,8 +17,8 @@ import type { Membership } from '../dht/membership.js';
 import type { BlobSource, SourceSequence } from '../mirror/blob-sequence.js';
 import type { Lane } from '../mirror/lanes.js';
 import type { FetchOptions, Fetching } from '../mirror/mirror-options.js';
-import type { Piece } from '../mirror/peer-protocol.js';
-import { planFor, type TakerPlan } from './replication-plan.js';
+import type { Piece, SequenceLevel } from '../mirror/peer-protocol.js';
+import { levelOf, planFor, type TakerPlan } from './replication-plan.js';
 import { children, isIndexMediaType, MANIFEST_MEDIA_TYPES, parseManifest, type ParsedManifest } from '../oci/manifest.js';
 import { readManifest } from '../oci/references.js';
 import type { ImageFetch } from '../api/admin-types.js';
@@ -30,7 +30,7 @@ import { replicatedBytes, replications, replicationSeconds, replicationsInProgre
 export interface ReplicationSource {
   fetch(digest: string, options: FetchOptions): Fetching;
   /** `pieces` of blobs from `peer` on one stream, in this order. */
-  openSequence(peer: string, pieces: Piece[], roots?: number): Promise<SourceSequence>;
+  openSequence(peer: string, pieces: Piece[], level?: SequenceLevel): Promise<SourceSequence>;
   /** Blobs arriving now and the bytes of each that are here. */
   arriving(): Map<string, number>;
 }
@@ -120,7 +120,7 @@ export class Replicator {
       }
       const wanted = blobs.filter((b) => !given.has(b.digest));
       const plan = planFor(order, wanted, pushedTo, this.deps.membership.self);
-      await this.#striped(wanted, plan, pushedTo, pending);
+      await this.#striped(digest, wanted, plan, pushedTo, pending);
       await Promise.all(storing);
       // A later push of the same name may have started meanwhile, or be known by now: the newest one names the image.
       const target = { mediaType: root.manifest.mediaType, digest, size: root.body.length };
@@ -189,7 +189,7 @@ export class Replicator {
    * Takes every blob in its stripes, each stripe from its feeder on one stream; a blob's fetch begins when
    * the first of its pieces comes up. Each blob's stored copy goes to `pending`.
    */
-  async #striped(blobs: Descriptor[], plan: TakerPlan, pushedTo: string, pending: (storing: Promise<void>) => void): Promise<void> {
+  async #striped(push: string, blobs: Descriptor[], plan: TakerPlan, pushedTo: string, pending: (storing: Promise<void>) => void): Promise<void> {
     const fetches = new Map<string, { verified: Promise<void>; lanes: Map<number, (source: BlobSource | undefined) => void> }>();
     // What this taker holds already (an earlier image's layers) is not asked of its feeders.
     const held = new Set((await Promise.all(blobs.map(async (b) => ((await this.deps.store.stat(b.digest)) ? b.digest : '')))).filter(Boolean));
@@ -213,8 +213,8 @@ export class Replicator {
     const byDigest = new Map(blobs.map((b) => [b.digest, b]));
     await Promise.all(taking.map(async (pieces, s) => {
       // A tree's root says so: the node pushed to keeps the roots' sequences level (mirror/level-sends.ts).
-      const roots = plan.feeders[s] === pushedTo && plan.feeders.length > 1 ? plan.feeders.length : undefined;
-      const sequence = await this.#sequence(plan.feeders[s], pieces, roots);
+      const level = plan.feeders[s] === pushedTo && plan.feeders.length > 1 ? levelOf(push, plan.pieces, pieces, s) : undefined;
+      const sequence = await this.#sequence(plan.feeders[s], pieces, level);
       try {
         for (const piece of pieces) {
           const fetch = fetchOf(byDigest.get(piece.digest)!);
@@ -240,10 +240,10 @@ export class Replicator {
   }
 
   /** The pieces on one stream from their feeder, or undefined (the mirror then takes them from holders). */
-  async #sequence(feeder: string, pieces: Piece[], roots?: number): Promise<SourceSequence | undefined> {
+  async #sequence(feeder: string, pieces: Piece[], level?: SequenceLevel): Promise<SourceSequence | undefined> {
     if (pieces.length === 0) return undefined;
     try {
-      return await this.deps.mirror.openSequence(feeder, pieces, roots);
+      return await this.deps.mirror.openSequence(feeder, pieces, level);
     } catch (err) {
       this.deps.log.warn({ peer: feeder, pieces: pieces.length, err: (err as Error).message }, 'a feeder sends no sequence; its stripe comes from holders');
       return undefined;
