@@ -1,7 +1,8 @@
 // `npm run bench`: meshd against Debian's Go docker-registry on this machine, loopback only.
 //  1. blob GET throughput (curl into /dev/null) of one large random blob: meshd on containerd, the Go
 //     registry, and meshd on its fs store for information; target: meshd ≥ 0.6× docker-registry;
-//  2. push time of a multi-layer OCI image with `skopeo copy`, fresh registry each round;
+//  2. push time of a multi-layer OCI image with `skopeo copy`, fresh registry each round, and the same blobs
+//     written into containerd by its own client (`ctr content ingest`: the floor of any registry on containerd);
 //  3. pull of the same image by containerd through the mirror (meshd B fetching from peer meshd A)
 //     against containerd pulling it straight from the Go registry; target: mirror throughput
 //     ≥ 0.7× the direct path's (direct time / mirror time) with `ctr images pull` (also printed: `ctr content fetch`);
@@ -28,7 +29,7 @@ import { benchMirrorPull, VARIANT_LABEL, type MirrorPullReport, type PullVariant
 import { benchGet, writeRandomBlob, type GetResult } from './registry-get.js';
 import { benchPusshIncremental, type PusshIncrementalReport } from './pussh-incremental.js';
 import { benchRepushRace } from './repush-race.js';
-import { benchPush, type PushResult } from './skopeo-push.js';
+import { benchPush, ctrIngestTarget, type PushResult } from './skopeo-push.js';
 
 const GET_TARGET = 0.6;
 const MIRROR_TARGET = 0.7;
@@ -39,6 +40,7 @@ const MIRROR_JUDGED: PullVariant = 'pull';
 const MESHD_CTD = 'meshd (containerd)';
 const MESHD_FS = 'meshd (fs store)';
 const GO_REGISTRY = 'docker-registry (Go)';
+const CTR_INGEST = 'containerd alone (ctr ingest)';
 
 const say = (line: string) => console.log(line);
 
@@ -84,6 +86,7 @@ async function pushPhase(work: string): Promise<{ results: PushResult[]; imageBy
     { name: MESHD_CTD, start: () => startMeshdOnContainerd(MESHD_CTD) },
     { name: GO_REGISTRY, start: () => startDockerRegistry(GO_REGISTRY) },
     { name: MESHD_FS, start: () => startMeshd(MESHD_FS, ['--store', 'fs']) },
+    ctrIngestTarget(CTR_INGEST),
   ], image, { rounds: envInt('BENCH_PUSH_ROUNDS', 3), repo: 'bench/app' }, say);
   return { results, imageBytes, layers: sizes.length };
 }
@@ -153,6 +156,8 @@ async function main(): Promise<number> {
     ]));
     const ratio = push.results.find((r) => r.name === MESHD_CTD)!.medianSeconds / ref;
     say(`Push time ratio meshd(containerd)/docker-registry = ${fixed(ratio, 2)} (below 1 = meshd faster)`);
+    const floor = push.results.find((r) => r.name === CTR_INGEST)!.medianSeconds;
+    say(`containerd alone (its own client writing the same blobs, no HTTP) takes ${fixed(floor / ref, 2)}× docker-registry's push; meshd(containerd) takes ${fixed(ratio * ref / floor, 2)}× containerd alone`);
     say('');
     json.push = {
       imageBytes: push.imageBytes,
@@ -161,6 +166,7 @@ async function main(): Promise<number> {
       roundsSeconds: Object.fromEntries(push.results.map((r) => [r.name, r.rounds.map((x) => Number(x.toFixed(3)))])),
       serverCpuSeconds: Object.fromEntries(push.results.map((r) => [r.name, Number(r.cpuSeconds.toFixed(2))])),
       timeRatio: Number(ratio.toFixed(3)),
+      containerdFloorRatio: Number((floor / ref).toFixed(3)),
     };
   }
   if (mirror) {
