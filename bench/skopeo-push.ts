@@ -21,7 +21,7 @@ export interface PushTarget {
 
 /**
  * Every blob of the image written into a fresh private containerd by `ctr content ingest` (containerd's Go client),
- * all at once as skopeo sends layers: what containerd itself takes for the bytes, without any HTTP in front.
+ * one after another as skopeo sends them: what containerd itself takes for the bytes, without any HTTP in front.
  */
 export function ctrIngestTarget(name: string): PushTarget {
   let socket = '';
@@ -35,9 +35,10 @@ export function ctrIngestTarget(name: string): PushTarget {
     // ctr fails unless containerd committed the blob under the expected digest and size. (Without a lease, its
     // garbage collection may drop the blobs afterwards: nothing here reads them back.)
     push: async (image) => {
-      await Promise.all(image.blobs.map(({ digest, size }) => exec('sh', ['-c',
-        'exec ctr -a "$0" -n bench content ingest --expected-digest "$1" --expected-size "$2" "$1" < "$3"',
-        socket, digest, String(size), join(image.dir, 'blobs', 'sha256', digest.slice('sha256:'.length))])));
+      for (const { digest, size } of image.blobs) {
+        await exec('sh', ['-c', 'exec ctr -a "$0" -n bench content ingest --expected-digest "$1" --expected-size "$2" "$1" < "$3"',
+          socket, digest, String(size), join(image.dir, 'blobs', 'sha256', digest.slice('sha256:'.length))]);
+      }
     },
   };
 }
