@@ -73,7 +73,7 @@ describe('a holder sending the stripes of a blob to the trees\' roots', () => {
   afterEach(cleanUp);
 
   // Two stripes asked as two sequences, one read slowly: how far apart they are after 2 s. Each is half of
-  // a 64 MiB blob, or with `otherBlobs` the first half of a 32 MiB blob of its own (a root holding the other's).
+  // a 64 MiB blob, or with `otherBlobs` the first half of a 64 MiB blob of its own (a root holding the other's).
   async function halvesApart(level: Omit<SequenceLevel, 'lane'> | undefined, otherBlobs = false): Promise<{ fastBytes: number; slowBytes: number }> {
     const dir = await mkdtemp(join(tmpdir(), 'level-sends-'));
     onCleanUp(() => rm(dir, { recursive: true, force: true }));
