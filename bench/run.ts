@@ -151,19 +151,20 @@ async function main(): Promise<number> {
     };
   }
   if (push) {
-    const ref = push.results.find((r) => r.name === GO_REGISTRY)!.medianSeconds;
+    const seconds = (name: string) => push.results.find((r) => r.name === name)!.medianSeconds;
+    const ref = seconds(GO_REGISTRY);
     say(`Push, skopeo copy of a ${push.layers}-layer image (${fixed(push.imageBytes / MiB, 0)} MiB), fresh registry per round, median of ${push.results[0].rounds.length} rounds (lower is better)`);
     say(table([
       ['registry', 'median seconds', 'min', 'max', 'server CPU s', 'time × docker-registry'],
       ...push.results.map((r) => [r.name, fixed(r.medianSeconds, 2), fixed(Math.min(...r.rounds), 2), fixed(Math.max(...r.rounds), 2), fixed(r.cpuSeconds, 2), fixed(r.medianSeconds / ref, 2)]),
     ]));
-    const ratio = push.results.find((r) => r.name === MESHD_CTD)!.medianSeconds / ref;
+    const ratio = seconds(MESHD_CTD) / ref;
     for (const [name, target] of Object.entries(PUSH_TARGETS)) {
-      const r = push.results.find((x) => x.name === name)!.medianSeconds / ref;
+      const r = seconds(name) / ref;
       say(`Push time ratio ${name}/docker-registry = ${fixed(r, 2)} (target ≤ ${fixed(target, 2)}): ${r <= target ? 'target met' : 'TARGET MISSED'}`);
     }
-    const floor = push.results.find((r) => r.name === CTR_INGEST)!.medianSeconds;
-    say(`containerd alone (its own client writing the same blobs, no HTTP) takes ${fixed(floor / ref, 2)}× docker-registry's push; meshd(containerd) takes ${fixed(ratio * ref / floor, 2)}× containerd alone`);
+    const floor = seconds(CTR_INGEST);
+    say(`containerd alone (its own client writing the same blobs, no HTTP) takes ${fixed(floor / ref, 2)}× docker-registry's push; meshd(containerd) takes ${fixed(seconds(MESHD_CTD) / floor, 2)}× containerd alone`);
     say('');
     json.push = {
       imageBytes: push.imageBytes,

@@ -32,7 +32,7 @@ export async function* levelled(chunks: AsyncIterable<Uint8Array>, sender: Level
 
 interface Group {
   senders: Set<LevelSender>;
-  /** Lanes the blob is cut in, and when the group's first sequence came. */
+  /** Lanes to wait for (as the first sequence of the group named them), and when that sequence came. */
   lanes: number;
   since: number;
 }

@@ -226,13 +226,13 @@ export function createPeerServer(opts: PeerServerOptions) {
     },
   });
 
-  const level = new LevelSends();
+  const levels = new LevelSends();
   /**
    * The pieces asked for, in order, while this node holds their blobs; the stream ends at the first it does not.
-   * A tree's root (`lane`) is kept level with the other roots.
+   * A tree's root (`level`) is kept level with the other roots.
    */
-  async function* inOrder(pieces: Piece[], first: Held, peer: string | undefined, lane: SequenceLevel | undefined): AsyncGenerator<Uint8Array> {
-    const sender = lane && level.join(lane);
+  async function* inOrder(pieces: Piece[], first: Held, peer: string | undefined, level: SequenceLevel | undefined): AsyncGenerator<Uint8Array> {
+    const sender = level && levels.join(level);
     try {
       yield* sequence(pieces, first, peer, sender);
     } finally {
@@ -266,11 +266,11 @@ export function createPeerServer(opts: PeerServerOptions) {
   app.post(SEQUENCE_PATH, async (req, reply) => {
     const asked = sequenceAsked(jsonOf(req.body));
     if (typeof asked === 'string') return reply.code(400).send(badRequest(asked));
-    const { pieces: blobs, level: lane } = asked;
+    const { pieces: blobs, level } = asked;
     // Answered once the first blob can be sent: a node further down a pipeline may wait for its copy to begin.
     const first = await held(blobs[0].digest, true);
     if (first?.size !== blobs[0].size) return reply.code(404).send(notFound(blobs[0].digest));
-    await sendChunks(reply.header('content-type', 'application/octet-stream'), inOrder(blobs, first, patientPeer(req), lane), log);
+    await sendChunks(reply.header('content-type', 'application/octet-stream'), inOrder(blobs, first, patientPeer(req), level), log);
     return reply;
   });
 
