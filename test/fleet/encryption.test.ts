@@ -13,6 +13,7 @@ import { ensurePackages } from '../helpers/apt.js';
 import { buildImage, type BuiltImage } from '../helpers/oci-image.js';
 import { recordPeerRequest, type RecordedRequest } from '../helpers/peer-record.js';
 import { Fleet, REGISTRY_ADDR, waitFor, type FleetHost } from './index.js';
+import { holdsWhole } from './holdings.js';
 import { runNames } from './layout.js';
 
 const MiB = 1 << 20;
@@ -34,11 +35,6 @@ function slicesOf(image: BuiltImage): Buffer[] {
     const starts = [0, 0.25, 0.5, 0.75].map((f) => Math.floor((bytes.length - SLICE) * f)).concat(bytes.length - SLICE);
     return [...new Set(starts)].map((s) => bytes.subarray(s, s + SLICE));
   });
-}
-
-async function holdsWhole(host: FleetHost, image: BuiltImage, name: string): Promise<boolean> {
-  const [images, content] = await Promise.all([host.ctr(['images', 'ls']), host.ctr(['content', 'ls', '-q'])]);
-  return images.split('\n').some((l) => l.startsWith(`${name} `) && l.includes(image.digest)) && image.blobs.every((b) => content.includes(b.digest));
 }
 
 /**

@@ -2,24 +2,20 @@
 // the containerd of every host whose replication policy takes it, and nowhere else. While it spreads,
 // `meshctl ls --mesh` shows who is still fetching; a push may carry its own policy; a host dying while it
 // feeds a stripe of the layers to others leaves them to take the rest of that stripe from other holders; a
-// host that was down during a push takes it when it is back, and a copy removed on a host stays removed.
+// host that starts while a push spreads takes it too, the others not waiting for it; a host that was down
+// during a push takes it when it is back, and a copy removed on a host stays removed.
 import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildImage, type BuiltImage } from '../helpers/oci-image.js';
 import { feedersOf, takerOrder } from '../../src/node/replication-plan.js';
 import { Fleet, REGISTRY_ADDR, waitFor, type FleetHost } from './index.js';
+import { fetchedFrom, holdsWhole } from './holdings.js';
 
 const MiB = 1 << 20;
 
 /** Host 5 is a database host, host 6 takes nothing; the rest are web hosts. */
 const roles = (i: number) => (i === 6 ? ['--replicate', 'none'] : ['--label', i === 5 ? 'role=db' : 'role=web']);
-
-async function holdsWhole(host: FleetHost, image: BuiltImage, name: string): Promise<boolean> {
-  const [images, content] = await Promise.all([host.ctr(['images', 'ls']), host.ctr(['content', 'ls', '-q'])]);
-  return images.split('\n').some((l) => l.startsWith(`${name} `) && l.includes(image.digest))
-    && image.blobs.every((b) => content.includes(b.digest));
-}
 
 /** curl arguments that PUT `image`'s manifest as app:`tag` on the host's registry, with the header pussh --replicate sends. */
 function putWithPolicy(image: BuiltImage, tag: string, policy: string): string[] {
@@ -121,6 +117,42 @@ describe('replication of a push through the fleet', () => {
       for (const h of fleet.hosts) await h.unshape();
       if (!first.meshdPid) await first.startMeshd();
       rmSync(image2.dir, { recursive: true, force: true });
+    }
+  });
+
+  it('takes in a host that starts while a push spreads, without the others waiting for it', async () => {
+    const [h1, h2, h3, h4, h5] = fleet.hosts;
+    const name = 'docker.io/library/app:joined';
+    // Long enough at 16 Mbit/s (13 s) that h4 is up well before the others are done.
+    const image4 = buildImage({ layerSizes: [16 * MiB, 4 * MiB, 4 * MiB], tag: 'joined' });
+    const upFirst = [h2, h3, h5];
+    try {
+      await h4.killMeshd('SIGTERM');
+      for (const h of fleet.hosts) await h.shape({ rateMbit: 16 });
+      await h1.skopeo(['copy', `oci:${image4.dir}:joined`, `docker://${REGISTRY_ADDR}/app:joined`, '--dest-tls-verify=false']);
+      await waitFor('a host to be taking the push', async () => {
+        const rows = JSON.parse((await h1.meshctl(['--json', 'ls', '--mesh'])).stdout) as { name: string; fetching: { bytes: number }[] }[];
+        return rows.find((r) => r.name === name)?.fetching.some((f) => f.bytes > 2 * MiB);
+      }, { timeoutMs: 30_000, intervalMs: 100 });
+      await h4.startMeshd();
+      const spreading = await Promise.all(upFirst.map(async (h) => !(await holdsWhole(h, image4, name))));
+      expect(spreading, 'h2, h3 and h5 still copying when h4 is up').toContain(true);
+      for (const h of [...upFirst, h4]) await waitFor(`${h.name} to hold the whole image`, () => holdsWhole(h, image4, name), { timeoutMs: 90_000 });
+
+      const lines = (h: FleetHost, msg: string) => readFileSync(h.meshdLog, 'utf8').split('\n')
+        .filter((l) => l.includes(`"${msg}"`) && l.includes(image4.digest)).map((l) => JSON.parse(l) as { takers: number; plannedBy: string });
+      // h4 heard of the push from a member once it was back, and planned its copy itself.
+      expect(readFileSync(h4.meshdLog, 'utf8').split('\n').filter((l) => l.includes('"following pushes this node missed"') && l.includes(name))).toHaveLength(1);
+      expect(lines(h4, 'copying a push')[0]).toMatchObject({ plannedBy: 'this node' });
+      // The others kept the plan the push's node sent, which did not name h4, and took nothing from it.
+      for (const h of upFirst) {
+        expect(lines(h, 'copying a push')[0], `${h.name}'s plan`).toMatchObject({ takers: 3, plannedBy: 'the node pushed to' });
+        for (const blob of image4.layers) expect(fetchedFrom(h, blob.digest), `${h.name} took ${blob.digest} from`).not.toContain(h4.peerId);
+      }
+    } finally {
+      for (const h of fleet.hosts) await h.unshape();
+      if (!h4.meshdPid) await h4.startMeshd();
+      rmSync(image4.dir, { recursive: true, force: true });
     }
   });
 

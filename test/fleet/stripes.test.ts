@@ -7,23 +7,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildImage, type BuiltImage } from '../helpers/oci-image.js';
 import { feedersOf, planFor, stripesFor, takerOrder } from '../../src/node/replication-plan.js';
 import { Fleet, REGISTRY_ADDR, waitFor, type FleetHost } from './index.js';
+import { fetchedFrom, holdsWhole } from './holdings.js';
 
 const MiB = 1 << 20;
-
-async function holdsWhole(host: FleetHost, image: BuiltImage, name = 'docker.io/library/striped:1'): Promise<boolean> {
-  const [images, content] = await Promise.all([host.ctr(['images', 'ls']), host.ctr(['content', 'ls', '-q'])]);
-  return images.split('\n').some((l) => l.startsWith(`${name} `) && l.includes(image.digest))
-    && image.blobs.every((b) => content.includes(b.digest));
-}
-
-/** The peers a host's meshd took a blob from, as its "fetched from the mesh" line lists them. */
-function fetchedFrom(host: FleetHost, digest: string): string[] | undefined {
-  for (const line of readFileSync(host.meshdLog, 'utf8').split('\n')) {
-    if (!line.includes('"fetched from the mesh"') || !line.includes(digest)) continue;
-    return (JSON.parse(line) as { from: string[] }).from;
-  }
-  return undefined;
-}
 
 /** The holders a host's meshd took a range of a blob from besides its feeders' streams ("peer transfer started" lines). */
 function rangesFrom(host: FleetHost, digest: string): string[] {
@@ -50,7 +36,7 @@ describe('replication in stripes', () => {
   it('copies a push to nine takers, each layer in stripes from the feeders of the plan', { timeout: 180_000 }, async () => {
     const [h1, ...takers] = fleet.hosts;
     await h1.skopeo(['copy', `oci:${image.dir}:1`, `docker://${REGISTRY_ADDR}/library/striped:1`, '--dest-tls-verify=false']);
-    for (const h of takers) await waitFor(`${h.name} to hold the whole image`, () => holdsWhole(h, image), { timeoutMs: 90_000 });
+    for (const h of takers) await waitFor(`${h.name} to hold the whole image`, () => holdsWhole(h, image, 'docker.io/library/striped:1'), { timeoutMs: 90_000 });
     const layer = image.blobs.reduce((a, b) => (b.size > a.size ? b : a));
     const ids = takers.map((h) => h.peerId);
     for (const h of takers) {
