@@ -141,6 +141,8 @@ export async function onFleet<T>(opts: FanoutOptions, meshdArgs: string[], say: 
   const fleet = await Fleet.up(opts.hosts, { shape: { rateMbit: opts.rateMbit }, waitFor: 'full-mesh', meshdArgs });
   const down = onCleanup('fan-out fleet', () => fleet.down());
   try {
+    // How the hosts' TCP shares the links moves the figures (docs/benchmarks.md, "what BBR does on these links").
+    say(`  hosts' TCP congestion control: ${(await fleet.hosts[0].exec('sysctl', ['-n', 'net.ipv4.tcp_congestion_control'])).trim()} (FLEET_TCP_CC sets it)`);
     return await body(fleet);
   } finally {
     await down();

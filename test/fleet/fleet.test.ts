@@ -1,5 +1,6 @@
 // The fleet harness itself: a 4-host fleet forms one mesh, keeps its traffic on its own addresses, and leaves
-// nothing behind; crashed runs are cleaned at the next up; the CLI's fleet outlives the CLI until `down`.
+// nothing behind; hosts run the TCP congestion control asked for; crashed runs are cleaned at the next up; the
+// CLI's fleet outlives the CLI until `down`.
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
@@ -66,6 +67,30 @@ describe('a fleet of 4 hosts', () => {
     await f.down();
     expect(await traces(f.run, pids)).toEqual([]);
     expect(await f.leftovers()).toEqual([]);
+  });
+});
+
+describe("the hosts' TCP congestion control", () => {
+  const sysctl = (name: string) => readFileSync(`/proc/sys/net/ipv4/${name}`, 'utf8').trim();
+
+  it('is what up() names, in every host, the machine keeping its own', async () => {
+    const machine = sysctl('tcp_congestion_control');
+    // One the machine lets every namespace use, other than its own where it can (reno always is).
+    const wanted = sysctl('tcp_allowed_congestion_control').split(' ').find((a) => a !== machine) ?? machine;
+    const fleet = await Fleet.up(2, { tcp: wanted, waitFor: 'none' });
+    try {
+      for (const h of fleet.hosts) expect((await h.exec('sysctl', ['-n', 'net.ipv4.tcp_congestion_control'])).trim(), h.name).toBe(wanted);
+      expect(sysctl('tcp_congestion_control')).toBe(machine);
+    } finally {
+      await fleet.down();
+    }
+  });
+
+  it('fails naming the sysctl to run when the machine does not allow it, and leaves nothing behind', async () => {
+    const err = await Fleet.up(1, { tcp: 'no-such-tcp', waitFor: 'none' }).then(() => undefined, (e: Error) => e);
+    expect(err?.message).toMatch(/cannot use TCP congestion control no-such-tcp .*sysctl -w net\.ipv4\.tcp_allowed_congestion_control="[^"]* no-such-tcp"/);
+    const run = /fleet (\S+): host h1/.exec(err!.message)![1];
+    expect(await traces(run, [])).toEqual([]);
   });
 });
 

@@ -38,6 +38,8 @@ export interface FleetOptions {
    * large fleets, where peers find each other through the DHT as they need to), or `none`.
    */
   waitFor?: 'joined' | 'full-mesh' | 'none';
+  /** TCP congestion control of every host (e.g. `cubic`, Debian's default); default FLEET_TCP_CC, else the machine's. */
+  tcp?: string;
 }
 
 export class Fleet {
@@ -221,7 +223,7 @@ export class Fleet {
     await createBridge(this.run, this.subnet);
     for (let i = 1; i <= n; i++) {
       this.checkNotAborted();
-      await createHostNetwork(this.run, this.subnet, i);
+      await createHostNetwork(this.run, this.subnet, i, this.opts.tcp ?? (process.env.FLEET_TCP_CC || undefined));
       const dir = names.hostDir(i);
       await mkdir(dir, { recursive: true });
       this.hosts.push(new FleetHost({

@@ -1,7 +1,7 @@
 // The fleet's network: one bridge in the root namespace and, per host, a network namespace joined to it by a
 // veth pair. Hosts get an address on the fleet's own /24 and no default route, so their traffic can only go to
 // loopback or to the fleet's addresses (ip_forward stays as it is; nothing is routed or NATed out).
-import { readdir, writeFile } from 'node:fs/promises';
+import { readFile, readdir, writeFile } from 'node:fs/promises';
 import { exec, tryExec } from './exec.js';
 import { bridgeAddress, hostAddress, runNames, subnetCidr } from './layout.js';
 
@@ -21,13 +21,29 @@ export async function createBridge(run: string, subnet: number): Promise<void> {
   await ip(['link', 'set', bridge, 'up'], ctx);
 }
 
-/** Namespace lm-<run>-h<i> with `lo` up and `eth0` = <net>.<i>/24, plugged into the bridge. */
-export async function createHostNetwork(run: string, subnet: number, i: number): Promise<void> {
+/**
+ * TCP congestion control in a host's namespace. A namespace starts with the root namespace's, and may switch only
+ * to what the root allows every namespace (a host-wide setting this harness leaves to the operator).
+ */
+async function setCongestionControl(ns: string, algorithm: string, ctx: string): Promise<void> {
+  const res = await tryExec('ip', ['netns', 'exec', ns, 'sysctl', '-q', '-w', `net.ipv4.tcp_congestion_control=${algorithm}`]);
+  if (res.code === 0) return;
+  const allowed = (await readFile('/proc/sys/net/ipv4/tcp_allowed_congestion_control', 'utf8')).trim();
+  throw new Error(`${ctx}: cannot use TCP congestion control ${algorithm} (${res.stderr.trim()}); a namespace may use only what `
+    + `net.ipv4.tcp_allowed_congestion_control lists (${allowed}): as root, sysctl -w net.ipv4.tcp_allowed_congestion_control="${allowed} ${algorithm}"`);
+}
+
+/**
+ * Namespace lm-<run>-h<i> with `lo` up and `eth0` = <net>.<i>/24, plugged into the bridge, and TCP congestion
+ * control `tcp` when given (else the root namespace's).
+ */
+export async function createHostNetwork(run: string, subnet: number, i: number, tcp?: string): Promise<void> {
   const names = runNames(run);
   const ns = names.ns(i);
   const veth = names.veth(i);
   const ctx = `fleet ${run}: host h${i} (${ns})`;
   await ip(['netns', 'add', ns], ctx);
+  if (tcp) await setCongestionControl(ns, tcp, ctx);
   // Set before eth0 arrives: a device moved into a namespace takes that namespace's defaults.
   await exec('ip', ['netns', 'exec', ns, 'sysctl', '-q', '-w', 'net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1'], { context: ctx })
     .catch(() => {}); // kernel without IPv6
