@@ -128,6 +128,7 @@ describe('replication of a push through the fleet', () => {
     const upFirst = [h2, h3, h5];
     try {
       await h4.killMeshd('SIGTERM');
+      await waitFor('h1 to drop h4', async () => !(await h1.peers()).some((p) => p.id === h4.peerId));
       for (const h of fleet.hosts) await h.shape({ rateMbit: 16 });
       await h1.skopeo(['copy', `oci:${image4.dir}:joined`, `docker://${REGISTRY_ADDR}/app:joined`, '--dest-tls-verify=false']);
       await waitFor('a host to be taking the push', async () => {
