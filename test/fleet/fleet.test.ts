@@ -75,7 +75,7 @@ describe("the hosts' TCP congestion control", () => {
 
   it('is what up() names, in every host, the machine keeping its own', async () => {
     const machine = sysctl('tcp_congestion_control');
-    // One the machine lets every namespace use, other than its own where it can (reno always is).
+    // One the machine lets every namespace use, other than its own where it can (usually reno).
     const wanted = sysctl('tcp_allowed_congestion_control').split(' ').find((a) => a !== machine) ?? machine;
     const fleet = await Fleet.up(2, { tcp: wanted, waitFor: 'none' });
     try {

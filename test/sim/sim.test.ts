@@ -9,5 +9,6 @@ describe('in-process mesh larger than the replication factor', () => {
     const f = await simulate({ nodes: 30, keys: 500, lookups: 60 });
     console.log(JSON.stringify(f));
     expect(f.found).toBe(f.lookups);
-  }, 180_000);
+    // 30 nodes share this process's event loop: 48 s alone, about 2 minutes beside busy neighbours (the suite's other worker).
+  }, 300_000);
 });
