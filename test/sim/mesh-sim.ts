@@ -69,9 +69,12 @@ function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 }
 
-export async function simulate(opts: { nodes: number; keys: number; lookups: number }): Promise<SimFigures> {
+/** `say` hears each phase as it ends: when a run is slow, which phase it was in. */
+export async function simulate(opts: { nodes: number; keys: number; lookups: number }, say: (line: string) => void = () => {}): Promise<SimFigures> {
   const run = randomBytes(4).toString('hex');
   const nodes: SimNode[] = [];
+  const began = performance.now();
+  const phase = (what: string) => say(`${((performance.now() - began) / 1000).toFixed(1)} s: ${what}`);
   try {
     nodes.push(await startNode(0, run, []));
     const first = `/memory/${run}-0/p2p/${nodes[0].router.id}`;
@@ -82,6 +85,7 @@ export async function simulate(opts: { nodes: number; keys: number; lookups: num
     while (nodes.some((n) => n.router.peers().length < Math.min(want, 3)) && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 200));
     }
+    phase(`${opts.nodes} nodes started, the fewest peers any knows ${Math.min(...nodes.map((n) => n.router.peers().length))}`);
 
     const announcing = nodes[opts.nodes - 1];
     const store = new MemoryStore();
@@ -94,6 +98,7 @@ export async function simulate(opts: { nodes: number; keys: number; lookups: num
     const announceWallMs = performance.now() - started;
     const used = process.cpuUsage(cpu);
     holdings.stop();
+    phase(`${opts.keys} keys announced`);
 
     const times: number[] = [];
     let found = 0;
@@ -109,6 +114,7 @@ export async function simulate(opts: { nodes: number; keys: number; lookups: num
       }
       times.push(performance.now() - t0);
     }
+    phase(`${opts.lookups} lookups, ${found} found`);
     times.sort((a, b) => a - b);
     return {
       nodes: opts.nodes,

@@ -6,9 +6,10 @@ import { simulate } from './mesh-sim.js';
 
 describe('in-process mesh larger than the replication factor', () => {
   it('finds the holder of every looked-up key from other nodes', async () => {
-    const f = await simulate({ nodes: 30, keys: 500, lookups: 60 });
+    const f = await simulate({ nodes: 30, keys: 500, lookups: 60 }, (line) => console.log(line));
     console.log(JSON.stringify(f));
     expect(f.found).toBe(f.lookups);
-    // 30 nodes share this process's event loop: 48 s alone, about 2 minutes beside busy neighbours (the suite's other worker).
+    // 30 nodes share this process's event loop (forming their mesh keeps it busy about 25 s): 48 s alone, about
+    // 2 minutes beside busy neighbours (the suite's other worker). The phases it prints tell where a slow run was.
   }, 300_000);
 });
