@@ -8,6 +8,7 @@ import { ctr } from './helpers/containerd.js';
 import { startMeshd, type Meshd } from './helpers/meshd.js';
 import { buildImage, type BuiltImage } from './helpers/oci-image.js';
 import { run, skopeo } from './helpers/run.js';
+import { waitFor } from './helpers/wait.js';
 
 const MESHCTL = new URL('../dist/src/cli/meshctl.js', import.meta.url).pathname;
 
@@ -46,8 +47,8 @@ describe.each(['containerd', 'fs'] as const)('round trip on the %s store', (kind
     expect(images).toMatch(new RegExp(`docker\\.io/library/app:1\\s+application/vnd\\.oci\\.image\\.manifest\\.v1\\+json\\s+${image.digest}`));
     const content = await ctr(socket, ['-n', ns, 'content', 'ls']);
     for (const blob of image.blobs) expect(content).toContain(blob.digest);
-    // Upload leases are released once the image record holds the content.
-    expect(await ctr(socket, ['-n', ns, 'leases', 'ls'])).not.toContain('layermesh');
+    // Upload leases are released once the image record holds the content (just after the push returns).
+    await waitFor('meshd to release its leases', async () => !(await ctr(socket, ['-n', ns, 'leases', 'ls'])).includes('layermesh'), { timeoutMs: 5000, intervalMs: 50 });
     // containerd's GC keeps what the image references: the manifest carries the reference labels.
     expect(content).toMatch(/containerd\.io\/gc\.ref\.content\.l\.2=sha256:/);
   });

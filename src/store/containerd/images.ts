@@ -1,5 +1,6 @@
 // Image records in containerd. put() first labels every manifest/index with containerd's GC references,
-// so that the tag alone keeps config, layers and platform manifests alive, then releases our blob leases.
+// so that the tag alone keeps config, layers and platform manifests alive, then releases our blob leases
+// (after it returns).
 import type { Logger } from 'pino';
 import { MANIFEST_MEDIA_TYPES, children, parseManifest, type ParsedManifest } from '../../oci/manifest.js';
 import { NotFoundError, type ImageRecord, type ImageStore, type Store } from '../store.js';
@@ -16,6 +17,9 @@ interface WireImage {
 }
 
 export class ContainerdImages implements ImageStore {
+  /** Lease releases that put() started: it does not wait for them, close() does. */
+  readonly #releasing = new Set<Promise<void>>();
+
   constructor(
     private readonly client: ContainerdClient,
     private readonly blobs: Pick<Store, 'stat' | 'open'>,
@@ -45,8 +49,17 @@ export class ContainerdImages implements ImageStore {
       if (!hasCode(err, Code.ALREADY_EXISTS)) throw err;
       await this.client.unary('images', 'Update', { image, updateMask: { paths: ['target', 'labels'] } }, record.name);
     }
-    // Once the tag holds the blobs, the leases taken at commit time can go: a replica counts as held only then.
-    await releaseBlobs(this.client, reachable, this.logger);
+    // The tag holds the blobs now, so the leases taken at commit time can go; a transaction each, which the
+    // caller (a replication ending, a push's manifest) need not wait for.
+    const release: Promise<void> = releaseBlobs(this.client, reachable, this.logger)
+      .catch((err) => this.logger.warn({ err, image: record.name }, 'could not release the blob leases of a named image; containerd drops them when they expire'))
+      .finally(() => this.#releasing.delete(release));
+    this.#releasing.add(release);
+  }
+
+  /** Once the lease releases that put() started are over. */
+  async settled(): Promise<void> {
+    await Promise.all(this.#releasing);
   }
 
   async delete(name: string): Promise<boolean> {

@@ -180,6 +180,7 @@ describe('ContainerdStore images', () => {
     for (const hex of hexes) expect(await leases()).toContain(`layermesh-blob-${hex}`);
 
     await store.images.put({ name, target: desc(MediaType.ociIndex, index), labels: { team: 'a' } });
+    await store.images.settled();
 
     expect((await store.stat(sha256(index)))!.labels).toMatchObject({
       'containerd.io/gc.ref.content.m.0': sha256(manifest),
@@ -199,6 +200,15 @@ describe('ContainerdStore images', () => {
     // With the leases gone, only the tag and the labels keep the blobs through a GC.
     await collectGarbage();
     for (const b of [config, ...layers, manifest, index]) expect(await store.stat(sha256(b))).toBeDefined();
+  });
+
+  it('releases the blob leases after put returns, and its store closes only once they are released', async () => {
+    const own = await ContainerdStore.connect({ socket, namespace, logger });
+    const target = await putImage(own);
+    expect(await ctrNs('leases', 'ls')).toContain(blobLease(target.digest));
+    await own.images.put({ name: 'registry.example/team/closing:1', target, labels: {} });
+    await own.close();
+    expect(await ctrNs('leases', 'ls')).not.toContain(blobLease(target.digest));
   });
 
   it('put refuses a target that is not held', async () => {

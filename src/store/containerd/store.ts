@@ -114,6 +114,7 @@ export class ContainerdStore implements Store {
 
   async close(): Promise<void> {
     this.local.emit(CLOSE_EVENT);
+    await this.images.settled();
     this.client.close();
   }
 

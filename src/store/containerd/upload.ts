@@ -36,13 +36,16 @@ export class ContainerdUpload implements Upload {
   private channel?: WriteChannel;
   private finished = false;
 
-  private constructor(private readonly host: UploadHost, readonly id: string) {}
+  private constructor(private readonly host: UploadHost, readonly id: string, private readonly leased?: string) {}
 
   /** The lease id doubles as the ingest ref. */
   static async begin(digest: string | undefined, host: UploadHost): Promise<ContainerdUpload> {
     const id = uploadLeaseId(digest);
     await host.client.unary('leases', 'Create', { id, labels: gcExpireLabels() }, id);
-    return new ContainerdUpload(host, id);
+    // A blob named now goes under the lease now (see commit), a transaction off the upload's last moments.
+    const leased = leasedBlob(id);
+    if (leased) await leaseContent(host.client, id, leased);
+    return new ContainerdUpload(host, id, leased);
   }
 
   get offset(): number {
@@ -96,7 +99,7 @@ export class ContainerdUpload implements Upload {
     // The digest goes under this upload's lease *before* COMMIT: on AlreadyExists 1.6 leaves the existing blob
     // out of our lease, and an unreferenced one (its manifest just deleted) could be collected before it is
     // protected. At abort this lease is deleted, so a failed commit leaves nothing.
-    await leaseContent(this.host.client, this.id, expected.digest);
+    if (expected.digest !== this.leased) await leaseContent(this.host.client, this.id, expected.digest);
     let created = true;
     try {
       await ch.send({ action: 'COMMIT', ref: this.id, offset: held.offset, total: held.offset, expected: expected.digest, labels });
@@ -111,11 +114,15 @@ export class ContainerdUpload implements Upload {
     this.channel = undefined;
     // A lease of this blob already holds it until a tag does; another moves it under its blob lease (two
     // transactions and a deletion, which sets off containerd's garbage collection).
-    if (leasedBlob(this.id) !== expected.digest) {
+    if (this.leased !== expected.digest) {
       await protectBlob(this.host.client, expected.digest);
       await deleteLease(this.host.client, this.id, this.host.logger);
     }
-    if (created) this.host.blobAdded(expected.digest);
+    if (created) {
+      this.host.blobAdded(expected.digest);
+      return { digest: expected.digest, size: held.offset, labels };
+    }
+    // The blob it already had keeps its own labels.
     const info = await this.host.stat(expected.digest);
     if (!info) throw new Error(`containerd lost ${expected.digest} right after committing it (socket ${this.host.client.socket})`);
     return info;
