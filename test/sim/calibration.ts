@@ -51,10 +51,10 @@ export const HOSTS: Calibration = {
   // bytes in socket buffers and the queues of two links, about 120 KiB at 25 Mbit/s.
   hopMs: 20,
   hopBytes: 120 << 10,
-  // Last blob fetched to 'replicated' (the last commit into containerd and the image record): 67–113 ms on
-  // the same 2- and 3-host fleets (median 80), one stripe. In k stripes the store's copy of the last blob
-  // lags by its k − 1 later pieces, about 20 ms more for the last 4 MiB layer.
-  finishMs: 100,
+  // Last blob fetched to 'replicated' (the last commit into containerd and the image record; the blob leases
+  // are released after): 43–81 ms on 3-host fleets (median 50), one stripe. In k stripes the store's copy of
+  // the last blob lags by its k − 1 later pieces, about 20 ms more for the last 4 MiB layer.
+  finishMs: 70,
   // Striped replication. The node pushed to, which only sends: 0.004–0.014 CPU-s per MiB (meshd and
   // containerd, net of idle).
   sendCpuSecPerMiB: 0.008,
