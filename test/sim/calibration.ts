@@ -71,7 +71,7 @@ export const HOSTS: Calibration = {
 
 /**
  * The fleet bench: all hosts on the 2 cores of one machine. Its 8 hosts (7 takers) replicate along the
- * pipeline (one stripe); measured on it with calibrate.js, 8 hosts, four runs at 25 Mbit/s and two at 100.
+ * pipeline (one stripe); measured on it with calibrate.js, 8 hosts, two runs at 25 Mbit/s and six at 100.
  */
 export const FLEET_BENCH: Calibration = {
   ...HOSTS,
@@ -79,13 +79,14 @@ export const FLEET_BENCH: Calibration = {
   // Each taker's bytes after its first blob over the time they took, at 25 Mbit/s, where the CPU binds
   // least: 0.85–0.90 × B (0.956 for a plain TCP stream on the same links).
   efficiency: 0.88,
-  // The gossip reached the takers 71–92 ms after the push.
-  startMs: 80,
-  // Last blob fetched to 'replicated': 105–172 ms at 25 Mbit/s, 254–414 at 100, where containerd waits for CPU.
-  finishMs: 200,
-  // Taking: 0.049–0.058 CPU-s per MiB at 25 Mbit/s, 0.038–0.042 at 100.
-  recvCpuSecPerMiB: 0.034,
-  recvCpuSecPerMiBMbit: 0.57,
+  // The gossip reached the takers 32–155 ms after the push, median 44.
+  startMs: 45,
+  // Last blob fetched to 'replicated': 105–107 ms at 25 Mbit/s, 82–265 at 100 (median 136), where containerd
+  // waits for CPU.
+  finishMs: 120,
+  // Taking: 0.055–0.056 CPU-s per MiB at 25 Mbit/s, 0.028–0.039 at 100 (median 0.035).
+  recvCpuSecPerMiB: 0.028,
+  recvCpuSecPerMiBMbit: 0.68,
   // The node pushed to: 0.008–0.013.
   sendCpuSecPerMiB: 0.011,
   // meshd and containerd of one host, 5 s idle before the runs: 0.009–0.013 cores.
