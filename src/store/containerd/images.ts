@@ -3,7 +3,7 @@
 // (after it returns).
 import type { Logger } from 'pino';
 import { MANIFEST_MEDIA_TYPES, children, parseManifest, type ParsedManifest } from '../../oci/manifest.js';
-import { NotFoundError, type ImageRecord, type ImageStore, type Store } from '../store.js';
+import { NotFoundError, type BlobReader, type ImageRecord, type ImageStore, type Store } from '../store.js';
 import type { Descriptor } from '../../oci/digest.js';
 import { Code, hasCode, unlessNotFound, type ContainerdClient } from './client.js';
 import { releaseBlobs } from './leases.js';
@@ -22,7 +22,7 @@ export class ContainerdImages implements ImageStore {
 
   constructor(
     private readonly client: ContainerdClient,
-    private readonly blobs: Pick<Store, 'stat' | 'open'>,
+    private readonly blobs: Pick<Store, 'open'>,
     private readonly logger: Logger,
   ) {}
 
@@ -93,14 +93,20 @@ export class ContainerdImages implements ImageStore {
   }
 
   private async readManifest(d: Descriptor, required: boolean): Promise<ParsedManifest | undefined> {
-    const info = await this.blobs.stat(d.digest);
-    if (!info) {
+    let reader: BlobReader;
+    try {
+      reader = await this.blobs.open(d.digest);
+    } catch (err) {
+      if (!(err instanceof NotFoundError)) throw err;
       if (required) throw new NotFoundError(`manifest ${d.digest}`);
       this.logger.debug({ digest: d.digest }, 'manifest not held locally; not walking into it');
       return undefined;
     }
-    if (info.size > MAX_MANIFEST_BYTES) throw new Error(`${d.digest} is ${info.size} bytes, too large for a ${d.mediaType}`);
-    const { stream } = await this.blobs.open(d.digest);
+    const { size, stream } = reader;
+    if (size > MAX_MANIFEST_BYTES) {
+      stream.destroy();
+      throw new Error(`${d.digest} is ${size} bytes, too large for a ${d.mediaType}`);
+    }
     const parts: Buffer[] = [];
     for await (const chunk of stream) parts.push(chunk as Buffer);
     return parseManifest(Buffer.concat(parts), d.mediaType);

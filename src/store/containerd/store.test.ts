@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { ctr } from '../../../test/helpers/containerd.js';
+import { MAX_MANIFEST_BYTES } from '../../oci/limits.js';
 import { MediaType } from '../../oci/manifest.js';
 import { storeConformance } from '../conformance.js';
 import { pieces, put, putImage, readAll, sha256, subscribe } from '../conformance-kit.js';
@@ -209,6 +210,14 @@ describe('ContainerdStore images', () => {
     await own.images.put({ name: 'registry.example/team/closing:1', target, labels: {} });
     await own.close();
     expect(await ctrNs('leases', 'ls')).not.toContain(blobLease(target.digest));
+  });
+
+  it('put refuses a manifest too large to be one, and names it', async () => {
+    const big = randomBytes(MAX_MANIFEST_BYTES + 1);
+    await put(store, big);
+    await expect(store.images.put({ name: 'registry.example/team/big:1', target: desc(MediaType.ociManifest, big), labels: {} }))
+      .rejects.toThrow(`${sha256(big)} is ${big.length} bytes, too large`);
+    expect(await store.images.get('registry.example/team/big:1')).toBeUndefined();
   });
 
   it('put refuses a target that is not held', async () => {
