@@ -10,9 +10,6 @@ import { MAX_STORED_MANIFEST_BYTES } from './limits.js';
  * a store that reaches beyond this host (the mirror) may bring what it lacks.
  */
 export async function readSmallBlob(store: Store, digest: string, limit = MAX_STORED_MANIFEST_BYTES, requestedIn?: RequestedIn): Promise<Buffer | undefined> {
-  const info = await store.stat(digest);
-  if (info ? info.size > limit : !requestedIn) return undefined;
-  // Deleted since stat (e.g. by a concurrent manifest delete in another repository): absent as well.
   const opened = await store.open(digest, undefined, requestedIn).catch((err: unknown) => {
     if (err instanceof NotFoundError) return undefined;
     throw err;
