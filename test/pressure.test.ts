@@ -131,6 +131,25 @@ describe('connections', () => {
   });
 });
 
+describe('downloads cut short', () => {
+  it('leave meshd no descriptor once their clients hang up while meshd waits to write', async () => {
+    const digest = await pushBlob(randomBytes(48 * MiB), 'cut'); // more than loopback's socket buffers hold
+    const before = await openDescriptors(meshd);
+    const { hostname, port } = new URL(meshd.url);
+    await Promise.all(Array.from({ length: 8 }, () => new Promise<void>((resolve) => {
+      const req = request({ host: hostname, port, agent: false, path: `/v2/cut/blobs/${digest}` }, (res) => {
+        res.pause(); // meshd's writes back up, then the client goes
+        setTimeout(() => {
+          req.destroy();
+          resolve();
+        }, 300);
+      });
+      req.on('error', () => undefined).end();
+    })));
+    await waitFor('meshd to close the blob files of the downloads', async () => (await openDescriptors(meshd)) <= before, { timeoutMs: 3000, intervalMs: 50 });
+  });
+});
+
 describe('memory', () => {
   it('stays flat under 200 concurrent manifest GETs of a 16 MiB layer, each answered 404 without reading it', async () => {
     const layer = await pushBlob(randomBytes(16 * MiB));

@@ -67,3 +67,23 @@ it('ends quietly when the client has hung up and then the source fails', async (
   await waitFor('the response to end', () => done && done.then(() => true), { intervalMs: 5 });
   await sleep(100); // an unhandled rejection of the failed write would fail the run here (and crash meshd)
 });
+
+it('lets go of its source when the client hangs up while a write is waiting on it', async () => {
+  let released = false;
+  async function* tracked(): AsyncGenerator<Buffer> {
+    try {
+      yield* lent();
+    } finally {
+      released = true; // where a file is closed, a spool reader ends, a levelled sender leaves its group
+    }
+  }
+  const url = await serve(async (_req, reply) => {
+    await sendChunks(reply, tracked(), log);
+    return reply;
+  });
+  const req = get(url, (res) => {
+    res.pause(); // writes back up behind full socket buffers, then the client goes
+    void sleep(300).then(() => req.destroy());
+  }).on('error', () => undefined);
+  await waitFor('the source to be let go', () => released, { timeoutMs: 3000, intervalMs: 20 });
+});

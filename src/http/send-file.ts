@@ -2,6 +2,7 @@
 // one is being written. Streaming a file instead allocates a buffer per chunk, and the garbage
 // collection that follows costs much of the throughput (docs: Benchmarks).
 import { open, type FileHandle } from 'node:fs/promises';
+import type { ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
 import type { FastifyReply } from 'fastify';
 import type { Logger } from 'pino';
@@ -47,7 +48,7 @@ export async function sendChunks(reply: FastifyReply, chunks: AsyncIterable<Uint
       // Also when the client left before the first chunk: 'close' was then emitted already.
       if (res.destroyed) break;
       await pace?.(chunk.length);
-      written = new Promise((resolve, reject) => res.write(chunk, (err) => (err ? reject(err) : resolve())));
+      written = write(res, chunk);
       // Awaited before the next write; when the source fails first, the failure below is the one that counts.
       written.catch(() => undefined);
     }
@@ -57,6 +58,21 @@ export async function sendChunks(reply: FastifyReply, chunks: AsyncIterable<Uint
     if (!res.destroyed) log.warn({ err }, 'blob response cut short');
     res.destroy();
   }
+}
+
+/**
+ * Writes the chunk; settles once it is written, or once the connection has gone: Node does not call a write's
+ * callback when the client hangs up while the write waits, and the source would then never be let go.
+ */
+function write(res: ServerResponse, chunk: Uint8Array): Promise<void> {
+  return new Promise((resolve, reject) => {
+    res.once('close', resolve);
+    res.write(chunk, (err) => {
+      res.off('close', resolve);
+      if (err) reject(err);
+      else resolve();
+    });
+  });
 }
 
 /** Bytes `start..end` (inclusive) of the file, read into two buffers taken in turn. */
