@@ -15,7 +15,10 @@ beforeEach(async () => {
   dir = await mkdtemp(join(tmpdir(), 'spool-test-'));
   spools = await Spools.open(dir);
 });
-afterEach(() => rm(dir, { recursive: true, force: true }));
+afterEach(async () => {
+  for (const spool of spools.list()) await spools.remove(spool); // closes its file, as the mirror does
+  await rm(dir, { recursive: true, force: true });
+});
 
 /** Collects what a reader has delivered so far, and whether it ended. */
 function follow(stream: NodeJS.ReadableStream) {

@@ -31,6 +31,7 @@ function blobCases(open: OpenStore): void {
     expect(info).toMatchObject({ digest, size: data.length });
     expect(await store.stat(digest)).toMatchObject({ digest, size: data.length });
     const reader = await store.open(digest);
+    reader.stream.destroy();
     expect(reader.size).toBe(data.length);
     expect((await content(store, digest)).equals(data)).toBe(true);
   }));
@@ -40,6 +41,7 @@ function blobCases(open: OpenStore): void {
     const last = data.length - 1;
     for (const [start, end] of [[0, 0], [last, last], [1000, 2_000_000], [(1 << 20) - 1, (1 << 20)], [0, last]]) {
       const reader = await store.open(digest, { start, end });
+      reader.stream.destroy();
       expect(reader.size).toBe(data.length); // the whole blob's size, not the range's
       expect((await content(store, digest, { start, end })).equals(data.subarray(start, end + 1))).toBe(true);
     }
@@ -85,6 +87,7 @@ function blobCases(open: OpenStore): void {
     expect(await upload.commit({ digest: sha256(empty), size: 0 })).toMatchObject({ digest: sha256(empty), size: 0 });
     expect(await store.stat(sha256(empty))).toMatchObject({ size: 0 });
     const reader = await store.open(sha256(empty));
+    reader.stream.destroy();
     expect(reader.size).toBe(0);
     expect((await content(store, sha256(empty))).length).toBe(0);
   }));
