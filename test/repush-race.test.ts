@@ -3,6 +3,7 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { ctr } from './helpers/containerd.js';
+import { waitFor } from './helpers/wait.js';
 import { startMeshd, type Meshd } from './helpers/meshd.js';
 import { repushRound } from './helpers/repush.js';
 
@@ -31,7 +32,7 @@ describe('re-push after a manifest delete, on the containerd store', () => {
       }
     }));
     expect(failures.length, failures.slice(0, 5).join('\n')).toBe(0);
-    // The digest leased before each commit went with its upload's lease.
-    expect(await ctr(socket, ['-n', ns, 'leases', 'ls'])).not.toContain('layermesh-upload-');
+    // Each upload's own lease goes once its blob is under a lease of its own (just after the commit).
+    await waitFor('the uploads\' leases to go', async () => !(await ctr(socket, ['-n', ns, 'leases', 'ls'])).includes('layermesh-upload-'), { timeoutMs: 5000, intervalMs: 50 });
   }, 120_000);
 });

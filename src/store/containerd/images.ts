@@ -6,7 +6,7 @@ import { MANIFEST_MEDIA_TYPES, children, parseManifest, type ParsedManifest } fr
 import { NotFoundError, type BlobReader, type ImageRecord, type ImageStore, type Store } from '../store.js';
 import type { Descriptor } from '../../oci/digest.js';
 import { Code, hasCode, unlessNotFound, type ContainerdClient } from './client.js';
-import { releaseBlobs } from './leases.js';
+import { releaseBlobs, type LaterReleases } from './leases.js';
 import { MAX_MANIFEST_BYTES } from '../../oci/limits.js';
 
 
@@ -17,13 +17,11 @@ interface WireImage {
 }
 
 export class ContainerdImages implements ImageStore {
-  /** Lease releases that put() started: it does not wait for them, close() does. */
-  readonly #releasing = new Set<Promise<void>>();
-
   constructor(
     private readonly client: ContainerdClient,
     private readonly blobs: Pick<Store, 'open'>,
     private readonly logger: Logger,
+    private readonly releases: LaterReleases,
   ) {}
 
   async list(): Promise<ImageRecord[]> {
@@ -51,15 +49,7 @@ export class ContainerdImages implements ImageStore {
     }
     // The tag holds the blobs now, so the leases taken at commit time can go; a transaction each, which the
     // caller (a replication ending, a push's manifest) need not wait for.
-    const release: Promise<void> = releaseBlobs(this.client, reachable, this.logger)
-      .catch((err) => this.logger.warn({ err, image: record.name }, 'could not release the blob leases of a named image; containerd drops them when they expire'))
-      .finally(() => this.#releasing.delete(release));
-    this.#releasing.add(release);
-  }
-
-  /** Once the lease releases that put() started are over. */
-  async settled(): Promise<void> {
-    await Promise.all(this.#releasing);
+    this.releases.add(releaseBlobs(this.client, reachable, this.logger), { image: record.name });
   }
 
   async delete(name: string): Promise<boolean> {

@@ -11,36 +11,31 @@ const LEASE_TTL_MS = 24 * 3600_000;
 
 const BLOB_LEASE = new RegExp(`^${BLOB_LEASE_PREFIX}([0-9a-f]{64})(?:-[0-9a-f]+)?$`);
 
-export const blobLeaseId = (digest: string): string => `${BLOB_LEASE_PREFIX}${digestHex(digest)}`;
-
 /**
- * The lease an upload writes under: when the caller names the digest it will commit, a lease of that blob (its
- * own, so that uploads of one blob do not share an ingest), which then holds the blob until a tag does.
+ * A new lease id: with a digest, a lease of that blob (`layermesh-blob-<hex>-<random>`: its own, so that uploads
+ * of one blob share no ingest and a failed one drops its lease alone), which holds the blob until a tag does;
+ * without, an upload's whose digest comes with its last request.
  */
-export function uploadLeaseId(digest?: string): string {
+export function newLeaseId(digest?: string): string {
   const unique = randomBytes(12).toString('hex');
-  return digest && isDigest(digest) ? `${blobLeaseId(digest)}-${unique}` : `${UPLOAD_LEASE_PREFIX}${unique}`;
+  return digest && isDigest(digest) ? `${BLOB_LEASE_PREFIX}${digestHex(digest)}-${unique}` : `${UPLOAD_LEASE_PREFIX}${unique}`;
 }
 
-/** The blob a blob lease holds (blobLeaseId, or an upload's of a named digest). */
+/** The blob a blob lease holds (also the shared `layermesh-blob-<hex>` of earlier versions). */
 export function leasedBlob(id: string): string | undefined {
   const hex = BLOB_LEASE.exec(id)?.[1];
   return hex && `sha256:${hex}`;
 }
 
-export function gcExpireLabels(): Record<string, string> {
+function gcExpireLabels(): Record<string, string> {
   // Go parses RFC 3339; keep it to whole seconds.
   const expire = new Date(Date.now() + LEASE_TTL_MS).toISOString().replace(/\.\d{3}Z$/, 'Z');
   return { 'containerd.io/gc.expire': expire };
 }
 
-/** Creates the lease; an existing one with that id is fine (its expiry is not extended: 1.6 cannot update leases). */
-export async function ensureLease(client: ContainerdClient, id: string): Promise<void> {
-  try {
-    await client.unary('leases', 'Create', { id, labels: gcExpireLabels() }, id);
-  } catch (err) {
-    if (!hasCode(err, Code.ALREADY_EXISTS)) throw err;
-  }
+/** A new lease, which containerd drops after a day if nobody releases it. */
+export async function createLease(client: ContainerdClient, id: string): Promise<void> {
+  await client.unary('leases', 'Create', { id, labels: gcExpireLabels() }, id);
 }
 
 /**
@@ -51,13 +46,6 @@ export async function leaseContent(client: ContainerdClient, id: string, digest:
   await client.unary('leases', 'AddResource', { id, resource: { id: digest, type: 'content' } }, `${id} ${digest}`);
 }
 
-/** Moves the blob under its own lease `layermesh-blob-<hex>`, which images.put releases once a tag holds it. */
-export async function protectBlob(client: ContainerdClient, digest: string): Promise<void> {
-  const id = blobLeaseId(digest);
-  await ensureLease(client, id);
-  await leaseContent(client, id, digest);
-}
-
 /** Deletes a lease; absent is fine (already released). */
 export async function deleteLease(client: ContainerdClient, id: string, logger: Logger): Promise<void> {
   try {
@@ -65,6 +53,27 @@ export async function deleteLease(client: ContainerdClient, id: string, logger: 
   } catch (err) {
     if (!hasCode(err, Code.NOT_FOUND)) throw err;
     logger.debug({ lease: id }, 'containerd lease already gone');
+  }
+}
+
+/**
+ * Lease deletions nobody needs to wait for (a lease made redundant, each deletion a containerd transaction):
+ * failures are logged, and `settled()` waits for those under way (the store's close does).
+ */
+export class LaterReleases {
+  readonly #pending = new Set<Promise<void>>();
+
+  constructor(private readonly logger: Logger) {}
+
+  add(release: Promise<void>, context: Record<string, unknown>): void {
+    const tracked: Promise<void> = release
+      .catch((err) => this.logger.warn({ err, ...context }, 'could not release a lease; containerd drops it when it expires'))
+      .finally(() => this.#pending.delete(tracked));
+    this.#pending.add(tracked);
+  }
+
+  async settled(): Promise<void> {
+    await Promise.all(this.#pending);
   }
 }
 

@@ -116,7 +116,9 @@ describe('ContainerdStore blobs', () => {
     await put(store, bytes);
     await collectGarbage();
     expect(await store.stat(sha256(bytes))).toBeDefined();
-    await ctrNs('leases', 'delete', blobLease(sha256(bytes)));
+    const held = (await ctrNs('leases', 'ls', '-q')).split('\n').filter((id) => id.startsWith(blobLease(sha256(bytes))));
+    expect(held).toHaveLength(1);
+    await ctrNs('leases', 'delete', ...held);
     await collectGarbage();
     expect(await store.stat(sha256(bytes))).toBeUndefined();
   });
@@ -181,7 +183,7 @@ describe('ContainerdStore images', () => {
     for (const hex of hexes) expect(await leases()).toContain(`layermesh-blob-${hex}`);
 
     await store.images.put({ name, target: desc(MediaType.ociIndex, index), labels: { team: 'a' } });
-    await store.images.settled();
+    await store.settled();
 
     expect((await store.stat(sha256(index)))!.labels).toMatchObject({
       'containerd.io/gc.ref.content.m.0': sha256(manifest),

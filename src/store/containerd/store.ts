@@ -12,7 +12,7 @@ import { Code, ContainerdClient, hasCode, unlessNotFound } from './client.js';
 import { ContainerdImages } from './images.js';
 import { ContainerdUpload } from './upload.js';
 import { CLOSE_EVENT, LOCAL_EVENT, containerdEvents } from './events.js';
-import { releaseBlobs } from './leases.js';
+import { LaterReleases, releaseBlobs } from './leases.js';
 
 export interface ContainerdStoreOptions {
   /** containerd's gRPC socket, e.g. /run/containerd/containerd.sock */
@@ -32,6 +32,7 @@ export class ContainerdStore implements Store {
   readonly kind = 'containerd' as const;
   readonly images: ContainerdImages;
   private readonly local = new EventEmitter();
+  private readonly releases: LaterReleases;
 
   private constructor(
     private readonly client: ContainerdClient,
@@ -39,7 +40,8 @@ export class ContainerdStore implements Store {
     /** `<contentRoot>/blobs/sha256` when readable by this process, else undefined (reads go over gRPC). */
     readonly blobDir: string | undefined,
   ) {
-    this.images = new ContainerdImages(client, this, logger);
+    this.releases = new LaterReleases(logger);
+    this.images = new ContainerdImages(client, this, logger, this.releases);
   }
 
   static async connect(opts: ContainerdStoreOptions): Promise<ContainerdStore> {
@@ -88,6 +90,7 @@ export class ContainerdStore implements Store {
       logger: this.logger,
       stat: (digest) => this.stat(digest),
       blobAdded: (digest) => this.local.emit(LOCAL_EVENT, { type: 'blob-added', digest } satisfies StoreEvent),
+      releases: this.releases,
     });
   }
 
@@ -112,9 +115,14 @@ export class ContainerdStore implements Store {
     return containerdEvents(this.client, this.local, signal, this.logger);
   }
 
+  /** Once the lease releases started without waiting for them (by put(), by commits) are over. */
+  settled(): Promise<void> {
+    return this.releases.settled();
+  }
+
   async close(): Promise<void> {
     this.local.emit(CLOSE_EVENT);
-    await this.images.settled();
+    await this.settled();
     this.client.close();
   }
 

@@ -1,12 +1,12 @@
 // An upload into containerd: one content.Write stream under a lease of its own, which also holds the blob once
-// committed when the caller named its digest at the start (else the blob moves under its blob lease).
+// committed when the caller named its digest at the start (else the blob goes under a blob lease at commit).
 // Protocol (containerd 1.6): STAT(ref) -> WRITE chunks at offsets, reading every response -> COMMIT with
 // offset = total size (offset 0 would truncate) and the expected digest. Nothing is visible before COMMIT.
 import type { ClientDuplexStream } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { DigestMismatchError, SizeMismatchError, UploadClosedError, type BlobInfo, type Upload } from '../store.js';
 import { Code, hasCode, type ContainerdClient } from './client.js';
-import { deleteLease, gcExpireLabels, leaseContent, leasedBlob, protectBlob, uploadLeaseId } from './leases.js';
+import { createLease, deleteLease, leaseContent, leasedBlob, newLeaseId, type LaterReleases } from './leases.js';
 import { WriteMessages } from './write-messages.js';
 
 const CHUNK = 1 << 20;
@@ -29,6 +29,8 @@ export interface UploadHost {
   stat(digest: string): Promise<BlobInfo | undefined>;
   /** Called after a commit that created the blob (containerd 1.6 emits no event for it). */
   blobAdded(digest: string): void;
+  /** Where a lease no longer needed is released without waiting for it. */
+  readonly releases: LaterReleases;
 }
 
 export class ContainerdUpload implements Upload {
@@ -40,8 +42,8 @@ export class ContainerdUpload implements Upload {
 
   /** The lease id doubles as the ingest ref. */
   static async begin(digest: string | undefined, host: UploadHost): Promise<ContainerdUpload> {
-    const id = uploadLeaseId(digest);
-    await host.client.unary('leases', 'Create', { id, labels: gcExpireLabels() }, id);
+    const id = newLeaseId(digest);
+    await createLease(host.client, id);
     // A blob named now goes under the lease now (see commit), a transaction off the upload's last moments.
     const leased = leasedBlob(id);
     if (leased) await leaseContent(host.client, id, leased);
@@ -96,28 +98,32 @@ export class ContainerdUpload implements Upload {
     this.confirmed = held.offset;
     if (expected.size !== undefined && held.offset !== expected.size) throw new SizeMismatchError(expected.size, held.offset);
     if (held.digest !== expected.digest) throw new DigestMismatchError(expected.digest, held.digest);
-    // The digest goes under this upload's lease *before* COMMIT: on AlreadyExists 1.6 leaves the existing blob
-    // out of our lease, and an unreferenced one (its manifest just deleted) could be collected before it is
-    // protected. At abort this lease is deleted, so a failed commit leaves nothing.
-    if (expected.digest !== this.leased) await leaseContent(this.host.client, this.id, expected.digest);
+    // The digest goes under a lease of that blob *before* COMMIT: on AlreadyExists 1.6 leaves the existing blob
+    // out of the writer's lease, and an unreferenced one (its manifest just deleted) could be collected before
+    // it is held. An upload begun without the digest takes a lease of the blob now, deleted if the commit fails.
+    const blobLease = this.leased === expected.digest ? undefined : newLeaseId(expected.digest);
+    if (blobLease) {
+      await createLease(this.host.client, blobLease);
+      await leaseContent(this.host.client, blobLease, expected.digest);
+    }
     let created = true;
     try {
       await ch.send({ action: 'COMMIT', ref: this.id, offset: held.offset, total: held.offset, expected: expected.digest, labels });
     } catch (err) {
       if (!hasCode(err, Code.ALREADY_EXISTS)) {
         this.channel = undefined; // a failed commit closes containerd's writer
+        if (blobLease) {
+          await deleteLease(this.host.client, blobLease, this.host.logger).catch((cleanup: unknown) =>
+            this.host.logger.warn({ err: cleanup, lease: blobLease }, 'could not delete the lease of a blob whose commit failed; containerd drops it when it expires'));
+        }
         throw commitError(err, expected);
       }
       created = false; // containerd dropped our ingest; the blob it already had has the bytes we verified
     }
     this.finished = true;
     this.channel = undefined;
-    // A lease of this blob already holds it until a tag does; another moves it under its blob lease (two
-    // transactions and a deletion, which sets off containerd's garbage collection).
-    if (this.leased !== expected.digest) {
-      await protectBlob(this.host.client, expected.digest);
-      await deleteLease(this.host.client, this.id, this.host.logger);
-    }
+    // The blob lease holds the blob until a tag does; the upload's own lease, which does too now, is not needed.
+    if (blobLease) this.host.releases.add(deleteLease(this.host.client, this.id, this.host.logger), { lease: this.id });
     if (created) {
       this.host.blobAdded(expected.digest);
       return { digest: expected.digest, size: held.offset, labels };
