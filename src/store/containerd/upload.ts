@@ -38,7 +38,7 @@ export class ContainerdUpload implements Upload {
   private channel?: WriteChannel;
   private finished = false;
 
-  private constructor(private readonly host: UploadHost, readonly id: string, private readonly leased?: string) {}
+  private constructor(private readonly host: UploadHost, readonly id: string) {}
 
   /** The lease id doubles as the ingest ref. */
   static async begin(digest: string | undefined, host: UploadHost): Promise<ContainerdUpload> {
@@ -47,7 +47,7 @@ export class ContainerdUpload implements Upload {
     // A blob named now goes under the lease now (see commit), a transaction off the upload's last moments.
     const leased = leasedBlob(id);
     if (leased) await leaseContent(host.client, id, leased);
-    return new ContainerdUpload(host, id, leased);
+    return new ContainerdUpload(host, id);
   }
 
   get offset(): number {
@@ -101,7 +101,7 @@ export class ContainerdUpload implements Upload {
     // The digest goes under a lease of that blob *before* COMMIT: on AlreadyExists 1.6 leaves the existing blob
     // out of the writer's lease, and an unreferenced one (its manifest just deleted) could be collected before
     // it is held. An upload begun without the digest takes a lease of the blob now, deleted if the commit fails.
-    const blobLease = this.leased === expected.digest ? undefined : newLeaseId(expected.digest);
+    const blobLease = leasedBlob(this.id) === expected.digest ? undefined : newLeaseId(expected.digest);
     if (blobLease) {
       await createLease(this.host.client, blobLease);
       await leaseContent(this.host.client, blobLease, expected.digest);
