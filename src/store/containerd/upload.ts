@@ -8,8 +8,11 @@ import { DigestMismatchError, SizeMismatchError, UploadClosedError, type BlobInf
 import { Code, hasCode, type ContainerdClient } from './client.js';
 import { createLease, deleteLease, leaseContent, leasedBlob, newLeaseId, type LaterReleases } from './leases.js';
 import { WriteMessages } from './write-messages.js';
+import { Scavenger } from '../../util/scavenge.js';
 
 const CHUNK = 1 << 20;
+/** grpc-js copies each message into a fresh buffer: see Scavenger. One for all uploads of this process. */
+const scavenger = new Scavenger(8 * CHUNK);
 /** WRITE messages in flight before we wait for the oldest response. */
 const WINDOW = 4;
 
@@ -63,6 +66,7 @@ export class ContainerdUpload implements Upload {
     const send = async () => {
       const { message, length } = messages.take(sent);
       inflight.push(ch.send(message));
+      scavenger.moved(message.length);
       sent += length;
       if (inflight.length >= WINDOW) this.confirmed = (await inflight.shift()!).offset;
     };
