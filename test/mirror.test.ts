@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { peerKey, proof } from '../src/mirror/peer-auth.js';
 import { parseSwarmKey } from '../src/dht/swarm-key.js';
 import { ctr } from './helpers/containerd.js';
-import { startMeshd, type Meshd } from './helpers/meshd.js';
+import { startMeshd, waitForDataPlane, type Meshd } from './helpers/meshd.js';
 import { buildImage, type BuiltImage } from './helpers/oci-image.js';
 import { peerFetch } from './helpers/peer-fetch.js';
 import { run, skopeo } from './helpers/run.js';
@@ -34,10 +34,7 @@ describe('the mirror', () => {
     a = await startMeshd([...common, '--containerd-namespace', nsA, '--node-name', 'a']);
     b = await startMeshd([...common, '--containerd-namespace', nsB, '--node-name', 'b', '--bootstrap', a.p2p[0]]);
     await skopeo(['copy', `oci:${image.dir}:1`, `docker://${a.host}/app:1`, '--dest-tls-verify=false']);
-    await waitFor('node b to know node a and its data plane', async () => {
-      const peers = JSON.parse(await run(process.execPath, [MESHCTL, '--node', b.url, '--json', 'peers']));
-      return peers.some((p: { id: string; info?: { dataPlanePort: number } }) => p.id === a.peerId && p.info?.dataPlanePort);
-    });
+    await waitForDataPlane(b, a);
   });
 
   afterAll(async () => {

@@ -9,6 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { builtEntryPoints } from '../fleet/layout.js';
+import { run } from './run.js';
+import { waitFor } from './wait.js';
 
 /** What meshd's "meshd ready" log line tells; the mesh fields only from builds that have a mesh. */
 export interface MeshdReadyLine {
@@ -151,4 +153,12 @@ export async function startMeshd(args: string[] = [], opts: { dataDir?: string }
   }
   const { registry: url, peer, peerId, p2p } = ready;
   return { url, peerUrl: peer, peerId, p2p, host: url.replace(/^http:\/\//, ''), dataDir, proc, logs: meshd.logs, stop };
+}
+
+/** Waits until `node` knows `peer` and the port of its data plane (meshctl peers): until then its mirror cannot ask it. */
+export async function waitForDataPlane(node: Meshd, peer: Meshd): Promise<void> {
+  await waitFor(`${node.url} to know ${peer.peerId} and its data plane`, async () => {
+    const peers = JSON.parse(await run(process.execPath, [builtEntryPoints().meshctl, '--node', node.url, '--json', 'peers']));
+    return peers.some((p: { id: string; info?: { dataPlanePort: number } }) => p.id === peer.peerId && p.info?.dataPlanePort);
+  });
 }
