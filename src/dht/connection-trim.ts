@@ -20,9 +20,17 @@ const CLOSE_TIMEOUT_MS = 10_000;
 
 const trimmed = new WeakSet<Connection>();
 
-/** Whether this connection was closed by a trim. */
-export function wasTrimmed(conn: Connection): boolean {
-  return trimmed.has(conn);
+/** yamux's GoAway code for a connection closed on purpose. */
+const NORMAL_TERMINATION = 0;
+
+/**
+ * Closed on purpose, not lost: trimmed here, or closed by the peer (its trim or stop: yamux's GoAway with
+ * normal termination, which a killed process never sends). A connection this node drops for want of pings
+ * is lost; yamux cannot tell that from its own closes, hence the trim's record.
+ */
+export function closedOnPurpose(conn: Connection): boolean {
+  const muxer = (conn as { muxer?: { remoteGoAway?: number } }).muxer;
+  return trimmed.has(conn) || muxer?.remoteGoAway === NORMAL_TERMINATION;
 }
 
 /** The part of libp2p the trim uses. */

@@ -5,7 +5,7 @@
 // first peer for the members that peer knows. A member heard of is dialed while the node has room under its
 // connection cap, so that a fleet within the cap is connected all to all. A member whose connection was lost
 // (not closed on purpose: a trim, the peer's stop) is dropped as soon as it cannot be dialed; a member not
-// heard of for EXPIRY_PERIODS periods is dropped by everyone.
+// heard of for EXPIRY_PERIODS periods is dropped by everyone. A node left without connections joins again.
 import { TopicValidatorResult, type Message, type SubscriptionChangeData } from '@libp2p/gossipsub';
 import type { Connection, PeerId } from '@libp2p/interface';
 import { peerIdFromString } from '@libp2p/peer-id';
@@ -15,13 +15,11 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { askJson, serveJson } from './json-protocol.js';
 import type { MeshLibp2p } from './libp2p-node.js';
-import { wasTrimmed } from './connection-trim.js';
+import { closedOnPurpose } from './connection-trim.js';
 import { PeerDirectory } from './peer-directory.js';
 import { LEAVE, MAX_ADDRS, MEMBERS_PROTOCOL, MEMBERS_TOPIC, parseListed, parseMessage, type Announcement, type Listed } from './roster-messages.js';
 import type { NodeInfo, PeerStatus } from './router.js';
 
-/** yamux's GoAway code for a connection closed on purpose. */
-const NORMAL_TERMINATION = 0;
 const MAX_LIST_BYTES = 16 << 20;
 const LIST_TIMEOUT_MS = 10_000;
 /**
@@ -78,6 +76,7 @@ export class Roster {
   private readonly onClose = (evt: CustomEvent<Connection>): void => {
     const conn = evt.detail;
     if (!closedOnPurpose(conn) && this.libp2p.getConnections(conn.remotePeer).length === 0) void this.check(conn.remotePeer.toString());
+    if (this.libp2p.getConnections().length === 0) this.rejoin();
   };
   private readonly onIdentify = (evt: CustomEvent<{ peerId: PeerId; protocols: string[] }>): void => {
     if (!this.listed && evt.detail.protocols.includes(MEMBERS_PROTOCOL)) void this.askList(evt.detail.peerId);
@@ -154,6 +153,16 @@ export class Roster {
     // A dial already under way to the member is joined by libp2p, not repeated.
     this.libp2p.dial(dialTargets(id, addrs), { signal: AbortSignal.any([this.shutdown.signal, AbortSignal.timeout(this.checkTimeoutMs)]) })
       .catch((err: Error) => this.log.debug({ peer: id, err: err.message }, 'cannot dial a member heard of'));
+  }
+
+  /**
+   * A node left without connections (cut off, or the last of its peers gone) has dropped, or will drop, the members
+   * it cannot dial, and they it; in a fleet within the cap nobody announces, so it joins again as it first did: it
+   * announces itself and asks for lists when it is connected next.
+   */
+  private rejoin(): void {
+    this.announced = this.listed = false;
+    this.listTimers.splice(0).forEach(clearTimeout);
   }
 
   /** The next announcement and sweep: once a period, jittered, the period growing with the fleet. */
@@ -286,14 +295,4 @@ export class Roster {
       return false;
     }
   }
-}
-
-/**
- * Closed on purpose, not lost: trimmed here, or closed by the peer (its trim or stop: yamux's GoAway with
- * normal termination, which a killed process never sends). A connection this node drops for want of pings
- * is lost; yamux cannot tell that from its own closes, hence the trim's record.
- */
-function closedOnPurpose(conn: Connection): boolean {
-  const muxer = (conn as { muxer?: { remoteGoAway?: number } }).muxer;
-  return wasTrimmed(conn) || muxer?.remoteGoAway === NORMAL_TERMINATION;
 }
