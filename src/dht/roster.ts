@@ -4,7 +4,7 @@
 // period while it knows members it is not connected to, and says when it leaves; a joining node asks its
 // first peer for the members that peer knows. A member heard of is dialed while the node has room under its
 // connection cap, so that a fleet within the cap is connected all to all. A member whose connection was lost
-// (not closed on purpose: a trim, the peer's stop) is dropped as soon as it cannot be dialed; a member not
+// (not closed on purpose) is dropped as soon as it cannot be dialed, and dialed again for a while; a member not
 // heard of for EXPIRY_PERIODS periods is dropped by everyone. A node left without connections joins again.
 import { TopicValidatorResult, type Message, type SubscriptionChangeData } from '@libp2p/gossipsub';
 import type { Connection, PeerId } from '@libp2p/interface';
@@ -23,9 +23,8 @@ import type { NodeInfo, PeerStatus } from './router.js';
 const MAX_LIST_BYTES = 16 << 20;
 const LIST_TIMEOUT_MS = 10_000;
 /**
- * After it first asked for a list, a joining node asks a random peer again, this long after: when a whole fleet
- * starts at once, the first peer asked knows little yet (or is too busy to answer), and members announce
- * themselves again only a period later.
+ * A joining node asks a random peer for a list again, this long after its first: in a fleet starting at once the
+ * first peer knows little yet (or is too busy to answer), and members announce themselves again only a period later.
  */
 const LIST_AGAIN_MS = [5_000, 30_000];
 /** A member not heard of (and not connected) for this many periods is taken to be gone. */
@@ -55,8 +54,8 @@ const dialTargets = (id: string, addrs: string[]) => addrs.map((a) => multiaddr(
 
 export class Roster {
   private readonly members = new Map<string, Member>();
-  /** When members were dropped lately: a list that heard of one before then does not bring it back. */
-  private readonly goneAt = new Map<string, number>();
+  /** Members dropped lately: a list older than the drop does not bring one back; one lost (`addrs`) is dialed each period. */
+  private readonly gone = new Map<string, { at: number; addrs?: string[] }>();
   /** Connected peers: their addresses, round-trip times and NodeInfo. */
   private readonly directory: PeerDirectory;
   private readonly checkedAt = new Map<string, number>();
@@ -115,9 +114,7 @@ export class Roster {
     this.listTimers.forEach(clearTimeout);
     this.checksDue.forEach(clearTimeout);
     const pubsub = this.libp2p.services.pubsub;
-    if (this.announced) {
-      await Promise.race([this.publish(LEAVE), sleep(LEAVE_MS, undefined, { ref: false })]);
-    }
+    if (this.announced) await Promise.race([this.publish(LEAVE), sleep(LEAVE_MS, undefined, { ref: false })]);
     pubsub.removeEventListener('subscription-change', this.onSubscription);
     pubsub.removeEventListener('message', this.onMessage);
     this.libp2p.removeEventListener('connection:close', this.onClose);
@@ -137,7 +134,7 @@ export class Roster {
   /** A member this node heard of from the member itself (its announcement, or a connection to it). */
   private heardOf(id: string, info: NodeInfo, addrs: string[]): void {
     if (!this.members.has(id)) this.log.debug({ peer: id, name: info.name }, 'member joined');
-    this.goneAt.delete(id);
+    this.gone.delete(id);
     this.members.set(id, { info, addrs, heardAt: Date.now() });
     this.connect(id, addrs);
   }
@@ -205,7 +202,10 @@ export class Roster {
       if (now - m.heardAt > EXPIRY_PERIODS * period) this.drop(id, `not heard of for ${Math.round((now - m.heardAt) / 1000)} s`);
     }
     // A list's news older than this would have expired on the lister too.
-    for (const [id, at] of this.goneAt) if (now - at > EXPIRY_PERIODS * period) this.goneAt.delete(id);
+    for (const [id, { at, addrs }] of this.gone) {
+      if (now - at > EXPIRY_PERIODS * period) this.gone.delete(id);
+      else if (addrs) this.connect(id, addrs); // answering, it is heard of (the directory) and a member again
+    }
   }
 
   private heard(msg: Message): void {
@@ -235,7 +235,7 @@ export class Roster {
         await this.libp2p.dial(dialTargets(id, member.addrs), { signal: AbortSignal.any([this.shutdown.signal, AbortSignal.timeout(this.checkTimeoutMs)]) });
       } catch (err) {
         if (this.shutdown.signal.aborted) return;
-        if (attempt === 2) return this.drop(id, `cannot be dialed: ${(err as Error).message}`);
+        if (attempt === 2) return this.drop(id, `cannot be dialed: ${(err as Error).message}`, member.addrs);
         this.log.debug({ peer: id, err: (err as Error).message }, 'a member whose connection ended could not be dialed; once more');
         await sleep(200 + Math.random() * 500);
       }
@@ -244,11 +244,12 @@ export class Roster {
     this.checkedAt.set(id, member.heardAt);
   }
 
-  private drop(id: string, why: string): void {
+  /** `addrs` for a member lost, not left nor expired: it is dialed again for a while. */
+  private drop(id: string, why: string, addrs?: string[]): void {
     const member = this.members.get(id);
     if (member === undefined) return;
     this.members.delete(id);
-    this.goneAt.set(id, Date.now());
+    this.gone.set(id, { at: Date.now(), addrs });
     this.checkedAt.delete(id);
     this.log.info({ peer: id, name: member.info.name, why }, 'member gone');
   }
@@ -283,7 +284,7 @@ export class Roster {
         const listed = parseListed(entry);
         if (listed === undefined || listed.id === this.libp2p.peerId.toString()) continue;
         const heardAt = now - listed.ageMs;
-        if ((this.members.get(listed.id)?.heardAt ?? this.goneAt.get(listed.id) ?? -Infinity) >= heardAt) continue;
+        if ((this.members.get(listed.id)?.heardAt ?? this.gone.get(listed.id)?.at ?? -Infinity) >= heardAt) continue;
         this.members.set(listed.id, { info: listed.info, addrs: listed.addrs, heardAt });
         this.connect(listed.id, listed.addrs);
         added++;
