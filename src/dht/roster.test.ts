@@ -46,6 +46,26 @@ const names = (m: Member): string[] => m.router.peers().flatMap((p) => (p.info ?
 
 const nodes: MeshNode[] = [];
 
+type Opener = { openConnection(target: unknown, opts?: unknown): Promise<unknown> };
+const peerOf = (target: unknown): string => {
+  const first = (Array.isArray(target) ? target[0] : target) as { getPeerId?: () => string | null };
+  return typeof first?.getPeerId === 'function' ? String(first.getPeerId()) : String(first);
+};
+
+/** Fails every dial from `node`, and every dial to it from `others`, until end(): a network that lost `node`. */
+function cutOff(node: Member, others: Member[]): { end(): void } {
+  const restores = [node, ...others].map((m) => {
+    const opener = (m.node.libp2p as unknown as { components: { connectionManager: Opener } }).components.connectionManager;
+    const open = opener.openConnection;
+    opener.openConnection = async function (target, opts) {
+      if (m === node || peerOf(target) === node.id) throw new Error('cut off');
+      return open.call(this, target, opts);
+    };
+    return () => void (opener.openConnection = open);
+  });
+  return { end: () => restores.forEach((restore) => restore()) };
+}
+
 afterEach(async () => {
   await Promise.allSettled([...members.splice(0).map((m) => m.router.stop()), ...nodes.splice(0).map((n) => n.stop())]);
 });
@@ -81,6 +101,24 @@ describe('the roster', () => {
     await new Promise((r) => setTimeout(r, 4_000)); // periods of 1–1.1 s
     expect(heard).toBe(0);
     expect(names(a)).toEqual(['b', 'c']);
+  });
+
+  test('a node cut off for longer than its members remember joins again once back, and everyone dials it', async () => {
+    const a = await member('a', []);
+    const b = await member('b', [a]);
+    const c = await member('c', [a]);
+    await waitFor('all connected', () => [a, b, c].every((r) => r.node.libp2p.getPeers().length === 2));
+    const cut = cutOff(c, [a, b]);
+    try {
+      c.node.libp2p.getConnections().forEach((conn) => conn.abort(new Error('cut off'))); // no GoAway: lost
+      await waitFor('b to drop c, and c everyone', () => !names(b).includes('c') && names(c).length === 0, { timeoutMs: 10_000 });
+      await new Promise((r) => setTimeout(r, 5_000)); // past the redials of a lost member (4 periods of 1 s)
+    } finally {
+      cut.end();
+    }
+    // As c's bootstrap dialer would, at its next try; nobody announces in a fleet all connected, so only c's rejoining tells b.
+    await c.node.libp2p.dial(a.node.libp2p.getMultiaddrs());
+    await waitFor('b and c to see each other again', () => names(b).includes('c') && names(c).includes('b'), { timeoutMs: 5_000 });
   });
 
   test('a joining node learns the members from its first peer, before anyone announces again', async () => {
