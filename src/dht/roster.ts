@@ -4,7 +4,7 @@
 // period while it knows members it is not connected to, and says when it leaves; a joining node asks its
 // first peer for the members that peer knows. A member heard of is dialed while the node has room under its
 // connection cap, so that a fleet within the cap is connected all to all. A member whose connection was lost
-// (not closed on purpose) is dropped as soon as it cannot be dialed, and dialed again for a while; a member not
+// (not closed on purpose) is dropped as soon as it cannot be dialed, and dialed again ever less often; a member not
 // heard of for EXPIRY_PERIODS periods is dropped by everyone. A node left without connections joins again.
 import { TopicValidatorResult, type Message, type SubscriptionChangeData } from '@libp2p/gossipsub';
 import type { Connection, PeerId } from '@libp2p/interface';
@@ -16,6 +16,7 @@ import type { Logger } from 'pino';
 import { askJson, serveJson } from './json-protocol.js';
 import type { MeshLibp2p } from './libp2p-node.js';
 import { closedOnPurpose } from './connection-trim.js';
+import { GoneMembers } from './gone-members.js';
 import { PeerDirectory } from './peer-directory.js';
 import { LEAVE, MAX_ADDRS, MEMBERS_PROTOCOL, MEMBERS_TOPIC, parseListed, parseMessage, type Announcement, type Listed } from './roster-messages.js';
 import type { NodeInfo, PeerStatus } from './router.js';
@@ -54,8 +55,7 @@ const dialTargets = (id: string, addrs: string[]) => addrs.map((a) => multiaddr(
 
 export class Roster {
   private readonly members = new Map<string, Member>();
-  /** Members dropped lately: a list older than the drop does not bring one back; one lost (`addrs`) is dialed each period. */
-  private readonly gone = new Map<string, { at: number; addrs?: string[] }>();
+  private readonly gone = new GoneMembers(EXPIRY_PERIODS);
   /** Connected peers: their addresses, round-trip times and NodeInfo. */
   private readonly directory: PeerDirectory;
   private readonly checkedAt = new Map<string, number>();
@@ -201,11 +201,8 @@ export class Roster {
     for (const [id, m] of this.members) {
       if (now - m.heardAt > EXPIRY_PERIODS * period) this.drop(id, `not heard of for ${Math.round((now - m.heardAt) / 1000)} s`);
     }
-    // A list's news older than this would have expired on the lister too.
-    for (const [id, { at, addrs }] of this.gone) {
-      if (now - at > EXPIRY_PERIODS * period) this.gone.delete(id);
-      else if (addrs) this.connect(id, addrs); // answering, it is heard of (the directory) and a member again
-    }
+    // Answering, a lost member is heard of (the directory) and a member again.
+    for (const { id, addrs } of this.gone.sweep(period, now)) this.connect(id, addrs);
   }
 
   private heard(msg: Message): void {
@@ -244,12 +241,12 @@ export class Roster {
     this.checkedAt.set(id, member.heardAt);
   }
 
-  /** `addrs` for a member lost, not left nor expired: it is dialed again for a while. */
+  /** `addrs` for a member lost, not left nor expired: it is dialed again (gone-members.ts). */
   private drop(id: string, why: string, addrs?: string[]): void {
     const member = this.members.get(id);
     if (member === undefined) return;
     this.members.delete(id);
-    this.gone.set(id, { at: Date.now(), addrs });
+    this.gone.add(id, addrs);
     this.checkedAt.delete(id);
     this.log.info({ peer: id, name: member.info.name, why }, 'member gone');
   }
@@ -284,7 +281,7 @@ export class Roster {
         const listed = parseListed(entry);
         if (listed === undefined || listed.id === this.libp2p.peerId.toString()) continue;
         const heardAt = now - listed.ageMs;
-        if ((this.members.get(listed.id)?.heardAt ?? this.gone.get(listed.id)?.at ?? -Infinity) >= heardAt) continue;
+        if ((this.members.get(listed.id)?.heardAt ?? this.gone.droppedAt(listed.id) ?? -Infinity) >= heardAt) continue;
         this.members.set(listed.id, { info: listed.info, addrs: listed.addrs, heardAt });
         this.connect(listed.id, listed.addrs);
         added++;
