@@ -6,13 +6,14 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { builtEntryPoints } from './fleet/layout.js';
 import { ctr } from './helpers/containerd.js';
 import { startMeshd, waitForDataPlane, type Meshd } from './helpers/meshd.js';
 import { rssKb } from './helpers/procfs.js';
 import { run } from './helpers/run.js';
 import { waitFor } from './helpers/wait.js';
 
-const MESHCTL = new URL('../dist/src/cli/meshctl.js', import.meta.url).pathname;
+const { meshctl } = builtEntryPoints();
 const MiB = 1 << 20;
 const socket = inject('containerdSocket');
 const dir = mkdtempSync(join(tmpdir(), 'upload-memory-test-'));
@@ -24,7 +25,7 @@ let b: Meshd;
 
 beforeAll(async () => {
   const keyFile = join(dir, 'swarm.key');
-  await run(process.execPath, [MESHCTL, 'swarm-key', 'generate', keyFile]);
+  await run(process.execPath, [meshctl, 'swarm-key', 'generate', keyFile]);
   const common = ['--store', 'containerd', '--containerd-socket', socket, '--swarm-key', keyFile, '--replicate', 'none', '--log-level', 'info'];
   a = await startMeshd([...common, '--containerd-namespace', nsA]);
   b = await startMeshd([...common, '--containerd-namespace', nsB, '--bootstrap', a.p2p[0]]);
@@ -59,7 +60,7 @@ async function pushToA(mib: number): Promise<string> {
   done.searchParams.set('digest', digest);
   expect((await fetch(done, { method: 'PUT' })).status).toBe(201);
   await waitFor('node b to see node a holding the blob', async () => {
-    const res = JSON.parse(await run(process.execPath, [MESHCTL, '--node', b.url, '--json', 'who-has', digest]));
+    const res = JSON.parse(await run(process.execPath, [meshctl, '--node', b.url, '--json', 'who-has', digest]));
     return res.providers.some((p: { id: string }) => p.id === a.peerId);
   });
   return digest;
