@@ -46,11 +46,13 @@ export const HOSTS: Calibration = {
   // byte; about 40 ms to the answer's headers, of them ~15 for a new TLS connection, ~8 for the holder to
   // check what it holds, ~10 for its first read from the store.
   requestMs: 50,
-  // Each host's copy of the first layer ended 23–123 ms after the one before it in the chain at 25 Mbit/s
-  // (median 60): the spool holds bytes up to 20 ms (MAX_HOLD_MS in src/mirror/spool.ts) and the rest is
-  // bytes in socket buffers and the queues of two links, about 120 KiB at 25 Mbit/s.
-  hopMs: 20,
-  hopBytes: 120 << 10,
+  // Each host's copy of the first layer ended this long after the one before it in the chain on fleets of 3
+  // hosts (and 5 at 25 Mbit/s; calibrate.js --hosts 3), medians: 40 ms at 100 Mbit/s (18 runs), 35 at 25 (16),
+  // 71 at 10 (3); fitted by least squares, weighted by runs. Of a hop's lag, the spool's hold is up to 20 ms
+  // (src/mirror/spool.ts); the rest is the bytes' way from the feeder's socket to the child's, which varies
+  // from run to run with TCP (docs/benchmarks.md, session 31).
+  hopMs: 33,
+  hopBytes: 30_000,
   // Last blob fetched to 'replicated' (the last commit into containerd and the image record; the blob leases
   // are released after): 43–81 ms on 3-host fleets (median 50), one stripe. In k stripes the store's copy of
   // the last blob lags by its k − 1 later pieces, about 20 ms more for the last 4 MiB layer.
