@@ -14,6 +14,9 @@ interface Entry {
   addrs: string[];
   rttMs?: number;
   info?: NodeInfo;
+  protocols?: string[];
+  /** Its NodeInfo is being asked for. */
+  asking?: boolean;
 }
 
 export class PeerDirectory {
@@ -52,18 +55,30 @@ export class PeerDirectory {
     });
   }
 
+  /**
+   * Asks again the connected peers that did not give their NodeInfo when first asked (a busy host's timeout): until
+   * then such a peer is no member here, though its connection may last for days.
+   */
+  askAgain(): void {
+    for (const peer of this.libp2p.getPeers()) {
+      const entry = this.entries.get(peer.toString());
+      if (entry?.protocols?.includes(INFO_PROTOCOL) && entry.info === undefined) void this.fetch(peer, entry);
+    }
+  }
+
   private identified(result: IdentifyResult): void {
     const key = result.peerId.toString();
     let entry = this.entries.get(key);
     if (entry === undefined) this.entries.set(key, (entry = { addrs: [] }));
     entry.addrs = result.listenAddrs.map(String);
-    if (entry.info === undefined && result.protocols.includes(INFO_PROTOCOL)) {
-      void this.fetch(result.peerId, entry);
-    }
+    entry.protocols = result.protocols;
+    if (entry.info === undefined && result.protocols.includes(INFO_PROTOCOL)) void this.fetch(result.peerId, entry);
   }
 
-  // Never rejects: a peer that does not answer simply has no info (and is asked again on its next connection).
+  // Never rejects: a peer that does not answer simply has no info (and is asked again: askAgain).
   private async fetch(peer: PeerId, entry: Entry): Promise<void> {
+    if (entry.asking) return;
+    entry.asking = true;
     const signal = AbortSignal.timeout(INFO_TIMEOUT_MS);
     try {
       entry.rttMs = await this.libp2p.services.ping.ping(peer, { signal });
@@ -72,6 +87,8 @@ export class PeerDirectory {
       this.log.debug({ peer: peer.toString(), info: entry.info, rttMs: entry.rttMs }, 'peer info');
     } catch (err) {
       this.log.debug({ peer: peer.toString(), err: (err as Error).message }, 'cannot fetch peer info');
+    } finally {
+      entry.asking = false;
     }
   }
 }

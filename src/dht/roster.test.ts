@@ -47,10 +47,8 @@ const names = (m: Member): string[] => m.router.peers().flatMap((p) => (p.info ?
 const nodes: MeshNode[] = [];
 
 type Opener = { openConnection(target: unknown, opts?: unknown): Promise<unknown> };
-const peerOf = (target: unknown): string => {
-  const first = (Array.isArray(target) ? target[0] : target) as { getPeerId?: () => string | null };
-  return typeof first?.getPeerId === 'function' ? String(first.getPeerId()) : String(first);
-};
+/** The peer a dial is for: a PeerId, or a multiaddr (or a list of them) ending in /p2p/<id>. */
+const peerOf = (target: unknown): string => String(Array.isArray(target) ? target[0] : target).split('/p2p/').pop()!;
 
 /** Fails every dial from `node`, and every dial to it from `others`, until end(): a network that lost `node`. */
 function cutOff(node: Member, others: Member[]): { end(): void } {
@@ -197,6 +195,23 @@ describe('the roster', () => {
     // Asked again 5 s after the first (LIST_AGAIN_MS).
     await waitFor('d to know c', () => names(d).includes('c'), { timeoutMs: 10_000 });
     expect(lists).toBeGreaterThanOrEqual(2);
+  });
+
+  test('a connected peer that did not give its NodeInfo when asked at first is asked again, and is a member', async () => {
+    // e, which gossips nothing and lists nobody, fails the first request for its NodeInfo (a busy host's timeout).
+    const e = await createMeshNode({ privateKey: await generateKeyPair('Ed25519'), listen: ['/ip4/127.0.0.1/tcp/0'], bootstrap: [], mdns: false, logger, recordTtlMs: 60_000 });
+    nodes.push(e);
+    let asked = 0;
+    await serveJson(e.libp2p, INFO_PROTOCOL, () => {
+      if (++asked === 1) throw new Error('too busy');
+      return { name: 'e', labels: {}, dataPlanePort: 1 };
+    });
+    const d = await member('d', [{ node: e }], { maxConnections: 8 });
+    await waitFor('d connected to e', () => d.node.libp2p.getConnections(e.libp2p.peerId).length > 0, { timeoutMs: 5_000 });
+    const connection = d.node.libp2p.getConnections(e.libp2p.peerId)[0];
+    await waitFor('d to know e', () => names(d).includes('e'), { timeoutMs: 5_000 }); // periods of 1–1.1 s
+    expect(asked).toBe(2);
+    expect(connection.status).toBe('open'); // asked again over the same connection
   });
 
   test('a member heard of is dialed while there is room under the cap, and not past it', async () => {

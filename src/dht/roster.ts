@@ -195,6 +195,7 @@ export class Roster {
   /** Connected members are heard of now; members neither connected nor heard of for EXPIRY_PERIODS periods are dropped. */
   private sweep(period: number): void {
     const now = Date.now();
+    this.directory.askAgain();
     for (const p of this.directory.peers()) {
       if (p.info) this.heardOf(p.id, p.info, p.addrs);
     }
