@@ -1,6 +1,6 @@
 // What this node knows about its connected peers: addresses, round-trip time, and the NodeInfo each peer
 // tells about itself over /layermesh/info/1.0.0 (the responder writes its NodeInfo as JSON and closes).
-import type { IdentifyResult, PeerId } from '@libp2p/interface';
+import type { Connection, IdentifyResult, PeerId } from '@libp2p/interface';
 import type { Logger } from 'pino';
 import { askJson, serveJson } from './json-protocol.js';
 import type { MeshLibp2p } from './libp2p-node.js';
@@ -9,6 +9,8 @@ import type { NodeInfo, PeerStatus } from './router.js';
 export const INFO_PROTOCOL = '/layermesh/info/1.0.0';
 const MAX_INFO_BYTES = 64 * 1024;
 const INFO_TIMEOUT_MS = 5_000;
+/** libp2p's identify gives up after 5 s: a connection older than this that is not identified will not be by itself. */
+const IDENTIFIED_WITHIN_MS = 6_000;
 
 interface Entry {
   addrs: string[];
@@ -21,6 +23,7 @@ interface Entry {
 
 export class PeerDirectory {
   private readonly entries = new Map<string, Entry>();
+  private readonly identifying = new WeakSet<Connection>();
   private readonly onIdentify = (evt: CustomEvent<IdentifyResult>): void => this.identified(evt.detail);
   private readonly onDisconnect = (evt: CustomEvent<PeerId>): void => void this.entries.delete(evt.detail.toString());
 
@@ -56,13 +59,29 @@ export class PeerDirectory {
   }
 
   /**
-   * Asks again the connected peers that did not give their NodeInfo when first asked (a busy host's timeout): until
-   * then such a peer is no member here, though its connection may last for days.
+   * Asks again what the first requests on a peer's connection did not get (a busy host's timeouts): identify, without
+   * which no part of libp2p uses the connection, and the NodeInfo. Until then the peer is no member here, though its
+   * connection may last for days.
    */
   askAgain(): void {
     for (const peer of this.libp2p.getPeers()) {
       const entry = this.entries.get(peer.toString());
-      if (entry?.protocols?.includes(INFO_PROTOCOL) && entry.info === undefined) void this.fetch(peer, entry);
+      if (entry === undefined) void this.identify(peer);
+      else if (entry.protocols?.includes(INFO_PROTOCOL) && entry.info === undefined) void this.fetch(peer, entry);
+    }
+  }
+
+  // Never rejects: identified, the peer gets its entry (onIdentify).
+  private async identify(peer: PeerId): Promise<void> {
+    const conn = this.libp2p.getConnections(peer).find((c) => c.status === 'open' && Date.now() - c.timeline.open > IDENTIFIED_WITHIN_MS);
+    if (conn === undefined || this.identifying.has(conn)) return;
+    this.identifying.add(conn);
+    try {
+      await this.libp2p.services.identify.identify(conn);
+    } catch (err) {
+      this.log.debug({ peer: peer.toString(), err: (err as Error).message }, 'cannot identify a connected peer');
+    } finally {
+      this.identifying.delete(conn);
     }
   }
 

@@ -11,7 +11,9 @@ import { serveJson } from './json-protocol.js';
 import { INFO_PROTOCOL } from './peer-directory.js';
 import { waitFor } from '../../test/helpers/wait.js';
 import { CODE_P2P } from '@multiformats/multiaddr';
+import type { StreamHandlerRecord } from '@libp2p/interface';
 
+const IDENTIFY_PROTOCOL = '/ipfs/id/1.0.0';
 const logger = pino({ level: process.env.TEST_LOG ?? 'silent' });
 interface Member {
   router: Libp2pRouter;
@@ -212,6 +214,26 @@ describe('the roster', () => {
     await waitFor('d to know e', () => names(d).includes('e'), { timeoutMs: 5_000 }); // periods of 1–1.1 s
     expect(asked).toBe(2);
     expect(connection.status).toBe('open'); // asked again over the same connection
+  });
+
+  test('a connected peer whose identify failed is identified again, and is a member', async () => {
+    // e, which gossips nothing and lists nobody, fails the first identify asked of it (a busy host's timeout).
+    const e = await createMeshNode({ privateKey: await generateKeyPair('Ed25519'), listen: ['/ip4/127.0.0.1/tcp/0'], bootstrap: [], mdns: false, logger, recordTtlMs: 60_000 });
+    nodes.push(e);
+    await serveJson(e.libp2p, INFO_PROTOCOL, () => ({ name: 'e', labels: {}, dataPlanePort: 1 }));
+    type Registrar = { getHandler(protocol: string): StreamHandlerRecord };
+    const identify = (e.libp2p as unknown as { components: { registrar: Registrar } }).components.registrar.getHandler(IDENTIFY_PROTOCOL);
+    let identifies = 0;
+    await e.libp2p.handle(IDENTIFY_PROTOCOL, (stream, connection) => {
+      if (++identifies === 1) return stream.abort(new Error('too busy'));
+      return identify.handler(stream, connection);
+    }, { ...identify.options, force: true });
+    const d = await member('d', [{ node: e }], { maxConnections: 8 });
+    await waitFor('d connected to e', () => d.node.libp2p.getConnections(e.libp2p.peerId).length > 0, { timeoutMs: 5_000 });
+    const connection = d.node.libp2p.getConnections(e.libp2p.peerId)[0];
+    await waitFor('d to know e', () => names(d).includes('e'), { timeoutMs: 10_000 }); // the connection 6 s old, then a period
+    expect(identifies).toBe(2);
+    expect(connection.status).toBe('open'); // identified again over the same connection
   });
 
   test('a member heard of is dialed while there is room under the cap, and not past it', async () => {
