@@ -5,6 +5,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { readdir, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import { connect, type Socket } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { peerKey, proof, AUTH_HEADER } from '../src/mirror/peer-auth.js';
@@ -235,4 +236,24 @@ describe('the peer data plane', () => {
     expect(once.status).toBe(200);
     expect(once.body).toHaveLength(1 << 16);
   });
+
+  // A POST's proof covers its body, so the body is read before anyone is known to be a member.
+  it('refuses a body over 256 KiB, and cuts off a request trickled in to hold a connection, from anyone', async () => {
+    const big = await peerFetch(`${meshd.peerUrl}/peer/v1/sequence`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: Buffer.alloc(300 << 10, 0x20) });
+    expect(big.status).toBe(413);
+    const { hostname, port } = new URL(meshd.peerUrl);
+    const socket = meshd.peerUrl.startsWith('https:') ? tlsConnect({ host: hostname, port: Number(port), rejectUnauthorized: false }) : connect(Number(port), hostname);
+    const began = Date.now();
+    socket.write(`POST /peer/v1/sequence HTTP/1.1\r\nhost: ${hostname}\r\ncontent-type: application/json\r\ncontent-length: 100000\r\n\r\n`);
+    const trickle = setInterval(() => socket.write(' '), 500);
+    let answer = '';
+    socket.on('data', (d: Buffer) => (answer += d.toString()));
+    try {
+      await new Promise((resolve) => socket.once('close', resolve));
+    } finally {
+      clearInterval(trickle);
+    }
+    expect(Date.now() - began).toBeLessThan(15_000);
+    expect(answer).toMatch(/^HTTP\/1\.1 408/);
+  }, 30_000);
 });

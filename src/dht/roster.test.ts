@@ -48,6 +48,13 @@ const names = (m: Member): string[] => m.router.peers().flatMap((p) => (p.info ?
 
 const nodes: MeshNode[] = [];
 
+/** A libp2p node of the mesh without a roster: it gossips nothing, lists nobody and tells no NodeInfo unless told to. */
+async function bareNode(): Promise<MeshNode> {
+  const node = await createMeshNode({ privateKey: await generateKeyPair('Ed25519'), listen: ['/ip4/127.0.0.1/tcp/0'], bootstrap: [], mdns: false, logger, recordTtlMs: 60_000 });
+  nodes.push(node);
+  return node;
+}
+
 type Opener = { openConnection(target: unknown, opts?: unknown): Promise<unknown> };
 /** The peer a dial is for: a PeerId, or a multiaddr (or a list of them) ending in /p2p/<id>. */
 const peerOf = (target: unknown): string => String(Array.isArray(target) ? target[0] : target).split('/p2p/').pop()!;
@@ -148,8 +155,7 @@ describe('the roster', () => {
 
   test('a member heard of but never connected to, which goes silent, is dropped after a few periods', async () => {
     // e knows a member nobody else does, and gives it to d, which joins through e.
-    const e = await createMeshNode({ privateKey: await generateKeyPair('Ed25519'), listen: ['/ip4/127.0.0.1/tcp/0'], bootstrap: [], mdns: false, logger, recordTtlMs: 60_000 });
-    nodes.push(e);
+    const e = await bareNode();
     const silent = peerIdFromPrivateKey(await generateKeyPair('Ed25519')).toString();
     await serveJson(e.libp2p, MEMBERS_PROTOCOL, () => [{ id: silent, info: { name: 'x', labels: {}, dataPlanePort: 1 }, addrs: ['/ip4/127.0.0.1/tcp/9'], ageMs: 0 }]);
     const d = await member('d', [{ node: e }]);
@@ -162,8 +168,7 @@ describe('the roster', () => {
   test('a member dropped is not brought back by a list that heard of it before', async () => {
     // e, which gives its NodeInfo like a member, lists c as heard of when the test began; d joins through e.
     const c = await member('c', []);
-    const e = await createMeshNode({ privateKey: await generateKeyPair('Ed25519'), listen: ['/ip4/127.0.0.1/tcp/0'], bootstrap: [], mdns: false, logger, recordTtlMs: 60_000 });
-    nodes.push(e);
+    const e = await bareNode();
     const began = Date.now();
     const addrs = c.node.libp2p.getMultiaddrs().map((ma) => ma.decapsulateCode(CODE_P2P).toString());
     let lists = 0;
@@ -184,8 +189,7 @@ describe('the roster', () => {
   test('a joining node whose first peer did not give its list asks again, though it knows no other peer', async () => {
     // e, which gives its NodeInfo like a member but gossips nothing, fails the first list asked of it, then lists c.
     const c = await member('c', []);
-    const e = await createMeshNode({ privateKey: await generateKeyPair('Ed25519'), listen: ['/ip4/127.0.0.1/tcp/0'], bootstrap: [], mdns: false, logger, recordTtlMs: 60_000 });
-    nodes.push(e);
+    const e = await bareNode();
     const addrs = c.node.libp2p.getMultiaddrs().map((ma) => ma.decapsulateCode(CODE_P2P).toString());
     let lists = 0;
     await serveJson(e.libp2p, MEMBERS_PROTOCOL, () => {
@@ -201,8 +205,7 @@ describe('the roster', () => {
 
   test('a connected peer that did not give its NodeInfo when asked at first is asked again, and is a member', async () => {
     // e, which gossips nothing and lists nobody, fails the first request for its NodeInfo (a busy host's timeout).
-    const e = await createMeshNode({ privateKey: await generateKeyPair('Ed25519'), listen: ['/ip4/127.0.0.1/tcp/0'], bootstrap: [], mdns: false, logger, recordTtlMs: 60_000 });
-    nodes.push(e);
+    const e = await bareNode();
     let asked = 0;
     await serveJson(e.libp2p, INFO_PROTOCOL, () => {
       if (++asked === 1) throw new Error('too busy');
@@ -218,8 +221,7 @@ describe('the roster', () => {
 
   test('a connected peer whose identify failed is identified again, and is a member', async () => {
     // e, which gossips nothing and lists nobody, fails the first identify asked of it (a busy host's timeout).
-    const e = await createMeshNode({ privateKey: await generateKeyPair('Ed25519'), listen: ['/ip4/127.0.0.1/tcp/0'], bootstrap: [], mdns: false, logger, recordTtlMs: 60_000 });
-    nodes.push(e);
+    const e = await bareNode();
     await serveJson(e.libp2p, INFO_PROTOCOL, () => ({ name: 'e', labels: {}, dataPlanePort: 1 }));
     type Registrar = { getHandler(protocol: string): StreamHandlerRecord };
     const identify = (e.libp2p as unknown as { components: { registrar: Registrar } }).components.registrar.getHandler(IDENTIFY_PROTOCOL);
@@ -239,8 +241,7 @@ describe('the roster', () => {
   test('a member heard of is dialed while there is room under the cap, and not past it', async () => {
     // e lists c, a member nobody else is connected to; d joins through e.
     const c = await member('c', []);
-    const e = await createMeshNode({ privateKey: await generateKeyPair('Ed25519'), listen: ['/ip4/127.0.0.1/tcp/0'], bootstrap: [], mdns: false, logger, recordTtlMs: 60_000 });
-    nodes.push(e);
+    const e = await bareNode();
     const addrs = c.node.libp2p.getMultiaddrs().map((ma) => ma.decapsulateCode(CODE_P2P).toString());
     await serveJson(e.libp2p, MEMBERS_PROTOCOL, () => [{ id: c.id, info: { name: 'c', labels: {}, dataPlanePort: 1 }, addrs, ageMs: 0 }]);
     const full = await member('full', [{ node: e }], { maxConnections: 1 });
