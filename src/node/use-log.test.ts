@@ -49,7 +49,7 @@ describe('UseLog', () => {
     }
   });
 
-  it('notes what the registry reads through the store: blobs opened or sent by path, images looked up', async () => {
+  it('notes what the registry reads through the store: blobs opened or sent by path, images looked up; never what is absent', async () => {
     const uses = await UseLog.open(join(dir, 'last-use.json'), log);
     const store = new MemoryStore();
     const target = await putImage(store);
@@ -59,8 +59,11 @@ describe('UseLog', () => {
     await tracked.images.get('app:1');
     (await tracked.open(blob.digest)).stream.destroy();
     tracked.localPath(target.digest);
+    const absent = `sha256:${'0'.repeat(64)}`;
+    await expect(tracked.open(absent)).rejects.toThrow();
+    expect(await tracked.images.get('absent:1')).toBeUndefined();
     for (const key of ['app:1', blob.digest, target.digest]) expect(uses.lastUse([key], 1)).toBeGreaterThan(1);
-    expect(uses.lastUse(['absent:1'], 1)).toBe(1);
+    for (const key of ['absent:1', absent]) expect(uses.lastUse([key], 1), `${key} is noted as used`).toBe(1);
     await uses.close();
   });
 });

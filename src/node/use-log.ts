@@ -96,9 +96,11 @@ export function trackingUse(store: Store, uses: UseLog): Store {
   return {
     kind: store.kind,
     stat: (digest) => store.stat(digest),
-    open: (digest, range, requestedIn) => {
+    // Only what could be opened is noted: anyone who may read can ask for any digest.
+    open: async (digest, range, requestedIn) => {
+      const reader = await store.open(digest, range, requestedIn);
       uses.touch(digest);
-      return store.open(digest, range, requestedIn);
+      return reader;
     },
     // The registry sends blobs held as files through their path: asking for it is a use.
     localPath: (digest) => {
