@@ -6,7 +6,7 @@ import { digestOf, isDigest, type Descriptor } from '../oci/digest.js';
 import { MANIFEST_MEDIA_TYPES } from '../oci/manifest.js';
 import { untilStalled } from './until-stalled.js';
 import { basicHeader, credentialsFor, parseChallenge, type Challenge, type Credentials } from './upstream-auth.js';
-import { MAX_MANIFEST_BYTES } from '../oci/limits.js';
+import { MAX_MANIFEST_BYTES, readBounded, TooLargeError } from '../oci/limits.js';
 
 export interface UpstreamOptions {
   /** Where a registry is really reached (`docker.io` → `http://10.0.0.5:5000`); others: `https://<registry>`. */
@@ -28,6 +28,13 @@ const ACCEPT = MANIFEST_MEDIA_TYPES.join(', ');
 /** Tokens without `expires_in` last 60 s (distribution's token spec); renewed a little early. */
 const DEFAULT_TOKEN_S = 60;
 const TOKEN_MARGIN_MS = 5_000;
+/** Authorizations kept at most, the oldest dropped first: a client may name any repository of any registry. */
+const MAX_AUTHORIZATIONS = 1_000;
+/** A token service's answer: a token and its lifetime, a few KB. */
+const MAX_TOKEN_ANSWER_BYTES = 64 << 10;
+
+/** An answer's body, read up to `limit` bytes (TooLargeError past it). */
+const bodyOf = (res: Response, limit: number): Promise<Buffer> => (res.body ? readBounded(res.body, limit) : Promise.resolve(Buffer.alloc(0)));
 
 /** Splits a store repository key (`docker.io/library/app`) into registry and path. */
 function split(repo: string): { registry: string; path: string } {
@@ -57,8 +64,11 @@ export class Upstream {
     if (isDigest(digest) && Number.isSafeInteger(size)) return { mediaType, digest, size };
     const got = await this.#request(repo, `manifests/${tag}`, 'GET', { accept: ACCEPT });
     if (!got?.ok) return void (await got?.body?.cancel());
-    const body = Buffer.from(await got.arrayBuffer());
-    if (body.length > MAX_MANIFEST_BYTES) return undefined;
+    const body = await bodyOf(got, MAX_MANIFEST_BYTES).catch((err: Error) => {
+      if (err instanceof TooLargeError) return undefined;
+      throw err;
+    });
+    if (body === undefined) return undefined;
     // The digest is what the bytes hash to; the manifest is then fetched by it and verified.
     return { mediaType: got.headers.get('content-type')?.split(';')[0].trim() ?? '', digest: digestOf(body), size: body.length };
   }
@@ -127,7 +137,7 @@ export class Upstream {
     if (challenge.scheme === 'basic') {
       if (!creds) return undefined;
       const header = basicHeader(creds);
-      this.#auth.set(key, { header, until: Infinity });
+      this.#remember(key, header, Infinity);
       return header;
     }
     if (challenge.scheme !== 'bearer' || !challenge.params.realm) return undefined;
@@ -141,12 +151,24 @@ export class Upstream {
       this.opts.log.warn({ registry, realm: realm.origin + realm.pathname, scope: challenge.params.scope, status: res.status }, 'the upstream token service refused a token');
       return undefined;
     }
-    const answer = (await res.json()) as { token?: string; access_token?: string; expires_in?: number };
+    let answer: { token?: unknown; access_token?: unknown; expires_in?: number };
+    try {
+      answer = JSON.parse((await bodyOf(res, MAX_TOKEN_ANSWER_BYTES)).toString('utf8'));
+    } catch (err) {
+      this.opts.log.warn({ registry, realm: realm.origin + realm.pathname, err: (err as Error).message }, 'the upstream token service gave no usable answer');
+      return undefined;
+    }
     const token = answer.token ?? answer.access_token;
-    if (!token) return undefined;
+    if (typeof token !== 'string' || !token) return undefined;
     const header = `Bearer ${token}`;
-    this.#auth.set(key, { header, until: Date.now() + (answer.expires_in ?? DEFAULT_TOKEN_S) * 1000 - TOKEN_MARGIN_MS });
+    this.#remember(key, header, Date.now() + (answer.expires_in ?? DEFAULT_TOKEN_S) * 1000 - TOKEN_MARGIN_MS);
     return header;
+  }
+
+  #remember(key: string, header: string, until: number): void {
+    this.#auth.delete(key);
+    if (this.#auth.size >= MAX_AUTHORIZATIONS) this.#auth.delete(this.#auth.keys().next().value!);
+    this.#auth.set(key, { header, until });
   }
 
   /** fetch with a deadline for the answer to begin (the body's pauses are guarded by #guarded). */

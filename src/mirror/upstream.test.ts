@@ -1,0 +1,59 @@
+// The upstream client against a registry on loopback that demands bearer tokens from its own token service.
+import { randomBytes } from 'node:crypto';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { pino } from 'pino';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { Upstream } from './upstream.js';
+
+const DIGEST = `sha256:${'a'.repeat(64)}`;
+
+describe('the upstream client', () => {
+  let server: Server;
+  let url = '';
+  const issued = new Set<string>();
+  const tokenScopes: string[] = [];
+  let tokenPadding = 0;
+
+  beforeAll(async () => {
+    server = createServer((req, res) => {
+      const at = new URL(req.url!, 'http://upstream');
+      if (at.pathname === '/token') {
+        tokenScopes.push(at.searchParams.get('scope') ?? '');
+        const token = randomBytes(16).toString('hex');
+        issued.add(token);
+        return void res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ token, expires_in: 300, padding: 'x'.repeat(tokenPadding) }));
+      }
+      const repo = /^\/v2\/(.+)\/manifests\//.exec(at.pathname)?.[1] ?? '';
+      if (!issued.has(/^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1] ?? '')) {
+        return void res.writeHead(401, { 'www-authenticate': `Bearer realm="${url}/token",service="test",scope="repository:${repo}:pull"` }).end();
+      }
+      res.writeHead(200, { 'docker-content-digest': DIGEST, 'content-length': '100', 'content-type': 'application/vnd.oci.image.manifest.v1+json' }).end();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  afterAll(() => new Promise((resolve) => server.close(resolve)));
+  beforeEach(() => {
+    tokenScopes.length = 0;
+    tokenPadding = 0;
+  });
+
+  const upstream = () => new Upstream({ endpoints: { 'docker.io': url }, timeoutMs: 5_000, log: pino({ level: 'silent' }) });
+
+  it('keeps a token per repository, at most 1,000 of them: the oldest is asked for again', async () => {
+    const up = upstream();
+    for (let i = 0; i <= 1_000; i++) expect((await up.resolveTag(`docker.io/r/${i}`, '1'))?.digest).toBe(DIGEST);
+    expect(tokenScopes).toHaveLength(1_001);
+    await up.resolveTag('docker.io/r/1000', '1');
+    expect(tokenScopes).toHaveLength(1_001); // cached
+    await up.resolveTag('docker.io/r/0', '1');
+    expect(tokenScopes.slice(1_001)).toEqual(['repository:r/0:pull']); // dropped for the 1,001st
+  });
+
+  it('refuses a token service answer over 64 KiB', async () => {
+    tokenPadding = 100 << 10;
+    expect(await upstream().resolveTag('docker.io/big/app', '1')).toBeUndefined();
+    expect(tokenScopes).toEqual(['repository:big/app:pull']);
+  });
+});
