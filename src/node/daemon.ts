@@ -173,6 +173,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
       self: { name: config.nodeName, labels: config.labels },
       log: log.child({ component: 'replicator' }),
     });
+    closers.push(async () => follower.stop());
     const nameOf = (id: string) => (id === mesh.router.id ? config.nodeName : mesh.router.peers().find((p) => p.id === id)?.info?.name ?? id);
     const disk = await startDisk(config, {
       store, router: mesh.router, holdings: mesh.holdings, events, nameOf, log, onEvicted: countEviction,

@@ -13,23 +13,62 @@ const digest = (c: string) => `sha256:${c.repeat(64)}`;
 const event = (clock: number, node: string, d: string, replicate?: string): MeshEvent =>
   ({ type: 'image-pushed', image: NAME, digest: d, node, clock, ...(replicate && { replicate }) });
 
-/** A follower on `policy`, knowing members `peers`, whose replicator only records what it is asked to copy. */
-function follower(policy: string, store = new MemoryStore(), self = 'self', peers: string[] = []) {
+/**
+ * A follower on `policy`, knowing members `peers`, whose replicator records what it is asked to copy (and fails
+ * a copy while `fails` says so).
+ */
+function follower(policy: string, store = new MemoryStore(), self = 'self', peers: string[] = [], fails = (_digest: string) => false) {
   const copies: { digest: string; from: string; push: unknown; order?: string[] }[] = [];
   const pushes = new NewestPushes(self);
   const replicator = {
     copying: () => undefined,
-    replicate: vi.fn(async (_image: string, d: string, from: string, { push, order }: ReplicateOptions) => void copies.push({ digest: d, from, push, order })),
+    replicate: vi.fn(async (_image: string, d: string, from: string, { push, order }: ReplicateOptions) => {
+      if (fails(d)) throw new Error('containerd is not answering');
+      copies.push({ digest: d, from, push, order });
+    }),
   };
   const f = new PushFollower({
     store, pushes, replicator, policy: parseReplicationPolicy(policy), self: { name: self, labels: {} },
-    membership: { self, peers: () => peers.map((id) => ({ id, addrs: [], info: { name: id, labels: {}, dataPlanePort: 1 } })) }, log: pino({ level: 'silent' }),
+    membership: { self, peers: () => peers.map((id) => ({ id, addrs: [], info: { name: id, labels: {}, dataPlanePort: 1 } })) },
+    log: pino({ level: 'silent' }), retryAfterMs: [20, 40],
   });
-  const settle = () => new Promise((r) => setTimeout(r, 10));
-  return { f, copies, pushes, settle };
+  const settle = (ms = 10) => new Promise((r) => setTimeout(r, ms));
+  return { f, copies, pushes, settle, replicator };
 }
 
 describe('push follower', () => {
+  test('a copy that failed is tried again until it is made', async () => {
+    let failures = 3;
+    const { f, copies, settle, replicator } = follower('all', new MemoryStore(), 'self', [], () => failures-- > 0);
+    f.onEvent(event(100, 'a', digest('a')));
+    await settle(200); // tries after 0, 20, 40 and 40 ms
+    expect(replicator.replicate).toHaveBeenCalledTimes(4);
+    expect(copies.map((c) => c.digest)).toEqual([digest('a')]);
+    await settle(100);
+    expect(replicator.replicate).toHaveBeenCalledTimes(4);
+    f.stop();
+  });
+
+  test('a failed copy is not tried again once a newer push of its name is known, nor once its image is here', async () => {
+    const store = new MemoryStore();
+    const { f, copies, settle, replicator } = follower('all', store, 'self', [], (d) => d === digest('a'));
+    f.onEvent(event(100, 'a', digest('a')));
+    await settle();
+    f.onEvent(event(200, 'b', digest('b')));
+    await settle(150);
+    expect(replicator.replicate.mock.calls.map((c) => c[1])).toEqual([digest('a'), digest('b')]);
+    expect(copies.map((c) => c.digest)).toEqual([digest('b')]);
+
+    const held = follower('all', store, 'self', [], () => true);
+    held.f.onEvent(event(300, 'c', digest('c')));
+    await held.settle();
+    await store.images.put({ name: NAME, target: { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: digest('c'), size: 2 }, labels: {} });
+    await held.settle(150);
+    expect(held.replicator.replicate).toHaveBeenCalledTimes(1);
+    f.stop();
+    held.f.stop();
+  });
+
   test('copies the newer of two pushes of a name, and ignores the older arriving after it', async () => {
     const { f, copies, pushes, settle } = follower('all');
     f.onEvent(event(200, 'b', digest('b')));

@@ -2,7 +2,8 @@
 // known (the newest push names an image everywhere, see src/oci/tag-push.ts), copy it when the push's
 // replication policy (or this node's own) selects this node or when this node holds the name already (it
 // would serve a stale image otherwise: that includes a node whose own push of the name lost), else only
-// remember it.
+// remember it. A copy that fails is tried again, ever less often, while its push is the newest of its name:
+// the push is known here from then on, so neither its gossip nor a catch-up would bring it again.
 import type { Logger } from 'pino';
 import type { Membership } from '../dht/membership.js';
 import type { MeshEvent } from '../dht/router.js';
@@ -11,6 +12,9 @@ import type { NewestPushes } from './newest-pushes.js';
 import { parseReplicationPolicy, type NodeIdentity, type ReplicationPolicy } from './replication-policy.js';
 import type { Replicator } from './replicator.js';
 import { orderOfTags, takerOrder } from './replication-plan.js';
+
+/** A copy that failed is tried again after these waits, then after the last one each time. */
+const RETRY_AFTER_MS = [30_000, 60_000, 120_000, 300_000, 600_000];
 
 /** A member of the mesh as replication sees it (this node included). */
 export interface Member extends NodeIdentity {
@@ -32,25 +36,58 @@ export interface PushFollowerDeps {
   /** This node as replication policies see it. */
   self: NodeIdentity;
   log: Logger;
+  /** Waits before the retries of a failed copy; default RETRY_AFTER_MS. */
+  retryAfterMs?: number[];
 }
 
 export class PushFollower {
+  /** By image name: a copy's next try, which a newer push of the name makes moot. */
+  readonly #retries = new Map<string, NodeJS.Timeout>();
+
   constructor(private readonly deps: PushFollowerDeps) {}
 
   /** Acts on a push gossiped by another node. */
   onEvent(event: MeshEvent): void {
-    this.#follow(event).catch((err: Error) =>
-      this.deps.log.error({ image: event.image, digest: event.digest, err: err.message }, 'replication failed'));
-  }
-
-  async #follow(event: MeshEvent): Promise<void> {
-    const { log, self, store, pushes, replicator } = this.deps;
-    const { image, digest } = event;
-    const push = { clock: event.clock, node: event.node };
-    if (!pushes.observe(image, { ...push, digest })) {
-      log.info({ image, digest, clock: push.clock, node: push.node, newest: pushes.get(image) }, 'ignoring a push older than the newest known of its name');
+    const { log, pushes } = this.deps;
+    const { image, digest, clock, node } = event;
+    if (!pushes.observe(image, { clock, node, digest })) {
+      log.info({ image, digest, clock, node, newest: pushes.get(image) }, 'ignoring a push older than the newest known of its name');
       return;
     }
+    void this.#follow(event, 0);
+  }
+
+  /** Stops the retries. */
+  stop(): void {
+    this.#retries.forEach(clearTimeout);
+    this.#retries.clear();
+  }
+
+  /** Never rejects: a failure is logged and tried again. */
+  async #follow(event: MeshEvent, attempt: number): Promise<void> {
+    const { image, digest } = event;
+    try {
+      if (attempt === 0 || (await this.#stillWanted(event))) await this.#copy(event);
+    } catch (err) {
+      const waits = this.deps.retryAfterMs ?? RETRY_AFTER_MS;
+      const wait = waits[Math.min(attempt, waits.length - 1)];
+      this.deps.log.error({ image, digest, err: (err as Error).message, attempt: attempt + 1, retryInSeconds: wait / 1000 }, 'replication failed; trying again later');
+      clearTimeout(this.#retries.get(image));
+      this.#retries.set(image, setTimeout(() => this.#retries.delete(image) && void this.#follow(event, attempt + 1), wait).unref());
+    }
+  }
+
+  /** A failed copy is still to be made: its push is the newest of the name, no copy of it is under way, and it is not here. */
+  async #stillWanted({ image, digest, clock, node }: MeshEvent): Promise<boolean> {
+    const { pushes, replicator, store } = this.deps;
+    if (!pushes.isNewest(image, { clock, node }) || replicator.copying(image) !== undefined) return false;
+    return (await store.images.get(image))?.target.digest !== digest;
+  }
+
+  async #copy(event: MeshEvent): Promise<void> {
+    const { log, self, store, replicator } = this.deps;
+    const { image, digest } = event;
+    const push = { clock: event.clock, node: event.node };
     const override = event.replicate === undefined ? undefined : readablePolicy(event.replicate);
     if (event.replicate !== undefined && !override) {
       log.warn({ image, replicate: event.replicate }, 'push carries an unreadable replication policy; each node uses its own');

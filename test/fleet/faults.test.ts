@@ -145,5 +145,21 @@ describe('fault tools on a 4-host fleet', () => {
     it('restartContainerd: a push made after the restart is announced at once', async () => {
       await waitFor('h1 to learn of the tag pushed after the restart', async () => (await h1.whoHas('docker.io/library/app:2')).some((p) => p.id === h2.peerId), { timeoutMs: 5_000 });
     });
+
+    it('a host whose containerd was down when a push came copies it once containerd is back', async () => {
+      const holds = async (h: FleetHost) => (await h.ctr(['images', 'ls', '-q'])).split('\n').includes('docker.io/library/app:late');
+      const pushed = buildImage({ layerSizes: [70_000], tag: 'late' });
+      await h4.stopContainerd();
+      try {
+        await h1.skopeo(['copy', `oci:${pushed.dir}:late`, `docker://${REGISTRY_ADDR}/app:late`, '--dest-tls-verify=false']);
+        await waitFor('h3 to copy the push', () => holds(h3));
+        await new Promise((r) => setTimeout(r, 1_000)); // h4's copy fails meanwhile: its store does not answer
+      } finally {
+        await h4.startContainerd();
+        rmSync(pushed.dir, { recursive: true, force: true });
+      }
+      // The push is known on h4 now: neither its gossip nor a catch-up brings it again, only h4's retry (30 s).
+      await waitFor('h4 to copy the push it failed to', () => holds(h4), { timeoutMs: 45_000 });
+    }, 90_000);
   });
 });

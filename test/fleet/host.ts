@@ -238,10 +238,16 @@ export class FleetHost {
     await this.ctx.save();
   }
 
-  /** SIGTERM to containerd, then start it again on the same root, state and socket; meshd keeps running. */
-  async restartContainerd(): Promise<void> {
+  /** SIGTERM to containerd; meshd keeps running. */
+  async stopContainerd(): Promise<void> {
     if (this.containerdPid) await stopPid(this.containerdPid, `containerd on ${this.name}`);
     this.containerdPid = 0;
+    await this.ctx.save();
+  }
+
+  /** stopContainerd, then start it again on the same root, state and socket. */
+  async restartContainerd(): Promise<void> {
+    await this.stopContainerd();
     await this.startContainerd();
   }
 
