@@ -88,6 +88,7 @@ test('two connected nodes arm no timer that wakes them more often than every 5 s
     const client = await node(server.libp2p.getMultiaddrs().map(String));
     await connected(client, server);
     await connected(server, client);
+    await new Promise((r) => setTimeout(r, 1_000)); // past start-up: protocols served after libp2p started are told peers once
     const from = timeouts.mock.calls.length;
     await new Promise((r) => setTimeout(r, 6_000));
     // Timers armed again and again from one place in the code, over 6 s: a poller arms its callback each time it wakes.
@@ -105,4 +106,18 @@ test('two connected nodes arm no timer that wakes them more often than every 5 s
     intervals.mockRestore();
     timeouts.mockRestore();
   }
+});
+
+test('a protocol a node serves from after its peers identified it reaches them (identify push): catch-up asks by it', async () => {
+  const late = '/layermesh/late/1.0.0';
+  const server = await node();
+  const client = await node(server.libp2p.getMultiaddrs().map(String));
+  const first = new Promise<void>((resolve) => client.libp2p.addEventListener('peer:identify', () => resolve(), { once: true }));
+  const told = new Promise<boolean>((resolve) => {
+    client.libp2p.addEventListener('peer:identify', (evt) => evt.detail.protocols.includes(late) && resolve(true));
+    setTimeout(() => resolve(false), 10_000).unref();
+  });
+  await first;
+  await server.libp2p.handle(late, (stream) => void stream.close());
+  expect(await told).toBe(true);
 });

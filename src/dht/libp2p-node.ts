@@ -4,7 +4,7 @@ import { tcp } from '@libp2p/tcp';
 import { memory } from '@libp2p/memory';
 import { noise } from '@chainsafe/libp2p-noise';
 import { yamux } from '@chainsafe/libp2p-yamux';
-import { identify, type Identify } from '@libp2p/identify';
+import { identify, identifyPush, type Identify, type IdentifyPush } from '@libp2p/identify';
 import { ping, type Ping } from '@libp2p/ping';
 import { kadDHT, passthroughMapper, type KadDHT } from '@libp2p/kad-dht';
 import { gossipsub, type GossipSub } from '@libp2p/gossipsub';
@@ -25,6 +25,7 @@ export const KAD_PROTOCOL = '/layermesh/kad/1.0.0';
 
 export interface MeshServices extends Record<string, unknown> {
   identify: Identify;
+  identifyPush: IdentifyPush;
   ping: Ping;
   dht: KadDHT;
   pubsub: GossipSub;
@@ -170,6 +171,9 @@ function libp2pOptions(opts: MeshNodeOptions, inbound: InboundFailureLog): Libp2
     peerDiscovery: opts.mdns ? [mdns({ serviceTag: '_layermesh._udp.local' })] : [],
     services: {
       identify: identify(),
+      // Tells connected peers of protocols served from later on (meshd serves its own once libp2p has started):
+      // catch-up and NodeInfo are asked of a peer only once it has told it speaks them.
+      identifyPush: identifyPush(),
       // kad-dht requires ping: it pings every new peer before adding it to the routing table, and drops the
       // peer if that ping fails. The default of one outbound ping stream per connection makes it fail whenever
       // the connection monitor (or anyone) pings at the same moment, leaving the routing table empty.
