@@ -1,6 +1,6 @@
 import { pino } from 'pino';
 import { describe, expect, test } from 'vitest';
-import { putBlob } from '../store/store.js';
+import { putBlob, StoreUnavailableError } from '../store/store.js';
 import { digestOf } from '../oci/digest.js';
 import { MemoryStore } from '../store/memory-store.js';
 import { MediaType } from '../oci/manifest.js';
@@ -11,6 +11,7 @@ import { takerOrder, takerTag } from './replication-plan.js';
 import { decodeEvent, encodeEvent } from '../dht/mesh-events.js';
 
 const node = '12D3KooWorigin';
+const log = pino({ level: 'silent' });
 
 async function put(store: MemoryStore, bytes: Buffer): Promise<{ digest: string; size: number }> {
   const digest = digestOf(bytes);
@@ -37,7 +38,7 @@ describe('push events', () => {
   test('carry the manifest, the config and small layers, each under its own digest', async () => {
     const store = new MemoryStore();
     const img = await image(store, 700, [Buffer.alloc(100, 1), Buffer.alloc(200 << 10, 2)]);
-    const event = await pushEvent(store, { image: 'docker.io/library/app:1', digest: img.digest, node, clock: 1 }, []);
+    const event = await pushEvent(store, { image: 'docker.io/library/app:1', digest: img.digest, node, clock: 1 }, [], log);
     expect(event).toMatchObject({ type: 'image-pushed', image: 'docker.io/library/app:1', digest: img.digest, node, clock: 1 });
     const inline = decoded(event.inline);
     expect(Object.keys(inline).sort()).toEqual([img.digest, img.config, img.layers[0]].sort());
@@ -47,7 +48,7 @@ describe('push events', () => {
   test('stay small: what does not fit is left to the takers to fetch', async () => {
     const store = new MemoryStore();
     const img = await image(store, 60 << 10, []);
-    const event = await pushEvent(store, { image: 'docker.io/library/app:2', digest: img.digest, node, clock: 1, replicate: 'none' }, []);
+    const event = await pushEvent(store, { image: 'docker.io/library/app:2', digest: img.digest, node, clock: 1, replicate: 'none' }, [], log);
     expect(Object.keys(event.inline ?? {})).toEqual([img.digest]);
     expect(event.replicate).toBe('none');
   });
@@ -62,7 +63,7 @@ describe('push events', () => {
       manifests: [amd, arm].map((m) => ({ mediaType: MediaType.ociManifest, digest: m.digest, size: m.size })),
     }));
     const { digest } = await put(store, index);
-    const event = await pushEvent(store, { image: 'docker.io/library/multi:1', digest, node, clock: 1 }, []);
+    const event = await pushEvent(store, { image: 'docker.io/library/multi:1', digest, node, clock: 1 }, [], log);
     expect(Object.keys(event.inline ?? {}).sort()).toEqual([digest, amd.digest, arm.digest, amd.config, arm.config].sort());
   });
 
@@ -70,18 +71,29 @@ describe('push events', () => {
     const store = new MemoryStore();
     const img = await image(store, 700, [Buffer.alloc(100, 1)]);
     const takers = Array.from({ length: 1000 }, (_, i) => `12D3KooWpeer${i}`);
-    const event = await pushEvent(store, { image: 'docker.io/library/app:6', digest: img.digest, node, clock: 1 }, takers);
+    const event = await pushEvent(store, { image: 'docker.io/library/app:6', digest: img.digest, node, clock: 1 }, takers, log);
     expect(event.takers).toEqual(takerOrder(img.digest, takers).map(takerTag));
     expect(new Set(event.takers).size).toBe(1000);
     expect(Object.keys(event.inline ?? {})).toContain(img.config);
     expect(decodeEvent(encodeEvent(event)).event).toEqual(event);
     // No takers known: each plans from its own view.
-    expect((await pushEvent(store, { image: 'docker.io/library/app:7', digest: img.digest, node, clock: 1 }, [])).takers).toBeUndefined();
+    expect((await pushEvent(store, { image: 'docker.io/library/app:7', digest: img.digest, node, clock: 1 }, [], log)).takers).toBeUndefined();
   });
 
   test('a root the store does not hold goes out without inline blobs', async () => {
-    const event = await pushEvent(new MemoryStore(), { image: 'docker.io/library/app:3', digest: `sha256:${'0'.repeat(64)}`, node, clock: 1 }, []);
+    const event = await pushEvent(new MemoryStore(), { image: 'docker.io/library/app:3', digest: `sha256:${'0'.repeat(64)}`, node, clock: 1 }, [], log);
     expect(event.inline).toBeUndefined();
+  });
+
+  test('a store that cannot read the small blobs does not keep the push from going out, with its takers', async () => {
+    const store = new MemoryStore();
+    const img = await image(store, 100, [Buffer.alloc(1000, 1)]);
+    store.open = async () => {
+      throw new StoreUnavailableError('containerd is not answering');
+    };
+    const event = await pushEvent(store, { image: 'docker.io/library/app:8', digest: img.digest, node, clock: 1 }, ['a', 'b'], log);
+    expect(event.inline).toBeUndefined();
+    expect(event.takers).toEqual(takerOrder(img.digest, ['a', 'b']).map(takerTag));
   });
 
   test("a push's record keeps the policy it carried, for members that missed its gossip", () => {

@@ -21,7 +21,7 @@ const EVENT_BUDGET = 48 << 10;
 const MAX_TAKER_TAGS = 3000;
 
 /** The event for a push of `event.image` that `takers` (peer ids) are to copy. */
-export async function pushEvent(store: Store, event: Omit<MeshEvent, 'type' | 'inline' | 'takers'>, takers: string[]): Promise<MeshEvent> {
+export async function pushEvent(store: Store, event: Omit<MeshEvent, 'type' | 'inline' | 'takers'>, takers: string[], log: Logger): Promise<MeshEvent> {
   const tags = takers.length > 0 && takers.length <= MAX_TAKER_TAGS ? takerOrder(event.digest, takers).map(takerTag) : undefined;
   const inline: Record<string, string> = {};
   let room = EVENT_BUDGET - (tags ? JSON.stringify(tags).length : 0);
@@ -35,18 +35,23 @@ export async function pushEvent(store: Store, event: Omit<MeshEvent, 'type' | 'i
     inline[digest] = bytes.toString('base64');
     return bytes;
   };
-  const root = await readSmallBlob(store, event.digest);
-  if (root && (await add(event.digest, root.length, root))) {
-    const manifests = [parseManifest(root)];
-    if (isIndexMediaType(manifests[0].mediaType)) {
-      for (const child of manifests[0].manifests) {
-        const bytes = await add(child.digest, child.size);
-        if (bytes) manifests.push(parseManifest(bytes, child.mediaType));
+  try {
+    const root = await readSmallBlob(store, event.digest);
+    if (root && (await add(event.digest, root.length, root))) {
+      const manifests = [parseManifest(root)];
+      if (isIndexMediaType(manifests[0].mediaType)) {
+        for (const child of manifests[0].manifests) {
+          const bytes = await add(child.digest, child.size);
+          if (bytes) manifests.push(parseManifest(bytes, child.mediaType));
+        }
       }
+      // Then the smallest of the other blobs (configs, in practice) while there is room.
+      const small = manifests.flatMap(children).filter((d) => !MANIFEST_MEDIA_TYPES.includes(d.mediaType)).sort((a, b) => a.size - b.size);
+      for (const blob of small) if (!(await add(blob.digest, blob.size)) && !(blob.digest in inline)) break;
     }
-    // Then the smallest of the other blobs (configs, in practice) while there is room.
-    const small = manifests.flatMap(children).filter((d) => !MANIFEST_MEDIA_TYPES.includes(d.mediaType)).sort((a, b) => a.size - b.size);
-    for (const blob of small) if (!(await add(blob.digest, blob.size)) && !(blob.digest in inline)) break;
+  } catch (err) {
+    // The push goes out all the same: takers fetch what is not inlined from this node, as they do what does not fit.
+    log.warn({ image: event.image, err: (err as Error).message }, "could not read the push's small blobs to send them along; gossiping it without");
   }
   return { type: 'image-pushed', ...event, ...(Object.keys(inline).length > 0 && { inline }), ...(tags && { takers: tags }) };
 }
@@ -66,7 +71,7 @@ export function pushGossip(store: Store, router: Pick<Router, 'id' | 'publish'>,
     pushed: (image, digest, { replicate }, labels) => {
       const clock = pushOf(labels)?.clock;
       if (clock === undefined) return void log.error({ image, digest }, 'a push without its stamp is not gossiped');
-      pushEvent(store, { image, digest, node: router.id, clock, ...(replicate !== undefined && { replicate }) }, takersOf(image, router.id, replicate))
+      pushEvent(store, { image, digest, node: router.id, clock, ...(replicate !== undefined && { replicate }) }, takersOf(image, router.id, replicate), log)
         .then((event) => router.publish(event))
         .catch((err) => log.warn({ err, image }, 'could not gossip the push'));
     },

@@ -92,7 +92,7 @@ describe('replicator', () => {
   test('takes the small blobs from the push gossip and fetches only the layers', async () => {
     const origin = new MemoryStore();
     const img = await pushedImage(origin, [300 << 10, 1000]);
-    const event = await pushEvent(origin, { image: 'docker.io/library/app:1', digest: img.manifest.digest, node: ORIGIN, clock: 1 }, []);
+    const event = await pushEvent(origin, { image: 'docker.io/library/app:1', digest: img.manifest.digest, node: ORIGIN, clock: 1 }, [], pino({ level: 'silent' }));
     const { store, fetched, replicator } = taker(img.blobs);
     await replicator.replicate(event.image, event.digest, ORIGIN, { push, order: [SELF], inline: event.inline });
     expect(fetched).toEqual([img.layers[0].digest]);
@@ -124,7 +124,7 @@ describe('replicator', () => {
   test('alone, takes every layer from the node pushed to on one sequence, in the manifest\'s order', async () => {
     const origin = new MemoryStore();
     const img = await pushedImage(origin, [300 << 10, 1000, 500 << 10, 400 << 10]);
-    const event = await pushEvent(origin, { image: 'docker.io/library/app:4', digest: img.manifest.digest, node: ORIGIN, clock: 1 }, []);
+    const event = await pushEvent(origin, { image: 'docker.io/library/app:4', digest: img.manifest.digest, node: ORIGIN, clock: 1 }, [], pino({ level: 'silent' }));
     const { store, fetched, replicator, asked, fromSequence } = taker(img.blobs, { sequences: true });
     await replicator.replicate(event.image, event.digest, ORIGIN, { push, order: [SELF], inline: event.inline });
     const large = [img.layers[0], img.layers[2], img.layers[3]].map((l) => l.digest);
@@ -137,7 +137,7 @@ describe('replicator', () => {
   test('when feeders send no sequence, the layers are asked of the node pushed to first', async () => {
     const origin = new MemoryStore();
     const img = await pushedImage(origin, [300 << 10, 400 << 10]);
-    const event = await pushEvent(origin, { image: 'docker.io/library/app:5', digest: img.manifest.digest, node: ORIGIN, clock: 1 }, []);
+    const event = await pushEvent(origin, { image: 'docker.io/library/app:5', digest: img.manifest.digest, node: ORIGIN, clock: 1 }, [], pino({ level: 'silent' }));
     const { store, replicator, askedFirst } = taker(img.blobs);
     await replicator.replicate(event.image, event.digest, ORIGIN, { push, order: takerOrder(event.digest, ['peer-a', 'peer-b', 'peer-c', SELF]), inline: event.inline });
     expect(img.layers.map((l) => askedFirst.get(l.digest))).toEqual([ORIGIN, ORIGIN]);
@@ -147,7 +147,7 @@ describe('replicator', () => {
   test('among many takers, asks each feeder of the plan for its stripe of the layers, in the manifest\'s order', async () => {
     const origin = new MemoryStore();
     const img = await pushedImage(origin, [2 << 20, 1 << 20]);
-    const event = await pushEvent(origin, { image: 'docker.io/library/app:6', digest: img.manifest.digest, node: ORIGIN, clock: 1 }, []);
+    const event = await pushEvent(origin, { image: 'docker.io/library/app:6', digest: img.manifest.digest, node: ORIGIN, clock: 1 }, [], pino({ level: 'silent' }));
     const takers = [...'abcdefghij'].map((c) => `peer-${c}`).concat(SELF);
     const { replicator, asked } = taker(img.blobs, { sequences: true });
     await replicator.replicate(event.image, event.digest, ORIGIN, { push, order: takerOrder(event.digest, takers), inline: event.inline });
@@ -165,7 +165,7 @@ describe('replicator', () => {
   test('among many takers, each stripe\'s lanes carry the stand-ins the plan names for it, asked when its feeder stops', async () => {
     const origin = new MemoryStore();
     const img = await pushedImage(origin, [2 << 20]);
-    const event = await pushEvent(origin, { image: 'docker.io/library/app:7', digest: img.manifest.digest, node: ORIGIN, clock: 1 }, []);
+    const event = await pushEvent(origin, { image: 'docker.io/library/app:7', digest: img.manifest.digest, node: ORIGIN, clock: 1 }, [], pino({ level: 'silent' }));
     const takers = Array.from({ length: 40 }, (_, i) => `peer-${i}`).concat(SELF);
     const { replicator, standIns } = taker(img.blobs);
     await replicator.replicate(event.image, event.digest, ORIGIN, { push, order: takerOrder(event.digest, takers), inline: event.inline });
@@ -177,7 +177,7 @@ describe('replicator', () => {
   test('among many takers, asks its feeders only for the layers it lacks, and is in the endgame once those are here', async () => {
     const origin = new MemoryStore();
     const img = await pushedImage(origin, [2 << 20, 2 << 20]);
-    const event = await pushEvent(origin, { image: 'docker.io/library/app:10', digest: img.manifest.digest, node: ORIGIN, clock: 1 }, []);
+    const event = await pushEvent(origin, { image: 'docker.io/library/app:10', digest: img.manifest.digest, node: ORIGIN, clock: 1 }, [], pino({ level: 'silent' }));
     const takers = [...'abcdefghij'].map((c) => `peer-${c}`).concat(SELF);
     const store = new MemoryStore();
     const [kept, lacking] = img.layers;
@@ -196,7 +196,7 @@ describe('replicator', () => {
   test('among many takers, a blob that others bring before a feeder\'s stream gets to it does not wait for that feeder', async () => {
     const origin = new MemoryStore();
     const img = await pushedImage(origin, [2 << 20, 1 << 20]);
-    const event = await pushEvent(origin, { image: 'docker.io/library/app:9', digest: img.manifest.digest, node: ORIGIN, clock: 1 }, []);
+    const event = await pushEvent(origin, { image: 'docker.io/library/app:9', digest: img.manifest.digest, node: ORIGIN, clock: 1 }, [], pino({ level: 'silent' }));
     const takers = [...'abcdefghij'].map((c) => `peer-${c}`).concat(SELF);
     const { store, replicator, asked, closed } = taker(img.blobs, { sequences: true, stuck: true });
     const done = replicator.replicate(event.image, event.digest, ORIGIN, { push, order: takerOrder(event.digest, takers), inline: event.inline });
@@ -208,7 +208,7 @@ describe('replicator', () => {
   test('among many takers, a stripe\'s lanes are in their endgame, with the plan\'s helpers, once every lane of the other stripes is filled', async () => {
     const origin = new MemoryStore();
     const img = await pushedImage(origin, [2 << 20, 2 << 20]);
-    const event = await pushEvent(origin, { image: 'docker.io/library/app:8', digest: img.manifest.digest, node: ORIGIN, clock: 1 }, []);
+    const event = await pushEvent(origin, { image: 'docker.io/library/app:8', digest: img.manifest.digest, node: ORIGIN, clock: 1 }, [], pino({ level: 'silent' }));
     const takers = Array.from({ length: 40 }, (_, i) => `peer-${i}`).concat(SELF);
     const { replicator, lanesOf } = taker(img.blobs);
     await replicator.replicate(event.image, event.digest, ORIGIN, { push, order: takerOrder(event.digest, takers), inline: event.inline });
