@@ -25,6 +25,26 @@ async function joining(images: Inventory['images'], pushes: NewestPushes): Promi
 }
 
 describe('catching up on pushes missed', () => {
+  it('asks a member that did not give its inventory again, a few times, then gives up', async () => {
+    const followed: MeshEvent[] = [];
+    let member: ((id: string) => void) | undefined;
+    let asked = 0;
+    const membership = {
+      onMember: (handler: (id: string) => void) => void (member = handler),
+      // Busy twice (inventoryOf gives undefined on a failure), then its inventory.
+      inventoryOf: async (id: string) => (++asked <= 2 ? undefined : { name: id, keys: 0, images: [{ name: 'missed:1', digest: digest(1), push: { clock: 7, node: id } }] }),
+    };
+    catchUpOnJoin(membership, new NewestPushes('self'), (event) => followed.push(event), log, [10, 20]);
+    member!('m1');
+    await expect.poll(() => followed.map((e) => e.image)).toEqual(['missed:1']);
+    expect(asked).toBe(3);
+
+    let failures = 0;
+    catchUpOnJoin({ onMember: (handler) => handler('m2'), inventoryOf: async () => void failures++ }, new NewestPushes('self'), () => undefined, log, [10, 20]);
+    await new Promise((r) => setTimeout(r, 150));
+    expect(failures).toBe(3); // the first ask and two more
+  });
+
   it("follows the pushes to a member that connects which this node does not know, with each push's own policy", async () => {
     const pushes = new NewestPushes('self');
     pushes.observe('known:1', { clock: 5, node: 'm1', digest: digest(1) });

@@ -9,14 +9,25 @@ import type { MeshEvent } from '../dht/router.js';
 import { comparePushes } from '../oci/tag-push.js';
 import type { NewestPushes } from './newest-pushes.js';
 
+/** A member that did not give its inventory (busy, or restarting) is asked again after these waits, then given up. */
+const ASK_AGAIN_MS = [30_000, 120_000, 600_000];
+
 export function catchUpOnJoin(
   membership: Pick<Membership, 'onMember' | 'inventoryOf'>, pushes: Pick<NewestPushes, 'get'>, follow: (event: MeshEvent) => void, log: Logger,
+  askAgainMs = ASK_AGAIN_MS,
 ): void {
-  membership.onMember((id) => void missedPushes(id).catch((err: Error) => log.warn({ peer: id, err: err.message }, 'could not catch up on pushes')));
+  const catchUp = (id: string, attempt = 0) =>
+    void missedPushes(id, attempt).catch((err: Error) => log.warn({ peer: id, err: err.message }, 'could not catch up on pushes'));
+  membership.onMember((id) => catchUp(id));
 
-  async function missedPushes(id: string): Promise<void> {
+  async function missedPushes(id: string, attempt: number): Promise<void> {
     const inventory = await membership.inventoryOf(id);
-    const missed: MeshEvent[] = (inventory?.images ?? []).flatMap(({ name, digest, push, replicate }) =>
+    if (inventory === undefined) {
+      // Its connection stays: nothing else would ask it again. (inventoryOf logged why.)
+      if (attempt < askAgainMs.length) setTimeout(() => catchUp(id, attempt + 1), askAgainMs[attempt]).unref();
+      return;
+    }
+    const missed: MeshEvent[] = inventory.images.flatMap(({ name, digest, push, replicate }) =>
       push?.node === id && comparePushes(push, pushes.get(name)) > 0
         ? [{ type: 'image-pushed', image: name, digest, node: id, clock: push.clock, ...(replicate !== undefined && { replicate }) }]
         : []);
