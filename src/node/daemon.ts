@@ -176,7 +176,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     closers.push(async () => follower.stop());
     const nameOf = (id: string) => (id === mesh.router.id ? config.nodeName : mesh.router.peers().find((p) => p.id === id)?.info?.name ?? id);
     const disk = await startDisk(config, {
-      store, router: mesh.router, holdings: mesh.holdings, events, nameOf, log, onEvicted: countEviction,
+      store, router: mesh.router, holdings: mesh.holdings, events, pushes, nameOf, log, onEvicted: countEviction,
       inFlight: () => new Set([...replicator.inFlight(), ...mirror.arriving().keys()]),
     });
     closers.push(() => disk.close());

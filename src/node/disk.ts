@@ -10,6 +10,7 @@ import type { EventLog } from './event-log.js';
 import { Evictor } from './evictor.js';
 import type { Holdings } from './holdings.js';
 import { meshRemoval } from './mesh-removal.js';
+import type { NewestPushes } from './newest-pushes.js';
 import { UseLog } from './use-log.js';
 
 export interface DiskDeps {
@@ -19,6 +20,8 @@ export interface DiskDeps {
   /** Names and digests being copied or arriving here now. */
   inFlight(): Set<string>;
   events: EventLog;
+  /** The newest push of each name known here. */
+  pushes: Pick<NewestPushes, 'get'>;
   nameOf(id: string): string;
   log: Logger;
   onEvicted?(entry: EvictedEntry): void;
@@ -55,11 +58,11 @@ export async function startDisk(config: Config, deps: DiskDeps): Promise<Disk> {
     removed: () => deps.holdings.reconcile(),
   });
   evictor.start();
-  const removal = meshRemoval({ evictor, policy: config.replicate, self: { name: config.nodeName, labels: config.labels }, nameOf: deps.nameOf, log });
+  const removal = meshRemoval({ evictor, policy: config.replicate, self: { name: config.nodeName, labels: config.labels }, pushes: deps.pushes, nameOf: deps.nameOf, log });
   return {
     evictor,
     uses,
-    onRemoval: (event) => void removal(event).catch((err: Error) => log.error({ image: event.image, err: err.message }, 'rm --mesh failed on this node')),
+    onRemoval: removal,
     close: async () => {
       evictor.stop();
       await uses.close();

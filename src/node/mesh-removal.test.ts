@@ -1,0 +1,44 @@
+import { pino } from 'pino';
+import { describe, expect, it, vi } from 'vitest';
+import { meshRemoval } from './mesh-removal.js';
+import { NewestPushes } from './newest-pushes.js';
+import { parseReplicationPolicy } from './replication-policy.js';
+
+const NAME = 'docker.io/library/app:1';
+const digest = (c: string) => `sha256:${c.repeat(64)}`;
+
+/** rm --mesh on a node whose store fails the first `failures` removals. */
+function removing(failures: number, pushes = new NewestPushes('self')) {
+  const remove = vi.fn(async () => {
+    if (failures-- > 0) throw new Error('containerd is not answering');
+    return { evicted: [], freed: 0 };
+  });
+  const removal = meshRemoval({
+    evictor: { remove }, policy: parseReplicationPolicy('all'), self: { name: 'self', labels: {} }, pushes,
+    nameOf: (id) => id, log: pino({ level: 'silent' }), retryAfterMs: [20, 40],
+  });
+  return { removal, remove, pushes };
+}
+
+describe('rm --mesh on a member', () => {
+  it('is tried again when the store failed it, a few times at most', async () => {
+    const twice = removing(2);
+    twice.removal({ type: 'image-removed', image: NAME, node: 'asker' });
+    await expect.poll(() => twice.remove.mock.calls.length).toBe(3);
+
+    const always = removing(Infinity);
+    always.removal({ type: 'image-removed', image: NAME, node: 'asker' });
+    await new Promise((r) => setTimeout(r, 150));
+    expect(always.remove).toHaveBeenCalledTimes(3); // the first try and two more
+  });
+
+  it('is not tried again once the name was pushed since: the push stands', async () => {
+    const { removal, remove, pushes } = removing(1);
+    pushes.observe(NAME, { clock: 1, node: 'a', digest: digest('a') });
+    removal({ type: 'image-removed', image: NAME, node: 'asker' });
+    await expect.poll(() => remove.mock.calls.length).toBe(1);
+    pushes.observe(NAME, { clock: 2, node: 'b', digest: digest('b') });
+    await new Promise((r) => setTimeout(r, 100));
+    expect(remove).toHaveBeenCalledTimes(1);
+  });
+});
