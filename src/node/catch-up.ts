@@ -8,13 +8,11 @@ import type { Membership } from '../dht/membership.js';
 import type { MeshEvent } from '../dht/router.js';
 import { comparePushes } from '../oci/tag-push.js';
 import type { NewestPushes } from './newest-pushes.js';
-
-/** A member that did not give its inventory (busy, or restarting) is asked again after these waits, then given up. */
-const ASK_AGAIN_MS = [30_000, 120_000, 600_000];
+import { RETRY_AFTER_MS } from './retries.js';
 
 export function catchUpOnJoin(
   membership: Pick<Membership, 'onMember' | 'inventoryOf'>, pushes: Pick<NewestPushes, 'get'>, follow: (event: MeshEvent) => void, log: Logger,
-  askAgainMs = ASK_AGAIN_MS,
+  askAgainMs = RETRY_AFTER_MS,
 ): void {
   const catchUp = (id: string, attempt = 0) =>
     void missedPushes(id, attempt).catch((err: Error) => log.warn({ peer: id, err: err.message }, 'could not catch up on pushes'));
@@ -23,7 +21,7 @@ export function catchUpOnJoin(
   async function missedPushes(id: string, attempt: number): Promise<void> {
     const inventory = await membership.inventoryOf(id);
     if (inventory === undefined) {
-      // Its connection stays: nothing else would ask it again. (inventoryOf logged why.)
+      // Its connection stays: nothing else would ask it again, a few times (inventoryOf logged why).
       if (attempt < askAgainMs.length) setTimeout(() => catchUp(id, attempt + 1), askAgainMs[attempt]).unref();
       return;
     }

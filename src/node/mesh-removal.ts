@@ -7,8 +7,7 @@ import type { RemoveEvent } from '../dht/router.js';
 import type { Evictor } from './evictor.js';
 import type { NewestPushes } from './newest-pushes.js';
 import type { NodeIdentity, ReplicationPolicy } from './replication-policy.js';
-
-const RETRY_AFTER_MS = [30_000, 120_000, 600_000];
+import { RETRY_AFTER_MS } from './retries.js';
 
 export interface MeshRemovalDeps {
   evictor: Pick<Evictor, 'remove'>;

@@ -12,9 +12,7 @@ import type { NewestPushes } from './newest-pushes.js';
 import { parseReplicationPolicy, type NodeIdentity, type ReplicationPolicy } from './replication-policy.js';
 import type { Replicator } from './replicator.js';
 import { orderOfTags, takerOrder } from './replication-plan.js';
-
-/** A copy that failed is tried again after these waits, then after the last one each time. */
-const RETRY_AFTER_MS = [30_000, 60_000, 120_000, 300_000, 600_000];
+import { RETRY_AFTER_MS } from './retries.js';
 
 /** A member of the mesh as replication sees it (this node included). */
 export interface Member extends NodeIdentity {
@@ -36,7 +34,7 @@ export interface PushFollowerDeps {
   /** This node as replication policies see it. */
   self: NodeIdentity;
   log: Logger;
-  /** Waits before the retries of a failed copy; default RETRY_AFTER_MS. */
+  /** Waits before the retries of a failed copy, the last one repeated; default RETRY_AFTER_MS. */
   retryAfterMs?: number[];
 }
 
