@@ -249,11 +249,15 @@ describe('the peer data plane', () => {
     let answer = '';
     socket.on('data', (d: Buffer) => (answer += d.toString()));
     try {
-      await new Promise((resolve) => socket.once('close', resolve));
+      await new Promise((resolve) => {
+        socket.once('close', resolve);
+        setTimeout(resolve, 20_000);
+      });
     } finally {
       clearInterval(trickle);
+      socket.destroy(); // when meshd did not: the test's own end
     }
-    expect(Date.now() - began).toBeLessThan(15_000);
-    expect(answer).toMatch(/^HTTP\/1\.1 408/);
+    expect(Date.now() - began).toBeLessThan(12_000);
+    expect(answer).toBe(''); // cut off, unanswered
   }, 30_000);
 });

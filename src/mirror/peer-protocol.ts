@@ -51,8 +51,8 @@ export const MAX_SEQUENCE_BLOBS = 1000;
 export const MAX_SEQUENCE_BYTES = 64 * 1024 ** 3;
 /** A request body at most: a sequence of MAX_SEQUENCE_BLOBS pieces takes about 140 KB. */
 export const MAX_BODY_BYTES = 256 << 10;
-/** A request must have come whole within this long: its proof is checked only then, when it has a body. */
-export const REQUEST_TIMEOUT_MS = 10_000;
+/** A request body must have come whole within this long: its proof can be checked only then. */
+export const BODY_TIMEOUT_MS = 10_000;
 
 /** A byte range of a blob, as a sequence asks for it. */
 export interface Piece {

@@ -3,9 +3,8 @@
 // becomes a tree instead of every node pulling from the first). It never asks another peer (no loops by
 // construction) and answers only requests that prove membership, over TLS with its identity key unless
 // the fleet runs with --peer-plaintext.
-import type { Server } from 'node:https';
 import type { TLSSocket } from 'node:tls';
-import Fastify, { type FastifyHttpsOptions, type FastifyReply, type FastifyRequest } from 'fastify';
+import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { StoreUnavailableError, type Store } from '../store/store.js';
 import { isDigest } from '../oci/digest.js';
@@ -18,7 +17,7 @@ import { LevelSends, levelled, type LevelSender } from './level-sends.js';
 import { LogRateLimiter } from '../util/log-rate-limiter.js';
 import { AUTH_HEADER, ProofChecker } from './peer-auth.js';
 import { peerIdOfCertificate, TLS_VERSION, type PeerTls } from './peer-tls.js';
-import { AWAIT_COPY_MS, AWAIT_WHOLE_MS, BLOB_PATH, IMAGES_PATH, MAX_BODY_BYTES, MAX_LANES, MAX_SEQUENCE_BLOBS, MAX_SEQUENCE_BYTES, REQUEST_TIMEOUT_MS, PATIENT_HEADER, PIPELINE_MIN_BYTES, SEQUENCE_PATH, TRY_HEADER, WHOLE_HEADER, type Piece, type SequenceLevel } from './peer-protocol.js';
+import { AWAIT_COPY_MS, AWAIT_WHOLE_MS, BLOB_PATH, IMAGES_PATH, MAX_BODY_BYTES, MAX_LANES, MAX_SEQUENCE_BLOBS, MAX_SEQUENCE_BYTES, BODY_TIMEOUT_MS, PATIENT_HEADER, PIPELINE_MIN_BYTES, SEQUENCE_PATH, TRY_HEADER, WHOLE_HEADER, type Piece, type SequenceLevel } from './peer-protocol.js';
 import { peerSentBytes } from './metrics.js';
 import type { Spool } from './spool.js';
 import type { Spools } from './spools.js';
@@ -97,19 +96,13 @@ export function createPeerServer(opts: PeerServerOptions) {
   const proofs = new ProofChecker(membershipKey, opts.selfId);
   const { bandwidth } = opts;
   const pace = bandwidth && ((bytes: number) => bandwidth.take('upload', bytes));
-  // A body is read before its proof can be checked (the proof covers it), so whoever reaches the port may send
-  // one: each is kept small, and a request trickled to hold a connection and its buffer is cut off. (Node
-  // enforces requestTimeout only when headersTimeout is not longer; Fastify's typings split http and https.)
-  const checks = { connectionsCheckingInterval: 1_000, headersTimeout: REQUEST_TIMEOUT_MS };
   const app = Fastify({
     return503OnClosing: true,
     bodyLimit: MAX_BODY_BYTES,
-    requestTimeout: REQUEST_TIMEOUT_MS,
-    http: opts.tls ? undefined : checks,
     // Clients are asked for their certificate, to tell in the log which member asked; membership itself is
     // proven by each request's proof, since anyone can make a self-signed certificate.
-    https: opts.tls ? { ...checks, key: opts.tls.key, cert: opts.tls.cert, requestCert: true, rejectUnauthorized: false, minVersion: TLS_VERSION } : null,
-  } as FastifyHttpsOptions<Server>);
+    https: opts.tls ? { key: opts.tls.key, cert: opts.tls.cert, requestCert: true, rejectUnauthorized: false, minVersion: TLS_VERSION } : null,
+  });
   if (opts.tls) {
     // Anyone who reaches the port can fail a handshake: a line per address now and then, not per attempt.
     const limiter = new LogRateLimiter();
@@ -202,7 +195,13 @@ export function createPeerServer(opts: PeerServerOptions) {
   const proven = (req: FastifyRequest, body?: Buffer) =>
     proofs.verify({ method: req.method, path: req.url, body }, req.headers[AUTH_HEADER] as string | undefined);
   app.addHook('onRequest', async (req, reply) => {
-    if (req.method !== 'POST' && !proven(req)) return refuse(req, reply);
+    if (req.method !== 'POST') return proven(req) ? undefined : refuse(req, reply);
+    // A body is read before its proof can be checked (the proof covers it), so whoever reaches the port may send
+    // one: each is small (bodyLimit), and one trickled in to hold a connection and its buffer is cut off. A timer
+    // per body, not Node's request timeout, which checks every connection on a timer of its own, idle or not.
+    const cut = setTimeout(() => req.raw.destroy(), BODY_TIMEOUT_MS).unref();
+    const done = () => clearTimeout(cut);
+    req.raw.once('end', done).once('close', done);
   });
   app.addHook('preHandler', async (req, reply) => {
     if (req.method === 'POST' && !proven(req, raw.get(req))) return refuse(req, reply);
