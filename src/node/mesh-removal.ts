@@ -5,7 +5,7 @@
 import type { Logger } from 'pino';
 import type { RemoveEvent } from '../dht/router.js';
 import type { Evictor } from './evictor.js';
-import type { NewestPushes } from './newest-pushes.js';
+import type { KnownPush, NewestPushes } from './newest-pushes.js';
 import type { NodeIdentity, ReplicationPolicy } from './replication-policy.js';
 import { RETRY_AFTER_MS } from './retries.js';
 
@@ -24,7 +24,7 @@ export interface MeshRemovalDeps {
 
 export function meshRemoval(deps: MeshRemovalDeps): (event: RemoveEvent) => void {
   const { evictor, policy, self, pushes, nameOf, log, retryAfterMs = RETRY_AFTER_MS } = deps;
-  const attempt = async (image: string, asker: string, pushed: unknown, tries: number): Promise<void> => {
+  const attempt = async (image: string, asker: string, pushed: KnownPush | undefined, tries: number): Promise<void> => {
     if (tries > 0 && pushes.get(image) !== pushed) return log.info({ image, from: asker }, 'rm --mesh not tried again: the name was pushed since');
     try {
       const report = await evictor.remove(image, `rm --mesh from ${asker}`);
