@@ -16,7 +16,8 @@ interface Entry {
   addrs: string[];
   rttMs?: number;
   info?: NodeInfo;
-  protocols?: string[];
+  /** It told (identify) that it serves INFO_PROTOCOL. */
+  speaksInfo?: boolean;
   /** Its NodeInfo is being asked for. */
   asking?: boolean;
 }
@@ -67,7 +68,7 @@ export class PeerDirectory {
     for (const peer of this.libp2p.getPeers()) {
       const entry = this.entries.get(peer.toString());
       if (entry === undefined) void this.identify(peer);
-      else if (entry.protocols?.includes(INFO_PROTOCOL) && entry.info === undefined) void this.fetch(peer, entry);
+      else if (entry.speaksInfo && entry.info === undefined) void this.fetch(peer, entry);
     }
   }
 
@@ -90,8 +91,8 @@ export class PeerDirectory {
     let entry = this.entries.get(key);
     if (entry === undefined) this.entries.set(key, (entry = { addrs: [] }));
     entry.addrs = result.listenAddrs.map(String);
-    entry.protocols = result.protocols;
-    if (entry.info === undefined && result.protocols.includes(INFO_PROTOCOL)) void this.fetch(result.peerId, entry);
+    entry.speaksInfo = result.protocols.includes(INFO_PROTOCOL);
+    if (entry.speaksInfo && entry.info === undefined) void this.fetch(result.peerId, entry);
   }
 
   // Never rejects: a peer that does not answer simply has no info (and is asked again: askAgain).

@@ -35,24 +35,23 @@ export async function pushEvent(store: Store, event: Omit<MeshEvent, 'type' | 'i
     inline[digest] = bytes.toString('base64');
     return bytes;
   };
-  try {
+  /** The root manifest, an index's platform manifests, then the smallest of the other blobs while there is room. */
+  const gather = async () => {
     const root = await readSmallBlob(store, event.digest);
-    if (root && (await add(event.digest, root.length, root))) {
-      const manifests = [parseManifest(root)];
-      if (isIndexMediaType(manifests[0].mediaType)) {
-        for (const child of manifests[0].manifests) {
-          const bytes = await add(child.digest, child.size);
-          if (bytes) manifests.push(parseManifest(bytes, child.mediaType));
-        }
+    if (!root || !(await add(event.digest, root.length, root))) return;
+    const manifests = [parseManifest(root)];
+    if (isIndexMediaType(manifests[0].mediaType)) {
+      for (const child of manifests[0].manifests) {
+        const bytes = await add(child.digest, child.size);
+        if (bytes) manifests.push(parseManifest(bytes, child.mediaType));
       }
-      // Then the smallest of the other blobs (configs, in practice) while there is room.
-      const small = manifests.flatMap(children).filter((d) => !MANIFEST_MEDIA_TYPES.includes(d.mediaType)).sort((a, b) => a.size - b.size);
-      for (const blob of small) if (!(await add(blob.digest, blob.size)) && !(blob.digest in inline)) break;
     }
-  } catch (err) {
-    // The push goes out all the same: takers fetch what is not inlined from this node, as they do what does not fit.
-    log.warn({ image: event.image, err: (err as Error).message }, "could not read the push's small blobs to send them along; gossiping it without");
-  }
+    const small = manifests.flatMap(children).filter((d) => !MANIFEST_MEDIA_TYPES.includes(d.mediaType)).sort((a, b) => a.size - b.size);
+    for (const blob of small) if (!(await add(blob.digest, blob.size)) && !(blob.digest in inline)) break;
+  };
+  // The push goes out all the same: takers fetch what is not inlined from this node, as they do what does not fit.
+  await gather().catch((err: Error) =>
+    log.warn({ image: event.image, err: err.message }, "could not read the push's small blobs to send them along; gossiping it without"));
   return { type: 'image-pushed', ...event, ...(Object.keys(inline).length > 0 && { inline }), ...(tags && { takers: tags }) };
 }
 
