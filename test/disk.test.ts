@@ -1,6 +1,9 @@
 // Disk keeping on the embedded store, with a real meshd and meshctl: with --evict-local, prune takes pushed
-// images least recently used first down to the low mark; rm takes an image and its blobs; df follows.
-import { rmSync } from 'node:fs';
+// images least recently used first down to the low mark; rm takes an image and its blobs; df follows; the
+// last-use times of what left the store are forgotten.
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DiskUsage, EvictionReport } from '../src/api/admin-types.js';
 import { startMeshd, type Meshd } from './helpers/meshd.js';
@@ -56,5 +59,28 @@ describe('disk keeping on the fs store', () => {
     expect((JSON.parse(await meshctl(['--json', 'df'])) as DiskUsage).total).toBe(0);
     const again = await meshctl(['rm', 'app:3']).then(() => undefined, (err: Error) => err.cause as { code?: number; stdout?: string });
     expect(again).toMatchObject({ code: 1, stdout: expect.stringContaining('kept: docker.io/library/app:3 is not held here') });
+  });
+});
+
+describe('last-use times without watermarks', () => {
+  it('forgets what left the store: the file of last uses does not keep every blob ever held', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'meshd-uses-'));
+    const [gone, kept] = ['1', '2'].map((tag) => buildImage({ layerSizes: [MiB], tag }));
+    const meshd = await startMeshd(['--store', 'fs'], { dataDir });
+    try {
+      for (const [image, tag] of [[gone, '1'], [kept, '2']] as const) {
+        await skopeo(['copy', `oci:${image.dir}:${tag}`, `docker://${meshd.host}/app:${tag}`, '--dest-tls-verify=false']);
+        expect((await fetch(`${meshd.url}/v2/app/manifests/${tag}`)).status).toBe(200);
+        for (const blob of image.blobs) expect((await fetch(`${meshd.url}/v2/app/blobs/${blob.digest}`)).status).toBe(200);
+      }
+      await run(process.execPath, [MESHCTL, '--node', meshd.url, 'rm', 'app:1']);
+      expect(await meshd.stop()).toBe(0);
+      const uses = Object.keys(JSON.parse(readFileSync(join(dataDir, 'last-use.json'), 'utf8')) as Record<string, number>);
+      expect(uses, 'what is still held').toEqual(expect.arrayContaining(['docker.io/library/app:2', ...kept.blobs.map((b) => b.digest)]));
+      expect(uses.filter((key) => key === 'docker.io/library/app:1' || gone.blobs.some((b) => b.digest === key)), 'what rm removed').toEqual([]);
+    } finally {
+      await meshd.stop();
+      for (const dir of [dataDir, gone.dir, kept.dir]) rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -180,6 +180,8 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
       inFlight: () => new Set([...replicator.inFlight(), ...mirror.arriving().keys()]),
     });
     closers.push(() => disk.close());
+    // Each listing of the store forgets the last use of what left it, however it left (with or without watermarks).
+    mesh.holdings.onListed((held) => disk.uses.retain(held));
     mesh.router.onEvent((event) => {
       if (event.type === 'image-removed') return disk.onRemoval(event);
       events.record({ kind: 'pushed', image: event.image, digest: event.digest, node: nameOf(event.node) });

@@ -129,13 +129,9 @@ export class Evictor {
     });
   }
 
-  /**
-   * What was never used counts from when it arrived, within a check's interval: asking notes it. What left
-   * the store is forgotten.
-   */
+  /** What was never used counts from when it arrived, within a check's interval: asking notes it. */
   #noteArrivals({ images, sizes }: Survey): void {
     const now = Date.now();
-    this.deps.uses.retain(new Set([...images.flatMap((i) => [i.record.name, i.record.target.digest]), ...sizes.keys()]));
     for (const i of images) this.deps.uses.lastUse([i.record.name, i.record.target.digest], now);
     const referenced = new Set(images.flatMap((i) => i.blobs));
     for (const digest of sizes.keys()) if (!referenced.has(digest)) this.deps.uses.lastUse([digest], now);

@@ -18,6 +18,7 @@ export class Holdings {
   #pending?: NodeJS.Timeout;
   #running?: Promise<void>;
   #next?: Promise<void>;
+  readonly #listeners: ((held: Set<string>) => void)[] = [];
   lastReconcile?: Date;
 
   constructor(
@@ -56,10 +57,23 @@ export class Holdings {
     return this.#running;
   }
 
+  /** `listener` is given every blob digest and image name (untagged ones too) of each listing of the store. */
+  onListed(listener: (held: Set<string>) => void): void {
+    this.#listeners.push(listener);
+  }
+
   async #reconcile(): Promise<void> {
     const now = new Set<string>();
+    const names: string[] = [];
     for await (const blob of this.store.blobs()) now.add(blob.digest);
-    for (const image of await this.store.images.list()) if (isTagName(image.name)) now.add(image.name);
+    for (const image of await this.store.images.list()) {
+      names.push(image.name);
+      if (isTagName(image.name)) now.add(image.name);
+    }
+    if (this.#listeners.length) {
+      const held = new Set([...now, ...names]);
+      for (const listener of this.#listeners) listener(held);
+    }
     for (const key of this.#arriving.keys()) now.add(key);
     const add = [...now].filter((k) => !this.#held.has(k));
     const remove = [...this.#held].filter((k) => !now.has(k));
