@@ -10,6 +10,8 @@ import { AUTH_HEADER, proof } from './peer-auth.js';
 import { peerIdOfCertificate, TLS_VERSION, type PeerTls } from './peer-tls.js';
 
 const MAX_SOCKETS = 32;
+/** Past this many members' agents, those without a connection are dropped: members come and go over months. */
+const AGENTS_KEPT = 64;
 /** A handshake not done by then is abandoned: the request that wanted it may be long gone, its socket must not linger. */
 const HANDSHAKE_TIMEOUT_MS = 10_000;
 
@@ -118,7 +120,26 @@ export class PeerClient {
   #agentFor(peer: DataPlane): PinnedAgent {
     if (!this.tls) throw new Error(`peer ${peer.id} at ${peer.url} is reached over TLS, but this client has no certificate`);
     let agent = this.#pinned.get(peer.id);
-    if (!agent) this.#pinned.set(peer.id, (agent = new PinnedAgent(peer.id, this.tls)));
+    if (!agent) {
+      if (this.#pinned.size >= AGENTS_KEPT) this.#dropUnconnected();
+      this.#pinned.set(peer.id, (agent = new PinnedAgent(peer.id, this.tls)));
+    }
     return agent;
+  }
+
+  #dropUnconnected(): void {
+    // Node leaves an empty list behind for a connection that failed.
+    const none = (lists: NodeJS.ReadOnlyDict<unknown[]>) => Object.values(lists).every((list) => !list?.length);
+    for (const [id, agent] of this.#pinned) {
+      if (none(agent.sockets) && none(agent.freeSockets) && none(agent.requests)) {
+        agent.destroy();
+        this.#pinned.delete(id);
+      }
+    }
+  }
+
+  /** Members' agents held (each keeps that member's connections). */
+  get agents(): number {
+    return this.#pinned.size;
   }
 }

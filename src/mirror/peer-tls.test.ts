@@ -94,6 +94,23 @@ describe('a member reached over TLS', () => {
     expect(Buffer.concat(received)).toHaveLength(0);
   });
 
+  it('keeps a connected member\'s agent, and not those of the hundreds of members it can no longer reach', async () => {
+    const member = await identity();
+    const plane = await dataPlane(member);
+    const client = new PeerClient(key, await identity());
+    const url = `https://127.0.0.1:${plane.port}`;
+    expect((await read(client, member.id, url, `${BLOB_PATH}${plane.digest}`)).status).toBe(200);
+    const gone = createTlsServer();
+    await new Promise<void>((resolve) => gone.listen(0, '127.0.0.1', resolve));
+    const { port } = gone.address() as AddressInfo;
+    await new Promise((resolve) => gone.close(resolve));
+    for (let i = 0; i < 200; i++) {
+      await expect(read(client, `gone-${i}`, `https://127.0.0.1:${port}`, `${BLOB_PATH}${plane.digest}`)).rejects.toThrow(/ECONNREFUSED/);
+    }
+    expect(client.agents).toBeLessThanOrEqual(65);
+    expect((await read(client, member.id, url, `${BLOB_PATH}${plane.digest}`)).status).toBe(200);
+  });
+
   it('is refused when it is a real data plane of another member', async () => {
     const other = await identity();
     const plane = await dataPlane(other);
