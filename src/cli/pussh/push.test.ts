@@ -1,6 +1,7 @@
 // The push protocol against meshd's own registry, in process (memory store): what crosses the wire, in
 // which order, and what the user is told when the registry says no.
 import { createHash, randomBytes } from 'node:crypto';
+import { createServer, type Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -12,7 +13,7 @@ import { RegistryRejectedError } from './errors.js';
 import { planPush, type PlannedBlob } from './plan.js';
 import { pushImage, REPLICATE_HEADER, type BlobOutcome, type PushListener } from './push.js';
 import { parsePlatform } from './refs.js';
-import { RegistryClient } from './registry-client.js';
+import { ConnectionError, RegistryClient } from './registry-client.js';
 import { Access } from '../../registry/access.js';
 import type { ImageSource } from './source.js';
 
@@ -147,6 +148,29 @@ describe('pushImage', () => {
     await expect(planPush(src, parsePlatform('linux/s390x'))).rejects.toThrow(/no linux\/s390x \(it has linux\/amd64, linux\/arm64\)/);
   });
 
+  it('fails, as the local image\'s fault, when a local blob breaks off or is shorter than its descriptor; tags nothing', async () => {
+    const cases: [string, (layer: Buffer) => Readable, RegExp][] = [
+      ['breaks off', (layer) => Readable.from((async function* () {
+        yield layer.subarray(0, 1000);
+        throw new Error('containerd went away');
+      })()), /reading blob sha256:\w+ of the local image: containerd went away/],
+      ['is short', (layer) => Readable.from([layer.subarray(0, layer.length - 10)]), /holds 39990 bytes, its descriptor says 40000/],
+    ];
+    for (const [what, open, message] of cases) {
+      const src = new MemorySource();
+      const layer = randomBytes(40_000);
+      src.root = src.manifest([layer]);
+      const whole = src.open.bind(src);
+      src.open = async (digest) => (digest === sha(layer) ? open(layer) : whole(digest));
+      const err = await pushImage(client, src, await planPush(src), { repo: 'app', tag: '1' }, { parallel: 2, listener: new Recorder() }).catch((e) => e);
+      expect(err, what).toMatchObject({ kind: 'failed', message: expect.stringMatching(message) });
+      expect(await store.images.get('docker.io/library/app:1'), what).toBeUndefined();
+      expect(await store.stat(sha(layer)), what).toBeUndefined();
+      expect(requests.filter((r) => r.method === 'DELETE'), `${what}: the upload cancelled`).toHaveLength(1);
+      requests.length = 0;
+    }
+  });
+
   it("reports the registry's error code and message when it refuses", async () => {
     await startRegistry('secret', 65534);
     const src = new MemorySource();
@@ -155,5 +179,24 @@ describe('pushImage', () => {
     expect(err).toBeInstanceOf(RegistryRejectedError);
     expect(err).toMatchObject({ kind: 'push-rejected', status: 401, code: 'UNAUTHORIZED' });
     expect(err.message).toMatch(/--token/);
+  });
+});
+
+describe('RegistryClient', () => {
+  it('gives up on a registry that accepted the connection and never answers', async () => {
+    const sockets: Socket[] = [];
+    const silent = createServer((socket) => void sockets.push(socket.on('data', () => {})));
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const { port } = silent.address() as { port: number };
+    const stalled = new RegistryClient({ host: '127.0.0.1', port, authority: `127.0.0.1:${port}` }, 2, 300);
+    try {
+      const err = await stalled.ping().catch((e) => e);
+      expect(err).toBeInstanceOf(ConnectionError);
+      expect(err.message).toMatch(/GET \/v2\/: nothing moved for 0.3 s/);
+    } finally {
+      stalled.close();
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => silent.close(resolve));
+    }
   });
 });

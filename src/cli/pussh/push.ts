@@ -1,6 +1,7 @@
 // One host's push: blobs the remote lacks (HEAD first, then a mount attempt that doubles as the upload's
 // start), several at a time; then manifests, children before parents, the root by tag last.
 import { Transform, type Readable } from 'node:stream';
+import { PusshError } from './errors.js';
 import type { RegistryClient } from './registry-client.js';
 import type { PlannedBlob, PushPlan } from './plan.js';
 import type { ImageSource } from './source.js';
@@ -33,14 +34,29 @@ export interface PushStats {
 
 export const REPLICATE_HEADER = 'x-layermesh-replicate';
 
-/** Counts bytes as they pass on to the upload. */
-function counting(onBytes: (n: number) => void): Transform {
-  return new Transform({
+/**
+ * A blob's bytes from the source on their way to the upload, counted. A source that fails, or holds more or
+ * fewer bytes than the blob's descriptor says (a truncated file would otherwise leave the upload waiting for
+ * the rest), fails the upload with `failure()`: the local image's fault, not the connection's.
+ */
+function localBody(source: Readable, { digest, size }: { digest: string; size: number }, onBytes: (n: number) => void) {
+  let failure: Error | undefined;
+  let seen = 0;
+  const fail = (err: Error) => (failure ??= new PusshError('failed', `reading blob ${digest} of the local image: ${err.message}`, { cause: err }));
+  const body = new Transform({
     transform(chunk: Buffer, _enc, done) {
+      seen += chunk.length;
+      if (seen > size) return done(fail(new Error(`it holds more than the ${size} bytes its descriptor says`)));
       onBytes(chunk.length);
       done(null, chunk);
     },
+    flush(done) {
+      done(seen === size ? null : fail(new Error(`it holds ${seen} bytes, its descriptor says ${size}`)));
+    },
   });
+  source.on('error', (err) => body.destroy(fail(err)));
+  body.once('close', () => source.destroy());
+  return { body: source.pipe(body), failure: () => failure };
 }
 
 /** Runs fn over items, at most `limit` at once; the first failure stops new work, calls onFailure, and is rethrown. */
@@ -87,17 +103,17 @@ export async function pushImage(client: RegistryClient, source: ImageSource, pla
       if (started.mounted) {
         outcome = 'mounted';
       } else {
-        let body: Readable | undefined;
+        let local: ReturnType<typeof localBody> | undefined;
         try {
-          body = (await source.open(digest)).pipe(counting((n) => {
+          local = localBody(await source.open(digest), blob.descriptor, (n) => {
             stats.bytesSent += n;
             listener.blobBytes(blob, n);
-          }));
-          await client.putBlob(started.location, digest, size, body, abort.signal);
+          });
+          await client.putBlob(started.location, digest, size, local.body, abort.signal);
         } catch (err) {
-          body?.destroy();
+          local?.body.destroy();
           await client.cancelUpload(started.location);
-          throw err;
+          throw local?.failure() ?? err;
         }
         outcome = 'sent';
         stats.blobsSent++;

@@ -24,6 +24,11 @@ interface Reply {
 }
 
 const MAX_ERROR_BODY = 64 << 10;
+/**
+ * A request that moves no byte either way for this long has failed: a registry that accepted the connection
+ * and stalls must not hang pussh. Long enough for the remote's commit of a large layer (a sync to disk).
+ */
+export const IDLE_TIMEOUT_MS = 300_000;
 
 /** A failure to talk to the remote registry at all (as opposed to an HTTP error answer). */
 export class ConnectionError extends Error {
@@ -36,7 +41,7 @@ export class ConnectionError extends Error {
 export class RegistryClient {
   readonly #agent: Agent;
 
-  constructor(private readonly endpoint: RegistryEndpoint, maxSockets = 8) {
+  constructor(private readonly endpoint: RegistryEndpoint, maxSockets = 8, private readonly idleTimeoutMs = IDLE_TIMEOUT_MS) {
     this.#agent = new Agent({ keepAlive: true, maxSockets });
   }
 
@@ -119,6 +124,9 @@ export class RegistryClient {
         });
         res.once('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
         res.once('error', reject);
+      });
+      req.setTimeout(this.idleTimeoutMs, () => {
+        req.destroy(Object.assign(new Error(`nothing moved for ${this.idleTimeoutMs / 1000} s`), { code: 'ETIMEDOUT' }));
       });
       req.once('error', (err: NodeJS.ErrnoException) => {
         if (err.name === 'AbortError') return reject(err);
