@@ -1,7 +1,9 @@
 // pussh end to end: the real ssh client through a real sshd (its own key, config and port on loopback) to
 // a real meshd, with images read from the test containerd, OCI layouts and docker save archives.
 import { randomUUID } from 'node:crypto';
-import { chmodSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { chmodSync, createWriteStream, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
@@ -128,6 +130,34 @@ describe('pussh to one host', () => {
     expect(r.code).toBe(6);
     expect(r.stderr).toMatch(new RegExp(`no meshd answers on 127\\.0\\.0\\.1:${nobody} on root@127\\.0\\.0\\.1:\\d+ \\(ssh: channel \\d+: open failed: connect failed: Connection refused\\)`));
     expect(r.stderr).toMatch(/Install and start meshd there/);
+  });
+
+  it('removes what it unpacked of an archive when interrupted (Ctrl-C) while reading it', async () => {
+    const work = mkdtempSync(join(tmpdir(), 'pussh-interrupted-'));
+    dirs.push(work);
+    const tmp = join(work, 'tmp');
+    mkdirSync(tmp);
+    const tar = join(work, 'image.tar');
+    await run('tar', ['-C', image.dir, '-cf', tar, '.']);
+    // The archive comes through a pipe that stalls after its first 600 KB: pussh is still unpacking it.
+    const fifo = join(work, 'archive');
+    await run('mkfifo', [fifo]);
+    const proc = spawn(process.execPath, [PUSSH, '--from', `docker-archive:${fifo}`, 'tools/stalled:1', 'root@192.0.2.1'], { env: { ...process.env, TMPDIR: tmp } });
+    const exited = once(proc, 'exit');
+    const writer = createWriteStream(fifo).on('error', () => {});
+    try {
+      writer.write(readFileSync(tar).subarray(0, 600 * KiB));
+      const unpacked = () => readdirSync(tmp).filter((d) => d.startsWith('pussh-archive-'));
+      await waitFor('pussh to unpack part of the archive', () => unpacked().length === 1 && readdirSync(join(tmp, unpacked()[0])).length > 0, { timeoutMs: 20_000 });
+      proc.kill('SIGINT');
+      await waitFor('the unpacked files to be removed', () => readdirSync(tmp).length === 0, { timeoutMs: 10_000 });
+      // Node's exit waits for its blocked read of the pipe: the pipe's end lets it go.
+      writer.destroy();
+      expect((await exited)[0]).toBe(130);
+    } finally {
+      proc.kill('SIGKILL');
+      writer.destroy();
+    }
   });
 
   it('says when the image is not there, before connecting anywhere', async () => {

@@ -3,7 +3,7 @@
 // Docker 25 an OCI image layout inside the tar. A tar has no index, so the archive is unpacked once into a
 // temp dir (hashing every file on the way: classic layers are known by their path only).
 import { createHash } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createReadStream, createWriteStream, rmSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { once } from 'node:events';
 import { tmpdir } from 'node:os';
@@ -146,7 +146,13 @@ function classicSource(files: Map<string, ArchiveFile>, manifestJson: Buffer, de
  */
 export async function archiveSource(input: Readable, description: string, want: { ref?: string; image?: ImageRef }): Promise<ImageSource> {
   const dir = await mkdtemp(join(tmpdir(), 'pussh-archive-'));
-  const cleanup = () => rm(dir, { recursive: true, force: true });
+  // Ctrl-C ends pussh with process.exit, which runs no pending cleanup: the image's copy must not stay behind.
+  const atExit = () => rmSync(dir, { recursive: true, force: true });
+  process.once('exit', atExit);
+  const cleanup = () => {
+    process.off('exit', atExit);
+    return rm(dir, { recursive: true, force: true });
+  };
   try {
     const files = await unpackArchive(input, dir);
     const wanted = want.ref !== undefined ? parseImageRef(want.ref) : want.image;
