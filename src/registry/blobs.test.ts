@@ -24,9 +24,9 @@ afterEach(async () => app?.close());
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 /** A registry on the store, holding `bytes`; the blob's URL. */
-async function serve(store: Store, bytes: Buffer): Promise<string> {
+async function serve(store: Store, bytes: Buffer, idleConnectionMs?: number): Promise<string> {
   await putBlob(store, bytes, digestOf(bytes));
-  app = createRegistry({ store, uploads: new UploadSessions(store, { maxBlobBytes: 1 << 20, idleTimeoutMs: 60_000, maxSessions: 100, maxSessionsPerClient: 10 }, log), log, maxManifestBytes: 4 << 20, access: new Access({ writeGroup: 'layermesh', log }) });
+  app = createRegistry({ store, uploads: new UploadSessions(store, { maxBlobBytes: 1 << 20, idleTimeoutMs: 60_000, maxSessions: 100, maxSessionsPerClient: 10 }, log), log, maxManifestBytes: 4 << 20, access: new Access({ writeGroup: 'layermesh', log }), idleConnectionMs });
   await app.listen({ host: '127.0.0.1', port: 0 });
   return `http://127.0.0.1:${(app.server.address() as { port: number }).port}/v2/app/blobs/${digestOf(bytes)}`;
 }
@@ -85,4 +85,21 @@ it('counts a blob sent whole to a client that hung up as soon as it had the last
     socket.on('error', reject);
   });
   await expect.poll(sentLocal, { timeout: 2000 }).toBe(before + bytes.length);
+});
+
+it.each([
+  ['from its file', () => FsStore.open(join(dir, 'fs-idle'), log)],
+  ['streamed', async () => new MemoryStore()],
+])('closes the connection of a client that stopped reading a blob sent %s: its descriptor and buffers are let go', async (_how, open) => {
+  const bytes = randomBytes(32 << 20);
+  const url = new URL(await serve(await open(), bytes, 500));
+  const connections = () => new Promise<number>((resolve, reject) => app!.server.getConnections((err, n) => (err ? reject(err) : resolve(n))));
+  const socket = connect(Number(url.port), url.hostname, () => socket.write(`GET ${url.pathname} HTTP/1.1\r\nhost: x\r\n\r\n`));
+  socket.pause();
+  try {
+    await expect.poll(connections).toBe(1);
+    await expect.poll(connections, { timeout: 5_000 }).toBe(0);
+  } finally {
+    socket.destroy();
+  }
 });

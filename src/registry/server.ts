@@ -27,7 +27,15 @@ const ROUTES: [RegExp, Routes][] = [
 export interface RegistryOptions extends RegistryDeps {
   /** Who may read and who may write, checked before any route (the admin API's included). */
   access: Access;
+  /** A connection on which nothing moves either way for this long is closed; default IDLE_CONNECTION_MS. */
+  idleConnectionMs?: number;
 }
+
+/**
+ * A client that stops reading a blob (or sending one) must not hold its descriptor and buffers for ever: any
+ * local user may read. Longer than any pause of a working client, or of meshd waiting on a peer for it.
+ */
+const IDLE_CONNECTION_MS = 120_000;
 
 function firstValues(query: unknown): Record<string, string | undefined> {
   const out: Record<string, string | undefined> = {};
@@ -54,6 +62,7 @@ async function drained(body: IncomingMessage): Promise<boolean> {
 export function createRegistry(opts: RegistryOptions) {
   const app = Fastify({
     return503OnClosing: true,
+    connectionTimeout: opts.idleConnectionMs ?? IDLE_CONNECTION_MS,
     // A path that is not valid UTF-8 once decoded gets the spec's error format too.
     frameworkErrors: (err, _req, res) => {
       const status = err.statusCode && err.statusCode < 500 ? err.statusCode : 400;
