@@ -2,7 +2,7 @@
 // so that the tag alone keeps config, layers and platform manifests alive, then releases our blob leases
 // (after it returns).
 import type { Logger } from 'pino';
-import { MANIFEST_MEDIA_TYPES, children, parseManifest, type ParsedManifest } from '../../oci/manifest.js';
+import { MANIFEST_MEDIA_TYPES, ManifestInvalidError, children, parseManifest, type ParsedManifest } from '../../oci/manifest.js';
 import { NotFoundError, type BlobReader, type ImageRecord, type ImageStore, type Store } from '../store.js';
 import type { Descriptor } from '../../oci/digest.js';
 import { Code, hasCode, unlessNotFound, type ContainerdClient } from './client.js';
@@ -93,13 +93,21 @@ export class ContainerdImages implements ImageStore {
       return undefined;
     }
     const { size, stream } = reader;
-    if (size > MAX_MANIFEST_BYTES) {
-      stream.destroy();
-      throw new Error(`${d.digest} is ${size} bytes, too large for a ${d.mediaType}`);
+    try {
+      if (size > MAX_MANIFEST_BYTES) {
+        stream.destroy();
+        throw new ManifestInvalidError(`${d.digest} is ${size} bytes, too large for a ${d.mediaType}`);
+      }
+      const parts: Buffer[] = [];
+      for await (const chunk of stream) parts.push(chunk as Buffer);
+      return parseManifest(Buffer.concat(parts), d.mediaType);
+    } catch (err) {
+      // A child that only claims to be a manifest (a config or layer with a manifest's type) is a leaf, as in
+      // the registry's own walk (oci/references.ts): the push was valid, the tree ends there.
+      if (required || !(err instanceof ManifestInvalidError)) throw err;
+      this.logger.debug({ digest: d.digest, err: err.message }, 'not a manifest, though named as one; not walking into it');
+      return undefined;
     }
-    const parts: Buffer[] = [];
-    for await (const chunk of stream) parts.push(chunk as Buffer);
-    return parseManifest(Buffer.concat(parts), d.mediaType);
   }
 }
 

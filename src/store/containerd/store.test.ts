@@ -222,6 +222,24 @@ describe('ContainerdStore images', () => {
     expect(await store.images.get('registry.example/team/big:1')).toBeUndefined();
   });
 
+  it('put takes a config or layer that only claims to be a manifest as a leaf, as the registry accepted it', async () => {
+    const notManifest = randomBytes(2000);
+    const big = randomBytes(MAX_MANIFEST_BYTES + 1);
+    const odd = json({
+      schemaVersion: 2,
+      mediaType: MediaType.ociManifest,
+      config: desc(MediaType.ociIndex, notManifest),
+      layers: [desc(MediaType.ociManifest, big)],
+    });
+    for (const b of [notManifest, big, odd]) await put(store, b);
+    await store.images.put({ name: 'registry.example/team/odd:1', target: desc(MediaType.ociManifest, odd), labels: {} });
+    expect((await store.stat(sha256(odd)))!.labels).toMatchObject({
+      'containerd.io/gc.ref.content.config': sha256(notManifest),
+      'containerd.io/gc.ref.content.l.0': sha256(big),
+    });
+    expect((await store.images.get('registry.example/team/odd:1'))?.target.digest).toBe(sha256(odd));
+  });
+
   it('put refuses a target that is not held', async () => {
     await expect(store.images.put({ name: 'registry.example/none:1', target: missing, labels: {} }))
       .rejects.toBeInstanceOf(NotFoundError);
