@@ -231,6 +231,14 @@ describe('manifests', () => {
     expect((await api(`/v2/keep/blobs/${layer}`, { method: 'DELETE' })).status).toBe(202);
     expect((await api(`/v2/keep/blobs/${layer}`, { method: 'HEAD' })).status).toBe(404);
   });
+
+  it('answers MANIFEST_UNKNOWN to a DELETE of a manifest naming a layer, and keeps the layer', async () => {
+    const layer = await pushBlob(randomBytes(100), 'loose');
+    const res = await api(`/v2/loose/manifests/${layer}`, { method: 'DELETE' });
+    expect(res.status).toBe(404);
+    expect(await errorCode(res)).toBe('MANIFEST_UNKNOWN');
+    expect((await api(`/v2/loose/blobs/${layer}`, { method: 'HEAD' })).status).toBe(200);
+  });
 });
 
 describe('push token', () => {

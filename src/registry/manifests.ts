@@ -143,7 +143,11 @@ export async function deleteManifest(ctx: RouteContext): Promise<unknown> {
   }
   const records = await store.images.list();
   const named = records.filter((r) => r.target.digest === ref && parseImageName(r.name).repo === ctx.repo);
-  if (named.length === 0 && !(await store.stat(ref))) throw manifestUnknown(ref);
+  // No record names it (its tags are gone): a manifest still, not any blob, or DELETE would take a layer.
+  if (named.length === 0) {
+    const body = await readSmallBlob(store, ref);
+    if (!body || !isManifest(body)) throw manifestUnknown(ref);
+  }
   // Everything that can fail before anything changes: a delete is all or nothing.
   const keep = await reachable(store, records.filter((r) => !named.includes(r)));
   for (const r of named) await store.images.delete(r.name);
