@@ -5,21 +5,18 @@ import type { Descriptor } from '../oci/digest.js';
 import { readManifest } from '../oci/references.js';
 import { pushLabels, type TagPush } from '../oci/tag-push.js';
 import { ORIGIN_LABEL, type Store } from '../store/store.js';
+import { KeyedQueue } from '../util/keyed-queue.js';
 import type { NewestPushes } from './newest-pushes.js';
 
 export class TagRecords {
-  /** Per name, the write in progress: writes of one name run one after the other. */
-  readonly #writing = new Map<string, Promise<unknown>>();
+  /** Writes of one name run one after the other. */
+  readonly #writing = new KeyedQueue();
 
   constructor(private readonly store: Store, private readonly pushes: NewestPushes, private readonly log: Logger) {}
 
   /** Names `target` `image`, stamped with `push`, if that is still the newest push of it known; true when it did. */
   write(image: string, target: Descriptor, push: TagPush): Promise<boolean> {
-    const run = (this.#writing.get(image) ?? Promise.resolve()).then(() => this.#write(image, target, push));
-    const done = run.catch(() => undefined);
-    this.#writing.set(image, done);
-    void done.then(() => this.#writing.get(image) === done && this.#writing.delete(image));
-    return run;
+    return this.#writing.run(image, () => this.#write(image, target, push));
   }
 
   async #write(image: string, target: Descriptor, push: TagPush): Promise<boolean> {

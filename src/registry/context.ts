@@ -3,6 +3,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import type { Descriptor } from '../oci/digest.js';
 import type { Store } from '../store/store.js';
+import type { KeyedQueue } from '../util/keyed-queue.js';
 import type { UploadSessions } from './upload-sessions.js';
 
 export interface RegistryDeps {
@@ -42,6 +43,8 @@ export interface RouteContext extends RegistryDeps {
   /** The reference, digest or upload id that follows the route's keyword. */
   ref: string;
   query: Record<string, string | undefined>;
+  /** Pushes of one tag are stamped and stored one after the other: the newest stamp is the record's. */
+  tagWrites: KeyedQueue;
 }
 
 export type Handler = (ctx: RouteContext) => Promise<unknown>;

@@ -11,6 +11,7 @@ import { catalog, listReferrers, listTags } from './discovery.js';
 import { asRegistryError, RegistryError } from './errors.js';
 import { deleteManifest, getManifest, putManifest } from './manifests.js';
 import { repositoryKey } from '../oci/names.js';
+import { KeyedQueue } from '../util/keyed-queue.js';
 import { cancelUpload, finishUpload, patchUpload, startUpload, uploadStatus } from './uploads.js';
 
 type Routes = Partial<Record<string, Handler>>;
@@ -120,10 +121,11 @@ export function createRegistry(opts: RegistryOptions) {
     throw new RegistryError(404, 'UNSUPPORTED', 'no such endpoint', { path });
   };
 
+  const tagWrites = new KeyedQueue();
   const context = (req: FastifyRequest, reply: FastifyReply, name: string, ref: string): RouteContext => {
     const query = firstValues(req.query);
     const repo = name ? repositoryKey(name, query.ns) : '';
-    return { ...opts, req, reply, name, ref, query, repo };
+    return { ...opts, req, reply, name, ref, query, repo, tagWrites };
   };
 
   app.route({ method: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'], url: '/v2/*', handler: dispatch });
