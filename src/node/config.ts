@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { Command, Option } from 'commander';
 import { parse as parseYaml } from 'yaml';
-import { parseReplicationPolicy, type ReplicationPolicy } from './replication-policy.js';
+import { parseReplicationPolicy, type ReplicationPolicy } from '../oci/replication-policy.js';
 import { parseCount, parseDuration, parseSize } from './size.js';
 import { parseLimit } from './limits.js';
 import type { BandwidthLimits } from '../mirror/bandwidth.js';

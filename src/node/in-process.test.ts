@@ -22,7 +22,7 @@ import { UploadSessions } from '../registry/upload-sessions.js';
 import { MemoryStore } from '../store/memory-store.js';
 import { Holdings } from './holdings.js';
 import { pushGossip } from './push-event.js';
-import { parseReplicationPolicy } from './replication-policy.js';
+import { parseReplicationPolicy } from '../oci/replication-policy.js';
 import { NewestPushes } from './newest-pushes.js';
 import { PushFollower } from './push-follower.js';
 import { Replicator } from './replicator.js';

@@ -2,7 +2,7 @@ import { pino } from 'pino';
 import { describe, expect, it, vi } from 'vitest';
 import { meshRemoval } from './mesh-removal.js';
 import { NewestPushes } from './newest-pushes.js';
-import { parseReplicationPolicy } from './replication-policy.js';
+import { parseReplicationPolicy } from '../oci/replication-policy.js';
 
 const NAME = 'docker.io/library/app:1';
 const digest = (c: string) => `sha256:${c.repeat(64)}`;

@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import type { RemoveEvent } from '../dht/router.js';
 import type { Evictor } from './evictor.js';
 import type { KnownPush, NewestPushes } from './newest-pushes.js';
-import type { NodeIdentity, ReplicationPolicy } from './replication-policy.js';
+import type { NodeIdentity, ReplicationPolicy } from '../oci/replication-policy.js';
 import { RETRY_AFTER_MS } from './retries.js';
 
 export interface MeshRemovalDeps {

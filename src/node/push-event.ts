@@ -7,7 +7,7 @@ import type { Logger } from 'pino';
 import type { MeshEvent, Router } from '../dht/router.js';
 import type { PushListener } from '../registry/context.js';
 import type { Store } from '../store/store.js';
-import { parseReplicationPolicy } from './replication-policy.js';
+import { parseReplicationPolicy } from '../oci/replication-policy.js';
 import { takerOrder, takerTag } from './replication-plan.js';
 import { children, isIndexMediaType, MANIFEST_MEDIA_TYPES, parseManifest } from '../oci/manifest.js';
 import { readSmallBlob } from '../oci/references.js';

@@ -4,7 +4,7 @@ import type { MeshEvent } from '../dht/router.js';
 import { MemoryStore } from '../store/memory-store.js';
 import { NewestPushes } from './newest-pushes.js';
 import { PushFollower } from './push-follower.js';
-import { parseReplicationPolicy } from './replication-policy.js';
+import { parseReplicationPolicy } from '../oci/replication-policy.js';
 import { takerOrder, takerTag } from './replication-plan.js';
 import type { ReplicateOptions } from './replicator.js';
 

@@ -9,7 +9,7 @@ import type { Membership } from '../dht/membership.js';
 import type { MeshEvent } from '../dht/router.js';
 import type { Store } from '../store/store.js';
 import type { NewestPushes } from './newest-pushes.js';
-import { parseReplicationPolicy, type NodeIdentity, type ReplicationPolicy } from './replication-policy.js';
+import { parseReplicationPolicy, type NodeIdentity, type ReplicationPolicy } from '../oci/replication-policy.js';
 import type { Replicator } from './replicator.js';
 import { orderOfTags, takerOrder } from './replication-plan.js';
 import { RETRY_AFTER_MS } from './retries.js';
