@@ -160,6 +160,12 @@ describe('pussh to one host', () => {
     }
   });
 
+  it('refuses a replication policy meshd would refuse, before reading or sending anything', async () => {
+    const r = await pussh([...ssh(), ...local(), '--replicate', 'nodes=web*', 'app:1', 'root@192.0.2.1']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/--replicate: replication policy "nodes=web\*": "nodes=web\*" is not all, none, name=GLOB/);
+  });
+
   it('says when the image is not there, before connecting anywhere', async () => {
     const r = await pussh([...ssh(), ...local(), 'nope:1', 'root@192.0.2.1']);
     expect(r.code).toBe(3);

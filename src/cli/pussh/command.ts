@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import type { DockerGlobals } from './docker-globals.js';
 import { PusshError, failureOf, EXIT_CODES, type FailureKind } from './errors.js';
+import { parseReplicationPolicy } from '../../oci/replication-policy.js';
 import { openSource } from './open-source.js';
 import { planPush, type PushPlan } from './plan.js';
 import { createOutput, summaryLine, type HostResult, type Output } from './progress.js';
@@ -217,6 +218,8 @@ export async function runPussh(argv: string[], ctx: RunContext = {}): Promise<nu
     parseHostPort(opts.remoteRegistry, '--remote-registry');
     const parallel = Number(opts.parallel);
     if (!Number.isInteger(parallel) || parallel < 1 || parallel > 64) throw new PusshError('usage', `--parallel ${opts.parallel}: expected 1 to 64`);
+    // Checked here, not only by meshd with the manifest, after every layer was sent.
+    if (opts.replicate !== undefined) replicationPolicy(opts.replicate);
 
     source = await openSource({
       from: opts.from, ref, containerdSocket: opts.containerdSocket, namespace: opts.namespace,
@@ -245,5 +248,13 @@ export async function runPussh(argv: string[], ctx: RunContext = {}): Promise<nu
     process.removeListener('SIGINT', onSignal);
     process.removeListener('SIGTERM', onSignal);
     await source?.close();
+  }
+}
+
+function replicationPolicy(text: string): void {
+  try {
+    parseReplicationPolicy(text);
+  } catch (err) {
+    throw new PusshError('usage', `--replicate: ${(err as Error).message}`);
   }
 }
