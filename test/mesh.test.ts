@@ -103,10 +103,13 @@ describe('a mesh of meshd processes', () => {
     expect(status.p2p).toContain(n1.p2p[0]);
   });
 
-  it('answers exit status 1 when nobody has a digest', async () => {
+  it('answers exit status 1 when nobody has a digest, and 2 for a command line it cannot run', async () => {
     const res = await meshctl(n3, ['who-has', `sha256:${'0'.repeat(64)}`]);
     expect(res.code).toBe(1);
     expect(res.out).toContain('nobody has');
+    // A script's empty variable is not "nobody has it".
+    expect((await meshctl(n3, ['who-has'])).code).toBe(2);
+    expect((await meshctl(n3, ['who-has', 'sha256:aa', '--bogus'])).code).toBe(2);
   });
 
   it('gossips the push to members', async () => {

@@ -3,7 +3,7 @@
 import { realpathSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
-import { Command, Option } from 'commander';
+import { Command, CommanderError, Option } from 'commander';
 import { generateSwarmKey } from '../dht/swarm-key.js';
 import type { ImageEntry, MeshImageRow, NodeStatus, PeerEntry, WhoHasAnswer, WhoHasEntry } from '../api/admin-types.js';
 import { AdminClient } from './admin-client.js';
@@ -13,6 +13,8 @@ import { age, ms, table } from './table.js';
 
 /** The command tree; exported so tests can check command lines against it (see test/compose.test.ts). */
 export const program = new Command('meshctl')
+  // Usage errors exit 2, not commander's 1: 1 says "nobody has it" (who-has) and "nothing removed" (rm).
+  .exitOverride()
   .description('Ask a LayerMesh node what the mesh holds')
   .addOption(new Option('--node <url>', 'the daemon to ask (its registry listener)').env('MESHCTL_NODE').default('http://127.0.0.1:5000'))
   .addOption(new Option('--token <token>', 'the node\'s registry token, when asking it from another host').env('MESHCTL_TOKEN'))
@@ -116,6 +118,8 @@ addDiskCommands(program, client, print);
 // Runs only as the command (directly or through the npm bin symlink), not when a test imports the program.
 if (process.argv[1] && realpathSync(process.argv[1]) === fileURLToPath(import.meta.url)) {
   program.parseAsync().catch((err: Error) => {
+    // Commander has said what was wrong with the command line (or printed --help: exit 0).
+    if (err instanceof CommanderError) return void (process.exitCode = err.exitCode === 0 ? 0 : 2);
     console.error(`meshctl: ${err.message}`);
     process.exitCode = 2;
   });
