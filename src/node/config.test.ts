@@ -7,7 +7,7 @@ import { parseConfig } from './config.js';
 describe('meshd configuration', () => {
   const dir = mkdtempSync(join(tmpdir(), 'meshd-config-'));
   afterEach(() => {
-    delete process.env.MESHD_REGISTRY_ADDR;
+    for (const name of ['MESHD_REGISTRY_ADDR', 'MESHD_PEER_PLAINTEXT', 'MESHD_NO_MIRROR_TAGS', 'MESHD_UPSTREAM']) delete process.env[name];
   });
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -62,6 +62,40 @@ describe('meshd configuration', () => {
     const file = join(dir, 'plaintext.yaml');
     writeFileSync(file, 'peer-plaintext: true\n');
     expect(parseConfig(['--config', file]).peerPlaintext).toBe(true);
+  });
+
+  it('reads a switch from the environment or the file as what it says, not as being there', () => {
+    process.env.MESHD_PEER_PLAINTEXT = 'false';
+    process.env.MESHD_UPSTREAM = '0';
+    expect(parseConfig([])).toMatchObject({ peerPlaintext: false, upstream: false });
+    process.env.MESHD_PEER_PLAINTEXT = 'true';
+    expect(parseConfig([]).peerPlaintext).toBe(true);
+    process.env.MESHD_PEER_PLAINTEXT = 'maybe';
+    expect(() => parseConfig([])).toThrow('MESHD_PEER_PLAINTEXT: expected true or false, not "maybe"');
+    delete process.env.MESHD_PEER_PLAINTEXT;
+    process.env.MESHD_NO_MIRROR_TAGS = 'true';
+    expect(parseConfig([]).mirrorTags).toBe(false);
+    delete process.env.MESHD_NO_MIRROR_TAGS;
+    const file = join(dir, 'switches.yaml');
+    writeFileSync(file, 'no-mirror-tags: true\nmdns: "false"\n');
+    expect(parseConfig(['--config', file])).toMatchObject({ mirrorTags: false, mdns: false });
+    writeFileSync(file, 'no-mirror-tags: false\n');
+    expect(parseConfig(['--config', file]).mirrorTags).toBe(true);
+  });
+
+  it('takes one value where a YAML list is expected', () => {
+    const file = join(dir, 'single.yaml');
+    writeFileSync(file, 'bootstrap: /ip4/10.0.0.9/tcp/4001\nlabel: role=web\nregistry-allow: 10.0.0.0/8\n');
+    expect(parseConfig(['--config', file])).toMatchObject({ bootstrap: ['/ip4/10.0.0.9/tcp/4001'], labels: { role: 'web' }, registryAllow: ['10.0.0.0/8'] });
+  });
+
+  it('refuses periods of nothing and unknown log levels, naming the option', () => {
+    expect(() => parseConfig(['--reconcile-interval', '0'])).toThrow('--reconcile-interval: 0 is too short');
+    expect(() => parseConfig(['--record-ttl', '0s'])).toThrow('--record-ttl: 0s is too short');
+    expect(() => parseConfig(['--upload-timeout', 'soon'])).toThrow('--upload-timeout: not a duration');
+    const file = join(dir, 'level.yaml');
+    writeFileSync(file, 'log-level: verbose\n');
+    expect(() => parseConfig(['--config', file])).toThrow('--log-level must be one of trace, debug, info, warn, error, not "verbose"');
   });
 
   it('names what is wrong in a config file', () => {

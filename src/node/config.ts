@@ -65,6 +65,8 @@ export interface Config {
   diskCheckIntervalMs: number;
 }
 
+const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error'];
+
 function option(flags: string, description: string, defaultValue?: string): Option {
   const long = flags.split(' ')[0].replace(/^--/, '');
   const opt = new Option(flags, description).env(`MESHD_${long.toUpperCase().replaceAll('-', '_')}`);
@@ -99,7 +101,7 @@ export function configCommand(): Command {
     .addOption(option('--max-uploads <n>', 'upload sessions open at once; past it a client gets 429', '1000'))
     .addOption(option('--max-uploads-per-client <n>', 'upload sessions one client address may hold open at once', '100'))
     .addOption(option('--shutdown-grace <duration>', 'at SIGTERM, in-flight requests get this long before their connections are cut', '10s'))
-    .addOption(option('--log-level <level>', 'trace | debug | info | warn | error', 'info'))
+    .addOption(option('--log-level <level>', 'how much meshd logs', 'info').choices(LOG_LEVELS))
     .addOption(option('--node-name <name>', 'this node\'s name in the mesh', hostname()))
     .addOption(listOption('--label <key=value>', 'a label of this node, for replication selectors'))
     .addOption(listOption('--p2p-listen <multiaddr>', 'libp2p listen address', ['/ip4/0.0.0.0/tcp/4001']))
@@ -129,6 +131,32 @@ export function configCommand(): Command {
     .showHelpAfterError();
 }
 
+const isSwitch = (o: Option) => !o.required && !o.optional;
+
+/** A switch (--mdns, --no-mirror-tags) given as a word: `false` must not turn it on by being there. */
+function switchValue(option: Option, value: unknown, where: string): boolean {
+  const text = String(value);
+  const on = typeof value === 'boolean' ? value : /^(true|1|yes|on)$/i.test(text) ? true : /^(false|0|no|off)$/i.test(text) ? false : undefined;
+  if (on === undefined) throw new Error(`${where}: expected true or false, not "${text}"`);
+  return option.negate ? !on : on;
+}
+
+/** Commander takes a switch's environment variable as set whatever its value: read what it says. */
+function applySwitchesFromEnv(cmd: Command): void {
+  for (const o of cmd.options) {
+    if (isSwitch(o) && o.envVar && cmd.getOptionValueSource(o.attributeName()) === 'env') {
+      cmd.setOptionValueWithSource(o.attributeName(), switchValue(o, process.env[o.envVar], o.envVar), 'env');
+    }
+  }
+}
+
+/** A value from the YAML file as the flag would give it: switches as booleans, lists as lists (one value or many). */
+function fileValue(o: Option, value: unknown, where: string): unknown {
+  if (isSwitch(o)) return switchValue(o, value, where);
+  if (Array.isArray(o.defaultValue)) return (Array.isArray(value) ? value : String(value).split(',')).map((v) => String(v).trim()).filter(Boolean);
+  return String(value);
+}
+
 /** Fills options still at their defaults from the YAML file. */
 function applyFile(cmd: Command, file: string): void {
   let doc: unknown;
@@ -139,23 +167,26 @@ function applyFile(cmd: Command, file: string): void {
   }
   if (doc === null || doc === undefined) return;
   if (typeof doc !== 'object' || Array.isArray(doc)) throw new Error(`config file ${file}: expected a mapping of option: value`);
-  const known = new Map(cmd.options.map((o) => [o.long!.slice(2), o.attributeName()]));
+  const known = new Map(cmd.options.map((o) => [o.long!.slice(2), o]));
   for (const [key, value] of Object.entries(doc)) {
-    const attr = known.get(key);
-    if (!attr || key === 'config') throw new Error(`config file ${file}: unknown option "${key}"`);
-    const source = cmd.getOptionValueSource(attr);
+    const option = known.get(key);
+    if (!option || key === 'config') throw new Error(`config file ${file}: unknown option "${key}"`);
+    const source = cmd.getOptionValueSource(option.attributeName());
     if (source !== undefined && source !== 'default') continue;
-    cmd.setOptionValueWithSource(attr, Array.isArray(value) ? value.map(String) : typeof value === 'boolean' ? value : String(value), 'config');
+    cmd.setOptionValueWithSource(option.attributeName(), fileValue(option, value, `config file ${file}: ${key}`), 'config');
   }
 }
 
 export function parseConfig(argv: string[]): Config {
   const cmd = configCommand();
   cmd.parse(argv, { from: 'user' });
+  applySwitchesFromEnv(cmd);
   const file = cmd.opts().config as string | undefined;
   if (file) applyFile(cmd, file);
   const o = cmd.opts();
+  // Commander checks the choices of flags; a file's values are checked here.
   if (!['auto', 'containerd', 'fs'].includes(o.store)) throw new Error(`--store must be auto, containerd or fs, not "${o.store}"`);
+  if (!LOG_LEVELS.includes(o.logLevel)) throw new Error(`--log-level must be one of ${LOG_LEVELS.join(', ')}, not "${o.logLevel}"`);
   return {
     dataDir: o.dataDir,
     store: o.store,
@@ -166,41 +197,41 @@ export function parseConfig(argv: string[]): Config {
     registryTokenFile: o.registryTokenFile || undefined,
     registryAllow: o.registryAllow,
     writeGroup: o.writeGroup,
-    maxUploadSize: parseSize(o.maxUploadSize),
-    uploadTimeoutMs: parseDuration(o.uploadTimeout),
-    gcDelayMs: parseDuration(o.gcDelay),
+    maxUploadSize: parseSize(o.maxUploadSize, '--max-upload-size'),
+    uploadTimeoutMs: parseDuration(o.uploadTimeout, '--upload-timeout', 1),
+    gcDelayMs: parseDuration(o.gcDelay, '--gc-delay'),
     maxConnections: parseCount(o.maxConnections, '--max-connections'),
     maxUploads: parseCount(o.maxUploads, '--max-uploads'),
     maxUploadsPerClient: parseCount(o.maxUploadsPerClient, '--max-uploads-per-client'),
-    shutdownGraceMs: parseDuration(o.shutdownGrace),
+    shutdownGraceMs: parseDuration(o.shutdownGrace, '--shutdown-grace'),
     logLevel: o.logLevel,
     nodeName: o.nodeName,
     labels: parseLabels(o.label),
     p2pListen: o.p2pListen,
     bootstrap: o.bootstrap,
-    mdns: o.mdns === true || o.mdns === 'true',
+    mdns: o.mdns === true,
     swarmKeyFile: o.swarmKey || undefined,
-    recordTtlMs: parseDuration(o.recordTtl),
-    reconcileIntervalMs: parseDuration(o.reconcileInterval),
+    recordTtlMs: parseDuration(o.recordTtl, '--record-ttl', 1000),
+    reconcileIntervalMs: parseDuration(o.reconcileInterval, '--reconcile-interval', 1000),
     peerAddr: o.peerAddr,
-    peerPlaintext: o.peerPlaintext === true || o.peerPlaintext === 'true',
+    peerPlaintext: o.peerPlaintext === true,
     limits: {
       upload: o.uploadLimit === undefined ? undefined : parseLimit(o.uploadLimit),
       download: o.downloadLimit === undefined ? undefined : parseLimit(o.downloadLimit),
       replication: o.replicationLimit === undefined ? undefined : parseLimit(o.replicationLimit),
     },
-    mirrorTags: o.mirrorTags !== false && o.mirrorTags !== 'false',
+    mirrorTags: o.mirrorTags !== false,
     mirrorRegistries: o.mirrorRegistry,
-    mirrorTimeoutMs: parseDuration(o.mirrorTimeout),
-    upstream: o.upstream === true || o.upstream === 'true',
+    mirrorTimeoutMs: parseDuration(o.mirrorTimeout, '--mirror-timeout', 1),
+    upstream: o.upstream === true,
     upstreamEndpoints: parseEndpoints(o.upstreamEndpoint),
     upstreamAuthFile: o.upstreamAuth || undefined,
-    upstreamTimeoutMs: parseDuration(o.upstreamTimeout),
+    upstreamTimeoutMs: parseDuration(o.upstreamTimeout, '--upstream-timeout', 1),
     replicate: parseReplicationPolicy(o.replicate),
     diskWatermarks: diskWatermarks(o.diskHigh, o.diskLow),
     minCopies: parseMinCopies(o.minCopies),
-    evictLocal: o.evictLocal === true || o.evictLocal === 'true',
-    diskCheckIntervalMs: parseDuration(o.diskCheckInterval),
+    evictLocal: o.evictLocal === true,
+    diskCheckIntervalMs: parseDuration(o.diskCheckInterval, '--disk-check-interval', 1000),
   };
 }
 
