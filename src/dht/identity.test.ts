@@ -21,3 +21,13 @@ test('a file that is not a key is an error, not a new identity', async () => {
   await writeFile(join(dir, 'peer.key'), 'not a key');
   await expect(loadOrCreateIdentity(dir)).rejects.toThrow(/is not a libp2p private key/);
 });
+
+test('an empty key file (a crash while it was written) gets a new identity, not a daemon that cannot start', async () => {
+  const data = join(dir, 'empty');
+  await loadOrCreateIdentity(data);
+  await writeFile(join(data, 'peer.key'), '');
+  const key = await loadOrCreateIdentity(data);
+  expect(key.type).toBe('Ed25519');
+  expect((await stat(join(data, 'peer.key'))).mode & 0o777).toBe(0o600);
+  expect(peerIdFromPrivateKey(await loadOrCreateIdentity(data)).toString()).toBe(peerIdFromPrivateKey(key).toString());
+});

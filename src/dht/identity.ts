@@ -1,9 +1,10 @@
 // The node's libp2p identity: an Ed25519 key kept in <dataDir>/peer.key, so the peer id survives restarts
 // (peers, bootstrap lists and provider records refer to it).
-import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys';
 import type { PrivateKey } from '@libp2p/interface';
+import { writeAtomically } from '../util/atomic-file.js';
 
 export const PEER_KEY_FILE = 'peer.key';
 
@@ -15,6 +16,11 @@ export async function loadOrCreateIdentity(dataDir: string): Promise<PrivateKey>
     bytes = await readFile(file);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new Error(`cannot read peer key ${file}`, { cause: err });
+    return createIdentity(dataDir, file);
+  }
+  if (bytes.length === 0) {
+    // A crash while an older meshd wrote it in place: no key was ever kept, so no peer id is lost.
+    await rm(file, { force: true });
     return createIdentity(dataDir, file);
   }
   try {
@@ -29,13 +35,12 @@ export async function loadOrCreateIdentity(dataDir: string): Promise<PrivateKey>
 async function createIdentity(dataDir: string, file: string): Promise<PrivateKey> {
   const key = await generateKeyPair('Ed25519');
   await mkdir(dataDir, { recursive: true });
-  // 'wx' never overwrites a key another process created meanwhile; mode applies on creation only.
+  // Whole or not at all (a crash must not leave an empty key), never over a key another process created meanwhile.
   try {
-    await writeFile(file, privateKeyToProtobuf(key), { mode: 0o600, flag: 'wx' });
+    await writeAtomically(file, privateKeyToProtobuf(key), { mode: 0o600, exclusive: true });
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'EEXIST') return loadOrCreateIdentity(dataDir);
     throw new Error(`cannot write peer key ${file}`, { cause: err });
   }
-  await chmod(file, 0o600); // the umask may have narrowed it further, never widened: make it exact
   return key;
 }

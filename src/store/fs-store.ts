@@ -7,7 +7,7 @@ import { createReadStream } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, rm, stat, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { writeAtomically } from '../util/atomic-file.js';
+import { fsyncDir, writeAtomically } from '../util/atomic-file.js';
 import { ChangeFeed } from './change-feed.js';
 import { HashingUpload } from './hashing-upload.js';
 import { OrphanSweeper } from './orphan-sweeper.js';
@@ -16,15 +16,6 @@ import { digestHex, isDigest } from '../oci/digest.js';
 
 const READ_CHUNK = 1 << 20;
 const DEFAULT_ORPHAN_DELAY_MS = 10_000;
-
-async function fsyncDir(dir: string): Promise<void> {
-  const handle = await open(dir, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
 
 class FsUpload extends HashingUpload implements Upload {
   #closed = false;

@@ -1,20 +1,42 @@
-// Replacing a file so that readers see the old or the new content, never a torn one.
+// Replacing a file so that readers, and the file after a crash, see the old or the new content whole, never a
+// torn or empty one.
 import { randomUUID } from 'node:crypto';
-import { open, rename, rm } from 'node:fs/promises';
+import { chmod, link, open, rename, rm, stat } from 'node:fs/promises';
+import { dirname } from 'node:path';
 
-export async function writeAtomically(path: string, data: string): Promise<void> {
+export interface AtomicWrite {
+  /** Mode of a new file (default 0644); a file replaced keeps its own (a private config stays private). */
+  mode?: number;
+  /** Never replace: fail with EEXIST when the file exists, also when another process created it meanwhile. */
+  exclusive?: boolean;
+}
+
+export async function writeAtomically(path: string, data: string | Uint8Array, { mode, exclusive = false }: AtomicWrite = {}): Promise<void> {
   const tmp = `${path}.${randomUUID()}.tmp`;
+  const existing = exclusive ? undefined : await stat(path).catch(() => undefined);
+  const fileMode = existing ? existing.mode & 0o7777 : (mode ?? 0o644);
   try {
-    const handle = await open(tmp, 'wx', 0o644);
+    const handle = await open(tmp, 'wx', fileMode);
     try {
       await handle.writeFile(data);
       await handle.sync();
     } finally {
       await handle.close();
     }
-    await rename(tmp, path);
-  } catch (err) {
+    await chmod(tmp, fileMode); // the umask may have narrowed it
+    await (exclusive ? link(tmp, path) : rename(tmp, path));
+    await fsyncDir(dirname(path));
+  } finally {
     await rm(tmp, { force: true });
-    throw err;
+  }
+}
+
+/** Makes the entries of `dir` (a file renamed or linked into it) survive a crash. */
+export async function fsyncDir(dir: string): Promise<void> {
+  const handle = await open(dir, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
   }
 }
