@@ -182,7 +182,7 @@ describe('pull-through from the upstream registry (--upstream)', () => {
 
     const authFile = (name: string, pass: string) => {
       const file = join(dir, name);
-      writeFileSync(file, JSON.stringify({ auths: { 'https://index.docker.io/v1/': { auth: Buffer.from(`${user}:${pass}`).toString('base64') } } }));
+      writeFileSync(file, JSON.stringify({ auths: { 'https://index.docker.io/v1/': { auth: Buffer.from(`${user}:${pass}`).toString('base64') } } }), { mode: 0o600 });
       return file;
     };
 

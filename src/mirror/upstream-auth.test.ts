@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -40,7 +40,7 @@ describe('config.json credentials', () => {
         'empty.example': {},
       },
       credsStore: 'desktop',
-    }));
+    }), { mode: 0o600 });
     const all = await readDockerConfig(file);
     expect(credentialsFor(all, 'docker.io')).toEqual({ username: 'hub-user', password: 'pa:ss' });
     expect(credentialsFor(all, 'ghcr.io')).toEqual({ username: 'gh', password: 'tok' });
@@ -55,8 +55,15 @@ describe('config.json credentials', () => {
     expect(() => parseDockerConfig({ auths: { 'x.io': { auth: b64('no-colon') } } })).toThrow(/auths\.x\.io\.auth/);
     expect(() => parseDockerConfig({ auths: 3 })).toThrow(/"auths" must be an object/);
     const bad = join(dir, 'bad.json');
-    writeFileSync(bad, '{ not json');
+    writeFileSync(bad, '{ not json', { mode: 0o600 });
     await expect(readDockerConfig(bad)).rejects.toThrow(/reading upstream credentials/);
-    await expect(readDockerConfig(join(dir, 'missing.json'))).rejects.toThrow(/reading upstream credentials/);
+    await expect(readDockerConfig(join(dir, 'missing.json'))).rejects.toThrow(/cannot read upstream credentials/);
+  });
+
+  it('refuses a file every local user can read: it holds passwords', async () => {
+    const open = join(dir, 'open.json');
+    writeFileSync(open, JSON.stringify({ auths: {} }), { mode: 0o644 });
+    chmodSync(open, 0o644);
+    await expect(readDockerConfig(open)).rejects.toThrow(/upstream credentials .*open\.json can be read or changed by every user of this host \(mode 644\)/);
   });
 });

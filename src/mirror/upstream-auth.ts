@@ -1,6 +1,6 @@
 // Credentials and challenges for upstream registries: Docker's config.json format and the
 // WWW-Authenticate header of the distribution token protocol.
-import { readFile } from 'node:fs/promises';
+import { readSecretFile } from '../util/secret-file.js';
 
 export interface Credentials {
   username: string;
@@ -42,9 +42,11 @@ function hostOf(key: string): string {
  * Credential helpers (`credsStore`) are not supported: they would run programs.
  */
 export async function readDockerConfig(file: string): Promise<Map<string, Credentials>> {
+  // Passwords: refused when every local user could read them, as the swarm key and the token are.
+  const text = (await readSecretFile(file, 'upstream credentials')).toString('utf8');
   let doc: unknown;
   try {
-    doc = JSON.parse(await readFile(file, 'utf8'));
+    doc = JSON.parse(text);
   } catch (err) {
     throw new Error(`reading upstream credentials ${file}: ${(err as Error).message}`, { cause: err });
   }

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
@@ -96,6 +96,15 @@ describe('meshd configuration', () => {
     const file = join(dir, 'level.yaml');
     writeFileSync(file, 'log-level: verbose\n');
     expect(() => parseConfig(['--config', file])).toThrow('--log-level must be one of trace, debug, info, warn, error, not "verbose"');
+  });
+
+  it('refuses a registry token in a config file every user can read', () => {
+    const file = join(dir, 'token.yaml');
+    writeFileSync(file, 'registry-token: s3cret\n', { mode: 0o644 });
+    chmodSync(file, 0o644);
+    expect(() => parseConfig(['--config', file])).toThrow(/holds registry-token and every user of this host can read it: use registry-token-file/);
+    chmodSync(file, 0o600);
+    expect(parseConfig(['--config', file]).registryToken).toBe('s3cret');
   });
 
   it('names what is wrong in a config file', () => {

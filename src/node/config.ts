@@ -1,6 +1,6 @@
 // meshd's configuration: command-line flags, then MESHD_* environment variables,
 // then the YAML file given by --config, then defaults.
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { Command, Option } from 'commander';
 import { parse as parseYaml } from 'yaml';
@@ -171,6 +171,9 @@ function applyFile(cmd: Command, file: string): void {
   for (const [key, value] of Object.entries(doc)) {
     const option = known.get(key);
     if (!option || key === 'config') throw new Error(`config file ${file}: unknown option "${key}"`);
+    if (key === 'registry-token' && statSync(file).mode & 0o004) {
+      throw new Error(`config file ${file} holds registry-token and every user of this host can read it: use registry-token-file, or chmod 600 ${file}`);
+    }
     const source = cmd.getOptionValueSource(option.attributeName());
     if (source !== undefined && source !== 'default') continue;
     cmd.setOptionValueWithSource(option.attributeName(), fileValue(option, value, `config file ${file}: ${key}`), 'config');
