@@ -221,7 +221,10 @@ export function createPeerServer(opts: PeerServerOptions) {
           .send({ errors: [{ code: 'TOOMANYREQUESTS', message: `already sending ${digest}` }] });
       }
       if (req.method === 'GET') {
-        reply.raw.once('close', track(digest, patientPeer(req)));
+        const sent = track(digest, patientPeer(req));
+        // A peer that left while this node waited for the blob will not be sent to: its 'close' has come already.
+        if (reply.raw.closed) sent();
+        else reply.raw.once('close', sent);
         countSent(reply.raw, (bytes) => peerSentBytes.inc(bytes));
       }
       if (await serveBlob(store, digest, req, reply, log, { pace })) return reply;

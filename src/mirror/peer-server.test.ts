@@ -1,0 +1,45 @@
+// The peer data plane's blob answers to patient peers (replication): one sender of a large blob at a time, and
+// that count kept right when a peer leaves before its answer began.
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { afterEach, expect, it } from 'vitest';
+import { digestOf } from '../oci/digest.js';
+import { MemoryStore } from '../store/memory-store.js';
+import { putBlob } from '../store/store.js';
+import { peerKey } from './peer-auth.js';
+import { PeerClient } from './peer-client.js';
+import { BLOB_PATH, PATIENT_HEADER } from './peer-protocol.js';
+import { createPeerServer } from './peer-server.js';
+import { Spools } from './spools.js';
+
+const key = peerKey(new TextEncoder().encode('peer server test'));
+const cleanups: (() => Promise<unknown>)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+it('answers a patient peer after another one left while waiting for the same blob: that one is no longer counted as sent to', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'peer-server-test-'));
+  const store = new MemoryStore();
+  const app = createPeerServer({ store, spools: await Spools.open(dir), membershipKey: key, selfId: 'node-a', log: pino({ level: 'silent' }), awaitCopyMs: 5_000 });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  cleanups.push(() => rm(dir, { recursive: true, force: true }), () => app.close());
+  const peer = { id: 'node-a', url: `http://127.0.0.1:${(app.server.address() as AddressInfo).port}` };
+  const client = new PeerClient(key);
+  const bytes = randomBytes(1 << 20);
+  const path = `${BLOB_PATH}${digestOf(bytes)}`;
+  const ask = (asker: string, signal: AbortSignal) => client.request(peer, path, { headers: { [PATIENT_HEADER]: asker }, signal });
+
+  // A stand-in asked alone gives up quickly; the copy it waited for begins just after.
+  await expect(ask('leaver', AbortSignal.timeout(200))).rejects.toThrow();
+  await putBlob(store, bytes, digestOf(bytes));
+  await new Promise((resolve) => setTimeout(resolve, 500)); // the server's wait finds it, after the asker left
+
+  const res = await ask('taker', AbortSignal.timeout(5_000));
+  expect(res.status, 'a later patient peer').toBe(200);
+  expect(Buffer.concat(await res.body.toArray()).equals(bytes)).toBe(true);
+});
