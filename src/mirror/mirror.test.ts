@@ -174,6 +174,29 @@ describe('Mirror', () => {
     expect(await readdir(spoolDir)).toEqual([]);
   });
 
+  it('ends a patient fetch at once when this node cannot write its spool (a full disk), instead of asking peers for minutes', async () => {
+    const data = randomBytes(3 << 20);
+    const holder = await peer('holder', 1, serves(data));
+    const create = spools.create.bind(spools);
+    spools.create = async (digest) => {
+      const spool = await create(digest);
+      const file = (spool as unknown as { file: { write: () => Promise<never> } }).file;
+      file.write = async () => {
+        throw Object.assign(new Error('no space left on device'), { code: 'ENOSPC' });
+      };
+      return spool;
+    };
+    const m = new Mirror({
+      store: new MemoryStore(), spools, peers: new PeerClient(key), log: pino({ level: 'silent' }),
+      members: { self: 'self', holders: async () => [], dataPlaneOf: (id) => (id === 'holder' ? holder : undefined) },
+      lookupTimeoutMs: 1000, stallTimeoutMs: 5000, resolveTags: true, patienceMs: 20_000,
+    });
+    const started = Date.now();
+    expect(await m.fetch(sha(data), { from: ['holder'], patient: true }).stored).toBe(false);
+    expect(Date.now() - started).toBeLessThan(5_000);
+    expect(holder.requests).toHaveLength(1);
+  });
+
   it('answers "verified" before the store has committed, and "stored" once it has', async () => {
     const data = randomBytes(400_000);
     const holder = await peer('holder', 1, serves(data));

@@ -21,7 +21,7 @@ import { failovers, fetchedBytes, mirrorRequests, peersStruck } from './metrics.
 import { keepSpool, storeSpool } from './store-writer.js';
 import { TagResolver } from './tag-resolver.js';
 import { limitedUpstream, type Traffic } from './bandwidth.js';
-import type { Spool } from './spool.js';
+import { SpoolWriteError, type Spool } from './spool.js';
 import type { FetchOptions, Fetching, MirrorOptions } from './mirror-options.js';
 
 const DEFAULT_PATIENCE_MS = 10 * 60_000;
@@ -167,6 +167,7 @@ export class Mirror {
             await this.#mismatched(spool, [...used], err, liars);
             continue;
           }
+          if (err instanceof SpoolWriteError) throw err; // this node's own disk, not the peers
           this.opts.log.warn({ digest, err: (err as Error).message, patient: options.patient === true }, 'no peer could serve the blob');
         }
       }

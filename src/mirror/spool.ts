@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { DigestMismatchError } from '../store/store.js';
 import { digestHex } from '../oci/digest.js';
+import { Lane } from './spool-lane.js';
 
 const READ_CHUNK = 1 << 20;
 /** Lent buffers are smaller: two stay allocated for as long as the reader runs. */
@@ -22,19 +23,11 @@ const WRITE_CHUNK = 1 << 20;
 /** ... but not held longer than this: readers (a replication tree's next hop) read only what is in the file. */
 const MAX_HOLD_MS = 20;
 
-/** One range of the blob being written in order from its start. */
-class Lane {
-  /** Bytes in the file from `start`. */
-  written = 0;
-  pending = Buffer.allocUnsafe(0);
-  pendingLength = 0;
-  lastFlush = performance.now();
-  timer?: NodeJS.Timeout;
-
-  constructor(readonly start: number, public end: number) {}
-
-  get received(): number {
-    return this.written + this.pendingLength;
+/** This node could not write a spool (its disk is full): no other holder would do better, the transfer ends. */
+export class SpoolWriteError extends Error {
+  constructor(digest: string, cause: unknown) {
+    super(`could not write the spool of ${digest}: ${(cause as Error).message}`, { cause });
+    this.name = 'SpoolWriteError';
   }
 }
 
@@ -150,7 +143,9 @@ export class Spool {
 
   /** Writes what has arrived so far to the file, for readers. */
   flush(): Promise<void> {
-    this.#flushing = this.#flushing.then(() => this.#write());
+    this.#flushing = this.#flushing.then(() => this.#write().catch((err: unknown) => {
+      throw new SpoolWriteError(this.digest, err);
+    }));
     return this.#flushing;
   }
 
