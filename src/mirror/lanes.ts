@@ -106,7 +106,7 @@ interface LaneState {
 
 /** Fills the spool from the lanes; the peers that sent bytes end up in `used`. Throws when a lane could not be finished. */
 export async function fillLanes(spool: Spool, blob: LanedBlob, used: Set<string>, deps: LaneDeps): Promise<void> {
-  spool.setSize(blob.size);
+  spool.setSize(blob.size, true);
   spool.useLanes(blob.lanes.map((l) => [l.offset, l.length]));
   const stop = new AbortController();
   const f: Filling = { spool: guarded(spool, stop.signal), used, deps, stop: stop.signal };

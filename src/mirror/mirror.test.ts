@@ -132,6 +132,21 @@ describe('Mirror', () => {
     expect(await store.stat(sha(data))).toBeUndefined();
   });
 
+  it('takes the blob from an honest holder after one whose copy is short (its size was wrong too)', async () => {
+    const data = randomBytes(600_000);
+    const short = await peer('short', 1, serves(data.subarray(0, 500_000)));
+    const honest = await peer('honest', 9, serves(data));
+    const store = new MemoryStore();
+    const m = new Mirror({
+      store, spools, peers: new PeerClient(key), log: pino({ level: 'silent' }),
+      members: { self: 'self', holders: async () => [], dataPlaneOf: (id) => (id === 'short' ? short : id === 'honest' ? honest : undefined) },
+      lookupTimeoutMs: 1000, stallTimeoutMs: 5000, resolveTags: true, patienceMs: 0,
+    });
+    expect(await m.fetch(sha(data), { from: ['short', 'honest'], patient: true }).stored).toBe(true);
+    expect((await stored(store, sha(data)))!.equals(data)).toBe(true);
+    expect(honest.requests.length).toBeGreaterThan(0);
+  });
+
   it('stores a replicated blob as it arrives, and nothing of wrong bytes', async () => {
     const data = randomBytes(600_000);
     const corrupted = Buffer.from(data);

@@ -46,6 +46,7 @@ export class Spool {
   #flushing: Promise<void> = Promise.resolve();
   #waiters: (() => void)[] = [];
   #sized: Promise<number | undefined>;
+  #sizeKnown = false;
   #resolveSized!: (size: number | undefined) => void;
 
   private constructor(readonly digest: string, readonly path: string, private readonly file: FileHandle) {
@@ -62,8 +63,10 @@ export class Spool {
     return this.#sized;
   }
 
-  setSize(size: number): void {
+  /** `known`: the push's manifest says so; a holder's word (`known` false) goes with its bytes if they were wrong. */
+  setSize(size: number, known = false): void {
     this.size ??= size;
+    this.#sizeKnown ||= known;
     this.#resolveSized(this.size);
   }
 
@@ -206,6 +209,10 @@ export class Spool {
     this.#lanes = [new Lane(0, Infinity)];
     this.#hash = createHash('sha256');
     this.#hashed = 0;
+    if (!this.#sizeKnown) {
+      this.size = undefined;
+      this.#sized = new Promise((resolve) => (this.#resolveSized = resolve));
+    }
     await this.file.truncate(0);
     this.#wake();
   }
