@@ -57,6 +57,10 @@ export class BlobSequence implements SourceSequence {
   #unasked: number;
   /** A new stream being asked for (see #askAgain). */
   #asking?: AbortController;
+  /** Bumped when the stream is asked again: a read of the one before no longer concerns the sequence. */
+  #streams = 0;
+  /** The read under way, whose reader may have gone (its lane filled by others): the next piece waits for it. */
+  #reading: Promise<unknown> = Promise.resolve();
 
   private constructor(private readonly holder: DataPlane, private readonly pieces: Piece[], private readonly opts: Opts, private stream: Stream) {
     this.#unasked = pieces.length;
@@ -77,6 +81,7 @@ export class BlobSequence implements SourceSequence {
   async next(piece: Piece): Promise<BlobSource | undefined> {
     try {
       if (this.#left > SKIP_MAX_BYTES && !this.#broken) await this.#askAgain();
+      else await this.#reading;
       while (this.#left > 0 && !this.#broken) await this.#take(this.#left);
     } catch (err) {
       this.close(err as Error);
@@ -102,6 +107,7 @@ export class BlobSequence implements SourceSequence {
 
   /** Drops the stream and asks for the pieces not yet handed out on a new one. */
   async #askAgain(): Promise<void> {
+    this.#streams++;
     this.#end(new Error('the rest of the piece is not wanted'));
     [this.#left, this.#rest] = [0, undefined];
     this.#asking = new AbortController();
@@ -122,20 +128,30 @@ export class BlobSequence implements SourceSequence {
     try {
       while (this.#left > 0) yield await this.#take(this.#left);
     } catch (err) {
-      this.close(err as Error);
+      if (!(err instanceof SupersededRead)) this.close(err as Error);
       throw new Error(`the sequence from ${this.peer} broke in ${digest}: ${(err as Error).message}`);
     }
   }
 
   /** Up to `max` bytes of the piece being read. */
-  async #take(max: number): Promise<Uint8Array> {
+  #take(max: number): Promise<Uint8Array> {
+    const taking = this.#takeFrom(this.#streams, max);
+    this.#reading = taking.catch(() => undefined);
+    return taking;
+  }
+
+  async #takeFrom(stream: number, max: number): Promise<Uint8Array> {
     if (this.#broken) throw this.#broken;
     let chunk: Uint8Array | undefined = this.#rest;
     this.#rest = undefined;
     if (!chunk) {
-      const { value, done } = await this.stream.chunks.next();
-      if (done) throw new Error('the holder ended the sequence');
-      chunk = value;
+      const read = await this.stream.chunks.next().catch((err: unknown) => {
+        throw stream === this.#streams ? err : new SupersededRead();
+      });
+      // Asked again meanwhile: these bytes are the ended stream's, not the piece now read.
+      if (stream !== this.#streams) throw new SupersededRead();
+      if (read.done) throw new Error('the holder ended the sequence');
+      chunk = read.value;
     }
     if (chunk.length > max) {
       this.#rest = Buffer.from(chunk.buffer, chunk.byteOffset + max, chunk.length - max);
@@ -143,6 +159,13 @@ export class BlobSequence implements SourceSequence {
     }
     this.#left -= chunk.length;
     return chunk;
+  }
+}
+
+/** A read of a stream that was asked again meanwhile: its reader had gone; the sequence goes on. */
+class SupersededRead extends Error {
+  constructor() {
+    super('the stream was asked again');
   }
 }
 
