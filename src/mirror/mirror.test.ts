@@ -212,6 +212,24 @@ describe('Mirror', () => {
     expect(holder.requests).toHaveLength(1);
   });
 
+  it('lends a client\'s pull the holder and the patience of a replication that joins it', async () => {
+    const data = randomBytes(300_000);
+    const holder = await peer('holder', 1, serves(data));
+    const store = new MemoryStore();
+    const m = new Mirror({
+      store, spools, peers: new PeerClient(key), log: pino({ level: 'silent' }),
+      // The DHT knows no holder (yet), and takes a while to say so; replication knows whom to ask.
+      members: { self: 'self', holders: async () => new Promise((r) => setTimeout(() => r([]), 300)), dataPlaneOf: (id) => (id === 'holder' ? holder : undefined) },
+      lookupTimeoutMs: 1000, stallTimeoutMs: 5000, resolveTags: true, patienceMs: 5_000,
+    });
+    const pull = m.fetch(sha(data));
+    await new Promise((r) => setTimeout(r, 100));
+    const copy = m.fetch(sha(data), { from: ['holder'], patient: true });
+    expect(await copy.stored).toBe(true);
+    expect(await pull.verified).toBe(true);
+    expect((await stored(store, sha(data)))!.equals(data)).toBe(true);
+  });
+
   it('answers "verified" before the store has committed, and "stored" once it has', async () => {
     const data = randomBytes(400_000);
     const holder = await peer('holder', 1, serves(data));

@@ -97,9 +97,8 @@ export class Mirror {
 
   #transfer(digest: string, options: FetchOptions = {}): Transfer {
     let transfer = this.#transfers.get(digest);
-    // Joining a transfer begun without a repository (replication) still lets it fall back to the upstream.
-    if (transfer && options.requestedIn) transfer.options.requestedIn ??= options.requestedIn;
-    if (!transfer) {
+    if (transfer) joinOptions(transfer.options, options);
+    else {
       options = { ...options };
       const spool = this.opts.spools.create(digest);
       const clients: Promise<unknown>[] = [];
@@ -152,7 +151,9 @@ export class Mirror {
 
   async #receive(spool: Spool, options: FetchOptions): Promise<boolean> {
     const { digest } = spool;
-    const giveUpAt = Date.now() + (options.patient ? this.opts.patienceMs ?? DEFAULT_PATIENCE_MS : 0);
+    const started = Date.now();
+    // Asked each round: a patient fetch (replication) may join this one meanwhile.
+    const givenUp = () => Date.now() - started >= (options.patient ? this.opts.patienceMs ?? DEFAULT_PATIENCE_MS : 0);
     const liars = new Set<string>();
     if (options.lanes && (await this.#fromLanes(spool, options, liars))) return true;
     for (let attempt = 0; ; attempt++) {
@@ -171,7 +172,7 @@ export class Mirror {
           this.opts.log.warn({ digest, err: (err as Error).message, patient: options.patient === true }, 'no peer could serve the blob');
         }
       }
-      if (Date.now() >= giveUpAt) return false;
+      if (givenUp()) return false;
       // Holders were busy or not yet known: look again soon, at a moment that differs from node to node.
       await new Promise((r) => setTimeout(r, 50 + Math.random() * 150));
     }
@@ -251,4 +252,14 @@ export class Mirror {
     }
     throw new Error(`no holder of ${digest} could send it (${candidates.length} tried)`);
   }
+}
+
+/**
+ * A fetch joining one under way lends it what it knows: a repository to fall back to the upstream in (a client
+ * joining replication), the holders it names and its patience (replication joining a client's pull).
+ */
+function joinOptions(running: FetchOptions, joining: FetchOptions): void {
+  running.requestedIn ??= joining.requestedIn;
+  if (joining.from) running.from = [...new Set([...(running.from ?? []), ...joining.from])];
+  if (joining.patient) running.patient = true;
 }
