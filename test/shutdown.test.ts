@@ -3,7 +3,10 @@ import { randomUUID } from 'node:crypto';
 import { readdir, rm } from 'node:fs/promises';
 import { request } from 'node:http';
 import { join } from 'node:path';
+import { connect } from 'node:net';
 import { describe, expect, inject, it } from 'vitest';
+import { digestOf } from '../src/oci/digest.js';
+import { AUTH_HEADER, peerKey, proof } from '../src/mirror/peer-auth.js';
 import { ctr } from './helpers/containerd.js';
 import { startMeshd } from './helpers/meshd.js';
 
@@ -49,6 +52,30 @@ describe.each(['containerd', 'fs'] as const)('SIGTERM on the %s store', (kind) =
       expect((await fetch(`${again.url}/v2/`)).status).toBe(200);
       await again.stop();
       await rm(meshd.dataDir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('SIGTERM with a member reading slowly from the peer data plane', () => {
+  it('cuts that download after --shutdown-grace and exits 0', async () => {
+    const meshd = await startMeshd(['--store', 'fs', '--shutdown-grace', '1s', '--peer-plaintext']);
+    const blob = Buffer.alloc(32 << 20, 7);
+    const digest = digestOf(blob);
+    expect((await fetch(`${meshd.url}/v2/app/blobs/uploads/?digest=${digest}`, { method: 'POST', body: blob })).status).toBe(201);
+    // A member that asked for the blob and stopped reading it (a slow or stuck link).
+    const path = `/peer/v1/blobs/${digest}`;
+    const { hostname, port } = new URL(meshd.peerUrl);
+    const member = connect(Number(port), hostname, () => member.write(
+      `GET ${path} HTTP/1.1\r\nhost: x\r\n${AUTH_HEADER}: ${proof(peerKey(undefined), { method: 'GET', path, target: meshd.peerId })}\r\n\r\n`));
+    member.pause();
+    try {
+      await new Promise((r) => setTimeout(r, 500));
+      const started = Date.now();
+      expect(await meshd.stop('SIGTERM')).toBe(0);
+      expect(Date.now() - started).toBeLessThan(6_000);
+    } finally {
+      member.destroy();
+      await meshd.stop('SIGKILL');
     }
   });
 });

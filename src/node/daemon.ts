@@ -131,7 +131,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     const bandwidth = await openBandwidth(config.dataDir, config.limits, log.child({ component: 'bandwidth' }));
     const peerServer = createPeerServer({ store, spools, membershipKey, tls, bandwidth, selfId: peerIdFromPrivateKey(privateKey).toString(), log: log.child({ component: 'peer-server' }) });
     const peer = await listen(peerServer, config.peerAddr, 'peer data plane', config.maxConnections);
-    closers.push(() => peerServer.close());
+    closers.push(() => closeWithin(peerServer, config.shutdownGraceMs));
 
     const mesh = await joinMesh(config, store, log, { swarmKey, privateKey, dataPlanePort: peer.port });
     closers.push(() => mesh.stop());
@@ -223,11 +223,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     });
     const bound = await listen(registry, config.registryAddr, 'registry', config.maxConnections);
     registryUrl = `http://${bound.host}:${bound.port}`;
-    closers.push(async () => {
-      const cut = setTimeout(() => registry.server.closeAllConnections(), config.shutdownGraceMs);
-      await registry.close();
-      clearTimeout(cut);
-    });
+    closers.push(() => closeWithin(registry, config.shutdownGraceMs));
     log.info({ registry: registryUrl, peer: dataPlaneUrl(peer.host, peer.port, config.peerPlaintext), store: store.kind, peerId: mesh.router.id, p2p: mesh.addrs() }, 'meshd ready');
 
     let stopping: Promise<void> | undefined;
@@ -242,4 +238,11 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     await closeAll();
     throw err;
   }
+}
+
+/** Stops a listener: requests in flight get `graceMs`, then their connections are cut (a slow member's download too). */
+async function closeWithin(app: { server: { closeAllConnections(): void }; close(): Promise<unknown> }, graceMs: number): Promise<void> {
+  const cut = setTimeout(() => app.server.closeAllConnections(), graceMs);
+  await app.close();
+  clearTimeout(cut);
 }
