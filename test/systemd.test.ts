@@ -96,9 +96,11 @@ describe('meshd and systemd', () => {
     expect((await fetch(`${registry}/_mesh/v1/limits?download=5MB`, { method: 'PUT' })).status).toBe(200);
     expect(existsSync(join(dataDir, 'limits.json'))).toBe(true);
 
-    await writeFile(config, 'log-level: debug\nupload-limit: 20MB\nreplication-limit: 1MB\n');
+    await writeFile(config, 'log-level: debug\nupload-limit: 20MB\nreplication-limit: 1MB\nreplicate: none\n');
     m.proc.kill('SIGHUP');
     const reloaded = await waitFor('the reload', () => m.logs.find((l) => l.msg === 'configuration reloaded'));
+    const waiting = await waitFor('what waits for a restart', () => m.logs.find((l) => String(l.msg).startsWith('reload: these options changed')));
+    expect(waiting.options).toEqual(['replicate']);
     expect(reloaded.changed).toEqual({
       logLevel: { from: 'info', to: 'debug' },
       upload: { from: 10_000_000, to: 20_000_000 },

@@ -39,7 +39,7 @@ try {
   let reloading = Promise.resolve();
   process.on('SIGHUP', () => {
     log.info({ signal: 'SIGHUP' }, 'reloading the configuration');
-    reloading = reloading.then(() => reloadConfig({ argv, log, bandwidth: daemon.bandwidth, dataDir: config.dataDir }));
+    reloading = reloading.then(() => reloadConfig({ argv, log, bandwidth: daemon.bandwidth, running: config }));
   });
 } catch (err) {
   log.fatal({ err }, 'meshd cannot start');

@@ -1,9 +1,10 @@
 // SIGHUP (systemctl reload): meshd reads its configuration again (flags, MESHD_* variables and the --config
 // file) and applies what can change while it runs: the log level and the bandwidth limits. Everything else
-// waits for a restart. A configuration that does not parse is logged and the running one kept.
+// waits for a restart, and is named in the log. A configuration that does not parse is logged and the running
+// one kept.
 import type { Logger } from 'pino';
 import type { Bandwidth } from '../mirror/bandwidth.js';
-import { parseConfig } from './config.js';
+import { parseConfig, type Config } from './config.js';
 import { applyConfiguredLimits } from './limits.js';
 
 export interface Reloadable {
@@ -11,11 +12,14 @@ export interface Reloadable {
   /** The root logger: its children follow its level. */
   log: Logger;
   bandwidth: Bandwidth;
-  /** The running data dir (where `meshctl limit` keeps its limits); a reload does not move it. */
-  dataDir: string;
+  /** The configuration meshd started with: what differs from it, beyond what a reload applies, waits for a restart. */
+  running: Config;
 }
 
-export async function reloadConfig({ argv, log, bandwidth, dataDir }: Reloadable): Promise<void> {
+/** Applied by a reload; every other option only at a restart. */
+const RELOADED: (keyof Config)[] = ['logLevel', 'limits'];
+
+export async function reloadConfig({ argv, log, bandwidth, running }: Reloadable): Promise<void> {
   let config;
   try {
     config = parseConfig(argv);
@@ -30,9 +34,12 @@ export async function reloadConfig({ argv, log, bandwidth, dataDir }: Reloadable
     log.level = config.logLevel;
   }
   try {
-    Object.assign(changed, await applyConfiguredLimits(bandwidth, dataDir, config.limits));
+    Object.assign(changed, await applyConfiguredLimits(bandwidth, running.dataDir, config.limits));
   } catch (err) {
     log.error({ err, limits: config.limits }, 'reload: the bandwidth limits could not be applied');
   }
   log.info({ changed }, Object.keys(changed).length ? 'configuration reloaded' : 'configuration reloaded: nothing changed');
+  const waiting = (Object.keys(config) as (keyof Config)[])
+    .filter((key) => !RELOADED.includes(key) && JSON.stringify(config[key]) !== JSON.stringify(running[key]));
+  if (waiting.length) log.warn({ options: waiting }, 'reload: these options changed and take effect only when meshd restarts');
 }
