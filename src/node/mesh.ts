@@ -60,14 +60,22 @@ export async function joinMesh(config: Config, store: Store, log: Logger, opts: 
     logger: log.child({ component: 'p2p' }),
     recordTtlMs: config.recordTtlMs,
   });
-  const router = await Libp2pRouter.create({
-    node,
-    nodeInfo: { name: config.nodeName, labels: config.labels, dataPlanePort: opts.dataPlanePort, replicate: config.replicate.text },
-    logger: log.child({ component: 'router' }),
-  });
-  router.onEvent((event, from) => log.info({ event, from }, 'mesh event'));
-  const holdings = new Holdings(store, router, log.child({ component: 'holdings' }), config.reconcileIntervalMs);
-  await holdings.start();
+  let router: Libp2pRouter | undefined;
+  let holdings: Holdings;
+  try {
+    router = await Libp2pRouter.create({
+      node,
+      nodeInfo: { name: config.nodeName, labels: config.labels, dataPlanePort: opts.dataPlanePort, replicate: config.replicate.text },
+      logger: log.child({ component: 'router' }),
+    });
+    router.onEvent((event, from) => log.info({ event, from }, 'mesh event'));
+    holdings = new Holdings(store, router, log.child({ component: 'holdings' }), config.reconcileIntervalMs);
+    await holdings.start();
+  } catch (err) {
+    // libp2p listens already: left running, it would keep a daemon that cannot start from exiting.
+    await (router ?? node).stop();
+    throw err;
+  }
   const membership = libp2pMembership(node.libp2p, router, log.child({ component: 'membership' }), config.peerPlaintext);
   let fetching = async (): Promise<ImageFetch[]> => [];
   let disk = async (): Promise<DiskTotals | undefined> => undefined;
