@@ -86,33 +86,12 @@ describe('FsStore', () => {
       await store.images.put(record('example/kept:2', gone)); // still names `gone` after the first goes
       await store.images.delete('example/gone:1');
       await store.images.delete('example/kept:2');
-      expect(await digests(store)).toContain(gone.digest); // not at once: a push in flight may reference it
+      expect(await store.stat(gone.digest)).toBeDefined(); // not at once: a push in flight may reference it
       // Then the sweep removes gone's manifest, config and layer, one after the other.
       await expect.poll(async () => (await digests(store)).length, { timeout: 10_000 }).toBe(4);
-      expect(await digests(store)).toEqual(expect.arrayContaining([kept.digest, sha256(loose)]));
-      expect(await digests(store)).not.toContain(gone.digest);
-    } finally {
-      await store.close();
-      rmSync(dir, { recursive: true, force: true });
-    }
-  });
-
-  it('keeps a deleted image\'s blob that a push asked about before it was due: its manifest may come later', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'fs-store-'));
-    const store = await FsStore.open(dir, log, 500);
-    try {
-      const shared = randomBytes(100);
-      const unused = randomBytes(100);
-      const target = await putImage(store, [shared, unused]);
-      await store.images.put(record('example/old:1', target));
-      await store.images.delete('example/old:1');
-      expect(await store.stat(sha256(shared)), 'a push\'s HEAD').toBeDefined();
-      await expect.poll(async () => (await digests(store)).includes(sha256(unused)), { timeout: 10_000 }).toBe(false);
-      expect(await digests(store), 'the blob the push asked about').toContain(sha256(shared));
-      // The push's manifest, past the delay, still finds every blob it references.
-      const next = await putImage(store, [shared]);
-      await store.images.put(record('example/new:1', next));
-      expect(await store.stat(sha256(shared))).toBeDefined();
+      expect(await store.stat(gone.digest)).toBeUndefined();
+      expect(await store.stat(kept.digest)).toBeDefined();
+      expect(await store.stat(sha256(loose))).toBeDefined();
     } finally {
       await store.close();
       rmSync(dir, { recursive: true, force: true });

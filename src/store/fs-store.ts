@@ -159,13 +159,6 @@ export class FsStore implements Store {
   }
 
   async stat(digest: string): Promise<BlobInfo | undefined> {
-    const info = await this.#statFile(digest);
-    if (info) this.#orphans.used(digest);
-    return info;
-  }
-
-  /** A listing of the store is not a use of what it lists. */
-  async #statFile(digest: string): Promise<BlobInfo | undefined> {
     if (!isDigest(digest)) return undefined;
     try {
       const s = await stat(this.#blobPath(digest));
@@ -184,7 +177,6 @@ export class FsStore implements Store {
     });
     try {
       const { size } = await handle.stat();
-      this.#orphans.used(digest);
       checkRange(digest, size, range);
       return { size, stream: handle.createReadStream({ highWaterMark: READ_CHUNK, start: range?.start, end: range?.end }) };
     } catch (err) {
@@ -247,7 +239,7 @@ export class FsStore implements Store {
 
   async *blobs(): AsyncIterable<BlobInfo> {
     for (const hex of await readdir(this.#blobDir)) {
-      const info = await this.#statFile(`sha256:${hex}`);
+      const info = await this.stat(`sha256:${hex}`);
       if (info) yield info;
     }
   }

@@ -2,14 +2,10 @@
 // own (containerd does it through its gc.ref labels). The blobs go a little after the delete, not at
 // once: a push in flight may have found them present and be about to reference them, and clients
 // such as the OCI conformance suite delete a manifest's blobs themselves right after the manifest.
-// A candidate anyone asks about (a push's HEAD, a manifest's check of its references) is kept for an hour
-// from then: that push may take long to send its other layers before its manifest names this one.
 import type { Logger } from 'pino';
 import { reachable } from '../oci/references.js';
 import type { Store } from './store.js';
 import type { Descriptor } from '../oci/digest.js';
-
-const KEPT_AFTER_USE_MS = 3_600_000;
 
 export class OrphanSweeper {
   /** Digests that a deleted image referenced, with when they may go. */
@@ -25,21 +21,14 @@ export class OrphanSweeper {
     this.#arm();
   }
 
-  /** `digest` was asked about or stored again: if a candidate, it is kept a while longer. */
-  used(digest: string): void {
-    if (this.#candidates.has(digest)) this.#candidates.set(digest, Date.now() + KEPT_AFTER_USE_MS);
-  }
-
   /** Removes the candidates that are due and that no image record reaches any more. */
   async sweep(now = Date.now()): Promise<void> {
-    const isDue = (digest: string) => (this.#candidates.get(digest) ?? Infinity) <= now;
-    const due = [...this.#candidates.keys()].filter(isDue);
+    const due = [...this.#candidates].filter(([, at]) => at <= now).map(([digest]) => digest);
     if (due.length === 0) return;
     const keep = await reachable(this.store, await this.store.images.list());
     let freed = 0;
     let bytes = 0;
     for (const digest of due) {
-      if (!isDue(digest)) continue; // used while the records were read
       this.#candidates.delete(digest);
       if (keep.has(digest)) continue;
       const info = await this.store.stat(digest);
