@@ -2,9 +2,8 @@
 // local client that asked, a second local request, peers fetching from this partial copy) read it as
 // it grows. Nothing read from a spool is trusted: the final byte is held back until the whole blob
 // has been verified against its digest, so a response of wrong bytes can never complete.
-// A blob may arrive in lanes (byte ranges from different feeders at once, see replication-plan.ts): each
-// lane is written in order from its start, a reader gets the bytes contiguous from where it reads, and the
-// digest is computed over the bytes in order from the start as they become contiguous.
+// A blob may arrive in lanes (byte ranges from different feeders at once, see replication-plan.ts), each written
+// in order from its start; readers and the digest take the bytes contiguous from the start as they become so.
 import { createHash, type Hash } from 'node:crypto';
 import { open, rm, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -45,13 +44,11 @@ export class Spool {
   /** Writes happen one after another: appends and flushes wait for the one under way. */
   #flushing: Promise<void> = Promise.resolve();
   #waiters: (() => void)[] = [];
-  #sized: Promise<number | undefined>;
-  #sizeKnown = false;
   #resolveSized!: (size: number | undefined) => void;
+  #sized = new Promise<number | undefined>((resolve) => (this.#resolveSized = resolve));
+  #sizeKnown = false;
 
-  private constructor(readonly digest: string, readonly path: string, private readonly file: FileHandle) {
-    this.#sized = new Promise((resolve) => (this.#resolveSized = resolve));
-  }
+  private constructor(readonly digest: string, readonly path: string, private readonly file: FileHandle) {}
 
   static async create(dir: string, digest: string): Promise<Spool> {
     const path = join(dir, `${digestHex(digest)}.${process.pid}.${Date.now()}`);
