@@ -166,6 +166,18 @@ describe('pussh to one host', () => {
     expect(r.stderr).toMatch(/--replicate: replication policy "nodes=web\*": "nodes=web\*" is not all, none, name=GLOB/);
   });
 
+  it('says that meshd closed the connection when it stops during a push, not that ssh failed', async () => {
+    const big = buildImage({ layerSizes: [96 << 20], tag: '1' });
+    dirs.push(big.dir);
+    const stopping = await startMeshd(['--store', 'fs']);
+    const pushing = pussh(['-i', sshd!.keys.clientKey, '--no-host-key-check', '--remote-registry', stopping.host, '--from', `oci:${big.dir}:1`, 'tools/big:1', sshd!.target]);
+    await waitFor('the upload to begin', () => stopping.logs.some((l) => l.msg === 'upload started'), { timeoutMs: 30_000, intervalMs: 10 });
+    await stopping.stop('SIGKILL');
+    const r = await pushing;
+    expect(r.code).toBe(6);
+    expect(r.stderr).toMatch(/meshd on root@127\.0\.0\.1:\d+ closed the connection during the push \(did it restart\?\)/);
+  });
+
   it('says when the image is not there, before connecting anywhere', async () => {
     const r = await pussh([...ssh(), ...local(), 'nope:1', 'root@192.0.2.1']);
     expect(r.code).toBe(3);

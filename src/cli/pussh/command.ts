@@ -114,6 +114,9 @@ async function reachRegistry(client: RegistryClient, tunnel: Tunnel, host: SshTa
   }
 }
 
+/** How long ssh has to exit after a forwarded connection failed, before the failure is put on meshd. */
+const SSH_EXIT_MS = 1_000;
+
 interface HostJob {
   target: SshTarget;
   output: Output;
@@ -152,12 +155,13 @@ async function pushToHost(job: HostJob): Promise<HostResult> {
     try {
       stats = await pushImage(client, job.source, plan, { repo: ref.remoteName, tag: ref.tag, replicate: opts.replicate }, { parallel, listener: out });
     } catch (err) {
-      // The tunnel died under us: ssh's words say why.
-      if (err instanceof ConnectionError) {
-        const said = sshSaid(tunnel.stderr());
-        throw new PusshError('ssh-unreachable', `connection to ${target.display} lost: ${err.message}${said ? `\n${said}` : ''}`);
+      if (!(err instanceof ConnectionError)) throw err;
+      // ssh still up (a link that dies takes ssh with it within moments): meshd there closed the connection.
+      if (await tunnel.outlives(SSH_EXIT_MS)) {
+        throw new PusshError('no-meshd', `meshd on ${target.display} closed the connection during the push (did it restart?): ${err.message}`);
       }
-      throw err;
+      const said = sshSaid(tunnel.stderr());
+      throw new PusshError('ssh-unreachable', `connection to ${target.display} lost: ${err.message}${said ? `\n${said}` : ''}`);
     }
     return { host: target.display, ok: true, digest: plan.root.digest, stats, seconds: (Date.now() - started) / 1000 };
   } catch (err) {

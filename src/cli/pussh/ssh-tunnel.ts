@@ -29,6 +29,8 @@ export interface Tunnel {
   socketPath: string;
   /** What ssh wrote on stderr so far (it says why a forwarded connection failed). */
   stderr(): string;
+  /** Whether ssh still runs after `withinMs`: a forwarded connection that failed meanwhile was closed at the far end. */
+  outlives(withinMs: number): Promise<boolean>;
   close(): Promise<void>;
 }
 
@@ -127,5 +129,6 @@ export async function openTunnel(opts: TunnelOptions): Promise<Tunnel> {
     await close();
     throw err;
   }
-  return { socketPath, stderr: () => stderr, close };
+  const outlives = (withinMs: number) => Promise.race([exited.then(() => false), sleep(withinMs).then(() => exit === undefined)]);
+  return { socketPath, stderr: () => stderr, outlives, close };
 }
