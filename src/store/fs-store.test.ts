@@ -97,4 +97,28 @@ describe('FsStore', () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+
+  it('keeps a deleted image\'s blobs while a push is still sending its layers: its manifest may name them', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'fs-store-'));
+    const store = await FsStore.open(dir, log, 500);
+    try {
+      const old = await putImage(store);
+      await store.images.put(record('example/app:1', old));
+      await store.images.delete('example/app:1');
+      // A push that found the old layers present sends a new one, slowly, for 1.5 s: past the delay.
+      const data = randomBytes(15 * 1024);
+      const upload = await store.beginUpload();
+      for (let at = 0; at < data.length; at += 1024) {
+        await upload.append(pieces(data.subarray(at, at + 1024), 1024));
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(await digests(store), 'while the push wrote').toContain(old.digest);
+      await upload.commit({ digest: sha256(data) });
+      // Quiet once more: the sweep follows.
+      await expect.poll(async () => (await digests(store)).includes(old.digest), { timeout: 5_000 }).toBe(false);
+    } finally {
+      await store.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });

@@ -25,6 +25,7 @@ class FsUpload extends HashingUpload implements Upload {
     readonly id: string,
     private readonly path: string,
     private readonly publish: (digest: string, tmp: string) => Promise<BlobInfo>,
+    private readonly wrote: () => void,
   ) {
     super();
   }
@@ -45,6 +46,7 @@ class FsUpload extends HashingUpload implements Upload {
 
   protected async write(data: Buffer, position: number): Promise<number> {
     if (this.#closed || !this.#handle) throw new UploadClosedError(this.id);
+    this.wrote();
     try {
       return (await this.#handle.write(data, 0, data.length, position)).bytesWritten;
     } catch (err) {
@@ -65,6 +67,7 @@ class FsUpload extends HashingUpload implements Upload {
     } finally {
       await handle.close();
     }
+    this.wrote();
     return this.publish(digest, this.path);
   }
 
@@ -84,9 +87,11 @@ export class FsStore implements Store {
   readonly #orphans: OrphanSweeper;
   /** The last commit of each digest being published. */
   readonly #publishing = new Map<string, Promise<void>>();
+  /** When an upload last began, took bytes or ended: the orphan sweep waits for pushes to be quiet. */
+  #lastWrite = 0;
 
   private constructor(readonly root: string, private readonly log: Logger, orphanDelayMs: number) {
-    this.#orphans = new OrphanSweeper(this, orphanDelayMs, log);
+    this.#orphans = new OrphanSweeper(this, orphanDelayMs, log, () => this.#lastWrite);
     this.#blobDir = join(root, 'blobs', 'sha256');
     this.#uploadDir = join(root, 'uploads');
     this.#imageDir = join(root, 'images');
@@ -193,7 +198,8 @@ export class FsStore implements Store {
     const id = randomUUID();
     const path = join(this.#uploadDir, id);
     await writeFile(path, '', { flag: 'wx' }).catch((err) => { throw asStoreFull(err, 'starting an upload'); });
-    return new FsUpload(id, path, (digest, tmp) => this.#publish(digest, tmp));
+    this.#lastWrite = Date.now();
+    return new FsUpload(id, path, (digest, tmp) => this.#publish(digest, tmp), () => (this.#lastWrite = Date.now()));
   }
 
   /** Commits of one blob take turns: the first publishes it, the others find it there (one blob-added). */

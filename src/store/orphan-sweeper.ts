@@ -2,28 +2,42 @@
 // own (containerd does it through its gc.ref labels). The blobs go a little after the delete, not at
 // once: a push in flight may have found them present and be about to reference them, and clients
 // such as the OCI conformance suite delete a manifest's blobs themselves right after the manifest.
+// Nor while uploads are being written: a push that found a candidate present (HEAD, mount) may be sending its
+// other layers, its manifest naming the candidate still to come; the sweep waits until uploads have been quiet
+// for the delay, an hour past due at most (a store that never stops taking pushes must still free its space).
 import type { Logger } from 'pino';
 import { reachable } from '../oci/references.js';
 import type { Store } from './store.js';
 import type { Descriptor } from '../oci/digest.js';
 
+const MAX_WAIT_FOR_QUIET_MS = 3_600_000;
+
 export class OrphanSweeper {
-  /** Digests that a deleted image referenced, with when they may go. */
-  readonly #candidates = new Map<string, number>();
+  /** Digests that a deleted image referenced, with when they may go and when they go whatever uploads do. */
+  readonly #candidates = new Map<string, { due: number; latest: number }>();
   #timer?: NodeJS.Timeout;
 
-  constructor(private readonly store: Store, private readonly delayMs: number, private readonly log: Logger) {}
+  /** `lastWrite`: when an upload into the store last began, took bytes or ended. */
+  constructor(private readonly store: Store, private readonly delayMs: number, private readonly log: Logger, private readonly lastWrite: () => number) {}
 
   /** Called once an image record naming `target` is gone; its tree is read now, while it is still there. */
   async removed(target: Descriptor): Promise<void> {
     const due = Date.now() + this.delayMs;
-    for (const digest of await reachable(this.store, [{ name: '', target, labels: {} }])) this.#candidates.set(digest, due);
+    for (const digest of await reachable(this.store, [{ name: '', target, labels: {} }])) {
+      this.#candidates.set(digest, { due, latest: due + MAX_WAIT_FOR_QUIET_MS });
+    }
     this.#arm();
   }
 
   /** Removes the candidates that are due and that no image record reaches any more. */
   async sweep(now = Date.now()): Promise<void> {
-    const due = [...this.#candidates].filter(([, at]) => at <= now).map(([digest]) => digest);
+    const quiet = this.lastWrite() + this.delayMs;
+    const due: string[] = [];
+    for (const [digest, when] of this.#candidates) {
+      if (when.due > now) continue;
+      if (quiet > now && when.latest > now) when.due = Math.min(quiet, when.latest);
+      else due.push(digest);
+    }
     if (due.length === 0) return;
     const keep = await reachable(this.store, await this.store.images.list());
     let freed = 0;
@@ -47,7 +61,7 @@ export class OrphanSweeper {
 
   #arm(): void {
     if (this.#timer || this.#candidates.size === 0) return;
-    const next = Math.min(...this.#candidates.values());
+    const next = Math.min(...[...this.#candidates.values()].map((when) => when.due));
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
       this.sweep().then(() => this.#arm(), (err) => this.log.warn({ err }, 'freeing the blobs of deleted images failed; tried again at the next delete'));
