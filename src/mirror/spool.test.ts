@@ -111,8 +111,22 @@ describe('Spool', () => {
     await spool.append(data);
     await spool.flush();
     spool.verify();
-    await tick();
+    await until(() => again.ended);
     expect(again.data().equals(data)).toBe(true);
+    expect(again.ended, 'the reader of the second attempt ends with the blob').toBe(true);
+    expect(await spool.sized()).toBe(data.length);
+  });
+
+  it('ends its readers once verified when no holder stated the size', async () => {
+    const data = randomBytes(50_000);
+    const spool = await spools.create(sha(data));
+    const reader = follow(spool.reader());
+    await spool.append(data);
+    await spool.flush();
+    spool.verify();
+    await until(() => reader.ended);
+    expect(reader.ended).toBe(true);
+    expect(reader.data().equals(data)).toBe(true);
   });
 
   it('fails waiting readers when the transfer is given up, and removes its file', async () => {

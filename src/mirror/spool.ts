@@ -193,6 +193,7 @@ export class Spool {
     this.#hash = createHash('sha256');
     this.#hashed = 0;
     if (actual !== this.digest) throw new DigestMismatchError(this.digest, actual);
+    this.setSize(written); // when no holder stated it (or its word went with wrong bytes): readers end here
     this.verified = true;
     this.#wake();
   }
