@@ -156,9 +156,9 @@ async function pushToHost(job: HostJob): Promise<HostResult> {
       stats = await pushImage(client, job.source, plan, { repo: ref.remoteName, tag: ref.tag, replicate: opts.replicate }, { parallel, listener: out });
     } catch (err) {
       if (!(err instanceof ConnectionError)) throw err;
-      // ssh still up (a link that dies takes ssh with it within moments): meshd there closed the connection.
+      // ssh still up (a link that dies takes ssh with it within moments): meshd there closed or stalled the connection.
       if (await tunnel.outlives(SSH_EXIT_MS)) {
-        throw new PusshError('no-meshd', `meshd on ${target.display} closed the connection during the push (did it restart?): ${err.message}`);
+        throw new PusshError('no-meshd', `meshd on ${target.display} broke off the push, ssh still up (did meshd restart?): ${err.message}`);
       }
       const said = sshSaid(tunnel.stderr());
       throw new PusshError('ssh-unreachable', `connection to ${target.display} lost: ${err.message}${said ? `\n${said}` : ''}`);
