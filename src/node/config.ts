@@ -132,12 +132,13 @@ export function configCommand(): Command {
 }
 
 const isSwitch = (o: Option) => !o.required && !o.optional;
+const SWITCH_WORDS = new Map([['true', true], ['1', true], ['yes', true], ['on', true], ['false', false], ['0', false], ['no', false], ['off', false]]);
 
 /** A switch (--mdns, --no-mirror-tags) given as a word: `false` must not turn it on by being there. */
 function switchValue(option: Option, value: unknown, where: string): boolean {
-  const text = String(value);
-  const on = typeof value === 'boolean' ? value : /^(true|1|yes|on)$/i.test(text) ? true : /^(false|0|no|off)$/i.test(text) ? false : undefined;
-  if (on === undefined) throw new Error(`${where}: expected true or false, not "${text}"`);
+  const word = String(value).toLowerCase();
+  if (!SWITCH_WORDS.has(word)) throw new Error(`${where}: expected true or false, not "${String(value)}"`);
+  const on = SWITCH_WORDS.get(word)!;
   return option.negate ? !on : on;
 }
 

@@ -198,8 +198,9 @@ export class FsStore implements Store {
     const id = randomUUID();
     const path = join(this.#uploadDir, id);
     await writeFile(path, '', { flag: 'wx' }).catch((err) => { throw asStoreFull(err, 'starting an upload'); });
-    this.#lastWrite = Date.now();
-    return new FsUpload(id, path, (digest, tmp) => this.#publish(digest, tmp), () => (this.#lastWrite = Date.now()));
+    const wrote = () => (this.#lastWrite = Date.now());
+    wrote();
+    return new FsUpload(id, path, (digest, tmp) => this.#publish(digest, tmp), wrote);
   }
 
   /** Commits of one blob take turns: the first publishes it, the others find it there (one blob-added). */
