@@ -30,9 +30,12 @@ export class PusshError extends Error {
   }
 }
 
-/** The registry answered with an error: its status and the OCI error body's first code and message. */
+/**
+ * The registry answered with an error: its status and the OCI error body's first code and message, and when it
+ * asked to be tried again (Retry-After, in seconds), if it did.
+ */
 export class RegistryRejectedError extends PusshError {
-  constructor(readonly status: number, readonly code: string, readonly detail: string, what: string) {
+  constructor(readonly status: number, readonly code: string, readonly detail: string, what: string, readonly retryAfterSeconds?: number) {
     super('push-rejected', `${what}: the registry answered ${status} ${code}: ${detail}`);
     this.name = 'RegistryRejectedError';
   }

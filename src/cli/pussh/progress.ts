@@ -15,12 +15,8 @@ export interface HostResult {
   error?: { kind: FailureKind; message: string };
 }
 
-export interface HostOutput extends PushListener {
-  note(message: string): void;
-}
-
 export interface Output {
-  host(name: string): HostOutput;
+  host(name: string): PushListener;
   /** Ends the progress display and prints the per-host summary. */
   finish(image: string, results: HostResult[]): void;
 }
@@ -57,7 +53,7 @@ const OUTCOME_WORDS: Record<BlobOutcome, string> = { sent: 'sent', exists: 'alre
 class LineOutput implements Output {
   constructor(private readonly write: (line: string) => void) {}
 
-  host(name: string): HostOutput {
+  host(name: string): PushListener {
     const started = new Map<string, number>();
     return {
       note: (m) => this.write(`${name}: ${m}`),
@@ -94,7 +90,7 @@ class BarOutput implements Output {
     });
   }
 
-  host(name: string): HostOutput {
+  host(name: string): PushListener {
     const bars = new Map<string, { bar: SingleBar; start: number; done: number }>();
     const info = (b: PlannedBlob, done: number, start: number) =>
       `${formatBytes(done)}/${formatBytes(b.descriptor.size)} ${rate(done, Date.now() - start)}`;
@@ -127,7 +123,7 @@ class BarOutput implements Output {
 }
 
 class QuietOutput implements Output {
-  host(): HostOutput {
+  host(): PushListener {
     return { note: () => {}, blobStart: () => {}, blobBytes: () => {}, blobDone: () => {} };
   }
 

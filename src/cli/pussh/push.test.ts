@@ -6,6 +6,7 @@ import { Readable } from 'node:stream';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { MemoryStore } from '../../store/memory-store.js';
+import { StoreUnavailableError } from '../../store/store.js';
 import type { Descriptor } from '../../oci/digest.js';
 import { createRegistry } from '../../registry/server.js';
 import { UploadSessions } from '../../registry/upload-sessions.js';
@@ -55,7 +56,11 @@ class MemorySource implements ImageSource {
 
 class Recorder implements PushListener {
   readonly outcomes = new Map<string, BlobOutcome>();
+  readonly notes: string[] = [];
   bytes = 0;
+  note(m: string) {
+    this.notes.push(m);
+  }
   blobStart() {}
   blobBytes(_b: PlannedBlob, n: number) {
     this.bytes += n;
@@ -71,10 +76,10 @@ let client: RegistryClient;
 let requests: { method: string; url: string; replicate?: string }[];
 
 /** `asUid`: the uid the registry sees behind each connection, as if pussh ran as that user there. */
-async function startRegistry(token?: string, asUid = 0) {
+async function startRegistry(token?: string, asUid = 0, maxSessionsPerClient = 10) {
   store = new MemoryStore();
   const log = pino({ level: 'silent' });
-  app = createRegistry({ store, uploads: new UploadSessions(store, { maxBlobBytes: 1 << 30, idleTimeoutMs: 60_000, maxSessions: 100, maxSessionsPerClient: 10 }, log), log, maxManifestBytes: 4 << 20,
+  app = createRegistry({ store, uploads: new UploadSessions(store, { maxBlobBytes: 1 << 30, idleTimeoutMs: 60_000, maxSessions: 100, maxSessionsPerClient }, log), log, maxManifestBytes: 4 << 20,
     access: new Access({ token, writeGroup: 'layermesh', log, localUid: async () => asUid }) });
   requests = [];
   app.addHook('onRequest', async (req) => {
@@ -169,6 +174,54 @@ describe('pushImage', () => {
       expect(requests.filter((r) => r.method === 'DELETE'), `${what}: the upload cancelled`).toHaveLength(1);
       requests.length = 0;
     }
+  });
+
+  it('waits while the registry is busy (more blobs at once than it lets one client upload; its store down a moment), sending each byte once', async () => {
+    client.close();
+    await app.close();
+    await startRegistry(undefined, 0, 1);
+    const src = new MemorySource();
+    const layers = [randomBytes(30_000), randomBytes(20_000), randomBytes(10_000)];
+    src.root = src.manifest(layers);
+    let commitsRefused = 0;
+    let putsRefused = 0;
+    const begin = store.beginUpload.bind(store);
+    store.beginUpload = async () => {
+      const upload = await begin();
+      const commit = upload.commit.bind(upload);
+      upload.commit = async (expected, labels) => {
+        if (commitsRefused++ < 2) throw new StoreUnavailableError('committing');
+        return commit(expected, labels);
+      };
+      return upload;
+    };
+    const put = store.images.put.bind(store.images);
+    store.images.put = async (record) => {
+      if (putsRefused++ < 1) throw new StoreUnavailableError('tagging');
+      return put(record);
+    };
+    const rec = new Recorder();
+    const stats = await pushImage(client, src, await planPush(src), { repo: 'app', tag: '1' }, { parallel: 3, listener: rec, patience: { totalMs: 30_000, longestWaitMs: 50 } });
+    expect((await store.images.get('docker.io/library/app:1'))?.target.digest).toBe(src.root.digest);
+    expect(stats.layers).toEqual({ total: 3, sent: 3, skipped: 0, mounted: 0 });
+    const blobBytes = [...rec.outcomes.keys()].reduce((n, d) => n + src.blobs.get(d)!.length, 0);
+    expect(rec.bytes, 'attempts that failed taken back').toBe(blobBytes);
+    expect(stats.bytesSent).toBe(blobBytes + src.blobs.get(src.root.digest)!.length);
+    expect(rec.notes.some((n) => /registry is busy \(429 TOOMANYREQUESTS\)/.test(n)), rec.notes.join('\n')).toBe(true);
+    expect(rec.notes.some((n) => /blob sha256:\w+: the registry is busy \(503 UNAVAILABLE\)/.test(n))).toBe(true);
+    expect(rec.notes.some((n) => /manifest app:1: the registry is busy \(503 UNAVAILABLE\)/.test(n))).toBe(true);
+  });
+
+  it('fails the push when the registry stays busy longer than its patience', async () => {
+    store.images.put = async () => {
+      throw new StoreUnavailableError('tagging');
+    };
+    const src = new MemorySource();
+    src.root = src.manifest([randomBytes(100)]);
+    const started = Date.now();
+    const err = await pushImage(client, src, await planPush(src), { repo: 'app', tag: '1' }, { parallel: 2, listener: new Recorder(), patience: { totalMs: 400, longestWaitMs: 100 } }).catch((e) => e);
+    expect(err).toMatchObject({ kind: 'push-rejected', status: 503, code: 'UNAVAILABLE', retryAfterSeconds: 5 });
+    expect(Date.now() - started).toBeGreaterThanOrEqual(300);
   });
 
   it("reports the registry's error code and message when it refuses", async () => {

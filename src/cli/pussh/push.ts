@@ -1,6 +1,7 @@
 // One host's push: blobs the remote lacks (HEAD first, then a mount attempt that doubles as the upload's
 // start), several at a time; then manifests, children before parents, the root by tag last.
 import { Transform, type Readable } from 'node:stream';
+import { DEFAULT_PATIENCE, whileBusy, type Patience } from './busy.js';
 import { PusshError } from './errors.js';
 import type { RegistryClient } from './registry-client.js';
 import type { PlannedBlob, PushPlan } from './plan.js';
@@ -10,7 +11,9 @@ export type BlobOutcome = 'sent' | 'exists' | 'mounted';
 
 /** What the push tells the progress display. */
 export interface PushListener {
+  note(message: string): void;
   blobStart(blob: PlannedBlob): void;
+  /** Bytes sent of the blob; negative when an attempt that failed is taken back. */
   blobBytes(blob: PlannedBlob, bytes: number): void;
   blobDone(blob: PlannedBlob, outcome: BlobOutcome): void;
 }
@@ -82,7 +85,7 @@ async function eachLimit<T>(items: T[], limit: number, fn: (item: T) => Promise<
 }
 
 export async function pushImage(client: RegistryClient, source: ImageSource, plan: PushPlan, target: PushTarget,
-  opts: { parallel: number; listener: PushListener }): Promise<PushStats> {
+  opts: { parallel: number; listener: PushListener; patience?: Patience }): Promise<PushStats> {
   const stats: PushStats = {
     layers: { total: plan.blobs.filter((b) => b.kind === 'layer').length, sent: 0, skipped: 0, mounted: 0 },
     blobsSent: 0,
@@ -91,10 +94,14 @@ export async function pushImage(client: RegistryClient, source: ImageSource, pla
   };
   const abort = new AbortController();
   const { listener } = opts;
+  const patiently = <T>(what: string, call: () => Promise<T>) => whileBusy(call, opts.patience ?? DEFAULT_PATIENCE, {
+    signal: abort.signal,
+    waiting: (err, ms) => listener.note(`${what}: the registry is busy (${err.status} ${err.code}); trying again in ${(ms / 1000).toFixed(1)} s`),
+  });
 
-  const sendBlob = async (blob: PlannedBlob) => {
+  /** One attempt at a blob: what became of it, and the bytes it sent (taken back if a later step fails). */
+  const tryBlob = async (blob: PlannedBlob): Promise<BlobOutcome> => {
     const { digest, size } = blob.descriptor;
-    listener.blobStart(blob);
     let outcome: BlobOutcome;
     if (await client.hasBlob(target.repo, digest, abort.signal)) {
       outcome = 'exists';
@@ -104,21 +111,30 @@ export async function pushImage(client: RegistryClient, source: ImageSource, pla
         outcome = 'mounted';
       } else {
         let local: ReturnType<typeof localBody> | undefined;
+        let sent = 0;
         try {
           local = localBody(await source.open(digest), blob.descriptor, (n) => {
-            stats.bytesSent += n;
+            sent += n;
             listener.blobBytes(blob, n);
           });
           await client.putBlob(started.location, digest, size, local.body, abort.signal);
         } catch (err) {
           local?.body.destroy();
+          listener.blobBytes(blob, -sent);
           await client.cancelUpload(started.location);
           throw local?.failure() ?? err;
         }
         outcome = 'sent';
         stats.blobsSent++;
+        stats.bytesSent += sent;
       }
     }
+    return outcome;
+  };
+
+  const sendBlob = async (blob: PlannedBlob) => {
+    listener.blobStart(blob);
+    const outcome = await patiently(`blob ${blob.descriptor.digest}`, () => tryBlob(blob));
     if (blob.kind === 'layer') stats.layers[outcome === 'exists' ? 'skipped' : outcome]++;
     listener.blobDone(blob, outcome);
   };
@@ -129,13 +145,15 @@ export async function pushImage(client: RegistryClient, source: ImageSource, pla
 
   const root = plan.manifests[plan.manifests.length - 1];
   for (const m of plan.manifests.slice(0, -1)) {
-    if (await client.hasManifest(target.repo, m.descriptor.digest)) continue;
-    await client.putManifest(target.repo, m.descriptor.digest, m.body, m.descriptor.mediaType);
+    const what = `manifest ${m.descriptor.digest}`;
+    if (await patiently(what, () => client.hasManifest(target.repo, m.descriptor.digest))) continue;
+    await patiently(what, () => client.putManifest(target.repo, m.descriptor.digest, m.body, m.descriptor.mediaType));
     stats.manifestsSent++;
     stats.bytesSent += m.body.length;
   }
   const headers = target.replicate ? { [REPLICATE_HEADER]: target.replicate } : {};
-  await client.putManifest(target.repo, target.tag ?? root.descriptor.digest, root.body, root.descriptor.mediaType, headers);
+  const reference = target.tag ?? root.descriptor.digest;
+  await patiently(`manifest ${target.repo}:${reference}`, () => client.putManifest(target.repo, reference, root.body, root.descriptor.mediaType, headers));
   stats.manifestsSent++;
   stats.bytesSent += root.body.length;
   return stats;

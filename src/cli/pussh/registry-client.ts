@@ -158,7 +158,14 @@ function rejected(res: Reply, what: string): RegistryRejectedError {
   }
   if (res.status === 401) message += ' — the remote meshd wants a registry token: pass --token or set PUSSH_TOKEN';
   if (res.status === 403) message += ' — pussh writes as the ssh user: on that host, add it to meshd\'s write group (`usermod -aG GROUP USER`; its next ssh login has it), or push as root';
-  return new RegistryRejectedError(res.status, code, message, what);
+  return new RegistryRejectedError(res.status, code, message, what, retryAfter(res.headers['retry-after']));
+}
+
+/** Retry-After as seconds from now: a number of seconds or an HTTP date (RFC 9110). */
+function retryAfter(value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const seconds = /^\d+$/.test(value.trim()) ? Number(value) : (Date.parse(value) - Date.now()) / 1000;
+  return Number.isFinite(seconds) ? Math.max(0, seconds) : undefined;
 }
 
 function httpReason(status: number): string {
