@@ -205,10 +205,12 @@ export async function runPussh(argv: string[], ctx: RunContext = {}): Promise<nu
   let targets: SshTarget[];
   let source: ImageSource | undefined;
   const tunnels = new Set<Tunnel>();
+  let output: Output | undefined;
   let interrupted = false;
   const onSignal = (signal: NodeJS.Signals) => {
     // The pushes now fail as their tunnels close: that is no news to the user who pressed Ctrl-C.
     interrupted = true;
+    output?.interrupt();
     stderr.write(`\npussh: ${signal}: closing ssh tunnels\n`);
     void Promise.allSettled([...tunnels].map((t) => t.close()).concat(source ? [source.close()] : []))
       .finally(() => process.exit(signal === 'SIGINT' ? 130 : 143));
@@ -230,12 +232,13 @@ export async function runPussh(argv: string[], ctx: RunContext = {}): Promise<nu
       dockerFirst: ctx.asDockerPlugin, dockerGlobals: ctx.dockerGlobals, env: ctx.env,
     });
     const plan = await planPush(source, platform);
-    const output = createOutput({ quiet: opts.quiet, stream: opts.json ? stderr : stdout });
+    const display = createOutput({ quiet: opts.quiet, stream: opts.json ? stderr : stdout });
+    output = display;
     const interactive = !!process.stdin.isTTY && targets.length === 1;
     const results = await Promise.all(targets.map((target) =>
-      pushToHost({ target, output, source: source!, plan, ref, opts, interactive, tunnels })));
+      pushToHost({ target, output: display, source: source!, plan, ref, opts, interactive, tunnels })));
     if (interrupted) return new Promise<number>(() => {}); // the signal handler exits
-    output.finish(image, results.filter((r) => r.ok));
+    display.finish(image, results.filter((r) => r.ok));
     for (const r of results) if (!r.ok) stderr.write(`pussh: ${summaryLine(image, r)}\n`);
     if (opts.json) {
       stdout.write(`${JSON.stringify({

@@ -19,6 +19,8 @@ export interface Output {
   host(name: string): PushListener;
   /** Ends the progress display and prints the per-host summary. */
   finish(image: string, results: HostResult[]): void;
+  /** Ends the progress display where it stands (Ctrl-C): the terminal gets its cursor back. */
+  interrupt(): void;
 }
 
 export function formatBytes(n: number): string {
@@ -71,6 +73,8 @@ class LineOutput implements Output {
   finish(image: string, results: HostResult[]): void {
     for (const r of results) this.write(summaryLine(image, r));
   }
+
+  interrupt(): void {}
 }
 
 /** One bar per layer and host on a terminal. */
@@ -120,6 +124,10 @@ class BarOutput implements Output {
     this.#bars.stop();
     for (const r of results) this.stream.write(`${summaryLine(image, r)}\n`);
   }
+
+  interrupt(): void {
+    this.#bars.stop();
+  }
 }
 
 class QuietOutput implements Output {
@@ -128,6 +136,7 @@ class QuietOutput implements Output {
   }
 
   finish(): void {}
+  interrupt(): void {}
 }
 
 /** Bars when `stream` is a terminal, lines otherwise; nothing when quiet. */
