@@ -31,5 +31,5 @@ export const failovers = new Counter({
 
 export const peersStruck = new Counter({
   name: 'layermesh_mirror_peers_struck_total',
-  help: 'Times a peer sent bytes that did not match their digest (it goes last from then on)',
+  help: 'Times a peer sent bytes that did not match their digest (it goes last for an hour)',
 });
