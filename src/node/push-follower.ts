@@ -67,6 +67,10 @@ export class PushFollower {
     try {
       if (attempt === 0 || (await this.#stillWanted(event))) await this.#copy(event);
     } catch (err) {
+      if (!this.deps.pushes.isNewest(image, event)) {
+        this.deps.log.info({ image, digest, err: (err as Error).message }, 'replication of a push no longer the newest of its name failed; not tried again');
+        return;
+      }
       const waits = this.deps.retryAfterMs ?? RETRY_AFTER_MS;
       const wait = waits[Math.min(attempt, waits.length - 1)];
       this.deps.log.error({ image, digest, err: (err as Error).message, attempt: attempt + 1, retryInSeconds: wait / 1000 }, 'replication failed; trying again later');
@@ -98,7 +102,6 @@ export class PushFollower {
       }
       log.info({ image, policy: policy.text }, 'the policy does not select this node, but it holds the name: following its newest push');
     }
-    if (replicator.copying(image) === digest) return;
     // The plan of the node pushed to when it sent one, so that takers whose views differ plan alike; else this node's own.
     const order = event.takers
       ? orderOfTags(event.takers, this.#members().map((m) => m.id))

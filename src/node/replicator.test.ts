@@ -10,6 +10,9 @@ import { NewestPushes } from './newest-pushes.js';
 import { TagRecords } from './tag-records.js';
 import type { Lane, StandIns } from '../mirror/lanes.js';
 import { Replicator } from './replicator.js';
+import { PushFollower } from './push-follower.js';
+import { parseReplicationPolicy } from '../oci/replication-policy.js';
+import { pushOf } from '../oci/tag-push.js';
 import { planFor, takerOrder } from './replication-plan.js';
 import type { Piece, SequenceLevel } from '../mirror/peer-protocol.js';
 
@@ -89,6 +92,35 @@ function taker(blobs: Map<string, Buffer>, { sequences = false, stuck = false, s
 }
 
 describe('replicator', () => {
+  test('the same image pushed again while it is copied is named with the newer push; a copy of both that fails is tried again', async () => {
+    const origin = new MemoryStore();
+    const img = await pushedImage(origin, [300 << 10]);
+    const manifest = img.manifest.digest;
+    const missing = img.blobs.get(manifest)!;
+    img.blobs.delete(manifest); // the first try finds no holder of the manifest
+    const { store, replicator, pushes, fetched } = taker(img.blobs, { fetchMs: 50 });
+    const follower = new PushFollower({
+      store, pushes, replicator, policy: parseReplicationPolicy('all'), self: { name: SELF, labels: {} },
+      membership: { self: SELF, peers: () => [] }, log: pino({ level: 'silent' }), retryAfterMs: [100],
+    });
+    const name = 'docker.io/library/again:1';
+    const pushed = (clock: number) => ({ type: 'image-pushed' as const, image: name, digest: img.manifest.digest, node: ORIGIN, clock });
+    try {
+      follower.onEvent(pushed(100));
+      await new Promise((r) => setTimeout(r, 10));
+      follower.onEvent(pushed(200));
+      await new Promise((r) => setTimeout(r, 60));
+      img.blobs.set(manifest, missing);
+      for (let i = 0; i < 100 && !(await store.images.get(name)); i++) await new Promise((r) => setTimeout(r, 10));
+      const record = await store.images.get(name);
+      expect(record?.target.digest).toBe(img.manifest.digest);
+      expect(pushOf(record!.labels)).toEqual({ clock: 200, node: ORIGIN });
+      expect(fetched.filter((d) => d === manifest), 'one copy at a time, tried again once').toHaveLength(2);
+    } finally {
+      follower.stop();
+    }
+  });
+
   test('takes the small blobs from the push gossip and fetches only the layers', async () => {
     const origin = new MemoryStore();
     const img = await pushedImage(origin, [300 << 10, 1000]);

@@ -60,6 +60,9 @@ export type ReplicationOutcome = 'replicated' | 'superseded' | 'failed';
 interface Active {
   digest: string;
   blobs: Descriptor[];
+  /** The stamp the copy names the image with: the newest push of this digest asked for while it runs. */
+  push: TagPush;
+  done: Promise<void>;
 }
 
 export class Replicator {
@@ -77,22 +80,32 @@ export class Replicator {
    * whole; `order` has the nodes copying it too, which decide where each blob is taken
    * from; `inline` has small blobs that came with the push's gossip (base64 by digest), kept when they verify.
    */
-  async replicate(image: string, digest: string, pushedTo: string, options: ReplicateOptions): Promise<void> {
+  replicate(image: string, digest: string, pushedTo: string, options: ReplicateOptions): Promise<void> {
+    const running = this.#active.get(image);
+    if (running?.digest === digest) {
+      // The same image pushed again while it is copied: that copy names it, with the newer push's stamp (the
+      // older one no longer may), and this call ends as it does.
+      running.push = options.push;
+      return running.done;
+    }
     // Claimed before the first await: of two copies of one name, the one asked for last is the one that may
     // name the image, whatever order the store answers them in.
-    const active: Active = { digest, blobs: [] };
+    const active: Active = { digest, blobs: [], push: options.push, done: Promise.resolve() };
     this.#active.set(image, active);
-    try {
-      const current = await this.deps.store.images.get(image);
-      // The same image pushed again: only its stamp changes.
-      if (current?.target.digest === digest) await this.deps.records.write(image, current.target, options.push);
-      else await this.#copy(image, pushedTo, options, active);
-    } finally {
-      if (this.#active.get(image) === active) this.#active.delete(image);
-    }
+    active.done = (async () => {
+      try {
+        const current = await this.deps.store.images.get(image);
+        // The same image pushed again: only its stamp changes.
+        if (current?.target.digest === digest) await this.deps.records.write(image, current.target, active.push);
+        else await this.#copy(image, pushedTo, options, active);
+      } finally {
+        if (this.#active.get(image) === active) this.#active.delete(image);
+      }
+    })();
+    return active.done;
   }
 
-  async #copy(image: string, pushedTo: string, { push, order = [], inline = {} }: ReplicateOptions, active: Active): Promise<void> {
+  async #copy(image: string, pushedTo: string, { order = [], inline = {} }: ReplicateOptions, active: Active): Promise<void> {
     const { digest } = active;
     const started = performance.now();
     replicationsInProgress.inc();
@@ -124,7 +137,7 @@ export class Replicator {
       await Promise.all(storing);
       // A later push of the same name may have started meanwhile, or be known by now: the newest one names the image.
       const target = { mediaType: root.manifest.mediaType, digest, size: root.body.length };
-      if (this.#active.get(image) !== active || !(await this.deps.records.write(image, target, push))) {
+      if (this.#active.get(image) !== active || !(await this.deps.records.write(image, target, active.push))) {
         outcome = 'superseded';
         return;
       }
