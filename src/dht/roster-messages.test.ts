@@ -15,6 +15,8 @@ describe('members topic messages', () => {
     }
     expect(parseMessage(bytes({ info: { ...info, name: 'x'.repeat(9000) }, addrs: [] })), 'over 8 KiB').toBeUndefined();
     expect(parseMessage(new Uint8Array([0xff, 0xfe])), 'not UTF-8').toBeUndefined();
+    expect(parseMessage(bytes({ info, addrs: ['/foo/bar', '/ip4/10.0.0.1/tcp/4001', 'nonsense'] })), 'addresses it cannot read left out')
+      .toEqual({ info, addrs: ['/ip4/10.0.0.1/tcp/4001'] });
   });
 
   test('a listed member has a valid peer id and an age that is not negative', async () => {

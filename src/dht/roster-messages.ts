@@ -1,6 +1,7 @@
 // What members tell each other about membership (roster.ts): an announcement (a member's NodeInfo and
 // addresses) or a leave on the members topic, and member lists asked for by joining nodes; and their checks.
 import { peerIdFromString } from '@libp2p/peer-id';
+import { multiaddr } from '@multiformats/multiaddr';
 import { parseNodeInfo } from './peer-directory.js';
 import type { NodeInfo } from './router.js';
 
@@ -39,9 +40,19 @@ function announcementOf(value: unknown): Announcement | undefined {
   const v = value as Partial<Announcement> | null;
   if (!Array.isArray(v?.addrs) || v.addrs.length > MAX_ADDRS || !v.addrs.every((a) => typeof a === 'string' && a.length <= 512)) return undefined;
   try {
-    return { info: parseNodeInfo(v.info), addrs: v.addrs };
+    return { info: parseNodeInfo(v.info), addrs: v.addrs.filter(isMultiaddr) };
   } catch {
     return undefined;
+  }
+}
+
+/** Addresses this node cannot read (a transport it does not know, or not one at all) are left out: dialing them would throw. */
+function isMultiaddr(text: string): boolean {
+  try {
+    multiaddr(text);
+    return true;
+  } catch {
+    return false;
   }
 }
 

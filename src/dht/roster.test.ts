@@ -266,5 +266,17 @@ describe('the roster', () => {
     await new Promise((r) => setTimeout(r, 1_000));
     expect(names(b)).toEqual(['a', 'c']);
     expect(b.router.peers().find((p) => p.info?.name === 'c')?.info?.labels).toEqual({ n: 'c' });
+    // An address b cannot read (a transport it does not know), heard while not connected to c: dialing it threw
+    // in gossipsub's listener, and the process died.
+    const cut = cutOff(c, [b]);
+    try {
+      await b.node.libp2p.hangUp(c.node.libp2p.peerId);
+      const unknown = { info: { name: 'c', labels: { n: 'c' }, dataPlanePort: 5001 }, addrs: ['/foo/bar'] };
+      await c.node.libp2p.services.pubsub.publish(MEMBERS_TOPIC, new TextEncoder().encode(JSON.stringify(unknown)));
+      await new Promise((r) => setTimeout(r, 1_000));
+      expect(names(b)).toEqual(['a', 'c']);
+    } finally {
+      cut.end();
+    }
   });
 });
