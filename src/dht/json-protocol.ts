@@ -21,12 +21,16 @@ export async function askJson(libp2p: MeshLibp2p, peer: PeerId, protocol: string
   // before iteration started (which a fast responder does).
   const bytes = byteStream(stream, { maxBufferSize: opts.maxBytes });
   const chunks: Uint8Array[] = [];
+  let total = 0;
   try {
     // The asker sends nothing: closing its side at once lets the stream end on both peers once the answer
     // is read. Left open, it lasted as long as the connection (one per peer and connection: thousands in
     // a fleet of hundreds).
     await stream.close({ signal: opts.signal });
     for (let chunk = await bytes.read({ signal: opts.signal }); chunk !== null; chunk = await bytes.read({ signal: opts.signal })) {
+      // maxBufferSize bounds what waits unread; this bounds the answer.
+      total += chunk.byteLength;
+      if (total > opts.maxBytes) throw new Error(`${protocol}: the answer is larger than ${opts.maxBytes} bytes`);
       chunks.push(chunk.subarray());
     }
   } catch (err) {
