@@ -1,5 +1,38 @@
-import { describe, expect, it } from 'vitest';
-import { storeImageName } from './disk-api.js';
+import { pino } from 'pino';
+import { afterEach, describe, expect, it } from 'vitest';
+import { registerDiskApi, storeImageName } from './disk-api.js';
+import { EvictionSetupError, type Evictor } from './evictor.js';
+import { createRegistry } from '../registry/server.js';
+import { UploadSessions } from '../registry/upload-sessions.js';
+import { Access } from '../registry/access.js';
+import { MemoryStore } from '../store/memory-store.js';
+
+const log = pino({ level: 'silent' });
+let app: ReturnType<typeof createRegistry> | undefined;
+afterEach(async () => app?.close());
+
+/** `POST /_mesh/v1/prune` on a registry whose evictor's prune fails with `failure`. */
+async function prune(failure: Error): Promise<{ status: number; body: string }> {
+  const store = new MemoryStore();
+  app = createRegistry({ store, uploads: new UploadSessions(store, { maxBlobBytes: 1 << 20, idleTimeoutMs: 60_000, maxSessions: 10, maxSessionsPerClient: 10 }, log), log, maxManifestBytes: 1 << 20, access: new Access({ writeGroup: 'layermesh', log }) });
+  const evictor = { prune: async () => { throw failure; } } as unknown as Evictor;
+  registerDiskApi(app, { evictor, router: { id: 'self', publish: async () => {} }, log });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const res = await fetch(`http://127.0.0.1:${(app.server.address() as { port: number }).port}/_mesh/v1/prune`, { method: 'POST' });
+  return { status: res.status, body: await res.text() };
+}
+
+describe('prune', () => {
+  it('answers 400 when this node is not set up to evict, and a 5xx that shows no server path when the store fails', async () => {
+    const refused = await prune(new EvictionSetupError('prune evicts down to --disk-low, and this node has none'));
+    expect(refused.status).toBe(400);
+    expect(refused.body).toMatch(/this node has none/);
+    const failed = await prune(new Error('reading image record /var/lib/layermesh/store/images/a.json: EIO'));
+    expect(failed.status).toBe(500);
+    expect(failed.body).not.toMatch(/\/var\//);
+    expect(failed.body).toMatch(/details are in meshd's log/);
+  });
+});
 
 describe('storeImageName', () => {
   it('names what a user typed as the store does', () => {

@@ -6,7 +6,7 @@ import type { Router } from '../dht/router.js';
 import type { DiskUsage, EvictionReport } from '../api/admin-types.js';
 import { digestImageName, parseImageName, repositoryKey, tagImageName } from '../oci/names.js';
 import { RegistryError } from '../registry/errors.js';
-import type { Evictor } from './evictor.js';
+import { EvictionSetupError, type Evictor } from './evictor.js';
 
 export interface DiskApiDeps {
   evictor: Evictor;
@@ -28,7 +28,9 @@ export function registerDiskApi(app: FastifyInstance, { evictor, router, log }: 
     try {
       return await evictor.prune();
     } catch (err) {
-      throw new RegistryError(400, 'UNSUPPORTED', (err as Error).message);
+      // Anything else (the store failing) is the server's: a 5xx whose details go to the log only.
+      if (err instanceof EvictionSetupError) throw new RegistryError(400, 'UNSUPPORTED', err.message);
+      throw err;
     }
   });
 

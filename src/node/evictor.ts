@@ -20,6 +20,11 @@ const LOOKUPS_AT_ONCE = 4;
  */
 const TOTALS_MAX_AGE_MS = 5_000;
 
+/** Eviction cannot run as this node is set up (no watermarks, or percentages without a filesystem): the operator's to fix. */
+export class EvictionSetupError extends Error {
+  override name = 'EvictionSetupError';
+}
+
 export interface EvictorDeps {
   store: Store;
   router: Pick<Router, 'id' | 'findProviders'>;
@@ -112,7 +117,7 @@ export class Evictor {
   #measure(total: number, fs: { size: number; free: number } | undefined): Measure {
     const { high, low } = this.deps.watermarks!;
     if ('bytes' in high && 'bytes' in low) return { measured: total, high: high.bytes, low: low.bytes };
-    if (!fs) throw new Error('percentage watermarks need a store on a filesystem; give sizes');
+    if (!fs) throw new EvictionSetupError('percentage watermarks need a store on a filesystem; give sizes');
     // Both are percentages here (checkWatermarks refuses a mix).
     const of = (w: Watermark) => Math.floor(((w as { percent: number }).percent / 100) * fs.size);
     return { measured: fs.size - fs.free, high: of(high), low: of(low) };
@@ -140,7 +145,7 @@ export class Evictor {
   /** Evicts down to the low mark now. */
   prune(): Promise<EvictionReport> {
     return this.#serial(async () => {
-      if (!this.deps.watermarks) throw new Error('prune evicts down to --disk-low, and this node has none');
+      if (!this.deps.watermarks) throw new EvictionSetupError('prune evicts down to --disk-low, and this node has none');
       const held = await survey(this.deps.store);
       const m = this.#measure(categorize(held).total, await filesystemOf(this.deps.store.contentDir));
       return this.#evictTo(held, m, 'prune');
