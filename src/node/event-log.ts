@@ -13,8 +13,12 @@ export class EventLog {
     if (this.#events.length > KEPT) this.#events.shift();
   }
 
-  /** Events after `seq`, oldest first. */
+  /**
+   * Events after `seq`, oldest first. A `seq` beyond the last one comes from a page that polled this node before
+   * it restarted (numbers start again at 1): it gets everything kept.
+   */
   since(seq: number): FleetEvent[] {
-    return this.#events.filter((e) => e.seq > seq);
+    const after = seq > this.#seq ? 0 : seq;
+    return this.#events.filter((e) => e.seq > after);
   }
 }
