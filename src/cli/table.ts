@@ -1,6 +1,16 @@
 // Plain aligned columns for human output.
+
+/**
+ * Text from another party (a member's name, an image name from gossip, a remote registry's error), safe to
+ * print on a terminal: control characters, which could move the cursor, retitle the window or write the
+ * clipboard (escape sequences), are shown as \xNN instead.
+ */
+export function printable(text: string): string {
+  return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+}
+
 export function table(header: string[], rows: string[][]): string {
-  const all = [header, ...rows];
+  const all = [header, ...rows.map((r) => r.map((c) => printable(c ?? '')))];
   const widths = header.map((_, i) => Math.max(...all.map((r) => (r[i] ?? '').length)));
   return all.map((r) => r.map((c, i) => (c ?? '').padEnd(widths[i])).join('  ').trimEnd()).join('\n');
 }

@@ -1,6 +1,7 @@
 // The push protocol against meshd's own registry, in process (memory store): what crosses the wire, in
 // which order, and what the user is told when the registry says no.
 import { createHash, randomBytes } from 'node:crypto';
+import { createServer as createHttpServer } from 'node:http';
 import { createServer, type Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import { pino } from 'pino';
@@ -236,6 +237,25 @@ describe('pushImage', () => {
 });
 
 describe('RegistryClient', () => {
+  it("prints a remote registry's error message with its control characters escaped", async () => {
+    const hostile = createHttpServer((_req, res) => {
+      res.writeHead(400, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ errors: [{ code: 'DENIED', message: 'no\u001b]52;c;ZXZpbA==\u0007\u001b[2J' }] }));
+    });
+    await new Promise<void>((resolve) => hostile.listen(0, '127.0.0.1', resolve));
+    const { port } = hostile.address() as { port: number };
+    const remote = new RegistryClient({ host: '127.0.0.1', port, authority: `127.0.0.1:${port}` });
+    try {
+      const err = await remote.startUpload('app', { digest: `sha256:${'a'.repeat(64)}`, from: 'app' }).catch((e: Error) => e);
+      expect(err).toBeInstanceOf(RegistryRejectedError);
+      expect((err as Error).message).toContain('no\\x1b]52;c;ZXZpbA==\\x07\\x1b[2J');
+      expect((err as Error).message).not.toMatch(/[\x00-\x1f]/);
+    } finally {
+      remote.close();
+      await new Promise((resolve) => hostile.close(resolve));
+    }
+  });
+
   it('gives up on a registry that accepted the connection and never answers', async () => {
     const sockets: Socket[] = [];
     const silent = createServer((socket) => void sockets.push(socket.on('data', () => {})));

@@ -6,6 +6,7 @@ import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { MANIFEST_MEDIA_TYPES } from '../../oci/manifest.js';
 import { PusshError, RegistryRejectedError } from './errors.js';
+import { printable } from '../table.js';
 
 export interface RegistryEndpoint {
   /** The tunnel's local socket; or host and port for a registry reached directly. */
@@ -156,6 +157,7 @@ function rejected(res: Reply, what: string): RegistryRejectedError {
   } catch {
     // not an OCI error body: keep the text
   }
+  message = printable(message);
   if (res.status === 401) message += ' — the remote meshd wants a registry token: pass --token or set PUSSH_TOKEN';
   if (res.status === 403) message += ' — pussh writes as the ssh user: on that host, add it to meshd\'s write group (`usermod -aG GROUP USER`; its next ssh login has it), or push as root';
   return new RegistryRejectedError(res.status, code, message, what, retryAfter(res.headers['retry-after']));
