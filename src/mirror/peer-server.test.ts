@@ -43,3 +43,17 @@ it('answers a patient peer after another one left while waiting for the same blo
   expect(res.status, 'a later patient peer').toBe(200);
   expect(Buffer.concat(await res.body.toArray()).equals(bytes)).toBe(true);
 });
+
+it('logs requests without a membership proof now and then per address, not one line each', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'peer-server-test-'));
+  const lines: { msg: string; url?: string; suppressed?: number }[] = [];
+  const log = pino({ level: 'info' }, { write: (line: string) => void lines.push(JSON.parse(line)) });
+  const app = createPeerServer({ store: new MemoryStore(), spools: await Spools.open(dir), membershipKey: key, selfId: 'node-a', log });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  cleanups.push(() => rm(dir, { recursive: true, force: true }), () => app.close());
+  const url = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}/${'x'.repeat(8000)}`;
+  for (let i = 0; i < 50; i++) expect((await fetch(url)).status).toBe(401);
+  const refused = lines.filter((l) => l.msg === 'peer request without a valid membership proof');
+  expect(refused).toHaveLength(1);
+  expect(refused[0].url!.length).toBeLessThanOrEqual(200);
+});

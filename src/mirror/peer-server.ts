@@ -17,10 +17,11 @@ import { LevelSends, levelled, type LevelSender } from './level-sends.js';
 import { LogRateLimiter } from '../util/log-rate-limiter.js';
 import { AUTH_HEADER, ProofChecker } from './peer-auth.js';
 import { peerIdOfCertificate, TLS_VERSION, type PeerTls } from './peer-tls.js';
-import { AWAIT_COPY_MS, AWAIT_WHOLE_MS, BLOB_PATH, IMAGES_PATH, MAX_BODY_BYTES, MAX_LANES, MAX_SEQUENCE_BLOBS, MAX_SEQUENCE_BYTES, BODY_TIMEOUT_MS, PATIENT_HEADER, PIPELINE_MIN_BYTES, SEQUENCE_PATH, TRY_HEADER, WHOLE_HEADER, type Piece, type SequenceLevel } from './peer-protocol.js';
+import { AWAIT_COPY_MS, AWAIT_WHOLE_MS, BLOB_PATH, IMAGES_PATH, MAX_BODY_BYTES, BODY_TIMEOUT_MS, PATIENT_HEADER, PIPELINE_MIN_BYTES, SEQUENCE_PATH, TRY_HEADER, WHOLE_HEADER, type Piece, type SequenceLevel } from './peer-protocol.js';
 import { peerSentBytes } from './metrics.js';
 import type { Spool } from './spool.js';
 import type { Spools } from './spools.js';
+import { badRequest, jsonOf, sequenceAsked } from './peer-requests.js';
 
 const notFound = (what: string) => ({ errors: [{ code: 'BLOB_UNKNOWN', message: `${what} not held here` }] });
 
@@ -33,44 +34,6 @@ interface Held {
   size: number;
   /** Set when the blob is still arriving. */
   spool?: Spool;
-}
-
-const badRequest = (message: string) => ({ errors: [{ code: 'DIGEST_INVALID', message }] });
-
-/** The pieces of blobs a sequence request asks for (whole blobs unless a range is given), or why the request is refused. */
-function sequenceAsked(body: unknown): { pieces: Piece[]; level?: SequenceLevel } | string {
-  const { blobs, level } = (body ?? {}) as { blobs?: unknown; level?: Partial<SequenceLevel> };
-  if (level !== undefined && !isLevel(level)) return `level must be {"key": a sha256 digest, "lane", "lanes"}, 0 <= lane < lanes <= ${MAX_LANES}`;
-  if (!Array.isArray(blobs) || blobs.length === 0) return 'expected {"blobs": [{"digest", "size", "offset"?, "length"?}, ...]}';
-  if (blobs.length > MAX_SEQUENCE_BLOBS) return `a sequence asks for at most ${MAX_SEQUENCE_BLOBS} blobs`;
-  const asked = new Map<string, Piece>();
-  let bytes = 0;
-  const count = (n: unknown): n is number => Number.isSafeInteger(n) && (n as number) >= 0;
-  for (const entry of blobs as unknown[]) {
-    const { digest, size, offset = 0, length = size } = (entry ?? {}) as Partial<Piece>;
-    if (typeof digest !== 'string' || !isDigest(digest) || !count(size)) return 'every entry needs a sha256 digest and a size';
-    if (!count(offset) || !count(length) || offset + length > size) return `the range asked of ${digest} is not within its size`;
-    if (asked.has(digest)) return `${digest} is asked for twice`;
-    bytes += length;
-    asked.set(digest, { digest, size, offset, length });
-  }
-  if (bytes > MAX_SEQUENCE_BYTES) return `a sequence asks for at most ${MAX_SEQUENCE_BYTES} bytes`;
-  return { pieces: [...asked.values()], level };
-}
-
-function isLevel(level: Partial<SequenceLevel> | null): level is SequenceLevel {
-  const { key, lane, lanes } = level ?? {};
-  return typeof key === 'string' && isDigest(key) && Number.isSafeInteger(lane) && Number.isSafeInteger(lanes) && lane! >= 0 && lane! < lanes! && lanes! <= MAX_LANES;
-}
-
-/** A request body as JSON; undefined when it is none or not JSON. */
-function jsonOf(body: unknown): unknown {
-  if (!Buffer.isBuffer(body)) return undefined;
-  try {
-    return JSON.parse(body.toString('utf8'));
-  } catch {
-    return undefined;
-  }
 }
 
 export interface PeerServerOptions {
@@ -188,8 +151,14 @@ export function createPeerServer(opts: PeerServerOptions) {
     raw.set(req, body as Buffer);
     done(null, body);
   });
+  // Anyone who reaches the port can send these: a line per address now and then, not per request.
+  const refusals = new LogRateLimiter();
   const refuse = (req: FastifyRequest, reply: FastifyReply) => {
-    log.warn({ method: req.method, url: req.url, from: req.ip, client: clientOf(req) }, 'peer request without a valid membership proof');
+    const admitted = refusals.admit(req.ip);
+    if (admitted) {
+      log.warn({ method: req.method, url: req.url.slice(0, 200), from: req.ip, client: clientOf(req), suppressed: admitted.suppressed + admitted.suppressedOthers },
+        'peer request without a valid membership proof');
+    }
     return reply.code(401).send({ errors: [{ code: 'UNAUTHORIZED', message: 'not a member of this mesh' }] });
   };
   const proven = (req: FastifyRequest, body?: Buffer) =>

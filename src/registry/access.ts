@@ -9,6 +9,7 @@ import { BlockList, isIPv4, type Socket } from 'node:net';
 import type { FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { RegistryError } from './errors.js';
+import { LogRateLimiter } from '../util/log-rate-limiter.js';
 import { userInGroup } from './group-membership.js';
 import { loopbackClientUid } from './socket-owner.js';
 
@@ -58,6 +59,8 @@ export class Access {
   readonly #allow: BlockList;
   /** Each connection's local user, looked up once. */
   readonly #writers = new WeakMap<Socket, Promise<{ uid?: number; writes: boolean }>>();
+  /** Refused writes get a line per user or address now and then: anyone who may connect can send them. */
+  readonly #refusals = new LogRateLimiter();
 
   constructor(private readonly opts: AccessOptions) {
     this.#allow = blockListOf(opts.allow ?? []);
@@ -83,7 +86,10 @@ export class Access {
     const why = local
       ? `writes need root or membership of group ${this.opts.writeGroup} (${who} is neither)`
       : 'writes from other hosts need the registry token';
-    this.opts.log.info({ method: req.method, url: req.url, client: address, uid: user?.uid }, 'write refused');
+    const admitted = this.#refusals.admit(user?.uid === undefined ? address : `uid ${user.uid}`);
+    if (admitted) {
+      this.opts.log.info({ method: req.method, url: req.url.slice(0, 200), client: address, uid: user?.uid, suppressed: admitted.suppressed + admitted.suppressedOthers }, 'write refused');
+    }
     if (this.opts.token) throw new RegistryError(401, 'UNAUTHORIZED', `${why}, or the registry token`, undefined, CHALLENGE);
     throw new RegistryError(403, 'DENIED', why);
   }
