@@ -10,6 +10,7 @@ import type { FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { RegistryError } from './errors.js';
 import { LogRateLimiter } from '../util/log-rate-limiter.js';
+import { browserRefusal } from './browser-guard.js';
 import { userInGroup } from './group-membership.js';
 import { loopbackClientUid } from './socket-owner.js';
 
@@ -74,6 +75,8 @@ export class Access {
   /** Throws the spec's 401 or 403 when the request may not go on. */
   async check(req: FastifyRequest): Promise<void> {
     if (this.#tokenGiven(req.headers.authorization)) return;
+    const refusal = browserRefusal(req.headers);
+    if (refusal) throw new RegistryError(403, 'DENIED', refusal);
     const address = req.socket.remoteAddress ?? '';
     const local = isLoopback(address);
     if (!WRITE_METHODS.has(req.method)) {

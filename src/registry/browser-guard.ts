@@ -1,0 +1,35 @@
+// A web page the user visits can make their browser send requests to meshd on loopback: across sites (any page
+// may POST a form, or load an image from 127.0.0.1:5000), or as the page's own origin once its name resolves to
+// 127.0.0.1 (DNS rebinding), which lets it read the answers. Registry clients send neither an Origin nor the
+// Sec-Fetch headers; browsers do, and the name they send as Host is the name in the page's address.
+import { isIP } from 'node:net';
+import { hostname } from 'node:os';
+import type { IncomingHttpHeaders } from 'node:http';
+
+/** Why a request a browser sends on a web page's behalf is refused; undefined for any other request. */
+export function browserRefusal(headers: IncomingHttpHeaders): string | undefined {
+  const { origin, host = '' } = headers;
+  const site = headers['sec-fetch-site'];
+  if (origin === undefined && site === undefined && headers['sec-fetch-mode'] === undefined) return undefined;
+  if (site === 'cross-site' || site === 'same-site' || (origin !== undefined && originHost(origin) !== host.toLowerCase())) {
+    return 'requests from the pages of other sites are refused';
+  }
+  if (!trustedName(host)) {
+    return `a browser reaches meshd at an IP address, localhost or ${hostname()} only, not at "${host}" (a site whose name is made to point here could read it)`;
+  }
+  return undefined;
+}
+
+function originHost(origin: string): string | undefined {
+  try {
+    return new URL(origin).host.toLowerCase();
+  } catch {
+    return undefined; // "null": a sandboxed page or a file
+  }
+}
+
+/** Names no other site can be: an address, localhost, this machine's own name. */
+function trustedName(host: string): boolean {
+  const name = host.replace(/:\d+$/, '').replace(/^\[(.*)\]$/, '$1').toLowerCase();
+  return isIP(name) !== 0 || name === 'localhost' || name.endsWith('.localhost') || name === hostname().toLowerCase();
+}
