@@ -147,6 +147,26 @@ describe('Mirror', () => {
     expect(honest.requests.length).toBeGreaterThan(0);
   });
 
+  it('takes no more than a holder says the blob holds, however long it sends, then takes the blob from an honest holder', async () => {
+    const data = randomBytes(10_000);
+    let sent = 0;
+    const endless = await peer('endless', 1, (_req, res) => {
+      res.writeHead(200, { 'content-range': `bytes 0-${data.length - 1}/${data.length}` });
+      const chunk = Buffer.alloc(64 << 10);
+      const more = () => {
+        while (!res.destroyed && res.write(chunk)) sent += chunk.length;
+        if (!res.destroyed) res.once('drain', more);
+      };
+      res.on('close', () => res.removeAllListeners('drain'));
+      more();
+    });
+    const honest = await peer('honest', 9, serves(data));
+    const store = new MemoryStore();
+    expect(await mirror(store, [endless, honest]).fetch(sha(data)).stored).toBe(true);
+    expect((await stored(store, sha(data)))!.equals(data)).toBe(true);
+    expect(sent, 'the endless holder was cut off').toBeLessThan(16 << 20);
+  });
+
   it('stores a replicated blob as it arrives, and nothing of wrong bytes', async () => {
     const data = randomBytes(600_000);
     const corrupted = Buffer.from(data);

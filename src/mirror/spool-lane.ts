@@ -15,3 +15,18 @@ export class Lane {
     return this.written + this.pendingLength;
   }
 }
+
+/** Where the bytes written contiguously from `pos` end, over all lanes (`pos` itself when it has not arrived). */
+export function contiguousFrom(lanes: Lane[], pos: number): number {
+  for (let moved = true; moved; ) {
+    moved = false;
+    for (const lane of lanes) {
+      const filled = lane.start + lane.written;
+      if (lane.start <= pos && pos < filled) {
+        moved = filled > pos;
+        pos = filled;
+      }
+    }
+  }
+  return pos;
+}

@@ -117,6 +117,23 @@ describe('Spool', () => {
     expect(await spool.sized()).toBe(data.length);
   });
 
+  it('refuses bytes past the largest blob it takes, and past the size a holder stated, also after a restart', async () => {
+    const capped = await Spools.open(join(dir, 'capped'), 1000);
+    try {
+      const data = randomBytes(2000);
+      const spool = await capped.create(sha(data));
+      await expect(spool.append(data.subarray(0, 1001))).rejects.toThrow(DigestMismatchError);
+      spool.setSize(600);
+      await spool.append(data.subarray(0, 600));
+      await expect(spool.append(data.subarray(600, 601))).rejects.toThrow(/more bytes than its lane 0, 0 to 600, holds/);
+      await spool.restart(); // that holder's word went with its bytes
+      await spool.append(data.subarray(0, 1000));
+      await expect(spool.append(data.subarray(1000, 1001))).rejects.toThrow(DigestMismatchError);
+    } finally {
+      for (const spool of capped.list()) await capped.remove(spool);
+    }
+  });
+
   it('ends its readers once verified when no holder stated the size', async () => {
     const data = randomBytes(50_000);
     const spool = await spools.create(sha(data));

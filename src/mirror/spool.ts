@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { DigestMismatchError } from '../store/store.js';
 import { digestHex } from '../oci/digest.js';
-import { Lane } from './spool-lane.js';
+import { contiguousFrom, Lane } from './spool-lane.js';
 
 const READ_CHUNK = 1 << 20;
 /** Lent buffers are smaller: two stay allocated for as long as the reader runs. */
@@ -37,7 +37,7 @@ export class Spool {
   #failed?: Error;
   /** Bumped when the bytes so far turn out wrong and the transfer starts over: older readers must stop. */
   #generation = 0;
-  #lanes = [new Lane(0, Infinity)];
+  #lanes: Lane[];
   #hash: Hash = createHash('sha256');
   /** Bytes from the start that went into the hash. */
   #hashed = 0;
@@ -48,11 +48,14 @@ export class Spool {
   #sized = new Promise<number | undefined>((resolve) => (this.#resolveSized = resolve));
   #sizeKnown = false;
 
-  private constructor(readonly digest: string, readonly path: string, private readonly file: FileHandle) {}
+  /** `maxBytes`: the largest blob taken, whatever its holders say (they may send for ever). */
+  private constructor(readonly digest: string, readonly path: string, private readonly file: FileHandle, private readonly maxBytes: number) {
+    this.#lanes = [new Lane(0, maxBytes)];
+  }
 
-  static async create(dir: string, digest: string): Promise<Spool> {
+  static async create(dir: string, digest: string, maxBytes = Infinity): Promise<Spool> {
     const path = join(dir, `${digestHex(digest)}.${process.pid}.${Date.now()}`);
-    return new Spool(digest, path, await open(path, 'w+'));
+    return new Spool(digest, path, await open(path, 'w+'), maxBytes);
   }
 
   /** The blob's size as soon as a holder states it; undefined when the transfer ends without one. */
@@ -64,6 +67,9 @@ export class Spool {
   setSize(size: number, known = false): void {
     this.size ??= size;
     this.#sizeKnown ||= known;
+    // In one lane, bytes past the size are wrong bytes: append() refuses them.
+    const [only, ...more] = this.#lanes;
+    if (more.length === 0 && only.received <= this.size) only.end = Math.min(only.end, this.size);
     this.#resolveSized(this.size);
   }
 
@@ -84,7 +90,7 @@ export class Spool {
 
   /** Bytes in the file contiguous from the start. */
   get written(): number {
-    return this.#contiguousFrom(0);
+    return contiguousFrom(this.#lanes, 0);
   }
 
   /** Bytes received, including those not yet written: where a transfer in one lane resumes. */
@@ -111,7 +117,7 @@ export class Spool {
   /** Appends to lane `i` (the only one unless lanes were chosen). */
   async append(chunk: Uint8Array, i = 0): Promise<void> {
     const lane = this.#lanes[i];
-    const more = () => new Error(`more bytes of ${this.digest} than its lane ${i} holds`);
+    const more = () => new DigestMismatchError(this.digest, `more bytes than its lane ${i}, ${lane.start} to ${lane.end}, holds`);
     if (lane.start + lane.received + chunk.length > lane.end) throw more();
     if ((await this.appendWithin(chunk, i)) < chunk.length) throw more();
   }
@@ -204,13 +210,13 @@ export class Spool {
     await this.#flushing.catch(() => undefined); // whatever it wrote is truncated next
     this.#flushing = Promise.resolve();
     this.#generation++;
-    this.#lanes = [new Lane(0, Infinity)];
     this.#hash = createHash('sha256');
     this.#hashed = 0;
     if (!this.#sizeKnown) {
       this.size = undefined;
       this.#sized = new Promise((resolve) => (this.#resolveSized = resolve));
     }
+    this.#lanes = [new Lane(0, this.size ?? this.maxBytes)];
     await this.file.truncate(0);
     this.#wake();
   }
@@ -254,7 +260,7 @@ export class Spool {
         if (pos > last) return;
         if (this.#failed && !this.verified) throw this.#failed;
         // Unverified, the blob's final byte stays back: a reader never receives a whole blob that is wrong.
-        const here = this.#contiguousFrom(pos);
+        const here = contiguousFrom(this.#lanes, pos);
         const whole = this.size === undefined || here >= this.size;
         const available = Math.min(last + 1, whole && !this.verified && !forPeer ? here - 1 : here);
         if (pos < available) {
@@ -272,21 +278,6 @@ export class Spool {
     } finally {
       await file.close();
     }
-  }
-
-  /** Where the bytes written contiguously from `pos` end (`pos` itself when it has not arrived). */
-  #contiguousFrom(pos: number): number {
-    for (let moved = true; moved; ) {
-      moved = false;
-      for (const lane of this.#lanes) {
-        const filled = lane.start + lane.written;
-        if (lane.start <= pos && pos < filled) {
-          moved = filled > pos;
-          pos = filled;
-        }
-      }
-    }
-    return pos;
   }
 
   #restarted(): Error {

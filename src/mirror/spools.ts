@@ -8,13 +8,13 @@ export class Spools {
   /** Wake-ups of those waiting for a digest's spool to state its size (see sized()). */
   readonly #waiting = new Map<string, Set<() => void>>();
 
-  private constructor(private readonly dir: string) {}
+  private constructor(private readonly dir: string, private readonly maxBlobBytes: number) {}
 
-  /** Spool files left by a process that died are useless: they are removed. */
-  static async open(dir: string): Promise<Spools> {
+  /** Spool files left by a process that died are useless: they are removed. `maxBlobBytes`: the largest blob taken. */
+  static async open(dir: string, maxBlobBytes = Infinity): Promise<Spools> {
     await rm(dir, { recursive: true, force: true });
     await mkdir(dir, { recursive: true });
-    return new Spools(dir);
+    return new Spools(dir, maxBlobBytes);
   }
 
   get(digest: string): Spool | undefined {
@@ -23,7 +23,7 @@ export class Spools {
 
   async create(digest: string): Promise<Spool> {
     if (this.#active.has(digest)) throw new Error(`a transfer of ${digest} is already under way`);
-    const spool = await Spool.create(this.dir, digest);
+    const spool = await Spool.create(this.dir, digest, this.maxBlobBytes);
     this.#active.set(digest, spool);
     const waiting = this.#waiting.get(digest);
     if (waiting) void spool.sized().then((size) => size !== undefined && waiting.forEach((wake) => wake()));

@@ -121,7 +121,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     closers.push(() => store.close());
 
     const privateKey = await loadOrCreateIdentity(config.dataDir);
-    const spools = await Spools.open(join(config.dataDir, 'spool'));
+    const spools = await Spools.open(join(config.dataDir, 'spool'), config.maxUploadSize);
     // The data plane's certificate carries the identity key: members reach this node's peer id, not an address.
     const tls = config.peerPlaintext ? undefined : await peerTls(privateKey);
     if (!tls) {
