@@ -117,6 +117,34 @@ describe.each([
 });
 
 describe('a node with a swarm key', () => {
+  test('lets members in while a non-member holds connections open without a handshake, from one address', async () => {
+    const key = parseSwarmKey(generateSwarmKey());
+    const { node: n, tcp } = await node(key);
+    // More idle connections than libp2p lets wait for their handshake, each opened again as soon as it is closed.
+    const sockets = new Set<net.Socket>();
+    let holding = true;
+    const hold = () => {
+      const s = net.connect({ ...tcp, localAddress: '127.0.0.2' });
+      sockets.add(s);
+      s.on('error', () => {});
+      s.on('close', () => {
+        sockets.delete(s);
+        if (holding) hold();
+      });
+    };
+    try {
+      for (let i = 0; i < 300; i++) hold();
+      await new Promise((r) => setTimeout(r, 500));
+      const started = Date.now();
+      await acceptsPeer(n, key);
+      expect(Date.now() - started).toBeLessThan(5_000);
+    } finally {
+      holding = false;
+      for (const s of sockets) s.destroy();
+    }
+    expect(rejections).toEqual([]);
+  });
+
   test('logs a peer with another swarm key the same way, and still accepts members', async () => {
     const key = parseSwarmKey(generateSwarmKey());
     const { node: n, lines } = await node(key);

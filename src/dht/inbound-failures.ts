@@ -1,12 +1,16 @@
 // Logs inbound p2p connections that never became libp2p connections: garbage on the port, an HTTP client, a peer
-// without the swarm key, a handshake that timed out. libp2p resets them and says nothing above debug level.
+// without the swarm key, a handshake that timed out. libp2p resets them and says nothing above debug level. Also
+// refuses connections from an address that has too many handshakes under way.
 import type { ConnectionGater, MultiaddrConnection, StreamCloseEvent } from '@libp2p/interface';
 import type { Multiaddr } from '@multiformats/multiaddr';
 import type { Logger } from 'pino';
 import { LogRateLimiter, type LogRateLimiterOptions } from '../util/log-rate-limiter.js';
 
+/** Handshakes one address may have under way at once: a fleet behind one NAT joining at once stays well below. */
+export const MAX_HANDSHAKES_PER_IP = 32;
+
 export interface InboundFailureLog {
-  /** Install as libp2p's `connectionGater`: it denies nothing, it only watches. */
+  /** Install as libp2p's `connectionGater`: it denies only an address's handshakes past MAX_HANDSHAKES_PER_IP, and watches. */
   gater: ConnectionGater;
   /** Stop logging (before the node stops: stopping aborts handshakes still under way, which is no peer's fault). */
   close(): void;
@@ -23,6 +27,8 @@ export function inboundFailureLog(log: Logger, opts: { swarmKey: boolean; limits
   // Behind pnet, a peer with another key (or none) looks like garbage to multistream-select: say so.
   const hint = opts.swarmKey ? { hint: 'not a member: a peer without this swarm key, or not a libp2p peer' } : {};
   const pending = new WeakMap<MultiaddrConnection, (evt: StreamCloseEvent) => void>();
+  /** Handshakes under way, by remote IP: libp2p's cap on them is for all addresses together. */
+  const underWay = new Map<string, number>();
   let closed = false;
 
   const settle = (maConn: MultiaddrConnection): void => {
@@ -30,14 +36,20 @@ export function inboundFailureLog(log: Logger, opts: { swarmKey: boolean; limits
     if (onClose === undefined) return;
     pending.delete(maConn);
     maConn.removeEventListener('close', onClose);
+    done(addressOf(maConn.remoteAddr).ip);
+  };
+  const done = (ip: string): void => {
+    const n = (underWay.get(ip) ?? 1) - 1;
+    if (n > 0) underWay.set(ip, n);
+    else underWay.delete(ip);
   };
 
-  const report = (remoteAddr: Multiaddr, evt: StreamCloseEvent): void => {
+  const report = (remoteAddr: Multiaddr, error: Error | undefined): void => {
     if (closed) return;
     const { ip, remote } = addressOf(remoteAddr);
     const admitted = limiter.admit(ip);
     if (admitted === undefined) return;
-    const reason = evt.error === undefined ? 'closed by the remote during the handshake' : describe(evt.error);
+    const reason = error === undefined ? 'closed by the remote during the handshake' : describe(error);
     const counts = {
       ...(admitted.suppressed > 0 ? { suppressed: admitted.suppressed } : {}),
       ...(admitted.suppressedOthers > 0 ? { suppressedOthers: admitted.suppressedOthers } : {}),
@@ -48,9 +60,19 @@ export function inboundFailureLog(log: Logger, opts: { swarmKey: boolean; limits
   const gater: ConnectionGater = {
     denyInboundConnection(maConn) {
       if (closed) return false;
+      // One address holding connections open without a handshake (a non-member: 26 a second, each held for the
+      // 10 s upgrade timeout) would otherwise take every slot libp2p has for them, and keep members out.
+      const { ip } = addressOf(maConn.remoteAddr);
+      const n = underWay.get(ip) ?? 0;
+      if (n >= MAX_HANDSHAKES_PER_IP) {
+        report(maConn.remoteAddr, new Error(`more than ${MAX_HANDSHAKES_PER_IP} handshakes under way from this address`));
+        return true;
+      }
+      underWay.set(ip, n + 1);
       const onClose = (evt: StreamCloseEvent) => {
         pending.delete(maConn);
-        report(maConn.remoteAddr, evt);
+        done(ip);
+        report(maConn.remoteAddr, evt.error);
       };
       pending.set(maConn, onClose);
       maConn.addEventListener('close', onClose, { once: true });

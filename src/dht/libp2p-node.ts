@@ -161,7 +161,7 @@ function libp2pOptions(opts: MeshNodeOptions, inbound: InboundFailureLog): Libp2
     // stream per ping), and yamux's own keep-alive (every 30 s, never acted upon) would only add to it.
     streamMuxers: [yamux({ enableKeepAlive: false })],
     connectionMonitor: { enabled: false },
-    connectionGater: inbound.gater, // denies nothing: logs inbound connections that fail their handshake
+    connectionGater: inbound.gater, // logs inbound connections that fail their handshake; caps those under way per address
     connectionManager: {
       // Defaults (5 inbound connections per second per IP, 10 pending) refuse a fleet behind one NAT, a
       // loopback test mesh, or everyone redialing a restarted bootstrap peer at once.
