@@ -29,6 +29,12 @@ describe('planEviction', () => {
     expect(freed).toBe(130);
   });
 
+  it('leaves an image whose every blob stays whatever goes: removing it would free nothing', () => {
+    const candidates = [image('all-kept', 100, 3, ['base']), image('frees', 200, 3, ['a', 'base'])];
+    const { evict } = planEviction({ candidates, sizes: blobSizes, kept: new Set(['base']), excess: 5000, minCopies: 2 });
+    expect(evict.map((p) => p.candidate.key)).toEqual(['frees']);
+  });
+
   it('plans nothing when nothing is in excess', () => {
     expect(planEviction({ candidates: [image('x', 1, 3, ['a'])], sizes: blobSizes, kept: new Set(), excess: 0, minCopies: 2 }).evict).toEqual([]);
   });

@@ -70,9 +70,11 @@ export interface Planned {
  * candidate referencing it has gone and no kept image references it.
  */
 export function planEviction({ candidates, sizes, kept, excess, minCopies }: PlanInput): { evict: Planned[]; freed: number } {
+  // One whose every blob stays would go for nothing (say, with a filesystem filled by something else).
+  const frees = candidates.filter((c) => c.blobs.some((d) => !kept.has(d) && sizes.has(d)));
   const users = new Map<string, number>();
-  for (const c of candidates) for (const d of new Set(c.blobs)) users.set(d, (users.get(d) ?? 0) + 1);
-  const order = [...candidates].sort((a, b) => Number(a.copies < minCopies) - Number(b.copies < minCopies) || a.lastUse - b.lastUse);
+  for (const c of frees) for (const d of new Set(c.blobs)) users.set(d, (users.get(d) ?? 0) + 1);
+  const order = [...frees].sort((a, b) => Number(a.copies < minCopies) - Number(b.copies < minCopies) || a.lastUse - b.lastUse);
   const evict: Planned[] = [];
   let freed = 0;
   for (const candidate of order) {

@@ -101,6 +101,38 @@ describe('Evictor on a memory store', () => {
     expect(await store.stat(old.target.digest)).toBeDefined();
   });
 
+  it('keeps the blobs an image pushed while it looked up other holders uses (its client found them here and sent none)', async () => {
+    const old = (await store.images.get('old:1'))!;
+    const { stream } = await store.open(old.target.digest);
+    const manifest = JSON.parse(Buffer.concat(await stream.toArray()).toString('utf8')) as { config: unknown; layers: { digest: string }[] };
+    const layer = manifest.layers[0].digest;
+    let lookedUp!: () => void;
+    const lookups = new Promise<void>((resolve) => (lookedUp = resolve));
+    let gate!: () => void;
+    const opened = new Promise<void>((resolve) => (gate = resolve));
+    const router = deps.router;
+    const gated = new Evictor({
+      ...deps,
+      router: Object.assign(Object.create(router) as typeof router, {
+        async *findProviders(key: string, signal?: AbortSignal) {
+          lookedUp();
+          await opened;
+          yield* router.findProviders(key, signal);
+        },
+      }),
+    });
+    const pruning = gated.prune();
+    await lookups;
+    // A push of app:2, whose only layer is old:1's: skopeo found it here, so only the manifest came.
+    const body = Buffer.from(JSON.stringify({ ...manifest, annotations: { pushed: 'later' } }));
+    const pushed = await put(store, body);
+    await store.images.put(record('app:2', { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: pushed.digest, size: body.length }, { [ORIGIN_LABEL]: 'pushed' }));
+    gate();
+    const report = await pruning;
+    expect(report.evicted.map((e) => e.image)).toContain('old:1');
+    expect(await store.stat(layer), "old:1's layer, which app:2 uses").toBeDefined();
+  });
+
   it('does nothing on a check below the high mark', async () => {
     const roomy = new Evictor({ ...deps, watermarks: { high: { bytes: 1 << 30 }, low: { bytes: 1 << 29 } } });
     expect(await roomy.check()).toEqual({ evicted: [], freed: 0 });

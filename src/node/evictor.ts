@@ -158,7 +158,7 @@ export class Evictor {
     if (excess <= 0) return { evicted: [], freed: 0 };
     const { candidates, kept } = this.#candidates(held);
     await this.#countCopies(candidates);
-    const plan = planEviction({ candidates, sizes: held.sizes, kept, excess, minCopies: this.deps.minCopies });
+    const plan = planEviction({ candidates: this.#unchanged(candidates, kept, await survey(this.deps.store)), sizes: held.sizes, kept, excess, minCopies: this.deps.minCopies });
     const evicted: EvictedEntry[] = [];
     for (const p of plan.evict) {
       const entry = await this.#evict(p, reason);
@@ -200,6 +200,21 @@ export class Evictor {
       candidates.push({ key: digest, digest, kind: 'cache', lastUse, copies: 0, blobs: [digest] });
     }
     return { candidates, kept };
+  }
+
+  /**
+   * The candidates still as they were surveyed, after the lookups (seconds): an image pushed meanwhile may use
+   * a candidate's blobs (its client found them here and did not send them), so its blobs join `kept`, as do
+   * those of an image that changed or is now in use, which is no longer a candidate.
+   */
+  #unchanged(candidates: Candidate[], kept: Set<string>, now: Survey): Candidate[] {
+    const planned = new Map(candidates.filter((c) => c.kind === 'image').map((c) => [c.key, c.digest]));
+    const still = new Set<string>();
+    for (const i of now.images) {
+      if (!i.pinned && planned.get(i.record.name) === i.record.target.digest) still.add(i.record.name);
+      else for (const d of i.blobs) kept.add(d);
+    }
+    return candidates.filter((c) => c.kind === 'cache' || still.has(c.key));
   }
 
   /** How many other nodes announce each candidate (tags by name, cached blobs by digest). */
