@@ -183,7 +183,10 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     // Each listing of the store forgets the last use of what left it, however it left (with or without watermarks).
     mesh.holdings.onListed((held) => disk.uses.retain(held));
     mesh.router.onEvent((event) => {
-      if (event.type === 'image-removed') return disk.onRemoval(event);
+      if (event.type === 'image-removed') {
+        follower.forget(event.image);
+        return disk.onRemoval(event);
+      }
       events.record({ kind: 'pushed', image: event.image, digest: event.digest, node: nameOf(event.node) });
       follower.onEvent(event);
     });

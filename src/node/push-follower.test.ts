@@ -22,6 +22,7 @@ function follower(policy: string, store = new MemoryStore(), self = 'self', peer
   const pushes = new NewestPushes(self);
   const replicator = {
     copying: () => undefined,
+    cancel: vi.fn(),
     replicate: vi.fn(async (_image: string, d: string, from: string, { push, order }: ReplicateOptions) => {
       if (fails(d)) throw new Error('containerd is not answering');
       copies.push({ digest: d, from, push, order });
@@ -67,6 +68,17 @@ describe('push follower', () => {
     expect(held.replicator.replicate).toHaveBeenCalledTimes(1);
     f.stop();
     held.f.stop();
+  });
+
+  test('a copy that failed is not tried again once its image was removed from the mesh', async () => {
+    const { f, settle, replicator } = follower('all', new MemoryStore(), 'self', [], () => true);
+    f.onEvent(event(100, 'a', digest('a')));
+    await settle();
+    f.forget(NAME);
+    await settle(150);
+    expect(replicator.replicate).toHaveBeenCalledTimes(1);
+    expect(replicator.cancel).toHaveBeenCalledWith(NAME);
+    f.stop();
   });
 
   test('copies the newer of two pushes of a name, and ignores the older arriving after it', async () => {

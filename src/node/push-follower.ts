@@ -27,7 +27,7 @@ export type TakersOf = (image: string, pushedTo: string, replicate?: string) => 
 export interface PushFollowerDeps {
   store: Store;
   pushes: NewestPushes;
-  replicator: Pick<Replicator, 'replicate' | 'copying'>;
+  replicator: Pick<Replicator, 'replicate' | 'copying' | 'cancel'>;
   /** This node's id, and the members it is connected to with what they told of themselves. */
   membership: Pick<Membership, 'self' | 'peers'>;
   policy: ReplicationPolicy;
@@ -53,6 +53,13 @@ export class PushFollower {
       return;
     }
     void this.#follow(event, 0);
+  }
+
+  /** The image was removed from the mesh (rm --mesh): its copy under way, or its next try, would bring it back. */
+  forget(image: string): void {
+    clearTimeout(this.#retries.get(image));
+    this.#retries.delete(image);
+    this.deps.replicator.cancel(image);
   }
 
   /** Stops the retries. */

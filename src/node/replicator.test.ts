@@ -121,6 +121,18 @@ describe('replicator', () => {
     }
   });
 
+  test('an image removed from the mesh while it is copied here is not named when its copy ends', async () => {
+    const origin = new MemoryStore();
+    const img = await pushedImage(origin, [300 << 10]);
+    const { store, replicator } = taker(img.blobs, { fetchMs: 50 });
+    const copy = replicator.replicate('docker.io/library/gone:1', img.manifest.digest, ORIGIN, { push, order: [SELF] });
+    await new Promise((r) => setTimeout(r, 20));
+    replicator.cancel('docker.io/library/gone:1');
+    expect(replicator.copying('docker.io/library/gone:1')).toBeUndefined();
+    await copy;
+    expect(await store.images.get('docker.io/library/gone:1')).toBeUndefined();
+  });
+
   test('takes the small blobs from the push gossip and fetches only the layers', async () => {
     const origin = new MemoryStore();
     const img = await pushedImage(origin, [300 << 10, 1000]);

@@ -154,6 +154,11 @@ export class Replicator {
     }
   }
 
+  /** The image was removed from the mesh (rm --mesh): a copy of it under way ends without naming it. */
+  cancel(image: string): void {
+    if (this.#active.delete(image)) this.deps.log.info({ image }, 'copy cancelled: the image was removed from the mesh');
+  }
+
   /** Names and digests of what is being copied here now: eviction leaves them alone. */
   inFlight(): Set<string> {
     return new Set([...this.#active].flatMap(([image, { digest, blobs }]) => [image, digest, ...blobs.map((b) => b.digest)]));
