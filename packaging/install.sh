@@ -10,12 +10,25 @@ if [ "$(id -u)" != 0 ]; then
 fi
 upgrade=
 [ -e "$root/usr/lib/layermesh" ] && upgrade=yes
-# Whole, so that files of the previous version do not linger among the new.
-rm -rf "$root/usr/lib/layermesh"
 mkdir -p "$root/usr/lib" "$root/usr/bin" "$root/lib/systemd/system"
-cp -a usr/lib/layermesh "$root/usr/lib/"
-cp -a usr/bin/meshd usr/bin/meshctl usr/bin/pussh "$root/usr/bin/"
-cp -a lib/systemd/system/meshd.service "$root/lib/systemd/system/"
+# The new tree is copied beside the old one and swapped in, so that a copy that fails (a full disk) leaves the old
+# install whole, and no file of the old version lingers among the new. Copied, not preserved: whoever unpacked the
+# tarball owns its files, and code systemd runs as root must be root's, writable by nobody else.
+new="$root/usr/lib/.layermesh.new.$$"
+old="$root/usr/lib/.layermesh.old.$$"
+trap 'rm -rf "$new"' EXIT
+cp -R usr/lib/layermesh "$new"
+chmod -R go-w "$new"
+[ -e "$root/usr/lib/layermesh" ] && mv "$root/usr/lib/layermesh" "$old"
+mv "$new" "$root/usr/lib/layermesh"
+rm -rf "$old"
+# Each file replaced whole by a rename: a running meshd, or a failed copy, never meets half a file.
+place() {
+  install -o root -g root -m "$3" "$1" "$2.new.$$"
+  mv -f "$2.new.$$" "$2"
+}
+for command in meshd meshctl pussh; do place "usr/bin/$command" "$root/usr/bin/$command" 0755; done
+place lib/systemd/system/meshd.service "$root/lib/systemd/system/meshd.service" 0644
 [ -e "$root/etc/layermesh/meshd.yaml" ] || install -D -m 0644 etc/layermesh/meshd.yaml "$root/etc/layermesh/meshd.yaml"
 DPKG_ROOT="$root" sh ./postinst configure ${upgrade:+installed}
 echo "installed: $root/usr/bin/meshd ($(cat usr/lib/layermesh/VERSION))"

@@ -5,7 +5,7 @@
 // them. The tarball's install.sh installs the same tree. Heavy: run under flock /tmp/lm-heavy.lock.
 import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { appendFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { appendFile, chmod, chown, mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -114,16 +114,28 @@ describe('the offline package', () => {
     expect(existsSync(join(root, 'etc/layermesh/meshd.yaml'))).toBe(false);
 
     // The tarball: the same tree, installed by its install.sh with no dpkg; a second run keeps the configuration.
+    // Unpacked by an unprivileged user, as a tarball often is: what it installs is root's all the same.
     const unpacked = join(work, 'tar');
     await mkdir(unpacked);
-    await run('tar', ['-C', unpacked, '-xzf', second.tarball]);
+    await chown(unpacked, 65534, 65534);
+    await chmod(work, 0o755); // mkdtemp's 0700 would keep the user out
+    await run('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', 'tar', '-C', unpacked, '-xzf', second.tarball]);
     const tarRoot = await freshRoot(join(work, 'tar-root'));
-    const installer = join(unpacked, `layermesh_${VERSION}+1_${info.match(/^Architecture: (\S+)$/m)![1]}`, 'install.sh');
+    const tree = join(unpacked, `layermesh_${VERSION}+1_${info.match(/^Architecture: (\S+)$/m)![1]}`);
+    const installer = join(tree, 'install.sh');
     const install = () => run('env', [`DPKG_ROOT=${tarRoot}`, installer]);
     expect(await install()).toContain(`(${VERSION}+1)`);
+    const installed = ['usr/lib/layermesh', 'usr/bin/meshd', 'usr/bin/meshctl', 'usr/bin/pussh', 'lib/systemd/system/meshd.service'].map((p) => join(tarRoot, p));
+    expect(await run('find', [...installed, '(', '!', '-user', 'root', '-o', '-perm', '/022', ')', '!', '-type', 'l']), 'files not root\'s, or writable by others').toBe('');
     await appendFile(join(tarRoot, 'etc/layermesh/meshd.yaml'), '# changed by the admin\n');
+    // A copy that fails leaves the installed version whole.
+    await rename(join(tree, 'usr/lib/layermesh'), join(tree, 'usr/lib/gone'));
+    await expect(install()).rejects.toThrow();
+    expect((await readFile(join(tarRoot, 'usr/lib/layermesh/VERSION'), 'utf8')).trim()).toBe(`${VERSION}+1`);
+    await rename(join(tree, 'usr/lib/gone'), join(tree, 'usr/lib/layermesh'));
     await install();
     expect(await readFile(join(tarRoot, 'etc/layermesh/meshd.yaml'), 'utf8')).toContain('# changed by the admin');
+    expect(await run('find', [join(tarRoot, 'usr/lib'), '-maxdepth', '1', '-name', '.layermesh*']), 'nothing left beside the install').toBe('');
     expect(await readFile(join(tarRoot, 'etc/group'), 'utf8')).toMatch(/^layermesh:x:\d+:$/m);
     await withMeshd(tarRoot, async (host) => {
       const limits = await inNs(['env', '-i', `PATH=${join(work, 'no-node')}`, join(tarRoot, 'usr/bin/meshctl'), '--node', `http://${host}`, '--json', 'limit']);
