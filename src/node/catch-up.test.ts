@@ -4,6 +4,7 @@ import type { Inventory } from '../dht/membership.js';
 import type { MeshEvent } from '../dht/router.js';
 import { catchUpOnJoin } from './catch-up.js';
 import { NewestPushes } from './newest-pushes.js';
+import { RetryTimers } from './retries.js';
 
 const digest = (n: number) => `sha256:${String(n).repeat(64).slice(0, 64)}`;
 const log = pino({ level: 'silent' });
@@ -17,7 +18,7 @@ async function joining(images: Inventory['images'], pushes: NewestPushes): Promi
     onMember: (handler: (id: string) => void) => void (member = handler),
     inventoryOf: async (id: string) => (asked.push(id), { name: id, keys: 0, images }),
   };
-  catchUpOnJoin(membership, pushes, (event) => followed.push(event), log);
+  catchUpOnJoin(membership, pushes, (event) => followed.push(event), log, new RetryTimers());
   member!('m1');
   await expect.poll(() => asked).toEqual(['m1']);
   await new Promise((r) => setTimeout(r, 10));
@@ -34,15 +35,24 @@ describe('catching up on pushes missed', () => {
       // Busy twice (inventoryOf gives undefined on a failure), then its inventory.
       inventoryOf: async (id: string) => (++asked <= 2 ? undefined : { name: id, keys: 0, images: [{ name: 'missed:1', digest: digest(1), push: { clock: 7, node: id } }] }),
     };
-    catchUpOnJoin(membership, new NewestPushes('self'), (event) => followed.push(event), log, [10, 20]);
+    catchUpOnJoin(membership, new NewestPushes('self'), (event) => followed.push(event), log, new RetryTimers(), [10, 20]);
     member!('m1');
     await expect.poll(() => followed.map((e) => e.image)).toEqual(['missed:1']);
     expect(asked).toBe(3);
 
     let failures = 0;
-    catchUpOnJoin({ onMember: (handler) => handler('m2'), inventoryOf: async () => void failures++ }, new NewestPushes('self'), () => undefined, log, [10, 20]);
+    catchUpOnJoin({ onMember: (handler) => handler('m2'), inventoryOf: async () => void failures++ }, new NewestPushes('self'), () => undefined, log, new RetryTimers(), [10, 20]);
     await new Promise((r) => setTimeout(r, 150));
     expect(failures).toBe(3); // the first ask and two more
+
+    // Once the daemon stopped, nobody is asked again.
+    const retries = new RetryTimers();
+    let asks = 0;
+    catchUpOnJoin({ onMember: (handler) => handler('m3'), inventoryOf: async () => void asks++ }, new NewestPushes('self'), () => undefined, log, retries, [10, 20]);
+    await expect.poll(() => asks).toBe(1);
+    retries.stop();
+    await new Promise((r) => setTimeout(r, 100));
+    expect(asks).toBe(1);
   });
 
   it("follows the pushes to a member that connects which this node does not know, with each push's own policy", async () => {

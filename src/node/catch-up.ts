@@ -8,11 +8,11 @@ import type { Membership } from '../dht/membership.js';
 import type { MeshEvent } from '../dht/router.js';
 import { comparePushes } from '../oci/tag-push.js';
 import type { NewestPushes } from './newest-pushes.js';
-import { RETRY_AFTER_MS } from './retries.js';
+import { RETRY_AFTER_MS, type RetryTimers } from './retries.js';
 
 export function catchUpOnJoin(
   membership: Pick<Membership, 'onMember' | 'inventoryOf'>, pushes: Pick<NewestPushes, 'get'>, follow: (event: MeshEvent) => void, log: Logger,
-  askAgainMs = RETRY_AFTER_MS,
+  retries: RetryTimers, askAgainMs = RETRY_AFTER_MS,
 ): void {
   const catchUp = (id: string, attempt = 0) =>
     void missedPushes(id, attempt).catch((err: Error) => log.warn({ peer: id, err: err.message }, 'could not catch up on pushes'));
@@ -22,7 +22,7 @@ export function catchUpOnJoin(
     const inventory = await membership.inventoryOf(id);
     if (inventory === undefined) {
       // Its connection stays: nothing else would ask it again, a few times (inventoryOf logged why).
-      if (attempt < askAgainMs.length) setTimeout(() => catchUp(id, attempt + 1), askAgainMs[attempt]).unref();
+      if (attempt < askAgainMs.length) retries.after(askAgainMs[attempt], () => catchUp(id, attempt + 1));
       return;
     }
     const missed: MeshEvent[] = inventory.images.flatMap(({ name, digest, push, replicate }) =>

@@ -34,6 +34,7 @@ import { pushGossip } from './push-event.js';
 import { NewestPushes } from './newest-pushes.js';
 import { PushFollower } from './push-follower.js';
 import { catchUpOnJoin } from './catch-up.js';
+import { RetryTimers } from './retries.js';
 import { Replicator } from './replicator.js';
 import { startDisk } from './disk.js';
 import { registerDiskApi } from './disk-api.js';
@@ -192,7 +193,9 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     });
     // Members see the replicator's progress in this node's inventory.
     await mesh.serveInventory(() => replicator.progress(), () => disk.evictor.totals());
-    catchUpOnJoin(mesh.membership, pushes, (event) => follower.onEvent(event), log.child({ component: 'replicator' }));
+    const catchUpRetries = new RetryTimers();
+    closers.push(async () => catchUpRetries.stop());
+    catchUpOnJoin(mesh.membership, pushes, (event) => follower.onEvent(event), log.child({ component: 'replicator' }), catchUpRetries);
     const uploads = new UploadSessions(store, {
       maxBlobBytes: config.maxUploadSize, idleTimeoutMs: config.uploadTimeoutMs,
       maxSessions: config.maxUploads, maxSessionsPerClient: config.maxUploadsPerClient,

@@ -10,6 +10,7 @@ import type { EventLog } from './event-log.js';
 import { Evictor } from './evictor.js';
 import type { Holdings } from './holdings.js';
 import { meshRemoval } from './mesh-removal.js';
+import { RetryTimers } from './retries.js';
 import type { NewestPushes } from './newest-pushes.js';
 import { UseLog } from './use-log.js';
 
@@ -58,12 +59,14 @@ export async function startDisk(config: Config, deps: DiskDeps): Promise<Disk> {
     removed: () => deps.holdings.reconcile(),
   });
   evictor.start();
-  const removal = meshRemoval({ evictor, policy: config.replicate, self: { name: config.nodeName, labels: config.labels }, pushes: deps.pushes, nameOf: deps.nameOf, log });
+  const retries = new RetryTimers();
+  const removal = meshRemoval({ evictor, policy: config.replicate, self: { name: config.nodeName, labels: config.labels }, pushes: deps.pushes, nameOf: deps.nameOf, log, retries });
   return {
     evictor,
     uses,
     onRemoval: removal,
     close: async () => {
+      retries.stop();
       evictor.stop();
       await uses.close();
     },

@@ -2,25 +2,36 @@ import { pino } from 'pino';
 import { describe, expect, it, vi } from 'vitest';
 import { meshRemoval } from './mesh-removal.js';
 import { NewestPushes } from './newest-pushes.js';
+import { RetryTimers } from './retries.js';
 import { parseReplicationPolicy } from '../oci/replication-policy.js';
 
 const NAME = 'docker.io/library/app:1';
 const digest = (c: string) => `sha256:${c.repeat(64)}`;
 
 /** rm --mesh on a node whose store fails the first `failures` removals. */
-function removing(failures: number, pushes = new NewestPushes('self')) {
+function removing(failures: number, pushes = new NewestPushes('self'), retries = new RetryTimers()) {
   const remove = vi.fn(async () => {
     if (failures-- > 0) throw new Error('containerd is not answering');
     return { evicted: [], freed: 0 };
   });
   const removal = meshRemoval({
     evictor: { remove }, policy: parseReplicationPolicy('all'), self: { name: 'self', labels: {} }, pushes,
-    nameOf: (id) => id, log: pino({ level: 'silent' }), retryAfterMs: [20, 40],
+    nameOf: (id) => id, log: pino({ level: 'silent' }), retries, retryAfterMs: [20, 40],
   });
   return { removal, remove, pushes };
 }
 
 describe('rm --mesh on a member', () => {
+  it('is not tried again once the daemon stopped', async () => {
+    const retries = new RetryTimers();
+    const failing = removing(Infinity, new NewestPushes('self'), retries);
+    failing.removal({ type: 'image-removed', image: NAME, node: 'asker' });
+    await expect.poll(() => failing.remove.mock.calls.length).toBe(1);
+    retries.stop();
+    await new Promise((r) => setTimeout(r, 100));
+    expect(failing.remove).toHaveBeenCalledTimes(1);
+  });
+
   it('is tried again when the store failed it, a few times at most', async () => {
     const twice = removing(2);
     twice.removal({ type: 'image-removed', image: NAME, node: 'asker' });

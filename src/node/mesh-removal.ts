@@ -7,7 +7,7 @@ import type { RemoveEvent } from '../dht/router.js';
 import type { Evictor } from './evictor.js';
 import type { KnownPush, NewestPushes } from './newest-pushes.js';
 import type { NodeIdentity, ReplicationPolicy } from '../oci/replication-policy.js';
-import { RETRY_AFTER_MS } from './retries.js';
+import { RETRY_AFTER_MS, type RetryTimers } from './retries.js';
 
 export interface MeshRemovalDeps {
   evictor: Pick<Evictor, 'remove'>;
@@ -18,12 +18,14 @@ export interface MeshRemovalDeps {
   /** A member's name, for logs. */
   nameOf(id: string): string;
   log: Logger;
+  /** Where the retries wait: stopped with the daemon. */
+  retries: RetryTimers;
   /** Waits before the retries of a failed removal; default RETRY_AFTER_MS. */
   retryAfterMs?: number[];
 }
 
 export function meshRemoval(deps: MeshRemovalDeps): (event: RemoveEvent) => void {
-  const { evictor, policy, self, pushes, nameOf, log, retryAfterMs = RETRY_AFTER_MS } = deps;
+  const { evictor, policy, self, pushes, nameOf, log, retries, retryAfterMs = RETRY_AFTER_MS } = deps;
   const attempt = async (image: string, asker: string, pushed: KnownPush | undefined, tries: number): Promise<void> => {
     if (tries > 0 && pushes.get(image) !== pushed) return log.info({ image, from: asker }, 'rm --mesh not tried again: the name was pushed since');
     try {
@@ -35,7 +37,7 @@ export function meshRemoval(deps: MeshRemovalDeps): (event: RemoveEvent) => void
     } catch (err) {
       const wait = retryAfterMs[tries];
       log.error({ image, from: asker, err: (err as Error).message, ...(wait !== undefined && { retryInSeconds: wait / 1000 }) }, 'rm --mesh failed on this node');
-      if (wait !== undefined) setTimeout(() => void attempt(image, asker, pushed, tries + 1), wait).unref();
+      if (wait !== undefined) retries.after(wait, () => void attempt(image, asker, pushed, tries + 1));
     }
   };
   return ({ image, node }) => void attempt(image, nameOf(node), pushes.get(image), 0);

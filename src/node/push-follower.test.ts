@@ -70,6 +70,15 @@ describe('push follower', () => {
     held.f.stop();
   });
 
+  test('a copy that fails as the daemon stops is not tried again, and no push is followed after', async () => {
+    const { f, settle, replicator } = follower('all', new MemoryStore(), 'self', [], () => true);
+    f.onEvent(event(100, 'a', digest('a')));
+    f.stop();
+    f.onEvent(event(200, 'b', digest('b')));
+    await settle(150);
+    expect(replicator.replicate).toHaveBeenCalledTimes(1);
+  });
+
   test('a copy that failed is not tried again once its image was removed from the mesh', async () => {
     const { f, settle, replicator } = follower('all', new MemoryStore(), 'self', [], () => true);
     f.onEvent(event(100, 'a', digest('a')));

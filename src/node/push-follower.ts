@@ -41,6 +41,7 @@ export interface PushFollowerDeps {
 export class PushFollower {
   /** By image name: a copy's next try, which a newer push of the name makes moot. */
   readonly #retries = new Map<string, NodeJS.Timeout>();
+  #stopped = false;
 
   constructor(private readonly deps: PushFollowerDeps) {}
 
@@ -48,6 +49,7 @@ export class PushFollower {
   onEvent(event: MeshEvent): void {
     const { log, pushes } = this.deps;
     const { image, digest, clock, node } = event;
+    if (this.#stopped) return;
     if (!pushes.observe(image, { clock, node, digest })) {
       log.info({ image, digest, clock, node, newest: pushes.get(image) }, 'ignoring a push older than the newest known of its name');
       return;
@@ -62,8 +64,9 @@ export class PushFollower {
     this.deps.replicator.cancel(image);
   }
 
-  /** Stops the retries. */
+  /** Stops the retries, and following pushes: a copy failing from now on is not tried again. */
   stop(): void {
+    this.#stopped = true;
     this.#retries.forEach(clearTimeout);
     this.#retries.clear();
   }
@@ -74,6 +77,7 @@ export class PushFollower {
     try {
       if (attempt === 0 || (await this.#stillWanted(event))) await this.#copy(event);
     } catch (err) {
+      if (this.#stopped) return;
       if (!this.deps.pushes.isNewest(image, event)) {
         this.deps.log.info({ image, digest, err: (err as Error).message }, 'replication of a push no longer the newest of its name failed; not tried again');
         return;
