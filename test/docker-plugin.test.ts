@@ -10,6 +10,7 @@ import { startMeshd, type Meshd } from './helpers/meshd.js';
 import { buildImage, withChangedLayer, type BuiltImage } from './helpers/oci-image.js';
 import { outcomeOf, skopeo, type Outcome } from './helpers/run.js';
 import { startSshd, type Sshd } from './helpers/sshd.js';
+import { startAll } from './helpers/start-all.js';
 
 const PUSSH = new URL('../dist/src/cli/pussh.js', import.meta.url).pathname;
 const KiB = 1024;
@@ -46,7 +47,7 @@ async function load(built: BuiltImage, name: string): Promise<void> {
 }
 
 beforeAll(async () => {
-  [dockerd, sshd, meshd] = await Promise.all([startDockerd(), startSshd(), startMeshd(['--store', 'fs'])]);
+  await startAll([startDockerd().then((d) => (dockerd = d)), startSshd().then((s) => (sshd = s)), startMeshd(['--store', 'fs']).then((m) => (meshd = m))]);
   const work = mkdtempSync(join(tmpdir(), 'docker-plugin-'));
   dirs.push(work);
   image = buildImage({ layerSizes: [256 * KiB, 128 * KiB, 64 * KiB], tag: '1', dir: join(work, 'one') });
@@ -55,7 +56,7 @@ beforeAll(async () => {
   config = join(work, 'docker-config');
   mkdirSync(join(config, 'cli-plugins'), { recursive: true });
   symlinkSync(PUSSH, join(config, 'cli-plugins', 'docker-pussh'));
-  const created = await docker(['--config', config, 'context', 'create', 'lmtest', '--docker', `host=${dockerd.host}`]);
+  const created = await docker(['--config', config, 'context', 'create', 'lmtest', '--docker', `host=${dockerd!.host}`]);
   expect(created.code, created.stderr).toBe(0);
 });
 

@@ -4,6 +4,7 @@ import type {} from 'vitest';
 import type { TestProject } from 'vitest/node';
 import { ensurePackages } from './helpers/apt.js';
 import { startContainerd } from './helpers/containerd.js';
+import { removeLeftoverRuns } from './fleet/cleanup.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -18,5 +19,11 @@ export default async function setup(project: TestProject): Promise<() => Promise
   const containerd = await startContainerd();
   project.provide('containerdSocket', containerd.socket);
   project.provide('containerdRoot', containerd.root);
-  return () => containerd.stop();
+  return async () => {
+    // A fleet whose test file timed out while it came up goes on coming up in the background (a hook that times
+    // out is not stopped): once the workers are gone, whatever fleet they left is removed.
+    const removed = await removeLeftoverRuns();
+    if (removed.length) console.error(`removed fleets left running by test files: ${removed.join(', ')}`);
+    await containerd.stop();
+  };
 }

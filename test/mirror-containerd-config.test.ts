@@ -15,6 +15,7 @@ import { criPull } from './helpers/cri.js';
 import { startMeshd, type Meshd } from './helpers/meshd.js';
 import { buildImage, type BuiltImage } from './helpers/oci-image.js';
 import { skopeo } from './helpers/run.js';
+import { startAll } from './helpers/start-all.js';
 
 const exec = promisify(execFile);
 let containerd: TestContainerd | undefined;
@@ -49,9 +50,9 @@ const restart: Restarter = async () => {
 
 beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), 'lm-zero-touch-'));
-  [containerd, meshd] = await Promise.all([startContainerd({ cri: true }), startMeshd(['--store', 'fs'])]);
+  await startAll([startContainerd({ cri: true }).then((c) => (containerd = c)), startMeshd(['--store', 'fs']).then((m) => (meshd = m))]);
   image = buildImage({ layerSizes: [64 * 1024, 128 * 1024], tag: '1', dir: join(work, 'image') });
-  await skopeo(['copy', `oci:${image.dir}:1`, `docker://${meshd.host}/app:1`, '--dest-tls-verify=false']);
+  await skopeo(['copy', `oci:${image.dir}:1`, `docker://${meshd!.host}/app:1`, '--dest-tls-verify=false']);
 });
 afterAll(async () => {
   await Promise.allSettled([containerd?.stop(), meshd?.stop()]);

@@ -8,6 +8,7 @@ import { startMeshd, type Meshd } from './helpers/meshd.js';
 import { buildImage, type BuiltImage } from './helpers/oci-image.js';
 import { startSshd, type Sshd } from './helpers/sshd.js';
 import { waitFor } from './helpers/wait.js';
+import { startAll } from './helpers/start-all.js';
 
 const PUSSH = new URL('../dist/src/cli/pussh.js', import.meta.url).pathname;
 const HIDE_CURSOR = '\x1b[?25l';
@@ -20,7 +21,7 @@ let image: BuiltImage | undefined;
 
 beforeAll(async () => {
   image = buildImage({ layerSizes: [8 << 20], tag: '1' });
-  [sshd, remote] = await Promise.all([startSshd(), startMeshd(['--store', 'fs'])]);
+  await startAll([startSshd().then((s) => (sshd = s)), startMeshd(['--store', 'fs']).then((m) => (remote = m))]);
 });
 
 afterAll(async () => {

@@ -17,6 +17,7 @@ import { waitFor } from './helpers/wait.js';
 import { Fleet } from './fleet/index.js';
 import { isAlive } from './helpers/procfs.js';
 import { makeLocalUsers, type LocalUsers } from './helpers/local-users.js';
+import { startAll } from './helpers/start-all.js';
 
 const PUSSH = new URL('../dist/src/cli/pussh.js', import.meta.url).pathname;
 const KiB = 1024;
@@ -67,13 +68,13 @@ beforeAll(async () => {
   image = buildImage({ layerSizes: [256 * KiB, 512 * KiB, 128 * KiB], tag: '1' });
   dirs.push(image.dir);
   users = await makeLocalUsers();
-  [sshd, remote] = await Promise.all([
-    startSshd(),
-    startMeshd(['--store', 'containerd', '--containerd-socket', socket, '--containerd-namespace', remoteNs, '--write-group', users.group]),
+  await startAll([
+    startSshd().then((s) => (sshd = s)),
+    startMeshd(['--store', 'containerd', '--containerd-socket', socket, '--containerd-namespace', remoteNs, '--write-group', users.group]).then((m) => (remote = m)),
   ]);
   // sshd reads the authorized keys as the user logging in.
-  chmodSync(sshd.keys.dir, 0o755);
-  chmodSync(sshd.keys.authorizedKeys, 0o644);
+  chmodSync(sshd!.keys.dir, 0o755);
+  chmodSync(sshd!.keys.authorizedKeys, 0o644);
   await importLayout(image, { scratchDir: tmpdir(), ctr: (args) => ctr(socket, ['-n', localNs, ...args]) });
 });
 
