@@ -137,6 +137,9 @@ export interface DiskUsage {
 /** df's bytes per category, as members tell them in their inventories (for the status page). */
 export type DiskTotals = Pick<DiskUsage, 'total' | 'pinned' | 'pushed' | 'pulled' | 'replicated' | 'cache'>;
 
+/** GET /_mesh/v1/df?totals: the totals (a few seconds old at most) and the filesystem, without the per-image list. */
+export type DiskSummary = DiskTotals & Pick<DiskUsage, 'filesystem'>;
+
 /** Something eviction, prune or rm removed from a node. */
 export interface EvictedEntry {
   /** Image name, or the digest of a cached blob. */

@@ -3,7 +3,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { Router } from '../dht/router.js';
-import type { DiskUsage, EvictionReport } from '../api/admin-types.js';
+import type { DiskSummary, DiskUsage, EvictionReport } from '../api/admin-types.js';
 import { digestImageName, parseImageName, repositoryKey, tagImageName } from '../oci/names.js';
 import { RegistryError } from '../registry/errors.js';
 import { EvictionSetupError, type Evictor } from './evictor.js';
@@ -22,7 +22,8 @@ export function storeImageName(reference: string): string {
 }
 
 export function registerDiskApi(app: FastifyInstance, { evictor, router, log }: DiskApiDeps): void {
-  app.get('/_mesh/v1/df', async (): Promise<DiskUsage> => evictor.usage());
+  app.get('/_mesh/v1/df', async (req): Promise<DiskUsage | DiskSummary> =>
+    ((req.query as { totals?: string }).totals === undefined ? evictor.usage() : evictor.summary()));
 
   app.post('/_mesh/v1/prune', async (): Promise<EvictionReport> => {
     try {

@@ -76,6 +76,19 @@ describe('Evictor on a memory store', () => {
     expect(events.since(0).map((e) => [e.kind, e.image, e.detail])).toContainEqual(['evicted', 'old:1', 'prune']);
   });
 
+  it("gives df's totals to a page polling every second from one survey every few seconds, not one each", async () => {
+    const list = store.images.list.bind(store.images);
+    let surveys = 0;
+    store.images.list = async () => (surveys++, list());
+    const full = await evictor.usage();
+    surveys = 0;
+    const first = await evictor.summary();
+    const second = await evictor.summary();
+    expect(surveys).toBe(1);
+    expect(second).toEqual(first);
+    expect(first).toEqual({ total: full.total, pinned: full.pinned, pushed: full.pushed, pulled: full.pulled, replicated: full.replicated, cache: full.cache });
+  });
+
   it('adds up df categories, each blob once', async () => {
     const df = await evictor.usage();
     expect(df.pinned + df.pushed + df.pulled + df.replicated + df.cache).toBe(df.total);

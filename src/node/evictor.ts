@@ -5,7 +5,7 @@
 import type { Logger } from 'pino';
 import type { Router } from '../dht/router.js';
 import type { Store } from '../store/store.js';
-import type { DiskTotals, DiskUsage, EvictedEntry, EvictionReport } from '../api/admin-types.js';
+import type { DiskSummary, DiskTotals, DiskUsage, EvictedEntry, EvictionReport } from '../api/admin-types.js';
 import { categorize, categoryOf, filesystemOf, survey, type HeldImage, type Survey } from './disk-usage.js';
 import { planEviction, type Candidate, type Planned, type Watermark } from './eviction.js';
 import type { EventLog } from './event-log.js';
@@ -98,6 +98,14 @@ export class Evictor {
         lastUse: new Date(this.deps.uses.lastUse([i.record.name, i.record.target.digest], now)).toISOString(),
       })),
     };
+  }
+
+  /** df without its per-image list, cheap enough for a page that polls: the totals as totals() has them. */
+  async summary(): Promise<DiskSummary> {
+    const totals = await this.totals();
+    if (!totals) throw new Error('the store could not be surveyed (see the log)');
+    const filesystem = await filesystemOf(this.deps.store.contentDir);
+    return { ...totals, ...(filesystem && { filesystem }) };
   }
 
   /** df's totals, at most TOTALS_MAX_AGE_MS old; undefined (and logged) when the store could not be surveyed. */
