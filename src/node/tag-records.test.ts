@@ -37,6 +37,21 @@ describe('tag records', () => {
     expect(pushOf(record!.labels)).toEqual(n);
   });
 
+  test('an older push does not name the image again once the newest pushes known forgot its name', async () => {
+    const store = new MemoryStore();
+    const pushes = new NewestPushes('self', 2);
+    const records = new TagRecords(store, pushes, pino({ level: 'silent' }));
+    const [older, newer] = [await manifest(store, 1), await manifest(store, 2)];
+    pushes.observe(NAME, { clock: 200, node: 'b', digest: newer.digest });
+    expect(await records.write(NAME, newer, { clock: 200, node: 'b' })).toBe(true);
+    // Two other names pushed since: this one is forgotten.
+    pushes.observe('docker.io/library/other:1', { clock: 300, node: 'b', digest: older.digest });
+    pushes.observe('docker.io/library/other:2', { clock: 301, node: 'b', digest: older.digest });
+    expect(pushes.get(NAME)).toBeUndefined();
+    expect(await records.write(NAME, older, { clock: 100, node: 'a' })).toBe(false);
+    expect((await store.images.get(NAME))?.target.digest).toBe(newer.digest);
+  });
+
   test('a push to this node stamped while a copy was written names the image again', async () => {
     const { store, pushes, records } = setup();
     const [copied, local] = [await manifest(store, 1), await manifest(store, 2)];

@@ -3,7 +3,7 @@
 import type { Logger } from 'pino';
 import type { Descriptor } from '../oci/digest.js';
 import { readManifest } from '../oci/references.js';
-import { pushLabels, type TagPush } from '../oci/tag-push.js';
+import { comparePushes, pushLabels, pushOf, type TagPush } from '../oci/tag-push.js';
 import { ORIGIN_LABEL, type Store } from '../store/store.js';
 import { KeyedQueue } from '../util/keyed-queue.js';
 import type { NewestPushes } from './newest-pushes.js';
@@ -20,7 +20,9 @@ export class TagRecords {
   }
 
   async #write(image: string, target: Descriptor, push: TagPush): Promise<boolean> {
-    if (!this.pushes.isNewest(image, push)) {
+    // The record's own stamp counts too: the newest pushes known keep 10,000 names, and forget the oldest.
+    const stamped = pushOf((await this.store.images.get(image))?.labels ?? {});
+    if (!this.pushes.isNewest(image, push) || comparePushes(push, stamped) < 0) {
       this.log.info({ image, digest: target.digest, clock: push.clock, node: push.node }, 'not naming the image: a newer push of it is known');
       return false;
     }
