@@ -38,12 +38,13 @@ function follower(policy: string, store = new MemoryStore(), self = 'self', peer
 }
 
 describe('push follower', () => {
-  test('a copy that failed is tried again until it is made', async () => {
+  test('a copy that failed is tried again until it is made, without the blobs its gossip carried', async () => {
     let failures = 3;
     const { f, copies, settle, replicator } = follower('all', new MemoryStore(), 'self', [], () => failures-- > 0);
-    f.onEvent(event(100, 'a', digest('a')));
+    f.onEvent({ ...event(100, 'a', digest('a')), inline: { [digest('c')]: Buffer.alloc(40_000).toString('base64') } });
     await settle(200); // tries after 0, 20, 40 and 40 ms
     expect(replicator.replicate).toHaveBeenCalledTimes(4);
+    expect(replicator.replicate.mock.calls.map((c) => c[3].inline !== undefined)).toEqual([true, false, false, false]);
     expect(copies.map((c) => c.digest)).toEqual([digest('a')]);
     await settle(100);
     expect(replicator.replicate).toHaveBeenCalledTimes(4);

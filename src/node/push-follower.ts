@@ -86,7 +86,10 @@ export class PushFollower {
       const wait = waits[Math.min(attempt, waits.length - 1)];
       this.deps.log.error({ image, digest, err: (err as Error).message, attempt: attempt + 1, retryInSeconds: wait / 1000 }, 'replication failed; trying again later');
       clearTimeout(this.#retries.get(image));
-      this.#retries.set(image, setTimeout(() => this.#retries.delete(image) && void this.#follow(event, attempt + 1), wait).unref());
+      // The retry asks the node pushed to for the small blobs: the gossip's copies of them (up to 48 KiB) are not
+      // kept for as long as it may wait, for every name whose copy fails.
+      const { inline: _inline, ...retry } = event;
+      this.#retries.set(image, setTimeout(() => this.#retries.delete(image) && void this.#follow(retry, attempt + 1), wait).unref());
     }
   }
 
