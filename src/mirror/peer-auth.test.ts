@@ -32,6 +32,19 @@ describe('a membership proof', () => {
     expect(a.verify({ method: 'GET', path }, proof(peerKey(undefined), { method: 'GET', path, target: 'node-a' }))).toBe(false);
   });
 
+  it('is forgotten once expired, also behind a proof stamped ahead of the clock (which kept every later one remembered)', () => {
+    const start = Date.now();
+    const checker = new ProofChecker(key, 'node-a', 3);
+    const made = (at: number) => proof(key, { method: 'GET', path, target: 'node-a' }, at);
+    expect(checker.verify({ method: 'GET', path }, made(start + 59_000), start)).toBe(true);
+    expect(checker.verify({ method: 'GET', path }, made(start), start)).toBe(true);
+    expect(checker.verify({ method: 'GET', path }, made(start), start)).toBe(true);
+    expect(checker.verify({ method: 'GET', path }, made(start), start), 'three remembered: full').toBe(false);
+    // Two minutes on, the two stamped at the start expired; the one stamped ahead has not.
+    expect(checker.verify({ method: 'GET', path }, made(start + 62_000), start + 62_000)).toBe(true);
+    expect(checker.verify({ method: 'GET', path }, made(start + 62_000), start + 62_000)).toBe(true);
+  });
+
   it('covers the body: a sequence request with another body, or sent twice, gets 401 and no byte', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'peer-auth-test-'));
     dirs.push(dir);

@@ -38,9 +38,11 @@ export function proof(key: Buffer, request: SignedRequest, now = Date.now()): st
 
 /** Checks proofs for one node, remembering each one it accepted so that it is accepted once. */
 export class ProofChecker {
-  readonly #seen = new Map<string, number>();
+  readonly #seen = new Set<string>();
+  /** The nonces remembered, by the second their proof expires in: forgotten by second, whatever order they came in. */
+  readonly #expiring = new Map<number, string[]>();
 
-  constructor(private readonly key: Buffer, private readonly self: string) {}
+  constructor(private readonly key: Buffer, private readonly self: string, private readonly maxRemembered = MAX_REMEMBERED) {}
 
   verify(request: Omit<SignedRequest, 'target'>, header: string | undefined, now = Date.now()): boolean {
     const m = /^(\d{1,16})\.([0-9a-f]{32})\.([0-9a-f]{64})$/.exec(header ?? '');
@@ -54,15 +56,21 @@ export class ProofChecker {
     const signed = { ...request, target: this.self };
     if (!signedFor.some((method) => timingSafeEqual(given, mac(this.key, signed, method, ts, nonce)))) return false;
     this.#forget(now);
-    if (this.#seen.has(nonce) || this.#seen.size >= MAX_REMEMBERED) return false;
-    this.#seen.set(nonce, ts + MAX_SKEW_MS);
+    if (this.#seen.has(nonce) || this.#seen.size >= this.maxRemembered) return false;
+    this.#seen.add(nonce);
+    const second = Math.ceil((ts + MAX_SKEW_MS) / 1000);
+    const bucket = this.#expiring.get(second);
+    if (bucket) bucket.push(nonce);
+    else this.#expiring.set(second, [nonce]);
     return true;
   }
 
+  /** Forgets the nonces of proofs that expired: a few hundred buckets at most (the skew window, both sides of now). */
   #forget(now: number): void {
-    for (const [nonce, expires] of this.#seen) {
-      if (expires >= now) break; // insertion order is close to time order; the rest goes on later calls
-      this.#seen.delete(nonce);
+    for (const [second, nonces] of this.#expiring) {
+      if (second * 1000 >= now) continue;
+      for (const nonce of nonces) this.#seen.delete(nonce);
+      this.#expiring.delete(second);
     }
   }
 }
