@@ -153,6 +153,28 @@ describe('the roster', () => {
     for (const r of [a, b, c]) await waitFor('d dropped', () => !names(r).includes('d'), { timeoutMs: 5_000, intervalMs: 20 });
   });
 
+  test('a member whose connections are lost as soon as dialed, then cannot be dialed, is dropped after a few tries, not dialed for ever', async () => {
+    const a = await member('a', [], { periodMs: 60_000 });
+    const b = await member('b', [a], { periodMs: 60_000 });
+    await waitFor('a and b know each other', () => names(a).includes('b') && names(b).includes('a'));
+    // b crashes as it starts, twice (a's dials "succeed", with no connection left), then is gone.
+    const libp2p = a.node.libp2p as unknown as { dial: (...args: unknown[]) => Promise<unknown> };
+    let dials = 0;
+    libp2p.dial = async () => {
+      if (++dials <= 2) return undefined;
+      throw new Error('connection refused');
+    };
+    const cut = cutOff(a, [b]);
+    try {
+      await a.node.libp2p.hangUp(b.node.libp2p.peerId);
+      await waitFor('b dropped by a', () => !names(a).includes('b'), { timeoutMs: 10_000, intervalMs: 20 });
+      await new Promise((r) => setTimeout(r, 1_000));
+      expect(dials).toBeLessThanOrEqual(3);
+    } finally {
+      cut.end();
+    }
+  });
+
   test('a member heard of but never connected to, which goes silent, is dropped after a few periods', async () => {
     // e knows a member nobody else does, and gives it to d, which joins through e.
     const e = await bareNode();

@@ -228,12 +228,13 @@ export class Roster {
       return;
     }
     const peer = peerIdFromString(id);
-    for (let attempt = 1; this.libp2p.getConnections(peer).length === 0; attempt++) {
+    // Dials that succeed while the connection is gone again at once (a member crashing as it starts) count as tries.
+    for (let attempt = 1; this.libp2p.getConnections(peer).length === 0 && this.members.get(id) === member; attempt++) {
       try {
         await this.libp2p.dial(dialTargets(id, member.addrs), { signal: AbortSignal.any([this.shutdown.signal, AbortSignal.timeout(this.checkTimeoutMs)]) });
       } catch (err) {
         if (this.shutdown.signal.aborted) return;
-        if (attempt === 2) return this.drop(id, `cannot be dialed: ${(err as Error).message}`, member.addrs);
+        if (attempt >= 2) return this.drop(id, `cannot be dialed: ${(err as Error).message}`, member.addrs);
         this.log.debug({ peer: id, err: (err as Error).message }, 'a member whose connection ended could not be dialed; once more');
         await sleep(200 + Math.random() * 500);
       }
