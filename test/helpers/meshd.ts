@@ -130,16 +130,30 @@ export interface Meshd {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
+/** How long stop() waits for meshd to exit: above its own bounds (two listeners closed within --shutdown-grace, 10 s). */
+const STOP_TIMEOUT_MS = 45_000;
+
 /** The built meshd on 127.0.0.1, logging at debug; its data dir is a new temporary one (removed on stop) unless given. */
 export async function startMeshd(args: string[] = [], opts: { dataDir?: string } = {}): Promise<Meshd> {
   const dataDir = opts.dataDir ?? (await mkdtemp(join(tmpdir(), 'meshd-test-')));
   const meshd = spawnMeshd(['--data-dir', dataDir, ...loopbackListeners(), '--log-level', 'debug', ...args]);
   const { proc } = meshd;
+  // A meshd that hangs on its signal is killed, and the stop fails, rather than the hook that stops it timing out
+  // (and skipping the cleanup after it, with this meshd left running).
   const stop = async (signal: NodeJS.Signals = 'SIGTERM') => {
     if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
-    const code = await meshd.exited;
-    if (!opts.dataDir) await rm(dataDir, { recursive: true, force: true });
-    return code;
+    let timer: NodeJS.Timeout | undefined;
+    const hung = new Promise<'hung'>((resolve) => (timer = setTimeout(() => resolve('hung'), STOP_TIMEOUT_MS)));
+    try {
+      const code = await Promise.race([meshd.exited, hung]);
+      if (code !== 'hung') return code;
+      proc.kill('SIGKILL');
+      await meshd.exited;
+      throw new Error(`meshd did not exit within ${STOP_TIMEOUT_MS / 1000} s of ${signal}: killed`);
+    } finally {
+      clearTimeout(timer);
+      if (!opts.dataDir) await rm(dataDir, { recursive: true, force: true });
+    }
   };
   let ready: MeshdReadyLine;
   try {
