@@ -13,6 +13,7 @@ import { multiaddr, type Multiaddr } from '@multiformats/multiaddr';
 import { peerIdFromString } from '@libp2p/peer-id';
 import type { Connection, PeerId } from '@libp2p/interface';
 import type { Logger } from 'pino';
+import { shuffle } from '../util/shuffle.js';
 
 export interface BootstrapDialerOptions {
   /** How often to look for bootstrap peers to dial while some are wanted, and the first retry delay after a failure. */
@@ -148,12 +149,4 @@ export class BootstrapDialer {
       t.nextAt = Date.now() + retryMs;
     }
   }
-}
-
-function shuffle<T>(xs: T[], random: () => number): T[] {
-  for (let i = xs.length - 1; i > 0; i--) {
-    const j = Math.floor(random() * (i + 1));
-    [xs[i], xs[j]] = [xs[j], xs[i]];
-  }
-  return xs;
 }

@@ -12,6 +12,7 @@ import { INFO_PROTOCOL } from './peer-directory.js';
 import { waitFor } from '../../test/helpers/wait.js';
 import { CODE_P2P } from '@multiformats/multiaddr';
 import type { StreamHandlerRecord } from '@libp2p/interface';
+import { createServer, type AddressInfo, type Socket } from 'node:net';
 
 const IDENTIFY_PROTOCOL = '/ipfs/id/1.0.0';
 const logger = pino({ level: process.env.TEST_LOG ?? 'silent' });
@@ -260,6 +261,28 @@ describe('the roster', () => {
     await waitFor('d to know e', () => names(d).includes('e'), { timeoutMs: 10_000 }); // the connection 6 s old, then a period
     expect(identifies).toBe(2);
     expect(connection.status).toBe('open'); // identified again over the same connection
+  });
+
+  test('a joining node told of many members dials no more of them at once than its cap has room for', async () => {
+    // Ten members that accept a connection and never answer: each dial lasts until its timeout.
+    const sockets: Socket[] = [];
+    const silent = createServer((socket) => void sockets.push(socket.on('error', () => {})));
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    try {
+      const addrs = [`/ip4/127.0.0.1/tcp/${(silent.address() as AddressInfo).port}`];
+      const listed = await Promise.all(Array.from({ length: 10 }, async (_, i) => ({
+        id: peerIdFromPrivateKey(await generateKeyPair('Ed25519')).toString(), info: { name: `m${i}`, labels: {}, dataPlanePort: 1 }, addrs, ageMs: 0,
+      })));
+      const e = await bareNode();
+      await serveJson(e.libp2p, MEMBERS_PROTOCOL, () => listed);
+      const d = await member('d', [{ node: e }], { maxConnections: 3 });
+      await waitFor('d to know the ten', () => names(d).filter((n) => n.startsWith('m')).length === 10, { timeoutMs: 10_000 });
+      await new Promise((r) => setTimeout(r, 500));
+      expect(sockets.length, 'dials of listed members at once, beside d\'s connection to e').toBeLessThanOrEqual(2);
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => silent.close(resolve));
+    }
   });
 
   test('a member heard of is dialed while there is room under the cap, and not past it', async () => {

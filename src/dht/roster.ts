@@ -10,18 +10,21 @@ import { TopicValidatorResult, type Message, type SubscriptionChangeData } from 
 import type { Connection, PeerId } from '@libp2p/interface';
 import { peerIdFromString } from '@libp2p/peer-id';
 import { isLoopback } from '@libp2p/utils';
-import { CODE_P2P, multiaddr } from '@multiformats/multiaddr';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { askJson, serveJson } from './json-protocol.js';
 import type { MeshLibp2p } from './libp2p-node.js';
 import { closedOnPurpose } from './connection-trim.js';
 import { GoneMembers } from './gone-members.js';
+import { MemberDialer } from './member-dialer.js';
+import { shuffle } from '../util/shuffle.js';
 import { PeerDirectory } from './peer-directory.js';
 import { LEAVE, MAX_ADDRS, MEMBERS_PROTOCOL, MEMBERS_TOPIC, parseListed, parseMessage, type Announcement, type Listed } from './roster-messages.js';
 import type { NodeInfo, PeerStatus } from './router.js';
 
 const MAX_LIST_BYTES = 16 << 20;
+/** Members taken from one list: a fleet's worth, not whatever a member sends. */
+const MAX_LISTED = 4_096;
 const LIST_TIMEOUT_MS = 10_000;
 /**
  * A joining node asks a random peer for a list again, this long after its first: in a fleet starting at once the
@@ -50,9 +53,6 @@ interface Member extends Announcement {
   heardAt: number;
 }
 
-/** A member's announced addresses, each ending in its id: the peer store may hold none for a peer that only ever dialed in. */
-const dialTargets = (id: string, addrs: string[]) => addrs.map((a) => multiaddr(a).decapsulateCode(CODE_P2P).encapsulate(`/p2p/${id}`));
-
 export class Roster {
   private readonly members = new Map<string, Member>();
   private readonly gone = new GoneMembers(EXPIRY_PERIODS);
@@ -60,8 +60,11 @@ export class Roster {
   private readonly directory: PeerDirectory;
   private readonly checkedAt = new Map<string, number>();
   private readonly periodMs: number;
-  private readonly checkTimeoutMs: number;
-  private readonly maxConnections: number;
+  /**
+   * Dials members heard of while this node has room under its cap. Connected, a member's loss is noticed within
+   * the liveness pings (onClose); known only from announcements, only after EXPIRY_PERIODS periods.
+   */
+  private readonly dialer: MemberDialer;
   private announced = false;
   private listed = false;
   private timer?: NodeJS.Timeout;
@@ -89,8 +92,7 @@ export class Roster {
   ) {
     this.directory = new PeerDirectory(libp2p, nodeInfo, log, (peer, info, addrs) => this.heardOf(peer, info, addrs));
     this.periodMs = opts.periodMs ?? 60_000;
-    this.checkTimeoutMs = opts.checkTimeoutMs ?? 5_000;
-    this.maxConnections = opts.maxConnections ?? 0;
+    this.dialer = new MemberDialer(libp2p, { maxConnections: opts.maxConnections ?? 0, timeoutMs: opts.checkTimeoutMs ?? 5_000, shutdown: this.shutdown.signal, log });
   }
 
   async start(): Promise<void> {
@@ -136,20 +138,7 @@ export class Roster {
     if (!this.members.has(id)) this.log.debug({ peer: id, name: info.name }, 'member joined');
     this.gone.delete(id);
     this.members.set(id, { info, addrs, heardAt: Date.now() });
-    this.connect(id, addrs);
-  }
-
-  /**
-   * Dials a member heard of while this node has room under its cap. Connected, its loss is noticed within the
-   * liveness pings (onClose); known only from announcements, only after EXPIRY_PERIODS periods.
-   */
-  private connect(id: string, addrs: string[]): void {
-    if (this.libp2p.getConnections().length >= this.maxConnections || this.shutdown.signal.aborted) return;
-    const peer = peerIdFromString(id);
-    if (this.libp2p.getConnections(peer).length > 0) return;
-    // A dial already under way to the member is joined by libp2p, not repeated.
-    this.libp2p.dial(dialTargets(id, addrs), { signal: AbortSignal.any([this.shutdown.signal, AbortSignal.timeout(this.checkTimeoutMs)]) })
-      .catch((err: Error) => this.log.debug({ peer: id, err: err.message }, 'cannot dial a member heard of'));
+    this.dialer.connect(id, addrs);
   }
 
   /**
@@ -203,7 +192,7 @@ export class Roster {
       if (now - m.heardAt > EXPIRY_PERIODS * period) this.drop(id, `not heard of for ${Math.round((now - m.heardAt) / 1000)} s`);
     }
     // Answering, a lost member is heard of (the directory) and a member again.
-    for (const { id, addrs } of this.gone.sweep(period, now)) this.connect(id, addrs);
+    for (const { id, addrs } of this.gone.sweep(period, now)) this.dialer.connect(id, addrs);
   }
 
   private heard(msg: Message): void {
@@ -231,7 +220,7 @@ export class Roster {
     // Dials that succeed while the connection is gone again at once (a member crashing as it starts) count as tries.
     for (let attempt = 1; this.libp2p.getConnections(peer).length === 0 && this.members.get(id) === member; attempt++) {
       try {
-        await this.libp2p.dial(dialTargets(id, member.addrs), { signal: AbortSignal.any([this.shutdown.signal, AbortSignal.timeout(this.checkTimeoutMs)]) });
+        await this.dialer.dial(id, member.addrs);
       } catch (err) {
         if (this.shutdown.signal.aborted) return;
         if (attempt >= 2) return this.drop(id, `cannot be dialed: ${(err as Error).message}`, member.addrs);
@@ -279,13 +268,14 @@ export class Roster {
       if (!Array.isArray(value)) throw new Error('member list is not an array');
       const now = Date.now();
       let added = 0;
-      for (const entry of value) {
+      // In random order: joiners told the same list dial different members first, not all the same few.
+      for (const entry of shuffle([...value]).slice(0, MAX_LISTED)) {
         const listed = parseListed(entry);
         if (listed === undefined || listed.id === this.libp2p.peerId.toString()) continue;
         const heardAt = now - listed.ageMs;
         if ((this.members.get(listed.id)?.heardAt ?? this.gone.droppedAt(listed.id) ?? -Infinity) >= heardAt) continue;
         this.members.set(listed.id, { info: listed.info, addrs: listed.addrs, heardAt });
-        this.connect(listed.id, listed.addrs);
+        this.dialer.connect(listed.id, listed.addrs);
         added++;
       }
       this.log.debug({ peer: peer.toString(), added }, 'member list');
