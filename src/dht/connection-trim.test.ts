@@ -82,6 +82,23 @@ describe('ConnectionTrim', () => {
     expect(conns.filter((c) => c.closed).map((c) => c.peer)).toEqual(['settled']);
   });
 
+  test('trims again after a trim when connections opened while it ran leave the node above its cap', async () => {
+    const conns: FakeConnection[] = [{ peer: 'a', open: 1, protocols: [] }, { peer: 'b', open: 2, protocols: [] }, { peer: 'c', open: 3, protocols: [] }];
+    const node = fakeNode(conns, {});
+    let opened = () => {};
+    node.addEventListener = (_type, listener) => void (opened = listener);
+    const trim = new ConnectionTrim(node, log, 2);
+    trim.start();
+    const first = trim.trim();
+    conns.push({ peer: 'late', open: 4, protocols: [] });
+    opened(); // while the trim runs: not looked at by it
+    await first;
+    expect(conns.filter((c) => !c.closed)).toHaveLength(3);
+    await new Promise((r) => setTimeout(r, 1_500));
+    trim.stop();
+    expect(conns.filter((c) => !c.closed)).toHaveLength(2);
+  });
+
   test('does nothing at or below the cap', async () => {
     const conns: FakeConnection[] = [{ peer: 'a', open: 1, protocols: [] }, { peer: 'b', open: 2, protocols: [] }];
     await new ConnectionTrim(fakeNode(conns, {}), log, 2).trim();

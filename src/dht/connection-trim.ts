@@ -88,6 +88,7 @@ export class ConnectionTrim {
       await Promise.all(closing.map((conn) => conn.close({ signal: AbortSignal.timeout(CLOSE_TIMEOUT_MS) }).catch((err: Error) => conn.abort(err))));
     } finally {
       this.running = false;
+      this.onOpen(); // connections opened while this one ran were not looked at
     }
   }
 
