@@ -31,7 +31,7 @@ export interface Inventory {
 export interface Membership {
   /** This node's peer id. */
   readonly self: string;
-  /** Connected members, with what they told of themselves and their round-trip time. */
+  /** The members this node knows of: connected ones with what they told of themselves and their round-trip time, then those only heard of (`connected: false`). */
   peers(): PeerStatus[];
   /** A connected member's data plane. */
   dataPlaneOf(id: string): DataPlane | undefined;

@@ -129,7 +129,7 @@ export class Roster {
     // A connection just made has no NodeInfo yet (it is being asked for): the member's last one stands meanwhile.
     const connected = this.directory.peers().map((p) => (p.info ? p : { ...p, info: this.members.get(p.id)?.info }));
     const ids = new Set(connected.map((p) => p.id));
-    const others = [...this.members].filter(([id]) => !ids.has(id)).map(([id, m]) => ({ id, addrs: m.addrs, info: m.info }));
+    const others = [...this.members].filter(([id]) => !ids.has(id)).map(([id, m]) => ({ id, addrs: m.addrs, info: m.info, connected: false as const }));
     return [...connected, ...others];
   }
 

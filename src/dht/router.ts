@@ -9,6 +9,8 @@ export interface PeerRef {
 }
 
 export interface PeerStatus extends PeerRef {
+  /** False for a member known only from its announcements or others' lists: not connected to now. */
+  connected?: false;
   /** Last measured round-trip time, when known. */
   rttMs?: number;
   /** What the peer told us about itself (name, data plane), when known. */

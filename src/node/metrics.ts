@@ -34,6 +34,10 @@ function daemonRegistry({ router, holdings, disk }: MetricsSources): Registry {
   collectDefaultMetrics({ register: own, eventLoopMonitoringPrecision: EVENT_LOOP_SAMPLE_MS });
   new Gauge({
     name: 'layermesh_connected_peers', help: 'Members this node is connected to', registers: [own],
+    collect() { this.set(router.peers().filter((p) => p.connected !== false).length); },
+  });
+  new Gauge({
+    name: 'layermesh_known_members', help: 'Members this node knows, connected to or heard of', registers: [own],
     collect() { this.set(router.peers().length); },
   });
   new Gauge({
