@@ -12,15 +12,13 @@ import { ensurePackages } from './helpers/apt.js';
 import { loopbackListeners, spawnMeshd, type SpawnedMeshd } from './helpers/meshd.js';
 import { waitFor } from './helpers/wait.js';
 import { builtEntryPoints, repoRoot } from './fleet/layout.js';
+import { cleanUp } from './helpers/cleanups.js';
 
 const run = promisify(execFile);
 const UNIT = join(repoRoot(), 'config/meshd.service');
 
-let cleanups: (() => Promise<unknown>)[] = [];
-afterEach(async () => {
-  for (const c of cleanups.reverse()) await c();
-  cleanups = [];
-});
+const cleanups: (() => Promise<unknown>)[] = [];
+afterEach(() => cleanUp(cleanups));
 
 async function tempDir(): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'meshd-systemd-'));

@@ -15,11 +15,12 @@ import { PeerClient } from './peer-client.js';
 import { BLOB_PATH, PATIENT_HEADER } from './peer-protocol.js';
 import { createPeerServer } from './peer-server.js';
 import { Spools } from './spools.js';
+import { cleanUp } from '../../test/helpers/cleanups.js';
 
 const key = peerKey(new TextEncoder().encode('peer server test'));
 const cleanups: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
+  await cleanUp(cleanups);
 });
 
 it('answers a patient peer after another one left while waiting for the same blob: that one is no longer counted as sent to', async () => {

@@ -19,11 +19,12 @@ import { BLOB_PATH } from './peer-protocol.js';
 import { createPeerServer } from './peer-server.js';
 import { peerIdOfCertificate, peerTls, type PeerTls } from './peer-tls.js';
 import { Spools } from './spools.js';
+import { cleanUp } from '../../test/helpers/cleanups.js';
 
 const key = peerKey(new TextEncoder().encode('tls test'));
 const cleanups: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
+  await cleanUp(cleanups);
 });
 
 const identity = async () => peerTls(await generateKeyPair('Ed25519'));

@@ -16,6 +16,7 @@ import { PeerClient } from '../../src/mirror/peer-client.js';
 import type { DataPlane } from '../../src/dht/membership.js';
 import { createPeerServer, type PeerServerOptions } from '../../src/mirror/peer-server.js';
 import { Spools } from '../../src/mirror/spools.js';
+import { cleanUp as runCleanups } from './cleanups.js';
 
 export const key = peerKey(new TextEncoder().encode('sequence test'));
 const log = pino({ level: process.env.TEST_LOG ?? 'silent' });
@@ -23,7 +24,7 @@ const cleanups: (() => Promise<unknown>)[] = [];
 
 /** Stops and removes everything started since the last call, last first. */
 export async function cleanUp(): Promise<void> {
-  for (const c of cleanups.splice(0).reverse()) await c();
+  await runCleanups(cleanups);
 }
 
 export function onCleanUp(c: () => Promise<unknown>): void {
