@@ -4,7 +4,7 @@
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { exec, tryExec } from './exec.js';
 import { Fleet } from './fleet.js';
 import { repoRoot, runNames } from './layout.js';
@@ -103,6 +103,8 @@ describe('cleanup of crashed runs', () => {
        const f = await Fleet.up(1);
        console.log(JSON.stringify({ run: f.run, pids: [f.host(1).containerdPid, f.host(1).meshdPid] }));
        setInterval(() => {}, 60_000);`], { stdio: ['ignore', 'pipe', 'inherit'] });
+    // Also when the test times out before it kills the owner: the owner would live on, its fleet with it.
+    onTestFinished(() => void child.kill('SIGKILL'));
     const exited = new Promise((r) => child.once('exit', r));
     const first = await new Promise<string>((resolve, reject) => {
       createInterface({ input: child.stdout! }).once('line', resolve);
