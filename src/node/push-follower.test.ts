@@ -91,6 +91,23 @@ describe('push follower', () => {
     f.stop();
   });
 
+  test('a copy under way when its image is removed from the mesh, failing after, is not tried again', async () => {
+    let fail!: (err: Error) => void;
+    const { f, settle, replicator } = follower('all');
+    replicator.replicate.mockImplementationOnce(() => new Promise<void>((_resolve, reject) => (fail = reject)));
+    f.onEvent(event(100, 'a', digest('a')));
+    await settle();
+    f.forget(NAME);
+    fail(new Error('the node pushed to removed it too'));
+    await settle(150);
+    expect(replicator.replicate).toHaveBeenCalledTimes(1);
+    // A newer push of the name is copied as any other.
+    f.onEvent(event(200, 'b', digest('b')));
+    await settle();
+    expect(replicator.replicate).toHaveBeenCalledTimes(2);
+    f.stop();
+  });
+
   test('copies the newer of two pushes of a name, and ignores the older arriving after it', async () => {
     const { f, copies, pushes, settle } = follower('all');
     f.onEvent(event(200, 'b', digest('b')));

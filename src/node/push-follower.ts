@@ -13,6 +13,10 @@ import { parseReplicationPolicy, type NodeIdentity, type ReplicationPolicy } fro
 import type { Replicator } from './replicator.js';
 import { orderOfTags, takerOrder } from './replication-plan.js';
 import { RETRY_AFTER_MS } from './retries.js';
+import { comparePushes, type TagPush } from '../oci/tag-push.js';
+
+/** Names removed from the mesh remembered (their removed push): past it, the oldest is forgotten. */
+const MAX_REMOVED = 10_000;
 
 /** A member of the mesh as replication sees it (this node included). */
 export interface Member extends NodeIdentity {
@@ -41,6 +45,8 @@ export interface PushFollowerDeps {
 export class PushFollower {
   /** By image name: a copy's next try, which a newer push of the name makes moot. */
   readonly #retries = new Map<string, NodeJS.Timeout>();
+  /** By image name: the newest push known when the image was removed from the mesh; it, and older ones, are not copied again. */
+  readonly #removed = new Map<string, TagPush>();
   #stopped = false;
 
   constructor(private readonly deps: PushFollowerDeps) {}
@@ -61,6 +67,12 @@ export class PushFollower {
   forget(image: string): void {
     clearTimeout(this.#retries.get(image));
     this.#retries.delete(image);
+    const newest = this.deps.pushes.get(image);
+    if (newest) {
+      this.#removed.delete(image);
+      this.#removed.set(image, newest);
+      if (this.#removed.size > MAX_REMOVED) this.#removed.delete(this.#removed.keys().next().value!);
+    }
     this.deps.replicator.cancel(image);
   }
 
@@ -78,8 +90,8 @@ export class PushFollower {
       if (attempt === 0 || (await this.#stillWanted(event))) await this.#copy(event);
     } catch (err) {
       if (this.#stopped) return;
-      if (!this.deps.pushes.isNewest(image, event)) {
-        this.deps.log.info({ image, digest, err: (err as Error).message }, 'replication of a push no longer the newest of its name failed; not tried again');
+      if (!this.deps.pushes.isNewest(image, event) || this.#wasRemoved(event)) {
+        this.deps.log.info({ image, digest, err: (err as Error).message }, 'replication of a push no longer the newest of its name, or removed, failed; not tried again');
         return;
       }
       const waits = this.deps.retryAfterMs ?? RETRY_AFTER_MS;
@@ -93,10 +105,16 @@ export class PushFollower {
     }
   }
 
+  /** The push is one removed from the mesh since (rm --mesh), or older. */
+  #wasRemoved({ image, clock, node }: Pick<MeshEvent, 'image' | 'clock' | 'node'>): boolean {
+    const removed = this.#removed.get(image);
+    return removed !== undefined && comparePushes({ clock, node }, removed) <= 0;
+  }
+
   /** A failed copy is still to be made: its push is the newest of the name, no copy of it is under way, and it is not here. */
   async #stillWanted({ image, digest, clock, node }: MeshEvent): Promise<boolean> {
     const { pushes, replicator, store } = this.deps;
-    if (!pushes.isNewest(image, { clock, node }) || replicator.copying(image) !== undefined) return false;
+    if (!pushes.isNewest(image, { clock, node }) || replicator.copying(image) !== undefined || this.#wasRemoved({ image, clock, node })) return false;
     return (await store.images.get(image))?.target.digest !== digest;
   }
 
