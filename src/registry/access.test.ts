@@ -29,7 +29,7 @@ it("refuses what a browser sends on another site's behalf (a page elsewhere, a n
   const store = new MemoryStore();
   app = createRegistry({
     store, uploads: new UploadSessions(store, { maxBlobBytes: 1 << 20, idleTimeoutMs: 60_000, maxSessions: 10, maxSessionsPerClient: 10 }, log), log, maxManifestBytes: 1 << 20,
-    access: new Access({ writeGroup: 'layermesh', log, localUid: async () => 0 }),
+    access: new Access({ writeGroup: 'layermesh', log, localUid: async () => 0, token: 'secret' }),
   });
   await app.listen({ host: '127.0.0.1', port: 0 });
   const port = (app.server.address() as { port: number }).port;
@@ -43,8 +43,11 @@ it("refuses what a browser sends on another site's behalf (a page elsewhere, a n
     req.end();
   });
   const self = `127.0.0.1:${port}`;
-  // Registry clients: no Origin, no Sec-Fetch headers, whatever name they use.
+  // Registry clients: no Origin, no Sec-Fetch-Site, whatever name they use; meshctl's fetch sends Sec-Fetch-Mode.
   expect((await ask('GET', '/v2/_catalog', { host: `registry.internal:${port}` })).status).toBe(200);
+  expect((await ask('GET', '/v2/_catalog', { host: `web1.lan:${port}`, 'sec-fetch-mode': 'cors' })).status).toBe(200);
+  const viaFetch = await fetch(`http://127.0.0.1:${port}/v2/_catalog`, { headers: { host: `web1.lan:${port}` } });
+  expect(viaFetch.status, "Node's own fetch, as meshctl asks").toBe(200);
   // The status page, opened at meshd's address: its own requests.
   expect((await ask('GET', '/v2/_catalog', { host: self, 'sec-fetch-site': 'same-origin', 'sec-fetch-mode': 'cors' })).status).toBe(200);
   expect((await ask('POST', '/_mesh/v1/prune', { host: self, origin: `http://${self}`, 'sec-fetch-site': 'same-origin' })).status).not.toBe(403);
@@ -54,6 +57,10 @@ it("refuses what a browser sends on another site's behalf (a page elsewhere, a n
   expect(crossSite.body).toMatch(/DENIED.*pages of other sites/);
   expect((await ask('POST', '/_mesh/v1/prune', { host: self, origin: 'http://evil.example' })).status).toBe(403);
   expect((await ask('GET', '/v2/_catalog', { host: self, origin: 'null' })).status).toBe(403);
+  // A browser that once answered the Basic challenge sends the token with other sites' requests too.
+  const basic = `Basic ${Buffer.from('layermesh:secret').toString('base64')}`;
+  expect((await ask('POST', '/_mesh/v1/prune', { host: self, origin: 'http://evil.example', authorization: basic })).status).toBe(403);
+  expect((await ask('GET', '/v2/_catalog', { host: `rebind.evil.example:${port}`, 'sec-fetch-site': 'same-origin', authorization: basic })).status, 'the token itself, typed in').toBe(200);
   // A page whose name was made to resolve to 127.0.0.1: the browser calls it same-origin.
   const rebound = await ask('GET', '/v2/_catalog', { host: `rebind.evil.example:${port}`, 'sec-fetch-site': 'same-origin', 'sec-fetch-mode': 'cors' });
   expect(rebound.status).toBe(403);

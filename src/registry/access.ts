@@ -10,7 +10,7 @@ import type { FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { RegistryError } from './errors.js';
 import { LogRateLimiter } from '../util/log-rate-limiter.js';
-import { browserRefusal } from './browser-guard.js';
+import { crossSiteRefusal, reboundRefusal } from './browser-guard.js';
 import { userInGroup } from './group-membership.js';
 import { loopbackClientUid } from './socket-owner.js';
 
@@ -74,9 +74,11 @@ export class Access {
 
   /** Throws the spec's 401 or 403 when the request may not go on. */
   async check(req: FastifyRequest): Promise<void> {
+    const crossSite = crossSiteRefusal(req.headers);
+    if (crossSite) throw new RegistryError(403, 'DENIED', crossSite);
     if (this.#tokenGiven(req.headers.authorization)) return;
-    const refusal = browserRefusal(req.headers);
-    if (refusal) throw new RegistryError(403, 'DENIED', refusal);
+    const rebound = reboundRefusal(req.headers);
+    if (rebound) throw new RegistryError(403, 'DENIED', rebound);
     const address = req.socket.remoteAddress ?? '';
     const local = isLoopback(address);
     if (!WRITE_METHODS.has(req.method)) {

@@ -1,19 +1,27 @@
 // A web page the user visits can make their browser send requests to meshd on loopback: across sites (any page
 // may POST a form, or load an image from 127.0.0.1:5000), or as the page's own origin once its name resolves to
-// 127.0.0.1 (DNS rebinding), which lets it read the answers. Registry clients send neither an Origin nor the
-// Sec-Fetch headers; browsers do, and the name they send as Host is the name in the page's address.
+// 127.0.0.1 (DNS rebinding), which lets it read the answers. Browsers send an Origin or Sec-Fetch-Site with such
+// requests, and the name in the page's address as Host; registry clients send neither (Node's fetch, meshctl's,
+// sends Sec-Fetch-Mode only).
 import { isIP } from 'node:net';
 import { hostname } from 'node:os';
 import type { IncomingHttpHeaders } from 'node:http';
 
-/** Why a request a browser sends on a web page's behalf is refused; undefined for any other request. */
-export function browserRefusal(headers: IncomingHttpHeaders): string | undefined {
+/** Why a request a browser sends for another site's page is refused, token or not; undefined for any other request. */
+export function crossSiteRefusal(headers: IncomingHttpHeaders): string | undefined {
   const { origin, host = '' } = headers;
   const site = headers['sec-fetch-site'];
-  if (origin === undefined && site === undefined && headers['sec-fetch-mode'] === undefined) return undefined;
+  // A browser that once answered the registry's Basic challenge sends the token with another site's requests too.
   if (site === 'cross-site' || site === 'same-site' || (origin !== undefined && originHost(origin) !== host.toLowerCase())) {
     return 'requests from the pages of other sites are refused';
   }
+  return undefined;
+}
+
+/** Why a browser's request without the token is refused: to a name another site could make point here. */
+export function reboundRefusal(headers: IncomingHttpHeaders): string | undefined {
+  const { origin, host = '' } = headers;
+  if (origin === undefined && headers['sec-fetch-site'] === undefined) return undefined;
   if (!trustedName(host)) {
     return `a browser reaches meshd at an IP address, localhost or ${hostname()} only, not at "${host}" (a site whose name is made to point here could read it)`;
   }
