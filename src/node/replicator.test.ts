@@ -121,6 +121,27 @@ describe('replicator', () => {
     }
   });
 
+  test('a push of the same image joining while its record is written is the stamp the record ends with', async () => {
+    const store = new MemoryStore();
+    const digest = `sha256:${'d'.repeat(64)}`;
+    await store.images.put({ name: 'docker.io/library/same:1', target: { mediaType: MediaType.ociManifest, digest, size: 10 }, labels: {} });
+    const writes: unknown[] = [];
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const replicator = new Replicator({
+      store, membership: { self: SELF }, log: pino({ level: 'silent' }),
+      records: { write: async (_image: string, _target: unknown, stamp: unknown) => (writes.push(stamp), writes.length === 1 && (await gate), true) } as unknown as TagRecords,
+      mirror: { fetch: () => { throw new Error('nothing is fetched'); }, openSequence: async () => { throw new Error('no sequence'); }, arriving: () => new Map() },
+    });
+    const first = replicator.replicate('docker.io/library/same:1', digest, ORIGIN, { push: { clock: 1, node: ORIGIN } });
+    await expect.poll(() => writes.length).toBe(1);
+    const second = replicator.replicate('docker.io/library/same:1', digest, ORIGIN, { push: { clock: 2, node: ORIGIN } });
+    const older = replicator.replicate('docker.io/library/same:1', digest, ORIGIN, { push: { clock: 0, node: ORIGIN } });
+    release();
+    await Promise.all([first, second, older]);
+    expect(writes).toEqual([{ clock: 1, node: ORIGIN }, { clock: 2, node: ORIGIN }]);
+  });
+
   test('an image removed from the mesh while it is copied here is not named when its copy ends', async () => {
     const origin = new MemoryStore();
     const img = await pushedImage(origin, [300 << 10]);

@@ -19,10 +19,11 @@ import type { Lane } from '../mirror/lanes.js';
 import type { FetchOptions, Fetching } from '../mirror/mirror-options.js';
 import type { Piece, SequenceLevel } from '../mirror/peer-protocol.js';
 import { levelOf, planFor, type TakerPlan } from './replication-plan.js';
+import { endgameOf } from './stripe-endgame.js';
 import { children, isIndexMediaType, MANIFEST_MEDIA_TYPES, parseManifest, type ParsedManifest } from '../oci/manifest.js';
 import { readManifest } from '../oci/references.js';
 import type { ImageFetch } from '../api/admin-types.js';
-import type { TagPush } from '../oci/tag-push.js';
+import { comparePushes, type TagPush } from '../oci/tag-push.js';
 import type { TagRecords } from './tag-records.js';
 import { replicatedBytes, replications, replicationSeconds, replicationsInProgress } from './replication-metrics.js';
 
@@ -85,7 +86,7 @@ export class Replicator {
     if (running?.digest === digest) {
       // The same image pushed again while it is copied: that copy names it, with the newer push's stamp (the
       // older one no longer may), and this call ends as it does.
-      running.push = options.push;
+      if (comparePushes(options.push, running.push) > 0) running.push = options.push;
       return running.done;
     }
     // Claimed before the first await: of two copies of one name, the one asked for last is the one that may
@@ -96,7 +97,7 @@ export class Replicator {
       try {
         const current = await this.deps.store.images.get(image);
         // The same image pushed again: only its stamp changes.
-        if (current?.target.digest === digest) await this.deps.records.write(image, current.target, active.push);
+        if (current?.target.digest === digest) await this.#name(image, current.target, active);
         else await this.#copy(image, pushedTo, options, active);
       } finally {
         if (this.#active.get(image) === active) this.#active.delete(image);
@@ -137,7 +138,7 @@ export class Replicator {
       await Promise.all(storing);
       // A later push of the same name may have started meanwhile, or be known by now: the newest one names the image.
       const target = { mediaType: root.manifest.mediaType, digest, size: root.body.length };
-      if (this.#active.get(image) !== active || !(await this.deps.records.write(image, target, active.push))) {
+      if (this.#active.get(image) !== active || !(await this.#name(image, target, active))) {
         outcome = 'superseded';
         return;
       }
@@ -152,6 +153,16 @@ export class Replicator {
       replications.inc({ outcome });
       this.deps.ended?.(image, digest, outcome);
     }
+  }
+
+  /** Names the image with the copy's stamp, again if a newer push of it joined while the record was written. */
+  async #name(image: string, target: Descriptor, active: Active): Promise<boolean> {
+    let named = false;
+    for (let push: TagPush | undefined; push !== active.push; ) {
+      push = active.push;
+      named = await this.deps.records.write(image, target, push);
+    }
+    return named;
   }
 
   /** The image was removed from the mesh (rm --mesh): a copy of it under way ends without naming it. */
@@ -267,19 +278,6 @@ export class Replicator {
       return undefined;
     }
   }
-}
-
-/**
- * Per stripe, a promise of this taker holding every other stripe of the pieces it takes (there being others):
- * that stripe's lanes are then in their endgame (mirror/lanes.ts); `filled(s)` counts a lane of stripe s as here.
- */
-function endgameOf(taking: Piece[][]): { ready: Promise<void>[]; filled(s: number): void } {
-  const left = taking.map((pieces) => pieces.length);
-  const resolvers: (() => void)[] = [];
-  const ready = left.map(() => new Promise<void>((resolve) => resolvers.push(resolve)));
-  const check = () => left.forEach((_, s) => left.length > 1 && left.every((n, t) => t === s || n === 0) && resolvers[s]());
-  check();
-  return { ready, filled: (s) => (left[s]--, check()) };
 }
 
 /** The bytes, calling `done` once they are read to the end or no longer read. */
