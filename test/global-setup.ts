@@ -22,8 +22,11 @@ export default async function setup(project: TestProject): Promise<() => Promise
   return async () => {
     // A fleet whose test file timed out while it came up goes on coming up in the background (a hook that times
     // out is not stopped): once the workers are gone, whatever fleet they left is removed.
-    const removed = await removeLeftoverRuns();
-    if (removed.length) console.error(`removed fleets left running by test files: ${removed.join(', ')}`);
-    await containerd.stop();
+    try {
+      const removed = await removeLeftoverRuns();
+      if (removed.length) console.error(`removed fleets left running by test files: ${removed.join(', ')}`);
+    } finally {
+      await containerd.stop();
+    }
   };
 }

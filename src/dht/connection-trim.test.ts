@@ -99,6 +99,19 @@ describe('ConnectionTrim', () => {
     expect(conns.filter((c) => !c.closed)).toHaveLength(2);
   });
 
+  test('does not trim again once stopped while a trim ran', async () => {
+    const conns: FakeConnection[] = [{ peer: 'a', open: 1, protocols: [] }, { peer: 'b', open: 2, protocols: [] }, { peer: 'c', open: 3, protocols: [] }];
+    const trim = new ConnectionTrim(fakeNode(conns, {}), log, 1);
+    trim.start();
+    const running = trim.trim();
+    conns.push({ peer: 'late', open: 4, protocols: [] });
+    trim.stop();
+    await running;
+    const open = conns.filter((c) => !c.closed).length;
+    await new Promise((r) => setTimeout(r, 1_500));
+    expect(conns.filter((c) => !c.closed)).toHaveLength(open);
+  });
+
   test('does nothing at or below the cap', async () => {
     const conns: FakeConnection[] = [{ peer: 'a', open: 1, protocols: [] }, { peer: 'b', open: 2, protocols: [] }];
     await new ConnectionTrim(fakeNode(conns, {}), log, 2).trim();

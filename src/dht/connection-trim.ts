@@ -44,8 +44,9 @@ export interface TrimmedNode {
 export class ConnectionTrim {
   private timer?: NodeJS.Timeout;
   private running = false;
+  private stopped = false;
   private readonly onOpen = (): void => {
-    if (this.timer === undefined && !this.running && this.libp2p.getConnections().length > this.max) {
+    if (this.timer === undefined && !this.running && !this.stopped && this.libp2p.getConnections().length > this.max) {
       this.timer = setTimeout(() => void this.trim(), SETTLE_MS);
     }
   };
@@ -61,6 +62,7 @@ export class ConnectionTrim {
   }
 
   stop(): void {
+    this.stopped = true;
     this.libp2p.removeEventListener('connection:open', this.onOpen);
     clearTimeout(this.timer);
   }

@@ -228,6 +228,7 @@ export class Roster {
         await sleep(200 + Math.random() * 500);
       }
     }
+    if (this.members.get(id) !== member) return; // dropped meanwhile: nothing of it is kept
     member.heardAt = Date.now();
     this.checkedAt.set(id, member.heardAt);
   }

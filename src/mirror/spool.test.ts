@@ -129,6 +129,12 @@ describe('Spool', () => {
       await spool.restart(); // that holder's word went with its bytes
       await spool.append(data.subarray(0, 1000));
       await expect(spool.append(data.subarray(1000, 1001))).rejects.toThrow(DigestMismatchError);
+      // A manifest's word goes no further: lanes past the largest blob are refused, and a restart keeps the cap.
+      const laned = await capped.create(sha(randomBytes(8)));
+      expect(() => laned.useLanes([[0, 600], [600, 600]])).toThrow(/said to hold 1200 bytes, more than the 1000 taken/);
+      laned.setSize(5000, true);
+      await laned.restart();
+      expect(laned.laneRange(0)).toEqual({ start: 0, end: 1000 });
     } finally {
       for (const spool of capped.list()) await capped.remove(spool);
     }

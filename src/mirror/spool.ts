@@ -76,6 +76,8 @@ export class Spool {
   /** Receives the blob in these lanes (`[offset, length]`, covering it) instead of in one, before anything arrived. */
   useLanes(ranges: [offset: number, length: number][]): void {
     if (this.received > 0) throw new Error('lanes are chosen before any byte arrives');
+    const size = ranges.reduce((n, [, length]) => n + length, 0);
+    if (size > this.maxBytes) throw new Error(`${this.digest} is said to hold ${size} bytes, more than the ${this.maxBytes} taken`);
     this.#lanes = ranges.map(([offset, length]) => new Lane(offset, offset + length));
   }
 
@@ -216,7 +218,7 @@ export class Spool {
       this.size = undefined;
       this.#sized = new Promise((resolve) => (this.#resolveSized = resolve));
     }
-    this.#lanes = [new Lane(0, this.size ?? this.maxBytes)];
+    this.#lanes = [new Lane(0, Math.min(this.size ?? Infinity, this.maxBytes))];
     await this.file.truncate(0);
     this.#wake();
   }
