@@ -6,8 +6,12 @@ import type { Multiaddr } from '@multiformats/multiaddr';
 import type { Logger } from 'pino';
 import { LogRateLimiter, type LogRateLimiterOptions } from '../util/log-rate-limiter.js';
 
-/** Handshakes one address may have under way at once: a fleet behind one NAT joining at once stays well below. */
-export const MAX_HANDSHAKES_PER_IP = 32;
+/**
+ * Handshakes one address may have under way at once (a quarter of the 256 libp2p has for all). A handshake takes
+ * milliseconds to a second; a fleet behind one NAT that all redial a restarted node at once may meet it, and dials
+ * again after a moment.
+ */
+export const MAX_HANDSHAKES_PER_IP = 64;
 
 export interface InboundFailureLog {
   /** Install as libp2p's `connectionGater`: it denies only an address's handshakes past MAX_HANDSHAKES_PER_IP, and watches. */
