@@ -24,7 +24,7 @@ export interface NodeStatus {
   lastRepublish?: string;
 }
 
-/** One row of GET /_mesh/v1/peers: a connected peer, how many keys it announces and its disk, when it said so. */
+/** One row of GET /_mesh/v1/peers: a member (connected, or only heard of), how many keys it announces and its disk, when it said so. */
 export type PeerEntry = PeerStatus & { keys?: number; disk?: DiskTotals };
 
 /** One provider of GET /_mesh/v1/who-has. */

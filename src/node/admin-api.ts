@@ -38,7 +38,7 @@ export function registerAdminApi(app: FastifyInstance, deps: AdminDeps): void {
     p2p: deps.p2pAddrs(),
     store: deps.store.kind,
     swarmKey: deps.node.swarmKey,
-    peers: membership.peers().length,
+    peers: membership.peers().filter((p) => p.connected !== false).length,
     announcedKeys: deps.holdings.size,
     lastReconcile: deps.holdings.lastReconcile?.toISOString(),
     lastRepublish: router.lastRepublish?.toISOString(),

@@ -6,7 +6,8 @@ const KEPT = 200;
 
 export class EventLog {
   #events: FleetEvent[] = [];
-  #seq = 0;
+  /** Numbered from this boot's clock, so that a page polling across a restart asks for numbers the new daemon passed. */
+  #seq = Date.now();
 
   record(event: Omit<FleetEvent, 'seq' | 'time'>): void {
     this.#events.push({ seq: ++this.#seq, time: new Date().toISOString(), ...event });
