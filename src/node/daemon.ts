@@ -215,7 +215,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     registerStatusPage(registry, events);
     registerMetrics(registry, { router: mesh.router, holdings: mesh.holdings, disk: () => disk.evictor.totals() });
     registerLimitsApi(registry, bandwidth, config.dataDir, log.child({ component: 'bandwidth' }));
-    registerDiskApi(registry, { evictor: disk.evictor, router: mesh.router, log });
+    registerDiskApi(registry, { evictor: disk.evictor, router: mesh.router, log, forget: (image) => follower.forget(image) });
     let registryUrl = '';
     registerAdminApi(registry, {
       store,

@@ -16,11 +16,29 @@ async function prune(failure: Error): Promise<{ status: number; body: string }> 
   const store = new MemoryStore();
   app = createRegistry({ store, uploads: new UploadSessions(store, { maxBlobBytes: 1 << 20, idleTimeoutMs: 60_000, maxSessions: 10, maxSessionsPerClient: 10 }, log), log, maxManifestBytes: 1 << 20, access: new Access({ writeGroup: 'layermesh', log }) });
   const evictor = { prune: async () => { throw failure; } } as unknown as Evictor;
-  registerDiskApi(app, { evictor, router: { id: 'self', publish: async () => {} }, log });
+  registerDiskApi(app, { evictor, router: { id: 'self', publish: async () => {} }, log, forget: () => {} });
   await app.listen({ host: '127.0.0.1', port: 0 });
   const res = await fetch(`http://127.0.0.1:${(app.server.address() as { port: number }).port}/_mesh/v1/prune`, { method: 'POST' });
   return { status: res.status, body: await res.text() };
 }
+
+describe('rm --mesh', () => {
+  it('also ends a copy of the image under way on the node asked', async () => {
+    const store = new MemoryStore();
+    app = createRegistry({ store, uploads: new UploadSessions(store, { maxBlobBytes: 1 << 20, idleTimeoutMs: 60_000, maxSessions: 10, maxSessionsPerClient: 10 }, log), log, maxManifestBytes: 1 << 20, access: new Access({ writeGroup: 'layermesh', log, localUid: async () => 0 }) });
+    const forgotten: string[] = [];
+    const published: unknown[] = [];
+    const evictor = { remove: async () => ({ evicted: [], freed: 0, kept: 'not held here' }) } as unknown as Evictor;
+    registerDiskApi(app, { evictor, router: { id: 'self', publish: async (e) => void published.push(e) }, log, forget: (image) => void forgotten.push(image) });
+    await app.listen({ host: '127.0.0.1', port: 0 });
+    const base = `http://127.0.0.1:${(app.server.address() as { port: number }).port}/_mesh/v1/images`;
+    expect((await fetch(`${base}?name=app:1`, { method: 'DELETE' })).status).toBe(200);
+    expect(forgotten, 'rm on this node only').toEqual([]);
+    expect((await fetch(`${base}?name=app:1&mesh=1`, { method: 'DELETE' })).status).toBe(200);
+    expect(forgotten).toEqual(['docker.io/library/app:1']);
+    expect(published).toEqual([{ type: 'image-removed', image: 'docker.io/library/app:1', node: 'self' }]);
+  });
+});
 
 describe('prune', () => {
   it('answers 400 when this node is not set up to evict, and a 5xx that shows no server path when the store fails', async () => {

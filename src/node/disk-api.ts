@@ -12,6 +12,8 @@ export interface DiskApiDeps {
   evictor: Evictor;
   router: Pick<Router, 'id' | 'publish'>;
   log: Logger;
+  /** rm --mesh here: a copy of the image under way on this node, or its next try, would bring it back. */
+  forget(image: string): void;
 }
 
 /** The store's name for what a user typed: `app:1` → `docker.io/library/app:1`; no tag means `latest`. */
@@ -21,7 +23,7 @@ export function storeImageName(reference: string): string {
   return digest ? digestImageName(key, digest) : tagImageName(key, tag ?? 'latest');
 }
 
-export function registerDiskApi(app: FastifyInstance, { evictor, router, log }: DiskApiDeps): void {
+export function registerDiskApi(app: FastifyInstance, { evictor, router, log, forget }: DiskApiDeps): void {
   app.get('/_mesh/v1/df', async (req): Promise<DiskUsage | DiskSummary> =>
     ((req.query as { totals?: string }).totals === undefined ? evictor.usage() : evictor.summary()));
 
@@ -39,6 +41,7 @@ export function registerDiskApi(app: FastifyInstance, { evictor, router, log }: 
     const query = req.query as { name?: string; mesh?: string };
     if (!query.name) throw new RegistryError(400, 'NAME_INVALID', 'rm needs ?name=IMAGE');
     const name = storeImageName(query.name); // a NameInvalidError is answered 400 by the registry's error handler
+    if (query.mesh !== undefined) forget(name);
     const report = await evictor.remove(name, query.mesh === undefined ? 'rm' : 'rm --mesh');
     if (query.mesh === undefined) return report;
     await router.publish({ type: 'image-removed', image: name, node: router.id });

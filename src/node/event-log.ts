@@ -16,7 +16,7 @@ export class EventLog {
 
   /**
    * Events after `seq`, oldest first. A `seq` beyond the last one comes from a page that polled this node before
-   * it restarted (numbers start again at 1): it gets everything kept.
+   * it restarted with its clock set back: it gets everything kept.
    */
   since(seq: number): FleetEvent[] {
     const after = seq > this.#seq ? 0 : seq;
