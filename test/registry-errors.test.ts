@@ -80,6 +80,20 @@ describe('blob uploads', () => {
     expect(back.equals(data)).toBe(true);
   });
 
+  it('refuses a chunk whose length is not its Content-Range, writing none of it, and says where the upload stands', async () => {
+    const data = randomBytes(3000);
+    const location = await startUpload();
+    expect((await api(location, { method: 'PATCH', body: data.subarray(0, 1000), headers: { 'content-range': '0-999' } })).status).toBe(202);
+    const longer = await api(location, { method: 'PATCH', body: data.subarray(1000, 2500), headers: { 'content-range': '1000-1999' } });
+    expect(longer.status).toBe(416);
+    expect(await errorCode(longer)).toBe('BLOB_UPLOAD_INVALID');
+    expect(longer.headers.get('range')).toBe('0-999');
+    const rest = await api(location, { method: 'PATCH', body: data.subarray(1000), headers: { 'content-range': '1000-2999' } });
+    expect(rest.status).toBe(202);
+    expect((await api(`${location}?digest=${sha(data)}`, { method: 'PUT' })).status).toBe(201);
+    expect(Buffer.from(await (await api(`/v2/app/blobs/${sha(data)}`)).arrayBuffer()).equals(data)).toBe(true);
+  });
+
   it('answers BLOB_UPLOAD_UNKNOWN for an unknown upload, and for an upload of another repository', async () => {
     const res = await api('/v2/app/blobs/uploads/00000000-0000-0000-0000-000000000000', { method: 'PATCH', body: 'x' });
     expect(res.status).toBe(404);

@@ -3,6 +3,7 @@ import { isDigest } from '../oci/digest.js';
 import { bodyOf, type RouteContext } from './context.js';
 import { digestInvalid, RegistryError } from './errors.js';
 import { parseContentRange } from './content-range.js';
+import type { ByteRange } from '../store/store.js';
 import { rangeHeader, tooLarge } from './upload-sessions.js';
 
 const uploadUrl = (ctx: RouteContext, id: string) => `/v2/${ctx.name}/blobs/uploads/${id}`;
@@ -62,12 +63,26 @@ export async function startUpload(ctx: RouteContext): Promise<unknown> {
   return created(ctx, query.digest);
 }
 
+/**
+ * The chunk's Content-Range, checked against its Content-Length before a byte is written. A 416 carries Range, where
+ * the upload stands, so that the client can go on from there (as after a chunk out of order).
+ */
+function chunkRange(ctx: RouteContext): ByteRange | undefined {
+  const range = parseContentRange(ctx.req.headers['content-range']);
+  const declared = ctx.req.headers['content-length'];
+  if (range && declared !== undefined && Number(declared) !== range.end - range.start + 1) {
+    throw new RegistryError(416, 'BLOB_UPLOAD_INVALID', `Content-Range ${range.start}-${range.end} is ${range.end - range.start + 1} bytes; Content-Length says ${declared}`,
+      undefined, { range: rangeHeader(ctx.uploads.get(ctx.repo, ctx.ref).offset) });
+  }
+  return range;
+}
+
 export async function patchUpload(ctx: RouteContext): Promise<unknown> {
   checkDeclaredLength(ctx);
-  const range = parseContentRange(ctx.req.headers['content-range']);
+  const range = chunkRange(ctx);
   const offset = await ctx.uploads.append(ctx.repo, ctx.ref, bodyOf(ctx), range?.start);
   if (range && offset !== range.end + 1) {
-    throw new RegistryError(416, 'BLOB_UPLOAD_INVALID', `Content-Range ends at ${range.end}, body ended at ${offset - 1}`);
+    throw new RegistryError(416, 'BLOB_UPLOAD_INVALID', `Content-Range ends at ${range.end}, body ended at ${offset - 1}`, undefined, { range: rangeHeader(offset) });
   }
   return accepted(ctx, ctx.ref, offset);
 }
@@ -78,7 +93,7 @@ export async function finishUpload(ctx: RouteContext): Promise<unknown> {
     throw digestInvalid('a valid ?digest= is required to complete an upload', { digest });
   }
   checkDeclaredLength(ctx);
-  const range = parseContentRange(ctx.req.headers['content-range']);
+  const range = chunkRange(ctx);
   await ctx.uploads.append(ctx.repo, ctx.ref, bodyOf(ctx), range?.start);
   await ctx.uploads.finish(ctx.repo, ctx.ref, digest, sourceLabels(ctx.repo));
   return created(ctx, digest);
