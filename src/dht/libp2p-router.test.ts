@@ -31,6 +31,7 @@ interface MemberOptions {
   privateKey?: PrivateKey;
   listen?: string;
   batchProtocol?: boolean;
+  republishIntervalMs?: number;
 }
 
 async function member(name: string, opts: MemberOptions): Promise<Member> {
@@ -48,7 +49,7 @@ async function member(name: string, opts: MemberOptions): Promise<Member> {
     node,
     nodeInfo: { name, labels: { role: 'test' }, dataPlanePort: 5001 },
     logger: logger.child({ node: name }),
-    republishIntervalMs: 1_000,
+    republishIntervalMs: opts.republishIntervalMs ?? 1_000,
     lookupTimeoutMs: 1_000,
     batchProtocol: opts.batchProtocol,
   });
@@ -147,6 +148,29 @@ describe('a mesh of four members', () => {
     expect(Date.now() - started).toBeLessThan(4_000);
     await until('b to store every key of the burst', async () => (await Promise.all(keys.map((k) => storesRecord(b, k, d)))).every(Boolean));
     batches.mockRestore();
+  });
+
+  test('a wall clock set back an hour holds no announcement back', async () => {
+    // Two members that republish only every 10 minutes: a record arrives by its own batch or not at all.
+    const e = await member('e', { swarmKey, republishIntervalMs: 600_000 });
+    const f = await member('f', { swarmKey, bootstrap: addrsOf(e), republishIntervalMs: 600_000 });
+    try {
+      await until('e and f connected', () => connected(e, f));
+      const first = `sha256:${'1'.repeat(64)}`;
+      f.router.announce({ add: [first] });
+      await until('e to store the first key', () => storesRecord(e, first, f), 12_000);
+      const now = Date.now.bind(Date);
+      const setBack = vi.spyOn(Date, 'now').mockImplementation(() => now() - 3_600_000);
+      try {
+        const next = `sha256:${'2'.repeat(64)}`;
+        f.router.announce({ add: [next] });
+        await until('e to store the key announced after the clock went back', () => storesRecord(e, next, f), 12_000);
+      } finally {
+        setBack.mockRestore();
+      }
+    } finally {
+      await Promise.all([stop(e), stop(f)]);
+    }
   });
 
   test('with fewer than k members every record is stored here too, so lookups ask no peer', async () => {

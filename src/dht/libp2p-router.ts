@@ -65,7 +65,7 @@ export class Libp2pRouter implements Router {
   private covered = new Set<string>();
   private flushTimer?: NodeJS.Timeout;
   private flushAt = 0;
-  private lastBatchAt = 0;
+  private lastBatchAt = -Infinity;
   private gapMs = BATCH_GAP_MS;
   private readonly republishTimer: NodeJS.Timeout;
   private work: Promise<void> = Promise.resolve();
@@ -223,10 +223,10 @@ export class Libp2pRouter implements Router {
     }
   }
 
-  /** Runs a batch in `delayMs` (and not within the gap of the last unless `urgent`), or sooner if one is already due sooner. */
+  /** Runs a batch in `delayMs` (not within the last one's gap unless `urgent`) or sooner if due; monotonic: a clock set back must not delay it. */
   private schedule(delayMs: number, urgent = false): void {
-    const at = Math.max(Date.now() + delayMs, urgent ? 0 : this.lastBatchAt + this.gapMs);
-    delayMs = at - Date.now();
+    const at = Math.max(performance.now() + delayMs, urgent ? 0 : this.lastBatchAt + this.gapMs);
+    delayMs = at - performance.now();
     if (this.shutdown.signal.aborted || (this.flushTimer !== undefined && this.flushAt <= at)) return;
     clearTimeout(this.flushTimer);
     this.flushAt = at;
@@ -244,7 +244,7 @@ export class Libp2pRouter implements Router {
    */
   private async runBatch(): Promise<void> {
     const signal = this.shutdown.signal;
-    const started = Date.now();
+    const started = performance.now();
     const busy = this.added.size > 0 && started - this.lastBatchAt < 2 * this.gapMs;
     this.gapMs = busy ? Math.min(2 * this.gapMs, BATCH_GAP_MAX_MS) : BATCH_GAP_MS;
     this.lastBatchAt = started;
@@ -293,7 +293,7 @@ export class Libp2pRouter implements Router {
     const records = results.reduce((n, r) => n + r.records, 0);
     if (records > 0 || removed.length > 0 || failed.length > 0) {
       const fields = { added: added.length, removed: removed.length, republish, held: all.length, peers: view.length, records, failed: failed.length };
-      this.log.info({ ...fields, ms: Date.now() - started }, 'provider records announced');
+      this.log.info({ ...fields, ms: Math.round(performance.now() - started) }, 'provider records announced');
     }
   }
 }
