@@ -11,7 +11,7 @@ import { LogRateLimiter, type LogRateLimiterOptions } from '../util/log-rate-lim
  * milliseconds to a second; a fleet behind one NAT that all redial a restarted node at once may meet it, and dials
  * again after a moment.
  */
-export const MAX_HANDSHAKES_PER_IP = 64;
+const MAX_HANDSHAKES_PER_IP = 64;
 
 export interface InboundFailureLog {
   /** Install as libp2p's `connectionGater`: it denies only an address's handshakes past MAX_HANDSHAKES_PER_IP, and watches. */
@@ -30,22 +30,20 @@ export function inboundFailureLog(log: Logger, opts: { swarmKey: boolean; limits
   const limiter = new LogRateLimiter(opts.limits);
   // Behind pnet, a peer with another key (or none) looks like garbage to multistream-select: say so.
   const hint = opts.swarmKey ? { hint: 'not a member: a peer without this swarm key, or not a libp2p peer' } : {};
-  const pending = new WeakMap<MultiaddrConnection, (evt: StreamCloseEvent) => void>();
+  const pending = new WeakMap<MultiaddrConnection, { ip: string; onClose: (evt: StreamCloseEvent) => void }>();
   /** Handshakes under way, by remote IP: libp2p's cap on them is for all addresses together. */
   const underWay = new Map<string, number>();
   let closed = false;
 
+  /** The handshake of `maConn` is over: upgraded, or closed. */
   const settle = (maConn: MultiaddrConnection): void => {
-    const onClose = pending.get(maConn);
-    if (onClose === undefined) return;
+    const entry = pending.get(maConn);
+    if (entry === undefined) return;
     pending.delete(maConn);
-    maConn.removeEventListener('close', onClose);
-    done(addressOf(maConn.remoteAddr).ip);
-  };
-  const done = (ip: string): void => {
-    const n = (underWay.get(ip) ?? 1) - 1;
-    if (n > 0) underWay.set(ip, n);
-    else underWay.delete(ip);
+    maConn.removeEventListener('close', entry.onClose);
+    const n = (underWay.get(entry.ip) ?? 1) - 1;
+    if (n > 0) underWay.set(entry.ip, n);
+    else underWay.delete(entry.ip);
   };
 
   const report = (remoteAddr: Multiaddr, error: Error | undefined): void => {
@@ -74,11 +72,10 @@ export function inboundFailureLog(log: Logger, opts: { swarmKey: boolean; limits
       }
       underWay.set(ip, n + 1);
       const onClose = (evt: StreamCloseEvent) => {
-        pending.delete(maConn);
-        done(ip);
+        settle(maConn);
         report(maConn.remoteAddr, evt.error);
       };
-      pending.set(maConn, onClose);
+      pending.set(maConn, { ip, onClose });
       maConn.addEventListener('close', onClose, { once: true });
       return false;
     },

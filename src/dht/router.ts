@@ -17,6 +17,9 @@ export interface PeerStatus extends PeerRef {
   info?: NodeInfo;
 }
 
+/** A member this node is connected to now, not one it only heard of. */
+export const isConnected = (p: PeerStatus): boolean => p.connected !== false;
+
 /** What a node tells its peers about itself on connect. */
 export interface NodeInfo {
   name: string;

@@ -2,7 +2,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { Store } from '../store/store.js';
 import type { Inventory, Membership } from '../dht/membership.js';
-import type { PeerStatus, Router } from '../dht/router.js';
+import { isConnected, type PeerStatus, type Router } from '../dht/router.js';
 import type { ImageEntry, MeshImageRow, NodeStatus, PeerEntry, WhoHasAnswer, WhoHasEntry } from '../api/admin-types.js';
 import { isDigest } from '../oci/digest.js';
 import { comparePushes } from '../oci/tag-push.js';
@@ -38,7 +38,7 @@ export function registerAdminApi(app: FastifyInstance, deps: AdminDeps): void {
     p2p: deps.p2pAddrs(),
     store: deps.store.kind,
     swarmKey: deps.node.swarmKey,
-    peers: membership.peers().filter((p) => p.connected !== false).length,
+    peers: membership.peers().filter(isConnected).length,
     announcedKeys: deps.holdings.size,
     lastReconcile: deps.holdings.lastReconcile?.toISOString(),
     lastRepublish: router.lastRepublish?.toISOString(),

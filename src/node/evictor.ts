@@ -165,8 +165,13 @@ export class Evictor {
     const excess = m.measured - m.low;
     if (excess <= 0) return { evicted: [], freed: 0 };
     const { candidates, kept } = this.#candidates(held);
-    await this.#countCopies(candidates);
-    const plan = planEviction({ candidates: this.#unchanged(candidates, kept, await survey(this.deps.store)), sizes: held.sizes, kept, excess, minCopies: this.deps.minCopies });
+    // Nothing may go (a disk full of pinned or local images): no lookups, and no second survey, at every check.
+    let still: Candidate[] = [];
+    if (candidates.length > 0) {
+      await this.#countCopies(candidates);
+      still = this.#unchanged(candidates, kept, await survey(this.deps.store));
+    }
+    const plan = planEviction({ candidates: still, sizes: held.sizes, kept, excess, minCopies: this.deps.minCopies });
     const evicted: EvictedEntry[] = [];
     for (const p of plan.evict) {
       const entry = await this.#evict(p, reason);

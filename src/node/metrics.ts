@@ -4,7 +4,7 @@
 import type { FastifyInstance } from 'fastify';
 import { collectDefaultMetrics, Counter, Gauge, register, Registry } from 'prom-client';
 import type { DiskTotals, EvictedEntry } from '../api/admin-types.js';
-import type { Router } from '../dht/router.js';
+import { isConnected, type Router } from '../dht/router.js';
 import type { Holdings } from './holdings.js';
 
 export interface MetricsSources {
@@ -34,7 +34,7 @@ function daemonRegistry({ router, holdings, disk }: MetricsSources): Registry {
   collectDefaultMetrics({ register: own, eventLoopMonitoringPrecision: EVENT_LOOP_SAMPLE_MS });
   new Gauge({
     name: 'layermesh_connected_peers', help: 'Members this node is connected to', registers: [own],
-    collect() { this.set(router.peers().filter((p) => p.connected !== false).length); },
+    collect() { this.set(router.peers().filter(isConnected).length); },
   });
   new Gauge({
     name: 'layermesh_known_members', help: 'Members this node knows, connected to or heard of', registers: [own],

@@ -90,7 +90,7 @@ export class PushFollower {
       if (attempt === 0 || (await this.#stillWanted(event))) await this.#copy(event);
     } catch (err) {
       if (this.#stopped) return;
-      if (!this.deps.pushes.isNewest(image, event) || this.#wasRemoved(event)) {
+      if (this.#moot(event)) {
         this.deps.log.info({ image, digest, err: (err as Error).message }, 'replication of a push no longer the newest of its name, or removed, failed; not tried again');
         return;
       }
@@ -105,16 +105,16 @@ export class PushFollower {
     }
   }
 
-  /** The push is one removed from the mesh since (rm --mesh), or older. */
-  #wasRemoved({ image, clock, node }: Pick<MeshEvent, 'image' | 'clock' | 'node'>): boolean {
+  /** A copy of the push is no longer to be made: a newer push of its name is known, or the image was removed since (rm --mesh). */
+  #moot({ image, clock, node }: Pick<MeshEvent, 'image' | 'clock' | 'node'>): boolean {
     const removed = this.#removed.get(image);
-    return removed !== undefined && comparePushes({ clock, node }, removed) <= 0;
+    return !this.deps.pushes.isNewest(image, { clock, node }) || (removed !== undefined && comparePushes({ clock, node }, removed) <= 0);
   }
 
   /** A failed copy is still to be made: its push is the newest of the name, no copy of it is under way, and it is not here. */
   async #stillWanted({ image, digest, clock, node }: MeshEvent): Promise<boolean> {
-    const { pushes, replicator, store } = this.deps;
-    if (!pushes.isNewest(image, { clock, node }) || replicator.copying(image) !== undefined || this.#wasRemoved({ image, clock, node })) return false;
+    const { replicator, store } = this.deps;
+    if (this.#moot({ image, clock, node }) || replicator.copying(image) !== undefined) return false;
     return (await store.images.get(image))?.target.digest !== digest;
   }
 

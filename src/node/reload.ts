@@ -23,7 +23,6 @@ export async function reloadConfig({ argv, log, bandwidth, running }: Reloadable
   let config;
   try {
     config = parseConfig(argv);
-    if (!log.levels.values[config.logLevel]) throw new Error(`unknown log level "${config.logLevel}"`);
   } catch (err) {
     log.error({ err }, 'reload failed: the configuration is unchanged');
     return;

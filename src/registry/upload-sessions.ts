@@ -29,6 +29,10 @@ interface Session {
 export const tooLarge = (limit: number) =>
   new RegistryError(413, 'SIZE_INVALID', `blob exceeds the upload limit of ${limit} bytes`, { limit });
 
+/** A chunk that does not fit the upload (416), with Range: where the upload stands, for the client to go on from. */
+export const chunkRefused = (message: string, offset: number) =>
+  new RegistryError(416, 'BLOB_UPLOAD_INVALID', message, undefined, { range: rangeHeader(offset) });
+
 const tooManySessions = (message: string) =>
   new RegistryError(429, 'TOOMANYREQUESTS', message, undefined, { 'retry-after': String(RETRY_AFTER_S) });
 
@@ -76,9 +80,7 @@ export class UploadSessions {
     if (!session || session.repo !== repo) throw uploadUnknown(id);
     if (session.busy) throw new RegistryError(416, 'BLOB_UPLOAD_INVALID', 'another request is writing to this upload');
     if (expectedOffset !== undefined && expectedOffset !== session.upload.offset) {
-      throw new RegistryError(416, 'BLOB_UPLOAD_INVALID', `chunk starts at ${expectedOffset}, upload is at ${session.upload.offset}`, undefined, {
-        range: rangeHeader(session.upload.offset),
-      });
+      throw chunkRefused(`chunk starts at ${expectedOffset}, upload is at ${session.upload.offset}`, session.upload.offset);
     }
     session.busy = true;
     try {

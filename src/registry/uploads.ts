@@ -1,10 +1,10 @@
 // The push API for blobs: POST (monolithic, mount, or session start), PATCH, PUT, GET, DELETE of uploads.
 import { isDigest } from '../oci/digest.js';
 import { bodyOf, type RouteContext } from './context.js';
-import { digestInvalid, RegistryError } from './errors.js';
+import { digestInvalid } from './errors.js';
 import { parseContentRange } from './content-range.js';
 import type { ByteRange } from '../store/store.js';
-import { rangeHeader, tooLarge } from './upload-sessions.js';
+import { chunkRefused, rangeHeader, tooLarge } from './upload-sessions.js';
 
 const uploadUrl = (ctx: RouteContext, id: string) => `/v2/${ctx.name}/blobs/uploads/${id}`;
 
@@ -71,8 +71,7 @@ function chunkRange(ctx: RouteContext): ByteRange | undefined {
   const range = parseContentRange(ctx.req.headers['content-range']);
   const declared = ctx.req.headers['content-length'];
   if (range && declared !== undefined && Number(declared) !== range.end - range.start + 1) {
-    throw new RegistryError(416, 'BLOB_UPLOAD_INVALID', `Content-Range ${range.start}-${range.end} is ${range.end - range.start + 1} bytes; Content-Length says ${declared}`,
-      undefined, { range: rangeHeader(ctx.uploads.get(ctx.repo, ctx.ref).offset) });
+    throw chunkRefused(`Content-Range ${range.start}-${range.end} is ${range.end - range.start + 1} bytes; Content-Length says ${declared}`, ctx.uploads.get(ctx.repo, ctx.ref).offset);
   }
   return range;
 }
@@ -82,7 +81,7 @@ export async function patchUpload(ctx: RouteContext): Promise<unknown> {
   const range = chunkRange(ctx);
   const offset = await ctx.uploads.append(ctx.repo, ctx.ref, bodyOf(ctx), range?.start);
   if (range && offset !== range.end + 1) {
-    throw new RegistryError(416, 'BLOB_UPLOAD_INVALID', `Content-Range ends at ${range.end}, body ended at ${offset - 1}`, undefined, { range: rangeHeader(offset) });
+    throw chunkRefused(`Content-Range ends at ${range.end}, body ended at ${offset - 1}`, offset);
   }
   return accepted(ctx, ctx.ref, offset);
 }

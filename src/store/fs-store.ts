@@ -13,6 +13,7 @@ import { HashingUpload } from './hashing-upload.js';
 import { OrphanSweeper } from './orphan-sweeper.js';
 import { NotFoundError, UploadClosedError, asStoreFull, checkRange, type BlobInfo, type BlobReader, type ByteRange, type ImageRecord, type ImageStore, type Store, type StoreEvent, type Upload } from './store.js';
 import { digestHex, isDigest } from '../oci/digest.js';
+import { KeyedQueue } from '../util/keyed-queue.js';
 
 const READ_CHUNK = 1 << 20;
 const DEFAULT_ORPHAN_DELAY_MS = 10_000;
@@ -85,8 +86,8 @@ export class FsStore implements Store {
   readonly #imageDir: string;
 
   readonly #orphans: OrphanSweeper;
-  /** The last commit of each digest being published. */
-  readonly #publishing = new Map<string, Promise<void>>();
+  /** Commits of one digest, one after the other. */
+  readonly #publishing = new KeyedQueue();
   /** When an upload last began, took bytes or ended: the orphan sweep waits for pushes to be quiet. */
   #lastWrite = 0;
 
@@ -204,15 +205,8 @@ export class FsStore implements Store {
   }
 
   /** Commits of one blob take turns: the first publishes it, the others find it there (one blob-added). */
-  async #publish(digest: string, tmp: string): Promise<BlobInfo> {
-    const turn = (this.#publishing.get(digest) ?? Promise.resolve()).then(() => this.#publishOnce(digest, tmp));
-    const settled = turn.then(() => {}, () => {});
-    this.#publishing.set(digest, settled);
-    try {
-      return await turn;
-    } finally {
-      if (this.#publishing.get(digest) === settled) this.#publishing.delete(digest);
-    }
+  #publish(digest: string, tmp: string): Promise<BlobInfo> {
+    return this.#publishing.run(digest, () => this.#publishOnce(digest, tmp));
   }
 
   async #publishOnce(digest: string, tmp: string): Promise<BlobInfo> {

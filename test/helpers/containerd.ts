@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { mountPoints } from './procfs.js';
+import { stopChild } from './stop-child.js';
 
 const run = promisify(execFile);
 
@@ -130,13 +131,7 @@ async function waitUntilAnswering(socket: string, child: ChildProcess, logPath: 
 
 /** SIGTERM, then SIGKILL if it is still running after 10 s. */
 async function kill(child: ChildProcess, exited: Promise<void>): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  child.kill('SIGTERM');
-  const timer = new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 10_000).unref());
-  if ((await Promise.race([exited, timer])) === 'timeout') {
-    child.kill('SIGKILL');
-    await exited;
-  }
+  await stopChild(child, exited, 'SIGTERM', 10_000);
 }
 
 /** Unmounts everything mounted below dir (snapshots, shim state), deepest first; lazily when busy. */

@@ -11,6 +11,7 @@ import { createInterface } from 'node:readline';
 import { builtEntryPoints } from '../fleet/layout.js';
 import { run } from './run.js';
 import { waitFor } from './wait.js';
+import { stopChild } from './stop-child.js';
 
 /** What meshd's "meshd ready" log line tells; the mesh fields only from builds that have a mesh. */
 export interface MeshdReadyLine {
@@ -141,17 +142,10 @@ export async function startMeshd(args: string[] = [], opts: { dataDir?: string }
   // A meshd that hangs on its signal is killed, and the stop fails, rather than the hook that stops it timing out
   // (and skipping the cleanup after it, with this meshd left running).
   const stop = async (signal: NodeJS.Signals = 'SIGTERM') => {
-    if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
-    let timer: NodeJS.Timeout | undefined;
-    const hung = new Promise<'hung'>((resolve) => (timer = setTimeout(() => resolve('hung'), STOP_TIMEOUT_MS)));
     try {
-      const code = await Promise.race([meshd.exited, hung]);
-      if (code !== 'hung') return code;
-      proc.kill('SIGKILL');
-      await meshd.exited;
-      throw new Error(`meshd did not exit within ${STOP_TIMEOUT_MS / 1000} s of ${signal}: killed`);
+      if (await stopChild(proc, meshd.exited, signal, STOP_TIMEOUT_MS)) throw new Error(`meshd did not exit within ${STOP_TIMEOUT_MS / 1000} s of ${signal}: killed`);
+      return await meshd.exited;
     } finally {
-      clearTimeout(timer);
       if (!opts.dataDir) await rm(dataDir, { recursive: true, force: true });
     }
   };

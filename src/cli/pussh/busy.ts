@@ -15,7 +15,7 @@ export const DEFAULT_PATIENCE: Patience = { totalMs: 120_000, longestWaitMs: 30_
 /** Without a Retry-After. */
 const DEFAULT_WAIT_MS = 1_000;
 
-export function isBusy(err: unknown): err is RegistryRejectedError {
+function isBusy(err: unknown): err is RegistryRejectedError {
   return err instanceof RegistryRejectedError && (err.status === 429 || err.status === 503);
 }
 

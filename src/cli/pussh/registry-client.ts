@@ -29,7 +29,7 @@ const MAX_ERROR_BODY = 64 << 10;
  * A request that moves no byte either way for this long has failed: a registry that accepted the connection
  * and stalls must not hang pussh. Long enough for the remote's commit of a large layer (a sync to disk).
  */
-export const IDLE_TIMEOUT_MS = 300_000;
+const IDLE_TIMEOUT_MS = 300_000;
 
 /** A failure to talk to the remote registry at all (as opposed to an HTTP error answer). */
 export class ConnectionError extends Error {
