@@ -4,6 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { PeerEntry, WhoHasAnswer, WhoHasEntry } from '../../src/api/admin-types.js';
+import { isConnected } from '../../src/dht/router.js';
 import { importLayout } from '../helpers/containerd.js';
 import type { BuiltImage } from '../helpers/oci-image.js';
 import { startContainerdIn, startMeshdIn } from './daemons.js';
@@ -127,9 +128,9 @@ export class FleetHost {
     return readFileSync(this.meshdLog, 'utf8').split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l));
   }
 
-  /** Connected peers, as `meshctl --json peers` reports them. */
-  peers(): Promise<PeerEntry[]> {
-    return this.meshctlJson<PeerEntry[]>(['peers']);
+  /** Connected peers, as `meshctl --json peers` reports them (it lists members only heard of too, `connected: false`). */
+  async peers(): Promise<PeerEntry[]> {
+    return (await this.meshctlJson<PeerEntry[]>(['peers'])).filter(isConnected);
   }
 
   /** Providers of a digest or image tag, nearest first, as `meshctl --json who-has` reports them. */
