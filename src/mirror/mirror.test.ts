@@ -359,6 +359,22 @@ describe('Mirror', () => {
     expect(await store.stat(sha(data))).toBeUndefined();
   });
 
+  it('fetches the blob on the next request after the store could not be asked whether it held it (containerd restarting)', async () => {
+    const data = randomBytes(100_000);
+    const holder = await peer('holder', 1, serves(data));
+    const store = new MemoryStore();
+    const stat = store.stat.bind(store);
+    let failures = 1;
+    store.stat = async (digest) => {
+      if (failures-- > 0) throw new Error('containerd: unavailable');
+      return stat(digest);
+    };
+    const m = mirror(store, [holder]);
+    expect(await m.fetch(sha(data)).stored).toBe(false);
+    expect(await m.fetch(sha(data)).stored).toBe(true);
+    expect(await readdir(spoolDir)).toEqual([]);
+  });
+
   it('answers undefined at once when nobody holds the blob', async () => {
     expect(await mirror(new MemoryStore(), []).stream(sha(randomBytes(10)))).toBeUndefined();
   });

@@ -122,7 +122,11 @@ export class Mirror {
   /** Receives the blob into its spool and then into the store; false when no holder sent the right bytes. */
   async #receiveAndStore(spool: Spool, clients: Promise<unknown>[], options: FetchOptions, verified: () => void): Promise<boolean> {
     const { digest } = spool;
-    if (await this.opts.store.stat(digest)) {
+    const held = await this.opts.store.stat(digest).catch(async (err: unknown) => {
+      await this.opts.spools.remove(spool); // else the digest's spool stays under way, and every later fetch of it fails
+      throw err;
+    });
+    if (held) {
       await this.opts.spools.remove(spool);
       return true; // arrived meanwhile (the transfer before just ended)
     }
