@@ -33,6 +33,12 @@ const MAX_AUTHORIZATIONS = 1_000;
 /** A token service's answer: a token and its lifetime, a few KB. */
 const MAX_TOKEN_ANSWER_BYTES = 64 << 10;
 
+const REDIRECTS = new Set([301, 302, 303, 307, 308]);
+const MAX_REDIRECTS = 5;
+
+/** The headers to send to another origin: credentials stay with the origin they were meant for. */
+const withoutAuthorization = ({ authorization: _, ...rest }: Record<string, string>): Record<string, string> => rest;
+
 /** An answer's body, read up to `limit` bytes (TooLargeError past it). */
 const bodyOf = (res: Response, limit: number): Promise<Buffer> => (res.body ? readBounded(res.body, limit) : Promise.resolve(Buffer.alloc(0)));
 
@@ -141,7 +147,12 @@ export class Upstream {
       return header;
     }
     if (challenge.scheme !== 'bearer' || !challenge.params.realm) return undefined;
-    const realm = new URL(challenge.params.realm);
+    const realm = new URL(challenge.params.realm, this.endpoint(registry));
+    if (realm.protocol !== 'https:' && new URL(this.endpoint(registry)).protocol === 'https:') {
+      // Credentials and tokens in plain text, to wherever the challenge points: not from an https registry.
+      this.opts.log.warn({ registry, realm: realm.origin + realm.pathname }, 'the upstream registry named a token service that is not https: refused');
+      return undefined;
+    }
     if (challenge.params.service) realm.searchParams.set('service', challenge.params.service);
     if (challenge.params.scope) realm.searchParams.set('scope', challenge.params.scope);
     // Anonymous when no credentials are filed: public images on Docker Hub still need a token.
@@ -171,12 +182,29 @@ export class Upstream {
     this.#auth.set(key, { header, until });
   }
 
-  /** fetch with a deadline for the answer to begin (the body's pauses are guarded by #guarded). */
+  /**
+   * fetch with a deadline for the answer to begin (the body's pauses are guarded by #guarded). Registries
+   * redirect blob GETs to their storage; a redirect is followed only to https, or anywhere from a plain-HTTP
+   * endpoint (an operator's choice): else a registry a local user names could have meshd, as root, read a
+   * plain-HTTP address inside the host or its network (a cloud's metadata service).
+   */
   async #fetch(url: string, method: string, headers: Record<string, string>, ctl: AbortController): Promise<Response> {
     const timer = setTimeout(() => ctl.abort(new Error(`no answer within ${this.opts.timeoutMs} ms`)), this.opts.timeoutMs);
     try {
-      // Registries redirect blob GETs to their storage: followed (fetch drops Authorization across origins).
-      return await fetch(url, { method, headers, signal: ctl.signal, redirect: 'follow' });
+      let at = new URL(url);
+      for (let hops = 0; ; hops++) {
+        const res = await fetch(at, { method, headers, signal: ctl.signal, redirect: 'manual' });
+        const location = res.headers.get('location');
+        if (!REDIRECTS.has(res.status) || location === null) return res;
+        await res.body?.cancel();
+        const next = new URL(location, at);
+        if (hops === MAX_REDIRECTS) throw new Error(`more than ${MAX_REDIRECTS} redirects`);
+        if (next.protocol !== 'https:' && !(next.protocol === 'http:' && new URL(url).protocol === 'http:')) {
+          throw new Error(`refused a redirect to ${next.protocol}//${next.host}: only https is followed from an https registry`);
+        }
+        if (next.origin !== at.origin) headers = withoutAuthorization(headers);
+        at = next;
+      }
     } finally {
       clearTimeout(timer);
     }

@@ -135,9 +135,9 @@ export interface Meshd {
 const STOP_TIMEOUT_MS = 45_000;
 
 /** The built meshd on 127.0.0.1, logging at debug; its data dir is a new temporary one (removed on stop) unless given. */
-export async function startMeshd(args: string[] = [], opts: { dataDir?: string } = {}): Promise<Meshd> {
+export async function startMeshd(args: string[] = [], opts: { dataDir?: string; env?: NodeJS.ProcessEnv } = {}): Promise<Meshd> {
   const dataDir = opts.dataDir ?? (await mkdtemp(join(tmpdir(), 'meshd-test-')));
-  const meshd = spawnMeshd(['--data-dir', dataDir, ...loopbackListeners(), '--log-level', 'debug', ...args]);
+  const meshd = spawnMeshd(['--data-dir', dataDir, ...loopbackListeners(), '--log-level', 'debug', ...args], { env: opts.env });
   const { proc } = meshd;
   // A meshd that hangs on its signal is killed, and the stop fails, rather than the hook that stops it timing out
   // (and skipping the cleanup after it, with this meshd left running).
