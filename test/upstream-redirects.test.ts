@@ -1,5 +1,6 @@
-// --upstream against an https registry that redirects: to its https storage (followed, without the registry's
-// credentials), and to plain-HTTP addresses a local user might want meshd to read as root (never followed).
+// --upstream against an https registry that misbehaves or redirects: to its https storage (followed, without the
+// registry's credentials), to plain-HTTP addresses a local user might want meshd to read as root (never followed),
+// and a tag naming a blob that is not a manifest (never served as one).
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpServer, type IncomingMessage, type RequestListener, type Server } from 'node:http';
@@ -16,7 +17,7 @@ const blob = randomBytes(300_000);
 const digest = `sha256:${createHash('sha256').update(blob).digest('hex')}`;
 const basic = `Basic ${Buffer.from('user:secret').toString('base64')}`;
 
-describe('pull-through from an https registry that redirects', () => {
+describe('pull-through from an https registry that redirects or misbehaves', () => {
   const dir = mkdtempSync(join(tmpdir(), 'upstream-redirects-'));
   const servers: Server[] = [];
   /** What the plain-HTTP "metadata service" and the https storage were asked, with the Authorization they got. */
@@ -44,6 +45,10 @@ describe('pull-through from an https registry that redirects', () => {
       const path = new URL(req.url!, 'https://registry').pathname;
       if (path === '/v2/app/manifests/1' && req.method === 'HEAD') return void res.writeHead(200).end(); // no digest: meshd GETs it
       if (path === '/v2/app/manifests/1') return void res.writeHead(302, { location: `${insideUrl}/latest/meta-data/credentials` }).end();
+      if (path === '/v2/app/manifests/layer') {
+        return void res.writeHead(200, { 'docker-content-digest': digest, 'content-length': blob.length, 'content-type': 'application/vnd.oci.image.manifest.v1+json' }).end();
+      }
+      if (path === `/v2/app/manifests/${digest}`) return void res.writeHead(200, { 'content-length': blob.length }).end(blob);
       if (path === '/v2/private/manifests/1') {
         return void res.writeHead(401, { 'www-authenticate': `Bearer realm="${insideUrl}/token",service="registry.test"` }).end();
       }
@@ -89,5 +94,11 @@ describe('pull-through from an https registry that redirects', () => {
     expect(res.status).toBe(404);
     expect(inside).toEqual([]);
     await waitFor('the refusal in the log', () => d.logs.some((l) => /token service that is not https/.test(String(l.msg)) && l.registry === 'registry.test'));
+  });
+
+  it('serves nothing as a manifest that is not one, when a tag upstream names a layer', async () => {
+    const res = await fetch(`${d.url}/v2/app/manifests/layer?ns=registry.test`);
+    expect(res.status).toBe(404);
+    expect((await res.json()).errors[0].code).toBe('MANIFEST_UNKNOWN');
   });
 });

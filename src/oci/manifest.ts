@@ -94,3 +94,14 @@ export function parseManifest(body: Buffer, declared?: string): ParsedManifest {
 export function children(m: ParsedManifest): Descriptor[] {
   return [...(m.config ? [m.config] : []), ...m.layers, ...m.manifests];
 }
+
+/** Whether the bytes are a manifest or index this registry serves. */
+export function isManifest(body: Buffer): boolean {
+  try {
+    parseManifest(body);
+    return true;
+  } catch (err) {
+    if (err instanceof ManifestInvalidError) return false;
+    throw err;
+  }
+}

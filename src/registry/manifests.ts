@@ -1,7 +1,7 @@
 // GET/HEAD/PUT/DELETE /v2/<name>/manifests/<tag|digest>
 import { ORIGIN_LABEL, putBlob } from '../store/store.js';
 import { digestOf, isDigest, type Descriptor } from '../oci/digest.js';
-import { children, ManifestInvalidError, mediaTypeOf, parseManifest, type ParsedManifest } from '../oci/manifest.js';
+import { children, isManifest, ManifestInvalidError, mediaTypeOf, parseManifest, type ParsedManifest } from '../oci/manifest.js';
 import { readBounded } from '../oci/limits.js';
 import { bodyOf, REPLICATE_HEADER, type PushOptions, type RouteContext } from './context.js';
 import { digestInvalid, manifestUnknown, RegistryError } from './errors.js';
@@ -21,17 +21,8 @@ async function resolve(ctx: RouteContext): Promise<{ target: Descriptor; body: B
   if (!isTag(ctx.ref)) return undefined;
   const target = (await store.images.get(tagImageName(ctx.repo, ctx.ref)))?.target;
   const body = target && (await readSmallBlob(store, target.digest, limit, requestedIn));
-  return body && { target: target!, body };
-}
-
-function isManifest(body: Buffer): boolean {
-  try {
-    parseManifest(body);
-    return true;
-  } catch (err) {
-    if (err instanceof ManifestInvalidError) return false;
-    throw err;
-  }
+  // An upstream's tag may name a blob that is not a manifest: not served as one either.
+  return body && isManifest(body) ? { target: target!, body } : undefined;
 }
 
 export async function getManifest(ctx: RouteContext): Promise<unknown> {
