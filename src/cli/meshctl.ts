@@ -5,6 +5,7 @@ import { writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError, Option } from 'commander';
 import { generateSwarmKey } from '../dht/swarm-key.js';
+import { isConnected } from '../dht/router.js';
 import type { ImageEntry, MeshImageRow, NodeStatus, PeerEntry, WhoHasAnswer, WhoHasEntry } from '../api/admin-types.js';
 import { AdminClient } from './admin-client.js';
 import { addMirrorCommand } from './mirror-config/command.js';
@@ -52,7 +53,7 @@ program
   .action(async () => {
     const peers = await client().get<PeerEntry[]>('/_mesh/v1/peers');
     print(peers, () => table(['PEER', 'NAME', 'RTT', 'KEYS', 'ADDRESSES'],
-      peers.map((p) => [p.id, p.info?.name ?? '', ms(p.rttMs), p.keys === undefined ? '-' : String(p.keys), p.addrs.join(' ')])));
+      peers.map((p) => [p.id, p.info?.name ?? '', isConnected(p) ? ms(p.rttMs) : 'not connected', p.keys === undefined ? '-' : String(p.keys), p.addrs.join(' ')])));
   });
 
 program

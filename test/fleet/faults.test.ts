@@ -64,6 +64,8 @@ describe('fault tools on a 4-host fleet', () => {
       await waitFor('h2 and h3 to drop each other', async () =>
         !(await peerIds(h2)).includes(h3.peerId) && !(await peerIds(h3)).includes(h2.peerId), { timeoutMs: 60_000, intervalMs: 1000 });
       expect((await peerIds(h1)).sort()).toEqual([h2, h3, h4].map((h) => h.peerId).sort()); // the others keep both
+      // h2 still hears of h3 from the others: a member, shown as not connected.
+      expect((await h2.meshctl(['peers'])).stdout).toMatch(new RegExp(`${h3.peerId}\\s+h3\\s+not connected`));
     } finally {
       await blackhole('del');
     }
