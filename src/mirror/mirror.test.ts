@@ -391,17 +391,22 @@ describe('Mirror', () => {
 
 describe('Mirror with an upstream', () => {
   /** An upstream double serving `data` (or `served`, to lie) for one digest, counting the requests. */
-  function upstream(data: Buffer, served = data) {
+  function upstream(data: Buffer, served = data, stated?: number) {
     const opened: { repo: string; digest: string; manifest: boolean }[] = [];
+    let cancelled = 0;
     const source: UpstreamSource = {
       resolveTag: async () => undefined,
       open: async (repo, digest, manifest) => {
         opened.push({ repo, digest, manifest });
         if (digest !== sha(data)) return undefined;
-        return { size: served.length, body: (async function* () { for (let i = 0; i < served.length; i += 65536) { await new Promise((r) => setImmediate(r)); yield served.subarray(i, i + 65536); } })() };
+        return {
+          size: stated ?? served.length,
+          body: (async function* () { for (let i = 0; i < served.length; i += 65536) { await new Promise((r) => setImmediate(r)); yield served.subarray(i, i + 65536); } })(),
+          cancel: () => void cancelled++,
+        };
       },
     };
-    return { source, opened };
+    return { source, opened, cancelled: () => cancelled };
   }
   const withUpstream = (store: MemoryStore, source: UpstreamSource, peers: DataPlane[] = []) => new Mirror({
     store, spools, members: { self: 'self', holders: async () => peers, dataPlaneOf: () => undefined }, peers: new PeerClient(key), log: pino({ level: 'silent' }),
@@ -442,6 +447,21 @@ describe('Mirror with an upstream', () => {
     const live = await withUpstream(store, upstream(data, wrong).source).stream(sha(data), origin);
     await expect(readAll(live!.stream)).rejects.toThrow();
     expect(await store.stat(sha(data))).toBeUndefined();
+  });
+
+  it('refuses a blob the upstream says is larger than this node takes before reading a byte, and lets the connection go', async () => {
+    const data = randomBytes(1000);
+    const up = upstream(data, data, 64 * 2 ** 30);
+    const dir = await mkdtemp(join(tmpdir(), 'mirror-small-'));
+    const small = await Spools.open(dir, 1 << 20);
+    const m = new Mirror({
+      store: new MemoryStore(), spools: small, members: { self: 'self', holders: async () => [], dataPlaneOf: () => undefined }, peers: new PeerClient(key),
+      log: pino({ level: 'silent' }), lookupTimeoutMs: 1000, stallTimeoutMs: 5000, resolveTags: true, upstream: up.source,
+    });
+    expect(await m.fetch(sha(data), { requestedIn: origin }).stored).toBe(false);
+    expect(up.cancelled()).toBe(1);
+    expect(await readdir(dir)).toEqual([]);
+    await rm(dir, { recursive: true, force: true });
   });
 
   it('does not ask the upstream without an origin (replication)', async () => {

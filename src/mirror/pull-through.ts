@@ -6,11 +6,12 @@ import { MAX_MANIFEST_BYTES } from '../oci/limits.js';
 import type { RequestedIn } from '../store/store.js';
 import { DigestMismatchError } from '../store/store.js';
 import type { Spool } from './spool.js';
+import type { UpstreamBody } from './upstream.js';
 
 /** What the mirror needs of an upstream registry (see upstream.ts). */
 export interface UpstreamSource {
   resolveTag(repo: string, tag: string): Promise<Descriptor | undefined>;
-  open(repo: string, digest: string, manifest: boolean): Promise<{ size?: number; body: AsyncIterable<Uint8Array> } | undefined>;
+  open(repo: string, digest: string, manifest: boolean): Promise<UpstreamBody | undefined>;
 }
 
 /** Receives the blob from the upstream registry into the spool, verified; false when it cannot. */
@@ -22,8 +23,8 @@ export async function pullThrough(spool: Spool, upstream: UpstreamSource | undef
   const opened = await upstream.open(requestedIn.repo, digest, requestedIn.manifest === true);
   if (!opened) return false;
   const limit = requestedIn.manifest ? MAX_MANIFEST_BYTES : Infinity;
-  if (opened.size !== undefined) spool.setSize(opened.size);
   try {
+    if (opened.size !== undefined) spool.setSize(opened.size); // refuses a blob said to be larger than this node takes
     for await (const chunk of opened.body) {
       await spool.append(chunk);
       if (spool.received > Math.min(limit, opened.size ?? Infinity)) throw new Error('the upstream sent more bytes than it stated');
@@ -36,6 +37,8 @@ export async function pullThrough(spool: Spool, upstream: UpstreamSource | undef
     log.warn({ digest, repo: requestedIn.repo, err: (err as Error).message, ...(mismatch && { actual: err.actual }) },
       mismatch ? 'the upstream registry sent bytes that do not match the digest' : 'pulling through from the upstream registry failed');
     return false;
+  } finally {
+    opened.cancel();
   }
   log.info({ digest, repo: requestedIn.repo, bytes: spool.written }, 'pulled through from the upstream registry');
   return true;

@@ -22,6 +22,8 @@ export interface UpstreamOptions {
 export interface UpstreamBody {
   size?: number;
   body: AsyncIterable<Uint8Array>;
+  /** Lets the connection go when the body is not read to its end (refused before its first byte). */
+  cancel(): void;
 }
 
 const ACCEPT = MANIFEST_MEDIA_TYPES.join(', ');
@@ -88,7 +90,7 @@ export class Upstream {
       return undefined;
     }
     const length = Number(res.headers.get('content-length') ?? NaN);
-    return { size: Number.isSafeInteger(length) ? length : undefined, body: this.#guarded(res.body, ctl) };
+    return { size: Number.isSafeInteger(length) ? length : undefined, body: this.#guarded(res.body, ctl), cancel: () => ctl.abort() };
   }
 
   /** The body, aborted when no byte comes for the timeout. */
