@@ -24,6 +24,14 @@ describe('the upstream client', () => {
         issued.add(token);
         return void res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ token, expires_in: 300, padding: 'x'.repeat(tokenPadding) }));
       }
+      // A registry that answers a tag's HEAD without a digest, then sends half the manifest and stalls or breaks.
+      if (/^\/v2\/(stall|reset)\//.test(at.pathname)) {
+        if (req.method === 'HEAD') return void res.writeHead(200).end();
+        res.writeHead(200, { 'content-length': '1000' });
+        res.write('{"schemaVersion":2,');
+        if (at.pathname.startsWith('/v2/reset/')) setTimeout(() => res.destroy(), 50);
+        return;
+      }
       const repo = /^\/v2\/(.+)\/manifests\//.exec(at.pathname)?.[1] ?? '';
       if (!issued.has(/^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1] ?? '')) {
         return void res.writeHead(401, { 'www-authenticate': `Bearer realm="${url}/token",service="test",scope="repository:${repo}:pull"` }).end();
@@ -33,7 +41,10 @@ describe('the upstream client', () => {
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   });
-  afterAll(() => new Promise((resolve) => server.close(resolve)));
+  afterAll(() => new Promise((resolve) => {
+    server.close(resolve);
+    server.closeAllConnections();
+  }));
   beforeEach(() => {
     tokenScopes.length = 0;
     tokenPadding = 0;
@@ -49,6 +60,14 @@ describe('the upstream client', () => {
     expect(tokenScopes).toHaveLength(1_001); // cached
     await up.resolveTag('docker.io/r/0', '1');
     expect(tokenScopes.slice(1_001)).toEqual(['repository:r/0:pull']); // dropped for the 1,001st
+  });
+
+  it('gives up on a tag whose manifest stops coming (stalled: within the timeout; broken: at once) instead of hanging or failing the request', async () => {
+    const up = new Upstream({ endpoints: { 'docker.io': url }, timeoutMs: 300, log: pino({ level: 'silent' }) });
+    const started = Date.now();
+    expect(await up.resolveTag('docker.io/stall/app', '1')).toBeUndefined();
+    expect(Date.now() - started).toBeLessThan(5_000);
+    expect(await up.resolveTag('docker.io/reset/app', '1')).toBeUndefined();
   });
 
   it('refuses a token service answer over 64 KiB', async () => {

@@ -6,7 +6,7 @@ import { digestOf, isDigest, type Descriptor } from '../oci/digest.js';
 import { MANIFEST_MEDIA_TYPES } from '../oci/manifest.js';
 import { untilStalled } from './until-stalled.js';
 import { basicHeader, credentialsFor, parseChallenge, type Challenge, type Credentials } from './upstream-auth.js';
-import { MAX_MANIFEST_BYTES, readBounded, TooLargeError } from '../oci/limits.js';
+import { MAX_MANIFEST_BYTES, readBounded } from '../oci/limits.js';
 
 export interface UpstreamOptions {
   /** Where a registry is really reached (`docker.io` → `http://10.0.0.5:5000`); others: `https://<registry>`. */
@@ -41,9 +41,6 @@ const MAX_REDIRECTS = 5;
 /** The headers to send to another origin: credentials stay with the origin they were meant for. */
 const withoutAuthorization = ({ authorization: _, ...rest }: Record<string, string>): Record<string, string> => rest;
 
-/** An answer's body, read up to `limit` bytes (TooLargeError past it). */
-const bodyOf = (res: Response, limit: number): Promise<Buffer> => (res.body ? readBounded(res.body, limit) : Promise.resolve(Buffer.alloc(0)));
-
 /** Splits a store repository key (`docker.io/library/app`) into registry and path. */
 function split(repo: string): { registry: string; path: string } {
   const slash = repo.indexOf('/');
@@ -70,11 +67,12 @@ export class Upstream {
     const size = Number(head.headers.get('content-length'));
     const mediaType = head.headers.get('content-type')?.split(';')[0].trim() ?? '';
     if (isDigest(digest) && Number.isSafeInteger(size)) return { mediaType, digest, size };
-    const got = await this.#request(repo, `manifests/${tag}`, 'GET', { accept: ACCEPT });
+    const ctl = new AbortController();
+    const got = await this.#request(repo, `manifests/${tag}`, 'GET', { accept: ACCEPT }, ctl);
     if (!got?.ok) return void (await got?.body?.cancel());
-    const body = await bodyOf(got, MAX_MANIFEST_BYTES).catch((err: Error) => {
-      if (err instanceof TooLargeError) return undefined;
-      throw err;
+    const body = await this.#read(got, MAX_MANIFEST_BYTES, ctl).catch((err: Error) => {
+      this.opts.log.warn({ repo, tag, err: err.message }, 'the upstream registry sent no usable manifest for the tag');
+      return undefined;
     });
     if (body === undefined) return undefined;
     // The digest is what the bytes hash to; the manifest is then fetched by it and verified.
@@ -91,6 +89,11 @@ export class Upstream {
     }
     const length = Number(res.headers.get('content-length') ?? NaN);
     return { size: Number.isSafeInteger(length) ? length : undefined, body: this.#guarded(res.body, ctl), cancel: () => ctl.abort() };
+  }
+
+  /** A small answer's body, up to `limit` bytes (TooLargeError past it), aborted when no byte comes for the timeout. */
+  async #read(res: Response, limit: number, ctl: AbortController): Promise<Buffer> {
+    return res.body ? readBounded(this.#guarded(res.body, ctl), limit) : Buffer.alloc(0);
   }
 
   /** The body, aborted when no byte comes for the timeout. */
@@ -158,7 +161,8 @@ export class Upstream {
     if (challenge.params.service) realm.searchParams.set('service', challenge.params.service);
     if (challenge.params.scope) realm.searchParams.set('scope', challenge.params.scope);
     // Anonymous when no credentials are filed: public images on Docker Hub still need a token.
-    const res = await this.#fetch(realm.toString(), 'GET', creds ? { authorization: basicHeader(creds) } : {}, new AbortController());
+    const ctl = new AbortController();
+    const res = await this.#fetch(realm.toString(), 'GET', creds ? { authorization: basicHeader(creds) } : {}, ctl);
     if (!res.ok) {
       await res.body?.cancel();
       this.opts.log.warn({ registry, realm: realm.origin + realm.pathname, scope: challenge.params.scope, status: res.status }, 'the upstream token service refused a token');
@@ -166,7 +170,7 @@ export class Upstream {
     }
     let answer: { token?: unknown; access_token?: unknown; expires_in?: number };
     try {
-      answer = JSON.parse((await bodyOf(res, MAX_TOKEN_ANSWER_BYTES)).toString('utf8'));
+      answer = JSON.parse((await this.#read(res, MAX_TOKEN_ANSWER_BYTES, ctl)).toString('utf8'));
     } catch (err) {
       this.opts.log.warn({ registry, realm: realm.origin + realm.pathname, err: (err as Error).message }, 'the upstream token service gave no usable answer');
       return undefined;
