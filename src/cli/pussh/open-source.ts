@@ -28,6 +28,18 @@ function pathAndRef(value: string): { path: string; ref?: string } {
 }
 
 export async function openSource(opts: SourceOptions): Promise<ImageSource> {
+  const source = await openFrom(opts);
+  const { digest } = opts.ref;
+  // An image pushed by digest is that manifest byte for byte: a source that rebuilds the manifest (a docker
+  // save archive, the Docker daemon) or holds another image under the name cannot give it.
+  if (digest && source.root.digest !== digest) {
+    await source.close();
+    throw new PusshError('image-not-found', `${source.description} holds ${opts.ref.repo} as ${source.root.digest}, not ${digest}; push it by tag, or from where that manifest is (containerd, an OCI layout)`);
+  }
+  return source;
+}
+
+async function openFrom(opts: SourceOptions): Promise<ImageSource> {
   const { from, ref } = opts;
   if (from.startsWith('oci:')) {
     const { path, ref: tag } = pathAndRef(from.slice('oci:'.length));

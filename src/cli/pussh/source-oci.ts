@@ -33,6 +33,7 @@ export async function layoutSource(files: LayoutFiles, description: string, want
     tag: want.tag,
     fullName: want.ref && localName(want.ref),
     imageTag: want.ref?.tag,
+    digest: want.ref?.digest,
   }, description);
   return new FileSource(description, root, (digest) => {
     const p = blobPath(digest);

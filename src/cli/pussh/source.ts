@@ -65,14 +65,16 @@ const REF_NAME = 'org.opencontainers.image.ref.name';
 const IMAGE_NAME = 'io.containerd.image.name';
 
 /**
- * Picks the image an OCI layout's index.json means: the one named `tag` (`oci:DIR:TAG`), else the one
- * named like the image being pushed, else the only one.
+ * Picks the image an OCI layout's index.json means: the one with the digest pushed (`app@sha256:…`), else the one
+ * named `tag` (`oci:DIR:TAG`), else the one named like the image being pushed, else the only one.
  */
-export function selectFromIndex(entries: IndexEntry[], want: { tag?: string; fullName?: string; imageTag?: string }, where: string): Descriptor {
+export function selectFromIndex(entries: IndexEntry[], want: { tag?: string; fullName?: string; imageTag?: string; digest?: string }, where: string): Descriptor {
   const named = (e: IndexEntry, n: string) => e.annotations?.[REF_NAME] === n || e.annotations?.[IMAGE_NAME] === n;
   const pick = (found: IndexEntry[]) => found.length === 1 ? found[0] : undefined;
   let chosen: IndexEntry | undefined;
-  if (want.tag !== undefined) {
+  if (want.digest !== undefined) {
+    chosen = entries.find((e) => e.digest === want.digest && (want.tag === undefined || named(e, want.tag)));
+  } else if (want.tag !== undefined) {
     chosen = pick(entries.filter((e) => named(e, want.tag!)));
   } else {
     chosen = (want.fullName ? pick(entries.filter((e) => named(e, want.fullName!))) : undefined)
@@ -81,7 +83,7 @@ export function selectFromIndex(entries: IndexEntry[], want: { tag?: string; ful
   }
   if (!chosen) {
     const names = entries.map((e) => e.annotations?.[IMAGE_NAME] ?? e.annotations?.[REF_NAME] ?? e.digest);
-    const asked = want.tag ?? want.fullName ?? 'an image';
+    const asked = [want.tag ?? want.fullName, want.digest && `with digest ${want.digest}`].filter(Boolean).join(' ') || 'an image';
     throw new PusshError('image-not-found', `${where}: no single image named ${asked}; it holds ${names.length ? names.join(', ') : 'no image'}`);
   }
   return { mediaType: chosen.mediaType, digest: chosen.digest, size: chosen.size };

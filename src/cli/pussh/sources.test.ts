@@ -156,6 +156,33 @@ describe('an OCI layout directory', () => {
   });
 });
 
+describe('an image pushed by digest', () => {
+  it('is the manifest with that digest, or not found: never another image of the layout or a rebuilt manifest', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'oci-src-'));
+    try {
+      const { entries, manifestDigest } = ociLayoutEntries();
+      for (const e of entries) {
+        await mkdir(join(dir, e.name, '..'), { recursive: true });
+        await writeFile(join(dir, e.name), e.data!);
+      }
+      const open = (from: string, ref: string) => openSource({ from, ref: parseImageRef(ref), containerdSocket: '/nonexistent', namespace: 'default' });
+      expect(keep(await open(`oci:${dir}`, `app@${manifestDigest}`)).root.digest).toBe(manifestDigest);
+      expect(keep(await open(`oci:${dir}`, `elsewhere/named@${manifestDigest}`)).root.digest).toBe(manifestDigest);
+      const other = `sha256:${'1'.repeat(64)}`;
+      await expect(open(`oci:${dir}`, `app@${other}`)).rejects.toMatchObject({ kind: 'image-not-found', message: expect.stringContaining(other) });
+      const archive = join(dir, 'saved.tar'); // one image: docker save of app:1
+      await writeFile(archive, await tarOf([
+        { name: 'l1/layer.tar', data: layer1 },
+        { name: `${sha(config).slice(7)}.json`, data: config },
+        { name: 'manifest.json', data: Buffer.from(JSON.stringify([{ Config: `${sha(config).slice(7)}.json`, RepoTags: ['app:1'], Layers: ['l1/layer.tar'] }])) },
+      ]));
+      await expect(open(`docker-archive:${archive}`, `app@${other}`)).rejects.toMatchObject({ kind: 'image-not-found', message: expect.stringContaining('push it by tag') });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('the Docker daemon', () => {
   let dir: string;
   let socket: string;
