@@ -59,7 +59,7 @@ export interface Upload {
   append(source: AsyncIterable<Uint8Array>): Promise<number>;
   /** Verifies and publishes the blob; on mismatch throws DigestMismatchError/SizeMismatchError and publishes nothing. */
   commit(expected: { digest: string; size?: number }, labels?: Record<string, string>): Promise<BlobInfo>;
-  /** Releases everything the upload held. Safe to call twice. */
+  /** Releases everything the upload held. Safe to call twice; what it cannot release is logged, not thrown. */
   abort(): Promise<void>;
 }
 

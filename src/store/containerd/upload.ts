@@ -149,7 +149,9 @@ export class ContainerdUpload implements Upload {
       // NotFound: nothing was ever written under this ref.
       if (!hasCode(err, Code.NOT_FOUND)) this.host.logger.warn({ err, ref: this.id }, 'containerd abort failed; the lease release below frees the ingest');
     }
-    await deleteLease(this.host.client, this.id, this.host.logger);
+    // Never throws: an abort follows the error that matters (a digest mismatch is the client's 400, not this 503).
+    await deleteLease(this.host.client, this.id, this.host.logger).catch((err: unknown) =>
+      this.host.logger.warn({ err, lease: this.id }, 'could not delete the lease of an aborted upload; containerd drops it when it expires'));
   }
 
   /** The live write stream, (re)opened with a STAT that tells us what containerd really holds. */
