@@ -1,7 +1,7 @@
 // Upload sessions of the push API: one store Upload each, owned by one repository and one client
 // address, capped per client and in total, expired when abandoned so that their space is released.
 import type { Logger } from 'pino';
-import { DigestMismatchError, SizeMismatchError, StoreFullError, UploadClosedError, type BlobInfo, type Store, type Upload } from '../store/store.js';
+import { DigestMismatchError, SizeMismatchError, StoreFullError, StoreUnavailableError, UploadClosedError, type BlobInfo, type Store, type Upload } from '../store/store.js';
 import { asRegistryError, digestInvalid, RegistryError, uploadUnknown } from './errors.js';
 import { uploadsEnded, uploadsInProgress } from './metrics.js';
 
@@ -104,16 +104,29 @@ export class UploadSessions {
     }
   }
 
-  /** Verifies and publishes the blob; the session ends either way. */
+  /**
+   * Verifies and publishes the blob; the session ends either way, but for a store that did not answer: the
+   * client is told to try again (503), and its retry finds the session.
+   */
   async finish(repo: string, id: string, digest: string, labels: Record<string, string>): Promise<BlobInfo> {
-    const upload = this.get(repo, id);
-    this.#remove(id);
+    const session = this.#sessions.get(id);
+    if (!session || session.repo !== repo) throw uploadUnknown(id);
+    if (session.busy) throw new RegistryError(416, 'BLOB_UPLOAD_INVALID', 'another request is writing to this upload');
+    const { upload } = session;
+    session.busy = true;
     try {
       const info = await upload.commit({ digest }, labels);
+      this.#remove(id);
       uploadsEnded.inc({ outcome: 'committed' });
       this.log.debug({ upload: id, repo, digest, bytes: upload.offset }, 'upload committed');
       return info;
     } catch (err) {
+      if (err instanceof StoreUnavailableError && this.#sessions.has(id)) {
+        session.busy = false;
+        session.lastActive = Date.now();
+        throw err;
+      }
+      this.#remove(id);
       uploadsEnded.inc({ outcome: 'rejected' });
       await upload.abort();
       if (err instanceof DigestMismatchError) throw digestInvalid('provided digest did not match uploaded content', { expected: err.expected, actual: err.actual });

@@ -1,0 +1,36 @@
+// Upload sessions against a store that stops answering at the commit (containerd restarting): the client is
+// told to try again, and its retry finds the session and commits the blob.
+import { createHash, randomBytes } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { pino } from 'pino';
+import { describe, expect, it } from 'vitest';
+import { MemoryStore } from '../store/memory-store.js';
+import { StoreUnavailableError } from '../store/store.js';
+import { UploadSessions } from './upload-sessions.js';
+
+describe('UploadSessions.finish', () => {
+  it('keeps the session when the store did not answer, so that the retry the 503 asks for commits the blob', async () => {
+    const store = new MemoryStore();
+    const begin = store.beginUpload.bind(store);
+    let failures = 1;
+    store.beginUpload = async () => {
+      const upload = await begin();
+      const commit = upload.commit.bind(upload);
+      upload.commit = async (...args) => {
+        if (failures-- > 0) throw new StoreUnavailableError('committing a blob');
+        return commit(...args);
+      };
+      return upload;
+    };
+    const sessions = new UploadSessions(store, { maxBlobBytes: 1 << 20, idleTimeoutMs: 60_000, maxSessions: 10, maxSessionsPerClient: 10 }, pino({ level: 'silent' }));
+    const bytes = randomBytes(1000);
+    const digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+    const { id } = await sessions.start('app', '127.0.0.1');
+    await sessions.append('app', id, Readable.from([bytes]));
+    await expect(sessions.finish('app', id, digest, {})).rejects.toBeInstanceOf(StoreUnavailableError);
+    expect((await sessions.finish('app', id, digest, {})).digest).toBe(digest);
+    expect(await store.stat(digest)).toMatchObject({ size: 1000 });
+    expect(sessions.size).toBe(0);
+    await sessions.close();
+  });
+});
