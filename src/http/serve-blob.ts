@@ -82,7 +82,7 @@ async function serveArriving(
   if (!whole) return false;
   let range: ByteRange | undefined;
   try {
-    range = parseRange(req.headers.range, whole.size);
+    range = requestedRange(req, digest, whole.size);
   } catch (err) {
     whole.stream.destroy();
     throw err;
@@ -112,9 +112,19 @@ async function openIfPresent(store: Store, digest: string, range: ByteRange | un
   }
 }
 
+/**
+ * The range a request asks for: only a GET's (RFC 9110: a HEAD answers as the whole GET would), and only while an
+ * If-Range names this blob's ETag (a validator of another representation, or a date, asks for the whole).
+ */
+function requestedRange(req: FastifyRequest, digest: string, size: number): ByteRange | undefined {
+  const ifRange = req.headers['if-range'];
+  if (req.method !== 'GET' || (ifRange !== undefined && ifRange !== `"${digest}"`)) return undefined;
+  return parseRange(req.headers.range, size);
+}
+
 /** Sets the headers of a blob answer (206 and Content-Range for a range) and returns the range asked for. */
 export function blobHeaders(req: FastifyRequest, reply: FastifyReply, digest: string, size: number): ByteRange | undefined {
-  const range = parseRange(req.headers.range, size);
+  const range = requestedRange(req, digest, size);
   reply
     .header('docker-content-digest', digest)
     .header('accept-ranges', 'bytes')

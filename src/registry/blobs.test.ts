@@ -45,6 +45,26 @@ it('sends a blob whole, and a range of it, from a store without local files', as
 });
 
 it.each([
+  ['from its file', () => FsStore.open(join(dir, 'fs-ranges'), log)],
+  ['streamed', async () => new MemoryStore()],
+])('answers a HEAD as its GET whole, ignores ranges RFC 9110 lets it ignore, and honours If-Range, sent %s', async (_how, open) => {
+  const bytes = randomBytes(10_000);
+  const url = await serve(await open(), bytes);
+  const head = await fetch(url, { method: 'HEAD', headers: { range: 'bytes=0-0' } });
+  expect([head.status, head.headers.get('content-length')]).toEqual([200, '10000']);
+  expect((await fetch(url, { method: 'HEAD', headers: { range: 'bytes=99999-' } })).status).toBe(200);
+  const ignored: Record<string, string>[] = [{ range: 'bytes=0-1,5-6' }, { range: 'items=0-1' }, { range: 'bytes=0-9', 'if-range': '"sha256:other"' }];
+  for (const headers of ignored) {
+    const whole = await fetch(url, { headers });
+    expect(whole.status, JSON.stringify(headers)).toBe(200);
+    expect(Buffer.from(await whole.arrayBuffer()).equals(bytes)).toBe(true);
+  }
+  const ranged = await fetch(url, { headers: { range: 'bytes=0-9', 'if-range': `"${digestOf(bytes)}"` } });
+  expect(ranged.status).toBe(206);
+  expect(Buffer.from(await ranged.arrayBuffer()).equals(bytes.subarray(0, 10))).toBe(true);
+});
+
+it.each([
   ['from its file', () => FsStore.open(join(dir, 'fs'), log)],
   ['streamed', async () => new MemoryStore()],
 ])('counts the bytes of every GET of a blob sent %s, once its response ended', async (_how, open) => {
