@@ -2,7 +2,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { digestHex, isDigest } from '../../oci/digest.js';
-import { Code, hasCode, type ContainerdClient } from './client.js';
+import { Code, hasCode, unlessNotFound, type ContainerdClient } from './client.js';
 
 const UPLOAD_LEASE_PREFIX = 'layermesh-upload-';
 const BLOB_LEASE_PREFIX = 'layermesh-blob-';
@@ -82,4 +82,22 @@ export async function releaseBlobs(client: ContainerdClient, digests: Set<string
   const res = await client.unary<{ leases: { id: string }[] }>('leases', 'List', { filters: [] }, '');
   const ids = res.leases.map((l) => l.id).filter((id) => digests.has(leasedBlob(id) ?? ''));
   await Promise.all(ids.map((id) => deleteLease(client, id, logger)));
+}
+
+/**
+ * What uploads of an earlier meshd left in this namespace (killed, or its host lost power): their ingests, partial
+ * bytes on disk, and their leases, which would keep both for a day. None of this process's uploads exists yet.
+ * Leases of committed blobs stay: they hold blobs a push may still name in its manifest.
+ */
+export async function abortLeftUploads(client: ContainerdClient, logger: Logger): Promise<void> {
+  const { statuses } = await client.unary<{ statuses: { ref: string; offset: string | number }[] }>('content', 'ListStatuses', { filters: [] }, '');
+  const left = statuses.filter((s) => s.ref.startsWith(UPLOAD_LEASE_PREFIX) || s.ref.startsWith(BLOB_LEASE_PREFIX));
+  await Promise.all(left.map((s) => unlessNotFound(client.unary('content', 'Abort', { ref: s.ref }, s.ref))));
+  const { leases } = await client.unary<{ leases: { id: string }[] }>('leases', 'List', { filters: [] }, '');
+  const ingests = new Set(left.map((s) => s.ref));
+  const gone = leases.map((l) => l.id).filter((id) => id.startsWith(UPLOAD_LEASE_PREFIX) || ingests.has(id));
+  await Promise.all(gone.map((id) => deleteLease(client, id, logger)));
+  if (left.length + gone.length > 0) {
+    logger.info({ ingests: left.length, bytes: left.reduce((n, s) => n + Number(s.offset), 0), leases: gone.length }, 'removed what uploads of an earlier run left in containerd');
+  }
 }

@@ -265,6 +265,39 @@ describe('ContainerdStore events', () => {
 });
 
 describe('ContainerdStore.connect', () => {
+  it('removes what uploads of a meshd killed mid-push left in its namespace (partial bytes, leases), and keeps committed blobs\' leases', async () => {
+    const ns = `lm-left-${randomBytes(4).toString('hex')}`;
+    const inNs = (...args: string[]) => ctr(socket, ['-n', ns, ...args]);
+    const killed = await ContainerdStore.connect({ socket, namespace: ns, logger });
+    const kept = randomBytes(1000);
+    const committed = await killed.beginUpload(sha256(kept));
+    await committed.append(pieces(kept, 400));
+    await committed.commit({ digest: sha256(kept), size: kept.length });
+    const unnamed = await killed.beginUpload();
+    await unnamed.append(pieces(randomBytes(300_000), 65536));
+    const named = await killed.beginUpload(sha256(randomBytes(10)));
+    await named.append(pieces(randomBytes(200_000), 65536));
+    await killed.close(); // no abort: as a killed meshd leaves them
+    expect(await inNs('content', 'active')).toContain(unnamed.id);
+    expect(await inNs('leases', 'ls')).toContain(named.id);
+
+    const next = await ContainerdStore.connect({ socket, namespace: ns, logger });
+    try {
+      const active = await inNs('content', 'active');
+      const leases = await inNs('leases', 'ls');
+      for (const id of [unnamed.id, named.id]) {
+        expect(active).not.toContain(id);
+        expect(leases).not.toContain(id);
+      }
+      expect(leases).toContain(committed.id);
+      await collectGarbage();
+      expect(await next.stat(sha256(kept))).toBeDefined();
+    } finally {
+      await next.close();
+    }
+  });
+
+
   it('names the socket when containerd does not answer', async () => {
     await expect(ContainerdStore.connect({ socket: '/nonexistent/containerd.sock', namespace, logger }))
       .rejects.toThrow('/nonexistent/containerd.sock');

@@ -12,7 +12,7 @@ import { Code, ContainerdClient, hasCode, unlessNotFound } from './client.js';
 import { ContainerdImages } from './images.js';
 import { ContainerdUpload } from './upload.js';
 import { CLOSE_EVENT, LOCAL_EVENT, containerdEvents } from './events.js';
-import { LaterReleases, releaseBlobs } from './leases.js';
+import { abortLeftUploads, LaterReleases, releaseBlobs } from './leases.js';
 
 export interface ContainerdStoreOptions {
   /** containerd's gRPC socket, e.g. /run/containerd/containerd.sock */
@@ -49,6 +49,7 @@ export class ContainerdStore implements Store {
     const client = await ContainerdClient.connect(opts.socket, opts.namespace);
     const root = opts.contentRoot ?? await findContentRoot(client, logger);
     const blobDir = root === undefined ? undefined : await readableBlobDir(root, logger);
+    await abortLeftUploads(client, logger);
     logger.info({ blobDir }, 'connected to containerd');
     return new ContainerdStore(client, logger, blobDir);
   }
