@@ -54,6 +54,16 @@ export function parseImageName(name: string): { repo: string; tag?: string; dige
   return { repo: name };
 }
 
+/** Whether a store record's repository is one this registry names (containerd keeps others: `sha256:<id>` on Kubernetes nodes). */
+export function isRepositoryKey(repo: string): boolean {
+  try {
+    return repositoryKey(wireName(repo)) === repo;
+  } catch (err) {
+    if (err instanceof NameInvalidError) return false;
+    throw err;
+  }
+}
+
 /** The name a client uses for a repository key when talking to this registry. */
 export function wireName(repo: string): string {
   const slash = repo.indexOf('/');

@@ -3,7 +3,7 @@ import { isDigest } from '../oci/digest.js';
 import { MediaType } from '../oci/manifest.js';
 import type { RouteContext } from './context.js';
 import { digestInvalid, RegistryError } from './errors.js';
-import { parseImageName, wireName } from '../oci/names.js';
+import { isRepositoryKey, parseImageName, wireName } from '../oci/names.js';
 import { readSmallBlob } from '../oci/references.js';
 
 /** Applies `n` and `last` to a sorted list, with the Link header for the next page. */
@@ -28,7 +28,7 @@ export async function listTags(ctx: RouteContext): Promise<unknown> {
 }
 
 export async function catalog(ctx: RouteContext): Promise<unknown> {
-  const repos = (await ctx.store.images.list()).map((r) => wireName(parseImageName(r.name).repo));
+  const repos = (await ctx.store.images.list()).map((r) => parseImageName(r.name).repo).filter(isRepositoryKey).map(wireName);
   return ctx.reply.send({ repositories: paginate(ctx, repos, '/v2/_catalog') });
 }
 
