@@ -35,15 +35,26 @@ function indexEntries(body: Buffer): IndexEntry[] {
   return (JSON.parse(body.toString('utf8')) as { manifests?: IndexEntry[] }).manifests ?? [];
 }
 
+/** The variant a platform means when it names none, as containerd's platform matching has it. */
+const DEFAULT_VARIANT: Record<string, string> = { arm: 'v7', arm64: 'v8' };
+
+/**
+ * The entry of the index for `want`, among those held locally (a pull keeps one of linux/arm's v6 and v7):
+ * the default variant first when none is asked for.
+ */
 async function choosePlatform(source: ImageSource, index: Descriptor, body: Buffer, want: Platform): Promise<Descriptor> {
   const entries = indexEntries(body);
-  const found = entries.find((e) => platformMatches(want, e.platform));
-  if (!found) {
+  const matching = entries.filter((e) => platformMatches(want, e.platform));
+  if (matching.length === 0) {
     const listed = entries.filter((e) => e.platform && e.platform.os !== 'unknown').map((e) => formatPlatform(e.platform!));
     throw new PusshError('image-not-found', `${source.description}: the image has no ${formatPlatform(want)} (it has ${listed.join(', ') || 'no platforms'})`);
   }
-  if (!(await source.has(found.digest))) {
-    throw new PusshError('image-not-found', `${source.description}: ${formatPlatform(want)} (${found.digest}) of ${index.digest} is not held locally`);
+  const held: IndexEntry[] = [];
+  for (const e of matching) if (await source.has(e.digest)) held.push(e);
+  const found = held.find((e) => e.platform?.variant === (want.variant ?? DEFAULT_VARIANT[want.architecture])) ?? held[0];
+  if (!found) {
+    const named = matching.map((e) => `${formatPlatform(e.platform!)} (${e.digest})`).join(', ');
+    throw new PusshError('image-not-found', `${source.description}: ${named} of ${index.digest} ${matching.length > 1 ? 'are' : 'is'} not held locally`);
   }
   return { mediaType: found.mediaType, digest: found.digest, size: found.size };
 }

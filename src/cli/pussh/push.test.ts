@@ -154,6 +154,23 @@ describe('pushImage', () => {
     await expect(planPush(src, parsePlatform('linux/s390x'))).rejects.toThrow(/no linux\/s390x \(it has linux\/amd64, linux\/arm64\)/);
   });
 
+  it('takes the platform\'s manifest that is held locally, the default variant first, when the index lists several', async () => {
+    const src = new MemorySource();
+    const v6 = src.manifest([randomBytes(100)], 'arm');
+    const v7 = src.manifest([randomBytes(100)], 'arm');
+    const v5 = src.manifest([randomBytes(100)], 'arm');
+    src.root = src.add('application/vnd.oci.image.index.v1+json', Buffer.from(JSON.stringify({
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.index.v1+json',
+      manifests: [v6, v5, v7].map((m, i) => ({ ...m, platform: { os: 'linux', architecture: 'arm', variant: ['v6', 'v5', 'v7'][i] } })),
+    })));
+    src.blobs.delete(v6.digest); // a pull of linux/arm kept v7 (and, here, v5)
+    expect((await planPush(src, parsePlatform('linux/arm'))).root.digest).toBe(v7.digest);
+    src.blobs.delete(v7.digest);
+    expect((await planPush(src, parsePlatform('linux/arm'))).root.digest).toBe(v5.digest);
+    await expect(planPush(src, parsePlatform('linux/arm/v6'))).rejects.toThrow(/linux\/arm\/v6 \(sha256:\w+\) of sha256:\w+ is not held locally/);
+  });
+
   it('fails, as the local image\'s fault, when a local blob breaks off or is shorter than its descriptor; tags nothing', async () => {
     const cases: [string, (layer: Buffer) => Readable, RegExp][] = [
       ['breaks off', (layer) => Readable.from((async function* () {
