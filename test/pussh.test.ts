@@ -161,6 +161,31 @@ describe('pussh to one host', () => {
     }
   });
 
+  it.each([['SIGTERM', 143], ['SIGHUP', 129]] as const)('leaves no ssh process or socket directory behind when it gets %s while ssh still connects', async (signal, status) => {
+    const work = mkdtempSync(join(tmpdir(), 'pussh-signalled-'));
+    dirs.push(work);
+    const tmp = join(work, 'tmp');
+    mkdirSync(tmp);
+    const mark = randomUUID();
+    const proxy = `sleep 600.${Math.floor(Math.random() * 1e6)}`;
+    // ssh waits on a proxy that never connects; its command line carries the mark to find it by.
+    const proc = spawn(process.execPath, [PUSSH, ...local(), '-o', `ProxyCommand=${proxy}`, '-o', `SetEnv=PUSSH_TEST=${mark}`, 'app:1', 'root@192.0.2.1'],
+      { env: { ...process.env, TMPDIR: tmp } });
+    const exited = once(proc, 'exit');
+    const sshRuns = async () => (await outcomeOf('pgrep', ['-f', `^ssh .*SetEnv=PUSSH_TEST=${mark}`])).code === 0; // not pussh's own
+    try {
+      await waitFor('ssh to be connecting', () => sshRuns(), { timeoutMs: 20_000 });
+      proc.kill(signal);
+      expect((await exited)[0]).toBe(status);
+      await waitFor('ssh to be gone', async () => !(await sshRuns()), { timeoutMs: 10_000 });
+      expect(readdirSync(tmp)).toEqual([]);
+    } finally {
+      proc.kill('SIGKILL');
+      await outcomeOf('pkill', ['-f', `^ssh .*SetEnv=PUSSH_TEST=${mark}`]);
+      await outcomeOf('pkill', ['-f', proxy]);
+    }
+  });
+
   it('refuses a replication policy meshd would refuse, before reading or sending anything', async () => {
     const r = await pussh([...ssh(), ...local(), '--replicate', 'nodes=web*', 'app:1', 'root@192.0.2.1']);
     expect(r.code).toBe(2);

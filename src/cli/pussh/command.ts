@@ -1,6 +1,7 @@
 // The pussh command: read the image once, then push it to every host in parallel, each through its own
 // ssh tunnel to the meshd already running there.
 import { readFileSync } from 'node:fs';
+import { constants as osConstants } from 'node:os';
 import { Command, Option } from 'commander';
 import type { DockerGlobals } from './docker-globals.js';
 import { PusshError, failureOf, EXIT_CODES, type FailureKind } from './errors.js';
@@ -116,6 +117,8 @@ async function reachRegistry(client: RegistryClient, tunnel: Tunnel, host: SshTa
 
 /** How long ssh has to exit after a forwarded connection failed, before the failure is put on meshd. */
 const SSH_EXIT_MS = 1_000;
+/** What ends pussh early: it closes its tunnels, and exits 128 + the signal's number (130 for Ctrl-C). */
+const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 
 interface HostJob {
   target: SshTarget;
@@ -213,10 +216,10 @@ export async function runPussh(argv: string[], ctx: RunContext = {}): Promise<nu
     output?.interrupt();
     stderr.write(`\npussh: ${signal}: closing ssh tunnels\n`);
     void Promise.allSettled([...tunnels].map((t) => t.close()).concat(source ? [source.close()] : []))
-      .finally(() => process.exit(signal === 'SIGINT' ? 130 : 143));
+      .finally(() => process.exit(128 + osConstants.signals[signal]));
   };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  // SIGHUP: the terminal pussh ran in went away (an ssh session to a build host dropped).
+  for (const signal of SIGNALS) process.once(signal, onSignal);
   try {
     ref = parseImageRef(image);
     targets = hosts.map(parseSshTarget);
@@ -252,8 +255,7 @@ export async function runPussh(argv: string[], ctx: RunContext = {}): Promise<nu
     const { kind, message } = failureOf(err);
     return fail(kind, message);
   } finally {
-    process.removeListener('SIGINT', onSignal);
-    process.removeListener('SIGTERM', onSignal);
+    for (const signal of SIGNALS) process.removeListener(signal, onSignal);
     await source?.close();
   }
 }

@@ -2,6 +2,7 @@
 // work as they do for the user) forwards a local unix socket to the registry on the remote's loopback.
 // A unix socket in a private directory, not a local TCP port: no other local user can push through it.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { rmSync } from 'node:fs';
 import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -93,12 +94,27 @@ function stopSsh(child: ChildProcess, done: Promise<unknown>): Promise<void> {
   return done.then(() => clearTimeout(force));
 }
 
+/**
+ * The ssh processes and socket directories of tunnels not closed yet, still connecting or in use. A signal ends
+ * pussh with process.exit, which runs no pending cleanup: they are stopped on the way out, or ssh would go on
+ * holding its forward, and connecting, with nobody to close it.
+ */
+const open = new Map<ChildProcess, string>();
+function closeAllAtExit(): void {
+  for (const [child, dir] of open) {
+    child.kill('SIGTERM');
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 /** Starts ssh and resolves once its local socket is there; rejects with ssh's own words if it gives up. */
 export async function openTunnel(opts: TunnelOptions): Promise<Tunnel> {
   const dir = await mkdtemp(join(tmpdir(), 'pussh-'));
   const socketPath = join(dir, 'registry.sock');
   let stderr = '';
   const child = spawn(opts.sshCommand ?? 'ssh', sshArgs(opts, socketPath), { stdio: ['ignore', 'ignore', 'pipe'] });
+  if (open.size === 0) process.once('exit', closeAllAtExit);
+  open.set(child, dir);
   child.stderr!.setEncoding('utf8').on('data', (s: string) => {
     stderr = (stderr + s).slice(-16_384);
   });
@@ -110,6 +126,8 @@ export async function openTunnel(opts: TunnelOptions): Promise<Tunnel> {
   const close = async () => {
     await stopSsh(child, exited);
     await rm(dir, { recursive: true, force: true });
+    open.delete(child);
+    if (open.size === 0) process.off('exit', closeAllAtExit);
   };
   const deadline = Date.now() + (opts.timeoutMs ?? 60_000);
   try {
