@@ -1,6 +1,9 @@
 // Integration tests against the real containerd started by test/global-setup.ts: the store conformance
 // suite, and what only this store does (its gRPC read path, leases, GC labels, namespaces).
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { connect, createServer, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
@@ -9,7 +12,7 @@ import { MAX_MANIFEST_BYTES } from '../../oci/limits.js';
 import { MediaType } from '../../oci/manifest.js';
 import { storeConformance } from '../conformance.js';
 import { pieces, put, putImage, readAll, sha256, subscribe } from '../conformance-kit.js';
-import { DigestMismatchError, NotFoundError, type StoreEvent } from '../store.js';
+import { DigestMismatchError, NotFoundError, StoreUnavailableError, type StoreEvent } from '../store.js';
 import { type Descriptor } from '../../oci/digest.js';
 import { Code, ContainerdClient, hasCode } from './client.js';
 import { ContainerdStore } from './store.js';
@@ -264,7 +267,48 @@ describe('ContainerdStore events', () => {
   });
 });
 
+/** A socket in front of containerd's that passes everything on until stall(): then nothing more, either way. */
+async function stallingProxy(target: string): Promise<{ path: string; stall(): void; close(): Promise<void> }> {
+  const dir = mkdtempSync(join(tmpdir(), 'lm-stall-'));
+  const path = join(dir, 'containerd.sock');
+  const pairs: Socket[][] = [];
+  const server = createServer((client) => {
+    const upstream = connect(target);
+    client.pipe(upstream).pipe(client);
+    client.on('error', () => upstream.destroy());
+    upstream.on('error', () => client.destroy());
+    pairs.push([client, upstream]);
+  });
+  await new Promise<void>((r) => server.listen(path, r));
+  return {
+    path,
+    stall: () => pairs.flat().forEach((s) => s.pause()),
+    close: async () => {
+      pairs.flat().forEach((s) => s.destroy());
+      await new Promise((r) => server.close(r));
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
 describe('ContainerdStore.connect', () => {
+  it('ends an upload as unavailable when containerd stops answering, instead of hanging with it', async () => {
+    const proxy = await stallingProxy(socket);
+    const hung = await ContainerdStore.connect({ socket: proxy.path, namespace, logger, writeResponseMs: 500 });
+    try {
+      const upload = await hung.beginUpload();
+      await upload.append(pieces(randomBytes(100_000), 65536));
+      proxy.stall();
+      const started = Date.now();
+      await expect(upload.append(pieces(randomBytes(100_000), 65536))).rejects.toBeInstanceOf(StoreUnavailableError);
+      expect(Date.now() - started).toBeLessThan(10_000);
+    } finally {
+      await proxy.close();
+      await hung.close();
+    }
+  });
+
+
   it('removes what uploads of a meshd killed mid-push left in its namespace (partial bytes, leases), and keeps committed blobs\' leases', async () => {
     const ns = `lm-left-${randomBytes(4).toString('hex')}`;
     const inNs = (...args: string[]) => ctr(socket, ['-n', ns, ...args]);

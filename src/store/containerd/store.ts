@@ -10,7 +10,7 @@ import { NotFoundError, checkRange, type BlobInfo, type BlobReader, type ByteRan
 import { digestHex, isDigest } from '../../oci/digest.js';
 import { Code, ContainerdClient, hasCode, unlessNotFound } from './client.js';
 import { ContainerdImages } from './images.js';
-import { ContainerdUpload } from './upload.js';
+import { ContainerdUpload, WRITE_RESPONSE_MS } from './upload.js';
 import { CLOSE_EVENT, LOCAL_EVENT, containerdEvents } from './events.js';
 import { abortLeftUploads, LaterReleases, releaseBlobs } from './leases.js';
 
@@ -22,6 +22,8 @@ export interface ContainerdStoreOptions {
   logger: Logger;
   /** The content plugin's root (…/io.containerd.content.v1.content); asked from containerd when omitted. */
   contentRoot?: string;
+  /** How long containerd may take to answer a message of an upload (WRITE_RESPONSE_MS). */
+  writeResponseMs?: number;
 }
 
 interface WireInfo { digest: string; size: number; labels: Record<string, string> }
@@ -39,6 +41,7 @@ export class ContainerdStore implements Store {
     private readonly logger: Logger,
     /** `<contentRoot>/blobs/sha256` when readable by this process, else undefined (reads go over gRPC). */
     readonly blobDir: string | undefined,
+    private readonly writeResponseMs: number,
   ) {
     this.releases = new LaterReleases(logger);
     this.images = new ContainerdImages(client, this, logger, this.releases);
@@ -51,7 +54,7 @@ export class ContainerdStore implements Store {
     const blobDir = root === undefined ? undefined : await readableBlobDir(root, logger);
     await abortLeftUploads(client, logger);
     logger.info({ blobDir }, 'connected to containerd');
-    return new ContainerdStore(client, logger, blobDir);
+    return new ContainerdStore(client, logger, blobDir, opts.writeResponseMs ?? WRITE_RESPONSE_MS);
   }
 
   get contentDir(): string | undefined {
@@ -92,6 +95,7 @@ export class ContainerdStore implements Store {
       stat: (digest) => this.stat(digest),
       blobAdded: (digest) => this.local.emit(LOCAL_EVENT, { type: 'blob-added', digest } satisfies StoreEvent),
       releases: this.releases,
+      writeResponseMs: this.writeResponseMs,
     });
   }
 

@@ -4,7 +4,7 @@
 // offset = total size (offset 0 would truncate) and the expected digest. Nothing is visible before COMMIT.
 import type { ClientDuplexStream } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
-import { DigestMismatchError, SizeMismatchError, UploadClosedError, type BlobInfo, type Upload } from '../store.js';
+import { DigestMismatchError, SizeMismatchError, StoreUnavailableError, UploadClosedError, type BlobInfo, type Upload } from '../store.js';
 import { Code, hasCode, type ContainerdClient } from './client.js';
 import { createLease, deleteLease, leaseContent, leasedBlob, newLeaseId, type LaterReleases } from './leases.js';
 import { WriteMessages } from './write-messages.js';
@@ -15,6 +15,11 @@ const CHUNK = 1 << 20;
 const scavenger = new Scavenger(8 * CHUNK);
 /** WRITE messages in flight before we wait for the oldest response. */
 const WINDOW = 4;
+/**
+ * How long containerd may take to answer a message of an upload (a COMMIT syncs the whole blob to disk): past it,
+ * a containerd that hangs (its disk stuck) ends the upload as unavailable instead of holding it, and shutdown, for ever.
+ */
+export const WRITE_RESPONSE_MS = 120_000;
 
 interface WriteRequest {
   action: 'STAT' | 'WRITE' | 'COMMIT';
@@ -34,6 +39,8 @@ export interface UploadHost {
   blobAdded(digest: string): void;
   /** Where a lease no longer needed is released without waiting for it. */
   readonly releases: LaterReleases;
+  /** WRITE_RESPONSE_MS, unless a test wants less. */
+  readonly writeResponseMs: number;
 }
 
 export class ContainerdUpload implements Upload {
@@ -159,7 +166,7 @@ export class ContainerdUpload implements Upload {
     if (this.finished) throw new UploadClosedError(this.id);
     if (this.channel && !this.channel.failed) return this.channel;
     for (let attempt = 1; ; attempt++) {
-      const ch = new WriteChannel(this.host.client, this.id);
+      const ch = new WriteChannel(this.host.client, this.id, this.host.writeResponseMs);
       try {
         this.confirmed = (await ch.send({ action: 'STAT', ref: this.id })).offset;
         return (this.channel = ch);
@@ -185,16 +192,23 @@ export class ContainerdUpload implements Upload {
   }
 }
 
-/** content.Write as request/response pairs: containerd answers every message, in order. */
+/** content.Write as request/response pairs: containerd answers every message, in order, each within `responseMs`. */
 class WriteChannel {
   private readonly waiting: { resolve(r: WriteResponse): void; reject(e: Error): void }[] = [];
   private readonly call: ClientDuplexStream<WriteRequest | Buffer, WriteResponse>;
   private failure?: Error;
   private ended: Promise<void>;
+  /** When containerd last answered, or was first asked after answering everything. */
+  private progress = 0;
+  /** Armed while answers are awaited: one timer a channel, not one a message. */
+  private timer?: NodeJS.Timeout;
 
-  constructor(client: ContainerdClient, ref: string) {
+  constructor(client: ContainerdClient, private readonly ref: string, private readonly responseMs: number) {
     this.call = client.bidi<WriteRequest | Buffer, WriteResponse>('content', 'Write', { lease: ref });
-    this.call.on('data', (res: WriteResponse) => this.waiting.shift()?.resolve(res));
+    this.call.on('data', (res: WriteResponse) => {
+      this.progress = performance.now();
+      this.waiting.shift()?.resolve(res);
+    });
     this.call.on('error', (err) => this.fail(client.error(`content.Write ${ref}`, err)));
     this.ended = new Promise((resolve) => this.call.on('status', () => {
       this.fail(new Error(`containerd closed the write stream of ${ref} (socket ${client.socket})`));
@@ -209,8 +223,10 @@ class WriteChannel {
   /** A request, or a WRITE message already encoded (WriteMessages). */
   send(req: WriteRequest | Buffer): Promise<WriteResponse> {
     const res = this.failure ? Promise.reject(this.failure) : new Promise<WriteResponse>((resolve, reject) => {
+      if (this.waiting.length === 0) this.progress = performance.now();
       this.waiting.push({ resolve, reject });
       this.call.write(req);
+      this.timer ??= setTimeout(() => this.check(), this.responseMs);
     });
     // Pipelined writes fail together; whoever awaits sees the error, the rest must not count as unhandled.
     res.catch(() => {});
@@ -225,7 +241,20 @@ class WriteChannel {
 
   private fail(err: Error): void {
     this.failure ??= err;
+    clearTimeout(this.timer);
     for (const w of this.waiting.splice(0)) w.reject(this.failure);
+  }
+
+  private check(): void {
+    this.timer = undefined;
+    if (this.waiting.length === 0 || this.failure) return;
+    const quiet = performance.now() - this.progress;
+    if (quiet < this.responseMs) {
+      this.timer = setTimeout(() => this.check(), this.responseMs - quiet);
+      return;
+    }
+    this.fail(new StoreUnavailableError(`containerd did not answer content.Write ${this.ref} within ${this.responseMs / 1000} s`));
+    this.call.cancel(); // its status ends the stream: close() does not wait on a hung containerd
   }
 }
 
