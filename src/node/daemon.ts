@@ -196,6 +196,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     const catchUpRetries = new RetryTimers();
     closers.push(async () => catchUpRetries.stop());
     catchUpOnJoin(mesh.membership, pushes, (event) => follower.onEvent(event), log.child({ component: 'replicator' }), catchUpRetries);
+    follower.resumeUnfinished();
     const uploads = new UploadSessions(store, {
       maxBlobBytes: config.maxUploadSize, idleTimeoutMs: config.uploadTimeoutMs,
       maxSessions: config.maxUploads, maxSessionsPerClient: config.maxUploadsPerClient,

@@ -2,7 +2,8 @@
 // or not it copies them. A local push gets a clock newer than any known of its name, and an event older
 // than the newest known is ignored. Held names come back after a restart from the stamps in the image
 // records' labels; all names known, bounded, from a file in the data dir (persist()), so that what this
-// node removed or evicted is not taken for a push it missed (catch-up.ts).
+// node removed or evicted is not taken for a push it missed (catch-up.ts). The file also says which pushes
+// this node was still to copy (toCopy), so that a copy a restart cut off is made after it.
 import { readFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import type { Store } from '../store/store.js';
@@ -12,6 +13,8 @@ import { writeAtomically } from '../util/atomic-file.js';
 export interface KnownPush extends TagPush {
   /** Root manifest or index digest of the push. */
   digest: string;
+  /** Set while this node is to copy the push and has not: the push's own replication policy, if it had one. */
+  copy?: { replicate?: string };
 }
 
 /** Names remembered at most; the least recently pushed are forgotten first. */
@@ -25,7 +28,9 @@ interface SavedPush extends KnownPush {
 
 function isSavedPush(v: unknown): v is SavedPush {
   const s = v as SavedPush;
-  return isTagPush(s) && typeof s.name === 'string' && typeof s.digest === 'string';
+  const copy = s?.copy;
+  return isTagPush(s) && typeof s.name === 'string' && typeof s.digest === 'string'
+    && (copy === undefined || (typeof copy === 'object' && copy !== null && ['string', 'undefined'].includes(typeof copy.replicate)));
 }
 
 export class NewestPushes {
@@ -38,7 +43,9 @@ export class NewestPushes {
   async persist(file: string, log: Logger): Promise<void> {
     try {
       const saved: unknown = JSON.parse(await readFile(file, 'utf8'));
-      for (const push of Array.isArray(saved) ? saved : []) if (isSavedPush(push)) this.observe(push.name, push);
+      for (const push of Array.isArray(saved) ? saved : []) {
+        if (isSavedPush(push) && this.observe(push.name, push) && push.copy) this.#byName.get(push.name)!.copy = { replicate: push.copy.replicate };
+      }
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') log.warn({ file, err: (err as Error).message }, 'known pushes unreadable; starting afresh');
     }
@@ -75,8 +82,33 @@ export class NewestPushes {
     this.#byName.delete(name); // re-inserted last: the map's order is the order of the pushes' arrival
     this.#byName.set(name, { clock: push.clock, node: push.node, digest: push.digest });
     if (this.#byName.size > this.maxNames) this.#byName.delete(this.#byName.keys().next().value!);
-    if (this.#persisted) this.#persisted.timer ??= setTimeout(() => void this.save(), SAVE_AFTER_MS).unref();
+    this.#changed();
     return true;
+  }
+
+  /** Marks `push`, if still the newest of `name`, as one this node is to copy. */
+  willCopy(name: string, push: TagPush, replicate: string | undefined): void {
+    const known = this.#byName.get(name);
+    if (!known || comparePushes(push, known) !== 0) return;
+    known.copy = { replicate };
+    this.#changed();
+  }
+
+  /** This node has copied `push`, or is not to any more. */
+  copied(name: string, push: TagPush): void {
+    const known = this.#byName.get(name);
+    if (!known?.copy || comparePushes(push, known) !== 0) return;
+    delete known.copy;
+    this.#changed();
+  }
+
+  /** The pushes this node is still to copy, as their gossip had them. */
+  unfinishedCopies(): { name: string; push: KnownPush }[] {
+    return [...this.#byName].filter(([, push]) => push.copy).map(([name, push]) => ({ name, push }));
+  }
+
+  #changed(): void {
+    if (this.#persisted) this.#persisted.timer ??= setTimeout(() => void this.save(), SAVE_AFTER_MS).unref();
   }
 
   /** Stamps a push of `name` to this node: newer than any push of it known, even when this host's clock is behind. */

@@ -1,3 +1,6 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { pino } from 'pino';
 import { describe, expect, test, vi } from 'vitest';
 import type { MeshEvent } from '../dht/router.js';
@@ -17,9 +20,8 @@ const event = (clock: number, node: string, d: string, replicate?: string): Mesh
  * A follower on `policy`, knowing members `peers`, whose replicator records what it is asked to copy (and fails
  * a copy while `fails` says so).
  */
-function follower(policy: string, store = new MemoryStore(), self = 'self', peers: string[] = [], fails = (_digest: string) => false) {
+function follower(policy: string, store = new MemoryStore(), self = 'self', peers: string[] = [], fails = (_digest: string) => false, pushes = new NewestPushes(self)) {
   const copies: { digest: string; from: string; push: unknown; order?: string[] }[] = [];
-  const pushes = new NewestPushes(self);
   const replicator = {
     copying: () => undefined,
     cancel: vi.fn(),
@@ -106,6 +108,40 @@ describe('push follower', () => {
     await settle();
     expect(replicator.replicate).toHaveBeenCalledTimes(2);
     f.stop();
+  });
+
+  test('makes after a restart the copies it cut off or whose next try it dropped; not one made, nor one removed', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'push-follower-'));
+    const file = join(dir, 'pushes.json');
+    const named = (image: string, e: MeshEvent): MeshEvent => ({ ...e, image: `docker.io/library/${image}:1` });
+    try {
+      const before = new NewestPushes('self');
+      await before.persist(file, pino({ level: 'silent' }));
+      const first = follower('all', new MemoryStore(), 'self', [], (d) => d === digest('a') || d === digest('d'), before);
+      first.replicator.replicate.mockImplementationOnce(() => new Promise<void>(() => {})); // c: under way when the process ends
+      first.f.onEvent(named('c', event(100, 'n', digest('c'))));
+      first.f.onEvent(named('a', event(100, 'n', digest('a')))); // fails: its next try waits
+      first.f.onEvent(named('b', event(100, 'n', digest('b')))); // copied
+      first.f.onEvent(named('r', { ...event(100, 'n', digest('d')), replicate: 'name=*' })); // fails, then removed from the mesh
+      await first.settle();
+      first.replicator.replicate.mockImplementation(() => new Promise<void>(() => {}));
+      first.f.forget('docker.io/library/r:1');
+      first.f.stop();
+      await before.save();
+
+      const after = new NewestPushes('self');
+      await after.persist(file, pino({ level: 'silent' }));
+      const second = follower('all', new MemoryStore(), 'self', [], () => false, after);
+      second.f.resumeUnfinished();
+      await second.settle();
+      expect(second.replicator.replicate.mock.calls.map((c) => [c[0], c[1]]).sort()).toEqual([
+        ['docker.io/library/a:1', digest('a')], ['docker.io/library/c:1', digest('c')],
+      ]);
+      expect(after.unfinishedCopies()).toEqual([]);
+      second.f.stop();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test('copies the newer of two pushes of a name, and ignores the older arriving after it', async () => {

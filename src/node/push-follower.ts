@@ -3,7 +3,8 @@
 // replication policy (or this node's own) selects this node or when this node holds the name already (it
 // would serve a stale image otherwise: that includes a node whose own push of the name lost), else only
 // remember it. A copy that fails is tried again, ever less often, while its push is the newest of its name:
-// the push is known here from then on, so neither its gossip nor a catch-up would bring it again.
+// the push is known here from then on, so neither its gossip nor a catch-up would bring it again. A copy that a
+// restart cut off, or whose next try it dropped, is made after it (resumeUnfinished: NewestPushes keeps which).
 import type { Logger } from 'pino';
 import type { Membership } from '../dht/membership.js';
 import type { MeshEvent } from '../dht/router.js';
@@ -63,12 +64,21 @@ export class PushFollower {
     void this.#follow(event, 0);
   }
 
+  /** The copies a restart cut off (or whose next try it dropped): each made if still to be. */
+  resumeUnfinished(): void {
+    for (const { name, push } of this.deps.pushes.unfinishedCopies()) {
+      const { clock, node, digest, copy } = push;
+      void this.#follow({ type: 'image-pushed', image: name, digest, node, clock, ...(copy?.replicate !== undefined && { replicate: copy.replicate }) }, 0, true);
+    }
+  }
+
   /** The image was removed from the mesh (rm --mesh): its copy under way, or its next try, would bring it back. */
   forget(image: string): void {
     clearTimeout(this.#retries.get(image));
     this.#retries.delete(image);
     const newest = this.deps.pushes.get(image);
     if (newest) {
+      this.deps.pushes.copied(image, newest);
       this.#removed.delete(image);
       this.#removed.set(image, newest);
       if (this.#removed.size > MAX_REMOVED) this.#removed.delete(this.#removed.keys().next().value!);
@@ -83,11 +93,12 @@ export class PushFollower {
     this.#retries.clear();
   }
 
-  /** Never rejects: a failure is logged and tried again. */
-  async #follow(event: MeshEvent, attempt: number): Promise<void> {
+  /** Never rejects: a failure is logged and tried again. `resumed`: a copy an earlier run did not finish. */
+  async #follow(event: MeshEvent, attempt: number, resumed = false): Promise<void> {
     const { image, digest } = event;
     try {
-      if (attempt === 0 || (await this.#stillWanted(event))) await this.#copy(event);
+      if ((attempt === 0 && !resumed) || (await this.#stillWanted(event))) await this.#copy(event, resumed);
+      else if (resumed) this.deps.pushes.copied(image, event);
     } catch (err) {
       if (this.#stopped) return;
       if (this.#moot(event)) {
@@ -118,8 +129,8 @@ export class PushFollower {
     return (await store.images.get(image))?.target.digest !== digest;
   }
 
-  async #copy(event: MeshEvent): Promise<void> {
-    const { log, self, store, replicator } = this.deps;
+  async #copy(event: MeshEvent, resumed: boolean): Promise<void> {
+    const { log, self, store, replicator, pushes } = this.deps;
     const { image, digest } = event;
     const push = { clock: event.clock, node: event.node };
     const override = event.replicate === undefined ? undefined : readablePolicy(event.replicate);
@@ -130,6 +141,7 @@ export class PushFollower {
     if (!policy.accepts(image, self)) {
       if (!(await store.images.get(image))) {
         log.info({ image, policy: policy.text }, 'not replicating: the policy does not select this node');
+        pushes.copied(image, push); // (now: this node's policy changed since the copy was begun)
         return;
       }
       log.info({ image, policy: policy.text }, 'the policy does not select this node, but it holds the name: following its newest push');
@@ -138,8 +150,10 @@ export class PushFollower {
     const order = event.takers
       ? orderOfTags(event.takers, this.#members().map((m) => m.id))
       : takerOrder(digest, [...this.takersOf(image, event.node, event.replicate), this.deps.membership.self]);
-    log.info({ image, digest, takers: order.length, plannedBy: event.takers ? 'the node pushed to' : 'this node' }, 'copying a push');
+    log.info({ image, digest, takers: order.length, plannedBy: event.takers ? 'the node pushed to' : 'this node', ...(resumed && { resumed }) }, 'copying a push');
+    pushes.willCopy(image, push, event.replicate);
     await replicator.replicate(image, digest, event.node, { push, order, inline: event.inline });
+    pushes.copied(image, push);
   }
 
   /** The members known here that copy a push of `image` to `pushedTo`: each that its policy (the push's, else its own) selects. */
