@@ -2,7 +2,8 @@
 // the containerd of every host whose replication policy takes it, and nowhere else. While it spreads,
 // `meshctl ls --mesh` shows who is still fetching; a push may carry its own policy; a host dying while it
 // feeds a stripe of the layers to others leaves them to take the rest of that stripe from other holders; a
-// host that starts while a push spreads takes it too, the others not waiting for it; a host that was down
+// host that starts while a push spreads takes it too, the others not waiting for it; a host restarted while it
+// copies a push makes the copy once back; a host that was down
 // during a push takes it when it is back, and a copy removed on a host stays removed.
 import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
@@ -154,6 +155,30 @@ describe('replication of a push through the fleet', () => {
       for (const h of fleet.hosts) await h.unshape();
       if (!h4.meshdPid) await h4.startMeshd();
       rmSync(image4.dir, { recursive: true, force: true });
+    }
+  });
+
+  it('makes a copy that a restart of its host cut off, once the host is back', async () => {
+    const [h1, h2] = fleet.hosts;
+    const name = 'docker.io/library/app:restarted';
+    const image5 = buildImage({ layerSizes: [6 * MiB, 2 * MiB], tag: 'restarted' });
+    try {
+      await h2.shape({ rateMbit: 2 }); // 8 MiB take h2 about 35 s: still copying when it restarts
+      await h1.skopeo(['copy', `oci:${image5.dir}:restarted`, `docker://${REGISTRY_ADDR}/app:restarted`, '--dest-tls-verify=false']);
+      const logged = (msg: string, digests: string[]) => readFileSync(h2.meshdLog, 'utf8').split('\n')
+        .filter((l) => l.includes(`"msg":"${msg}"`) && digests.some((d) => l.includes(d)));
+      await waitFor('h2 to be copying the push', async () => {
+        const rows = JSON.parse((await h1.meshctl(['--json', 'ls', '--mesh'])).stdout) as { name: string; fetching: { name: string; bytes: number }[] }[];
+        return rows.find((r) => r.name === name)?.fetching.some((f) => f.name === h2.name && f.bytes > 0);
+      }, { timeoutMs: 30_000, intervalMs: 100 });
+      expect(await holdsWhole(h2, image5, name)).toBe(false);
+      await h2.restartMeshd();
+      await h2.unshape();
+      await waitFor('h2 to hold the image after its restart', () => holdsWhole(h2, image5, name), { timeoutMs: 60_000 });
+      expect(logged('copying a push', [image5.digest]).map((l) => JSON.parse(l).resumed)).toEqual([undefined, true]);
+    } finally {
+      await h2.unshape();
+      rmSync(image5.dir, { recursive: true, force: true });
     }
   });
 
