@@ -68,7 +68,12 @@ export async function joinMesh(config: Config, store: Store, log: Logger, opts: 
       nodeInfo: { name: config.nodeName, labels: config.labels, dataPlanePort: opts.dataPlanePort, replicate: config.replicate.text },
       logger: log.child({ component: 'router' }),
     });
-    router.onEvent((event, from) => log.info({ event, from }, 'mesh event'));
+    // Without the blobs a push carries (up to 48 KiB of manifests and configs, Env included) nor its plan's takers.
+    router.onEvent((event, from) => {
+      if (event.type !== 'image-pushed') return void log.info({ event, from }, 'mesh event');
+      const { inline: _inline, takers, ...push } = event;
+      log.info({ event: push, from, takers: takers?.length }, 'mesh event');
+    });
     holdings = new Holdings(store, router, log.child({ component: 'holdings' }), config.reconcileIntervalMs);
     await holdings.start();
   } catch (err) {
