@@ -37,7 +37,8 @@ for (const [command, main] of [['meshd', 'src/node/main.js'], ['meshctl', 'src/c
   const wrapper = join(stage, 'usr/bin', command);
   mkdirSync(join(stage, 'usr/bin'), { recursive: true });
   // The entry point's #! line names node and its options: node is found first where LayerMesh carries it.
-  writeFileSync(wrapper, `#!/bin/sh\n# ${command}, run by the Node.js that LayerMesh carries.\nhere=\${0%/*}\nexport PATH="$here/../lib/layermesh/bin:$PATH"\nexec "$here/../lib/layermesh/dist/${main}" "$@"\n`);
+  // Run through a symlink too (Docker's cli-plugins/docker-pussh): the tree is found beside the wrapper, not the link.
+  writeFileSync(wrapper, `#!/bin/sh\n# ${command}, run by the Node.js that LayerMesh carries.\nself=$0\n[ -L "$self" ] && self=$(PATH=/usr/bin:/bin readlink -f "$self")\nhere=\${self%/*}\nexport PATH="$here/../lib/layermesh/bin:$PATH"\nexec "$here/../lib/layermesh/dist/${main}" "$@"\n`);
   chmodSync(wrapper, 0o755);
   chmodSync(join(lib, 'dist', main), 0o755);
 }

@@ -5,7 +5,7 @@
 // them. The tarball's install.sh installs the same tree. Heavy: run under flock /tmp/lm-heavy.lock.
 import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { appendFile, chmod, chown, mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { appendFile, chmod, chown, mkdir, mkdtemp, readFile, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -141,5 +141,11 @@ describe('the offline package', () => {
       const limits = await inNs(['env', '-i', `PATH=${join(work, 'no-node')}`, join(tarRoot, 'usr/bin/meshctl'), '--node', `http://${host}`, '--json', 'limit']);
       expect(JSON.parse(limits)).toEqual({});
     });
+    // As a Docker CLI plugin: Docker runs the link in ~/.docker/cli-plugins, which must find the wrapper's tree.
+    const plugins = join(work, 'cli-plugins');
+    await mkdir(plugins);
+    await symlink(join(tarRoot, 'usr/bin/pussh'), join(plugins, 'docker-pussh'));
+    const metadata = await run('env', ['-i', `PATH=${join(work, 'no-node')}`, join(plugins, 'docker-pussh'), 'docker-cli-plugin-metadata']);
+    expect(JSON.parse(metadata)).toMatchObject({ SchemaVersion: '0.1.0' });
   }, 600_000);
 });
