@@ -78,4 +78,31 @@ describe('SIGTERM with a member reading slowly from the peer data plane', () => 
       await meshd.stop('SIGKILL');
     }
   });
+
+  it('gives a stuck registry client and a stuck member one grace together, not one after the other', async () => {
+    const meshd = await startMeshd(['--store', 'fs', '--shutdown-grace', '4s', '--peer-plaintext']);
+    const blob = Buffer.alloc(32 << 20, 9);
+    const digest = digestOf(blob);
+    expect((await fetch(`${meshd.url}/v2/app/blobs/uploads/?digest=${digest}`, { method: 'POST', body: blob })).status).toBe(201);
+    const stuck = (url: string, path: string, headers = '') => {
+      const { hostname, port } = new URL(url);
+      const socket = connect(Number(port), hostname, () => socket.write(`GET ${path} HTTP/1.1\r\nhost: ${hostname}\r\n${headers}\r\n`));
+      socket.pause();
+      return socket;
+    };
+    const path = `/peer/v1/blobs/${digest}`;
+    const readers = [
+      stuck(meshd.url, `/v2/app/blobs/${digest}`),
+      stuck(meshd.peerUrl, path, `${AUTH_HEADER}: ${proof(peerKey(undefined), { method: 'GET', path, target: meshd.peerId })}\r\n`),
+    ];
+    try {
+      await new Promise((r) => setTimeout(r, 500));
+      const started = Date.now();
+      expect(await meshd.stop('SIGTERM')).toBe(0);
+      expect(Date.now() - started).toBeLessThan(6_500); // one grace (4 s) and the rest of the stop; two were 8 s and more
+    } finally {
+      readers.forEach((r) => r.destroy());
+      await meshd.stop('SIGKILL');
+    }
+  });
 });

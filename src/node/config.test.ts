@@ -117,7 +117,18 @@ describe('meshd configuration', () => {
     expect(parseConfig([])).toMatchObject({ upstream: false, upstreamEndpoints: {}, upstreamAuthFile: undefined, upstreamTimeoutMs: 30_000 });
     const c = parseConfig(['--upstream', '--upstream-endpoint', 'docker.io=http://127.0.0.1:5555', '--upstream-endpoint', 'ghcr.io=https://mirror.example/', '--upstream-auth', '/etc/auth.json']);
     expect(c).toMatchObject({ upstream: true, upstreamEndpoints: { 'docker.io': 'http://127.0.0.1:5555', 'ghcr.io': 'https://mirror.example/' }, upstreamAuthFile: '/etc/auth.json' });
-    expect(() => parseConfig(['--upstream-endpoint', 'docker.io'])).toThrow(/REGISTRY=/);
-    expect(() => parseConfig(['--upstream-endpoint', 'docker.io=ftp://x'])).toThrow(/REGISTRY=/);
+    expect(() => parseConfig(['--upstream', '--upstream-endpoint', 'docker.io'])).toThrow(/REGISTRY=/);
+    expect(() => parseConfig(['--upstream', '--upstream-endpoint', 'docker.io=ftp://x'])).toThrow(/REGISTRY=/);
+    // Credentials filed for a pull-through that is off would be read by nobody, and nobody told.
+    for (const given of [['--upstream-auth', '/etc/auth.json'], ['--upstream-endpoint', 'docker.io=http://10.0.0.5:5000']]) {
+      expect(() => parseConfig(given)).toThrow('--upstream-auth and --upstream-endpoint do nothing without --upstream');
+    }
+  });
+
+  it('names the option of a size it cannot use, and refuses an upload size of nothing', () => {
+    expect(() => parseConfig(['--download-limit', '50Mbps'])).toThrow('--download-limit: not a size: "50Mbps"');
+    expect(() => parseConfig(['--replication-limit', 'fast'])).toThrow('--replication-limit: not a size');
+    expect(parseConfig(['--upload-limit', '20MB/s']).limits.upload).toBe(20e6);
+    expect(() => parseConfig(['--max-upload-size', '0'])).toThrow('--max-upload-size: 0 is too small (at least 1 bytes)');
   });
 });

@@ -191,6 +191,9 @@ export function parseConfig(argv: string[]): Config {
   // Commander checks the choices of flags; a file's values are checked here.
   if (!['auto', 'containerd', 'fs'].includes(o.store)) throw new Error(`--store must be auto, containerd or fs, not "${o.store}"`);
   if (!LOG_LEVELS.includes(o.logLevel)) throw new Error(`--log-level must be one of ${LOG_LEVELS.join(', ')}, not "${o.logLevel}"`);
+  if (o.upstream !== true && (o.upstreamAuth || o.upstreamEndpoint.length > 0)) {
+    throw new Error('--upstream-auth and --upstream-endpoint do nothing without --upstream (pull-through is off): add it, or leave them out');
+  }
   return {
     dataDir: o.dataDir,
     store: o.store,
@@ -201,7 +204,7 @@ export function parseConfig(argv: string[]): Config {
     registryTokenFile: o.registryTokenFile || undefined,
     registryAllow: o.registryAllow,
     writeGroup: o.writeGroup,
-    maxUploadSize: parseSize(o.maxUploadSize, '--max-upload-size'),
+    maxUploadSize: parseSize(o.maxUploadSize, '--max-upload-size', 1),
     uploadTimeoutMs: parseDuration(o.uploadTimeout, '--upload-timeout', 1),
     gcDelayMs: parseDuration(o.gcDelay, '--gc-delay'),
     maxConnections: parseCount(o.maxConnections, '--max-connections'),
@@ -220,9 +223,9 @@ export function parseConfig(argv: string[]): Config {
     peerAddr: o.peerAddr,
     peerPlaintext: o.peerPlaintext === true,
     limits: {
-      upload: o.uploadLimit === undefined ? undefined : parseLimit(o.uploadLimit),
-      download: o.downloadLimit === undefined ? undefined : parseLimit(o.downloadLimit),
-      replication: o.replicationLimit === undefined ? undefined : parseLimit(o.replicationLimit),
+      upload: o.uploadLimit === undefined ? undefined : parseLimit(o.uploadLimit, '--upload-limit'),
+      download: o.downloadLimit === undefined ? undefined : parseLimit(o.downloadLimit, '--download-limit'),
+      replication: o.replicationLimit === undefined ? undefined : parseLimit(o.replicationLimit, '--replication-limit'),
     },
     mirrorTags: o.mirrorTags !== false,
     mirrorRegistries: o.mirrorRegistry,

@@ -102,6 +102,8 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
   const token = await registryToken(config);
   // What has started, stopped in reverse order at shutdown or when a later step fails.
   const closers: (() => Promise<void>)[] = [];
+  // One grace for every listener, from the moment the stop begins: the unit's TimeoutStopSec bounds the whole stop.
+  let cutAt = Infinity;
   const closeAll = async () => {
     for (const close of closers.reverse()) await close();
   };
@@ -132,7 +134,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     const bandwidth = await openBandwidth(config.dataDir, config.limits, log.child({ component: 'bandwidth' }));
     const peerServer = createPeerServer({ store, spools, membershipKey, tls, bandwidth, selfId: peerIdFromPrivateKey(privateKey).toString(), log: log.child({ component: 'peer-server' }) });
     const peer = await listen(peerServer, config.peerAddr, 'peer data plane', config.maxConnections);
-    closers.push(() => closeWithin(peerServer, config.shutdownGraceMs));
+    closers.push(() => closeBy(peerServer, cutAt));
 
     const mesh = await joinMesh(config, store, log, { swarmKey, privateKey, dataPlanePort: peer.port });
     closers.push(() => mesh.stop());
@@ -230,26 +232,28 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     });
     const bound = await listen(registry, config.registryAddr, 'registry', config.maxConnections);
     registryUrl = `http://${bound.host}:${bound.port}`;
-    closers.push(() => closeWithin(registry, config.shutdownGraceMs));
+    closers.push(() => closeBy(registry, cutAt));
     log.info({ registry: registryUrl, peer: dataPlaneUrl(peer.host, peer.port, config.peerPlaintext), store: store.kind, peerId: mesh.router.id, p2p: mesh.addrs() }, 'meshd ready');
 
     let stopping: Promise<void> | undefined;
     const stop = () =>
       (stopping ??= (async () => {
         log.info('meshd stopping');
+        cutAt = Date.now() + config.shutdownGraceMs;
         await closeAll();
         log.info('meshd stopped');
       })());
     return { store, mesh, registryUrl, bandwidth, stop };
   } catch (err) {
+    cutAt = Date.now(); // nothing to finish: the daemon never served
     await closeAll();
     throw err;
   }
 }
 
-/** Stops a listener: requests in flight get `graceMs`, then their connections are cut (a slow member's download too). */
-async function closeWithin(app: { server: { closeAllConnections(): void }; close(): Promise<unknown> }, graceMs: number): Promise<void> {
-  const cut = setTimeout(() => app.server.closeAllConnections(), graceMs);
+/** Stops a listener: requests in flight go on until `cutAt`, then their connections are cut (a slow member's download too). */
+async function closeBy(app: { server: { closeAllConnections(): void }; close(): Promise<unknown> }, cutAt: number): Promise<void> {
+  const cut = setTimeout(() => app.server.closeAllConnections(), Math.max(0, cutAt - Date.now()));
   await app.close();
   clearTimeout(cut);
 }

@@ -14,10 +14,10 @@ import { parseSize } from './size.js';
 const TRAFFIC: Traffic[] = ['upload', 'download', 'replication'];
 const FILE = 'limits.json';
 
-/** `50MB` (per second), or `off`/`none`/`0` for no limit. */
-export function parseLimit(text: string): number | undefined {
+/** `50MB` (per second), or `off`/`none`/`0` for no limit; `option` names where the text came from in the error. */
+export function parseLimit(text: string, option?: string): number | undefined {
   if (['off', 'none', '0', ''].includes(text.trim().toLowerCase())) return undefined;
-  return parseSize(text.replace(/\/s$/i, ''));
+  return parseSize(text.replace(/\/s$/i, ''), option);
 }
 
 export async function openBandwidth(dataDir: string, flags: BandwidthLimits, log: Logger): Promise<Bandwidth> {

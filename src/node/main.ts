@@ -9,7 +9,8 @@ import { startDaemon } from './daemon.js';
 import { reloadConfig } from './reload.js';
 import { notifySystemd } from './sd-notify.js';
 
-const log = pino({ name: 'meshd', level: process.env.MESHD_LOG_LEVEL ?? 'info' });
+// The level is the configuration's (--log-level, MESHD_LOG_LEVEL), checked there: a wrong one is a clear error, not pino's throw.
+const log = pino({ name: 'meshd', level: 'info' });
 // With nobody reading the logs any more (a closed pipe), logging must not stop the daemon, its shutdown included.
 process.stdout.on('error', (err: NodeJS.ErrnoException) => {
   if (err.code !== 'EPIPE') throw err;
