@@ -86,8 +86,8 @@ export async function releaseBlobs(client: ContainerdClient, digests: Set<string
 
 /**
  * What uploads of an earlier meshd left in this namespace (killed, or its host lost power): their ingests, partial
- * bytes on disk, and their leases, which would keep both for a day. None of this process's uploads exists yet.
- * Leases of committed blobs stay: they hold blobs a push may still name in its manifest.
+ * bytes on disk, and their leases, which would keep both for a day. Called by the daemon as it opens its store,
+ * when none of its uploads exists yet. Leases of committed blobs stay: they hold blobs a push may still name.
  */
 export async function abortLeftUploads(client: ContainerdClient, logger: Logger): Promise<void> {
   const { statuses } = await client.unary<{ statuses: { ref: string; offset: string | number }[] }>('content', 'ListStatuses', { filters: [] }, '');

@@ -1,9 +1,6 @@
 // Integration tests against the real containerd started by test/global-setup.ts: the store conformance
 // suite, and what only this store does (its gRPC read path, leases, GC labels, namespaces).
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { connect, createServer, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
@@ -12,7 +9,7 @@ import { MAX_MANIFEST_BYTES } from '../../oci/limits.js';
 import { MediaType } from '../../oci/manifest.js';
 import { storeConformance } from '../conformance.js';
 import { pieces, put, putImage, readAll, sha256, subscribe } from '../conformance-kit.js';
-import { DigestMismatchError, NotFoundError, StoreUnavailableError, type StoreEvent } from '../store.js';
+import { DigestMismatchError, NotFoundError, type StoreEvent } from '../store.js';
 import { type Descriptor } from '../../oci/digest.js';
 import { Code, ContainerdClient, hasCode } from './client.js';
 import { ContainerdStore } from './store.js';
@@ -264,86 +261,5 @@ describe('ContainerdStore events', () => {
     await store.images.put({ name: 'events.example/own:1', target: (await putImage(store)), labels: {} });
     const blobAdded: StoreEvent = { type: 'blob-added', digest: expect.any(String) as string };
     expect(await events.settle(4)).toEqual([blobAdded, blobAdded, blobAdded, { type: 'image-added', name: 'events.example/own:1' }]);
-  });
-});
-
-/** A socket in front of containerd's that passes everything on until stall(): then nothing more, either way. */
-async function stallingProxy(target: string): Promise<{ path: string; stall(): void; close(): Promise<void> }> {
-  const dir = mkdtempSync(join(tmpdir(), 'lm-stall-'));
-  const path = join(dir, 'containerd.sock');
-  const pairs: Socket[][] = [];
-  const server = createServer((client) => {
-    const upstream = connect(target);
-    client.pipe(upstream).pipe(client);
-    client.on('error', () => upstream.destroy());
-    upstream.on('error', () => client.destroy());
-    pairs.push([client, upstream]);
-  });
-  await new Promise<void>((r) => server.listen(path, r));
-  return {
-    path,
-    stall: () => pairs.flat().forEach((s) => s.pause()),
-    close: async () => {
-      pairs.flat().forEach((s) => s.destroy());
-      await new Promise((r) => server.close(r));
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
-}
-
-describe('ContainerdStore.connect', () => {
-  it('ends an upload as unavailable when containerd stops answering, instead of hanging with it', async () => {
-    const proxy = await stallingProxy(socket);
-    const hung = await ContainerdStore.connect({ socket: proxy.path, namespace, logger, writeResponseMs: 500 });
-    try {
-      const upload = await hung.beginUpload();
-      await upload.append(pieces(randomBytes(100_000), 65536));
-      proxy.stall();
-      const started = Date.now();
-      await expect(upload.append(pieces(randomBytes(100_000), 65536))).rejects.toBeInstanceOf(StoreUnavailableError);
-      expect(Date.now() - started).toBeLessThan(10_000);
-    } finally {
-      await proxy.close();
-      await hung.close();
-    }
-  });
-
-
-  it('removes what uploads of a meshd killed mid-push left in its namespace (partial bytes, leases), and keeps committed blobs\' leases', async () => {
-    const ns = `lm-left-${randomBytes(4).toString('hex')}`;
-    const inNs = (...args: string[]) => ctr(socket, ['-n', ns, ...args]);
-    const killed = await ContainerdStore.connect({ socket, namespace: ns, logger });
-    const kept = randomBytes(1000);
-    const committed = await killed.beginUpload(sha256(kept));
-    await committed.append(pieces(kept, 400));
-    await committed.commit({ digest: sha256(kept), size: kept.length });
-    const unnamed = await killed.beginUpload();
-    await unnamed.append(pieces(randomBytes(300_000), 65536));
-    const named = await killed.beginUpload(sha256(randomBytes(10)));
-    await named.append(pieces(randomBytes(200_000), 65536));
-    await killed.close(); // no abort: as a killed meshd leaves them
-    expect(await inNs('content', 'active')).toContain(unnamed.id);
-    expect(await inNs('leases', 'ls')).toContain(named.id);
-
-    const next = await ContainerdStore.connect({ socket, namespace: ns, logger });
-    try {
-      const active = await inNs('content', 'active');
-      const leases = await inNs('leases', 'ls');
-      for (const id of [unnamed.id, named.id]) {
-        expect(active).not.toContain(id);
-        expect(leases).not.toContain(id);
-      }
-      expect(leases).toContain(committed.id);
-      await collectGarbage();
-      expect(await next.stat(sha256(kept))).toBeDefined();
-    } finally {
-      await next.close();
-    }
-  });
-
-
-  it('names the socket when containerd does not answer', async () => {
-    await expect(ContainerdStore.connect({ socket: '/nonexistent/containerd.sock', namespace, logger }))
-      .rejects.toThrow('/nonexistent/containerd.sock');
   });
 });

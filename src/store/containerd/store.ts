@@ -24,6 +24,11 @@ export interface ContainerdStoreOptions {
   contentRoot?: string;
   /** How long containerd may take to answer a message of an upload (WRITE_RESPONSE_MS). */
   writeResponseMs?: number;
+  /**
+   * Abort the uploads an earlier run of this daemon left in the namespace: only the daemon, once, at its start
+   * (pussh reading the same namespace, or a second store beside it, would abort the daemon's live ones).
+   */
+  abortLeftUploads?: boolean;
 }
 
 interface WireInfo { digest: string; size: number; labels: Record<string, string> }
@@ -52,7 +57,7 @@ export class ContainerdStore implements Store {
     const client = await ContainerdClient.connect(opts.socket, opts.namespace);
     const root = opts.contentRoot ?? await findContentRoot(client, logger);
     const blobDir = root === undefined ? undefined : await readableBlobDir(root, logger);
-    await abortLeftUploads(client, logger);
+    if (opts.abortLeftUploads) await abortLeftUploads(client, logger);
     logger.info({ blobDir }, 'connected to containerd');
     return new ContainerdStore(client, logger, blobDir, opts.writeResponseMs ?? WRITE_RESPONSE_MS);
   }

@@ -96,7 +96,8 @@ export class ContainerdUpload implements Upload {
       await Promise.allSettled(inflight);
       // Ended meanwhile (abort closed the stream): the request lost its upload, containerd did not fail.
       if (this.finished) throw new UploadClosedError(this.id);
-      await this.resync();
+      // A containerd that did not answer would not answer the offset's question either: the next request asks it.
+      if (!(err instanceof StoreUnavailableError)) await this.resync();
       throw err;
     }
   }
@@ -233,10 +234,12 @@ class WriteChannel {
     return res;
   }
 
-  /** Ends the stream and waits for containerd to release the ref. */
+  /** Ends the stream and waits for containerd to release the ref: `responseMs` at most, then the stream is cancelled. */
   async close(): Promise<void> {
     if (!this.failed) this.call.end();
+    const timer = setTimeout(() => this.call.cancel(), this.responseMs);
     await this.ended;
+    clearTimeout(timer);
   }
 
   private fail(err: Error): void {
