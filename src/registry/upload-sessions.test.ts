@@ -27,10 +27,43 @@ describe('UploadSessions.finish', () => {
     const digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
     const { id } = await sessions.start('app', '127.0.0.1');
     await sessions.append('app', id, Readable.from([bytes]));
-    await expect(sessions.finish('app', id, digest, {})).rejects.toBeInstanceOf(StoreUnavailableError);
-    expect((await sessions.finish('app', id, digest, {})).digest).toBe(digest);
+    await expect(sessions.finish('app', id, digest, {}, true)).rejects.toBeInstanceOf(StoreUnavailableError);
+    expect((await sessions.finish('app', id, digest, {}, true)).digest).toBe(digest);
     expect(await store.stat(digest)).toMatchObject({ size: 1000 });
     expect(sessions.size).toBe(0);
+
+    // A request that brought bytes (a monolithic POST, a PUT with a body) would bring them again: its session ends.
+    failures = 1;
+    const again = await sessions.start('app', '127.0.0.1');
+    await sessions.append('app', again.id, Readable.from([bytes]));
+    await expect(sessions.finish('app', again.id, digest, {})).rejects.toBeInstanceOf(StoreUnavailableError);
+    expect(sessions.size).toBe(0);
+    await sessions.close();
+  });
+
+  it('refuses to cancel an upload while it is committed (too late: it may be published all the same)', async () => {
+    const store = new MemoryStore();
+    const begin = store.beginUpload.bind(store);
+    let release!: () => void;
+    store.beginUpload = async () => {
+      const upload = await begin();
+      const commit = upload.commit.bind(upload);
+      upload.commit = async (...args) => {
+        await new Promise<void>((r) => (release = r));
+        return commit(...args);
+      };
+      return upload;
+    };
+    const sessions = new UploadSessions(store, { maxBlobBytes: 1 << 20, idleTimeoutMs: 60_000, maxSessions: 10, maxSessionsPerClient: 10 }, pino({ level: 'silent' }));
+    const bytes = randomBytes(100);
+    const digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+    const { id } = await sessions.start('app', '127.0.0.1');
+    await sessions.append('app', id, Readable.from([bytes]));
+    const committing = sessions.finish('app', id, digest, {});
+    await new Promise((r) => setImmediate(r));
+    await expect(sessions.cancel('app', id)).rejects.toMatchObject({ status: 416 });
+    release();
+    expect((await committing).digest).toBe(digest);
     await sessions.close();
   });
 });

@@ -23,7 +23,9 @@ interface Session {
   client: string;
   upload: Upload;
   lastActive: number;
+  /** A request writes to it, or commits it: another waits its turn (416). */
   busy: boolean;
+  committing?: boolean;
 }
 
 export const tooLarge = (limit: number) =>
@@ -74,11 +76,17 @@ export class UploadSessions {
     return session.upload;
   }
 
-  /** Appends a request body at `expectedOffset` (when the client said one). */
-  async append(repo: string, id: string, body: AsyncIterable<Uint8Array>, expectedOffset?: number): Promise<number> {
+  /** The session for a request that writes to it: BLOB_UPLOAD_UNKNOWN when it is not there, 416 while another request has it. */
+  #claim(repo: string, id: string): Session {
     const session = this.#sessions.get(id);
     if (!session || session.repo !== repo) throw uploadUnknown(id);
     if (session.busy) throw new RegistryError(416, 'BLOB_UPLOAD_INVALID', 'another request is writing to this upload');
+    return session;
+  }
+
+  /** Appends a request body at `expectedOffset` (when the client said one). */
+  async append(repo: string, id: string, body: AsyncIterable<Uint8Array>, expectedOffset?: number): Promise<number> {
+    const session = this.#claim(repo, id);
     if (expectedOffset !== undefined && expectedOffset !== session.upload.offset) {
       throw chunkRefused(`chunk starts at ${expectedOffset}, upload is at ${session.upload.offset}`, session.upload.offset);
     }
@@ -105,29 +113,26 @@ export class UploadSessions {
   }
 
   /**
-   * Verifies and publishes the blob; the session ends either way, but for a store that did not answer: the
-   * client is told to try again (503), and its retry finds the session.
+   * Verifies and publishes the blob; the session ends either way, but for a store that did not answer when
+   * `retryable` (the client's request sent no bytes with it, so its retry is the same): the client is told to try
+   * again (503), and its retry finds the session.
    */
-  async finish(repo: string, id: string, digest: string, labels: Record<string, string>): Promise<BlobInfo> {
-    const session = this.#sessions.get(id);
-    if (!session || session.repo !== repo) throw uploadUnknown(id);
-    if (session.busy) throw new RegistryError(416, 'BLOB_UPLOAD_INVALID', 'another request is writing to this upload');
+  async finish(repo: string, id: string, digest: string, labels: Record<string, string>, retryable = false): Promise<BlobInfo> {
+    const session = this.#claim(repo, id);
     const { upload } = session;
-    session.busy = true;
+    session.busy = session.committing = true;
     try {
       const info = await upload.commit({ digest }, labels);
-      this.#remove(id);
-      uploadsEnded.inc({ outcome: 'committed' });
+      if (this.#remove(id)) uploadsEnded.inc({ outcome: 'committed' });
       this.log.debug({ upload: id, repo, digest, bytes: upload.offset }, 'upload committed');
       return info;
     } catch (err) {
-      if (err instanceof StoreUnavailableError && this.#sessions.has(id)) {
-        session.busy = false;
+      if (retryable && err instanceof StoreUnavailableError && this.#sessions.has(id)) {
+        session.busy = session.committing = false;
         session.lastActive = Date.now();
         throw err;
       }
-      this.#remove(id);
-      uploadsEnded.inc({ outcome: 'rejected' });
+      if (this.#remove(id)) uploadsEnded.inc({ outcome: 'rejected' });
       await upload.abort();
       if (err instanceof DigestMismatchError) throw digestInvalid('provided digest did not match uploaded content', { expected: err.expected, actual: err.actual });
       if (err instanceof SizeMismatchError) throw new RegistryError(400, 'SIZE_INVALID', err.message);
@@ -136,7 +141,10 @@ export class UploadSessions {
   }
 
   async cancel(repo: string, id: string): Promise<void> {
-    this.get(repo, id);
+    const session = this.#sessions.get(id);
+    if (!session || session.repo !== repo) throw uploadUnknown(id);
+    // Too late: aborted under its commit, the blob might be published all the same.
+    if (session.committing) throw new RegistryError(416, 'BLOB_UPLOAD_INVALID', 'the upload is being committed');
     await this.discard(id, 'cancelled');
   }
 

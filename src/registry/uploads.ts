@@ -93,8 +93,10 @@ export async function finishUpload(ctx: RouteContext): Promise<unknown> {
   }
   checkDeclaredLength(ctx);
   const range = chunkRange(ctx);
-  await ctx.uploads.append(ctx.repo, ctx.ref, bodyOf(ctx), range?.start);
-  await ctx.uploads.finish(ctx.repo, ctx.ref, digest, sourceLabels(ctx.repo));
+  const before = ctx.uploads.get(ctx.repo, ctx.ref).offset;
+  const after = await ctx.uploads.append(ctx.repo, ctx.ref, bodyOf(ctx), range?.start);
+  // A PUT that brought bytes would bring them again when retried: only one without may find the session after a 503.
+  await ctx.uploads.finish(ctx.repo, ctx.ref, digest, sourceLabels(ctx.repo), after === before);
   return created(ctx, digest);
 }
 
