@@ -3,7 +3,7 @@
 // than the newest known is ignored. Held names come back after a restart from the stamps in the image
 // records' labels; all names known, bounded, from a file in the data dir (persist()), so that what this
 // node removed or evicted is not taken for a push it missed (catch-up.ts). The file also says which pushes
-// this node was still to copy (toCopy), so that a copy a restart cut off is made after it.
+// this node was still to copy (a push's `copy`), so that a copy a restart cut off is made after it.
 import { readFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import type { Store } from '../store/store.js';

@@ -69,6 +69,7 @@ describe('push follower', () => {
     await store.images.put({ name: NAME, target: { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: digest('c'), size: 2 }, labels: {} });
     await held.settle(150);
     expect(held.replicator.replicate).toHaveBeenCalledTimes(1);
+    expect(held.pushes.unfinishedCopies(), 'no copy left to resume after a restart').toEqual([]);
     f.stop();
     held.f.stop();
   });

@@ -98,7 +98,7 @@ export class PushFollower {
     const { image, digest } = event;
     try {
       if ((attempt === 0 && !resumed) || (await this.#stillWanted(event))) await this.#copy(event, resumed);
-      else if (resumed) this.deps.pushes.copied(image, event);
+      else this.deps.pushes.copied(image, event); // here already, under way, or moot: no copy of it left to make
     } catch (err) {
       if (this.#stopped) return;
       if (this.#moot(event)) {
@@ -141,7 +141,7 @@ export class PushFollower {
     if (!policy.accepts(image, self)) {
       if (!(await store.images.get(image))) {
         log.info({ image, policy: policy.text }, 'not replicating: the policy does not select this node');
-        pushes.copied(image, push); // (now: this node's policy changed since the copy was begun)
+        pushes.copied(image, push); // a copy resumed after this node's policy changed: none to make any more
         return;
       }
       log.info({ image, policy: policy.text }, 'the policy does not select this node, but it holds the name: following its newest push');
