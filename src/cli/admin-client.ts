@@ -11,7 +11,7 @@ export class AdminClient {
   constructor(node: string, token?: string) {
     const base = URL.canParse(node) ? new URL(node) : undefined;
     if (!base || (base.protocol !== 'http:' && base.protocol !== 'https:')) throw new Error('--node expects http(s)://HOST:PORT, e.g. http://127.0.0.1:5000');
-    this.#token = token ?? (base.password ? decodeURIComponent(base.password) : undefined);
+    this.#token = token ?? (base.password ? decoded(base.password) : undefined);
     base.username = base.password = '';
     this.#base = base;
   }
@@ -35,5 +35,14 @@ export class AdminClient {
       throw new Error(`${url.pathname}: ${res.status} ${body?.errors?.[0]?.message ?? res.statusText}`);
     }
     return (await res.json()) as T;
+  }
+}
+
+/** A URL's percent-encoded part as it was meant; as given when it is not valid percent-encoding (a bare `%`). */
+function decoded(part: string): string {
+  try {
+    return decodeURIComponent(part);
+  } catch {
+    return part;
   }
 }

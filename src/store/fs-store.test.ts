@@ -42,6 +42,16 @@ describe('FsStore', () => {
     expect(readdirSync(join(root, 'uploads'))).toEqual([]);
   });
 
+  it('ends an abort that cannot remove the upload\'s file without throwing (Upload.abort never does)', async () => {
+    const store = await FsStore.open(root, log);
+    const upload = await store.beginUpload();
+    const path = join(root, 'uploads', upload.id);
+    rmSync(path);
+    mkdirSync(join(path, 'in-the-way'), { recursive: true }); // rm without recursive fails on it
+    await expect(upload.abort()).resolves.toBeUndefined();
+    rmSync(path, { recursive: true });
+  });
+
   it('drops partial uploads left by a crash when it opens', async () => {
     writeFileSync(join(root, 'uploads', 'left-by-crash'), 'partial');
     await FsStore.open(root, log);

@@ -27,6 +27,7 @@ class FsUpload extends HashingUpload implements Upload {
     private readonly path: string,
     private readonly publish: (digest: string, tmp: string) => Promise<BlobInfo>,
     private readonly wrote: () => void,
+    private readonly log: Logger,
   ) {
     super();
   }
@@ -74,7 +75,7 @@ class FsUpload extends HashingUpload implements Upload {
 
   async abort(): Promise<void> {
     this.#closed = true;
-    await rm(this.path, { force: true });
+    await rm(this.path, { force: true }).catch((err: unknown) => this.log.warn({ err, upload: this.id }, 'could not remove an aborted upload\'s file'));
   }
 }
 
@@ -201,7 +202,7 @@ export class FsStore implements Store {
     await writeFile(path, '', { flag: 'wx' }).catch((err) => { throw asStoreFull(err, 'starting an upload'); });
     const wrote = () => (this.#lastWrite = Date.now());
     wrote();
-    return new FsUpload(id, path, (digest, tmp) => this.#publish(digest, tmp), wrote);
+    return new FsUpload(id, path, (digest, tmp) => this.#publish(digest, tmp), wrote, this.log);
   }
 
   /** Commits of one blob take turns: the first publishes it, the others find it there (one blob-added). */
