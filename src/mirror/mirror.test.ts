@@ -7,6 +7,7 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { delayCommits } from '../store/conformance-kit.js';
 import { MemoryStore } from '../store/memory-store.js';
 import { Mirror } from './mirror.js';
 import type { UpstreamSource } from './pull-through.js';
@@ -254,16 +255,7 @@ describe('Mirror', () => {
     const data = randomBytes(400_000);
     const holder = await peer('holder', 1, serves(data));
     const store = new MemoryStore();
-    const begin = store.beginUpload.bind(store);
-    store.beginUpload = async () => {
-      const upload = await begin();
-      const commit = upload.commit.bind(upload);
-      upload.commit = async (...args) => {
-        await new Promise((r) => setTimeout(r, 300)); // a busy containerd
-        return commit(...args);
-      };
-      return upload;
-    };
+    delayCommits(store, () => new Promise((r) => setTimeout(r, 300))); // a busy containerd
     const m = new Mirror({
       store, spools, peers: new PeerClient(key), log: pino({ level: 'silent' }),
       members: { self: 'self', holders: async () => [], dataPlaneOf: (id) => (id === 'holder' ? holder : undefined) },

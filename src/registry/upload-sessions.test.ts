@@ -4,25 +4,24 @@ import { createHash, randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
+import { delayCommits } from '../store/conformance-kit.js';
 import { MemoryStore } from '../store/memory-store.js';
 import { StoreUnavailableError } from '../store/store.js';
 import { UploadSessions } from './upload-sessions.js';
 
+/** Sessions over a memory store whose commits first wait for `before` (it may throw, as a store that does not answer). */
+function sessionsWhoseCommits(before: () => Promise<void>): { store: MemoryStore; sessions: UploadSessions } {
+  const store = new MemoryStore();
+  delayCommits(store, before);
+  return { store, sessions: new UploadSessions(store, { maxBlobBytes: 1 << 20, idleTimeoutMs: 60_000, maxSessions: 10, maxSessionsPerClient: 10 }, pino({ level: 'silent' })) };
+}
+
 describe('UploadSessions.finish', () => {
   it('keeps the session when the store did not answer, so that the retry the 503 asks for commits the blob', async () => {
-    const store = new MemoryStore();
-    const begin = store.beginUpload.bind(store);
     let failures = 1;
-    store.beginUpload = async () => {
-      const upload = await begin();
-      const commit = upload.commit.bind(upload);
-      upload.commit = async (...args) => {
-        if (failures-- > 0) throw new StoreUnavailableError('committing a blob');
-        return commit(...args);
-      };
-      return upload;
-    };
-    const sessions = new UploadSessions(store, { maxBlobBytes: 1 << 20, idleTimeoutMs: 60_000, maxSessions: 10, maxSessionsPerClient: 10 }, pino({ level: 'silent' }));
+    const { store, sessions } = sessionsWhoseCommits(async () => {
+      if (failures-- > 0) throw new StoreUnavailableError('committing a blob');
+    });
     const bytes = randomBytes(1000);
     const digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
     const { id } = await sessions.start('app', '127.0.0.1');
@@ -42,19 +41,8 @@ describe('UploadSessions.finish', () => {
   });
 
   it('refuses to cancel an upload while it is committed (too late: it may be published all the same)', async () => {
-    const store = new MemoryStore();
-    const begin = store.beginUpload.bind(store);
     let release!: () => void;
-    store.beginUpload = async () => {
-      const upload = await begin();
-      const commit = upload.commit.bind(upload);
-      upload.commit = async (...args) => {
-        await new Promise<void>((r) => (release = r));
-        return commit(...args);
-      };
-      return upload;
-    };
-    const sessions = new UploadSessions(store, { maxBlobBytes: 1 << 20, idleTimeoutMs: 60_000, maxSessions: 10, maxSessionsPerClient: 10 }, pino({ level: 'silent' }));
+    const { sessions } = sessionsWhoseCommits(() => new Promise<void>((r) => (release = r)));
     const bytes = randomBytes(100);
     const digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
     const { id } = await sessions.start('app', '127.0.0.1');

@@ -1,4 +1,4 @@
-// Helpers shared by the store conformance cases (conformance*.ts).
+// Helpers shared by the store conformance cases (conformance*.ts) and the tests of what uses a store.
 import { randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -99,5 +99,19 @@ export async function subscribe(store: Store): Promise<{ settle(count: number): 
       await done;
       return seen;
     },
+  };
+}
+
+/** Makes every upload of `store` wait for `before` at its commit (which may throw, as a store that does not answer). */
+export function delayCommits(store: Store, before: () => Promise<void>): void {
+  const begin = store.beginUpload.bind(store);
+  store.beginUpload = async (digest?: string) => {
+    const upload = await begin(digest);
+    const commit = upload.commit.bind(upload);
+    upload.commit = async (...args) => {
+      await before();
+      return commit(...args);
+    };
+    return upload;
   };
 }

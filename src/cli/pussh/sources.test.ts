@@ -76,6 +76,16 @@ function ociLayoutEntries(): { entries: TarEntry[]; manifestDigest: string } {
   };
 }
 
+/** ociLayoutEntries written into `dir` as an OCI layout directory. */
+async function writeLayout(dir: string): Promise<{ manifestDigest: string }> {
+  const { entries, manifestDigest } = ociLayoutEntries();
+  for (const e of entries) {
+    await mkdir(join(dir, e.name, '..'), { recursive: true });
+    await writeFile(join(dir, e.name), e.data!);
+  }
+  return { manifestDigest };
+}
+
 async function bytesOf(source: ImageSource, digest: string): Promise<Buffer> {
   return readBounded(await source.open(digest), 1 << 30);
 }
@@ -141,11 +151,7 @@ describe('an OCI layout directory', () => {
   it('is read by tag (oci:DIR:TAG) and says so when the tag is not there', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'oci-src-'));
     try {
-      const { entries, manifestDigest } = ociLayoutEntries();
-      for (const e of entries) {
-        await mkdir(join(dir, e.name, '..'), { recursive: true });
-        await writeFile(join(dir, e.name), e.data!);
-      }
+      const { manifestDigest } = await writeLayout(dir);
       const source = keep(await openSource({ from: `oci:${dir}:1`, ref: parseImageRef('other:9'), containerdSocket: '/nonexistent', namespace: 'default' }));
       expect(source.root.digest).toBe(manifestDigest);
       await expect(openSource({ from: `oci:${dir}:2`, ref: parseImageRef('app:2'), containerdSocket: '/nonexistent', namespace: 'default' }))
@@ -160,11 +166,7 @@ describe('an image pushed by digest', () => {
   it('is the manifest with that digest, or not found: never another image of the layout or a rebuilt manifest', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'oci-src-'));
     try {
-      const { entries, manifestDigest } = ociLayoutEntries();
-      for (const e of entries) {
-        await mkdir(join(dir, e.name, '..'), { recursive: true });
-        await writeFile(join(dir, e.name), e.data!);
-      }
+      const { manifestDigest } = await writeLayout(dir);
       const open = (from: string, ref: string) => openSource({ from, ref: parseImageRef(ref), containerdSocket: '/nonexistent', namespace: 'default' });
       expect(keep(await open(`oci:${dir}`, `app@${manifestDigest}`)).root.digest).toBe(manifestDigest);
       expect(keep(await open(`oci:${dir}`, `elsewhere/named@${manifestDigest}`)).root.digest).toBe(manifestDigest);
