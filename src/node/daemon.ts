@@ -1,4 +1,5 @@
 // meshd's lifecycle: open the store, serve the peer data plane, join the mesh, serve the registry; stop cleanly.
+import { createServer as createNetServer } from 'node:net';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { peerIdFromPrivateKey } from '@libp2p/peer-id';
@@ -73,6 +74,22 @@ async function listen(app: Server, addr: string, what: string, maxConnections: n
   return { host: host.includes(':') ? `[${host}]` : host, port: bound };
 }
 
+/**
+ * Fails now when another process holds `addr`: the registry listens only once the node has joined the mesh (its
+ * routes need the mesh), and found there, a taken port made the node join and leave at each of systemd's restarts.
+ */
+async function checkFree(addr: string, what: string): Promise<void> {
+  const { host, port } = splitHostPort(addr);
+  if (port === 0) return;
+  const probe = createNetServer();
+  try {
+    await new Promise<void>((resolve, reject) => probe.once('error', reject).listen({ host, port, exclusive: true }, resolve));
+  } catch (err) {
+    throw new Error(`${what} cannot listen on ${addr}: ${(err as Error).message}`, { cause: err });
+  }
+  await new Promise((resolve) => probe.close(resolve));
+}
+
 /** The registry token, from the flag or its file; and a registry off loopback must not be open to all. */
 async function registryToken(config: Config): Promise<string | undefined> {
   if (config.registryToken && config.registryTokenFile) throw new Error('give --registry-token or --registry-token-file, not both');
@@ -136,6 +153,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     const peer = await listen(peerServer, config.peerAddr, 'peer data plane', config.maxConnections);
     closers.push(() => closeBy(peerServer, cutAt));
 
+    await checkFree(config.registryAddr, 'registry');
     const mesh = await joinMesh(config, store, log, { swarmKey, privateKey, dataPlanePort: peer.port });
     closers.push(() => mesh.stop());
 
