@@ -55,3 +55,21 @@ describe('UploadSessions.finish', () => {
     await sessions.close();
   });
 });
+
+describe('UploadSessions at a cap', () => {
+  it('gives the place of a client\'s quietest session once it has been quiet a while; refuses while all are in use', async () => {
+    const store = new MemoryStore();
+    const sessions = new UploadSessions(store, { maxBlobBytes: 1 << 20, idleTimeoutMs: 60_000, maxSessions: 10, maxSessionsPerClient: 2, reclaimAfterMs: 200 }, pino({ level: 'silent' }));
+    const first = await sessions.start('app', '127.0.0.1'); // abandoned: an interrupted push never cancels it
+    await sessions.append('app', first.id, Readable.from([randomBytes(100)]));
+    const second = await sessions.start('app', '127.0.0.1');
+    await expect(sessions.start('app', '127.0.0.1')).rejects.toMatchObject({ status: 429 }); // both just used
+    await new Promise((r) => setTimeout(r, 250));
+    await sessions.append('app', second.id, Readable.from([randomBytes(100)])); // in use again
+    const third = await sessions.start('app', '127.0.0.1');
+    expect(() => sessions.get('app', first.id)).toThrow(/upload unknown|BLOB_UPLOAD_UNKNOWN|unknown/i);
+    expect(sessions.get('app', second.id).offset).toBe(100);
+    expect(sessions.get('app', third.id).offset).toBe(0);
+    await sessions.close();
+  });
+});

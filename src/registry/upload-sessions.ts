@@ -13,7 +13,15 @@ export interface UploadLimits {
   /** Sessions open at once, in all and per client address: past them a client gets 429. */
   maxSessions: number;
   maxSessionsPerClient: number;
+  /** At a cap, the session quiet longest gives its place once quiet this long (default RECLAIM_AFTER_MS). */
+  reclaimAfterMs?: number;
 }
+
+/**
+ * Clients do not cancel what they abandon (a push interrupted, a CI job cancelled) and all of a host's come from
+ * 127.0.0.1: a session this quiet is more likely abandoned than a client's hundredth at once, and gives its place.
+ */
+const RECLAIM_AFTER_MS = 60_000;
 
 /** Seconds a client over a session cap is told to wait. */
 const RETRY_AFTER_S = 10;
@@ -51,14 +59,15 @@ export class UploadSessions {
     return this.#sessions.size;
   }
 
-  /** Opens a session for `client` (its address), or 429 when a cap is reached. */
+  /** Opens a session for `client` (its address), or 429 when a cap is reached and no quiet session gives its place. */
   async start(repo: string, client: string): Promise<{ id: string; upload: Upload }> {
     const { maxSessions, maxSessionsPerClient } = this.limits;
-    if (this.#sessions.size >= maxSessions) {
+    if (this.#sessions.size >= maxSessions && !(await this.#reclaim([...this.#sessions]))) {
       this.log.warn({ client, sessions: this.#sessions.size }, 'upload refused: the registry holds its maximum of upload sessions');
       throw tooManySessions(`the registry holds its maximum of ${maxSessions} upload sessions; finish or cancel some`);
     }
-    if ([...this.#sessions.values()].filter((s) => s.client === client).length >= maxSessionsPerClient) {
+    const own = [...this.#sessions].filter(([, s]) => s.client === client);
+    if (own.length >= maxSessionsPerClient && !(await this.#reclaim(own))) {
       throw tooManySessions(`this client holds its maximum of ${maxSessionsPerClient} upload sessions; finish or cancel some`);
     }
     const upload = await this.store.beginUpload().catch((err) => { throw asRegistryError(err) ?? err; });
@@ -148,8 +157,18 @@ export class UploadSessions {
     await this.discard(id, 'cancelled');
   }
 
+  /** Ends the quietest of `among` if it has been quiet for reclaimAfterMs; whether it did. */
+  async #reclaim(among: [string, Session][]): Promise<boolean> {
+    const idle = among.filter(([, s]) => !s.busy).sort(([, a], [, b]) => a.lastActive - b.lastActive)[0];
+    if (!idle || Date.now() - idle[1].lastActive < (this.limits.reclaimAfterMs ?? RECLAIM_AFTER_MS)) return false;
+    const [id, session] = idle;
+    this.log.info({ upload: id, repo: session.repo, client: session.client, bytes: session.upload.offset }, 'quiet upload ended to make room for a new one');
+    await this.discard(id, 'expired');
+    return true;
+  }
+
   /** Ends a session if it still exists. */
-  async discard(id: string, outcome: 'cancelled' | 'rejected' = 'rejected'): Promise<void> {
+  async discard(id: string, outcome: 'cancelled' | 'rejected' | 'expired' = 'rejected'): Promise<void> {
     const session = this.#remove(id);
     if (session) uploadsEnded.inc({ outcome });
     await session?.upload.abort();
