@@ -48,6 +48,8 @@ export interface FetchOptions {
   patient?: boolean;
   /** The repository a client asked for it in: where the upstream is asked when no peer has it. */
   requestedIn?: RequestedIn;
+  /** Other repositories clients joining the transfer asked for it in: asked in turn when the first cannot give it. */
+  requestedAlsoIn?: RequestedIn[];
   /** The blob's bytes as feeders already send them (replication's stripes), tried before any other holder. */
   lanes?: LanedBlob;
 }

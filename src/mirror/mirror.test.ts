@@ -431,6 +431,25 @@ describe('Mirror with an upstream', () => {
     expect((await stored(store, sha(data)))!.equals(data)).toBe(true);
   });
 
+  it('asks the upstream in the repository of another client that joined when the first client\'s cannot give the blob', async () => {
+    const data = randomBytes(300_000);
+    const up = upstream(data);
+    const open = up.source.open;
+    up.source.open = (repo, digest, manifest) => {
+      if (repo !== 'docker.io/private/app') return open(repo, digest, manifest);
+      up.opened.push({ repo, digest, manifest });
+      return Promise.resolve(undefined);
+    };
+    const m = withUpstream(new MemoryStore(), up.source);
+    const [refused, allowed] = await Promise.all([
+      m.stream(sha(data), { repo: 'docker.io/private/app' }), // its token does not cover it, say
+      m.stream(sha(data), origin),
+    ]);
+    const [a, b] = await Promise.all([readAll(refused!.stream), readAll(allowed!.stream)]);
+    expect(a.equals(data) && b.equals(data)).toBe(true);
+    expect(up.opened.map((o) => o.repo)).toEqual(['docker.io/private/app', 'docker.io/library/app']);
+  });
+
   it('never completes a response of wrong upstream bytes and keeps nothing', async () => {
     const data = randomBytes(300_000);
     const wrong = Buffer.from(data);

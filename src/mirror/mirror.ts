@@ -25,6 +25,8 @@ import { SpoolWriteError, type Spool } from './spool.js';
 import type { FetchOptions, Fetching, MirrorOptions } from './mirror-options.js';
 
 const DEFAULT_PATIENCE_MS = 10 * 60_000;
+/** Repositories a transfer asks the upstream in at most: the first client's and those of others that joined it. */
+const MAX_REPOSITORIES_ASKED = 8;
 
 /** A blob arriving from a peer, as one client reads it. */
 export interface LiveBlob {
@@ -139,7 +141,8 @@ export class Mirror {
     }) : undefined;
     try {
       const fromPeer = await this.#receive(spool, options);
-      const received = fromPeer || (await pullThrough(spool, this.#upstream, options.requestedIn, this.opts.log));
+      const requested = [options.requestedIn, ...(options.requestedAlsoIn ?? [])].filter((r) => r !== undefined);
+      const received = fromPeer || (await pullThrough(spool, this.#upstream, requested, this.opts.log));
       if (options.requestedIn) mirrorRequests.inc({ outcome: fromPeer ? 'peer' : received ? 'upstream' : 'not_found' });
       if (!received) return false;
       if (!fromPeer) fetchedBytes.inc({ source: 'upstream' }, spool.written);
@@ -263,7 +266,12 @@ export class Mirror {
  * joining replication), the holders it names and its patience (replication joining a client's pull).
  */
 function joinOptions(running: FetchOptions, joining: FetchOptions): void {
-  running.requestedIn ??= joining.requestedIn;
+  const asked = joining.requestedIn;
+  if (!running.requestedIn) running.requestedIn = asked;
+  else if (asked && ![running.requestedIn, ...(running.requestedAlsoIn ?? [])].some((r) => r.repo === asked.repo && r.manifest === asked.manifest)) {
+    // Bounded: each is an upstream request when the others fail.
+    if ((running.requestedAlsoIn ??= []).length < MAX_REPOSITORIES_ASKED) running.requestedAlsoIn.push(asked);
+  }
   if (joining.from) running.from = [...new Set([...(running.from ?? []), ...joining.from])];
   if (joining.patient) running.patient = true;
 }

@@ -14,14 +14,23 @@ export interface UpstreamSource {
   open(repo: string, digest: string, manifest: boolean): Promise<UpstreamBody | undefined>;
 }
 
-/** Receives the blob from the upstream registry into the spool, verified; false when it cannot. */
-export async function pullThrough(spool: Spool, upstream: UpstreamSource | undefined, requestedIn: RequestedIn | undefined, log: Logger): Promise<boolean> {
-  if (!upstream || !requestedIn) return false;
+/**
+ * Receives the blob from the upstream registry into the spool, verified; false when it cannot. `requested`: the
+ * repositories clients asked for it in, each asked in turn until one gives it (one client's private repository, or
+ * a manifest's request for a layer's digest, must not fail the others').
+ */
+export async function pullThrough(spool: Spool, upstream: UpstreamSource | undefined, requested: RequestedIn[], log: Logger): Promise<boolean> {
+  if (!upstream) return false;
   const { digest } = spool;
-  // A peer transfer that broke part-way: the upstream sends the blob whole, from the start.
-  if (spool.received > 0) await spool.restart();
-  const opened = await upstream.open(requestedIn.repo, digest, requestedIn.manifest === true);
-  if (!opened) return false;
+  let opened: UpstreamBody | undefined;
+  let requestedIn: RequestedIn | undefined;
+  for (requestedIn of requested) {
+    // A peer transfer that broke part-way: the upstream sends the blob whole, from the start.
+    if (spool.received > 0) await spool.restart();
+    opened = await upstream.open(requestedIn.repo, digest, requestedIn.manifest === true);
+    if (opened) break;
+  }
+  if (!opened || !requestedIn) return false;
   const limit = requestedIn.manifest ? MAX_MANIFEST_BYTES : Infinity;
   try {
     if (opened.size !== undefined) spool.setSize(opened.size); // refuses a blob said to be larger than this node takes
