@@ -62,12 +62,12 @@ export class UploadSessions {
   /** Opens a session for `client` (its address), or 429 when a cap is reached and no quiet session gives its place. */
   async start(repo: string, client: string): Promise<{ id: string; upload: Upload }> {
     const { maxSessions, maxSessionsPerClient } = this.limits;
-    if (this.#sessions.size >= maxSessions && !(await this.#reclaim([...this.#sessions]))) {
+    if (this.#sessions.size >= maxSessions && !this.#reclaim([...this.#sessions])) {
       this.log.warn({ client, sessions: this.#sessions.size }, 'upload refused: the registry holds its maximum of upload sessions');
       throw tooManySessions(`the registry holds its maximum of ${maxSessions} upload sessions; finish or cancel some`);
     }
     const own = [...this.#sessions].filter(([, s]) => s.client === client);
-    if (own.length >= maxSessionsPerClient && !(await this.#reclaim(own))) {
+    if (own.length >= maxSessionsPerClient && !this.#reclaim(own)) {
       throw tooManySessions(`this client holds its maximum of ${maxSessionsPerClient} upload sessions; finish or cancel some`);
     }
     const upload = await this.store.beginUpload().catch((err) => { throw asRegistryError(err) ?? err; });
@@ -157,13 +157,16 @@ export class UploadSessions {
     await this.discard(id, 'cancelled');
   }
 
-  /** Ends the quietest of `among` if it has been quiet for reclaimAfterMs; whether it did. */
-  async #reclaim(among: [string, Session][]): Promise<boolean> {
-    const idle = among.filter(([, s]) => !s.busy).sort(([, a], [, b]) => a.lastActive - b.lastActive)[0];
+  /**
+   * Ends the quietest of `among` that took bytes and has been quiet for reclaimAfterMs (one that took none may be
+   * a client's next layer, opened ahead and waiting its turn); whether it did. Its place is free before this returns.
+   */
+  #reclaim(among: [string, Session][]): boolean {
+    const idle = among.filter(([, s]) => !s.busy && s.upload.offset > 0).sort(([, a], [, b]) => a.lastActive - b.lastActive)[0];
     if (!idle || Date.now() - idle[1].lastActive < (this.limits.reclaimAfterMs ?? RECLAIM_AFTER_MS)) return false;
     const [id, session] = idle;
     this.log.info({ upload: id, repo: session.repo, client: session.client, bytes: session.upload.offset }, 'quiet upload ended to make room for a new one');
-    await this.discard(id, 'expired');
+    void this.discard(id, 'expired');
     return true;
   }
 
