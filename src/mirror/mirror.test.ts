@@ -448,6 +448,15 @@ describe('Mirror with an upstream', () => {
     const [a, b] = await Promise.all([readAll(refused!.stream), readAll(allowed!.stream)]);
     expect(a.equals(data) && b.equals(data)).toBe(true);
     expect(up.opened.map((o) => o.repo)).toEqual(['docker.io/private/app', 'docker.io/library/app']);
+
+    // An upstream that cannot be reached is not asked again for the next client's repository (each waits its timeout).
+    const other = randomBytes(1000);
+    const asked: string[] = [];
+    const unreachable: UpstreamSource = { resolveTag: async () => undefined, open: async (repo) => { asked.push(repo); throw new Error('no route to host'); } };
+    const n = withUpstream(new MemoryStore(), unreachable);
+    const both = await Promise.all([n.stream(sha(other), { repo: 'docker.io/a/app' }), n.stream(sha(other), origin)]);
+    expect(both).toEqual([undefined, undefined]);
+    expect(asked).toEqual(['docker.io/a/app']);
   });
 
   it('never completes a response of wrong upstream bytes and keeps nothing', async () => {

@@ -141,7 +141,8 @@ export class Mirror {
     }) : undefined;
     try {
       const fromPeer = await this.#receive(spool, options);
-      const requested = [options.requestedIn, ...(options.requestedAlsoIn ?? [])].filter((r) => r !== undefined);
+      // Asked as clients join: one that joins while the first repositories are asked is asked too.
+      const requested = () => [options.requestedIn, ...(options.requestedAlsoIn ?? [])].filter((r) => r !== undefined);
       const received = fromPeer || (await pullThrough(spool, this.#upstream, requested, this.opts.log));
       if (options.requestedIn) mirrorRequests.inc({ outcome: fromPeer ? 'peer' : received ? 'upstream' : 'not_found' });
       if (!received) return false;

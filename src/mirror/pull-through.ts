@@ -11,24 +11,30 @@ import type { UpstreamBody } from './upstream.js';
 /** What the mirror needs of an upstream registry (see upstream.ts). */
 export interface UpstreamSource {
   resolveTag(repo: string, tag: string): Promise<Descriptor | undefined>;
+  /** Undefined when the upstream does not have it, or refuses it; throws when the upstream cannot be reached. */
   open(repo: string, digest: string, manifest: boolean): Promise<UpstreamBody | undefined>;
 }
 
 /**
  * Receives the blob from the upstream registry into the spool, verified; false when it cannot. `requested`: the
- * repositories clients asked for it in, each asked in turn until one gives it (one client's private repository, or
- * a manifest's request for a layer's digest, must not fail the others').
+ * repositories clients asked for it in, as they join: each asked in turn until one gives it (one client's private
+ * repository, or a manifest's request for a layer's digest, must not fail the others'), none more once the
+ * upstream cannot be reached (each would wait its timeout).
  */
-export async function pullThrough(spool: Spool, upstream: UpstreamSource | undefined, requested: RequestedIn[], log: Logger): Promise<boolean> {
+export async function pullThrough(spool: Spool, upstream: UpstreamSource | undefined, requested: () => RequestedIn[], log: Logger): Promise<boolean> {
   if (!upstream) return false;
   const { digest } = spool;
   let opened: UpstreamBody | undefined;
   let requestedIn: RequestedIn | undefined;
-  for (requestedIn of requested) {
+  for (let i = 0; !opened && (requestedIn = requested()[i]); i++) {
     // A peer transfer that broke part-way: the upstream sends the blob whole, from the start.
     if (spool.received > 0) await spool.restart();
-    opened = await upstream.open(requestedIn.repo, digest, requestedIn.manifest === true);
-    if (opened) break;
+    try {
+      opened = await upstream.open(requestedIn.repo, digest, requestedIn.manifest === true);
+    } catch (err) {
+      log.warn({ digest, repo: requestedIn.repo, err: (err as Error).message }, 'pulling through from the upstream registry failed');
+      return false;
+    }
   }
   if (!opened || !requestedIn) return false;
   const limit = requestedIn.manifest ? MAX_MANIFEST_BYTES : Infinity;

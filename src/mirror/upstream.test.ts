@@ -70,6 +70,11 @@ describe('the upstream client', () => {
     expect(await up.resolveTag('docker.io/reset/app', '1')).toBeUndefined();
   });
 
+  it('says when the upstream cannot be reached, apart from not having the blob (the next repository would wait as long)', async () => {
+    const dead = new Upstream({ endpoints: { 'docker.io': 'http://127.0.0.1:9' }, timeoutMs: 2_000, log: pino({ level: 'silent' }) });
+    await expect(dead.open('docker.io/library/app', DIGEST, false)).rejects.toThrow(/could not be reached/);
+  });
+
   it('refuses a token service answer over 64 KiB', async () => {
     tokenPadding = 100 << 10;
     expect(await upstream().resolveTag('docker.io/big/app', '1')).toBeUndefined();

@@ -79,11 +79,12 @@ export class Upstream {
     return { mediaType: got.headers.get('content-type')?.split(';')[0].trim() ?? '', digest: digestOf(body), size: body.length };
   }
 
-  /** A manifest or blob by digest; undefined when the upstream does not have it or cannot be reached. */
+  /** A manifest or blob by digest; undefined when the upstream does not have it (or refuses), throws when it cannot be reached. */
   async open(repo: string, digest: string, manifest: boolean): Promise<UpstreamBody | undefined> {
     const ctl = new AbortController();
     const res = await this.#request(repo, `${manifest ? 'manifests' : 'blobs'}/${digest}`, 'GET', manifest ? { accept: ACCEPT } : {}, ctl);
-    if (!res?.ok || !res.body) {
+    if (!res) throw new Error(`the upstream registry of ${repo} could not be reached`);
+    if (!res.ok || !res.body) {
       await res?.body?.cancel();
       return undefined;
     }
