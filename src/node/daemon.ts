@@ -81,7 +81,7 @@ async function listen(app: Server, addr: string, what: string, maxConnections: n
 async function checkFree(addr: string, what: string): Promise<void> {
   const { host, port } = splitHostPort(addr);
   if (port === 0) return;
-  const probe = createNetServer();
+  const probe = createNetServer((socket) => socket.destroy()); // a client that comes meanwhile must not hold its close
   try {
     await new Promise<void>((resolve, reject) => probe.once('error', reject).listen({ host, port, exclusive: true }, resolve));
   } catch (err) {

@@ -98,7 +98,8 @@ export class PushFollower {
     const { image, digest } = event;
     try {
       if ((attempt === 0 && !resumed) || (await this.#stillWanted(event))) await this.#copy(event, resumed);
-      else this.deps.pushes.copied(image, event); // here already, under way, or moot: no copy of it left to make
+      // Here already, or moot: no copy of it left to make; a copy of it under way clears the mark as it ends.
+      else if (this.deps.replicator.copying(image) !== digest) this.deps.pushes.copied(image, event);
     } catch (err) {
       if (this.#stopped) return;
       if (this.#moot(event)) {

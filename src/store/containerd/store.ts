@@ -55,11 +55,16 @@ export class ContainerdStore implements Store {
   static async connect(opts: ContainerdStoreOptions): Promise<ContainerdStore> {
     const logger = opts.logger.child({ socket: opts.socket, namespace: opts.namespace });
     const client = await ContainerdClient.connect(opts.socket, opts.namespace);
-    const root = opts.contentRoot ?? await findContentRoot(client, logger);
-    const blobDir = root === undefined ? undefined : await readableBlobDir(root, logger);
-    if (opts.abortLeftUploads) await abortLeftUploads(client, logger);
-    logger.info({ blobDir }, 'connected to containerd');
-    return new ContainerdStore(client, logger, blobDir, opts.writeResponseMs ?? WRITE_RESPONSE_MS);
+    try {
+      const root = opts.contentRoot ?? await findContentRoot(client, logger);
+      const blobDir = root === undefined ? undefined : await readableBlobDir(root, logger);
+      if (opts.abortLeftUploads) await abortLeftUploads(client, logger);
+      logger.info({ blobDir }, 'connected to containerd');
+      return new ContainerdStore(client, logger, blobDir, opts.writeResponseMs ?? WRITE_RESPONSE_MS);
+    } catch (err) {
+      client.close(); // else each of --store auto's tries would leave one open
+      throw err;
+    }
   }
 
   get contentDir(): string | undefined {

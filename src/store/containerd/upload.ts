@@ -96,8 +96,7 @@ export class ContainerdUpload implements Upload {
       await Promise.allSettled(inflight);
       // Ended meanwhile (abort closed the stream): the request lost its upload, containerd did not fail.
       if (this.finished) throw new UploadClosedError(this.id);
-      // A containerd that did not answer would not answer the offset's question either: the next request asks it.
-      if (!(err instanceof StoreUnavailableError)) await this.resync();
+      await this.resync();
       throw err;
     }
   }
