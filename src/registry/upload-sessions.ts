@@ -78,17 +78,22 @@ export class UploadSessions {
   }
 
   /** The session, or BLOB_UPLOAD_UNKNOWN when it does not exist for this repository. */
-  get(repo: string, id: string): Upload {
+  #session(repo: string, id: string): Session {
     const session = this.#sessions.get(id);
     if (!session || session.repo !== repo) throw uploadUnknown(id);
+    return session;
+  }
+
+  /** The session's upload, or BLOB_UPLOAD_UNKNOWN when it does not exist for this repository. */
+  get(repo: string, id: string): Upload {
+    const session = this.#session(repo, id);
     session.lastActive = Date.now();
     return session.upload;
   }
 
   /** The session for a request that writes to it: BLOB_UPLOAD_UNKNOWN when it is not there, 416 while another request has it. */
   #claim(repo: string, id: string): Session {
-    const session = this.#sessions.get(id);
-    if (!session || session.repo !== repo) throw uploadUnknown(id);
+    const session = this.#session(repo, id);
     if (session.busy) throw new RegistryError(416, 'BLOB_UPLOAD_INVALID', 'another request is writing to this upload');
     return session;
   }
@@ -150,8 +155,7 @@ export class UploadSessions {
   }
 
   async cancel(repo: string, id: string): Promise<void> {
-    const session = this.#sessions.get(id);
-    if (!session || session.repo !== repo) throw uploadUnknown(id);
+    const session = this.#session(repo, id);
     // Too late: aborted under its commit, the blob might be published all the same.
     if (session.committing) throw new RegistryError(416, 'BLOB_UPLOAD_INVALID', 'the upload is being committed');
     await this.discard(id, 'cancelled');
