@@ -386,6 +386,7 @@ describe('Mirror with an upstream', () => {
   function upstream(data: Buffer, served = data, stated?: number) {
     const opened: { repo: string; digest: string; manifest: boolean }[] = [];
     let cancelled = 0;
+    let read = 0;
     const source: UpstreamSource = {
       resolveTag: async () => undefined,
       open: async (repo, digest, manifest) => {
@@ -393,12 +394,12 @@ describe('Mirror with an upstream', () => {
         if (digest !== sha(data)) return undefined;
         return {
           size: stated ?? served.length,
-          body: (async function* () { for (let i = 0; i < served.length; i += 65536) { await new Promise((r) => setImmediate(r)); yield served.subarray(i, i + 65536); } })(),
+          body: (async function* () { for (let i = 0; i < served.length; i += 65536) { await new Promise((r) => setImmediate(r)); read++; yield served.subarray(i, i + 65536); } })(),
           cancel: () => void cancelled++,
         };
       },
     };
-    return { source, opened, cancelled: () => cancelled };
+    return { source, opened, cancelled: () => cancelled, read: () => read };
   }
   const withUpstream = (store: MemoryStore, source: UpstreamSource, peers: DataPlane[] = []) => new Mirror({
     store, spools, members: { self: 'self', holders: async () => peers, dataPlaneOf: () => undefined }, peers: new PeerClient(key), log: pino({ level: 'silent' }),
@@ -480,6 +481,7 @@ describe('Mirror with an upstream', () => {
     });
     expect(await m.fetch(sha(data), { requestedIn: origin }).stored).toBe(false);
     expect(up.cancelled()).toBe(1);
+    expect(up.read(), 'chunks of its body read').toBe(0);
     expect(await readdir(dir)).toEqual([]);
     await rm(dir, { recursive: true, force: true });
   });

@@ -39,7 +39,10 @@ export async function pullThrough(spool: Spool, upstream: UpstreamSource | undef
   if (!opened || !requestedIn) return false;
   const limit = requestedIn.manifest ? MAX_MANIFEST_BYTES : Infinity;
   try {
-    if (opened.size !== undefined) spool.setSize(opened.size); // refuses a blob said to be larger than this node takes
+    if (opened.size !== undefined) {
+      spool.refuseOver(opened.size);
+      spool.setSize(opened.size);
+    }
     for await (const chunk of opened.body) {
       await spool.append(chunk);
       if (spool.received > Math.min(limit, opened.size ?? Infinity)) throw new Error('the upstream sent more bytes than it stated');

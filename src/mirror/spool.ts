@@ -73,11 +73,15 @@ export class Spool {
     this.#resolveSized(this.size);
   }
 
+  /** Refuses a blob said to be larger than this node takes, before a byte of it is read (its bytes past that would be). */
+  refuseOver(size: number): void {
+    if (size > this.maxBytes) throw new Error(`${this.digest} is said to hold ${size} bytes, more than the ${this.maxBytes} taken`);
+  }
+
   /** Receives the blob in these lanes (`[offset, length]`, covering it) instead of in one, before anything arrived. */
   useLanes(ranges: [offset: number, length: number][]): void {
     if (this.received > 0) throw new Error('lanes are chosen before any byte arrives');
-    const size = ranges.reduce((n, [, length]) => n + length, 0);
-    if (size > this.maxBytes) throw new Error(`${this.digest} is said to hold ${size} bytes, more than the ${this.maxBytes} taken`);
+    this.refuseOver(ranges.reduce((n, [, length]) => n + length, 0));
     this.#lanes = ranges.map(([offset, length]) => new Lane(offset, offset + length));
   }
 
