@@ -3,12 +3,12 @@ import { randomUUID } from 'node:crypto';
 import { readdir, rm } from 'node:fs/promises';
 import { request } from 'node:http';
 import { join } from 'node:path';
-import { connect } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { describe, expect, inject, it } from 'vitest';
 import { digestOf } from '../src/oci/digest.js';
 import { AUTH_HEADER, peerKey, proof } from '../src/mirror/peer-auth.js';
 import { ctr } from './helpers/containerd.js';
-import { startMeshd } from './helpers/meshd.js';
+import { startMeshd, type Meshd } from './helpers/meshd.js';
 
 describe.each(['containerd', 'fs'] as const)('SIGTERM on the %s store', (kind) => {
   it('aborts idle and in-flight uploads, exits 0, and leaves no partial content', async () => {
@@ -56,6 +56,20 @@ describe.each(['containerd', 'fs'] as const)('SIGTERM on the %s store', (kind) =
   });
 });
 
+/** A client that asked `path` of `url` and stopped reading (a slow or stuck link). */
+function stuck(url: string, path: string, headers = ''): Socket {
+  const { hostname, port } = new URL(url);
+  const socket = connect(Number(port), hostname, () => socket.write(`GET ${path} HTTP/1.1\r\nhost: ${hostname}\r\n${headers}\r\n`));
+  socket.pause();
+  return socket;
+}
+
+/** A member that asked meshd's peer data plane for `digest` and stopped reading. */
+function stuckMember(meshd: Meshd, digest: string): Socket {
+  const path = `/peer/v1/blobs/${digest}`;
+  return stuck(meshd.peerUrl, path, `${AUTH_HEADER}: ${proof(peerKey(undefined), { method: 'GET', path, target: meshd.peerId })}\r\n`);
+}
+
 describe('SIGTERM with a member reading slowly from the peer data plane', () => {
   it('cuts that download after --shutdown-grace and exits 0', async () => {
     const meshd = await startMeshd(['--store', 'fs', '--shutdown-grace', '1s', '--peer-plaintext']);
@@ -63,11 +77,7 @@ describe('SIGTERM with a member reading slowly from the peer data plane', () => 
     const digest = digestOf(blob);
     expect((await fetch(`${meshd.url}/v2/app/blobs/uploads/?digest=${digest}`, { method: 'POST', body: blob })).status).toBe(201);
     // A member that asked for the blob and stopped reading it (a slow or stuck link).
-    const path = `/peer/v1/blobs/${digest}`;
-    const { hostname, port } = new URL(meshd.peerUrl);
-    const member = connect(Number(port), hostname, () => member.write(
-      `GET ${path} HTTP/1.1\r\nhost: x\r\n${AUTH_HEADER}: ${proof(peerKey(undefined), { method: 'GET', path, target: meshd.peerId })}\r\n\r\n`));
-    member.pause();
+    const member = stuckMember(meshd, digest);
     try {
       await new Promise((r) => setTimeout(r, 500));
       const started = Date.now();
@@ -84,17 +94,7 @@ describe('SIGTERM with a member reading slowly from the peer data plane', () => 
     const blob = Buffer.alloc(32 << 20, 9);
     const digest = digestOf(blob);
     expect((await fetch(`${meshd.url}/v2/app/blobs/uploads/?digest=${digest}`, { method: 'POST', body: blob })).status).toBe(201);
-    const stuck = (url: string, path: string, headers = '') => {
-      const { hostname, port } = new URL(url);
-      const socket = connect(Number(port), hostname, () => socket.write(`GET ${path} HTTP/1.1\r\nhost: ${hostname}\r\n${headers}\r\n`));
-      socket.pause();
-      return socket;
-    };
-    const path = `/peer/v1/blobs/${digest}`;
-    const readers = [
-      stuck(meshd.url, `/v2/app/blobs/${digest}`),
-      stuck(meshd.peerUrl, path, `${AUTH_HEADER}: ${proof(peerKey(undefined), { method: 'GET', path, target: meshd.peerId })}\r\n`),
-    ];
+    const readers = [stuck(meshd.url, `/v2/app/blobs/${digest}`), stuckMember(meshd, digest)];
     try {
       await new Promise((r) => setTimeout(r, 500));
       const started = Date.now();

@@ -1,7 +1,7 @@
 // --upstream against an https registry that misbehaves or redirects: to its https storage (followed, without the
 // registry's credentials), to plain-HTTP addresses a local user might want meshd to read as root (never followed),
 // and a tag naming a blob that is not a manifest (never served as one).
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpServer, type IncomingMessage, type RequestListener, type Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
@@ -9,12 +9,13 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { digestOf } from '../src/oci/digest.js';
 import { startMeshd, type Meshd } from './helpers/meshd.js';
 import { loopbackCert } from './helpers/tls-cert.js';
 import { waitFor } from './helpers/wait.js';
 
 const blob = randomBytes(300_000);
-const digest = `sha256:${createHash('sha256').update(blob).digest('hex')}`;
+const digest = digestOf(blob);
 const basic = `Basic ${Buffer.from('user:secret').toString('base64')}`;
 
 describe('pull-through from an https registry that redirects or misbehaves', () => {

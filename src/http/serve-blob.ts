@@ -88,7 +88,7 @@ async function serveArriving(
     throw err;
   }
   if (req.method === 'GET' && !range) {
-    blobHeaders(req, reply, digest, whole.size);
+    blobHeaders(req, reply, digest, whole.size, range);
     count();
     reply.send(whole.stream);
     return true;
@@ -97,7 +97,7 @@ async function serveArriving(
   const held = await openIfPresent(store, digest, range ?? (whole.size > 0 ? { start: 0, end: 0 } : undefined), requestedIn);
   if (!held) return false;
   if (req.method === 'HEAD') held.stream.destroy();
-  blobHeaders(req, reply, digest, whole.size);
+  blobHeaders(req, reply, digest, whole.size, range);
   count();
   reply.send(req.method === 'HEAD' ? undefined : held.stream);
   return true;
@@ -122,9 +122,10 @@ function requestedRange(req: FastifyRequest, digest: string, size: number): Byte
   return parseRange(req.headers.range, size);
 }
 
-/** Sets the headers of a blob answer (206 and Content-Range for a range) and returns the range asked for. */
-export function blobHeaders(req: FastifyRequest, reply: FastifyReply, digest: string, size: number): ByteRange | undefined {
-  const range = requestedRange(req, digest, size);
+/** Sets the headers of a blob answer (206 and Content-Range for a range) and returns the range asked for (given: found already). */
+export function blobHeaders(
+  req: FastifyRequest, reply: FastifyReply, digest: string, size: number, range = requestedRange(req, digest, size),
+): ByteRange | undefined {
   reply
     .header('docker-content-digest', digest)
     .header('accept-ranges', 'bytes')

@@ -401,8 +401,8 @@ describe('Mirror with an upstream', () => {
     };
     return { source, opened, cancelled: () => cancelled, read: () => read };
   }
-  const withUpstream = (store: MemoryStore, source: UpstreamSource, peers: DataPlane[] = []) => new Mirror({
-    store, spools, members: { self: 'self', holders: async () => peers, dataPlaneOf: () => undefined }, peers: new PeerClient(key), log: pino({ level: 'silent' }),
+  const withUpstream = (store: MemoryStore, source: UpstreamSource, peers: DataPlane[] = [], with_ = { spools }) => new Mirror({
+    store, spools: with_.spools, members: { self: 'self', holders: async () => peers, dataPlaneOf: () => undefined }, peers: new PeerClient(key), log: pino({ level: 'silent' }),
     lookupTimeoutMs: 1000, stallTimeoutMs: 5000, resolveTags: true, clientCommitGraceMs: 50, upstream: source,
   });
   const origin = { repo: 'docker.io/library/app' };
@@ -473,17 +473,12 @@ describe('Mirror with an upstream', () => {
   it('refuses a blob the upstream says is larger than this node takes before reading a byte, and lets the connection go', async () => {
     const data = randomBytes(1000);
     const up = upstream(data, data, 64 * 2 ** 30);
-    const dir = await mkdtemp(join(tmpdir(), 'mirror-small-'));
-    const small = await Spools.open(dir, 1 << 20);
-    const m = new Mirror({
-      store: new MemoryStore(), spools: small, members: { self: 'self', holders: async () => [], dataPlaneOf: () => undefined }, peers: new PeerClient(key),
-      log: pino({ level: 'silent' }), lookupTimeoutMs: 1000, stallTimeoutMs: 5000, resolveTags: true, upstream: up.source,
-    });
+    const dir = join(spoolDir, 'small'); // removed with the test's spools
+    const m = withUpstream(new MemoryStore(), up.source, [], { spools: await Spools.open(dir, 1 << 20) });
     expect(await m.fetch(sha(data), { requestedIn: origin }).stored).toBe(false);
     expect(up.cancelled()).toBe(1);
     expect(up.read(), 'chunks of its body read').toBe(0);
     expect(await readdir(dir)).toEqual([]);
-    await rm(dir, { recursive: true, force: true });
   });
 
   it('does not ask the upstream without an origin (replication)', async () => {

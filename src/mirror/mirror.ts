@@ -124,26 +124,21 @@ export class Mirror {
   /** Receives the blob into its spool and then into the store; false when no holder sent the right bytes. */
   async #receiveAndStore(spool: Spool, clients: Promise<unknown>[], options: FetchOptions, verified: () => void): Promise<boolean> {
     const { digest } = spool;
-    const held = await this.opts.store.stat(digest).catch(async (err: unknown) => {
-      await this.opts.spools.remove(spool); // else the digest's spool stays under way, and every later fetch of it fails
-      throw err;
-    });
-    if (held) {
-      await this.opts.spools.remove(spool);
-      return true; // arrived meanwhile (the transfer before just ended)
-    }
-    const released = this.opts.partialHolder?.(digest);
-    // Replication wants a copy here in any case: it goes into the store as the bytes arrive, so that
-    // the copy is done moments after the last byte instead of a whole second pass later.
-    const early = options.patient ? storeSpool(this.opts.store, spool).then(() => true, (err: Error) => {
-      this.opts.log.debug({ digest, err: err.message }, 'storing while arriving did not work out; storing from the spool');
-      return false;
-    }) : undefined;
+    let released: (() => void) | undefined;
+    let early: Promise<boolean> | undefined;
+    // Every way out removes the spool: one left, the digest's transfer would stay under way and every later fetch fail.
     try {
+      if (await this.opts.store.stat(digest)) return true; // arrived meanwhile (the transfer before just ended)
+      released = this.opts.partialHolder?.(digest);
+      // Replication wants a copy here in any case: it goes into the store as the bytes arrive, so that
+      // the copy is done moments after the last byte instead of a whole second pass later.
+      early = options.patient ? storeSpool(this.opts.store, spool).then(() => true, (err: Error) => {
+        this.opts.log.debug({ digest, err: err.message }, 'storing while arriving did not work out; storing from the spool');
+        return false;
+      }) : undefined;
       const fromPeer = await this.#receive(spool, options);
       // Asked as clients join: one that joins while the first repositories are asked is asked too.
-      const requested = () => [options.requestedIn, ...(options.requestedAlsoIn ?? [])].filter((r) => r !== undefined);
-      const received = fromPeer || (await pullThrough(spool, this.#upstream, requested, this.opts.log));
+      const received = fromPeer || (await pullThrough(spool, this.#upstream, () => askedIn(options), this.opts.log));
       if (options.requestedIn) mirrorRequests.inc({ outcome: fromPeer ? 'peer' : received ? 'upstream' : 'not_found' });
       if (!received) return false;
       if (!fromPeer) fetchedBytes.inc({ source: 'upstream' }, spool.written);
@@ -269,10 +264,15 @@ export class Mirror {
 function joinOptions(running: FetchOptions, joining: FetchOptions): void {
   const asked = joining.requestedIn;
   if (!running.requestedIn) running.requestedIn = asked;
-  else if (asked && ![running.requestedIn, ...(running.requestedAlsoIn ?? [])].some((r) => r.repo === asked.repo && r.manifest === asked.manifest)) {
+  else if (asked && !askedIn(running).some((r) => r.repo === asked.repo && r.manifest === asked.manifest)) {
     // Bounded: each is an upstream request when the others fail.
     if ((running.requestedAlsoIn ??= []).length < MAX_REPOSITORIES_ASKED) running.requestedAlsoIn.push(asked);
   }
   if (joining.from) running.from = [...new Set([...(running.from ?? []), ...joining.from])];
   if (joining.patient) running.patient = true;
+}
+
+/** The repositories clients asked for a transfer's blob in, the first client's first. */
+function askedIn(options: FetchOptions): RequestedIn[] {
+  return [options.requestedIn, ...(options.requestedAlsoIn ?? [])].filter((r) => r !== undefined);
 }

@@ -61,13 +61,15 @@ type Server = { listen(o: { host: string; port: number }): Promise<string>; serv
  * Listens and returns the bound host (bracketed when v6) and port (port 0 picks a free port). Past `maxConnections` open connections new
  * ones are refused, so that no client can use up the descriptors meshd needs for its store and its peers.
  */
+const cannotListen = (what: string, addr: string, err: unknown) => new Error(`${what} cannot listen on ${addr}: ${(err as Error).message}`, { cause: err });
+
 async function listen(app: Server, addr: string, what: string, maxConnections: number): Promise<{ host: string; port: number }> {
   const { host, port } = splitHostPort(addr);
   app.server.maxConnections = maxConnections;
   try {
     await app.listen({ host, port });
   } catch (err) {
-    throw new Error(`${what} cannot listen on ${addr}: ${(err as Error).message}`, { cause: err });
+    throw cannotListen(what, addr, err);
   }
   const address = app.server.address();
   const bound = typeof address === 'object' && address ? address.port : port;
@@ -85,7 +87,7 @@ async function checkFree(addr: string, what: string): Promise<void> {
   try {
     await new Promise<void>((resolve, reject) => probe.once('error', reject).listen({ host, port, exclusive: true }, resolve));
   } catch (err) {
-    throw new Error(`${what} cannot listen on ${addr}: ${(err as Error).message}`, { cause: err });
+    throw cannotListen(what, addr, err);
   }
   await new Promise((resolve) => probe.close(resolve));
 }

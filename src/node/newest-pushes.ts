@@ -44,7 +44,7 @@ export class NewestPushes {
     try {
       const saved: unknown = JSON.parse(await readFile(file, 'utf8'));
       for (const push of Array.isArray(saved) ? saved : []) {
-        if (isSavedPush(push) && this.observe(push.name, push) && push.copy) this.#byName.get(push.name)!.copy = { replicate: push.copy.replicate };
+        if (isSavedPush(push) && this.observe(push.name, push) && push.copy) this.willCopy(push.name, push, push.copy.replicate);
       }
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') log.warn({ file, err: (err as Error).message }, 'known pushes unreadable; starting afresh');

@@ -2,20 +2,18 @@
 // not the embedded one (a host's pushes would land where containerd never sees them).
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { connect, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterAll, expect, inject, it } from 'vitest';
+import { containerdProxy } from '../../test/helpers/containerd.js';
 import type { Config } from './config.js';
 import { openStore } from './open-store.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'open-store-'));
-const sockets: Socket[] = [];
-let proxy: Server | undefined;
+let proxy: ReturnType<typeof containerdProxy> | undefined;
 afterAll(async () => {
-  sockets.forEach((s) => s.destroy());
-  if (proxy) await new Promise((r) => proxy!.close(r));
+  await (await proxy)?.close();
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -24,11 +22,7 @@ it('waits for a containerd whose socket is there but does not answer yet, and ta
   writeFileSync(socket, ''); // there, nobody listening: containerd still starting
   setTimeout(() => {
     rmSync(socket);
-    proxy = createServer((client) => {
-      const upstream = connect(inject('containerdSocket'));
-      client.pipe(upstream).pipe(client);
-      sockets.push(client, upstream);
-    }).listen(socket);
+    proxy = containerdProxy(inject('containerdSocket'), socket);
   }, 2_000);
   const config = {
     store: 'auto', containerdSocket: socket, containerdNamespace: `open-${randomBytes(4).toString('hex')}`, dataDir: dir, gcDelayMs: 10_000,

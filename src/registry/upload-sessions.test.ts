@@ -1,10 +1,10 @@
 // Upload sessions against a store that stops answering at the commit (containerd restarting): the client is
 // told to try again, and its retry finds the session and commits the blob.
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
-import { delayCommits } from '../store/conformance-kit.js';
+import { delayCommits, sha256 } from '../store/conformance-kit.js';
 import { MemoryStore } from '../store/memory-store.js';
 import { StoreUnavailableError } from '../store/store.js';
 import { UploadSessions } from './upload-sessions.js';
@@ -23,7 +23,7 @@ describe('UploadSessions.finish', () => {
       if (failures-- > 0) throw new StoreUnavailableError('committing a blob');
     });
     const bytes = randomBytes(1000);
-    const digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+    const digest = sha256(bytes);
     const { id } = await sessions.start('app', '127.0.0.1');
     await sessions.append('app', id, Readable.from([bytes]));
     await expect(sessions.finish('app', id, digest, {}, true)).rejects.toBeInstanceOf(StoreUnavailableError);
@@ -44,7 +44,7 @@ describe('UploadSessions.finish', () => {
     let release!: () => void;
     const { sessions } = sessionsWhoseCommits(() => new Promise<void>((r) => (release = r)));
     const bytes = randomBytes(100);
-    const digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+    const digest = sha256(bytes);
     const { id } = await sessions.start('app', '127.0.0.1');
     await sessions.append('app', id, Readable.from([bytes]));
     const committing = sessions.finish('app', id, digest, {});

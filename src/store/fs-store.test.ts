@@ -48,8 +48,11 @@ describe('FsStore', () => {
     const path = join(root, 'uploads', upload.id);
     rmSync(path);
     mkdirSync(join(path, 'in-the-way'), { recursive: true }); // rm without recursive fails on it
-    await expect(upload.abort()).resolves.toBeUndefined();
-    rmSync(path, { recursive: true });
+    try {
+      await expect(upload.abort()).resolves.toBeUndefined();
+    } finally {
+      rmSync(path, { recursive: true });
+    }
   });
 
   it('drops partial uploads left by a crash when it opens', async () => {

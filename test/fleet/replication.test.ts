@@ -12,6 +12,7 @@ import { buildImage, type BuiltImage } from '../helpers/oci-image.js';
 import { feedersOf, takerOrder } from '../../src/node/replication-plan.js';
 import { Fleet, REGISTRY_ADDR, waitFor, type FleetHost } from './index.js';
 import { fetchedFrom, holdsWhole } from './holdings.js';
+import type { MeshImageRow } from '../../src/api/admin-types.js';
 
 const MiB = 1 << 20;
 
@@ -165,17 +166,15 @@ describe('replication of a push through the fleet', () => {
     try {
       await h2.shape({ rateMbit: 2 }); // 8 MiB take h2 about 35 s: still copying when it restarts
       await h1.skopeo(['copy', `oci:${image5.dir}:restarted`, `docker://${REGISTRY_ADDR}/app:restarted`, '--dest-tls-verify=false']);
-      const logged = (msg: string, digests: string[]) => readFileSync(h2.meshdLog, 'utf8').split('\n')
-        .filter((l) => l.includes(`"msg":"${msg}"`) && digests.some((d) => l.includes(d)));
       await waitFor('h2 to be copying the push', async () => {
-        const rows = JSON.parse((await h1.meshctl(['--json', 'ls', '--mesh'])).stdout) as { name: string; fetching: { name: string; bytes: number }[] }[];
+        const rows = await h1.meshctlJson<MeshImageRow[]>(['ls', '--mesh']);
         return rows.find((r) => r.name === name)?.fetching.some((f) => f.name === h2.name && f.bytes > 0);
       }, { timeoutMs: 30_000, intervalMs: 100 });
       expect(await holdsWhole(h2, image5, name)).toBe(false);
       await h2.restartMeshd();
       await h2.unshape();
       await waitFor('h2 to hold the image after its restart', () => holdsWhole(h2, image5, name), { timeoutMs: 60_000 });
-      expect(logged('copying a push', [image5.digest]).map((l) => JSON.parse(l).resumed)).toEqual([undefined, true]);
+      expect(h2.logLines().filter((l) => l.msg === 'copying a push' && l.digest === image5.digest).map((l) => l.resumed)).toEqual([undefined, true]);
     } finally {
       await h2.unshape();
       rmSync(image5.dir, { recursive: true, force: true });

@@ -3,6 +3,7 @@ import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { openSync, closeSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { connect, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -181,4 +182,24 @@ export async function removeNamespace(socket: string, ns: string): Promise<void>
   const content = await list(['content', 'ls', '-q']);
   if (content.length) await ctr(socket, ['-n', ns, 'content', 'rm', ...content]);
   await ctr(socket, ['namespaces', 'rm', ns]);
+}
+
+/** A unix socket at `path` in front of containerd's `target` that passes everything on until stall(): then nothing more, either way. */
+export async function containerdProxy(target: string, path: string): Promise<{ stall(): void; close(): Promise<void> }> {
+  const pairs: Socket[][] = [];
+  const server = createServer((client) => {
+    const upstream = connect(target);
+    client.pipe(upstream).pipe(client);
+    client.on('error', () => upstream.destroy());
+    upstream.on('error', () => client.destroy());
+    pairs.push([client, upstream]);
+  });
+  await new Promise<void>((r) => server.listen(path, r));
+  return {
+    stall: () => pairs.flat().forEach((s) => s.pause()),
+    close: async () => {
+      pairs.flat().forEach((s) => s.destroy());
+      await new Promise((r) => server.close(r));
+    },
+  };
 }

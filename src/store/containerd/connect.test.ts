@@ -2,12 +2,11 @@
 // test/global-setup.ts: what an earlier run left behind, a containerd that stops answering, one that is not there.
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { connect, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { describe, expect, inject, it } from 'vitest';
-import { ctr } from '../../../test/helpers/containerd.js';
+import { containerdProxy, ctr } from '../../../test/helpers/containerd.js';
 import { pieces, sha256 } from '../conformance-kit.js';
 import { StoreUnavailableError } from '../store.js';
 import { ContainerdStore } from './store.js';
@@ -23,28 +22,15 @@ async function collectGarbage(): Promise<void> {
   await ctr(socket, ['-n', namespace, 'leases', 'delete', '--sync', id]);
 }
 
-/** A socket in front of containerd's that passes everything on until stall(): then nothing more, either way. */
+/** containerdProxy in a directory of its own, removed with it. */
 async function stallingProxy(target: string): Promise<{ path: string; stall(): void; close(): Promise<void> }> {
   const dir = mkdtempSync(join(tmpdir(), 'lm-stall-'));
   const path = join(dir, 'containerd.sock');
-  const pairs: Socket[][] = [];
-  const server = createServer((client) => {
-    const upstream = connect(target);
-    client.pipe(upstream).pipe(client);
-    client.on('error', () => upstream.destroy());
-    upstream.on('error', () => client.destroy());
-    pairs.push([client, upstream]);
-  });
-  await new Promise<void>((r) => server.listen(path, r));
-  return {
-    path,
-    stall: () => pairs.flat().forEach((s) => s.pause()),
-    close: async () => {
-      pairs.flat().forEach((s) => s.destroy());
-      await new Promise((r) => server.close(r));
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
+  const proxy = await containerdProxy(target, path);
+  return { path, stall: proxy.stall, close: async () => {
+    await proxy.close();
+    rmSync(dir, { recursive: true, force: true });
+  } };
 }
 
 describe('ContainerdStore.connect', () => {

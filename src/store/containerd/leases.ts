@@ -77,10 +77,14 @@ export class LaterReleases {
   }
 }
 
+/** The ids of the namespace's leases. */
+async function leaseIds(client: ContainerdClient): Promise<string[]> {
+  return (await client.unary<{ leases: { id: string }[] }>('leases', 'List', { filters: [] }, '')).leases.map((l) => l.id);
+}
+
 /** Deletes the blob leases of the given blobs, all at once (each is a transaction in containerd). */
 export async function releaseBlobs(client: ContainerdClient, digests: Set<string>, logger: Logger): Promise<void> {
-  const res = await client.unary<{ leases: { id: string }[] }>('leases', 'List', { filters: [] }, '');
-  const ids = res.leases.map((l) => l.id).filter((id) => digests.has(leasedBlob(id) ?? ''));
+  const ids = (await leaseIds(client)).filter((id) => digests.has(leasedBlob(id) ?? ''));
   await Promise.all(ids.map((id) => deleteLease(client, id, logger)));
 }
 
@@ -93,9 +97,8 @@ export async function abortLeftUploads(client: ContainerdClient, logger: Logger)
   const { statuses } = await client.unary<{ statuses: { ref: string; offset: string | number }[] }>('content', 'ListStatuses', { filters: [] }, '');
   const left = statuses.filter((s) => s.ref.startsWith(UPLOAD_LEASE_PREFIX) || s.ref.startsWith(BLOB_LEASE_PREFIX));
   await Promise.all(left.map((s) => unlessNotFound(client.unary('content', 'Abort', { ref: s.ref }, s.ref))));
-  const { leases } = await client.unary<{ leases: { id: string }[] }>('leases', 'List', { filters: [] }, '');
   const ingests = new Set(left.map((s) => s.ref));
-  const gone = leases.map((l) => l.id).filter((id) => id.startsWith(UPLOAD_LEASE_PREFIX) || ingests.has(id));
+  const gone = (await leaseIds(client)).filter((id) => id.startsWith(UPLOAD_LEASE_PREFIX) || ingests.has(id));
   await Promise.all(gone.map((id) => deleteLease(client, id, logger)));
   if (left.length + gone.length > 0) {
     logger.info({ ingests: left.length, bytes: left.reduce((n, s) => n + Number(s.offset), 0), leases: gone.length }, 'removed what uploads of an earlier run left in containerd');
