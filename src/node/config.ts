@@ -65,6 +65,9 @@ export interface Config {
   diskCheckIntervalMs: number;
 }
 
+/** A configuration meshd cannot use: starting again will not mend it, so meshd exits with its own status (main.ts). */
+export class ConfigError extends Error {}
+
 const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error'];
 
 function option(flags: string, description: string, defaultValue?: string): Option {
@@ -128,7 +131,11 @@ export function configCommand(): Command {
     .addOption(option('--evict-local', 'images this host\'s users pushed or pulled may be evicted too'))
     .addOption(option('--disk-check-interval <duration>', 'how often the disk is measured against --disk-high', '1m'))
     .addOption(option('--reconcile-interval <duration>', 'how often the announced keys are checked against the store', '1m'))
-    .showHelpAfterError();
+    // Its errors are the configuration's: meshd logs them as one line (no usage after it) and exits as main.ts says.
+    .configureOutput({ outputError: () => {} })
+    .exitOverride((err) => {
+      if (err.exitCode !== 0) throw new ConfigError(`${err.message.replace(/^error: /, '')} (meshd --help lists the options)`);
+    });
 }
 
 const isSwitch = (o: Option) => !o.required && !o.optional;
@@ -182,6 +189,14 @@ function applyFile(cmd: Command, file: string): void {
 }
 
 export function parseConfig(argv: string[]): Config {
+  try {
+    return readConfig(argv);
+  } catch (err) {
+    throw err instanceof ConfigError ? err : new ConfigError((err as Error).message); // the message says it all; a cause would repeat it in the log
+  }
+}
+
+function readConfig(argv: string[]): Config {
   const cmd = configCommand();
   cmd.parse(argv, { from: 'user' });
   applySwitchesFromEnv(cmd);

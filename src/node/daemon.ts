@@ -7,7 +7,6 @@ import type { Logger } from 'pino';
 import { loadOrCreateIdentity } from '../dht/identity.js';
 import { dataPlaneUrl } from '../dht/membership.js';
 import type { Store } from '../store/store.js';
-import { readSwarmKey } from '../dht/swarm-key.js';
 import { Mirror } from '../mirror/mirror.js';
 import { mirrorStore } from '../mirror/mirror-store.js';
 import { peerKey } from '../mirror/peer-auth.js';
@@ -16,11 +15,9 @@ import { createPeerServer } from '../mirror/peer-server.js';
 import { peerTls } from '../mirror/peer-tls.js';
 import { Spools } from '../mirror/spools.js';
 import { Upstream } from '../mirror/upstream.js';
-import { readDockerConfig } from '../mirror/upstream-auth.js';
-import { Access, blockListOf, isLoopback } from '../registry/access.js';
+import { Access } from '../registry/access.js';
 import type { PushListener } from '../registry/context.js';
 import { createRegistry } from '../registry/server.js';
-import { readSecretFile } from '../util/secret-file.js';
 import { UploadSessions } from '../registry/upload-sessions.js';
 import { registerAdminApi } from './admin-api.js';
 import { EventLog } from './event-log.js';
@@ -30,6 +27,7 @@ import { openBandwidth, registerLimitsApi } from './limits.js';
 import type { Bandwidth } from '../mirror/bandwidth.js';
 import { splitHostPort, type Config } from './config.js';
 import { joinMesh, type Mesh } from './mesh.js';
+import { readConfiguredFiles } from './configured-files.js';
 import { openStore } from './open-store.js';
 import { pushGossip } from './push-event.js';
 import { NewestPushes } from './newest-pushes.js';
@@ -92,21 +90,6 @@ async function checkFree(addr: string, what: string): Promise<void> {
   await new Promise((resolve) => probe.close(resolve));
 }
 
-/** The registry token, from the flag or its file; and a registry off loopback must not be open to all. */
-async function registryToken(config: Config): Promise<string | undefined> {
-  if (config.registryToken && config.registryTokenFile) throw new Error('give --registry-token or --registry-token-file, not both');
-  const token = config.registryTokenFile
-    ? (await readSecretFile(config.registryTokenFile, 'registry token file')).toString('utf8').trim()
-    : config.registryToken;
-  if (config.registryTokenFile && !token) throw new Error(`registry token file ${config.registryTokenFile} is empty`);
-  blockListOf(config.registryAllow); // a mistyped network stops the daemon here, not at the first request
-  const { host } = splitHostPort(config.registryAddr);
-  if (!isLoopback(host) && !token && config.registryAllow.length === 0) {
-    throw new Error(`--registry-addr ${config.registryAddr} is not loopback: set --registry-token-file (or --registry-allow for networks that may pull) so that the registry is not open to every host`);
-  }
-  return token;
-}
-
 /** A push listener that also notes each push in the event log. */
 function recorded(pushes: PushListener, events: EventLog, node: string): PushListener {
   return {
@@ -116,9 +99,8 @@ function recorded(pushes: PushListener, events: EventLog, node: string): PushLis
   };
 }
 
-
 export async function startDaemon(config: Config, log: Logger): Promise<Daemon> {
-  const token = await registryToken(config);
+  const { token, swarmKey, upstreamCredentials } = await readConfiguredFiles(config);
   // What has started, stopped in reverse order at shutdown or when a later step fails.
   const closers: (() => Promise<void>)[] = [];
   // One grace for every listener, from the moment the stop begins: the unit's TimeoutStopSec bounds the whole stop.
@@ -128,13 +110,11 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
   };
   try {
     await mkdir(config.dataDir, { recursive: true });
-    const swarmKey = config.swarmKeyFile ? await readSwarmKey(config.swarmKeyFile) : undefined;
     const membershipKey = peerKey(swarmKey);
-    // Read first: a wrong credentials file should stop the daemon before anything starts listening.
     const upstream = config.upstream
       ? new Upstream({
           endpoints: config.upstreamEndpoints,
-          credentials: config.upstreamAuthFile ? await readDockerConfig(config.upstreamAuthFile) : undefined,
+          credentials: upstreamCredentials,
           timeoutMs: config.upstreamTimeoutMs,
           log: log.child({ component: 'upstream' }),
         })

@@ -4,13 +4,15 @@
 // uploads into containerd collect their dead buffers as they go (util/scavenge.ts, docs/benchmarks.md).
 import '../polyfill.js';
 import { pino } from 'pino';
-import { parseConfig } from './config.js';
+import { ConfigError, parseConfig } from './config.js';
 import { startDaemon } from './daemon.js';
 import { reloadConfig } from './reload.js';
 import { notifySystemd } from './sd-notify.js';
 
 // The level is the configuration's (--log-level, MESHD_LOG_LEVEL), checked there: a wrong one is a clear error, not pino's throw.
 const log = pino({ name: 'meshd', level: 'info' });
+// sysexits' EX_CONFIG, which the unit's RestartPreventExitStatus names: a start that fails on its configuration fails again.
+const EXIT_CONFIG = 78;
 // With nobody reading the logs any more (a closed pipe), logging must not stop the daemon, its shutdown included.
 process.stdout.on('error', (err: NodeJS.ErrnoException) => {
   if (err.code !== 'EPIPE') throw err;
@@ -44,5 +46,5 @@ try {
   });
 } catch (err) {
   log.fatal({ err }, 'meshd cannot start');
-  process.exitCode = 1;
+  process.exitCode = err instanceof ConfigError ? EXIT_CONFIG : 1;
 }
