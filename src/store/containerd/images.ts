@@ -22,6 +22,8 @@ export class ContainerdImages implements ImageStore {
     private readonly blobs: Pick<Store, 'open'>,
     private readonly logger: Logger,
     private readonly releases: LaterReleases,
+    /** The leases of uploads under way, which put() leaves alone. */
+    private readonly writing: ReadonlySet<string>,
   ) {}
 
   async list(): Promise<ImageRecord[]> {
@@ -49,7 +51,7 @@ export class ContainerdImages implements ImageStore {
     }
     // The tag holds the blobs now, so the leases taken at commit time can go; a transaction each, which the
     // caller (a replication ending, a push's manifest) need not wait for.
-    this.releases.add(releaseBlobs(this.client, reachable, this.logger), { image: record.name });
+    this.releases.add(releaseBlobs(this.client, reachable, this.writing, this.logger), { image: record.name });
   }
 
   async delete(name: string): Promise<boolean> {

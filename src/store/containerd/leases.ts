@@ -82,9 +82,12 @@ async function leaseIds(client: ContainerdClient): Promise<string[]> {
   return (await client.unary<{ leases: { id: string }[] }>('leases', 'List', { filters: [] }, '')).leases.map((l) => l.id);
 }
 
-/** Deletes the blob leases of the given blobs, all at once (each is a transaction in containerd). */
-export async function releaseBlobs(client: ContainerdClient, digests: Set<string>, logger: Logger): Promise<void> {
-  const ids = (await leaseIds(client)).filter((id) => digests.has(leasedBlob(id) ?? ''));
+/**
+ * Deletes the blob leases of the given blobs, all at once (each is a transaction in containerd), but those of
+ * uploads still `writing`: a push of the same image alongside would lose its ingest's lease mid-write.
+ */
+export async function releaseBlobs(client: ContainerdClient, digests: Set<string>, writing: ReadonlySet<string>, logger: Logger): Promise<void> {
+  const ids = (await leaseIds(client)).filter((id) => digests.has(leasedBlob(id) ?? '') && !writing.has(id));
   await Promise.all(ids.map((id) => deleteLease(client, id, logger)));
 }
 

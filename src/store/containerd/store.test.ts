@@ -8,7 +8,7 @@ import { ctr } from '../../../test/helpers/containerd.js';
 import { MAX_MANIFEST_BYTES } from '../../oci/limits.js';
 import { MediaType } from '../../oci/manifest.js';
 import { storeConformance } from '../conformance.js';
-import { pieces, put, putImage, readAll, sha256, subscribe } from '../conformance-kit.js';
+import { content, pieces, put, putImage, readAll, record, sha256, subscribe } from '../conformance-kit.js';
 import { DigestMismatchError, NotFoundError, type StoreEvent } from '../store.js';
 import { type Descriptor } from '../../oci/digest.js';
 import { Code, ContainerdClient, hasCode } from './client.js';
@@ -212,6 +212,16 @@ describe('ContainerdStore images', () => {
     await own.images.put({ name: 'registry.example/team/closing:1', target, labels: {} });
     await own.close();
     expect(await ctrNs('leases', 'ls')).not.toContain(blobLease(target.digest));
+  });
+
+  it('put leaves the lease of an upload under way of a blob it reaches: the same image pushed twice at once', async () => {
+    const target = await putImage(store);
+    const bytes = await content(store, target.digest);
+    const again = await store.beginUpload(target.digest); // the second push, sending the manifest as the first tags it
+    await store.images.put(record('registry.example/team/twice:1', target));
+    await store.settled();
+    await again.append(pieces(bytes, 100));
+    expect((await again.commit({ digest: target.digest, size: bytes.length })).digest).toBe(target.digest);
   });
 
   it('put refuses a manifest too large to be one, and names it', async () => {

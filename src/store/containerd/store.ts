@@ -40,6 +40,8 @@ export class ContainerdStore implements Store {
   readonly images: ContainerdImages;
   private readonly local = new EventEmitter();
   private readonly releases: LaterReleases;
+  /** The leases of this store's uploads under way (ContainerdUpload): no release of a blob's leases takes them. */
+  private readonly writing = new Set<string>();
 
   private constructor(
     private readonly client: ContainerdClient,
@@ -49,7 +51,7 @@ export class ContainerdStore implements Store {
     private readonly writeResponseMs: number,
   ) {
     this.releases = new LaterReleases(logger);
-    this.images = new ContainerdImages(client, this, logger, this.releases);
+    this.images = new ContainerdImages(client, this, logger, this.releases, this.writing);
   }
 
   static async connect(opts: ContainerdStoreOptions): Promise<ContainerdStore> {
@@ -105,13 +107,14 @@ export class ContainerdStore implements Store {
       stat: (digest) => this.stat(digest),
       blobAdded: (digest) => this.local.emit(LOCAL_EVENT, { type: 'blob-added', digest } satisfies StoreEvent),
       releases: this.releases,
+      writing: this.writing,
       writeResponseMs: this.writeResponseMs,
     });
   }
 
   async delete(digest: string): Promise<boolean> {
     const deleted = await unlessNoBlob(this.client.unary('content', 'Delete', { digest }, digest).then(() => true));
-    if (deleted) await releaseBlobs(this.client, new Set([digest]), this.logger);
+    if (deleted) await releaseBlobs(this.client, new Set([digest]), this.writing, this.logger);
     return deleted ?? false;
   }
 

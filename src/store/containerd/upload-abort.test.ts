@@ -18,7 +18,7 @@ describe('ContainerdUpload.abort', () => {
         return {};
       },
     } as unknown as ContainerdClient;
-    const upload = await ContainerdUpload.begin(undefined, { client, logger, stat: async () => undefined, blobAdded: () => {}, releases: new LaterReleases(logger), writeResponseMs: 1000 });
+    const upload = await ContainerdUpload.begin(undefined, { client, logger, stat: async () => undefined, blobAdded: () => {}, releases: new LaterReleases(logger), writing: new Set(), writeResponseMs: 1000 });
     await expect(upload.abort()).resolves.toBeUndefined();
     expect(warnings).toContain('could not delete the lease of an aborted upload; containerd drops it when it expires');
   });

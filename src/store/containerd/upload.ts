@@ -39,8 +39,22 @@ export interface UploadHost {
   blobAdded(digest: string): void;
   /** Where a lease no longer needed is released without waiting for it. */
   readonly releases: LaterReleases;
+  /** The leases of uploads under way: each upload's from its begin to its commit or abort. */
+  readonly writing: Set<string>;
   /** WRITE_RESPONSE_MS, unless a test wants less. */
   readonly writeResponseMs: number;
+}
+
+/** A new lease of an upload under way (`writing`), holding `digest` when given. */
+async function takeLease(host: UploadHost, id: string, digest: string | undefined): Promise<void> {
+  host.writing.add(id);
+  try {
+    await createLease(host.client, id);
+    if (digest) await leaseContent(host.client, id, digest);
+  } catch (err) {
+    host.writing.delete(id);
+    throw err;
+  }
 }
 
 export class ContainerdUpload implements Upload {
@@ -53,10 +67,8 @@ export class ContainerdUpload implements Upload {
   /** The lease id doubles as the ingest ref. */
   static async begin(digest: string | undefined, host: UploadHost): Promise<ContainerdUpload> {
     const id = newLeaseId(digest);
-    await createLease(host.client, id);
     // A blob named now goes under the lease now (see commit), a transaction off the upload's last moments.
-    const leased = leasedBlob(id);
-    if (leased) await leaseContent(host.client, id, leased);
+    await takeLease(host, id, leasedBlob(id));
     return new ContainerdUpload(host, id);
   }
 
@@ -113,10 +125,7 @@ export class ContainerdUpload implements Upload {
     // out of the writer's lease, and an unreferenced one (its manifest just deleted) could be collected before
     // it is held. An upload begun without the digest takes a lease of the blob now, deleted if the commit fails.
     const blobLease = leasedBlob(this.id) === expected.digest ? undefined : newLeaseId(expected.digest);
-    if (blobLease) {
-      await createLease(this.host.client, blobLease);
-      await leaseContent(this.host.client, blobLease, expected.digest);
-    }
+    if (blobLease) await takeLease(this.host, blobLease, expected.digest);
     let created = true;
     try {
       await ch.send({ action: 'COMMIT', ref: this.id, offset: held.offset, total: held.offset, expected: expected.digest, labels });
@@ -126,12 +135,15 @@ export class ContainerdUpload implements Upload {
         if (blobLease) {
           await deleteLease(this.host.client, blobLease, this.host.logger).catch((cleanup: unknown) =>
             this.host.logger.warn({ err: cleanup, lease: blobLease }, 'could not delete the lease of a blob whose commit failed; containerd drops it when it expires'));
+          this.host.writing.delete(blobLease);
         }
         throw commitError(err, expected);
       }
       created = false; // containerd dropped our ingest; the blob it already had has the bytes we verified
     }
     this.finished = true;
+    this.host.writing.delete(this.id);
+    if (blobLease) this.host.writing.delete(blobLease);
     this.channel = undefined;
     // The blob lease holds the blob until a tag does; the upload's own lease, which does too now, is not needed.
     if (blobLease) this.host.releases.add(deleteLease(this.host.client, this.id, this.host.logger), { lease: this.id });
@@ -159,6 +171,7 @@ export class ContainerdUpload implements Upload {
     // Never throws: an abort follows the error that matters (a digest mismatch is the client's 400, not this 503).
     await deleteLease(this.host.client, this.id, this.host.logger).catch((err: unknown) =>
       this.host.logger.warn({ err, lease: this.id }, 'could not delete the lease of an aborted upload; containerd drops it when it expires'));
+    this.host.writing.delete(this.id);
   }
 
   /** The live write stream, (re)opened with a STAT that tells us what containerd really holds. */
