@@ -296,6 +296,29 @@ describe('pussh as an ssh user who is not root', () => {
   });
 });
 
+describe('pussh to many hosts behind one sshd (a bastion)', () => {
+  // 15 names of one sshd, as hosts reached through one ProxyJump are to its sshd. It serves 8 connections not yet
+  // authenticated and drops the others: what pussh keeps to, within OpenSSH's default (10, then drops at random).
+  const addresses = Array.from({ length: 15 }, (_, i) => `127.0.0.${i + 2}`);
+  let bastion: Sshd | undefined;
+  beforeAll(async () => {
+    bastion = await startSshd({ alsoListen: addresses, maxStartups: '8' });
+  });
+  afterAll(async () => {
+    await bastion?.stop();
+  });
+
+  it('pushes to every one: no more ssh connections are set up at once than sshd lets through', async () => {
+    const targets = addresses.map((a) => `root@${a}:${bastion!.port}`);
+    const r = await pussh(['--json', '-i', bastion!.keys.clientKey, '--no-host-key-check', '--remote-registry', remote!.host,
+      '--from', `oci:${image.dir}:1`, 'tools/bastion:1', ...targets]);
+    const s = summary(r);
+    expect(s.hosts.filter((h) => !h.ok).map((h) => h.host)).toEqual([]);
+    expect(s.hosts.map((h) => h.host).sort()).toEqual([...targets].sort());
+    expect((await remoteManifest('tools/bastion', '1')).digest).toBe(image.digest);
+  });
+});
+
 describe('pussh to two hosts in one command', () => {
   let fleet: Fleet | undefined;
 

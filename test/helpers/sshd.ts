@@ -62,10 +62,10 @@ export async function makeSshKeys(dir: string): Promise<SshKeys> {
 }
 
 /** An sshd_config that needs nothing of the system's: no PAM, no strict modes, our files only. */
-export async function writeSshdConfig(path: string, opts: { listen: string; port: number; keys: SshKeys; pidFile: string }): Promise<void> {
+export async function writeSshdConfig(path: string, opts: { listen: string | string[]; port: number; keys: SshKeys; pidFile: string; maxStartups?: string }): Promise<void> {
   await writeFile(path, [
     `Port ${opts.port}`,
-    `ListenAddress ${opts.listen}`,
+    ...[opts.listen].flat().map((address) => `ListenAddress ${address}`),
     `HostKey ${opts.keys.hostKey}`,
     `PidFile ${opts.pidFile}`,
     `AuthorizedKeysFile ${opts.keys.authorizedKeys}`,
@@ -80,6 +80,7 @@ export async function writeSshdConfig(path: string, opts: { listen: string; port
     'PrintMotd no',
     'UseDNS no',
     'LogLevel VERBOSE',
+    `MaxStartups ${opts.maxStartups ?? '10:30:100'}`, // OpenSSH's default, unless a test asks for less
     '',
   ].join('\n'));
 }
@@ -106,8 +107,11 @@ export async function waitForSsh(host: string, port: number, alive: () => boolea
   }
 }
 
-/** sshd on 127.0.0.1 with a fresh port; stop() ends it and removes its directory. */
-export async function startSshd(): Promise<Sshd> {
+/**
+ * sshd on 127.0.0.1 (and other loopback addresses: at most 15 more) with a fresh port; stop() ends it and removes its
+ * directory. `maxStartups`: connections not yet authenticated that it serves at once.
+ */
+export async function startSshd(opts: { alsoListen?: string[]; maxStartups?: string } = {}): Promise<Sshd> {
   const sshd = await ensureOpenSsh();
   const dir = await mkdtemp(join(tmpdir(), 'lm-sshd-'));
   try {
@@ -116,7 +120,7 @@ export async function startSshd(): Promise<Sshd> {
     for (let attempt = 1; ; attempt++) {
       const port = await freePort();
       const config = join(dir, 'sshd_config');
-      await writeSshdConfig(config, { listen: '127.0.0.1', port, keys, pidFile: join(dir, 'sshd.pid') });
+      await writeSshdConfig(config, { listen: ['127.0.0.1', ...(opts.alsoListen ?? [])], port, keys, pidFile: join(dir, 'sshd.pid'), maxStartups: opts.maxStartups });
       // Its own process group, so that stop() also ends the per-connection processes sshd forks.
       const daemon = spawnGroup(sshd, ['-D', '-e', '-f', config], log);
       const { alive } = daemon;

@@ -15,6 +15,7 @@ import { ConnectionError, RegistryClient } from './registry-client.js';
 import { DEFAULT_CONTAINERD_SOCKET } from './source-containerd.js';
 import type { ImageSource } from './source.js';
 import { openTunnel, sshSaid, type Tunnel } from './ssh-tunnel.js';
+import { concurrencyLimit } from '../../util/concurrency-limit.js';
 
 export const DEFAULT_REMOTE_REGISTRY = '127.0.0.1:5000';
 
@@ -115,6 +116,11 @@ async function reachRegistry(client: RegistryClient, tunnel: Tunnel, host: SshTa
   }
 }
 
+/**
+ * ssh connections being set up at once: hosts behind one bastion (ProxyJump) all connect through its sshd, whose
+ * MaxStartups (10:30:100 by default) drops connections at random past 10 that are not yet authenticated.
+ */
+const SSH_SETUPS_AT_ONCE = 8;
 /** How long ssh has to exit after a forwarded connection failed, before the failure is put on meshd. */
 const SSH_EXIT_MS = 1_000;
 /** What ends pussh early: it closes its tunnels, and exits 128 + the signal's number (130 for Ctrl-C). */
@@ -128,6 +134,8 @@ interface HostJob {
   ref: ImageRef;
   opts: CliOptions;
   interactive: boolean;
+  /** Where a tunnel waits its turn to be set up (SSH_SETUPS_AT_ONCE). */
+  setUp: <T>(task: () => Promise<T>) => Promise<T>;
   /** Open tunnels, closed on Ctrl-C too. */
   tunnels: Set<Tunnel>;
 }
@@ -141,14 +149,14 @@ async function pushToHost(job: HostJob): Promise<HostResult> {
   let client: RegistryClient | undefined;
   try {
     out.note(`connecting with ssh`);
-    tunnel = await openTunnel({
+    tunnel = await job.setUp(() => openTunnel({
       target,
       remote,
       identity: opts.sshKey,
       noHostKeyCheck: !opts.hostKeyCheck,
       sshOptions: opts.sshOption,
       interactive: job.interactive,
-    });
+    }));
     job.tunnels.add(tunnel);
     const parallel = Number(opts.parallel);
     client = new RegistryClient({ socketPath: tunnel.socketPath, authority: opts.remoteRegistry, token: opts.token }, parallel + 2);
@@ -238,8 +246,9 @@ export async function runPussh(argv: string[], ctx: RunContext = {}): Promise<nu
     const display = createOutput({ quiet: opts.quiet, stream: opts.json ? stderr : stdout });
     output = display;
     const interactive = !!process.stdin.isTTY && targets.length === 1;
+    const setUp = concurrencyLimit(SSH_SETUPS_AT_ONCE);
     const results = await Promise.all(targets.map((target) =>
-      pushToHost({ target, output: display, source: source!, plan, ref, opts, interactive, tunnels })));
+      pushToHost({ target, output: display, source: source!, plan, ref, opts, interactive, setUp, tunnels })));
     if (interrupted) return new Promise<number>(() => {}); // the signal handler exits
     display.finish(image, results.filter((r) => r.ok));
     for (const r of results) if (!r.ok) stderr.write(`pussh: ${summaryLine(image, r)}\n`);

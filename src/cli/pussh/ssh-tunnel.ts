@@ -61,12 +61,12 @@ export function sshArgs(opts: TunnelOptions, socketPath: string): string[] {
   return args;
 }
 
-/** Turns what ssh said when it gave up into the error the user needs. */
 /** What ssh said, less the "permanently added" notice that --no-host-key-check causes on every connection. */
 export function sshSaid(stderr: string): string {
   return stderr.trim().split('\n').filter((l) => l && !/^Warning: Permanently added/.test(l)).join('\n');
 }
 
+/** Turns what ssh said when it gave up into the error the user needs. */
 export function sshFailure(target: SshTarget, stderr: string, exit: string): PusshError {
   const said = sshSaid(stderr) || `ssh exited with ${exit}`;
   const on = `ssh to ${target.display}`;
