@@ -7,12 +7,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { promisify } from 'node:util';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, inject, it } from 'vitest';
 import { ensurePackages } from './helpers/apt.js';
 import { loopbackListeners, spawnMeshd, type SpawnedMeshd } from './helpers/meshd.js';
 import { waitFor } from './helpers/wait.js';
 import { builtEntryPoints, repoRoot } from './fleet/layout.js';
 import { cleanUp } from './helpers/cleanups.js';
+import { containerdProxy } from './helpers/containerd.js';
 
 const run = promisify(execFile);
 const UNIT = join(repoRoot(), 'config/meshd.service');
@@ -116,5 +117,29 @@ describe('meshd and systemd', () => {
     await waitFor('the failed reload', () => m.logs.find((l) => l.msg === 'reload failed: the configuration is unchanged'));
     expect(m.proc.exitCode).toBe(null);
     expect(await limits()).toEqual({ upload: 20_000_000, replication: 1_000_000 });
+  });
+
+  it('takes a reload asked while it starts once it runs, instead of ending (systemctl reload just after a start)', async () => {
+    const dir = await tempDir();
+    const config = join(dir, 'meshd.yaml');
+    await writeFile(config, 'log-level: info\n');
+    // containerd's socket there but silent: meshd waits for it, a start that lasts.
+    const socket = join(dir, 'containerd.sock');
+    await writeFile(socket, '');
+    const m = meshd(['--config', config, '--data-dir', join(dir, 'data'), '--store', 'auto', '--containerd-socket', socket,
+      '--containerd-namespace', `reload-${process.pid}`, ...loopbackListeners()]);
+    await waitFor('meshd to wait for containerd', () => m.logs.some((l) => String(l.msg).includes('waiting for it')));
+    await writeFile(config, 'log-level: debug\n');
+    m.proc.kill('SIGHUP');
+    await new Promise((r) => setTimeout(r, 500));
+    expect(m.proc.signalCode, 'meshd ended at SIGHUP').toBe(null);
+    expect(m.logs.some((l) => l.msg === 'configuration reloaded'), 'reloaded before it runs').toBe(false);
+
+    await rm(socket);
+    const proxy = await containerdProxy(inject('containerdSocket'), socket);
+    cleanups.push(() => proxy.close());
+    await m.ready;
+    const reloaded = await waitFor('the reload', () => m.logs.find((l) => l.msg === 'configuration reloaded'));
+    expect(reloaded.changed).toEqual({ logLevel: { from: 'info', to: 'debug' } });
   });
 });

@@ -22,7 +22,16 @@ try {
   const argv = process.argv.slice(2);
   const config = parseConfig(argv);
   log.level = config.logLevel;
-  const daemon = await startDaemon(config, log);
+  const starting = startDaemon(config, log);
+  // Reloads, one at a time in the order the signals came, and only once meshd runs: one asked while it starts
+  // (`systemctl reload` just after a start) waits for it. Without this handler SIGHUP would end meshd, which
+  // systemd takes for a clean exit and does not restart.
+  let reloading: Promise<unknown> = starting.catch(() => undefined);
+  process.on('SIGHUP', () => {
+    log.info({ signal: 'SIGHUP' }, 'reloading the configuration');
+    reloading = reloading.then(() => starting).then((daemon) => reloadConfig({ argv, log, bandwidth: daemon.bandwidth, running: config }), () => undefined);
+  });
+  const daemon = await starting;
   await notifySystemd('ready', log);
   const shutdown = (signal: string) => {
     log.info({ signal }, 'signal received');
@@ -38,12 +47,6 @@ try {
   };
   process.once('SIGTERM', () => shutdown('SIGTERM'));
   process.once('SIGINT', () => shutdown('SIGINT'));
-  // One reload at a time, in the order the signals came.
-  let reloading = Promise.resolve();
-  process.on('SIGHUP', () => {
-    log.info({ signal: 'SIGHUP' }, 'reloading the configuration');
-    reloading = reloading.then(() => reloadConfig({ argv, log, bandwidth: daemon.bandwidth, running: config }));
-  });
 } catch (err) {
   log.fatal({ err }, 'meshd cannot start');
   process.exitCode = err instanceof ConfigError ? EXIT_CONFIG : 1;
