@@ -1,7 +1,8 @@
 // Builds the offline packages of LayerMesh from dist/ and node_modules/, with no network:
 // layermesh_<version>_<arch>.deb (dpkg-deb) and layermesh_<version>_<arch>.tar.gz (the same tree, install.sh inside).
-// Both carry the Node.js that runs this script, so that the target needs nothing else (Debian 12's nodejs is 18).
-// Usage: node scripts/package.mjs [--out DIR] [--version V]   (npm run package builds first)
+// Both carry a Node.js (the one that runs this script, or --node), so that the target needs nothing else (Debian 12's
+// nodejs is 18). It must be self-contained, as nodejs.org's builds are: Debian's own links libnode, libuv, ICU, OpenSSL.
+// Usage: node scripts/package.mjs [--out DIR] [--version V] [--node FILE]   (npm run package builds first)
 import { execFileSync } from 'node:child_process';
 import { chmodSync, copyFileSync, cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -10,10 +11,13 @@ import { parseArgs } from 'node:util';
 
 const repo = fileURLToPath(new URL('..', import.meta.url));
 const pkg = JSON.parse(readFileSync(join(repo, 'package.json'), 'utf8'));
-const { values: opts } = parseArgs({ options: { out: { type: 'string', default: join(repo, 'build') }, version: { type: 'string', default: pkg.version } } });
+const { values: opts } = parseArgs({ options: {
+  out: { type: 'string', default: join(repo, 'build') }, version: { type: 'string', default: pkg.version }, node: { type: 'string', default: process.execPath },
+} });
 // The bundled node decides the architecture: Debian's names for Node's.
 const ARCH = { x64: 'amd64', arm64: 'arm64', arm: 'armhf', ppc64: 'ppc64el', s390x: 's390x' }[process.arch];
 if (!ARCH) throw new Error(`no Debian architecture for Node's ${process.arch}`);
+checkSelfContained(opts.node);
 for (const need of ['dist/src/node/main.js', 'node_modules', 'package-lock.json']) {
   if (!existsSync(join(repo, need))) throw new Error(`${need} is missing: run npm ci and npm run build first`);
 }
@@ -29,7 +33,7 @@ cpSync(join(repo, 'dist'), join(lib, 'dist'), { recursive: true });
 writeFileSync(join(lib, 'package.json'), JSON.stringify({ name: pkg.name, version: opts.version, type: 'module', dependencies: pkg.dependencies }, null, 2));
 writeFileSync(join(lib, 'VERSION'), `${opts.version}\n`);
 copyProductionModules(join(lib, 'node_modules'));
-copyFileSync(process.execPath, join(lib, 'bin/node'));
+copyFileSync(opts.node, join(lib, 'bin/node'));
 chmodSync(join(lib, 'bin/node'), 0o755);
 
 // Wrappers: the bundled node, found beside the wrapper without PATH (so also in an unpacked tree).
@@ -51,6 +55,24 @@ const deb = buildDeb();
 const tarball = buildTarball();
 rmSync(stage, { recursive: true });
 console.log(`${deb}\n${tarball}`);
+
+/** Refuses a node that needs a library beyond the Depends line's (it would not start on a host without it). */
+function checkSelfContained(node) {
+  const SYSTEM = /^(linux-vdso|linux-gate|ld-linux.*|libc|libm|libdl|libpthread|librt|libstdc\+\+|libgcc_s)\.so/;
+  let listing;
+  try {
+    listing = execFileSync('ldd', [node], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  } catch (err) {
+    if (/not a dynamic executable/.test(`${err.stdout}${err.stderr}`)) return; // static: needs nothing
+    throw new Error(`cannot list the libraries of ${node}: ${err.message}`);
+  }
+  const needs = listing.split('\n').map((line) => line.trim().split(/\s/)[0].replace(/^.*\//, '')).filter(Boolean);
+  const extra = needs.filter((lib) => !SYSTEM.test(lib));
+  if (extra.length > 0) {
+    throw new Error(`${node} needs ${extra.join(', ')}, which a host may lack: bundle a self-contained Node.js ` +
+      '(nodejs.org\'s build, unpacked anywhere) with --node FILE');
+  }
+}
 
 /** The packages npm installs without --include=dev, as package-lock.json lists them (nested ones come with their parent). */
 function copyProductionModules(to) {

@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensurePackages } from './helpers/apt.js';
 import { nodeOptionsOf, spawnMeshd } from './helpers/meshd.js';
 import { buildImage, type BuiltImage } from './helpers/oci-image.js';
-import { run } from './helpers/run.js';
+import { outcomeOf, run } from './helpers/run.js';
 import { builtEntryPoints, repoRoot } from './fleet/layout.js';
 
 const VERSION = (JSON.parse(await readFile(join(repoRoot(), 'package.json'), 'utf8')) as { version: string }).version;
@@ -78,6 +78,16 @@ describe('the offline package', () => {
   afterAll(async () => {
     await run('ip', ['netns', 'del', NS]).catch(() => undefined);
     if (work) await rm(work, { recursive: true, force: true });
+  });
+
+  it('refuses to carry a Node.js that needs a library a host may lack (as Debian\'s own nodejs does), naming it', async () => {
+    // gpgv stands in for such a node: it is on every Debian system, and links libgcrypt.
+    await ensurePackages({ gpgv: 'gpgv' });
+    const out = join(work, 'refused');
+    const r = await outcomeOf(process.execPath, [join(repoRoot(), 'scripts/package.mjs'), '--out', out, '--node', '/usr/bin/gpgv']);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/\/usr\/bin\/gpgv needs .*libgcrypt\.so\.20.*bundle a self-contained Node\.js/);
+    expect(existsSync(out), 'nothing built').toBe(false);
   });
 
   it('installs with dpkg, serves offline on its own node, upgrades keeping identity and content, purges', async () => {
