@@ -1,20 +1,34 @@
-// Files that hold a secret (the swarm key, the registry token): refused when every local user can read
-// or change them, since then the secret is no longer one, and meshd would be trusting anyone on the host.
+// Files that hold a secret (the swarm key, the registry token, upstream credentials): refused when another user
+// owns them, or when every local user (or every member of their group) can read or change them: the secret would no
+// longer be one, and meshd would be trusting whoever can rewrite it.
 import { readFile, stat } from 'node:fs/promises';
 
 export async function readSecretFile(path: string, what: string): Promise<Buffer> {
+  const cannotRead = (err: unknown) => new Error(`cannot read ${what} ${path}: ${(err as Error).message}`, { cause: err });
+  let owner: number;
   let mode: number;
-  let content: Buffer;
   try {
-    mode = (await stat(path)).mode;
-    content = await readFile(path);
+    ({ uid: owner, mode } = await stat(path));
   } catch (err) {
-    throw new Error(`cannot read ${what} ${path}: ${(err as Error).message}`, { cause: err });
+    throw cannotRead(err);
   }
+  const me = process.geteuid!();
+  if (owner !== me) {
+    // Under the unit meshd is root without CAP_DAC_OVERRIDE: another user's 0600 file would be a bare EACCES.
+    throw new Error(`${what} ${path} belongs to uid ${owner}, not to the user meshd runs as (uid ${me}), who could not read it ` +
+      `under systemd and who would be trusting whoever owns it: \`chown ${me === 0 ? 'root' : me} ${path}\``);
+  }
+  const octal = (mode & 0o777).toString(8).padStart(3, '0');
   if (mode & 0o006) {
-    const octal = (mode & 0o777).toString(8).padStart(3, '0');
     throw new Error(`${what} ${path} can be read or changed by every user of this host (mode ${octal}): ` +
       `make it private with \`chmod 600 ${path}\` (or 640 with a group that needs it)`);
   }
-  return content;
+  if (mode & 0o020) {
+    throw new Error(`${what} ${path} can be changed by every member of its group (mode ${octal}): \`chmod g-w ${path}\``);
+  }
+  try {
+    return await readFile(path);
+  } catch (err) {
+    throw cannotRead(err);
+  }
 }
