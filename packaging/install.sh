@@ -1,6 +1,8 @@
 #!/bin/sh
 # Installs LayerMesh from this tarball with no network: its tree goes into / (or $DPKG_ROOT), an existing
 # /etc/layermesh/meshd.yaml is kept (as dpkg keeps a changed conffile), then the package's own postinst runs.
+# groupadd is in sbin, which `su` without `-` leaves off PATH.
+export PATH="/usr/sbin:/usr/bin:/sbin:/bin:$PATH"
 set -e
 cd "$(dirname "$0")"
 root="${DPKG_ROOT:-}"
@@ -28,6 +30,8 @@ place() {
   mv -f "$2.new.$$" "$2"
 }
 for command in meshd meshctl pussh; do place "usr/bin/$command" "$root/usr/bin/$command" 0755; done
+mkdir -p "$root/usr/libexec/docker/cli-plugins"
+ln -sfn ../../../bin/pussh "$root/usr/libexec/docker/cli-plugins/docker-pussh"
 place lib/systemd/system/meshd.service "$root/lib/systemd/system/meshd.service" 0644
 [ -e "$root/etc/layermesh/meshd.yaml" ] || install -D -m 0644 etc/layermesh/meshd.yaml "$root/etc/layermesh/meshd.yaml"
 DPKG_ROOT="$root" sh ./postinst configure ${upgrade:+installed}

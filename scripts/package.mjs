@@ -4,7 +4,7 @@
 // nodejs is 18). It must be self-contained, as nodejs.org's builds are: Debian's own links libnode, libuv, ICU, OpenSSL.
 // Usage: node scripts/package.mjs [--out DIR] [--version V] [--node FILE]   (npm run package builds first)
 import { execFileSync } from 'node:child_process';
-import { chmodSync, copyFileSync, cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, cpSync, existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -46,6 +46,9 @@ for (const [command, main] of [['meshd', 'src/node/main.js'], ['meshctl', 'src/c
   chmodSync(wrapper, 0o755);
   chmodSync(join(lib, 'dist', main), 0o755);
 }
+// `docker pussh` for every user: Docker's CLI looks for plugins in /usr/libexec/docker/cli-plugins too.
+mkdirSync(join(stage, 'usr/libexec/docker/cli-plugins'), { recursive: true });
+symlinkSync('../../../bin/pussh', join(stage, 'usr/libexec/docker/cli-plugins/docker-pussh'));
 mkdirSync(join(stage, 'lib/systemd/system'), { recursive: true });
 copyFileSync(join(repo, 'config/meshd.service'), join(stage, 'lib/systemd/system/meshd.service'));
 mkdirSync(join(stage, 'etc/layermesh'), { recursive: true });

@@ -5,9 +5,9 @@
 // them. The tarball's install.sh installs the same tree. Heavy: run under flock /tmp/lm-heavy.lock.
 import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { appendFile, chmod, chown, mkdir, mkdtemp, readFile, rename, rm, symlink, writeFile } from 'node:fs/promises';
+import { appendFile, chmod, chown, lstat, mkdir, mkdtemp, readFile, readlink, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensurePackages } from './helpers/apt.js';
 import { nodeOptionsOf, spawnMeshd } from './helpers/meshd.js';
@@ -98,6 +98,7 @@ describe('the offline package', () => {
     const root = await freshRoot(join(work, 'root'));
     await dpkg(root, ['-i', first.deb]);
     expect(await readFile(join(root, 'etc/group'), 'utf8')).toMatch(/^layermesh:x:\d+:$/m);
+    expect(await readlink(join(root, 'usr/libexec/docker/cli-plugins/docker-pussh')), 'docker pussh for every user').toBe('../../../bin/pussh');
     expect(existsSync(join(root, 'var/lib/layermesh'))).toBe(true);
     expect(await dpkg(root, ['--status', 'layermesh'])).toMatch(/^Conffiles:\n \/etc\/layermesh\/meshd\.yaml [0-9a-f]{32}$/m);
     await appendFile(join(root, 'etc/layermesh/meshd.yaml'), '# changed by the admin\n');
@@ -118,8 +119,13 @@ describe('the offline package', () => {
       expect(await manifestDigest(host)).toBe(image.digest);
     });
 
+    // `systemctl enable meshd` made this link; once the package is purged nothing else would remove it.
+    const enabled = join(root, 'etc/systemd/system/multi-user.target.wants/meshd.service');
+    await mkdir(dirname(enabled), { recursive: true });
+    await symlink('/lib/systemd/system/meshd.service', enabled);
     await dpkg(root, ['--purge', 'layermesh']);
     expect(existsSync(join(root, 'var/lib/layermesh'))).toBe(false);
+    expect(await lstat(enabled).then(() => true, () => false), 'the unit still enabled after a purge').toBe(false);
     expect(existsSync(join(root, 'usr/bin/meshd'))).toBe(false);
     expect(existsSync(join(root, 'etc/layermesh/meshd.yaml'))).toBe(false);
 
@@ -151,11 +157,10 @@ describe('the offline package', () => {
       const limits = await inNs(['env', '-i', `PATH=${join(work, 'no-node')}`, join(tarRoot, 'usr/bin/meshctl'), '--node', `http://${host}`, '--json', 'limit']);
       expect(JSON.parse(limits)).toEqual({});
     });
-    // As a Docker CLI plugin: Docker runs the link in ~/.docker/cli-plugins, which must find the wrapper's tree.
-    const plugins = join(work, 'cli-plugins');
-    await mkdir(plugins);
-    await symlink(join(tarRoot, 'usr/bin/pussh'), join(plugins, 'docker-pussh'));
-    const metadata = await run('env', ['-i', `PATH=${join(work, 'no-node')}`, join(plugins, 'docker-pussh'), 'docker-cli-plugin-metadata']);
+    // As a Docker CLI plugin, for every user: Docker runs the link the package puts in its system plugin directory,
+    // which must find the wrapper's tree.
+    const plugin = join(tarRoot, 'usr/libexec/docker/cli-plugins/docker-pussh');
+    const metadata = await run('env', ['-i', `PATH=${join(work, 'no-node')}`, plugin, 'docker-cli-plugin-metadata']);
     expect(JSON.parse(metadata)).toMatchObject({ SchemaVersion: '0.1.0' });
   }, 600_000);
 });
