@@ -139,7 +139,8 @@ describe('the offline package', () => {
     const tarRoot = await freshRoot(join(work, 'tar-root'));
     const tree = join(unpacked, `layermesh_${VERSION}+1_${info.match(/^Architecture: (\S+)$/m)![1]}`);
     const installer = join(tree, 'install.sh');
-    const install = () => run('env', [`DPKG_ROOT=${tarRoot}`, installer]);
+    // With PATH as `su` without `-` leaves it, sbin's groupadd not on it.
+    const install = () => run('env', ['PATH=/usr/bin:/bin', `DPKG_ROOT=${tarRoot}`, installer]);
     expect(await install()).toContain(`(${VERSION}+1)`);
     const installed = ['usr/lib/layermesh', 'usr/bin/meshd', 'usr/bin/meshctl', 'usr/bin/pussh', 'lib/systemd/system/meshd.service'].map((p) => join(tarRoot, p));
     expect(await run('find', [...installed, '(', '!', '-user', 'root', '-o', '-perm', '/022', ')', '!', '-type', 'l']), 'files not root\'s, or writable by others').toBe('');
