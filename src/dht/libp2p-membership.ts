@@ -1,6 +1,6 @@
 // Membership on libp2p: peers and their node info from the router, data planes at the address of the
 // connection to each member, holders from DHT lookups, inventories over /layermesh/inventory/1.0.0.
-import type { PeerId } from '@libp2p/interface';
+import type { Connection, PeerId } from '@libp2p/interface';
 import { peerIdFromString } from '@libp2p/peer-id';
 import type { Logger } from 'pino';
 import { askJson, serveJson } from './json-protocol.js';
@@ -69,10 +69,18 @@ export function libp2pMembership(libp2p: MeshLibp2p, router: Router, log: Logger
     },
     inventoryOf: (id) => inventoryOf(peerIdFromString(id), AbortSignal.timeout(INVENTORY_TIMEOUT_MS)),
     onMember: (handler) => {
-      libp2p.addEventListener('peer:identify', (evt) => {
-        if (evt.detail.protocols.includes(INVENTORY_PROTOCOL)) handler(evt.detail.peerId.toString());
+      // Once per connection: identify comes again at every identify-push (a member's new address or protocol:
+      // meshd's start registers several), and a member reported again is asked for its inventory again.
+      const reported = new WeakSet<Connection>();
+      libp2p.addEventListener('peer:identify', ({ detail }) => {
+        if (!detail.protocols.includes(INVENTORY_PROTOCOL) || reported.has(detail.connection)) return;
+        reported.add(detail.connection);
+        handler(detail.peerId.toString());
       });
-      for (const peer of libp2p.getPeers()) handler(peer.toString());
+      for (const peer of libp2p.getPeers()) {
+        for (const connection of libp2p.getConnections(peer)) reported.add(connection);
+        handler(peer.toString());
+      }
     },
     serveInventory: (own) => serveJson(libp2p, INVENTORY_PROTOCOL, own),
   };

@@ -1,0 +1,36 @@
+// Members reported on libp2p: once per connection, however often the member's identify is pushed again.
+import '../polyfill.js';
+import { pino } from 'pino';
+import { afterAll, expect, test } from 'vitest';
+import { meshNodes } from '../../test/helpers/mesh-nodes.js';
+import { serveJson } from './json-protocol.js';
+import { INVENTORY_PROTOCOL, libp2pMembership } from './libp2p-membership.js';
+import type { Router } from './router.js';
+
+const nodes = meshNodes();
+afterAll(() => nodes.stopAll());
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+test('a member is reported once per connection, not again at each identify-push (each report asks its inventory)', async () => {
+  const member = await nodes.start();
+  await serveJson(member.libp2p, INVENTORY_PROTOCOL, () => ({ name: 'm', keys: 0, images: [] }));
+  const self = await nodes.start();
+  const reported: string[] = [];
+  // onMember reads no routing: a router is not needed to watch it.
+  libp2pMembership(self.libp2p, { id: self.libp2p.peerId.toString() } as unknown as Router, pino({ level: 'silent' }), false)
+    .onMember((id) => reported.push(id));
+  await self.libp2p.dial(member.libp2p.getMultiaddrs()[0]);
+  for (let i = 0; i < 100 && reported.length === 0; i++) await sleep(20);
+  expect(reported).toEqual([member.libp2p.peerId.toString()]);
+
+  // A new protocol on the member (as meshd's start registers them one by one): identify is pushed to its peers.
+  for (let i = 0; i < 3; i++) await member.libp2p.handle(`/layermesh/test-${i}/1.0.0`, (stream) => stream.abort(new Error('unused')));
+  await sleep(2_500); // identify-push waits a second for more changes
+  expect(reported, 'reported again at an identify-push').toHaveLength(1);
+
+  // A new connection is a new chance to have missed pushes: reported again.
+  await self.libp2p.hangUp(member.libp2p.peerId);
+  await self.libp2p.dial(member.libp2p.getMultiaddrs()[0]);
+  for (let i = 0; i < 100 && reported.length < 2; i++) await sleep(20);
+  expect(reported).toHaveLength(2);
+});
