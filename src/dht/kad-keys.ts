@@ -36,11 +36,42 @@ export function distance48(a: Uint8Array, b: Uint8Array): number {
   return d;
 }
 
-/** Indexes (into `peerIds`) of the `k` peers closest to `target`, nearest first. */
-export function closestIndexes(target: Uint8Array, peerIds: readonly Uint8Array[], k: number): number[] {
-  const order = peerIds.map((id, index) => ({ index, d: distance48(target, id) }));
-  order.sort((x, y) => x.d - y.d);
-  return order.slice(0, k).map((o) => o.index);
+/** The first index of `sorted` (ascending) from `lo` to `hi` whose value is at least `value`. */
+function lowerBound(sorted: readonly number[], value: number, lo: number, hi: number): number {
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (sorted[mid] < value) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/**
+ * For many targets against one set of peers: `closest(target, k)` gives the indexes (into `peerIds`) of the `k`
+ * peers closest to `target`, nearest first. The peers are sorted along the key space once; those sharing the first
+ * `bits` bits with a target are then one run of that order, each nearer than any peer outside it, so the run of
+ * the longest prefix still holding `k` peers holds the `k` closest: a few peers sorted per target, not all of them.
+ */
+export function closestIn(peerIds: readonly Uint8Array[]): (target: Uint8Array, k: number) => number[] {
+  const zero = new Uint8Array(6);
+  const positions = peerIds.map((id) => distance48(zero, id));
+  const order = peerIds.map((_, index) => index).sort((a, b) => positions[a] - positions[b]);
+  const sorted = order.map((index) => positions[index]);
+  return (target, k) => {
+    const at = distance48(zero, target);
+    let lo = 0;
+    let hi = sorted.length;
+    for (let span = 2 ** 47; span >= 1 && hi - lo > k; span /= 2) {
+      const start = Math.floor(at / span) * span;
+      const from = lowerBound(sorted, start, lo, hi);
+      const to = lowerBound(sorted, start + span, from, hi);
+      if (to - from < k) break;
+      lo = from;
+      hi = to;
+    }
+    const run = order.slice(lo, hi).map((index) => ({ index, d: distance48(target, peerIds[index]) }));
+    return run.sort((x, y) => x.d - y.d || x.index - y.index).slice(0, k).map((o) => o.index);
+  };
 }
 
 /** The first `bits` bits of `id` as a number (bits <= 16). */

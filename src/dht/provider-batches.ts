@@ -8,7 +8,7 @@ import type { PeerId } from '@libp2p/interface';
 import type { CID } from 'multiformats/cid';
 import type { Logger } from 'pino';
 import { addProviderFrame, MessageType, PING_FRAME, readMessageType } from './kad-message.js';
-import { cidKadId, closestIndexes } from './kad-keys.js';
+import { cidKadId, closestIn } from './kad-keys.js';
 import { KAD_PROTOCOL, type MeshLibp2p } from './libp2p-node.js';
 import type { ViewPeer } from './network-view.js';
 import { PROVIDE_PROTOCOL, sendProvide } from './provide-protocol.js';
@@ -144,21 +144,16 @@ function chunks<T>(xs: T[], size: number): T[][] {
 
 /** For every peer of `targets`, the indexes of the keys it is among the k closest peers of (in `view`). */
 export function assignRecords(cids: readonly CID[], view: readonly ViewPeer[], k: number, targets: Set<string>): Map<PeerId, number[]> {
-  const out = new Map<PeerId, number[]>();
-  const add = (peer: ViewPeer, index: number): void => {
-    if (!targets.has(peer.id.toString())) return;
-    let list = out.get(peer.id);
-    if (list === undefined) out.set(peer.id, (list = []));
-    list.push(index);
-  };
+  // By the peer's place in the view: undefined for a peer not targeted.
+  const lists = view.map((p) => (targets.has(p.id.toString()) ? ([] as number[]) : undefined));
   if (view.length <= k) {
     // Every peer is among the k closest of every key.
-    for (const peer of view) for (let i = 0; i < cids.length; i++) add(peer, i);
-    return out;
+    for (const list of lists) for (let i = 0; i < cids.length; i++) list?.push(i);
+  } else {
+    const closest = closestIn(view.map((p) => p.kadId));
+    cids.forEach((cid, i) => {
+      for (const p of closest(cidKadId(cid), k)) lists[p]?.push(i);
+    });
   }
-  const kadIds = view.map((p) => p.kadId);
-  cids.forEach((cid, i) => {
-    for (const p of closestIndexes(cidKadId(cid), kadIds, k)) add(view[p], i);
-  });
-  return out;
+  return new Map(view.flatMap((p, j): [PeerId, number[]][] => (lists[j]?.length ? [[p.id, lists[j]]] : [])));
 }
