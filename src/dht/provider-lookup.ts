@@ -13,8 +13,9 @@ export async function* storedProviders(libp2p: Libp2p, providers: ProviderStore,
     try {
       const peer = await libp2p.peerStore.get(id);
       yield { id: id.toString(), addrs: unique(peer.addresses.map((a) => a.multiaddr.toString())) };
-    } catch {
-      // a provider whose addresses we never learned is of no use
+    } catch (err) {
+      // A provider whose addresses we never learned is of no use; any other failure is the peer store's, and told.
+      if ((err as Error).name !== 'NotFoundError') throw err;
     }
   }
 }
