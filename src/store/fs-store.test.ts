@@ -111,6 +111,24 @@ describe('FsStore', () => {
     }
   });
 
+  it('frees the blobs of an image deleted just before a restart, once the store is open again', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'fs-store-'));
+    const first = await FsStore.open(dir, log, 500);
+    let again: FsStore | undefined;
+    try {
+      const gone = await putImage(first);
+      await first.images.put(record('example/gone:1', gone));
+      await first.images.delete('example/gone:1');
+      await first.close(); // before the sweep was due
+      expect(await digests(first)).toContain(gone.digest);
+      again = await FsStore.open(dir, log, 500);
+      await expect.poll(async () => (await digests(again!)).length, { timeout: 5_000 }).toBe(0);
+    } finally {
+      await again?.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('keeps a deleted image\'s blobs while a push is still sending its layers: its manifest may name them', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'fs-store-'));
     const store = await FsStore.open(dir, log, 500);

@@ -93,7 +93,7 @@ export class FsStore implements Store {
   #lastWrite = 0;
 
   private constructor(readonly root: string, private readonly log: Logger, orphanDelayMs: number) {
-    this.#orphans = new OrphanSweeper(this, orphanDelayMs, log, () => this.#lastWrite);
+    this.#orphans = new OrphanSweeper(this, orphanDelayMs, log, () => this.#lastWrite, join(root, 'orphans.json'));
     this.#blobDir = join(root, 'blobs', 'sha256');
     this.#uploadDir = join(root, 'uploads');
     this.#imageDir = join(root, 'images');
@@ -105,6 +105,7 @@ export class FsStore implements Store {
     await rm(store.#uploadDir, { recursive: true, force: true });
     await Promise.all([store.#blobDir, store.#uploadDir, store.#imageDir].map((d) => mkdir(d, { recursive: true })));
     await store.#migrateImageNames();
+    await store.#orphans.restore();
     return store;
   }
 
