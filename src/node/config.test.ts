@@ -16,6 +16,16 @@ describe('meshd configuration', () => {
     expect(c).toMatchObject({ store: 'auto', registryAddr: '127.0.0.1:5000', containerdNamespace: 'default', maxUploadSize: 64 * 1024 ** 3 });
   });
 
+  it('keeps the mesh on loopback without a swarm key, unless its listeners are named: never open by accident', () => {
+    const alone = { p2pListen: ['/ip4/127.0.0.1/tcp/4001'], peerAddr: '127.0.0.1:5001' };
+    expect(parseConfig([])).toMatchObject(alone);
+    expect(parseConfig(['--swarm-key', '/etc/layermesh/swarm.key'])).toMatchObject({ p2pListen: ['/ip4/0.0.0.0/tcp/4001'], peerAddr: '0.0.0.0:5001' });
+    expect(parseConfig(['--p2p-listen', '/ip4/0.0.0.0/tcp/4001'])).toMatchObject({ p2pListen: ['/ip4/0.0.0.0/tcp/4001'], peerAddr: alone.peerAddr });
+    const file = join(dir, 'open.yaml');
+    writeFileSync(file, 'peer-addr: 0.0.0.0:5001\n');
+    expect(parseConfig(['--config', file])).toMatchObject({ p2pListen: alone.p2pListen, peerAddr: '0.0.0.0:5001' });
+  });
+
   it('takes disk watermarks as a pair of sizes or of percentages', () => {
     expect(parseConfig([])).toMatchObject({ diskWatermarks: undefined, minCopies: 2, evictLocal: false, diskCheckIntervalMs: 60_000 });
     expect(parseConfig(['--disk-high', '80%', '--disk-low', '60%', '--min-copies', '0', '--evict-local']))
@@ -39,7 +49,7 @@ describe('meshd configuration', () => {
     expect(parseConfig(['--bootstrap', '/ip4/10.0.0.1/tcp/4001', '--bootstrap', '/ip4/10.0.0.2/tcp/4001,/ip4/10.0.0.3/tcp/4001']).bootstrap)
       .toEqual(['/ip4/10.0.0.1/tcp/4001', '/ip4/10.0.0.2/tcp/4001', '/ip4/10.0.0.3/tcp/4001']);
     expect(parseConfig(['--p2p-listen', '/ip4/127.0.0.1/tcp/0']).p2pListen).toEqual(['/ip4/127.0.0.1/tcp/0']);
-    expect(parseConfig([]).p2pListen).toEqual(['/ip4/0.0.0.0/tcp/4001']);
+    expect(parseConfig(['--swarm-key', 'k']).p2pListen).toEqual(['/ip4/0.0.0.0/tcp/4001']);
     const file = join(dir, 'lists.yaml');
     writeFileSync(file, 'bootstrap:\n  - /ip4/10.0.0.9/tcp/4001\nlabel: [zone=eu, tier=edge]\nmdns: true\n');
     expect(parseConfig(['--config', file])).toMatchObject({
@@ -52,7 +62,9 @@ describe('meshd configuration', () => {
   it('reads the example config shipped in config/meshd.yaml', () => {
     const file = new URL('../../config/meshd.yaml', import.meta.url).pathname;
     const config = parseConfig(['--config', file]);
-    expect(config).toMatchObject({ registryAddr: '127.0.0.1:5000', peerAddr: '0.0.0.0:5001', p2pListen: ['/ip4/0.0.0.0/tcp/4001'] });
+    // Its swarm key still to set: the mesh stays on loopback until it is.
+    expect(config).toMatchObject({ registryAddr: '127.0.0.1:5000', peerAddr: '127.0.0.1:5001', p2pListen: ['/ip4/127.0.0.1/tcp/4001'] });
+    expect(parseConfig(['--config', file, '--swarm-key', '/etc/layermesh/swarm.key'])).toMatchObject({ peerAddr: '0.0.0.0:5001', p2pListen: ['/ip4/0.0.0.0/tcp/4001'] });
     expect(config.replicate.text).toBe('all');
   });
 

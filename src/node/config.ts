@@ -8,7 +8,8 @@ import { parseReplicationPolicy, type ReplicationPolicy } from '../oci/replicati
 import { parseCount, parseDuration, parseSize } from './size.js';
 import { parseLimit } from './limits.js';
 import type { BandwidthLimits } from '../mirror/bandwidth.js';
-import { checkWatermarks, parseWatermark, type Watermark } from './eviction.js';
+import type { Watermark } from './eviction.js';
+import { diskWatermarks, parseEndpoints, parseLabels, parseMinCopies } from './config-values.js';
 
 export type StoreKind = 'auto' | 'containerd' | 'fs';
 
@@ -68,6 +69,13 @@ export interface Config {
 /** A configuration meshd cannot use: starting again will not mend it, so meshd exits with its own status (main.ts). */
 export class ConfigError extends Error {}
 
+/**
+ * The mesh's listeners: on every interface with a swarm key; without one, on loopback unless named (flag,
+ * environment or file), so that an open mesh is never had by accident.
+ */
+const MESH_LISTEN = { p2p: '/ip4/0.0.0.0/tcp/4001', peer: '0.0.0.0:5001' };
+const MESH_LISTEN_ALONE = { p2p: '/ip4/127.0.0.1/tcp/4001', peer: '127.0.0.1:5001' };
+
 const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error'];
 
 function option(flags: string, description: string, defaultValue?: string): Option {
@@ -107,12 +115,12 @@ export function configCommand(): Command {
     .addOption(option('--log-level <level>', 'how much meshd logs', 'info').choices(LOG_LEVELS))
     .addOption(option('--node-name <name>', 'this node\'s name in the mesh', hostname()))
     .addOption(listOption('--label <key=value>', 'a label of this node, for replication selectors'))
-    .addOption(listOption('--p2p-listen <multiaddr>', 'libp2p listen address', ['/ip4/0.0.0.0/tcp/4001']))
+    .addOption(listOption('--p2p-listen <multiaddr>', `libp2p listen address (without --swarm-key: ${MESH_LISTEN_ALONE.p2p})`, [MESH_LISTEN.p2p]))
     .addOption(listOption('--bootstrap <multiaddr>', 'a peer to join through, e.g. /ip4/10.0.0.1/tcp/4001/p2p/12D3Koo...'))
     .addOption(option('--mdns', 'discover peers on the LAN with mDNS'))
     .addOption(option('--swarm-key <file>', 'the fleet\'s shared key (meshctl swarm-key generate); without it the mesh is open to anyone'))
     .addOption(option('--record-ttl <duration>', 'lifetime of announcements; a node that dies disappears from who-has within it', '30m'))
-    .addOption(option('--peer-addr <host:port>', 'peer data plane: serves what this host holds to members of the mesh', '0.0.0.0:5001'))
+    .addOption(option('--peer-addr <host:port>', `peer data plane: serves what this host holds to members of the mesh (without --swarm-key: ${MESH_LISTEN_ALONE.peer})`, MESH_LISTEN.peer))
     .addOption(option('--peer-plaintext', 'serve and ask the peer data plane in plain HTTP, unencrypted (only where the network is trusted; every member must use it)'))
     .addOption(listOption('--mirror-registry <host>', 'only images of these registries are looked for in the mesh (default: all)'))
     .addOption(option('--no-mirror-tags', 'do not resolve tags through the mesh (only digests)'))
@@ -203,6 +211,7 @@ function readConfig(argv: string[]): Config {
   const file = cmd.opts().config as string | undefined;
   if (file) applyFile(cmd, file);
   const o = cmd.opts();
+  const alone = (listener: string) => !o.swarmKey && cmd.getOptionValueSource(listener) === 'default';
   // Commander checks the choices of flags; a file's values are checked here.
   if (!['auto', 'containerd', 'fs'].includes(o.store)) throw new Error(`--store must be auto, containerd or fs, not "${o.store}"`);
   if (!LOG_LEVELS.includes(o.logLevel)) throw new Error(`--log-level must be one of ${LOG_LEVELS.join(', ')}, not "${o.logLevel}"`);
@@ -229,13 +238,13 @@ function readConfig(argv: string[]): Config {
     logLevel: o.logLevel,
     nodeName: o.nodeName,
     labels: parseLabels(o.label),
-    p2pListen: o.p2pListen,
+    p2pListen: alone('p2pListen') ? [MESH_LISTEN_ALONE.p2p] : o.p2pListen,
     bootstrap: o.bootstrap,
     mdns: o.mdns === true,
     swarmKeyFile: o.swarmKey || undefined,
     recordTtlMs: parseDuration(o.recordTtl, '--record-ttl', 1000),
     reconcileIntervalMs: parseDuration(o.reconcileInterval, '--reconcile-interval', 1000),
-    peerAddr: o.peerAddr,
+    peerAddr: alone('peerAddr') ? MESH_LISTEN_ALONE.peer : o.peerAddr,
     peerPlaintext: o.peerPlaintext === true,
     limits: {
       upload: o.uploadLimit === undefined ? undefined : parseLimit(o.uploadLimit, '--upload-limit'),
@@ -255,39 +264,6 @@ function readConfig(argv: string[]): Config {
     evictLocal: o.evictLocal === true,
     diskCheckIntervalMs: parseDuration(o.diskCheckInterval, '--disk-check-interval', 1000),
   };
-}
-
-function diskWatermarks(high: string | undefined, low: string | undefined): Config['diskWatermarks'] {
-  const marks = { high: high ? parseWatermark(high, '--disk-high') : undefined, low: low ? parseWatermark(low, '--disk-low') : undefined };
-  checkWatermarks(marks.high, marks.low);
-  return marks.high && marks.low ? { high: marks.high, low: marks.low } : undefined;
-}
-
-function parseMinCopies(text: string): number {
-  const n = Number(text);
-  if (!Number.isSafeInteger(n) || n < 0) throw new Error(`--min-copies must be a whole number, not "${text}"`);
-  return n;
-}
-
-function parseLabels(pairs: string[]): Record<string, string> {
-  const labels: Record<string, string> = {};
-  for (const pair of pairs) {
-    const eq = pair.indexOf('=');
-    if (eq <= 0) throw new Error(`--label expects key=value, got "${pair}"`);
-    labels[pair.slice(0, eq)] = pair.slice(eq + 1);
-  }
-  return labels;
-}
-
-function parseEndpoints(pairs: string[]): Record<string, string> {
-  const endpoints: Record<string, string> = {};
-  for (const pair of pairs) {
-    const eq = pair.indexOf('=');
-    const url = pair.slice(eq + 1);
-    if (eq <= 0 || !/^https?:\/\/[^/]+\/?$/.test(url)) throw new Error(`--upstream-endpoint expects REGISTRY=http(s)://HOST[:PORT], got "${pair}"`);
-    endpoints[pair.slice(0, eq)] = url;
-  }
-  return endpoints;
 }
 
 /** Splits HOST:PORT, accepting [v6]:port. */

@@ -5,7 +5,10 @@ import type { Store } from '../store/store.js';
 import { createMeshNode } from '../dht/libp2p-node.js';
 import { Libp2pRouter } from '../dht/libp2p-router.js';
 import { Holdings } from './holdings.js';
-import type { Config } from './config.js';
+import { splitHostPort, type Config } from './config.js';
+import { isLoopback as isLoopbackAddr } from '@libp2p/utils';
+import { multiaddr } from '@multiformats/multiaddr';
+import { isLoopback } from '../registry/access.js';
 import type { DiskTotals, ImageEntry, ImageFetch } from '../api/admin-types.js';
 import { libp2pMembership } from '../dht/libp2p-membership.js';
 import type { Inventory, Membership } from '../dht/membership.js';
@@ -45,9 +48,16 @@ export interface JoinOptions {
   dataPlanePort: number;
 }
 
+function onLoopbackOnly(config: Config): boolean {
+  return config.p2pListen.every((address) => isLoopbackAddr(multiaddr(address))) && isLoopback(splitHostPort(config.peerAddr).host);
+}
+
 export async function joinMesh(config: Config, store: Store, log: Logger, opts: JoinOptions): Promise<Mesh> {
   const { swarmKey, privateKey } = opts;
-  if (!swarmKey) {
+  if (!swarmKey && onLoopbackOnly(config)) {
+    log.warn('no --swarm-key: the mesh listens on loopback only, so no other host can join this node; give every node of '
+      + 'the fleet the same key (`meshctl swarm-key generate`), or name --p2p-listen and --peer-addr for an open mesh');
+  } else if (!swarmKey) {
     log.warn('no --swarm-key: ANYONE who can reach the p2p port can join this mesh and read what it announces; '
       + 'generate one with `meshctl swarm-key generate` and give it to every node');
   }
