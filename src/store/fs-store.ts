@@ -253,7 +253,7 @@ export class FsStore implements Store {
 
   async close(): Promise<void> {
     this.#feed.close();
-    this.#orphans.close();
+    await this.#orphans.close();
   }
 }
 

@@ -9,16 +9,26 @@
 import { readFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import { writeAtomically } from '../util/atomic-file.js';
+import { isDigest } from '../oci/digest.js';
 import { reachable } from '../oci/references.js';
 import type { Store } from './store.js';
 import type { Descriptor } from '../oci/digest.js';
 
 const MAX_WAIT_FOR_QUIET_MS = 3_600_000;
 
+interface When {
+  due: number;
+  latest: number;
+}
+
+const isWhen = (w: unknown): w is When =>
+  typeof w === 'object' && w !== null && Number.isFinite((w as When).due) && Number.isFinite((w as When).latest);
+
 export class OrphanSweeper {
   /** Digests that a deleted image referenced, with when they may go and when they go whatever uploads do. */
-  readonly #candidates = new Map<string, { due: number; latest: number }>();
+  readonly #candidates = new Map<string, When>();
   #timer?: NodeJS.Timeout;
+  #closed = false;
   /** Saves of the candidates, one after the other, each writing them as they are when it runs. */
   #saving = Promise.resolve();
 
@@ -30,15 +40,21 @@ export class OrphanSweeper {
 
   /** Takes up the candidates an earlier run left (it stopped before their sweep). */
   async restore(): Promise<void> {
-    let saved: Record<string, { due: number; latest: number }>;
+    const unreadable = 'the blobs of images deleted before this start cannot be freed: their list is unreadable';
+    let saved: unknown;
     try {
-      saved = JSON.parse(await readFile(this.file, 'utf8')) as typeof saved;
+      saved = JSON.parse(await readFile(this.file, 'utf8'));
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
-      this.log.warn({ err, file: this.file }, 'the blobs of images deleted before this start cannot be freed: their list is unreadable');
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.log.warn({ err, file: this.file }, unreadable);
       return;
     }
-    for (const [digest, when] of Object.entries(saved)) this.#candidates.set(digest, when);
+    if (typeof saved !== 'object' || saved === null || Array.isArray(saved)) return void this.log.warn({ file: this.file }, unreadable);
+    const entries = Object.entries(saved);
+    const valid = entries.filter(([digest, when]) => isDigest(digest) && isWhen(when)) as [string, When][];
+    if (valid.length < entries.length) this.log.warn({ file: this.file, skipped: entries.length - valid.length }, 'entries of the list of blobs to free that name none: skipped');
+    // Not before a quiet delay: clients the restart cut off may be pushing again, their manifests to come.
+    const after = Date.now() + this.delayMs;
+    for (const [digest, when] of valid) this.#candidates.set(digest, { due: Math.max(when.due, after), latest: Math.max(when.latest, after) });
     this.#arm();
   }
 
@@ -55,17 +71,20 @@ export class OrphanSweeper {
   /** Removes the candidates that are due and that no image record reaches any more. */
   async sweep(now = Date.now()): Promise<void> {
     const quiet = this.lastWrite() + this.delayMs;
-    const due: string[] = [];
+    const due: [string, When][] = [];
     for (const [digest, when] of this.#candidates) {
       if (when.due > now) continue;
       if (quiet > now && when.latest > now) when.due = Math.min(quiet, when.latest);
-      else due.push(digest);
+      else due.push([digest, when]);
     }
     if (due.length === 0) return;
     const keep = await reachable(this.store, await this.store.images.list());
     let freed = 0;
     let bytes = 0;
-    for (const digest of due) {
+    for (const [digest, when] of due) {
+      if (this.#closed) break;
+      // Named again by an image deleted meanwhile: it waits for that delete's delay.
+      if (this.#candidates.get(digest) !== when) continue;
       this.#candidates.delete(digest);
       if (keep.has(digest)) continue;
       const info = await this.store.stat(digest);
@@ -80,19 +99,23 @@ export class OrphanSweeper {
 
   /** Never fails: the blobs are freed all the same unless meshd restarts first (a full disk is a likely cause). */
   #save(): Promise<void> {
+    if (this.#closed) return this.#saving; // what is left is taken up at the next start
     this.#saving = this.#saving
       .then(() => writeAtomically(this.file, JSON.stringify(Object.fromEntries(this.#candidates))))
       .catch((err: unknown) => this.log.warn({ err, file: this.file }, 'cannot save the list of blobs to free: a restart before their sweep keeps them'));
     return this.#saving;
   }
 
-  close(): void {
+  /** Stops sweeping and saving, once the save under way is written. */
+  async close(): Promise<void> {
+    this.#closed = true;
     clearTimeout(this.#timer);
     this.#timer = undefined;
+    await this.#saving;
   }
 
   #arm(): void {
-    if (this.#timer || this.#candidates.size === 0) return;
+    if (this.#closed || this.#timer || this.#candidates.size === 0) return;
     const next = Math.min(...[...this.#candidates.values()].map((when) => when.due));
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
