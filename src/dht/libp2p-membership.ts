@@ -77,10 +77,9 @@ export function libp2pMembership(libp2p: MeshLibp2p, router: Router, log: Logger
         reported.add(detail.connection);
         handler(detail.peerId.toString());
       });
-      for (const peer of libp2p.getPeers()) {
-        for (const connection of libp2p.getConnections(peer)) reported.add(connection);
-        handler(peer.toString());
-      }
+      // Connected already: reported now, and once more at their next identify, whose protocols may only then
+      // include the inventory (a member still starting).
+      for (const peer of libp2p.getPeers()) handler(peer.toString());
     },
     serveInventory: (own) => serveJson(libp2p, INVENTORY_PROTOCOL, own),
   };

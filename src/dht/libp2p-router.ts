@@ -166,7 +166,7 @@ export class Libp2pRouter implements Router {
     try {
       // kad-dht reads the local provider store first, then asks the network; alone, or when every record is here, that is waste.
       const providers = this.libp2p.getConnections().length === 0 || this.view.holdsEveryRecord()
-        ? storedProviders(this.libp2p, this.providerStore, cid, stop)
+        ? storedProviders(this.libp2p, this.providerStore, cid, stop, this.log)
         : dhtProviders(this.libp2p, cid, stop);
       for await (const ref of providers) {
         if (seen.has(ref.id)) continue;
