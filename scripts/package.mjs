@@ -4,7 +4,7 @@
 // nodejs is 18). It must be self-contained, as nodejs.org's builds are: Debian's own links libnode, libuv, ICU, OpenSSL.
 // Usage: node scripts/package.mjs [--out DIR] [--version V] [--node FILE]   (npm run package builds first)
 import { execFileSync } from 'node:child_process';
-import { chmodSync, copyFileSync, cpSync, existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, copyFileSync, cpSync, existsSync, mkdirSync, openSync, readFileSync, readSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -14,9 +14,14 @@ const pkg = JSON.parse(readFileSync(join(repo, 'package.json'), 'utf8'));
 const { values: opts } = parseArgs({ options: {
   out: { type: 'string', default: join(repo, 'build') }, version: { type: 'string', default: pkg.version }, node: { type: 'string', default: process.execPath },
 } });
-// The bundled node decides the architecture: Debian's names for Node's.
+// The architecture is this machine's, Debian's names for Node's: the bundled node must be built for it.
 const ARCH = { x64: 'amd64', arm64: 'arm64', arm: 'armhf', ppc64: 'ppc64el', s390x: 's390x' }[process.arch];
 if (!ARCH) throw new Error(`no Debian architecture for Node's ${process.arch}`);
+const nodeArch = elfArch(opts.node);
+if (nodeArch !== ARCH) {
+  throw new Error(nodeArch === undefined ? `${opts.node} is not an ELF executable`
+    : `${opts.node} is built for ${nodeArch}, this machine is ${ARCH}: build the package on a machine of the target's architecture`);
+}
 checkSelfContained(opts.node);
 for (const need of ['dist/src/node/main.js', 'node_modules', 'package-lock.json']) {
   if (!existsSync(join(repo, need))) throw new Error(`${need} is missing: run npm ci and npm run build first`);
@@ -58,6 +63,20 @@ const deb = buildDeb();
 const tarball = buildTarball();
 rmSync(stage, { recursive: true });
 console.log(`${deb}\n${tarball}`);
+
+/** The Debian architecture an ELF executable is built for (its e_machine); undefined for a file that is none. */
+function elfArch(file) {
+  const header = Buffer.alloc(20);
+  const fd = openSync(file, 'r');
+  try {
+    readSync(fd, header, 0, header.length, 0);
+  } finally {
+    closeSync(fd);
+  }
+  if (header.readUInt32BE(0) !== 0x7f454c46) return undefined;
+  const machine = header[5] === 1 ? header.readUInt16LE(18) : header.readUInt16BE(18);
+  return { 0x3e: 'amd64', 0xb7: 'arm64', 0x28: 'armhf', 0x15: 'ppc64el', 0x16: 's390x' }[machine] ?? `ELF machine ${machine}`;
+}
 
 /** Refuses a node that needs a library beyond the Depends line's (it would not start on a host without it). */
 function checkSelfContained(node) {

@@ -10,7 +10,8 @@ import { describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { program as meshctl } from '../src/cli/meshctl.js';
 import { generateSwarmKey } from '../src/dht/swarm-key.js';
-import { configCommand, parseConfig, splitHostPort, type Config } from '../src/node/config.js';
+import { configCommand, parseConfig, type Config } from '../src/node/config.js';
+import { splitHostPort } from '../src/node/config-values.js';
 import { isLoopback } from '../src/registry/access.js';
 import { startMeshd } from './helpers/meshd.js';
 

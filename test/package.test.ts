@@ -88,6 +88,19 @@ describe('the offline package', () => {
     expect(r.code).not.toBe(0);
     expect(r.stderr).toMatch(/\/usr\/bin\/gpgv needs .*libgcrypt\.so\.20.*bundle a self-contained Node\.js/);
     expect(existsSync(out), 'nothing built').toBe(false);
+    // A node for another machine (its ELF header alone: s390x, which runs no test here), and a file that is no executable.
+    const s390x = join(work, 'node-s390x');
+    const header = Buffer.alloc(64);
+    header.write('\x7fELF', 0, 'latin1');
+    header[4] = 2; // 64-bit
+    header[5] = 2; // big-endian
+    header.writeUInt16BE(0x16, 18); // S/390
+    await writeFile(s390x, header);
+    const foreign = await outcomeOf(process.execPath, [join(repoRoot(), 'scripts/package.mjs'), '--out', out, '--node', s390x]);
+    expect(foreign.stderr).toMatch(/node-s390x is built for s390x, this machine is [a-z0-9]+: build the package on a machine of the target's/);
+    const text = await outcomeOf(process.execPath, [join(repoRoot(), 'scripts/package.mjs'), '--out', out, '--node', join(repoRoot(), 'README.md')]);
+    expect(text.stderr).toMatch(/README\.md is not an ELF executable/);
+    expect(existsSync(out), 'nothing built').toBe(false);
   });
 
   it('installs with dpkg, serves offline on its own node, upgrades keeping identity and content, purges', async () => {

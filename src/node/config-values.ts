@@ -1,4 +1,5 @@
 // Option values meshd checks and turns into its configuration's (config.ts): labels, endpoints, watermarks, counts.
+import { multiaddr } from '@multiformats/multiaddr';
 import { checkWatermarks, parseWatermark, type Watermark } from './eviction.js';
 
 export function diskWatermarks(high: string | undefined, low: string | undefined): { high: Watermark; low: Watermark } | undefined {
@@ -32,4 +33,31 @@ export function parseEndpoints(pairs: string[]): Record<string, string> {
     endpoints[pair.slice(0, eq)] = url;
   }
   return endpoints;
+}
+
+/** Splits HOST:PORT, accepting [v6]:port. */
+export function splitHostPort(addr: string): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(addr);
+  if (!m || Number(m[3]) > 65535) throw new Error(`expected HOST:PORT, got "${addr}"`);
+  return { host: m[1] ?? m[2] ?? '127.0.0.1', port: Number(m[3]) };
+}
+
+/** The listeners' and peers' addresses, checked as meshd starts: a mistyped one is the configuration's error. */
+export function checkAddresses(o: { registryAddr: string; peerAddr: string; p2pListen: string[]; bootstrap: string[] }): void {
+  for (const [flag, addr] of [['--registry-addr', o.registryAddr], ['--peer-addr', o.peerAddr]]) {
+    try {
+      splitHostPort(addr);
+    } catch (err) {
+      throw new Error(`${flag}: ${(err as Error).message}`);
+    }
+  }
+  for (const [flag, addrs] of [['--p2p-listen', o.p2pListen], ['--bootstrap', o.bootstrap]] as const) {
+    for (const addr of addrs) {
+      try {
+        multiaddr(addr);
+      } catch (err) {
+        throw new Error(`${flag}: "${addr}" is not a multiaddr, e.g. /ip4/10.0.0.1/tcp/4001 (${(err as Error).message})`);
+      }
+    }
+  }
 }

@@ -16,14 +16,26 @@ describe('meshd configuration', () => {
     expect(c).toMatchObject({ store: 'auto', registryAddr: '127.0.0.1:5000', containerdNamespace: 'default', maxUploadSize: 64 * 1024 ** 3 });
   });
 
-  it('keeps the mesh on loopback without a swarm key, unless its listeners are named: never open by accident', () => {
-    const alone = { p2pListen: ['/ip4/127.0.0.1/tcp/4001'], peerAddr: '127.0.0.1:5001' };
-    expect(parseConfig([])).toMatchObject(alone);
-    expect(parseConfig(['--swarm-key', '/etc/layermesh/swarm.key'])).toMatchObject({ p2pListen: ['/ip4/0.0.0.0/tcp/4001'], peerAddr: '0.0.0.0:5001' });
-    expect(parseConfig(['--p2p-listen', '/ip4/0.0.0.0/tcp/4001'])).toMatchObject({ p2pListen: ['/ip4/0.0.0.0/tcp/4001'], peerAddr: alone.peerAddr });
+  it('keeps the mesh on loopback without a swarm key, unless a listener is named: never open by accident', () => {
+    const open = { p2pListen: ['/ip4/0.0.0.0/tcp/4001'], peerAddr: '0.0.0.0:5001' };
+    expect(parseConfig([])).toMatchObject({ p2pListen: ['/ip4/127.0.0.1/tcp/4001'], peerAddr: '127.0.0.1:5001' });
+    expect(parseConfig(['--swarm-key', '/etc/layermesh/swarm.key'])).toMatchObject(open);
+    // One named opens both: half a node (libp2p open, its data plane not) would be announced and never served.
+    expect(parseConfig(['--p2p-listen', '/ip4/0.0.0.0/tcp/4001'])).toMatchObject(open);
     const file = join(dir, 'open.yaml');
     writeFileSync(file, 'peer-addr: 0.0.0.0:5001\n');
-    expect(parseConfig(['--config', file])).toMatchObject({ p2pListen: alone.p2pListen, peerAddr: '0.0.0.0:5001' });
+    expect(parseConfig(['--config', file])).toMatchObject(open);
+    // Joining a mesh that would stay on loopback: said, not done half.
+    expect(() => parseConfig(['--bootstrap', '/ip4/10.0.0.1/tcp/4001'])).toThrow(/--bootstrap and --mdns join a mesh, which without --swarm-key stays on loopback/);
+    expect(() => parseConfig(['--mdns'])).toThrow(/without --swarm-key stays on loopback/);
+    expect(parseConfig(['--mdns', '--swarm-key', 'k']).mdns).toBe(true);
+  });
+
+  it('checks the listeners\' and peers\' addresses as a configuration error', () => {
+    expect(() => parseConfig(['--peer-addr', '5001'])).toThrow('--peer-addr: expected HOST:PORT, got "5001"');
+    expect(() => parseConfig(['--registry-addr', '127.0.0.1:70000'])).toThrow('--registry-addr: expected HOST:PORT');
+    expect(() => parseConfig(['--swarm-key', 'k', '--bootstrap', '10.0.0.1:4001'])).toThrow(/--bootstrap: "10\.0\.0\.1:4001" is not a multiaddr/);
+    expect(() => parseConfig(['--p2p-listen', '/ip4/0.0.0.0/tcp/x'])).toThrow(/--p2p-listen: .* is not a multiaddr/);
   });
 
   it('takes disk watermarks as a pair of sizes or of percentages', () => {
@@ -46,12 +58,12 @@ describe('meshd configuration', () => {
   });
 
   it('takes repeatable options from flags, comma lists and YAML lists', () => {
-    expect(parseConfig(['--bootstrap', '/ip4/10.0.0.1/tcp/4001', '--bootstrap', '/ip4/10.0.0.2/tcp/4001,/ip4/10.0.0.3/tcp/4001']).bootstrap)
+    expect(parseConfig(['--swarm-key', 'k', '--bootstrap', '/ip4/10.0.0.1/tcp/4001', '--bootstrap', '/ip4/10.0.0.2/tcp/4001,/ip4/10.0.0.3/tcp/4001']).bootstrap)
       .toEqual(['/ip4/10.0.0.1/tcp/4001', '/ip4/10.0.0.2/tcp/4001', '/ip4/10.0.0.3/tcp/4001']);
     expect(parseConfig(['--p2p-listen', '/ip4/127.0.0.1/tcp/0']).p2pListen).toEqual(['/ip4/127.0.0.1/tcp/0']);
     expect(parseConfig(['--swarm-key', 'k']).p2pListen).toEqual(['/ip4/0.0.0.0/tcp/4001']);
     const file = join(dir, 'lists.yaml');
-    writeFileSync(file, 'bootstrap:\n  - /ip4/10.0.0.9/tcp/4001\nlabel: [zone=eu, tier=edge]\nmdns: true\n');
+    writeFileSync(file, 'swarm-key: k\nbootstrap:\n  - /ip4/10.0.0.9/tcp/4001\nlabel: [zone=eu, tier=edge]\nmdns: true\n');
     expect(parseConfig(['--config', file])).toMatchObject({
       bootstrap: ['/ip4/10.0.0.9/tcp/4001'],
       labels: { zone: 'eu', tier: 'edge' },
@@ -97,7 +109,7 @@ describe('meshd configuration', () => {
 
   it('takes one value where a YAML list is expected', () => {
     const file = join(dir, 'single.yaml');
-    writeFileSync(file, 'bootstrap: /ip4/10.0.0.9/tcp/4001\nlabel: role=web\nregistry-allow: 10.0.0.0/8\n');
+    writeFileSync(file, 'swarm-key: k\nbootstrap: /ip4/10.0.0.9/tcp/4001\nlabel: role=web\nregistry-allow: 10.0.0.0/8\n');
     expect(parseConfig(['--config', file])).toMatchObject({ bootstrap: ['/ip4/10.0.0.9/tcp/4001'], labels: { role: 'web' }, registryAllow: ['10.0.0.0/8'] });
   });
 

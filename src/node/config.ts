@@ -9,7 +9,7 @@ import { parseCount, parseDuration, parseSize } from './size.js';
 import { parseLimit } from './limits.js';
 import type { BandwidthLimits } from '../mirror/bandwidth.js';
 import type { Watermark } from './eviction.js';
-import { diskWatermarks, parseEndpoints, parseLabels, parseMinCopies } from './config-values.js';
+import { checkAddresses, diskWatermarks, parseEndpoints, parseLabels, parseMinCopies } from './config-values.js';
 
 export type StoreKind = 'auto' | 'containerd' | 'fs';
 
@@ -70,8 +70,8 @@ export interface Config {
 export class ConfigError extends Error {}
 
 /**
- * The mesh's listeners: on every interface with a swarm key; without one, on loopback unless named (flag,
- * environment or file), so that an open mesh is never had by accident.
+ * The mesh's listeners: on every interface with a swarm key; without one, both on loopback unless one is named
+ * (flag, environment or file), so that an open mesh is never had by accident.
  */
 const MESH_LISTEN = { p2p: '/ip4/0.0.0.0/tcp/4001', peer: '0.0.0.0:5001' };
 const MESH_LISTEN_ALONE = { p2p: '/ip4/127.0.0.1/tcp/4001', peer: '127.0.0.1:5001' };
@@ -118,7 +118,7 @@ export function configCommand(): Command {
     .addOption(listOption('--p2p-listen <multiaddr>', `libp2p listen address (without --swarm-key: ${MESH_LISTEN_ALONE.p2p})`, [MESH_LISTEN.p2p]))
     .addOption(listOption('--bootstrap <multiaddr>', 'a peer to join through, e.g. /ip4/10.0.0.1/tcp/4001/p2p/12D3Koo...'))
     .addOption(option('--mdns', 'discover peers on the LAN with mDNS'))
-    .addOption(option('--swarm-key <file>', 'the fleet\'s shared key (meshctl swarm-key generate); without it the mesh is open to anyone'))
+    .addOption(option('--swarm-key <file>', 'the fleet\'s shared key (meshctl swarm-key generate); without it the mesh stays on loopback, or is open to anyone where its listeners are named'))
     .addOption(option('--record-ttl <duration>', 'lifetime of announcements; a node that dies disappears from who-has within it', '30m'))
     .addOption(option('--peer-addr <host:port>', `peer data plane: serves what this host holds to members of the mesh (without --swarm-key: ${MESH_LISTEN_ALONE.peer})`, MESH_LISTEN.peer))
     .addOption(option('--peer-plaintext', 'serve and ask the peer data plane in plain HTTP, unencrypted (only where the network is trusted; every member must use it)'))
@@ -211,14 +211,18 @@ function readConfig(argv: string[]): Config {
   const file = cmd.opts().config as string | undefined;
   if (file) applyFile(cmd, file);
   const o = cmd.opts();
-  const alone = (listener: string) => !o.swarmKey && cmd.getOptionValueSource(listener) === 'default';
+  const alone = !o.swarmKey && ['p2pListen', 'peerAddr'].every((listener) => cmd.getOptionValueSource(listener) === 'default');
+  if (alone && (o.bootstrap.length > 0 || o.mdns === true)) {
+    throw new Error('--bootstrap and --mdns join a mesh, which without --swarm-key stays on loopback: give every node the same '
+      + '--swarm-key (meshctl swarm-key generate), or name --p2p-listen and --peer-addr to run a mesh open to anyone');
+  }
   // Commander checks the choices of flags; a file's values are checked here.
   if (!['auto', 'containerd', 'fs'].includes(o.store)) throw new Error(`--store must be auto, containerd or fs, not "${o.store}"`);
   if (!LOG_LEVELS.includes(o.logLevel)) throw new Error(`--log-level must be one of ${LOG_LEVELS.join(', ')}, not "${o.logLevel}"`);
   if (o.upstream !== true && (o.upstreamAuth || o.upstreamEndpoint.length > 0)) {
     throw new Error('--upstream-auth and --upstream-endpoint do nothing without --upstream (pull-through is off): add it, or leave them out');
   }
-  return {
+  const config: Config = {
     dataDir: o.dataDir,
     store: o.store,
     containerdSocket: o.containerdSocket,
@@ -238,13 +242,13 @@ function readConfig(argv: string[]): Config {
     logLevel: o.logLevel,
     nodeName: o.nodeName,
     labels: parseLabels(o.label),
-    p2pListen: alone('p2pListen') ? [MESH_LISTEN_ALONE.p2p] : o.p2pListen,
+    p2pListen: alone ? [MESH_LISTEN_ALONE.p2p] : o.p2pListen,
     bootstrap: o.bootstrap,
     mdns: o.mdns === true,
     swarmKeyFile: o.swarmKey || undefined,
     recordTtlMs: parseDuration(o.recordTtl, '--record-ttl', 1000),
     reconcileIntervalMs: parseDuration(o.reconcileInterval, '--reconcile-interval', 1000),
-    peerAddr: alone('peerAddr') ? MESH_LISTEN_ALONE.peer : o.peerAddr,
+    peerAddr: alone ? MESH_LISTEN_ALONE.peer : o.peerAddr,
     peerPlaintext: o.peerPlaintext === true,
     limits: {
       upload: o.uploadLimit === undefined ? undefined : parseLimit(o.uploadLimit, '--upload-limit'),
@@ -264,11 +268,6 @@ function readConfig(argv: string[]): Config {
     evictLocal: o.evictLocal === true,
     diskCheckIntervalMs: parseDuration(o.diskCheckInterval, '--disk-check-interval', 1000),
   };
-}
-
-/** Splits HOST:PORT, accepting [v6]:port. */
-export function splitHostPort(addr: string): { host: string; port: number } {
-  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(addr);
-  if (!m) throw new Error(`expected HOST:PORT, got "${addr}"`);
-  return { host: m[1] ?? m[2] ?? '127.0.0.1', port: Number(m[3]) };
+  checkAddresses(config);
+  return config;
 }

@@ -6,7 +6,8 @@ import type { Credentials } from '../mirror/upstream-auth.js';
 import { readDockerConfig } from '../mirror/upstream-auth.js';
 import { readSwarmKey } from '../dht/swarm-key.js';
 import { readSecretFile } from '../util/secret-file.js';
-import { ConfigError, splitHostPort, type Config } from './config.js';
+import { ConfigError, type Config } from './config.js';
+import { splitHostPort } from './config-values.js';
 
 export interface ConfiguredFiles {
   token?: string;

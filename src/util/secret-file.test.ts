@@ -29,7 +29,7 @@ describe('readSecretFile', () => {
 
   it.runIf(process.geteuid!() === 0)('refuses one another user owns (who could change it), saying whom it belongs to', async () => {
     const file = secret('theirs', 0o600, 65534);
-    await expect(readSecretFile(file, 'swarm key')).rejects.toThrow(`swarm key ${file} belongs to uid 65534, not to the user meshd runs as (uid 0)`);
+    await expect(readSecretFile(file, 'swarm key')).rejects.toThrow(`swarm key ${file} belongs to uid 65534, who could change it: meshd (uid 0) trusts only its own or root's`);
   });
 
   it('says which file it could not read', async () => {

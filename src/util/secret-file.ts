@@ -1,6 +1,6 @@
-// Files that hold a secret (the swarm key, the registry token, upstream credentials): refused when another user
-// owns them, or when every local user (or every member of their group) can read or change them: the secret would no
-// longer be one, and meshd would be trusting whoever can rewrite it.
+// Files that hold a secret (the swarm key, the registry token, upstream credentials): refused when a user other than
+// meshd's own or root owns them, or when every local user (or every member of their group) can read or change them:
+// the secret would no longer be one, and meshd would be trusting whoever can rewrite it.
 import { readFile, stat } from 'node:fs/promises';
 
 export async function readSecretFile(path: string, what: string): Promise<Buffer> {
@@ -13,10 +13,10 @@ export async function readSecretFile(path: string, what: string): Promise<Buffer
     throw cannotRead(err);
   }
   const me = process.geteuid!();
-  if (owner !== me) {
+  if (owner !== me && owner !== 0) {
     // Under the unit meshd is root without CAP_DAC_OVERRIDE: another user's 0600 file would be a bare EACCES.
-    throw new Error(`${what} ${path} belongs to uid ${owner}, not to the user meshd runs as (uid ${me}), who could not read it ` +
-      `under systemd and who would be trusting whoever owns it: \`chown ${me === 0 ? 'root' : me} ${path}\``);
+    throw new Error(`${what} ${path} belongs to uid ${owner}, who could change it: meshd (uid ${me}) trusts only its own `
+      + `or root's${me === 0 ? ', and under systemd cannot read another user\'s' : ''}: \`chown ${me === 0 ? 'root' : me} ${path}\``);
   }
   const octal = (mode & 0o777).toString(8).padStart(3, '0');
   if (mode & 0o006) {
