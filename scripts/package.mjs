@@ -74,8 +74,11 @@ function elfArch(file) {
     closeSync(fd);
   }
   if (header.readUInt32BE(0) !== 0x7f454c46) return undefined;
-  const machine = header[5] === 1 ? header.readUInt16LE(18) : header.readUInt16BE(18);
-  return { 0x3e: 'amd64', 0xb7: 'arm64', 0x28: 'armhf', 0x15: 'ppc64el', 0x16: 's390x' }[machine] ?? `ELF machine ${machine}`;
+  const [bits, little] = [header[4] === 2 ? 64 : 32, header[5] === 1];
+  const machine = little ? header.readUInt16LE(18) : header.readUInt16BE(18);
+  // Debian's name only where class and byte order are that architecture's (ppc64 big-endian, 31-bit s390 are others).
+  const debian = { 0x3e: ['amd64', 64, true], 0xb7: ['arm64', 64, true], 0x28: ['armhf', 32, true], 0x15: ['ppc64el', 64, true], 0x16: ['s390x', 64, false] }[machine];
+  return debian && debian[1] === bits && debian[2] === little ? debian[0] : `ELF machine ${machine}, ${bits}-bit ${little ? 'little' : 'big'}-endian`;
 }
 
 /** Refuses a node that needs a library beyond the Depends line's (it would not start on a host without it). */

@@ -28,9 +28,20 @@ test('a member is reported once per connection, not again at each identify-push 
   await sleep(2_500); // identify-push waits a second for more changes
   expect(reported, 'reported again at an identify-push').toHaveLength(1);
 
+  // Watched from now on by a second membership: the member, connected and identified already, reported once.
+  const later: string[] = [];
+  libp2pMembership(self.libp2p, { id: self.libp2p.peerId.toString() } as unknown as Router, pino({ level: 'silent' }), false)
+    .onMember((id) => later.push(id));
+  for (let i = 0; i < 100 && later.length === 0; i++) await sleep(20);
+  await member.libp2p.handle('/layermesh/test-later/1.0.0', (stream) => stream.abort(new Error('unused')));
+  await sleep(2_500);
+  expect(later).toEqual([member.libp2p.peerId.toString()]);
+
   // A new connection is a new chance to have missed pushes: reported again.
   await self.libp2p.hangUp(member.libp2p.peerId);
   await self.libp2p.dial(member.libp2p.getMultiaddrs()[0]);
   for (let i = 0; i < 100 && reported.length < 2; i++) await sleep(20);
   expect(reported).toHaveLength(2);
+  for (let i = 0; i < 100 && later.length < 2; i++) await sleep(20);
+  expect(later).toHaveLength(2);
 });

@@ -77,9 +77,16 @@ export function libp2pMembership(libp2p: MeshLibp2p, router: Router, log: Logger
         reported.add(detail.connection);
         handler(detail.peerId.toString());
       });
-      // Connected already: reported now, and once more at their next identify, whose protocols may only then
-      // include the inventory (a member still starting).
-      for (const peer of libp2p.getPeers()) handler(peer.toString());
+      // Connected already: reported now if they serve inventories; the others (a member still starting) are
+      // reported by the identify that first lists it.
+      for (const peer of libp2p.getPeers()) {
+        libp2p.peerStore.get(peer).then((known) => {
+          const fresh = libp2p.getConnections(peer).filter((connection) => !reported.has(connection));
+          if (!known.protocols.includes(INVENTORY_PROTOCOL) || fresh.length === 0) return;
+          for (const connection of fresh) reported.add(connection);
+          handler(peer.toString());
+        }, (err: unknown) => log.debug({ peer: peer.toString(), err: (err as Error).message }, 'a connected peer is not in the peer store; its identify reports it'));
+      }
     },
     serveInventory: (own) => serveJson(libp2p, INVENTORY_PROTOCOL, own),
   };

@@ -20,11 +20,13 @@ describe('meshd configuration', () => {
     const open = { p2pListen: ['/ip4/0.0.0.0/tcp/4001'], peerAddr: '0.0.0.0:5001' };
     expect(parseConfig([])).toMatchObject({ p2pListen: ['/ip4/127.0.0.1/tcp/4001'], peerAddr: '127.0.0.1:5001' });
     expect(parseConfig(['--swarm-key', '/etc/layermesh/swarm.key'])).toMatchObject(open);
-    // One named opens both: half a node (libp2p open, its data plane not) would be announced and never served.
-    expect(parseConfig(['--p2p-listen', '/ip4/0.0.0.0/tcp/4001'])).toMatchObject(open);
+    expect(parseConfig(['--p2p-listen', '/ip4/0.0.0.0/tcp/4001', '--peer-addr', '0.0.0.0:5001'])).toMatchObject(open);
+    // One named alone: the other would be open to anyone, or on loopback while its peer is not (announced, never served).
+    expect(() => parseConfig(['--p2p-listen', '/ip4/127.0.0.1/tcp/4002'])).toThrow('without --swarm-key, name both --p2p-listen and --peer-addr, or neither');
     const file = join(dir, 'open.yaml');
     writeFileSync(file, 'peer-addr: 0.0.0.0:5001\n');
-    expect(parseConfig(['--config', file])).toMatchObject(open);
+    expect(() => parseConfig(['--config', file])).toThrow(/name both/);
+    expect(parseConfig(['--config', file, '--swarm-key', 'k'])).toMatchObject(open);
     // Joining a mesh that would stay on loopback: said, not done half.
     expect(() => parseConfig(['--bootstrap', '/ip4/10.0.0.1/tcp/4001'])).toThrow(/--bootstrap and --mdns join a mesh, which without --swarm-key stays on loopback/);
     expect(() => parseConfig(['--mdns'])).toThrow(/without --swarm-key stays on loopback/);
@@ -32,10 +34,10 @@ describe('meshd configuration', () => {
   });
 
   it('checks the listeners\' and peers\' addresses as a configuration error', () => {
-    expect(() => parseConfig(['--peer-addr', '5001'])).toThrow('--peer-addr: expected HOST:PORT, got "5001"');
+    expect(() => parseConfig(['--swarm-key', 'k', '--peer-addr', '5001'])).toThrow('--peer-addr: expected HOST:PORT, got "5001"');
     expect(() => parseConfig(['--registry-addr', '127.0.0.1:70000'])).toThrow('--registry-addr: expected HOST:PORT');
     expect(() => parseConfig(['--swarm-key', 'k', '--bootstrap', '10.0.0.1:4001'])).toThrow(/--bootstrap: "10\.0\.0\.1:4001" is not a multiaddr/);
-    expect(() => parseConfig(['--p2p-listen', '/ip4/0.0.0.0/tcp/x'])).toThrow(/--p2p-listen: .* is not a multiaddr/);
+    expect(() => parseConfig(['--swarm-key', 'k', '--p2p-listen', '/ip4/0.0.0.0/tcp/x'])).toThrow(/--p2p-listen: .* is not a multiaddr/);
   });
 
   it('takes disk watermarks as a pair of sizes or of percentages', () => {
@@ -60,7 +62,7 @@ describe('meshd configuration', () => {
   it('takes repeatable options from flags, comma lists and YAML lists', () => {
     expect(parseConfig(['--swarm-key', 'k', '--bootstrap', '/ip4/10.0.0.1/tcp/4001', '--bootstrap', '/ip4/10.0.0.2/tcp/4001,/ip4/10.0.0.3/tcp/4001']).bootstrap)
       .toEqual(['/ip4/10.0.0.1/tcp/4001', '/ip4/10.0.0.2/tcp/4001', '/ip4/10.0.0.3/tcp/4001']);
-    expect(parseConfig(['--p2p-listen', '/ip4/127.0.0.1/tcp/0']).p2pListen).toEqual(['/ip4/127.0.0.1/tcp/0']);
+    expect(parseConfig(['--swarm-key', 'k', '--p2p-listen', '/ip4/127.0.0.1/tcp/0']).p2pListen).toEqual(['/ip4/127.0.0.1/tcp/0']);
     expect(parseConfig(['--swarm-key', 'k']).p2pListen).toEqual(['/ip4/0.0.0.0/tcp/4001']);
     const file = join(dir, 'lists.yaml');
     writeFileSync(file, 'swarm-key: k\nbootstrap:\n  - /ip4/10.0.0.9/tcp/4001\nlabel: [zone=eu, tier=edge]\nmdns: true\n');

@@ -70,7 +70,7 @@ export interface Config {
 export class ConfigError extends Error {}
 
 /**
- * The mesh's listeners: on every interface with a swarm key; without one, both on loopback unless one is named
+ * The mesh's listeners: on every interface with a swarm key; without one, both on loopback unless both are named
  * (flag, environment or file), so that an open mesh is never had by accident.
  */
 const MESH_LISTEN = { p2p: '/ip4/0.0.0.0/tcp/4001', peer: '0.0.0.0:5001' };
@@ -118,7 +118,7 @@ export function configCommand(): Command {
     .addOption(listOption('--p2p-listen <multiaddr>', `libp2p listen address (without --swarm-key: ${MESH_LISTEN_ALONE.p2p})`, [MESH_LISTEN.p2p]))
     .addOption(listOption('--bootstrap <multiaddr>', 'a peer to join through, e.g. /ip4/10.0.0.1/tcp/4001/p2p/12D3Koo...'))
     .addOption(option('--mdns', 'discover peers on the LAN with mDNS'))
-    .addOption(option('--swarm-key <file>', 'the fleet\'s shared key (meshctl swarm-key generate); without it the mesh stays on loopback, or is open to anyone where its listeners are named'))
+    .addOption(option('--swarm-key <file>', 'the fleet\'s shared key (meshctl swarm-key generate); without it the mesh stays on loopback, or is open to anyone where both its listeners are named'))
     .addOption(option('--record-ttl <duration>', 'lifetime of announcements; a node that dies disappears from who-has within it', '30m'))
     .addOption(option('--peer-addr <host:port>', `peer data plane: serves what this host holds to members of the mesh (without --swarm-key: ${MESH_LISTEN_ALONE.peer})`, MESH_LISTEN.peer))
     .addOption(option('--peer-plaintext', 'serve and ask the peer data plane in plain HTTP, unencrypted (only where the network is trusted; every member must use it)'))
@@ -211,7 +211,12 @@ function readConfig(argv: string[]): Config {
   const file = cmd.opts().config as string | undefined;
   if (file) applyFile(cmd, file);
   const o = cmd.opts();
-  const alone = !o.swarmKey && ['p2pListen', 'peerAddr'].every((listener) => cmd.getOptionValueSource(listener) === 'default');
+  const named = ['p2pListen', 'peerAddr'].filter((listener) => cmd.getOptionValueSource(listener) !== 'default');
+  const alone = !o.swarmKey && named.length === 0;
+  if (!o.swarmKey && named.length === 1) {
+    // The other left to a default would be either open to anyone or on loopback while its peer is not: both wrong.
+    throw new Error('without --swarm-key, name both --p2p-listen and --peer-addr, or neither (the mesh then stays on loopback)');
+  }
   if (alone && (o.bootstrap.length > 0 || o.mdns === true)) {
     throw new Error('--bootstrap and --mdns join a mesh, which without --swarm-key stays on loopback: give every node the same '
       + '--swarm-key (meshctl swarm-key generate), or name --p2p-listen and --peer-addr to run a mesh open to anyone');

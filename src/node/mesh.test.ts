@@ -18,7 +18,7 @@ class Unlistable extends MemoryStore {
 
 it('stops libp2p again when the store cannot be listed: its port is let go, and the daemon can exit', async () => {
   const port = await freePort();
-  const config = parseConfig(['--p2p-listen', `/ip4/127.0.0.1/tcp/${port}`, '--node-name', 'unlistable']);
+  const config = parseConfig(['--p2p-listen', `/ip4/127.0.0.1/tcp/${port}`, '--peer-addr', '127.0.0.1:0', '--node-name', 'unlistable']);
   await expect(joinMesh(config, new Unlistable(), pino({ level: 'silent' }), { privateKey: await generateKeyPair('Ed25519'), dataPlanePort: 1 }))
     .rejects.toThrow('containerd did not answer the listing');
   const refused = await new Promise<boolean>((resolve) => {

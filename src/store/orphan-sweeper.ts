@@ -97,16 +97,18 @@ export class OrphanSweeper {
     if (freed > 0) this.log.info({ blobs: freed, bytes }, 'freed the blobs that only deleted images referenced');
   }
 
-  /** Never fails: the blobs are freed all the same unless meshd restarts first (a full disk is a likely cause). */
+  /**
+   * Never fails: the blobs are freed all the same unless meshd restarts first (a full disk is a likely cause). Also
+   * after close: a delete that ends then is freed at the next start.
+   */
   #save(): Promise<void> {
-    if (this.#closed) return this.#saving; // what is left is taken up at the next start
     this.#saving = this.#saving
       .then(() => writeAtomically(this.file, JSON.stringify(Object.fromEntries(this.#candidates))))
       .catch((err: unknown) => this.log.warn({ err, file: this.file }, 'cannot save the list of blobs to free: a restart before their sweep keeps them'));
     return this.#saving;
   }
 
-  /** Stops sweeping and saving, once the save under way is written. */
+  /** Stops sweeping, once the save under way is written. */
   async close(): Promise<void> {
     this.#closed = true;
     clearTimeout(this.#timer);
