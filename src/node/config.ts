@@ -69,6 +69,11 @@ export interface Config {
 /** A configuration meshd cannot use: starting again will not mend it, so meshd exits with its own status (main.ts). */
 export class ConfigError extends Error {}
 
+/** `err` as a ConfigError; its message says it all (a cause would only repeat it in the log). */
+export function asConfigError(err: unknown): ConfigError {
+  return err instanceof ConfigError ? err : new ConfigError((err as Error).message);
+}
+
 /**
  * The mesh's listeners: on every interface with a swarm key; without one, both on loopback unless both are named
  * (flag, environment or file), so that an open mesh is never had by accident.
@@ -200,7 +205,7 @@ export function parseConfig(argv: string[]): Config {
   try {
     return readConfig(argv);
   } catch (err) {
-    throw err instanceof ConfigError ? err : new ConfigError((err as Error).message); // the message says it all; a cause would repeat it in the log
+    throw asConfigError(err);
   }
 }
 

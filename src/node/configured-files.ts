@@ -6,7 +6,7 @@ import type { Credentials } from '../mirror/upstream-auth.js';
 import { readDockerConfig } from '../mirror/upstream-auth.js';
 import { readSwarmKey } from '../dht/swarm-key.js';
 import { readSecretFile } from '../util/secret-file.js';
-import { ConfigError, type Config } from './config.js';
+import { asConfigError, type Config } from './config.js';
 import { splitHostPort } from './config-values.js';
 
 export interface ConfiguredFiles {
@@ -23,7 +23,7 @@ export async function readConfiguredFiles(config: Config): Promise<ConfiguredFil
       upstreamCredentials: config.upstream && config.upstreamAuthFile ? await readDockerConfig(config.upstreamAuthFile) : undefined,
     };
   } catch (err) {
-    throw new ConfigError((err as Error).message); // the message says it all; a cause would repeat it in the log
+    throw asConfigError(err);
   }
 }
 

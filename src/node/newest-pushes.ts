@@ -4,11 +4,10 @@
 // records' labels; all names known, bounded, from a file in the data dir (persist()), so that what this
 // node removed or evicted is not taken for a push it missed (catch-up.ts). The file also says which pushes
 // this node was still to copy (a push's `copy`), so that a copy a restart cut off is made after it.
-import { readFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import type { Store } from '../store/store.js';
 import { comparePushes, isTagPush, nextClock, pushOf, type TagPush } from '../oci/tag-push.js';
-import { writeAtomically } from '../util/atomic-file.js';
+import { readSaved, writeAtomically } from '../util/atomic-file.js';
 
 export interface KnownPush extends TagPush {
   /** Root manifest or index digest of the push. */
@@ -41,13 +40,9 @@ export class NewestPushes {
 
   /** Reads what `file` kept (absent: nothing yet), and writes every change there from now on. */
   async persist(file: string, log: Logger): Promise<void> {
-    try {
-      const saved: unknown = JSON.parse(await readFile(file, 'utf8'));
-      for (const push of Array.isArray(saved) ? saved : []) {
-        if (isSavedPush(push) && this.observe(push.name, push) && push.copy) this.willCopy(push.name, push, push.copy.replicate);
-      }
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') log.warn({ file, err: (err as Error).message }, 'known pushes unreadable; starting afresh');
+    const saved = await readSaved(file, log, 'known pushes');
+    for (const push of Array.isArray(saved) ? saved : []) {
+      if (isSavedPush(push) && this.observe(push.name, push) && push.copy) this.willCopy(push.name, push, push.copy.replicate);
     }
     this.#persisted = { file, log };
   }

@@ -2,9 +2,8 @@
 // recently used first. Kept in memory, written to the data dir a few seconds after it changed, so that
 // a restart does not make everything look equally old. Nothing is scheduled while nothing changes: an idle
 // daemon is not woken for it.
-import { readFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
-import { writeAtomically } from '../util/atomic-file.js';
+import { readSaved, writeAtomically } from '../util/atomic-file.js';
 import type { ImageStore, Store } from '../store/store.js';
 
 const SAVE_AFTER_MS = 5_000;
@@ -20,12 +19,9 @@ export class UseLog {
   /** Reads the file (absent: nothing used yet) and saves changes from now on. */
   static async open(file: string, log: Logger): Promise<UseLog> {
     const uses = new UseLog(file, log);
-    try {
-      for (const [key, time] of Object.entries(JSON.parse(await readFile(file, 'utf8')) as Record<string, number>)) {
-        if (typeof time === 'number') uses.#last.set(key, time);
-      }
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') log.warn({ file, err: (err as Error).message }, 'last-use file unreadable; starting afresh');
+    const saved = await readSaved(file, log, 'last-use times');
+    for (const [key, time] of Object.entries(typeof saved === 'object' && saved !== null ? saved : {})) {
+      if (typeof time === 'number') uses.#last.set(key, time);
     }
     return uses;
   }

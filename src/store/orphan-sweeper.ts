@@ -6,9 +6,8 @@
 // other layers, its manifest naming the candidate still to come; the sweep waits until uploads have been quiet
 // for the delay, an hour past due at most (a store that never stops taking pushes must still free its space).
 // The candidates are kept in a file, so that a restart meanwhile does not leave their blobs for ever.
-import { readFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
-import { writeAtomically } from '../util/atomic-file.js';
+import { readSaved, writeAtomically } from '../util/atomic-file.js';
 import { isDigest } from '../oci/digest.js';
 import { reachable } from '../oci/references.js';
 import type { Store } from './store.js';
@@ -40,15 +39,10 @@ export class OrphanSweeper {
 
   /** Takes up the candidates an earlier run left (it stopped before their sweep). */
   async restore(): Promise<void> {
-    const unreadable = 'the blobs of images deleted before this start cannot be freed: their list is unreadable';
-    let saved: unknown;
-    try {
-      saved = JSON.parse(await readFile(this.file, 'utf8'));
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.log.warn({ err, file: this.file }, unreadable);
-      return;
-    }
-    if (typeof saved !== 'object' || saved === null || Array.isArray(saved)) return void this.log.warn({ file: this.file }, unreadable);
+    const what = 'the list of blobs of deleted images to free';
+    const saved = await readSaved(this.file, this.log, what);
+    if (saved === undefined) return;
+    if (typeof saved !== 'object' || saved === null || Array.isArray(saved)) return void this.log.warn({ file: this.file }, `${what}: not a list, starting afresh`);
     const entries = Object.entries(saved);
     const valid = entries.filter(([digest, when]) => isDigest(digest) && isWhen(when)) as [string, When][];
     if (valid.length < entries.length) this.log.warn({ file: this.file, skipped: entries.length - valid.length }, 'entries of the list of blobs to free that name none: skipped');

@@ -1,8 +1,9 @@
 // Replacing a file so that readers, and the file after a crash, see the old or the new content whole, never a
 // torn or empty one.
 import { randomUUID } from 'node:crypto';
-import { chmod, link, open, rename, rm, stat } from 'node:fs/promises';
+import { chmod, link, open, readFile, rename, rm, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import type { Logger } from 'pino';
 
 export interface AtomicWrite {
   /** Mode of a new file (default 0644); a file replaced keeps its own (a private config stays private). */
@@ -38,5 +39,18 @@ export async function fsyncDir(dir: string): Promise<void> {
     await handle.sync();
   } finally {
     await handle.close();
+  }
+}
+
+/**
+ * The JSON a state file holds (one meshd writes with writeAtomically): undefined when it is absent, or unreadable,
+ * which is told: `what` then starts afresh.
+ */
+export async function readSaved(file: string, log: Logger, what: string): Promise<unknown> {
+  try {
+    return JSON.parse(await readFile(file, 'utf8'));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') log.warn({ file, err: (err as Error).message }, `${what}: unreadable, starting afresh`);
+    return undefined;
   }
 }
