@@ -1,12 +1,14 @@
 // meshd started with a configuration it cannot use: a clear line naming what to fix, and an exit status of its own,
 // which the shipped unit does not restart for (a restart would fail the same way). What may mend itself (a port
 // another process holds for now) exits 1, which the unit restarts.
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { repoRoot } from './fleet/layout.js';
-import { spawnMeshd } from './helpers/meshd.js';
+import { loopbackListeners, spawnMeshd } from './helpers/meshd.js';
+import { listenOnLoopback } from './helpers/ports.js';
 
 /** The exit status for which the shipped unit does not restart meshd. */
 function noRestartStatus(): number {
@@ -32,10 +34,9 @@ describe('meshd with a configuration it cannot use', () => {
   });
 
   it('exits with the status the unit does not restart for when a file the configuration names is unusable', async () => {
-    const dir = `/tmp/meshd-config-${process.pid}`;
+    const dir = mkdtempSync(join(tmpdir(), 'meshd-config-'));
     const key = join(dir, 'swarm.key');
     try {
-      mkdirSync(dir);
       writeFileSync(key, 'not a key\n', { mode: 0o600 });
       const meshd = spawnMeshd(['--store', 'fs', '--data-dir', dir, '--swarm-key', key]);
       await expect(meshd.ready).rejects.toThrow(/swarm key .*not a swarm key/);
@@ -53,12 +54,10 @@ describe('meshd with a configuration it cannot use', () => {
 
   it('says the registry\'s address is taken before it goes on the network, not after joining the mesh', async () => {
     const holder = createServer();
-    await new Promise<void>((r) => holder.listen(0, '127.0.0.1', r));
-    const taken = `127.0.0.1:${(holder.address() as { port: number }).port}`;
-    const dataDir = `/tmp/meshd-taken-${process.pid}`;
+    const taken = (await listenOnLoopback(holder)).replace('http://', '');
+    const dataDir = mkdtempSync(join(tmpdir(), 'meshd-taken-'));
     try {
-      const meshd = spawnMeshd(['--store', 'fs', '--data-dir', dataDir, '--registry-addr', taken,
-        '--peer-addr', '127.0.0.1:0', '--p2p-listen', '/ip4/127.0.0.1/tcp/0']);
+      const meshd = spawnMeshd(['--store', 'fs', '--data-dir', dataDir, '--registry-addr', taken, ...loopbackListeners((flag) => flag !== '--registry-addr')]);
       await expect(meshd.ready).rejects.toThrow(new RegExp(`registry cannot listen on ${taken}: .*EADDRINUSE`));
       expect(await meshd.exited, 'a port held for now is worth a restart').toBe(1);
       expect(noRestartStatus()).not.toBe(1);

@@ -15,7 +15,7 @@ import { outcomeOf, run, skopeo, type Outcome } from './helpers/run.js';
 import { ensureOpenSsh, startSshd, waitForSsh, writeSshdConfig, type Sshd } from './helpers/sshd.js';
 import { waitFor } from './helpers/wait.js';
 import { Fleet } from './fleet/index.js';
-import { isAlive } from './helpers/procfs.js';
+import { isAlive, pidsWhere } from './helpers/procfs.js';
 import { makeLocalUsers, type LocalUsers } from './helpers/local-users.js';
 import { startAll } from './helpers/start-all.js';
 
@@ -172,17 +172,18 @@ describe('pussh to one host', () => {
     const proc = spawn(process.execPath, [PUSSH, ...local(), '-o', `ProxyCommand=${proxy}`, '-o', `SetEnv=PUSSH_TEST=${mark}`, 'app:1', 'root@192.0.2.1'],
       { env: { ...process.env, TMPDIR: tmp } });
     const exited = once(proc, 'exit');
-    const sshRuns = async () => (await outcomeOf('pgrep', ['-f', `^ssh .*SetEnv=PUSSH_TEST=${mark}`])).code === 0; // not pussh's own
+    // ssh's, not pussh's own, which carries the mark too.
+    const sshPids = () => pidsWhere((argv) => argv[0] === 'ssh' && argv.includes(`SetEnv=PUSSH_TEST=${mark}`));
     try {
-      await waitFor('ssh to be connecting', () => sshRuns(), { timeoutMs: 20_000 });
+      await waitFor('ssh to be connecting', async () => (await sshPids()).length > 0, { timeoutMs: 20_000 });
       proc.kill(signal);
       expect((await exited)[0]).toBe(status);
-      await waitFor('ssh to be gone', async () => !(await sshRuns()), { timeoutMs: 10_000 });
+      await waitFor('ssh to be gone', async () => (await sshPids()).length === 0, { timeoutMs: 10_000 });
       expect(readdirSync(tmp)).toEqual([]);
     } finally {
       proc.kill('SIGKILL');
-      await outcomeOf('pkill', ['-f', `^ssh .*SetEnv=PUSSH_TEST=${mark}`]);
-      await outcomeOf('pkill', ['-f', proxy]);
+      const left = [...await sshPids(), ...await pidsWhere((argv) => argv.join(' ').includes(proxy))];
+      for (const pid of left) process.kill(pid, 'SIGKILL');
     }
   });
 

@@ -76,7 +76,6 @@ describe('SIGTERM with a member reading slowly from the peer data plane', () => 
     const blob = Buffer.alloc(32 << 20, 7);
     const digest = digestOf(blob);
     expect((await fetch(`${meshd.url}/v2/app/blobs/uploads/?digest=${digest}`, { method: 'POST', body: blob })).status).toBe(201);
-    // A member that asked for the blob and stopped reading it (a slow or stuck link).
     const member = stuckMember(meshd, digest);
     try {
       await new Promise((r) => setTimeout(r, 500));

@@ -5,12 +5,12 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpServer, type IncomingMessage, type RequestListener, type Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { digestOf } from '../src/oci/digest.js';
 import { startMeshd, type Meshd } from './helpers/meshd.js';
+import { listenOnLoopback } from './helpers/ports.js';
 import { loopbackCert } from './helpers/tls-cert.js';
 import { waitFor } from './helpers/wait.js';
 
@@ -26,10 +26,9 @@ describe('pull-through from an https registry that redirects or misbehaves', () 
   const storage: { url: string; authorization?: string }[] = [];
   let d: Meshd;
 
-  const listen = async (server: Server, scheme: string): Promise<string> => {
+  const listen = (server: Server, scheme: string): Promise<string> => {
     servers.push(server);
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    return `${scheme}://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    return listenOnLoopback(server, scheme);
   };
 
   beforeAll(async () => {

@@ -5,7 +5,6 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, request, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
@@ -14,17 +13,12 @@ import { ensurePackages } from './helpers/apt.js';
 import { ctr, removeNamespace } from './helpers/containerd.js';
 import { startMeshd, type Meshd } from './helpers/meshd.js';
 import { buildImage, type BuiltImage } from './helpers/oci-image.js';
-import { freePort } from './helpers/ports.js';
+import { freePort, listenOnLoopback } from './helpers/ports.js';
 import { skopeo } from './helpers/run.js';
 import { waitFor } from './helpers/wait.js';
 
 const MiB = 1 << 20;
 const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
-
-async function listen(server: Server): Promise<string> {
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-}
 
 describe('pull-through from the upstream registry (--upstream)', () => {
   const socket = inject('containerdSocket');
@@ -124,7 +118,7 @@ describe('pull-through from the upstream registry (--upstream)', () => {
       res.writeHead(404, { 'content-type': 'application/json' }).end('{"errors":[{"code":"BLOB_UNKNOWN"}]}');
     });
     servers.push(liar);
-    const d = await meshd(['--store', 'fs', '--upstream', '--upstream-endpoint', `docker.io=${await listen(liar)}`]);
+    const d = await meshd(['--store', 'fs', '--upstream', '--upstream-endpoint', `docker.io=${await listenOnLoopback(liar)}`]);
     const res = await fetch(`${d.url}/v2/library/app/blobs/${digest}?ns=docker.io`);
     let body: Buffer | undefined;
     try {
@@ -177,7 +171,7 @@ describe('pull-through from the upstream registry (--upstream)', () => {
         req.pipe(proxied);
       });
       servers.push(front);
-      frontUrl = await listen(front);
+      frontUrl = await listenOnLoopback(front);
     });
 
     const authFile = (name: string, pass: string) => {

@@ -1,5 +1,6 @@
 // What a fleet host holds and where it took it from, as its containerd and its meshd's log tell.
 import { readFileSync } from 'node:fs';
+import type { MeshImageRow } from '../../src/api/admin-types.js';
 import type { BuiltImage } from '../helpers/oci-image.js';
 import type { FleetHost } from './host.js';
 
@@ -17,4 +18,10 @@ export function fetchedFrom(host: FleetHost, digest: string): string[] | undefin
     return (JSON.parse(line) as { from: string[] }).from;
   }
   return undefined;
+}
+
+/** The hosts still fetching `name`, with their bytes, as `meshctl ls --mesh` on `host` tells. */
+export async function fetchingOf(host: FleetHost, name: string): Promise<MeshImageRow['fetching']> {
+  const rows = await host.meshctlJson<MeshImageRow[]>(['ls', '--mesh']);
+  return rows.find((r) => r.name === name)?.fetching ?? [];
 }

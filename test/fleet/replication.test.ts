@@ -11,8 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildImage, type BuiltImage } from '../helpers/oci-image.js';
 import { feedersOf, takerOrder } from '../../src/node/replication-plan.js';
 import { Fleet, REGISTRY_ADDR, waitFor, type FleetHost } from './index.js';
-import { fetchedFrom, holdsWhole } from './holdings.js';
-import type { MeshImageRow } from '../../src/api/admin-types.js';
+import { fetchedFrom, fetchingOf, holdsWhole } from './holdings.js';
 
 const MiB = 1 << 20;
 
@@ -48,8 +47,7 @@ describe('replication of a push through the fleet', () => {
     await h1.skopeo(['copy', `oci:${image.dir}:1`, `docker://${REGISTRY_ADDR}/app:1`, '--dest-tls-verify=false']);
 
     const seen = await waitFor('ls --mesh to show hosts still fetching the image', async () => {
-      const rows = JSON.parse((await h1.meshctl(['--json', 'ls', '--mesh'])).stdout) as { name: string; fetching: { name: string; bytes: number; total: number }[] }[];
-      const fetching = rows.find((r) => r.name === name)?.fetching ?? [];
+      const fetching = await fetchingOf(h1, name);
       return fetching.some((f) => f.bytes < f.total) ? fetching : undefined;
     }, { timeoutMs: 30_000, intervalMs: 100 });
     const total = image.layers.reduce((n, l) => n + l.size, 0) + image.blobs.find((b) => b.mediaType.includes('config'))!.size;
@@ -107,10 +105,8 @@ describe('replication of a push through the fleet', () => {
     try {
       for (const h of fleet.hosts) await h.shape({ rateMbit: 50 });
       await h1.skopeo(['copy', `oci:${image2.dir}:2`, `docker://${REGISTRY_ADDR}/app:2`, '--dest-tls-verify=false']);
-      await waitFor(`${fed.name} to be taking stripe 0 from ${first.name}`, async () => {
-        const rows = JSON.parse((await h1.meshctl(['--json', 'ls', '--mesh'])).stdout) as { name: string; fetching: { name: string; bytes: number }[] }[];
-        return rows.find((r) => r.name === name)?.fetching.some((f) => f.name === fed.name && f.bytes > 2 * MiB);
-      }, { timeoutMs: 30_000, intervalMs: 100 });
+      await waitFor(`${fed.name} to be taking stripe 0 from ${first.name}`, async () =>
+        (await fetchingOf(h1, name)).some((f) => f.name === fed.name && f.bytes > 2 * MiB), { timeoutMs: 30_000, intervalMs: 100 });
       await first.killMeshd();
       for (const h of rest) await waitFor(`${h.name} to hold the whole image`, () => holdsWhole(h, image2, name), { timeoutMs: 60_000 });
       // `fed` lost that stream in the middle of a layer and took the rest of the stripe from another holder.
@@ -133,10 +129,8 @@ describe('replication of a push through the fleet', () => {
       await waitFor('h1 to drop h4', async () => !(await h1.peers()).some((p) => p.id === h4.peerId));
       for (const h of fleet.hosts) await h.shape({ rateMbit: 16 });
       await h1.skopeo(['copy', `oci:${image4.dir}:joined`, `docker://${REGISTRY_ADDR}/app:joined`, '--dest-tls-verify=false']);
-      await waitFor('a host to be taking the push', async () => {
-        const rows = JSON.parse((await h1.meshctl(['--json', 'ls', '--mesh'])).stdout) as { name: string; fetching: { bytes: number }[] }[];
-        return rows.find((r) => r.name === name)?.fetching.some((f) => f.bytes > 2 * MiB);
-      }, { timeoutMs: 30_000, intervalMs: 100 });
+      await waitFor('a host to be taking the push', async () =>
+        (await fetchingOf(h1, name)).some((f) => f.bytes > 2 * MiB), { timeoutMs: 30_000, intervalMs: 100 });
       await h4.startMeshd();
       const spreading = await Promise.all(upFirst.map(async (h) => !(await holdsWhole(h, image4, name))));
       expect(spreading, 'h2, h3 and h5 still copying when h4 is up').toContain(true);
@@ -166,10 +160,8 @@ describe('replication of a push through the fleet', () => {
     try {
       await h2.shape({ rateMbit: 2 }); // 8 MiB take h2 about 35 s: still copying when it restarts
       await h1.skopeo(['copy', `oci:${image5.dir}:restarted`, `docker://${REGISTRY_ADDR}/app:restarted`, '--dest-tls-verify=false']);
-      await waitFor('h2 to be copying the push', async () => {
-        const rows = await h1.meshctlJson<MeshImageRow[]>(['ls', '--mesh']);
-        return rows.find((r) => r.name === name)?.fetching.some((f) => f.name === h2.name && f.bytes > 0);
-      }, { timeoutMs: 30_000, intervalMs: 100 });
+      await waitFor('h2 to be copying the push', async () =>
+        (await fetchingOf(h1, name)).some((f) => f.name === h2.name && f.bytes > 0), { timeoutMs: 30_000, intervalMs: 100 });
       expect(await holdsWhole(h2, image5, name)).toBe(false);
       await h2.restartMeshd();
       await h2.unshape();
