@@ -47,7 +47,8 @@ export async function serveBlob(
   };
   const info = await store.stat(digest);
   if (!info) return requestedIn && (await serveArriving(store, digest, req, reply, requestedIn, () => count('mesh'))) ? 'mesh' : false;
-  const range = blobHeaders(req, reply, digest, info.size);
+  const range = requestedRange(req, digest, info.size);
+  blobHeaders(reply, digest, info.size, range);
   if (req.method === 'HEAD') {
     reply.send();
     return 'local';
@@ -88,7 +89,7 @@ async function serveArriving(
     throw err;
   }
   if (req.method === 'GET' && !range) {
-    blobHeaders(req, reply, digest, whole.size, range);
+    blobHeaders(reply, digest, whole.size, range);
     count();
     reply.send(whole.stream);
     return true;
@@ -97,7 +98,7 @@ async function serveArriving(
   const held = await openIfPresent(store, digest, range ?? (whole.size > 0 ? { start: 0, end: 0 } : undefined), requestedIn);
   if (!held) return false;
   if (req.method === 'HEAD') held.stream.destroy();
-  blobHeaders(req, reply, digest, whole.size, range);
+  blobHeaders(reply, digest, whole.size, range);
   count();
   reply.send(req.method === 'HEAD' ? undefined : held.stream);
   return true;
@@ -116,16 +117,14 @@ async function openIfPresent(store: Store, digest: string, range: ByteRange | un
  * The range a request asks for: only a GET's (RFC 9110: a HEAD answers as the whole GET would), and only while an
  * If-Range names this blob's ETag (a validator of another representation, or a date, asks for the whole).
  */
-function requestedRange(req: FastifyRequest, digest: string, size: number): ByteRange | undefined {
+export function requestedRange(req: FastifyRequest, digest: string, size: number): ByteRange | undefined {
   const ifRange = req.headers['if-range'];
   if (req.method !== 'GET' || (ifRange !== undefined && ifRange !== `"${digest}"`)) return undefined;
   return parseRange(req.headers.range, size);
 }
 
-/** Sets the headers of a blob answer (206 and Content-Range for a range) and returns the range asked for (given: found already). */
-export function blobHeaders(
-  req: FastifyRequest, reply: FastifyReply, digest: string, size: number, range = requestedRange(req, digest, size),
-): ByteRange | undefined {
+/** Sets the headers of a blob answer: 206 and Content-Range for the range asked for (requestedRange). */
+export function blobHeaders(reply: FastifyReply, digest: string, size: number, range: ByteRange | undefined): void {
   reply
     .header('docker-content-digest', digest)
     .header('accept-ranges', 'bytes')
@@ -133,5 +132,4 @@ export function blobHeaders(
     .header('etag', `"${digest}"`);
   if (range) reply.code(206).header('content-range', `bytes ${range.start}-${range.end}/${size}`);
   reply.header('content-length', range ? range.end - range.start + 1 : size);
-  return range;
 }

@@ -10,7 +10,7 @@ import { StoreUnavailableError, type Store } from '../store/store.js';
 import { isDigest } from '../oci/digest.js';
 import { pushOf } from '../oci/tag-push.js';
 import { RangeNotSatisfiableError } from '../http/range.js';
-import { blobHeaders, countSent, serveBlob } from '../http/serve-blob.js';
+import { blobHeaders, countSent, requestedRange, serveBlob } from '../http/serve-blob.js';
 import { sendChunks } from '../http/send-file.js';
 import type { Bandwidth } from './bandwidth.js';
 import { LevelSends, levelled, type LevelSender } from './level-sends.js';
@@ -198,7 +198,8 @@ export function createPeerServer(opts: PeerServerOptions) {
       }
       if (await serveBlob(store, digest, req, reply, log, { pace })) return reply;
       if (spool?.size === undefined) return reply.code(404).send(notFound(digest));
-      const range = blobHeaders(req, reply, digest, spool.size);
+      const range = requestedRange(req, digest, spool.size);
+      blobHeaders(reply, digest, spool.size, range);
       if (req.method === 'HEAD') return reply.send();
       await sendChunks(reply, spool.lend(range?.start, range?.end, { forPeer: true }), log, pace);
       return reply;

@@ -26,9 +26,9 @@ export async function pullThrough(spool: Spool, upstream: UpstreamSource | undef
   const { digest } = spool;
   let opened: UpstreamBody | undefined;
   let requestedIn: RequestedIn | undefined;
+  // A peer transfer that broke part-way: the upstream sends the blob whole, from the start.
+  if (spool.received > 0 && requested().length > 0) await spool.restart();
   for (let i = 0; !opened && (requestedIn = requested()[i]); i++) {
-    // A peer transfer that broke part-way: the upstream sends the blob whole, from the start.
-    if (spool.received > 0) await spool.restart();
     try {
       opened = await upstream.open(requestedIn.repo, digest, requestedIn.manifest === true);
     } catch (err) {

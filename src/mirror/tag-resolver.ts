@@ -4,7 +4,7 @@
 import type { Logger } from 'pino';
 import { isDigest, type Descriptor } from '../oci/digest.js';
 import { MAX_MANIFEST_BYTES, readBounded } from '../oci/limits.js';
-import { isManifest, mediaTypeOf } from '../oci/manifest.js';
+import { mediaTypeOf } from '../oci/manifest.js';
 import { parseImageName } from '../oci/names.js';
 import { readSmallBlob } from '../oci/references.js';
 import type { RequestedIn } from '../store/store.js';
@@ -105,6 +105,6 @@ export class TagResolver {
     if (!target || target.size > MAX_MANIFEST_BYTES) return undefined;
     if (!(await this.deps.fetch(target.digest, { repo, manifest: true }))) return undefined;
     const body = await readSmallBlob(store, target.digest);
-    return body && isManifest(body) ? { mediaType: mediaTypeOf(body), digest: target.digest, size: body.length } : undefined;
+    return body && { mediaType: mediaTypeOf(body), digest: target.digest, size: body.length };
   }
 }

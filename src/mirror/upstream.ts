@@ -85,7 +85,7 @@ export class Upstream {
     const res = await this.#request(repo, `${manifest ? 'manifests' : 'blobs'}/${digest}`, 'GET', manifest ? { accept: ACCEPT } : {}, ctl);
     if (!res) throw new Error(`the upstream registry of ${repo} could not be reached`);
     if (!res.ok || !res.body) {
-      await res?.body?.cancel();
+      await res.body?.cancel();
       return undefined;
     }
     const length = Number(res.headers.get('content-length') ?? NaN);
@@ -153,8 +153,9 @@ export class Upstream {
       return header;
     }
     if (challenge.scheme !== 'bearer' || !challenge.params.realm) return undefined;
-    const realm = new URL(challenge.params.realm, this.endpoint(registry));
-    if (realm.protocol !== 'https:' && new URL(this.endpoint(registry)).protocol === 'https:') {
+    const endpoint = new URL(this.endpoint(registry));
+    const realm = new URL(challenge.params.realm, endpoint);
+    if (leavesHttps(endpoint, realm)) {
       // Credentials and tokens in plain text, to wherever the challenge points: not from an https registry.
       this.opts.log.warn({ registry, realm: realm.origin + realm.pathname }, 'the upstream registry named a token service that is not https: refused');
       return undefined;
@@ -198,7 +199,8 @@ export class Upstream {
   async #fetch(url: string, method: string, headers: Record<string, string>, ctl: AbortController): Promise<Response> {
     const timer = setTimeout(() => ctl.abort(new Error(`no answer within ${this.opts.timeoutMs} ms`)), this.opts.timeoutMs);
     try {
-      let at = new URL(url);
+      const from = new URL(url);
+      let at = from;
       for (let hops = 0; ; hops++) {
         const res = await fetch(at, { method, headers, signal: ctl.signal, redirect: 'manual' });
         const location = res.headers.get('location');
@@ -206,7 +208,7 @@ export class Upstream {
         await res.body?.cancel();
         const next = new URL(location, at);
         if (hops === MAX_REDIRECTS) throw new Error(`more than ${MAX_REDIRECTS} redirects`);
-        if (next.protocol !== 'https:' && !(next.protocol === 'http:' && new URL(url).protocol === 'http:')) {
+        if (leavesHttps(from, next) || !['http:', 'https:'].includes(next.protocol)) {
           throw new Error(`refused a redirect to ${next.protocol}//${next.host}: only https is followed from an https registry`);
         }
         if (next.origin !== at.origin) headers = withoutAuthorization(headers);
@@ -216,4 +218,9 @@ export class Upstream {
       clearTimeout(timer);
     }
   }
+}
+
+/** Whether going from `from` to `to` leaves https: credentials and answers in clear, never from an https registry. */
+function leavesHttps(from: URL, to: URL): boolean {
+  return from.protocol === 'https:' && to.protocol !== 'https:';
 }

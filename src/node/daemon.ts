@@ -56,12 +56,12 @@ export interface Daemon {
 
 type Server = { listen(o: { host: string; port: number }): Promise<string>; server: import('node:net').Server };
 
+const cannotListen = (what: string, addr: string, err: unknown) => new Error(`${what} cannot listen on ${addr}: ${(err as Error).message}`, { cause: err });
+
 /**
  * Listens and returns the bound host (bracketed when v6) and port (port 0 picks a free port). Past `maxConnections` open connections new
  * ones are refused, so that no client can use up the descriptors meshd needs for its store and its peers.
  */
-const cannotListen = (what: string, addr: string, err: unknown) => new Error(`${what} cannot listen on ${addr}: ${(err as Error).message}`, { cause: err });
-
 async function listen(app: Server, addr: string, what: string, maxConnections: number): Promise<{ host: string; port: number }> {
   const { host, port } = splitHostPort(addr);
   app.server.maxConnections = maxConnections;

@@ -95,13 +95,12 @@ export function children(m: ParsedManifest): Descriptor[] {
   return [...(m.config ? [m.config] : []), ...m.layers, ...m.manifests];
 }
 
-/** Whether the bytes are a manifest or index this registry serves. */
-export function isManifest(body: Buffer): boolean {
+/** The media type of the manifest or index the bytes are, or undefined when they are none this registry serves. */
+export function manifestMediaType(body: Buffer): string | undefined {
   try {
-    parseManifest(body);
-    return true;
+    return parseManifest(body).mediaType;
   } catch (err) {
-    if (err instanceof ManifestInvalidError) return false;
+    if (err instanceof ManifestInvalidError) return undefined;
     throw err;
   }
 }

@@ -1,7 +1,7 @@
 // GET/HEAD/PUT/DELETE /v2/<name>/manifests/<tag|digest>
 import { ORIGIN_LABEL, putBlob } from '../store/store.js';
 import { digestOf, isDigest, type Descriptor } from '../oci/digest.js';
-import { children, isManifest, ManifestInvalidError, mediaTypeOf, parseManifest, type ParsedManifest } from '../oci/manifest.js';
+import { children, ManifestInvalidError, manifestMediaType, parseManifest, type ParsedManifest } from '../oci/manifest.js';
 import { readBounded } from '../oci/limits.js';
 import { bodyOf, REPLICATE_HEADER, type PushOptions, type RouteContext } from './context.js';
 import { digestInvalid, manifestUnknown, RegistryError } from './errors.js';
@@ -16,13 +16,14 @@ async function resolve(ctx: RouteContext): Promise<{ target: Descriptor; body: B
   if (isDigest(ctx.ref)) {
     const body = await readSmallBlob(store, ctx.ref, limit, requestedIn);
     // A blob that is not a manifest (a layer, a config) is not served as one.
-    return body && isManifest(body) ? { target: { mediaType: mediaTypeOf(body), digest: ctx.ref, size: body.length }, body } : undefined;
+    const mediaType = body && manifestMediaType(body);
+    return mediaType ? { target: { mediaType, digest: ctx.ref, size: body!.length }, body: body! } : undefined;
   }
   if (!isTag(ctx.ref)) return undefined;
   const target = (await store.images.get(tagImageName(ctx.repo, ctx.ref)))?.target;
   const body = target && (await readSmallBlob(store, target.digest, limit, requestedIn));
   // An upstream's tag may name a blob that is not a manifest: not served as one either.
-  return body && isManifest(body) ? { target: target!, body } : undefined;
+  return body && manifestMediaType(body) ? { target: target!, body } : undefined;
 }
 
 export async function getManifest(ctx: RouteContext): Promise<unknown> {
@@ -140,7 +141,7 @@ export async function deleteManifest(ctx: RouteContext): Promise<unknown> {
   // No record names it (its tags are gone): a manifest still, not any blob, or DELETE would take a layer.
   if (named.length === 0) {
     const body = await readSmallBlob(store, ref);
-    if (!body || !isManifest(body)) throw manifestUnknown(ref);
+    if (!body || !manifestMediaType(body)) throw manifestUnknown(ref);
   }
   // Everything that can fail before anything changes: a delete is all or nothing.
   const keep = await reachable(store, records.filter((r) => !named.includes(r)));

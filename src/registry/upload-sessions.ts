@@ -200,10 +200,8 @@ export class UploadSessions {
   async sweep(now = Date.now()): Promise<void> {
     for (const [id, session] of this.#sessions) {
       if (session.busy || now - session.lastActive < this.limits.idleTimeoutMs) continue;
-      this.#remove(id);
-      uploadsEnded.inc({ outcome: 'expired' });
       this.log.info({ upload: id, repo: session.repo, bytes: session.upload.offset }, 'abandoned upload expired');
-      await session.upload.abort().catch((err) => this.log.warn({ err, upload: id }, 'aborting expired upload failed'));
+      await this.discard(id, 'expired');
     }
   }
 
@@ -213,8 +211,7 @@ export class UploadSessions {
     const sessions = [...this.#sessions.entries()];
     for (const [id] of sessions) this.#remove(id);
     uploadsEnded.inc({ outcome: 'aborted' }, sessions.length);
-    await Promise.all(sessions.map(([id, s]) =>
-      s.upload.abort().catch((err) => this.log.warn({ err, upload: id }, 'aborting upload at shutdown failed'))));
+    await Promise.all(sessions.map(([, s]) => s.upload.abort()));
   }
 }
 
