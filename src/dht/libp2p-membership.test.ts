@@ -45,3 +45,14 @@ test('a member is reported once per connection, not again at each identify-push 
   for (let i = 0; i < 100 && later.length < 2; i++) await sleep(20);
   expect(later).toHaveLength(2);
 });
+
+test('a member that gives no inventory is one warning a minute, however often it is surveyed', async () => {
+  const mute = await nodes.start(); // serves no inventory protocol
+  const self = await nodes.start();
+  const lines: { msg: string; suppressed?: number }[] = [];
+  const log = pino({ level: 'warn' }, { write: (line: string) => void lines.push(JSON.parse(line)) });
+  const membership = libp2pMembership(self.libp2p, { id: self.libp2p.peerId.toString() } as unknown as Router, log, false);
+  await self.libp2p.dial(mute.libp2p.getMultiaddrs()[0]);
+  for (let i = 0; i < 5; i++) expect((await membership.inventories()).size).toBe(0);
+  expect(lines.filter((l) => l.msg === 'peer did not give its inventory')).toHaveLength(1);
+});

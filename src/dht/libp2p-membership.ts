@@ -8,6 +8,7 @@ import type { MeshLibp2p } from './libp2p-node.js';
 import { dataPlaneUrl, holdersOf, type DataPlane, type Inventory, type Membership } from './membership.js';
 import type { Router } from './router.js';
 import { isTagPush } from '../oci/tag-push.js';
+import { LogRateLimiter } from '../util/log-rate-limiter.js';
 
 export const INVENTORY_PROTOCOL = '/layermesh/inventory/1.0.0';
 const INVENTORY_MAX_BYTES = 16 << 20;
@@ -39,13 +40,16 @@ export function libp2pMembership(libp2p: MeshLibp2p, router: Router, log: Logger
     return ip ? { id, url: dataPlaneUrl(ip, peer.info.dataPlanePort, plaintext), rttMs: peer.rttMs } : undefined;
   };
 
+  // A member that does not answer is asked again at every survey (a status page's every second): a line a minute.
+  const silent = new LogRateLimiter();
   const inventoryOf = async (peer: PeerId, signal: AbortSignal): Promise<Inventory | undefined> => {
     try {
       const inv = await askJson(libp2p, peer, INVENTORY_PROTOCOL, { signal, maxBytes: INVENTORY_MAX_BYTES });
       if (!isInventory(inv)) throw new Error('not an inventory');
       return inv;
     } catch (err) {
-      log.warn({ peer: peer.toString(), err: (err as Error).message }, 'peer did not give its inventory');
+      const admitted = silent.admit(peer.toString());
+      if (admitted) log.warn({ peer: peer.toString(), err: (err as Error).message, suppressed: admitted.suppressed + admitted.suppressedOthers }, 'peer did not give its inventory');
       return undefined;
     }
   };

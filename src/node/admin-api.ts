@@ -21,6 +21,28 @@ export interface AdminDeps {
   p2pAddrs: () => string[];
 }
 
+/**
+ * How long one survey of the members' inventories answers the admin API: a status page polls every second, and so
+ * can any local user in a loop; each survey asks every member for its whole inventory.
+ */
+const SURVEY_FRESH_MS = 1_000;
+
+/** membership.inventories(), one survey at a time, reused while it runs and for SURVEY_FRESH_MS after. */
+function sharedSurvey(membership: Pick<Membership, 'inventories'>): () => Promise<Map<string, Inventory>> {
+  let survey: Promise<Map<string, Inventory>> | undefined;
+  let doneAt = Number.NEGATIVE_INFINITY;
+  let running = false;
+  return () => {
+    if (survey && (running || performance.now() - doneAt < SURVEY_FRESH_MS)) return survey;
+    running = true;
+    survey = membership.inventories().finally(() => {
+      running = false;
+      doneAt = performance.now();
+    });
+    return survey;
+  };
+}
+
 /** Nearest first: this node, then peers by measured round-trip time, unmeasured last. */
 function nearestFirst(a: WhoHasEntry, b: WhoHasEntry): number {
   if (a.self !== b.self) return a.self ? -1 : 1;
@@ -29,6 +51,7 @@ function nearestFirst(a: WhoHasEntry, b: WhoHasEntry): number {
 
 export function registerAdminApi(app: FastifyInstance, deps: AdminDeps): void {
   const { router, membership } = deps;
+  const inventories = sharedSurvey(membership);
 
   app.get('/_mesh/v1/status', async (): Promise<NodeStatus> => ({
     id: router.id,
@@ -45,8 +68,8 @@ export function registerAdminApi(app: FastifyInstance, deps: AdminDeps): void {
   }));
 
   app.get('/_mesh/v1/peers', async (): Promise<PeerEntry[]> => {
-    const inventories = await membership.inventories();
-    return membership.peers().map((p) => ({ ...p, keys: inventories.get(p.id)?.keys, disk: inventories.get(p.id)?.disk }));
+    const known = await inventories();
+    return membership.peers().map((p) => ({ ...p, keys: known.get(p.id)?.keys, disk: known.get(p.id)?.disk }));
   });
 
   app.get('/_mesh/v1/who-has', async (req): Promise<WhoHasAnswer> => {
@@ -54,7 +77,7 @@ export function registerAdminApi(app: FastifyInstance, deps: AdminDeps): void {
     if (!key) throw new RegistryError(400, 'UNSUPPORTED', 'who-has needs ?key=sha256:<hex> or ?key=registry/repo:tag');
     const peers = new Map<string, PeerStatus>(membership.peers().map((p) => [p.id, p]));
     // For an image name, what each holder names it after: a push of one name to two nodes may leave them apart for a moment.
-    const images = isDigest(key) ? undefined : imagesNamed(key, deps);
+    const images = isDigest(key) ? undefined : imagesNamed(key, deps, inventories);
     images?.catch(() => undefined); // awaited after the lookup
     const found: WhoHasEntry[] = [];
     for await (const provider of router.findProviders(key, AbortSignal.timeout(5000))) {
@@ -93,14 +116,14 @@ export function registerAdminApi(app: FastifyInstance, deps: AdminDeps): void {
       for (const f of inv.fetching ?? []) row(f.image, f.digest).fetching.push({ id, name: inv.name, bytes: f.bytes, total: f.total });
     };
     add(router.id, own);
-    for (const [id, inv] of await membership.inventories()) add(id, inv);
+    for (const [id, inv] of await inventories()) add(id, inv);
     return markConflicts([...rows.values()]).sort((a, b) => a.name.localeCompare(b.name));
   });
 }
 
 /** Per node (by peer id), the digest it names `image` after and the push it follows. */
-async function imagesNamed(image: string, deps: AdminDeps): Promise<Map<string, Pick<WhoHasEntry, 'digest' | 'push'>>> {
-  const [own, others] = await Promise.all([deps.ownInventory(), deps.membership.inventories()]);
+async function imagesNamed(image: string, deps: AdminDeps, inventories: () => Promise<Map<string, Inventory>>): Promise<Map<string, Pick<WhoHasEntry, 'digest' | 'push'>>> {
+  const [own, others] = await Promise.all([deps.ownInventory(), inventories()]);
   const named = new Map<string, Pick<WhoHasEntry, 'digest' | 'push'>>();
   for (const [id, inv] of [[deps.router.id, own] as const, ...others]) {
     const entry = inv.images.find((i) => i.name === image);
