@@ -32,7 +32,8 @@ export async function pullThrough(spool: Spool, upstream: UpstreamSource | undef
     try {
       opened = await upstream.open(requestedIn.repo, digest, requestedIn.manifest === true);
     } catch (err) {
-      log.warn({ digest, repo: requestedIn.repo, err: (err as Error).message }, 'pulling through from the upstream registry failed');
+      // The upstream logged why (a line a minute per registry): a client can make this happen per request.
+      log.debug({ digest, repo: requestedIn.repo, err: (err as Error).message }, 'pulling through from the upstream registry failed');
       return false;
     }
   }

@@ -75,6 +75,14 @@ describe('the upstream client', () => {
     await expect(dead.open('docker.io/library/app', DIGEST, false)).rejects.toThrow(/could not be reached/);
   });
 
+  it('warns of an upstream that cannot be reached once a minute, not at each of the requests any local reader can make', async () => {
+    const lines: { msg: string; registry?: string }[] = [];
+    const log = pino({ level: 'warn' }, { write: (line: string) => void lines.push(JSON.parse(line)) });
+    const dead = new Upstream({ endpoints: { 'docker.io': 'http://127.0.0.1:9' }, timeoutMs: 2_000, log });
+    for (let i = 0; i < 20; i++) await expect(dead.open('docker.io/library/app', `sha256:${String(i).padStart(64, '0')}`, false)).rejects.toThrow();
+    expect(lines.map((l) => [l.msg, l.registry])).toEqual([['the upstream registry could not be reached', 'docker.io']]);
+  });
+
   it('refuses a token service answer over 64 KiB', async () => {
     tokenPadding = 100 << 10;
     expect(await upstream().resolveTag('docker.io/big/app', '1')).toBeUndefined();

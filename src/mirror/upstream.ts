@@ -7,6 +7,7 @@ import { MANIFEST_MEDIA_TYPES } from '../oci/manifest.js';
 import { untilStalled } from './until-stalled.js';
 import { basicHeader, credentialsFor, parseChallenge, type Challenge, type Credentials } from './upstream-auth.js';
 import { MAX_MANIFEST_BYTES, readBounded } from '../oci/limits.js';
+import { LogRateLimiter } from '../util/log-rate-limiter.js';
 
 export interface UpstreamOptions {
   /** Where a registry is really reached (`docker.io` → `http://10.0.0.5:5000`); others: `https://<registry>`. */
@@ -50,8 +51,16 @@ function split(repo: string): { registry: string; path: string } {
 export class Upstream {
   /** Authorization per registry and repository, with when it stops being good. */
   readonly #auth = new Map<string, { header: string; until: number }>();
+  /** Any local reader can make each of these happen per request (a registry of its choosing, a digest it lacks). */
+  readonly #warnings = new LogRateLimiter();
 
   constructor(private readonly opts: UpstreamOptions) {}
+
+  /** A warning about a registry, a line a minute for each registry and kind. */
+  #warn(registry: string, fields: Record<string, unknown>, msg: string): void {
+    const admitted = this.#warnings.admit(`${registry} ${msg}`);
+    if (admitted) this.opts.log.warn({ registry, ...fields, suppressed: admitted.suppressed + admitted.suppressedOthers }, msg);
+  }
 
   endpoint(registry: string): string {
     const configured = this.opts.endpoints?.[registry];
@@ -71,7 +80,7 @@ export class Upstream {
     const got = await this.#request(repo, `manifests/${tag}`, 'GET', { accept: ACCEPT }, ctl);
     if (!got?.ok) return void (await got?.body?.cancel());
     const body = await this.#read(got, MAX_MANIFEST_BYTES, ctl).catch((err: Error) => {
-      this.opts.log.warn({ repo, tag, err: err.message }, 'the upstream registry sent no usable manifest for the tag');
+      this.#warn(split(repo).registry, { repo, tag, err: err.message }, 'the upstream registry sent no usable manifest for the tag');
       return undefined;
     });
     if (body === undefined) return undefined;
@@ -130,11 +139,11 @@ export class Upstream {
         if (res.status !== 401) return res;
         await res.body?.cancel();
       }
-      this.opts.log.warn({ registry, scope: challenge?.params.scope ?? `repository:${path}:pull`, url, credentials: credentialsFor(this.#credentials, registry) !== undefined },
+      this.#warn(registry, { scope: challenge?.params.scope ?? `repository:${path}:pull`, url, credentials: credentialsFor(this.#credentials, registry) !== undefined },
         'the upstream registry refused access (check --upstream-auth)');
       return res;
     } catch (err) {
-      this.opts.log.warn({ registry, url, err: (err as Error).message }, 'the upstream registry could not be reached');
+      this.#warn(registry, { url, err: (err as Error).message }, 'the upstream registry could not be reached');
       return undefined;
     }
   }
@@ -157,7 +166,7 @@ export class Upstream {
     const realm = new URL(challenge.params.realm, endpoint);
     if (leavesHttps(endpoint, realm)) {
       // Credentials and tokens in plain text, to wherever the challenge points: not from an https registry.
-      this.opts.log.warn({ registry, realm: realm.origin + realm.pathname }, 'the upstream registry named a token service that is not https: refused');
+      this.#warn(registry, { realm: realm.origin + realm.pathname }, 'the upstream registry named a token service that is not https: refused');
       return undefined;
     }
     if (challenge.params.service) realm.searchParams.set('service', challenge.params.service);
@@ -167,14 +176,14 @@ export class Upstream {
     const res = await this.#fetch(realm.toString(), 'GET', creds ? { authorization: basicHeader(creds) } : {}, ctl);
     if (!res.ok) {
       await res.body?.cancel();
-      this.opts.log.warn({ registry, realm: realm.origin + realm.pathname, scope: challenge.params.scope, status: res.status }, 'the upstream token service refused a token');
+      this.#warn(registry, { realm: realm.origin + realm.pathname, scope: challenge.params.scope, status: res.status }, 'the upstream token service refused a token');
       return undefined;
     }
     let answer: { token?: unknown; access_token?: unknown; expires_in?: number };
     try {
       answer = JSON.parse((await this.#read(res, MAX_TOKEN_ANSWER_BYTES, ctl)).toString('utf8'));
     } catch (err) {
-      this.opts.log.warn({ registry, realm: realm.origin + realm.pathname, err: (err as Error).message }, 'the upstream token service gave no usable answer');
+      this.#warn(registry, { realm: realm.origin + realm.pathname, err: (err as Error).message }, 'the upstream token service gave no usable answer');
       return undefined;
     }
     const token = answer.token ?? answer.access_token;
