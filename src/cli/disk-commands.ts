@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import type { DiskUsage, EvictionReport } from '../api/admin-types.js';
 import type { AdminClient } from './admin-client.js';
 import type { Print } from './mirror-config/command.js';
-import { table } from './table.js';
+import { printable, table } from './table.js';
 
 /** 1536 → 1.5KiB. */
 export function bytes(n: number): string {
@@ -33,7 +33,7 @@ function formatUsage(u: DiskUsage): string {
 }
 
 function formatReport(r: EvictionReport): string {
-  const lines = r.evicted.map((e) => `removed ${e.image} (${bytes(e.bytes)}): ${e.reason}`);
+  const lines = r.evicted.map((e) => `removed ${printable(e.image)} (${bytes(e.bytes)}): ${e.reason}`);
   lines.push(`freed ${bytes(r.freed)}`);
   if (r.kept) lines.push(`kept: ${r.kept}`);
   if (r.published) lines.push('asked every node of the mesh to remove it (each says in its log what it did)');

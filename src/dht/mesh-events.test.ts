@@ -30,6 +30,8 @@ describe('mesh events', () => {
     const removal = { type: 'image-removed' as const, image: 'docker.io/library/app:1', node: from.toString() };
     expect(decodeEvent(json({ ...removal, digest: 'ignored' }))).toEqual({ event: removal });
     expect(decodeEvent(json({ ...removal, image: '' }))).toEqual({ error: 'bad image' });
+    expect(decodeEvent(json({ ...removal, image: 'x\x1b[2J' }))).toEqual({ error: 'bad image' });
+    expect(decodeEvent(json({ ...removal, image: `docker.io/library/app@sha256:${'ab'.repeat(32)}` })).event).toBeDefined();
     expect(checkEventMessage(signed(encodeEvent(removal)))).toEqual({ result: TopicValidatorResult.Accept, event: removal });
     expect(checkEventMessage(signed(encodeEvent({ ...removal, node: 'someone-else' }))).result).toBe(TopicValidatorResult.Reject);
   });
@@ -45,6 +47,9 @@ describe('mesh events', () => {
     ['without type', json({ ...event, type: undefined }), /no type/],
     ['with a bad digest', json({ ...event, digest: 'sha256:' }), /bad digest/],
     ['without image', json({ ...event, image: '' }), /bad image/],
+    ['naming an image with terminal escapes', json({ ...event, image: 'docker.io/library/app:1\x1b]52;c;eA==\x07' }), /bad image/],
+    ['naming a repository without tag or digest', json({ ...event, image: 'docker.io/library/app' }), /bad image/],
+    ['naming an image in no registry form', json({ ...event, image: 'App:1' }), /bad image/],
     ['too large', json({ ...event, inline: { [event.digest]: 'A'.repeat(70_000) } }), /exceeds/],
     ['with inline bytes that are not base64', json({ ...event, inline: { [event.digest]: 'not base64!' } }), /bad inline/],
     ['with inline bytes under a bad digest', json({ ...event, inline: { 'sha256:': 'AAAA' } }), /bad inline/],

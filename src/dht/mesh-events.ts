@@ -3,6 +3,7 @@ import { TopicValidatorResult, type Message, type TopicValidatorFn } from '@libp
 import { createTopicScoreParams } from '@libp2p/gossipsub/score';
 import type { Logger } from 'pino';
 import type { GossipEvent, MeshEvent } from './router.js';
+import { isImageName } from '../oci/names.js';
 
 export const EVENTS_TOPIC = 'layermesh/events/1';
 
@@ -57,7 +58,8 @@ export function decodeEvent(data: Uint8Array): { event?: GossipEvent; error?: st
   const v = value as Record<string, unknown>;
   if (typeof v.type !== 'string') return { error: 'event has no type' };
   if (v.type !== 'image-pushed' && v.type !== 'image-removed') return {};
-  if (typeof v.image !== 'string' || v.image === '' || v.image.length > MAX_IMAGE_LENGTH) return { error: 'bad image' };
+  // Names end up in stores, logs and operators' terminals: only what a push through a registry could name.
+  if (typeof v.image !== 'string' || v.image.length > MAX_IMAGE_LENGTH || !isImageName(v.image)) return { error: 'bad image' };
   if (v.type === 'image-removed') {
     if (typeof v.node !== 'string' || v.node === '') return { error: 'bad node' };
     return { event: { type: v.type, image: v.image, node: v.node } };

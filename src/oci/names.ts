@@ -4,6 +4,7 @@
 //   /v2/ghcr.io/org/app/...  -> ghcr.io/org/app:<tag>          (first component names a registry)
 //   /v2/org/app/...?ns=ghcr.io -> ghcr.io/org/app:<tag>         (containerd asking a mirror)
 // A manifest pushed by digest only is kept as `<repo>@sha256:<hex>` so that containerd's GC keeps it.
+import { isDigest } from './digest.js';
 
 /** A repository name or tag the spec does not allow. */
 export class NameInvalidError extends Error {
@@ -52,6 +53,12 @@ export function parseImageName(name: string): { repo: string; tag?: string; dige
   const colon = name.lastIndexOf(':');
   if (colon > name.lastIndexOf('/')) return { repo: name.slice(0, colon), tag: name.slice(colon + 1) };
   return { repo: name };
+}
+
+/** Whether `name` is an image name as this registry stores it: a repository key and a tag or a digest. */
+export function isImageName(name: string): boolean {
+  const { repo, tag, digest } = parseImageName(name);
+  return isRepositoryKey(repo) && (tag !== undefined ? isTag(tag) : digest !== undefined && isDigest(digest));
 }
 
 /** Whether a store record's repository is one this registry names (containerd keeps others: `sha256:<id>` on Kubernetes nodes). */
