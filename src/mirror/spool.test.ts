@@ -1,9 +1,9 @@
 // The spool: readers follow a blob as it arrives, and never receive a complete blob that is wrong.
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, open, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { DigestMismatchError } from '../store/store.js';
 import { Spools } from './spools.js';
 
@@ -69,6 +69,32 @@ describe('Spool', () => {
     expect(head.data().equals(data)).toBe(true);
     expect(behind.data().equals(data.subarray(2_900_000))).toBe(true);
     expect(farBehind.data().equals(data)).toBe(true);
+  });
+
+  it('writes again what a short write left out (a disk filling up): readers get the bytes that were hashed, not a hole', async () => {
+    const probe = await open(join(dir, 'probe'), 'w');
+    const FileHandle = Object.getPrototypeOf(probe) as { write: (buf: Buffer, offset: number, length: number, position: number) => Promise<{ bytesWritten: number }> };
+    await probe.close();
+    const write = FileHandle.write;
+    let shortened = 0;
+    const spy = vi.spyOn(FileHandle, 'write').mockImplementation(async function (this: unknown, buf, offset, length, position) {
+      if (shortened++ === 0) length -= 4096; // as pwrite does at the boundary of a full disk
+      return write.call(this, buf, offset, length, position);
+    });
+    try {
+      const data = randomBytes(3 << 20);
+      const spool = await spools.create(sha(data));
+      spool.setSize(data.length);
+      await spool.append(data);
+      await spool.flush();
+      spool.verify();
+      const got = follow(spool.reader());
+      await until(() => got.ended || got.error !== undefined);
+      expect(got.error).toBeUndefined();
+      expect(got.data().equals(data)).toBe(true);
+    } finally {
+      spy.mockRestore();
+    }
   });
 
   it('delivers bytes as they arrive and the last byte only once verified', async () => {

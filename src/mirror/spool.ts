@@ -169,7 +169,12 @@ export class Spool {
       if (lane.pendingLength === 0) continue;
       const at = lane.start + lane.written;
       const bytes = lane.pending.subarray(0, lane.pendingLength);
-      await this.file.write(bytes, 0, bytes.length, at);
+      // A write may be short (a disk filling up): the rest is written again, and fails there if it must.
+      for (let done = 0; done < bytes.length; ) {
+        const { bytesWritten } = await this.file.write(bytes, done, bytes.length - done, at + done);
+        if (bytesWritten === 0) throw new Error(`nothing written at ${at + done}`);
+        done += bytesWritten;
+      }
       if (at === this.#hashed) {
         this.#hash.update(bytes);
         this.#hashed += bytes.length;
