@@ -43,10 +43,10 @@ const V2_TABLE = `plugins.${tomlKey(CRI_PLUGINS[2].registry)}.registry`;
 /** Checks the text of a containerd config.toml (`path` only names it in the result). */
 export function inspectContainerdConfig(text: string | undefined, dir: string, path = DEFAULT_CONTAINERD_CONFIG): ContainerdCheck {
   const base = { config: path, criDisabled: false, conflicts: [], imports: [], restartNeeded: false };
-  const snippetFor = (version: number, table: string, value: string, tableExists: boolean) =>
+  const snippetFor = (version: number, table: string, value: string, tableExists: boolean, replacing?: string) =>
     [
       ...(version === 2 && text === undefined ? ['version = 2', ''] : []),
-      ...(tableExists ? [`# in the existing [${table}] table:`] : []),
+      ...(tableExists ? [`# in the existing [${table}] table${replacing === undefined ? '' : `, in place of its config_path = ${JSON.stringify(replacing)}`}:`] : []),
       `[${table}]`,
       `  config_path = ${JSON.stringify(value)}`,
     ].join('\n');
@@ -79,7 +79,9 @@ export function inspectContainerdConfig(text: string | undefined, dir: string, p
   const state = paths.some((p) => samePath(p, dir)) ? 'set' : configPath ? 'other' : 'unset';
   // containerd tries the directories of config_path in order; ours goes first so that meshd is asked first.
   const wanted = state === 'other' ? [dir, ...paths].join(':') : dir;
-  const snippet = state === 'set' || criDisabled ? undefined : snippetFor(version, table, wanted, registry !== undefined);
+  // An empty config_path (what `containerd config default` writes) is unset to containerd, and replaced, not repeated.
+  const replacing = typeof registry?.config_path === 'string' ? registry.config_path : configPath;
+  const snippet = state === 'set' || criDisabled ? undefined : snippetFor(version, table, wanted, registry !== undefined, replacing);
   return { ...base, state, version, table, configPath, criDisabled, conflicts, imports, snippet, restartNeeded: snippet !== undefined };
 }
 

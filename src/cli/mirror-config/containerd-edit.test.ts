@@ -76,6 +76,50 @@ describe('config_path in containerd\'s config.toml', () => {
     expect((await configureMirror({ dir, containerdConfig: config, noContainerdConfig: true })).containerdEdit).toMatchObject({ action: 'none' });
   });
 
+  it('takes the place of the empty config_path that `containerd config default` writes (1.6, 1.7), and restore brings it back', async () => {
+    const text = `${DEBIAN}    [plugins."io.containerd.grpc.v1.cri".registry]\n      config_path = ""\n\n      [plugins."io.containerd.grpc.v1.cri".registry.auths]\n`;
+    await writeFile(config, text);
+    const report = await configureMirror({ dir, containerdConfig: config });
+    expect(report.containerdEdit).toMatchObject({ action: 'set' });
+    expect(registryOf(await readFile(config, 'utf8'))).toMatchObject({ config_path: dir }); // parses: no second config_path
+    expect((await restoreMirror({ dir, containerdConfig: config })).containerd).toMatchObject({ action: 'restored' });
+    expect(await readFile(config, 'utf8')).toBe(text);
+  });
+
+  it('finds the registry table of containerd 2, whose default config quotes its keys with single quotes', async () => {
+    const text = "version = 3\n[plugins]\n  [plugins.'io.containerd.cri.v1.images']\n    [plugins.'io.containerd.cri.v1.images'.registry]\n      config_path = ''\n";
+    await writeFile(config, text);
+    expect((await configureMirror({ dir, containerdConfig: config })).containerdEdit).toMatchObject({ action: 'set' });
+    const plugins = parse(await readFile(config, 'utf8')).plugins as Record<string, { registry: unknown }>;
+    expect(plugins['io.containerd.cri.v1.images'].registry).toEqual({ config_path: dir });
+  });
+
+  it('restore keeps what the operator changed in config.toml since configure, and says what to take out by hand', async () => {
+    await writeFile(config, DEBIAN);
+    await configureMirror({ dir, containerdConfig: config });
+    const runc = '[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]\n  SystemdCgroup = true\n';
+    const edited = `${await readFile(config, 'utf8')}${runc}`;
+    await writeFile(config, edited);
+    const r = await restoreMirror({ dir, containerdConfig: config, restart });
+    expect(r.containerd).toMatchObject({ action: 'left', detail: expect.stringMatching(/edited since: take out the two LayerMesh lines/) });
+    expect(await readFile(config, 'utf8')).toBe(edited);
+    expect(restarts).toEqual([]);
+  });
+
+  it('restore keeps a config.toml it created once the operator added to it', async () => {
+    await configureMirror({ dir, containerdConfig: config });
+    await writeFile(config, `${await readFile(config, 'utf8')}[plugins."io.containerd.grpc.v1.cri".cni]\n  bin_dir = "/opt/cni/bin"\n`);
+    expect((await restoreMirror({ dir, containerdConfig: config })).containerd).toMatchObject({ action: 'left' });
+    expect(await readFile(config, 'utf8')).toContain('/opt/cni/bin');
+  });
+
+  it('says why config.toml was not edited', async () => {
+    await writeFile(config, DEBIAN);
+    await writeFile(`${config}.layermesh-backup`, 'stray');
+    const report = await configureMirror({ dir, containerdConfig: config });
+    expect(formatConfigureReport(report)).toContain(`${config} not edited: ${config}.layermesh-backup already exists: move it away first`);
+  });
+
   it('restore leaves a config edited since, and its backup', async () => {
     await writeFile(config, DEBIAN);
     await configureMirror({ dir, containerdConfig: config });

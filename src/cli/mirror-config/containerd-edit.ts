@@ -20,20 +20,44 @@ export interface ContainerdEdit {
   reason?: string;
 }
 
-const normalize = (header: string) => header.replace(/\s+/g, '');
+/** A table header as TOML reads it: spacing aside, and 'literal' keys (containerd 2's default config) as "basic" ones. */
+const normalize = (header: string) => header.replace(/\s+/g, '').replace(/'/g, '"');
+/** An empty config_path (containerd 1.6 and 1.7's `config default`): containerd reads it as unset. */
+const EMPTY_CONFIG_PATH = /^\s*config_path\s*=\s*(?:""|'')\s*(?:#.*)?$/;
 
-/** The text with config_path under the check's registry table: after its header, or in a new table at the end. */
+/**
+ * The text with config_path under the check's registry table: in place of an empty one, else after its header, or
+ * in a new table at the end.
+ */
 function withConfigPath(text: string, check: ContainerdCheck, dir: string): string {
   const line = `config_path = ${JSON.stringify(dir)}`;
   const lines = text.split('\n');
   const header = lines.findIndex((l) => normalize(l.replace(/#.*$/, '')) === normalize(`[${check.table}]`));
   if (header >= 0) {
-    const indent = (/^\s*/.exec(lines[header])?.[0] ?? '') + '  ';
-    lines.splice(header + 1, 0, `${indent}${EDIT_MARKER}`, `${indent}${line}`);
+    const end = lines.findIndex((l, i) => i > header && l.trim().startsWith('['));
+    const empty = lines.slice(header + 1, end < 0 ? undefined : end).findIndex((l) => EMPTY_CONFIG_PATH.test(l));
+    const at = empty >= 0 ? header + 1 + empty : header + 1;
+    const indent = empty >= 0 ? (/^\s*/.exec(lines[at])?.[0] ?? '') : (/^\s*/.exec(lines[header])?.[0] ?? '') + '  ';
+    lines.splice(at, empty >= 0 ? 1 : 0, `${indent}${EDIT_MARKER}`, `${indent}${line}`);
     return lines.join('\n');
   }
   return `${text.replace(/\n*$/, '\n')}\n${EDIT_MARKER}\n[${check.table}]\n  ${line}\n`;
 }
+
+/** The directory a config_path of ours names: the line after the marker, or the created file's. */
+function ourDir(text: string, marker: string): string | undefined {
+  const lines = text.split('\n');
+  const at = lines.findIndex((l) => l.trim() === marker);
+  const value = at < 0 ? undefined : lines.slice(at + 1).map((l) => /^\s*config_path = (".*")\s*$/.exec(l)?.[1]).find(Boolean);
+  try {
+    return value === undefined ? undefined : (JSON.parse(value) as string);
+  } catch {
+    return undefined;
+  }
+}
+
+/** The config.toml configure writes where there was none. */
+const created = (check: ContainerdCheck) => `${CREATED_MARKER}\n${check.snippet}\n`;
 
 /** Adds config_path when the check says it is unset (or the file is missing); anything else is left to the user. */
 export async function setConfigPath(check: ContainerdCheck, dir: string): Promise<ContainerdEdit> {
@@ -41,7 +65,7 @@ export async function setConfigPath(check: ContainerdCheck, dir: string): Promis
   if (check.criDisabled) return { action: 'none', reason: 'the CRI plugin is disabled: config_path would have no effect' };
   if (check.conflicts.length > 0) return { action: 'none', reason: `containerd refuses config_path next to ${check.conflicts.join(', ')}` };
   if (check.state === 'missing') {
-    await attempt('write', path, () => writeAtomically(path, `${CREATED_MARKER}\n${check.snippet}\n`));
+    await attempt('write', path, () => writeAtomically(path, created(check)));
     return { action: 'created' };
   }
   if (check.state !== 'unset') {
@@ -66,18 +90,30 @@ export interface ContainerdRestore {
   detail?: string;
 }
 
-/** Undoes setConfigPath; undefined when there was nothing of ours. */
+/**
+ * Undoes setConfigPath, but only where the file is as configure left it: an operator's edits since (a cgroup driver,
+ * a registry's credentials) are never thrown away. Undefined when there was nothing of ours.
+ */
 export async function restoreContainerdConfig(path: string): Promise<ContainerdRestore | undefined> {
   const current = (await readIfExists(path))?.toString('utf8');
   const backup = path + BACKUP_SUFFIX;
-  if (await readIfExists(backup)) {
+  const original = (await readIfExists(backup))?.toString('utf8');
+  if (original !== undefined) {
     if (current !== undefined && !current.includes(EDIT_MARKER)) {
       return { config: path, action: 'left', detail: `our config_path is gone from it; ${backup} left for you to compare` };
+    }
+    const dir = current === undefined ? undefined : ourDir(current, EDIT_MARKER);
+    if (current !== undefined && (dir === undefined || withConfigPath(original, inspectContainerdConfig(original, dir, path), dir) !== current)) {
+      return { config: path, action: 'left', detail: `it was edited since: take out the two LayerMesh lines by hand (the original is ${backup})` };
     }
     await attempt('restore', path, () => rename(backup, path));
     return { config: path, action: 'restored', detail: `from ${backup}` };
   }
   if (current?.startsWith(CREATED_MARKER)) {
+    const dir = ourDir(current, CREATED_MARKER);
+    if (dir === undefined || current !== created(inspectContainerdConfig(undefined, dir, path))) {
+      return { config: path, action: 'left', detail: 'it was edited since it was created: remove it by hand if nothing in it is needed' };
+    }
     await attempt('remove', path, () => unlink(path));
     return { config: path, action: 'removed' };
   }

@@ -17,7 +17,9 @@ export function formatConfigureReport(r: ConfigureReport): string {
     if (f.action === 'replaced') out.push(`  the file that was there is saved as ${f.backup}`);
   }
   for (const n of r.notes) out.push(`note: ${n}`);
-  out.push('', 'containerd (CRI, Kubernetes):', ...(r.containerdEdit.action === 'none'
+  const { action, reason } = r.containerdEdit;
+  const notEdited = action === 'none' && reason !== undefined && reason !== 'already set' ? [`  ${r.containerd.config} not edited: ${reason}`] : [];
+  out.push('', 'containerd (CRI, Kubernetes):', ...notEdited, ...(action === 'none'
     ? containerdLines(r.containerd, r.dir, !!r.restart)
     : editLines(r)));
   if (r.restart) out.push(`  ${r.restart.restarted ? 'restarted containerd:' : 'containerd not restarted:'} ${r.restart.detail}`);
