@@ -40,9 +40,19 @@ export async function registryDirs(dir: string): Promise<string[]> {
   return dirs;
 }
 
-/** Certificate and key files in a registry directory (containerd loads them while it has no hosts.toml); [] when unreadable. */
-export async function certificateFiles(registryDir: string): Promise<string[]> {
-  return (await readdir(registryDir).catch(() => [] as string[])).filter((f) => /\.(crt|cert|key)$/.test(f));
+/**
+ * The certificates containerd loads from a registry's directory while it has no hosts.toml (as it does: each `.crt` a
+ * CA, each `.cert` a client certificate with the `.key` of its name), by absolute path; `unpaired`: `.cert`s without one.
+ */
+export async function certificatesIn(registryDir: string): Promise<{ ca: string[]; client: [string, string][]; unpaired: string[] }> {
+  const files = (await readdir(registryDir).catch(() => [] as string[])).sort();
+  const certs = files.filter((f) => f.endsWith('.cert'));
+  const keyOf = (cert: string) => `${cert.slice(0, -'.cert'.length)}.key`;
+  return {
+    ca: files.filter((f) => f.endsWith('.crt')).map((f) => join(registryDir, f)),
+    client: certs.filter((c) => files.includes(keyOf(c))).map((c) => [join(registryDir, c), join(registryDir, keyOf(c))]),
+    unpaired: certs.filter((c) => !files.includes(keyOf(c))),
+  };
 }
 
 /** Removes the directory when it is empty; whether it did. */

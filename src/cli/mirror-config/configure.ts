@@ -6,7 +6,7 @@ import { copyFile, mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { parse, type TomlTable } from 'smol-toml';
 import { writeAtomically } from '../../util/atomic-file.js';
-import { attempt, certificateFiles, readIfExists, registryDirs } from './certs-dir.js';
+import { attempt, certificatesIn, readIfExists, registryDirs } from './certs-dir.js';
 import { checkContainerdConfig, DEFAULT_CONTAINERD_CONFIG, type ContainerdCheck } from './containerd-config.js';
 import { setConfigPath, type ContainerdEdit } from './containerd-edit.js';
 import { dockerdAdvice, type DockerdAdvice } from './dockerd.js';
@@ -81,13 +81,6 @@ export async function configureMirror(opts: ConfigureOptions = {}): Promise<Conf
       continue;
     }
     plans.push(plan);
-    if (plan.action === 'created' && registry !== DEFAULT_REGISTRY && existing.includes(registry)) {
-      const certs = await certificateFiles(join(dir, registry));
-      if (certs.length > 0) {
-        notes.push(`${join(dir, registry)} holds ${certs.join(', ')} and had no ${HOSTS_FILE}: containerd loads such files by itself ` +
-          `only while there is no ${HOSTS_FILE}; reference them in ${plan.path} (ca = [...], client = [[cert, key]]) if the upstream needs them`);
-      }
-    }
   }
   if (problems.length > 0) throw new MirrorConflictError(problems);
 
@@ -169,7 +162,10 @@ async function planFor(dir: string, registry: string, mirrorUrl: string, notes: 
         `it is backed up, and the new file falls back to ${upstreamOf(registry) ?? 'the registry itself'} only`);
     }
   }
-  const content = renderHostsToml(registry, mirrorUrl, previousTable);
+  // No hosts.toml of its own, ever: the directory's certificates, which containerd stops loading once there is one.
+  const certs = previous === undefined && registry !== DEFAULT_REGISTRY ? await certificatesIn(join(dir, registry)) : undefined;
+  for (const cert of certs?.unpaired ?? []) notes.push(`${join(dir, registry, cert)} has no key of its name: left out of ${path}`);
+  const content = renderHostsToml(registry, mirrorUrl, previousTable, certs);
   const action = current === undefined ? 'created' : !currentOurs ? 'replaced' : current.equals(Buffer.from(content)) ? 'unchanged' : 'updated';
   const keepsBackup = (current !== undefined && !currentOurs) || (currentOurs && backup !== undefined);
   const fallback = previousTable ? `the hosts and server of the previous ${HOSTS_FILE}` : upstreamOf(registry) ?? 'the registry itself';

@@ -27,9 +27,12 @@ export function validateRegistry(name: string): string {
   return name;
 }
 
-/** Where containerd goes when meshd does not have it: undefined for `_default` (the registry itself). */
+/**
+ * Where containerd goes when meshd does not have it: undefined for `_default` and for a registry on loopback (the
+ * registry itself: containerd then tries plain HTTP too, as it does for such a registry without a hosts.toml).
+ */
 export function upstreamOf(registry: string): string | undefined {
-  if (registry === DEFAULT_REGISTRY) return undefined;
+  if (registry === DEFAULT_REGISTRY || /^(?:localhost|127(?:\.\d+){3}|\[::1\])(?::\d+)?$/.test(registry)) return undefined;
   return registry === 'docker.io' ? DOCKER_HUB_UPSTREAM : `https://${registry}`;
 }
 
@@ -48,6 +51,12 @@ export function normalizeMirrorUrl(raw: string): string {
   return url.origin;
 }
 
+/** A registry directory's certificates, by absolute path: CAs, and client certificates with their keys. */
+export interface RegistryCertificates {
+  ca: string[];
+  client: [cert: string, key: string][];
+}
+
 export function isOurs(content: Buffer | string): boolean {
   const text = typeof content === 'string' ? content : content.subarray(0, MARKER.length + 2).toString('utf8');
   return text.startsWith(MARKER);
@@ -58,7 +67,7 @@ export function isOurs(content: Buffer | string): boolean {
  * (`previous`), its settings and hosts are kept after meshd, so the fallback stays what it was (its own server, CA,
  * mirrors); otherwise the upstream is `server` (none for `_default`: containerd then uses the registry itself).
  */
-export function renderHostsToml(registry: string, mirrorUrl: string, previous?: TomlTable): string {
+export function renderHostsToml(registry: string, mirrorUrl: string, previous?: TomlTable, certs?: RegistryCertificates): string {
   const upstream = upstreamOf(registry);
   const meshd = { capabilities: CAPABILITIES };
   if (!previous) {
@@ -66,6 +75,9 @@ export function renderHostsToml(registry: string, mirrorUrl: string, previous?: 
       MARKER,
       `# containerd asks meshd first, then ${upstream ?? 'the registry itself'}.`,
       ...(upstream ? [`server = ${JSON.stringify(upstream)}`] : []),
+      // containerd reads the directory's certificates only while it has no hosts.toml: named here, they still count.
+      ...(certs?.ca.length ? [`ca = ${JSON.stringify(certs.ca)}`] : []),
+      ...(certs?.client.length ? [`client = ${JSON.stringify(certs.client)}`] : []),
       '',
       `[host.${JSON.stringify(mirrorUrl)}]`,
       `  capabilities = ${JSON.stringify(CAPABILITIES).replace(',', ', ')}`,

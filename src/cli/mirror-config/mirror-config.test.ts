@@ -117,9 +117,25 @@ describe('meshctl mirror configure', () => {
     expect(plain.notes.join('\n')).toMatch(/quay\.io has its own directory.*--registry quay\.io, or use --all/);
     const all = await configure({ all: true });
     expect(all.files.map((f) => [f.registry, f.action])).toEqual([['_default', 'unchanged'], ['quay.io', 'created']]);
-    expect(all.notes.join('\n')).toMatch(/holds ca\.crt/);
     expect((parse(await readFile(hostsOf('quay.io'), 'utf8')) as { server: string }).server).toBe('https://quay.io');
     await expect(configure({ all: true, registries: ['docker.io'] })).rejects.toThrow(/either --registry or --all/);
+  });
+
+  it('names the certificates of a registry directory in its new hosts.toml: containerd loads them only while it has none', async () => {
+    const quay = join(dir, 'quay.io');
+    await mkdir(quay, { recursive: true });
+    for (const f of ['ca.crt', 'client.cert', 'client.key', 'lonely.cert']) await writeFile(join(quay, f), 'pem');
+    const report = await configure({ registries: ['quay.io'] });
+    expect(parse(await readFile(hostsOf('quay.io'), 'utf8'))).toMatchObject({
+      server: 'https://quay.io', ca: [join(quay, 'ca.crt')], client: [[join(quay, 'client.cert'), join(quay, 'client.key')]],
+    });
+    expect(report.notes.join('\n')).toMatch(/lonely\.cert has no key of its name/);
+    expect((await configure({ registries: ['quay.io'] })).files[0].action).toBe('unchanged');
+  });
+
+  it('leaves a registry on loopback its own way to be reached (plain HTTP too), not https only', async () => {
+    await configure({ registries: ['localhost:5001', '127.0.0.1:5002'] });
+    for (const r of ['localhost:5001', '127.0.0.1:5002']) expect(parse(await readFile(hostsOf(r), 'utf8')).server).toBeUndefined();
   });
 
   it('rejects bad registry names and mirror URLs', async () => {
