@@ -77,8 +77,9 @@ export function inspectContainerdConfig(text: string | undefined, dir: string, p
   const configPath = typeof registry?.config_path === 'string' && registry.config_path !== '' ? registry.config_path : undefined;
   const paths = configPath?.split(':').filter(Boolean) ?? [];
   const state = paths.some((p) => samePath(p, dir)) ? 'set' : configPath ? 'other' : 'unset';
-  // containerd tries the directories of config_path in order; ours goes first so that meshd is asked first.
-  const wanted = state === 'other' ? [dir, ...paths].join(':') : dir;
+  // containerd looks for a registry's directory, else `_default`, in each directory of config_path in turn: ours goes
+  // last, so that registries set up in the others keep their certificates and hosts (and skip meshd).
+  const wanted = state === 'other' ? [...paths, dir].join(':') : dir;
   // An empty config_path (what `containerd config default` writes) is unset to containerd, and replaced, not repeated.
   const replacing = typeof registry?.config_path === 'string' ? registry.config_path : configPath;
   const snippet = state === 'set' || criDisabled ? undefined : snippetFor(version, table, wanted, registry !== undefined, replacing);

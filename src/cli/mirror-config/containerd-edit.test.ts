@@ -42,6 +42,8 @@ describe('config_path in containerd\'s config.toml', () => {
     expect(registryOf(edited)).toEqual({ config_path: dir });
     expect(restarts).toEqual([config]);
     expect(formatConfigureReport(report)).toMatch(/added config_path = ".*" under \[plugins\."io\.containerd\.grpc\.v1\.cri"\.registry\][^]*restarted containerd: test restarter/);
+    // The command given for Docker's directory must not point containerd's config_path there.
+    expect(formatConfigureReport(report)).toContain('meshctl mirror configure --dir /etc/docker/certs.d --no-containerd-config');
 
     // Again: nothing changes, nothing restarts.
     const again = await configureMirror({ dir, containerdConfig: config, restart });
@@ -111,6 +113,16 @@ describe('config_path in containerd\'s config.toml', () => {
     await writeFile(config, `${await readFile(config, 'utf8')}[plugins."io.containerd.grpc.v1.cri".cni]\n  bin_dir = "/opt/cni/bin"\n`);
     expect((await restoreMirror({ dir, containerdConfig: config })).containerd).toMatchObject({ action: 'left' });
     expect(await readFile(config, 'utf8')).toContain('/opt/cni/bin');
+  });
+
+  it('restore of another directory (Docker\'s) leaves the config_path configure set for containerd\'s', async () => {
+    await writeFile(config, DEBIAN);
+    await configureMirror({ dir, containerdConfig: config });
+    const docker = join(tmp, 'docker-certs.d');
+    await configureMirror({ dir: docker, containerdConfig: config, noContainerdConfig: true });
+    const r = await restoreMirror({ dir: docker, containerdConfig: config });
+    expect(r.containerd).toBeUndefined();
+    expect(registryOf(await readFile(config, 'utf8'))).toEqual({ config_path: dir });
   });
 
   it('says why config.toml was not edited', async () => {

@@ -94,24 +94,25 @@ export interface ContainerdRestore {
  * Undoes setConfigPath, but only where the file is as configure left it: an operator's edits since (a cgroup driver,
  * a registry's credentials) are never thrown away. Undefined when there was nothing of ours.
  */
-export async function restoreContainerdConfig(path: string): Promise<ContainerdRestore | undefined> {
+export async function restoreContainerdConfig(path: string, certsDir: string): Promise<ContainerdRestore | undefined> {
   const current = (await readIfExists(path))?.toString('utf8');
+  // What configure wrote for another directory (containerd's, when this restore is of Docker's) stays.
+  const forOther = (marker: string) => current !== undefined && ourDir(current, marker) !== undefined && ourDir(current, marker) !== certsDir;
+  if (forOther(EDIT_MARKER) || forOther(CREATED_MARKER)) return undefined;
   const backup = path + BACKUP_SUFFIX;
   const original = (await readIfExists(backup))?.toString('utf8');
   if (original !== undefined) {
     if (current !== undefined && !current.includes(EDIT_MARKER)) {
       return { config: path, action: 'left', detail: `our config_path is gone from it; ${backup} left for you to compare` };
     }
-    const dir = current === undefined ? undefined : ourDir(current, EDIT_MARKER);
-    if (current !== undefined && (dir === undefined || withConfigPath(original, inspectContainerdConfig(original, dir, path), dir) !== current)) {
+    if (current !== undefined && withConfigPath(original, inspectContainerdConfig(original, certsDir, path), certsDir) !== current) {
       return { config: path, action: 'left', detail: `it was edited since: take out the two LayerMesh lines by hand (the original is ${backup})` };
     }
     await attempt('restore', path, () => rename(backup, path));
     return { config: path, action: 'restored', detail: `from ${backup}` };
   }
   if (current?.startsWith(CREATED_MARKER)) {
-    const dir = ourDir(current, CREATED_MARKER);
-    if (dir === undefined || current !== created(inspectContainerdConfig(undefined, dir, path))) {
+    if (current !== created(inspectContainerdConfig(undefined, certsDir, path))) {
       return { config: path, action: 'left', detail: 'it was edited since it was created: remove it by hand if nothing in it is needed' };
     }
     await attempt('remove', path, () => unlink(path));

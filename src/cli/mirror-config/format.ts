@@ -52,7 +52,8 @@ function containerdLines(c: ContainerdCheck, dir: string, restarting: boolean): 
       out.push(`  ${c.config} does not set config_path; add:`);
       break;
     case 'other':
-      out.push(`  ${c.config} sets config_path = ${JSON.stringify(c.configPath)}, without ${dir}; change it to:`);
+      out.push(`  ${c.config} sets config_path = ${JSON.stringify(c.configPath)}, without ${dir}; change it to the value below`,
+        '  (registries with a directory, or a _default, in the directories already listed keep theirs and skip meshd):');
       break;
     case 'unreadable':
     case 'invalid':
@@ -77,7 +78,7 @@ function dockerdLines(d: DockerdAdvice, mirrorUrl: string): string[] {
       ? `  ${new URL(mirrorUrl).host} is plain HTTP off loopback: add it to "insecure-registries" too.`
       : '  No "insecure-registries" entry is needed: Docker trusts loopback addresses.',
     `dockerd with the containerd image store (Engine 28 or later) reads ${HOSTS_FILE} files from ${d.certsDir} instead:`,
-    `  meshctl mirror configure --dir ${d.certsDir}`,
+    `  meshctl mirror configure --dir ${d.certsDir} --no-containerd-config`,
   ];
 }
 

@@ -220,7 +220,8 @@ describe("containerd's config_path", () => {
     expect(inspectContainerdConfig(set(`${CERTS}:/etc/docker/certs.d`), CERTS).state).toBe('set');
     const other = inspectContainerdConfig(set('/etc/docker/certs.d'), CERTS);
     expect(other.state).toBe('other');
-    expect(other.snippet).toContain(`config_path = "${CERTS}:/etc/docker/certs.d"`);
+    // After the operator's: a registry set up there keeps its certificates (ours, first, would answer for it with _default).
+    expect(other.snippet).toContain(`config_path = "/etc/docker/certs.d:${CERTS}"`);
     expect(other.snippet).toContain('# in the existing');
     expect(inspectContainerdConfig(set(''), CERTS).state).toBe('unset');
   });

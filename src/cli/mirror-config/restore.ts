@@ -64,7 +64,7 @@ export async function restoreMirror(opts: RestoreOptions = {}): Promise<RestoreR
     }
   }
   const config = opts.containerdConfig ?? DEFAULT_CONTAINERD_CONFIG;
-  const containerd = await restoreContainerdConfig(config);
+  const containerd = await restoreContainerdConfig(config, dir);
   const changed = containerd !== undefined && containerd.action !== 'left';
   const restart = !opts.restart ? undefined
     : changed ? await opts.restart(config)
