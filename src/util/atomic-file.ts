@@ -1,7 +1,7 @@
 // Replacing a file so that readers, and the file after a crash, see the old or the new content whole, never a
 // torn or empty one.
 import { randomUUID } from 'node:crypto';
-import { chmod, link, open, readFile, rename, rm, stat } from 'node:fs/promises';
+import { chmod, chown, link, open, readFile, realpath, rename, rm, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { Logger } from 'pino';
 
@@ -10,9 +10,24 @@ export interface AtomicWrite {
   mode?: number;
   /** Never replace: fail with EEXIST when the file exists, also when another process created it meanwhile. */
   exclusive?: boolean;
+  /** Replace the file a symbolic link at the path points to (an operator's config file), not the link. */
+  throughLink?: boolean;
 }
 
-export async function writeAtomically(path: string, data: string | Uint8Array, { mode, exclusive = false }: AtomicWrite = {}): Promise<void> {
+/**
+ * Where replacing `path` must happen: the file a symbolic link points to (a config file linked from where config
+ * management keeps it stays linked), else `path` itself.
+ */
+export async function replaceablePath(path: string): Promise<string> {
+  return realpath(path).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT') return path;
+    throw err;
+  });
+}
+
+/** A file replaced keeps its mode, and its owner and group when root replaces it. */
+export async function writeAtomically(target: string, data: string | Uint8Array, { mode, exclusive = false, throughLink = false }: AtomicWrite = {}): Promise<void> {
+  const path = throughLink ? await replaceablePath(target) : target;
   const tmp = `${path}.${randomUUID()}.tmp`;
   const existing = exclusive ? undefined : await stat(path).catch(() => undefined);
   const fileMode = existing ? existing.mode & 0o7777 : (mode ?? 0o644);
@@ -25,6 +40,7 @@ export async function writeAtomically(path: string, data: string | Uint8Array, {
       await handle.close();
     }
     await chmod(tmp, fileMode); // the umask may have narrowed it
+    if (existing && process.getuid?.() === 0) await chown(tmp, existing.uid, existing.gid);
     await (exclusive ? link(tmp, path) : rename(tmp, path));
     await fsyncDir(dirname(path));
   } finally {

@@ -93,7 +93,7 @@ export async function configureMirror(opts: ConfigureOptions = {}): Promise<Conf
       // COPYFILE_EXCL: an existing backup is never overwritten.
       await attempt('back up to', backupPath, () => copyFile(p.path, backupPath, constants.COPYFILE_EXCL));
     }
-    await attempt('write', p.path, () => writeAtomically(p.path, p.content));
+    await attempt('write', p.path, () => writeAtomically(p.path, p.content, { throughLink: true }));
   }
 
   // A registry with a directory of its own does not use _default: say which ones escape the mirror.

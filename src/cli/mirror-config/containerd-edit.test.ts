@@ -1,7 +1,7 @@
 // configure adds config_path to containerd's config.toml (backed up, layout kept), restore puts the original back;
 // --restart only when the file changed.
 import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { chown, lstat, mkdtemp, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -123,6 +123,20 @@ describe('config_path in containerd\'s config.toml', () => {
     const r = await restoreMirror({ dir: docker, containerdConfig: config });
     expect(r.containerd).toBeUndefined();
     expect(registryOf(await readFile(config, 'utf8'))).toEqual({ config_path: dir });
+  });
+
+  it('edits and restores the file a linked config.toml points to, keeping the link, and its owner', async () => {
+    const real = join(tmp, 'managed.toml');
+    await writeFile(real, DEBIAN);
+    await chown(real, 65534, 65534);
+    await symlink(real, config);
+    await configureMirror({ dir, containerdConfig: config });
+    expect((await lstat(config)).isSymbolicLink()).toBe(true);
+    expect(registryOf(await readFile(real, 'utf8'))).toEqual({ config_path: dir });
+    expect(await stat(real)).toMatchObject({ uid: 65534, gid: 65534 });
+    await restoreMirror({ dir, containerdConfig: config });
+    expect((await lstat(config)).isSymbolicLink()).toBe(true);
+    expect(await readFile(real, 'utf8')).toBe(DEBIAN);
   });
 
   it('says why config.toml was not edited', async () => {

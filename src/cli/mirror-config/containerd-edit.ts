@@ -6,7 +6,7 @@ import { copyFile, readFile, rename, unlink } from 'node:fs/promises';
 import { attempt, readIfExists } from './certs-dir.js';
 import { inspectContainerdConfig, type ContainerdCheck } from './containerd-config.js';
 import { BACKUP_SUFFIX } from './hosts-toml.js';
-import { writeAtomically } from '../../util/atomic-file.js';
+import { replaceablePath, writeAtomically } from '../../util/atomic-file.js';
 
 /** Marks our edit, so that restore only puts the backup back over a file that still holds it. */
 const EDIT_MARKER = '# LayerMesh: config_path added by `meshctl mirror configure`; `meshctl mirror restore` puts back the original.';
@@ -65,7 +65,7 @@ export async function setConfigPath(check: ContainerdCheck, dir: string): Promis
   if (check.criDisabled) return { action: 'none', reason: 'the CRI plugin is disabled: config_path would have no effect' };
   if (check.conflicts.length > 0) return { action: 'none', reason: `containerd refuses config_path next to ${check.conflicts.join(', ')}` };
   if (check.state === 'missing') {
-    await attempt('write', path, () => writeAtomically(path, created(check)));
+    await attempt('write', path, () => writeAtomically(path, created(check), { throughLink: true }));
     return { action: 'created' };
   }
   if (check.state !== 'unset') {
@@ -79,7 +79,7 @@ export async function setConfigPath(check: ContainerdCheck, dir: string): Promis
   const backup = path + BACKUP_SUFFIX;
   if (await readIfExists(backup)) return { action: 'none', reason: `${backup} already exists: move it away first` };
   await attempt('back up to', backup, () => copyFile(path, backup, constants.COPYFILE_EXCL));
-  await attempt('write', path, () => writeAtomically(path, edited));
+  await attempt('write', path, () => writeAtomically(path, edited, { throughLink: true }));
   return { action: 'set', backup };
 }
 
@@ -108,7 +108,7 @@ export async function restoreContainerdConfig(path: string, certsDir: string): P
     if (current !== undefined && withConfigPath(original, inspectContainerdConfig(original, certsDir, path), certsDir) !== current) {
       return { config: path, action: 'left', detail: `it was edited since: take out the two LayerMesh lines by hand (the original is ${backup})` };
     }
-    await attempt('restore', path, () => rename(backup, path));
+    await attempt('restore', path, async () => rename(backup, await replaceablePath(path)));
     return { config: path, action: 'restored', detail: `from ${backup}` };
   }
   if (current?.startsWith(CREATED_MARKER)) {

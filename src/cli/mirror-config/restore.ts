@@ -7,6 +7,7 @@ import { attempt, readIfExists, registryDirs, removeIfEmpty } from './certs-dir.
 import { DEFAULT_CONTAINERD_CONFIG } from './containerd-config.js';
 import { restoreContainerdConfig, type ContainerdRestore } from './containerd-edit.js';
 import { BACKUP_SUFFIX, DEFAULT_CERTS_DIR, HOSTS_FILE, isOurs } from './hosts-toml.js';
+import { replaceablePath } from '../../util/atomic-file.js';
 import type { Restarter, RestartResult } from './restart.js';
 
 export interface RestoredFile {
@@ -49,7 +50,7 @@ export async function restoreMirror(opts: RestoreOptions = {}): Promise<RestoreR
     const backup = await readIfExists(backupPath);
     if (current === undefined && backup === undefined) continue;
     if (backup !== undefined && (current === undefined || isOurs(current))) {
-      await attempt('restore', path, () => rename(backupPath, path));
+      await attempt('restore', path, async () => rename(backupPath, await replaceablePath(path)));
       files.push({ registry, path, action: 'restored', detail: `from ${backupPath}` });
     } else if (current !== undefined && isOurs(current)) {
       await attempt('remove', path, () => unlink(path));
