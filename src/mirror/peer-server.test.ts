@@ -1,8 +1,9 @@
 // The peer data plane's blob answers to patient peers (replication): one sender of a large blob at a time, and
 // that count kept right when a peer leaves before its answer began.
 import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
 import { mkdtemp, rm } from 'node:fs/promises';
-import type { AddressInfo } from 'node:net';
+import { connect, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
@@ -12,7 +13,7 @@ import { MemoryStore } from '../store/memory-store.js';
 import { putBlob } from '../store/store.js';
 import { peerKey } from './peer-auth.js';
 import { PeerClient } from './peer-client.js';
-import { BLOB_PATH, PATIENT_HEADER } from './peer-protocol.js';
+import { BLOB_PATH, PATIENT_HEADER, SEQUENCE_PATH } from './peer-protocol.js';
 import { createPeerServer } from './peer-server.js';
 import { Spools } from './spools.js';
 import { cleanUp } from '../../test/helpers/cleanups.js';
@@ -57,4 +58,52 @@ it('logs requests without a membership proof now and then per address, not one l
   const refused = lines.filter((l) => l.msg === 'peer request without a valid membership proof');
   expect(refused).toHaveLength(1);
   expect(refused[0].url!.length).toBeLessThanOrEqual(200);
+});
+
+/** A raw connection to the data plane: what it sends, and when the server closes it. */
+async function rawConnection(port: number) {
+  const socket = connect(port, '127.0.0.1');
+  await once(socket, 'connect');
+  let received = '';
+  socket.on('data', (d: Buffer) => (received += d.toString('latin1')));
+  const closed = once(socket, 'close').then(() => true);
+  socket.on('error', () => undefined); // a reset by the server is what some tests wait for
+  return { socket, closed, received: () => received };
+}
+
+it('closes the connection of a request without a proof: a non-member cannot hold one by asking now and then', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'peer-server-test-'));
+  const app = createPeerServer({ store: new MemoryStore(), spools: await Spools.open(dir), membershipKey: key, selfId: 'node-a', log: pino({ level: 'silent' }) });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  cleanups.push(() => rm(dir, { recursive: true, force: true }), () => app.close());
+  const conn = await rawConnection((app.server.address() as AddressInfo).port);
+  conn.socket.write('GET /peer/v1/blobs/x HTTP/1.1\r\nHost: a\r\nConnection: keep-alive\r\n\r\n');
+  expect(await Promise.race([conn.closed, new Promise((r) => setTimeout(() => r(false), 3_000))])).toBe(true);
+  expect(conn.received()).toMatch(/^HTTP\/1\.1 401/);
+});
+
+it('reads at most 64 bodies at once before their proofs can be checked; more are refused at once, not buffered', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'peer-server-test-'));
+  const app = createPeerServer({ store: new MemoryStore(), spools: await Spools.open(dir), membershipKey: key, selfId: 'node-a', log: pino({ level: 'silent' }) });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  cleanups.push(() => rm(dir, { recursive: true, force: true }), () => app.close());
+  const port = (app.server.address() as AddressInfo).port;
+  const post = `POST ${SEQUENCE_PATH} HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Length: 200000\r\n\r\n{"pieces":`;
+  const trickling = await Promise.all(Array.from({ length: 64 }, () => rawConnection(port)));
+  cleanups.push(async () => trickling.forEach((c) => c.socket.destroy()));
+  for (const c of trickling) c.socket.write(post);
+  await new Promise((r) => setTimeout(r, 300));
+  const extra = await rawConnection(port);
+  extra.socket.write(post);
+  expect(await Promise.race([extra.closed, new Promise((r) => setTimeout(() => r(false), 3_000))])).toBe(true);
+  expect(extra.received()).toMatch(/^HTTP\/1\.1 503/);
+  expect(trickling.map((c) => c.received())).toEqual(trickling.map(() => ''));
+
+  // Once those bodies end (here: their connections), bodies are read again.
+  for (const c of trickling) c.socket.destroy();
+  await new Promise((r) => setTimeout(r, 300));
+  const later = await rawConnection(port);
+  later.socket.write(`POST ${SEQUENCE_PATH} HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}`);
+  await later.closed;
+  expect(later.received()).toMatch(/^HTTP\/1\.1 401/);
 });

@@ -29,6 +29,10 @@ const AWAIT_POLL_MS = 20;
 const STORE_EVERY_ROUNDS = 10;
 /** Longest image name asked for: a repository of 255 characters and a tag or digest. */
 const MAX_IMAGE_NAME = 400;
+/** A TLS handshake not done by then is dropped (Node's default, 120 s, let anyone hold a connection that long). */
+const HANDSHAKE_TIMEOUT_MS = 10_000;
+/** Bodies read at once before their proof can be checked: anyone who reaches the port can send them. */
+const MAX_BODIES_READING = 64;
 
 interface Held {
   size: number;
@@ -64,7 +68,7 @@ export function createPeerServer(opts: PeerServerOptions) {
     bodyLimit: MAX_BODY_BYTES,
     // Clients are asked for their certificate, to tell in the log which member asked; membership itself is
     // proven by each request's proof, since anyone can make a self-signed certificate.
-    https: opts.tls ? { key: opts.tls.key, cert: opts.tls.cert, requestCert: true, rejectUnauthorized: false, minVersion: TLS_VERSION } : null,
+    https: opts.tls ? { key: opts.tls.key, cert: opts.tls.cert, requestCert: true, rejectUnauthorized: false, minVersion: TLS_VERSION, handshakeTimeout: HANDSHAKE_TIMEOUT_MS } : null,
   });
   if (opts.tls) {
     // Anyone who reaches the port can fail a handshake: a line per address now and then, not per attempt.
@@ -159,8 +163,10 @@ export function createPeerServer(opts: PeerServerOptions) {
       log.warn({ method: req.method, url: req.url.slice(0, 200), from: req.ip, client: clientOf(req), suppressed: admitted.suppressed + admitted.suppressedOthers },
         'peer request without a valid membership proof');
     }
-    return reply.code(401).send({ errors: [{ code: 'UNAUTHORIZED', message: 'not a member of this mesh' }] });
+    // The connection goes too: a non-member must not hold it by asking again now and then.
+    return reply.code(401).header('connection', 'close').send({ errors: [{ code: 'UNAUTHORIZED', message: 'not a member of this mesh' }] });
   };
+  let reading = 0;
   const proven = (req: FastifyRequest, body?: Buffer) =>
     proofs.verify({ method: req.method, path: req.url, body }, req.headers[AUTH_HEADER] as string | undefined);
   app.addHook('onRequest', async (req, reply) => {
@@ -168,8 +174,18 @@ export function createPeerServer(opts: PeerServerOptions) {
     // A body is read before its proof can be checked (the proof covers it), so whoever reaches the port may send
     // one: each is small (bodyLimit), and one trickled in to hold a connection and its buffer is cut off. A timer
     // per body, not Node's request timeout, which checks every connection on a timer of its own, idle or not.
+    // So many at once (each buffered up to bodyLimit) are refused, the connection closed.
+    if (reading >= MAX_BODIES_READING) {
+      return reply.code(503).header('connection', 'close').header('retry-after', '1').send({ errors: [{ code: 'UNAVAILABLE', message: 'too many requests being read' }] });
+    }
+    reading++;
     const cut = setTimeout(() => req.raw.destroy(), BODY_TIMEOUT_MS).unref();
-    const done = () => clearTimeout(cut);
+    let counted = true;
+    const done = () => {
+      clearTimeout(cut);
+      if (counted) reading--;
+      counted = false;
+    };
     req.raw.once('end', done).once('close', done);
   });
   app.addHook('preHandler', async (req, reply) => {

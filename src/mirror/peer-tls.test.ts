@@ -2,7 +2,7 @@
 // reaches only the peer id it meant (an impostor gets no request byte), and ends that disagree on
 // --peer-plaintext fail with a reason.
 import { createPrivateKey, X509Certificate } from 'node:crypto';
-import type { AddressInfo } from 'node:net';
+import { connect, type AddressInfo } from 'node:net';
 import { createServer as createTlsServer } from 'node:tls';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -118,6 +118,17 @@ describe('a member reached over TLS', () => {
     const client = new PeerClient(key, await identity());
     await expect(read(client, (await identity()).id, `https://127.0.0.1:${plane.port}`, `${BLOB_PATH}${plane.digest}`)).rejects.toThrow(WrongPeerError);
   });
+});
+
+describe('a connection that never finishes its TLS handshake', () => {
+  it('is dropped within seconds, not held for Node\'s two minutes', async () => {
+    const { port } = await dataPlane(await identity());
+    const socket = connect(port, '127.0.0.1');
+    socket.on('error', () => undefined);
+    const started = Date.now();
+    await new Promise((resolve) => socket.once('close', resolve));
+    expect(Date.now() - started).toBeLessThan(15_000);
+  }, 20_000);
 });
 
 describe('ends that disagree on --peer-plaintext', () => {
