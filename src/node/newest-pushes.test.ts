@@ -1,4 +1,4 @@
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
@@ -73,6 +73,22 @@ describe('newest pushes', () => {
       // Written a second after a change without being asked.
       await new Promise((r) => setTimeout(r, 1_500));
       expect((JSON.parse(await readFile(file, 'utf8')) as { name: string }[]).map((p) => p.name)).toEqual(['c:1', 'd:1']);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('write again what could not be written (a full disk), at the next save: the one at shutdown too', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'pushes-'));
+    try {
+      const file = join(dir, 'not-yet', 'pushes.json'); // its directory missing: the write fails
+      const pushes = new NewestPushes('self');
+      await pushes.persist(file, pino({ level: 'silent' }));
+      pushes.observe('a:1', { clock: 1, node: 'n1', digest: digest(1) });
+      await pushes.save();
+      await mkdir(join(dir, 'not-yet'));
+      await pushes.save();
+      expect((JSON.parse(await readFile(file, 'utf8')) as { name: string }[]).map((p) => p.name)).toEqual(['a:1']);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

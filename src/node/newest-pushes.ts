@@ -34,7 +34,7 @@ function isSavedPush(v: unknown): v is SavedPush {
 
 export class NewestPushes {
   readonly #byName = new Map<string, KnownPush>();
-  #persisted?: { file: string; log: Logger; timer?: NodeJS.Timeout };
+  #persisted?: { file: string; log: Logger; timer?: NodeJS.Timeout; dirty: boolean };
 
   constructor(readonly self: string, private readonly maxNames = MAX_NAMES) {}
 
@@ -44,19 +44,24 @@ export class NewestPushes {
     for (const push of Array.isArray(saved) ? saved : []) {
       if (isSavedPush(push) && this.observe(push.name, push) && push.copy) this.willCopy(push.name, push, push.copy.replicate);
     }
-    this.#persisted = { file, log };
+    this.#persisted = { file, log, dirty: false };
   }
 
-  /** Writes a change not written yet. */
+  /** Writes a change not written yet; one that could not be (a full disk) is tried again later, and at the next save. */
   async save(): Promise<void> {
     const persisted = this.#persisted;
-    if (!persisted?.timer) return;
+    if (!persisted?.dirty) return;
     clearTimeout(persisted.timer);
     persisted.timer = undefined;
+    persisted.dirty = false;
     // In the order they arrived, as observe() keeps them: the oldest are forgotten first after a restart too.
     const saved: SavedPush[] = [...this.#byName].map(([name, push]) => ({ name, ...push }));
-    await writeAtomically(persisted.file, JSON.stringify(saved))
-      .catch((err: Error) => persisted.log.warn({ file: persisted.file, err: err.message }, 'could not write the known pushes'));
+    try {
+      await writeAtomically(persisted.file, JSON.stringify(saved));
+    } catch (err) {
+      persisted.log.warn({ file: persisted.file, err: (err as Error).message }, 'could not write the known pushes; trying again later');
+      this.#changed();
+    }
   }
 
   /** Seeds from the stamps of the store's image records. */
@@ -103,7 +108,9 @@ export class NewestPushes {
   }
 
   #changed(): void {
-    if (this.#persisted) this.#persisted.timer ??= setTimeout(() => void this.save(), SAVE_AFTER_MS).unref();
+    if (!this.#persisted) return;
+    this.#persisted.dirty = true;
+    this.#persisted.timer ??= setTimeout(() => void this.save(), SAVE_AFTER_MS).unref();
   }
 
   /** Stamps a push of `name` to this node: newer than any push of it known, even when this host's clock is behind. */
