@@ -113,9 +113,14 @@ export class NewestPushes {
     this.#persisted.timer ??= setTimeout(() => void this.save(), SAVE_AFTER_MS).unref();
   }
 
-  /** Stamps a push of `name` to this node: newer than any push of it known, even when this host's clock is behind. */
+  /** A push of `name` to this node: newer than any push of it known, even when this host's clock is behind. */
+  next(name: string, digest: string): KnownPush {
+    return { clock: nextClock(this.#byName.get(name)), node: this.self, digest };
+  }
+
+  /** next(), known from now on. */
   stamp(name: string, digest: string): KnownPush {
-    const push = { clock: nextClock(this.#byName.get(name)), node: this.self, digest };
+    const push = this.next(name, digest);
     this.observe(name, push);
     return push;
   }

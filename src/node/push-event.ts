@@ -63,13 +63,16 @@ export async function pushEvent(store: Store, event: Omit<MeshEvent, 'type' | 'i
 export function pushGossip(store: Store, router: Pick<Router, 'id' | 'publish'>, pushes: NewestPushes, takersOf: TakersOf, log: Logger): PushListener {
   return {
     check: ({ replicate }) => void (replicate !== undefined && parseReplicationPolicy(replicate)),
+    // Known as the newest push of its name only once stored: a record that could not be written (a full disk) must
+    // not make this node ignore the pushes of that name from others that are older than it.
     labels: (image, target, { replicate }) => ({
-      ...pushLabels(pushes.stamp(image, target.digest)),
+      ...pushLabels(pushes.next(image, target.digest)),
       ...(replicate !== undefined && { [PUSH_REPLICATE_LABEL]: replicate }),
     }),
     pushed: (image, digest, { replicate }, labels) => {
       const clock = pushOf(labels)?.clock;
       if (clock === undefined) return void log.error({ image, digest }, 'a push without its stamp is not gossiped');
+      pushes.observe(image, { clock, node: router.id, digest });
       pushEvent(store, { image, digest, node: router.id, clock, ...(replicate !== undefined && { replicate }) }, takersOf(image, router.id, replicate), log)
         .then((event) => router.publish(event))
         .catch((err) => log.warn({ err, image }, 'could not gossip the push'));

@@ -22,7 +22,10 @@ export interface PushListener {
   check(options: PushOptions): void;
   /** Labels for the image record of a push by tag, asked just before it is stored (the mesh stamps the push there). */
   labels(image: string, target: Descriptor, options: PushOptions): Record<string, string>;
-  /** A manifest was stored under a tag, with the image name as stored and the labels its record got. */
+  /**
+   * A manifest was stored under a tag, with the image name as stored and the labels its record got: called before
+   * the next push of that name is asked for its labels.
+   */
   pushed(image: string, digest: string, options: PushOptions, labels: Record<string, string>): void;
 }
 

@@ -115,13 +115,12 @@ export async function putManifest(ctx: RouteContext): Promise<unknown> {
   const target = { mediaType: manifest.mediaType, digest, size: body.length };
   if (isTag(ref)) {
     const name = tagImageName(ctx.repo, ref);
-    const labels = await ctx.tagWrites.run(name, async () => {
-      const stamped = { ...ctx.pushes?.labels(name, target, options), [ORIGIN_LABEL]: 'pushed' };
-      await store.images.put({ name, target, labels: stamped });
-      return stamped;
+    await ctx.tagWrites.run(name, async () => {
+      const labels = { ...ctx.pushes?.labels(name, target, options), [ORIGIN_LABEL]: 'pushed' };
+      await store.images.put({ name, target, labels });
+      ctx.pushes?.pushed(name, digest, options, labels);
     });
     await dropDigestRecords(ctx, [digest, ...manifest.manifests.map((m) => m.digest)]);
-    ctx.pushes?.pushed(name, digest, options, labels);
   } else {
     await store.images.put({ name: digestImageName(ctx.repo, digest), target, labels: { [ORIGIN_LABEL]: 'pushed' } });
   }
