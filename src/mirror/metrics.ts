@@ -2,6 +2,8 @@
 // at /metrics).
 import { Counter } from 'prom-client';
 
+export type MirrorOutcome = 'peer' | 'upstream' | 'not_found' | 'failed';
+
 export const mirrorRequests = new Counter({
   name: 'layermesh_mirror_requests_total',
   help: 'Blobs the mirror looked for on behalf of registry clients, by outcome: peer, upstream, not_found, failed (hits, held here: layermesh_registry_blobs_served_total{source="local"})',

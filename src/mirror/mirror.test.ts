@@ -6,6 +6,7 @@ import { pino } from 'pino';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { register } from 'prom-client';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { delayCommits } from '../store/conformance-kit.js';
 import { MemoryStore } from '../store/memory-store.js';
@@ -365,6 +366,21 @@ describe('Mirror', () => {
     expect(await m.fetch(sha(data)).stored).toBe(false);
     expect(await m.fetch(sha(data)).stored).toBe(true);
     expect(await readdir(spoolDir)).toEqual([]);
+  });
+
+  it('counts a client\'s request once, where it was found, also when storing the blob then fails', async () => {
+    const data = randomBytes(100_000);
+    const holder = await peer('holder', 1, serves(data));
+    const store = new MemoryStore();
+    store.beginUpload = async () => {
+      throw new Error('no space left on the device');
+    };
+    const total = async () => (await register.getSingleMetric('layermesh_mirror_requests_total')!.get()).values.reduce((n, v) => n + v.value, 0);
+    const before = await total();
+    const live = await mirror(store, [holder]).stream(sha(data), { repo: 'docker.io/library/app' });
+    expect((await readAll(live!.stream)).equals(data)).toBe(true);
+    await new Promise((r) => setTimeout(r, 500)); // the store's copy, after the client's grace
+    expect(await total()).toBe(before + 1);
   });
 
   it('answers undefined at once when nobody holds the blob', async () => {

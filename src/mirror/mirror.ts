@@ -17,7 +17,7 @@ import { untilStalled } from './until-stalled.js';
 import type { DataPlane } from '../dht/membership.js';
 import { Holders } from './holders.js';
 import { pullThrough, type UpstreamSource } from './pull-through.js';
-import { failovers, fetchedBytes, mirrorRequests, peersStruck } from './metrics.js';
+import { failovers, fetchedBytes, mirrorRequests, peersStruck, type MirrorOutcome } from './metrics.js';
 import { keepSpool, storeSpool } from './store-writer.js';
 import { TagResolver } from './tag-resolver.js';
 import { limitedUpstream, type Traffic } from './bandwidth.js';
@@ -106,10 +106,17 @@ export class Mirror {
       const clients: Promise<unknown>[] = [];
       let verify!: (ok: boolean) => void;
       const verified = new Promise<boolean>((resolve) => (verify = resolve));
+      // One outcome per transfer a client asked for: where it was found, or `failed` when it ended before that was known.
+      let counted = false;
+      const count = (outcome: MirrorOutcome) => {
+        if (!options.requestedIn || counted) return;
+        counted = true;
+        mirrorRequests.inc({ outcome });
+      };
       const stored = spool
-        .then((s) => this.#receiveAndStore(s, clients, options, () => verify(true)))
+        .then((s) => this.#receiveAndStore(s, clients, options, () => verify(true), count))
         .catch((err: Error) => {
-          if (options.requestedIn) mirrorRequests.inc({ outcome: 'failed' });
+          count('failed');
           this.opts.log.error({ digest, err }, 'fetching from the mesh failed');
           return false;
         })
@@ -122,7 +129,7 @@ export class Mirror {
   }
 
   /** Receives the blob into its spool and then into the store; false when no holder sent the right bytes. */
-  async #receiveAndStore(spool: Spool, clients: Promise<unknown>[], options: FetchOptions, verified: () => void): Promise<boolean> {
+  async #receiveAndStore(spool: Spool, clients: Promise<unknown>[], options: FetchOptions, verified: () => void, count: (outcome: MirrorOutcome) => void): Promise<boolean> {
     const { digest } = spool;
     let released: (() => void) | undefined;
     let early: Promise<boolean> | undefined;
@@ -139,7 +146,7 @@ export class Mirror {
       const fromPeer = await this.#receive(spool, options);
       // Asked as clients join: one that joins while the first repositories are asked is asked too.
       const received = fromPeer || (await pullThrough(spool, this.#upstream, () => askedIn(options), this.opts.log));
-      if (options.requestedIn) mirrorRequests.inc({ outcome: fromPeer ? 'peer' : received ? 'upstream' : 'not_found' });
+      count(fromPeer ? 'peer' : received ? 'upstream' : 'not_found');
       if (!received) return false;
       if (!fromPeer) fetchedBytes.inc({ source: 'upstream' }, spool.written);
       verified();
