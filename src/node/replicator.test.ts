@@ -1,5 +1,6 @@
 import { Readable } from 'node:stream';
 import { pino } from 'pino';
+import { register } from 'prom-client';
 import { describe, expect, test } from 'vitest';
 import { MemoryStore } from '../store/memory-store.js';
 import { putBlob } from '../store/store.js';
@@ -175,6 +176,25 @@ describe('replicator', () => {
     expect(fetched.sort()).toEqual([img.config.digest, img.layers[0].digest].sort());
     const { stream } = await store.open(img.config.digest);
     expect(digestOf(Buffer.concat(await stream.toArray()))).toBe(img.config.digest);
+  });
+
+  test('an index: its platforms\' manifests count as in transfer while the copy runs, a layer they share once in the bytes replicated', async () => {
+    const origin = new MemoryStore();
+    const [amd, arm] = [await pushedImage(origin, [2000]), await pushedImage(origin, [2000, 500])]; // the config and a layer shared
+    const index = Buffer.from(JSON.stringify({
+      schemaVersion: 2, mediaType: MediaType.ociIndex,
+      manifests: [amd, arm].map((p) => ({ mediaType: MediaType.ociManifest, ...p.manifest })),
+    }));
+    await putBlob(origin, index, digestOf(index));
+    const blobs = new Map([...amd.blobs, ...arm.blobs, [digestOf(index), index]]);
+    const { replicator } = taker(blobs, { fetchMs: 100 });
+    const replicated = async () => (await register.getSingleMetric('layermesh_replicated_bytes_total')!.get()).values[0]?.value ?? 0;
+    const before = await replicated();
+    const copy = replicator.replicate('docker.io/library/multi:1', digestOf(index), ORIGIN, { push });
+    await expect.poll(() => replicator.inFlight().has(amd.layers[0].digest), { timeout: 5_000 }).toBe(true);
+    for (const p of [amd, arm]) expect(replicator.inFlight().has(p.manifest.digest)).toBe(true);
+    await copy;
+    expect(await replicated()).toBe(before + amd.config.size + amd.layers[0].size + arm.layers[1].size);
   });
 
   test('without inlined blobs, the manifest comes from the mesh first', async () => {

@@ -60,6 +60,9 @@ export type ReplicationOutcome = 'replicated' | 'superseded' | 'failed';
 
 interface Active {
   digest: string;
+  /** The manifests an index names. */
+  manifests: string[];
+  /** Every other blob, once each. */
   blobs: Descriptor[];
   /** The stamp the copy names the image with: the newest push of this digest asked for while it runs. */
   push: TagPush;
@@ -91,7 +94,7 @@ export class Replicator {
     }
     // Claimed before the first await: of two copies of one name, the one asked for last is the one that may
     // name the image, whatever order the store answers them in.
-    const active: Active = { digest, blobs: [], push: options.push, done: Promise.resolve() };
+    const active: Active = { digest, manifests: [], blobs: [], push: options.push, done: Promise.resolve() };
     this.#active.set(image, active);
     active.done = (async () => {
       try {
@@ -125,9 +128,12 @@ export class Replicator {
       if (isIndexMediaType(root.manifest.mediaType)) {
         for (const child of root.manifest.manifests) manifests.push(await this.#manifest(child, pushedTo, given, keep));
       }
-      active.blobs = manifests.flatMap((m) => children(m.manifest)).filter((d) => !MANIFEST_MEDIA_TYPES.includes(d.mediaType));
+      const referenced = manifests.flatMap((m) => children(m.manifest));
+      // An index's manifests, here from the start, are in transfer too: eviction must leave them to the copy.
+      active.manifests = referenced.filter((d) => MANIFEST_MEDIA_TYPES.includes(d.mediaType)).map((d) => d.digest);
       // Once each (platforms of an index share layers), in the manifests' order: the same on every taker.
-      const blobs = [...new Map(active.blobs.map((b) => [b.digest, b])).values()];
+      const blobs = [...new Map(referenced.filter((d) => !MANIFEST_MEDIA_TYPES.includes(d.mediaType)).map((b) => [b.digest, b])).values()];
+      active.blobs = blobs;
       for (const blob of blobs) {
         const bytes = given.get(blob.digest);
         if (bytes) keep(blob.digest, bytes);
@@ -142,12 +148,12 @@ export class Replicator {
         outcome = 'superseded';
         return;
       }
-      const bytes = active.blobs.reduce((n, b) => n + b.size, 0);
+      const bytes = blobs.reduce((n, b) => n + b.size, 0);
       const seconds = (performance.now() - started) / 1000;
       replicatedBytes.inc(bytes);
       replicationSeconds.observe(seconds);
       outcome = 'replicated';
-      this.deps.log.info({ image, digest, blobs: active.blobs.length, bytes, seconds }, 'replicated');
+      this.deps.log.info({ image, digest, blobs: blobs.length, bytes, seconds }, 'replicated');
     } finally {
       replicationsInProgress.dec();
       replications.inc({ outcome });
@@ -172,7 +178,7 @@ export class Replicator {
 
   /** Names and digests of what is being copied here now: eviction leaves them alone. */
   inFlight(): Set<string> {
-    return new Set([...this.#active].flatMap(([image, { digest, blobs }]) => [image, digest, ...blobs.map((b) => b.digest)]));
+    return new Set([...this.#active].flatMap(([image, { digest, manifests, blobs }]) => [image, digest, ...manifests, ...blobs.map((b) => b.digest)]));
   }
 
   /** Images being copied here now, with the bytes of their blobs that are here. */
