@@ -1,3 +1,4 @@
+import { register } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { Bandwidth } from './bandwidth.js';
 
@@ -35,6 +36,15 @@ describe('Bandwidth', () => {
     expect(replication).toBeGreaterThan(0.75);
     expect(pull).toBeGreaterThan(0.75);
     expect(pull).toBeLessThan(2);
+  });
+
+  it('reports replication\'s waits under the download limit when replication has none of its own', async () => {
+    const waited = async () => Object.fromEntries((await register.getSingleMetric('layermesh_limiter_wait_seconds_total')!.get()).values.map((v) => [v.labels.limit, v.value]));
+    const before = await waited();
+    await drain(new Bandwidth({ download: 4 * MB }).throttle('replication', chunks(20, 50_000)));
+    const after = await waited();
+    expect(after.download - (before.download ?? 0)).toBeGreaterThan(0.1);
+    expect(after.replication ?? 0).toBe(before.replication ?? 0);
   });
 
   it('changes limits at run time, and lifts them', async () => {

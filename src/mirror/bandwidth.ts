@@ -67,7 +67,9 @@ export class Bandwidth {
     const started = performance.now();
     for (let left = bytes; left > 0; left -= b.bucketSize) await b.removeTokens(Math.min(left, b.bucketSize));
     const waited = performance.now() - started;
-    if (waited >= 1) limiterWaitSeconds.inc({ limit: traffic }, waited / 1000);
+    // Without a limit of its own, replication waits on the download limit: the wait is that limit's.
+    const limit = traffic === 'replication' && this.#limits.replication === undefined ? 'download' : traffic;
+    if (waited >= 1) limiterWaitSeconds.inc({ limit }, waited / 1000);
   }
 }
 
