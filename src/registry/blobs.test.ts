@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pino } from 'pino';
+import { register } from 'prom-client';
 import { afterAll, afterEach, expect, it } from 'vitest';
 import { FsStore } from '../store/fs-store.js';
 import { MemoryStore } from '../store/memory-store.js';
@@ -122,4 +123,14 @@ it.each([
   } finally {
     socket.destroy();
   }
+});
+
+it('refuses a single-request upload with a malformed digest before a session begins: no session counted as cancelled', async () => {
+  const store = new MemoryStore();
+  app = createRegistry({ store, uploads: new UploadSessions(store, { maxBlobBytes: 1 << 20, idleTimeoutMs: 60_000, maxSessions: 100, maxSessionsPerClient: 10 }, log), log, maxManifestBytes: 4 << 20, access: new Access({ writeGroup: 'layermesh', log, localUid: async () => 0 }) });
+  const ended = async () => (await register.getSingleMetric('layermesh_uploads_total')!.get()).values.reduce((n, v) => n + v.value, 0);
+  const before = await ended();
+  const res = await app.inject({ method: 'POST', url: '/v2/app/blobs/uploads/?digest=sha256:nothex', payload: Buffer.from('x') });
+  expect([res.statusCode, res.json().errors[0].code]).toEqual([400, 'DIGEST_INVALID']);
+  expect(await ended()).toBe(before);
 });

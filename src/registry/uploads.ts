@@ -46,12 +46,10 @@ export async function startUpload(ctx: RouteContext): Promise<unknown> {
     if (isDigest(query.mount) && (await store.stat(query.mount))) return created(ctx, query.mount);
   }
   checkDeclaredLength(ctx);
+  // Refused before a session begins: a client's mistake is no session cancelled.
+  if (query.digest !== undefined && !isDigest(query.digest)) throw digestInvalid('invalid digest', { digest: query.digest });
   const { id } = await uploads.start(ctx.repo, ctx.req.ip);
   if (query.digest === undefined) return accepted(ctx, id, 0);
-  if (!isDigest(query.digest)) {
-    await uploads.cancel(ctx.repo, id);
-    throw digestInvalid('invalid digest', { digest: query.digest });
-  }
   try {
     await uploads.append(ctx.repo, id, bodyOf(ctx));
   } catch (err) {
