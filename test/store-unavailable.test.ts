@@ -58,6 +58,14 @@ describe('meshd while its containerd is stopped', () => {
     }
   });
 
+  it('answers the status page\'s disk totals with 503, without an error line for each poll', async () => {
+    for (let i = 0; i < 5; i++) {
+      const res = await fetch(`${meshd!.url}/_mesh/v1/df?totals`);
+      expectUnavailable(res.status, res.headers, await res.text());
+    }
+    expect(meshd!.logs.filter((l) => Number(l.level) >= 50 && String(l.url).startsWith('/_mesh/v1/df'))).toEqual([]);
+  });
+
   it('answers a member asking its data plane with 503 and Retry-After, so that it asks another holder', async () => {
     const path = `/peer/v1/blobs/${sha(blob)}`;
     const key = peerKey(parseSwarmKey(readFileSync(keyFile, 'utf8')));

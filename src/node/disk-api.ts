@@ -6,6 +6,7 @@ import type { Router } from '../dht/router.js';
 import type { DiskSummary, DiskUsage, EvictionReport } from '../api/admin-types.js';
 import { digestImageName, parseImageName, repositoryKey, tagImageName } from '../oci/names.js';
 import { RegistryError } from '../registry/errors.js';
+import { StoreUnavailableError } from '../store/store.js';
 import { EvictionSetupError, type Evictor } from './evictor.js';
 
 export interface DiskApiDeps {
@@ -24,8 +25,14 @@ export function storeImageName(reference: string): string {
 }
 
 export function registerDiskApi(app: FastifyInstance, { evictor, router, log, forget }: DiskApiDeps): void {
-  app.get('/_mesh/v1/df', async (req): Promise<DiskUsage | DiskSummary> =>
-    ((req.query as { totals?: string }).totals === undefined ? evictor.usage() : evictor.summary()));
+  app.get('/_mesh/v1/df', async (req, reply): Promise<DiskUsage | DiskSummary> => {
+    if ((req.query as { totals?: string }).totals === undefined) return evictor.usage();
+    const summary = await evictor.summary();
+    if (summary) return summary;
+    // The survey logged why; a page polling this every second must not add a line each time.
+    const unavailable = new StoreUnavailableError('surveying it for its disk totals');
+    return reply.code(503).header('retry-after', String(unavailable.retryAfterSeconds)).send({ errors: [{ code: 'UNAVAILABLE', message: unavailable.message }] });
+  });
 
   app.post('/_mesh/v1/prune', async (): Promise<EvictionReport> => {
     try {

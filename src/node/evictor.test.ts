@@ -89,6 +89,19 @@ describe('Evictor on a memory store', () => {
     expect(first).toEqual({ total: full.total, pinned: full.pinned, pushed: full.pushed, pulled: full.pulled, replicated: full.replicated, cache: full.cache });
   });
 
+  it('gives no totals while the store cannot be surveyed, trying again every few seconds and warning once', async () => {
+    const lines: string[] = [];
+    const failing = new Evictor({ ...deps, log: pino({ level: 'warn' }, { write: (l: string) => void lines.push(JSON.parse(l).msg) }) });
+    let surveys = 0;
+    store.images.list = async () => {
+      surveys++;
+      throw new Error('containerd: connection refused');
+    };
+    for (let i = 0; i < 5; i++) expect(await failing.summary()).toBeUndefined();
+    expect(surveys).toBe(1);
+    expect(lines).toHaveLength(1);
+  });
+
   it('adds up df categories, each blob once', async () => {
     const df = await evictor.usage();
     expect(df.pinned + df.pushed + df.pulled + df.replicated + df.cache).toBe(df.total);

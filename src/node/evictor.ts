@@ -58,6 +58,7 @@ export class Evictor {
   #queue: Promise<unknown> = Promise.resolve();
   #timer?: NodeJS.Timeout;
   #totals?: { at: number; value: Promise<DiskTotals | undefined> };
+  #surveyFailing = false;
 
   constructor(private readonly deps: EvictorDeps) {}
 
@@ -100,20 +101,26 @@ export class Evictor {
     };
   }
 
-  /** df without its per-image list, cheap enough for a page that polls: the totals as totals() has them. */
-  async summary(): Promise<DiskSummary> {
+  /** df without its per-image list, cheap enough for a page that polls: the totals as totals() has them; undefined as there. */
+  async summary(): Promise<DiskSummary | undefined> {
     const totals = await this.totals();
-    if (!totals) throw new Error('the store could not be surveyed (see the log)');
+    if (!totals) return undefined;
     const filesystem = await filesystemOf(this.deps.store.contentDir);
     return { ...totals, ...(filesystem && { filesystem }) };
   }
 
-  /** df's totals, at most TOTALS_MAX_AGE_MS old; undefined (and logged) when the store could not be surveyed. */
+  /**
+   * df's totals, at most TOTALS_MAX_AGE_MS old; undefined when the store could not be surveyed, which is tried again
+   * no sooner either (a status page polls every second), and logged when it starts.
+   */
   totals(): Promise<DiskTotals | undefined> {
     if (!this.#totals || Date.now() - this.#totals.at > TOTALS_MAX_AGE_MS) {
-      const value = survey(this.deps.store).then(categorize, (err: Error) => {
-        this.deps.log.warn({ err: err.message }, 'could not survey the store for the inventory\'s disk totals');
-        this.#totals = undefined;
+      const value = survey(this.deps.store).then((held) => {
+        this.#surveyFailing = false;
+        return categorize(held);
+      }, (err: Error) => {
+        if (!this.#surveyFailing) this.deps.log.warn({ err: err.message }, 'could not survey the store for the disk totals; trying again every few seconds');
+        this.#surveyFailing = true;
         return undefined;
       });
       this.#totals = { at: Date.now(), value };

@@ -15,3 +15,12 @@ it('counts the members this node is connected to apart from those it only heard 
   expect(text).toMatch(/^layermesh_connected_peers 3$/m);
   expect(text).toMatch(/^layermesh_known_members 5$/m);
 });
+
+it('shows no disk figures, rather than the last ones, while the store cannot be surveyed', async () => {
+  const totals = [{ total: 30, pinned: 0, pushed: 10, pulled: 0, replicated: 20, cache: 0 }, undefined];
+  const own = Fastify();
+  registerMetrics(own, { router: { peers: () => [] }, holdings: { size: 0 }, disk: async () => totals.shift() });
+  expect((await own.inject({ method: 'GET', url: '/metrics' })).body).toMatch(/^layermesh_disk_bytes\{category="replicated"\} 20$/m);
+  expect((await own.inject({ method: 'GET', url: '/metrics' })).body).not.toMatch(/^layermesh_disk_bytes\{/m);
+  await own.close();
+});

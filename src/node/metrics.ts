@@ -53,7 +53,9 @@ function daemonRegistry({ router, holdings, disk }: MetricsSources): Registry {
     labelNames: ['category'] as const, registers: [own],
     async collect() {
       const totals = await disk();
-      if (totals) for (const category of CATEGORIES) this.set({ category }, totals[category]);
+      // No figures rather than stale ones while the store cannot be surveyed.
+      if (!totals) this.reset();
+      else for (const category of CATEGORIES) this.set({ category }, totals[category]);
     },
   });
   return own;
