@@ -29,7 +29,8 @@ export function parseEndpoints(pairs: string[]): Record<string, string> {
   for (const pair of pairs) {
     const eq = pair.indexOf('=');
     const url = pair.slice(eq + 1);
-    if (eq <= 0 || !/^https?:\/\/[^/]+\/?$/.test(url)) throw new Error(`--upstream-endpoint expects REGISTRY=http(s)://HOST[:PORT], got "${pair}"`);
+    // No user:password@: credentials belong in --upstream-auth, and a URL is logged with every warning about it.
+    if (eq <= 0 || !/^https?:\/\/[^/@]+\/?$/.test(url)) throw new Error(`--upstream-endpoint expects REGISTRY=http(s)://HOST[:PORT] (credentials go in --upstream-auth), got "${pair.replace(/\/\/[^/]*@/, '//…@')}"`);
     endpoints[pair.slice(0, eq)] = url;
   }
   return endpoints;

@@ -145,6 +145,9 @@ describe('meshd configuration', () => {
     expect(c).toMatchObject({ upstream: true, upstreamEndpoints: { 'docker.io': 'http://127.0.0.1:5555', 'ghcr.io': 'https://mirror.example/' }, upstreamAuthFile: '/etc/auth.json' });
     expect(() => parseConfig(['--upstream', '--upstream-endpoint', 'docker.io'])).toThrow(/REGISTRY=/);
     expect(() => parseConfig(['--upstream', '--upstream-endpoint', 'docker.io=ftp://x'])).toThrow(/REGISTRY=/);
+    // A password in the URL would be in every warning about that registry: refused, and not repeated in the error.
+    expect(() => parseConfig(['--upstream', '--upstream-endpoint', 'docker.io=https://u:secret@mirror.example'])).toThrow(/--upstream-auth/);
+    expect(() => parseConfig(['--upstream', '--upstream-endpoint', 'docker.io=https://u:secret@mirror.example'])).not.toThrow(/secret/);
     // Credentials filed for a pull-through that is off would be read by nobody, and nobody told.
     for (const given of [['--upstream-auth', '/etc/auth.json'], ['--upstream-endpoint', 'docker.io=http://10.0.0.5:5000']]) {
       expect(() => parseConfig(given)).toThrow('--upstream-auth and --upstream-endpoint do nothing without --upstream');
