@@ -52,6 +52,12 @@ it("refuses what a browser sends on another site's behalf (a page elsewhere, a n
   expect((await ask('GET', '/v2/_catalog', { host: self, 'sec-fetch-site': 'same-origin', 'sec-fetch-mode': 'cors' })).status).toBe(200);
   expect((await ask('POST', '/_mesh/v1/prune', { host: self, origin: `http://${self}`, 'sec-fetch-site': 'same-origin' })).status).not.toBe(403);
   // Another site's page: a form posted across sites, a fetch from elsewhere.
+  // A link to the status page on another site's page (a wiki, a dashboard) opens it; that site's scripts cannot read it.
+  const visit = { host: self, 'sec-fetch-site': 'cross-site', 'sec-fetch-mode': 'navigate', 'sec-fetch-dest': 'document' };
+  expect((await ask('GET', '/ui', visit)).status).not.toBe(403);
+  expect((await ask('GET', '/ui', { ...visit, 'sec-fetch-mode': 'cors', 'sec-fetch-dest': 'empty' })).status).toBe(403);
+  expect((await ask('GET', '/ui', { ...visit, 'sec-fetch-dest': 'iframe' })).status).toBe(403);
+  expect((await ask('GET', '/_mesh/v1/peers', visit)).status).toBe(403);
   const crossSite = await ask('POST', '/v2/app/blobs/uploads/', { host: self, origin: 'http://evil.example', 'sec-fetch-site': 'cross-site' });
   expect(crossSite.status).toBe(403);
   expect(crossSite.body).toMatch(/DENIED.*pages of other sites/);

@@ -74,7 +74,7 @@ export class Access {
 
   /** Throws the spec's 401 or 403 when the request may not go on. */
   async check(req: FastifyRequest): Promise<void> {
-    const crossSite = crossSiteRefusal(req.headers);
+    const crossSite = crossSiteRefusal(req.method, req.url, req.headers);
     if (crossSite) throw new RegistryError(403, 'DENIED', crossSite);
     if (this.#tokenGiven(req.headers.authorization)) return;
     const rebound = reboundRefusal(req.headers);

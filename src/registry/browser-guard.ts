@@ -7,8 +7,16 @@ import { isIP } from 'node:net';
 import { hostname } from 'node:os';
 import type { IncomingHttpHeaders } from 'node:http';
 
-/** Why a request a browser sends for another site's page is refused, token or not; undefined for any other request. */
-export function crossSiteRefusal(headers: IncomingHttpHeaders): string | undefined {
+/** Paths a browser may open from a link on another site's page: the status page, which reads nothing until it is shown. */
+const PAGES = new Set(['/ui']);
+
+/**
+ * Why a request a browser sends for another site's page is refused, token or not; undefined for any other request,
+ * and for following a link to the status page (a top-level visit: the other site cannot read or frame it).
+ */
+export function crossSiteRefusal(method: string, url: string, headers: IncomingHttpHeaders): string | undefined {
+  const visit = method === 'GET' && PAGES.has(url) && headers['sec-fetch-mode'] === 'navigate' && headers['sec-fetch-dest'] === 'document';
+  if (visit) return undefined;
   const { origin, host = '' } = headers;
   const site = headers['sec-fetch-site'];
   // A browser that once answered the registry's Basic challenge sends the token with another site's requests too.
