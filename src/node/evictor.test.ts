@@ -127,6 +127,18 @@ describe('Evictor on a memory store', () => {
     expect(await store.stat(old.target.digest)).toBeDefined();
   });
 
+  it('does not evict an image sharing a blob with a copy under way (nothing else would hold the blob), until the copy ends', async () => {
+    const old = (await store.images.get('old:1'))!;
+    const { stream } = await store.open(old.target.digest);
+    const layer = (JSON.parse(Buffer.concat(await stream.toArray()).toString('utf8')) as { layers: { digest: string }[] }).layers[0].digest;
+    inFlight.add(layer); // a new version of the image being copied here, sharing its base layer
+    const during = await evictor.prune();
+    expect(during.evicted.map((e) => e.image)).not.toContain('old:1');
+    expect(await store.images.get('old:1')).toBeDefined();
+    inFlight.delete(layer);
+    expect((await evictor.prune()).evicted.map((e) => e.image)).toContain('old:1');
+  });
+
   it('keeps the blobs an image pushed while it looked up other holders uses (its client found them here and sent none)', async () => {
     const old = (await store.images.get('old:1'))!;
     const { stream } = await store.open(old.target.digest);

@@ -198,8 +198,10 @@ export class Evictor {
   #candidates({ images, sizes }: Survey): { candidates: Candidate[]; kept: Set<string> } {
     const inFlight = this.deps.inFlight();
     const now = Date.now();
+    // An image sharing a blob with a copy under way waits for the next check: without its record, nothing would hold
+    // that blob until the copy names its own (containerd's collector, the embedded store's sweep would take it).
     const evictable = (i: HeldImage) => !i.pinned && !inFlight.has(i.record.name) && !inFlight.has(i.record.target.digest)
-      && (categoryOf(i) === 'replicated' || this.deps.evictLocal);
+      && !i.blobs.some((d) => inFlight.has(d)) && (categoryOf(i) === 'replicated' || this.deps.evictLocal);
     const candidates: Candidate[] = [];
     // A blob being copied here for a new image may be one an old image shares: it stays.
     const kept = new Set<string>(inFlight);
@@ -261,7 +263,7 @@ export class Evictor {
     const { store, log } = this.deps;
     const { candidate: c } = p;
     const inFlight = this.deps.inFlight();
-    if (inFlight.has(c.key) || inFlight.has(c.digest)) return undefined;
+    if (inFlight.has(c.key) || inFlight.has(c.digest) || (c.kind === 'image' && c.blobs.some((d) => inFlight.has(d)))) return undefined;
     if (c.kind === 'image') await store.images.delete(c.key);
     for (const d of p.freedBlobs) if (!inFlight.has(d)) await store.delete(d);
     this.deps.uses.forget(c.key);
