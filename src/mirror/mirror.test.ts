@@ -10,7 +10,8 @@ import { register } from 'prom-client';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { delayCommits } from '../store/conformance-kit.js';
 import { MemoryStore } from '../store/memory-store.js';
-import { Mirror } from './mirror.js';
+import { StoreBusyError } from '../store/store.js';
+import { MAX_TRANSFERS, Mirror } from './mirror.js';
 import type { UpstreamSource } from './pull-through.js';
 import type { DataPlane } from '../dht/membership.js';
 import { AUTH_HEADER, peerKey, ProofChecker } from './peer-auth.js';
@@ -381,6 +382,17 @@ describe('Mirror', () => {
     expect((await readAll(live!.stream)).equals(data)).toBe(true);
     await new Promise((r) => setTimeout(r, 500)); // the store's copy, after the client's grace
     expect(await total()).toBe(before + 1);
+  });
+
+  it('starts no new transfer for a client past the bound: a reader asking for digests nobody has cannot hold without end', async () => {
+    const m = new Mirror({
+      store: new MemoryStore(), spools, peers: new PeerClient(key), log: pino({ level: 'silent' }), lookupTimeoutMs: 1000, stallTimeoutMs: 5000, resolveTags: true,
+      members: { self: 'self', holders: () => new Promise((r) => setTimeout(() => r([]), 300)), dataPlaneOf: () => undefined },
+    });
+    const asked = Array.from({ length: MAX_TRANSFERS }, () => m.stream(sha(randomBytes(8))));
+    await expect(m.stream(sha(randomBytes(8)))).rejects.toThrow(StoreBusyError);
+    expect(await Promise.all(asked)).toEqual(asked.map(() => undefined));
+    expect(await m.stream(sha(randomBytes(8)))).toBeUndefined(); // room again
   });
 
   it('answers undefined at once when nobody holds the blob', async () => {

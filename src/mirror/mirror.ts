@@ -6,7 +6,7 @@
 // into the same spool: verified, shared and stored exactly like bytes from a peer.
 import { finished } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
-import { DigestMismatchError } from '../store/store.js';
+import { DigestMismatchError, StoreBusyError } from '../store/store.js';
 import { isDigest, type Descriptor } from '../oci/digest.js';
 import type { Piece, SequenceLevel } from './peer-protocol.js';
 import type { RequestedIn } from '../store/store.js';
@@ -27,6 +27,8 @@ import type { FetchOptions, Fetching, MirrorOptions } from './mirror-options.js'
 const DEFAULT_PATIENCE_MS = 10 * 60_000;
 /** Repositories a transfer asks the upstream in at most: the first client's and those of others that joined it. */
 const MAX_REPOSITORIES_ASKED = 8;
+/** Transfers under way past which a client's request starts no other (see stream()); replication's are not refused. */
+export const MAX_TRANSFERS = 256;
 
 /** A blob arriving from a peer, as one client reads it. */
 export interface LiveBlob {
@@ -61,9 +63,16 @@ export class Mirror {
     });
   }
 
-  /** The blob's bytes as they arrive here (the last ones only once verified); undefined when nobody holds it. */
+  /**
+   * The blob's bytes as they arrive here (the last ones only once verified); undefined when nobody holds it. A client
+   * starts no new transfer while MAX_TRANSFERS are under way: each holds a spool file and asks the mesh (and the
+   * upstream), and any local reader may ask for any digest.
+   */
   async stream(digest: string, requestedIn?: RequestedIn): Promise<LiveBlob | undefined> {
     if (!isDigest(digest)) return undefined;
+    if (!this.#transfers.has(digest) && this.#transfers.size >= MAX_TRANSFERS) {
+      throw new StoreBusyError(`${this.#transfers.size} blobs are being fetched from the mesh already; try again`);
+    }
     const transfer = this.#transfer(digest, { requestedIn });
     const spool = await transfer.spool;
     const size = await spool.sized();

@@ -2,7 +2,7 @@
 import { RangeNotSatisfiableError } from '../http/range.js';
 import { TooLargeError } from '../oci/limits.js';
 import { NameInvalidError } from '../oci/names.js';
-import { StoreFullError, StoreUnavailableError, UploadClosedError } from '../store/store.js';
+import { StoreBusyError, StoreFullError, StoreUnavailableError, UploadClosedError } from '../store/store.js';
 
 export type ErrorCode =
   | 'BLOB_UNKNOWN'
@@ -64,6 +64,7 @@ export function asRegistryError(err: unknown): RegistryError | undefined {
   }
   if (err instanceof StoreFullError) return new RegistryError(507, 'UNKNOWN', err.message);
   if (err instanceof StoreUnavailableError) return storeUnavailable(err);
+  if (err instanceof StoreBusyError) return new RegistryError(429, 'TOOMANYREQUESTS', err.message, undefined, { 'retry-after': String(err.retryAfterSeconds) });
   if (err instanceof UploadClosedError) return uploadUnknown(err.id);
   const code = (err as NodeJS.ErrnoException | undefined)?.code;
   if (code === 'ENOSPC' || code === 'EDQUOT') return new RegistryError(507, 'UNKNOWN', "no space left on the registry's disk");

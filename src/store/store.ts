@@ -152,6 +152,16 @@ export class StoreUnavailableError extends Error {
   }
 }
 
+/** The store takes no more of this now, too much of it being under way: the client is told to slow down (HTTP 429). */
+export class StoreBusyError extends Error {
+  readonly retryAfterSeconds = 1;
+
+  constructor(message: string) {
+    super(message);
+    this.name = 'StoreBusyError';
+  }
+}
+
 /** An upload that was ended (committed, aborted, expired) while a request still used it. */
 export class UploadClosedError extends Error {
   constructor(readonly id: string) {
