@@ -10,13 +10,14 @@ import { register } from 'prom-client';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { delayCommits } from '../store/conformance-kit.js';
 import { MemoryStore } from '../store/memory-store.js';
-import { StoreBusyError } from '../store/store.js';
+import { StoreBusyError, StoreFullError } from '../store/store.js';
 import { MAX_TRANSFERS, Mirror } from './mirror.js';
 import type { UpstreamSource } from './pull-through.js';
 import type { DataPlane } from '../dht/membership.js';
 import { AUTH_HEADER, peerKey, ProofChecker } from './peer-auth.js';
 import { PeerClient } from './peer-client.js';
 import { Spools } from './spools.js';
+import { run } from '../../test/helpers/run.js';
 
 const key = peerKey(new TextEncoder().encode('test fleet'));
 const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
@@ -393,6 +394,31 @@ describe('Mirror', () => {
     await expect(m.stream(sha(randomBytes(8)))).rejects.toThrow(StoreBusyError);
     expect(await Promise.all(asked)).toEqual(asked.map(() => undefined));
     expect(await m.stream(sha(randomBytes(8)))).toBeUndefined(); // room again
+  });
+
+  it('says before the answer begins that a blob does not fit in the spool directory (a full disk), not with a response cut off', async () => {
+    const small = await mkdtemp(join(tmpdir(), 'mirror-small-'));
+    await run('mount', ['-t', 'tmpfs', '-o', 'size=4m', 'tmpfs', small]);
+    try {
+      const data = randomBytes(6 << 20);
+      const holder = await peer('holder', 1, serves(data));
+      const m = new Mirror({
+        store: new MemoryStore(), spools: await Spools.open(join(small, 'spool')), peers: new PeerClient(key), log: pino({ level: 'silent' }),
+        members: { self: 'self', holders: async () => [holder], dataPlaneOf: () => undefined }, lookupTimeoutMs: 1000, stallTimeoutMs: 5000, resolveTags: true,
+      });
+      await expect(m.stream(sha(data))).rejects.toThrow(StoreFullError);
+      const fits = randomBytes(1 << 20);
+      const other = await peer('other', 1, serves(fits));
+      const n = new Mirror({
+        store: new MemoryStore(), spools: await Spools.open(join(small, 'spool2')), peers: new PeerClient(key), log: pino({ level: 'silent' }),
+        members: { self: 'self', holders: async () => [other], dataPlaneOf: () => undefined }, lookupTimeoutMs: 1000, stallTimeoutMs: 5000, resolveTags: true,
+      });
+      expect((await readAll((await n.stream(sha(fits)))!.stream)).equals(fits)).toBe(true);
+    } finally {
+      await new Promise((r) => setTimeout(r, 200)); // the failed transfer's spool closes
+      await run('umount', ['-l', small]);
+      await rm(small, { recursive: true, force: true });
+    }
   });
 
   it('answers undefined at once when nobody holds the blob', async () => {

@@ -6,7 +6,7 @@
 // into the same spool: verified, shared and stored exactly like bytes from a peer.
 import { finished } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
-import { DigestMismatchError, StoreBusyError } from '../store/store.js';
+import { DigestMismatchError, StoreBusyError, StoreFullError } from '../store/store.js';
 import { isDigest, type Descriptor } from '../oci/digest.js';
 import type { Piece, SequenceLevel } from './peer-protocol.js';
 import type { RequestedIn } from '../store/store.js';
@@ -73,10 +73,15 @@ export class Mirror {
     if (!this.#transfers.has(digest) && this.#transfers.size >= MAX_TRANSFERS) {
       throw new StoreBusyError(`${this.#transfers.size} blobs are being fetched from the mesh already; try again`);
     }
+    const joining = this.#transfers.has(digest);
     const transfer = this.#transfer(digest, { requestedIn });
     const spool = await transfer.spool;
     const size = await spool.sized();
     if (size === undefined) return undefined;
+    // Said before the answer begins, the client asks its next host; a spool that fills the disk mid-way cuts it off.
+    if (!joining && size - spool.received > (await this.opts.spools.room(spool))) {
+      throw new StoreFullError(`no room for the ${size} bytes of ${digest} in this node's spool directory`);
+    }
     const stream = spool.reader();
     transfer.clients.push(finished(stream).catch(() => undefined));
     return { size, stream };

@@ -1,6 +1,6 @@
 // The blobs this node is receiving from the mesh right now, by digest: the mirror creates them, the
 // local registry and the peer data plane read them while they grow.
-import { mkdir, rm } from 'node:fs/promises';
+import { mkdir, rm, statfs } from 'node:fs/promises';
 import { Spool } from './spool.js';
 
 export class Spools {
@@ -51,6 +51,13 @@ export class Spools {
   async remove(spool: Spool): Promise<void> {
     if (this.#active.get(spool.digest) === spool) this.#active.delete(spool.digest);
     await spool.dispose();
+  }
+
+  /** Bytes the spools' filesystem has free for more, less what the other transfers under way still have to write. */
+  async room(except?: Spool): Promise<number> {
+    const fs = await statfs(this.dir);
+    const coming = this.list().filter((s) => s !== except).reduce((n, s) => n + Math.max(0, (s.size ?? 0) - s.received), 0);
+    return fs.bavail * fs.bsize - coming;
   }
 
   /** Transfers under way, for status and listings. */
