@@ -107,6 +107,8 @@ export async function configureMirror(opts: ConfigureOptions = {}): Promise<Conf
     }
   }
 
+  notes.push(...(await mirrorNotes(mirrorUrl)));
+
   const containerdConfig = opts.containerdConfig ?? DEFAULT_CONTAINERD_CONFIG;
   const containerd = await checkContainerdConfig(containerdConfig, dir);
   const containerdEdit = opts.noContainerdConfig ? { action: 'none' as const, reason: '--no-containerd-config' } : await setConfigPath(containerd, dir);
@@ -125,6 +127,23 @@ export async function configureMirror(opts: ConfigureOptions = {}): Promise<Conf
     ctr: `ctr images pull --hosts-dir ${dir} docker.io/library/app:1`,
     dockerd: dockerdAdvice(mirrorUrl),
   };
+}
+
+/**
+ * What keeps containerd from using meshd at `mirrorUrl` now, said at once rather than found out as pulls that skip it:
+ * a meshd that does not answer (not started yet is fine: containerd asks it again at each pull), or one that refuses
+ * this host's reads (hosts.toml carries no token: off loopback, meshd serves the addresses of --registry-allow).
+ */
+async function mirrorNotes(mirrorUrl: string): Promise<string[]> {
+  try {
+    const res = await fetch(`${mirrorUrl}/v2/`, { signal: AbortSignal.timeout(2_000) });
+    await res.body?.cancel();
+    if (res.status !== 401 && res.status !== 403) return [];
+    return [`meshd at ${mirrorUrl} refuses this host's reads (HTTP ${res.status}): containerd sends it no token, so add this host's address to that meshd's --registry-allow, or use the meshd on this host`];
+  } catch (err) {
+    const why = ((err as Error).cause as Error | undefined)?.message ?? (err as Error).message;
+    return [`meshd does not answer at ${mirrorUrl} now (${why}): containerd skips it until it does`];
+  }
 }
 
 /** --all: `_default` and every directory of dir named like a registry (the others are noted and skipped). */

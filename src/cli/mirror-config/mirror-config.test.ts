@@ -1,6 +1,8 @@
 // meshctl mirror configure / restore: hosts.toml files in a temp certs.d, backups, and the containerd config check.
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { chmod, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -136,6 +138,22 @@ describe('meshctl mirror configure', () => {
   it('leaves a registry on loopback its own way to be reached (plain HTTP too), not https only', async () => {
     await configure({ registries: ['localhost:5001', '127.0.0.1:5002'] });
     for (const r of ['localhost:5001', '127.0.0.1:5002']) expect(parse(await readFile(hostsOf(r), 'utf8')).server).toBeUndefined();
+  });
+
+  it('says when the mirror does not answer, or refuses this host\'s reads (containerd sends it no token)', async () => {
+    const answering = (status: number) => new Promise<{ url: string; close: () => void }>((resolve) => {
+      const server = createServer((_req, res) => res.writeHead(status).end()).listen(0, '127.0.0.1', () =>
+        resolve({ url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, close: () => server.close() }));
+    });
+    const [ok, refusing] = [await answering(200), await answering(401)];
+    try {
+      expect((await configure({ mirrorUrl: ok.url })).notes.join('\n')).not.toMatch(/does not answer|refuses/);
+      expect((await configure({ mirrorUrl: refusing.url })).notes.join('\n')).toMatch(/refuses this host's reads \(HTTP 401\).*--registry-allow/);
+    } finally {
+      ok.close();
+      refusing.close();
+    }
+    expect((await configure({ mirrorUrl: ok.url })).notes.join('\n')).toMatch(/does not answer at .* now \(.*ECONNREFUSED.*\)/);
   });
 
   it('rejects bad registry names and mirror URLs', async () => {
