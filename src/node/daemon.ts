@@ -195,7 +195,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
       follower.onEvent(event);
     });
     // Members see the replicator's progress in this node's inventory.
-    await mesh.serveInventory(() => replicator.progress(), () => disk.evictor.totals());
+    await mesh.serveInventory(() => replicator.progress(), () => disk.totals.get());
     const catchUpRetries = new RetryTimers();
     closers.push(async () => catchUpRetries.stop());
     catchUpOnJoin(mesh.membership, pushes, (event) => follower.onEvent(event), log.child({ component: 'replicator' }), catchUpRetries);
@@ -217,9 +217,9 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
       pushes: recorded(pushGossip(store, mesh.router, pushes, follower.takersOf, log), events, config.nodeName),
     });
     registerStatusPage(registry, events);
-    registerMetrics(registry, { router: mesh.router, holdings: mesh.holdings, disk: () => disk.evictor.totals() });
+    registerMetrics(registry, { router: mesh.router, holdings: mesh.holdings, disk: () => disk.totals.get() });
     registerLimitsApi(registry, bandwidth, config.dataDir, log.child({ component: 'bandwidth' }));
-    registerDiskApi(registry, { evictor: disk.evictor, router: mesh.router, log, forget: (image) => follower.forget(image) });
+    registerDiskApi(registry, { evictor: disk.evictor, totals: disk.totals, router: mesh.router, log, forget: (image) => follower.forget(image) });
     let registryUrl = '';
     registerAdminApi(registry, {
       store,

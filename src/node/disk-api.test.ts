@@ -1,6 +1,7 @@
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { registerDiskApi, storeImageName } from './disk-api.js';
+import { TotalsCache } from './disk-totals.js';
 import { EvictionSetupError, type Evictor } from './evictor.js';
 import { createRegistry } from '../registry/server.js';
 import { UploadSessions } from '../registry/upload-sessions.js';
@@ -16,7 +17,7 @@ async function prune(failure: Error): Promise<{ status: number; body: string }> 
   const store = new MemoryStore();
   app = createRegistry({ store, uploads: new UploadSessions(store, { maxBlobBytes: 1 << 20, idleTimeoutMs: 60_000, maxSessions: 10, maxSessionsPerClient: 10 }, log), log, maxManifestBytes: 1 << 20, access: new Access({ writeGroup: 'layermesh', log }) });
   const evictor = { prune: async () => { throw failure; } } as unknown as Evictor;
-  registerDiskApi(app, { evictor, router: { id: 'self', publish: async () => {} }, log, forget: () => {} });
+  registerDiskApi(app, { evictor, totals: new TotalsCache(store, log), router: { id: 'self', publish: async () => {} }, log, forget: () => {} });
   await app.listen({ host: '127.0.0.1', port: 0 });
   const res = await fetch(`http://127.0.0.1:${(app.server.address() as { port: number }).port}/_mesh/v1/prune`, { method: 'POST' });
   return { status: res.status, body: await res.text() };
@@ -29,7 +30,7 @@ describe('rm --mesh', () => {
     const forgotten: string[] = [];
     const published: unknown[] = [];
     const evictor = { remove: async () => ({ evicted: [], freed: 0, kept: 'not held here' }) } as unknown as Evictor;
-    registerDiskApi(app, { evictor, router: { id: 'self', publish: async (e) => void published.push(e) }, log, forget: (image) => void forgotten.push(image) });
+    registerDiskApi(app, { evictor, totals: new TotalsCache(store, log), router: { id: 'self', publish: async (e) => void published.push(e) }, log, forget: (image) => void forgotten.push(image) });
     await app.listen({ host: '127.0.0.1', port: 0 });
     const base = `http://127.0.0.1:${(app.server.address() as { port: number }).port}/_mesh/v1/images`;
     expect((await fetch(`${base}?name=app:1`, { method: 'DELETE' })).status).toBe(200);

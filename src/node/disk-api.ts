@@ -8,9 +8,11 @@ import { digestImageName, parseImageName, repositoryKey, tagImageName } from '..
 import { RegistryError } from '../registry/errors.js';
 import { StoreUnavailableError } from '../store/store.js';
 import { EvictionSetupError, type Evictor } from './evictor.js';
+import type { TotalsCache } from './disk-totals.js';
 
 export interface DiskApiDeps {
   evictor: Evictor;
+  totals: TotalsCache;
   router: Pick<Router, 'id' | 'publish'>;
   log: Logger;
   /** rm --mesh here: a copy of the image under way on this node, or its next try, would bring it back. */
@@ -24,10 +26,10 @@ export function storeImageName(reference: string): string {
   return digest ? digestImageName(key, digest) : tagImageName(key, tag ?? 'latest');
 }
 
-export function registerDiskApi(app: FastifyInstance, { evictor, router, log, forget }: DiskApiDeps): void {
+export function registerDiskApi(app: FastifyInstance, { evictor, totals, router, log, forget }: DiskApiDeps): void {
   app.get('/_mesh/v1/df', async (req, reply): Promise<DiskUsage | DiskSummary> => {
     if ((req.query as { totals?: string }).totals === undefined) return evictor.usage();
-    const summary = await evictor.summary();
+    const summary = await totals.summary();
     if (summary) return summary;
     // The survey logged why; a page polling this every second must not add a line each time.
     const unavailable = new StoreUnavailableError('surveying it for its disk totals');

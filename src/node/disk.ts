@@ -8,6 +8,7 @@ import type { EvictedEntry } from '../api/admin-types.js';
 import type { Config } from './config.js';
 import type { EventLog } from './event-log.js';
 import { Evictor } from './evictor.js';
+import { TotalsCache } from './disk-totals.js';
 import type { Holdings } from './holdings.js';
 import { meshRemoval } from './mesh-removal.js';
 import { RetryTimers } from './retries.js';
@@ -30,6 +31,8 @@ export interface DiskDeps {
 
 export interface Disk {
   evictor: Evictor;
+  /** df's totals for what polls them. */
+  totals: TotalsCache;
   uses: UseLog;
   onRemoval(event: RemoveEvent): void;
   close(): Promise<void>;
@@ -63,6 +66,7 @@ export async function startDisk(config: Config, deps: DiskDeps): Promise<Disk> {
   const removal = meshRemoval({ evictor, policy: config.replicate, self: { name: config.nodeName, labels: config.labels }, pushes: deps.pushes, nameOf: deps.nameOf, log, retries });
   return {
     evictor,
+    totals: new TotalsCache(deps.store, log),
     uses,
     onRemoval: removal,
     close: async () => {

@@ -10,6 +10,7 @@ import { ORIGIN_LABEL } from '../store/store.js';
 import type { EvictedEntry } from '../api/admin-types.js';
 import { EventLog } from './event-log.js';
 import { Evictor, type EvictorDeps } from './evictor.js';
+import { TotalsCache } from './disk-totals.js';
 import { UseLog } from './use-log.js';
 
 const log = pino({ level: 'silent' });
@@ -82,8 +83,9 @@ describe('Evictor on a memory store', () => {
     store.images.list = async () => (surveys++, list());
     const full = await evictor.usage();
     surveys = 0;
-    const first = await evictor.summary();
-    const second = await evictor.summary();
+    const totals = new TotalsCache(store, log);
+    const first = await totals.summary();
+    const second = await totals.summary();
     expect(surveys).toBe(1);
     expect(second).toEqual(first);
     expect(first).toEqual({ total: full.total, pinned: full.pinned, pushed: full.pushed, pulled: full.pulled, replicated: full.replicated, cache: full.cache });
@@ -91,7 +93,7 @@ describe('Evictor on a memory store', () => {
 
   it('gives no totals while the store cannot be surveyed, trying again every few seconds and warning once', async () => {
     const lines: string[] = [];
-    const failing = new Evictor({ ...deps, log: pino({ level: 'warn' }, { write: (l: string) => void lines.push(JSON.parse(l).msg) }) });
+    const failing = new TotalsCache(store, pino({ level: 'warn' }, { write: (l: string) => void lines.push(JSON.parse(l).msg) }));
     let surveys = 0;
     store.images.list = async () => {
       surveys++;

@@ -5,7 +5,7 @@
 import type { Logger } from 'pino';
 import type { Router } from '../dht/router.js';
 import type { Store } from '../store/store.js';
-import type { DiskSummary, DiskTotals, DiskUsage, EvictedEntry, EvictionReport } from '../api/admin-types.js';
+import type { DiskUsage, EvictedEntry, EvictionReport } from '../api/admin-types.js';
 import { categorize, categoryOf, filesystemOf, survey, type HeldImage, type Survey } from './disk-usage.js';
 import { planEviction, type Candidate, type Planned, type Watermark } from './eviction.js';
 import type { EventLog } from './event-log.js';
@@ -14,11 +14,6 @@ import type { UseLog } from './use-log.js';
 /** How long a lookup of the other holders of one candidate may take; unanswered counts as none. */
 const COPIES_LOOKUP_MS = 3_000;
 const LOOKUPS_AT_ONCE = 4;
-/**
- * Members ask for the df totals with every inventory (a status page asks every second): one survey of the store
- * answers them for this long, short enough that a copy just finished shows on the page within a few polls.
- */
-const TOTALS_MAX_AGE_MS = 5_000;
 
 /** Eviction cannot run as this node is set up (no watermarks, or percentages without a filesystem): the operator's to fix. */
 export class EvictionSetupError extends Error {
@@ -57,8 +52,6 @@ interface Measure {
 export class Evictor {
   #queue: Promise<unknown> = Promise.resolve();
   #timer?: NodeJS.Timeout;
-  #totals?: { at: number; value: Promise<DiskTotals | undefined> };
-  #surveyFailing = false;
 
   constructor(private readonly deps: EvictorDeps) {}
 
@@ -99,33 +92,6 @@ export class Evictor {
         lastUse: new Date(this.deps.uses.lastUse([i.record.name, i.record.target.digest], now)).toISOString(),
       })),
     };
-  }
-
-  /** df without its per-image list, cheap enough for a page that polls: the totals as totals() has them; undefined as there. */
-  async summary(): Promise<DiskSummary | undefined> {
-    const totals = await this.totals();
-    if (!totals) return undefined;
-    const filesystem = await filesystemOf(this.deps.store.contentDir);
-    return { ...totals, ...(filesystem && { filesystem }) };
-  }
-
-  /**
-   * df's totals, at most TOTALS_MAX_AGE_MS old; undefined when the store could not be surveyed, which is tried again
-   * no sooner either (a status page polls every second), and logged when it starts.
-   */
-  totals(): Promise<DiskTotals | undefined> {
-    if (!this.#totals || Date.now() - this.#totals.at > TOTALS_MAX_AGE_MS) {
-      const value = survey(this.deps.store).then((held) => {
-        this.#surveyFailing = false;
-        return categorize(held);
-      }, (err: Error) => {
-        if (!this.#surveyFailing) this.deps.log.warn({ err: err.message }, 'could not survey the store for the disk totals; trying again every few seconds');
-        this.#surveyFailing = true;
-        return undefined;
-      });
-      this.#totals = { at: Date.now(), value };
-    }
-    return this.#totals.value;
   }
 
   /** Byte marks measure what the store holds; percentages, how full its filesystem is. */

@@ -60,9 +60,8 @@ export type ReplicationOutcome = 'replicated' | 'superseded' | 'failed';
 
 interface Active {
   digest: string;
-  /** The manifests an index names. */
+  /** The manifests an index names; `blobs`: every other blob, once each. */
   manifests: string[];
-  /** Every other blob, once each. */
   blobs: Descriptor[];
   /** The stamp the copy names the image with: the newest push of this digest asked for while it runs. */
   push: TagPush;
@@ -220,10 +219,7 @@ export class Replicator {
     if (!(await this.deps.store.stat(digest))) await putBlob(this.deps.store, bytes, digest);
   }
 
-  /**
-   * Takes every blob in its stripes, each stripe from its feeder on one stream; a blob's fetch begins when
-   * the first of its pieces comes up. Each blob's stored copy goes to `pending`.
-   */
+  /** Takes every blob in its stripes, each from its feeder on one stream (a blob's fetch begins with its first piece); stored copies go to `pending`. */
   async #striped(push: string, blobs: Descriptor[], plan: TakerPlan, pushedTo: string, pending: (storing: Promise<void>) => void): Promise<void> {
     const fetches = new Map<string, { verified: Promise<void>; lanes: Map<number, (source: BlobSource | undefined) => void> }>();
     // What this taker holds already (an earlier image's layers) is not asked of its feeders.
