@@ -41,6 +41,7 @@ import { registerDiskApi } from './disk-api.js';
 import { trackingUse } from './use-log.js';
 import { TagRecords } from './tag-records.js';
 import { MAX_MANIFEST_BYTES } from '../oci/limits.js';
+import { removeLeftovers } from '../util/atomic-file.js';
 
 /** A peer that sends no byte for this long is left for the next holder. */
 const PEER_STALL_MS = 10_000;
@@ -111,6 +112,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
   };
   try {
     await mkdir(config.dataDir, { recursive: true });
+    await removeLeftovers(config.dataDir); // the state files' writes a crash cut off
     const membershipKey = peerKey(swarmKey);
     const upstream = config.upstream
       ? new Upstream({

@@ -61,6 +61,17 @@ describe('FsStore', () => {
     expect(readdirSync(join(root, 'uploads'))).toEqual([]);
   });
 
+  it('removes the temporary files of record writes a crash cut off when it opens, and nothing else', async () => {
+    const left = ['0123abcd.json.0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9.tmp'];
+    writeFileSync(join(root, 'images', left[0]), '{"half');
+    writeFileSync(join(root, 'orphans.json.0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0fa.tmp'), '{');
+    writeFileSync(join(root, 'images', 'notes.tmp'), 'not ours');
+    await FsStore.open(root, log);
+    expect(readdirSync(join(root, 'images')).filter((f) => f.endsWith('.tmp'))).toEqual(['notes.tmp']);
+    expect(readdirSync(root).filter((f) => f.endsWith('.tmp'))).toEqual([]);
+    rmSync(join(root, 'images', 'notes.tmp'));
+  });
+
   it('keeps image records across reopen', async () => {
     const store = await FsStore.open(root, log);
     const target = { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: sha256(Buffer.from('m')), size: 1 };

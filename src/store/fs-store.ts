@@ -7,7 +7,7 @@ import { createReadStream } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, rm, stat, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { fsyncDir, writeAtomically } from '../util/atomic-file.js';
+import { fsyncDir, removeLeftovers, writeAtomically } from '../util/atomic-file.js';
 import { ChangeFeed } from './change-feed.js';
 import { HashingUpload } from './hashing-upload.js';
 import { OrphanSweeper } from './orphan-sweeper.js';
@@ -105,6 +105,9 @@ export class FsStore implements Store {
     await rm(store.#uploadDir, { recursive: true, force: true });
     await Promise.all([store.#blobDir, store.#uploadDir, store.#imageDir].map((d) => mkdir(d, { recursive: true })));
     await store.#migrateImageNames();
+    // Image records and the list of blobs to free are replaced by rename: a crash may have left its temporary file.
+    const left = (await removeLeftovers(store.#imageDir)) + (await removeLeftovers(root));
+    if (left > 0) log.info({ files: left }, 'removed the temporary files of writes a crash cut off');
     await store.#orphans.restore();
     return store;
   }
@@ -149,10 +152,12 @@ export class FsStore implements Store {
     delete: async (name) => {
       const path = this.#imagePath(name);
       const record = await this.#readImage(path);
-      const existed = await unlinkIfPresent(path);
-      if (!existed) return false;
+      if (!record) return false;
+      // Its blobs are listed to free (and the list saved) first: a crash between the two then frees them at the next
+      // start, where the other order kept them for ever. The sweep frees only what no record names.
+      await this.#orphans.removed(record.target);
+      if (!(await unlinkIfPresent(path))) return false;
       this.#feed.emit({ type: 'image-removed', name });
-      if (record) await this.#orphans.removed(record.target);
       return true;
     },
   };

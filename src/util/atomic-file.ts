@@ -1,8 +1,8 @@
 // Replacing a file so that readers, and the file after a crash, see the old or the new content whole, never a
 // torn or empty one.
 import { randomUUID } from 'node:crypto';
-import { chmod, chown, link, open, readFile, realpath, rename, rm, stat } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { chmod, chown, link, open, readdir, readFile, realpath, rename, rm, stat } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
 
 export interface AtomicWrite {
@@ -46,6 +46,15 @@ export async function writeAtomically(target: string, data: string | Uint8Array,
   } finally {
     await rm(tmp, { force: true });
   }
+}
+
+const TEMPORARY = /\.[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\.tmp$/;
+
+/** Removes what writes of files in `dir` left when the process died before their rename; how many there were. */
+export async function removeLeftovers(dir: string): Promise<number> {
+  const left = (await readdir(dir).catch(() => [] as string[])).filter((f) => TEMPORARY.test(f));
+  await Promise.all(left.map((f) => rm(join(dir, f), { force: true })));
+  return left.length;
 }
 
 /** Makes the entries of `dir` (a file renamed or linked into it) survive a crash. */
