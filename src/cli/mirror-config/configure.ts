@@ -3,7 +3,7 @@
 // anything is written), and its settings are kept after meshd. Failures are MirrorConfigErrors (errors.ts).
 import { constants } from 'node:fs';
 import { copyFile, mkdir } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { parse, type TomlTable } from 'smol-toml';
 import { writeAtomically } from '../../util/atomic-file.js';
 import { attempt, certificatesIn, readIfExists, registryDirs } from './certs-dir.js';
@@ -13,8 +13,8 @@ import { dockerdAdvice, type DockerdAdvice } from './dockerd.js';
 import { MirrorConflictError, MirrorUsageError } from './errors.js';
 import type { Restarter, RestartResult } from './restart.js';
 import {
-  BACKUP_SUFFIX, DEFAULT_CERTS_DIR, DEFAULT_MIRROR_URL, DEFAULT_REGISTRY, HOSTS_FILE, isOurs, normalizeMirrorUrl, renderHostsToml,
-  upstreamOf, validateRegistry,
+  BACKUP_SUFFIX, DEFAULT_CERTS_DIR, DEFAULT_MIRROR_URL, DEFAULT_REGISTRY, HOSTS_FILE, isOurs, normalizeMirrorUrl, registryOfDir,
+  renderHostsToml, upstreamOf, validateRegistry,
 } from './hosts-toml.js';
 
 export interface ConfigureOptions {
@@ -74,8 +74,11 @@ export async function configureMirror(opts: ConfigureOptions = {}): Promise<Conf
   // Plan everything first: nothing is written when any registry cannot be done.
   const plans: Plan[] = [];
   const problems: string[] = [];
+  // The directory containerd reads for each registry: `host_port_` before `host:port`, as containerd looks.
+  const dirOf = new Map<string, string>();
+  for (const name of existing) if (!dirOf.has(registryOfDir(name)) || name.endsWith('_')) dirOf.set(registryOfDir(name), name);
   for (const registry of registries) {
-    const plan = await planFor(dir, registry, mirrorUrl, notes);
+    const plan = await planFor(dir, registry, dirOf.get(registry) ?? registry, mirrorUrl, notes);
     if (typeof plan === 'string') {
       problems.push(plan);
       continue;
@@ -86,7 +89,7 @@ export async function configureMirror(opts: ConfigureOptions = {}): Promise<Conf
 
   for (const p of plans) {
     if (p.action === 'unchanged') continue;
-    const registryDir = join(dir, p.registry);
+    const registryDir = dirname(p.path);
     await attempt('create', registryDir, () => mkdir(registryDir, { recursive: true, mode: 0o755 }));
     if (p.backupNeeded) {
       const backupPath = p.path + BACKUP_SUFFIX;
@@ -99,11 +102,11 @@ export async function configureMirror(opts: ConfigureOptions = {}): Promise<Conf
   // A registry with a directory of its own does not use _default: say which ones escape the mirror.
   if (registries.includes(DEFAULT_REGISTRY)) {
     for (const name of existing) {
-      if (registries.includes(name)) continue;
+      if (registries.includes(registryOfDir(name))) continue;
       const hosts = await readIfExists(join(dir, name, HOSTS_FILE)).catch(() => undefined); // only for a note
       if (hosts && isOurs(hosts)) continue;
       notes.push(`${name} has its own directory in ${dir}, so containerd does not use ${DEFAULT_REGISTRY} for it: ` +
-        `its pulls skip meshd (add --registry ${name}, or use --all)`);
+        `its pulls skip meshd (add --registry ${registryOfDir(name)}, or use --all)`);
     }
   }
 
@@ -152,7 +155,7 @@ function allRegistries(dir: string, existing: string[], notes: string[]): string
   for (const name of existing) {
     if (name === DEFAULT_REGISTRY) continue;
     try {
-      registries.push(validateRegistry(name));
+      registries.push(validateRegistry(registryOfDir(name)));
     } catch {
       notes.push(`skipped ${join(dir, name)}: not a registry host name`);
     }
@@ -161,8 +164,8 @@ function allRegistries(dir: string, existing: string[], notes: string[]): string
 }
 
 /** What configure would do for one registry, or why it must not touch it. */
-async function planFor(dir: string, registry: string, mirrorUrl: string, notes: string[]): Promise<Plan | string> {
-  const path = join(dir, registry, HOSTS_FILE);
+async function planFor(dir: string, registry: string, dirName: string, mirrorUrl: string, notes: string[]): Promise<Plan | string> {
+  const path = join(dir, dirName, HOSTS_FILE);
   const backupPath = path + BACKUP_SUFFIX;
   const current = await readIfExists(path);
   const backup = await readIfExists(backupPath);
@@ -182,8 +185,8 @@ async function planFor(dir: string, registry: string, mirrorUrl: string, notes: 
     }
   }
   // No hosts.toml of its own, ever: the directory's certificates, which containerd stops loading once there is one.
-  const certs = previous === undefined && registry !== DEFAULT_REGISTRY ? await certificatesIn(join(dir, registry)) : undefined;
-  for (const cert of certs?.unpaired ?? []) notes.push(`${join(dir, registry, cert)} has no key of its name: left out of ${path}`);
+  const certs = previous === undefined && registry !== DEFAULT_REGISTRY ? await certificatesIn(join(dir, dirName)) : undefined;
+  for (const cert of certs?.unpaired ?? []) notes.push(`${join(dir, dirName, cert)} has no key of its name: left out of ${path}`);
   const content = renderHostsToml(registry, mirrorUrl, previousTable, certs);
   const action = current === undefined ? 'created' : !currentOurs ? 'replaced' : current.equals(Buffer.from(content)) ? 'unchanged' : 'updated';
   const keepsBackup = (current !== undefined && !currentOurs) || (currentOurs && backup !== undefined);

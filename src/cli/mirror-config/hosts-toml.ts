@@ -27,6 +27,12 @@ export function validateRegistry(name: string): string {
   return name;
 }
 
+/** The registry a directory of certs.d stands for: containerd looks for `host:port` under `host_port_` first. */
+export function registryOfDir(name: string): string {
+  const m = /^(.+)_(\d{1,5})_$/.exec(name);
+  return m ? `${m[1]}:${m[2]}` : name;
+}
+
 /**
  * Where containerd goes when meshd does not have it: undefined for `_default` and for a registry on loopback (the
  * registry itself: containerd then tries plain HTTP too, as it does for such a registry without a hosts.toml).

@@ -135,6 +135,17 @@ describe('meshctl mirror configure', () => {
     expect((await configure({ registries: ['quay.io'] })).files[0].action).toBe('unchanged');
   });
 
+  it('writes into the `host_port_` directory containerd reads for a registry with a port, and names it as a registry', async () => {
+    const underscored = join(dir, 'registry.local_5000_');
+    await mkdir(underscored, { recursive: true });
+    expect((await configure()).notes.join('\n')).toMatch(/add --registry registry\.local:5000, or use --all/);
+    const report = await configure({ registries: ['registry.local:5000'] });
+    expect(report.files.map((f) => f.path)).toEqual([join(underscored, 'hosts.toml')]);
+    expect(parse(await readFile(join(underscored, 'hosts.toml'), 'utf8')).server).toBe('https://registry.local:5000');
+    expect(existsSync(join(dir, 'registry.local:5000'))).toBe(false);
+    expect((await configure({ all: true })).files.map((f) => [f.registry, f.action])).toContainEqual(['registry.local:5000', 'unchanged']);
+  });
+
   it('leaves a registry on loopback its own way to be reached (plain HTTP too), not https only', async () => {
     await configure({ registries: ['localhost:5001', '127.0.0.1:5002'] });
     for (const r of ['localhost:5001', '127.0.0.1:5002']) expect(parse(await readFile(hostsOf(r), 'utf8')).server).toBeUndefined();
