@@ -64,3 +64,26 @@ export interface Fetching {
   /** True once the store holds the blob; false when no holder sent the right bytes. */
   stored: Promise<boolean>;
 }
+
+/** Repositories a transfer asks the upstream in at most: the first client's and those of others that joined it. */
+const MAX_REPOSITORIES_ASKED = 8;
+
+/**
+ * A fetch joining one under way lends it what it knows: a repository to fall back to the upstream in (a client
+ * joining replication), the holders it names and its patience (replication joining a client's pull).
+ */
+export function joinOptions(running: FetchOptions, joining: FetchOptions): void {
+  const asked = joining.requestedIn;
+  if (!running.requestedIn) running.requestedIn = asked;
+  else if (asked && !askedIn(running).some((r) => r.repo === asked.repo && r.manifest === asked.manifest)) {
+    // Bounded: each is an upstream request when the others fail.
+    if ((running.requestedAlsoIn ??= []).length < MAX_REPOSITORIES_ASKED) running.requestedAlsoIn.push(asked);
+  }
+  if (joining.from) running.from = [...new Set([...(running.from ?? []), ...joining.from])];
+  if (joining.patient) running.patient = true;
+}
+
+/** The repositories clients asked for a transfer's blob in, the first client's first. */
+export function askedIn(options: FetchOptions): RequestedIn[] {
+  return [options.requestedIn, ...(options.requestedAlsoIn ?? [])].filter((r) => r !== undefined);
+}

@@ -396,26 +396,30 @@ describe('Mirror', () => {
     expect(await m.stream(sha(randomBytes(8)))).toBeUndefined(); // room again
   });
 
-  it('says before the answer begins that a blob does not fit in the spool directory (a full disk), not with a response cut off', async () => {
+  it('says before the answer begins that a blob does not fit in the spool directory (a full disk), and writes none of it', async () => {
     const small = await mkdtemp(join(tmpdir(), 'mirror-small-'));
     await run('mount', ['-t', 'tmpfs', '-o', 'size=4m', 'tmpfs', small]);
     try {
+      const errors: string[] = [];
+      const log = pino({ level: 'error' }, { write: (line: string) => void errors.push(String(JSON.parse(line).err?.message)) });
+      const mirrorOn = async (dir: string, holder: DataPlane) => {
+        const onSmall = await Spools.open(join(small, dir));
+        return { spools: onSmall, m: new Mirror({
+          store: new MemoryStore(), spools: onSmall, peers: new PeerClient(key), log,
+          members: { self: 'self', holders: async () => [holder], dataPlaneOf: () => undefined }, lookupTimeoutMs: 1000, stallTimeoutMs: 5000, resolveTags: true,
+        }) };
+      };
       const data = randomBytes(6 << 20);
-      const holder = await peer('holder', 1, serves(data));
-      const m = new Mirror({
-        store: new MemoryStore(), spools: await Spools.open(join(small, 'spool')), peers: new PeerClient(key), log: pino({ level: 'silent' }),
-        members: { self: 'self', holders: async () => [holder], dataPlaneOf: () => undefined }, lookupTimeoutMs: 1000, stallTimeoutMs: 5000, resolveTags: true,
-      });
-      await expect(m.stream(sha(data))).rejects.toThrow(StoreFullError);
+      const big = await mirrorOn('spool', await peer('holder', 1, serves(data)));
+      await expect(big.m.stream(sha(data))).rejects.toThrow(StoreFullError);
+      // The transfer itself stopped at its first answer: it did not fill the disk for everyone else meanwhile.
+      await expect.poll(() => errors, { timeout: 5_000 }).toEqual([expect.stringMatching(/no room for its 6291456 bytes/)]);
+      await expect(big.m.fetch(sha(data), { patient: true }).stored).resolves.toBe(false); // replication neither
+
       const fits = randomBytes(1 << 20);
-      const other = await peer('other', 1, serves(fits));
-      const n = new Mirror({
-        store: new MemoryStore(), spools: await Spools.open(join(small, 'spool2')), peers: new PeerClient(key), log: pino({ level: 'silent' }),
-        members: { self: 'self', holders: async () => [other], dataPlaneOf: () => undefined }, lookupTimeoutMs: 1000, stallTimeoutMs: 5000, resolveTags: true,
-      });
-      expect((await readAll((await n.stream(sha(fits)))!.stream)).equals(fits)).toBe(true);
+      const other = await mirrorOn('spool2', await peer('other', 1, serves(fits)));
+      expect((await readAll((await other.m.stream(sha(fits)))!.stream)).equals(fits)).toBe(true);
     } finally {
-      await new Promise((r) => setTimeout(r, 200)); // the failed transfer's spool closes
       await run('umount', ['-l', small]);
       await rm(small, { recursive: true, force: true });
     }

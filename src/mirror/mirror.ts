@@ -22,11 +22,9 @@ import { keepSpool, storeSpool } from './store-writer.js';
 import { TagResolver } from './tag-resolver.js';
 import { limitedUpstream, type Traffic } from './bandwidth.js';
 import { SpoolWriteError, type Spool } from './spool.js';
-import type { FetchOptions, Fetching, MirrorOptions } from './mirror-options.js';
+import { askedIn, joinOptions, type FetchOptions, type Fetching, type MirrorOptions } from './mirror-options.js';
 
 const DEFAULT_PATIENCE_MS = 10 * 60_000;
-/** Repositories a transfer asks the upstream in at most: the first client's and those of others that joined it. */
-const MAX_REPOSITORIES_ASKED = 8;
 /** Transfers under way past which a client's request starts no other (see stream()); replication's are not refused. */
 export const MAX_TRANSFERS = 256;
 
@@ -79,7 +77,7 @@ export class Mirror {
     const size = await spool.sized();
     if (size === undefined) return undefined;
     // Said before the answer begins, the client asks its next host; a spool that fills the disk mid-way cuts it off.
-    if (!joining && size - spool.received > (await this.opts.spools.room(spool))) {
+    if (!joining && !(await this.opts.spools.fits(spool, size))) {
       throw new StoreFullError(`no room for the ${size} bytes of ${digest} in this node's spool directory`);
     }
     const stream = spool.reader();
@@ -263,7 +261,12 @@ export class Mirror {
     const open = () => this.#opener.open(digest, untried, at(), { patient: options.patient === true, end, ...only });
     for (let opened = await open(); opened; opened = await open()) {
       const { peer, body, abort } = opened;
-      this.opts.spools.get(digest)?.setSize(opened.total);
+      const spool = this.opts.spools.get(digest);
+      spool?.setSize(opened.total);
+      if (spool && at() === 0 && opened.total !== undefined && !(await this.opts.spools.fits(spool, opened.total))) {
+        abort();
+        throw new SpoolWriteError(digest, new Error(`no room for its ${opened.total} bytes`)); // this node's disk: no holder helps
+      }
       used.add(peer.id);
       this.opts.log.info({ digest, peer: peer.id, offset: at() }, 'peer transfer started');
       try {
@@ -276,24 +279,4 @@ export class Mirror {
     }
     throw new Error(`no holder of ${digest} could send it (${candidates.length} tried)`);
   }
-}
-
-/**
- * A fetch joining one under way lends it what it knows: a repository to fall back to the upstream in (a client
- * joining replication), the holders it names and its patience (replication joining a client's pull).
- */
-function joinOptions(running: FetchOptions, joining: FetchOptions): void {
-  const asked = joining.requestedIn;
-  if (!running.requestedIn) running.requestedIn = asked;
-  else if (asked && !askedIn(running).some((r) => r.repo === asked.repo && r.manifest === asked.manifest)) {
-    // Bounded: each is an upstream request when the others fail.
-    if ((running.requestedAlsoIn ??= []).length < MAX_REPOSITORIES_ASKED) running.requestedAlsoIn.push(asked);
-  }
-  if (joining.from) running.from = [...new Set([...(running.from ?? []), ...joining.from])];
-  if (joining.patient) running.patient = true;
-}
-
-/** The repositories clients asked for a transfer's blob in, the first client's first. */
-function askedIn(options: FetchOptions): RequestedIn[] {
-  return [options.requestedIn, ...(options.requestedAlsoIn ?? [])].filter((r) => r !== undefined);
 }

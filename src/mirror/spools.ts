@@ -53,11 +53,14 @@ export class Spools {
     await spool.dispose();
   }
 
-  /** Bytes the spools' filesystem has free for more, less what the other transfers under way still have to write. */
-  async room(except?: Spool): Promise<number> {
+  /**
+   * Whether the rest of `size` bytes of `spool` fits in what its filesystem has free, less what the other transfers
+   * under way still have to write: one that does not would fill the disk (containerd's too, when it shares it).
+   */
+  async fits(spool: Spool, size: number): Promise<boolean> {
     const fs = await statfs(this.dir);
-    const coming = this.list().filter((s) => s !== except).reduce((n, s) => n + Math.max(0, (s.size ?? 0) - s.received), 0);
-    return fs.bavail * fs.bsize - coming;
+    const coming = this.list().filter((s) => s !== spool).reduce((n, s) => n + Math.max(0, (s.size ?? 0) - s.received), 0);
+    return size - spool.received <= fs.bavail * fs.bsize - coming;
   }
 
   /** Transfers under way, for status and listings. */
