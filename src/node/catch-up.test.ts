@@ -33,11 +33,11 @@ describe('catching up on pushes missed', () => {
     const membership = {
       onMember: (handler: (id: string) => void) => void (member = handler),
       // Busy twice (inventoryOf gives undefined on a failure), then its inventory.
-      inventoryOf: async (id: string) => (++asked <= 2 ? undefined : { name: id, keys: 0, images: [{ name: 'missed:1', digest: digest(1), push: { clock: 7, node: id } }] }),
+      inventoryOf: async (id: string) => (++asked <= 2 ? undefined : { name: id, keys: 0, images: [{ name: 'docker.io/library/missed:1', digest: digest(1), push: { clock: 7, node: id } }] }),
     };
     catchUpOnJoin(membership, new NewestPushes('self'), (event) => followed.push(event), log, new RetryTimers(), [10, 20]);
     member!('m1');
-    await expect.poll(() => followed.map((e) => e.image)).toEqual(['missed:1']);
+    await expect.poll(() => followed.map((e) => e.image)).toEqual(['docker.io/library/missed:1']);
     expect(asked).toBe(3);
 
     let failures = 0;
@@ -57,25 +57,27 @@ describe('catching up on pushes missed', () => {
 
   it("follows the pushes to a member that connects which this node does not know, with each push's own policy", async () => {
     const pushes = new NewestPushes('self');
-    pushes.observe('known:1', { clock: 5, node: 'm1', digest: digest(1) });
-    pushes.observe('newer-here:1', { clock: 9, node: 'm3', digest: digest(2) });
+    pushes.observe('docker.io/library/known:1', { clock: 5, node: 'm1', digest: digest(1) });
+    pushes.observe('docker.io/library/newer-here:1', { clock: 9, node: 'm3', digest: digest(2) });
     const followed = await joining([
-      { name: 'missed:1', digest: digest(3), push: { clock: 7, node: 'm1' }, replicate: 'label.role=web' },
-      { name: 'missed:2', digest: digest(4), push: { clock: 8, node: 'm1' } },
-      { name: 'known:1', digest: digest(1), push: { clock: 5, node: 'm1' } }, // heard of already
-      { name: 'newer-here:1', digest: digest(5), push: { clock: 6, node: 'm1' } }, // a newer push of it is known
-      { name: 'other:1', digest: digest(6), push: { clock: 9, node: 'm2' } }, // m1 does not vouch for m2's push
-      { name: 'untracked:1', digest: digest(7) }, // tagged outside the mesh
+      { name: 'docker.io/library/missed:1', digest: digest(3), push: { clock: 7, node: 'm1' }, replicate: 'label.role=web' },
+      { name: 'docker.io/library/missed:2', digest: digest(4), push: { clock: 8, node: 'm1' } },
+      { name: 'docker.io/library/known:1', digest: digest(1), push: { clock: 5, node: 'm1' } }, // heard of already
+      { name: 'docker.io/library/newer-here:1', digest: digest(5), push: { clock: 6, node: 'm1' } }, // a newer push of it is known
+      { name: 'docker.io/library/other:1', digest: digest(6), push: { clock: 9, node: 'm2' } }, // m1 does not vouch for m2's push
+      { name: 'docker.io/library/untracked:1', digest: digest(7) }, // tagged outside the mesh
+      { name: 'docker.io/library/app:1\x1b]0;pwned\x07', digest: digest(8), push: { clock: 9, node: 'm1' } }, // no image name
+      { name: 'docker.io/library/app:2', digest: 'sha256:short', push: { clock: 9, node: 'm1' } }, // no digest
     ], pushes);
     expect(followed).toEqual([
-      { type: 'image-pushed', image: 'missed:1', digest: digest(3), node: 'm1', clock: 7, replicate: 'label.role=web' },
-      { type: 'image-pushed', image: 'missed:2', digest: digest(4), node: 'm1', clock: 8 },
+      { type: 'image-pushed', image: 'docker.io/library/missed:1', digest: digest(3), node: 'm1', clock: 7, replicate: 'label.role=web' },
+      { type: 'image-pushed', image: 'docker.io/library/missed:2', digest: digest(4), node: 'm1', clock: 8 },
     ]);
   });
 
   it('follows nothing a member holds when this node knows every push of it', async () => {
     const pushes = new NewestPushes('self');
-    pushes.observe('app:1', { clock: 5, node: 'm1', digest: digest(1) });
-    expect(await joining([{ name: 'app:1', digest: digest(1), push: { clock: 5, node: 'm1' } }], pushes)).toEqual([]);
+    pushes.observe('docker.io/library/app:1', { clock: 5, node: 'm1', digest: digest(1) });
+    expect(await joining([{ name: 'docker.io/library/app:1', digest: digest(1), push: { clock: 5, node: 'm1' } }], pushes)).toEqual([]);
   });
 });

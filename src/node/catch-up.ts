@@ -7,6 +7,8 @@ import type { Logger } from 'pino';
 import type { Membership } from '../dht/membership.js';
 import type { MeshEvent } from '../dht/router.js';
 import { comparePushes } from '../oci/tag-push.js';
+import { isDigest } from '../oci/digest.js';
+import { isImageName } from '../oci/names.js';
 import type { NewestPushes } from './newest-pushes.js';
 import { RETRY_AFTER_MS, type RetryTimers } from './retries.js';
 
@@ -25,8 +27,9 @@ export function catchUpOnJoin(
       if (attempt < askAgainMs.length) retries.after(askAgainMs[attempt], () => catchUp(id, attempt + 1));
       return;
     }
+    // As the gossip's checks do (mesh-events.ts): only what a push through a registry could name goes into the store.
     const missed: MeshEvent[] = inventory.images.flatMap(({ name, digest, push, replicate }) =>
-      push?.node === id && comparePushes(push, pushes.get(name)) > 0
+      push?.node === id && isImageName(name) && isDigest(digest) && comparePushes(push, pushes.get(name)) > 0
         ? [{ type: 'image-pushed', image: name, digest, node: id, clock: push.clock, ...(replicate !== undefined && { replicate }) }]
         : []);
     if (missed.length === 0) return;
