@@ -60,5 +60,7 @@ describe('storeImageName', () => {
     expect(storeImageName('registry.example:5000/team/app:2')).toBe('registry.example:5000/team/app:2');
     expect(storeImageName(`app@sha256:${'a'.repeat(64)}`)).toBe(`docker.io/library/app@sha256:${'a'.repeat(64)}`);
     expect(() => storeImageName('Not A Name')).toThrow(/invalid repository name/);
+    // rm --mesh publishes it: a digest the others refuse would score this node down in their gossip.
+    expect(() => storeImageName('app@sha256:abc')).toThrow(/invalid digest/);
   });
 });

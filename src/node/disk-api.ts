@@ -5,7 +5,8 @@ import type { Logger } from 'pino';
 import type { Router } from '../dht/router.js';
 import type { DiskSummary, DiskUsage, EvictionReport } from '../api/admin-types.js';
 import { digestImageName, parseImageName, repositoryKey, tagImageName } from '../oci/names.js';
-import { RegistryError } from '../registry/errors.js';
+import { digestInvalid, RegistryError } from '../registry/errors.js';
+import { isDigest } from '../oci/digest.js';
 import { StoreUnavailableError } from '../store/store.js';
 import { EvictionSetupError, type Evictor } from './evictor.js';
 import type { TotalsCache } from './disk-totals.js';
@@ -22,6 +23,8 @@ export interface DiskApiDeps {
 /** The store's name for what a user typed: `app:1` → `docker.io/library/app:1`; no tag means `latest`. */
 export function storeImageName(reference: string): string {
   const { repo, tag, digest } = parseImageName(reference);
+  // Published with rm --mesh: a name the others' checks refuse would count against this node.
+  if (digest !== undefined && !isDigest(digest)) throw digestInvalid('invalid digest', { digest });
   const key = repositoryKey(repo);
   return digest ? digestImageName(key, digest) : tagImageName(key, tag ?? 'latest');
 }

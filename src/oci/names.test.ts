@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { NameInvalidError, parseImageName, repositoryKey, wireName } from './names.js';
+import { isImageName, NameInvalidError, parseImageName, repositoryKey, wireName } from './names.js';
 
 describe('repository names', () => {
   it('maps wire names to the names docker and ctr use', () => {
@@ -12,7 +12,9 @@ describe('repository names', () => {
   });
 
   it('maps them back for tags lists and the catalog', () => {
-    for (const name of ['app', 'org/app', 'ghcr.io/org/app', 'a/b/c']) expect(wireName(repositoryKey(name))).toBe(name);
+    for (const name of ['app', 'org/app', 'ghcr.io/org/app', 'a/b/c', 'docker.io/my.team/app']) expect(wireName(repositoryKey(name))).toBe(name);
+    // A Docker Hub namespace with a dot is one of this registry's names too: its pushes' gossip must pass.
+    expect(isImageName('docker.io/my.team/app:1')).toBe(true);
   });
 
   it('rejects what the spec does not allow', () => {

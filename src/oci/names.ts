@@ -29,7 +29,7 @@ export function isTag(reference: string): boolean {
 export function repositoryKey(name: string, ns?: string): string {
   if (name.length > MAX_NAME) throw new NameInvalidError('repository', name);
   const [first, ...rest] = name.split('/');
-  const explicitHost = rest.length > 0 && (first.includes('.') || first.includes(':') || first === 'localhost');
+  const explicitHost = rest.length > 0 && readsAsHost(first);
   const registry = explicitHost ? first : ns || DEFAULT_REGISTRY;
   const path = explicitHost ? rest.join('/') : name;
   if (!REPOSITORY.test(path) || !REGISTRY_HOST.test(registry)) throw new NameInvalidError('repository', name);
@@ -76,6 +76,12 @@ export function wireName(repo: string): string {
   const slash = repo.indexOf('/');
   const registry = repo.slice(0, slash);
   const path = repo.slice(slash + 1);
-  if (registry !== DEFAULT_REGISTRY) return repo;
+  // A Docker Hub path whose first part reads as a registry (`docker.io/my.team/app`) keeps its registry.
+  if (registry !== DEFAULT_REGISTRY || readsAsHost(path.split('/')[0])) return repo;
   return path.startsWith('library/') && path.split('/').length === 2 ? path.slice('library/'.length) : path;
+}
+
+/** Whether the first part of a name names a registry, as docker reads it. */
+function readsAsHost(first: string): boolean {
+  return first.includes('.') || first.includes(':') || first === 'localhost';
 }
