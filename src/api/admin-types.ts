@@ -157,6 +157,8 @@ export interface EvictionReport {
   freed: number;
   /** Why something asked for stayed (pinned by a container, nothing evictable left). */
   kept?: string;
+  /** It stayed only for now: it shares blobs with an image being copied here, and may go once that copy ends. */
+  untilCopied?: boolean;
   /** rm --mesh: the removal was sent to every member. */
   published?: boolean;
 }

@@ -255,7 +255,12 @@ export class Evictor {
         this.deps.log.warn({ image: name, reason }, 'not removing an image a container uses');
         return { evicted: [], freed: 0, kept: `a container on ${this.deps.node} uses ${name}` };
       }
-      const others = new Set([...held.images.filter((i) => i !== image).flatMap((i) => i.blobs), ...this.deps.inFlight()]);
+      const inFlight = this.deps.inFlight();
+      // Its record holds the blobs it shares with a copy under way until the copy names its image (see #candidates).
+      if (image.blobs.some((d) => inFlight.has(d))) {
+        return { evicted: [], freed: 0, kept: `${name} shares blobs with an image being copied here now: try again once that copy ends`, untilCopied: true };
+      }
+      const others = new Set(held.images.filter((i) => i !== image).flatMap((i) => i.blobs));
       const freedBlobs = image.blobs.filter((d) => !others.has(d));
       const bytes = freedBlobs.reduce((n, d) => n + held.sizes.get(d)!, 0);
       await this.deps.store.images.delete(name);

@@ -43,6 +43,19 @@ describe('rm --mesh on a member', () => {
     expect(always.remove).toHaveBeenCalledTimes(3); // the first try and two more
   });
 
+  it('is tried again while the image shares blobs with a copy under way here, and done once that copy ended', async () => {
+    let copying = 2;
+    const remove = vi.fn(async () => (copying-- > 0
+      ? { evicted: [], freed: 0, kept: 'shares blobs with an image being copied here now', untilCopied: true }
+      : { evicted: [{ image: NAME, digest: digest('a'), bytes: 1, reason: 'rm --mesh' }], freed: 1 }));
+    const removal = meshRemoval({
+      evictor: { remove }, policy: parseReplicationPolicy('all'), self: { name: 'self', labels: {} }, pushes: new NewestPushes('self'),
+      nameOf: (id) => id, log: pino({ level: 'silent' }), retries: new RetryTimers(), retryAfterMs: [20, 40],
+    });
+    removal({ type: 'image-removed', image: NAME, node: 'asker' });
+    await expect.poll(() => remove.mock.calls.length).toBe(3);
+  });
+
   it('is not tried again once the name was pushed since: the push stands', async () => {
     const { removal, remove, pushes } = removing(1);
     pushes.observe(NAME, { clock: 1, node: 'a', digest: digest('a') });

@@ -28,8 +28,14 @@ export function meshRemoval(deps: MeshRemovalDeps): (event: RemoveEvent) => void
   const { evictor, policy, self, pushes, nameOf, log, retries, retryAfterMs = RETRY_AFTER_MS } = deps;
   const attempt = async (image: string, asker: string, pushed: KnownPush | undefined, tries: number): Promise<void> => {
     if (tries > 0 && pushes.get(image) !== pushed) return log.info({ image, from: asker }, 'rm --mesh not tried again: the name was pushed since');
+    const again = (wait: number | undefined) => wait !== undefined && retries.after(wait, () => void attempt(image, asker, pushed, tries + 1));
     try {
       const report = await evictor.remove(image, `rm --mesh from ${asker}`);
+      if (report.untilCopied) {
+        const wait = retryAfterMs[tries];
+        log.info({ image, from: asker, kept: report.kept, ...(wait !== undefined && { retryInSeconds: wait / 1000 }) }, 'rm --mesh: not yet');
+        return void again(wait);
+      }
       if (report.kept) log.info({ image, from: asker, kept: report.kept }, 'rm --mesh: kept');
       if (policy.text !== 'all' && policy.accepts(image, self)) {
         log.warn({ image, from: asker, policy: policy.text }, 'rm --mesh: this node\'s replication policy selects the image; its next push copies it here again');
@@ -37,7 +43,7 @@ export function meshRemoval(deps: MeshRemovalDeps): (event: RemoveEvent) => void
     } catch (err) {
       const wait = retryAfterMs[tries];
       log.error({ image, from: asker, err: (err as Error).message, ...(wait !== undefined && { retryInSeconds: wait / 1000 }) }, 'rm --mesh failed on this node');
-      if (wait !== undefined) retries.after(wait, () => void attempt(image, asker, pushed, tries + 1));
+      again(wait);
     }
   };
   return ({ image, node }) => void attempt(image, nameOf(node), pushes.get(image), 0);
