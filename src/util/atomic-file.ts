@@ -18,7 +18,7 @@ export interface AtomicWrite {
  * Where replacing `path` must happen: the file a symbolic link points to (a config file linked from where config
  * management keeps it stays linked), else `path` itself.
  */
-export async function replaceablePath(path: string): Promise<string> {
+async function replaceablePath(path: string): Promise<string> {
   return realpath(path).catch((err: NodeJS.ErrnoException) => {
     if (err.code === 'ENOENT') return path;
     throw err;

@@ -1,8 +1,9 @@
 // File access in a certs.d directory. Failures are MirrorFsErrors naming the path; the helpers that only feed
 // notes (listing certificates, removing a directory left empty) are best effort and say so in their result.
-import { readdir, readFile, rmdir, stat } from 'node:fs/promises';
+import { readdir, readFile, rmdir, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { MirrorFsError } from './errors.js';
+import { writeAtomically } from '../../util/atomic-file.js';
 
 /** Runs fn, turning its failure into a MirrorFsError: "cannot <action> <path>: <why>". */
 export async function attempt<T>(action: string, path: string, fn: () => Promise<T>): Promise<T> {
@@ -21,6 +22,15 @@ export async function readIfExists(path: string): Promise<Buffer | undefined> {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw new MirrorFsError('read', path, err);
   }
+}
+
+/**
+ * Puts a backup's bytes back at `path` and removes the backup: written where a link at `path` points, keeping the
+ * file's owner and mode (a backup's copy is root's), on whatever filesystem the link leads to.
+ */
+export async function putBack(path: string, backup: string, bytes: Buffer): Promise<void> {
+  await attempt('restore', path, () => writeAtomically(path, bytes, { throughLink: true }));
+  await attempt('remove', backup, () => unlink(backup));
 }
 
 /** Subdirectories of the certs.d directory (registries with a directory of their own); [] when it does not exist. */

@@ -1,6 +1,7 @@
 // configure adds config_path to containerd's config.toml (backed up, layout kept), restore puts the original back;
 // --restart only when the file changed.
 import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { chown, lstat, mkdtemp, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -137,6 +138,8 @@ describe('config_path in containerd\'s config.toml', () => {
     await restoreMirror({ dir, containerdConfig: config });
     expect((await lstat(config)).isSymbolicLink()).toBe(true);
     expect(await readFile(real, 'utf8')).toBe(DEBIAN);
+    expect(await stat(real)).toMatchObject({ uid: 65534, gid: 65534 }); // not the backup's, which root copied
+    expect(existsSync(`${config}.layermesh-backup`)).toBe(false);
   });
 
   it('says why config.toml was not edited', async () => {

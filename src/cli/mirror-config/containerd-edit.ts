@@ -2,11 +2,11 @@
 // hosts.toml files: the file is edited as text (comments and layout kept), backed up first, and the result is
 // checked by parsing it again. `restore` puts the backup back. ctr does not read config_path: it takes --hosts-dir.
 import { constants } from 'node:fs';
-import { copyFile, readFile, rename, unlink } from 'node:fs/promises';
-import { attempt, readIfExists } from './certs-dir.js';
+import { copyFile, readFile, unlink } from 'node:fs/promises';
+import { attempt, putBack, readIfExists } from './certs-dir.js';
 import { inspectContainerdConfig, type ContainerdCheck } from './containerd-config.js';
 import { BACKUP_SUFFIX } from './hosts-toml.js';
-import { replaceablePath, writeAtomically } from '../../util/atomic-file.js';
+import { writeAtomically } from '../../util/atomic-file.js';
 
 /** Marks our edit, so that restore only puts the backup back over a file that still holds it. */
 const EDIT_MARKER = '# LayerMesh: config_path added by `meshctl mirror configure`; `meshctl mirror restore` puts back the original.';
@@ -100,15 +100,16 @@ export async function restoreContainerdConfig(path: string, certsDir: string): P
   const forOther = (marker: string) => current !== undefined && ourDir(current, marker) !== undefined && ourDir(current, marker) !== certsDir;
   if (forOther(EDIT_MARKER) || forOther(CREATED_MARKER)) return undefined;
   const backup = path + BACKUP_SUFFIX;
-  const original = (await readIfExists(backup))?.toString('utf8');
-  if (original !== undefined) {
+  const saved = await readIfExists(backup);
+  const original = saved?.toString('utf8');
+  if (saved !== undefined && original !== undefined) {
     if (current !== undefined && !current.includes(EDIT_MARKER)) {
       return { config: path, action: 'left', detail: `our config_path is gone from it; ${backup} left for you to compare` };
     }
     if (current !== undefined && withConfigPath(original, inspectContainerdConfig(original, certsDir, path), certsDir) !== current) {
       return { config: path, action: 'left', detail: `it was edited since: take out the two LayerMesh lines by hand (the original is ${backup})` };
     }
-    await attempt('restore', path, async () => rename(backup, await replaceablePath(path)));
+    await putBack(path, backup, saved);
     return { config: path, action: 'restored', detail: `from ${backup}` };
   }
   if (current?.startsWith(CREATED_MARKER)) {

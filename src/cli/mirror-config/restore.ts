@@ -1,13 +1,12 @@
 // `meshctl mirror restore`: undoes configure in a certs.d directory. Our hosts.toml files go (the backup of the
 // file we replaced comes back in their place, byte for byte); files that are not ours are left alone.
 // Failures are MirrorConfigErrors (errors.ts).
-import { rename, unlink } from 'node:fs/promises';
+import { unlink } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { attempt, readIfExists, registryDirs, removeIfEmpty } from './certs-dir.js';
+import { attempt, putBack, readIfExists, registryDirs, removeIfEmpty } from './certs-dir.js';
 import { DEFAULT_CONTAINERD_CONFIG } from './containerd-config.js';
 import { restoreContainerdConfig, type ContainerdRestore } from './containerd-edit.js';
 import { BACKUP_SUFFIX, DEFAULT_CERTS_DIR, HOSTS_FILE, isOurs } from './hosts-toml.js';
-import { replaceablePath } from '../../util/atomic-file.js';
 import type { Restarter, RestartResult } from './restart.js';
 
 export interface RestoredFile {
@@ -50,7 +49,7 @@ export async function restoreMirror(opts: RestoreOptions = {}): Promise<RestoreR
     const backup = await readIfExists(backupPath);
     if (current === undefined && backup === undefined) continue;
     if (backup !== undefined && (current === undefined || isOurs(current))) {
-      await attempt('restore', path, async () => rename(backupPath, await replaceablePath(path)));
+      await putBack(path, backupPath, backup);
       files.push({ registry, path, action: 'restored', detail: `from ${backupPath}` });
     } else if (current !== undefined && isOurs(current)) {
       await attempt('remove', path, () => unlink(path));
