@@ -83,12 +83,16 @@ describe('newest pushes', () => {
     try {
       const file = join(dir, 'not-yet', 'pushes.json'); // its directory missing: the write fails
       const pushes = new NewestPushes('self');
-      await pushes.persist(file, pino({ level: 'silent' }));
+      const warnings: string[] = [];
+      await pushes.persist(file, pino({ level: 'warn' }, { write: (l: string) => void warnings.push(JSON.parse(l).msg) }));
       pushes.observe('a:1', { clock: 1, node: 'n1', digest: digest(1) });
       await pushes.save();
+      pushes.observe('b:1', { clock: 2, node: 'n1', digest: digest(2) });
+      await pushes.save();
+      expect(warnings).toHaveLength(1); // not one a second while the disk stays full
       await mkdir(join(dir, 'not-yet'));
       await pushes.save();
-      expect((JSON.parse(await readFile(file, 'utf8')) as { name: string }[]).map((p) => p.name)).toEqual(['a:1']);
+      expect((JSON.parse(await readFile(file, 'utf8')) as { name: string }[]).map((p) => p.name)).toEqual(['a:1', 'b:1']);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

@@ -20,6 +20,8 @@ export interface KnownPush extends TagPush {
 const MAX_NAMES = 10_000;
 /** A change is written this long after it: a burst of pushes is one write. */
 const SAVE_AFTER_MS = 1_000;
+/** A write that failed (a full disk) is tried again this much later: not a write and a warning every second. */
+const SAVE_RETRY_MS = 30_000;
 
 interface SavedPush extends KnownPush {
   name: string;
@@ -34,7 +36,7 @@ function isSavedPush(v: unknown): v is SavedPush {
 
 export class NewestPushes {
   readonly #byName = new Map<string, KnownPush>();
-  #persisted?: { file: string; log: Logger; timer?: NodeJS.Timeout; dirty: boolean };
+  #persisted?: { file: string; log: Logger; timer?: NodeJS.Timeout; dirty: boolean; failing?: boolean };
 
   constructor(readonly self: string, private readonly maxNames = MAX_NAMES) {}
 
@@ -58,9 +60,12 @@ export class NewestPushes {
     const saved: SavedPush[] = [...this.#byName].map(([name, push]) => ({ name, ...push }));
     try {
       await writeAtomically(persisted.file, JSON.stringify(saved));
+      persisted.failing = false;
     } catch (err) {
-      persisted.log.warn({ file: persisted.file, err: (err as Error).message }, 'could not write the known pushes; trying again later');
-      this.#changed();
+      if (!persisted.failing) persisted.log.warn({ file: persisted.file, err: (err as Error).message }, 'could not write the known pushes; trying again every 30 s');
+      persisted.failing = true;
+      persisted.dirty = true;
+      persisted.timer ??= setTimeout(() => void this.save(), SAVE_RETRY_MS).unref();
     }
   }
 

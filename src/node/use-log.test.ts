@@ -1,4 +1,4 @@
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
@@ -13,6 +13,19 @@ describe('UseLog', () => {
   let dir: string;
   beforeEach(async () => (dir = await mkdtemp(join(tmpdir(), 'use-log-'))));
   afterEach(() => rm(dir, { recursive: true, force: true }));
+
+  it('warns once while its file cannot be written (a full disk), and writes it once it can', async () => {
+    const warnings: string[] = [];
+    const uses = await UseLog.open(join(dir, 'not-yet', 'last-use.json'), pino({ level: 'warn' }, { write: (l: string) => void warnings.push(JSON.parse(l).msg) }));
+    for (let i = 0; i < 3; i++) {
+      uses.touch(`app:${i}`, 1000 + i);
+      await uses.save();
+    }
+    expect(warnings).toHaveLength(1);
+    await mkdir(join(dir, 'not-yet'));
+    await uses.close();
+    expect(Object.keys(JSON.parse(await readFile(join(dir, 'not-yet', 'last-use.json'), 'utf8')))).toEqual(['app:0', 'app:1', 'app:2']);
+  });
 
   it('keeps last uses across a restart, counts the never used from when first asked, forgets what left', async () => {
     const file = join(dir, 'last-use.json');

@@ -13,6 +13,7 @@ export class UseLog {
   #dirty = false;
   #timer?: NodeJS.Timeout;
   #closed = false;
+  #failing = false;
 
   private constructor(private readonly file: string, private readonly log: Logger) {}
 
@@ -65,8 +66,11 @@ export class UseLog {
     this.#dirty = false;
     try {
       await writeAtomically(this.file, JSON.stringify(Object.fromEntries(this.#last)));
+      this.#failing = false;
     } catch (err) {
-      this.log.warn({ file: this.file, err: (err as Error).message }, 'could not save last-use times; trying again later');
+      // Tried again 5 s later and at close: a warning when it starts failing, not one at each try.
+      if (!this.#failing) this.log.warn({ file: this.file, err: (err as Error).message }, 'could not save last-use times; trying again later');
+      this.#failing = true;
       this.#changed();
     }
   }
