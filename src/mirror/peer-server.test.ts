@@ -61,8 +61,8 @@ it('logs requests without a membership proof now and then per address, not one l
 });
 
 /** A raw connection to the data plane: what it sends, and when the server closes it. */
-async function rawConnection(port: number) {
-  const socket = connect(port, '127.0.0.1');
+async function rawConnection(port: number, from = '127.0.0.1') {
+  const socket = connect({ port, host: '127.0.0.1', localAddress: from });
   await once(socket, 'connect');
   let received = '';
   socket.on('data', (d: Buffer) => (received += d.toString('latin1')));
@@ -82,28 +82,37 @@ it('closes the connection of a request without a proof: a non-member cannot hold
   expect(conn.received()).toMatch(/^HTTP\/1\.1 401/);
 });
 
-it('reads at most 64 bodies at once before their proofs can be checked; more are refused at once, not buffered', async () => {
+it('reads at most 64 bodies at once before their proofs can be checked, 16 from one address; more are refused at once, not buffered', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'peer-server-test-'));
   const app = createPeerServer({ store: new MemoryStore(), spools: await Spools.open(dir), membershipKey: key, selfId: 'node-a', log: pino({ level: 'silent' }) });
+  let admitted = 0; // requests past the server's own checks, whose bodies it now reads
+  app.addHook('onRequest', async () => void admitted++);
   await app.listen({ host: '127.0.0.1', port: 0 });
-  cleanups.push(() => rm(dir, { recursive: true, force: true }), () => app.close());
+  const opened: Awaited<ReturnType<typeof rawConnection>>[] = [];
+  cleanups.push(() => rm(dir, { recursive: true, force: true }), () => app.close(), async () => opened.forEach((c) => c.socket.destroy()));
   const port = (app.server.address() as AddressInfo).port;
   const post = `POST ${SEQUENCE_PATH} HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Length: 200000\r\n\r\n{"pieces":`;
-  const trickling = await Promise.all(Array.from({ length: 64 }, () => rawConnection(port)));
-  cleanups.push(async () => trickling.forEach((c) => c.socket.destroy()));
-  for (const c of trickling) c.socket.write(post);
-  await new Promise((r) => setTimeout(r, 300));
-  const extra = await rawConnection(port);
-  extra.socket.write(post);
-  expect(await Promise.race([extra.closed, new Promise((r) => setTimeout(() => r(false), 3_000))])).toBe(true);
-  expect(extra.received()).toMatch(/^HTTP\/1\.1 503/);
-  expect(trickling.map((c) => c.received())).toEqual(trickling.map(() => ''));
+  const whole = `POST ${SEQUENCE_PATH} HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}`;
+  const send = async (from: string, request: string) => {
+    const c = await rawConnection(port, from);
+    opened.push(c);
+    c.socket.write(request);
+    return c;
+  };
+  const answer = async (c: Awaited<ReturnType<typeof rawConnection>>) => (await Promise.race([c.closed, new Promise((r) => setTimeout(() => r(false), 3_000))])) && c.received();
+
+  // One address: 16 bodies trickled in, the 17th refused; another address still heard.
+  for (let i = 0; i < 16; i++) await send('127.0.0.2', post);
+  await expect.poll(() => admitted, { timeout: 5_000 }).toBe(16);
+  expect(await answer(await send('127.0.0.2', post))).toMatch(/^HTTP\/1\.1 503/);
+  expect(await answer(await send('127.0.0.3', whole))).toMatch(/^HTTP\/1\.1 401/);
+
+  // Many addresses: 64 in all, then nobody's.
+  for (const from of ['127.0.0.4', '127.0.0.5', '127.0.0.6']) for (let i = 0; i < 16; i++) await send(from, post);
+  await expect.poll(() => admitted, { timeout: 5_000 }).toBe(65);
+  expect(await answer(await send('127.0.0.7', post))).toMatch(/^HTTP\/1\.1 503/);
 
   // Once those bodies end (here: their connections), bodies are read again.
-  for (const c of trickling) c.socket.destroy();
-  await new Promise((r) => setTimeout(r, 300));
-  const later = await rawConnection(port);
-  later.socket.write(`POST ${SEQUENCE_PATH} HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}`);
-  await later.closed;
-  expect(later.received()).toMatch(/^HTTP\/1\.1 401/);
+  for (const c of opened) c.socket.destroy();
+  await expect.poll(async () => answer(await send('127.0.0.2', whole)), { timeout: 5_000 }).toMatch(/^HTTP\/1\.1 401/);
 });

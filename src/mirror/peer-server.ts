@@ -31,8 +31,9 @@ const STORE_EVERY_ROUNDS = 10;
 const MAX_IMAGE_NAME = 400;
 /** A TLS handshake not done by then is dropped (Node's default, 120 s, let anyone hold a connection that long). */
 const HANDSHAKE_TIMEOUT_MS = 10_000;
-/** Bodies read at once before their proof can be checked: anyone who reaches the port can send them. */
+/** Bodies read at once before their proof can be checked, in all and from one address: anyone who reaches the port can send them. */
 const MAX_BODIES_READING = 64;
+const MAX_BODIES_READING_FROM_ONE = 16;
 
 interface Held {
   size: number;
@@ -167,6 +168,7 @@ export function createPeerServer(opts: PeerServerOptions) {
     return reply.code(401).header('connection', 'close').send({ errors: [{ code: 'UNAUTHORIZED', message: 'not a member of this mesh' }] });
   };
   let reading = 0;
+  const readingFrom = new Map<string, number>();
   const proven = (req: FastifyRequest, body?: Buffer) =>
     proofs.verify({ method: req.method, path: req.url, body }, req.headers[AUTH_HEADER] as string | undefined);
   app.addHook('onRequest', async (req, reply) => {
@@ -175,16 +177,22 @@ export function createPeerServer(opts: PeerServerOptions) {
     // one: each is small (bodyLimit), and one trickled in to hold a connection and its buffer is cut off. A timer
     // per body, not Node's request timeout, which checks every connection on a timer of its own, idle or not.
     // So many at once (each buffered up to bodyLimit) are refused, the connection closed.
-    if (reading >= MAX_BODIES_READING) {
+    const from = req.ip;
+    if (reading >= MAX_BODIES_READING || (readingFrom.get(from) ?? 0) >= MAX_BODIES_READING_FROM_ONE) {
       return reply.code(503).header('connection', 'close').header('retry-after', '1').send({ errors: [{ code: 'UNAVAILABLE', message: 'too many requests being read' }] });
     }
     reading++;
+    readingFrom.set(from, (readingFrom.get(from) ?? 0) + 1);
     const cut = setTimeout(() => req.raw.destroy(), BODY_TIMEOUT_MS).unref();
     let counted = true;
     const done = () => {
       clearTimeout(cut);
-      if (counted) reading--;
+      if (!counted) return;
       counted = false;
+      reading--;
+      const left = readingFrom.get(from)! - 1;
+      if (left === 0) readingFrom.delete(from);
+      else readingFrom.set(from, left);
     };
     req.raw.once('end', done).once('close', done);
   });
