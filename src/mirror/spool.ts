@@ -170,7 +170,9 @@ export class Spool {
       const at = lane.start + lane.written;
       const bytes = lane.pending.subarray(0, lane.pendingLength);
       // A write may be short (a disk filling up): the rest is written again, and fails there if it must.
-      for (let done = 0; done < bytes.length; ) done += (await this.file.write(bytes, done, bytes.length - done, at + done)).bytesWritten;
+      for (let done = 0, n = 0; done < bytes.length; done += n) {
+        if ((n = (await this.file.write(bytes, done, bytes.length - done, at + done)).bytesWritten) === 0) throw new Error(`nothing written at ${at + done}`);
+      }
       if (at === this.#hashed) {
         this.#hash.update(bytes);
         this.#hashed += bytes.length;
