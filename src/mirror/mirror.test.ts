@@ -12,7 +12,8 @@ import { delayCommits } from '../store/conformance-kit.js';
 import { MemoryStore } from '../store/memory-store.js';
 import { StoreBusyError, StoreFullError } from '../store/store.js';
 import { MAX_TRANSFERS, Mirror } from './mirror.js';
-import type { UpstreamSource } from './pull-through.js';
+import { pullThrough, type UpstreamSource } from './pull-through.js';
+import { LogRateLimiter } from '../util/log-rate-limiter.js';
 import type { DataPlane } from '../dht/membership.js';
 import { AUTH_HEADER, peerKey, ProofChecker } from './peer-auth.js';
 import { PeerClient } from './peer-client.js';
@@ -526,6 +527,19 @@ describe('Mirror with an upstream', () => {
     const live = await withUpstream(store, upstream(data, wrong).source).stream(sha(data), origin);
     await expect(readAll(live!.stream)).rejects.toThrow();
     expect(await store.stat(sha(data))).toBeUndefined();
+  });
+
+  it('warns of an upstream sending wrong bytes once a minute, not at each of the requests a local reader can make', async () => {
+    const lines: string[] = [];
+    const log = pino({ level: 'warn' }, { write: (l: string) => void lines.push(JSON.parse(l).msg) });
+    const failures = new LogRateLimiter();
+    for (let i = 0; i < 5; i++) {
+      const data = randomBytes(1000);
+      const spool = await spools.create(sha(data));
+      expect(await pullThrough(spool, upstream(data, randomBytes(1000)).source, () => [origin], log, failures)).toBe(false);
+      await spools.remove(spool);
+    }
+    expect(lines).toEqual(['the upstream registry sent bytes that do not match the digest']);
   });
 
   it('refuses a blob the upstream says is larger than this node takes before reading a byte, and lets the connection go', async () => {

@@ -22,6 +22,7 @@ import { keepSpool, storeSpool } from './store-writer.js';
 import { TagResolver } from './tag-resolver.js';
 import { limitedUpstream, type Traffic } from './bandwidth.js';
 import { SpoolWriteError, type Spool } from './spool.js';
+import { LogRateLimiter } from '../util/log-rate-limiter.js';
 import { askedIn, joinOptions, type FetchOptions, type Fetching, type MirrorOptions } from './mirror-options.js';
 
 const DEFAULT_PATIENCE_MS = 10 * 60_000;
@@ -49,6 +50,8 @@ export class Mirror {
 
   readonly #opener: HolderOpener;
   readonly #upstream?: UpstreamSource;
+  /** Pull-throughs that failed: any local reader can make them fail, each told a line a minute per registry. */
+  readonly #upstreamFailures = new LogRateLimiter();
 
   constructor(private readonly opts: MirrorOptions) {
     this.#opener = new HolderOpener(opts);
@@ -157,7 +160,7 @@ export class Mirror {
       }) : undefined;
       const fromPeer = await this.#receive(spool, options);
       // Asked as clients join: one that joins while the first repositories are asked is asked too.
-      const received = fromPeer || (await pullThrough(spool, this.#upstream, () => askedIn(options), this.opts.log));
+      const received = fromPeer || (await pullThrough(spool, this.#upstream, () => askedIn(options), this.opts.log, this.#upstreamFailures));
       count(fromPeer ? 'peer' : received ? 'upstream' : 'not_found');
       if (!received) return false;
       if (!fromPeer) fetchedBytes.inc({ source: 'upstream' }, spool.written);

@@ -7,6 +7,7 @@ import type { RequestedIn } from '../store/store.js';
 import { DigestMismatchError } from '../store/store.js';
 import type { Spool } from './spool.js';
 import type { UpstreamBody } from './upstream.js';
+import type { LogRateLimiter } from '../util/log-rate-limiter.js';
 
 /** What the mirror needs of an upstream registry (see upstream.ts). */
 export interface UpstreamSource {
@@ -21,7 +22,9 @@ export interface UpstreamSource {
  * repository, or a manifest's request for a layer's digest, must not fail the others'), none more once the
  * upstream cannot be reached (each would wait its timeout).
  */
-export async function pullThrough(spool: Spool, upstream: UpstreamSource | undefined, requested: () => RequestedIn[], log: Logger): Promise<boolean> {
+export async function pullThrough(
+  spool: Spool, upstream: UpstreamSource | undefined, requested: () => RequestedIn[], log: Logger, failures: LogRateLimiter,
+): Promise<boolean> {
   if (!upstream) return false;
   const { digest } = spool;
   let opened: UpstreamBody | undefined;
@@ -53,8 +56,12 @@ export async function pullThrough(spool: Spool, upstream: UpstreamSource | undef
   } catch (err) {
     // Nothing is kept: the spool is removed, and its readers never see the last byte.
     const mismatch = err instanceof DigestMismatchError;
-    log.warn({ digest, repo: requestedIn.repo, err: (err as Error).message, ...(mismatch && { actual: err.actual }) },
-      mismatch ? 'the upstream registry sent bytes that do not match the digest' : 'pulling through from the upstream registry failed');
+    const msg = mismatch ? 'the upstream registry sent bytes that do not match the digest' : 'pulling through from the upstream registry failed';
+    // A local reader may name a registry it runs, and have it fail every request: a line a minute per registry.
+    const admitted = failures.admit(`${requestedIn.repo.split('/')[0]} ${msg}`);
+    if (admitted) {
+      log.warn({ digest, repo: requestedIn.repo, err: (err as Error).message, ...(mismatch && { actual: err.actual }), suppressed: admitted.suppressed + admitted.suppressedOthers }, msg);
+    }
     return false;
   } finally {
     opened.cancel();
