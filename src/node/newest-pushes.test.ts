@@ -8,6 +8,7 @@ import { putBlob } from '../store/store.js';
 import { digestOf } from '../oci/digest.js';
 import { pushLabels } from '../oci/tag-push.js';
 import { NewestPushes } from './newest-pushes.js';
+import { localPush } from '../../test/helpers/pushes.js';
 
 const NAME = 'docker.io/library/same:1';
 const digest = (n: number) => `sha256:${String(n).repeat(64).slice(0, 64)}`;
@@ -30,10 +31,10 @@ describe('newest pushes', () => {
   test('stamp a local push newer than every push of its name known, even one from a clock far ahead', () => {
     const pushes = new NewestPushes('self');
     pushes.observe(NAME, { clock: Date.now() + 3_600_000, node: 'ahead', digest: digest(1) });
-    const own = pushes.stamp(NAME, digest(2));
+    const own = localPush(pushes, NAME, digest(2));
     expect(own).toMatchObject({ node: 'self', digest: digest(2) });
     expect(pushes.get(NAME)).toEqual(own);
-    expect(pushes.stamp('docker.io/library/other:1', digest(3)).clock).toBeLessThanOrEqual(Date.now());
+    expect(localPush(pushes, 'docker.io/library/other:1', digest(3)).clock).toBeLessThanOrEqual(Date.now());
   });
 
   test('forget the names pushed longest ago past their bound', () => {

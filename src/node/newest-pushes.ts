@@ -123,12 +123,6 @@ export class NewestPushes {
     return { clock: nextClock(this.#byName.get(name)), node: this.self, digest };
   }
 
-  /** next(), known from now on. */
-  stamp(name: string, digest: string): KnownPush {
-    const push = this.next(name, digest);
-    this.observe(name, push);
-    return push;
-  }
 
   /** Whether `push` is the newest push of `name` known. */
   isNewest(name: string, push: TagPush): boolean {

@@ -10,6 +10,7 @@ import { PushFollower } from './push-follower.js';
 import { parseReplicationPolicy } from '../oci/replication-policy.js';
 import { takerOrder, takerTag } from './replication-plan.js';
 import type { ReplicateOptions } from './replicator.js';
+import { localPush } from '../../test/helpers/pushes.js';
 
 const NAME = 'docker.io/library/same:1';
 const digest = (c: string) => `sha256:${c.repeat(64)}`;
@@ -179,7 +180,7 @@ describe('push follower', () => {
   test('a local push stamped after a gossiped one is newer, and the gossiped one arriving late is ignored', async () => {
     const { f, copies, pushes, settle } = follower('all');
     pushes.observe(NAME, { clock: Date.now() + 60_000, node: 'clock-ahead', digest: digest('c') });
-    const own = pushes.stamp(NAME, digest('d'));
+    const own = localPush(pushes, NAME, digest('d'));
     f.onEvent(event(own.clock, 'a', digest('a'))); // same clock, peer id a < self
     await settle();
     expect(copies).toEqual([]);

@@ -6,6 +6,7 @@ import { digestOf } from '../oci/digest.js';
 import { pushOf } from '../oci/tag-push.js';
 import { NewestPushes } from './newest-pushes.js';
 import { TagRecords } from './tag-records.js';
+import { localPush } from '../../test/helpers/pushes.js';
 
 const NAME = 'docker.io/library/same:1';
 const MEDIA = 'application/vnd.oci.image.manifest.v1+json';
@@ -63,7 +64,7 @@ describe('tag records', () => {
     store.images.put = async (record) => {
       if (!stamped) {
         stamped = true;
-        const own = pushes.stamp(NAME, local.digest);
+        const own = localPush(pushes, NAME, local.digest);
         await original({ name: NAME, target: local, labels: { clock: String(own.clock) } });
       }
       return original(record);

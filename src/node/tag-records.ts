@@ -27,8 +27,8 @@ export class TagRecords {
       return false;
     }
     await this.store.images.put({ name: image, target, labels: { ...pushLabels(push), [ORIGIN_LABEL]: 'replicated' } });
-    // A push to this node stamped while this record was written is stored by the registry, which may have
-    // finished first: its record is written again, so that the newest push has the last word here too.
+    // A push to this node stored while this record was written (known from its store on) may have finished
+    // first: its record is written again, so that the newest push has the last word here too.
     const newest = this.pushes.get(image);
     if (newest && newest.node === this.pushes.self && newest.digest !== target.digest) {
       const found = await readManifest(this.store, newest.digest);
