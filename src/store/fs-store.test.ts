@@ -122,6 +122,22 @@ describe('FsStore', () => {
     }
   });
 
+  it('frees the blobs of a deleted image with no delay at all (--gc-delay 0): the sweep runs after the record is gone', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'fs-store-'));
+    const store = await FsStore.open(dir, log, 0);
+    try {
+      for (let i = 0; i < 5; i++) {
+        const gone = await putImage(store);
+        await store.images.put(record(`example/gone:${i}`, gone));
+        await store.images.delete(`example/gone:${i}`);
+        await expect.poll(async () => (await digests(store)).length, { timeout: 5_000 }).toBe(0);
+      }
+    } finally {
+      await store.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('frees the blobs of an image deleted just before a restart, once the store is open again', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'fs-store-'));
     const first = await FsStore.open(dir, log, 500);

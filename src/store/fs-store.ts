@@ -153,10 +153,10 @@ export class FsStore implements Store {
       const path = this.#imagePath(name);
       const record = await this.#readImage(path);
       if (!record) return false;
-      // Its blobs are listed to free (and the list saved) first: a crash between the two then frees them at the next
-      // start, where the other order kept them for ever. The sweep frees only what no record names.
-      await this.#orphans.removed(record.target);
-      if (!(await unlinkIfPresent(path))) return false;
+      await this.#orphans.removing(record.target);
+      const gone = await unlinkIfPresent(path);
+      this.#orphans.schedule();
+      if (!gone) return false;
       this.#feed.emit({ type: 'image-removed', name });
       return true;
     },

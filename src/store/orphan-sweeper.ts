@@ -49,18 +49,22 @@ export class OrphanSweeper {
     // Not before a quiet delay: clients the restart cut off may be pushing again, their manifests to come.
     const after = Date.now() + this.delayMs;
     for (const [digest, when] of valid) this.#candidates.set(digest, { due: Math.max(when.due, after), latest: Math.max(when.latest, after) });
-    this.#arm();
+    this.schedule();
   }
 
-  /** Called once an image record naming `target` is gone; its tree is read now, while it is still there. */
-  async removed(target: Descriptor): Promise<void> {
+  /**
+   * Lists the tree of `target` to free, and saves the list, before the image record naming it goes (a crash between
+   * the two then frees them at the next start); schedule() once the record is gone, not before: a sweep finding it
+   * still there would keep them.
+   */
+  async removing(target: Descriptor): Promise<void> {
     const due = Date.now() + this.delayMs;
     for (const digest of await reachable(this.store, [{ name: '', target, labels: {} }])) {
       this.#candidates.set(digest, { due, latest: due + MAX_WAIT_FOR_QUIET_MS });
     }
     await this.#save();
-    this.#arm();
   }
+
 
   /** Removes the candidates that are due and that no image record reaches any more. */
   async sweep(now = Date.now()): Promise<void> {
@@ -110,12 +114,13 @@ export class OrphanSweeper {
     await this.#saving;
   }
 
-  #arm(): void {
+  /** Sweeps when the next candidate is due. */
+  schedule(): void {
     if (this.#closed || this.#timer || this.#candidates.size === 0) return;
     const next = Math.min(...[...this.#candidates.values()].map((when) => when.due));
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
-      this.sweep().then(() => this.#arm(), (err) => this.log.warn({ err }, 'freeing the blobs of deleted images failed; tried again at the next delete'));
+      this.sweep().then(() => this.schedule(), (err) => this.log.warn({ err }, 'freeing the blobs of deleted images failed; tried again at the next delete'));
     }, Math.max(0, next - Date.now()));
     this.#timer.unref();
   }
