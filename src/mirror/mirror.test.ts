@@ -403,24 +403,31 @@ describe('Mirror', () => {
     const small = await mkdtemp(join(tmpdir(), 'mirror-small-'));
     await run('mount', ['-t', 'tmpfs', '-o', 'size=4m', 'tmpfs', small]);
     try {
-      const errors: string[] = [];
-      const log = pino({ level: 'error' }, { write: (line: string) => void errors.push(String(JSON.parse(line).err?.message)) });
-      const mirrorOn = async (dir: string, holder: DataPlane) => {
-        const onSmall = await Spools.open(join(small, dir));
-        return { spools: onSmall, m: new Mirror({
-          store: new MemoryStore(), spools: onSmall, peers: new PeerClient(key), log,
-          members: { self: 'self', holders: async () => [holder], dataPlaneOf: () => undefined }, lookupTimeoutMs: 1000, stallTimeoutMs: 5000, resolveTags: true,
+      /** A mirror spooling on the 4 MiB tmpfs, the holders given, and the reasons its transfers failed. */
+      const mirrorOn = async (dir: string, holders: DataPlane[], upstream?: UpstreamSource) => {
+        const errors: string[] = [];
+        const log = pino({ level: 'error' }, { write: (line: string) => void errors.push(String(JSON.parse(line).err?.message)) });
+        return { errors, m: new Mirror({
+          store: new MemoryStore(), spools: await Spools.open(join(small, dir)), peers: new PeerClient(key), log, upstream,
+          members: { self: 'self', holders: async () => holders, dataPlaneOf: () => undefined }, lookupTimeoutMs: 1000, stallTimeoutMs: 5000, resolveTags: true,
         }) };
       };
+      const noRoom = [expect.stringMatching(/no room for its 6291456 bytes/)];
       const data = randomBytes(6 << 20);
-      const big = await mirrorOn('spool', await peer('holder', 1, serves(data)));
+      const big = await mirrorOn('spool', [await peer('holder', 1, serves(data))]);
       await expect(big.m.stream(sha(data))).rejects.toThrow(StoreFullError);
       // The transfer itself stopped at its first answer: it did not fill the disk for everyone else meanwhile.
-      await expect.poll(() => errors, { timeout: 5_000 }).toEqual([expect.stringMatching(/no room for its 6291456 bytes/)]);
-      await expect(big.m.fetch(sha(data), { patient: true }).stored).resolves.toBe(false); // replication neither
+      await expect.poll(() => big.errors, { timeout: 5_000 }).toEqual(noRoom);
+      // Nor replication, in stripes or not, nor a pull-through from the upstream.
+      const striped = await mirrorOn('spool-lanes', []);
+      expect(await striped.m.fetch(sha(data), { patient: true, lanes: { size: data.length, lanes: [] } }).stored).toBe(false);
+      expect(striped.errors).toEqual(noRoom);
+      const pulled = await mirrorOn('spool-upstream', [], { resolveTag: async () => undefined, open: async () => ({ size: data.length, body: (async function* () { yield data; })(), cancel: () => undefined }) });
+      expect(await pulled.m.stream(sha(data), { repo: 'docker.io/library/app' })).toBeUndefined();
+      await expect.poll(() => pulled.errors, { timeout: 5_000 }).toEqual(noRoom);
 
       const fits = randomBytes(1 << 20);
-      const other = await mirrorOn('spool2', await peer('other', 1, serves(fits)));
+      const other = await mirrorOn('spool2', [await peer('other', 1, serves(fits))]);
       expect((await readAll((await other.m.stream(sha(fits)))!.stream)).equals(fits)).toBe(true);
     } finally {
       await run('umount', ['-l', small]);
@@ -538,7 +545,7 @@ describe('Mirror with an upstream', () => {
     for (let i = 0; i < 5; i++) {
       const data = randomBytes(1000);
       const spool = await spools.create(sha(data));
-      expect(await pullThrough(spool, upstream(data, randomBytes(1000)).source, () => [origin], log, failures)).toBe(false);
+      expect(await pullThrough(spool, upstream(data, randomBytes(1000)).source, () => [origin], { log, failures, room: async () => undefined })).toBe(false);
       await spools.remove(spool);
     }
     expect(lines).toEqual(['the upstream registry sent bytes that do not match the digest']);

@@ -52,6 +52,7 @@ export class Mirror {
   readonly #upstream?: UpstreamSource;
   /** Pull-throughs that failed: any local reader can make them fail, each told a line a minute per registry. */
   readonly #upstreamFailures = new LogRateLimiter();
+  readonly #spoolFailures = new LogRateLimiter();
 
   constructor(private readonly opts: MirrorOptions) {
     this.#opener = new HolderOpener(opts);
@@ -132,7 +133,9 @@ export class Mirror {
         .then((s) => this.#receiveAndStore(s, clients, options, () => verify(true), count))
         .catch((err: Error) => {
           count('failed');
-          this.opts.log.error({ digest, err }, 'fetching from the mesh failed');
+          // A blob that does not fit is refused at each request any local reader makes: a line a minute of those.
+          const admitted = err instanceof SpoolWriteError ? this.#spoolFailures.admit('spool') : { suppressed: 0, suppressedOthers: 0 };
+          if (admitted) this.opts.log.error({ digest, err, suppressed: admitted.suppressed + admitted.suppressedOthers }, 'fetching from the mesh failed');
           return false;
         })
         .finally(() => this.#transfers.delete(digest));
@@ -160,7 +163,9 @@ export class Mirror {
       }) : undefined;
       const fromPeer = await this.#receive(spool, options);
       // Asked as clients join: one that joins while the first repositories are asked is asked too.
-      const received = fromPeer || (await pullThrough(spool, this.#upstream, () => askedIn(options), this.opts.log, this.#upstreamFailures));
+      const received = fromPeer || (await pullThrough(spool, this.#upstream, () => askedIn(options), {
+        log: this.opts.log, failures: this.#upstreamFailures, room: (size) => this.#room(spool, size),
+      }));
       count(fromPeer ? 'peer' : received ? 'upstream' : 'not_found');
       if (!received) return false;
       if (!fromPeer) fetchedBytes.inc({ source: 'upstream' }, spool.written);
@@ -205,6 +210,7 @@ export class Mirror {
 
   /** Takes the blob in the lanes given; false when they did not bring it all (the spool then starts over) or lied. */
   async #fromLanes(spool: Spool, options: FetchOptions, liars: Set<string>): Promise<boolean> {
+    await this.#room(spool, options.lanes!.size);
     const used = new Set<string>();
     const rest: RangeSource = (at, end, used, first, only) => this.#rest(spool.digest, options, liars, at, end, used, first, only);
     try {
@@ -226,6 +232,12 @@ export class Mirror {
     const named = only ? first : [...first, ...(options.from ?? [])];
     const candidates = (await this.#holders.of(digest, named, true)).filter((c) => !liars.has(c.id) && (!only || first.includes(c.id)));
     yield* this.#bytes(digest, candidates, used, options, at, end, only);
+  }
+
+  /** Throws SpoolWriteError (this node's disk: no other holder would do better) when `size` bytes would not fit in the spool. */
+  async #room(spool: Spool, size: number): Promise<void> {
+    const fits = await this.opts.spools.fits(spool, size).catch((err: Error) => Promise.reject(new SpoolWriteError(spool.digest, err)));
+    if (!fits) throw new SpoolWriteError(spool.digest, new Error(`no room for its ${size} bytes`));
   }
 
   #limited(traffic: Traffic, bytes: AsyncIterable<Uint8Array>): AsyncIterable<Uint8Array> {
@@ -266,10 +278,7 @@ export class Mirror {
       const { peer, body, abort } = opened;
       const spool = this.opts.spools.get(digest);
       spool?.setSize(opened.total);
-      if (spool && at() === 0 && opened.total !== undefined && !(await this.opts.spools.fits(spool, opened.total))) {
-        abort();
-        throw new SpoolWriteError(digest, new Error(`no room for its ${opened.total} bytes`)); // this node's disk: no holder helps
-      }
+      if (spool && at() === 0 && opened.total !== undefined) await this.#room(spool, opened.total).catch((err: Error) => (abort(), Promise.reject(err)));
       used.add(peer.id);
       this.opts.log.info({ digest, peer: peer.id, offset: at() }, 'peer transfer started');
       try {

@@ -5,7 +5,7 @@ import type { Descriptor } from '../oci/digest.js';
 import { MAX_MANIFEST_BYTES } from '../oci/limits.js';
 import type { RequestedIn } from '../store/store.js';
 import { DigestMismatchError } from '../store/store.js';
-import type { Spool } from './spool.js';
+import { SpoolWriteError, type Spool } from './spool.js';
 import type { UpstreamBody } from './upstream.js';
 import type { LogRateLimiter } from '../util/log-rate-limiter.js';
 
@@ -22,8 +22,16 @@ export interface UpstreamSource {
  * repository, or a manifest's request for a layer's digest, must not fail the others'), none more once the
  * upstream cannot be reached (each would wait its timeout).
  */
+export interface PullThroughDeps {
+  log: Logger;
+  /** Failures once begun, told a line a minute per registry and kind. */
+  failures: LogRateLimiter;
+  /** Throws when `size` bytes would not fit in the spool: none of them is read then. */
+  room(size: number): Promise<void>;
+}
+
 export async function pullThrough(
-  spool: Spool, upstream: UpstreamSource | undefined, requested: () => RequestedIn[], log: Logger, failures: LogRateLimiter,
+  spool: Spool, upstream: UpstreamSource | undefined, requested: () => RequestedIn[], { log, failures, room }: PullThroughDeps,
 ): Promise<boolean> {
   if (!upstream) return false;
   const { digest } = spool;
@@ -45,6 +53,7 @@ export async function pullThrough(
   try {
     if (opened.size !== undefined) {
       spool.refuseOver(opened.size);
+      await room(opened.size);
       spool.setSize(opened.size);
     }
     for await (const chunk of opened.body) {
@@ -54,6 +63,7 @@ export async function pullThrough(
     await spool.flush();
     spool.verify();
   } catch (err) {
+    if (err instanceof SpoolWriteError) throw err; // this node's disk, not the upstream: the transfer ends
     // Nothing is kept: the spool is removed, and its readers never see the last byte.
     const mismatch = err instanceof DigestMismatchError;
     const msg = mismatch ? 'the upstream registry sent bytes that do not match the digest' : 'pulling through from the upstream registry failed';
