@@ -153,9 +153,8 @@ export class FsStore implements Store {
       const path = this.#imagePath(name);
       const record = await this.#readImage(path);
       if (!record) return false;
-      await this.#orphans.removing(record.target);
-      const gone = await unlinkIfPresent(path);
-      this.#orphans.schedule();
+      const removed = await this.#orphans.removing(record.target);
+      const gone = await unlinkIfPresent(path).finally(removed);
       if (!gone) return false;
       this.#feed.emit({ type: 'image-removed', name });
       return true;

@@ -26,6 +26,8 @@ const isWhen = (w: unknown): w is When =>
 export class OrphanSweeper {
   /** Digests that a deleted image referenced, with when they may go and when they go whatever uploads do. */
   readonly #candidates = new Map<string, When>();
+  /** Candidates whose image's record is being removed now: not swept until it is gone. */
+  readonly #pending = new Map<string, number>();
   #timer?: NodeJS.Timeout;
   #closed = false;
   /** Saves of the candidates, one after the other, each writing them as they are when it runs. */
@@ -49,20 +51,31 @@ export class OrphanSweeper {
     // Not before a quiet delay: clients the restart cut off may be pushing again, their manifests to come.
     const after = Date.now() + this.delayMs;
     for (const [digest, when] of valid) this.#candidates.set(digest, { due: Math.max(when.due, after), latest: Math.max(when.latest, after) });
-    this.schedule();
+    this.#schedule();
   }
 
   /**
    * Lists the tree of `target` to free, and saves the list, before the image record naming it goes (a crash between
-   * the two then frees them at the next start); schedule() once the record is gone, not before: a sweep finding it
+   * the two then frees them at the next start); call what it returns once the record is gone: a sweep finding it
    * still there would keep them.
    */
-  async removing(target: Descriptor): Promise<void> {
+  async removing(target: Descriptor): Promise<() => void> {
     const due = Date.now() + this.delayMs;
-    for (const digest of await reachable(this.store, [{ name: '', target, labels: {} }])) {
+    const tree = await reachable(this.store, [{ name: '', target, labels: {} }]);
+    for (const digest of tree) {
       this.#candidates.set(digest, { due, latest: due + MAX_WAIT_FOR_QUIET_MS });
+      this.#pending.set(digest, (this.#pending.get(digest) ?? 0) + 1);
     }
     await this.#save();
+    // Until the record is gone, a sweep under way or due meanwhile leaves these be.
+    return () => {
+      for (const digest of tree) {
+        const left = this.#pending.get(digest)! - 1;
+        if (left === 0) this.#pending.delete(digest);
+        else this.#pending.set(digest, left);
+      }
+      this.#schedule();
+    };
   }
 
 
@@ -71,7 +84,7 @@ export class OrphanSweeper {
     const quiet = this.lastWrite() + this.delayMs;
     const due: [string, When][] = [];
     for (const [digest, when] of this.#candidates) {
-      if (when.due > now) continue;
+      if (when.due > now || this.#pending.has(digest)) continue;
       if (quiet > now && when.latest > now) when.due = Math.min(quiet, when.latest);
       else due.push([digest, when]);
     }
@@ -115,12 +128,12 @@ export class OrphanSweeper {
   }
 
   /** Sweeps when the next candidate is due. */
-  schedule(): void {
+  #schedule(): void {
     if (this.#closed || this.#timer || this.#candidates.size === 0) return;
     const next = Math.min(...[...this.#candidates.values()].map((when) => when.due));
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
-      this.sweep().then(() => this.schedule(), (err) => this.log.warn({ err }, 'freeing the blobs of deleted images failed; tried again at the next delete'));
+      this.sweep().then(() => this.#schedule(), (err) => this.log.warn({ err }, 'freeing the blobs of deleted images failed; tried again at the next delete'));
     }, Math.max(0, next - Date.now()));
     this.#timer.unref();
   }
