@@ -41,6 +41,20 @@ describe('rm --mesh', () => {
   });
 });
 
+describe('rm --mesh while a copy here shares the image\'s blobs', () => {
+  it('asks nothing of the others (this node keeps the image for now) and says so', async () => {
+    const store = new MemoryStore();
+    app = createRegistry({ store, uploads: new UploadSessions(store, { maxBlobBytes: 1 << 20, idleTimeoutMs: 60_000, maxSessions: 10, maxSessionsPerClient: 10 }, log), log, maxManifestBytes: 1 << 20, access: new Access({ writeGroup: 'layermesh', log, localUid: async () => 0 }) });
+    const published: unknown[] = [];
+    const evictor = { remove: async () => ({ evicted: [], freed: 0, kept: 'try again once that copy ends', untilCopied: true }) } as unknown as Evictor;
+    registerDiskApi(app, { evictor, totals: new TotalsCache(store, log), router: { id: 'self', publish: async (e) => void published.push(e) }, log, forget: () => {} });
+    const res = await app.inject({ method: 'DELETE', url: '/_mesh/v1/images?name=app:1&mesh=1' });
+    expect(res.json()).toMatchObject({ kept: 'try again once that copy ends', untilCopied: true });
+    expect(res.json().published).toBeUndefined();
+    expect(published).toEqual([]);
+  });
+});
+
 describe('prune', () => {
   it('answers 400 when this node is not set up to evict, and a 5xx that shows no server path when the store fails', async () => {
     const refused = await prune(new EvictionSetupError('prune evicts down to --disk-low, and this node has none'));
@@ -60,7 +74,7 @@ describe('storeImageName', () => {
     expect(storeImageName('registry.example:5000/team/app:2')).toBe('registry.example:5000/team/app:2');
     expect(storeImageName(`app@sha256:${'a'.repeat(64)}`)).toBe(`docker.io/library/app@sha256:${'a'.repeat(64)}`);
     expect(() => storeImageName('Not A Name')).toThrow(/invalid repository name/);
-    // rm --mesh publishes it: a digest the others refuse would score this node down in their gossip.
+    // rm --mesh publishes it, and the mesh's checks refuse a malformed digest.
     expect(() => storeImageName('app@sha256:abc')).toThrow(/invalid digest/);
   });
 });

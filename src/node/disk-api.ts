@@ -23,7 +23,7 @@ export interface DiskApiDeps {
 /** The store's name for what a user typed: `app:1` → `docker.io/library/app:1`; no tag means `latest`. */
 export function storeImageName(reference: string): string {
   const { repo, tag, digest } = parseImageName(reference);
-  // Published with rm --mesh: a name the others' checks refuse would count against this node.
+  // rm --mesh publishes it, and the mesh's checks refuse a malformed digest: said here, as a 400.
   if (digest !== undefined && !isDigest(digest)) throw digestInvalid('invalid digest', { digest });
   const key = repositoryKey(repo);
   return digest ? digestImageName(key, digest) : tagImageName(key, tag ?? 'latest');
@@ -55,7 +55,8 @@ export function registerDiskApi(app: FastifyInstance, { evictor, totals, router,
     const name = storeImageName(query.name); // a NameInvalidError is answered 400 by the registry's error handler
     if (query.mesh !== undefined) forget(name);
     const report = await evictor.remove(name, query.mesh === undefined ? 'rm' : 'rm --mesh');
-    if (query.mesh === undefined) return report;
+    // Not yet here (a copy under way shares its blobs): nothing is asked of the others either, rm --mesh is run again.
+    if (query.mesh === undefined || report.untilCopied) return report;
     await router.publish({ type: 'image-removed', image: name, node: router.id });
     log.info({ image: name }, 'asked every node to remove the image');
     return { ...report, published: true };

@@ -56,6 +56,18 @@ describe('rm --mesh on a member', () => {
     await expect.poll(() => remove.mock.calls.length).toBe(3);
   });
 
+  it('warns when it gives up waiting for the copies that share the image\'s blobs: the image stays', async () => {
+    const warnings: string[] = [];
+    const remove = vi.fn(async () => ({ evicted: [], freed: 0, kept: 'shares blobs with an image being copied here now', untilCopied: true }));
+    const removal = meshRemoval({
+      evictor: { remove }, policy: parseReplicationPolicy('all'), self: { name: 'self', labels: {} }, pushes: new NewestPushes('self'),
+      nameOf: (id) => id, log: pino({ level: 'warn' }, { write: (l: string) => void warnings.push(JSON.parse(l).msg) }), retries: new RetryTimers(), retryAfterMs: [20, 40],
+    });
+    removal({ type: 'image-removed', image: NAME, node: 'asker' });
+    await expect.poll(() => warnings).toEqual([expect.stringMatching(/given up; the image stays here/)]);
+    expect(remove).toHaveBeenCalledTimes(3);
+  });
+
   it('is not tried again once the name was pushed since: the push stands', async () => {
     const { removal, remove, pushes } = removing(1);
     pushes.observe(NAME, { clock: 1, node: 'a', digest: digest('a') });

@@ -33,7 +33,8 @@ export function meshRemoval(deps: MeshRemovalDeps): (event: RemoveEvent) => void
       const report = await evictor.remove(image, `rm --mesh from ${asker}`);
       if (report.untilCopied) {
         const wait = retryAfterMs[tries];
-        log.info({ image, from: asker, kept: report.kept, ...(wait !== undefined && { retryInSeconds: wait / 1000 }) }, 'rm --mesh: not yet');
+        if (wait === undefined) return log.warn({ image, from: asker, kept: report.kept }, 'rm --mesh: given up; the image stays here (run rm again)');
+        log.info({ image, from: asker, kept: report.kept, retryInSeconds: wait / 1000 }, 'rm --mesh: not yet');
         return void again(wait);
       }
       if (report.kept) log.info({ image, from: asker, kept: report.kept }, 'rm --mesh: kept');
