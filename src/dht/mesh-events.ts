@@ -9,7 +9,8 @@ export const EVENTS_TOPIC = 'layermesh/events/1';
 
 /** Room for an event with its inlined small blobs (see MeshEvent.inline). */
 export const MAX_EVENT_BYTES = 64 << 10;
-const MAX_IMAGE_LENGTH = 1024;
+/** Longest image name or replication policy an event carries. */
+export const MAX_EVENT_STRING = 1024;
 /** OCI digest grammar: algorithm ":" encoded. */
 const DIGEST = /^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$/;
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
@@ -59,7 +60,7 @@ export function decodeEvent(data: Uint8Array): { event?: GossipEvent; error?: st
   if (typeof v.type !== 'string') return { error: 'event has no type' };
   if (v.type !== 'image-pushed' && v.type !== 'image-removed') return {};
   // Names end up in stores, logs and operators' terminals: only what a push through a registry could name.
-  if (typeof v.image !== 'string' || v.image.length > MAX_IMAGE_LENGTH || !isImageName(v.image)) return { error: 'bad image' };
+  if (typeof v.image !== 'string' || v.image.length > MAX_EVENT_STRING || !isImageName(v.image)) return { error: 'bad image' };
   if (v.type === 'image-removed') {
     if (typeof v.node !== 'string' || v.node === '') return { error: 'bad node' };
     return { event: { type: v.type, image: v.image, node: v.node } };
@@ -69,7 +70,7 @@ export function decodeEvent(data: Uint8Array): { event?: GossipEvent; error?: st
   // Nodes from before push clocks send none: their pushes count as the oldest of their name (a rolling upgrade must not
   // have them rejected, and so scored down, by the upgraded nodes).
   if (v.clock !== undefined && (!Number.isSafeInteger(v.clock) || (v.clock as number) < 0)) return { error: 'bad clock' };
-  if (v.replicate !== undefined && (typeof v.replicate !== 'string' || v.replicate.length > MAX_IMAGE_LENGTH)) return { error: 'bad replicate' };
+  if (v.replicate !== undefined && (typeof v.replicate !== 'string' || v.replicate.length > MAX_EVENT_STRING)) return { error: 'bad replicate' };
   if (v.inline !== undefined && !isInline(v.inline)) return { error: 'bad inline blobs' };
   if (v.takers !== undefined && !(Array.isArray(v.takers) && v.takers.every((t) => typeof t === 'string' && TAKER_TAG.test(t)))) return { error: 'bad takers' };
   const event: MeshEvent = { type: v.type, image: v.image, digest: v.digest, node: v.node, clock: (v.clock as number | undefined) ?? 0 };

@@ -68,6 +68,7 @@ describe('catching up on pushes missed', () => {
       { name: 'docker.io/library/untracked:1', digest: digest(7) }, // tagged outside the mesh
       { name: 'docker.io/library/app:1\x1b]0;pwned\x07', digest: digest(8), push: { clock: 9, node: 'm1' } }, // no image name
       { name: 'docker.io/library/app:2', digest: 'sha256:short', push: { clock: 9, node: 'm1' } }, // no digest
+      { name: 'docker.io/library/app:3', digest: digest(9), push: { clock: 9, node: 'm1' }, replicate: 'x'.repeat(2000) }, // a policy gossip refuses
     ], pushes);
     expect(followed).toEqual([
       { type: 'image-pushed', image: 'docker.io/library/missed:1', digest: digest(3), node: 'm1', clock: 7, replicate: 'label.role=web' },

@@ -9,6 +9,7 @@ import type { MeshEvent } from '../dht/router.js';
 import { comparePushes } from '../oci/tag-push.js';
 import { isDigest } from '../oci/digest.js';
 import { isImageName } from '../oci/names.js';
+import { MAX_EVENT_STRING } from '../dht/mesh-events.js';
 import type { NewestPushes } from './newest-pushes.js';
 import { RETRY_AFTER_MS, type RetryTimers } from './retries.js';
 
@@ -29,7 +30,7 @@ export function catchUpOnJoin(
     }
     // As the gossip's checks do (mesh-events.ts): only what a push through a registry could name goes into the store.
     const missed: MeshEvent[] = inventory.images.flatMap(({ name, digest, push, replicate }) =>
-      push?.node === id && isImageName(name) && isDigest(digest) && comparePushes(push, pushes.get(name)) > 0
+      push?.node === id && isImageName(name) && isDigest(digest) && (replicate?.length ?? 0) <= MAX_EVENT_STRING && comparePushes(push, pushes.get(name)) > 0
         ? [{ type: 'image-pushed', image: name, digest, node: id, clock: push.clock, ...(replicate !== undefined && { replicate }) }]
         : []);
     if (missed.length === 0) return;

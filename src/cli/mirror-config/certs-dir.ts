@@ -29,7 +29,9 @@ export async function readIfExists(path: string): Promise<Buffer | undefined> {
  * file's owner and mode (a backup's copy is root's), on whatever filesystem the link leads to.
  */
 export async function putBack(path: string, backup: string, bytes: Buffer): Promise<void> {
-  await attempt('restore', path, () => writeAtomically(path, bytes, { throughLink: true }));
+  // A file gone meanwhile comes back with the backup's mode (copied from it): a private config stays private.
+  const { mode } = await attempt('read', backup, () => stat(backup));
+  await attempt('restore', path, () => writeAtomically(path, bytes, { throughLink: true, mode: mode & 0o7777 }));
   await attempt('remove', backup, () => unlink(backup));
 }
 

@@ -155,7 +155,8 @@ function allRegistries(dir: string, existing: string[], notes: string[]): string
   for (const name of existing) {
     if (name === DEFAULT_REGISTRY) continue;
     try {
-      registries.push(validateRegistry(registryOfDir(name)));
+      const registry = validateRegistry(registryOfDir(name));
+      if (!registries.includes(registry)) registries.push(registry); // host_port_ and host:port are one
     } catch {
       notes.push(`skipped ${join(dir, name)}: not a registry host name`);
     }

@@ -142,6 +142,15 @@ describe('config_path in containerd\'s config.toml', () => {
     expect(existsSync(`${config}.layermesh-backup`)).toBe(false);
   });
 
+  it('restores a config.toml deleted since with the mode it had (a private one stays private)', async () => {
+    await writeFile(config, DEBIAN, { mode: 0o600 });
+    await configureMirror({ dir, containerdConfig: config });
+    await rm(config);
+    await restoreMirror({ dir, containerdConfig: config });
+    expect(await readFile(config, 'utf8')).toBe(DEBIAN);
+    expect((await stat(config)).mode & 0o777).toBe(0o600);
+  });
+
   it('says why config.toml was not edited', async () => {
     await writeFile(config, DEBIAN);
     await writeFile(`${config}.layermesh-backup`, 'stray');

@@ -144,6 +144,9 @@ describe('meshctl mirror configure', () => {
     expect(parse(await readFile(join(underscored, 'hosts.toml'), 'utf8')).server).toBe('https://registry.local:5000');
     expect(existsSync(join(dir, 'registry.local:5000'))).toBe(false);
     expect((await configure({ all: true })).files.map((f) => [f.registry, f.action])).toContainEqual(['registry.local:5000', 'unchanged']);
+    // Both spellings there: one registry, configured once, where containerd looks first.
+    await mkdir(join(dir, 'registry.local:5000'));
+    expect((await configure({ all: true })).files.filter((f) => f.registry === 'registry.local:5000').map((f) => f.path)).toEqual([join(underscored, 'hosts.toml')]);
   });
 
   it('leaves a registry on loopback its own way to be reached (plain HTTP too), not https only', async () => {
