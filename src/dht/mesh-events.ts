@@ -10,7 +10,7 @@ export const EVENTS_TOPIC = 'layermesh/events/1';
 /** Room for an event with its inlined small blobs (see MeshEvent.inline). */
 export const MAX_EVENT_BYTES = 64 << 10;
 /** Longest image name or replication policy an event carries. */
-export const MAX_EVENT_STRING = 1024;
+const MAX_EVENT_STRING = 1024;
 /** OCI digest grammar: algorithm ":" encoded. */
 const DIGEST = /^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$/;
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;

@@ -30,15 +30,11 @@ const SURVEY_FRESH_MS = 1_000;
 /** membership.inventories(), one survey at a time, reused while it runs and for SURVEY_FRESH_MS after. */
 function sharedSurvey(membership: Pick<Membership, 'inventories'>): () => Promise<Map<string, Inventory>> {
   let survey: Promise<Map<string, Inventory>> | undefined;
-  let doneAt = Number.NEGATIVE_INFINITY;
-  let running = false;
+  let freshUntil = Number.NEGATIVE_INFINITY;
   return () => {
-    if (survey && (running || performance.now() - doneAt < SURVEY_FRESH_MS)) return survey;
-    running = true;
-    survey = membership.inventories().finally(() => {
-      running = false;
-      doneAt = performance.now();
-    });
+    if (survey && performance.now() < freshUntil) return survey;
+    freshUntil = Infinity;
+    survey = membership.inventories().finally(() => (freshUntil = performance.now() + SURVEY_FRESH_MS));
     return survey;
   };
 }

@@ -7,9 +7,8 @@ import type { Logger } from 'pino';
 import type { Membership } from '../dht/membership.js';
 import type { MeshEvent } from '../dht/router.js';
 import { comparePushes } from '../oci/tag-push.js';
+import { decodeEvent, encodeEvent } from '../dht/mesh-events.js';
 import { isDigest } from '../oci/digest.js';
-import { isImageName } from '../oci/names.js';
-import { MAX_EVENT_STRING } from '../dht/mesh-events.js';
 import type { NewestPushes } from './newest-pushes.js';
 import { RETRY_AFTER_MS, type RetryTimers } from './retries.js';
 
@@ -28,11 +27,12 @@ export function catchUpOnJoin(
       if (attempt < askAgainMs.length) retries.after(askAgainMs[attempt], () => catchUp(id, attempt + 1));
       return;
     }
-    // As the gossip's checks do (mesh-events.ts): only what a push through a registry could name goes into the store.
     const missed: MeshEvent[] = inventory.images.flatMap(({ name, digest, push, replicate }) =>
-      push?.node === id && isImageName(name) && isDigest(digest) && (replicate?.length ?? 0) <= MAX_EVENT_STRING && comparePushes(push, pushes.get(name)) > 0
-        ? [{ type: 'image-pushed', image: name, digest, node: id, clock: push.clock, ...(replicate !== undefined && { replicate }) }]
-        : []);
+      push?.node === id && comparePushes(push, pushes.get(name)) > 0
+        ? [{ type: 'image-pushed' as const, image: name, digest, node: id, clock: push.clock, ...(replicate !== undefined && { replicate }) }]
+        : [])
+      // Taken as their gossip would be (names and policies its checks refuse go nowhere near the store), of a digest this node copies.
+      .filter((event) => isDigest(event.digest) && decodeEvent(encodeEvent(event)).event !== undefined);
     if (missed.length === 0) return;
     log.info({ peer: id, pushes: missed.length, images: missed.slice(0, 10).map((e) => e.image) }, 'following pushes this node missed');
     for (const event of missed) follow(event);

@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import type { Router } from '../dht/router.js';
 import type { DiskSummary, DiskUsage, EvictionReport } from '../api/admin-types.js';
 import { digestImageName, parseImageName, repositoryKey, tagImageName } from '../oci/names.js';
-import { digestInvalid, RegistryError } from '../registry/errors.js';
+import { asRegistryError, digestInvalid, RegistryError } from '../registry/errors.js';
 import { isDigest } from '../oci/digest.js';
 import { StoreUnavailableError } from '../store/store.js';
 import { EvictionSetupError, type Evictor } from './evictor.js';
@@ -35,8 +35,8 @@ export function registerDiskApi(app: FastifyInstance, { evictor, totals, router,
     const summary = await totals.summary();
     if (summary) return summary;
     // The survey logged why; a page polling this every second must not add a line each time.
-    const unavailable = new StoreUnavailableError('surveying it for its disk totals');
-    return reply.code(503).header('retry-after', String(unavailable.retryAfterSeconds)).send({ errors: [{ code: 'UNAVAILABLE', message: unavailable.message }] });
+    const unavailable = asRegistryError(new StoreUnavailableError('surveying it for its disk totals'))!;
+    return reply.code(unavailable.status).headers(unavailable.headers).send(unavailable.body());
   });
 
   app.post('/_mesh/v1/prune', async (): Promise<EvictionReport> => {

@@ -16,6 +16,9 @@ const COPIES_LOOKUP_MS = 3_000;
 const LOOKUPS_AT_ONCE = 4;
 
 /** Eviction cannot run as this node is set up (no watermarks, or percentages without a filesystem): the operator's to fix. */
+/** Whether an image's blobs include one in transfer: its record holds that blob until the copy names its own. */
+const sharesAny = (blobs: string[], inFlight: Set<string>) => blobs.some((d) => inFlight.has(d));
+
 export class EvictionSetupError extends Error {
   override name = 'EvictionSetupError';
 }
@@ -167,7 +170,7 @@ export class Evictor {
     // An image sharing a blob with a copy under way waits for the next check: without its record, nothing would hold
     // that blob until the copy names its own (containerd's collector, the embedded store's sweep would take it).
     const evictable = (i: HeldImage) => !i.pinned && !inFlight.has(i.record.name) && !inFlight.has(i.record.target.digest)
-      && !i.blobs.some((d) => inFlight.has(d)) && (categoryOf(i) === 'replicated' || this.deps.evictLocal);
+      && !sharesAny(i.blobs, inFlight) && (categoryOf(i) === 'replicated' || this.deps.evictLocal);
     const candidates: Candidate[] = [];
     // A blob being copied here for a new image may be one an old image shares: it stays.
     const kept = new Set<string>(inFlight);
@@ -229,7 +232,7 @@ export class Evictor {
     const { store, log } = this.deps;
     const { candidate: c } = p;
     const inFlight = this.deps.inFlight();
-    if (inFlight.has(c.key) || inFlight.has(c.digest) || (c.kind === 'image' && c.blobs.some((d) => inFlight.has(d)))) return undefined;
+    if (inFlight.has(c.key) || inFlight.has(c.digest) || (c.kind === 'image' && sharesAny(c.blobs, inFlight))) return undefined;
     if (c.kind === 'image') await store.images.delete(c.key);
     for (const d of p.freedBlobs) if (!inFlight.has(d)) await store.delete(d);
     this.deps.uses.forget(c.key);
@@ -257,7 +260,7 @@ export class Evictor {
       }
       const inFlight = this.deps.inFlight();
       // Its record holds the blobs it shares with a copy under way until the copy names its image (see #candidates).
-      if (image.blobs.some((d) => inFlight.has(d))) {
+      if (sharesAny(image.blobs, inFlight)) {
         return { evicted: [], freed: 0, kept: `${name} shares blobs with an image being copied here now: try again once that copy ends`, untilCopied: true };
       }
       const others = new Set(held.images.filter((i) => i !== image).flatMap((i) => i.blobs));

@@ -52,7 +52,11 @@ const TEMPORARY = /\.[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12
 
 /** Removes what writes of files in `dir` left when the process died before their rename; how many there were. */
 export async function removeLeftovers(dir: string): Promise<number> {
-  const left = (await readdir(dir).catch(() => [] as string[])).filter((f) => TEMPORARY.test(f));
+  const names = await readdir(dir).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT') return [] as string[];
+    throw err;
+  });
+  const left = names.filter((f) => TEMPORARY.test(f));
   await Promise.all(left.map((f) => rm(join(dir, f), { force: true })));
   return left.length;
 }
